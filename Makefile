@@ -1,0 +1,33 @@
+# The two entry points of a fresh clone: `make demo` and `make test`. Both create .venv when absent:
+# torch==2.13.0 (CPU) first, so nothing pulls a CUDA build, then shoal with its dev extras.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.shoal-installed
+
+.PHONY: demo test lint typecheck bench-ctr clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/shoal demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check shoal tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shoal
+
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest -q
+
+bench-ctr: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/ctr.py --json bench-ctr.json
+
+clean:
+	rm -rf $(VENV) shoal-runs data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,288 @@
+"""The ``shoal`` command line (typer + rich). Library code logs; only this module prints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from shoal.config import ConfigError
+from shoal.data.readers import BadInputError
+from shoal.registry import RegistryError, RunRecord, resolve_home
+from shoal.train import Callbacks
+
+app = typer.Typer(help="shoal: train, compress and serve models on dense, sparse and text features.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+HomeOption = Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")]
+
+_USER_ERRORS = (ConfigError, BadInputError, RegistryError, FileNotFoundError, ValueError)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Print expected errors (bad config, bad data, unknown run) as one clear message and exit 2."""
+    try:
+        yield
+    except _USER_ERRORS as err:
+        err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _home(home: Path | None) -> Path:
+    return resolve_home(home, os.environ)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+class RichCallbacks(Callbacks):
+    """A progress bar with rows/s and the running loss; one line per validation."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None:
+        self.task = self.progress.add_task("train", total=rows_per_epoch * epochs, completed=resumed_rows,
+                                           loss=float("nan"), speed=0.0)
+
+    def on_step(self, rows: int, loss: float, rows_per_s: float) -> None:
+        self.progress.update(self.task, completed=rows, loss=loss, speed=rows_per_s)
+
+    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        self.progress.console.print(
+            f"  epoch {epoch} step {step}: valid AUC {metrics['auc']:.4f}  NE {metrics['ne']:.4f}  "
+            f"logloss {metrics['logloss']:.4f}  calibration {metrics['calibration']:.3f}"
+        )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[speed]:,.0f} rows/s"), TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def _metrics_table(title: str, columns: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    keys: list[str] = []
+    for col in columns.values():
+        keys += [k for k in col if k not in keys]
+    for k in keys:
+        cells = []
+        for col in columns.values():
+            v = col.get(k)
+            cells.append("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row(k, *cells)
+    return table
+
+
+def _split_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in metrics.items():
+        split, _, name = key.partition("_")
+        out.setdefault(split, {})[name] = value
+    return out
+
+
+def _print_run(record: RunRecord) -> None:
+    console.print(f"run [bold]{record.run_id}[/] ({record.name}, {record.status}) -> {record.artifact_dir}")
+    if record.metrics:
+        console.print(_metrics_table("metrics", _split_metrics(record.metrics)))
+    s = record.summary
+    if s.get("quarantined_rows"):
+        console.print(f"[yellow]{s['quarantined_rows']} bad rows quarantined[/] -> {s.get('quarantine_file')}"
+                      f" {s.get('quarantined_by_reason')}")
+
+
+def _train_with_progress(fn: Callable[[Callbacks], RunRecord]) -> RunRecord:
+    with _progress() as progress:
+        return fn(RichCallbacks(progress))
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML run config.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue this killed run (id or prefix).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Train a model from a config; prints the run id and its metrics."""
+    from shoal import runs
+
+    with _user_errors():
+        h = _home(home)
+        if resume is not None:
+            record = _train_with_progress(lambda cb: runs.resume(resume, h, cb))
+        elif config is None:
+            raise ValueError("give a CONFIG file to train, or --resume RUN to continue a run")
+        else:
+            record = _train_with_progress(lambda cb: runs.train(config, h, cb))
+        _print_run(record)
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled file, read like the training data.")],
+    quarantine: Annotated[Path | None, typer.Option(help="Write bad rows here instead of failing.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """AUC, NE, calibration, log loss and accuracy of a trained model on a file."""
+    from shoal import runs
+
+    with _user_errors():
+        report = runs.evaluate_file(run, data, _home(home), quarantine=quarantine)
+        console.print(_metrics_table(f"{run} on {data}", {"value": report}))
+
+
+@app.command("runs")
+def runs_(home: HomeOption = None, limit: int = 20) -> None:
+    """List runs in the registry, newest first."""
+    from shoal.registry import Registry
+
+    with _user_errors():
+        records = Registry(_home(home)).list(limit=limit)
+        table = Table(title=f"runs in {_home(home)}")
+        for col in ("run", "name", "kind", "status", "model", "valid AUC", "valid NE", "created"):
+            table.add_column(col)
+        for r in records:
+            m = r.metrics
+            table.add_row(
+                r.run_id, r.name, r.kind, r.status, str(r.config.get("model", {}).get("name", "")),
+                f"{m['valid_auc']:.4f}" if "valid_auc" in m else "", f"{m['valid_ne']:.4f}" if "valid_ne" in m else "",
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+            )
+        console.print(table)
+
+
+@app.command()
+def show(run: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")], home: HomeOption = None) -> None:
+    """A run's config, metrics and summary."""
+    import json
+
+    from shoal.registry import Registry
+
+    with _user_errors():
+        record = Registry(_home(home)).get(run)
+        _print_run(record)
+        summary = {k: v for k, v in record.summary.items() if k not in ("history", "traceback")}
+        console.print_json(json.dumps({"summary": summary, "config": record.config}, default=str))
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Parquet file to write.")] = Path("data/synthetic.parquet"),
+    rows: int = 200_000,
+    dense: int = 13,
+    sparse: int = 26,
+    base_rate: float = 0.03,
+    max_cardinality: int = 1_000_000,
+    seed: int = 0,
+) -> None:
+    """Write a synthetic click log with a known ground truth (and its Bayes-optimal AUC/NE)."""
+    from shoal.data.synthetic import SynthSpec, generate
+
+    with _user_errors():
+        spec = SynthSpec(rows=rows, dense=dense, sparse=sparse, base_rate=base_rate,
+                         max_cardinality=max_cardinality, seed=seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Progress(TextColumn("synth"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("synth", total=rows)
+            truth = generate(out, spec, progress=lambda n: progress.update(task, completed=n))
+        console.print(f"wrote {out} ({rows:,} rows): base rate {truth.base_rate:.4f}, "
+                      f"Bayes-optimal AUC {truth.bayes_auc:.4f}, NE {truth.bayes_ne:.4f}")
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL file.")],
+    label: Annotated[str | None, typer.Option(help="The label column (guessed when omitted).")] = None,
+    write: Annotated[Path | None, typer.Option("--write", "-w", help="Write a starter config here.")] = None,
+    max_rows: int = 200_000,
+) -> None:
+    """Infer a schema: columns, kind, cardinality, missing rate; optionally write a starter config."""
+    from shoal.inspect import inspect_file, starter_config
+
+    with _user_errors():
+        profile = inspect_file(file, label=label, max_rows=max_rows)
+        table = Table(title=f"{file} ({profile.format}, {profile.rows:,} rows read, "
+                            f"header: {'yes' if profile.header else 'no'})")
+        for col in ("column", "kind", "type", "distinct", "missing %", "example", "why"):
+            table.add_column(col)
+        for c in profile.columns:
+            distinct = f"{'>=' if c.cardinality_capped else ''}{c.cardinality:,}"
+            table.add_row(c.name, c.kind, c.dtype, distinct, f"{c.missing_pct:.1f}", str(c.example)[:24], c.reason)
+        console.print(table)
+        if write is not None:
+            write.parent.mkdir(parents=True, exist_ok=True)
+            write.write_text(starter_config(profile, write), encoding="utf-8")
+            console.print(f"wrote starter config {write}; train it with: shoal train {write}")
+
+
+@app.command()
+def demo(
+    rows: int = 200_000,
+    home: HomeOption = None,
+    workdir: Annotated[Path, typer.Option(help="Where the synthetic data goes.")] = Path("data"),
+) -> None:
+    """Synthetic click log -> train DLRM -> evaluate -> report against the Bayes-optimal ceiling."""
+    from shoal import runs
+    from shoal.data.synthetic import SynthSpec, generate, load_truth, truth_path
+    from shoal.demo import synthetic_config
+
+    with _user_errors():
+        started = time.perf_counter()
+        data = workdir / f"synthetic-{rows}.parquet"
+        if not truth_path(data).exists():
+            console.rule("1. synthesize a click log")
+            workdir.mkdir(parents=True, exist_ok=True)
+            with Progress(TextColumn("synth"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+                task = progress.add_task("synth", total=rows)
+                generate(data, SynthSpec(rows=rows), progress=lambda n: progress.update(task, completed=n))
+        truth = load_truth(data)
+        console.print(f"{data}: {truth.rows:,} rows, base rate {truth.base_rate:.4f}")
+        console.rule("2. train DLRM")
+        cfg = synthetic_config(data.resolve())
+        record = _train_with_progress(lambda cb: runs.train(cfg, _home(home), cb))
+        console.rule("3. evaluate")
+        m = _split_metrics(record.metrics)["valid"]
+        table = Table(title=f"DLRM on the synthetic log (run {record.run_id}), validation split")
+        for col in ("metric", "DLRM", "Bayes-optimal ceiling", "base rate predictor"):
+            table.add_column(col, justify="right")
+        table.add_row("AUC", f"{m['auc']:.4f}", f"{truth.bayes_auc:.4f}", "0.5000")
+        table.add_row("NE", f"{m['ne']:.4f}", f"{truth.bayes_ne:.4f}", "1.0000")
+        table.add_row("calibration", f"{m['calibration']:.3f}", "1.000", "1.000")
+        table.add_row("log loss", f"{m['logloss']:.4f}", f"{truth.bayes_logloss:.4f}", "")
+        console.print(table)
+        s = record.summary
+        console.print(f"trained {s['rows_trained']:,} rows in {s['train_seconds']:.1f} s "
+                      f"({s['train_rows_per_s']:,.0f} rows/s); demo took {time.perf_counter() - started:.0f} s")
+        console.print(f"next: shoal show {record.run_id}   |   shoal eval {record.run_id} --data FILE   |   shoal runs")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

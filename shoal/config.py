@@ -1,0 +1,265 @@
+"""Typed run configuration, loaded from YAML and validated by pydantic.
+
+A config names the data (files and their format), the label, the features and their kinds, the model and the
+training settings. Unknown keys fail; every error names the file, the field, the bad value and what is
+allowed. Relative paths in a config file are resolved against the folder that holds the file, so a config
+works from any working directory.
+
+Example (``configs/synthetic.yaml`` is a complete one)::
+
+    name: clicks
+    data: {train: clicks.parquet, valid_fraction: 0.1}
+    label: {column: label}
+    features:
+      - {name: d0, kind: dense, transform: log1p}
+      - {name: s0, kind: sparse, buckets: 100000}
+    model: {name: dlrm, embedding_dim: 16}
+    train: {epochs: 2, batch_size: 1024}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DLRMConfig",
+    "FeatureConfig",
+    "LabelConfig",
+    "LogisticConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+FileFormat = Literal["csv", "tsv", "parquet", "jsonl"]
+
+
+class DataConfig(_Strict):
+    """Where the rows come from and how to read them."""
+
+    train: Path
+    valid: Path | None = None
+    test: Path | None = None
+    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    format: FileFormat | None = None  # None: from the file extension
+    header: bool = True
+    columns: list[str] | None = None  # required for headerless CSV/TSV
+    delimiter: str | None = Field(None, min_length=1, max_length=1)
+    missing: list[str] = Field(default_factory=lambda: ["", "NA", "NaN", "nan", "null", "?"])
+    on_bad_rows: Literal["error", "quarantine"] = "error"
+    chunk_rows: int = Field(65_536, ge=1)
+
+    @model_validator(mode="after")
+    def _columns_for_headerless(self) -> DataConfig:
+        if not self.header and self.columns is None and self.format in (None, "csv", "tsv"):
+            raise ValueError("header is false, so data.columns must list the column names in file order")
+        return self
+
+
+class LabelConfig(_Strict):
+    """The target column. Binary now; ``kind`` leaves room for multiclass and regression."""
+
+    column: str
+    kind: Literal["binary"] = "binary"
+    positive: list[str] = Field(default_factory=lambda: ["1", "1.0", "true", "True"])
+    negative: list[str] = Field(default_factory=lambda: ["0", "0.0", "false", "False"])
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> LabelConfig:
+        both = sorted(set(self.positive) & set(self.negative))
+        if both:
+            raise ValueError(f"values {both} are listed as both positive and negative")
+        return self
+
+
+class FeatureConfig(_Strict):
+    """One input column: ``dense`` (a number) or ``sparse`` (an id, or a list of ids in one cell)."""
+
+    name: str
+    kind: Literal["dense", "sparse"]
+    column: str | None = None  # defaults to ``name``
+    # dense
+    transform: Literal["log1p", "standardize", "none"] = "standardize"
+    # sparse
+    buckets: int = Field(100_000, ge=2, le=100_000_000)
+    separator: str | None = Field(None, min_length=1)  # a list of ids in one cell, e.g. "|"
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+
+class _ModelBase(_Strict):
+    embedding_dim: int = Field(16, ge=1, le=1024)
+
+
+class DLRMConfig(_ModelBase):
+    """Naumov et al. 2019: bottom MLP on dense, one table per sparse feature, dot interactions, top MLP."""
+
+    name: Literal["dlrm"]
+    bottom_mlp: list[int] = Field(default_factory=lambda: [64, 32])
+    top_mlp: list[int] = Field(default_factory=lambda: [128, 64])
+
+
+class LogisticConfig(_Strict):
+    """The wide baseline: one weight per hashed id and per dense value."""
+
+    name: Literal["logistic"]
+
+
+class MLPConfig(_ModelBase):
+    """Concatenated embeddings and dense values through an MLP."""
+
+    name: Literal["mlp"]
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+
+
+ModelConfig = Annotated[DLRMConfig | LogisticConfig | MLPConfig, Field(discriminator="name")]
+
+
+class TrainConfig(_Strict):
+    """Optimisation: Adagrad on embedding rows (sparse gradients), Adam on everything else."""
+
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    embedding_lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    checkpoint_every: int = Field(500, ge=1)  # steps
+    early_stopping_patience: int = Field(2, ge=1)  # epochs without a better validation log loss
+    eval_every: int | None = Field(None, ge=1)  # steps between validations; None: once per epoch
+    threads: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Strict):
+    """A whole run: name, data, label, features, model and training settings."""
+
+    name: str = "run"
+    data: DataConfig
+    label: LabelConfig
+    features: list[FeatureConfig] = Field(min_length=1)
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RunConfig:
+        seen: set[str] = set()
+        for f in self.features:
+            if f.name in seen:
+                raise ValueError(f"feature name {f.name!r} is used twice; feature names must be unique")
+            seen.add(f.name)
+        if self.label.column in {f.source for f in self.features}:
+            raise ValueError(f"the label column {self.label.column!r} is also listed as a feature")
+        return self
+
+    @property
+    def dense(self) -> list[FeatureConfig]:
+        return [f for f in self.features if f.kind == "dense"]
+
+    @property
+    def sparse(self) -> list[FeatureConfig]:
+        return [f for f in self.features if f.kind == "sparse"]
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as plain JSON data (paths as strings), for the registry and the bundle."""
+        return self.model_dump(mode="json")
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str] | None:
+    """The field names allowed where ``loc`` points, found by walking the model classes."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            # a tagged union member, e.g. loc ("model", "dlrm", "x")
+            return None
+        current = _inner_model(field.annotation, loc, part)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return None
+
+
+def _inner_model(annotation: Any, loc: tuple[int | str, ...], part: int | str) -> Any:
+    args = getattr(annotation, "__args__", ())
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in args:
+        inner = _inner_model(arg, loc, part)
+        if inner is not None:
+            # tagged unions put the tag in loc right after the field name
+            tag_index = loc.index(part) + 1
+            tag = loc[tag_index] if tag_index < len(loc) else None
+            fields = getattr(inner, "model_fields", {})
+            name_field = fields.get("name")
+            if name_field is None or tag is None or tag in getattr(name_field.annotation, "__args__", ()):
+                return inner
+    return None
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(RunConfig, loc)
+            msg = f"unknown key {loc[-1]!r}" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        value = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
+        lines.append(f"  - {where}: {msg}{value}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
+    """Validate plain data as a :class:`RunConfig`; relative data paths are joined to ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a config must be a mapping of keys to values, not {type(data).__name__}")
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+    if base_dir is None:
+        return cfg
+    paths = {}
+    for key in ("train", "valid", "test"):
+        p = getattr(cfg.data, key)
+        if p is not None and not p.is_absolute():
+            paths[key] = (base_dir / p).resolve()
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=paths)})
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config file. Raises :class:`ConfigError` naming the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist (working directory: {Path.cwd()})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(data, source=str(path), base_dir=path.parent.resolve())

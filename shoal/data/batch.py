@@ -1,0 +1,88 @@
+"""The encoded batch: what every model consumes.
+
+Sparse features are jagged: each row holds one id, or a list of ids. Per feature the batch keeps the flat
+``ids`` and ``offsets`` (CSR style, length B + 1), as ``nn.EmbeddingBag`` and TorchRec's KeyedJaggedTensor
+expect::
+
+    row      feature "cats" (a list per row)     ids      = [7, 3, 9, 0, 4]
+    0        [7, 3]                              offsets  = [0, 2, 3, 4, 5]
+    1        [9]
+    2        (missing -> reserved id 0)  [0]
+    3        [4]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Batch", "ModelInputs"]
+
+ModelInputs = tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]
+
+
+@dataclass
+class Batch:
+    """Encoded rows, as numpy arrays (zero-copy into torch with :meth:`inputs`)."""
+
+    dense: np.ndarray  # (B, D_enc) float32: transformed dense values, then one missing flag per dense feature
+    ids: list[np.ndarray]  # per sparse feature: (N_k,) int64 bucket ids, 0 = missing
+    offsets: list[np.ndarray]  # per sparse feature: (B + 1,) int64, row b owns ids[offsets[b]:offsets[b+1]]
+    label: np.ndarray | None  # (B,) float32 in {0, 1}, None at predict time
+    lines: np.ndarray  # (B,) int64: line (or row number) of each row in its file
+
+    def __len__(self) -> int:
+        return int(self.dense.shape[0])
+
+    def take(self, index: np.ndarray) -> Batch:
+        """The rows at ``index`` (any order), jagged features gathered consistently."""
+        ids, offsets = [], []
+        for k_ids, k_off in zip(self.ids, self.offsets, strict=True):
+            starts, lengths = k_off[:-1][index], np.diff(k_off)[index]
+            new_off = np.zeros(len(index) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=new_off[1:])
+            if int(lengths.max(initial=0)) == 1 and int(lengths.min(initial=1)) == 1:
+                ids.append(k_ids[starts])  # the common single-id case
+            else:
+                gather = np.repeat(starts - new_off[:-1], lengths) + np.arange(new_off[-1])
+                ids.append(k_ids[gather])
+            offsets.append(new_off)
+        return Batch(
+            dense=self.dense[index], ids=ids, offsets=offsets,
+            label=None if self.label is None else self.label[index], lines=self.lines[index],
+        )
+
+    def slice(self, start: int, stop: int) -> Batch:
+        return self.take(np.arange(start, min(stop, len(self))))
+
+    def inputs(self) -> ModelInputs:
+        """(dense (B, D), ids per feature (N_k,), offsets per feature (B,)) as torch tensors."""
+        return (
+            torch.from_numpy(self.dense),
+            [torch.from_numpy(i) for i in self.ids],
+            [torch.from_numpy(o[:-1]) for o in self.offsets],
+        )
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        """Join batches row-wise (offsets shifted so they stay CSR-consistent)."""
+        if len(batches) == 1:
+            return batches[0]
+        ids, offsets = [], []
+        for k in range(len(batches[0].ids)):
+            ids.append(np.concatenate([b.ids[k] for b in batches]))
+            parts, base = [np.zeros(1, np.int64)], 0
+            for b in batches:
+                parts.append(b.offsets[k][1:] + base)
+                base += int(b.offsets[k][-1])
+            offsets.append(np.concatenate(parts))
+        labels = [b.label for b in batches]
+        return Batch(
+            dense=np.concatenate([b.dense for b in batches]),
+            ids=ids,
+            offsets=offsets,
+            label=None if any(lab is None for lab in labels) else np.concatenate(labels),  # type: ignore[arg-type]
+            lines=np.concatenate([b.lines for b in batches]),
+        )

@@ -1,0 +1,291 @@
+"""Stream CSV/TSV, Parquet and JSONL files in bounded chunks through pyarrow.
+
+Every chunk carries the physical line number (CSV/TSV, header counted) or the 1-based row number
+(Parquet, JSONL) of each row, so later stages can name the exact place of a bad value. Rows with the wrong
+number of columns never reach the caller: they go to a :class:`BadRowSink`, which either raises a
+:class:`BadInputError` naming file, line and content, or quarantines them (``on_bad_rows: quarantine``).
+
+Memory stays bounded by ``chunk_rows`` whatever the file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+__all__ = ["BadInputError", "BadRow", "BadRowSink", "Chunk", "detect_format", "read_chunks", "read_header"]
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet",
+               ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv"}
+
+
+class BadInputError(ValueError):
+    """A file or a row that cannot be used. The message names the file, line, column and value."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """One rejected row and why."""
+
+    file: str
+    line: int | None
+    column: str | None
+    value: str | None
+    reason: str
+
+    def message(self) -> str:
+        where = f"{self.file}, line {self.line}" if self.line is not None else self.file
+        col = f", column {self.column!r}" if self.column is not None else ""
+        val = f": value {self.value!r}" if self.value is not None else ""
+        return f"{where}{col}{val}: {self.reason}"
+
+
+class BadRowSink:
+    """Where bad rows go: ``error`` raises on the first one, ``quarantine`` writes JSONL and counts.
+
+    ``count`` only counts: for later passes over rows that an earlier pass already reported.
+
+    >>> sink = BadRowSink("error")
+    >>> sink.add(BadRow("a.csv", 3, "age", "x", "not a number"))
+    Traceback (most recent call last):
+    ...
+    shoal.data.readers.BadInputError: a.csv, line 3, column 'age': value 'x': not a number ...
+    """
+
+    def __init__(self, mode: Literal["error", "quarantine", "count"], path: Path | None = None) -> None:
+        if mode == "quarantine" and path is None:
+            raise ValueError("quarantine mode needs a path for the quarantine file")
+        self.mode = mode
+        self.path = path
+        self.count = 0
+        self.by_reason: dict[str, int] = {}
+        self._fh: IO[str] | None = None
+
+    def add(self, row: BadRow) -> None:
+        if self.mode == "error":
+            raise BadInputError(
+                f"{row.message()} (set data.on_bad_rows: quarantine to set such rows aside and go on)"
+            )
+        self.count += 1
+        key = row.reason.split(":")[0]
+        self.by_reason[key] = self.by_reason.get(key, 0) + 1
+        if self.mode == "count":
+            return
+        if self._fh is None:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(asdict(row)) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def summary(self) -> dict[str, object]:
+        return {"quarantined_rows": self.count, "quarantined_by_reason": dict(self.by_reason),
+                "quarantine_file": str(self.path) if self.count else None}
+
+
+@dataclass
+class Chunk:
+    """A slice of a file: the wanted columns (strings for CSV/TSV) and where each row came from."""
+
+    table: pa.Table
+    lines: np.ndarray  # (N,) int64: physical line (CSV/TSV) or 1-based row number (Parquet/JSONL)
+    file: str
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+def detect_format(path: Path, explicit: str | None) -> str:
+    if explicit is not None:
+        return explicit
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise BadInputError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+            f"set data.format to one of csv, tsv, parquet, jsonl"
+        )
+    return fmt
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise BadInputError(f"{path}: file does not exist")
+    if not path.is_file():
+        raise BadInputError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"{path}: file is empty (0 bytes); expected rows of data")
+
+
+def read_header(path: Path, fmt: str, delimiter: str | None = None) -> list[str]:
+    """Column names of a file: the CSV/TSV header line, or the Parquet/JSONL schema."""
+    _check_file(path)
+    if fmt == "parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    if fmt == "jsonl":
+        with path.open("rb") as fh:
+            first = fh.readline()
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError as err:
+            raise BadInputError(f"{path}, line 1: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise BadInputError(f"{path}, line 1: a JSONL row must be an object, not {type(row).__name__}")
+        return list(row)
+    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+        line = fh.readline()
+    sep = delimiter or ("\t" if fmt == "tsv" else ",")
+    return [c.strip() for c in next(csv.reader([line.rstrip("\r\n")], delimiter=sep))]
+
+
+def read_chunks(
+    path: Path,
+    *,
+    fmt: str | None,
+    columns: Sequence[str],
+    sink: BadRowSink,
+    header: bool = True,
+    names: Sequence[str] | None = None,
+    delimiter: str | None = None,
+    missing: Sequence[str] = ("",),
+    chunk_rows: int = 65_536,
+) -> Iterator[Chunk]:
+    """Yield chunks holding ``columns`` of ``path``.
+
+    ``names`` gives the column names of a headerless CSV/TSV. A file with no data rows (empty, or only a
+    header) raises :class:`BadInputError` once the stream ends.
+    """
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    _check_file(path)
+    if fmt in ("csv", "tsv"):
+        stream = _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows)
+    elif fmt == "parquet":
+        stream = _parquet_chunks(path, columns, chunk_rows)
+    else:
+        stream = _jsonl_chunks(path, columns, chunk_rows)
+    rows = 0
+    for chunk in stream:
+        rows += len(chunk)
+        if len(chunk):
+            yield chunk
+    if rows == 0:
+        what = "only a header" if header and fmt in ("csv", "tsv") else "no rows"
+        raise BadInputError(f"{path}: file has {what}; expected at least one data row")
+
+
+def _missing_columns(path: Path, have: Sequence[str], want: Sequence[str]) -> None:
+    lost = [c for c in want if c not in set(have)]
+    if lost:
+        raise BadInputError(
+            f"{path}: column(s) {lost} not found; the file has {list(have)[:50]}. "
+            f"Fix the feature/label names in the config (or data.columns for a headerless file)."
+        )
+
+
+def _csv_chunks(
+    path: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
+    names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
+) -> Iterator[Chunk]:
+    sep = delimiter or ("\t" if fmt == "tsv" else ",")
+    file_names = list(names) if names is not None else read_header(path, fmt, sep)
+    _missing_columns(path, file_names, columns)
+    skipped: list[int] = []  # physical line numbers of rows with the wrong column count
+    name = str(path)
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        line = row.number if row.number is not None else -1
+        skipped.append(line)
+        sink.add(BadRow(name, line, None, row.text[:200],
+                        f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
+        return "skip"
+
+    # block_size bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
+    block = max(1 << 16, min(64 << 20, chunk_rows * 128))
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=file_names, skip_rows=1 if header else 0,
+                                           block_size=block, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
+                                             ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(columns), column_types={c: pa.string() for c in columns},
+                null_values=list(missing), strings_can_be_null=True, quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as err:
+        raise BadInputError(f"{path}: cannot read as {fmt.upper()}: {err}") from None
+    good = 0
+    first_data_line = 2 if header else 1
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as err:
+            raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
+        n = batch.num_rows
+        g = np.arange(good, good + n, dtype=np.int64)
+        good += n
+        # Map the good-row index g to its physical line, jumping over skipped lines:
+        # S_i - i - first_data_line = number of good rows before the i-th skipped line.
+        s = np.sort(np.asarray(skipped, dtype=np.int64))
+        before = np.searchsorted(s - np.arange(len(s)) - first_data_line, g, side="right")
+        table = pa.Table.from_batches([batch])
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            yield Chunk(table.slice(start, stop - start), g[start:stop] + first_data_line
+                        + before[start:stop], name)
+
+
+def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+    try:
+        pf = pq.ParquetFile(path)
+    except pa.ArrowInvalid as err:
+        raise BadInputError(f"{path}: not a readable Parquet file: {err}") from None
+    _missing_columns(path, pf.schema_arrow.names, columns)
+    row = 0
+    for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(columns), use_threads=False):
+        n = batch.num_rows
+        yield Chunk(pa.Table.from_batches([batch]), np.arange(row + 1, row + n + 1, dtype=np.int64), str(path))
+        row += n
+
+
+def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+    _missing_columns(path, read_header(path, "jsonl"), columns)
+    try:
+        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=max(1 << 16, chunk_rows * 256),
+                                                                       use_threads=False))
+    except pa.ArrowInvalid as err:
+        raise BadInputError(f"{path}: cannot read as JSONL: {err}") from None
+    row = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as err:
+            raise BadInputError(f"{path}: cannot read as JSONL after row {row}: {err}") from None
+        table = pa.Table.from_batches([batch])
+        _missing_columns(path, table.column_names, columns)
+        table = table.select(list(columns))
+        n = table.num_rows
+        yield Chunk(table, np.arange(row + 1, row + n + 1, dtype=np.int64), str(path))
+        row += n

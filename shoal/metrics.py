@@ -1,0 +1,239 @@
+"""Binary click-prediction metrics.
+
+All functions take ``y`` (labels, 0/1) and ``p`` (predicted click probabilities in ``[0, 1]``) as
+array-likes of the same length and return plain Python floats, so results can be stored as JSON
+without conversion.  Inputs are validated up front; a bad input raises :class:`ValueError` with a
+message that says what is wrong with the value (how many offending entries, where the first one is)
+rather than silently producing ``nan``.
+
+Normalized entropy (NE) follows He et al. 2014, "Practical Lessons from Predicting Clicks on Ads at
+Facebook": the average log loss per impression divided by the entropy of the background click
+rate.  Because a model that merely predicts the background rate has NE == 1, NE < 1 means the model
+carries information beyond the base rate.  The paper's background rate is the *training* set's
+CTR, so evaluation code should pass ``base_rate`` explicitly; it only defaults to the evaluation
+labels' mean for convenience.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "accuracy",
+    "auc",
+    "binary_report",
+    "calibration",
+    "entropy",
+    "log_loss",
+    "normalized_entropy",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EPS = 1e-7
+"""Default clipping used by :func:`log_loss` so that confident mistakes cost ``-ln(eps)`` (~16.1)."""
+
+ArrayLike = npt.ArrayLike
+
+
+def _first_index(mask: np.ndarray) -> int:
+    """Index of the first ``True`` in a boolean mask (caller guarantees there is one)."""
+    return int(np.flatnonzero(mask)[0])
+
+
+def _as_1d(name: str, values: ArrayLike, what: str) -> np.ndarray:
+    """Convert ``values`` to a 1-D float64 array, raising a descriptive ValueError on failure.
+
+    A column vector of shape ``(n, 1)`` is accepted and flattened; anything with more than one
+    non-trivial dimension is rejected because its row/column meaning would be ambiguous.
+    """
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} could not be converted to numbers ({exc}); {what}") from exc
+    if arr.ndim == 0:
+        raise ValueError(f"{name} is a scalar, not an array; {what}")
+    if arr.ndim > 1:
+        if sum(1 for dim in arr.shape if dim != 1) > 1:
+            raise ValueError(f"{name} has shape {arr.shape}; expected a 1-D array (one value per row)")
+        arr = arr.reshape(-1)
+    return arr
+
+
+def _validate(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Check labels and predictions; return them as 1-D float64 arrays.
+
+    Raises:
+        ValueError: lengths differ, inputs are empty, ``y`` is not 0/1, or ``p`` contains NaN,
+            infinities or values outside ``[0, 1]``.
+    """
+    y_what = "labels must be binary 0/1"
+    p_what = "predictions must be finite probabilities in [0, 1]"
+    y_arr = _as_1d("y", y, y_what)
+    p_arr = _as_1d("p", p, p_what)
+    if y_arr.shape[0] != p_arr.shape[0]:
+        raise ValueError(
+            f"y has {y_arr.shape[0]} rows but p has {p_arr.shape[0]}; they must be the same length"
+        )
+    if y_arr.shape[0] == 0:
+        raise ValueError("y and p are empty; metrics need at least one row")
+
+    bad_y = ~((y_arr == 0.0) | (y_arr == 1.0))
+    if bad_y.any():
+        first = _first_index(bad_y)
+        raise ValueError(
+            f"y contains {int(bad_y.sum())} values other than 0 and 1 "
+            f"(first at index {first}: {float(y_arr[first])!r}); {y_what}"
+        )
+
+    nan = np.isnan(p_arr)
+    if nan.any():
+        raise ValueError(
+            f"p contains {int(nan.sum())} NaN values (first at index {_first_index(nan)}); {p_what}"
+        )
+    inf = np.isinf(p_arr)
+    if inf.any():
+        first = _first_index(inf)
+        raise ValueError(
+            f"p contains {int(inf.sum())} infinite values "
+            f"(first at index {first}: {float(p_arr[first])!r}); {p_what}"
+        )
+    out = (p_arr < 0.0) | (p_arr > 1.0)
+    if out.any():
+        first = _first_index(out)
+        raise ValueError(
+            f"p contains {int(out.sum())} values outside [0, 1] "
+            f"(first at index {first}: {float(p_arr[first])!r}); {p_what}"
+        )
+    return y_arr, p_arr
+
+
+def _check_rate(name: str, rate: float) -> float:
+    """Validate that ``rate`` is a finite probability and return it as a float."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number in [0, 1], got {rate!r}") from exc
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a finite probability in [0, 1], got {rate!r}")
+    return value
+
+
+def _log_loss_unchecked(y: np.ndarray, p: np.ndarray, eps: float) -> float:
+    """Mean binary cross-entropy of already-validated arrays, with ``p`` clipped to ``[eps, 1-eps]``."""
+    clipped = np.clip(p, eps, 1.0 - eps)
+    # np.where rather than y*log(p) + (1-y)*log(1-p): with eps=0 the latter gives 0 * -inf = nan.
+    with np.errstate(divide="ignore"):
+        losses = -np.where(y == 1.0, np.log(clipped), np.log1p(-clipped))
+    return float(np.mean(losses))
+
+
+def log_loss(y: ArrayLike, p: ArrayLike, eps: float = DEFAULT_EPS) -> float:
+    """Mean binary log loss (natural log), with predictions clipped to ``[eps, 1 - eps]``.
+
+    Args:
+        y: binary labels (0/1).
+        p: predicted probabilities of the positive class, same length as ``y``.
+        eps: clipping applied to ``p`` so that a confident miss costs ``-ln(eps)`` instead of inf.
+            Must lie in ``[0, 0.5)``; ``eps=0`` disables clipping (and can return ``inf``).
+
+    Returns:
+        ``mean(-(y ln p + (1 - y) ln(1 - p)))``.
+    """
+    if not (math.isfinite(eps) and 0.0 <= eps < 0.5):
+        raise ValueError(f"eps must be in [0, 0.5), got {eps!r}")
+    y_arr, p_arr = _validate(y, p)
+    return _log_loss_unchecked(y_arr, p_arr, eps)
+
+
+def entropy(rate: float) -> float:
+    """Binary entropy in nats: ``-(q ln q + (1 - q) ln(1 - q))``, defined as 0 at ``q`` in {0, 1}.
+
+    This is the log loss of a predictor that always outputs ``q`` on data whose positive rate is
+    ``q``; its maximum is ``ln 2`` at ``q = 0.5``.
+    """
+    q = _check_rate("rate", rate)
+    if q in (0.0, 1.0):
+        return 0.0
+    return -(q * math.log(q) + (1.0 - q) * math.log1p(-q))
+
+
+def normalized_entropy(y: ArrayLike, p: ArrayLike, base_rate: float | None = None) -> float:
+    """Normalized entropy (He et al. 2014): ``log_loss(y, p) / entropy(base_rate)``.
+
+    Args:
+        y: binary labels (0/1).
+        p: predicted probabilities.
+        base_rate: background positive rate used for normalisation.  Pass the *training* set's
+            click rate (as in the paper) so that NE is comparable across evaluation sets; defaults to
+            ``mean(y)``.
+
+    Returns:
+        NE; 1.0 means "no better than predicting the base rate", lower is better.  ``nan`` when the
+        base rate is exactly 0 or 1, where the normaliser (its entropy) is zero and NE is undefined.
+    """
+    y_arr, p_arr = _validate(y, p)
+    rate = float(np.mean(y_arr)) if base_rate is None else _check_rate("base_rate", base_rate)
+    denominator = entropy(rate)
+    if denominator == 0.0:
+        logger.debug("normalized_entropy: base rate %r has zero entropy; NE is undefined", rate)
+        return math.nan
+    return _log_loss_unchecked(y_arr, p_arr, DEFAULT_EPS) / denominator
+
+
+def calibration(y: ArrayLike, p: ArrayLike) -> float:
+    """Ratio of predicted to observed click rate, ``mean(p) / mean(y)``.
+
+    1.0 is perfectly calibrated on aggregate; > 1 over-predicts, < 1 under-predicts.  ``nan`` when
+    ``y`` has no positives (the observed rate is zero).
+    """
+    y_arr, p_arr = _validate(y, p)
+    observed = float(np.mean(y_arr))
+    if observed == 0.0:
+        return math.nan
+    return float(np.mean(p_arr)) / observed
+
+
+def auc(y: ArrayLike, p: ArrayLike) -> float:
+    """Area under the ROC curve (ties count one half), via :func:`sklearn.metrics.roc_auc_score`.
+
+    Returns ``nan`` rather than raising when ``y`` contains only one class, since AUC is undefined
+    there and an evaluation report should still be produced.
+    """
+    y_arr, p_arr = _validate(y, p)
+    positives = int(np.count_nonzero(y_arr))
+    if positives == 0 or positives == y_arr.shape[0]:
+        return math.nan
+    from sklearn.metrics import roc_auc_score  # deferred: sklearn is slow to import
+
+    return float(roc_auc_score(y_arr, p_arr))
+
+
+def accuracy(y: ArrayLike, p: ArrayLike, threshold: float = 0.5) -> float:
+    """Fraction of rows where ``(p >= threshold)`` equals the label."""
+    t = _check_rate("threshold", threshold)
+    y_arr, p_arr = _validate(y, p)
+    predicted = (p_arr >= t).astype(np.float64)
+    return float(np.mean(predicted == y_arr))
+
+
+def binary_report(y: ArrayLike, p: ArrayLike, base_rate: float | None = None) -> dict[str, float]:
+    """All metrics at once, as a JSON-friendly dict of floats.
+
+    Keys: ``auc``, ``logloss``, ``ne``, ``calibration``, ``accuracy``, ``rows``, ``positive_rate``.
+    ``base_rate`` is forwarded to :func:`normalized_entropy` (pass the training click rate).
+    """
+    y_arr, p_arr = _validate(y, p)
+    return {
+        "auc": auc(y_arr, p_arr),
+        "logloss": log_loss(y_arr, p_arr),
+        "ne": normalized_entropy(y_arr, p_arr, base_rate=base_rate),
+        "calibration": calibration(y_arr, p_arr),
+        "accuracy": accuracy(y_arr, p_arr),
+        "rows": float(y_arr.shape[0]),
+        "positive_rate": float(np.mean(y_arr)),
+    }

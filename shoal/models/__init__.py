@@ -1,0 +1,5 @@
+"""Model zoo: every model is registered by name (see :mod:`shoal.models.registry`)."""
+
+from shoal.models.registry import available, build, register
+
+__all__ = ["available", "build", "register"]

@@ -1,0 +1,58 @@
+"""Embedding tables for sparse features, pooled over each row's ids, and the MLP helper."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SparseArch", "mlp"]
+
+
+class SparseArch(nn.Module):
+    """One embedding table per sparse feature, stored as a single concatenated table.
+
+    Feature k owns rows ``[table_offsets[k], table_offsets[k + 1])`` of ``weight``. All features are looked up
+    by one ``embedding_bag`` call (mean pooling over a row's ids), and the gradient is one sparse tensor
+    touching only the rows a batch used, so a step costs the same whatever the table sizes
+    (the layout FBGEMM's table-batched embeddings use)::
+
+        ids[k]     (N_k,)  bucket ids of feature k, 0 = missing
+        offsets[k] (B,)    start of each row's ids in ids[k]
+        -> (B, F, dim)
+    """
+
+    def __init__(self, buckets: list[int], dim: int, init_std: float = 0.01) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_features = len(buckets)
+        starts = torch.zeros(len(buckets) + 1, dtype=torch.int64)
+        starts[1:] = torch.cumsum(torch.tensor(buckets, dtype=torch.int64), 0)
+        self.register_buffer("table_offsets", starts, persistent=False)
+        self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True)
+        nn.init.normal_(self.bag.weight, std=init_std)
+
+    def forward(self, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
+        if self.num_features == 0:
+            return torch.zeros(0, 0, self.dim)
+        batch = offsets[0].shape[0]
+        flat = torch.cat([i + self.table_offsets[k] for k, i in enumerate(ids)])  # (sum N_k,)
+        counts = torch.tensor([0] + [int(i.shape[0]) for i in ids[:-1]], dtype=torch.int64).cumsum(0)
+        bags = torch.cat([o + counts[k] for k, o in enumerate(offsets)])  # (F * B,)
+        weights = None
+        if flat.shape[0] != bags.shape[0]:
+            # some rows hold several ids: mean-pool them (sum with weights 1/len; mode="sum" has the fast kernels)
+            ends = torch.cat([bags[1:], flat.new_tensor([flat.shape[0]])])
+            lengths = ends - bags  # (F * B,)
+            weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
+        pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
+        return pooled.view(self.num_features, batch, self.dim).transpose(0, 1)  # (B, F, dim)
+
+
+def mlp(sizes: list[int], final_activation: bool = True) -> nn.Sequential:
+    """Linear layers with ReLU between them: sizes = [in, h1, ..., out]."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if final_activation or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)

@@ -1,0 +1,26 @@
+"""An MLP over the concatenated embeddings and dense values (no explicit interactions)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shoal.config import MLPConfig
+from shoal.models.embeddings import SparseArch, mlp
+from shoal.models.registry import register
+
+__all__ = ["MLP"]
+
+
+@register("mlp")
+class MLP(nn.Module):
+    def __init__(self, config: MLPConfig, dense_dim: int, buckets: list[int]) -> None:
+        super().__init__()
+        self.sparse_arch = SparseArch(buckets, config.embedding_dim)
+        width = dense_dim + len(buckets) * config.embedding_dim
+        self.net = mlp([width, *config.hidden, 1], final_activation=False)
+
+    def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
+        emb = self.sparse_arch(ids, offsets)  # (B, F, d)
+        x = torch.cat([dense, emb.flatten(1)], dim=1)  # (B, D + F*d)
+        return self.net(x).squeeze(1)  # (B,)

@@ -1,0 +1,53 @@
+"""Models registered by name, so a config or a bundle can say ``model: {name: dlrm}``.
+
+Every registered model has the same contract (tested once for all of them in
+``tests/models/test_contract.py``)::
+
+    model = build(config, dense_dim=D, buckets=[b_1, ..., b_F])
+    logits = model(dense, ids, offsets)   # dense (B, D); ids[k] (N_k,); offsets[k] (B,) -> logits (B,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+__all__ = ["available", "build", "register"]
+
+_MODELS: dict[str, type[nn.Module]] = {}
+
+M = TypeVar("M", bound=type[nn.Module])
+
+
+def register(name: str) -> Callable[[M], M]:
+    """Class decorator: make a model buildable by ``name``."""
+
+    def wrap(cls: M) -> M:
+        if name in _MODELS:
+            raise ValueError(f"model name {name!r} is already registered by {_MODELS[name].__name__}")
+        _MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def available() -> list[str]:
+    """Names of all registered models."""
+    _load_builtin()
+    return sorted(_MODELS)
+
+
+def build(config: Any, dense_dim: int, buckets: list[int]) -> nn.Module:
+    """Instantiate the model named ``config.name`` for inputs of the given shape."""
+    _load_builtin()
+    cls = _MODELS.get(config.name)
+    if cls is None:
+        raise ValueError(f"unknown model {config.name!r}; available: {', '.join(available())}")
+    return cls(config, dense_dim, buckets)
+
+
+def _load_builtin() -> None:
+    # imported for their @register side effect
+    from shoal.models import dlrm, logistic, mlp  # noqa: F401

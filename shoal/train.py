@@ -1,0 +1,295 @@
+"""The Trainer: streaming batches, sparse-aware optimizers, validation, early stopping, checkpoints, resume.
+
+One training run, step by step:
+
+1. A first pass over the training file fits the encoder (dense statistics), counts rows and the base rate,
+   reports bad rows (error or quarantine) and sets aside the validation rows (``data.valid_fraction`` of the
+   lines, chosen by a stable hash of the line number) unless ``data.valid`` names a file.
+2. Each epoch streams the file again in chunks; each chunk is shuffled with a generator seeded by
+   (seed, epoch, chunk), cut into mini-batches, and trained on: Adagrad on the embedding rows a batch touches
+   (sparse gradients), Adam on the dense parameters.
+3. Every ``checkpoint_every`` steps the model, both optimizers and the position (epoch, chunk, batch) are
+   written atomically to ``checkpoint.pt``. Resuming re-reads the file up to that position and continues,
+   so a killed run that is resumed ends where an uninterrupted run ends.
+4. After each epoch (or every ``eval_every`` steps) the validation log loss decides early stopping; the best
+   weights are kept in ``best.safetensors`` and become the bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from shoal.bundle import save_bundle
+from shoal.config import RunConfig
+from shoal.data.batch import Batch
+from shoal.data.encoder import Encoder
+from shoal.data.readers import BadRowSink
+from shoal.data.stream import chunks, valid_mask
+from shoal.metrics import binary_report
+from shoal.models import build
+from shoal.optim import RowWiseAdagrad
+
+__all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+class Callbacks:
+    """Hooks for progress display; the defaults do nothing."""
+
+    def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None: ...
+
+    def on_step(self, rows: int, loss: float, rows_per_s: float) -> None: ...
+
+    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class Position:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    chunk: int = 0
+    batch: int = 0  # next batch to train within the chunk
+    step: int = 0
+    rows: int = 0
+    best_loss: float = float("inf")
+    bad_evals: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+    bundle: Path
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batch: Batch, base_rate: float, batch_size: int = 8192) -> dict[str, float]:
+    """Binary metrics of ``model`` on an encoded batch, NE against the training base rate."""
+    model.eval()
+    logits = [model(*batch.slice(s, s + batch_size).inputs()).numpy() for s in range(0, len(batch), batch_size)]
+    model.train()
+    assert batch.label is not None
+    return binary_report(batch.label, _sigmoid(np.concatenate(logits)), base_rate=base_rate)
+
+
+class Trainer:
+    """Trains ``config`` into ``run_dir`` (checkpoint, best weights, quarantine file, bundle)."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.callbacks = callbacks or Callbacks()
+        self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        self.best_path = self.run_dir / "best.safetensors"
+
+    # -- pass 1: fit the encoder, count, split --------------------------------------------------------------
+    def _prepare(self) -> tuple[Encoder, Batch | None, Batch | None, dict[str, Any]]:
+        cfg = self.config
+        encoder = Encoder(cfg.features, cfg.label)
+        qpath = self.run_dir / "quarantine.jsonl"
+        qpath.unlink(missing_ok=True)
+        sink = BadRowSink(cfg.data.on_bad_rows, qpath)
+        use_split = cfg.data.valid is None
+        valid_parts: list[Batch] = []
+
+        if any(f.transform == "standardize" for f in encoder.dense_features):
+            # statistics for standardization (bad rows are skipped here and reported in the pass below)
+            encoder.fit(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count")),
+                        BadRowSink("count"), max_rows=2**62)
+        else:
+            encoder.fitted_ = True
+        # One pass to report bad rows (once), count labels and collect the validation split.
+        rows = positives = 0
+        for chunk in chunks(cfg.data.train, cfg.data, encoder.columns(), sink):
+            batch = encoder.encode(chunk, sink)
+            assert batch.label is not None
+            mask = valid_mask(batch.lines, cfg.data.valid_fraction, cfg.train.seed) if use_split else None
+            if mask is not None and mask.any():
+                valid_parts.append(batch.take(np.flatnonzero(mask)))
+                batch = batch.take(np.flatnonzero(~mask))
+            rows += len(batch)
+            positives += int(batch.label.sum())
+        sink.close()
+        if rows == 0:
+            raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
+        valid = Batch.concat(valid_parts) if valid_parts else None
+        if not use_split:
+            assert cfg.data.valid is not None
+            valid = self._read_all(cfg.data.valid, encoder, "valid")
+        test = self._read_all(cfg.data.test, encoder, "test") if cfg.data.test is not None else None
+        summary = {
+            "train_rows": rows,
+            "train_positives": positives,
+            "train_base_rate": positives / rows,
+            "valid_rows": 0 if valid is None else len(valid),
+            "test_rows": 0 if test is None else len(test),
+            **sink.summary(),
+        }
+        return encoder, valid, test, summary
+
+    def _read_all(self, path: Path, encoder: Encoder, split: str) -> Batch:
+        cfg = self.config
+        sink = BadRowSink(cfg.data.on_bad_rows, self.run_dir / f"quarantine-{split}.jsonl")
+        parts = [encoder.encode(c, sink) for c in chunks(path, cfg.data, encoder.columns(), sink)]
+        sink.close()
+        return Batch.concat(parts)
+
+    # -- optimisation ----------------------------------------------------------------------------------------
+    def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+        t = self.config.train
+        sparse_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.EmbeddingBag) and m.sparse}
+        sparse = [p for p in model.parameters() if id(p) in sparse_ids]
+        dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+        opt_dense = torch.optim.Adam(dense, lr=t.lr, weight_decay=t.weight_decay)
+        opt_sparse = RowWiseAdagrad(sparse, lr=t.embedding_lr) if sparse else None
+        return opt_dense, opt_sparse
+
+    def _save_checkpoint(self, model: nn.Module, opts: list[torch.optim.Optimizer | None], pos: Position) -> None:
+        state = {
+            "model": model.state_dict(),
+            "optimizers": [None if o is None else o.state_dict() for o in opts],
+            "position": {k: v for k, v in asdict(pos).items() if k != "history"},
+            "history": [list(h.items()) for h in pos.history],
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)  # atomic: a kill never leaves half a checkpoint
+
+    def _load_checkpoint(self, model: nn.Module, opts: list[torch.optim.Optimizer | None]) -> Position:
+        state = torch.load(self.checkpoint_path, weights_only=True)  # tensors and plain data only, no code
+        model.load_state_dict(state["model"])
+        for o, s in zip(opts, state["optimizers"], strict=True):
+            if o is not None and s is not None:
+                o.load_state_dict(s)
+        pos = Position(**state["position"])
+        pos.history = [dict(h) for h in state["history"]]
+        return pos
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg, t = self.config, self.config.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        encoder, valid, test, summary = self._prepare()
+        base_rate = float(summary["train_base_rate"])
+        torch.manual_seed(t.seed)
+        model = build(cfg.model, encoder.dense_dim, encoder.buckets)
+        opt_dense, opt_sparse = self._optimizers(model)
+        opts = [opt_dense, opt_sparse]
+        pos = Position()
+        if resume and self.checkpoint_path.exists():
+            pos = self._load_checkpoint(model, opts)
+            log.info("resuming at epoch %d chunk %d batch %d (step %d)", pos.epoch, pos.chunk, pos.batch, pos.step)
+        elif resume:
+            log.warning("no checkpoint in %s; starting from the beginning", self.run_dir)
+        if valid is None:
+            log.warning("no validation rows: early stopping is off and the last weights are kept")
+        self.callbacks.on_start(int(summary["train_rows"]), t.epochs, pos.rows)
+        loss_fn = nn.BCEWithLogitsLoss()
+        use_split = cfg.data.valid is None
+        model.train()
+        started = time.perf_counter() - pos.train_seconds
+        running = None
+
+        def do_eval() -> bool:
+            """Validate; keep the best weights; return True when training should stop."""
+            if valid is None:
+                return False
+            m = evaluate(model, valid, base_rate)
+            m = {**m, "epoch": pos.epoch, "step": pos.step}
+            pos.history.append(m)
+            self.callbacks.on_eval(pos.epoch, pos.step, m)
+            if m["logloss"] < pos.best_loss - 1e-6:
+                pos.best_loss, pos.bad_evals = m["logloss"], 0
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(self.best_path))
+            else:
+                pos.bad_evals += 1
+            return pos.bad_evals >= t.early_stopping_patience
+
+        while pos.epoch < t.epochs and not pos.stopped_early:
+            silent = BadRowSink("count")  # bad rows were reported in the first pass
+            for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), silent)):
+                if ci < pos.chunk:
+                    continue
+                batch = encoder.encode(chunk, silent)
+                if use_split:
+                    batch = batch.take(np.flatnonzero(~valid_mask(batch.lines, cfg.data.valid_fraction, t.seed)))
+                order = np.random.default_rng([t.seed, pos.epoch, ci]).permutation(len(batch))
+                starts = range(0, len(batch), t.batch_size)
+                for bi, s in enumerate(starts):
+                    if bi < pos.batch:
+                        continue
+                    mb = batch.take(order[s:s + t.batch_size])
+                    assert mb.label is not None
+                    for o in opts:
+                        if o is not None:
+                            o.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(*mb.inputs()), torch.from_numpy(mb.label))
+                    loss.backward()
+                    for o in opts:
+                        if o is not None:
+                            o.step()
+                    pos.step += 1
+                    pos.rows += len(mb)
+                    pos.batch = bi + 1
+                    lv = float(loss.detach())
+                    running = lv if running is None else 0.98 * running + 0.02 * lv
+                    pos.train_seconds = time.perf_counter() - started
+                    self.callbacks.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
+                    stop = False
+                    if t.eval_every and pos.step % t.eval_every == 0:
+                        stop = do_eval()
+                    if pos.step % t.checkpoint_every == 0 or stop:
+                        self._save_checkpoint(model, opts, pos)
+                    if stop:
+                        pos.stopped_early = True
+                        break
+                if pos.stopped_early:
+                    break
+                pos.chunk, pos.batch = ci + 1, 0
+            if pos.stopped_early:
+                break
+            pos.epoch, pos.chunk, pos.batch = pos.epoch + 1, 0, 0
+            if not t.eval_every:
+                pos.stopped_early = do_eval()
+            self._save_checkpoint(model, opts, pos)
+
+        pos.train_seconds = time.perf_counter() - started
+        if self.best_path.exists():
+            model.load_state_dict(load_file(str(self.best_path)))
+        metrics: dict[str, Any] = {}
+        if valid is not None:
+            metrics.update({f"valid_{k}": v for k, v in evaluate(model, valid, base_rate).items()})
+        if test is not None:
+            metrics.update({f"test_{k}": v for k, v in evaluate(model, test, base_rate).items()})
+        summary.update({
+            "steps": pos.step, "rows_trained": pos.rows, "epochs_run": pos.epoch,
+            "stopped_early": pos.stopped_early, "train_seconds": round(pos.train_seconds, 3),
+            "train_rows_per_s": round(pos.rows / max(pos.train_seconds, 1e-9), 1),
+            "history": pos.history,
+        })
+        bundle = save_bundle(self.run_dir / "bundle", model, encoder, cfg,
+                             {"train_base_rate": base_rate, "metrics": metrics,
+                              "summary": {k: v for k, v in summary.items() if k != "history"}})
+        return TrainResult(metrics=metrics, summary=summary, bundle=bundle)
