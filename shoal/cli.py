@@ -26,7 +26,9 @@ app = typer.Typer(help="shoal: train, compress and serve models on dense, sparse
 console = Console()
 err_console = Console(stderr=True)
 
-HomeOption = Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")]
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
+]
 
 _USER_ERRORS = (ConfigError, BadInputError, RegistryError, FileNotFoundError, ValueError)
 
@@ -47,7 +49,8 @@ def _home(home: Path | None) -> Path:
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 class RichCallbacks(Callbacks):

@@ -184,39 +184,38 @@ class RunConfig(_Strict):
         return self.model_dump(mode="json")
 
 
-def _allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str] | None:
-    """The field names allowed where ``loc`` points, found by walking the model classes."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(str(part))
-        if field is None:
-            # a tagged union member, e.g. loc ("model", "dlrm", "x")
-            return None
-        current = _inner_model(field.annotation, loc, part)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return None
-
-
-def _inner_model(annotation: Any, loc: tuple[int | str, ...], part: int | str) -> Any:
-    args = getattr(annotation, "__args__", ())
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold (through Optional, list, unions, Annotated)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in args:
-        inner = _inner_model(arg, loc, part)
-        if inner is not None:
-            # tagged unions put the tag in loc right after the field name
-            tag_index = loc.index(part) + 1
-            tag = loc[tag_index] if tag_index < len(loc) else None
-            fields = getattr(inner, "model_fields", {})
-            name_field = fields.get("name")
-            if name_field is None or tag is None or tag in getattr(name_field.annotation, "__args__", ()):
-                return inner
-    return None
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()):
+        found += _models_in(arg)
+    return found
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str] | None:
+    """The field names allowed where ``loc`` points, found by walking the model classes.
+
+    Tagged unions put the tag in ``loc`` after the field name (``model.mlp.hidden``), list items an index.
+    """
+    current: type[BaseModel] | None = model
+    parts = list(loc[:-1])
+    i = 0
+    while i < len(parts) and current is not None:
+        field = current.model_fields.get(str(parts[i]))
+        if field is None:
+            return None
+        members = _models_in(field.annotation)
+        i += 1
+        while i < len(parts) and isinstance(parts[i], int):
+            i += 1  # list index
+        if len(members) > 1 and i < len(parts):
+            tag = parts[i]
+            members = [m for m in members if tag in getattr(m.model_fields["name"].annotation, "__args__", ())]
+            i += 1
+        current = members[0] if len(members) == 1 else None
+    return sorted(current.model_fields) if current is not None else None
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

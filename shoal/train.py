@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +127,7 @@ class Trainer:
                 valid_parts.append(batch.take(np.flatnonzero(mask)))
                 batch = batch.take(np.flatnonzero(~mask))
             rows += len(batch)
-            positives += int(batch.label.sum())
+            positives += int(batch.label.sum()) if batch.label is not None else 0
         sink.close()
         if rows == 0:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
@@ -164,7 +163,8 @@ class Trainer:
         opt_sparse = RowWiseAdagrad(sparse, lr=t.embedding_lr) if sparse else None
         return opt_dense, opt_sparse
 
-    def _save_checkpoint(self, model: nn.Module, opts: list[torch.optim.Optimizer | None], pos: Position) -> None:
+    def _save_checkpoint(self, model: nn.Module, opts: list[torch.optim.Optimizer | None],
+                         pos: Position) -> None:
         state = {
             "model": model.state_dict(),
             "optimizers": [None if o is None else o.state_dict() for o in opts],
@@ -200,7 +200,8 @@ class Trainer:
         pos = Position()
         if resume and self.checkpoint_path.exists():
             pos = self._load_checkpoint(model, opts)
-            log.info("resuming at epoch %d chunk %d batch %d (step %d)", pos.epoch, pos.chunk, pos.batch, pos.step)
+            log.info("resuming at epoch %d chunk %d batch %d (step %d)",
+                     pos.epoch, pos.chunk, pos.batch, pos.step)
         elif resume:
             log.warning("no checkpoint in %s; starting from the beginning", self.run_dir)
         if valid is None:
@@ -234,7 +235,8 @@ class Trainer:
                     continue
                 batch = encoder.encode(chunk, silent)
                 if use_split:
-                    batch = batch.take(np.flatnonzero(~valid_mask(batch.lines, cfg.data.valid_fraction, t.seed)))
+                    held_out = valid_mask(batch.lines, cfg.data.valid_fraction, t.seed)
+                    batch = batch.take(np.flatnonzero(~held_out))
                 order = np.random.default_rng([t.seed, pos.epoch, ci]).permutation(len(batch))
                 starts = range(0, len(batch), t.batch_size)
                 for bi, s in enumerate(starts):

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SparseArch", "mlp"]
+
+
+class _GatherRows(torch.autograd.Function):
+    """``weight[rows]`` for unique ``rows``, whose gradient is a coalesced sparse tensor over those rows only.
+
+    The usual sparse gradient of an embedding bag lists one entry per looked-up id and must be coalesced
+    (sorted, summed) by the optimizer; gathering the unique rows first makes the gradient (U, dim) and
+    already coalesced, so the optimizer touches each row once.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.num_rows = weight.shape[0]
+        return weight.index_select(0, rows)  # (U, dim)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        size = (ctx.num_rows, grad.shape[1])
+        sparse = torch.sparse_coo_tensor(rows.unsqueeze(0), grad, size, is_coalesced=True, check_invariants=False)
+        return sparse, None
 
 
 class SparseArch(nn.Module):
@@ -27,8 +52,9 @@ class SparseArch(nn.Module):
         self.num_features = len(buckets)
         starts = torch.zeros(len(buckets) + 1, dtype=torch.int64)
         starts[1:] = torch.cumsum(torch.tensor(buckets, dtype=torch.int64), 0)
+        self.table_offsets: torch.Tensor
         self.register_buffer("table_offsets", starts, persistent=False)
-        self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True)
+        self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True)  # the weight of all tables
         nn.init.normal_(self.bag.weight, std=init_std)
 
     def forward(self, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
@@ -44,7 +70,12 @@ class SparseArch(nn.Module):
             ends = torch.cat([bags[1:], flat.new_tensor([flat.shape[0]])])
             lengths = ends - bags  # (F * B,)
             weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
-        pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
+        if torch.is_grad_enabled() and self.bag.weight.requires_grad:
+            unique, inverse = torch.unique(flat, return_inverse=True)  # (U,), (sum N_k,)
+            rows = _GatherRows.apply(self.bag.weight, unique)  # (U, dim)
+            pooled = F.embedding_bag(inverse, rows, bags, mode="sum", per_sample_weights=weights)
+        else:
+            pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
         return pooled.view(self.num_features, batch, self.dim).transpose(0, 1)  # (B, F, dim)
 
 

@@ -1,0 +1,124 @@
+"""Config loading: unknown keys fail; errors name the file, the field, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shoal.config import ConfigError, load_config, parse_config
+from shoal.demo import synthetic_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = {
+    "data": {"train": "train.csv"},
+    "label": {"column": "y"},
+    "features": [{"name": "x", "kind": "dense"}, {"name": "c", "kind": "sparse", "buckets": 100}],
+    "model": {"name": "dlrm"},
+}
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_minimal_config_gets_defaults_and_resolves_paths(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL))
+    assert cfg.data.train == (tmp_path / "train.csv").resolve()
+    assert cfg.train.epochs == 2 and cfg.data.valid_fraction == 0.1
+    assert [f.name for f in cfg.dense] == ["x"] and [f.buckets for f in cfg.sparse] == [100]
+    assert cfg.resolved()["model"]["name"] == "dlrm"
+
+
+def test_unknown_key_names_file_field_and_allowed_keys(tmp_path: Path) -> None:
+    bad = {**MINIMAL, "train": {"epochs": 1, "learning_rate": 0.1}}
+    path = _write(tmp_path, bad)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "train.learning_rate: unknown key 'learning_rate'" in msg
+    assert "allowed keys:" in msg and "embedding_lr" in msg and "lr" in msg
+
+
+def test_unknown_key_inside_model_lists_that_models_keys(tmp_path: Path) -> None:
+    bad = {**MINIMAL, "model": {"name": "mlp", "bottom_mlp": [8]}}
+    with pytest.raises(ConfigError, match=r"model\.mlp\.bottom_mlp: unknown key 'bottom_mlp'; allowed keys: "
+                                          r"embedding_dim, hidden, name"):
+        load_config(_write(tmp_path, bad))
+
+
+def test_bad_value_shows_value_and_allowed(tmp_path: Path) -> None:
+    bad = {**MINIMAL, "features": [{"name": "x", "kind": "categorical"}]}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, bad))
+    msg = str(err.value)
+    assert "features.0.kind" in msg and "'categorical'" in msg and "'dense' or 'sparse'" in msg
+
+
+def test_bad_model_name_lists_models(tmp_path: Path) -> None:
+    bad = {**MINIMAL, "model": {"name": "xgboost"}}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, bad))
+    assert "model" in str(err.value) and "'dlrm', 'logistic', 'mlp'" in str(err.value)
+
+
+def test_out_of_range_number(tmp_path: Path) -> None:
+    bad = {**MINIMAL, "data": {"train": "t.csv", "valid_fraction": 1.5}}
+    with pytest.raises(ConfigError, match=r"data\.valid_fraction: Input should be less than 1 \(got 1\.5\)"):
+        load_config(_write(tmp_path, bad))
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    bad = {k: v for k, v in MINIMAL.items() if k != "label"}
+    with pytest.raises(ConfigError, match=r"label: required field is missing"):
+        load_config(_write(tmp_path, bad))
+
+
+def test_headerless_csv_needs_columns(tmp_path: Path) -> None:
+    bad = {**MINIMAL, "data": {"train": "t.csv", "header": False}}
+    with pytest.raises(ConfigError, match="data.columns must list the column names"):
+        load_config(_write(tmp_path, bad))
+
+
+def test_duplicate_feature_and_label_as_feature(tmp_path: Path) -> None:
+    dup = {**MINIMAL, "features": [{"name": "x", "kind": "dense"}, {"name": "x", "kind": "sparse"}]}
+    with pytest.raises(ConfigError, match="feature name 'x' is used twice"):
+        load_config(_write(tmp_path, dup))
+    lab = {**MINIMAL, "features": [{"name": "y", "kind": "dense"}]}
+    with pytest.raises(ConfigError, match="label column 'y' is also listed as a feature"):
+        load_config(_write(tmp_path, lab))
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    p = tmp_path / "broken.yaml"
+    p.write_text("data: [unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    p.write_text("- a list", encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("name", ["criteo.yaml", "adult.yaml", "synthetic.yaml"])
+def test_ready_configs_load(name: str) -> None:
+    cfg = load_config(ROOT / "configs" / name)
+    assert cfg.features and cfg.model.name
+
+
+def test_synthetic_yaml_is_what_the_demo_trains() -> None:
+    """configs/synthetic.yaml and shoal.demo.synthetic_config describe the same run."""
+    from_yaml = load_config(ROOT / "configs" / "synthetic.yaml")
+    in_code = synthetic_config(from_yaml.data.train)
+    assert from_yaml.model_dump() == in_code.model_dump()
+
+
+def test_parse_config_accepts_plain_data() -> None:
+    cfg = parse_config(MINIMAL)
+    assert cfg.data.train == Path("train.csv")
