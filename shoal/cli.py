@@ -165,7 +165,8 @@ def runs_(home: HomeOption = None, limit: int = 20) -> None:
     with _user_errors():
         records = Registry(_home(home)).list(limit=limit)
         table = Table(title=f"runs in {_home(home)}")
-        for col in ("run", "name", "kind", "status", "model", "valid AUC", "valid NE", "created"):
+        table.add_column("run", no_wrap=True)
+        for col in ("name", "kind", "status", "model", "valid AUC", "valid NE", "created"):
             table.add_column(col)
         for r in records:
             m = r.metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import re
+import runpy
 import sqlite3
 import threading
 import time
@@ -289,6 +290,57 @@ def test_corrupt_database_gives_registry_error(tmp_path: Path) -> None:
         Registry(tmp_path)
 
 
+def _flaky_connect(monkeypatch: pytest.MonkeyPatch, message: str, failures: int) -> dict[str, int]:
+    """Make the next ``failures`` WAL switches raise ``OperationalError(message)``."""
+    left = {"n": failures}
+
+    class FlakyConnection(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql.startswith("PRAGMA journal_mode=WAL") and left["n"] > 0:
+                left["n"] -= 1
+                raise sqlite3.OperationalError(message)
+            return super().execute(sql, *args)
+
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        return real_connect(*args, factory=FlakyConnection, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    return left
+
+
+def test_enabling_wal_retries_while_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite can report "database is locked" for a journal-mode switch without waiting on its busy
+    # handler (seen when several processes initialise one fresh home); Registry retries instead.
+    left = _flaky_connect(monkeypatch, "database is locked", failures=3)
+    reg = Registry(tmp_path)
+    assert left["n"] == 0
+    assert reg.create_run("r", {}).status == "running"
+
+
+def test_enabling_wal_does_not_retry_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    left = _flaky_connect(monkeypatch, "disk I/O error", failures=3)
+    with pytest.raises(RegistryError, match="disk I/O error"):
+        Registry(tmp_path)
+    assert left["n"] == 2
+
+
+def test_waits_for_a_writer_holding_the_lock(tmp_path: Path) -> None:
+    Registry(tmp_path).create_run("first", {})
+    blocker = sqlite3.connect(tmp_path / "registry.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    results: list[RunRecord] = []
+    thread = threading.Thread(target=lambda: results.append(Registry(tmp_path).create_run("second", {})))
+    thread.start()
+    time.sleep(0.3)
+    assert results == []  # still waiting on the lock (busy_timeout), not failed
+    blocker.execute("COMMIT")
+    blocker.close()
+    thread.join(timeout=30)
+    assert [r.name for r in results] == ["second"]
+
+
 def test_statuses_constant() -> None:
     assert STATUSES == ("running", "completed", "failed", "killed")
 
@@ -315,27 +367,31 @@ def test_resolve_home_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 # ---------------------------------------------------------------------------- concurrency
 
-WORKERS = 4
+WORKERS = 2  # "two trainings writing at once"; each spawned child pays for `import shoal`
 RUNS_PER_WORKER = 25
 UPDATES_PER_RUN = 5
+HOT_RUN = "w0-r0"  # every worker also merges keys into this one run, at the same time
 
 
-def _hammer(home: str, worker: int, shared_run: str, barrier: Any, error_dir: str) -> None:
-    """Child process: create runs and update each several times, interleaved with other workers.
+def _hammer(home: str, worker: int, barrier: Any, error_dir: str) -> None:
+    """Child process: open a fresh home, create runs, then update each several times.
 
-    Every update is mirrored by a merge of a worker-specific key into ``shared_run``, which all
-    workers update at once: a lost update (non-atomic read-modify-write) would drop keys there.
+    All workers open the (not yet existing) registry at the same moment, so schema creation races;
+    after a second barrier each of their updates is mirrored by a merge of a worker-specific key
+    into the summary of ``HOT_RUN``: a lost update (non-atomic read-modify-write) would drop keys.
 
-    Runs in a spawned interpreter, so it must be a module-level function.  Any exception is written
-    to ``error_dir`` (for the parent's assertion message) and turned into exit code 1.
+    Runs in a spawned interpreter (see :func:`_start_worker`).  Any exception is written to
+    ``error_dir`` (for the parent's assertion message) and turned into exit code 1.
     """
     try:
+        barrier.wait(timeout=120)
         reg = Registry(Path(home))
-        barrier.wait(timeout=60)
         run_ids = [
             reg.create_run(f"w{worker}-r{i}", {"worker": worker, "i": i}).run_id
             for i in range(RUNS_PER_WORKER)
         ]
+        barrier.wait(timeout=120)
+        (hot,) = [r.run_id for r in reg.list(limit=10_000) if r.name == HOT_RUN]
         for step in range(UPDATES_PER_RUN):
             last = step == UPDATES_PER_RUN - 1
             for i, run_id in enumerate(run_ids):
@@ -346,14 +402,35 @@ def _hammer(home: str, worker: int, shared_run: str, barrier: Any, error_dir: st
                     status="completed" if last else None,
                     finished=last,
                 )
-                reg.update(shared_run, metrics={f"w{worker}-{step}-{i}": step})
+                reg.update(hot, summary={f"x{worker}-{step}-{i}": step})
     except BaseException:
         Path(error_dir, f"worker{worker}.txt").write_text(traceback.format_exc())
         raise SystemExit(1) from None
 
 
+_WORKER_RUN_NAME = "__shoal_registry_worker__"
+
+
+def _start_worker(ctx: Any, name: str, **kwargs: Any) -> Any:
+    """Start :func:`_hammer` in a fresh (spawned) interpreter and return the started process.
+
+    The process target is ``runpy.run_path`` on this file, not ``_hammer`` itself: spawn pickles a
+    function by module name, and under pytest's ``--import-mode=importlib`` (or with some other
+    ``tests`` package installed) this test module cannot be imported by name in the child.
+    Re-running the file under ``_WORKER_RUN_NAME`` triggers the guard at the bottom of the module.
+    """
+    proc = ctx.Process(
+        target=runpy.run_path,
+        args=(__file__,),
+        kwargs={"init_globals": {"_WORKER_KWARGS": kwargs}, "run_name": _WORKER_RUN_NAME},
+        name=name,
+    )
+    proc.start()
+    return proc
+
+
 def _assert_all_runs_complete(reg: Registry, workers: int, runs_per_worker: int) -> None:
-    records = [r for r in reg.list(limit=10_000) if r.name != "shared"]
+    records = reg.list(limit=10_000)
     assert len(records) == workers * runs_per_worker
     assert len({r.run_id for r in records}) == len(records)
     by_name = {r.name: r for r in records}
@@ -366,7 +443,8 @@ def _assert_all_runs_complete(reg: Registry, workers: int, runs_per_worker: int)
             expected_metrics: dict[str, Any] = {f"m{s}": w * 1000 + i for s in range(UPDATES_PER_RUN)}
             expected_metrics["step"] = UPDATES_PER_RUN - 1
             assert rec.metrics == expected_metrics
-            assert rec.summary == {f"s{s}": s for s in range(UPDATES_PER_RUN)}
+            own_summary = {k: v for k, v in rec.summary.items() if not k.startswith("x")}
+            assert own_summary == {f"s{s}": s for s in range(UPDATES_PER_RUN)}
             assert rec.artifact_dir.is_dir()
 
 
@@ -379,23 +457,18 @@ def _integrity(db_path: Path) -> str:
 
 
 def test_two_trainings_writing_at_once_leave_the_registry_intact(tmp_path: Path) -> None:
-    """Several processes creating and updating runs concurrently against one home."""
-    home = tmp_path / "shared-home"
+    """Several processes initialising, creating and updating runs concurrently in one home."""
+    home = tmp_path / "shared" / "home"  # does not exist yet: the workers race to create it
     errors = tmp_path / "errors"
     errors.mkdir()
-    shared = Registry(home).create_run("shared", {})  # parent creates the schema; children re-open it
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(WORKERS)
     procs = [
-        ctx.Process(
-            target=_hammer, args=(str(home), w, shared.run_id, barrier, str(errors)), name=f"hammer-{w}"
-        )
+        _start_worker(ctx, f"hammer-{w}", home=str(home), worker=w, barrier=barrier, error_dir=str(errors))
         for w in range(WORKERS)
     ]
     for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
+        proc.join(timeout=240)
     for proc in procs:
         if proc.is_alive():
             proc.kill()
@@ -404,57 +477,31 @@ def test_two_trainings_writing_at_once_leave_the_registry_intact(tmp_path: Path)
     assert [p.exitcode for p in procs] == [0] * WORKERS, reports
 
     assert _integrity(home / "registry.db") == "ok"
+    with sqlite3.connect(home / "registry.db") as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
     reg = Registry(home)
     _assert_all_runs_complete(reg, WORKERS, RUNS_PER_WORKER)
-    assert len(reg.list(limit=10_000)) == WORKERS * RUNS_PER_WORKER + 1
-    assert reg.get(shared.run_id).metrics == {
-        f"w{w}-{s}-{i}": s
+    hot = [r for r in reg.list(limit=10_000) if r.name == HOT_RUN][0]
+    assert {k: v for k, v in hot.summary.items() if k.startswith("x")} == {
+        f"x{w}-{s}-{i}": s
         for w in range(WORKERS)
         for s in range(UPDATES_PER_RUN)
         for i in range(RUNS_PER_WORKER)
     }
 
 
-def _init_fresh(home: str, worker: int, barrier: Any, error_dir: str) -> None:
-    """Child process: open a registry whose home does not exist yet, at the same moment as others."""
-    try:
-        barrier.wait(timeout=60)
-        Registry(Path(home)).create_run(f"w{worker}-r0", {"worker": worker, "i": 0})
-    except BaseException:
-        Path(error_dir, f"worker{worker}.txt").write_text(traceback.format_exc())
-        raise SystemExit(1) from None
-
-
-def test_processes_initialising_a_fresh_home_at_once(tmp_path: Path) -> None:
-    home = tmp_path / "fresh" / "home"
-    errors = tmp_path / "errors"
-    errors.mkdir()
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(WORKERS)
-    procs = [
-        ctx.Process(target=_init_fresh, args=(str(home), w, barrier, str(errors))) for w in range(WORKERS)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    reports = {p.name: p.read_text() for p in errors.iterdir()}
-    assert [p.exitcode for p in procs] == [0] * WORKERS, reports
-    assert _integrity(home / "registry.db") == "ok"
-    with sqlite3.connect(home / "registry.db") as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
-    assert sorted(r.name for r in Registry(home).list()) == [f"w{w}-r0" for w in range(WORKERS)]
-
-
 def test_threads_sharing_one_registry_instance(reg: Registry) -> None:
     threads_n, runs_n = 8, 5
     failures: list[BaseException] = []
+    created = threading.Barrier(threads_n)
 
     def work(worker: int) -> None:
         try:
             ids = [
                 reg.create_run(f"w{worker}-r{i}", {"worker": worker, "i": i}).run_id for i in range(runs_n)
             ]
+            created.wait(timeout=60)
+            (hot,) = [r.run_id for r in reg.list(limit=10_000) if r.name == HOT_RUN]
             for step in range(UPDATES_PER_RUN):
                 last = step == UPDATES_PER_RUN - 1
                 for i, run_id in enumerate(ids):
@@ -465,6 +512,7 @@ def test_threads_sharing_one_registry_instance(reg: Registry) -> None:
                         status="completed" if last else None,
                         finished=last,
                     )
+                    reg.update(hot, summary={f"x{worker}-{step}-{i}": step})
         except BaseException as exc:  # pragma: no cover - reported below
             failures.append(exc)
 
@@ -472,11 +520,19 @@ def test_threads_sharing_one_registry_instance(reg: Registry) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=120)
     assert failures == []
     assert _integrity(reg.db_path) == "ok"
     _assert_all_runs_complete(reg, threads_n, runs_n)
+    hot = [r for r in reg.list(limit=10_000) if r.name == HOT_RUN][0]
+    assert {k: v for k, v in hot.summary.items() if k.startswith("x")} == {
+        f"x{w}-{s}-{i}": s for w in range(threads_n) for s in range(UPDATES_PER_RUN) for i in range(runs_n)
+    }
 
 
 def test_record_type_exported() -> None:
     assert dataclasses.is_dataclass(RunRecord)
+
+
+if __name__ == _WORKER_RUN_NAME:  # a child started by _start_worker
+    _hammer(**globals()["_WORKER_KWARGS"])

@@ -20,6 +20,7 @@ from typing import IO, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -80,7 +81,7 @@ class BadRowSink:
                 f"{row.message()} (set data.on_bad_rows: quarantine to set such rows aside and go on)"
             )
         self.count += 1
-        key = row.reason.split(":")[0]
+        key = row.reason.split(":")[0].split(";")[0]  # "invalid label; allowed: [...]" -> "invalid label"
         self.by_reason[key] = self.by_reason.get(key, 0) + 1
         if self.mode == "count":
             return
@@ -97,7 +98,7 @@ class BadRowSink:
 
     def summary(self) -> dict[str, object]:
         return {"quarantined_rows": self.count, "quarantined_by_reason": dict(self.by_reason),
-                "quarantine_file": str(self.path) if self.count else None}
+                "quarantine_file": str(self.path) if self.count and self.path is not None else None}
 
 
 @dataclass
@@ -207,15 +208,25 @@ def _csv_chunks(
     file_names = list(names) if names is not None else read_header(path, fmt, sep)
     _missing_columns(path, file_names, columns)
     skipped: list[int] = []  # physical line numbers of rows with the wrong column count
+    failed: list[BadInputError] = []  # error mode: pyarrow swallows exceptions raised in the handler
     name = str(path)
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         line = row.number if row.number is not None else -1
+        try:
+            sink.add(BadRow(name, line, None, row.text[:200],
+                            f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
+        except BadInputError as err:
+            failed.append(err)
+            return "error"
         skipped.append(line)
-        sink.add(BadRow(name, line, None, row.text[:200],
-                        f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
         return "skip"
 
+    if header:
+        with path.open("rb") as fh:  # a header with no newline after it: pyarrow's error would be cryptic
+            fh.readline()
+            if not fh.read(1):
+                raise BadInputError(f"{path}: file has only a header; expected at least one data row")
     # block_size bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
     block = max(1 << 16, min(64 << 20, chunk_rows * 128))
     try:
@@ -231,6 +242,8 @@ def _csv_chunks(
             ),
         )
     except pa.ArrowInvalid as err:
+        if failed:
+            raise failed[0] from None
         raise BadInputError(f"{path}: cannot read as {fmt.upper()}: {err}") from None
     good = 0
     first_data_line = 2 if header else 1
@@ -240,6 +253,8 @@ def _csv_chunks(
         except StopIteration:
             break
         except pa.ArrowInvalid as err:
+            if failed:
+                raise failed[0] from None
             raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
         n = batch.num_rows
         g = np.arange(good, good + n, dtype=np.int64)
@@ -248,11 +263,21 @@ def _csv_chunks(
         # S_i - i - first_data_line = number of good rows before the i-th skipped line.
         s = np.sort(np.asarray(skipped, dtype=np.int64))
         before = np.searchsorted(s - np.arange(len(s)) - first_data_line, g, side="right")
-        table = pa.Table.from_batches([batch])
+        table = _trimmed_nulls(pa.Table.from_batches([batch]), missing)
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)
             yield Chunk(table.slice(start, stop - start), g[start:stop] + first_data_line
                         + before[start:stop], name)
+
+
+def _trimmed_nulls(table: pa.Table, missing: Sequence[str]) -> pa.Table:
+    """Trim whitespace around every cell and null the missing markers: ", "-separated files give " ?"."""
+    markers = pa.array(list(missing), pa.string())
+    columns = []
+    for col in table.columns:
+        text = pc.utf8_trim_whitespace(col)
+        columns.append(pc.if_else(pc.is_in(text, value_set=markers), pa.scalar(None, pa.string()), text))
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
@@ -287,5 +312,8 @@ def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterat
         _missing_columns(path, table.column_names, columns)
         table = table.select(list(columns))
         n = table.num_rows
-        yield Chunk(table, np.arange(row + 1, row + n + 1, dtype=np.int64), str(path))
+        for start in range(0, n, chunk_rows):  # a block holds any number of rows: cut to chunk_rows
+            stop = min(n, start + chunk_rows)
+            yield Chunk(table.slice(start, stop - start),
+                        np.arange(row + start + 1, row + stop + 1, dtype=np.int64), str(path))
         row += n

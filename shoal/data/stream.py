@@ -34,8 +34,8 @@ def valid_mask(lines: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """True for the rows held out for validation: a stable hash of the line number, independent of chunking."""
     if fraction <= 0:
         return np.zeros(len(lines), dtype=bool)
-    h = lines.astype(np.uint64) ^ np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
+        h = lines.astype(np.uint64) ^ (np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15))
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         h = h ^ (h >> np.uint64(31))

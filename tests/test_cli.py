@@ -1,0 +1,80 @@
+"""The command line as a user runs it: synth -> inspect -> train -> runs / show / eval, and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shoal import cli
+from shoal.cli import app
+from shoal.data.synthetic import load_truth
+from shoal.registry import Registry
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables as on a wide terminal, so assertions see whole cells."""
+    monkeypatch.setattr(cli.console, "_width", 200)
+
+
+def _ok(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_synth_inspect_train_eval_runs_show(tmp_path: Path) -> None:
+    data = tmp_path / "clicks.parquet"
+    out = _ok("synth", str(data), "--rows", "8000", "--dense", "3", "--sparse", "4", "--max-cardinality", "500",
+              "--base-rate", "0.2")
+    truth = load_truth(data)
+    assert "Bayes-optimal AUC" in out and f"{truth.bayes_auc:.4f}" in out
+
+    cfg = tmp_path / "clicks.yaml"
+    out = _ok("inspect", str(data), "--write", str(cfg))
+    assert "label" in out and "sparse" in out and cfg.is_file()
+
+    home = tmp_path / "home"
+    out = _ok("train", str(cfg), "--home", str(home))
+    run = Registry(home).get("latest")
+    assert run.status == "completed" and run.run_id in out
+    assert "valid" in out and "auc" in out
+    assert run.metrics["valid_auc"] > 0.55
+
+    out = _ok("runs", "--home", str(home))
+    assert run.run_id in out and "completed" in out
+    out = _ok("show", run.run_id[:12], "--home", str(home))
+    assert '"train_rows"' in out and run.run_id in out
+
+    out = _ok("eval", run.run_id, "--data", str(data), "--home", str(home))
+    assert "auc" in out and "ne" in out and "calibration" in out
+
+
+def test_env_home_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_HOME", str(tmp_path / "envhome"))
+    out = _ok("runs")
+    assert str(tmp_path / "envhome") in out.replace("\n", "")
+    assert (tmp_path / "envhome" / "registry.db").is_file()
+
+
+def test_user_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path / "missing.yaml"), "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["show", "nosuchrun", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "nosuchrun" in result.output
+    result = runner.invoke(app, ["train", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = runner.invoke(app, ["synth", str(tmp_path / "x.parquet"), "--base-rate", "2"])
+    assert result.exit_code == 2 and "base_rate" in result.output
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    out = _ok("demo", "--rows", "20000", "--home", str(tmp_path / "home"), "--workdir", str(tmp_path / "data"))
+    assert "Bayes-optimal ceiling" in out and "AUC" in out and "NE" in out
+    run = Registry(tmp_path / "home").get("latest")
+    assert run.status == "completed" and run.metrics["valid_auc"] > 0.6
