@@ -7,13 +7,29 @@ The public API fits on one page::
     run = shoal.train(cfg, home="shoal-runs")          # a RunRecord: run_id, metrics, summary
     bundle = shoal.load(run.run_id, home="shoal-runs")  # model + encoder + metadata
     shoal.evaluate_file(run.run_id, "test.tsv", home="shoal-runs")
+
+Names are imported on first use, so ``import shoal`` (and ``shoal --help``) does not pay for torch.
 """
 
-from shoal.bundle import Bundle, load_bundle
-from shoal.config import ConfigError, RunConfig, load_config
-from shoal.data.readers import BadInputError
-from shoal.runs import evaluate_file, load, resume, train
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BadInputError": "shoal.data.readers",
+    "Bundle": "shoal.bundle",
+    "ConfigError": "shoal.config",
+    "RunConfig": "shoal.config",
+    "evaluate_file": "shoal.runs",
+    "load": "shoal.runs",
+    "load_bundle": "shoal.bundle",
+    "load_config": "shoal.config",
+    "resume": "shoal.runs",
+    "train": "shoal.runs",
+}
 __all__ = [
     "BadInputError",
     "Bundle",
@@ -26,4 +42,16 @@ __all__ = [
     "resume",
     "train",
 ]
-__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from shoal.bundle import Bundle, load_bundle
+    from shoal.config import ConfigError, RunConfig, load_config
+    from shoal.data.readers import BadInputError
+    from shoal.runs import evaluate_file, load, resume, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

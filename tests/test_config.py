@@ -122,3 +122,13 @@ def test_synthetic_yaml_is_what_the_demo_trains() -> None:
 def test_parse_config_accepts_plain_data() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.data.train == Path("train.csv")
+
+
+def test_public_api_is_lazy_and_complete() -> None:
+    import shoal
+
+    assert set(shoal.__all__) == set(shoal._EXPORTS)
+    for name in shoal.__all__:
+        assert getattr(shoal, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = shoal.nope
