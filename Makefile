@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/shoal demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check shoal tests benchmarks
+	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy shoal

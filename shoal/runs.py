@@ -24,7 +24,7 @@ from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 from shoal.metrics import binary_report
 from shoal.registry import Registry, RunRecord
-from shoal.train import Callbacks, Trainer
+from shoal.trainer import Callbacks, Trainer
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 

@@ -299,7 +299,7 @@ def test_starter_config_parquet(tmp_path: Path) -> None:
 
 def test_round_trip_trains(tmp_path: Path) -> None:
     """inspect -> starter config -> load_config -> Trainer.fit on a file with a learnable signal."""
-    from shoal.train import Trainer
+    from shoal.trainer import Trainer
 
     rng = np.random.default_rng(0)
     n = 2000

@@ -17,7 +17,7 @@ import yaml
 from shoal.config import load_config
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.registry import Registry
-from shoal.train import Trainer
+from shoal.trainer import Trainer
 
 RESUME_TOLERANCE = 1e-6  # resumed vs uninterrupted metrics (same seed, same thread count): equal in practice
 
