@@ -59,13 +59,25 @@ class RichCallbacks(Callbacks):
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task: Any = None
+        self.scan: Any = None
+
+    def on_scan(self, rows: int) -> None:
+        if self.scan is None:
+            self.scan = self.progress.add_task("scan", total=None, loss=float("nan"), speed=0.0)
+        self.progress.update(self.scan, completed=rows, description=f"scan {rows:,} rows")
 
     def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None:
+        if self.scan is not None:
+            self.progress.update(self.scan, total=1, completed=1)
         self.task = self.progress.add_task("train", total=rows_per_epoch * epochs, completed=resumed_rows,
                                            loss=float("nan"), speed=0.0)
 
     def on_step(self, rows: int, loss: float, rows_per_s: float) -> None:
         self.progress.update(self.task, completed=rows, loss=loss, speed=rows_per_s)
+
+    def on_end(self, stopped_early: bool) -> None:
+        done = next(t.completed for t in self.progress.tasks if t.id == self.task)
+        self.progress.update(self.task, total=done, description="train (stopped early)" if stopped_early else "train")
 
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         self.progress.console.print(

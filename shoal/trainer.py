@@ -47,11 +47,16 @@ log = logging.getLogger(__name__)
 class Callbacks:
     """Hooks for progress display; the defaults do nothing."""
 
+    def on_scan(self, rows: int) -> None:
+        """The first pass (encoder fit, bad rows, validation split) has read ``rows`` rows so far."""
+
     def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None: ...
 
     def on_step(self, rows: int, loss: float, rows_per_s: float) -> None: ...
 
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
+
+    def on_end(self, stopped_early: bool) -> None: ...
 
 
 @dataclass
@@ -127,6 +132,7 @@ class Trainer:
                 valid_parts.append(batch.take(np.flatnonzero(mask)))
                 batch = batch.take(np.flatnonzero(~mask))
             rows += len(batch)
+            self.callbacks.on_scan(rows + sum(len(v) for v in valid_parts) + sink.count)
             positives += int(batch.label.sum()) if batch.label is not None else 0
         sink.close()
         if rows == 0:
@@ -278,6 +284,7 @@ class Trainer:
             self._save_checkpoint(model, opts, pos)
 
         pos.train_seconds = time.perf_counter() - started
+        self.callbacks.on_end(pos.stopped_early)
         if self.best_path.exists():
             model.load_state_dict(load_file(str(self.best_path)))
         metrics: dict[str, Any] = {}
