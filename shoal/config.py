@@ -98,9 +98,16 @@ class FeatureConfig(_Strict):
     column: str | None = None  # defaults to ``name``
     # dense
     transform: Literal["log1p", "standardize", "none"] = "standardize"
+    bins: int | None = Field(None, ge=2, le=4096)  # also embed the value's quantile bin (learned from training)
     # sparse
     buckets: int = Field(100_000, ge=2, le=100_000_000)
     separator: str | None = Field(None, min_length=1)  # a list of ids in one cell, e.g. "|"
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> FeatureConfig:
+        if self.kind == "sparse" and self.bins is not None:
+            raise ValueError(f"feature {self.name!r}: bins applies to dense features only (this one is sparse)")
+        return self
 
     @property
     def source(self) -> str:
@@ -143,6 +150,7 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     embedding_lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    embedding_weight_decay: float = Field(0.0, ge=0)  # L2 on the embedding rows a batch touches
     seed: int = 0
     checkpoint_every: int = Field(500, ge=1)  # steps
     early_stopping_patience: int = Field(2, ge=1)  # epochs without a better validation log loss

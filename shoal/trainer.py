@@ -116,7 +116,7 @@ class Trainer:
         use_split = cfg.data.valid is None
         valid_parts: list[Batch] = []
 
-        if any(f.transform == "standardize" for f in encoder.dense_features):
+        if encoder.needs_fit:
             # statistics for standardization (bad rows are skipped here and reported in the pass below)
             encoder.fit(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count")),
                         BadRowSink("count"), max_rows=2**62)
@@ -166,7 +166,8 @@ class Trainer:
         sparse = [p for p in model.parameters() if id(p) in sparse_ids]
         dense = [p for p in model.parameters() if id(p) not in sparse_ids]
         opt_dense = torch.optim.Adam(dense, lr=t.lr, weight_decay=t.weight_decay)
-        opt_sparse = RowWiseAdagrad(sparse, lr=t.embedding_lr) if sparse else None
+        opt_sparse = (RowWiseAdagrad(sparse, lr=t.embedding_lr, weight_decay=t.embedding_weight_decay)
+                      if sparse else None)
         return opt_dense, opt_sparse
 
     def _save_checkpoint(self, model: nn.Module, opts: list[torch.optim.Optimizer | None],

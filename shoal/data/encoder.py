@@ -42,14 +42,22 @@ class FeatureState:
     transform: str = "none"
     buckets: int = 0
     separator: str | None = None
+    bins: int = 0  # dense: also embed the value's quantile bin (an extra sparse input) when > 0
     mean_: float = 0.0
     std_: float = 1.0
+    edges_: list[float] = field(default_factory=list)  # dense with bins: interior quantile edges
     seed: int = 0
 
     @staticmethod
     def from_config(f: FeatureConfig) -> FeatureState:
         return FeatureState(name=f.name, kind=f.kind, column=f.source, transform=f.transform,
-                            buckets=f.buckets, separator=f.separator, seed=seed_for(f.name) & 0xFFFFFFFF)
+                            buckets=f.buckets, separator=f.separator, bins=f.bins or 0,
+                            seed=seed_for(f.name) & 0xFFFFFFFF)
+
+    @property
+    def bin_buckets(self) -> int:
+        """Rows of the bin embedding table: id 0 for missing, then one per bin."""
+        return len(self.edges_) + 2
 
 
 @dataclass
@@ -82,6 +90,31 @@ class _Problems:
             sink.add(found[i])
             good[i] = False
         return good
+
+
+class _Reservoir:
+    """A uniform sample of a stream of values (Vitter's algorithm R, vectorized per chunk, seeded)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seen = 0
+        self.buf = np.empty(size, dtype=np.float64)
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, v: np.ndarray) -> None:
+        room = max(0, min(self.size - self.seen, len(v)))
+        self.buf[self.seen:self.seen + room] = v[:room]
+        rest = v[room:]
+        if len(rest):
+            # the i-th value overall replaces a random slot with probability size / (i + 1)
+            positions = self.seen + room + np.arange(len(rest))
+            slots = (self.rng.random(len(rest)) * (positions + 1)).astype(np.int64)
+            keep = slots < self.size
+            self.buf[slots[keep]] = rest[keep]
+        self.seen += len(v)
+
+    def values(self) -> np.ndarray:
+        return self.buf[: min(self.seen, self.size)]
 
 
 def _as_strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -122,8 +155,18 @@ class Encoder:
         return 2 * len(self.dense_features)
 
     @property
+    def binned_features(self) -> list[FeatureState]:
+        """Dense features whose quantile bin is embedded too (after the sparse features in a batch)."""
+        return [f for f in self.dense_features if f.bins]
+
+    @property
     def buckets(self) -> list[int]:
-        return [f.buckets for f in self.sparse_features]
+        """Embedding table sizes, in batch order: sparse features, then binned dense features."""
+        return [f.buckets for f in self.sparse_features] + [f.bin_buckets for f in self.binned_features]
+
+    @property
+    def needs_fit(self) -> bool:
+        return any(f.transform == "standardize" or f.bins for f in self.dense_features)
 
     def columns(self, with_label: bool = True) -> list[str]:
         cols = [f.column for f in self.features]
@@ -132,13 +175,16 @@ class Encoder:
         return list(dict.fromkeys(cols))
 
     # -- fitting ----------------------------------------------------------------------------------------------
-    def fit(self, chunks: Iterable[Chunk], sink: BadRowSink, max_rows: int = 2_000_000) -> Encoder:
-        """Learn dense statistics (mean and std of the transformed values) from up to ``max_rows`` rows."""
+    def fit(self, chunks: Iterable[Chunk], sink: BadRowSink, max_rows: int = 2_000_000,
+            sample_size: int = 200_000) -> Encoder:
+        """Learn dense statistics from up to ``max_rows`` rows: mean and std of the transformed values, and
+        quantile bin edges from a uniform sample (reservoir, fixed seed) of ``sample_size`` values."""
         dense = self.dense_features
         n = np.zeros(len(dense))
         s1 = np.zeros(len(dense))
         s2 = np.zeros(len(dense))
         rows = 0
+        samples = {f.name: _Reservoir(sample_size, seed=f.seed) for f in dense if f.bins}
         for chunk in chunks:
             problems = _Problems()
             raw = [self._dense_raw(chunk, f, problems) for f in dense]
@@ -146,6 +192,8 @@ class Encoder:
             for k, (f, values) in enumerate(zip(dense, raw, strict=True)):
                 v = self._transform(f, values[good], standardize=False)
                 v = v[np.isfinite(v)]
+                if f.bins:
+                    samples[f.name].add(v)
                 n[k] += len(v)
                 s1[k] += float(v.sum())
                 s2[k] += float((v * v).sum())
@@ -157,6 +205,11 @@ class Encoder:
                 mean = s1[k] / n[k]
                 var = max(s2[k] / n[k] - mean * mean, 0.0)
                 f.mean_, f.std_ = float(mean), float(np.sqrt(var)) if var > 1e-12 else 1.0
+            if f.bins:
+                sample = samples[f.name].values()
+                if len(sample):
+                    qs = np.quantile(sample, np.linspace(0, 1, f.bins + 1)[1:-1])
+                    f.edges_ = [float(e) for e in np.unique(qs)]
         self.fitted_ = True
         self.fit_rows_ = rows
         return self
@@ -182,6 +235,12 @@ class Encoder:
             k_ids, k_off = self._sparse(table.column(f.column), f)
             ids.append(k_ids)
             offsets.append(k_off)
+        for f, values in zip(self.dense_features, dense_raw, strict=True):
+            if f.bins:
+                v = self._transform(f, values[good], standardize=False)
+                bin_ids = np.searchsorted(np.asarray(f.edges_), v, side="right").astype(np.int64) + 1
+                ids.append(np.where(np.isnan(v), 0, bin_ids))
+                offsets.append(np.arange(n + 1, dtype=np.int64))
         return Batch(dense=dense, ids=ids, offsets=offsets,
                      label=None if label is None else label[good], lines=chunk.lines[good])
 
