@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from shoal.config import DLRMConfig, LabelConfig, TrainConfig
 from shoal.data.hashing import hash_strings
-from shoal.data.readers import BadInputError, BadRowSink, detect_format, read_chunks, read_header
+from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
 
 __all__ = [
     "DEFAULT_MISSING",
@@ -365,15 +365,6 @@ class _ColumnStats:
 # ------------------------------------------------------------------------------------------ CSV/TSV sniffing
 
 
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise BadInputError(f"{path}: file does not exist")
-    if not path.is_file():
-        raise BadInputError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise BadInputError(f"{path}: file is empty (0 bytes); expected rows of data")
-
-
 def _first_lines(path: Path) -> list[str]:
     lines: list[str] = []
     size = 0
@@ -472,7 +463,7 @@ def inspect_file(
     path = Path(path)
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
-    _check_exists(path)
+    check_file(path)
     fmt = detect_format(path, fmt)
     markers = list(dict.fromkeys(missing))
     if fmt in ("csv", "tsv"):

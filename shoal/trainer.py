@@ -138,6 +138,7 @@ class Trainer:
         if rows == 0:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
         valid = Batch.concat(valid_parts) if valid_parts else None
+        valid_parts.clear()
         if not use_split:
             assert cfg.data.valid is not None
             valid = self._read_all(cfg.data.valid, encoder, "valid")

@@ -25,7 +25,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-__all__ = ["BadInputError", "BadRow", "BadRowSink", "Chunk", "detect_format", "read_chunks", "read_header"]
+__all__ = ["BadInputError", "BadRow", "BadRowSink", "Chunk", "check_file", "detect_format", "read_chunks",
+           "read_header"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def detect_format(path: Path, explicit: str | None) -> str:
     return fmt
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """Raise :class:`BadInputError` unless ``path`` is a regular, non-empty file."""
     if not path.exists():
         raise BadInputError(f"{path}: file does not exist")
     if not path.is_file():
@@ -136,7 +138,7 @@ def _check_file(path: Path) -> None:
 
 def read_header(path: Path, fmt: str, delimiter: str | None = None) -> list[str]:
     """Column names of a file: the CSV/TSV header line, or the Parquet/JSONL schema."""
-    _check_file(path)
+    check_file(path)
     if fmt == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
     if fmt == "jsonl":
@@ -174,7 +176,7 @@ def read_chunks(
     """
     path = Path(path)
     fmt = detect_format(path, fmt)
-    _check_file(path)
+    check_file(path)
     if fmt in ("csv", "tsv"):
         stream = _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows)
     elif fmt == "parquet":
@@ -182,10 +184,14 @@ def read_chunks(
     else:
         stream = _jsonl_chunks(path, columns, chunk_rows)
     rows = 0
+    pool = pa.default_memory_pool()
     for chunk in stream:
         rows += len(chunk)
         if len(chunk):
             yield chunk
+        # Arrow's allocator keeps freed pages for reuse; hand them back so RSS follows the chunk size,
+        # not the largest row group ever decoded.
+        pool.release_unused()
     if rows == 0:
         what = "only a header" if header and fmt in ("csv", "tsv") else "no rows"
         raise BadInputError(f"{path}: file has {what}; expected at least one data row")
