@@ -25,7 +25,11 @@ ModelInputs = tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]
 
 @dataclass
 class Batch:
-    """Encoded rows, as numpy arrays (zero-copy into torch with :meth:`inputs`)."""
+    """Encoded rows, as numpy arrays (zero-copy into torch with :meth:`inputs`).
+
+    Every row holds at least one id per feature (a missing value is the reserved id 0), so a feature with as
+    many ids as rows has exactly one per row; such features share one ``offsets`` array (never mutated).
+    """
 
     dense: np.ndarray  # (B, D_enc) float32: transformed dense values, then one missing flag per dense feature
     ids: list[np.ndarray]  # per sparse feature: (N_k,) int64 bucket ids, 0 = missing
@@ -39,15 +43,19 @@ class Batch:
     def take(self, index: np.ndarray) -> Batch:
         """The rows at ``index`` (any order), jagged features gathered consistently."""
         ids, offsets = [], []
+        shared: np.ndarray | None = None  # one offsets array serves every one-id-per-row feature
         for k_ids, k_off in zip(self.ids, self.offsets, strict=True):
+            if len(k_ids) == len(self):  # every row holds at least one id, so: exactly one per row
+                if shared is None:
+                    shared = np.arange(len(index) + 1, dtype=np.int64)
+                ids.append(k_ids[index])
+                offsets.append(shared)
+                continue
             starts, lengths = k_off[:-1][index], np.diff(k_off)[index]
             new_off = np.zeros(len(index) + 1, dtype=np.int64)
             np.cumsum(lengths, out=new_off[1:])
-            if int(lengths.max(initial=0)) == 1 and int(lengths.min(initial=1)) == 1:
-                ids.append(k_ids[starts])  # the common single-id case
-            else:
-                gather = np.repeat(starts - new_off[:-1], lengths) + np.arange(new_off[-1])
-                ids.append(k_ids[gather])
+            gather = np.repeat(starts - new_off[:-1], lengths) + np.arange(new_off[-1])
+            ids.append(k_ids[gather])
             offsets.append(new_off)
         return Batch(
             dense=self.dense[index], ids=ids, offsets=offsets,
@@ -71,8 +79,15 @@ class Batch:
         if len(batches) == 1:
             return batches[0]
         ids, offsets = [], []
+        rows = sum(len(b) for b in batches)
+        shared: np.ndarray | None = None
         for k in range(len(batches[0].ids)):
             ids.append(np.concatenate([b.ids[k] for b in batches]))
+            if len(ids[-1]) == rows:  # one id per row
+                if shared is None:
+                    shared = np.arange(rows + 1, dtype=np.int64)
+                offsets.append(shared)
+                continue
             parts, base = [np.zeros(1, np.int64)], 0
             for b in batches:
                 parts.append(b.offsets[k][1:] + base)

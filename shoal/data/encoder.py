@@ -231,16 +231,17 @@ class Encoder:
             dense[:, k] = np.where(missing, 0.0, v)
             dense[:, nd + k] = missing
         ids, offsets = [], []
+        one_per_row = np.arange(n + 1, dtype=np.int64)  # shared by every single-id feature
         for f in self.sparse_features:
             k_ids, k_off = self._sparse(table.column(f.column), f)
             ids.append(k_ids)
-            offsets.append(k_off)
+            offsets.append(one_per_row if f.separator is None else k_off)
         for f, values in zip(self.dense_features, dense_raw, strict=True):
             if f.bins:
                 v = self._transform(f, values[good], standardize=False)
                 bin_ids = np.searchsorted(np.asarray(f.edges_), v, side="right").astype(np.int64) + 1
                 ids.append(np.where(np.isnan(v), 0, bin_ids))
-                offsets.append(np.arange(n + 1, dtype=np.int64))
+                offsets.append(one_per_row)
         return Batch(dense=dense, ids=ids, offsets=offsets,
                      label=None if label is None else label[good], lines=chunk.lines[good])
 
