@@ -20,11 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -33,7 +37,7 @@ from shoal.bundle import save_bundle
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
-from shoal.data.readers import BadRowSink
+from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import chunks, valid_mask
 from shoal.metrics import binary_report
 from shoal.models import build
@@ -42,6 +46,8 @@ from shoal.optim import RowWiseAdagrad
 __all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate"]
 
 log = logging.getLogger(__name__)
+
+_LINE = "__shoal_line__"  # the split file's column holding each row's line in the training file
 
 
 class Callbacks:
@@ -87,13 +93,51 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batch: Batch, base_rate: float, batch_size: int = 8192) -> dict[str, float]:
-    """Binary metrics of ``model`` on an encoded batch, NE against the training base rate."""
+def evaluate(model: nn.Module, batches: Iterable[Batch], base_rate: float, batch_size: int = 8192) -> dict[str, float]:
+    """Binary metrics of ``model`` over encoded batches, NE against the training base rate.
+
+    Only the labels and logits are kept (8 bytes a row), so a validation set of any size streams through.
+    """
+    was_training = model.training
     model.eval()
-    logits = [model(*batch.slice(s, s + batch_size).inputs()).numpy() for s in range(0, len(batch), batch_size)]
-    model.train()
-    assert batch.label is not None
-    return binary_report(batch.label, _sigmoid(np.concatenate(logits)), base_rate=base_rate)
+    labels, logits = [], []
+    for batch in batches:
+        assert batch.label is not None
+        labels.append(batch.label)
+        for s in range(0, len(batch), batch_size):
+            part = batch if len(batch) <= batch_size else batch.slice(s, s + batch_size)
+            logits.append(model(*part.inputs()).numpy())
+    model.train(was_training)
+    if not labels:
+        raise ValueError("no rows to evaluate")
+    return binary_report(np.concatenate(labels), _sigmoid(np.concatenate(logits)), base_rate=base_rate)
+
+
+@dataclass
+class EvalSet:
+    """Rows to evaluate on, re-read from disk at each evaluation so memory does not grow with their number."""
+
+    name: str
+    read: Callable[[BadRowSink], Iterator[Chunk]]
+    rows: int
+
+
+def _with_lines(table: pa.Table, lines: np.ndarray, fmt: str | None) -> pa.Table:
+    """The held-out rows as written to the split file: JSONL columns as text (their types may vary by block)."""
+    if fmt == "jsonl":
+        table = pa.table({c: pc.cast(table.column(c), pa.string()) for c in table.column_names})
+    return table.append_column(_LINE, pa.array(lines, pa.int64()))
+
+
+def _split_reader(path: Path, chunk_rows: int, source: str) -> Callable[[BadRowSink], Iterator[Chunk]]:
+    """Chunks of the split file, carrying the line numbers of the original training file."""
+
+    def read(sink: BadRowSink) -> Iterator[Chunk]:
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            table = pa.Table.from_batches([rb])
+            yield Chunk(table.drop_columns([_LINE]), table.column(_LINE).to_numpy(), source)
+
+    return read
 
 
 class Trainer:
@@ -107,58 +151,78 @@ class Trainer:
         self.best_path = self.run_dir / "best.safetensors"
 
     # -- pass 1: fit the encoder, count, split --------------------------------------------------------------
-    def _prepare(self) -> tuple[Encoder, Batch | None, Batch | None, dict[str, Any]]:
+    def _prepare(self) -> tuple[Encoder, EvalSet | None, EvalSet | None, dict[str, Any]]:
         cfg = self.config
         encoder = Encoder(cfg.features, cfg.label)
         qpath = self.run_dir / "quarantine.jsonl"
         qpath.unlink(missing_ok=True)
         sink = BadRowSink(cfg.data.on_bad_rows, qpath)
-        use_split = cfg.data.valid is None
-        valid_parts: list[Batch] = []
+        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
 
         if encoder.needs_fit:
-            # statistics for standardization (bad rows are skipped here and reported in the pass below)
+            # statistics for standardization and bins (bad rows are skipped here, reported in the pass below)
             encoder.fit(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count")),
                         BadRowSink("count"), max_rows=2**62)
         else:
             encoder.fitted_ = True
-        # One pass to report bad rows (once), count labels and collect the validation split.
-        rows = positives = 0
-        for chunk in chunks(cfg.data.train, cfg.data, encoder.columns(), sink):
-            batch = encoder.encode(chunk, sink)
-            assert batch.label is not None
-            mask = valid_mask(batch.lines, cfg.data.valid_fraction, cfg.train.seed) if use_split else None
-            if mask is not None and mask.any():
-                valid_parts.append(batch.take(np.flatnonzero(mask)))
-                batch = batch.take(np.flatnonzero(~mask))
-            rows += len(batch)
-            self.callbacks.on_scan(rows + sum(len(v) for v in valid_parts) + sink.count)
-            positives += int(batch.label.sum()) if batch.label is not None else 0
-        sink.close()
+        # One pass to report bad rows (once), count labels and write the held-out rows to a split file.
+        rows = positives = held_rows = 0
+        split_path = self.run_dir / "valid-split.parquet"
+        split_path.unlink(missing_ok=True)
+        writer: pq.ParquetWriter | None = None
+        try:
+            for chunk in chunks(cfg.data.train, cfg.data, encoder.columns(), sink):
+                if use_split:
+                    mask = valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
+                    held = Chunk(chunk.table.filter(pa.array(mask)), chunk.lines[mask], chunk.file)
+                    chunk = Chunk(chunk.table.filter(pa.array(~mask)), chunk.lines[~mask], chunk.file)
+                    if len(held):
+                        good = encoder.encode(held, sink)  # reports the held-out bad rows too
+                        keep = np.isin(held.lines, good.lines)
+                        table = _with_lines(held.table.filter(pa.array(keep)), held.lines[keep], cfg.data.format)
+                        writer = writer or pq.ParquetWriter(split_path, table.schema)
+                        writer.write_table(table.cast(writer.schema))
+                        held_rows += len(good)
+                batch = encoder.encode(chunk, sink)
+                assert batch.label is not None
+                rows += len(batch)
+                positives += int(batch.label.sum())
+                self.callbacks.on_scan(rows + held_rows + sink.count)
+        finally:
+            if writer is not None:
+                writer.close()
+            sink.close()
         if rows == 0:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
-        valid = Batch.concat(valid_parts) if valid_parts else None
-        valid_parts.clear()
-        if not use_split:
-            assert cfg.data.valid is not None
-            valid = self._read_all(cfg.data.valid, encoder, "valid")
-        test = self._read_all(cfg.data.test, encoder, "test") if cfg.data.test is not None else None
-        summary = {
-            "train_rows": rows,
-            "train_positives": positives,
-            "train_base_rate": positives / rows,
-            "valid_rows": 0 if valid is None else len(valid),
-            "test_rows": 0 if test is None else len(test),
-            **sink.summary(),
-        }
+        summary: dict[str, Any] = {"train_rows": rows, "train_positives": positives,
+                                   "train_base_rate": positives / rows, **sink.summary()}
+        valid = None
+        if use_split and held_rows:
+            valid = EvalSet("valid", _split_reader(split_path, cfg.data.chunk_rows, str(cfg.data.train)), held_rows)
+        elif cfg.data.valid is not None:
+            valid = self._eval_file(cfg.data.valid, encoder, "valid", summary)
+        test = self._eval_file(cfg.data.test, encoder, "test", summary) if cfg.data.test is not None else None
+        summary["valid_rows"] = 0 if valid is None else valid.rows
+        summary["test_rows"] = 0 if test is None else test.rows
         return encoder, valid, test, summary
 
-    def _read_all(self, path: Path, encoder: Encoder, split: str) -> Batch:
+    def _eval_file(self, path: Path, encoder: Encoder, split: str, summary: dict[str, Any]) -> EvalSet:
+        """Check a validation/test file once (bad rows reported and counted), then stream it at each use."""
         cfg = self.config
+        columns = encoder.columns()
+
+        def read(sink: BadRowSink) -> Iterator[Chunk]:
+            return chunks(path, cfg.data, columns, sink)
+
         sink = BadRowSink(cfg.data.on_bad_rows, self.run_dir / f"quarantine-{split}.jsonl")
-        parts = [encoder.encode(c, sink) for c in chunks(path, cfg.data, encoder.columns(), sink)]
+        rows = sum(len(encoder.encode(c, sink)) for c in read(sink))
         sink.close()
-        return Batch.concat(parts)
+        summary[f"{split}_quarantined_rows"] = sink.count
+        return EvalSet(split, read, rows)
+
+    def _evaluate(self, model: nn.Module, encoder: Encoder, data: EvalSet, base_rate: float) -> dict[str, float]:
+        silent = BadRowSink("count")  # bad rows were reported when the set was prepared
+        return evaluate(model, (encoder.encode(c, silent) for c in data.read(silent)), base_rate)
 
     # -- optimisation ----------------------------------------------------------------------------------------
     def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
@@ -216,7 +280,7 @@ class Trainer:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
         self.callbacks.on_start(int(summary["train_rows"]), t.epochs, pos.rows)
         loss_fn = nn.BCEWithLogitsLoss()
-        use_split = cfg.data.valid is None
+        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
         model.train()
         started = time.perf_counter() - pos.train_seconds
         running = None
@@ -225,7 +289,7 @@ class Trainer:
             """Validate; keep the best weights; return True when training should stop."""
             if valid is None:
                 return False
-            m = evaluate(model, valid, base_rate)
+            m = self._evaluate(model, encoder, valid, base_rate)
             m = {**m, "epoch": pos.epoch, "step": pos.step}
             pos.history.append(m)
             self.callbacks.on_eval(pos.epoch, pos.step, m)
@@ -241,10 +305,10 @@ class Trainer:
             for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), silent)):
                 if ci < pos.chunk:
                     continue
-                batch = encoder.encode(chunk, silent)
                 if use_split:
-                    held_out = valid_mask(batch.lines, cfg.data.valid_fraction, t.seed)
-                    batch = batch.take(np.flatnonzero(~held_out))
+                    keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, t.seed)
+                    chunk = Chunk(chunk.table.filter(pa.array(keep)), chunk.lines[keep], chunk.file)
+                batch = encoder.encode(chunk, silent)
                 order = np.random.default_rng([t.seed, pos.epoch, ci]).permutation(len(batch))
                 starts = range(0, len(batch), t.batch_size)
                 for bi, s in enumerate(starts):
@@ -291,9 +355,9 @@ class Trainer:
             model.load_state_dict(load_file(str(self.best_path)))
         metrics: dict[str, Any] = {}
         if valid is not None:
-            metrics.update({f"valid_{k}": v for k, v in evaluate(model, valid, base_rate).items()})
+            metrics.update({f"valid_{k}": v for k, v in self._evaluate(model, encoder, valid, base_rate).items()})
         if test is not None:
-            metrics.update({f"test_{k}": v for k, v in evaluate(model, test, base_rate).items()})
+            metrics.update({f"test_{k}": v for k, v in self._evaluate(model, encoder, test, base_rate).items()})
         summary.update({
             "steps": pos.step, "rows_trained": pos.rows, "epochs_run": pos.epoch,
             "stopped_early": pos.stopped_early, "train_seconds": round(pos.train_seconds, 3),
