@@ -60,7 +60,7 @@ class Bundle:
 def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfig, meta: dict[str, Any]) -> Path:
     """Write a bundle folder; returns its path."""
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path / "model.safetensors"))
     doc = {
         "format": BUNDLE_FORMAT,
