@@ -1,0 +1,25 @@
+"""The ready configs train as they are on the real data sets (skipped when ../shared/data is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shoal.config import load_config
+from shoal.trainer import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(("name", "min_test_auc", "max_test_ne"), [("criteo.yaml", 0.69, 0.95),
+                                                                   ("adult.yaml", 0.92, 0.52)])
+def test_ready_config_trains(name: str, min_test_auc: float, max_test_ne: float, shared_data: Path,
+                             tmp_path: Path) -> None:
+    cfg = load_config(CONFIGS / name)
+    result = Trainer(cfg, tmp_path / "run").fit()
+    m = result.metrics
+    assert m["test_auc"] >= min_test_auc, m
+    assert m["test_ne"] <= max_test_ne, m
+    assert result.summary["quarantined_rows"] == 0
