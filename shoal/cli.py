@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from shoal.callbacks import Callbacks
 from shoal.config import ConfigError
 from shoal.data.readers import BadInputError
 from shoal.registry import RegistryError, RunRecord, resolve_home
-from shoal.trainer import Callbacks
 
 app = typer.Typer(help="shoal: train, compress and serve models on dense, sparse and text features.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

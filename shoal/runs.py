@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from shoal.bundle import Bundle, load_bundle
+from shoal.callbacks import Callbacks
 from shoal.config import RunConfig, load_config, parse_config
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 from shoal.metrics import binary_report
 from shoal.registry import Registry, RunRecord
-from shoal.trainer import Callbacks, Trainer
+from shoal.trainer import Trainer
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from shoal.bundle import save_bundle
+from shoal.callbacks import Callbacks
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
@@ -48,21 +49,6 @@ __all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate"]
 log = logging.getLogger(__name__)
 
 _LINE = "__shoal_line__"  # the split file's column holding each row's line in the training file
-
-
-class Callbacks:
-    """Hooks for progress display; the defaults do nothing."""
-
-    def on_scan(self, rows: int) -> None:
-        """The first pass (encoder fit, bad rows, validation split) has read ``rows`` rows so far."""
-
-    def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None: ...
-
-    def on_step(self, rows: int, loss: float, rows_per_s: float) -> None: ...
-
-    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
-
-    def on_end(self, stopped_early: bool) -> None: ...
 
 
 @dataclass

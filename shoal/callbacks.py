@@ -1,0 +1,23 @@
+"""Hooks through which training reports progress (the CLI draws a progress bar with them).
+
+Kept free of heavy imports so ``shoal --help`` starts without loading torch.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Callbacks"]
+
+
+class Callbacks:
+    """Hooks for progress display; the defaults do nothing."""
+
+    def on_scan(self, rows: int) -> None:
+        """The first pass (encoder fit, bad rows, validation split) has read ``rows`` rows so far."""
+
+    def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None: ...
+
+    def on_step(self, rows: int, loss: float, rows_per_s: float) -> None: ...
+
+    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
+
+    def on_end(self, stopped_early: bool) -> None: ...
