@@ -24,6 +24,6 @@ def synthetic_config(train: Path, dense: int = 13, sparse: int = 26, buckets: in
         "label": {"column": "label"},
         "features": features,
         "model": {"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [64, 32], "top_mlp": [128, 64]},
-        "train": {"epochs": 2, "batch_size": 1024, "lr": 0.001, "embedding_lr": 0.05, "seed": 0,
+        "train": {"epochs": 2, "batch_size": 512, "lr": 0.001, "embedding_lr": 0.05, "seed": 0,
                   "checkpoint_every": 200, "early_stopping_patience": 1},
     }, source="synthetic_config")
