@@ -302,6 +302,11 @@ def demo(
         console.print(f"next: shoal show {record.run_id}   |   shoal eval {record.run_id} --data FILE   |   shoal runs")
 
 
+from shoal.academy import academy_app  # noqa: E402
+
+app.add_typer(academy_app, name="academy")
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()
 

@@ -1,0 +1,241 @@
+"""Lab 2's grader: `shoal academy check 2` runs these checks, in order, against your lab.py."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from shoal.academy import Check, CheckFailed, CheckSkipped, LabContext, assert_png, expect_floats, expect_tensor
+
+REQUIRES = ("sklearn", "matplotlib")
+DIGITS_TARGET = 0.95
+MNIST_TARGET = 0.95
+MNIST_TRAIN = 8_000  # of the 10,000 MNIST test images, shuffled with a fixed seed; the other 2,000 are held out
+
+
+def _digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """scikit-learn's 8x8 digits as (N, 1, 8, 8) floats in [0, 1]: a fixed, stratified 75/25 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)  # (N, 8, 8) -> (N, 1, 8, 8)
+    y = torch.tensor(data.target, dtype=torch.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    return x_tr, x_te, y_tr, y_te
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format, gzipped): magic (2 zero bytes, dtype, ndim), ndim big-endian sizes, data."""
+    with gzip.open(path) as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _model(ctx: LabContext, image_size: int = 8) -> nn.Module:
+    try:
+        model = ctx.lab.CNN(image_size)
+    except TypeError as err:
+        raise CheckFailed(f"CNN(image_size) should build a model from the image size: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise CheckFailed(f"CNN should be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(getattr(model, "conv1", None), nn.Conv2d):
+        raise CheckFailed("the CNN's first layer should be an nn.Conv2d named conv1 (self.conv1 = nn.Conv2d(1, ...))")
+    return model
+
+
+def check_output_size(ctx: LabContext) -> str:
+    cases = [((8, 3), 6), ((8, 3, 1, 1), 8), ((28, 5), 24), ((28, 3, 2, 1), 14), ((7, 2, 2), 3), ((32, 4, 4, 2), 9)]
+    for args, expected in cases:
+        got = ctx.lab.conv2d_output_size(*args)
+        if got != expected:
+            names = ", ".join(f"{k}={v}" for k, v in zip(("size", "kernel_size", "stride", "padding"), args,
+                                                         strict=False))
+            raise CheckFailed(f"conv2d_output_size({names}) returned {got}, expected {expected}: count how many "
+                              "positions the kernel fits in the padded input, stepping by the stride")
+    return f"{len(cases)} cases"
+
+
+def _conv_inputs(requires_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, 7, generator=g)  # a non-square image and kernel catch swapped indices
+    w = torch.randn(4, 3, 3, 2, generator=g)
+    b = torch.randn(4, generator=g)
+    return x.requires_grad_(requires_grad), w.requires_grad_(requires_grad), b.requires_grad_(requires_grad)
+
+
+def check_conv2d(ctx: LabContext) -> str:
+    x, w, b = _conv_inputs(False)
+    expected = F.conv2d(x, w, b)  # (2, 4, 4, 6)
+    got = expect_tensor(ctx.lab.conv2d(x, w, b), "conv2d(x, weight, bias) for x (2, 3, 6, 7), weight (4, 3, 3, 2)",
+                        tuple(expected.shape))
+    if torch.allclose(got, expected, atol=1e-4):
+        return "matches F.conv2d"
+    if torch.allclose(got, F.conv2d(x, w), atol=1e-4):
+        raise CheckFailed("your convolution is right but the bias is missing: add bias[o] to every output pixel "
+                          "of filter o")
+    if torch.allclose(got, F.conv2d(x, w.flip(2, 3), b), atol=1e-4):
+        raise CheckFailed("you flipped the kernel: deep learning's 'convolution' is a cross-correlation, "
+                          "multiply each patch by the filter as it is")
+    raise CheckFailed("your conv2d's values differ from nn.Conv2d's: out[b, o, i, j] = sum over c, k, l of "
+                      "x[b, c, i + k, j + l] * weight[o, c, k, l], plus bias[o]")
+
+
+def check_conv2d_grad(ctx: LabContext) -> str:
+    x, w, b = _conv_inputs(True)
+    r = torch.randn(2, 4, 4, 6, generator=torch.Generator().manual_seed(1))
+    (F.conv2d(x, w, b) * r).sum().backward()
+    expected = [t.grad for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    out = ctx.lab.conv2d(x, w, b)
+    if not isinstance(out, Tensor) or not out.requires_grad:
+        raise CheckFailed("autograd cannot follow your conv2d: build the output from torch operations on x, weight "
+                          "and bias (no .item(), .numpy() or torch.tensor(...) of results)")
+    (out * r).sum().backward()
+    for name, t, e in zip(("x", "weight", "bias"), (x, w, b), expected, strict=True):
+        if t.grad is None or not torch.allclose(t.grad, e, atol=1e-4):
+            raise CheckFailed(f"the gradient with respect to {name} differs from nn.Conv2d's: is {name} used in "
+                              "every output pixel, exactly once per term?")
+    return "d/dx, d/dweight, d/dbias match F.conv2d"
+
+
+def check_cnn(ctx: LabContext) -> str:
+    model = _model(ctx)
+    out = expect_tensor(model(torch.randn(5, 1, 8, 8)), "CNN(8)(x) for x of shape (5, 1, 8, 8)", (5, 10))
+    out.sum().backward()
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            raise CheckFailed(f"parameter {name} got no gradient: does forward use every layer?")
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    n = sum(p.numel() for p in model.parameters())
+    return f"(5, 1, 8, 8) -> (5, 10), {convs} conv layers, {n:,} parameters"
+
+
+def check_feature_maps(ctx: LabContext) -> str:
+    model = _model(ctx)
+    conv: nn.Conv2d = model.conv1
+    x = torch.randn(3, 1, 8, 8)
+    side = [(8 + 2 * int(conv.padding[i]) - conv.kernel_size[i]) // conv.stride[i] + 1
+            for i in (0, 1)]
+    shape = (3, conv.out_channels, side[0], side[1])
+    got = expect_tensor(ctx.lab.feature_maps(model, x), "feature_maps(model, x) for x of shape (3, 1, 8, 8)", shape)
+    with torch.no_grad():
+        raw = conv(x)
+    if not (torch.allclose(got, raw, atol=1e-5) or torch.allclose(got, F.relu(raw), atol=1e-5)):
+        raise CheckFailed("feature_maps should return the output of model.conv1 (after its ReLU, if you like)")
+    return f"{shape[1]} maps of {shape[2]}x{shape[3]}"
+
+
+def check_train(ctx: LabContext) -> str:
+    x, _, y, _ = _digits()
+    x, y = x[:320], y[:320]
+    torch.manual_seed(0)
+    model = _model(ctx)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = expect_floats(ctx.lab.train(model, x, y, epochs=5, lr=3e-3, batch_size=32, seed=0),
+                           "train(model, x, y, epochs=5, ...)", 5)
+    if all(torch.equal(p0, p.detach()) for p0, p in zip(before, model.parameters(), strict=True)):
+        raise CheckFailed("train did not change the parameters: call loss.backward() and then optimizer.step()")
+    if not losses[-1] < 0.7 * losses[0]:
+        raise CheckFailed(f"the loss did not go down enough ({losses[0]:.3f} -> {losses[-1]:.3f} in 5 epochs on "
+                          "320 digits with lr=3e-3, a learning rate for Adam): use F.cross_entropy on the raw "
+                          "logits, zero the gradients every step, and torch.optim.Adam")
+    return f"loss {losses[0]:.3f} -> {losses[-1]:.3f} in 5 epochs"
+
+
+def check_predict(ctx: LabContext) -> str:
+    model = _model(ctx)
+    x = torch.randn(40, 1, 8, 8)
+    got = expect_tensor(ctx.lab.predict(model, x), "predict(model, x) for x of shape (40, 1, 8, 8)", (40,))
+    if got.requires_grad:
+        raise CheckFailed("predict built an autograd graph: decorate it with @torch.no_grad()")
+    with torch.no_grad():
+        model.eval()
+        expected = model(x).argmax(dim=1)
+    if not torch.equal(got.long(), expected):
+        raise CheckFailed("predict should return the class with the largest logit: logits.argmax(dim=1)")
+    return "class ids from argmax"
+
+
+def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    model.eval()
+    with torch.no_grad():  # the grader predicts itself: the largest logit
+        return (model(x).argmax(dim=1) == y).float().mean().item()
+
+
+def _fit(ctx: LabContext, x: Tensor, y: Tensor, image_size: int) -> tuple[nn.Module, list[float]]:
+    out = ctx.lab.fit(x, y, image_size=image_size, seed=0)
+    if not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[0], nn.Module):
+        raise CheckFailed("fit should return a pair: (the trained model, its list of losses per epoch)")
+    return out[0], expect_floats(out[1], "the losses fit returns")
+
+
+def check_held_out(ctx: LabContext) -> str:
+    x_tr, x_te, y_tr, y_te = _digits()
+    model, _ = _fit(ctx, x_tr, y_tr, image_size=8)
+    accuracy = _accuracy(model, x_te, y_te)
+    if accuracy < DIGITS_TARGET:
+        raise CheckFailed(f"held-out accuracy {accuracy:.3f} < {DIGITS_TARGET}: train for more epochs, try another "
+                          "learning rate, or add channels")
+    ctx.state["model"], ctx.state["image"] = model, x_te[0]
+    return f"accuracy {accuracy:.3f} >= {DIGITS_TARGET} on {len(y_te)} held-out digits"
+
+
+def check_plot_filters(ctx: LabContext) -> str:
+    path = ctx.workdir / "filters.png"
+    path.unlink(missing_ok=True)
+    ctx.lab.plot_filters(ctx.state["model"], path)
+    return assert_png(path, "the filters plot")
+
+
+def check_plot_feature_maps(ctx: LabContext) -> str:
+    path = ctx.workdir / "feature_maps.png"
+    path.unlink(missing_ok=True)
+    ctx.lab.plot_feature_maps(ctx.state["model"], ctx.state["image"].clone(), path)
+    return assert_png(path, "the feature-maps plot")
+
+
+def check_mnist(ctx: LabContext) -> str:
+    folder = ctx.data_dir / "mnist_test"
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        raise CheckSkipped(f"optional: MNIST not found at {folder}")
+    images = _read_idx(folder / "t10k-images-idx3-ubyte.gz")  # (10000, 28, 28) uint8
+    labels = _read_idx(folder / "t10k-labels-idx1-ubyte.gz")  # (10000,)
+    order = np.random.default_rng(0).permutation(len(images))
+    x = torch.tensor(images[order] / 255.0, dtype=torch.float32).unsqueeze(1)  # (N, 1, 28, 28)
+    y = torch.tensor(labels[order].astype(np.int64))
+    model, _ = _fit(ctx, x[:MNIST_TRAIN], y[:MNIST_TRAIN], image_size=28)
+    accuracy = _accuracy(model, x[MNIST_TRAIN:], y[MNIST_TRAIN:])
+    if accuracy < MNIST_TARGET:
+        raise CheckFailed(f"MNIST held-out accuracy {accuracy:.3f} < {MNIST_TARGET}: does CNN(28) size its linear "
+                          "layer with conv2d_output_size? train longer if the loss is still falling")
+    return f"accuracy {accuracy:.3f} >= {MNIST_TARGET} on {len(y) - MNIST_TRAIN:,} held-out MNIST digits"
+
+
+CONV = "convolution by hand matches nn.Conv2d"
+MODEL = "model: CNN shapes and gradients"
+TRAIN = "training loop: the loss goes down"
+HELD_OUT = f"held out: accuracy >= {DIGITS_TARGET} (8x8 digits)"
+
+CHECKS = [
+    Check("shapes: conv2d_output_size", check_output_size, time_limit_s=10),
+    Check(CONV, check_conv2d, time_limit_s=10),
+    Check("autograd: gradients through your conv2d", check_conv2d_grad, time_limit_s=10, needs=(CONV,)),
+    Check(MODEL, check_cnn, time_limit_s=10),
+    Check("feature maps: the first layer's output", check_feature_maps, time_limit_s=10, needs=(MODEL,)),
+    Check(TRAIN, check_train, time_limit_s=30, needs=(MODEL,)),
+    Check("predict: class ids from logits", check_predict, time_limit_s=10, needs=(MODEL,)),
+    Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(MODEL, TRAIN)),
+    Check("plot: filters.png", check_plot_filters, time_limit_s=30, needs=(HELD_OUT,)),
+    Check("plot: feature_maps.png", check_plot_feature_maps, time_limit_s=30, needs=(HELD_OUT,)),
+    Check(f"MNIST: accuracy >= {MNIST_TARGET} (28x28, optional)", check_mnist, time_limit_s=120, needs=(HELD_OUT,)),
+]
