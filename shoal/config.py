@@ -63,6 +63,7 @@ class DataConfig(_Strict):
     header: bool = True
     columns: list[str] | None = None  # required for headerless CSV/TSV
     delimiter: str | None = Field(None, min_length=1, max_length=1)
+    quoting: bool = True  # CSV/TSV: '"' quotes cells; false reads quotes as plain text (e.g. SST-2)
     missing: list[str] = Field(default_factory=lambda: ["", "NA", "NaN", "nan", "null", "?"])
     on_bad_rows: Literal["error", "quarantine"] = "error"
     chunk_rows: int = Field(65_536, ge=1)
@@ -94,7 +95,7 @@ class FeatureConfig(_Strict):
     """One input column: ``dense`` (a number) or ``sparse`` (an id, or a list of ids in one cell)."""
 
     name: str
-    kind: Literal["dense", "sparse"]
+    kind: Literal["dense", "sparse", "text"]
     column: str | None = None  # defaults to ``name``
     # dense
     transform: Literal["log1p", "standardize", "none"] = "standardize"
@@ -102,11 +103,18 @@ class FeatureConfig(_Strict):
     # sparse
     buckets: int = Field(100_000, ge=2, le=100_000_000)
     separator: str | None = Field(None, min_length=1)  # a list of ids in one cell, e.g. "|"
+    # text: raw UTF-8 bytes -> a bag of hashed byte n-grams (and whitespace-word n-grams), in ``buckets`` rows
+    max_bytes: int = Field(1024, ge=1)
+    ngram_min: int = Field(1, ge=1, le=16)
+    ngram_max: int = Field(4, ge=1, le=16)
+    word_ngrams: int = Field(2, ge=0, le=8)
 
     @model_validator(mode="after")
     def _kind_options(self) -> FeatureConfig:
-        if self.kind == "sparse" and self.bins is not None:
-            raise ValueError(f"feature {self.name!r}: bins applies to dense features only (this one is sparse)")
+        if self.kind != "dense" and self.bins is not None:
+            raise ValueError(f"feature {self.name!r}: bins applies to dense features only (this one is {self.kind})")
+        if self.ngram_min > self.ngram_max:
+            raise ValueError(f"feature {self.name!r}: ngram_min {self.ngram_min} > ngram_max {self.ngram_max}")
         return self
 
     @property

@@ -57,7 +57,7 @@ def test_bad_value_shows_value_and_allowed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, bad))
     msg = str(err.value)
-    assert "features.0.kind" in msg and "'categorical'" in msg and "'dense' or 'sparse'" in msg
+    assert "features.0.kind" in msg and "'categorical'" in msg and "'dense', 'sparse' or 'text'" in msg
 
 
 def test_bad_model_name_lists_models(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_config(p)
 
 
-@pytest.mark.parametrize("name", ["criteo.yaml", "adult.yaml", "synthetic.yaml"])
+@pytest.mark.parametrize("name", ["criteo.yaml", "adult.yaml", "synthetic.yaml", "sst2.yaml"])
 def test_ready_configs_load(name: str) -> None:
     cfg = load_config(ROOT / "configs" / name)
     assert cfg.features and cfg.model.name

@@ -25,6 +25,7 @@ from shoal.config import FeatureConfig, LabelConfig
 from shoal.data.batch import Batch
 from shoal.data.hashing import bucketize, hash_strings, seed_for
 from shoal.data.readers import BadRow, BadRowSink, Chunk
+from shoal.data.text import text_bag
 
 __all__ = ["Encoder", "FeatureState"]
 
@@ -43,6 +44,10 @@ class FeatureState:
     buckets: int = 0
     separator: str | None = None
     bins: int = 0  # dense: also embed the value's quantile bin (an extra sparse input) when > 0
+    max_bytes: int = 1024  # text
+    ngram_min: int = 1
+    ngram_max: int = 4
+    word_ngrams: int = 2
     mean_: float = 0.0
     std_: float = 1.0
     edges_: list[float] = field(default_factory=list)  # dense with bins: interior quantile edges
@@ -51,7 +56,8 @@ class FeatureState:
     @staticmethod
     def from_config(f: FeatureConfig) -> FeatureState:
         return FeatureState(name=f.name, kind=f.kind, column=f.source, transform=f.transform,
-                            buckets=f.buckets, separator=f.separator, bins=f.bins or 0,
+                            buckets=f.buckets, separator=f.separator, bins=f.bins or 0, max_bytes=f.max_bytes,
+                            ngram_min=f.ngram_min, ngram_max=f.ngram_max, word_ngrams=f.word_ngrams,
                             seed=seed_for(f.name) & 0xFFFFFFFF)
 
     @property
@@ -155,14 +161,19 @@ class Encoder:
         return 2 * len(self.dense_features)
 
     @property
+    def text_features(self) -> list[FeatureState]:
+        return [f for f in self.features if f.kind == "text"]
+
+    @property
     def binned_features(self) -> list[FeatureState]:
         """Dense features whose quantile bin is embedded too (after the sparse features in a batch)."""
         return [f for f in self.dense_features if f.bins]
 
     @property
     def buckets(self) -> list[int]:
-        """Embedding table sizes, in batch order: sparse features, then binned dense features."""
-        return [f.buckets for f in self.sparse_features] + [f.bin_buckets for f in self.binned_features]
+        """Embedding table sizes, in batch order: sparse features, text features, then binned dense features."""
+        return ([f.buckets for f in self.sparse_features] + [f.buckets for f in self.text_features]
+                + [f.bin_buckets for f in self.binned_features])
 
     @property
     def needs_fit(self) -> bool:
@@ -236,6 +247,12 @@ class Encoder:
             k_ids, k_off = self._sparse(table.column(f.column), f)
             ids.append(k_ids)
             offsets.append(one_per_row if f.separator is None else k_off)
+        for f in self.text_features:
+            k_ids, k_off, _ = text_bag(table.column(f.column), buckets=f.buckets, max_bytes=f.max_bytes,
+                                       ngram_min=f.ngram_min, ngram_max=f.ngram_max, word_ngrams=f.word_ngrams,
+                                       seed=f.seed)
+            ids.append(k_ids)
+            offsets.append(k_off)
         for f, values in zip(self.dense_features, dense_raw, strict=True):
             if f.bins:
                 v = self._transform(f, values[good], standardize=False)

@@ -168,6 +168,7 @@ def read_chunks(
     delimiter: str | None = None,
     missing: Sequence[str] = ("",),
     chunk_rows: int = 65_536,
+    quoting: bool = True,
 ) -> Iterator[Chunk]:
     """Yield chunks holding ``columns`` of ``path``.
 
@@ -178,7 +179,7 @@ def read_chunks(
     fmt = detect_format(path, fmt)
     check_file(path)
     if fmt in ("csv", "tsv"):
-        stream = _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows)
+        stream = _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
     elif fmt == "parquet":
         stream = _parquet_chunks(path, columns, chunk_rows)
     else:
@@ -209,6 +210,7 @@ def _missing_columns(path: Path, have: Sequence[str], want: Sequence[str]) -> No
 def _csv_chunks(
     path: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
     names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
+    quoting: bool = True,
 ) -> Iterator[Chunk]:
     sep = delimiter or ("\t" if fmt == "tsv" else ",")
     file_names = list(names) if names is not None else read_header(path, fmt, sep)
@@ -241,6 +243,7 @@ def _csv_chunks(
             read_options=pacsv.ReadOptions(column_names=file_names, skip_rows=1 if header else 0,
                                            block_size=block, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
+                                             quote_char='"' if quoting else False,
                                              ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns), column_types={c: pa.string() for c in columns},

@@ -19,7 +19,7 @@ def chunks(path: Path, data: DataConfig, columns: list[str], sink: BadRowSink) -
     """Stream ``columns`` of ``path`` in chunks of ``data.chunk_rows`` rows, read as ``data`` says."""
     return read_chunks(
         Path(path), fmt=data.format, columns=columns, sink=sink, header=data.header, names=data.columns,
-        delimiter=data.delimiter, missing=data.missing, chunk_rows=data.chunk_rows,
+        delimiter=data.delimiter, missing=data.missing, chunk_rows=data.chunk_rows, quoting=data.quoting,
     )
 
 
