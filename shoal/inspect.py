@@ -53,7 +53,9 @@ __all__ = [
     "starter_config",
 ]
 
-Kind = Literal["label", "dense", "sparse", "ignore"]
+Kind = Literal["label", "dense", "sparse", "text", "ignore"]
+_TEXT_SPACED_SHARE = 0.5  # a string column is text when most values contain spaces ...
+_TEXT_MIN_BYTES = 16  # ... and they are not short labels
 
 #: The missing-value markers of :class:`shoal.config.DataConfig` (its default for ``data.missing``).
 DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "?")
@@ -222,6 +224,8 @@ class _ColumnStats:
         self.increasing = True
         self.last = -math.inf
         self.hex = True
+        self.text_bytes = 0  # total UTF-8 bytes of the string values
+        self.spaced = 0  # string values containing a space: prose, not ids
         self.lists = {s: _ListStats() for s in separators}
 
     @property
@@ -309,6 +313,8 @@ class _ColumnStats:
         self.sample.add(v)
 
     def _strings(self, values: pa.Array) -> None:
+        self.text_bytes += pc.sum(pc.binary_length(values)).as_py() or 0
+        self.spaced += pc.sum(pc.match_substring(values, " ")).as_py() or 0
         if self.hex:
             self.hex = bool(pc.all(pc.match_substring_regex(values, _HEX_PATTERN)).as_py())
         for sep, stats in self.lists.items():
@@ -587,6 +593,10 @@ def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "
         what = "integers" if s.integer else "numbers"
         span = f"range {_number_text(s.minimum)}..{_number_text(s.maximum)}"
         return "dense", f"{what}, {distinct}, {span}{padded}", "standardize", None
+    mean_bytes = s.text_bytes / max(s.present, 1)
+    if s.spaced > _TEXT_SPACED_SHARE * s.present and mean_bytes >= _TEXT_MIN_BYTES:
+        return ("text", f"free text: {mean_bytes:.0f} bytes on average, {100.0 * s.spaced / s.present:.0f}% "
+                f"of values contain spaces; learned from raw bytes (n-gram bags)", None, None)
     listed = s.separator()
     if listed is not None:
         sep, ls = listed
@@ -688,7 +698,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
             f"{profile.path}: no label column was found (no column has exactly 2 distinct values); "
             "name it with --label"
         )
-    features = [c for c in profile.columns if c.kind in ("dense", "sparse")]
+    features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text")]
     if not features:
         raise ValueError(f"{profile.path}: no usable feature columns besides the label {profile.label!r}")
     label = profile.column(profile.label)
@@ -701,7 +711,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         "# Review before training:",
         "#   - the label column and which value is positive (label.positive / label.negative);",
         "#   - each feature's kind: dense (a number; transform log1p for counts, standardize otherwise) or",
-        "#     sparse (an id; buckets = embedding rows, about 2x the distinct ids seen);",
+        "#     sparse (an id; buckets = embedding rows, about 2x the distinct ids seen) or text (raw text);",
         "#   - the columns left out (commented out under features) and columns with many missing values;",
         "#   - model and train settings: these are the defaults.",
         f"name: {_y(Path(profile.path).stem)}",
@@ -734,6 +744,8 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
             if c.multi_id_separator is not None:
                 entry += f", separator: {_y(c.multi_id_separator)}"
             entry += "}"
+        elif c.kind == "text":
+            entry = f"{{name: {_y(c.name)}, kind: text, buckets: 1000000}}"
         else:
             out.append(f"  # left out {_y(c.name)}: {_comment(c.reason)}")
             continue

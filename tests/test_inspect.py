@@ -354,3 +354,33 @@ def test_adult(tmp_path: Path) -> None:
     cfg_path.write_text(starter_config(p, cfg_path))
     cfg = load_config(cfg_path)
     assert cfg.label.positive == [">50K"] and len(cfg.dense) == 6 and len(cfg.sparse) == 8
+
+
+def test_prose_column_is_text_and_the_starter_config_trains(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(0)
+    good = ["a wonderful film", "great acting and a fine story", "truly moving and funny"]
+    bad = ["a dull mess", "boring and far too long", "the plot makes no sense at all"]
+    lines = ["review,score,label"]
+    for i in range(600):
+        y = i % 2
+        words = rng.choice(good if y else bad) + " " + rng.choice(["indeed", "overall", "so it goes", ""])
+        lines.append(f"{words} number {i},{rng.randint(1, 5)},{y}")
+    path = tmp_path / "reviews.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    profile = inspect_file(path)
+    assert profile.column("review").kind == "text"
+    assert "free text" in profile.column("review").reason
+    cfg_path = tmp_path / "reviews.yaml"
+    cfg_path.write_text(starter_config(profile, cfg_path), encoding="utf-8")
+    cfg = load_config(cfg_path)
+    assert [f.kind for f in cfg.features if f.name == "review"] == ["text"]
+    from shoal.trainer import Trainer
+
+    # as written, the starter trains (2 epochs of batch 1024: 2 steps on these 540 rows, so no quality bar) ...
+    assert Trainer(cfg, tmp_path / "run").fit().metrics["valid_auc"] > 0.5
+    # ... and with enough steps the text column carries the signal
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 20, "batch_size": 64})})
+    result = Trainer(cfg, tmp_path / "run2").fit()
+    assert result.metrics["valid_auc"] > 0.95
