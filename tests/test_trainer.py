@@ -135,3 +135,23 @@ def test_valid_split_is_stable_across_chunk_sizes(tmp_path: Path, clicks: Path) 
     parts = np.concatenate([valid_mask(lines[i:i + 999], 0.2, seed=7) for i in range(0, 30_000, 999)])
     assert np.array_equal(whole, parts)
     assert not np.array_equal(whole, valid_mask(lines, 0.2, seed=8))
+
+
+@pytest.mark.slow
+def test_two_trainings_at_once_share_one_registry(tmp_path: Path, clicks: Path) -> None:
+    """Two `shoal train` processes writing to the same home: both runs complete, the database stays intact."""
+    import sqlite3
+
+    cfg_path = _config(tmp_path, clicks, epochs=1, checkpoint_every=5)
+    home = tmp_path / "shared-home"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    procs = [_shoal("train", str(cfg_path), "--home", str(home), env=env) for _ in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out.decode()
+    runs = Registry(home).list()
+    assert len(runs) == 2 and {r.status for r in runs} == {"completed"}
+    assert runs[0].run_id != runs[1].run_id
+    assert runs[0].metrics["valid_auc"] == pytest.approx(runs[1].metrics["valid_auc"], abs=1e-9)  # same seed
+    with sqlite3.connect(home / "registry.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
