@@ -1,0 +1,231 @@
+"""Lab 3's grader: `shoal academy check 3` runs these checks, in order, against your lab.py."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
+
+REQUIRES = ("matplotlib",)
+ACCURACY_TARGET = 0.9  # both reference models get ~1.0 on these reviews
+TRAIN_ROWS, TEST_ROWS = 3000, 1000
+
+# the grader's own copy of make_reviews (the same reviews as the lab's; tests/test_academy_labs34.py checks it)
+_SUBJECTS = ["the café", "our hotel", "the crème brûlée", "this film", "le service", "the ramen 🍜", "the staff",
+             "die Suppe", "the naïve plot", "the 寿司", "my room", "the señor's tapas", "the Zürich tram", "the app"]
+_VERBS = ["was", "is", "seemed", "felt", "looked"]
+_ADVERBS = ["", "", "really ", "very ", "truly ", "quite ", "so "]
+_POSITIVE = ["good", "great", "wonderful", "lovely", "délicieux", "superb", "fantastic", "schön"]
+_NEGATIVE = ["bad", "awful", "terrible", "bland", "rude", "mediocre", "horrible", "schlecht"]
+_NEGATIONS = ["not ", "never "]
+_OPENERS = ["", "", "", "honestly, ", "I think ", "well… ", "to be fair, ", "ok so ", "¡ay! "]
+_ENDINGS = ["", "", ".", "!", "!!", " 😀", " 🙁", "...", " tbh", " at all"]
+
+
+def reviews(n: int, seed: int) -> tuple[list[str], list[int]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        positive = rng.random() < 0.5
+        negated = rng.random() < 0.3
+        word = rng.choice(_POSITIVE if positive else _NEGATIVE)
+        negation = rng.choice(_NEGATIONS) if negated else ""
+        texts.append(f"{rng.choice(_OPENERS)}{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {negation}"
+                     f"{rng.choice(_ADVERBS)}{word}{rng.choice(_ENDINGS)}")
+        labels.append(int(positive != negated))
+    return texts, labels
+
+
+def _encode(texts: list[str], max_len: int = 64) -> tuple[Tensor, Tensor]:
+    rows = [list(t.encode("utf-8", errors="replace"))[:max_len] for t in texts]
+    ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r) + 1
+    return ids, torch.tensor([len(r) for r in rows])
+
+
+def check_encode(ctx: LabContext) -> str:
+    out = ctx.lab.encode(["café", "a😀", "ok"])
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise CheckFailed("encode should return a pair: (ids (B, T), lengths (B,))")
+    lengths = expect_tensor(out[1], 'the lengths of encode(["café", "a😀", "ok"])', (3,))
+    if lengths.tolist() == [4, 2, 2]:
+        raise CheckFailed("your lengths count characters: count the UTF-8 bytes, len(text.encode('utf-8')) ('é' is 2 "
+                          "bytes, '😀' is 4)")
+    if lengths.tolist() != [5, 5, 2]:
+        raise CheckFailed(f'the lengths of encode(["café", "a😀", "ok"]) should be [5, 5, 2] bytes, got '
+                          f"{lengths.tolist()}")
+    ids = expect_tensor(out[0], 'the ids of encode(["café", "a😀", "ok"])', (3, 5))
+    if ids.dtype != torch.long:
+        raise CheckFailed(f"ids should be a long tensor (nn.Embedding indexes with integers), got {ids.dtype}")
+    expected, _ = _encode(["café", "a😀", "ok"])
+    if torch.equal(ids, expected - 1) or torch.equal(ids[0], expected[0] - 1):
+        raise CheckFailed("token ids are the bytes themselves: use byte + 1, so that 0 stays free for the padding")
+    if not torch.equal(ids, expected):
+        raise CheckFailed(f'encode(["café", ...]) row 0 is {ids[0].tolist()}, expected {expected[0].tolist()} (the '
+                          f"UTF-8 bytes + 1); row 2 is {ids[2].tolist()}, expected {expected[2].tolist()} "
+                          "(padded with 0)")
+    cut, cut_lengths = ctx.lab.encode(["abcdefgh", "xy"], max_len=3)
+    if tuple(cut.shape) != (2, 3) or cut_lengths.tolist() != [3, 2]:
+        raise CheckFailed(f'encode(["abcdefgh", "xy"], max_len=3) should give ids (2, 3) and lengths [3, 2], got '
+                          f"{tuple(cut.shape)} and {cut_lengths.tolist()}: cut each text's bytes to max_len")
+    try:
+        _, bad = ctx.lab.encode(["a\udc80b"])
+    except UnicodeEncodeError:
+        raise CheckFailed('encode("a\\udc80b") raised UnicodeEncodeError: a lone surrogate is not valid Unicode; '
+                          'encode with text.encode("utf-8", errors="replace")') from None
+    return f"café -> {ids[0].tolist()}, cut at max_len, invalid text becomes '?' ({bad.tolist()[0]} bytes)"
+
+
+def check_decode(ctx: LabContext) -> str:
+    ids, _ = _encode(["naïve 😀", "ok"])
+    got = ctx.lab.decode(ids[1])
+    if got != "ok":
+        raise CheckFailed(f"decode of the padded row [{', '.join(map(str, ids[1].tolist()))}] should be 'ok', got "
+                          f"{got!r}: drop the padding (0), subtract 1, bytes(...).decode('utf-8')")
+    if ctx.lab.decode(ids[0]) != "naïve 😀":
+        raise CheckFailed(f"decode(encode(['naïve 😀'])[0][0]) should give back 'naïve 😀', got "
+                          f"{ctx.lab.decode(ids[0])!r}")
+    cut, _ = _encode(["a😀"], max_len=3)  # the emoji's 4 bytes cut to 2: not valid UTF-8
+    try:
+        text = ctx.lab.decode(cut[0])
+    except UnicodeDecodeError:
+        raise CheckFailed("decode raised UnicodeDecodeError on a character cut in half by max_len: decode with "
+                          "errors='replace' (the bad bytes become U+FFFD)") from None
+    if not (isinstance(text, str) and text.startswith("a") and "\ufffd" in text):
+        raise CheckFailed(f"decode of 'a' + half an emoji should be 'a\\ufffd', got {text!r}")
+    return "round trip, padding dropped, a cut character becomes U+FFFD"
+
+
+def _sample() -> tuple[Tensor, Tensor]:
+    return _encode(["the café was great", "ok", "never good 🙁", "the 寿司 was not bad at all!"])
+
+
+def _check_sequence_model(ctx: LabContext, name: str) -> tuple[nn.Module, str]:
+    try:
+        model = getattr(ctx.lab, name)()
+    except TypeError as err:
+        raise CheckFailed(f"{name}() should work with its default arguments: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise CheckFailed(f"{name} should be a torch.nn.Module, got {type(model).__name__}")
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    if not embeddings or embeddings[0].num_embeddings < 257:
+        raise CheckFailed(f"{name} needs an nn.Embedding with 257 rows: 256 byte values + 1 for the padding")
+    model.eval()
+    ids, lengths = _sample()
+    out = model(ids, lengths)
+    if isinstance(out, Tensor) and tuple(out.shape) == (4, 1):
+        raise CheckFailed(f"{name} returned shape (4, 1): squeeze the last dimension to one logit per text, (B,)")
+    expect_tensor(out, f"{name}()(ids, lengths) for 4 texts", (4,))
+    padded = torch.cat([ids, torch.zeros(4, 10, dtype=torch.long)], dim=1)  # the same texts, more padding
+    with torch.no_grad():
+        gap = (model(padded, lengths) - out).abs().max().item()
+        alone = model(ids[1:2, : int(lengths[1])], lengths[1:2])
+    if gap > 1e-4 or (alone - out[1]).abs().item() > 1e-4:
+        fix = ("pack the batch with pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) and "
+               "use the final hidden state") if name == "GRUClassifier" else \
+            "mask the padded positions: -inf before the max over time (and zeros between two convolutions)"
+        raise CheckFailed(f"{name}'s output changes when the batch has more padding (by {max(gap, 1e-4):.2g}): the "
+                          f"padding leaks into the result; {fix}")
+    model.train()
+    model.zero_grad()
+    long_ids, long_lengths = _encode(["\x7f" + "ab" * 20])  # byte 0x7f occurs only at the first position
+    model(long_ids, long_lengths).sum().backward()
+    for pname, p in model.named_parameters():
+        if p.grad is None:
+            raise CheckFailed(f"parameter {pname} got no gradient: does forward use every layer?")
+    grad = embeddings[0].weight.grad
+    assert grad is not None
+    if name == "GRUClassifier" and grad[0x7F + 1].abs().sum().item() == 0:
+        raise CheckFailed(f"no gradient reaches the first byte of a 41-byte text: {name} does not look at the "
+                          "whole text (for a GRU: the hidden state of the *last* real step carries it)")
+    n = sum(p.numel() for p in model.parameters())
+    return model, f"(4, T) -> (4,), padding-invariant, gradients flow; {n:,} parameters"
+
+
+def check_gru(ctx: LabContext) -> str:
+    model, note = _check_sequence_model(ctx, "GRUClassifier")
+    if not any(isinstance(m, nn.GRU | nn.GRUCell) for m in model.modules()):
+        raise CheckFailed("GRUClassifier should use an nn.GRU")
+    return note.replace("gradients flow", "gradients reach the first byte")
+
+
+def check_cnn(ctx: LabContext) -> str:
+    model, note = _check_sequence_model(ctx, "ByteCNN")
+    if not any(isinstance(m, nn.Conv1d) for m in model.modules()):
+        raise CheckFailed("ByteCNN should use an nn.Conv1d over the byte positions")
+    return note
+
+
+def check_train(ctx: LabContext) -> str:
+    texts, labels = reviews(1000, seed=7)
+    ids, lengths = _encode(texts)
+    torch.manual_seed(0)
+    model = ctx.lab.ByteCNN()
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = expect_floats(ctx.lab.train_classifier(model, ids, lengths, torch.tensor(labels, dtype=torch.float32),
+                                                    epochs=4, lr=3e-3, batch_size=32, seed=0),
+                           "train_classifier(model, ..., epochs=4)", 4)
+    if all(torch.equal(p0, p.detach()) for p0, p in zip(before, model.parameters(), strict=True)):
+        raise CheckFailed("train_classifier did not change the parameters: call loss.backward() and optimizer.step()")
+    if not losses[-1] < 0.7 * losses[0]:
+        raise CheckFailed(f"the loss did not go down enough ({losses[0]:.3f} -> {losses[-1]:.3f} in 4 epochs of a "
+                          "ByteCNN): zero the gradients each step, use binary_cross_entropy_with_logits on the logits")
+    return f"ByteCNN loss {losses[0]:.3f} -> {losses[-1]:.3f} in 4 epochs"
+
+
+def _held_out(ctx: LabContext, fit: str, label: str) -> str:
+    texts, labels = reviews(TRAIN_ROWS, seed=0)
+    ids, lengths = _encode(texts)
+    out = getattr(ctx.lab, fit)(ids, lengths, torch.tensor(labels, dtype=torch.float32), seed=0)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise CheckFailed(f"{fit} should return a pair: (the trained model, its list of losses per epoch)")
+    model, losses = out
+    ctx.state.setdefault("curves", {})[label] = expect_floats(losses, f"the losses {fit} returns")
+    test_texts, test_labels = reviews(TEST_ROWS, seed=1)
+    test_ids, test_lengths = _encode(test_texts)
+    model.eval()
+    with torch.no_grad():
+        pred = (model(test_ids, test_lengths) > 0).long()
+    accuracy = (pred == torch.tensor(test_labels)).float().mean().item()
+    if accuracy < ACCURACY_TARGET:
+        raise CheckFailed(f"{label} held-out accuracy {accuracy:.3f} < {ACCURACY_TARGET}: train for more epochs or "
+                          "with a higher learning rate; does the training loss go down?")
+    return f"{label}: accuracy {accuracy:.3f} >= {ACCURACY_TARGET} on {TEST_ROWS} unseen reviews"
+
+
+def check_gru_held_out(ctx: LabContext) -> str:
+    return _held_out(ctx, "fit_gru", "GRU")
+
+
+def check_cnn_held_out(ctx: LabContext) -> str:
+    return _held_out(ctx, "fit_cnn", "byte CNN")
+
+
+def check_plot(ctx: LabContext) -> str:
+    path = ctx.workdir / "training_curves.png"
+    path.unlink(missing_ok=True)
+    ctx.lab.plot_curves(dict(ctx.state["curves"]), path)
+    return assert_png(path, "the training curves")
+
+
+GRU = "GRU: shapes, padding, gradient through time"
+CNN = "byte CNN: shapes, masked pooling, gradients"
+TRAIN = "training loop: the loss goes down"
+GRU_HELD_OUT = f"held out: GRU accuracy >= {ACCURACY_TARGET}"
+CNN_HELD_OUT = f"held out: byte CNN accuracy >= {ACCURACY_TARGET}"
+
+CHECKS = [
+    Check("bytes: UTF-8 encoding, padding, invalid text", check_encode, time_limit_s=10),
+    Check("bytes: decoding, invalid bytes safe", check_decode, time_limit_s=10),
+    Check(GRU, check_gru, time_limit_s=10),
+    Check(CNN, check_cnn, time_limit_s=10),
+    Check(TRAIN, check_train, time_limit_s=60, needs=(CNN,)),
+    Check(GRU_HELD_OUT, check_gru_held_out, time_limit_s=120, needs=(GRU, TRAIN)),
+    Check(CNN_HELD_OUT, check_cnn_held_out, time_limit_s=120, needs=(CNN, TRAIN)),
+    Check("plot: training_curves.png", check_plot, time_limit_s=30, needs=(GRU_HELD_OUT, CNN_HELD_OUT)),
+]

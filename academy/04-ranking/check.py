@@ -1,0 +1,207 @@
+"""Lab 4's grader: `shoal academy check 4` runs these checks, in order, against your lab.py."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from shoal import metrics
+from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor
+from shoal.config import RunConfig
+from shoal.data.synthetic import SynthSpec, generate, load_truth
+
+REQUIRES = ("sklearn", "matplotlib", "pyarrow")
+AUC_TARGET = 0.68  # the reference gets ~0.72 on this log; the Bayes-optimal AUC is ~0.76
+SPEC = SynthSpec(rows=30_000, dense=4, sparse=6, base_rate=0.2, max_cardinality=1000, seed=0)
+
+
+def check_hash(ctx: LabContext) -> str:
+    ids = [f"s0_{i * 2654435761 % (1 << 24):06x}" for i in range(6400)]
+    got = [ctx.lab.hash_bucket(v, 64) for v in ids]
+    if not all(isinstance(b, int | np.integer) for b in got):
+        raise CheckFailed(f"hash_bucket should return an int, got {type(got[0]).__name__}")
+    if not all(0 <= b < 64 for b in got):
+        raise CheckFailed(f"hash_bucket(value, 64) returned {min(got)}..{max(got)}: take the hash modulo buckets")
+    if [ctx.lab.hash_bucket(v, 64) for v in ids[:50]] != got[:50]:
+        raise CheckFailed("hash_bucket gave two different buckets for the same id: it must be deterministic")
+    if got[:200] == [hash(v) % 64 for v in ids[:200]]:
+        raise CheckFailed("hash_bucket uses Python's hash(), which is salted per process (PYTHONHASHSEED): a "
+                          "model saved today would look its ids up in the wrong rows tomorrow; use zlib.crc32 "
+                          "or hashlib on value.encode()")
+    counts = np.bincount(np.asarray(got), minlength=64)
+    if counts.max() > 3 * counts.mean() or (counts == 0).any():
+        raise CheckFailed(f"hash_bucket spreads ids unevenly (bucket sizes {counts.min()}..{counts.max()} for a mean "
+                          f"of {counts.mean():.0f}): hash the whole string, e.g. zlib.crc32(value.encode())")
+    return f"deterministic, 6,400 ids over 64 buckets: {counts.min()}..{counts.max()} per bucket"
+
+
+def check_embedding_bag(ctx: LabContext) -> str:
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(20, 5, generator=g, requires_grad=True)
+    ids = torch.tensor([3, 7, 7, 1, 19, 0, 4, 4, 4])
+    offsets = torch.tensor([0, 3, 3, 5])  # bags [3 7 7] [] [1 19] [0 4 4 4]: the second one is empty
+    bag = nn.EmbeddingBag(20, 5, mode="mean")
+    with torch.no_grad():
+        bag.weight.copy_(weight)
+    expected = bag(ids, offsets)
+    got = expect_tensor(ctx.lab.embedding_bag_mean(weight, ids, offsets), "embedding_bag_mean(weight, ids, offsets) "
+                        "for 4 bags of 5-dim rows", (4, 5))
+    if not torch.isfinite(got).all():
+        raise CheckFailed("embedding_bag_mean returned nan or inf: an empty bag has 0 ids, so clamp the count to >= 1 "
+                          "before dividing (its mean is a row of zeros)")
+    if not torch.allclose(got, expected, atol=1e-5):
+        if torch.allclose(got[[0, 2, 3]], expected[[0, 2, 3]] * torch.tensor([[3.0], [2.0], [4.0]]), atol=1e-4):
+            raise CheckFailed("your bags hold the sums of their rows: divide by the number of ids in each bag")
+        raise CheckFailed(f"embedding_bag_mean differs from nn.EmbeddingBag(mode='mean'): row 0 is {got[0].tolist()}, "
+                          f"expected {expected[0].tolist()}; bag b is ids[offsets[b]:offsets[b + 1]] (the last bag "
+                          "runs to the end of ids)")
+    got.sum().backward()
+    if weight.grad is None:
+        raise CheckFailed("no gradient reached the embedding table: index weight with the ids (weight[ids]), "
+                          "do not build new tensors from .tolist() or .item()")
+    expected.sum().backward()
+    if not torch.allclose(weight.grad, bag.weight.grad, atol=1e-5):
+        raise CheckFailed("the gradient on the table differs from nn.EmbeddingBag's: each id's row gets 1 / (its bag's "
+                          "size)")
+    return "values and gradients match nn.EmbeddingBag(mode='mean'), empty bag included"
+
+
+def check_interaction(ctx: LabContext) -> str:
+    g = torch.Generator().manual_seed(1)
+    vectors = torch.randn(3, 4, 6, generator=g)
+    got = expect_tensor(ctx.lab.dot_interaction(vectors), "dot_interaction(vectors) for vectors of shape (3, 4, 6)",
+                        (3, 6))
+    i, j = torch.triu_indices(4, 4, offset=1)
+    expected = (vectors[:, i] * vectors[:, j]).sum(-1)
+    if not torch.allclose(got, expected, atol=1e-5):
+        if torch.allclose(got.sort(dim=1).values, expected.sort(dim=1).values, atol=1e-5):
+            raise CheckFailed("the right dot products in the wrong order: list pairs (i, j), i < j, row by row, "
+                              "as torch.triu_indices(F, F, offset=1) does")
+        raise CheckFailed(f"dot_interaction gave {got[0, :3].tolist()}..., expected {expected[0, :3].tolist()}...: "
+                          "the (i, j) entry is the dot product of vectors[:, i] and vectors[:, j]")
+    return "(3, 4, 6) -> (3, 6): every pair i < j"
+
+
+def _fixed_arrays() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.02, 0.6, size=500)
+    y = (rng.random(500) < p * 0.8).astype(np.float64)  # a model that over-predicts by 25 %
+    return y, p
+
+
+def check_metrics(ctx: LabContext) -> str:
+    y, p = _fixed_arrays()
+    for base_rate in (None, 0.25):
+        expected = metrics.normalized_entropy(y, p, base_rate=base_rate)
+        got = float(ctx.lab.normalized_entropy(y, p, base_rate) if base_rate else ctx.lab.normalized_entropy(y, p))
+        if not math.isclose(got, expected, rel_tol=1e-5):
+            raise CheckFailed(f"normalized_entropy = {got:.5f}, expected {expected:.5f} (base_rate={base_rate}): the "
+                              "mean log loss -mean(y ln p + (1 - y) ln(1 - p)) divided by the entropy of the base rate "
+                              "-(q ln q + (1 - q) ln(1 - q)), q = mean(y) unless base_rate is given")
+    constant = np.full_like(p, y.mean())
+    if not math.isclose(float(ctx.lab.normalized_entropy(y, constant)), 1.0, rel_tol=1e-5):
+        raise CheckFailed("predicting the base rate everywhere should give NE = 1 exactly")
+    expected = metrics.calibration(y, p)
+    got = float(ctx.lab.calibration(y, p))
+    if not math.isclose(got, expected, rel_tol=1e-6):
+        if math.isclose(got, 1 / expected, rel_tol=1e-6):
+            raise CheckFailed("calibration is upside down: predicted over observed, mean(p) / mean(y)")
+        raise CheckFailed(f"calibration = {got:.4f}, expected {expected:.4f}: mean(p) / mean(y)")
+    return f"NE {metrics.normalized_entropy(y, p):.4f} and calibration {expected:.3f} match shoal.metrics"
+
+
+def _log(ctx: LabContext) -> Path:
+    path = ctx.workdir / "click_log.parquet"
+    try:
+        same = path.is_file() and load_truth(path).spec == asdict(SPEC)
+    except (OSError, ValueError):
+        same = False
+    if not same:  # written by an earlier check run, unless missing or from another spec
+        generate(path, SPEC)
+    return path
+
+
+def check_config(ctx: LabContext) -> str:
+    path = _log(ctx)
+    cfg = ctx.lab.make_config(path)
+    if not isinstance(cfg, RunConfig):
+        raise CheckFailed(f"make_config should return a RunConfig (from shoal.config.parse_config), got "
+                          f"{type(cfg).__name__}")
+    if cfg.model.name != "dlrm":
+        raise CheckFailed(f"the model is {cfg.model.name!r}: this lab trains shoal's DLRM, model: {{name: dlrm, ...}}")
+    if Path(cfg.data.train).resolve() != path.resolve():
+        raise CheckFailed(f"data.train is {cfg.data.train}, not the log the grader generated ({path}): use train_path")
+    if cfg.label.column != "label":
+        raise CheckFailed(f"the label column is {cfg.label.column!r}; the click log's is 'label'")
+    if not cfg.sparse or not cfg.dense:
+        raise CheckFailed("use both kinds of features: the dense counts d0.. and the sparse ids s0..")
+    lists = [f for f in cfg.sparse if f.source == f"s{SPEC.sparse - 1}"]
+    if lists and lists[0].separator != "|":
+        raise CheckFailed(f"s{SPEC.sparse - 1} holds several ids per cell joined by '|': give it separator: '|'")
+    if cfg.train.epochs > 6:
+        raise CheckFailed(f"{cfg.train.epochs} epochs is more than this log needs: 1 to 3 reach the target")
+    ctx.state["config"] = cfg
+    return f"DLRM on {len(cfg.dense)} dense and {len(cfg.sparse)} sparse features, {cfg.train.epochs} epochs"
+
+
+def check_train(ctx: LabContext) -> str:
+    home = ctx.workdir / "shoal-runs"
+    run = ctx.lab.train_ranker(ctx.state["config"], home)
+    m = getattr(run, "metrics", None)
+    if not isinstance(m, dict) or "valid_auc" not in m:
+        raise CheckFailed("train_ranker should return what shoal.train returns (a RunRecord with .metrics)")
+    auc, ne = float(m["valid_auc"]), float(m["valid_ne"])
+    truth = load_truth(_log(ctx))
+    ctx.state.update(run=run, truth=truth)
+    if not auc >= AUC_TARGET:
+        raise CheckFailed(f"validation AUC {auc:.3f} < {AUC_TARGET} (Bayes-optimal: {truth.bayes_auc:.3f}): train "
+                          "for another epoch, or check the features: log1p on the counts, the '|' list")
+    if not ne < 1:
+        raise CheckFailed(f"validation NE {ne:.3f} >= 1: the model predicts worse than the base rate; lower the "
+                          "learning rates")
+    return f"AUC {auc:.3f} >= {AUC_TARGET}, NE {ne:.3f} < 1 (Bayes: AUC {truth.bayes_auc:.3f}, NE {truth.bayes_ne:.3f})"
+
+
+def check_truth(ctx: LabContext) -> str:
+    m, truth = ctx.state["run"].metrics, ctx.state["truth"]
+    out = ctx.lab.against_truth(m, truth)
+    if not isinstance(out, dict):
+        raise CheckFailed(f"against_truth should return a dict, got {type(out).__name__}")
+    expected = {"auc_gap": truth.bayes_auc - m["valid_auc"], "ne_gap": m["valid_ne"] - truth.bayes_ne,
+                "signal_captured": (m["valid_auc"] - 0.5) / (truth.bayes_auc - 0.5)}
+    for key, value in expected.items():
+        if key not in out:
+            raise CheckFailed(f"against_truth lacks the key {key!r} (wants {', '.join(expected)})")
+        if not math.isclose(float(out[key]), value, rel_tol=1e-6, abs_tol=1e-9):
+            raise CheckFailed(f"{key} = {float(out[key]):.4f}, expected {value:.4f}: gaps are measured so that a "
+                              "positive number is how far the model is from the ceiling; signal_captured is "
+                              "(auc - 0.5) / (bayes_auc - 0.5)")
+    return f"{expected['signal_captured']:.0%} of the learnable AUC above 0.5; NE {expected['ne_gap']:.3f} above Bayes"
+
+
+def check_plot(ctx: LabContext) -> str:
+    path = ctx.workdir / "auc_per_epoch.png"
+    path.unlink(missing_ok=True)
+    run = ctx.state["run"]
+    ctx.lab.plot_auc_per_epoch(run.summary["history"], ctx.state["truth"].bayes_auc, path)
+    return assert_png(path, "the AUC per epoch plot")
+
+
+CONFIG = "shoal's DLRM: make_config"
+TRAIN = f"train with shoal.train: valid AUC >= {AUC_TARGET}, NE < 1"
+
+CHECKS = [
+    Check("hashing ids into buckets", check_hash, time_limit_s=10),
+    Check("embedding bag (mean) matches nn.EmbeddingBag", check_embedding_bag, time_limit_s=10),
+    Check("DLRM dot interaction", check_interaction, time_limit_s=10),
+    Check("metrics by hand: NE and calibration match shoal.metrics", check_metrics, time_limit_s=10),
+    Check(CONFIG, check_config, time_limit_s=30),
+    Check(TRAIN, check_train, time_limit_s=150, needs=(CONFIG,)),
+    Check("against the Bayes-optimal ceiling", check_truth, time_limit_s=10, needs=(TRAIN,)),
+    Check("plot: auc_per_epoch.png", check_plot, time_limit_s=30, needs=(TRAIN,)),
+]
