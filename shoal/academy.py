@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import random
 import re
 import shutil
@@ -33,14 +32,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import typer
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.table import Table
-
-from shoal.registry import Registry, RegistryError, resolve_home
+from shoal.registry import Registry
 
 __all__ = [
     "ACADEMY_DIR",
@@ -53,7 +47,6 @@ __all__ = [
     "Lab",
     "LabContext",
     "ProgressRow",
-    "academy_app",
     "assert_png",
     "check",
     "expect_floats",
@@ -190,7 +183,7 @@ def list_labs(root: Path | None = None) -> list[Lab]:
         match = re.fullmatch(r"(\d\d)-[a-z0-9-]+", folder.name)
         if match is None or not (folder / "check.py").is_file():
             continue
-        heading = next((line for line in _read(folder / "README.md").splitlines() if line.startswith("# ")), "")
+        heading = next((line for line in read_text(folder / "README.md").splitlines() if line.startswith("# ")), "")
         title = heading[2:].split(":", 1)[-1].strip() or folder.name
         labs.append(Lab(number=int(match.group(1)), slug=folder.name, title=title, path=folder))
     return labs
@@ -377,7 +370,7 @@ def _load(path: Path, name: str) -> ModuleType:
     return module
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
@@ -445,126 +438,3 @@ def progress(home: Path) -> list[ProgressRow]:
         rows = conn.execute("SELECT lab, path, passed, checks_passed, checks_total, at FROM academy_progress "
                             "ORDER BY at, rowid").fetchall()
     return [ProgressRow(lab, path, bool(passed), cp, ct, at) for lab, path, passed, cp, ct, at in rows]
-
-
-def _status(rows: list[ProgressRow]) -> str:
-    """A lab's standing from its rows: passed, its best attempt, started, or not started."""
-    if any(r.passed for r in rows):
-        return "[green]passed ✓[/]"
-    attempts = [r for r in rows if r.checks_total]
-    if attempts:
-        best = max(attempts, key=lambda r: r.checks_passed)
-        return f"[yellow]{best.checks_passed}/{best.checks_total} checks[/]"
-    return "started" if rows else "[dim]not started[/]"
-
-
-# ---------------------------------------------------------------------------------------------- the command
-
-academy_app = typer.Typer(help="The Academy: hands-on deep-learning labs, graded by shoal itself.",
-                          no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
-
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
-]
-DirOption = Annotated[
-    Path | None, typer.Option("--dir", help="Your workspace for this lab (default: ./shoal-academy/NN-name).")
-]
-NumberArg = Annotated[int, typer.Argument(help="The lab's number (see `shoal academy list`).")]
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (AcademyError, RegistryError) as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _home(home: Path | None) -> Path:
-    return resolve_home(home, os.environ)
-
-
-@academy_app.command("list")
-def list_command(home: HomeOption = None) -> None:
-    """The labs, with your progress."""
-    with _user_errors():
-        rows = progress(_home(home))
-        table = Table(title="shoal academy")
-        for col in ("lab", "title", "status", "workspace"):
-            table.add_column(col)
-        for lab in list_labs():
-            mine = [r for r in rows if r.lab == lab.number]
-            table.add_row(str(lab.number), lab.title, _status(mine), mine[-1].path if mine else "")
-        console.print(table)
-        console.print("start a lab with: shoal academy start N")
-
-
-@academy_app.command("start")
-def start_command(number: NumberArg, directory: DirOption = None, home: HomeOption = None) -> None:
-    """Copy lab N's starter into a workspace (as lab.py) and print what to do."""
-    with _user_errors():
-        lab = get_lab(number)
-        kept = (lab.default_workspace() if directory is None else directory) / LAB_FILE
-        existed = kept.exists()
-        workspace = start(number, directory)
-        record_progress(_home(home), number, workspace, [])
-        console.rule(f"Lab {lab.number}: {lab.title}")
-        section = re.search(r"^## What you implement\n(.*?)(?=^## |\Z)", _read(lab.readme), flags=re.S | re.M)
-        if section:
-            console.print(Markdown(section.group(1).strip()))
-        note = " (kept: it already existed)" if existed else ""
-        console.print(f"\nyour code: {workspace / LAB_FILE}{note}\nthe lesson: {workspace / 'README.md'}\n"
-                      f"fill in the TODOs, then run: shoal academy check {number} --dir {workspace}", highlight=False)
-
-
-@academy_app.command("check")
-def check_command(
-    number: NumberArg,
-    directory: DirOption = None,
-    solution: Annotated[bool, typer.Option("--solution", help="Check the reference solution instead.")] = False,
-    home: HomeOption = None,
-) -> None:
-    """Grade your lab N: each check passes or fails with a hint. Exit code 0 when all pass."""
-    with _user_errors():
-        lab = get_lab(number)
-        file = lab.solution if solution else lab_file(number, directory)
-        with console.status(f"lab {number}: loading {file}") as status:
-            results = check(number, directory, solution=solution,
-                            on_check=lambda c: status.update(f"lab {number}: {c.name} (limit {c.time_limit_s:.0f} s)"))
-        table = Table(title=f"Lab {number}: {lab.title} — {file}")
-        for col, justify in (("", "center"), ("check", "left"), ("s", "right"), ("result", "left")):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        marks = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]–[/]"}
-        for r in results:
-            table.add_row(marks[r.status], r.name, f"{r.seconds:.1f}", r.message)
-        console.print(table)
-        if not solution:
-            record_progress(_home(home), number, file.parent, results)
-        passed = sum(r.passed for r in results)
-        if passed == len(results):
-            console.print(f"[bold green]lab {number} passed: {passed}/{len(results)} checks ✓[/]")
-            return
-        console.print(f"[bold red]{passed}/{len(results)} checks passed[/]: fix the first ✗, then run the check again")
-    raise typer.Exit(1)
-
-
-@academy_app.command("progress")
-def progress_command(home: HomeOption = None) -> None:
-    """Every start and graded attempt, from the registry."""
-    with _user_errors():
-        h = _home(home)
-        rows = progress(h)
-        table = Table(title=f"academy progress in {h}")
-        for col in ("when", "lab", "checks", "result", "workspace"):
-            table.add_column(col)
-        for r in rows:
-            result = "started" if not r.checks_total else "[green]passed ✓[/]" if r.passed else "[red]not yet[/]"
-            checks = f"{r.checks_passed}/{r.checks_total}" if r.checks_total else ""
-            table.add_row(time.strftime("%Y-%m-%d %H:%M", time.localtime(r.at)), str(r.lab), checks, result, r.path)
-        console.print(table)
-        labs = {lab.number for lab in list_labs()}
-        done = sorted({r.lab for r in rows if r.passed} & labs)
-        console.print(f"{len(done)} of {len(labs)} labs passed" + (f": {', '.join(map(str, done))}" if done else ""))

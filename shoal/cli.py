@@ -302,7 +302,7 @@ def demo(
         console.print(f"next: shoal show {record.run_id}   |   shoal eval {record.run_id} --data FILE   |   shoal runs")
 
 
-from shoal.academy import academy_app  # noqa: E402
+from shoal.academy_cli import academy_app  # noqa: E402
 
 app.add_typer(academy_app, name="academy")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shoal import academy, cli
+from shoal import academy, academy_cli, cli
 from shoal.academy import ACADEMY_DIR, Check, CheckResult, LabContext, check, get_lab, list_labs, progress, start
 from shoal.cli import app
 
@@ -24,7 +24,7 @@ SOLUTION_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n == 6 else n for 
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables as on a wide terminal, so assertions see whole cells."""
-    monkeypatch.setattr(academy.console, "_width", 250)
+    monkeypatch.setattr(academy_cli.console, "_width", 250)
 
 
 def _table(results: list[CheckResult]) -> str:
