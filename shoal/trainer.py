@@ -152,7 +152,7 @@ class Trainer:
         else:
             encoder.fitted_ = True
         # One pass to report bad rows (once), count labels and write the held-out rows to a split file.
-        rows = positives = held_rows = 0
+        rows = positives = held_rows = truncated = 0
         split_path = self.run_dir / "valid-split.parquet"
         split_path.unlink(missing_ok=True)
         writer: pq.ParquetWriter | None = None
@@ -169,7 +169,9 @@ class Trainer:
                         writer = writer or pq.ParquetWriter(split_path, table.schema)
                         writer.write_table(table.cast(writer.schema))
                         held_rows += len(good)
+                        truncated += good.truncated
                 batch = encoder.encode(chunk, sink)
+                truncated += batch.truncated
                 assert batch.label is not None
                 rows += len(batch)
                 positives += int(batch.label.sum())
@@ -182,6 +184,8 @@ class Trainer:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
         summary: dict[str, Any] = {"train_rows": rows, "train_positives": positives,
                                    "train_base_rate": positives / rows, **sink.summary()}
+        if encoder.text_features:
+            summary["text_truncated_rows"] = truncated  # texts longer than max_bytes, cut (training file)
         valid = None
         if use_split and held_rows:
             valid = EvalSet("valid", _split_reader(split_path, cfg.data.chunk_rows, str(cfg.data.train)), held_rows)

@@ -36,6 +36,7 @@ class Batch:
     offsets: list[np.ndarray]  # per sparse feature: (B + 1,) int64, row b owns ids[offsets[b]:offsets[b+1]]
     label: np.ndarray | None  # (B,) float32 in {0, 1}, None at predict time
     lines: np.ndarray  # (B,) int64: line (or row number) of each row in its file
+    truncated: int = 0  # text cells cut to their feature's max_bytes while encoding these rows
 
     def __len__(self) -> int:
         return int(self.dense.shape[0])

@@ -247,12 +247,14 @@ class Encoder:
             k_ids, k_off = self._sparse(table.column(f.column), f)
             ids.append(k_ids)
             offsets.append(one_per_row if f.separator is None else k_off)
+        truncated = 0
         for f in self.text_features:
-            k_ids, k_off, _ = text_bag(table.column(f.column), buckets=f.buckets, max_bytes=f.max_bytes,
+            k_ids, k_off, cut = text_bag(table.column(f.column), buckets=f.buckets, max_bytes=f.max_bytes,
                                        ngram_min=f.ngram_min, ngram_max=f.ngram_max, word_ngrams=f.word_ngrams,
                                        seed=f.seed)
             ids.append(k_ids)
             offsets.append(k_off)
+            truncated += cut
         for f, values in zip(self.dense_features, dense_raw, strict=True):
             if f.bins:
                 v = self._transform(f, values[good], standardize=False)
@@ -260,7 +262,7 @@ class Encoder:
                 ids.append(np.where(np.isnan(v), 0, bin_ids))
                 offsets.append(one_per_row)
         return Batch(dense=dense, ids=ids, offsets=offsets,
-                     label=None if label is None else label[good], lines=chunk.lines[good])
+                     label=None if label is None else label[good], lines=chunk.lines[good], truncated=truncated)
 
     def _dense_raw(self, chunk: Chunk, f: FeatureState, problems: _Problems) -> np.ndarray:
         """Float64 values with NaN for missing; non-numeric and infinite cells are recorded as problems."""

@@ -102,3 +102,21 @@ def test_text_feature_in_the_encoder_and_config() -> None:
     with pytest.raises(ConfigError, match="ngram_min 4 > ngram_max 2"):
         parse_config({"data": {"train": "x.csv"}, "label": {"column": "y"}, "model": {"name": "mlp"},
                       "features": [{"name": "t", "kind": "text", "ngram_min": 4, "ngram_max": 2}]})
+
+
+def test_truncated_texts_are_counted_in_the_batch_and_the_run_summary(tmp_path) -> None:  # noqa: ANN001
+    from shoal.trainer import Trainer
+
+    enc = Encoder([FeatureConfig(name="t", kind="text", buckets=50, max_bytes=5)], LabelConfig(column="y"))
+    table = pa.table({"t": ["short", "longer text", None, "ünïc"], "y": ["1", "0", "1", "0"]})
+    assert enc.encode(Chunk(table, np.arange(1, 5), "mem"), BadRowSink("error")).truncated == 2  # 11 and 6 bytes
+
+    rows = ["text,label"] + [f"{'good' if i % 2 else 'bad'} {'x' * (i % 7)},{i % 2}" for i in range(200)]
+    data = tmp_path / "t.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = parse_config({"data": {"train": str(data), "valid_fraction": 0.0}, "label": {"column": "label"},
+                        "features": [{"name": "text", "kind": "text", "max_bytes": 6, "buckets": 1000}],
+                        "model": {"name": "logistic"}, "train": {"epochs": 1}})
+    expected = sum(1 for r in rows[1:] if len(r.rsplit(",", 1)[0].encode()) > 6)
+    summary = Trainer(cfg, tmp_path / "run").fit().summary
+    assert expected > 0 and summary["text_truncated_rows"] == expected
