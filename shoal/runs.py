@@ -15,17 +15,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shoal.bundle import Bundle, load_bundle
 from shoal.callbacks import Callbacks
 from shoal.config import RunConfig, load_config, parse_config
-from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
-from shoal.metrics import binary_report
 from shoal.registry import Registry, RunRecord
-from shoal.trainer import Trainer
+from shoal.trainer import NO_ROWS, Trainer, evaluate
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 
@@ -92,16 +88,15 @@ def evaluate_file(ref: str | Path, data: str | Path, home: str | Path = "shoal-r
     training base rate, as in training.
     """
     bundle = load(ref, home)
-    cfg = bundle.config
     sink = BadRowSink("quarantine", quarantine) if quarantine is not None else BadRowSink("error")
-    labels, probs = [], []
-    for chunk in chunks(Path(data), cfg.data, bundle.encoder.columns(), sink):
-        batch: Batch = bundle.encoder.encode(chunk, sink)
-        assert batch.label is not None
-        labels.append(batch.label)
-        probs.append(bundle.predict_proba(batch))
-    sink.close()
-    if not labels or sum(len(x) for x in labels) == 0:
-        raise ValueError(f"{data}: no usable rows to evaluate")
-    report = binary_report(np.concatenate(labels), np.concatenate(probs), base_rate=bundle.base_rate)
+    batches = (bundle.encoder.encode(c, sink) for c in chunks(Path(data), bundle.config.data,
+                                                                bundle.encoder.columns(), sink))
+    try:
+        report = evaluate(bundle.model, (b for b in batches if len(b)), base_rate=bundle.base_rate)
+    except ValueError as err:
+        if str(err) != NO_ROWS:
+            raise
+        raise ValueError(f"{data}: no usable rows to evaluate") from None
+    finally:
+        sink.close()
     return {**report, "quarantined_rows": sink.count}

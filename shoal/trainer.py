@@ -48,6 +48,7 @@ __all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate"]
 
 log = logging.getLogger(__name__)
 
+NO_ROWS = "no rows to evaluate"
 _LINE = "__shoal_line__"  # the split file's column holding each row's line in the training file
 
 
@@ -95,7 +96,7 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], base_rate: float, batch
             logits.append(model(*part.inputs()).numpy())
     model.train(was_training)
     if not labels:
-        raise ValueError("no rows to evaluate")
+        raise ValueError(NO_ROWS)
     return binary_report(np.concatenate(labels), _sigmoid(np.concatenate(logits)), base_rate=base_rate)
 
 
