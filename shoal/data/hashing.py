@@ -12,13 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["bucketize", "hash_strings", "seed_for"]
+__all__ = ["bucketize", "hash_strings", "seed_for", "mix64"]
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
-def _splitmix64(h: np.ndarray) -> np.ndarray:
+def mix64(h: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finalizer: spreads every input bit over the 64 output bits (wrapping arithmetic)."""
     h = h ^ (h >> np.uint64(30))
     h = h * np.uint64(0xBF58476D1CE4E5B9)
     h = h ^ (h >> np.uint64(27))
@@ -60,7 +61,7 @@ def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarra
             else:
                 rows = np.flatnonzero(lengths > j)
                 h[rows] = (h[rows] ^ data[starts[rows] + j]) * _FNV_PRIME
-        return _splitmix64(h ^ lengths.astype(np.uint64))
+        return mix64(h ^ lengths.astype(np.uint64))
 
 
 def bucketize(hashes: np.ndarray, buckets: int) -> np.ndarray:

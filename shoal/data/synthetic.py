@@ -76,6 +76,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shoal.data.hashing import mix64
+
 __all__ = ["SynthSpec", "SynthTruth", "cardinalities", "generate", "load_truth", "truth_path"]
 
 MAX_CARDINALITY_CAP = 10_000_000
@@ -253,12 +255,9 @@ def load_truth(path: str | Path) -> SynthTruth:
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 of a uint64 array (wrapping arithmetic)."""
+    """One SplitMix64 step of a uint64 array: add the golden gamma, then the finalizer."""
     with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return z ^ (z >> _U64(31))
+        return mix64(x + _GOLDEN)
 
 
 def _gauss(h: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.data.hashing import _splitmix64
+from shoal.data.hashing import mix64
 
 __all__ = ["text_bag"]
 
@@ -69,7 +69,7 @@ def _byte_ngrams(flat: np.ndarray, rows: np.ndarray, lengths: np.ndarray, n_min:
             h = (h[: t - n + 1] ^ flat[n - 1:]) * _PRIME
             if n >= n_min:
                 ok = remaining[: t - n + 1] >= n
-                parts.append((_splitmix64(h[ok] ^ np.uint64(n)), rows[: t - n + 1][ok]))
+                parts.append((mix64(h[ok] ^ np.uint64(n)), rows[: t - n + 1][ok]))
     return parts
 
 
@@ -87,10 +87,10 @@ def _word_ngrams(flat: np.ndarray, rows: np.ndarray, n_max: int, seed: int) -> P
     idx = np.arange(rows.shape[0])
     k = idx - np.maximum.accumulate(np.where(begin, idx, 0))  # position of each byte inside its word
     with np.errstate(over="ignore"):
-        contrib = _splitmix64(flat.astype(np.uint64) ^ (k.astype(np.uint64) << np.uint64(8)) ^ np.uint64(seed))
+        contrib = mix64(flat.astype(np.uint64) ^ (k.astype(np.uint64) << np.uint64(8)) ^ np.uint64(seed))
         wh = np.add.reduceat(contrib[word], np.flatnonzero(begin[word]))  # (W,) one hash per word
     w_rows = rows[begin]
-    parts: Parts = [(_splitmix64(wh ^ np.uint64(1 << 40)), w_rows)]
+    parts: Parts = [(mix64(wh ^ np.uint64(1 << 40)), w_rows)]
     h = wh
     with np.errstate(over="ignore"):
         for n in range(2, n_max + 1):
@@ -98,7 +98,7 @@ def _word_ngrams(flat: np.ndarray, rows: np.ndarray, n_max: int, seed: int) -> P
                 break
             same = w_rows[n - 1:] == w_rows[: len(w_rows) - n + 1]
             h = (h[:-1] * _PRIME) ^ wh[n - 1:]
-            parts.append((_splitmix64(h[same] ^ np.uint64(n << 40)), w_rows[n - 1:][same]))
+            parts.append((mix64(h[same] ^ np.uint64(n << 40)), w_rows[n - 1:][same]))
     return parts
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
 from shoal.data.encoder import Encoder
-from shoal.data.hashing import _splitmix64
+from shoal.data.hashing import mix64
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.text import text_bag
 
@@ -20,7 +20,7 @@ WS = b" \t\n\r\x0b\x0c"
 
 
 def _mix(x: int) -> int:
-    return int(_splitmix64(np.array([x], dtype=np.uint64))[0])
+    return int(mix64(np.array([x], dtype=np.uint64))[0])
 
 
 def reference_bag(text: bytes, buckets: int, max_bytes: int, n_min: int, n_max: int, words: int,
