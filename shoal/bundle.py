@@ -49,8 +49,18 @@ class Bundle:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
-        """Click probabilities, shape (B,)."""
-        return 1.0 / (1.0 + np.exp(-self.predict_logits(batch).astype(np.float64)))
+        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one."""
+        logits = self.predict_logits(batch).astype(np.float64)
+        if logits.ndim == 1:
+            return 1.0 / (1.0 + np.exp(-logits))
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names in output order for a multiclass label; None for a binary one."""
+        classes = self.meta.get("classes")
+        return list(classes) if classes else None
 
     @property
     def base_rate(self) -> float:
