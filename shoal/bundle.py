@@ -64,7 +64,15 @@ class Bundle:
 
     @property
     def base_rate(self) -> float:
+        """The training base rate of a binary label (NE is relative to it)."""
         return float(self.meta["train_base_rate"])
+
+    @property
+    def prior(self) -> float | list[float]:
+        """What NE is relative to: the training base rate (binary) or class frequencies (multiclass)."""
+        if self.classes:
+            return [float(q) for q in self.meta["train_class_prior"]]
+        return self.base_rate
 
 
 def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfig, meta: dict[str, Any]) -> Path:
@@ -76,7 +84,8 @@ def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfi
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
         "model": config.model.model_dump(mode="json"),
-        "inputs": {"dense_dim": encoder.dense_dim, "buckets": encoder.buckets},
+        "inputs": {"dense_dim": encoder.dense_dim, "buckets": encoder.buckets, "outputs": encoder.outputs,
+                   "sequences": encoder.sequence_slots},
         "encoder": encoder.to_dict(),
         "config": config.resolved(),
         "meta": meta,
@@ -100,7 +109,9 @@ def load_bundle(path: Path) -> Bundle:
             f"(expected {BUNDLE_FORMAT!r} version {BUNDLE_VERSION}); re-export it with this shoal"
         )
     model_cfg = _MODEL_CONFIG.validate_python(doc["model"])
-    model = build(model_cfg, doc["inputs"]["dense_dim"], list(doc["inputs"]["buckets"]))
+    inputs = doc["inputs"]
+    model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
+                  list(inputs.get("sequences", [])))
     state = load_file(str(path / "model.safetensors"))
     model.load_state_dict(state, strict=True)
     model.eval()

@@ -86,10 +86,10 @@ class RichCallbacks(Callbacks):
         self.progress.update(self.task, total=done, description="train (stopped early)" if stopped_early else "train")
 
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
-        self.progress.console.print(
-            f"  epoch {epoch} step {step}: valid AUC {metrics['auc']:.4f}  NE {metrics['ne']:.4f}  "
-            f"logloss {metrics['logloss']:.4f}  calibration {metrics['calibration']:.3f}"
-        )
+        shown = [(k, metrics[k]) for k in ("auc", "accuracy", "macro_f1", "ne", "logloss", "calibration")
+                 if k in metrics and not (k == "accuracy" and "auc" in metrics)]
+        text = "  ".join(f"{k} {v:.4f}" for k, v in shown)
+        self.progress.console.print(f"  epoch {epoch} step {step}: valid {text}")
 
 
 def _progress() -> Progress:
@@ -125,11 +125,28 @@ def _split_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _confusion_table(title: str, classes: list[str], cm: list[list[int]]) -> Table:
+    table = Table(title=f"{title} (rows: true class, columns: predicted)")
+    table.add_column("true \\ predicted")
+    for c in classes:
+        table.add_column(c, justify="right")
+    table.add_column("recall", justify="right")
+    for c, row in zip(classes, cm, strict=True):
+        i = classes.index(c)
+        table.add_row(c, *(f"[bold]{v}[/]" if j == i else str(v) for j, v in enumerate(row)),
+                      f"{row[i] / max(sum(row), 1):.3f}")
+    return table
+
+
 def _print_run(record: RunRecord) -> None:
     console.print(f"run [bold]{record.run_id}[/] ({record.name}, {record.status}) -> {record.artifact_dir}")
     if record.metrics:
         console.print(_metrics_table("metrics", _split_metrics(record.metrics)))
     s = record.summary
+    for split in ("valid", "test"):
+        if f"{split}_confusion" in s:
+            console.print(_confusion_table(f"{split} confusion matrix", s["classes"], s[f"{split}_confusion"]))
+            console.print(f"saved {s[f'{split}_confusion_png']}")
     if s.get("quarantined_rows"):
         console.print(f"[yellow]{s['quarantined_rows']} bad rows quarantined[/] -> {s.get('quarantine_file')}"
                       f" {s.get('quarantined_by_reason')}")
@@ -167,12 +184,16 @@ def eval_(
     quarantine: Annotated[Path | None, typer.Option(help="Write bad rows here instead of failing.")] = None,
     home: HomeOption = None,
 ) -> None:
-    """AUC, NE, calibration, log loss and accuracy of a trained model on a file."""
+    """Metrics of a trained model on a file: AUC, NE, calibration, log loss, accuracy (binary labels), or
+    accuracy, macro-F1, log loss, NE and the confusion matrix (multiclass)."""
     from shoal import runs
 
     with _user_errors():
         report = runs.evaluate_file(run, data, _home(home), quarantine=quarantine)
+        classes, confusion = report.pop("classes", None), report.pop("confusion", None)
         console.print(_metrics_table(f"{run} on {data}", {"value": report}))
+        if classes is not None and confusion is not None:
+            console.print(_confusion_table("confusion matrix", classes, confusion))
 
 
 @app.command("runs")
@@ -184,13 +205,15 @@ def runs_(home: HomeOption = None, limit: int = 20) -> None:
         records = Registry(_home(home)).list(limit=limit)
         table = Table(title=f"runs in {_home(home)}")
         table.add_column("run", no_wrap=True)
-        for col in ("name", "kind", "status", "model", "valid AUC", "valid NE", "created"):
+        for col in ("name", "kind", "status", "model", "valid AUC / acc", "valid NE", "created"):
             table.add_column(col)
         for r in records:
             m = r.metrics
+            quality = (f"{m['valid_auc']:.4f}" if "valid_auc" in m
+                       else f"{m['valid_accuracy']:.2%}" if "valid_accuracy" in m else "")
             table.add_row(
                 r.run_id, r.name, r.kind, r.status, str(r.config.get("model", {}).get("name", "")),
-                f"{m['valid_auc']:.4f}" if "valid_auc" in m else "", f"{m['valid_ne']:.4f}" if "valid_ne" in m else "",
+                quality, f"{m['valid_ne']:.4f}" if "valid_ne" in m else "",
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
             )
         console.print(table)
@@ -305,6 +328,10 @@ def demo(
 from shoal.academy_cli import academy_app  # noqa: E402
 
 app.add_typer(academy_app, name="academy")
+
+
+
+
 
 
 def main() -> None:  # pragma: no cover - console script entry

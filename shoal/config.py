@@ -26,10 +26,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "BagConfig",
+    "ByteCNNConfig",
     "ConfigError",
     "DataConfig",
     "DLRMConfig",
     "FeatureConfig",
+    "FileSpec",
     "LabelConfig",
     "LogisticConfig",
     "MLPConfig",
@@ -50,14 +53,26 @@ class _Strict(BaseModel):
 
 
 FileFormat = Literal["csv", "tsv", "parquet", "jsonl"]
+MAX_CLASSES = 1000
+
+
+class FileSpec(_Strict):
+    """A validation or test file read differently from the training file; unset options follow ``data``."""
+
+    path: Path
+    format: FileFormat | None = None
+    header: bool | None = None
+    columns: list[str] | None = None
+    delimiter: str | None = Field(None, min_length=1, max_length=1)
+    quoting: bool | None = None
 
 
 class DataConfig(_Strict):
     """Where the rows come from and how to read them."""
 
     train: Path
-    valid: Path | None = None
-    test: Path | None = None
+    valid: Path | FileSpec | None = None  # a path, or {path, format, header, columns, delimiter, quoting}
+    test: Path | FileSpec | None = None
     valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     format: FileFormat | None = None  # None: from the file extension
     header: bool = True
@@ -74,20 +89,48 @@ class DataConfig(_Strict):
             raise ValueError("header is false, so data.columns must list the column names in file order")
         return self
 
+    def file(self, split: Literal["train", "valid", "test"]) -> tuple[Path, DataConfig] | None:
+        """The path of a split and the reading options for it (``data`` with the file's own options on top)."""
+        spec = getattr(self, split)
+        if spec is None:
+            return None
+        if isinstance(spec, Path):
+            return spec, self
+        own = {k: v for k, v in spec.model_dump(exclude={"path"}).items() if v is not None}
+        if own.get("header") is False and "columns" not in own and self.columns is None:
+            raise ValueError(f"data.{split}.header is false, so data.{split}.columns must list the column names")
+        return spec.path, self.model_copy(update=own)
+
 
 class LabelConfig(_Strict):
-    """The target column. Binary now; ``kind`` leaves room for multiclass and regression."""
+    """The target column: ``binary`` (positive/negative values) or ``multiclass`` (class names or integers).
+
+    For ``multiclass``, ``classes`` lists the class names in output order (found in the training file and
+    sorted when left out) and ``aliases`` maps other spellings to them, e.g. ``{"1": World}`` when a test
+    file numbers the classes that the training file names.
+    """
 
     column: str
-    kind: Literal["binary"] = "binary"
+    kind: Literal["binary", "multiclass"] = "binary"
     positive: list[str] = Field(default_factory=lambda: ["1", "1.0", "true", "True"])
     negative: list[str] = Field(default_factory=lambda: ["0", "0.0", "false", "False"])
+    classes: list[str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)
+    aliases: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _disjoint(self) -> LabelConfig:
+    def _consistent(self) -> LabelConfig:
         both = sorted(set(self.positive) & set(self.negative))
         if both:
             raise ValueError(f"values {both} are listed as both positive and negative")
+        if self.kind == "binary" and (self.classes is not None or self.aliases):
+            raise ValueError("classes and aliases apply to kind: multiclass (this label is binary)")
+        if self.classes is not None:
+            dupes = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            if dupes:
+                raise ValueError(f"classes {dupes} are listed twice")
+            unknown = sorted(set(self.aliases.values()) - set(self.classes))
+            if unknown:
+                raise ValueError(f"aliases point to {unknown}, which are not in classes {self.classes}")
         return self
 
 
@@ -103,7 +146,9 @@ class FeatureConfig(_Strict):
     # sparse
     buckets: int = Field(100_000, ge=2, le=100_000_000)
     separator: str | None = Field(None, min_length=1)  # a list of ids in one cell, e.g. "|"
-    # text: raw UTF-8 bytes -> a bag of hashed byte n-grams (and whitespace-word n-grams), in ``buckets`` rows
+    # text: raw UTF-8 bytes -> a bag of hashed byte n-grams (and whitespace-word n-grams), in ``buckets`` rows,
+    # or (tokens: bytes) the byte sequence itself, in order, for sequence models such as bytecnn
+    tokens: Literal["ngrams", "bytes"] = "ngrams"
     max_bytes: int = Field(1024, ge=1)
     ngram_min: int = Field(1, ge=1, le=16)
     ngram_max: int = Field(4, ge=1, le=16)
@@ -113,6 +158,8 @@ class FeatureConfig(_Strict):
     def _kind_options(self) -> FeatureConfig:
         if self.kind != "dense" and self.bins is not None:
             raise ValueError(f"feature {self.name!r}: bins applies to dense features only (this one is {self.kind})")
+        if self.kind != "text" and self.tokens != "ngrams":
+            raise ValueError(f"feature {self.name!r}: tokens applies to text features only (this one is {self.kind})")
         if self.ngram_min > self.ngram_max:
             raise ValueError(f"feature {self.name!r}: ngram_min {self.ngram_min} > ngram_max {self.ngram_max}")
         return self
@@ -147,7 +194,26 @@ class MLPConfig(_ModelBase):
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
 
 
-ModelConfig = Annotated[DLRMConfig | LogisticConfig | MLPConfig, Field(discriminator="name")]
+class BagConfig(_ModelBase):
+    """fastText-style: the mean embedding of each feature's ids (text n-grams), then one linear layer."""
+
+    name: Literal["bag"]
+    embedding_dim: int = Field(32, ge=1, le=1024)
+
+
+class ByteCNNConfig(_ModelBase):
+    """Character-level CNN (Zhang, Zhao & LeCun 2015) over the raw bytes of ``tokens: bytes`` text features."""
+
+    name: Literal["bytecnn"]
+    channels: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)  # one conv block each
+    kernel_size: int = Field(5, ge=1, le=15)
+    pool: int = Field(2, ge=1, le=8)  # max-pool width after every block but the last (then a global max)
+    hidden: list[int] = Field(default_factory=lambda: [128])
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+ModelConfig = Annotated[DLRMConfig | LogisticConfig | MLPConfig | BagConfig | ByteCNNConfig,
+                        Field(discriminator="name")]
 
 
 class TrainConfig(_Strict):
@@ -185,6 +251,8 @@ class RunConfig(_Strict):
             seen.add(f.name)
         if self.label.column in {f.source for f in self.features}:
             raise ValueError(f"the label column {self.label.column!r} is also listed as a feature")
+        if self.model.name == "bytecnn" and not any(f.tokens == "bytes" for f in self.features):
+            raise ValueError("model bytecnn reads byte sequences: give at least one text feature `tokens: bytes`")
         return self
 
     @property
@@ -260,10 +328,12 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(_format_errors(err, source)) from None
     if base_dir is None:
         return cfg
-    paths = {}
+    paths: dict[str, Path | FileSpec] = {}
     for key in ("train", "valid", "test"):
         p = getattr(cfg.data, key)
-        if p is not None and not p.is_absolute():
+        if isinstance(p, FileSpec) and not p.path.is_absolute():
+            paths[key] = p.model_copy(update={"path": (base_dir / p.path).resolve()})
+        elif isinstance(p, Path) and not p.is_absolute():
             paths[key] = (base_dir / p).resolve()
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=paths)})
 

@@ -1,4 +1,4 @@
-"""Binary click-prediction metrics.
+"""Click-prediction (binary) and classification (multiclass) metrics.
 
 All functions take ``y`` (labels, 0/1) and ``p`` (predicted click probabilities in ``[0, 1]``) as
 array-likes of the same length and return plain Python floats, so results can be stored as JSON
@@ -27,8 +27,10 @@ __all__ = [
     "auc",
     "binary_report",
     "calibration",
+    "confusion_matrix",
     "entropy",
     "log_loss",
+    "multiclass_report",
     "normalized_entropy",
 ]
 
@@ -236,4 +238,57 @@ def binary_report(y: ArrayLike, p: ArrayLike, base_rate: float | None = None) ->
         "accuracy": accuracy(y_arr, p_arr),
         "rows": float(y_arr.shape[0]),
         "positive_rate": float(np.mean(y_arr)),
+    }
+
+
+def _validate_multiclass(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices (N,) int64 and probabilities (N, C) float64, checked."""
+    p_arr = np.asarray(p, dtype=np.float64)
+    if p_arr.ndim != 2 or p_arr.shape[1] < 2:
+        raise ValueError(f"p must be (rows, classes) with at least 2 classes, got shape {p_arr.shape}")
+    y_arr = _as_1d("y", y, "class indices")
+    if y_arr.shape[0] != p_arr.shape[0]:
+        raise ValueError(f"y and p have different lengths: {y_arr.shape[0]} vs {p_arr.shape[0]}")
+    if y_arr.shape[0] == 0:
+        raise ValueError("y and p are empty; metrics need at least one row")
+    bad = (y_arr < 0) | (y_arr >= p_arr.shape[1]) | (y_arr != np.round(y_arr))
+    if bad.any():
+        raise ValueError(f"y must hold class indices in [0, {p_arr.shape[1]}); {int(bad.sum())} do not "
+                         f"(first at index {_first_index(bad)}: {y_arr[_first_index(bad)]!r})")
+    if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():
+        raise ValueError("p must hold finite probabilities in [0, 1]")
+    return y_arr.astype(np.int64), p_arr
+
+
+def confusion_matrix(y: ArrayLike, p: ArrayLike) -> np.ndarray:
+    """Counts (C, C): row = true class, column = predicted class (the most probable one)."""
+    y_arr, p_arr = _validate_multiclass(y, p)
+    c = p_arr.shape[1]
+    return np.bincount(y_arr * c + p_arr.argmax(axis=1), minlength=c * c).reshape(c, c)
+
+
+def multiclass_report(y: ArrayLike, p: ArrayLike, prior: ArrayLike | None = None) -> dict[str, float]:
+    """Multiclass metrics as a JSON-friendly dict of floats.
+
+    Keys: ``accuracy``, ``macro_f1`` (the unweighted mean of per-class F1; a class never predicted nor present
+    counts 0), ``logloss`` (mean cross-entropy, probabilities clipped at ``DEFAULT_EPS``), ``ne`` (log loss over
+    the entropy of ``prior``, the training class frequencies; NE = 1 is no better than always predicting them)
+    and ``rows``.
+    """
+    y_arr, p_arr = _validate_multiclass(y, p)
+    cm = confusion_matrix(y_arr, p_arr).astype(np.float64)
+    tp = np.diag(cm)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(cm.sum(0) + cm.sum(1) > 0, 2 * tp / (cm.sum(0) + cm.sum(1)), 0.0)
+    picked = np.clip(p_arr[np.arange(len(y_arr)), y_arr], DEFAULT_EPS, 1.0)
+    loss = float(-np.mean(np.log(picked)))
+    q = np.bincount(y_arr, minlength=p_arr.shape[1]) / len(y_arr) if prior is None else np.asarray(prior, float)
+    q = q[q > 0]
+    h = float(-(q * np.log(q)).sum())
+    return {
+        "accuracy": float(tp.sum() / len(y_arr)),
+        "macro_f1": float(f1.mean()),
+        "logloss": loss,
+        "ne": loss / h if h > 0 else math.nan,
+        "rows": float(len(y_arr)),
     }

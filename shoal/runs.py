@@ -17,11 +17,12 @@ from typing import Any
 
 from shoal.bundle import Bundle, load_bundle
 from shoal.callbacks import Callbacks
-from shoal.config import RunConfig, load_config, parse_config
+from shoal.config import DataConfig, RunConfig, load_config, parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
+from shoal.metrics import confusion_matrix
 from shoal.registry import Registry, RunRecord
-from shoal.trainer import NO_ROWS, Trainer, evaluate
+from shoal.trainer import NO_ROWS, Trainer, report, scores, softmax
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 
@@ -80,23 +81,38 @@ def load(ref: str | Path, home: str | Path = "shoal-runs") -> Bundle:
     return load_bundle(bundle)
 
 
+def _read_options(bundle: Bundle, path: Path) -> DataConfig:
+    """How to read ``path``: as the run's validation or test file when it is one of them, else as training."""
+    for split in ("valid", "test"):
+        found = bundle.config.data.file(split)
+        if found is not None and found[0].resolve() == path.resolve():
+            return found[1]
+    return bundle.config.data
+
+
 def evaluate_file(ref: str | Path, data: str | Path, home: str | Path = "shoal-runs",
                   quarantine: Path | None = None) -> dict[str, Any]:
     """Metrics of a trained model on a labelled file read like its training data.
 
-    Bad rows raise (or, with ``quarantine`` given, are written there and counted). NE is relative to the
-    training base rate, as in training.
+    The file is read with the run's reading options (those of its validation or test file when it is one of
+    them). Bad rows raise (or, with ``quarantine`` given, are written there and counted). NE is relative to the
+    training base rate (class frequencies), as in training. A multiclass model's report also holds
+    ``classes`` and ``confusion`` (rows: true class, columns: predicted).
     """
     bundle = load(ref, home)
     sink = BadRowSink("quarantine", quarantine) if quarantine is not None else BadRowSink("error")
-    batches = (bundle.encoder.encode(c, sink) for c in chunks(Path(data), bundle.config.data,
+    batches = (bundle.encoder.encode(c, sink) for c in chunks(Path(data), _read_options(bundle, Path(data)),
                                                                 bundle.encoder.columns(), sink))
     try:
-        report = evaluate(bundle.model, (b for b in batches if len(b)), base_rate=bundle.base_rate)
+        labels, logits = scores(bundle.model, (b for b in batches if len(b)))
     except ValueError as err:
         if str(err) != NO_ROWS:
             raise
         raise ValueError(f"{data}: no usable rows to evaluate") from None
     finally:
         sink.close()
-    return {**report, "quarantined_rows": sink.count}
+    result: dict[str, Any] = {**report(labels, logits, bundle.prior), "quarantined_rows": sink.count}
+    if bundle.classes:
+        result["classes"] = bundle.classes
+        result["confusion"] = confusion_matrix(labels, softmax(logits)).tolist()
+    return result

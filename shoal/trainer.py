@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -40,11 +40,12 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import chunks, valid_mask
-from shoal.metrics import binary_report
+from shoal.metrics import binary_report, confusion_matrix, multiclass_report
 from shoal.models import build
 from shoal.optim import RowWiseAdagrad
+from shoal.plots import confusion_png
 
-__all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate"]
+__all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate", "report", "scores"]
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[Batch], base_rate: float, batch_size: int = 8192) -> dict[str, float]:
-    """Binary metrics of ``model`` over encoded batches, NE against the training base rate.
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
-    Only the labels and logits are kept (8 bytes a row), so a validation set of any size streams through.
+
+Prior = float | list[float]  # the training base rate (binary) or class frequencies (multiclass)
+
+
+@torch.no_grad()
+def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,), logits (N,) or (N, C)) of ``model`` over encoded batches; raises NO_ROWS when empty.
+
+    Only the labels and logits are kept (4 bytes + 4 per output a row), so a set of any size streams through.
     """
     was_training = model.training
     model.eval()
@@ -97,7 +106,24 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], base_rate: float, batch
     model.train(was_training)
     if not labels:
         raise ValueError(NO_ROWS)
-    return binary_report(np.concatenate(labels), _sigmoid(np.concatenate(logits)), base_rate=base_rate)
+    return np.concatenate(labels), np.concatenate(logits)
+
+
+def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, float]:
+    """Binary metrics (AUC, NE against the training base rate, ...) or multiclass ones (accuracy, macro-F1, ...)."""
+    if logits.ndim == 1:
+        assert isinstance(prior, float | int)
+        return binary_report(labels, _sigmoid(logits), base_rate=float(prior))
+    return multiclass_report(labels, softmax(logits), prior=prior)
+
+
+def evaluate(model: nn.Module, batches: Iterable[Batch], prior: Prior, batch_size: int = 8192) -> dict[str, float]:
+    """The metrics of ``model`` over encoded batches (see :func:`report`)."""
+    return report(*scores(model, batches, batch_size), prior)
+
+
+def _multiclass_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, labels.long())
 
 
 @dataclass
@@ -146,6 +172,8 @@ class Trainer:
         sink = BadRowSink(cfg.data.on_bad_rows, qpath)
         use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
 
+        if encoder.needs_classes:
+            encoder.fit_classes(chunks(cfg.data.train, cfg.data, [cfg.label.column], BadRowSink("count")))
         if encoder.needs_fit:
             # statistics for standardization and bins (bad rows are skipped here, reported in the pass below)
             encoder.fit(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count")),
@@ -153,7 +181,8 @@ class Trainer:
         else:
             encoder.fitted_ = True
         # One pass to report bad rows (once), count labels and write the held-out rows to a split file.
-        rows = positives = held_rows = truncated = 0
+        rows = held_rows = truncated = 0
+        counts = np.zeros(max(encoder.outputs, 2), dtype=np.int64)  # rows per class (binary: negatives, positives)
         split_path = self.run_dir / "valid-split.parquet"
         split_path.unlink(missing_ok=True)
         writer: pq.ParquetWriter | None = None
@@ -175,7 +204,7 @@ class Trainer:
                 truncated += batch.truncated
                 assert batch.label is not None
                 rows += len(batch)
-                positives += int(batch.label.sum())
+                counts += np.bincount(batch.label.astype(np.int64), minlength=len(counts))
                 self.callbacks.on_scan(rows + held_rows + sink.count)
         finally:
             if writer is not None:
@@ -183,27 +212,36 @@ class Trainer:
             sink.close()
         if rows == 0:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
-        summary: dict[str, Any] = {"train_rows": rows, "train_positives": positives,
-                                   "train_base_rate": positives / rows, **sink.summary()}
+        summary: dict[str, Any] = {"train_rows": rows, **sink.summary()}
+        if encoder.multiclass:
+            summary["classes"] = encoder.classes_
+            summary["train_class_counts"] = counts.tolist()
+            summary["train_class_prior"] = (counts / rows).tolist()
+        else:
+            summary["train_positives"] = int(counts[1])
+            summary["train_base_rate"] = int(counts[1]) / rows
         if encoder.text_features:
             summary["text_truncated_rows"] = truncated  # texts longer than max_bytes, cut (training file)
         valid = None
         if use_split and held_rows:
             valid = EvalSet("valid", _split_reader(split_path, cfg.data.chunk_rows, str(cfg.data.train)), held_rows)
         elif cfg.data.valid is not None:
-            valid = self._eval_file(cfg.data.valid, encoder, "valid", summary)
-        test = self._eval_file(cfg.data.test, encoder, "test", summary) if cfg.data.test is not None else None
+            valid = self._eval_file("valid", encoder, summary)
+        test = self._eval_file("test", encoder, summary) if cfg.data.test is not None else None
         summary["valid_rows"] = 0 if valid is None else valid.rows
         summary["test_rows"] = 0 if test is None else test.rows
         return encoder, valid, test, summary
 
-    def _eval_file(self, path: Path, encoder: Encoder, split: str, summary: dict[str, Any]) -> EvalSet:
+    def _eval_file(self, split: Literal["valid", "test"], encoder: Encoder, summary: dict[str, Any]) -> EvalSet:
         """Check a validation/test file once (bad rows reported and counted), then stream it at each use."""
         cfg = self.config
         columns = encoder.columns()
+        found = cfg.data.file(split)
+        assert found is not None
+        path, options = found
 
         def read(sink: BadRowSink) -> Iterator[Chunk]:
-            return chunks(path, cfg.data, columns, sink)
+            return chunks(path, options, columns, sink)
 
         sink = BadRowSink(cfg.data.on_bad_rows, self.run_dir / f"quarantine-{split}.jsonl")
         rows = sum(len(encoder.encode(c, sink)) for c in read(sink))
@@ -211,9 +249,10 @@ class Trainer:
         summary[f"{split}_quarantined_rows"] = sink.count
         return EvalSet(split, read, rows)
 
-    def _evaluate(self, model: nn.Module, encoder: Encoder, data: EvalSet, base_rate: float) -> dict[str, float]:
+    @staticmethod
+    def _scores(model: nn.Module, encoder: Encoder, data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
         silent = BadRowSink("count")  # bad rows were reported when the set was prepared
-        return evaluate(model, (encoder.encode(c, silent) for c in data.read(silent)), base_rate)
+        return scores(model, (encoder.encode(c, silent) for c in data.read(silent)))
 
     # -- optimisation ----------------------------------------------------------------------------------------
     def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
@@ -255,9 +294,9 @@ class Trainer:
             torch.set_num_threads(t.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         encoder, valid, test, summary = self._prepare()
-        base_rate = float(summary["train_base_rate"])
+        prior: Prior = summary["train_class_prior"] if encoder.multiclass else float(summary["train_base_rate"])
         torch.manual_seed(t.seed)
-        model = build(cfg.model, encoder.dense_dim, encoder.buckets)
+        model = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
         opt_dense, opt_sparse = self._optimizers(model)
         opts = [opt_dense, opt_sparse]
         pos = Position()
@@ -270,7 +309,7 @@ class Trainer:
         if valid is None:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
         self.callbacks.on_start(int(summary["train_rows"]), t.epochs, pos.rows)
-        loss_fn = nn.BCEWithLogitsLoss()
+        loss_fn = _multiclass_loss if encoder.multiclass else nn.BCEWithLogitsLoss()
         use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
         model.train()
         started = time.perf_counter() - pos.train_seconds
@@ -280,7 +319,7 @@ class Trainer:
             """Validate; keep the best weights; return True when training should stop."""
             if valid is None:
                 return False
-            m = self._evaluate(model, encoder, valid, base_rate)
+            m = report(*self._scores(model, encoder, valid), prior)
             m = {**m, "epoch": pos.epoch, "step": pos.step}
             pos.history.append(m)
             self.callbacks.on_eval(pos.epoch, pos.step, m)
@@ -345,10 +384,16 @@ class Trainer:
         if self.best_path.exists():
             model.load_state_dict(load_file(str(self.best_path)))
         metrics: dict[str, Any] = {}
-        if valid is not None:
-            metrics.update({f"valid_{k}": v for k, v in self._evaluate(model, encoder, valid, base_rate).items()})
-        if test is not None:
-            metrics.update({f"test_{k}": v for k, v in self._evaluate(model, encoder, test, base_rate).items()})
+        for data in (valid, test):
+            if data is None:
+                continue
+            labels, logits = self._scores(model, encoder, data)
+            metrics.update({f"{data.name}_{k}": v for k, v in report(labels, logits, prior).items()})
+            if encoder.multiclass:
+                cm = confusion_matrix(labels, softmax(logits))
+                summary[f"{data.name}_confusion"] = cm.tolist()
+                summary[f"{data.name}_confusion_png"] = str(confusion_png(
+                    cm, encoder.classes_, self.run_dir / f"confusion-{data.name}.png", f"{cfg.name}: {data.name}"))
         summary.update({
             "steps": pos.step, "rows_trained": pos.rows, "epochs_run": pos.epoch,
             "stopped_early": pos.stopped_early, "train_seconds": round(pos.train_seconds, 3),
@@ -356,6 +401,7 @@ class Trainer:
             "history": pos.history,
         })
         bundle = save_bundle(self.run_dir / "bundle", model, encoder, cfg,
-                             {"train_base_rate": base_rate, "metrics": metrics,
+                             {**({"classes": encoder.classes_, "train_class_prior": prior} if encoder.multiclass
+                                 else {"train_base_rate": prior}), "metrics": metrics,
                               "summary": {k: v for k, v in summary.items() if k != "history"}})
         return TrainResult(metrics=metrics, summary=summary, bundle=bundle)

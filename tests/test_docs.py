@@ -48,9 +48,9 @@ def test_config_reference_example_is_valid() -> None:
 
 def test_config_reference_lists_every_field() -> None:
     """The tables in configs.md name every key the config classes accept."""
-    from shoal.config import DataConfig, FeatureConfig, TrainConfig
+    from shoal.config import DataConfig, FeatureConfig, FileSpec, LabelConfig, TrainConfig
 
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
-    for model in (DataConfig, FeatureConfig, TrainConfig):
+    for model in (DataConfig, FileSpec, LabelConfig, FeatureConfig, TrainConfig):
         for name in model.model_fields:
             assert f"| `{name}` |" in text, f"docs/configs.md does not document {model.__name__}.{name}"

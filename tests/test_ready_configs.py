@@ -26,3 +26,14 @@ def test_ready_config_trains(name: str, min_test_auc: float, max_test_ne: float,
     assert result.summary["quarantined_rows"] == 0
     if name == "sst2.yaml":  # fastText on the same split: 81.2% (unigrams) / 83.5% (bigrams)
         assert m["test_accuracy"] >= 0.82, m
+
+
+@pytest.mark.data
+def test_agnews_config_trains(shared_data: Path, tmp_path: Path) -> None:
+    """AG News, 10k training rows -> canonical test set (fastText here: 86.0% unigrams, 85.3% bigrams)."""
+    cfg = load_config(CONFIGS / "agnews.yaml")
+    result = Trainer(cfg, tmp_path / "run").fit()
+    m = result.metrics
+    assert m["test_rows"] == 7600 and result.summary["quarantined_rows"] == 0
+    assert m["test_accuracy"] >= 0.86 and m["test_macro_f1"] >= 0.86, m
+    assert (tmp_path / "run" / "confusion-test.png").is_file()

@@ -4,7 +4,10 @@
   a missing value becomes 0 and sets the feature's missing flag (an extra input column).
 - sparse: a stable hash (:mod:`shoal.data.hashing`) into ``buckets`` rows; id 0 is reserved for a missing
   value. An id never seen in training is normal: it hashes to some bucket like any other.
-- label: the configured positive/negative values -> 1/0.
+- text: a bag of hashed byte and word n-grams (:func:`~shoal.data.text.text_bag`), or with ``tokens: bytes``
+  the bytes themselves in order (:func:`~shoal.data.text.text_bytes`) for sequence models.
+- label: binary: the configured positive/negative values -> 1/0; multiclass: the class index (class names,
+  or their aliases, in ``classes`` order; the classes are found in the training file when not configured).
 
 Values that cannot be used (a non-numeric or infinite dense value, a missing or unknown label) are reported
 to a :class:`~shoal.data.readers.BadRowSink` with the file, line, column and value, and the row is left out
@@ -21,11 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.config import FeatureConfig, LabelConfig
+from shoal.config import MAX_CLASSES, FeatureConfig, LabelConfig
 from shoal.data.batch import Batch
 from shoal.data.hashing import bucketize, hash_strings, seed_for
 from shoal.data.readers import BadRow, BadRowSink, Chunk
-from shoal.data.text import text_bag
+from shoal.data.text import BYTE_VOCAB, text_bag, text_bytes
 
 __all__ = ["Encoder", "FeatureState"]
 
@@ -44,7 +47,8 @@ class FeatureState:
     buckets: int = 0
     separator: str | None = None
     bins: int = 0  # dense: also embed the value's quantile bin (an extra sparse input) when > 0
-    max_bytes: int = 1024  # text
+    tokens: str = "ngrams"  # text: "ngrams" (a bag) or "bytes" (the sequence)
+    max_bytes: int = 1024
     ngram_min: int = 1
     ngram_max: int = 4
     word_ngrams: int = 2
@@ -56,7 +60,8 @@ class FeatureState:
     @staticmethod
     def from_config(f: FeatureConfig) -> FeatureState:
         return FeatureState(name=f.name, kind=f.kind, column=f.source, transform=f.transform,
-                            buckets=f.buckets, separator=f.separator, bins=f.bins or 0, max_bytes=f.max_bytes,
+                            buckets=BYTE_VOCAB if f.tokens == "bytes" else f.buckets, separator=f.separator,
+                            bins=f.bins or 0, tokens=f.tokens, max_bytes=f.max_bytes,
                             ngram_min=f.ngram_min, ngram_max=f.ngram_max, word_ngrams=f.word_ngrams,
                             seed=seed_for(f.name) & 0xFFFFFFFF)
 
@@ -123,6 +128,14 @@ class _Reservoir:
         return self.buf[: min(self.seen, self.size)]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _as_strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if not pa.types.is_string(arr.type):
@@ -143,6 +156,7 @@ class Encoder:
     def __init__(self, features: list[FeatureConfig], label: LabelConfig | None) -> None:
         self.features = [FeatureState.from_config(f) for f in features]
         self.label = label
+        self.classes_: list[str] = list(label.classes) if label is not None and label.classes else []
         self.fitted_ = False
         self.fit_rows_ = 0
 
@@ -174,6 +188,25 @@ class Encoder:
         """Embedding table sizes, in batch order: sparse features, text features, then binned dense features."""
         return ([f.buckets for f in self.sparse_features] + [f.buckets for f in self.text_features]
                 + [f.bin_buckets for f in self.binned_features])
+
+    @property
+    def sequence_slots(self) -> list[int]:
+        """Positions in ``buckets`` (and a batch's ids) of the ``tokens: bytes`` text features."""
+        first = len(self.sparse_features)
+        return [first + j for j, f in enumerate(self.text_features) if f.tokens == "bytes"]
+
+    @property
+    def multiclass(self) -> bool:
+        return self.label is not None and self.label.kind == "multiclass"
+
+    @property
+    def outputs(self) -> int:
+        """Model outputs: 1 logit for a binary label, one per class for a multiclass one."""
+        return len(self.classes_) if self.multiclass else 1
+
+    @property
+    def needs_classes(self) -> bool:
+        return self.multiclass and not self.classes_
 
     @property
     def needs_fit(self) -> bool:
@@ -225,6 +258,28 @@ class Encoder:
         self.fit_rows_ = rows
         return self
 
+    def fit_classes(self, chunks: Iterable[Chunk]) -> Encoder:
+        """Find a multiclass label's classes in the training file: its distinct values (aliases applied),
+        sorted as numbers when they all are, else as text. Missing labels are reported later, when encoding."""
+        assert self.label is not None
+        seen: set[str] = set()
+        for chunk in chunks:
+            text = _as_strings(chunk.table.column(self.label.column))
+            seen.update(v for v in pc.unique(text).to_pylist() if v)
+            if len(seen) > MAX_CLASSES:
+                raise ValueError(
+                    f"{chunk.file}: label column {self.label.column!r} has more than {MAX_CLASSES} distinct values; "
+                    "is it the right column? (list the classes in label.classes to be sure)"
+                )
+        names = sorted({self.label.aliases.get(v, v) for v in seen})
+        if all(_is_number(v) for v in names):
+            names = sorted(names, key=float)
+        if len(names) < 2:
+            raise ValueError(f"label column {self.label.column!r} has {len(names)} distinct value(s) {names}; "
+                             "a multiclass label needs at least 2")
+        self.classes_ = names
+        return self
+
     # -- encoding ---------------------------------------------------------------------------------------------
     def encode(self, chunk: Chunk, sink: BadRowSink, with_label: bool = True) -> Batch:
         """Encode a chunk. Bad rows go to ``sink`` and are left out of the batch."""
@@ -249,6 +304,12 @@ class Encoder:
             offsets.append(one_per_row if f.separator is None else k_off)
         truncated = 0
         for f in self.text_features:
+            if f.tokens == "bytes":
+                k_ids, k_off, cut = text_bytes(table.column(f.column), max_bytes=f.max_bytes)
+                ids.append(k_ids)
+                offsets.append(k_off)
+                truncated += cut
+                continue
             k_ids, k_off, cut = text_bag(table.column(f.column), buckets=f.buckets, max_bytes=f.max_bytes,
                                        ngram_min=f.ngram_min, ngram_max=f.ngram_max, word_ngrams=f.word_ngrams,
                                        seed=f.seed)
@@ -295,6 +356,17 @@ class Encoder:
         assert self.label is not None
         raw = chunk.table.column(self.label.column)
         text = _as_strings(raw)
+        if self.multiclass:
+            names = self.classes_ + list(self.label.aliases)
+            index_of = np.array(list(range(len(self.classes_)))
+                                + [self.classes_.index(c) for c in self.label.aliases.values()], dtype=np.int64)
+            found = pc.index_in(text, value_set=pa.array(names, pa.string()))
+            unknown = np.asarray(pc.is_null(found).to_numpy(zero_copy_only=False), dtype=bool)
+            found = pc.fill_null(found, 0).to_numpy(zero_copy_only=False)
+            allowed = self.classes_ + [f"{a} (= {c})" for a, c in self.label.aliases.items()]
+            problems.add(unknown, self.label.column,
+                         f"unknown class; allowed: {allowed} (set label.classes / label.aliases)", text)
+            return index_of[found].astype(np.float32)
         pos = pc.fill_null(pc.is_in(text, value_set=pa.array(self.label.positive)), False).to_numpy(
             zero_copy_only=False)
         neg = pc.fill_null(pc.is_in(text, value_set=pa.array(self.label.negative)), False).to_numpy(
@@ -336,6 +408,7 @@ class Encoder:
             "format_version": FORMAT_VERSION,
             "features": [vars(f).copy() for f in self.features],
             "label": None if self.label is None else self.label.model_dump(mode="json"),
+            "classes": self.classes_,
             "fit_rows": self.fit_rows_,
         }
 
@@ -349,6 +422,7 @@ class Encoder:
         enc = Encoder.__new__(Encoder)
         enc.features = [FeatureState(**f) for f in d["features"]]
         enc.label = None if d["label"] is None else LabelConfig.model_validate(d["label"])
+        enc.classes_ = list(d.get("classes", []))
         enc.fitted_ = True
         enc.fit_rows_ = int(d.get("fit_rows", 0))
         return enc

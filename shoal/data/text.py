@@ -20,7 +20,9 @@ import pyarrow.compute as pc
 
 from shoal.data.hashing import mix64
 
-__all__ = ["text_bag"]
+__all__ = ["BYTE_VOCAB", "text_bag", "text_bytes"]
+
+BYTE_VOCAB = 257  # byte b -> id b + 1; id 0 = empty or missing text
 
 _PRIME = np.uint64(0x100000001B3)
 _WHITESPACE = np.array([0x20, 0x09, 0x0A, 0x0D, 0x0B, 0x0C], dtype=np.uint8)
@@ -102,6 +104,39 @@ def _word_ngrams(flat: np.ndarray, rows: np.ndarray, n_max: int, seed: int) -> P
     return parts
 
 
+def _as_binary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The texts as a binary array without nulls (a missing text is empty); bytes are never decoded."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        arr = pc.cast(arr, pa.binary()) if not pa.types.is_large_string(arr.type) else pc.cast(arr, pa.large_binary())
+    if arr.null_count:
+        arr = pc.fill_null(arr, pa.scalar(b"", arr.type))
+    return arr
+
+
+def text_bytes(values: pa.Array | pa.ChunkedArray, *, max_bytes: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each text's first ``max_bytes`` bytes, in order, as ids ``byte + 1`` (for sequence models).
+
+    Returns ``(ids (M,) int64 in [0, 257), offsets (N + 1,) int64, truncated rows)``; a missing or empty text
+    is the single id 0. Invalid UTF-8 is no problem: the ids are the bytes.
+    """
+    arr = _as_binary(values)
+    offsets, data = _buffers(arr)
+    starts, lengths = _truncate(offsets, max_bytes)
+    truncated = int((np.diff(offsets) > max_bytes).sum())
+    flat, rows = _flat_bytes(data, starts, lengths)
+    n = len(arr)
+    empty = lengths == 0
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.where(empty, 1, lengths), out=out_offsets[1:])
+    out = np.zeros(int(out_offsets[-1]), dtype=np.int64)
+    # byte j of row r goes to out_offsets[r] + j; an empty row keeps its single 0
+    first = np.cumsum(lengths) - lengths  # index in ``flat`` of each row's first byte
+    slots = np.repeat(out_offsets[:-1] - first, lengths) + np.arange(rows.shape[0])
+    out[slots] = flat.astype(np.int64) + 1
+    return out, out_offsets, truncated
+
+
 def text_bag(values: pa.Array | pa.ChunkedArray, *, buckets: int, max_bytes: int, ngram_min: int,
              ngram_max: int, word_ngrams: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
     """The bag of hashed n-gram ids of each text.
@@ -109,12 +144,8 @@ def text_bag(values: pa.Array | pa.ChunkedArray, *, buckets: int, max_bytes: int
     Returns ``(ids (M,) int64 in [1, buckets), offsets (N + 1,) int64, truncated rows)``. A missing or empty
     text becomes the single id 0. ``word_ngrams = 0`` turns word features off.
     """
-    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
-        arr = pc.cast(arr, pa.binary()) if not pa.types.is_large_string(arr.type) else pc.cast(arr, pa.large_binary())
+    arr = _as_binary(values)
     n = len(arr)
-    if arr.null_count:
-        arr = pc.fill_null(arr, pa.scalar(b"", arr.type))
     offsets, data = _buffers(arr)
     starts, lengths = _truncate(offsets, max_bytes)
     truncated = int((np.diff(offsets) > max_bytes).sum())

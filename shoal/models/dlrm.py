@@ -3,7 +3,7 @@
 Naumov et al. 2019, "Deep Learning Recommendation Model for Personalization and Recommendation Systems"
 (arXiv:1906.00091). Dense features go through the bottom MLP to a vector of the embedding size; each sparse
 feature has its own embedding table; the interaction layer takes the pairwise dot products of all these
-vectors; the top MLP maps [bottom output, dot products] to a click logit.
+vectors; the top MLP maps [bottom output, dot products] to a click logit (or one logit per class).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from shoal.config import DLRMConfig
-from shoal.models.embeddings import SparseArch, mlp
+from shoal.models.embeddings import SparseArch, mlp, squeeze_single
 from shoal.models.registry import register
 
 __all__ = ["DLRM"]
@@ -36,18 +36,19 @@ class DotInteraction(nn.Module):
 
 @register("dlrm")
 class DLRM(nn.Module):
-    def __init__(self, config: DLRMConfig, dense_dim: int, buckets: list[int]) -> None:
+    def __init__(self, config: DLRMConfig, dense_dim: int, buckets: list[int], outputs: int = 1,
+                 sequences: list[int] | None = None) -> None:
         super().__init__()
         d = config.embedding_dim
         self.bottom_mlp = mlp([dense_dim, *config.bottom_mlp, d])
         self.sparse_arch = SparseArch(buckets, d)
         n = len(buckets) + 1
         self.interaction = DotInteraction(n)
-        self.top_mlp = mlp([d + n * (n - 1) // 2, *config.top_mlp, 1], final_activation=False)
+        self.top_mlp = mlp([d + n * (n - 1) // 2, *config.top_mlp, outputs], final_activation=False)
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
         x = self.bottom_mlp(dense)  # (B, d)
         emb = self.sparse_arch(ids, offsets)  # (B, F, d)
         vectors = torch.cat([x.unsqueeze(1), emb], dim=1)  # (B, F + 1, d)
         z = torch.cat([x, self.interaction(vectors)], dim=1)  # (B, d + (F+1)F/2)
-        return self.top_mlp(z).squeeze(1)  # (B,)
+        return squeeze_single(self.top_mlp(z))  # (B,) or (B, C)

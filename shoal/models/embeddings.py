@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SparseArch", "mlp"]
+__all__ = ["SparseArch", "mlp", "squeeze_single"]
 
 
 class _GatherRows(torch.autograd.Function):
@@ -87,3 +87,8 @@ def mlp(sizes: list[int], final_activation: bool = True) -> nn.Sequential:
         if final_activation or i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def squeeze_single(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 1) -> (B,) for a binary label; (B, C) stays as it is."""
+    return logits.squeeze(1) if logits.shape[1] == 1 else logits

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from shoal.config import MLPConfig
-from shoal.models.embeddings import SparseArch, mlp
+from shoal.models.embeddings import SparseArch, mlp, squeeze_single
 from shoal.models.registry import register
 
 __all__ = ["MLP"]
@@ -14,13 +14,14 @@ __all__ = ["MLP"]
 
 @register("mlp")
 class MLP(nn.Module):
-    def __init__(self, config: MLPConfig, dense_dim: int, buckets: list[int]) -> None:
+    def __init__(self, config: MLPConfig, dense_dim: int, buckets: list[int], outputs: int = 1,
+                 sequences: list[int] | None = None) -> None:
         super().__init__()
         self.sparse_arch = SparseArch(buckets, config.embedding_dim)
         width = dense_dim + len(buckets) * config.embedding_dim
-        self.net = mlp([width, *config.hidden, 1], final_activation=False)
+        self.net = mlp([width, *config.hidden, outputs], final_activation=False)
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
         emb = self.sparse_arch(ids, offsets)  # (B, F, d)
         x = torch.cat([dense, emb.flatten(1)], dim=1)  # (B, D + F*d)
-        return self.net(x).squeeze(1)  # (B,)
+        return squeeze_single(self.net(x))  # (B,) or (B, C)

@@ -3,8 +3,12 @@
 Every registered model has the same contract (tested once for all of them in
 ``tests/models/test_contract.py``)::
 
-    model = build(config, dense_dim=D, buckets=[b_1, ..., b_F])
-    logits = model(dense, ids, offsets)   # dense (B, D); ids[k] (N_k,); offsets[k] (B,) -> logits (B,)
+    model = build(config, dense_dim=D, buckets=[b_1, ..., b_F], outputs=C, sequences=[k, ...])
+    logits = model(dense, ids, offsets)   # dense (B, D); ids[k] (N_k,); offsets[k] (B,)
+                                          # -> logits (B,) when C == 1 (binary), (B, C) otherwise
+
+``sequences`` lists the inputs that are byte sequences (``tokens: bytes`` text features, ids in byte order):
+a sequence model (``bytecnn``) reads them in order; every other model treats them as a bag like any input.
 """
 
 from __future__ import annotations
@@ -39,15 +43,18 @@ def available() -> list[str]:
     return sorted(_MODELS)
 
 
-def build(config: Any, dense_dim: int, buckets: list[int]) -> nn.Module:
-    """Instantiate the model named ``config.name`` for inputs of the given shape."""
+def build(config: Any, dense_dim: int, buckets: list[int], outputs: int = 1,
+          sequences: list[int] | tuple[int, ...] = ()) -> nn.Module:
+    """Instantiate the model named ``config.name`` for inputs of the given shape and ``outputs`` logits."""
     _load_builtin()
     cls = _MODELS.get(config.name)
     if cls is None:
         raise ValueError(f"unknown model {config.name!r}; available: {', '.join(available())}")
-    return cls(config, dense_dim, buckets)
+    if outputs < 1:
+        raise ValueError(f"outputs must be >= 1, got {outputs}")
+    return cls(config, dense_dim, buckets, outputs, list(sequences))
 
 
 def _load_builtin() -> None:
     # imported for their @register side effect
-    from shoal.models import dlrm, logistic, mlp  # noqa: F401
+    from shoal.models import bag, bytecnn, dlrm, logistic, mlp  # noqa: F401

@@ -120,3 +120,14 @@ def test_truncated_texts_are_counted_in_the_batch_and_the_run_summary(tmp_path) 
     expected = sum(1 for r in rows[1:] if len(r.rsplit(",", 1)[0].encode()) > 6)
     summary = Trainer(cfg, tmp_path / "run").fit().summary
     assert expected > 0 and summary["text_truncated_rows"] == expected
+
+
+def test_text_bytes_are_the_bytes_in_order_and_count_truncation() -> None:
+    from shoal.data.text import text_bytes
+
+    ids, offsets, cut = text_bytes(pa.array(["ab", None, "", "xyz\u00e9", "hello"]), max_bytes=4)
+    rows = [ids[offsets[i]:offsets[i + 1]].tolist() for i in range(5)]
+    assert rows == [[98, 99], [0], [0], [121, 122, 123, 0xC3 + 1], [105, 102, 109, 109]]
+    assert cut == 2  # "xyz\u00e9" is 5 bytes, "hello" 5: both cut to 4 (mid-character is fine: bytes)
+    ids, offsets, _ = text_bytes(pa.array([b"\xff\xfe"], pa.binary()), max_bytes=10)
+    assert ids.tolist() == [256, 255]

@@ -15,7 +15,10 @@ from shoal.data.encoder import Encoder
 from shoal.models import available, build
 
 MODEL_PARAMS = {"dlrm": {"embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
-                "mlp": {"embedding_dim": 4, "hidden": [8]}, "logistic": {}}
+                "mlp": {"embedding_dim": 4, "hidden": [8]}, "logistic": {}, "bag": {"embedding_dim": 4},
+                "bytecnn": {"embedding_dim": 4, "channels": [6, 5], "kernel_size": 3, "hidden": [8]}}
+BUCKETS = [50, 20, 30, 257]  # u, v, tags, and the bytes of "text" (a sequence input)
+SEQUENCES = [3]
 
 
 def _config(name: str):  # noqa: ANN202
@@ -26,23 +29,27 @@ def _config(name: str):  # noqa: ANN202
             {"name": "a", "kind": "dense"}, {"name": "b", "kind": "dense", "transform": "log1p"},
             {"name": "u", "kind": "sparse", "buckets": 50}, {"name": "v", "kind": "sparse", "buckets": 20},
             {"name": "tags", "kind": "sparse", "buckets": 30, "separator": "|"},
+            {"name": "text", "kind": "text", "tokens": "bytes", "max_bytes": 20},
         ],
         "model": {"name": name, **MODEL_PARAMS.get(name, {})},
     })
 
 
-def _batch(rows: int, seed: int = 0) -> Batch:
+def _batch(rows: int, seed: int = 0, classes: int = 2) -> Batch:
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 4, rows)  # the list feature: 1..3 ids per row
+    text_lengths = rng.integers(1, 21, rows)  # bytes of each text (an empty text is the single id 0)
     offsets = [np.arange(rows + 1, dtype=np.int64), np.arange(rows + 1, dtype=np.int64),
-               np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)]
-    ids = [rng.integers(0, 50, rows), rng.integers(0, 20, rows), rng.integers(0, 30, int(lengths.sum()))]
+               np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+               np.concatenate([[0], np.cumsum(text_lengths)]).astype(np.int64)]
+    ids = [rng.integers(0, 50, rows), rng.integers(0, 20, rows), rng.integers(0, 30, int(lengths.sum())),
+           rng.integers(1, 257, int(text_lengths.sum()))]
     return Batch(dense=rng.normal(size=(rows, 4)).astype(np.float32), ids=[i.astype(np.int64) for i in ids],
-                 offsets=offsets, label=rng.integers(0, 2, rows).astype(np.float32),
+                 offsets=offsets, label=rng.integers(0, classes, rows).astype(np.float32),
                  lines=np.arange(1, rows + 1))
 
 
-def test_every_model_is_covered() -> None:
+def test_every_model_is_covered() -> None:  # a new model must join this contract
     assert set(available()) == set(MODEL_PARAMS), "add the new model's parameters to MODEL_PARAMS"
 
 
@@ -51,17 +58,28 @@ def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _model(name: str, seed: int = 0) -> torch.nn.Module:
+def _model(name: str, seed: int = 0, outputs: int = 1) -> torch.nn.Module:
     torch.manual_seed(seed)
     cfg = _config(name)
-    return build(cfg.model, dense_dim=4, buckets=[50, 20, 30])
+    return build(cfg.model, dense_dim=4, buckets=BUCKETS, outputs=outputs, sequences=SEQUENCES)
 
 
 @pytest.mark.parametrize("rows", [1, 7, 64])
-def test_output_shape_and_finite(name: str, rows: int) -> None:
-    out = _model(name)(*_batch(rows).inputs())
-    assert out.shape == (rows,)
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_output_shape_and_finite(name: str, rows: int, outputs: int) -> None:
+    out = _model(name, outputs=outputs)(*_batch(rows).inputs())
+    assert out.shape == ((rows,) if outputs == 1 else (rows, outputs))
     assert torch.isfinite(out).all()
+
+
+def test_a_row_does_not_depend_on_its_batch(name: str) -> None:
+    """Scoring rows one at a time equals scoring them together (padding, pooling and batching are exact)."""
+    model = _model(name, outputs=3).eval()
+    batch = _batch(12, seed=5)
+    with torch.no_grad():
+        together = model(*batch.inputs())
+        alone = torch.cat([model(*batch.take(np.array([i])).inputs()) for i in range(len(batch))])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
 
 
 def test_deterministic_with_seed(name: str) -> None:
@@ -69,13 +87,19 @@ def test_deterministic_with_seed(name: str) -> None:
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
     batch = _batch(16)
+    a.eval(), b.eval()  # dropout off
     assert torch.equal(a(*batch.inputs()), b(*batch.inputs()))
 
 
-def test_gradients_reach_every_parameter(name: str) -> None:
-    model = _model(name)
-    batch = _batch(32)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*batch.inputs()), torch.from_numpy(batch.label))
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_gradients_reach_every_parameter(name: str, outputs: int) -> None:
+    model = _model(name, outputs=outputs)
+    batch = _batch(32, classes=max(outputs, 2))
+    logits, label = model(*batch.inputs()), torch.from_numpy(batch.label)
+    if outputs == 1:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, label)
+    else:
+        loss = torch.nn.functional.cross_entropy(logits, label.long())
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} got no gradient"
@@ -89,6 +113,7 @@ def test_training_path_matches_inference_path(name: str) -> None:
     model = _model(name)
     with torch.no_grad():
         torch.nn.init.normal_(next(p for n, p in model.named_parameters() if "bag" in n), std=0.1)
+    model.eval()  # dropout off; the training path is still taken while gradients are enabled
     batch = _batch(40)
     train_out = model(*batch.inputs())
     with torch.no_grad():
@@ -102,8 +127,8 @@ def test_list_features_are_mean_pooled() -> None:
     with torch.no_grad():
         torch.nn.init.normal_(model.sparse_arch.bag.weight, std=0.5)
     one = _batch(5).take(np.array([0]))
-    ids = [*one.ids[:2], np.array([3, 7, 7], dtype=np.int64)]
-    offsets = [*one.offsets[:2], np.array([0, 3], dtype=np.int64)]
+    ids = [*one.ids[:2], np.array([3, 7, 7], dtype=np.int64), one.ids[3]]
+    offsets = [*one.offsets[:2], np.array([0, 3], dtype=np.int64), one.offsets[3]]
     rows = Batch(dense=one.dense, ids=ids, offsets=offsets, label=one.label, lines=one.lines)
     table = model.sparse_arch.bag.weight[50 + 20:]  # the third feature's rows
     with torch.no_grad():
@@ -140,5 +165,5 @@ def test_unknown_model_name_lists_choices() -> None:
     class Fake:
         name = "transformer"
 
-    with pytest.raises(ValueError, match=r"unknown model 'transformer'; available: dlrm, logistic, mlp"):
+    with pytest.raises(ValueError, match=r"unknown model 'transformer'; available: bag, bytecnn, dlrm, logistic, mlp"):
         build(Fake(), 2, [3])
