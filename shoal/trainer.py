@@ -126,13 +126,35 @@ def _multiclass_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return nn.functional.cross_entropy(logits, labels.long())
 
 
+class BatchCache:
+    """Encoded batches kept in memory while they fit in ``budget`` bytes (shared by all the sets of a run).
+
+    A small data set is read and encoded once instead of once per epoch and evaluation; a large one streams
+    from disk as before. Adding a batch that does not fit empties the list: a set is cached whole or not at all.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+
+    def keep(self, batches: list[Batch] | None, batch: Batch) -> list[Batch] | None:
+        if batches is None:
+            return None
+        if batch.nbytes > self.left:
+            self.left += sum(b.nbytes for b in batches)
+            return None
+        self.left -= batch.nbytes
+        batches.append(batch)
+        return batches
+
+
 @dataclass
 class EvalSet:
-    """Rows to evaluate on, re-read from disk at each evaluation so memory does not grow with their number."""
+    """Rows to evaluate on: encoded in memory when they fit the cache, else re-read from disk at each use."""
 
     name: str
     read: Callable[[BadRowSink], Iterator[Chunk]]
     rows: int
+    cached: list[Batch] | None = None
 
 
 def _with_lines(table: pa.Table, lines: np.ndarray, fmt: str | None) -> pa.Table:
@@ -166,6 +188,9 @@ class Trainer:
     # -- pass 1: fit the encoder, count, split --------------------------------------------------------------
     def _prepare(self) -> tuple[Encoder, EvalSet | None, EvalSet | None, dict[str, Any]]:
         cfg = self.config
+        cache = self.cache = BatchCache(cfg.train.cache_mb << 20)
+        self.train_cache: list[Batch] | None = []
+        held_cache: list[Batch] | None = []
         encoder = Encoder(cfg.features, cfg.label)
         qpath = self.run_dir / "quarantine.jsonl"
         qpath.unlink(missing_ok=True)
@@ -198,9 +223,11 @@ class Trainer:
                         table = _with_lines(held.table.filter(pa.array(keep)), held.lines[keep], cfg.data.format)
                         writer = writer or pq.ParquetWriter(split_path, table.schema)
                         writer.write_table(table.cast(writer.schema))
+                        held_cache = cache.keep(held_cache, good)
                         held_rows += len(good)
                         truncated += good.truncated
                 batch = encoder.encode(chunk, sink)
+                self.train_cache = cache.keep(self.train_cache, batch)
                 truncated += batch.truncated
                 assert batch.label is not None
                 rows += len(batch)
@@ -224,7 +251,8 @@ class Trainer:
             summary["text_truncated_rows"] = truncated  # texts longer than max_bytes, cut (training file)
         valid = None
         if use_split and held_rows:
-            valid = EvalSet("valid", _split_reader(split_path, cfg.data.chunk_rows, str(cfg.data.train)), held_rows)
+            valid = EvalSet("valid", _split_reader(split_path, cfg.data.chunk_rows, str(cfg.data.train)), held_rows,
+                            held_cache)
         elif cfg.data.valid is not None:
             valid = self._eval_file("valid", encoder, summary)
         test = self._eval_file("test", encoder, summary) if cfg.data.test is not None else None
@@ -244,15 +272,37 @@ class Trainer:
             return chunks(path, options, columns, sink)
 
         sink = BadRowSink(cfg.data.on_bad_rows, self.run_dir / f"quarantine-{split}.jsonl")
-        rows = sum(len(encoder.encode(c, sink)) for c in read(sink))
+        rows, cached = 0, []  # type: tuple[int, list[Batch] | None]
+        for c in read(sink):
+            batch = encoder.encode(c, sink)
+            rows += len(batch)
+            cached = self.cache.keep(cached, batch)
         sink.close()
         summary[f"{split}_quarantined_rows"] = sink.count
-        return EvalSet(split, read, rows)
+        return EvalSet(split, read, rows, cached)
 
     @staticmethod
     def _scores(model: nn.Module, encoder: Encoder, data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
+        if data.cached is not None:
+            return scores(model, data.cached)
         silent = BadRowSink("count")  # bad rows were reported when the set was prepared
         return scores(model, (encoder.encode(c, silent) for c in data.read(silent)))
+
+    def _train_batches(self, encoder: Encoder, skip: int) -> Iterator[tuple[int, Batch]]:
+        """(chunk index, encoded training rows of the chunk) from chunk ``skip`` on: from memory when cached."""
+        if self.train_cache is not None:
+            yield from enumerate(self.train_cache[skip:], start=skip)
+            return
+        cfg, t = self.config, self.config.train
+        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
+        silent = BadRowSink("count")  # bad rows were reported in the first pass
+        for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), silent)):
+            if ci < skip:
+                continue
+            if use_split:
+                keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, t.seed)
+                chunk = Chunk(chunk.table.filter(pa.array(keep)), chunk.lines[keep], chunk.file)
+            yield ci, encoder.encode(chunk, silent)
 
     # -- optimisation ----------------------------------------------------------------------------------------
     def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
@@ -310,7 +360,6 @@ class Trainer:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
         self.callbacks.on_start(int(summary["train_rows"]), t.epochs, pos.rows)
         loss_fn = _multiclass_loss if encoder.multiclass else nn.BCEWithLogitsLoss()
-        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
         model.train()
         started = time.perf_counter() - pos.train_seconds
         running = None
@@ -331,14 +380,7 @@ class Trainer:
             return pos.bad_evals >= t.early_stopping_patience
 
         while pos.epoch < t.epochs and not pos.stopped_early:
-            silent = BadRowSink("count")  # bad rows were reported in the first pass
-            for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), silent)):
-                if ci < pos.chunk:
-                    continue
-                if use_split:
-                    keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, t.seed)
-                    chunk = Chunk(chunk.table.filter(pa.array(keep)), chunk.lines[keep], chunk.file)
-                batch = encoder.encode(chunk, silent)
+            for ci, batch in self._train_batches(encoder, pos.chunk):
                 order = np.random.default_rng([t.seed, pos.epoch, ci]).permutation(len(batch))
                 starts = range(0, len(batch), t.batch_size)
                 for bi, s in enumerate(starts):

@@ -41,6 +41,14 @@ class Batch:
     def __len__(self) -> int:
         return int(self.dense.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (shared offsets counted once)."""
+        arrays = {id(a): a for a in [self.dense, self.lines, *self.ids, *self.offsets]}
+        if self.label is not None:
+            arrays[id(self.label)] = self.label
+        return sum(a.nbytes for a in arrays.values())
+
     def take(self, index: np.ndarray) -> Batch:
         """The rows at ``index`` (any order), jagged features gathered consistently."""
         ids, offsets = [], []

@@ -33,6 +33,30 @@ class _GatherRows(torch.autograd.Function):
         return sparse, None
 
 
+class _PoolRows(torch.autograd.Function):
+    """``pooled[b] = sum_i weights_i * rows[inverse_i]`` over the ids i of bag b (sum-mode embedding bag).
+
+    The forward is ``embedding_bag``; the backward is one gather and one ``index_add`` into the (U, dim)
+    gathered rows, instead of ``embedding_bag``'s backward, which sorts the ids first.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, inverse: torch.Tensor, bags: torch.Tensor, bag_of_id: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(inverse, bag_of_id, weights)
+        ctx.num_rows = rows.shape[0]
+        return F.embedding_bag(inverse, rows, bags, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        inverse, bag_of_id, weights = ctx.saved_tensors
+        per_id = grad.index_select(0, bag_of_id)  # (N, dim)
+        if weights is not None:
+            per_id = per_id * weights.unsqueeze(1)
+        grad_rows = grad.new_zeros(ctx.num_rows, grad.shape[1]).index_add_(0, inverse, per_id)
+        return grad_rows, None, None, None, None
+
+
 class SparseArch(nn.Module):
     """One embedding table per sparse feature, stored as a single concatenated table.
 
@@ -56,6 +80,16 @@ class SparseArch(nn.Module):
         self.register_buffer("table_offsets", starts, persistent=False)
         self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True)  # the weight of all tables
         nn.init.normal_(self.bag.weight, std=init_std)
+        self._rows_used = -1  # rows gathered by the last training forward
+        self.bag.weight.register_post_accumulate_grad_hook(self._mark_coalesced)
+
+    def _mark_coalesced(self, weight: torch.Tensor) -> None:
+        """One backward's gradient lists each row once (already coalesced), but storing it in ``.grad`` drops
+        that flag, and the optimizer would sort it again. Restore the flag when ``.grad`` holds exactly one
+        backward's rows (a second accumulated backward adds its rows, and the flag stays off)."""
+        grad = weight.grad
+        if grad is not None and grad.is_sparse and not grad.is_coalesced() and grad._nnz() == self._rows_used:
+            grad._coalesced_(True)
 
     def forward(self, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
         if self.num_features == 0:
@@ -64,7 +98,7 @@ class SparseArch(nn.Module):
         flat = torch.cat([i + self.table_offsets[k] for k, i in enumerate(ids)])  # (sum N_k,)
         counts = torch.tensor([0] + [int(i.shape[0]) for i in ids[:-1]], dtype=torch.int64).cumsum(0)
         bags = torch.cat([o + counts[k] for k, o in enumerate(offsets)])  # (F * B,)
-        weights = None
+        weights, lengths = None, None
         if flat.shape[0] != bags.shape[0]:
             # some rows hold several ids: mean-pool them (sum with weights 1/len; mode="sum" has the fast kernels)
             ends = torch.cat([bags[1:], flat.new_tensor([flat.shape[0]])])
@@ -72,8 +106,11 @@ class SparseArch(nn.Module):
             weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
         if torch.is_grad_enabled() and self.bag.weight.requires_grad:
             unique, inverse = torch.unique(flat, return_inverse=True)  # (U,), (sum N_k,)
+            self._rows_used = int(unique.shape[0])
             rows = _GatherRows.apply(self.bag.weight, unique)  # (U, dim)
-            pooled = F.embedding_bag(inverse, rows, bags, mode="sum", per_sample_weights=weights)
+            bag_of_id = (torch.arange(bags.shape[0]) if lengths is None
+                         else torch.repeat_interleave(torch.arange(bags.shape[0]), lengths))  # (sum N_k,)
+            pooled = _PoolRows.apply(rows, inverse, bags, bag_of_id, weights)
         else:
             pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
         return pooled.view(self.num_features, batch, self.dim).transpose(0, 1)  # (B, F, dim)
