@@ -331,7 +331,9 @@ app.add_typer(academy_app, name="academy")
 
 
 
+from shoal.export_cli import register as register_export  # noqa: E402
 
+register_export(app)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -1,0 +1,137 @@
+"""``shoal export`` and ``shoal bench``: the commands over :mod:`shoal.export` and :mod:`shoal.latency`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+__all__ = ["register"]
+
+_HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
+]
+
+
+def bundle_dir(ref: str, home: Path | None) -> Path:
+    """The bundle folder of a run id (or prefix, or ``latest``), or ``ref`` itself when it is a bundle folder."""
+    import os
+
+    from shoal.registry import Registry, resolve_home
+
+    path = Path(ref)
+    if (path / "bundle.json").is_file():
+        return path
+    record = Registry(resolve_home(home, os.environ)).get(ref)
+    folder = record.artifact_dir / "bundle"
+    if not (folder / "bundle.json").is_file():
+        raise FileNotFoundError(f"run {record.run_id} has no bundle (status {record.status}); "
+                                f"finish it with `shoal train --resume {record.run_id}`")
+    return folder
+
+
+def _metric_cell(p: dict[str, Any]) -> str:
+    for key in ("auc", "accuracy"):
+        if key in p:
+            return f"{p[f'torch_{key}']:.4f} -> {p[key]:.4f} ({key}, {p[key] - p[f'torch_{key}']:+.4f})"
+    return "-"
+
+
+def export(
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Write ONNX (model.onnx) and check parity.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write dynamic int8 (model.int8.onnx).")] = False,
+    fp16_embeddings: Annotated[bool, typer.Option("--fp16-embeddings",
+                                                  help="Also write fp16 embedding tables (model.fp16.onnx).")] = False,
+    rows: Annotated[int, typer.Option(help="Rows to check parity on.")] = 2000,
+    data: Annotated[Path | None, typer.Option(help="Check parity on this file (default: the run's data).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder to write to (default: BUNDLE/onnx).")] = None,
+    home: _HomeOption = None,
+) -> None:
+    """Export a trained bundle to ONNX (fp32, optionally int8 and fp16 embeddings) and check parity."""
+    from shoal.cli import _user_errors, console
+    from shoal.export import export_onnx
+
+    with _user_errors():
+        if not onnx:
+            raise ValueError("choose a format: --onnx (the only one for now), e.g. shoal export RUN --onnx --int8")
+        folder = bundle_dir(run, home)
+        with console.status("exporting and checking parity"):
+            report = export_onnx(folder, out, int8=int8, fp16_embeddings=fp16_embeddings, parity_rows=rows, data=data)
+        table = Table(title=f"ONNX export -> {report.dir} (parity on {report.rows:,} rows of {report.rows_source})")
+        for col in ("variant", "file", "size MiB", "max |Δ logit|", "metric: torch -> onnx", "ok"):
+            table.add_column(col, justify="left" if col in ("variant", "file", "metric: torch -> onnx") else "right")
+        table.add_row("torch", "model.safetensors", f"{report.sizes_mib['torch']:.2f}", "", "", "")
+        for variant, file in report.files.items():
+            p = report.parity[variant]
+            table.add_row(variant, file, f"{report.sizes_mib[variant]:.2f}", f"{p['max_abs_logit_diff']:.2e}",
+                          _metric_cell(p), "[green]yes[/]" if p["ok"] else "[red]no[/]")
+        console.print(table)
+        console.print(f"inputs: {', '.join(report.layout['input_names'])}; Loop nodes: {report.loops}; "
+                      f"{report.seconds:.1f} s. Serve it with OnnxPredictor, measure it with: shoal bench {run}")
+
+
+def bench(
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON rows here.")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size of the rows/s figure.")] = 256,
+    seconds: Annotated[float, typer.Option(help="Seconds of timed calls per figure.")] = 2.0,
+    threads: Annotated[int, typer.Option(help="Threads for torch and ONNX Runtime.")] = 1,
+    isolate: Annotated[bool, typer.Option(help="Each system in a fresh process (its own peak RSS).")] = True,
+    export_missing: Annotated[bool, typer.Option(
+        "--export/--no-export", help="Export to a temporary folder when BUNDLE/onnx is missing.")] = True,
+    home: _HomeOption = None,
+) -> None:
+    """p50/p99 latency at batch 1, rows/s at batch 256, size and peak RSS: PyTorch vs ONNX Runtime fp32/int8."""
+    import tempfile
+
+    from shoal.bundle import load_bundle
+    from shoal.cli import _user_errors, console
+    from shoal.export import export_onnx, sample_rows
+    from shoal.latency import bench_bundle, bench_rows
+
+    with _user_errors():
+        if batch < 1 or seconds <= 0 or threads < 1:
+            raise ValueError(f"batch, seconds and threads must be positive (got {batch}, {seconds}, {threads})")
+        folder = bundle_dir(run, home)
+        bundle = load_bundle(folder)
+        onnx_dir = folder / "onnx"
+        with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
+            if not (onnx_dir / "export.json").is_file():
+                if export_missing:
+                    console.print(f"[yellow]{onnx_dir} has no export: exporting fp32 and int8 to a temporary folder"
+                                  f" for this bench[/] (keep one with: shoal export {run} --onnx --int8)")
+                    with console.status("exporting"):
+                        export_onnx(folder, Path(tmp), int8=True)
+                    onnx_dir = Path(tmp)
+                else:
+                    console.print(f"[yellow]{onnx_dir} has no export: benching torch only[/]")
+            rows, source = sample_rows(bundle, folder, rows=max(batch, 256))
+            with console.status("measuring" + (" (one process per system)" if isolate else "")):
+                results = bench_bundle(folder, rows, onnx_dir, batch=batch, threads=threads, seconds=seconds,
+                                       isolate=isolate)
+        torch_p99 = next((r.p99_ms for r in results if r.system == "torch"), None)
+        table = Table(title=f"bench {bundle.config.name} ({len(rows)} rows of {source}, {threads} threads)")
+        for col in ("system", "p50 ms (batch 1)", "p99 ms (batch 1)", f"rows/s (batch {batch})", "size MiB",
+                    "peak RSS MiB", "p99 speed-up"):
+            table.add_column(col, justify="left" if col == "system" else "right")
+        for r in results:
+            speed = f"{torch_p99 / r.p99_ms:.2f}x" if torch_p99 else ""
+            table.add_row(r.system, f"{r.p50_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.rows_per_s:,.0f}", f"{r.size_mib:.2f}",
+                          f"{r.peak_rss_mib:.0f}", speed)
+        console.print(table)
+        if not isolate:
+            console.print("peak RSS is cumulative: all systems ran in this process (--isolate measures each alone)")
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(bench_rows(results, bundle.config.name), indent=1) + "\n", encoding="utf-8")
+            console.print(f"wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` and ``bench`` to the ``shoal`` command line."""
+    app.command("export")(export)
+    app.command("bench")(bench)
