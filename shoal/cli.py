@@ -329,7 +329,9 @@ from shoal.academy_cli import academy_app  # noqa: E402
 
 app.add_typer(academy_app, name="academy")
 
+from shoal.serving.cli import register as register_serving  # noqa: E402
 
+register_serving(app)
 
 from shoal.export_cli import register as register_export  # noqa: E402
 

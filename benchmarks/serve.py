@@ -1,0 +1,424 @@
+"""Serving load test: `shoal serve` with and without micro-batching against a naive per-request FastAPI server.
+
+    python benchmarks/serve.py --json bench-serve.json [--quick]
+
+Everything runs on 127.0.0.1: each server is a subprocess (uvicorn, one worker process, ``--threads`` torch
+threads), the load comes from this process through ``httpx.AsyncClient`` (one connection per client, closed loop:
+each client sends its next request when the previous one is answered). Every run is bounded both in requests
+and in seconds.
+
+Model: the demo's DLRM config (13 dense, 26 sparse features, one of them a list) trained for one epoch on a small
+``shoal synth`` log in a temporary folder. A request carries one row.
+
+Systems (one JSON row per metric, ``{"bench": "serve", "dataset", "system", "metric", "value", "clients"}``):
+
+* ``shoal-batched``: ``shoal serve`` (micro-batching on: ``max_batch_rows`` 256, ``max_wait_ms`` 2);
+* ``shoal-nobatch``: ``shoal serve --no-batching`` (one request per model call, same worker thread);
+* ``naive``: a plain FastAPI endpoint (``def``, so run in FastAPI's thread pool) that encodes the request's rows
+  with the bundle's encoder and runs the PyTorch model once per request.
+
+At 1, 8 and 64 clients: ``requests_per_s`` (answered requests / seconds), ``latency_ms_p50``, ``latency_ms_p99``,
+``errors_4xx``, ``errors_5xx`` (a 5xx or a connection error).
+
+Then, against ``shoal-batched`` (16 clients): a mixed load with 10% malformed requests (a wrong type, a missing
+field, an unknown field, a body over the limit); every malformed one must get a 4xx, every valid one the same
+probabilities as offline prediction (``shoal predict`` code path, tolerance 1e-6), and the server must stay up.
+And a hot swap under load: reloads between two bundle versions (``POST /admin/reload``) while 16 clients send
+requests; no request may fail and every answer must equal its version's offline prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+
+try:  # run as ``python benchmarks/serve.py`` (script folder on sys.path) or imported as ``benchmarks.serve``
+    from benchmarks.common import markdown_table, row, write_json
+except ImportError:  # pragma: no cover - depends on how the file is run
+    from common import markdown_table, row, write_json  # type: ignore[no-redef]
+
+BENCH = "serve"
+DATASET = "synthetic"
+SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive")
+CLIENTS = (1, 8, 64)
+METRICS = ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_4xx", "errors_5xx")
+TOKEN = "bench-admin-token"
+THREADS = 1  # torch threads per server: the load generator needs the other core
+MIXED_CLIENTS = 16
+MALFORMED_SHARE = 0.10
+TOLERANCE = 1e-6
+TRAIN_ROWS, TRAIN_ROWS_QUICK = 50_000, 20_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    seconds: float  # per measured run
+    requests: int  # per measured run
+    warmup_s: float
+
+
+FULL = Budget(seconds=10.0, requests=20_000, warmup_s=1.0)
+QUICK = Budget(seconds=3.0, requests=5_000, warmup_s=0.5)
+
+
+# -- model and requests ---------------------------------------------------------------------------------------
+def make_bundles(work: Path, rows: int) -> tuple[Path, Path, Path]:
+    """Train the demo DLRM for one epoch on a fresh synthetic log; a second version with shifted weights."""
+    import torch
+
+    from shoal.bundle import load_bundle, save_bundle
+    from shoal.config import parse_config
+    from shoal.data.synthetic import SynthSpec, generate
+    from shoal.demo import synthetic_config
+    from shoal.trainer import Trainer
+
+    data = work / "clicks.parquet"
+    generate(data, SynthSpec(rows=rows, seed=5))
+    doc = synthetic_config(data).model_dump(mode="json")
+    doc["train"].update(epochs=1, threads=2, checkpoint_every=100_000)
+    v1 = Trainer(parse_config(doc, source="bench"), work / "run").fit().bundle
+    b = load_bundle(v1)
+    with torch.no_grad():
+        for p in b.model.parameters():
+            p.mul_(1.05)
+    v2 = save_bundle(work / "v2" / "bundle", b.model, b.encoder, b.config, b.meta)
+    return data, v1, v2
+
+
+def request_rows(data: Path, n: int) -> list[dict[str, Any]]:
+    """The last ``n`` rows of the log, as JSON rows (label left out)."""
+    table = pq.read_table(data)
+    return table.slice(table.num_rows - n).drop(["label"]).to_pylist()
+
+
+def offline(bundle: Path, rows: list[dict[str, Any]], work: Path) -> np.ndarray:
+    """What `shoal predict` gives for these rows."""
+    import pyarrow as pa
+
+    from shoal.serving.offline import predict_file
+
+    src, out = work / f"rows-{bundle.parent.name}.parquet", work / f"pred-{bundle.parent.name}.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)
+    predict_file(bundle, src, out)
+    return np.asarray(pq.read_table(out).column("probability").to_numpy(), dtype=np.float64)
+
+
+# -- servers --------------------------------------------------------------------------------------------------
+def naive_app(bundle_dir: Path) -> Any:
+    """The baseline: a plain FastAPI endpoint, PyTorch run once per request (no batching, no validation)."""
+    import pyarrow as pa
+    from fastapi import FastAPI
+
+    from shoal.bundle import load_bundle
+    from shoal.data.readers import BadRowSink, Chunk
+
+    bundle = load_bundle(bundle_dir)
+    schema = pa.schema([(f.column, pa.float64() if f.kind == "dense" else pa.string())
+                        for f in bundle.encoder.features])
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict[str, Any]) -> dict[str, Any]:
+        table = pa.Table.from_pylist(body["rows"], schema=schema)
+        batch = bundle.encoder.encode(Chunk(table, np.arange(table.num_rows), "request"), BadRowSink("error"),
+                                      with_label=False)
+        return {"predictions": [{"probability": p} for p in bundle.predict_proba(batch).tolist()]}
+
+    @app.get("/readyz")
+    def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(system: str, bundle: Path, log: Path) -> Iterator[str]:
+    """Start a server subprocess on a free loopback port; yield its URL; stop it (SIGTERM, then SIGKILL)."""
+    port = _free_port()
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "SHOAL_ADMIN_TOKEN": TOKEN}
+    if system == "naive":
+        cmd = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--port", str(port),
+               "--threads", str(THREADS), *(["--no-batching"] if system == "shoal-nobatch" else [])]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{system} did not start; see {log}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def alive(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+# -- load -----------------------------------------------------------------------------------------------------
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)  # seconds, answered requests
+    ok: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0  # 5xx answers and connection errors
+    seconds: float = 0.0
+    mismatches: int = 0
+    malformed: int = 0
+    malformed_4xx: int = 0
+    answers: dict[str, int] = field(default_factory=dict)  # version -> answers
+
+    def metrics(self) -> dict[str, float]:
+        lat = np.asarray(self.latencies) * 1000
+        done = len(self.latencies)
+        return {"requests_per_s": done / max(self.seconds, 1e-9),
+                "latency_ms_p50": float(np.percentile(lat, 50)) if done else float("nan"),
+                "latency_ms_p99": float(np.percentile(lat, 99)) if done else float("nan"),
+                "errors_4xx": self.errors_4xx, "errors_5xx": self.errors_5xx}
+
+
+def malformed_body(k: int, good: dict[str, Any]) -> bytes:
+    """Four kinds, in turn: a wrong type, a missing field, an unknown field, a body over the 1 MiB limit."""
+    bad = dict(good)
+    kind = k % 4
+    if kind == 0:
+        bad["d0"] = "not a number"
+    elif kind == 1:
+        bad.pop("s1")
+    elif kind == 2:
+        bad["colour"] = "red"
+    else:
+        return json.dumps({"rows": [good], "padding": "x" * (1 << 20)}).encode()
+    return json.dumps({"rows": [bad]}).encode()
+
+
+async def load(url: str, clients: int, rows: list[dict[str, Any]], budget: Budget, *,
+               expected: dict[str, np.ndarray] | None = None, malformed_share: float = 0.0,
+               measure: bool = True) -> Tally:
+    """Closed-loop load: ``clients`` concurrent senders until ``budget`` requests or seconds are used up.
+
+    With ``expected`` (version -> offline probabilities of ``rows``), every answer is checked against its
+    version's. ``malformed_share`` of the requests are malformed and must get a 4xx.
+    """
+    tally = Tally()
+    # One client (one keep-alive connection) per simulated user: a single pool shared by 64 senders spends
+    # most of its time managing the pool (measured: 244 vs 628 requests/s against /healthz).
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    bodies = [json.dumps({"rows": [r]}).encode() for r in rows]
+    headers = {"content-type": "application/json"}
+    seconds = budget.seconds if measure else budget.warmup_s
+    sent = 0
+    rng = random.Random(0)
+    async with contextlib.AsyncExitStack() as stack:
+        users = [await stack.enter_async_context(httpx.AsyncClient(base_url=url, limits=limits, timeout=30))
+                 for _ in range(clients)]
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def user(client: httpx.AsyncClient) -> None:
+            nonlocal sent
+            while sent < budget.requests and time.perf_counter() < deadline:
+                i = sent % len(rows)
+                sent += 1
+                bad = rng.random() < malformed_share
+                body = malformed_body(sent, rows[i]) if bad else bodies[i]
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/predict", content=body, headers=headers)
+                except httpx.TransportError:
+                    tally.errors_5xx += 1
+                    continue
+                tally.latencies.append(time.perf_counter() - t0)
+                if bad:
+                    tally.malformed += 1
+                    tally.malformed_4xx += 400 <= r.status_code < 500
+                if r.status_code >= 500:
+                    tally.errors_5xx += 1
+                elif r.status_code >= 400:
+                    tally.errors_4xx += 1
+                elif expected is not None:
+                    doc = r.json()
+                    version = doc.get("version", "")
+                    tally.answers[version] = tally.answers.get(version, 0) + 1
+                    got = doc["predictions"][0]["probability"]
+                    want = expected.get(version)
+                    if want is None or abs(got - want[i]) > TOLERANCE:
+                        tally.mismatches += 1
+                else:
+                    tally.ok += 1
+
+        await asyncio.gather(*(user(c) for c in users))
+        tally.seconds = time.perf_counter() - start
+    return tally
+
+
+async def swap_under_load(url: str, rows: list[dict[str, Any]], budget: Budget, versions: dict[str, Path],
+                          expected: dict[str, np.ndarray]) -> tuple[Tally, int, int]:
+    """Alternate the served version every ~0.5 s while 16 clients send requests; (tally, swaps ok, swaps)."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    stop = budget.seconds - 0.5
+    order = [versions[v] for v in sorted(versions)] * 100
+    swaps = ok = 0
+
+    async def swapper() -> None:
+        nonlocal swaps, ok
+        async with httpx.AsyncClient(base_url=url, timeout=60) as admin:
+            started = time.perf_counter()
+            while time.perf_counter() - started < stop:
+                await asyncio.sleep(0.5)
+                r = await admin.post("/admin/reload", headers=auth, json={"ref": str(order[swaps + 1])})
+                swaps += 1
+                ok += r.status_code == 200
+
+    tally, _ = await asyncio.gather(load(url, MIXED_CLIENTS, rows, budget, expected=expected), swapper())
+    return tally, ok, swaps
+
+
+# -- the benchmark --------------------------------------------------------------------------------------------
+def _rows(system: str, clients: int, metrics: dict[str, float]) -> list[dict[str, Any]]:
+    return [{**row(BENCH, DATASET, system, k, v), "clients": clients} for k, v in metrics.items()]
+
+
+def run(work: Path, budget: Budget, quick: bool) -> list[dict[str, Any]]:
+    data, v1, v2 = make_bundles(work, TRAIN_ROWS_QUICK if quick else TRAIN_ROWS)
+    rows = request_rows(data, 2000)
+    out: list[dict[str, Any]] = []
+    log = work / "servers.log"
+    for system in SYSTEMS:
+        with server(system, v1, log) as url:
+            for clients in CLIENTS:
+                asyncio.run(load(url, clients, rows, budget, measure=False))
+                tally = asyncio.run(load(url, clients, rows, budget))
+                out += _rows(system, clients, tally.metrics())
+                m = tally.metrics()
+                print(f"{system:14s} {clients:3d} clients: {m['requests_per_s']:8.1f} req/s  "
+                      f"p50 {m['latency_ms_p50']:6.1f} ms  p99 {m['latency_ms_p99']:6.1f} ms  "
+                      f"4xx {tally.errors_4xx}  5xx {tally.errors_5xx}", flush=True)
+    # mixed load with malformed requests, then a hot swap, on the batched server
+    expected = {"v1": offline(v1, rows, work), "v2": offline(v2, rows, work)}
+    with server("shoal-batched", v1, log) as url:
+        version_of = {}
+        for name, folder in (("v2", v2), ("v1", v1)):
+            r = httpx.post(f"{url}/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"},
+                           json={"ref": str(folder)}, timeout=60)
+            version_of[r.json()["version"]] = name
+        by_version = {v: expected[name] for v, name in version_of.items()}
+        mixed = asyncio.run(load(url, MIXED_CLIENTS, rows, budget, expected=by_version,
+                                 malformed_share=MALFORMED_SHARE))
+        up = alive(url)
+        out += _rows("shoal-batched-malformed", MIXED_CLIENTS, {
+            "requests": len(mixed.latencies), "malformed_requests": mixed.malformed,
+            "malformed_4xx": mixed.malformed_4xx, "valid_mismatches": mixed.mismatches,
+            "errors_5xx": mixed.errors_5xx, "server_up": float(up)})
+        print(f"malformed mix: {len(mixed.latencies)} requests, {mixed.malformed} malformed -> "
+              f"{mixed.malformed_4xx} 4xx; {mixed.mismatches} valid answers differ from offline; "
+              f"5xx {mixed.errors_5xx}; server up: {up}", flush=True)
+        folders = {"v1": v1, "v2": v2}
+        swap, swaps_ok, swaps = asyncio.run(swap_under_load(url, rows, budget, folders, by_version))
+        failed = swap.errors_4xx + swap.errors_5xx
+        out += _rows("shoal-batched-hotswap", MIXED_CLIENTS, {
+            "requests": len(swap.latencies), "swaps": swaps, "swaps_ok": swaps_ok, "failed_requests": failed,
+            "answer_mismatches": swap.mismatches, "versions_seen": len(swap.answers),
+            "requests_per_s": swap.metrics()["requests_per_s"], "latency_ms_p99": swap.metrics()["latency_ms_p99"]})
+        print(f"hot swap: {swaps_ok}/{swaps} swaps, {len(swap.latencies)} requests, {failed} failed, "
+              f"{swap.mismatches} answers differ from their version's offline prediction; "
+              f"answers by version {swap.answers}", flush=True)
+    return out
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    load_rows = [r for r in rows if r["system"] in SYSTEMS]
+    for r in load_rows:
+        r["clients_"] = r["clients"]
+    table = markdown_table(load_rows, index=("system", "clients_"), columns="metric", column_order=METRICS)
+    table = table.replace("| system | clients_ |", "| system | clients |", 1)
+    lines = [table, ""]
+    get = {(r["system"], r["clients"], r["metric"]): r["value"] for r in rows}
+    naive = get.get(("naive", 64, "requests_per_s"))
+    for system in ("shoal-batched", "shoal-nobatch"):
+        rps = get.get((system, 64, "requests_per_s"))
+        if naive and rps:
+            lines.append(f"- {system} / naive requests/s at 64 clients: {rps / naive:.2f}x "
+                         f"(p99 {get[(system, 64, 'latency_ms_p99')]:.1f} ms vs naive "
+                         f"{get[('naive', 64, 'latency_ms_p99')]:.1f} ms)")
+    extra = [r for r in rows if r["system"] not in SYSTEMS]
+    if extra:
+        lines.append("")
+        lines.append(markdown_table(extra, index=("system",), columns="metric"))
+    for r in load_rows:
+        r.pop("clients_", None)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the result rows here")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK.seconds:.0f} s per run instead of "
+                                                             f"{FULL.seconds:.0f} s, a smaller training log")
+    parser.add_argument("--naive-server", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline
+    parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.naive_server is not None:
+        import torch
+        import uvicorn
+
+        torch.set_num_threads(THREADS)
+        uvicorn.run(naive_app(args.naive_server), host="127.0.0.1", port=args.port, access_log=False,
+                    log_level="warning")
+        return
+    if args.json is None:
+        parser.error("--json OUT.json is required")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-serve-") as tmp:
+        rows = run(Path(tmp), QUICK if args.quick else FULL, args.quick)
+    write_json(rows, args.json)
+    print()
+    print(report(rows))
+    print(f"\n{platform.machine()} {os.cpu_count()} CPUs, python {platform.python_version()}; "
+          f"took {time.perf_counter() - started:.0f} s; wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""The HTTP server: an app factory over a served model, a micro-batcher and Prometheus metrics.
+
+    POST /predict         raw rows -> probabilities (binary) or class and class probabilities
+    GET  /healthz         the process is up
+    GET  /readyz          a model is loaded and the batcher runs (503 before start and while shutting down)
+    GET  /model           name, version, fields, output, training metrics, limits
+    GET  /metrics         Prometheus text format
+    POST /admin/reload    hot swap to a new bundle version (needs the admin token)
+
+``create_app`` loads the bundle before returning, so a bad bundle fails at start, not on the first request.
+Errors: a bad request is a 4xx whose message names the field and the fix; anything else is a 500 carrying an
+error id, with the stack trace logged under that id on the server and never sent to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shoal.config import ConfigError
+from shoal.data.readers import BadInputError
+from shoal.registry import RegistryError
+from shoal.serving.batcher import MicroBatcher
+from shoal.serving.metrics import ServeMetrics
+from shoal.serving.model import RowsRejected, ServedModel, load_served
+from shoal.serving.schema import PredictResponse, predictions
+
+__all__ = ["ServeError", "ServeSettings", "Service", "create_app"]
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = frozenset({"/predict", "/healthz", "/readyz", "/model", "/metrics", "/admin/reload", "/openapi.json",
+                       "/docs"})
+_RELOAD_ERRORS = (FileNotFoundError, RegistryError, ConfigError, BadInputError, ValueError)
+_BEARER = HTTPBearer(auto_error=False, description="the admin token given at start")
+_DRAIN_FACTOR = 16  # an oversized body is read (and dropped) up to this many times the limit, to answer cleanly
+
+
+class ServeSettings(BaseModel):
+    """Limits and batching of one server. Every field has a safe default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_rows: int = Field(256, ge=1, le=65_536, description="most rows per model call")
+    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="most a request waits for others to batch with")
+    batching: bool = Field(True, description="false: one request per model call (for comparison)")
+    max_rows_per_request: int = Field(1024, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="request body limit; over it: 413")
+    max_text_bytes: int = Field(65_536, ge=1, description="UTF-8 bytes per text field; over it: 422")
+    admin_token: str | None = Field(None, min_length=8, repr=False, description="None: admin endpoints off")
+    workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
+
+
+class ServeError(Exception):
+    """A request the server refuses: an HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ReloadRequest(BaseModel):
+    """``POST /admin/reload`` body (optional): which bundle to load; default: the one given at start again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str | None = Field(None, description="run id, prefix, 'latest' or bundle folder")
+
+
+class Service:
+    """What the routes share: the served version (swapped whole on reload), the batcher and the metrics."""
+
+    def __init__(self, ref: str | Path, home: Path, settings: ServeSettings, model: ServedModel) -> None:
+        self.ref = ref
+        self.home = home
+        self.settings = settings
+        self.model = model
+        self.metrics = ServeMetrics()
+        self.metrics.serving(model.name, model.version, model.predictor.backend)
+        self.batcher = MicroBatcher(_run_batch, settings.max_batch_rows, settings.max_wait_ms, self.metrics,
+                                    batching=settings.batching)
+        self.reloads = 0
+        self.ready = False
+        self._reload_lock: asyncio.Lock | None = None
+
+    async def reload(self, ref: str | Path | None = None) -> tuple[ServedModel, ServedModel]:
+        """Load ``ref`` (default: the start ref again) off the event loop, warm it up, then swap; returns
+        (old, new). Requests already validated against the old version finish on it."""
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            s = self.settings
+            target = self.ref if ref is None else ref
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(
+                    None, load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes)
+            except BaseException:
+                self.metrics.reloads.labels("failed").inc()
+                raise
+            old, self.model = self.model, new
+            if ref is not None:
+                self.ref = ref  # a later SIGHUP reloads what was last asked for
+            self.reloads += 1
+            self.metrics.reloads.labels("ok").inc()
+            self.metrics.serving(new.name, new.version, new.predictor.backend)
+            log.info("reloaded %s: version %s -> %s (%s)", target, old.version, new.version, new.folder)
+            return old, new
+
+    async def reload_logged(self) -> None:
+        """SIGHUP: reload, and log instead of raising (there is no client to answer)."""
+        try:
+            await self.reload()
+        except Exception:
+            log.exception("reload on SIGHUP failed; still serving version %s", self.model.version)
+
+
+def _run_batch(model: ServedModel, rows: list[Any]) -> np.ndarray:
+    return model.predict_rows(rows)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or a 413 once it passes ``limit`` bytes (checked on Content-Length first)."""
+    declared = request.headers.get("content-length")
+    too_big = declared is not None and declared.isdigit() and int(declared) > limit
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            too_big = True
+        if too_big:
+            if size > _DRAIN_FACTOR * limit:
+                break  # stop reading; the connection is closed after the answer
+            continue
+        parts.append(part)
+    if too_big:
+        shown = f"{int(declared):,}" if declared is not None and declared.isdigit() else f"over {size:,}"
+        raise ServeError(413, f"request body of {shown} bytes is over the limit of {limit:,} bytes "
+                              f"(max_body_bytes); send fewer rows per request")
+    return b"".join(parts)
+
+
+class _Observe:
+    """Outermost app layer: metrics for every request, and a logged 500 with an error id for any exception."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception as err:
+            error_id = uuid.uuid4().hex[:16]
+            log.error("error %s: %s %s failed", error_id, scope.get("method"), scope.get("path"), exc_info=err)
+            if started:
+                raise
+            status = 500
+            body = json.dumps({"detail": "internal server error; the server log has the details under this id",
+                               "error_id": error_id}).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            path = scope.get("path", "")
+            self.metrics.observe(path if path in ENDPOINTS else "other", status, time.perf_counter() - start)
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body over max_body_bytes"},
+    422: {"description": "Invalid rows: each error's msg names the field and what it accepts"},
+    500: {"description": "Internal error: the response carries an error_id to find in the server log"},
+}
+
+
+def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Path = Path("shoal-runs")) -> FastAPI:
+    """A FastAPI app serving the bundle ``ref`` (run id, prefix, ``latest`` or bundle folder) from ``home``."""
+    settings = settings or ServeSettings()
+    model = load_served(ref, home, settings.max_rows_per_request, settings.max_text_bytes)
+    service = Service(ref, home, settings, model)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.batcher.start()
+        service.ready = True
+        try:
+            yield
+        finally:
+            service.ready = False
+            await service.batcher.stop()
+
+    import shoal
+
+    app = FastAPI(title="shoal", version=shoal.__version__, lifespan=lifespan,
+                  description=f"Predictions of {model.name}: raw rows in, probabilities out.")
+    app.state.service = service
+    app.add_middleware(_Observe, metrics=service.metrics)
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(request: Request, err: ServeError) -> JSONResponse:
+        return JSONResponse({"detail": err.message}, status_code=err.status)
+
+    @app.post("/predict", response_model=None, responses={200: {"model": PredictResponse}, **_ERROR_RESPONSES},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
+    async def predict(request: Request) -> Response:
+        """Probabilities for raw rows, named and typed as in training (see GET /model)."""
+        service.batcher.arriving += 1  # the batch being collected may wait for this request
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            served = service.model  # this request stays on this version, even if a reload swaps it meanwhile
+            rows = served.schema.parse(body)
+        except ValidationError as err:
+            return JSONResponse({"detail": served.schema.describe_errors(err)}, status_code=422)
+        finally:
+            service.batcher.arriving -= 1
+        try:
+            proba = await service.batcher.submit(served, rows)
+        except RowsRejected as err:
+            raise ServeError(422, str(err)) from None
+        service.metrics.predicted_rows.inc(len(rows))
+        doc = {"model": served.name, "version": served.version, "predictions": predictions(proba, served.classes)}
+        return Response(json.dumps(doc), media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "Not ready (starting or shutting down)"}})
+    async def readyz() -> Response:
+        """Ready to answer /predict."""
+        if service.ready and service.batcher.running:
+            return JSONResponse({"status": "ready", "version": service.model.version})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    @app.get("/model")
+    async def model_info() -> dict[str, Any]:
+        """The served version: name, fields, output, training metrics, limits and batching."""
+        return {**service.model.describe(), "reloads": service.reloads,
+                "settings": settings.model_dump(exclude={"admin_token"})}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", responses={401: {"description": "Missing or wrong token"},
+                                          403: {"description": "Admin endpoints are off"},
+                                          409: {"description": "Several workers: use SIGHUP"}})
+    async def reload(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+                     body: ReloadRequest | None = None) -> dict[str, Any]:
+        """Load a new bundle version and swap it in; requests in flight finish on the old one."""
+        _authorize(settings, credentials)
+        if settings.workers > 1:
+            raise ServeError(409, f"this server runs {settings.workers} worker processes; reload them all with "
+                                  "SIGHUP to the main process (they are replaced one at a time)")
+        started = time.perf_counter()
+        try:
+            old, new = await service.reload(body.ref if body else None)
+        except _RELOAD_ERRORS as err:
+            raise ServeError(400, f"reload failed, still serving version {service.model.version}: {err}") from None
+        return {"previous": old.version, "version": new.version, "name": new.name, "run": new.run,
+                "folder": str(new.folder), "reloads": service.reloads,
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None or app.openapi_schema.get("x-shoal-version") != service.model.version:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            request = service.model.schema.request_model.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(request.pop("$defs", {}))
+            schemas["PredictRequest"] = request
+            spec["x-shoal-version"] = service.model.version
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _authorize(settings: ServeSettings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if settings.admin_token is None:
+        raise ServeError(403, "admin endpoints are off: start the server with --admin-token TOKEN "
+                              "(or SHOAL_ADMIN_TOKEN) to enable them")
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+        raise ServeError(401, "admin endpoints need the header 'Authorization: Bearer TOKEN' with the token "
+                              "the server was started with")

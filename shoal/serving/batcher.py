@@ -1,0 +1,181 @@
+"""Micro-batching: concurrent requests merged into one model call, bounded by rows and by wait.
+
+Requests wait in an asyncio queue as jobs of at most ``max_batch_rows`` rows (a bigger request is split, and
+its parts are joined again in order). One consumer task takes the first job, then keeps taking jobs until the
+batch would exceed ``max_batch_rows`` or ``max_wait_ms`` has passed since the first one, and runs the batch in a
+worker thread, so the event loop keeps accepting requests meanwhile::
+
+    requests   A(1 row)  B(3 rows)  C(1 row)      D(300 rows, max_batch_rows=256)
+    queue      [A] [B] [C]                        [D:0-256] [D:256-300]
+    batches    |--A B C (5 rows)--|  |--D:0-256--|  |--D:256-300 ...--|
+               <= max_wait_ms                      (full: no wait)
+
+While a batch runs, the next one fills up, so under load batches grow by themselves. A batch waits for company
+only while other requests are on their way (``arriving``: being read or validated by the server), so a lone
+client pays no wait. A batch holds jobs of one model version only, so a hot swap never mixes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shoal.serving.metrics import ServeMetrics
+
+__all__ = ["MicroBatcher"]
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[Any, list[Any]], np.ndarray]  # (model, rows) -> (rows,) or (rows, C) probabilities
+
+
+@dataclass(eq=False)
+class _Job:
+    model: Any  # the version the rows were validated against
+    rows: Sequence[Any]
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    """Merge concurrent :meth:`submit` calls into batches run by ``run`` on one worker thread.
+
+    ``batching=False`` runs every job alone (still on the worker thread): the baseline batching is compared to.
+    """
+
+    def __init__(self, run: RunBatch, max_batch_rows: int, max_wait_ms: float, metrics: ServeMetrics,
+                 batching: bool = True) -> None:
+        if max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be >= 1, not {max_batch_rows}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, not {max_wait_ms}")
+        self.run = run
+        self.max_batch_rows = max_batch_rows
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.metrics = metrics
+        self.batching = batching
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._carry: _Job | None = None
+        self._busy = False  # a batch is on the worker thread
+        self.arriving = 0  # requests being read and validated: they may join the batch being collected
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-model")
+        self._task = asyncio.create_task(self._consume(), name="shoal-batcher")
+
+    async def stop(self) -> None:
+        """Finish the jobs already queued, then stop the consumer and the worker thread."""
+        if self._queue is not None:
+            await self._drain()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._task = self._executor = self._queue = None
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        while (not self._queue.empty() or self._carry is not None or self._busy) and self.running:
+            await asyncio.sleep(0.001)
+
+    async def submit(self, model: Any, rows: Sequence[Any]) -> np.ndarray:
+        """Probabilities for ``rows`` (validated against ``model``), in order."""
+        if self._queue is None or not self.running:
+            raise RuntimeError("the batcher is not running (start the app's lifespan first)")
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(model, rows[i:i + self.max_batch_rows], loop.create_future())
+                for i in range(0, len(rows), self.max_batch_rows)]
+        for job in jobs:
+            self._queue.put_nowait(job)
+        self.metrics.queue_rows.inc(len(rows))
+        if len(jobs) == 1:
+            return await jobs[0].future
+        parts = await asyncio.gather(*(j.future for j in jobs))
+        return np.concatenate(parts)
+
+    async def _next_batch(self) -> list[_Job]:
+        assert self._queue is not None
+        first = self._carry if self._carry is not None else await self._queue.get()
+        self._carry = None
+        batch, rows = [first], len(first.rows)
+        if not self.batching:
+            return batch
+        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        while rows < self.max_batch_rows:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                if self.arriving == 0:
+                    break  # nobody else is on the way: waiting would only add latency
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            if job.model is not first.model or rows + len(job.rows) > self.max_batch_rows:
+                self._carry = job  # opens the next batch
+                break
+            batch.append(job)
+            rows += len(job.rows)
+        return batch
+
+    async def _consume(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._busy = True
+            try:
+                await self._run(batch)
+            finally:
+                self._busy = False
+
+    async def _run(self, batch: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        rows = [r for job in batch for r in job.rows]
+        self.metrics.queue_rows.dec(len(rows))
+        self.metrics.batch_rows.observe(len(rows))
+        self.metrics.batch_requests.observe(len(batch))
+        try:
+            proba = await loop.run_in_executor(self._executor, self.run, batch[0].model, rows)
+        except Exception as err:
+            if len(batch) == 1:
+                _settle(batch[0], error=err)
+                return
+            # One request's rows may be what failed: run each alone, so only that request sees the error.
+            for job in batch:
+                try:
+                    _settle(job, await loop.run_in_executor(self._executor, self.run, job.model, list(job.rows)))
+                except Exception as job_err:
+                    _settle(job, error=job_err)
+            return
+        start = 0
+        for job in batch:
+            stop = start + len(job.rows)
+            _settle(job, proba[start:stop])
+            start = stop
+
+
+def _settle(job: _Job, result: np.ndarray | None = None, error: BaseException | None = None) -> None:
+    if job.future.done():  # the request was cancelled (its client went away)
+        return
+    if error is not None:
+        job.future.set_exception(error)
+    else:
+        assert result is not None
+        job.future.set_result(result)

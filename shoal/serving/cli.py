@@ -1,0 +1,156 @@
+"""``shoal serve`` and ``shoal predict``: registered on the main app by :func:`register`.
+
+FastAPI, uvicorn and torch are imported inside the commands, so ``shoal --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from shoal.serving.app import Service
+
+__all__ = ["register", "worker_app"]
+
+SPEC_ENV = "SHOAL_SERVE_SPEC"  # how `shoal serve --workers N` hands its options to the worker processes
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``predict`` to the ``shoal`` command."""
+    app.command()(serve)
+    app.command()(predict)
+
+
+def serve(
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback is reachable by others.")]
+    = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each loads the model).")] = 1,
+    admin_token: Annotated[str | None, typer.Option(
+        "--admin-token", envvar="SHOAL_ADMIN_TOKEN", show_default=False,
+        help="Token for /admin/* (header 'Authorization: Bearer TOKEN'); admin endpoints are off without one.",
+    )] = None,
+    max_batch_rows: Annotated[int, typer.Option(help="Most rows per model call.")] = 256,
+    max_wait_ms: Annotated[float, typer.Option(help="Most a request waits to be batched with others.")] = 2.0,
+    batching: Annotated[bool, typer.Option(help="Merge concurrent requests into one model call.")] = True,
+    max_rows_per_request: int = 1024,
+    max_body_bytes: int = 1 << 20,
+    threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn access log).")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it."""
+    from shoal import cli as base
+
+    with base._user_errors():
+        import uvicorn
+
+        from shoal.serving.app import ServeSettings, create_app
+        from shoal.serving.model import bundle_folder
+
+        settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
+                                 max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
+                                 admin_token=admin_token, workers=workers)
+        h = base._home(home)
+        logging.getLogger("shoal.serving").setLevel(logging.INFO)
+        if host not in _LOOPBACK:
+            base.err_console.print(f"[yellow]warning:[/] binding {host}: the server is reachable from other "
+                                   "machines; put it behind your own proxy and access control")
+        if workers > 1:
+            bundle_folder(run, h)  # fail here, not in every worker
+            os.environ[SPEC_ENV] = json.dumps({"ref": str(run), "home": str(h), "threads": threads,
+                                               "settings": settings.model_dump()})
+            base.console.print(f"serving {run} on http://{host}:{port} with {workers} workers "
+                               f"(SIGHUP to the main process replaces them one at a time)")
+            uvicorn.run("shoal.serving.cli:worker_app", factory=True, host=host, port=port, workers=workers,
+                        access_log=access_log, timeout_graceful_shutdown=30)
+            return
+        _set_threads(threads)
+        app = create_app(run, settings, h)
+        service: Service = app.state.service
+        m = service.model
+        base.console.print(f"serving {m.name} version {m.version} ({m.predictor.backend}) from {m.folder} on "
+                           f"http://{host}:{port}; admin {'on' if admin_token else 'off'}; SIGHUP reloads")
+        config = uvicorn.Config(app, host=host, port=port, access_log=access_log, timeout_graceful_shutdown=30)
+        asyncio.run(_serve(uvicorn.Server(config), service))
+
+
+async def _serve(server: uvicorn.Server, service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(service.reload_logged())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await server.serve()
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``shoal serve --workers N`` (options from the parent, see SPEC_ENV)."""
+    from shoal.serving.app import ServeSettings, create_app
+
+    spec: dict[str, Any] = json.loads(os.environ[SPEC_ENV])
+    _set_threads(spec["threads"])
+    logging.getLogger("shoal.serving").setLevel(logging.INFO)
+    return create_app(spec["ref"], ServeSettings(**spec["settings"]), Path(spec["home"]))
+
+
+def predict(
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL rows, read like the training data.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions: *.parquet or *.csv.")],
+    quarantine: Annotated[Path | None, typer.Option(
+        help="Rows that cannot be encoded, with the reason (default: <out>.quarantine.jsonl).")] = None,
+    keep: Annotated[list[str] | None, typer.Option(
+        "--keep", help="Input column to copy into the output (repeatable), e.g. an id.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Score a file with a trained bundle: the same encoder and model as `shoal serve`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shoal import cli as base
+
+    with base._user_errors():
+        from shoal.serving.offline import predict_file
+
+        with Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                      TimeElapsedColumn(), console=base.console) as progress:
+            task = progress.add_task("predict", total=None)
+            summary = predict_file(run, file, out, base._home(home), quarantine=quarantine, keep=keep,
+                                   progress=lambda done, total: progress.update(task, completed=done, total=total))
+        rate = summary.rows_predicted / max(summary.seconds, 1e-9)
+        base.console.print(f"wrote {summary.out}: {summary.rows_predicted:,} rows predicted of "
+                           f"{summary.rows_read:,} read in {summary.seconds:.1f} s ({rate:,.0f} rows/s)")
+        if summary.quarantined:
+            base.console.print(f"[yellow]{summary.quarantined:,} bad rows quarantined[/] -> "
+                               f"{summary.quarantine_file} {summary.by_reason}")

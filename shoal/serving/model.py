@@ -1,0 +1,135 @@
+"""A served model version: the bundle, its predictor and request schema, and where it came from.
+
+A version is named by the content of its bundle (a hash of ``bundle.json`` and the weights), so reloading an
+unchanged bundle keeps the version and retraining into the same folder changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from shoal.bundle import Bundle, load_bundle
+from shoal.data.batch import Batch
+from shoal.data.readers import BadRow, BadRowSink, Chunk
+from shoal.registry import Registry
+from shoal.serving.predictor import Predictor, select_predictor
+from shoal.serving.schema import RequestSchema
+
+__all__ = ["RowsRejected", "ServedModel", "bundle_folder", "load_served"]
+
+_HASHED_FILES = ("bundle.json", "model.safetensors")
+
+
+class RowsRejected(ValueError):
+    """Rows the encoder refused (the request model let them through): the first one's field and reason."""
+
+    def __init__(self, rows: list[BadRow]) -> None:
+        first = rows[0]
+        super().__init__(f"row {first.line}: field {first.column!r}: {first.reason}")
+        self.rows = rows
+
+
+class _Collect(BadRowSink):
+    """Keeps rejected rows in memory (serving has no quarantine file)."""
+
+    def __init__(self) -> None:
+        super().__init__("count")
+        self.rows: list[BadRow] = []
+
+    def add(self, row: BadRow) -> None:
+        super().add(row)
+        self.rows.append(row)
+
+
+@dataclass(frozen=True, eq=False)
+class ServedModel:
+    """One loaded version. Immutable: a reload builds a new one and swaps the reference."""
+
+    bundle: Bundle
+    predictor: Predictor
+    schema: RequestSchema
+    folder: Path
+    version: str
+    run: str | None  # the run id, when the bundle lives in a registry run folder
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def name(self) -> str:
+        return f"{self.bundle.config.name}/{self.bundle.config.model.name}"
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.bundle.classes
+
+    def predict_rows(self, rows: list[BaseModel]) -> np.ndarray:
+        """Validated request rows -> probabilities, through the bundle's encoder (call from a worker thread)."""
+        chunk = Chunk(self.schema.table(rows), np.arange(len(rows), dtype=np.int64), "request")
+        sink = _Collect()
+        batch = self.bundle.encoder.encode(chunk, sink, with_label=False)
+        if sink.rows:
+            raise RowsRejected(sink.rows)
+        return self.predict_batch(batch)
+
+    def predict_batch(self, batch: Batch) -> np.ndarray:
+        return self.predictor.predict_proba(batch)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /model`` shows."""
+        meta = self.bundle.meta
+        return {
+            "name": self.name, "version": self.version, "run": self.run, "folder": str(self.folder),
+            "backend": self.predictor.backend, "loaded_at": self.loaded_at,
+            "model": self.bundle.config.model.model_dump(mode="json"),
+            "output": {"kind": "binary", "field": "probability"} if self.classes is None
+            else {"kind": "multiclass", "classes": self.classes},
+            "fields": self.schema.describe(), "metrics": meta.get("metrics", {}),
+        }
+
+
+def bundle_folder(ref: str | Path, home: Path) -> tuple[Path, str | None]:
+    """The bundle folder of a run id (or prefix, or ``latest``) or of a folder path; and the run id, if any."""
+    path = Path(ref)
+    if (path / "bundle.json").is_file():
+        run = path.parent.name if path.name == "bundle" and path.parent.parent.name == "runs" else None
+        return path, run
+    if path.exists() or len(path.parts) > 1:
+        raise FileNotFoundError(f"{ref}: not a shoal bundle folder (no bundle.json); pass a run id or a bundle folder")
+    if not (home / "registry.db").is_file():
+        raise FileNotFoundError(f"{ref!r} is not a bundle folder, and {home} holds no registry to look it up in; "
+                                f"pass a bundle folder, or the registry with --home")
+    record = Registry(home).get(str(ref))
+    folder = record.artifact_dir / "bundle"
+    if not (folder / "bundle.json").is_file():
+        raise FileNotFoundError(
+            f"run {record.run_id} has no bundle (status {record.status}); "
+            f"finish it with `shoal train --resume {record.run_id}`"
+        )
+    return folder, record.run_id
+
+
+def _content_version(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for name in _HASHED_FILES:
+        with (folder / name).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int) -> ServedModel:
+    """Load and warm up a bundle for serving (slow: call it off the event loop)."""
+    folder, run = bundle_folder(ref, home)
+    version = _content_version(folder)
+    bundle = load_bundle(folder)
+    served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder),
+                         schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes),
+                         folder=folder.resolve(), version=version, run=run)
+    served.predict_rows([served.schema.placeholder()])  # first call allocates; not on a request's time
+    return served

@@ -1,0 +1,155 @@
+"""Batch scoring of a file (``shoal predict``): the server's encoder and predictor, streamed chunk by chunk.
+
+The file is read with the reading options of the training data (header, delimiter, missing markers; the format
+follows the file's extension), encoded by the bundle's encoder and scored by the predictor the server would use
+(:func:`~shoal.serving.predictor.select_predictor`), so a row gets the same probabilities here as from
+``POST /predict``. Output columns, Parquet or CSV by the extension of ``out``::
+
+    line          the row's line (CSV/TSV, header counted) or 1-based row number (Parquet, JSONL) in the input
+    <kept>        columns copied from the input (``keep``), e.g. an id to join on
+    probability   binary label: the positive class's probability
+    class, p_<c>  multiclass label: the most probable class, then one probability column per class
+
+Rows the encoder refuses go to a quarantine file (JSONL: file, line, column, value, reason) and are counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from shoal.bundle import load_bundle
+from shoal.data.readers import BadInputError, BadRowSink, detect_format
+from shoal.data.stream import chunks
+from shoal.serving.model import bundle_folder
+from shoal.serving.predictor import select_predictor
+
+__all__ = ["PredictSummary", "output_schema", "predict_file"]
+
+_OUTPUTS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class PredictSummary:
+    """What ``shoal predict`` did."""
+
+    rows_read: int
+    rows_predicted: int
+    quarantined: int
+    out: Path
+    quarantine_file: Path | None
+    seconds: float
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    fields = [pa.field("line", pa.int64()), *(pa.field(n, t) for n, t in kept)]
+    if classes is None:
+        return pa.schema([*fields, pa.field("probability", pa.float64())])
+    return pa.schema([*fields, pa.field("class", pa.string()), *(pa.field(f"p_{c}", pa.float64()) for c in classes)])
+
+
+def _output_format(out: Path) -> str:
+    fmt = _OUTPUTS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{out}: cannot tell the output format from {out.suffix!r}; "
+                         f"name the output file *.parquet or *.csv")
+    return fmt
+
+
+def _columns(proba: np.ndarray, classes: list[str] | None) -> list[pa.Array]:
+    if classes is None:
+        return [pa.array(proba, pa.float64())]
+    best = pa.array(np.asarray(classes, dtype=object)[proba.argmax(axis=1)], pa.string())
+    return [best, *(pa.array(proba[:, k], pa.float64()) for k in range(len(classes)))]
+
+
+class _Writer:
+    """Parquet or CSV, written to ``out.tmp`` and renamed at the end, so a failed run leaves no half file."""
+
+    def __init__(self, out: Path, schema: pa.Schema) -> None:
+        self.out = out
+        self.tmp = out.with_name(out.name + ".tmp")
+        self.schema = schema
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._w: Any = (pq.ParquetWriter(self.tmp, schema) if _output_format(out) == "parquet"
+                        else pacsv.CSVWriter(self.tmp, schema))
+
+    def write(self, table: pa.Table) -> None:
+        self._w.write_table(table)
+
+    def close(self, ok: bool) -> None:
+        self._w.close()
+        if ok:
+            self.tmp.replace(self.out)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoal-runs"),
+                 quarantine: Path | None = None, keep: list[str] | None = None,
+                 progress: Callable[[int, int | None], None] | None = None) -> PredictSummary:
+    """Score every row of ``data`` with the bundle ``ref``; write ``out`` (Parquet or CSV).
+
+    ``quarantine`` (default ``<out stem>.quarantine.jsonl`` beside ``out``) receives the rows that cannot be
+    encoded; it is overwritten. ``progress(rows_done, total_rows_or_None)`` is called after every chunk.
+    """
+    started = time.perf_counter()
+    data, out = Path(data), Path(out)
+    _output_format(out)
+    folder, _ = bundle_folder(ref, home)
+    bundle = load_bundle(folder)
+    predictor = select_predictor(bundle, folder)
+    encoder, classes = bundle.encoder, bundle.classes
+    fmt = detect_format(data, None) if data.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq", ".jsonl",
+                                                                  ".ndjson") else bundle.config.data.format
+    reading = bundle.config.data.model_copy(update={"format": fmt})
+    keep = [c for c in (keep or []) if c not in ("line",)]
+    quarantine = quarantine or out.with_name(f"{out.name.split('.')[0]}.quarantine.jsonl")
+    quarantine.unlink(missing_ok=True)
+    sink = BadRowSink("quarantine", quarantine)
+    total = pq.ParquetFile(data).metadata.num_rows if fmt == "parquet" and data.is_file() else None
+    features = encoder.columns(with_label=False)
+    columns = list(dict.fromkeys([*features, *keep]))
+    writer: _Writer | None = None
+    read = predicted = 0
+    ok = False
+    try:
+        for chunk in chunks(data, reading, columns, sink):
+            batch = encoder.encode(chunk, sink, with_label=False)
+            proba = predictor.predict_proba(batch) if len(batch) else np.zeros((0,) if classes is None
+                                                                                else (0, len(classes)))
+            kept = chunk.table.select(keep)
+            if len(batch) < len(chunk):
+                kept = kept.filter(pa.array(np.isin(chunk.lines, batch.lines)))
+            if writer is None:
+                writer = _Writer(out, output_schema(classes, [(c, kept.schema.field(c).type) for c in keep]))
+            writer.write(pa.Table.from_arrays([pa.array(batch.lines, pa.int64()), *kept.columns,
+                                               *_columns(proba, classes)], schema=writer.schema))
+            read += len(chunk)
+            predicted += len(batch)
+            if progress is not None:
+                progress(read, total)
+        ok = True
+    finally:
+        sink.close()
+        if writer is not None:
+            writer.close(ok)
+    if writer is None:  # pragma: no cover - chunks() raises on a file without rows
+        raise BadInputError(f"{data}: no rows to predict")
+    return PredictSummary(rows_read=read + _reader_rejects(sink, predicted, read), rows_predicted=predicted,
+                          quarantined=sink.count, out=out, quarantine_file=quarantine if sink.count else None,
+                          seconds=time.perf_counter() - started, by_reason=dict(sink.by_reason))
+
+
+def _reader_rejects(sink: BadRowSink, predicted: int, read: int) -> int:
+    """Rows the reader dropped before chunking (wrong column count): quarantined but never in a chunk."""
+    return max(0, sink.count - (read - predicted))

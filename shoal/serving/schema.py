@@ -1,0 +1,189 @@
+"""Request and response models built from a bundle's feature schema.
+
+A request carries raw rows, keyed by the column names the model was trained on::
+
+    {"rows": [{"d0": 3.0, "d1": null, "s0": "a9f3", "s1": 17, "title": "Stocks rally"}]}
+
+Per column, by the kind of the features that read it:
+
+    dense   a number or null (null: missing, as an empty cell in a file)
+    sparse  a string, an integer or null (an id never seen in training is fine: it hashes like any other)
+    text    a string of at most ``max_text_bytes`` UTF-8 bytes
+
+Every column must be present in every row; an unknown column, a wrong type or a missing column is a 422 that
+names the field. Validated rows become a pyarrow table with the same column types a file gives the encoder, so
+the server and ``shoal predict`` encode the same values the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from shoal.data.encoder import Encoder
+
+__all__ = ["ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema"]
+
+_EXPECT = {"dense": "a number or null", "sparse": "a string, an integer or null", "text": "a string"}
+_MAX_ERRORS = 20
+
+
+class Probability(BaseModel):
+    """Binary label: the probability of the positive class."""
+
+    probability: float
+
+
+class ClassPrediction(BaseModel):
+    """Multiclass label: the most probable class and every class's probability."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: str = Field(alias="class")
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    """The answer to ``POST /predict``: one prediction per row, in request order."""
+
+    model: str
+    version: str
+    predictions: list[Probability] | list[ClassPrediction]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One request field: a raw column and the kind of value it takes."""
+
+    column: str
+    kind: str  # dense | sparse | text: dense wins when features of several kinds read one column
+    features: tuple[str, ...]
+    kinds: frozenset[str]  # the kinds of all the features reading this column
+
+
+def _fields(encoder: Encoder) -> list[FieldSpec]:
+    kinds: dict[str, list[str]] = {}
+    names: dict[str, list[str]] = {}
+    for f in encoder.features:
+        kinds.setdefault(f.column, []).append(f.kind)
+        names.setdefault(f.column, []).append(f.name)
+    out = []
+    for column, ks in kinds.items():
+        kind = "dense" if "dense" in ks else "text" if "text" in ks else "sparse"
+        out.append(FieldSpec(column, kind, tuple(names[column]), frozenset(ks)))
+    return out
+
+
+def _text_limit(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        size = len(value.encode("utf-8", errors="surrogatepass"))
+        if size > limit:
+            raise ValueError(f"text of {size} bytes is over the limit of {limit} bytes (server max_text_bytes)")
+        return value
+
+    return AfterValidator(check)
+
+
+class RequestSchema:
+    """The pydantic models of ``POST /predict`` for one encoder, and the way from validated rows to a table."""
+
+    def __init__(self, encoder: Encoder, max_rows: int, max_text_bytes: int) -> None:
+        self.fields = _fields(encoder)
+        self.max_rows = max_rows
+        self.max_text_bytes = max_text_bytes
+        self._by_column = {f.column: f for f in self.fields}
+        # Internal names c0, c1, ... with the column as alias: columns need not be Python identifiers.
+        self._names = [f"c{i}" for i in range(len(self.fields))]
+        defs: dict[str, Any] = {}
+        for name, f in zip(self._names, self.fields, strict=True):
+            if f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
+                typ: Any = (int | float | None) if len(f.kinds) > 1 else (float | None)
+            elif f.kind == "sparse":
+                typ = str | int | None
+            else:
+                typ = Annotated[str, _text_limit(max_text_bytes)]
+            defs[name] = (typ, Field(alias=f.column, description=f"{f.kind} ({', '.join(f.features)})"))
+        config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+        self.row_model: type[BaseModel] = create_model("Row", __config__=config, **defs)
+        row_list: Any = list[self.row_model]  # type: ignore[name-defined]
+        self.request_model: type[BaseModel] = create_model(
+            "PredictRequest", __config__=config,
+            rows=(row_list, Field(min_length=1, max_length=max_rows,
+                                  description=f"1 to {max_rows} rows of raw features")),
+        )
+
+    # -- validation ------------------------------------------------------------------------------------------
+    def parse(self, body: bytes) -> list[BaseModel]:
+        """Validated rows of a JSON body; raises :class:`ValidationError`."""
+        rows: list[BaseModel] = self.request_model.model_validate_json(body).rows  # type: ignore[attr-defined]
+        return rows
+
+    def describe_errors(self, err: ValidationError) -> list[dict[str, Any]]:
+        """One entry per bad field: ``loc`` (FastAPI style), ``msg`` naming the field and the fix, ``type``."""
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[Any, ...]] = set()
+        for e in err.errors(include_url=False):
+            loc = tuple(e["loc"])
+            if len(loc) >= 3 and loc[0] == "rows" and isinstance(loc[1], int):
+                loc = loc[:3]  # drop the union member pydantic appends ("str", "int", ...)
+                msg = self._field_message(e["type"], str(loc[2]), e.get("input"), e["msg"])
+            else:
+                where = ".".join(str(p) for p in loc) or "body"
+                msg = f"{where}: {e['msg']}"
+            if loc in seen:
+                continue
+            seen.add(loc)
+            out.append({"loc": ["body", *loc], "msg": msg, "type": e["type"]})
+            if len(out) >= _MAX_ERRORS:
+                break
+        return out
+
+    def _field_message(self, kind: str, field: str, value: Any, pydantic_msg: str) -> str:
+        spec = self._by_column.get(field)
+        if kind == "extra_forbidden" or spec is None:
+            known = ", ".join(f.column for f in self.fields)
+            return f"unknown field {field!r}; this model's fields are: {known}"
+        if kind == "missing":
+            fix = "send null for a missing value" if spec.kind != "text" else "send a string (\"\" if empty)"
+            return f"missing field {field!r} ({spec.kind}); every row needs every field: {fix}"
+        if kind == "value_error":  # our own validators (text size)
+            return f"field {field!r}: {pydantic_msg.removeprefix('Value error, ')}"
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return f"field {field!r} ({spec.kind}) must be {_EXPECT[spec.kind]}, not {shown}"
+
+    # -- rows -> table ---------------------------------------------------------------------------------------
+    def table(self, rows: list[BaseModel]) -> pa.Table:
+        """The rows as columns, typed as a file would give them to the encoder."""
+        arrays = []
+        for name, f in zip(self._names, self.fields, strict=True):
+            values = [getattr(r, name) for r in rows]
+            if f.kind == "dense" and all(v is None or isinstance(v, float) for v in values):
+                arrays.append(pa.array(values, pa.float64()))
+            else:  # ids and texts are strings, as in a CSV file (an integer id 17 is the string "17")
+                arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values],
+                                       pa.string()))
+        return pa.Table.from_arrays(arrays, names=[f.column for f in self.fields])
+
+    def placeholder(self) -> BaseModel:
+        """A row with every value missing (texts empty): to warm a model up."""
+        return self.row_model.model_validate(
+            {f.column: "" if f.kind == "text" else None for f in self.fields})
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The fields as ``GET /model`` shows them."""
+        return [{"name": f.column, "kind": f.kind, "type": _EXPECT[f.kind], "features": list(f.features),
+                 **({"max_bytes": self.max_text_bytes} if f.kind == "text" else {})} for f in self.fields]
+
+
+def predictions(proba: np.ndarray, classes: list[str] | None) -> list[dict[str, Any]]:
+    """Rows of :class:`Probability` / :class:`ClassPrediction` as plain dicts (JSON-ready)."""
+    if classes is None:
+        return [{"probability": p} for p in proba.tolist()]
+    best = proba.argmax(axis=1).tolist()
+    return [{"class": classes[b], "probabilities": dict(zip(classes, p, strict=True))}
+            for b, p in zip(best, proba.tolist(), strict=True)]
