@@ -38,14 +38,17 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                     state["sum"] = torch.zeros(p.shape[0], dtype=torch.float32)
                 acc: torch.Tensor = state["sum"]
                 grad = p.grad
-                if grad.is_sparse:
-                    grad = grad.coalesce()
-                    rows, values = grad.indices()[0], grad.values()  # (R,), (R, dim)
-                else:
-                    rows = torch.arange(p.shape[0])
-                    values = grad
+                if not grad.is_sparse:
+                    if group["weight_decay"]:
+                        grad = grad + group["weight_decay"] * p
+                    acc.add_(grad.pow(2).mean(dim=1))
+                    p.addcdiv_(grad, acc.sqrt().add_(group["eps"]).unsqueeze(1), value=-group["lr"])
+                    continue
+                grad = grad.coalesce()  # free when already coalesced (one backward of SparseArch)
+                rows, values = grad.indices()[0], grad.values()  # (R,) unique, (R, dim)
                 if group["weight_decay"]:
                     values = values + group["weight_decay"] * p.index_select(0, rows)
-                acc.index_add_(0, rows, values.pow(2).mean(dim=1))
-                scale = group["lr"] / (acc[rows].sqrt() + group["eps"])  # (R,)
-                p.index_add_(0, rows, -values * scale.unsqueeze(1))
+                row_acc = acc.index_select(0, rows).add_(values.pow(2).mean(dim=1))  # (R,)
+                acc.index_copy_(0, rows, row_acc)  # rows are unique: a copy, not a scatter-add
+                scale = (-group["lr"] / row_acc.sqrt_().add_(group["eps"])).unsqueeze(1)  # (R, 1)
+                p.index_copy_(0, rows, p.index_select(0, rows).addcmul_(values, scale))

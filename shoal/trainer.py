@@ -5,14 +5,16 @@ One training run, step by step:
 1. A first pass over the training file fits the encoder (dense statistics), counts rows and the base rate,
    reports bad rows (error or quarantine) and sets aside the validation rows (``data.valid_fraction`` of the
    lines, chosen by a stable hash of the line number) unless ``data.valid`` names a file.
-2. Each epoch streams the file again in chunks; each chunk is shuffled with a generator seeded by
-   (seed, epoch, chunk), cut into mini-batches, and trained on: Adagrad on the embedding rows a batch touches
-   (sparse gradients), Adam on the dense parameters.
-3. Every ``checkpoint_every`` steps the model, both optimizers and the position (epoch, chunk, batch) are
-   written atomically to ``checkpoint.pt``. Resuming re-reads the file up to that position and continues,
-   so a killed run that is resumed ends where an uninterrupted run ends.
+2. Each epoch streams the file again in chunks (or reuses the encoded chunks of pass 1 when they fit in
+   ``train.cache_mb``); each chunk is shuffled with a generator seeded by (seed, epoch, chunk), cut into
+   mini-batches, and trained on: Adagrad on the embedding rows a batch touches (sparse gradients), Adam on the
+   dense parameters.
+3. Every ``checkpoint_every`` steps (and at the end of an epoch when the last checkpoint is older than 30 s)
+   the model, both optimizers and the position (epoch, chunk, batch) are written atomically to
+   ``checkpoint.pt``. Resuming re-reads the file up to that position and continues, so a killed run that is
+   resumed ends where an uninterrupted run ends.
 4. After each epoch (or every ``eval_every`` steps) the validation log loss decides early stopping; the best
-   weights are kept in ``best.safetensors`` and become the bundle.
+   weights are kept (in memory, and in ``best.safetensors`` by every checkpoint) and become the bundle.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ __all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate", "report", "scores"
 log = logging.getLogger(__name__)
 
 NO_ROWS = "no rows to evaluate"
+BEST_IN_MEMORY_BYTES = 512 << 20  # best weights up to this size wait in memory for the next checkpoint
+EPOCH_CHECKPOINT_SECONDS = 30.0  # an epoch end is checkpointed when the last checkpoint is older than this
 _LINE = "__shoal_line__"  # the split file's column holding each row's line in the training file
 
 
@@ -175,15 +179,26 @@ def _split_reader(path: Path, chunk_rows: int, source: str) -> Callable[[BadRowS
     return read
 
 
-class Trainer:
-    """Trains ``config`` into ``run_dir`` (checkpoint, best weights, quarantine file, bundle)."""
+BatchLoss = Callable[[torch.Tensor, Batch], torch.Tensor]  # (logits of a mini-batch, the mini-batch) -> loss
 
-    def __init__(self, config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None) -> None:
+
+class Trainer:
+    """Trains ``config`` into ``run_dir`` (checkpoint, best weights, quarantine file, bundle).
+
+    ``loss`` replaces the training loss (cross-entropy on the labels); it gets each mini-batch with its rows'
+    line numbers, e.g. to look up a teacher's outputs (:mod:`shoal.distill`). Validation is unchanged.
+    """
+
+    def __init__(self, config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None,
+                 loss: BatchLoss | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = callbacks or Callbacks()
+        self.loss = loss
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         self.best_path = self.run_dir / "best.safetensors"
+        self._best: dict[str, torch.Tensor] | None = None  # best weights not yet written (see _keep_best)
+        self._last_checkpoint = time.perf_counter()
 
     # -- pass 1: fit the encoder, count, split --------------------------------------------------------------
     def _prepare(self) -> tuple[Encoder, EvalSet | None, EvalSet | None, dict[str, Any]]:
@@ -305,6 +320,14 @@ class Trainer:
             yield ci, encoder.encode(chunk, silent)
 
     # -- optimisation ----------------------------------------------------------------------------------------
+    def _setup_model(self, model: nn.Module) -> nn.Module:
+        """The model just built, before its optimizers exist: a subclass may move or re-shard it."""
+        return model
+
+    def _training_module(self, model: nn.Module) -> nn.Module:
+        """The module the training steps call (:mod:`shoal.distributed` returns a DDP wrapper)."""
+        return model
+
     def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
         t = self.config.train
         sparse_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.EmbeddingBag) and m.sparse}
@@ -315,8 +338,24 @@ class Trainer:
                       if sparse else None)
         return opt_dense, opt_sparse
 
+    def _keep_best(self, model: nn.Module) -> None:
+        """Remember the current weights as the best so far: in memory when small (written to ``best.safetensors``
+        with the next checkpoint), else straight to disk. A checkpoint never refers to best weights not on disk."""
+        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        if sum(v.nbytes for v in state.values()) <= BEST_IN_MEMORY_BYTES:
+            self._best = state
+        else:
+            self._best = None
+            save_file(state, str(self.best_path))
+
+    def _flush_best(self) -> None:
+        if self._best is not None:
+            save_file(self._best, str(self.best_path))
+
     def _save_checkpoint(self, model: nn.Module, opts: list[torch.optim.Optimizer | None],
                          pos: Position) -> None:
+        self._flush_best()
+        self._last_checkpoint = time.perf_counter()
         state = {
             "model": model.state_dict(),
             "optimizers": [None if o is None else o.state_dict() for o in opts],
@@ -347,6 +386,7 @@ class Trainer:
         prior: Prior = summary["train_class_prior"] if encoder.multiclass else float(summary["train_base_rate"])
         torch.manual_seed(t.seed)
         model = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
+        model = self._setup_model(model)
         opt_dense, opt_sparse = self._optimizers(model)
         opts = [opt_dense, opt_sparse]
         pos = Position()
@@ -361,6 +401,7 @@ class Trainer:
         self.callbacks.on_start(int(summary["train_rows"]), t.epochs, pos.rows)
         loss_fn = _multiclass_loss if encoder.multiclass else nn.BCEWithLogitsLoss()
         model.train()
+        net = self._training_module(model)  # what the steps call: the model itself, or its DDP wrapper
         started = time.perf_counter() - pos.train_seconds
         running = None
 
@@ -374,7 +415,7 @@ class Trainer:
             self.callbacks.on_eval(pos.epoch, pos.step, m)
             if m["logloss"] < pos.best_loss - 1e-6:
                 pos.best_loss, pos.bad_evals = m["logloss"], 0
-                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(self.best_path))
+                self._keep_best(model)
             else:
                 pos.bad_evals += 1
             return pos.bad_evals >= t.early_stopping_patience
@@ -391,7 +432,8 @@ class Trainer:
                     for o in opts:
                         if o is not None:
                             o.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(*mb.inputs()), torch.from_numpy(mb.label))
+                    out = net(*mb.inputs())
+                    loss = loss_fn(out, torch.from_numpy(mb.label)) if self.loss is None else self.loss(out, mb)
                     loss.backward()
                     for o in opts:
                         if o is not None:
@@ -419,11 +461,14 @@ class Trainer:
             pos.epoch, pos.chunk, pos.batch = pos.epoch + 1, 0, 0
             if not t.eval_every:
                 pos.stopped_early = do_eval()
-            self._save_checkpoint(model, opts, pos)
+            if time.perf_counter() - self._last_checkpoint >= EPOCH_CHECKPOINT_SECONDS:
+                self._save_checkpoint(model, opts, pos)  # short epochs are cheaper to redo than to save
 
         pos.train_seconds = time.perf_counter() - started
         self.callbacks.on_end(pos.stopped_early)
-        if self.best_path.exists():
+        if self._best is not None:
+            model.load_state_dict(self._best)
+        elif self.best_path.exists():
             model.load_state_dict(load_file(str(self.best_path)))
         metrics: dict[str, Any] = {}
         for data in (valid, test):
