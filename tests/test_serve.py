@@ -152,6 +152,29 @@ def test_predict_equals_bundle_and_shoal_predict(client: TestClient, rows: list[
     assert body["model"] == "serve-test/dlrm" and len(body["version"]) == 12
 
 
+def test_an_exported_bundle_is_served_by_onnx_runtime(bundle_v1: Path, rows: list[dict[str, Any]], data: Path,
+                                                      tmp_path: Path) -> None:
+    import shutil
+
+    from shoal.export import export_onnx
+
+    exported = shutil.copytree(bundle_v1, tmp_path / "bundle")
+    export_onnx(exported, int8=True)
+    expected = _file_proba(bundle_v1, data, len(rows))
+    for backend, name, tolerance in (("auto", "onnxruntime", 1e-5), ("onnx-int8", "onnxruntime-int8", 0.1),
+                                     ("torch", "torch", PROBA_TOLERANCE)):
+        app = create_app(exported, ServeSettings(backend=backend))  # type: ignore[arg-type]
+        with TestClient(app) as c:
+            assert c.get("/model").json()["backend"] == name
+            np.testing.assert_allclose(_proba(c.post("/predict", json={"rows": rows})), expected, atol=tolerance)
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(cli.app, ["predict", str(exported), str(data), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(pq.read_table(out).column("probability").to_numpy()[:len(rows)], expected, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="shoal export RUN --onnx"):
+        create_app(bundle_v1, ServeSettings(backend="onnx"))
+
+
 def test_shoal_predict_quarantines_bad_rows(bundle_v1: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text("d0,d1,d2,s0,s1,s2,s3,title\n"

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
@@ -66,6 +66,8 @@ class ServeSettings(BaseModel):
     max_text_bytes: int = Field(65_536, ge=1, description="UTF-8 bytes per text field; over it: 422")
     admin_token: str | None = Field(None, min_length=8, repr=False, description="None: admin endpoints off")
     workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(
+        "auto", description="auto: ONNX Runtime where the bundle was exported, else PyTorch")
 
 
 class ServeError(Exception):
@@ -111,7 +113,7 @@ class Service:
             target = self.ref if ref is None else ref
             try:
                 new = await asyncio.get_running_loop().run_in_executor(
-                    None, load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes)
+                    None, load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes, s.backend)
             except BaseException:
                 self.metrics.reloads.labels("failed").inc()
                 raise
@@ -207,7 +209,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Path = Path("shoal-runs")) -> FastAPI:
     """A FastAPI app serving the bundle ``ref`` (run id, prefix, ``latest`` or bundle folder) from ``home``."""
     settings = settings or ServeSettings()
-    model = load_served(ref, home, settings.max_rows_per_request, settings.max_text_bytes)
+    model = load_served(ref, home, settings.max_rows_per_request, settings.max_text_bytes, settings.backend)
     service = Service(ref, home, settings, model)
 
     @asynccontextmanager

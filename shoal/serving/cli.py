@@ -26,6 +26,9 @@ __all__ = ["register", "worker_app"]
 SPEC_ENV = "SHOAL_SERVE_SPEC"  # how `shoal serve --workers N` hands its options to the worker processes
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
+BackendOption = Annotated[str, typer.Option(
+    help="auto (ONNX Runtime where the bundle was exported with `shoal export`, else PyTorch), torch, onnx, "
+         "onnx-int8 or onnx-fp16.")]
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
 ]
@@ -54,6 +57,7 @@ def serve(
     max_body_bytes: int = 1 << 20,
     threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn access log).")] = False,
+    backend: BackendOption = "auto",
     home: HomeOption = None,
 ) -> None:
     """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it."""
@@ -67,7 +71,7 @@ def serve(
 
         settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
                                  max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
-                                 admin_token=admin_token, workers=workers)
+                                 admin_token=admin_token, workers=workers, backend=backend)
         h = base._home(home)
         logging.getLogger("shoal.serving").setLevel(logging.INFO)
         if host not in _LOOPBACK:
@@ -133,6 +137,7 @@ def predict(
         help="Rows that cannot be encoded, with the reason (default: <out>.quarantine.jsonl).")] = None,
     keep: Annotated[list[str] | None, typer.Option(
         "--keep", help="Input column to copy into the output (repeatable), e.g. an id.")] = None,
+    backend: BackendOption = "auto",
     home: HomeOption = None,
 ) -> None:
     """Score a file with a trained bundle: the same encoder and model as `shoal serve`."""
@@ -147,7 +152,8 @@ def predict(
                       TimeElapsedColumn(), console=base.console) as progress:
             task = progress.add_task("predict", total=None)
             summary = predict_file(run, file, out, base._home(home), quarantine=quarantine, keep=keep,
-                                   progress=lambda done, total: progress.update(task, completed=done, total=total))
+                                   progress=lambda done, total: progress.update(task, completed=done, total=total),
+                                   backend=backend)
         rate = summary.rows_predicted / max(summary.seconds, 1e-9)
         base.console.print(f"wrote {summary.out}: {summary.rows_predicted:,} rows predicted of "
                            f"{summary.rows_read:,} read in {summary.seconds:.1f} s ({rate:,.0f} rows/s)")

@@ -123,12 +123,13 @@ def _content_version(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int) -> ServedModel:
+def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
+                backend: str = "auto") -> ServedModel:
     """Load and warm up a bundle for serving (slow: call it off the event loop)."""
     folder, run = bundle_folder(ref, home)
     version = _content_version(folder)
     bundle = load_bundle(folder)
-    served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder),
+    served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder, backend),
                          schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes),
                          folder=folder.resolve(), version=version, run=run)
     served.predict_rows([served.schema.placeholder()])  # first call allocates; not on a request's time

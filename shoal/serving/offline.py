@@ -96,7 +96,7 @@ class _Writer:
 
 def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoal-runs"),
                  quarantine: Path | None = None, keep: list[str] | None = None,
-                 progress: Callable[[int, int | None], None] | None = None) -> PredictSummary:
+                 progress: Callable[[int, int | None], None] | None = None, backend: str = "auto") -> PredictSummary:
     """Score every row of ``data`` with the bundle ``ref``; write ``out`` (Parquet or CSV).
 
     ``quarantine`` (default ``<out stem>.quarantine.jsonl`` beside ``out``) receives the rows that cannot be
@@ -107,7 +107,7 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     _output_format(out)
     folder, _ = bundle_folder(ref, home)
     bundle = load_bundle(folder)
-    predictor = select_predictor(bundle, folder)
+    predictor = select_predictor(bundle, folder, backend)
     encoder, classes = bundle.encoder, bundle.classes
     fmt = detect_format(data, None) if data.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq", ".jsonl",
                                                                   ".ndjson") else bundle.config.data.format

@@ -16,7 +16,9 @@ import numpy as np
 from shoal.bundle import Bundle
 from shoal.data.batch import Batch
 
-__all__ = ["Predictor", "TorchPredictor", "select_predictor"]
+__all__ = ["BACKENDS", "OnnxRuntimePredictor", "Predictor", "TorchPredictor", "select_predictor"]
+
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "onnx-fp16")
 
 
 class Predictor(Protocol):
@@ -41,11 +43,30 @@ class TorchPredictor:
         return self.bundle.predict_proba(batch)
 
 
-def select_predictor(bundle: Bundle, folder: Path) -> Predictor:
-    """The predictor for the bundle loaded from ``folder``.
+class OnnxRuntimePredictor:
+    """The bundle's ONNX export (``shoal export``), run by ONNX Runtime; the bundle's encoder stays in Python."""
 
-    ONNX Runtime is to be used where the bundle was exported (``shoal export``); until that backend is plugged in
-    here, every bundle runs on PyTorch. Keep this the only place that chooses.
+    def __init__(self, folder: Path, variant: str) -> None:
+        from shoal.export import OnnxPredictor
+
+        self.onnx = OnnxPredictor(folder, variant=variant)
+        self.backend = "onnxruntime" if variant == "fp32" else f"onnxruntime-{variant}"
+
+    def predict_proba(self, batch: Batch) -> np.ndarray:
+        return np.asarray(self.onnx.predict_proba(batch))
+
+
+def select_predictor(bundle: Bundle, folder: Path, backend: str = "auto") -> Predictor:
+    """The predictor for the bundle loaded from ``folder``; the only place that chooses.
+
+    ``auto``: ONNX Runtime (fp32) where the bundle was exported (``shoal export RUN --onnx``; the export checked
+    parity with PyTorch), else PyTorch. ``onnx``, ``onnx-int8``, ``onnx-fp16`` ask for an export variant and fail
+    when it was not written; ``torch`` always runs the PyTorch network.
     """
-    del folder  # the ONNX backend will look for the exported graph in the bundle folder
-    return TorchPredictor(bundle)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    exported = (folder / "onnx" / "export.json").is_file()
+    if backend == "torch" or (backend == "auto" and not exported):
+        return TorchPredictor(bundle)
+    variant = {"auto": "fp32", "onnx": "fp32"}.get(backend, backend.removeprefix("onnx-"))
+    return OnnxRuntimePredictor(folder, variant)
