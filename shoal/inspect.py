@@ -9,8 +9,9 @@ kind:
 - ``sparse``: strings (ids, categories); a cell holding a list of ids (``"a|b|c"`` in more than 10% of the
   rows) gets that separator.
 - ``ignore``: nothing to learn from: always missing, constant, or unique per row (an identifier).
-- ``label``: the binary target, given or guessed (a label-like name, 0/1 values, else the first or last
-  column with exactly two values).
+- ``label``: the target, given or guessed: binary (a label-like name, 0/1 values, else the first or last
+  column with exactly two values), else multiclass (a label-like name with 3 to 100 values, or, in a file
+  with a text column, the first or last column with 3 to 100 values: the classes of a text classifier).
 
 It also guesses whether a CSV/TSV file has a header line and which delimiter it uses.
 :func:`starter_config` turns the profile into YAML that :func:`shoal.config.load_config` accepts, with a
@@ -40,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.config import DLRMConfig, LabelConfig, TrainConfig
+from shoal.config import BagConfig, DLRMConfig, LabelConfig, TrainConfig
 from shoal.data.hashing import hash_strings
 from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
 
@@ -61,6 +62,8 @@ _TEXT_MIN_BYTES = 16  # ... and they are not short labels
 DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "?")
 #: Distinct values are counted exactly up to this many per column, then reported as ">=".
 CARDINALITY_CAP = 1_000_000
+MAX_GUESSED_CLASSES = 100  # a column with more values is not guessed to be a multiclass label
+
 #: Names that mark a label column (compared lower-cased).
 LABEL_NAMES = ("label", "labels", "click", "clicked", "clicks", "target", "y", "income", "class")
 
@@ -127,6 +130,7 @@ class FileProfile:
     label_negative: tuple[str, ...] = ()
     truncated: bool = False
     bad_rows: int = 0
+    label_classes: tuple[str, ...] = ()  # a multiclass label's values (empty: a binary label)
 
     def column(self, name: str) -> ColumnProfile:
         """The profile of column ``name``; ``KeyError`` when there is none."""
@@ -525,13 +529,17 @@ def inspect_file(
     chosen, why = (label, "given as the label") if label is not None else _choose_label(stats, columns)
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
     if chosen is not None:
         k = names.index(chosen)
-        positive, negative, note = _label_values(stats[k])
+        if len(stats[k].distinct) > 2 and stats[k].counts is not None:
+            classes, note = _class_values(stats[k])
+        else:
+            positive, negative, note = _label_values(stats[k])
         columns[k] = _as_label(columns[k], stats[k], f"{why}; {note}")
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
-                       label_negative=negative, truncated=truncated, bad_rows=sink.count)
+                       label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes)
 
 
 def _has_more(stream: Iterable[object]) -> bool:
@@ -615,7 +623,7 @@ def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile
     """The label column when none was given, and why it was chosen."""
     binary = [s for s, c in zip(stats, columns, strict=True) if len(s.distinct) == 2 and c.kind != "ignore"]
     if not binary:
-        return None, ""
+        return _choose_classes(stats, columns)
     for s in binary:
         if s.name.strip().lower() in LABEL_NAMES:
             return s.name, "chosen as the label: named like a label, 2 distinct values"
@@ -629,6 +637,31 @@ def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile
         if s.name in ends:
             return s.name, f"chosen as the label: the {ends[s.name]} column, with exactly 2 distinct values"
     return binary[0].name, "chosen as the label: the first column with exactly 2 distinct values"
+
+
+def _choose_classes(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str | None, str]:
+    """A multiclass label when no column is binary: named like a label, or the first/last column of a text file."""
+    few = [s for s, c in zip(stats, columns, strict=True)
+           if 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None and c.kind in ("sparse", "dense")]
+    for s in few:
+        if s.name.strip().lower() in LABEL_NAMES:
+            return s.name, f"chosen as the label: named like a label, {len(s.distinct)} classes"
+    if any(c.kind == "text" for c in columns):
+        ends = {stats[0].name: "first", stats[-1].name: "last"}
+        for s in few:
+            if s.name in ends:
+                return s.name, (f"chosen as the label: the {ends[s.name]} column of a text file, "
+                                f"with {len(s.distinct)} distinct values (classes)")
+    return None, ""
+
+
+def _class_values(s: _ColumnStats) -> tuple[tuple[str, ...], str]:
+    """(classes in config order, note) for a multiclass label: sorted, as numbers when they all are."""
+    counts = s.counts or {}
+    total = sum(counts.values()) or 1
+    names = sorted(counts, key=lambda v: (float(v), v) if all(_is_number(c) for c in counts) else (0.0, v))
+    shares = ", ".join(f"{v!r} {100.0 * counts[v] / total:.1f}%" for v in names)
+    return tuple(names), f"multiclass, {len(names)} classes: {shares}" + _missing_note(s)
 
 
 def _label_values(s: _ColumnStats) -> tuple[tuple[str, ...], tuple[str, ...], str]:
@@ -695,8 +728,8 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     """
     if profile.label is None:
         raise ValueError(
-            f"{profile.path}: no label column was found (no column has exactly 2 distinct values); "
-            "name it with --label"
+            f"{profile.path}: no label column was found (no column has exactly 2 distinct values, nor looks like "
+            "the classes of a multiclass label); name it with --label"
         )
     features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text")]
     if not features:
@@ -709,7 +742,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     out = [
         f"# Starter config generated by `shoal inspect` from {Path(profile.path).name} ({read}).",
         "# Review before training:",
-        "#   - the label column and which value is positive (label.positive / label.negative);",
+        "#   - the label column and which value is positive (label.positive / label.negative), or its classes;",
         "#   - each feature's kind: dense (a number; transform log1p for counts, standardize otherwise) or",
         "#     sparse (an id; buckets = embedding rows, about 2x the distinct ids seen) or text (raw text);",
         "#   - the columns left out (commented out under features) and columns with many missing values;",
@@ -729,6 +762,9 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     if profile.bad_rows:
         out.append(f"  on_bad_rows: quarantine  # {profile.bad_rows:,} rows had the wrong number of columns")
     out += ["label:", f"  column: {_y(profile.label)}  # {_comment(label.reason)}"]
+    if profile.label_classes:
+        out.append("  kind: multiclass")
+        out.append(f"  classes: {_y(list(profile.label_classes))}")
     if profile.label_positive:
         out.append(f"  positive: {_y(list(profile.label_positive))}")
         out.append(f"  negative: {_y(list(profile.label_negative))}")
@@ -751,8 +787,10 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
             continue
         missing = f"; {c.missing_pct:g}% missing" if c.missing else ""
         out.append(f"  - {entry}  # {_comment(c.reason)}{missing}")
-    model = DLRMConfig.model_validate({"name": "dlrm"}).model_dump(mode="json")
-    out += ["model:", '  name: "dlrm"']
+    # text only: fastText's architecture (bag) is the fast, strong start; anything else: DLRM
+    name = "bag" if all(c.kind == "text" for c in features) else "dlrm"
+    model = (BagConfig if name == "bag" else DLRMConfig).model_validate({"name": name}).model_dump(mode="json")
+    out += ["model:", f"  name: {_y(name)}"]
     out += [f"  {k}: {_y(v)}" for k, v in model.items() if k != "name"]
     out.append("train:")
     out += [f"  {k}: {_y(v)}" for k, v in TrainConfig.model_validate({}).model_dump(mode="json").items()]

@@ -207,10 +207,11 @@ def test_unknown_label(tmp_path: Path) -> None:
         inspect_file(path, label="nope")
 
 
-def test_many_valued_label_warns(tmp_path: Path) -> None:
-    path = _write(tmp_path / "m.csv", ["target,x"] + [f"{i % 3},{i}" for i in range(30)])
+def test_a_given_label_with_more_values_is_multiclass(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.csv", ["target,x"] + [f"{i % 3 * 5},{i}" for i in range(30)])
     p = inspect_file(path, label="target")
-    assert p.column("target").kind == "label" and "warning" in p.column("target").reason
+    assert p.column("target").kind == "label" and "multiclass, 3 classes" in p.column("target").reason
+    assert p.label_classes == ("0", "5", "10")  # numbers sorted as numbers
 
 
 # ------------------------------------------------------------------------------------------ limits and errors
@@ -384,3 +385,24 @@ def test_prose_column_is_text_and_the_starter_config_trains(tmp_path: Path) -> N
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 20, "batch_size": 64})})
     result = Trainer(cfg, tmp_path / "run2").fit()
     assert result.metrics["valid_auc"] > 0.95
+
+
+def test_text_file_with_classes_gets_a_multiclass_label_and_a_bag_model(tmp_path: Path) -> None:
+    """Headerless `text<TAB>class` (AG News's layout): the last column's 3 values are the classes."""
+    rng = np.random.default_rng(0)
+    topics = {"sport": "the match ended with a late goal", "money": "shares fell as the bank cut rates",
+              "tech": "the new chip runs the browser faster"}
+    lines = []
+    for _ in range(300):
+        c = str(rng.choice(list(topics)))
+        lines.append(f"{topics[c]} {rng.integers(1000)} times today\t{c}")
+    path = tmp_path / "news.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    profile = inspect_file(path)
+    assert profile.label == "c1" and profile.label_classes == ("money", "sport", "tech")
+    assert [c.kind for c in profile.columns] == ["text", "label"]
+    cfg_path = tmp_path / "news.yaml"
+    cfg_path.write_text(starter_config(profile, cfg_path), encoding="utf-8")
+    cfg = load_config(cfg_path)
+    assert cfg.label.kind == "multiclass" and cfg.label.classes == ["money", "sport", "tech"]
+    assert cfg.model.name == "bag" and cfg.features[0].kind == "text"
