@@ -54,3 +54,11 @@ def test_config_reference_lists_every_field() -> None:
     for model in (DataConfig, FileSpec, LabelConfig, FeatureConfig, TrainConfig):
         for name in model.model_fields:
             assert f"| `{name}` |" in text, f"docs/configs.md does not document {model.__name__}.{name}"
+
+
+def test_text_guide_examples_run() -> None:
+    doc = DOCS / "text.md"
+    for example in blocks(doc, "yaml"):
+        assert yaml.safe_load(example)  # valid YAML (the config pieces are checked by the ready-config tests)
+    (code,) = blocks(doc, "python")
+    exec(compile(code, str(doc), "exec"), {})  # noqa: S102 - our own docs
