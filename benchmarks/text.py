@@ -1,0 +1,350 @@
+"""Text benchmark: shoal's bag and bytecnn against fastText, on raw text with no preprocessing.
+
+    python benchmarks/text.py --json bench-text.json [--quick]
+
+Datasets (``--data-dir``, default ``../shared/data`` next to the repository):
+
+* ``ag_news``: train_subset_alps/dev.tsv (10,001 rows, headerless ``description<TAB>class``) -> the canonical
+  test.csv (7,600 rows, description field; class numbers mapped to the names in classes.txt order).
+* ``sst2``: train.tsv (67,349 rows) -> test.tsv (1,821 rows). ``--quick`` trains on the first 20,000.
+
+Every system trains on the whole training file with a fixed number of epochs (no validation split, no early
+stopping: fastText gets none either) and is scored once on the test file. Every system uses 2 threads.
+
+* ``shoal-bag``: hashed byte n-grams + whitespace-word n-grams, mean embedding -> linear (fastText's
+  architecture); one fixed setting per dataset, chosen before looking at the test set.
+* ``shoal-bytecnn``: the character-level CNN over raw bytes (the expensive teacher model).
+* ``fasttext-unigram`` / ``fasttext-bigram``: ``fasttext.train_supervised`` (``wordNgrams`` 1 / 2) with
+  lr 0.1 and 0.25 (0.25 diverges with bigrams on SST-2: "Encountered NaN"), dim 10 (AG News) / 50 (SST-2),
+  5 epochs; the lr with the better TEST accuracy is reported (generous to the peer). fastText's two hogwild
+  threads make divergence ("Encountered NaN") depend on timing: a diverged run is retried with seeds 1 and 2.
+  fastText reads its own ``__label__`` file, written beforehand and not timed; its texts are the same strings
+  shoal reads, with runs of whitespace made one space (fastText reads one example per line).
+
+Metrics, one JSON row each (``{"bench", "dataset", "system", "metric", "value"}``):
+
+* ``accuracy``, ``macro_f1`` on the test set;
+* ``train_s``: wall seconds of training from the raw file (shoal: ``Trainer.fit()`` including its read and
+  featurization pass and the bundle write; fastText: ``train_supervised``);
+* ``infer_rows_per_s``: test rows / seconds to predict them from raw text in batches of 1024 (shoal: encode +
+  ``predict_proba``; fastText: ``model.predict(list_of_texts)``);
+* ``latency_us_p50``: one raw text -> prediction, median over 500 test texts;
+* ``featurize_mb_per_s`` (shoal only): MB of training text / seconds of the encoder over the training rows
+  (n-gram hashing or byte sequences; fastText's tokenization cannot be timed apart from its training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from shoal.bundle import load_bundle
+from shoal.config import parse_config
+from shoal.data.readers import BadRowSink, Chunk
+from shoal.data.stream import chunks
+from shoal.metrics import multiclass_report
+from shoal.trainer import Trainer
+
+try:  # run as ``python benchmarks/text.py`` (script folder on sys.path) or imported as ``benchmarks.text``
+    from benchmarks.common import markdown_table, row, timer, write_json
+except ImportError:  # pragma: no cover - depends on how the file is run
+    from common import markdown_table, row, timer, write_json  # type: ignore[no-redef]
+
+BENCH = "text"
+DATASETS = ("ag_news", "sst2")
+SYSTEMS = ("shoal-bag", "shoal-bytecnn", "fasttext-unigram", "fasttext-bigram")
+METRICS = ("accuracy", "macro_f1", "train_s", "infer_rows_per_s", "latency_us_p50", "featurize_mb_per_s")
+THREADS = 2
+INFER_BATCH = 1024
+LATENCY_ROWS = 500
+SEED = 0
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+AG_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
+
+# shoal settings, fixed per dataset (chosen on a validation split of the training file, never on the test set)
+BAG_FEATURE: dict[str, Any] = {"kind": "text", "buckets": 1_000_000, "max_bytes": 1024, "ngram_min": 3,
+                               "ngram_max": 5, "word_ngrams": 2}
+BAG: dict[str, dict[str, Any]] = {
+    "ag_news": {"model": {"name": "bag", "embedding_dim": 16},
+                "train": {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}},
+    "sst2": {"model": {"name": "bag", "embedding_dim": 16},
+             "train": {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}},
+}
+BYTECNN_FEATURE: dict[str, Any] = {"kind": "text", "tokens": "bytes", "max_bytes": 256}
+BYTECNN: dict[str, dict[str, Any]] = {
+    "ag_news": {"model": {"name": "bytecnn", "embedding_dim": 16, "channels": [128, 128, 128], "kernel_size": 5,
+                          "hidden": [128], "dropout": 0.2},
+                "train": {"epochs": 6, "batch_size": 64, "lr": 0.002}},
+    "sst2": {"model": {"name": "bytecnn", "embedding_dim": 16, "channels": [128, 128, 128], "kernel_size": 5,
+                       "hidden": [128], "dropout": 0.2},
+             "train": {"epochs": 3, "batch_size": 64, "lr": 0.002}},
+}
+QUICK_BYTECNN_EPOCHS = 1
+FASTTEXT_LRS = (0.1, 0.25)
+FASTTEXT_DIM = {"ag_news": 10, "sst2": 50}
+FASTTEXT_EPOCHS = 5
+FASTTEXT_SEEDS = (0, 1, 2)
+
+
+# -- datasets -------------------------------------------------------------------------------------------------
+@dataclass
+class TextTask:
+    """A text data set: the shoal config pieces and the rows (for fastText and the timing loops)."""
+
+    name: str
+    text_column: str
+    data: dict[str, Any]  # shoal data config (train + test)
+    label: dict[str, Any]
+    train_texts: list[str]
+    train_labels: list[str]
+    test_texts: list[str]
+    test_labels: list[str]
+    classes: list[str]
+
+
+def ag_news_task(data_dir: Path, work: Path, quick: bool) -> TextTask:
+    src = data_dir / "ag_news"
+    train_rows = [ln.rstrip("\n").rsplit("\t", 1) for ln in
+                  (src / "train_subset_alps" / "dev.tsv").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    with (src / "test.csv").open(encoding="utf-8", newline="") as f:
+        test_rows = list(csv.reader(f))
+    data = {"train": str(src / "train_subset_alps" / "dev.tsv"), "format": "tsv", "header": False,
+            "columns": ["description", "class"], "quoting": False, "missing": [], "valid_fraction": 0.0,
+            "test": {"path": str(src / "test.csv"), "format": "csv", "quoting": True,
+                     "columns": ["class", "title", "description"]}}
+    label = {"column": "class", "kind": "multiclass", "classes": AG_CLASSES,
+             "aliases": {str(i + 1): c for i, c in enumerate(AG_CLASSES)}}
+    return TextTask("ag_news", "description", data, label, [t for t, _ in train_rows], [c for _, c in train_rows],
+                    [r[2] for r in test_rows], [AG_CLASSES[int(r[0]) - 1] for r in test_rows], AG_CLASSES)
+
+
+def _read_tsv(path: Path) -> list[tuple[str, str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]  # header: label, sentence/content
+    return [(t, lab) for lab, t in (ln.split("\t", 1) for ln in lines if ln.strip())]
+
+
+def sst2_task(data_dir: Path, work: Path, quick: bool) -> TextTask:
+    src = data_dir / "sst2"
+    train_file = src / "train.tsv"
+    train_rows = _read_tsv(train_file)
+    if quick:
+        train_rows = train_rows[:20_000]
+        train_file = work / "sst2-train-quick.tsv"
+        train_file.write_text("label\tsentence\n" + "".join(f"{lab}\t{t}\n" for t, lab in train_rows),
+                              encoding="utf-8")
+    test_rows = _read_tsv(src / "test.tsv")
+    data = {"train": str(train_file), "test": str(src / "test.tsv"), "format": "tsv", "header": True,
+            "columns": ["label", "sentence"], "quoting": False, "missing": [], "valid_fraction": 0.0}
+    label = {"column": "label", "kind": "multiclass", "classes": ["0", "1"]}
+    return TextTask("sst2", "sentence", data, label, [t for t, _ in train_rows], [lab for _, lab in train_rows],
+                    [t for t, _ in test_rows], [lab for _, lab in test_rows], ["0", "1"])
+
+
+# -- shoal ----------------------------------------------------------------------------------------------------
+def _accuracy_rows(dataset: str, system: str, y: np.ndarray, p: np.ndarray) -> list[dict[str, Any]]:
+    r = multiclass_report(y, p)
+    return [row(BENCH, dataset, system, "accuracy", r["accuracy"]), row(BENCH, dataset, system, "macro_f1",
+                                                                        r["macro_f1"])]
+
+
+def run_shoal(task: TextTask, system: str, work: Path, quick: bool) -> list[dict[str, Any]]:
+    settings = (BAG if system == "shoal-bag" else BYTECNN)[task.name]
+    feature = {"name": task.text_column, **(BAG_FEATURE if system == "shoal-bag" else BYTECNN_FEATURE)}
+    train = {**settings["train"], "seed": SEED, "threads": THREADS, "checkpoint_every": 10**9}
+    if quick and system == "shoal-bytecnn":
+        train["epochs"] = QUICK_BYTECNN_EPOCHS
+    data = {k: v for k, v in task.data.items() if k != "test"}  # scored below, outside the timed fit
+    cfg = parse_config({"name": f"bench-{task.name}-{system}", "data": data, "label": task.label,
+                        "features": [feature], "model": settings["model"], "train": train},
+                       source=f"{system} on {task.name}")
+    run_dir = work / f"{task.name}-{system}"
+    with timer() as t:
+        result = Trainer(cfg, run_dir).fit()
+    bundle = load_bundle(result.bundle)
+    index = {c: i for i, c in enumerate(bundle.classes or [])}
+    y = np.array([index[c] for c in task.test_labels])
+    table = pa.table({task.text_column: pa.array(task.test_texts, pa.string())})
+    sink = BadRowSink("error")
+
+    def predict(texts: pa.Table, first: int) -> np.ndarray:
+        batch = bundle.encoder.encode(Chunk(texts, np.arange(first, first + texts.num_rows), "test"), sink,
+                                      with_label=False)
+        return bundle.predict_proba(batch)
+
+    with timer() as ti:
+        p = np.concatenate([predict(table.slice(s, INFER_BATCH), s) for s in range(0, table.num_rows, INFER_BATCH)])
+    rows = _accuracy_rows(task.name, system, y, p)
+    latencies = []
+    for i in range(min(LATENCY_ROWS, table.num_rows)):
+        one = table.slice(i, 1)
+        start = time.perf_counter()
+        predict(one, i)
+        latencies.append(time.perf_counter() - start)
+    featurize_s, mb = _featurize_seconds(cfg, bundle)
+    rows += [row(BENCH, task.name, system, "train_s", t.seconds),
+             row(BENCH, task.name, system, "infer_rows_per_s", table.num_rows / ti.seconds),
+             row(BENCH, task.name, system, "latency_us_p50", statistics.median(latencies) * 1e6),
+             row(BENCH, task.name, system, "featurize_mb_per_s", mb / featurize_s)]
+    return rows
+
+
+def _featurize_seconds(cfg: Any, bundle: Any) -> tuple[float, float]:
+    """(seconds, MB of text) for the encoder over the training rows already in memory (reading excluded)."""
+    sink = BadRowSink("count")
+    tables = list(chunks(cfg.data.train, cfg.data, bundle.encoder.columns(), sink))
+    column = bundle.encoder.text_features[0].column
+    mb = sum(pa.compute.sum(pa.compute.binary_length(c.table.column(column))).as_py() or 0 for c in tables) / 1e6
+    with timer() as t:
+        for c in tables:
+            bundle.encoder.encode(c, sink)
+    return t.seconds, mb
+
+
+# -- fastText -------------------------------------------------------------------------------------------------
+def _ft_label(c: str) -> str:
+    return "__label__" + c.replace(" ", "_")
+
+
+def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]]:
+    import fasttext
+
+    path = work / f"{task.name}-fasttext.txt"
+    if not path.exists():
+        path.write_text("".join(f"{_ft_label(c)} {' '.join(t.split())}\n"
+                                for t, c in zip(task.train_texts, task.train_labels, strict=True)), encoding="utf-8")
+    texts = [" ".join(t.split()) for t in task.test_texts]
+    index = {_ft_label(c): i for i, c in enumerate(task.classes)}
+    y = np.array([task.classes.index(c) for c in task.test_labels])
+    best: tuple[float, Any, float] | None = None
+    for lr in FASTTEXT_LRS:
+        model = None
+        for seed in FASTTEXT_SEEDS:  # hogwild threads make a NaN depend on timing: try another seed first
+            try:
+                with _quiet_stderr(), timer() as t:
+                    model = fasttext.train_supervised(str(path), lr=lr, dim=FASTTEXT_DIM[task.name],
+                                                      epoch=FASTTEXT_EPOCHS, thread=THREADS, seed=seed, verbose=0,
+                                                      wordNgrams=1 if system.endswith("unigram") else 2)
+                break
+            except RuntimeError as err:  # "Encountered NaN": this run diverged
+                print(f"  {system} lr {lr} seed {seed}: {err}", file=sys.stderr)
+        if model is None:
+            continue
+        labels, _ = model.predict(texts)
+        acc = float(np.mean([index.get(lab[0], -1) == yi for lab, yi in zip(labels, y, strict=True)]))
+        if best is None or acc > best[0]:
+            best = (acc, model, t.seconds)
+    if best is None:
+        raise RuntimeError(f"{system} diverged at every lr in {FASTTEXT_LRS} on {task.name}")
+    _, model, train_s = best
+    k = len(task.classes)
+    with timer() as ti:
+        labels, probs = [], []
+        for s in range(0, len(texts), INFER_BATCH):
+            got_labels, got_probs = model.predict(texts[s:s + INFER_BATCH], k=k)
+            labels += got_labels
+            probs += got_probs
+    p = np.zeros((len(texts), k))
+    for i, (labs, prs) in enumerate(zip(labels, probs, strict=True)):
+        for lab, pr in zip(labs, prs, strict=True):
+            p[i, index[lab]] = pr
+    p = np.clip(p, 0, 1)
+    p /= np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    rows = _accuracy_rows(task.name, system, y, p)
+    latencies = []
+    for text in texts[:LATENCY_ROWS]:
+        start = time.perf_counter()
+        model.predict(text)
+        latencies.append(time.perf_counter() - start)
+    rows += [row(BENCH, task.name, system, "train_s", train_s),
+             row(BENCH, task.name, system, "infer_rows_per_s", len(texts) / ti.seconds),
+             row(BENCH, task.name, system, "latency_us_p50", statistics.median(latencies) * 1e6)]
+    return rows
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Any:
+    """fastText prints its progress to the C stderr; keep the benchmark output readable."""
+    fd = 2  # the C library's stderr (sys.stderr may be replaced, e.g. under pytest)
+    saved = os.dup(fd)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+def summary_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The issue's targets as ratios against fastText's best."""
+    out = []
+    get = {(r["dataset"], r["system"], r["metric"]): r["value"] for r in rows}
+    for ds in DATASETS:
+        fts = [s for s in ("fasttext-unigram", "fasttext-bigram") if (ds, s, "accuracy") in get]
+        if (ds, "shoal-bag", "accuracy") not in get or not fts:
+            continue
+        best = max(fts, key=lambda s: get[(ds, s, "accuracy")])
+        acc = get[(ds, "shoal-bag", "accuracy")] - get[(ds, best, "accuracy")]
+        train = get[(ds, "shoal-bag", "train_s")] / get[(ds, best, "train_s")]
+        infer = get[(ds, "shoal-bag", "infer_rows_per_s")] / get[(ds, best, "infer_rows_per_s")]
+        out.append(f"{ds}: shoal-bag accuracy {acc:+.4f} vs {best} (target >= 0); train time {train:.2f}x "
+                   f"(target <= 2); batch inference {infer:.2f}x rows/s (target >= 0.5)")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", required=True, type=Path, help="where to write the result rows (a JSON array)")
+    ap.add_argument("--quick", action="store_true", help="SST-2 on 20k training rows, 1 bytecnn epoch (< 2 min)")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help=f"default: {DEFAULT_DATA}")
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch.set_num_threads(THREADS)
+    missing = [d for d in args.datasets if not (args.data_dir / d).is_dir()]
+    if missing:
+        print(f"error: {args.data_dir} has no {', '.join(missing)} (see ../shared/data/README.md)", file=sys.stderr)
+        return 2
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-text-") as tmp:
+        work = Path(tmp)
+        for ds in args.datasets:
+            task = (ag_news_task if ds == "ag_news" else sst2_task)(args.data_dir, work, args.quick)
+            print(f"{ds}: {len(task.train_texts):,} training rows, {len(task.test_texts):,} test rows", flush=True)
+            for system in args.systems:
+                started = time.perf_counter()
+                got = (run_shoal(task, system, work, args.quick) if system.startswith("shoal")
+                       else run_fasttext(task, system, work))
+                rows += got
+                acc = next(r["value"] for r in got if r["metric"] == "accuracy")
+                print(f"  {system}: accuracy {acc:.4f} ({time.perf_counter() - started:.1f} s)", flush=True)
+    write_json(rows, args.json)
+    print(f"\n{platform.processor() or platform.machine()}, {THREADS} threads; wrote {args.json}\n")
+    print(markdown_table(rows, ["dataset", "system"], "metric", column_order=METRICS))
+    print()
+    for line in summary_lines(rows):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
