@@ -77,13 +77,16 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 AG_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
 
-# shoal settings, fixed per dataset (chosen on a validation split of the training file, never on the test set)
-BAG_FEATURE: dict[str, Any] = {"kind": "text", "buckets": 1_000_000, "max_bytes": 1024, "ngram_min": 3,
-                               "ngram_max": 5, "word_ngrams": 2}
+# shoal settings, fixed for both datasets. The bag uses byte 4-grams and word 1..2-grams with 10-dim embeddings
+# (fastText's AG News dim): ~250 ids per AG News row instead of ~640 with the ready configs' 3..5-grams, so
+# about 2.5x less training work; in side runs on the validation splits the ready configs' 3..5-grams and dim 16
+# were 0.2-0.3 points more accurate.
+BAG_FEATURE: dict[str, Any] = {"kind": "text", "buckets": 1_000_000, "max_bytes": 1024, "ngram_min": 4,
+                               "ngram_max": 4, "word_ngrams": 2}
 BAG: dict[str, dict[str, Any]] = {
-    "ag_news": {"model": {"name": "bag", "embedding_dim": 16},
+    "ag_news": {"model": {"name": "bag", "embedding_dim": 10},
                 "train": {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}},
-    "sst2": {"model": {"name": "bag", "embedding_dim": 16},
+    "sst2": {"model": {"name": "bag", "embedding_dim": 10},
              "train": {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}},
 }
 BYTECNN_FEATURE: dict[str, Any] = {"kind": "text", "tokens": "bytes", "max_bytes": 256}
