@@ -1,0 +1,346 @@
+"""Profiles of a file's columns, the kind chosen for each, and the label."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from shoal.config import LabelConfig
+from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
+from shoal.inspect.sniff import _first_lines, _guess_delimiter, _guess_header, _is_number, _rows
+from shoal.inspect.stats import (
+    _LIST_SEPARATORS,
+    _SKEWED,
+    _TEXT_MIN_BYTES,
+    _TEXT_SPACED_SHARE,
+    _UNIQUE_MIN_ROWS,
+    _UNIQUE_SHARE,
+    CARDINALITY_CAP,
+    DEFAULT_MISSING,
+    LABEL_NAMES,
+    MAX_GUESSED_CLASSES,
+    Kind,
+    _ColumnStats,
+)
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """What one column looks like and the kind chosen for it.
+
+    ``cardinality`` counts distinct non-missing values (for a list column: distinct ids across the lists),
+    exactly up to :data:`CARDINALITY_CAP`; past it ``cardinality_capped`` is set and the count is a lower
+    bound. ``top_values`` holds (value, rows) for columns with few distinct values, most frequent first.
+    """
+
+    name: str
+    kind: Kind
+    dtype: str
+    rows: int
+    missing: int
+    missing_pct: float
+    cardinality: int
+    cardinality_capped: bool
+    example: str | None
+    reason: str
+    multi_id_separator: str | None = None
+    transform: Literal["log1p", "standardize", "none"] | None = None  # dense only
+    top_values: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class FileProfile:
+    """A profiled file: how to read it, its columns and the chosen label.
+
+    ``label_positive`` / ``label_negative`` are the label values to configure; empty means the defaults of
+    :class:`shoal.config.LabelConfig` (``1``/``0``, ``true``/``false``) already cover them. ``rows`` is the
+    number of rows read (at most ``max_rows``; ``truncated`` says the file has more). ``bad_rows`` counts
+    rows skipped for a wrong column count.
+    """
+
+    path: Path
+    format: str
+    header: bool
+    delimiter: str | None
+    columns: list[ColumnProfile]
+    rows: int
+    label: str | None
+    missing: tuple[str, ...] = DEFAULT_MISSING
+    label_positive: tuple[str, ...] = ()
+    label_negative: tuple[str, ...] = ()
+    truncated: bool = False
+    bad_rows: int = 0
+    label_classes: tuple[str, ...] = ()  # a multiclass label's values (empty: a binary label)
+
+    def column(self, name: str) -> ColumnProfile:
+        """The profile of column ``name``; ``KeyError`` when there is none."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (``path`` as a string), e.g. for ``shoal inspect --json``."""
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+
+def inspect_file(
+    path: Path,
+    *,
+    label: str | None = None,
+    header: bool | None = None,
+    delimiter: str | None = None,
+    fmt: str | None = None,
+    max_rows: int = 200_000,
+    missing: Sequence[str] = DEFAULT_MISSING,
+    cardinality_cap: int = CARDINALITY_CAP,
+) -> FileProfile:
+    """Profile the first ``max_rows`` rows of ``path`` and choose a kind for each column.
+
+    ``header`` and ``delimiter`` (CSV/TSV) are guessed when None; ``fmt`` comes from the extension when None.
+    ``label`` names the target column; when None a binary column is chosen (see the module doc). Memory stays
+    bounded: rows are streamed in chunks and each column keeps at most ``cardinality_cap`` hashes.
+    ``missing`` lists the CSV/TSV cells that mean "no value" (as ``data.missing`` does; a marker with spaces
+    around it, like ``" ?"`` after a ``", "`` delimiter, counts too); in Parquet/JSONL only nulls (and NaN)
+    are missing.
+
+    Raises :class:`~shoal.data.readers.BadInputError` for a missing, empty or header-only file (or one
+    where no row has the right number of columns) and ``ValueError`` for an unknown ``label``.
+    """
+    path = Path(path)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    check_file(path)
+    fmt = detect_format(path, fmt)
+    markers = list(dict.fromkeys(missing))
+    if fmt in ("csv", "tsv"):
+        lines = _first_lines(path)
+        if not lines:
+            raise BadInputError(f"{path}: file has only blank lines; expected rows of data")
+        sep = delimiter or _guess_delimiter(lines, fmt)
+        has_header = _guess_header(lines, sep, markers) if header is None else header
+        width = len(_rows(lines[:1], sep)[0])
+        names = read_header(path, fmt, sep) if has_header else [f"c{j}" for j in range(width)]
+        file_sep: str | None = sep
+    else:
+        names = read_header(path, fmt)
+        has_header, file_sep = True, None
+    if label is not None and label not in names:
+        raise ValueError(f"label column {label!r} not found in {path}; the columns are: {', '.join(names)}")
+
+    typed = fmt not in ("csv", "tsv")
+    separators = [s for s in _LIST_SEPARATORS if s != file_sep]
+    stats = [_ColumnStats(n, separators, cardinality_cap) for n in names]
+    marker_set = None if typed or not markers else pa.array(markers, pa.string())
+    sink = BadRowSink("count")
+    rows = 0
+    truncated = False
+    stream = read_chunks(path, fmt=fmt, columns=names, sink=sink, header=has_header,
+                         names=None if has_header else names, delimiter=file_sep, missing=markers,
+                         chunk_rows=min(65_536, max_rows))
+    try:
+        for chunk in stream:
+            table = chunk.table
+            if rows + table.num_rows > max_rows:
+                table = table.slice(0, max_rows - rows)
+                truncated = True
+            for s, col in zip(stats, table.columns, strict=True):
+                s.add(col, marker_set)
+            rows += table.num_rows
+            if rows >= max_rows:
+                truncated = truncated or _has_more(stream)
+                break
+    except BadInputError as err:
+        if rows == 0 and sink.count:
+            raise BadInputError(
+                f"{path}: none of the rows has the {len(names)} columns of the first line "
+                f"(delimiter {file_sep!r}, {sink.count} rows skipped); pass the right delimiter"
+            ) from err
+        raise
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+    columns = [_profile(s, rows) for s in stats]
+    chosen, why = (label, "given as the label") if label is not None else _choose_label(stats, columns)
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    if chosen is not None:
+        k = names.index(chosen)
+        if len(stats[k].distinct) > 2 and stats[k].counts is not None:
+            classes, note = _class_values(stats[k])
+        else:
+            positive, negative, note = _label_values(stats[k])
+        columns[k] = _as_label(columns[k], stats[k], f"{why}; {note}")
+    return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
+                       rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
+                       label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes)
+
+
+def _has_more(stream: Iterable[object]) -> bool:
+    """Whether a chunk stream has another chunk (reads at most one more chunk)."""
+    return next(iter(stream), None) is not None
+
+
+def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
+    kind, reason, transform, sep = _kind(s)
+    card, capped = len(s.distinct), s.distinct.capped
+    listed = s.separator() if sep is not None else None
+    if listed is not None:
+        card, capped = len(listed[1].distinct), listed[1].distinct.capped
+    return ColumnProfile(
+        name=s.name, kind=kind, dtype=s.dtype(), rows=rows, missing=s.missing,
+        missing_pct=round(100.0 * s.missing / rows, 2) if rows else 0.0,
+        cardinality=card, cardinality_capped=capped, example=s.example, reason=reason,
+        multi_id_separator=sep, transform=transform, top_values=s.top_values(),
+    )
+
+
+def _distinct_text(s: _ColumnStats) -> str:
+    return f"{'>=' if s.distinct.capped else ''}{len(s.distinct):,} distinct"
+
+
+def _number_text(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:.4g}"
+
+
+def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "none"] | None, str | None]:
+    """(kind, reason, dense transform, list separator) for a column that is not the label."""
+    if s.unsupported is not None:
+        return "ignore", f"unsupported type {s.unsupported} (not a number or a string)", None, None
+    if s.present == 0:
+        return "ignore", "always missing", None, None
+    if len(s.distinct) == 1 and s.missing == 0:
+        return "ignore", f"constant: every row is {s.example!r}", None, None
+    distinct = _distinct_text(s)
+    unique = s.present > _UNIQUE_MIN_ROWS and len(s.distinct) > _UNIQUE_SHARE * s.present
+    binary = len(s.distinct) == 2
+    if s.numeric:
+        padded = (f"; warning: {s.padded_missing:,} missing markers have spaces around them (e.g. ' ?') and "
+                  "may be read as not-a-number" if s.padded_missing else "")
+        if s.integer and unique:
+            what = "increasing unique integers (a row number?)" if s.increasing else \
+                "unique integer per row (an identifier?)"
+            return "ignore", f"{what}: {distinct} in {s.present:,} rows", None, None
+        if binary:
+            what = f"numbers, 2 distinct values (binary; a label candidate){padded}"
+            return "dense", what, "standardize", None
+        skew = s.skewness()
+        if s.integer and skew > _SKEWED:
+            if s.minimum >= 0:
+                what = f"non-negative integer counts, {distinct}, skewed (skewness {skew:.1f})"
+            else:
+                what = (f"integers (min {_number_text(s.minimum)}), {distinct}, "
+                        f"skewed (skewness {skew:.1f}): sign-preserving log1p")
+            return "dense", what + padded, "log1p", None
+        what = "integers" if s.integer else "numbers"
+        span = f"range {_number_text(s.minimum)}..{_number_text(s.maximum)}"
+        return "dense", f"{what}, {distinct}, {span}{padded}", "standardize", None
+    mean_bytes = s.text_bytes / max(s.present, 1)
+    if s.spaced > _TEXT_SPACED_SHARE * s.present and mean_bytes >= _TEXT_MIN_BYTES:
+        return ("text", f"free text: {mean_bytes:.0f} bytes on average, {100.0 * s.spaced / s.present:.0f}% "
+                f"of values contain spaces; learned from raw bytes (n-gram bags)", None, None)
+    listed = s.separator()
+    if listed is not None:
+        sep, ls = listed
+        ids = f"{'>=' if ls.distinct.capped else ''}{len(ls.distinct):,}"
+        share = 100.0 * ls.rows / s.present
+        return ("sparse", f"lists of ids separated by {sep!r} ({share:.0f}% of rows have several), "
+                f"{ids} distinct ids, {ls.tokens / max(s.present, 1):.1f} per row on average", None, sep)
+    if unique:
+        return "ignore", f"unique per row (an identifier?): {distinct} in {s.present:,} rows", None, None
+    what = "hex ids" if s.hex else "strings"
+    extra = " (binary; a label candidate)" if binary else ""
+    return "sparse", f"{what}, {distinct}{extra}", None, None
+
+
+def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str | None, str]:
+    """The label column when none was given, and why it was chosen."""
+    binary = [s for s, c in zip(stats, columns, strict=True) if len(s.distinct) == 2 and c.kind != "ignore"]
+    if not binary:
+        return _choose_classes(stats, columns)
+    for s in binary:
+        if s.name.strip().lower() in LABEL_NAMES:
+            return s.name, "chosen as the label: named like a label, 2 distinct values"
+    defaults = set(LabelConfig.model_fields["positive"].get_default(call_default_factory=True)) | set(
+        LabelConfig.model_fields["negative"].get_default(call_default_factory=True))
+    for s in binary:
+        if s.counts is not None and set(s.counts) <= defaults:
+            return s.name, "chosen as the label: the first column with only 0/1 (or true/false) values"
+    ends = {stats[0].name: "first", stats[-1].name: "last"}
+    for s in binary:
+        if s.name in ends:
+            return s.name, f"chosen as the label: the {ends[s.name]} column, with exactly 2 distinct values"
+    return binary[0].name, "chosen as the label: the first column with exactly 2 distinct values"
+
+
+def _choose_classes(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str | None, str]:
+    """A multiclass label when no column is binary: named like a label, or the first/last column of a text file."""
+    few = [s for s, c in zip(stats, columns, strict=True)
+           if 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None and c.kind in ("sparse", "dense")]
+    for s in few:
+        if s.name.strip().lower() in LABEL_NAMES:
+            return s.name, f"chosen as the label: named like a label, {len(s.distinct)} classes"
+    if any(c.kind == "text" for c in columns):
+        ends = {stats[0].name: "first", stats[-1].name: "last"}
+        for s in few:
+            if s.name in ends:
+                return s.name, (f"chosen as the label: the {ends[s.name]} column of a text file, "
+                                f"with {len(s.distinct)} distinct values (classes)")
+    return None, ""
+
+
+def _class_values(s: _ColumnStats) -> tuple[tuple[str, ...], str]:
+    """(classes in config order, note) for a multiclass label: sorted, as numbers when they all are."""
+    counts = s.counts or {}
+    total = sum(counts.values()) or 1
+    names = sorted(counts, key=lambda v: (float(v), v) if all(_is_number(c) for c in counts) else (0.0, v))
+    shares = ", ".join(f"{v!r} {100.0 * counts[v] / total:.1f}%" for v in names)
+    return tuple(names), f"multiclass, {len(names)} classes: {shares}" + _missing_note(s)
+
+
+def _label_values(s: _ColumnStats) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(positive, negative, note) for a label column; empty tuples when LabelConfig's defaults fit."""
+    counts = s.counts or {}
+    total = sum(counts.values()) or 1
+    by_count = sorted(counts.items(), key=lambda kv: -kv[1])
+    shares = ", ".join(f"{v!r} {100.0 * n / total:.1f}%" for v, n in by_count)
+    if len(counts) != 2:
+        many = f"{_distinct_text(s)}" if s.counts is None else f"{len(counts)} distinct values"
+        fix = "a binary label needs exactly 2 (set label.positive / label.negative)"
+        return (), (), f"warning: {many}; {fix}"
+    pos_default = set(LabelConfig.model_fields["positive"].get_default(call_default_factory=True))
+    neg_default = set(LabelConfig.model_fields["negative"].get_default(call_default_factory=True))
+    a, b = sorted(counts)
+    if (a in pos_default and b in neg_default) or (a in neg_default and b in pos_default):
+        pos = a if a in pos_default else b
+        return (), (), f"values {shares}; positive {pos!r}" + _missing_note(s)
+    if _is_number(a) and _is_number(b):
+        pos, neg = (a, b) if float(a) > float(b) else (b, a)
+        return (pos,), (neg,), f"values {shares}; positive = the larger value {pos!r}" + _missing_note(s)
+    pos, neg = (a, b) if (counts[a], b) < (counts[b], a) else (b, a)
+    return (pos,), (neg,), f"values {shares}; positive = the minority value {pos!r}" + _missing_note(s)
+
+
+def _missing_note(s: _ColumnStats) -> str:
+    if not s.missing:
+        return ""
+    return f"; warning: {s.missing:,} rows have no label and will be rejected as bad rows"
+
+
+def _as_label(c: ColumnProfile, s: _ColumnStats, reason: str) -> ColumnProfile:
+    return ColumnProfile(
+        name=c.name, kind="label", dtype=c.dtype, rows=c.rows, missing=c.missing, missing_pct=c.missing_pct,
+        cardinality=len(s.distinct), cardinality_capped=s.distinct.capped, example=c.example, reason=reason,
+        multi_id_separator=None, transform=None, top_values=c.top_values,
+    )
+

@@ -1,0 +1,79 @@
+"""CSV/TSV sniffing: the delimiter and whether the first line is a header."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from shoal.inspect.stats import _DELIMITERS, _IDENTIFIER, _NUMBER, _SNIFF_BYTES, _SNIFF_LINES
+
+
+def _first_lines(path: Path) -> list[str]:
+    lines: list[str] = []
+    size = 0
+    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+        while len(lines) < _SNIFF_LINES and size < _SNIFF_BYTES:
+            line = fh.readline(_SNIFF_BYTES)
+            if not line:
+                break
+            size += len(line)
+            if line.strip():
+                lines.append(line.rstrip("\r\n"))
+    return lines
+
+
+def _rows(lines: Sequence[str], sep: str) -> list[list[str]]:
+    return [[c.strip() for c in row] for row in csv.reader(lines, delimiter=sep)]
+
+
+def _consistent(lines: Sequence[str], sep: str) -> bool:
+    """Every sampled line splits into the same number (> 1) of fields."""
+    try:
+        widths = {len(r) for r in _rows(lines, sep)}
+    except csv.Error:
+        return False
+    return len(widths) == 1 and widths.pop() > 1
+
+
+def _guess_delimiter(lines: Sequence[str], fmt: str) -> str:
+    if fmt == "tsv":
+        return "\t"
+    # the last line may be cut short by the byte limit; leave it out of the vote
+    sample = list(lines[:-1]) if len(lines) > 2 else list(lines)
+    try:
+        dialect = csv.Sniffer().sniff("\n".join(sample), delimiters="".join(_DELIMITERS))
+        sniffed: str | None = dialect.delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed is not None and _consistent(sample, sniffed):
+        return sniffed
+    for sep in _DELIMITERS:
+        if _consistent(sample, sep):
+            return sep
+    return ","
+
+
+def _is_number(text: str) -> bool:
+    return bool(_NUMBER.match(text))
+
+
+def _guess_header(lines: Sequence[str], sep: str, missing: Sequence[str]) -> bool:
+    """Whether the first line names the columns: identifier-like cells over rows of another type."""
+    rows = _rows(lines, sep)
+    first, rest = rows[0], rows[1:]
+    named = [c for c in first if c]
+    if not named or len(set(named)) != len(named) or not all(_IDENTIFIER.match(c) for c in named):
+        return False
+    if not rest:
+        return True  # a single line of names: the reader then reports "only a header"
+    skip = set(missing)
+    for j in range(len(first)):
+        below = [r[j] for r in rest if j < len(r) and r[j] not in skip]
+        if below and all(_is_number(v) for v in below):
+            return True  # a name over a column of numbers
+    try:
+        return csv.Sniffer().has_header("\n".join(lines))
+    except csv.Error:
+        return False
+

@@ -1,0 +1,268 @@
+"""Bounded per-column state gathered while streaming a file, and the thresholds that turn it into a kind."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shoal.data.hashing import hash_strings
+
+Kind = Literal["label", "dense", "sparse", "text", "ignore"]
+_TEXT_SPACED_SHARE = 0.5  # a string column is text when most values contain spaces ...
+_TEXT_MIN_BYTES = 16  # ... and they are not short labels
+
+#: The missing-value markers of :class:`shoal.config.DataConfig` (its default for ``data.missing``).
+DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "?")
+#: Distinct values are counted exactly up to this many per column, then reported as ">=".
+CARDINALITY_CAP = 1_000_000
+MAX_GUESSED_CLASSES = 100  # a column with more values is not guessed to be a multiclass label
+
+#: Names that mark a label column (compared lower-cased).
+LABEL_NAMES = ("label", "labels", "click", "clicked", "clicks", "target", "y", "income", "class")
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # what the encoder accepts as a number
+_NUMBER_PATTERN = _NUMBER.pattern
+_HEX_PATTERN = r"^[0-9a-fA-F]+$"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .:/()\[\]#+-]*$")
+_DELIMITERS = (",", "\t", ";", "|")
+_LIST_SEPARATORS = ("|", ";", ",")
+_SNIFF_LINES = 64
+_SNIFF_BYTES = 1 << 20
+_SAMPLE_SIZE = 20_000  # numeric values kept per column for skewness
+_SMALL = 64  # value counts are kept while a column has at most this many distinct values
+_SKEWED = 2.0  # sample skewness above which integer counts get log1p
+_UNIQUE_SHARE = 0.95
+_UNIQUE_MIN_ROWS = 1000
+_LIST_SHARE = 0.10
+_MIN_BUCKETS, _MAX_BUCKETS = 16, 1_000_000
+
+
+class _Reservoir:
+    """A uniform random sample of at most ``size`` values of a stream (algorithm R, vectorized)."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.seen = 0
+        self.values = np.empty(0, dtype=np.float64)
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, v: np.ndarray) -> None:
+        room = self.size - len(self.values)
+        if room > 0:
+            self.values = np.concatenate([self.values, v[:room]])
+            self.seen += min(room, len(v))
+            v = v[room:]
+        if len(v) == 0:
+            return
+        index = self.seen + np.arange(len(v), dtype=np.int64)
+        slot = (self._rng.random(len(v)) * (index + 1)).astype(np.int64)
+        keep = slot < self.size
+        self.values[slot[keep]] = v[keep]
+        self.seen += len(v)
+
+
+class _DistinctSet:
+    """Distinct values as sorted 64-bit hashes, exact up to ``cap`` entries."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.hashes = np.empty(0, dtype=np.uint64)
+        self.capped = False
+
+    def add(self, values: pa.Array) -> np.ndarray:
+        """Add the (non-null) strings ``values``; returns the distinct hashes of this batch."""
+        new = np.unique(hash_strings(values)) if len(values) else np.empty(0, dtype=np.uint64)
+        if not self.capped:
+            merged = np.union1d(self.hashes, new)
+            if len(merged) >= self.cap:
+                merged = merged[: self.cap]
+                self.capped = True
+            self.hashes = merged
+        return new
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+@dataclass
+class _ListStats:
+    """How often a candidate list separator occurs in a column, and the ids it splits into."""
+
+    rows: int = 0
+    tokens: int = 0
+    spaced_tokens: int = 0
+    distinct: _DistinctSet = field(default_factory=lambda: _DistinctSet(CARDINALITY_CAP))
+
+
+class _ColumnStats:
+    """Everything :func:`inspect_file` remembers about one column while streaming (bounded)."""
+
+    def __init__(self, name: str, separators: Sequence[str], cap: int) -> None:
+        self.name = name
+        self.rows = 0
+        self.missing = 0
+        self.padded_missing = 0  # markers with spaces around them, e.g. " ?" (not nulled by the reader)
+        self.example: str | None = None
+        self.arrow_type: pa.DataType | None = None
+        self.unsupported: str | None = None
+        self.distinct = _DistinctSet(cap)
+        self.counts: dict[str, int] | None = {}
+        self.numeric = True
+        self.non_numeric: str | None = None
+        self.integer = True
+        self.minimum = math.inf
+        self.maximum = -math.inf
+        self.sample = _Reservoir(_SAMPLE_SIZE)
+        self.increasing = True
+        self.last = -math.inf
+        self.hex = True
+        self.text_bytes = 0  # total UTF-8 bytes of the string values
+        self.spaced = 0  # string values containing a space: prose, not ids
+        self.lists = {s: _ListStats() for s in separators}
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+    def add(self, col: pa.ChunkedArray | pa.Array, markers: pa.Array | None) -> None:
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        self.rows += len(arr)
+        if self.arrow_type is None:
+            self.arrow_type = arr.type
+        if self.unsupported is not None:
+            return
+        floats: np.ndarray | None = None
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            text = pc.utf8_trim_whitespace(arr)
+        elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
+            floats = np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+            nan = np.isnan(floats)  # nulls come out as NaN too: both are missing values
+            if nan.any():
+                arr = arr.filter(pa.array(~nan))
+                self.missing += int(nan.sum())
+                floats = floats[~nan]
+            text = pc.cast(arr, pa.string())
+        else:
+            try:
+                text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                self.unsupported = str(arr.type)
+                return
+            self.numeric = False
+        if markers is not None and len(text):
+            padded = pc.fill_null(pc.is_in(text, value_set=markers), False)
+            n_padded = pc.sum(padded).as_py() or 0
+            if n_padded:
+                self.padded_missing += n_padded
+                text = pc.if_else(padded, pa.scalar(None, pa.string()), text)
+        self.missing += text.null_count
+        values = pc.drop_null(text) if text.null_count else text
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if len(values) == 0:
+            return
+        if self.example is None:
+            self.example = values[0].as_py()
+        batch_distinct = self.distinct.add(values)
+        self._count(values, len(batch_distinct))
+        if floats is None and self.numeric:
+            ok = pc.match_substring_regex(values, _NUMBER_PATTERN)
+            if not pc.all(ok).as_py():
+                self.numeric = False
+                self.non_numeric = values.filter(pc.invert(ok))[0].as_py()
+            else:
+                parsed = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+                floats = np.asarray(parsed, dtype=np.float64)
+        if self.numeric and floats is not None:
+            self._numbers(floats)
+        else:
+            self._strings(values)
+
+    def _count(self, values: pa.Array, batch_distinct: int) -> None:
+        if self.counts is None:
+            return
+        if batch_distinct > _SMALL:
+            self.counts = None
+            return
+        vc = pc.value_counts(values)
+        for v, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+            self.counts[v] = self.counts.get(v, 0) + int(n)
+        if len(self.counts) > _SMALL:
+            self.counts = None
+
+    def _numbers(self, v: np.ndarray) -> None:
+        if np.isinf(v).any():
+            self.numeric = False  # the encoder rejects infinite dense values
+            self.non_numeric = str(v[np.isinf(v)][0])
+            return
+        self.minimum = min(self.minimum, float(v.min()))
+        self.maximum = max(self.maximum, float(v.max()))
+        if self.integer and not (np.all(v == np.floor(v)) and np.all(np.abs(v) < 2.0**53)):
+            self.integer = False
+        if self.increasing:
+            self.increasing = bool(v[0] > self.last and np.all(np.diff(v) > 0))
+            self.last = float(v[-1])
+        self.sample.add(v)
+
+    def _strings(self, values: pa.Array) -> None:
+        self.text_bytes += pc.sum(pc.binary_length(values)).as_py() or 0
+        self.spaced += pc.sum(pc.match_substring(values, " ")).as_py() or 0
+        if self.hex:
+            self.hex = bool(pc.all(pc.match_substring_regex(values, _HEX_PATTERN)).as_py())
+        for sep, stats in self.lists.items():
+            has = pc.match_substring(values, sep)
+            rows = pc.sum(has).as_py() or 0
+            if not rows:
+                continue
+            stats.rows += rows
+            tokens = pc.utf8_trim_whitespace(pc.list_flatten(pc.split_pattern(values, sep)))
+            tokens = tokens.filter(pc.not_equal(tokens, ""))
+            stats.tokens += len(tokens)
+            stats.spaced_tokens += pc.sum(pc.match_substring(tokens, " ")).as_py() or 0
+            stats.distinct.add(tokens)
+
+    # -- conclusions ---------------------------------------------------------------------------------
+    def top_values(self) -> tuple[tuple[str, int], ...]:
+        if self.counts is None:
+            return ()
+        return tuple(sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10])
+
+    def skewness(self) -> float:
+        x = self.sample.values
+        if len(x) < 3:
+            return 0.0
+        m, s = float(x.mean()), float(x.std())
+        if s <= 0:
+            return 0.0
+        return float(np.mean(((x - m) / s) ** 3))
+
+    def separator(self) -> tuple[str, _ListStats] | None:
+        """The list separator found in more than 10% of the non-missing rows, if any."""
+        best: tuple[str, _ListStats] | None = None
+        for sep, stats in self.lists.items():
+            if not self.present or stats.rows <= _LIST_SHARE * self.present or not stats.tokens:
+                continue
+            if stats.spaced_tokens > 0.1 * stats.tokens:  # free text with commas, not lists of ids
+                continue
+            if best is None or stats.rows > best[1].rows:
+                best = (sep, stats)
+        return best
+
+    def dtype(self) -> str:
+        if self.unsupported is not None:
+            return self.unsupported
+        if self.arrow_type is not None and pa.types.is_boolean(self.arrow_type):
+            return "bool"
+        if self.present == 0:
+            return "empty"
+        if self.numeric:
+            return "int" if self.integer else "float"
+        return "string"
+
