@@ -15,7 +15,7 @@ stopping: fastText gets none either) and is scored once on the test file. Every 
   architecture); one fixed setting per dataset, chosen before looking at the test set.
 * ``shoal-bytecnn``: the character-level CNN over raw bytes (the expensive teacher model).
 * ``fasttext-unigram`` / ``fasttext-bigram``: ``fasttext.train_supervised`` (``wordNgrams`` 1 / 2) with
-  lr 0.1 and 0.25 (0.25 diverges with bigrams on SST-2: "Encountered NaN"), dim 10 (AG News) / 50 (SST-2),
+  lr 0.05, 0.1 and 0.25 (0.25 diverges with bigrams on SST-2: "Encountered NaN"), dim 10 (AG News) / 50 (SST-2),
   5 epochs; the lr with the better TEST accuracy is reported (generous to the peer). fastText's two hogwild
   threads make divergence ("Encountered NaN") depend on timing: a diverged run is retried with seeds 1 and 2.
   fastText reads its own ``__label__`` file, written beforehand and not timed; its texts are the same strings
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import multiprocessing
 import os
 import platform
 import statistics
@@ -49,16 +50,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads crawl on shared cores
 
-from shoal.bundle import load_bundle
-from shoal.config import parse_config
-from shoal.data.readers import BadRowSink, Chunk
-from shoal.data.stream import chunks
-from shoal.metrics import multiclass_report
-from shoal.trainer import Trainer
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import torch  # noqa: E402
+
+from shoal.bundle import load_bundle  # noqa: E402
+from shoal.config import parse_config  # noqa: E402
+from shoal.data.readers import BadRowSink, Chunk  # noqa: E402
+from shoal.data.stream import chunks  # noqa: E402
+from shoal.metrics import multiclass_report  # noqa: E402
+from shoal.trainer import Trainer  # noqa: E402
 
 try:  # run as ``python benchmarks/text.py`` (script folder on sys.path) or imported as ``benchmarks.text``
     from benchmarks.common import markdown_table, row, timer, write_json
@@ -99,7 +102,7 @@ BYTECNN: dict[str, dict[str, Any]] = {
              "train": {"epochs": 3, "batch_size": 64, "lr": 0.002}},
 }
 QUICK_BYTECNN_EPOCHS = 1
-FASTTEXT_LRS = (0.1, 0.25)
+FASTTEXT_LRS = (0.05, 0.1, 0.25)
 FASTTEXT_DIM = {"ag_news": 10, "sst2": 50}
 FASTTEXT_EPOCHS = 5
 FASTTEXT_SEEDS = (0, 1, 2)
@@ -225,6 +228,17 @@ def _ft_label(c: str) -> str:
 
 
 def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]]:
+    """fastText in a fresh process: in a process that had trained torch models, fastText's hogwild training
+    diverged ("Encountered NaN") far more often than in a fresh one, for reasons we could not pin down."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        rows, notes = pool.apply(_fasttext_rows, (task, system, work))
+    for note in notes:
+        print(f"  {note}", file=sys.stderr)
+    return rows
+
+
+def _fasttext_rows(task: TextTask, system: str, work: Path) -> tuple[list[dict[str, Any]], list[str]]:
     import fasttext
 
     path = work / f"{task.name}-fasttext.txt"
@@ -235,6 +249,7 @@ def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]
     index = {_ft_label(c): i for i, c in enumerate(task.classes)}
     y = np.array([task.classes.index(c) for c in task.test_labels])
     best: tuple[float, Any, float] | None = None
+    notes: list[str] = []
     for lr in FASTTEXT_LRS:
         model = None
         for seed in FASTTEXT_SEEDS:  # hogwild threads make a NaN depend on timing: try another seed first
@@ -245,15 +260,17 @@ def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]
                                                       wordNgrams=1 if system.endswith("unigram") else 2)
                 break
             except RuntimeError as err:  # "Encountered NaN": this run diverged
-                print(f"  {system} lr {lr} seed {seed}: {err}", file=sys.stderr)
+                notes.append(f"{system} lr {lr} seed {seed}: {err}")
         if model is None:
             continue
         labels, _ = model.predict(texts)
         acc = float(np.mean([index.get(lab[0], -1) == yi for lab, yi in zip(labels, y, strict=True)]))
         if best is None or acc > best[0]:
             best = (acc, model, t.seconds)
-    if best is None:
-        raise RuntimeError(f"{system} diverged at every lr in {FASTTEXT_LRS} on {task.name}")
+    if best is None:  # reported, not hidden: the table shows "-" for this peer
+        notes.append(f"{system} diverged at every lr in {FASTTEXT_LRS} and seed in {FASTTEXT_SEEDS} on {task.name}; "
+                     "no rows for it")
+        return [], notes
     _, model, train_s = best
     k = len(task.classes)
     with timer() as ti:
@@ -277,7 +294,7 @@ def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]
     rows += [row(BENCH, task.name, system, "train_s", train_s),
              row(BENCH, task.name, system, "infer_rows_per_s", len(texts) / ti.seconds),
              row(BENCH, task.name, system, "latency_us_p50", statistics.median(latencies) * 1e6)]
-    return rows
+    return rows, notes
 
 
 @contextlib.contextmanager
@@ -321,7 +338,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     args = ap.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(THREADS)
     missing = [d for d in args.datasets if not (args.data_dir / d).is_dir()]
     if missing:
@@ -338,8 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 got = (run_shoal(task, system, work, args.quick) if system.startswith("shoal")
                        else run_fasttext(task, system, work))
                 rows += got
-                acc = next(r["value"] for r in got if r["metric"] == "accuracy")
-                print(f"  {system}: accuracy {acc:.4f} ({time.perf_counter() - started:.1f} s)", flush=True)
+                acc = next((f"{r['value']:.4f}" for r in got if r["metric"] == "accuracy"), "-")
+                print(f"  {system}: accuracy {acc} ({time.perf_counter() - started:.1f} s)", flush=True)
     write_json(rows, args.json)
     print(f"\n{platform.processor() or platform.machine()}, {THREADS} threads; wrote {args.json}\n")
     print(markdown_table(rows, ["dataset", "system"], "metric", column_order=METRICS))
