@@ -140,6 +140,8 @@ def _confusion_table(title: str, classes: list[str], cm: list[list[int]]) -> Tab
 
 def _print_run(record: RunRecord) -> None:
     console.print(f"run [bold]{record.run_id}[/] ({record.name}, {record.status}) -> {record.artifact_dir}")
+    if record.parent:
+        console.print(f"{'teacher' if record.kind in ('distill', 'compress') else 'parent'}: {record.parent}")
     if record.metrics:
         console.print(_metrics_table("metrics", _split_metrics(record.metrics)))
     s = record.summary
@@ -290,10 +292,11 @@ def demo(
     home: HomeOption = None,
     workdir: Annotated[Path, typer.Option(help="Where the synthetic data goes.")] = Path("data"),
 ) -> None:
-    """Synthetic click log -> train DLRM -> evaluate -> report against the Bayes-optimal ceiling."""
+    """Synthetic click log -> train DLRM -> evaluate against the Bayes-optimal ceiling -> distil a student ->
+    export it to ONNX -> teacher vs student, quality and latency side by side."""
     from shoal import runs
     from shoal.data.synthetic import SynthSpec, generate, load_truth, truth_path
-    from shoal.demo import synthetic_config
+    from shoal.demo import DEMO_STUDENT, distil_and_compare, synthetic_config
 
     with _user_errors():
         started = time.perf_counter()
@@ -321,8 +324,33 @@ def demo(
         console.print(table)
         s = record.summary
         console.print(f"trained {s['rows_trained']:,} rows in {s['train_seconds']:.1f} s "
-                      f"({s['train_rows_per_s']:,.0f} rows/s); demo took {time.perf_counter() - started:.0f} s")
-        console.print(f"next: shoal show {record.run_id}   |   shoal eval {record.run_id} --data FILE   |   shoal runs")
+                      f"({s['train_rows_per_s']:,.0f} rows/s)")
+        console.rule(f"4. distil a {DEMO_STUDENT} student, export it to ONNX")
+        with _progress() as progress:
+            student, sides = distil_and_compare(record.run_id, _home(home), RichCallbacks(progress))
+        console.rule("5. teacher vs student")
+        table = Table(title=f"teacher {record.run_id} vs student {student.run_id} (validation split; latency: "
+                            "1 thread, encoding excluded)")
+        table.add_column("")
+        for side in sides:
+            table.add_column(side.name, justify="right")
+        cells = [("AUC", lambda x: f"{x.metrics['valid_auc']:.4f}"), ("NE", lambda x: f"{x.metrics['valid_ne']:.4f}"),
+                ("p50 ms (batch 1)", lambda x: f"{x.bench.p50_ms:.3f}"),
+                ("p99 ms (batch 1)", lambda x: f"{x.bench.p99_ms:.3f}"),
+                ("rows/s (batch 256)", lambda x: f"{x.bench.rows_per_s:,.0f}"),
+                ("size MiB", lambda x: f"{x.bench.size_mib:.2f}")]
+        for label, cell in cells:
+            table.add_row(label, *(cell(side) for side in sides))
+        base = sides[0]
+        table.add_row("p99 speed-up", *(f"{base.bench.p99_ms / side.bench.p99_ms:.1f}x" for side in sides))
+        gain = (base.metrics["valid_auc"] - 0.5)
+        table.add_row("AUC gain kept", *(f"{(side.metrics['valid_auc'] - 0.5) / gain:.1%}" if gain > 0 else "-"
+                                         for side in sides))
+        console.print(table)
+        # 6. serve: (to come) start `shoal serve` on the student and query it; add that step here.
+        console.print(f"demo took {time.perf_counter() - started:.0f} s")
+        console.print(f"next: shoal show {student.run_id}   |   shoal compress {record.run_id} --budget-ms 0.1   |   "
+                      "shoal runs")
 
 
 from shoal.academy_cli import academy_app  # noqa: E402
@@ -336,6 +364,10 @@ register_serving(app)
 from shoal.export_cli import register as register_export  # noqa: E402
 
 register_export(app)
+
+from shoal.distill_cli import register as register_distill  # noqa: E402
+
+register_distill(app)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -1,12 +1,20 @@
-"""The config the demo trains on the synthetic click log (``configs/synthetic.yaml`` is the same in YAML)."""
+"""The demo: the config it trains on the synthetic click log (``configs/synthetic.yaml`` is the same in YAML),
+and its distillation step (teacher against student, side by side)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from shoal.callbacks import Callbacks
 from shoal.config import RunConfig, parse_config
+from shoal.registry import RunRecord
 
-__all__ = ["synthetic_config"]
+if TYPE_CHECKING:
+    from shoal.latency import BenchResult
+
+__all__ = ["DEMO_STUDENT", "Side", "distil_and_compare", "synthetic_config"]
 
 
 def synthetic_config(train: Path, dense: int = 13, sparse: int = 26, buckets: int = 100_000) -> RunConfig:
@@ -27,3 +35,41 @@ def synthetic_config(train: Path, dense: int = 13, sparse: int = 26, buckets: in
         "train": {"epochs": 2, "batch_size": 512, "lr": 0.001, "embedding_lr": 0.05, "seed": 0,
                   "checkpoint_every": 200, "early_stopping_patience": 1},
     }, source="synthetic_config")
+
+
+DEMO_STUDENT = "logistic"  # the fast family; on the demo log it keeps most of DLRM's gain at a fraction of the cost
+
+
+@dataclass
+class Side:
+    """One column of the demo's teacher-vs-student table: a bundle served one way, measured on this machine."""
+
+    name: str
+    run_id: str
+    metrics: dict[str, Any]  # the run's valid_/test_ metrics
+    bench: BenchResult
+
+
+def distil_and_compare(teacher_run: str, home: Path, callbacks: Callbacks | None = None,
+                       student: str = DEMO_STUDENT, seconds: float = 1.0) -> tuple[RunRecord, list[Side]]:
+    """Distil ``student`` from the teacher, export it to ONNX, and measure teacher (PyTorch) against student
+    (PyTorch and ONNX Runtime): p50/p99 latency at batch 1 and rows/s at batch 256, one thread each."""
+    from shoal.bundle import load_bundle
+    from shoal.distill import distill
+    from shoal.export import export_onnx, sample_rows
+    from shoal.latency import bench_bundle
+    from shoal.registry import Registry
+
+    teacher = Registry(home).get(teacher_run)
+    record = distill(teacher.run_id, student, home, callbacks=callbacks)
+    t_dir, s_dir = teacher.artifact_dir / "bundle", record.artifact_dir / "bundle"
+    report = export_onnx(s_dir)
+    rows, _ = sample_rows(load_bundle(t_dir), t_dir, rows=256)
+    s_rows, _ = sample_rows(load_bundle(s_dir), s_dir, rows=256)
+    (t_torch,) = bench_bundle(t_dir, rows, systems=["torch"], seconds=seconds, isolate=False)
+    s_torch, s_onnx = bench_bundle(s_dir, s_rows, report.dir, systems=["torch", "onnx-fp32"], seconds=seconds,
+                                   isolate=False)
+    return record, [Side(f"teacher: {teacher.config['model']['name']} (PyTorch)", teacher.run_id, teacher.metrics,
+                         t_torch),
+                    Side(f"student: {student} (PyTorch)", record.run_id, record.metrics, s_torch),
+                    Side(f"student: {student} (ONNX)", record.run_id, record.metrics, s_onnx)]

@@ -22,7 +22,7 @@ from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 from shoal.metrics import confusion_matrix
 from shoal.registry import Registry, RunRecord
-from shoal.trainer import NO_ROWS, Trainer, report, scores, softmax
+from shoal.trainer import NO_ROWS, BatchLoss, Trainer, report, scores, softmax
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def _fit(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Callbacks | None,
-         resume: bool) -> RunRecord:
+         resume: bool, loss: BatchLoss | None = None) -> RunRecord:
     try:
-        result = Trainer(cfg, record.artifact_dir, callbacks).fit(resume=resume)
+        result = Trainer(cfg, record.artifact_dir, callbacks, loss=loss).fit(resume=resume)
     except KeyboardInterrupt:
         registry.update(record.run_id, status="killed", finished=True)
         raise
@@ -61,6 +61,10 @@ def resume(ref: str, home: str | Path = "shoal-runs", callbacks: Callbacks | Non
     record = registry.get(ref)
     if record.status == "completed":
         raise ValueError(f"run {record.run_id} already completed; nothing to resume (start a new run instead)")
+    if record.kind == "distill":  # a student: resumed with its teacher's outputs and its distillation loss
+        from shoal.distill import resume_distill
+
+        return resume_distill(registry, record, callbacks)
     cfg = parse_config(record.config, source=f"run {record.run_id}")
     record = registry.update(record.run_id, status="running")
     return _fit(registry, record, cfg, callbacks, resume=True)

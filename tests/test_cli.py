@@ -76,5 +76,7 @@ def test_user_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:
 def test_demo_end_to_end(tmp_path: Path) -> None:
     out = _ok("demo", "--rows", "50000", "--home", str(tmp_path / "home"), "--workdir", str(tmp_path / "data"))
     assert "Bayes-optimal ceiling" in out and "AUC" in out and "NE" in out
-    run = Registry(tmp_path / "home").get("latest")
+    student, run = Registry(tmp_path / "home").list(limit=2)  # newest first: the distilled student, then DLRM
     assert run.status == "completed" and run.metrics["valid_auc"] > 0.65
+    assert student.kind == "distill" and student.parent == run.run_id and student.status == "completed"
+    assert "teacher vs student" in out and "p99 ms (batch 1)" in out and (student.artifact_dir / "bundle/onnx").is_dir()

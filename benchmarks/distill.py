@@ -1,0 +1,224 @@
+"""Distillation benchmark: teacher, the student trained alone, the student distilled; quality kept vs speed-up.
+
+    python benchmarks/distill.py --json bench-distill.json [--quick]
+
+Datasets (the ready configs in ``configs/``, which read ``../shared/data``):
+
+* ``criteo_small`` (configs/criteo.yaml): teacher ``dlrm``; student ``logistic``. Validation: dev.tsv; metric:
+  AUC on test.tsv (391 rows: noisy, about +-0.02).
+* ``adult_census`` (configs/adult.yaml): teacher ``dlrm``; student ``logistic``. Validation: a 10% split of
+  adult.data; metric: AUC on adult.test.
+* ``ag_news`` (configs/agnews.yaml, text as ``tokens: bytes``): teacher ``bytecnn``; student ``bag`` (hashed
+  byte 3..5-grams and word 1..2-grams). Validation: a 10% split; metric: accuracy on test.csv (7,600 rows).
+* ``sst2`` (configs/sst2.yaml, text as ``tokens: bytes``): teacher ``bytecnn``; student ``bag``. Validation:
+  dev.tsv; metric: accuracy on test.tsv.
+
+The student alone and the student distilled have the same config (model, features, training settings); only
+the loss differs. The distillation temperature and alpha are picked on the validation split among
+``GRID`` (``--quick``: the first setting only); the teacher's outputs are computed once per dataset.
+
+Metrics (one JSON row each, ``{"bench": "distill", "dataset", "system", "metric", "value"}``), systems
+``teacher``, ``student-alone``, ``student-distilled``:
+
+* ``auc`` or ``accuracy`` on the test file; ``gain_kept`` = (quality - base) / (teacher - base), base = 0.5 AUC or
+  the accuracy of always answering the training majority class (on the test file);
+* ``latency_ms_p99`` (batch 1) and ``infer_rows_per_s`` (batch 256) served by ONNX Runtime fp32, one thread,
+  encoding excluded (:func:`shoal.latency.bench_bundle` on 256 test rows); ``latency_ms_p99_torch`` and
+  ``infer_rows_per_s_torch``: the same in PyTorch eager; ``speedup_p99``: teacher p99 / this p99 (ONNX);
+* ``train_s``; for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads crawl on shared cores
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from shoal.bundle import load_bundle  # noqa: E402
+from shoal.config import RunConfig, load_config, parse_config  # noqa: E402
+from shoal.data.readers import BadRowSink  # noqa: E402
+from shoal.data.stream import batches  # noqa: E402
+from shoal.distill import distill, student_config, teacher_outputs  # noqa: E402
+from shoal.export import export_onnx, sample_rows  # noqa: E402
+from shoal.latency import bench_bundle  # noqa: E402
+from shoal.runs import train  # noqa: E402
+
+try:  # run as ``python benchmarks/distill.py`` (script folder on sys.path) or imported as ``benchmarks.distill``
+    from benchmarks.common import markdown_table, row, write_json
+except ImportError:  # pragma: no cover - depends on how the file is run
+    from common import markdown_table, row, write_json  # type: ignore[no-redef]
+
+BENCH = "distill"
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = ("criteo_small", "adult_census", "ag_news", "sst2")
+SYSTEMS = ("teacher", "student-alone", "student-distilled")
+GRID = ((2.0, 0.5), (4.0, 0.5), (2.0, 0.1))  # (temperature, alpha), picked on validation
+THREADS = 2  # training; serving is measured with 1 thread
+# A small character CNN: fast enough to train in a few minutes on 2 cores.
+BYTECNN = {"name": "bytecnn", "embedding_dim": 16, "channels": [64, 64, 64], "kernel_size": 5, "pool": 2,
+           "hidden": [64], "dropout": 0.1}
+BYTECNN_TRAIN = {"batch_size": 64, "lr": 0.002, "early_stopping_patience": 2}
+
+
+def _text_teacher(config: Path, max_bytes: int, epochs: int) -> RunConfig:
+    doc = load_config(config).resolved()
+    for f in doc["features"]:
+        if f["kind"] == "text":
+            f.update({"tokens": "bytes", "max_bytes": max_bytes})
+    doc["model"] = dict(BYTECNN)
+    doc["train"].update({**BYTECNN_TRAIN, "epochs": epochs})
+    doc["name"] = doc["name"].replace("-bag", "-bytecnn")
+    return parse_config(doc, source=str(config))
+
+
+def setups(quick: bool) -> dict[str, tuple[RunConfig, str, dict[str, Any]]]:
+    """dataset -> (teacher config, student model name, student training settings)."""
+    epochs = 2 if quick else None
+    criteo = load_config(REPO / "configs/criteo.yaml")
+    adult = load_config(REPO / "configs/adult.yaml")
+    out: dict[str, tuple[RunConfig, str, dict[str, Any]]] = {
+        # the students' settings: those benchmarks/ctr.py picked for logistic on the validation splits
+        "criteo_small": (criteo, "logistic", {"epochs": epochs or 8, "batch_size": 128, "lr": 0.03,
+                                              "embedding_lr": 0.02}),
+        "adult_census": (adult, "logistic", {"epochs": epochs or 30, "batch_size": 256, "lr": 0.01,
+                                             "embedding_lr": 0.2}),
+        "ag_news": (_text_teacher(REPO / "configs/agnews.yaml", 512, epochs or 10), "bag", {"epochs": epochs or 5}),
+        "sst2": (_text_teacher(REPO / "configs/sst2.yaml", 256, epochs or 3), "bag", {"epochs": epochs or 5}),
+    }
+    if quick:  # the teachers too
+        out = {k: (parse_config({**c.resolved(), "train": {**c.resolved()["train"], "epochs": 2}}), s, t)
+               for k, (c, s, t) in out.items()}
+    return out
+
+
+def _metric(cfg: RunConfig) -> str:
+    return "accuracy" if cfg.label.kind == "multiclass" else "auc"
+
+
+def _base(cfg: RunConfig, run: Any) -> float:
+    """0.5 AUC, or the test accuracy of always answering the training majority class."""
+    if _metric(cfg) == "auc":
+        return 0.5
+    majority = int(np.argmax(run.summary["train_class_counts"]))
+    bundle = load_bundle(run.artifact_dir / "bundle")
+    found = cfg.data.file("test")
+    assert found is not None
+    labels = np.concatenate([b.label for b in batches(found[0], found[1], bundle.encoder, BadRowSink("count"))
+                             if b.label is not None])
+    return float((labels == majority).mean())
+
+
+def _serve(run: Any, seconds: float) -> dict[str, float]:
+    folder = run.artifact_dir / "bundle"
+    report = export_onnx(folder)
+    rows, _ = sample_rows(load_bundle(folder), folder, rows=256)
+    torch_, onnx = bench_bundle(folder, rows, report.dir, systems=["torch", "onnx-fp32"], threads=1, seconds=seconds,
+                                isolate=False)
+    return {"latency_ms_p99": onnx.p99_ms, "infer_rows_per_s": onnx.rows_per_s,
+            "latency_ms_p99_torch": torch_.p99_ms, "infer_rows_per_s_torch": torch_.rows_per_s}
+
+
+def run_dataset(name: str, teacher_cfg: RunConfig, student: str, student_train: dict[str, Any], home: Path,
+                quick: bool, seconds: float, log: Any = print) -> list[dict[str, Any]]:
+    metric = _metric(teacher_cfg)
+    started = time.perf_counter()
+    teacher = train(teacher_cfg, home)
+    t_train = time.perf_counter() - started
+    log(f"{name}: teacher {teacher_cfg.model.name} test {metric} {teacher.metrics[f'test_{metric}']:.4f} "
+        f"({t_train:.0f} s)")
+    s_cfg = student_config(teacher_cfg, student)
+    s_cfg = parse_config({**s_cfg.resolved(), "train": {**s_cfg.resolved()["train"], **student_train}})
+    started = time.perf_counter()
+    alone = train(s_cfg.model_copy(update={"name": f"{s_cfg.name}-alone"}), home)
+    a_train = time.perf_counter() - started
+    log(f"{name}: student alone test {metric} {alone.metrics[f'test_{metric}']:.4f} ({a_train:.0f} s)")
+    outputs = teacher_outputs(load_bundle(teacher.artifact_dir / "bundle"), s_cfg)
+    tried = []
+    for temperature, alpha in GRID[:1] if quick else GRID:
+        started = time.perf_counter()
+        rec = distill(teacher.run_id, s_cfg, home, temperature=temperature, alpha=alpha, outputs=outputs)
+        seconds_ = time.perf_counter() - started
+        log(f"{name}: distilled T={temperature:g} a={alpha:g}: valid {metric} {rec.metrics[f'valid_{metric}']:.4f}, "
+            f"test {rec.metrics[f'test_{metric}']:.4f} ({seconds_:.0f} s)")
+        tried.append((rec.metrics[f"valid_{metric}"], rec, temperature, alpha, seconds_))
+    _, distilled, temperature, alpha, d_train = max(tried, key=lambda t: t[0])
+    base = _base(teacher_cfg, teacher)
+    t_quality = teacher.metrics[f"test_{metric}"]
+    rows = []
+    served = {}
+    for system, rec, secs in (("teacher", teacher, t_train), ("student-alone", alone, a_train),
+                              ("student-distilled", distilled, d_train)):
+        served[system] = _serve(rec, seconds)
+        q = rec.metrics[f"test_{metric}"]
+        figures = {metric: q, "gain_kept": (q - base) / (t_quality - base), **served[system],
+                   "speedup_p99": served["teacher"]["latency_ms_p99"] / served[system]["latency_ms_p99"],
+                   "train_s": secs}
+        if system == "student-distilled":
+            figures |= {"temperature": temperature, "alpha": alpha}
+        rows += [row(BENCH, name, system, k, v) for k, v in figures.items()]
+    rows.append(row(BENCH, name, "base", metric, base))
+    return rows
+
+
+def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The issue's targets, one line each: gain kept >= 95% at >= 10x lower p99; distilled beats alone."""
+    got = {(r["dataset"], r["system"], r["metric"]): r["value"] for r in rows}
+    lines, beats = [], 0
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    for d in datasets:
+        kept, speed = got[(d, "student-distilled", "gain_kept")], got[(d, "student-distilled", "speedup_p99")]
+        alone = got[(d, "student-alone", "gain_kept")]
+        beats += kept > alone
+        lines.append(f"{d}: distilled keeps {kept:.1%} of the teacher's gain (target >= 95%: "
+                     f"{'met' if kept >= 0.95 else 'NOT met'}) at {speed:.1f}x lower p99 (target >= 10x: "
+                     f"{'met' if speed >= 10 else 'NOT met'}); alone keeps {alone:.1%}: distillation "
+                     f"{'helps' if kept > alone else 'does not help'} ({kept - alone:+.1%})")
+    lines.append(f"distilled beats alone on {beats} of {len(datasets)} sets (target: >= 3 of 4)")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", type=Path, required=True, help="write the rows here")
+    ap.add_argument("--quick", action="store_true", help="2 epochs, one distillation setting")
+    ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--seconds", type=float, default=None, help="seconds of timed calls per latency figure")
+    ap.add_argument("--home", type=Path, default=None, help="registry folder (default: a temporary one)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    seconds = args.seconds or (0.5 if args.quick else 2.0)
+    started = time.perf_counter()
+    all_rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-distill-") as tmp:
+        home = args.home or Path(tmp)
+        plan = setups(args.quick)
+        for name in args.datasets:
+            cfg, student, student_train = plan[name]
+            all_rows += run_dataset(name, cfg, student, student_train, home, args.quick, seconds)
+            write_json(all_rows, args.json)  # after each set: a partial run leaves its rows
+    order = ["auc", "accuracy", "gain_kept", "latency_ms_p99", "speedup_p99", "infer_rows_per_s",
+             "latency_ms_p99_torch", "infer_rows_per_s_torch", "train_s", "temperature", "alpha"]
+    print(markdown_table([r for r in all_rows if r["system"] != "base"], index=("dataset", "system"),
+                         columns="metric", column_order=[m for m in order if any(r["metric"] == m for r in all_rows)]))
+    print()
+    for line in targets(all_rows):
+        print("*", line)
+    print(f"\n{platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, python "
+          f"{sys.version.split()[0]}; {time.perf_counter() - started:.0f} s in all; wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

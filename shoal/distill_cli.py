@@ -1,0 +1,121 @@
+"""``shoal distill`` and ``shoal compress``: the commands over :mod:`shoal.distill` and :mod:`shoal.compress`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["register"]
+
+_HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
+]
+_Temperature = Annotated[float, typer.Option(help="Softens the teacher's outputs: sigmoid/softmax(logits / T).")]
+_Alpha = Annotated[float, typer.Option(help="Weight of the hard labels (1 - alpha: of the teacher's soft targets).")]
+
+
+def _quality(metrics: dict[str, Any], split: str) -> str:
+    for key in ("auc", "accuracy"):
+        if f"{split}_{key}" in metrics:
+            return f"{metrics[f'{split}_{key}']:.4f} ({key})"
+    return "-"
+
+
+def distill(
+    run: Annotated[str, typer.Argument(help="The teacher: run id (or prefix, or 'latest').")],
+    student: Annotated[str, typer.Option("--student", help="A model name (logistic, mlp, bag, dlrm) or a YAML "
+                                                           "config reading the teacher's data.")],
+    temperature: _Temperature = 2.0,
+    alpha: _Alpha = 0.5,
+    transfer: Annotated[Path | None, typer.Option(help="Unlabeled rows the teacher labels for the student.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the teacher's).")] = None,
+    home: _HomeOption = None,
+) -> None:
+    """Train a student on the teacher's temperature-softened outputs mixed with the hard labels."""
+    from shoal.cli import RichCallbacks, _home, _print_run, _progress, _user_errors, console
+    from shoal.distill import distill as run_distill
+    from shoal.registry import Registry
+
+    with _user_errors():
+        h = _home(home)
+        teacher = Registry(h).get(run)
+        with _progress() as progress:
+            record = run_distill(teacher.run_id, student, h, temperature=temperature, alpha=alpha, transfer=transfer,
+                                 callbacks=RichCallbacks(progress), train={"epochs": epochs} if epochs else None)
+        _print_run(record)
+        table = Table(title=f"teacher {teacher.run_id} -> student {record.run_id} (T={temperature:g}, a={alpha:g})")
+        for col in ("", "model", "valid", "test"):
+            table.add_column(col, justify="left" if col in ("", "model") else "right")
+        table.add_row("teacher", str(teacher.config["model"]["name"]), _quality(teacher.metrics, "valid"),
+                      _quality(teacher.metrics, "test"))
+        table.add_row("student", str(record.config["model"]["name"]), _quality(record.metrics, "valid"),
+                      _quality(record.metrics, "test"))
+        console.print(table)
+        console.print(f"next: shoal export {record.run_id} --onnx   |   shoal bench {record.run_id}   |   "
+                      f"shoal compress {teacher.run_id} --budget-ms 0.1")
+
+
+def compress(
+    run: Annotated[str, typer.Argument(help="The teacher: run id (or prefix, or 'latest').")],
+    budget_ms: Annotated[float, typer.Option("--budget-ms", help="p99 milliseconds per row at batch 1.")],
+    temperature: _Temperature = 2.0,
+    alpha: _Alpha = 0.5,
+    seconds: Annotated[float, typer.Option(help="Seconds of timed one-row calls per candidate.")] = 0.5,
+    teacher: Annotated[bool, typer.Option("--teacher/--no-teacher", help="Let the teacher compete too.")] = True,
+    home: _HomeOption = None,
+) -> None:
+    """Distil students of several families and sizes, serve each as torch/ONNX x fp32/int8, and keep the most
+    accurate one whose p99 latency (batch 1) is within the budget. Exit code 1 when none is."""
+    from shoal.cli import RichCallbacks, _home, _user_errors, console
+    from shoal.compress import compress as run_compress
+    from shoal.registry import Registry
+
+    with _user_errors():
+        h = _home(home)
+        record = Registry(h).get(run)
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("compress", total=None)
+
+            def tell(what: str, done: int, total: int) -> None:
+                progress.update(task, description=what, completed=done, total=total)
+
+            def training(label: str) -> RichCallbacks:
+                cb = RichCallbacks(progress)
+                cb.on_eval = lambda *a: None  # type: ignore[method-assign]  # one bar line per student is enough
+                return cb
+
+            result = run_compress(record.run_id, budget_ms, h, temperature=temperature, alpha=alpha, seconds=seconds,
+                                  include_teacher=teacher, progress=tell, callbacks=training)
+        metric = result.candidates[0].metric
+        table = Table(title=f"compress {record.name} ({record.run_id}): budget p99 <= {budget_ms:g} ms per row")
+        for col in ("student", "system", f"valid {metric}", "p50 ms", "p99 ms", "size MiB", "frontier", "budget"):
+            table.add_column(col, justify="left" if col in ("student", "system") else "right")
+        for c in sorted(result.candidates, key=lambda c: c.p99_ms):
+            style = "bold green" if c is result.chosen else ""
+            table.add_row(c.student, c.system, f"{c.quality:.4f}", f"{c.p50_ms:.3f}", f"{c.p99_ms:.3f}",
+                          f"{c.size_mib:.2f}", "*" if c.on_frontier else "", "ok" if c.within_budget else "over",
+                          style=style)
+        console.print(table)
+        console.print(f"saved {result.png}")
+        if result.chosen is None:
+            n = result.nearest
+            console.print(f"[bold red]no candidate meets p99 <= {budget_ms:g} ms[/]; the nearest is {n.name} at "
+                          f"{n.p99_ms:.3f} ms (valid {metric} {n.quality:.4f}). Raise --budget-ms to at least "
+                          f"{n.p99_ms:.3g}, or measure on a quieter machine.")
+            raise typer.Exit(1)
+        c = result.chosen
+        console.print(f"[bold green]chosen:[/] {c.name}: valid {metric} {c.quality:.4f} at p99 {c.p99_ms:.3f} ms "
+                      f"-> run {result.record.run_id} (bundle {result.record.summary['bundle']})")
+        console.print(f"next: shoal show {result.record.run_id}   |   shoal serve {result.record.run_id}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``distill`` and ``compress`` to the ``shoal`` command line."""
+    app.command("distill")(distill)
+    app.command("compress")(compress)
