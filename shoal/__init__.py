@@ -7,6 +7,11 @@ The public API fits on one page::
     run = shoal.train(cfg, home="shoal-runs")          # a RunRecord: run_id, metrics, summary
     bundle = shoal.load(run.run_id, home="shoal-runs")  # model + encoder + metadata
     shoal.evaluate_file(run.run_id, "test.tsv", home="shoal-runs")
+    shoal.export_onnx(bundle, int8=True)                # ONNX (+ int8) in the bundle, parity-checked
+
+    import shoal.distill, shoal.compress                # modules named like their commands
+    student = shoal.distill.distill(run.run_id, "logistic", home="shoal-runs")   # soft targets
+    best = shoal.compress.compress(run.run_id, budget_ms=0.2, home="shoal-runs")  # best within a p99 budget
 
 Names are imported on first use, so ``import shoal`` (and ``shoal --help``) does not pay for torch.
 """
@@ -24,6 +29,7 @@ _EXPORTS = {
     "ConfigError": "shoal.config",
     "RunConfig": "shoal.config",
     "evaluate_file": "shoal.runs",
+    "export_onnx": "shoal.export",
     "load": "shoal.runs",
     "load_bundle": "shoal.bundle",
     "load_config": "shoal.config",
@@ -36,6 +42,7 @@ __all__ = [
     "ConfigError",
     "RunConfig",
     "evaluate_file",
+    "export_onnx",
     "load",
     "load_bundle",
     "load_config",
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
     from shoal.bundle import Bundle, load_bundle
     from shoal.config import ConfigError, RunConfig, load_config
     from shoal.data.readers import BadInputError
+    from shoal.export import export_onnx
     from shoal.runs import evaluate_file, load, resume, train
 
 
