@@ -306,3 +306,98 @@ def test_lab3_hints_for_common_mistakes(tmp_path: Path) -> None:
     failed = _variant(3, tmp_path, 'h = h.masked_fill(~mask, float("-inf")).amax(dim=2)', "h = h.amax(dim=2)")
     assert "mask the padded positions" in failed["byte CNN: shapes, masked pooling, gradients"]
     assert "held out: GRU accuracy >= 0.9" in failed  # not run: it needs the training check, which needs the CNN
+
+
+# -- lab 5 (distillation and fast inference) ------------------------------------------------------------------
+
+def _lab5_checks(tmp_path: Path, old: str, new: str, names: list[str]) -> dict[str, str]:
+    """Run only the named checks of lab 5 on the solution with one mistake put in: {check name: fail message}.
+
+    The checks are called directly (their ``needs`` ignored), so a mistake in the loss is graded in a second,
+    without training the teacher."""
+    import sys
+
+    lab = get_lab(5)
+    source = lab.solution.read_text(encoding="utf-8")
+    assert old in source
+    file = tmp_path / "lab.py"
+    file.write_text(source.replace(old, new), encoding="utf-8")
+    try:
+        grader = academy._load(lab.path / "check.py", "shoal_test_lab05_check")
+        ctx = LabContext(lab=academy._load(file, "shoal_test_lab05_lab"), workdir=tmp_path)
+        checks = {c.name: c for c in grader.CHECKS}
+        results = [academy._run_one(checks[name], ctx, file, {}) for name in names]
+    finally:
+        sys.modules.pop("shoal_test_lab05_check", None)
+        sys.modules.pop("shoal_test_lab05_lab", None)
+    return {r.name: r.message for r in results if r.status == "fail"}
+
+
+def test_lab5_is_listed() -> None:
+    lab = get_lab(5)
+    assert lab.slug == "05-distill" and lab.title == "Distillation and fast inference"
+    readme = lab.readme.read_text(encoding="utf-8")
+    assert "## What you implement" in readme and "shoal academy check 5" in readme
+    assert _public_names(lab.starter) == _public_names(lab.solution)
+
+
+def test_lab5_starter_hints_name_the_function_to_write(tmp_path: Path) -> None:
+    results = {r.name: r.message for r in check(5, start(5, tmp_path / "ws"))}
+    assert "in soft_targets" in results["soft targets: sigmoid / softmax of logits / T"]
+    assert "in distillation_loss" in results["distillation loss matches shoal.distill.distillation_loss"]
+    assert "in train_teacher" in results["teacher: shoal's DLRM, valid AUC >= 0.7"]
+    assert "in p99_latency_ms" in results["p99 latency by hand: warm-up, one row per call, the 99th percentile"]
+    assert "in pick_within_budget" in results["pick the most accurate within a budget (0.25 ms)"]
+    assert results["the same student trained alone"] == \
+        "not run: needs \"teacher: shoal's DLRM, valid AUC >= 0.7\" to pass first"
+    assert results["plot: quality_vs_latency.png"] == \
+        "not run: needs 'each candidate: AUC and p99 latency' to pass first"
+
+
+LOSS5 = "distillation loss matches shoal.distill.distillation_loss"
+GRAD5 = "gradients: T^2 keeps the soft term's scale"
+
+
+def test_lab5_hints_for_loss_mistakes(tmp_path: Path) -> None:
+    failed = _lab5_checks(tmp_path, "z = logits / temperature", "z = logits * temperature",
+                          ["soft targets: sigmoid / softmax of logits / T"])
+    assert "multiplies the logits by T" in failed["soft targets: sigmoid / softmax of logits / T"]
+
+    failed = _lab5_checks(tmp_path, "(1 - alpha) * t * t * kl.mean()", "(1 - alpha) * kl.mean()", [LOSS5, GRAD5])
+    assert "lacks its T^2 factor" in failed[LOSS5]
+    assert "multiply the KL by T**2" in failed[GRAD5]
+
+    failed = _lab5_checks(tmp_path, "return alpha * hard + (1 - alpha) * t * t * kl.mean()",
+                          "return (1 - alpha) * hard + alpha * t * t * kl.mean()", [LOSS5])
+    assert "alpha weighs the wrong term" in failed[LOSS5]
+
+    binary_kl = ("kl = (p_t * (F.logsigmoid(teacher_logits / t) - F.logsigmoid(student_logits / t))\n"
+                 "              + (1 - p_t) * (F.logsigmoid(-teacher_logits / t) - F.logsigmoid(-student_logits / t)))")
+    failed = _lab5_checks(tmp_path, binary_kl, "kl = -(p_t * F.logsigmoid(student_logits / t)\n"
+                          "              + (1 - p_t) * F.logsigmoid(-student_logits / t))", [LOSS5, GRAD5])
+    assert "cross-entropy with the soft targets" in failed[LOSS5]
+    assert GRAD5 not in failed  # the same gradients: only the value tells the two apart
+
+
+LATENCY5 = "p99 latency by hand: warm-up, one row per call, the 99th percentile"
+PICK5 = "pick the most accurate within a budget (0.25 ms)"
+
+
+def test_lab5_hints_for_latency_and_budget_mistakes(tmp_path: Path) -> None:
+    p99 = "return float(np.percentile(times * 1e3, 99))"
+    for new, hint in (("return float(np.mean(times * 1e3))", "mean or the median"),
+                      ("return float(np.max(times * 1e3))", "not the 99th percentile"),
+                      ("return float(np.percentile(times, 99))", "in seconds?")):
+        failed = _lab5_checks(tmp_path, p99, new, [LATENCY5])
+        assert hint in failed[LATENCY5], (new, failed)
+    failed = _lab5_checks(tmp_path, "warmup: int = 20", "warmup: int = 0", [LATENCY5])
+    assert "make warm-up calls" in failed[LATENCY5]
+
+    failed = _lab5_checks(tmp_path, "c.p99_ms <= budget_ms", "c.p99_ms < budget_ms", [PICK5])
+    assert "exactly at the budget" in failed[PICK5]
+    failed = _lab5_checks(tmp_path, "max(within, key=lambda c: (c.auc, -c.p99_ms))",
+                          "min(within, key=lambda c: c.p99_ms)", [PICK5])
+    assert "the most accurate within the budget, not the fastest" in failed[PICK5]
+    failed = _lab5_checks(tmp_path, "max(within, key=lambda c: (c.auc, -c.p99_ms))",
+                          "max(within, key=lambda c: c.auc)", [PICK5])
+    assert "a tie in AUC goes to the faster" in failed[PICK5]

@@ -1,0 +1,174 @@
+"""Lab 5: distillation and fast inference.
+
+Soft targets with a temperature and the distillation loss by hand; then, through shoal's public API, a DLRM
+teacher on a synthetic click log, a small student distilled from it and the same student trained alone; a p99
+latency measured by hand; the student exported to ONNX; the most accurate way of serving within a latency
+budget. Fill in every TODO, top to bottom, and run `shoal academy check 5` after each one: the checks go in the
+same order as this file. README.md explains the ideas.
+"""
+
+from __future__ import annotations
+
+import time  # noqa: F401  (time.perf_counter: a clock for short intervals)
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np  # noqa: F401
+import torch  # noqa: F401
+import torch.nn.functional as F  # noqa: F401
+from torch import Tensor
+
+import shoal  # noqa: F401  (shoal.train)
+from shoal import metrics  # noqa: F401  (metrics.auc)
+from shoal.config import RunConfig, parse_config
+from shoal.data.batch import Batch
+from shoal.distill import distill, student_config  # noqa: F401
+from shoal.export import ExportReport, export_onnx  # noqa: F401
+
+STUDENT: dict[str, Any] = {"name": "logistic"}  # one weight per hashed id and per dense value: ~20x smaller
+
+# ---------------------------------------------------------------------------------------------- 1. the loss
+
+
+def soft_targets(logits: Tensor, temperature: float) -> Tensor:
+    """Probabilities softened by a temperature T: sigmoid(z / T) for (B,) logits, softmax(z / T) for (B, C).
+
+    T = 1 is the ordinary sigmoid / softmax; a higher T flattens the distribution, so the small probabilities
+    that the teacher gives to the wrong answers (its "dark knowledge") become large enough to learn from.
+    """
+    # TODO: divide the logits by the temperature; then torch.sigmoid for (B,) logits (one binary output per row),
+    #       torch.softmax(..., dim=1) for (B, C) logits (logits.ndim tells which)
+    raise NotImplementedError("TODO: soft_targets: sigmoid(logits / T) for (B,) logits, softmax(logits / T) for (B, C)")
+
+
+def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, temperature: float,
+                      alpha: float) -> Tensor:
+    """``alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T)``, the mean over rows.
+
+    Logits are (B,) for a binary label (labels 0/1) or (B, C) for C classes (labels: class indices). The KL of
+    two Bernoullis is a two-class softmax's. T^2 keeps the soft term's gradients at the hard term's scale.
+    """
+    # TODO: p_t = soft_targets(teacher_logits, T), the teacher's softened probabilities (the targets)
+    #   hard term: F.binary_cross_entropy_with_logits(student_logits, labels.float()) for (B,) logits,
+    #              F.cross_entropy(student_logits, labels) for (B, C): the student at T = 1, against the labels
+    #   soft term: KL(p_t || p_s) per row, p_s the student's softened probabilities, then the mean over rows.
+    #     (B, C): sum over classes of p_t * (log p_t - log p_s), the logs from F.log_softmax(logits / T, dim=1)
+    #     (B,):   p_t * (log p_t - log p_s) + (1 - p_t) * (log(1 - p_t) - log(1 - p_s)), the logs from
+    #             F.logsigmoid(z / T) and F.logsigmoid(-z / T) (log(1 - sigmoid(x)) = logsigmoid(-x), no log(0))
+    #   return alpha * hard + (1 - alpha) * T**2 * soft
+    raise NotImplementedError("TODO: distillation_loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL")
+
+
+# ---------------------------------------------------------------------------------------------- 2. teacher, students
+
+
+def teacher_config(train_path: Path) -> RunConfig:
+    """The teacher: a wide DLRM on the click log (d0..d3 dense counts, s0..s5 ids, s5 a "|" list)."""
+    features: list[dict[str, Any]] = [{"name": f"d{k}", "kind": "dense", "transform": "log1p"} for k in range(4)]
+    features += [{"name": f"s{j}", "kind": "sparse", "buckets": 2000} for j in range(5)]
+    features.append({"name": "s5", "kind": "sparse", "buckets": 2000, "separator": "|"})
+    return parse_config({
+        "name": "lab5-teacher",
+        "data": {"train": str(train_path), "valid_fraction": 0.2},
+        "label": {"column": "label"},
+        "features": features,
+        "model": {"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [64, 16], "top_mlp": [256, 128, 64]},
+        "train": {"epochs": 3, "batch_size": 256, "lr": 1e-3, "embedding_lr": 0.05, "seed": 0},
+    })
+
+
+def train_teacher(config: RunConfig, home: Path) -> Any:
+    """Train the teacher with shoal's public API, the registry at ``home``; return the run record."""
+    raise NotImplementedError("TODO: train_teacher: train the config with shoal.train(config, home=home)")
+
+
+def distill_student(teacher_run_id: str, home: Path, temperature: float = 2.0, alpha: float = 0.5) -> Any:
+    """Distil STUDENT from the teacher run with shoal.distill.distill; return the student's run record."""
+    # TODO: shoal.distill.distill(teacher_run_id, STUDENT, home, temperature=..., alpha=...): it scores the training
+    #       rows with the teacher once, then trains STUDENT on the teacher's config with your loss's formula
+    raise NotImplementedError("TODO: distill_student: shoal.distill.distill the STUDENT from the teacher run")
+
+
+def train_student_alone(teacher: RunConfig, home: Path) -> Any:
+    """The same STUDENT, data, split and training settings as the distilled one, trained on the labels alone."""
+    # TODO: student_config(teacher, STUDENT, name=...) is the teacher's config with the student's model; train it
+    #       with shoal.train(..., home=home)
+    raise NotImplementedError("TODO: train_student_alone: shoal.train(student_config(teacher, STUDENT), home=home)")
+
+
+def gain_kept(auc: float, teacher_auc: float) -> float:
+    """The share of the teacher's AUC gain over random (0.5) that a model keeps: 1.0 = all of it."""
+    raise NotImplementedError("TODO: gain_kept: (auc - 0.5) / (teacher_auc - 0.5)")
+
+
+# ---------------------------------------------------------------------------------------------- 3. latency
+
+
+def p99_latency_ms(predict: Callable[[Batch], Any], rows: Batch, warmup: int = 20, calls: int = 500) -> float:
+    """The 99th percentile, in milliseconds, of the wall-clock time of ``predict`` on one row at a time.
+
+    ``warmup`` untimed calls first (caches, lazy initialisation), then ``calls`` timed calls cycling through
+    the rows, each timed on its own (a p99 needs the distribution, not the total).
+    """
+    # TODO: 1. ones = [rows.slice(i, i + 1) for i in range(min(len(rows), 256))]: single rows, sliced before timing
+    #       2. warmup calls of predict, not timed
+    #       3. calls timed calls, cycling through ones: start = time.perf_counter(); predict(row);
+    #          times.append(time.perf_counter() - start)
+    #       4. return the 99th percentile in milliseconds: float(np.percentile(np.array(times) * 1e3, 99))
+    raise NotImplementedError("TODO: p99_latency_ms: warm up, time one-row calls one by one, take the 99th percentile")
+
+
+# ---------------------------------------------------------------------------------------------- 4. ONNX, the budget
+
+
+def export_student(bundle_dir: Path) -> ExportReport:
+    """Export a bundle to ONNX, fp32 and dynamic int8, with shoal's parity check (files in bundle_dir/onnx)."""
+    # TODO: shoal.export.export_onnx(bundle_dir, int8=True): writes bundle_dir/onnx/model.onnx and model.int8.onnx,
+    #       checks each against PyTorch on real rows, and returns the report (report.parity, report.sizes_mib)
+    raise NotImplementedError("TODO: export_student: export_onnx(bundle_dir, int8=True)")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model served one way: its quality (AUC on held-out rows) and its p99 latency at batch 1."""
+
+    name: str
+    auc: float
+    p99_ms: float
+
+
+def measure(name: str, predict: Callable[[Batch], Any], rows: Batch) -> Candidate:
+    """A candidate's AUC on ``rows`` (``predict`` gives click probabilities) and its p99 latency by hand."""
+    # TODO: auc = shoal.metrics.auc(rows.label, predict(rows)) on all the rows at once;
+    #       p99 = p99_latency_ms(predict, rows); return Candidate(name, auc, p99)
+    raise NotImplementedError("TODO: measure: the AUC of predict(rows) and p99_latency_ms(predict, rows)")
+
+
+def pick_within_budget(candidates: Sequence[Candidate], budget_ms: float) -> tuple[Candidate | None, Candidate]:
+    """(the most accurate candidate whose p99 <= budget_ms, or None when none is; the fastest candidate).
+
+    Ties in AUC go to the faster candidate; the fastest is the nearest to the budget when nothing meets it.
+    """
+    # TODO: raise ValueError on an empty list; keep the candidates with p99_ms <= budget_ms; the best of them is the
+    #       one with the highest auc (on a tie, the lowest p99_ms), None when none is within; the fastest is the one
+    #       with the lowest p99_ms over all candidates. Do not sort the list in place.
+    raise NotImplementedError("TODO: pick_within_budget: the most accurate candidate within budget, and the fastest")
+
+
+# ---------------------------------------------------------------------------------------------- 5. the plot
+
+
+def plot_quality_vs_latency(candidates: Sequence[Candidate], budget_ms: float, chosen: Candidate | None,
+                            path: Path) -> None:
+    """AUC against p99 latency (log scale) for each candidate, the budget as a vertical line, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: F401
+
+    # TODO: fig, ax = plt.subplots(); for each candidate ax.scatter(c.p99_ms, c.auc) and ax.annotate(c.name, ...);
+    #       mark the chosen one; ax.axvline(budget_ms) for the budget; ax.set_xscale("log") (latencies span 10x);
+    #       label the axes, fig.savefig(path), plt.close(fig)
+    raise NotImplementedError("TODO: plot AUC against p99 latency, the budget as a vertical line, save to `path`")
