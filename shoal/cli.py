@@ -293,10 +293,11 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the synthetic data goes.")] = Path("data"),
 ) -> None:
     """Synthetic click log -> train DLRM -> evaluate against the Bayes-optimal ceiling -> distil a student ->
-    export it to ONNX -> teacher vs student, quality and latency side by side."""
+    export it to ONNX -> teacher vs student, quality and latency side by side -> serve the student on
+    127.0.0.1, query it (one request malformed) and shut the server down."""
     from shoal import runs
     from shoal.data.synthetic import SynthSpec, generate, load_truth, truth_path
-    from shoal.demo import DEMO_STUDENT, distil_and_compare, synthetic_config
+    from shoal.demo import DEMO_STUDENT, distil_and_compare, serve_and_query, synthetic_config
 
     with _user_errors():
         started = time.perf_counter()
@@ -347,7 +348,22 @@ def demo(
         table.add_row("AUC gain kept", *(f"{(side.metrics['valid_auc'] - 0.5) / gain:.1%}" if gain > 0 else "-"
                                          for side in sides))
         console.print(table)
-        # 6. serve: (to come) start `shoal serve` on the student and query it; add that step here.
+        console.rule("6. serve the student on 127.0.0.1 and query it")
+        import json
+
+        backend, exchanges = serve_and_query(student.artifact_dir / "bundle", data, _home(home))
+        table = Table(title=f"shoal serve {student.run_id} ({backend}), then shut down")
+        for col in ("request", "status", "answer"):
+            table.add_column(col)
+        for ex in exchanges:
+            if "predictions" in ex.body:
+                answer = f"click probability {ex.body['predictions'][0]['probability']:.4f}"
+            elif isinstance(ex.body.get("detail"), list):  # 422: pydantic's errors, each naming its field
+                answer = "; ".join(str(e.get("msg")) for e in ex.body["detail"])
+            else:
+                answer = json.dumps(ex.body.get("detail", ex.body))
+            table.add_row(ex.what, str(ex.status), answer)
+        console.print(table)
         console.print(f"demo took {time.perf_counter() - started:.0f} s")
         console.print(f"next: shoal show {student.run_id}   |   shoal compress {record.run_id} --budget-ms 0.1   |   "
                       "shoal runs")

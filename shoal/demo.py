@@ -14,7 +14,7 @@ from shoal.registry import RunRecord
 if TYPE_CHECKING:
     from shoal.latency import BenchResult
 
-__all__ = ["DEMO_STUDENT", "Side", "distil_and_compare", "synthetic_config"]
+__all__ = ["DEMO_STUDENT", "Exchange", "Side", "distil_and_compare", "serve_and_query", "synthetic_config"]
 
 
 def synthetic_config(train: Path, dense: int = 13, sparse: int = 26, buckets: int = 100_000) -> RunConfig:
@@ -73,3 +73,65 @@ def distil_and_compare(teacher_run: str, home: Path, callbacks: Callbacks | None
                          t_torch),
                     Side(f"student: {student} (PyTorch)", record.run_id, record.metrics, s_torch),
                     Side(f"student: {student} (ONNX)", record.run_id, record.metrics, s_onnx)]
+
+
+@dataclass
+class Exchange:
+    """One request the demo sent to its server and what came back."""
+
+    what: str
+    status: int
+    body: dict[str, Any]
+
+
+def serve_and_query(bundle_dir: Path, data: Path, home: Path, rows: int = 3,
+                    timeout: float = 60.0) -> tuple[str, list[Exchange]]:
+    """Serve ``bundle_dir`` with ``shoal serve``'s app on 127.0.0.1 (a free port), send it ``rows`` real rows of
+    ``data``, one malformed request and a health check, then shut it down. Returns (backend, exchanges)."""
+    import json
+    import socket
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    import pyarrow.parquet as pq
+    import uvicorn
+
+    from shoal.serving.app import ServeSettings, create_app
+
+    app = create_app(bundle_dir, ServeSettings(), home)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="shoal-demo-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the demo server did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+    def call(what: str, path: str, body: dict[str, Any] | None = None) -> Exchange:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
+            data=None if body is None else json.dumps(body).encode(), headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return Exchange(what, response.status, json.loads(response.read()))
+        except urllib.error.HTTPError as err:  # 4xx/5xx: the answer is the point of the malformed request
+            return Exchange(what, err.code, json.loads(err.read()))
+
+    try:
+        table = pq.read_table(data).slice(0, rows)
+        real = table.drop([c for c in ("label",) if c in table.column_names]).to_pylist()
+        bad = {**real[0], next(iter(real[0])): "not a number"}  # a dense count sent as text
+        exchanges = [call("GET /healthz", "/healthz")]
+        exchanges += [call(f"POST /predict (row {i + 1})", "/predict", {"rows": [r]}) for i, r in enumerate(real)]
+        exchanges.append(call("POST /predict (malformed)", "/predict", {"rows": [bad]}))
+        backend = str(call("GET /model", "/model").body.get("backend", "?"))
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+    return backend, exchanges

@@ -80,3 +80,5 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert run.status == "completed" and run.metrics["valid_auc"] > 0.65
     assert student.kind == "distill" and student.parent == run.run_id and student.status == "completed"
     assert "teacher vs student" in out and "p99 ms (batch 1)" in out and (student.artifact_dir / "bundle/onnx").is_dir()
+    # the demo ends in production: the student served on 127.0.0.1, three answers, one 422 naming the field
+    assert out.count("click probability") == 3 and "(malformed)" in out and "422" in out and "field 'd0'" in out
