@@ -38,7 +38,8 @@ def _fake_data(root: Path, seed: int = 0) -> None:
             c = rng.choice(names)
             w.writerow([str(names.index(c) + 1), "title", sentence(c)])
     (root / "sst2").mkdir()
-    for name, n, head in (("train.tsv", 500, "label\tsentence"), ("test.tsv", 100, "label\tcontent")):
+    for name, n, head in (("train.tsv", 500, "label\tsentence"), ("dev.tsv", 80, "label\tcontent"),
+                          ("test.tsv", 100, "label\tcontent")):
         lines = [head]
         for _ in range(n):
             y = int(rng.integers(2))
