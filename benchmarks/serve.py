@@ -2,23 +2,30 @@
 
     python benchmarks/serve.py --json bench-serve.json [--quick]
 
-Everything runs on 127.0.0.1: each server is a subprocess (uvicorn, one worker process, ``--threads`` torch
-threads), the load comes from this process through ``httpx.AsyncClient`` (one connection per client, closed loop:
-each client sends its next request when the previous one is answered). Every run is bounded both in requests
-and in seconds.
+Everything runs on 127.0.0.1: each server is a subprocess (uvicorn with uvloop and httptools, one worker process,
+``--threads`` torch threads, the heap frozen after loading: the same for every system), the load comes from this
+process (one keep-alive connection per client, closed loop: each client sends its next request when the previous
+one is answered). Every run is bounded both in requests and in seconds.
+
+The load generator is :class:`Connection`, a minimal HTTP/1.1 client written for this benchmark (about 0.03 ms of
+CPU per request); ``--client httpx`` uses ``httpx.AsyncClient`` instead (0.8 to 1.4 ms per request: on two cores
+it sets the pace itself), to cross-check.
 
 Model: the demo's DLRM config (13 dense, 26 sparse features, one of them a list) trained for one epoch on a small
 ``shoal synth`` log in a temporary folder. A request carries one row.
 
 Systems (one JSON row per metric, ``{"bench": "serve", "dataset", "system", "metric", "value", "clients"}``):
 
-* ``shoal-batched``: ``shoal serve`` (micro-batching on: ``max_batch_rows`` 256, ``max_wait_ms`` 2);
-* ``shoal-nobatch``: ``shoal serve --no-batching`` (one request per model call, same worker thread);
+* ``shoal-batched``: ``shoal serve --backend torch`` (micro-batching on: ``max_batch_rows`` 256, ``max_wait_ms`` 2);
+* ``shoal-nobatch``: ``shoal serve --backend torch --no-batching`` (one request per model call, same worker thread);
 * ``naive``: a plain FastAPI endpoint (``def``, so run in FastAPI's thread pool) that encodes the request's rows
-  with the bundle's encoder and runs the PyTorch model once per request.
+  with the bundle's encoder and runs the PyTorch model once per request, served by the same uvicorn settings;
+* ``shoal-batched-onnx``: ``shoal serve`` on the bundle exported with ``shoal export --onnx`` (ONNX Runtime);
+  left out with ``--no-onnx``.
 
 At 1, 8 and 64 clients: ``requests_per_s`` (answered requests / seconds), ``latency_ms_p50``, ``latency_ms_p99``,
-``errors_4xx``, ``errors_5xx`` (a 5xx or a connection error).
+``errors_4xx``, ``errors_5xx`` (a 5xx or a connection error), and ``load_avg_1m``: the machine's 1-minute load
+average after the run (the benchmark shares its cores with whatever else runs: read the other numbers with it).
 
 Then, against ``shoal-batched`` (16 clients): a mixed load with 10% malformed requests (a wrong type, a missing
 field, an unknown field, a body over the limit); every malformed one must get a 4xx, every valid one the same
@@ -51,6 +58,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pyarrow.parquet as pq
+import uvloop
 
 try:  # run as ``python benchmarks/serve.py`` (script folder on sys.path) or imported as ``benchmarks.serve``
     from benchmarks.common import markdown_table, row, write_json
@@ -59,9 +67,9 @@ except ImportError:  # pragma: no cover - depends on how the file is run
 
 BENCH = "serve"
 DATASET = "synthetic"
-SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive")
+SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive", "shoal-batched-onnx")
 CLIENTS = (1, 8, 64)
-METRICS = ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_4xx", "errors_5xx")
+METRICS = ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_4xx", "errors_5xx", "load_avg_1m")
 TOKEN = "bench-admin-token"
 THREADS = 1  # torch threads per server: the load generator needs the other core
 MIXED_CLIENTS = 16
@@ -166,7 +174,8 @@ def server(system: str, bundle: Path, log: Path) -> Iterator[str]:
         cmd = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port)]
     else:
         cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--port", str(port),
-               "--threads", str(THREADS), *(["--no-batching"] if system == "shoal-nobatch" else [])]
+               "--threads", str(THREADS), "--backend", "onnx" if system.endswith("-onnx") else "torch",
+               *(["--no-batching"] if system == "shoal-nobatch" else [])]
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -197,7 +206,102 @@ def alive(url: str) -> bool:
         return False
 
 
-# -- load -----------------------------------------------------------------------------------------------------
+# -- load ---------------------------------------------------------------------------------------------------
+class Reply:
+    """A response: status and body (benchmark client)."""
+
+    __slots__ = ("status", "body")
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, for the load only: a benchmark tool, not a general client.
+
+    It writes a POST and reads the answer's status line, headers and ``Content-Length`` body, nothing else (no
+    chunked bodies, redirects, TLS or proxies; a server answering ``connection: close`` makes it reconnect). Its
+    point is a small client cost per request (about 0.03 ms of CPU): httpx spends 0.8 to 1.4 ms, more than the
+    server, so with both on two cores it, not the server, set the pace and the latency.
+    """
+
+    timeout_s = 30.0  # for the answer's head; the body follows at once
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
+
+    async def post(self, path: str, body: bytes) -> Reply:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        self._writer.write(b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path.encode(), self._head,
+                                                                                   len(body)) + body)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                head = await self._reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            await self.close()
+            raise ConnectionError(f"{self.host}:{self.port} closed the connection or did not answer "
+                                  f"within {self.timeout_s} s") from None
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length, close = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+            elif name == b"transfer-encoding":
+                raise ConnectionError(f"the benchmark client reads Content-Length bodies only, not {line!r}")
+        data = await self._reader.readexactly(length) if length else b""
+        if close:
+            await self.close()
+        return Reply(status, data)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+
+class HttpxConnection:
+    """The same interface over ``httpx.AsyncClient`` (one connection): ``--client httpx``, to cross-check."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30,
+                                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+    async def post(self, path: str, body: bytes) -> Reply:
+        try:
+            r = await self.client.post(path, content=body, headers={"content-type": "application/json"})
+        except httpx.TransportError as err:
+            raise ConnectionError(str(err)) from None
+        return Reply(r.status_code, r.content)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+CLIENT_KINDS = {"raw": Connection, "httpx": HttpxConnection}
+
+
+def run_async(main: Any) -> Any:
+    """Run a coroutine on uvloop (the load generator's own event loop, as light as the servers')."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)  # seconds, answered requests
@@ -236,28 +340,26 @@ def malformed_body(k: int, good: dict[str, Any]) -> bytes:
 
 async def load(url: str, clients: int, rows: list[dict[str, Any]], budget: Budget, *,
                expected: dict[str, np.ndarray] | None = None, malformed_share: float = 0.0,
-               measure: bool = True) -> Tally:
+               measure: bool = True, client: str = "raw") -> Tally:
     """Closed-loop load: ``clients`` concurrent senders until ``budget`` requests or seconds are used up.
 
     With ``expected`` (version -> offline probabilities of ``rows``), every answer is checked against its
     version's. ``malformed_share`` of the requests are malformed and must get a 4xx.
     """
     tally = Tally()
-    # One client (one keep-alive connection) per simulated user: a single pool shared by 64 senders spends
-    # most of its time managing the pool (measured: 244 vs 628 requests/s against /healthz).
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    # One connection per simulated user: a single httpx pool shared by 64 senders spends most of its time
+    # managing the pool (measured: 244 vs 628 requests/s against /healthz).
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     bodies = [json.dumps({"rows": [r]}).encode() for r in rows]
-    headers = {"content-type": "application/json"}
     seconds = budget.seconds if measure else budget.warmup_s
     sent = 0
     rng = random.Random(0)
-    async with contextlib.AsyncExitStack() as stack:
-        users = [await stack.enter_async_context(httpx.AsyncClient(base_url=url, limits=limits, timeout=30))
-                 for _ in range(clients)]
+    users = [CLIENT_KINDS[client](host, int(port)) for _ in range(clients)]
+    try:
         start = time.perf_counter()
         deadline = start + seconds
 
-        async def user(client: httpx.AsyncClient) -> None:
+        async def user(conn: Connection | HttpxConnection) -> None:
             nonlocal sent
             while sent < budget.requests and time.perf_counter() < deadline:
                 i = sent % len(rows)
@@ -266,17 +368,17 @@ async def load(url: str, clients: int, rows: list[dict[str, Any]], budget: Budge
                 body = malformed_body(sent, rows[i]) if bad else bodies[i]
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/predict", content=body, headers=headers)
-                except httpx.TransportError:
+                    r = await conn.post("/predict", body)
+                except (ConnectionError, OSError, asyncio.IncompleteReadError):
                     tally.errors_5xx += 1
                     continue
                 tally.latencies.append(time.perf_counter() - t0)
                 if bad:
                     tally.malformed += 1
-                    tally.malformed_4xx += 400 <= r.status_code < 500
-                if r.status_code >= 500:
+                    tally.malformed_4xx += 400 <= r.status < 500
+                if r.status >= 500:
                     tally.errors_5xx += 1
-                elif r.status_code >= 400:
+                elif r.status >= 400:
                     tally.errors_4xx += 1
                 elif expected is not None:
                     doc = r.json()
@@ -291,11 +393,14 @@ async def load(url: str, clients: int, rows: list[dict[str, Any]], budget: Budge
 
         await asyncio.gather(*(user(c) for c in users))
         tally.seconds = time.perf_counter() - start
+    finally:
+        for conn in users:
+            await conn.close()
     return tally
 
 
 async def swap_under_load(url: str, rows: list[dict[str, Any]], budget: Budget, versions: dict[str, Path],
-                          expected: dict[str, np.ndarray]) -> tuple[Tally, int, int]:
+                          expected: dict[str, np.ndarray], client: str = "raw") -> tuple[Tally, int, int]:
     """Alternate the served version every ~0.5 s while 16 clients send requests; (tally, swaps ok, swaps)."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
     stop = budget.seconds - 0.5
@@ -312,7 +417,8 @@ async def swap_under_load(url: str, rows: list[dict[str, Any]], budget: Budget, 
                 swaps += 1
                 ok += r.status_code == 200
 
-    tally, _ = await asyncio.gather(load(url, MIXED_CLIENTS, rows, budget, expected=expected), swapper())
+    tally, _ = await asyncio.gather(load(url, MIXED_CLIENTS, rows, budget, expected=expected, client=client),
+                                    swapper())
     return tally, ok, swaps
 
 
@@ -321,21 +427,31 @@ def _rows(system: str, clients: int, metrics: dict[str, float]) -> list[dict[str
     return [{**row(BENCH, DATASET, system, k, v), "clients": clients} for k, v in metrics.items()]
 
 
-def run(work: Path, budget: Budget, quick: bool) -> list[dict[str, Any]]:
+def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool = True) -> list[dict[str, Any]]:
     data, v1, v2 = make_bundles(work, TRAIN_ROWS_QUICK if quick else TRAIN_ROWS)
     rows = request_rows(data, 2000)
     out: list[dict[str, Any]] = []
     log = work / "servers.log"
+    bundles = {system: v1 for system in SYSTEMS}
+    if onnx:
+        import shutil
+
+        from shoal.export import export_onnx
+
+        bundles["shoal-batched-onnx"] = exported = shutil.copytree(v1, work / "exported" / "bundle")
+        export_onnx(exported)  # checks parity with PyTorch on the way
     for system in SYSTEMS:
-        with server(system, v1, log) as url:
+        if system.endswith("-onnx") and not onnx:
+            continue
+        with server(system, bundles[system], log) as url:
             for clients in CLIENTS:
-                asyncio.run(load(url, clients, rows, budget, measure=False))
-                tally = asyncio.run(load(url, clients, rows, budget))
-                out += _rows(system, clients, tally.metrics())
-                m = tally.metrics()
-                print(f"{system:14s} {clients:3d} clients: {m['requests_per_s']:8.1f} req/s  "
+                run_async(load(url, clients, rows, budget, measure=False, client=client))
+                tally = run_async(load(url, clients, rows, budget, client=client))
+                m = {**tally.metrics(), "load_avg_1m": os.getloadavg()[0]}
+                out += _rows(system, clients, m)
+                print(f"{system:18s} {clients:3d} clients: {m['requests_per_s']:8.1f} req/s  "
                       f"p50 {m['latency_ms_p50']:6.1f} ms  p99 {m['latency_ms_p99']:6.1f} ms  "
-                      f"4xx {tally.errors_4xx}  5xx {tally.errors_5xx}", flush=True)
+                      f"4xx {tally.errors_4xx}  5xx {tally.errors_5xx}  load {m['load_avg_1m']:.1f}", flush=True)
     # mixed load with malformed requests, then a hot swap, on the batched server
     expected = {"v1": offline(v1, rows, work), "v2": offline(v2, rows, work)}
     with server("shoal-batched", v1, log) as url:
@@ -345,8 +461,8 @@ def run(work: Path, budget: Budget, quick: bool) -> list[dict[str, Any]]:
                            json={"ref": str(folder)}, timeout=60)
             version_of[r.json()["version"]] = name
         by_version = {v: expected[name] for v, name in version_of.items()}
-        mixed = asyncio.run(load(url, MIXED_CLIENTS, rows, budget, expected=by_version,
-                                 malformed_share=MALFORMED_SHARE))
+        mixed = run_async(load(url, MIXED_CLIENTS, rows, budget, expected=by_version,
+                               malformed_share=MALFORMED_SHARE, client=client))
         up = alive(url)
         out += _rows("shoal-batched-malformed", MIXED_CLIENTS, {
             "requests": len(mixed.latencies), "malformed_requests": mixed.malformed,
@@ -356,7 +472,7 @@ def run(work: Path, budget: Budget, quick: bool) -> list[dict[str, Any]]:
               f"{mixed.malformed_4xx} 4xx; {mixed.mismatches} valid answers differ from offline; "
               f"5xx {mixed.errors_5xx}; server up: {up}", flush=True)
         folders = {"v1": v1, "v2": v2}
-        swap, swaps_ok, swaps = asyncio.run(swap_under_load(url, rows, budget, folders, by_version))
+        swap, swaps_ok, swaps = run_async(swap_under_load(url, rows, budget, folders, by_version, client))
         failed = swap.errors_4xx + swap.errors_5xx
         out += _rows("shoal-batched-hotswap", MIXED_CLIENTS, {
             "requests": len(swap.latencies), "swaps": swaps, "swaps_ok": swaps_ok, "failed_requests": failed,
@@ -377,7 +493,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines = [table, ""]
     get = {(r["system"], r["clients"], r["metric"]): r["value"] for r in rows}
     naive = get.get(("naive", 64, "requests_per_s"))
-    for system in ("shoal-batched", "shoal-nobatch"):
+    for system in ("shoal-batched", "shoal-nobatch", "shoal-batched-onnx"):
         rps = get.get((system, 64, "requests_per_s"))
         if naive and rps:
             lines.append(f"- {system} / naive requests/s at 64 clients: {rps / naive:.2f}x "
@@ -397,6 +513,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the result rows here")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK.seconds:.0f} s per run instead of "
                                                              f"{FULL.seconds:.0f} s, a smaller training log")
+    parser.add_argument("--client", choices=sorted(CLIENT_KINDS), default="raw",
+                        help="load generator: raw (this file's minimal HTTP/1.1 client) or httpx, to cross-check")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false",
+                        help="leave out shoal-batched-onnx (ONNX export and its server)")
     parser.add_argument("--naive-server", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline
     parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -404,20 +524,27 @@ def main(argv: list[str] | None = None) -> None:
         import torch
         import uvicorn
 
+        from shoal.serving.app import freeze_heap
+
         torch.set_num_threads(THREADS)
-        uvicorn.run(naive_app(args.naive_server), host="127.0.0.1", port=args.port, access_log=False,
-                    log_level="warning")
+        app = naive_app(args.naive_server)
+        freeze_heap()  # as `shoal serve` does: the same process and uvicorn settings for every system
+        uvicorn.run(app, host="127.0.0.1", port=args.port, access_log=False, log_level="warning",
+                    timeout_graceful_shutdown=30)
         return
     if args.json is None:
         parser.error("--json OUT.json is required")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="shoal-bench-serve-") as tmp:
-        rows = run(Path(tmp), QUICK if args.quick else FULL, args.quick)
+        rows = run(Path(tmp), QUICK if args.quick else FULL, args.quick, args.client, args.onnx)
     write_json(rows, args.json)
     print()
     print(report(rows))
-    print(f"\n{platform.machine()} {os.cpu_count()} CPUs, python {platform.python_version()}; "
-          f"took {time.perf_counter() - started:.0f} s; wrote {args.json}")
+    import uvicorn
+
+    print(f"\n{platform.machine()} {os.cpu_count()} CPUs, python {platform.python_version()}, uvicorn "
+          f"{uvicorn.__version__}, uvloop {uvloop.__version__}, client {args.client}; load average now "
+          f"{os.getloadavg()[0]:.1f}; took {time.perf_counter() - started:.0f} s; wrote {args.json}")
 
 
 if __name__ == "__main__":

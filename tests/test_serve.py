@@ -199,6 +199,22 @@ def test_unseen_ids_and_missing_values_are_fine(client: TestClient, rows: list[d
     assert 0.0 < p < 1.0
 
 
+def test_the_fastapi_route_answers_as_the_fast_path(client: TestClient, rows: list[dict[str, Any]]) -> None:
+    """POST /predict skips FastAPI's layers; its FastAPI route (for the spec, mounted apps) gives the same answers."""
+    bodies = [json.dumps({"rows": rows[:3]}).encode(), b'{"rows": [{"nope": 1}]}', b"{not json",
+              b'{"rows": [' + b" " * 30_000 + b"]}"]
+    headers = {"content-type": "application/json"}
+    fast = [client.post("/predict", content=b, headers=headers) for b in bodies]
+    app = client.app
+    saved, app.fast_predict = app.fast_predict, None  # type: ignore[attr-defined]
+    try:
+        routed = [client.post("/predict", content=b, headers=headers) for b in bodies]
+    finally:
+        app.fast_predict = saved  # type: ignore[attr-defined]
+    assert [r.status_code for r in fast] == [200, 422, 422, 413]
+    assert [(r.status_code, r.json()) for r in routed] == [(r.status_code, r.json()) for r in fast]
+
+
 # -- validation and limits -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("change", "field", "words"), [
     ({"d1": "abc"}, "d1", "must be a number or null, not 'abc'"),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "MicroBatcher": "shoal.serving.batcher",
     "Predictor": "shoal.serving.predictor",
-    "ServeSettings": "shoal.serving.app",
+    "ServeSettings": "shoal.serving.settings",
     "ServedModel": "shoal.serving.model",
     "TorchPredictor": "shoal.serving.predictor",
     "create_app": "shoal.serving.app",
@@ -35,11 +35,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from shoal.serving.app import ServeSettings, create_app
+    from shoal.serving.app import create_app
     from shoal.serving.batcher import MicroBatcher
     from shoal.serving.model import ServedModel, load_served
     from shoal.serving.offline import predict_file
     from shoal.serving.predictor import Predictor, TorchPredictor, select_predictor
+    from shoal.serving.settings import ServeSettings
 
 
 def __getattr__(name: str) -> Any:

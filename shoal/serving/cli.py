@@ -66,12 +66,13 @@ def serve(
     with base._user_errors():
         import uvicorn
 
-        from shoal.serving.app import ServeSettings, create_app
-        from shoal.serving.model import bundle_folder
+        from shoal.serving.refs import bundle_folder
+        from shoal.serving.settings import ServeSettings
 
         settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
                                  max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
-                                 admin_token=admin_token, workers=workers, backend=backend)
+                                 admin_token=admin_token, workers=workers, backend=backend,
+                                 freeze_heap=True)
         h = base._home(home)
         logging.getLogger("shoal.serving").setLevel(logging.INFO)
         if host not in _LOOPBACK:
@@ -83,9 +84,13 @@ def serve(
                                                "settings": settings.model_dump()})
             base.console.print(f"serving {run} on http://{host}:{port} with {workers} workers "
                                f"(SIGHUP to the main process replaces them one at a time)")
+            # A replacement worker loads torch and the model before it counts as ready; uvicorn's 5 s default
+            # would abort a SIGHUP restart on a busy machine, keeping the old workers.
             uvicorn.run("shoal.serving.cli:worker_app", factory=True, host=host, port=port, workers=workers,
-                        access_log=access_log, timeout_graceful_shutdown=30)
+                        access_log=access_log, timeout_graceful_shutdown=30, timeout_worker_healthcheck=60)
             return
+        from shoal.serving.app import create_app
+
         _set_threads(threads)
         app = create_app(run, settings, h)
         service: Service = app.state.service
@@ -121,7 +126,8 @@ def _set_threads(threads: int | None) -> None:
 
 def worker_app() -> FastAPI:
     """The app of one worker process of ``shoal serve --workers N`` (options from the parent, see SPEC_ENV)."""
-    from shoal.serving.app import ServeSettings, create_app
+    from shoal.serving.app import create_app
+    from shoal.serving.settings import ServeSettings
 
     spec: dict[str, Any] = json.loads(os.environ[SPEC_ENV])
     _set_threads(spec["threads"])

@@ -38,13 +38,20 @@ class ServeMetrics:
         self.reloads = Counter("shoal_reloads", "Model reloads (hot swaps)", ["outcome"], registry=r)
         self.model_info = Gauge("shoal_model_info", "The model version being served (value 1)",
                                 ["name", "version", "backend"], registry=r)
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram, Counter | None]] = {}
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(endpoint, code).inc()
-        self.latency.labels(endpoint).observe(seconds)
-        if status >= 400:
-            self.errors.labels(endpoint, code).inc()
+        children = self._children.get((endpoint, status))
+        if children is None:  # labels() locks and builds a key on every call: look each pair up once
+            code = str(status)
+            children = self._children[endpoint, status] = (
+                self.requests.labels(endpoint, code), self.latency.labels(endpoint),
+                self.errors.labels(endpoint, code) if status >= 400 else None)
+        requests, latency, errors = children
+        requests.inc()
+        latency.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def serving(self, name: str, version: str, backend: str) -> None:
         self.model_info.clear()

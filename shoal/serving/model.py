@@ -6,7 +6,6 @@ unchanged bundle keeps the version and retraining into the same folder changes i
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,11 @@ from pydantic import BaseModel
 from shoal.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
-from shoal.registry import Registry
 from shoal.serving.predictor import Predictor, select_predictor
+from shoal.serving.refs import bundle_folder, content_version
 from shoal.serving.schema import RequestSchema
 
 __all__ = ["RowsRejected", "ServedModel", "bundle_folder", "load_served"]
-
-_HASHED_FILES = ("bundle.json", "model.safetensors")
-
 
 class RowsRejected(ValueError):
     """Rows the encoder refused (the request model let them through): the first one's field and reason."""
@@ -93,41 +89,11 @@ class ServedModel:
         }
 
 
-def bundle_folder(ref: str | Path, home: Path) -> tuple[Path, str | None]:
-    """The bundle folder of a run id (or prefix, or ``latest``) or of a folder path; and the run id, if any."""
-    path = Path(ref)
-    if (path / "bundle.json").is_file():
-        run = path.parent.name if path.name == "bundle" and path.parent.parent.name == "runs" else None
-        return path, run
-    if path.exists() or len(path.parts) > 1:
-        raise FileNotFoundError(f"{ref}: not a shoal bundle folder (no bundle.json); pass a run id or a bundle folder")
-    if not (home / "registry.db").is_file():
-        raise FileNotFoundError(f"{ref!r} is not a bundle folder, and {home} holds no registry to look it up in; "
-                                f"pass a bundle folder, or the registry with --home")
-    record = Registry(home).get(str(ref))
-    folder = record.artifact_dir / "bundle"
-    if not (folder / "bundle.json").is_file():
-        raise FileNotFoundError(
-            f"run {record.run_id} has no bundle (status {record.status}); "
-            f"finish it with `shoal train --resume {record.run_id}`"
-        )
-    return folder, record.run_id
-
-
-def _content_version(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for name in _HASHED_FILES:
-        with (folder / name).open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
                 backend: str = "auto") -> ServedModel:
     """Load and warm up a bundle for serving (slow: call it off the event loop)."""
     folder, run = bundle_folder(ref, home)
-    version = _content_version(folder)
+    version = content_version(folder)
     bundle = load_bundle(folder)
     served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder, backend),
                          schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes),

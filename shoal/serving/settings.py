@@ -1,0 +1,29 @@
+"""The settings of one server: limits, batching, backend, admin token. Free of torch and FastAPI, so the parent
+process of ``shoal serve --workers N`` (which only supervises) never loads them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ServeSettings"]
+
+
+class ServeSettings(BaseModel):
+    """Limits and batching of one server. Every field has a safe default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_rows: int = Field(256, ge=1, le=65_536, description="most rows per model call")
+    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="most a request waits for others to batch with")
+    batching: bool = Field(True, description="false: one request per model call (for comparison)")
+    max_rows_per_request: int = Field(1024, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="request body limit; over it: 413")
+    max_text_bytes: int = Field(65_536, ge=1, description="UTF-8 bytes per text field; over it: 422")
+    admin_token: str | None = Field(None, min_length=8, repr=False, description="None: admin endpoints off")
+    workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(
+        "auto", description="auto: ONNX Runtime where the bundle was exported, else PyTorch")
+    freeze_heap: bool = Field(False, description="gc.freeze() after a model loads (shoal serve: on); a process "
+                                                 "setting, so off for apps embedded in other programs")
