@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shoal-installed
 
-.PHONY: demo test lint typecheck bench-ctr bench-distill clean
+.PHONY: demo test lint typecheck bench-ctr bench-distill install-scale bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ bench-ctr: $(STAMP)
 
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/distill.py --json bench-distill.json
+
+install-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[scale]'
+	$(BIN)/python -m pip install --quiet --no-deps torchrec==1.8.0
+
+bench-scale: install-scale
+	$(BIN)/python benchmarks/scale.py --json bench-scale.json
 
 clean:
 	rm -rf $(VENV) shoal-runs data .pytest_cache .mypy_cache .ruff_cache

@@ -164,12 +164,38 @@ def train(
     config: Annotated[Path | None, typer.Argument(help="YAML run config.")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this killed run (id or prefix).")] = None,
     home: HomeOption = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes per node: torchrun + DDP.")] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Nodes (run the same command on each).")] = 1,
+    rdzv_endpoint: Annotated[str | None, typer.Option(
+        "--rdzv-endpoint", help="HOST:PORT of the rendezvous, for --nnodes > 1.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (cuda: nccl, bf16 autocast).")] = "auto",
 ) -> None:
-    """Train a model from a config; prints the run id and its metrics."""
+    """Train a model from a config; prints the run id and its metrics. With --nproc N (or a CUDA device, or
+    train.embeddings.backend: torchrec) it runs N processes through torch.distributed.run (docs/distributed.md)."""
     from shoal import runs
 
     with _user_errors():
         h = _home(home)
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, not {device!r}")
+        if nproc is None:
+            nproc = _distributed_nproc(config, resume, h, device)
+        if nproc is not None:
+            from shoal.distributed.launch import DistributedRunError, launch
+
+            try:
+                run_id = launch(config, h, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint,
+                                device=device, resume=resume, progress=True)  # type: ignore[arg-type]
+            except DistributedRunError as err:
+                err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+            if run_id is None:
+                console.print("rank 0 ran on another node: its registry holds the run")
+                return
+            from shoal.registry import Registry
+
+            _print_run(Registry(h).get(run_id))
+            return
         if resume is not None:
             record = _train_with_progress(lambda cb: runs.resume(resume, h, cb))
         elif config is None:
@@ -177,6 +203,25 @@ def train(
         else:
             record = _train_with_progress(lambda cb: runs.train(config, h, cb))
         _print_run(record)
+
+
+def _distributed_nproc(config: Path | None, resume: str | None, home: Path, device: str) -> int | None:
+    """1 when a run without --nproc still needs the distributed trainer (--device cuda, TorchRec tables, or
+    resuming a run that was started with torchrun, with its process count); None for the one-process trainer."""
+    if device == "cuda":
+        return 1
+    if resume is not None:
+        from shoal.registry import Registry
+
+        record = Registry(home).get(resume)
+        world = record.summary.get("world_size")
+        backend = record.config.get("train", {}).get("embeddings", {}).get("backend", "native")
+        return int(world) if world else 1 if backend == "torchrec" else None
+    if config is not None:
+        from shoal.config import load_config
+
+        return 1 if load_config(config).train.embeddings.backend == "torchrec" else None
+    return None
 
 
 @app.command("eval")

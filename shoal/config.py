@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DLRMConfig",
+    "EmbeddingsConfig",
     "FeatureConfig",
     "FileSpec",
     "LabelConfig",
@@ -216,6 +217,14 @@ ModelConfig = Annotated[DLRMConfig | LogisticConfig | MLPConfig | BagConfig | By
                         Field(discriminator="name")]
 
 
+class EmbeddingsConfig(_Strict):
+    """Where the embedding tables live: shoal's own SparseArch (replicated, sparse gradients all-reduced) or
+    TorchRec's EmbeddingBagCollection sharded by DistributedModelParallel (the ``scale`` extra)."""
+
+    backend: Literal["native", "torchrec"] = "native"
+    sharding: Literal["table_wise", "row_wise", "column_wise"] = "table_wise"  # torchrec only
+
+
 class TrainConfig(_Strict):
     """Optimisation: Adagrad on embedding rows (sparse gradients), Adam on everything else."""
 
@@ -231,6 +240,7 @@ class TrainConfig(_Strict):
     eval_every: int | None = Field(None, ge=1)  # steps between validations; None: once per epoch
     threads: int | None = Field(None, ge=1)
     cache_mb: int = Field(1024, ge=0)  # keep encoded rows in memory across epochs up to this size (0: never)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
 
 
 class RunConfig(_Strict):

@@ -35,7 +35,7 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if "sum" not in state:
-                    state["sum"] = torch.zeros(p.shape[0], dtype=torch.float32)
+                    state["sum"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
                 acc: torch.Tensor = state["sum"]
                 grad = p.grad
                 if not grad.is_sparse:

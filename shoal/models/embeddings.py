@@ -108,8 +108,8 @@ class SparseArch(nn.Module):
             unique, inverse = torch.unique(flat, return_inverse=True)  # (U,), (sum N_k,)
             self._rows_used = int(unique.shape[0])
             rows = _GatherRows.apply(self.bag.weight, unique)  # (U, dim)
-            bag_of_id = (torch.arange(bags.shape[0]) if lengths is None
-                         else torch.repeat_interleave(torch.arange(bags.shape[0]), lengths))  # (sum N_k,)
+            bag_ids = torch.arange(bags.shape[0], device=flat.device)  # (F * B,)
+            bag_of_id = bag_ids if lengths is None else torch.repeat_interleave(bag_ids, lengths)  # (sum N_k,)
             pooled = _PoolRows.apply(rows, inverse, bags, bag_of_id, weights)
         else:
             pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
