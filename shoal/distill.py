@@ -245,10 +245,17 @@ def student_config(teacher: RunConfig, student: str | Path | RunConfig | dict[st
     doc["model"] = model
     doc["name"] = name or f"{teacher.name}-{key}-student"
     switched = False
-    for f in doc["features"]:
-        if f["kind"] == "text" and f["tokens"] == "bytes" and key != "bytecnn":
-            f.update(NGRAM_TEXT)
-            switched = True
+    if key != "bytecnn":
+        bagged = {f["column"] or f["name"] for f in doc["features"] if f["kind"] == "text" and f["tokens"] == "ngrams"}
+        features = []
+        for f in doc["features"]:
+            if f["kind"] == "text" and f["tokens"] == "bytes":
+                switched = True
+                if (f["column"] or f["name"]) in bagged:
+                    continue  # the teacher also reads this text as n-grams: the student keeps that feature only
+                f.update(NGRAM_TEXT)
+            features.append(f)
+        doc["features"] = features
     if switched:
         doc["train"].update(NGRAM_TRAIN)
     return parse_config(doc, source=f"student {key!r} of {teacher.name!r}")

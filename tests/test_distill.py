@@ -240,6 +240,11 @@ def test_bytecnn_teacher_distils_into_bag(tmp_path: Path) -> None:
     teacher = train(cfg, home)
     student = student_config(cfg, "bag")
     assert student.features[0].tokens == "ngrams" and student.train.embedding_lr == 0.1
+    # a teacher reading the text both as bytes and as n-grams: the student keeps one n-gram feature per column
+    both = parse_config({**cfg.resolved(), "features": [
+        {"name": "text_bytes", "column": "text", "kind": "text", "tokens": "bytes", "max_bytes": 64},
+        {"name": "text_ngrams", "column": "text", "kind": "text"}]})
+    assert [f.name for f in student_config(both, "bag").features] == ["text_ngrams"]
     rec = distill(teacher.run_id, "bag", home, train={"epochs": 2})
     assert rec.status == "completed" and rec.config["features"][0]["tokens"] == "ngrams"
     assert rec.metrics["valid_auc"] > 0.8 and rec.summary["distill"]["teacher_model"] == "bytecnn"
