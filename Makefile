@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shoal-installed
 
-.PHONY: demo test lint typecheck bench-ctr bench-distill install-scale bench-scale clean
+.PHONY: demo test lint typecheck bench-ctr bench-text bench-distill install-scale bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP) lint typecheck
 bench-ctr: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/ctr.py --json bench-ctr.json
+
+bench-text: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/text.py --json bench-text.json
 
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/distill.py --json bench-distill.json
