@@ -69,17 +69,17 @@ class RichCallbacks(Callbacks):
 
     def on_scan(self, rows: int) -> None:
         if self.scan is None:
-            self.scan = self.progress.add_task("scan", total=None, loss=float("nan"), speed=0.0)
+            self.scan = self.progress.add_task("scan", total=None, rate="", loss="")  # reading: no rate or loss yet
         self.progress.update(self.scan, completed=rows, description=f"scan {rows:,} rows")
 
     def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None:
         if self.scan is not None:
             self.progress.update(self.scan, total=1, completed=1)
         self.task = self.progress.add_task("train", total=rows_per_epoch * epochs, completed=resumed_rows,
-                                           loss=float("nan"), speed=0.0)
+                                           rate="", loss="")
 
     def on_step(self, rows: int, loss: float, rows_per_s: float) -> None:
-        self.progress.update(self.task, completed=rows, loss=loss, speed=rows_per_s)
+        self.progress.update(self.task, completed=rows, loss=f"loss {loss:.4f}", rate=f"{rows_per_s:,.0f} rows/s")
 
     def on_end(self, stopped_early: bool) -> None:
         done = next(t.completed for t in self.progress.tasks if t.id == self.task)
@@ -95,7 +95,7 @@ class RichCallbacks(Callbacks):
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[speed]:,.0f} rows/s"), TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[loss]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
     )
 
