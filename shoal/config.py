@@ -239,7 +239,7 @@ class TrainConfig(_Strict):
     early_stopping_patience: int = Field(2, ge=1)  # epochs without a better validation log loss
     eval_every: int | None = Field(None, ge=1)  # steps between validations; None: once per epoch
     threads: int | None = Field(None, ge=1)
-    cache_mb: int = Field(1024, ge=0)  # keep encoded rows in memory across epochs up to this size (0: never)
+    cache_mb: int = Field(256, ge=0)  # keep encoded rows in memory across epochs up to this size (0: never)
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
 
 
