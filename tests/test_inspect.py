@@ -406,3 +406,4 @@ def test_text_file_with_classes_gets_a_multiclass_label_and_a_bag_model(tmp_path
     cfg = load_config(cfg_path)
     assert cfg.label.kind == "multiclass" and cfg.label.classes == ["money", "sport", "tech"]
     assert cfg.model.name == "bag" and cfg.features[0].kind == "text"
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.embedding_lr) == (5, 256, 0.1)  # text bag rates

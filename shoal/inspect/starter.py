@@ -11,6 +11,8 @@ from shoal.config import BagConfig, DLRMConfig, TrainConfig
 from shoal.inspect.profile import FileProfile
 from shoal.inspect.stats import _MAX_BUCKETS, _MIN_BUCKETS
 
+TEXT_BAG_TRAIN = {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}
+
 
 def sparse_buckets(cardinality: int, capped: bool = False) -> int:
     """Embedding rows for a sparse feature: ``2**ceil(log2(2 * cardinality))`` within [16, 1,000,000]."""
@@ -31,8 +33,9 @@ def _comment(text: str) -> str:
 
 def starter_config(profile: FileProfile, config_path: Path) -> str:
     """YAML text of a run config for ``profile`` that :func:`shoal.config.load_config` accepts once written
-    to ``config_path`` (``data.train`` is relative to that file's folder). Model ``dlrm`` and training
-    settings are the defaults. Raises ``ValueError`` when the profile has no label or no usable feature.
+    to ``config_path`` (``data.train`` is relative to that file's folder). Model ``dlrm`` with the default
+    training settings, or for a text-only file ``bag`` with :data:`TEXT_BAG_TRAIN`. Raises ``ValueError`` when
+    the profile has no label or no usable feature.
     """
     if profile.label is None:
         raise ValueError(
@@ -54,7 +57,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         "#   - each feature's kind: dense (a number; transform log1p for counts, standardize otherwise) or",
         "#     sparse (an id; buckets = embedding rows, about 2x the distinct ids seen) or text (raw text);",
         "#   - the columns left out (commented out under features) and columns with many missing values;",
-        "#   - model and train settings: these are the defaults.",
+        "#   - model and train settings: the defaults (a text-only file: bag with fastText-like rates).",
         f"name: {_y(Path(profile.path).stem)}",
         "data:",
         f"  train: {_y(train)}",
@@ -101,6 +104,8 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     out += ["model:", f"  name: {_y(name)}"]
     out += [f"  {k}: {_y(v)}" for k, v in model.items() if k != "name"]
     out.append("train:")
-    out += [f"  {k}: {_y(v)}" for k, v in TrainConfig.model_validate({}).model_dump(mode="json").items()]
+    # the defaults suit click models; a bag of text n-grams learns best with fastText-like rates (configs/agnews.yaml)
+    settings = TEXT_BAG_TRAIN if name == "bag" else {}
+    out += [f"  {k}: {_y(v)}" for k, v in TrainConfig.model_validate(settings).model_dump(mode="json").items()]
     return "\n".join(out) + "\n"
 
