@@ -36,25 +36,25 @@ class _GatherRows(torch.autograd.Function):
 class _PoolRows(torch.autograd.Function):
     """``pooled[b] = sum_i weights_i * rows[inverse_i]`` over the ids i of bag b (sum-mode embedding bag).
 
-    The forward is ``embedding_bag``; the backward is one gather and one ``index_add`` into the (U, dim)
-    gathered rows, instead of ``embedding_bag``'s backward, which sorts the ids first.
+    The forward is ``embedding_bag``. So is the backward, read the other way round: with the ids sorted by row
+    (``order``; row u owns positions ``starts[u]`` on), row u's gradient is the weighted sum of the gradients of
+    the bags that hold it, one ``embedding_bag`` over ``grad`` with the bags as ids. No (N, dim) tensor is built
+    and nothing is scattered, unlike ``embedding_bag``'s own backward (a sort, then an index_add)::
+
+        rows[u] -> pooled[b] for every id i with inverse_i = u, bag_i = b;  grad_rows[u] = sum_i w_i * grad[bag_i]
     """
 
     @staticmethod
     def forward(ctx: Any, rows: torch.Tensor, inverse: torch.Tensor, bags: torch.Tensor, bag_of_id: torch.Tensor,
-                weights: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(inverse, bag_of_id, weights)
-        ctx.num_rows = rows.shape[0]
+                weights: torch.Tensor | None, order: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(bag_of_id.index_select(0, order), None if weights is None else weights[order], starts)
         return F.embedding_bag(inverse, rows, bags, mode="sum", per_sample_weights=weights)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
-        inverse, bag_of_id, weights = ctx.saved_tensors
-        per_id = grad.index_select(0, bag_of_id)  # (N, dim)
-        if weights is not None:
-            per_id = per_id * weights.unsqueeze(1)
-        grad_rows = grad.new_zeros(ctx.num_rows, grad.shape[1]).index_add_(0, inverse, per_id)
-        return grad_rows, None, None, None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None, None, None]:
+        bags_by_row, weights_by_row, starts = ctx.saved_tensors
+        grad_rows = F.embedding_bag(bags_by_row, grad, starts, mode="sum", per_sample_weights=weights_by_row)
+        return grad_rows, None, None, None, None, None, None  # (U, dim)
 
 
 class SparseArch(nn.Module):
@@ -105,12 +105,17 @@ class SparseArch(nn.Module):
             lengths = ends - bags  # (F * B,)
             weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
         if torch.is_grad_enabled() and self.bag.weight.requires_grad:
-            unique, inverse = torch.unique(flat, return_inverse=True)  # (U,), (sum N_k,)
+            sorted_ids, order = torch.sort(flat)  # (N,): the ids grouped by row
+            unique, counts = torch.unique_consecutive(sorted_ids, return_counts=True)  # (U,), (U,)
+            starts = torch.zeros_like(counts)
+            starts[1:] = counts.cumsum(0)[:-1]  # where row u's ids start in ``order``
+            inverse = torch.empty_like(flat)
+            inverse[order] = torch.repeat_interleave(torch.arange(unique.shape[0], device=flat.device), counts)
             self._rows_used = int(unique.shape[0])
             rows = _GatherRows.apply(self.bag.weight, unique)  # (U, dim)
             bag_ids = torch.arange(bags.shape[0], device=flat.device)  # (F * B,)
-            bag_of_id = bag_ids if lengths is None else torch.repeat_interleave(bag_ids, lengths)  # (sum N_k,)
-            pooled = _PoolRows.apply(rows, inverse, bags, bag_of_id, weights)
+            bag_of_id = bag_ids if lengths is None else torch.repeat_interleave(bag_ids, lengths)  # (N,)
+            pooled = _PoolRows.apply(rows, inverse, bags, bag_of_id, weights, order, starts)
         else:
             pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
         return pooled.view(self.num_features, batch, self.dim).transpose(0, 1)  # (B, F, dim)
