@@ -56,6 +56,7 @@ __all__ = [
     "progress",
     "record_progress",
     "start",
+    "synthetic_log",
 ]
 
 ACADEMY_DIR = Path(__file__).resolve().parents[1] / "academy"
@@ -368,6 +369,23 @@ def _load(path: Path, name: str) -> ModuleType:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+def synthetic_log(ctx: LabContext, spec: Any, name: str = "click_log.parquet") -> Path:
+    """A click log of ``spec`` (a :class:`~shoal.data.synthetic.SynthSpec`) in the lab's work folder: the one an
+    earlier check run wrote, unless it is missing or was written from another spec."""
+    from dataclasses import asdict
+
+    from shoal.data.synthetic import generate, load_truth
+
+    path = ctx.workdir / name
+    try:
+        same = path.is_file() and load_truth(path).spec == asdict(spec)
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        generate(path, spec)
+    return path
 
 
 def read_text(path: Path) -> str:

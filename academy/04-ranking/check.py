@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from shoal import metrics
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor
+from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
 from shoal.config import RunConfig
-from shoal.data.synthetic import SynthSpec, generate, load_truth
+from shoal.data.synthetic import SynthSpec, load_truth
 
 REQUIRES = ("sklearn", "matplotlib", "pyarrow")
 AUC_TARGET = 0.68  # the reference gets ~0.72 on this log; the Bayes-optimal AUC is ~0.76
@@ -116,14 +115,7 @@ def check_metrics(ctx: LabContext) -> str:
 
 
 def _log(ctx: LabContext) -> Path:
-    path = ctx.workdir / "click_log.parquet"
-    try:
-        same = path.is_file() and load_truth(path).spec == asdict(SPEC)
-    except (OSError, ValueError):
-        same = False
-    if not same:  # written by an earlier check run, unless missing or from another spec
-        generate(path, SPEC)
-    return path
+    return synthetic_log(ctx, SPEC)
 
 
 def check_config(ctx: LabContext) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import torch.nn.functional as F
 
 import shoal
 from shoal import metrics
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor
+from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
 from shoal.data.batch import Batch
-from shoal.data.synthetic import SynthSpec, generate, load_truth
+from shoal.data.synthetic import SynthSpec
 from shoal.distill import distillation_loss
 from shoal.export import FP32_TOLERANCE, ExportReport, OnnxPredictor, sample_rows
 from shoal.latency import latency
@@ -158,14 +157,7 @@ def check_gradients(ctx: LabContext) -> str:
 
 
 def _log(ctx: LabContext) -> Path:
-    path = ctx.workdir / "click_log.parquet"
-    try:
-        same = path.is_file() and load_truth(path).spec == asdict(SPEC)
-    except (OSError, ValueError):
-        same = False
-    if not same:  # written by an earlier check run, unless missing or from another spec
-        generate(path, SPEC)
-    return path
+    return synthetic_log(ctx, SPEC)
 
 
 def _home(ctx: LabContext) -> Path:
