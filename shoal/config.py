@@ -90,6 +90,11 @@ class DataConfig(_Strict):
             raise ValueError("header is false, so data.columns must list the column names in file order")
         return self
 
+    @property
+    def holds_out(self) -> bool:
+        """Whether validation rows are held out of the training file (no ``valid`` file, a fraction above 0)."""
+        return self.valid is None and self.valid_fraction > 0
+
     def file(self, split: Literal["train", "valid", "test"]) -> tuple[Path, DataConfig] | None:
         """The path of a split and the reading options for it (``data`` with the file's own options on top)."""
         spec = getattr(self, split)

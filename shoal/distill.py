@@ -166,20 +166,16 @@ class DistillLoss:
 
 
 # -- the teacher's pass -----------------------------------------------------------------------------------------
-def _uses_split(cfg: RunConfig) -> bool:
-    return cfg.data.valid is None and cfg.data.valid_fraction > 0
-
-
 def _training_batches(bundle: Bundle, cfg: RunConfig, path: Path | None = None) -> Iterator[Batch]:
     """The teacher's encoding of the rows the student trains on (held-out rows left out), read as ``cfg`` says."""
     silent = BadRowSink("count")  # bad rows are the student trainer's to report
     source = Path(path or cfg.data.train)
     data = cfg.data if path is None else cfg.data.model_copy(update={"format": "parquet"})
-    split = path is None and _uses_split(cfg)
+    split = path is None and cfg.data.holds_out
     for chunk in chunks(source, data, bundle.encoder.columns(), silent):
         if split:
             keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
-            chunk = type(chunk)(chunk.table.filter(pa.array(keep)), chunk.lines[keep], chunk.file)
+            chunk = chunk.rows(keep)
         if len(chunk):
             yield bundle.encoder.encode(chunk, silent)
 
@@ -212,7 +208,7 @@ def _same_split(teacher: RunConfig, student: RunConfig, source: str) -> None:
     if diff:
         raise ValueError(f"{source}: data.{diff[0]} is {b.get(diff[0])!r}, the teacher's is {a[diff[0]]!r}; a "
                          "student must read the teacher's training data the same way (copy the teacher's data: block)")
-    if teacher.train.seed != student.train.seed and _uses_split(teacher):
+    if teacher.train.seed != student.train.seed and teacher.data.holds_out:
         raise ValueError(f"{source}: train.seed is {student.train.seed}, the teacher's is {teacher.train.seed}; the "
                          f"seed picks the held-out rows, so set train.seed: {teacher.train.seed}")
     if teacher.label.model_dump() != student.label.model_dump():
@@ -306,7 +302,7 @@ def with_transfer(bundle: Bundle, cfg: RunConfig, transfer: Path, run_dir: Path)
     rows = 0
     try:
         for chunk in chunks(cfg.data.train, cfg.data, columns, BadRowSink("count")):
-            held = (valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed) if _uses_split(cfg)
+            held = (valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed) if cfg.data.holds_out
                     else np.zeros(len(chunk), bool))
             if held.any():
                 write(valid_path, chunk.table.filter(pa.array(held)))

@@ -210,7 +210,7 @@ class Trainer:
         qpath = self.run_dir / "quarantine.jsonl"
         qpath.unlink(missing_ok=True)
         sink = BadRowSink(cfg.data.on_bad_rows, qpath)
-        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
+        use_split = cfg.data.holds_out
 
         if encoder.needs_classes:
             encoder.fit_classes(chunks(cfg.data.train, cfg.data, [cfg.label.column], BadRowSink("count")))
@@ -230,8 +230,7 @@ class Trainer:
             for chunk in chunks(cfg.data.train, cfg.data, encoder.columns(), sink):
                 if use_split:
                     mask = valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
-                    held = Chunk(chunk.table.filter(pa.array(mask)), chunk.lines[mask], chunk.file)
-                    chunk = Chunk(chunk.table.filter(pa.array(~mask)), chunk.lines[~mask], chunk.file)
+                    held, chunk = chunk.rows(mask), chunk.rows(~mask)
                     if len(held):
                         good = encoder.encode(held, sink)  # reports the held-out bad rows too
                         keep = np.isin(held.lines, good.lines)
@@ -309,14 +308,14 @@ class Trainer:
             yield from enumerate(self.train_cache[skip:], start=skip)
             return
         cfg, t = self.config, self.config.train
-        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
+        use_split = cfg.data.holds_out
         silent = BadRowSink("count")  # bad rows were reported in the first pass
         for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), silent)):
             if ci < skip:
                 continue
             if use_split:
                 keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, t.seed)
-                chunk = Chunk(chunk.table.filter(pa.array(keep)), chunk.lines[keep], chunk.file)
+                chunk = chunk.rows(keep)
             yield ci, encoder.encode(chunk, silent)
 
     # -- optimisation ----------------------------------------------------------------------------------------

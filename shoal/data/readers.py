@@ -113,6 +113,10 @@ class Chunk:
     def __len__(self) -> int:
         return self.table.num_rows
 
+    def rows(self, mask: np.ndarray) -> Chunk:
+        """The rows where ``mask`` (N,) is True, with their line numbers."""
+        return Chunk(self.table.filter(pa.array(mask)), self.lines[mask], self.file)
+
 
 def detect_format(path: Path, explicit: str | None) -> str:
     if explicit is not None:

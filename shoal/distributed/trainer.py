@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -220,13 +219,13 @@ class DistributedTrainer(Trainer):
     def _own_chunks(self, encoder: Encoder) -> Iterator[tuple[int, Chunk]]:
         """(chunk index, training rows of the chunk) for this rank's chunks, streamed from the file."""
         cfg, ctx = self.config, self.ctx
-        use_split = cfg.data.valid is None and cfg.data.valid_fraction > 0
+        use_split = cfg.data.holds_out
         for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count"))):
             if ci % ctx.world != ctx.rank:
                 continue
             if use_split:
                 keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
-                chunk = Chunk(chunk.table.filter(pa.array(keep)), chunk.lines[keep], chunk.file)
+                chunk = chunk.rows(keep)
             yield ci, chunk
 
     def _shuffled(self, encoder: Encoder, epoch: int) -> Iterator[Batch]:
