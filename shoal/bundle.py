@@ -21,6 +21,7 @@ from torch import nn
 from shoal.config import ModelConfig, RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
+from shoal.metrics import probabilities
 from shoal.models import build
 
 __all__ = ["Bundle", "load_bundle", "save_bundle"]
@@ -50,11 +51,7 @@ class Bundle:
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
         """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one."""
-        logits = self.predict_logits(batch).astype(np.float64)
-        if logits.ndim == 1:
-            return 1.0 / (1.0 + np.exp(-logits))
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return probabilities(self.predict_logits(batch))
 
     @property
     def classes(self) -> list[str] | None:

@@ -31,6 +31,7 @@ from shoal.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
 from shoal.export_graph import count_loops, embeddings_to_fp16, quantize_int8
 from shoal.export_padded import InputLayout, layout_for, padded_feed, trace_to_onnx
+from shoal.metrics import probabilities
 
 __all__ = [
     "FP16_TOLERANCE",
@@ -265,15 +266,6 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _proba(logits: np.ndarray) -> np.ndarray:
-    """Sigmoid of (B,) logits, softmax of (B, C) ones (float64), as :meth:`Bundle.predict_proba`."""
-    z = logits.astype(np.float64)
-    if z.ndim == 1:
-        return 1.0 / (1.0 + np.exp(-z))
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _quality(proba: np.ndarray, label: np.ndarray) -> dict[str, float]:
     """AUC and log loss (binary), accuracy and log loss (multiclass): the metric change of a variant."""
     eps = 1e-7
@@ -295,7 +287,7 @@ def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,
     """Differences of ``got`` against the torch ``reference`` logits, and the metric of each on ``label``."""
     if got.shape != reference.shape:
         raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {reference.shape}")
-    p_ref, p_got = _proba(reference), _proba(got)
+    p_ref, p_got = probabilities(reference), probabilities(got)
     out: dict[str, Any] = {"max_abs_logit_diff": float(np.abs(reference - got).max()),
                            "max_abs_proba_diff": float(np.abs(p_ref - p_got).max())}
     ok = True if tolerance is None else out["max_abs_logit_diff"] <= tolerance
@@ -398,5 +390,5 @@ class OnnxPredictor:
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
         """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one."""
-        return _proba(self.predict_logits(batch))
+        return probabilities(self.predict_logits(batch))
 

@@ -32,6 +32,7 @@ __all__ = [
     "log_loss",
     "multiclass_report",
     "normalized_entropy",
+    "probabilities",
 ]
 
 logger = logging.getLogger(__name__)
@@ -239,6 +240,15 @@ def binary_report(y: ArrayLike, p: ArrayLike, base_rate: float | None = None) ->
         "rows": float(y_arr.shape[0]),
         "positive_rate": float(np.mean(y_arr)),
     }
+
+
+def probabilities(logits: ArrayLike) -> np.ndarray:
+    """A model's logits as probabilities (float64): sigmoid of (B,) binary logits, softmax of (B, C) ones."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim == 1:
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _validate_multiclass(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

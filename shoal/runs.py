@@ -20,9 +20,9 @@ from shoal.callbacks import Callbacks
 from shoal.config import DataConfig, RunConfig, load_config, parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
-from shoal.metrics import confusion_matrix
+from shoal.metrics import confusion_matrix, probabilities
 from shoal.registry import Registry, RunRecord
-from shoal.trainer import NO_ROWS, BatchLoss, Trainer, report, scores, softmax
+from shoal.trainer import NO_ROWS, BatchLoss, Trainer, report, scores
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 
@@ -118,5 +118,5 @@ def evaluate_file(ref: str | Path, data: str | Path, home: str | Path = "shoal-r
     result: dict[str, Any] = {**report(labels, logits, bundle.prior), "quarantined_rows": sink.count}
     if bundle.classes:
         result["classes"] = bundle.classes
-        result["confusion"] = confusion_matrix(labels, softmax(logits)).tolist()
+        result["confusion"] = confusion_matrix(labels, probabilities(logits)).tolist()
     return result

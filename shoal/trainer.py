@@ -42,7 +42,7 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import chunks, valid_mask
-from shoal.metrics import binary_report, confusion_matrix, multiclass_report
+from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities
 from shoal.models import build
 from shoal.optim import RowWiseAdagrad
 from shoal.plots import confusion_png
@@ -80,15 +80,6 @@ class TrainResult:
     bundle: Path
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
 Prior = float | list[float]  # the training base rate (binary) or class frequencies (multiclass)
 
 
@@ -117,8 +108,8 @@ def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, fl
     """Binary metrics (AUC, NE against the training base rate, ...) or multiclass ones (accuracy, macro-F1, ...)."""
     if logits.ndim == 1:
         assert isinstance(prior, float | int)
-        return binary_report(labels, _sigmoid(logits), base_rate=float(prior))
-    return multiclass_report(labels, softmax(logits), prior=prior)
+        return binary_report(labels, probabilities(logits), base_rate=float(prior))
+    return multiclass_report(labels, probabilities(logits), prior=prior)
 
 
 def evaluate(model: nn.Module, batches: Iterable[Batch], prior: Prior, batch_size: int = 8192) -> dict[str, float]:
@@ -476,7 +467,7 @@ class Trainer:
             labels, logits = self._scores(model, encoder, data)
             metrics.update({f"{data.name}_{k}": v for k, v in report(labels, logits, prior).items()})
             if encoder.multiclass:
-                cm = confusion_matrix(labels, softmax(logits))
+                cm = confusion_matrix(labels, probabilities(logits))
                 summary[f"{data.name}_confusion"] = cm.tolist()
                 summary[f"{data.name}_confusion_png"] = str(confusion_png(
                     cm, encoder.classes_, self.run_dir / f"confusion-{data.name}.png", f"{cfg.name}: {data.name}"))

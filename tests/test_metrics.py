@@ -309,3 +309,13 @@ def test_rate_arguments_validated(bad: float) -> None:
 def test_log_loss_eps_validated(bad: float) -> None:
     with pytest.raises(ValueError, match=r"eps must be in \[0, 0.5\)"):
         log_loss([0, 1], [0.2, 0.8], eps=bad)
+
+
+def test_probabilities_are_sigmoid_for_binary_and_softmax_for_classes() -> None:
+    from shoal.metrics import probabilities
+
+    np.testing.assert_allclose(probabilities(np.array([0.0, 2.0])), [0.5, 1 / (1 + np.exp(-2.0))])
+    p = probabilities(np.array([[1000.0, 1000.0, 0.0], [0.0, 1.0, 2.0]]))  # large logits stay finite
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(p[0], [0.5, 0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(p[1], np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum())
