@@ -47,7 +47,7 @@ from shoal.models import build
 from shoal.optim import RowWiseAdagrad
 from shoal.plots import confusion_png
 
-__all__ = ["Callbacks", "TrainResult", "Trainer", "evaluate", "report", "scores"]
+__all__ = ["Callbacks", "TrainResult", "Trainer", "report", "scores"]
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,6 @@ def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, fl
         assert isinstance(prior, float | int)
         return binary_report(labels, probabilities(logits), base_rate=float(prior))
     return multiclass_report(labels, probabilities(logits), prior=prior)
-
-
-def evaluate(model: nn.Module, batches: Iterable[Batch], prior: Prior, batch_size: int = 8192) -> dict[str, float]:
-    """The metrics of ``model`` over encoded batches (see :func:`report`)."""
-    return report(*scores(model, batches, batch_size), prior)
 
 
 def _multiclass_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
