@@ -12,6 +12,7 @@ a batch touched are read and written::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -33,22 +34,45 @@ class RowWiseAdagrad(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state[p]
-                if "sum" not in state:
-                    state["sum"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
-                acc: torch.Tensor = state["sum"]
                 grad = p.grad
                 if not grad.is_sparse:
+                    acc = self._sum(p)
                     if group["weight_decay"]:
                         grad = grad + group["weight_decay"] * p
                     acc.add_(grad.pow(2).mean(dim=1))
                     p.addcdiv_(grad, acc.sqrt().add_(group["eps"]).unsqueeze(1), value=-group["lr"])
                     continue
                 grad = grad.coalesce()  # free when already coalesced (one backward of SparseArch)
-                rows, values = grad.indices()[0], grad.values()  # (R,) unique, (R, dim)
-                if group["weight_decay"]:
-                    values = values + group["weight_decay"] * p.index_select(0, rows)
-                row_acc = acc.index_select(0, rows).add_(values.pow(2).mean(dim=1))  # (R,)
-                acc.index_copy_(0, rows, row_acc)  # rows are unique: a copy, not a scatter-add
-                scale = (-group["lr"] / row_acc.sqrt_().add_(group["eps"])).unsqueeze(1)  # (R, 1)
-                p.index_copy_(0, rows, p.index_select(0, rows).addcmul_(values, scale))
+                rows = grad.indices()[0]
+                self._update_rows(p, group, rows, p.index_select(0, rows), grad.values())
+
+    def fused_step(self, weight: torch.Tensor, rows: torch.Tensor, values: torch.Tensor,
+                   grad: torch.Tensor) -> None:
+        """One step on the unique ``rows`` of ``weight``, whose values (``weight[rows]``, gathered by the forward
+        pass) and gradients are given: the update a fused backward applies (FBGEMM's fused-optimizer tables),
+        so no sparse gradient is built and the rows are not gathered a second time."""
+        for group in self.param_groups:
+            if any(p is weight for p in group["params"]):
+                self._update_rows(weight, group, rows, values, grad)
+                return
+        raise ValueError("fused_step: the weight is not one of this optimizer's parameters")
+
+    def _sum(self, p: torch.Tensor) -> torch.Tensor:
+        """The row accumulators of ``p``, (rows,), created at the first step."""
+        state = self.state[p]
+        if "sum" not in state:
+            state["sum"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+        acc: torch.Tensor = state["sum"]
+        return acc
+
+    @torch.no_grad()
+    def _update_rows(self, p: torch.Tensor, group: dict[str, Any], rows: torch.Tensor, w: torch.Tensor,
+                     grad: torch.Tensor) -> None:
+        """``rows`` (R,) unique, ``w`` = p[rows] (R, dim) (overwritten), ``grad`` (R, dim)."""
+        acc = self._sum(p)
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * w
+        row_acc = acc.index_select(0, rows).add_(grad.pow(2).mean(dim=1))  # (R,)
+        acc.index_copy_(0, rows, row_acc)  # rows are unique: a copy, not a scatter-add
+        scale = (-group["lr"] / row_acc.sqrt_().add_(group["eps"])).unsqueeze(1)  # (R, 1)
+        p.index_copy_(0, rows, w.addcmul_(grad, scale))

@@ -44,6 +44,7 @@ from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import chunks, valid_mask
 from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities
 from shoal.models import build
+from shoal.models.embeddings import SparseArch
 from shoal.optim import RowWiseAdagrad
 from shoal.plots import confusion_png
 
@@ -174,6 +175,8 @@ class Trainer:
     ``loss`` replaces the training loss (cross-entropy on the labels); it gets each mini-batch with its rows'
     line numbers, e.g. to look up a teacher's outputs (:mod:`shoal.distill`). Validation is unchanged.
     """
+
+    fuse_sparse_step = True  # embedding rows updated inside the backward (SparseArch.fuse); DDP needs the .grad
 
     def __init__(self, config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None,
                  loss: BatchLoss | None = None) -> None:
@@ -321,6 +324,10 @@ class Trainer:
         opt_dense = torch.optim.Adam(dense, lr=t.lr, weight_decay=t.weight_decay)
         opt_sparse = (RowWiseAdagrad(sparse, lr=t.embedding_lr, weight_decay=t.embedding_weight_decay)
                       if sparse else None)
+        if self.fuse_sparse_step and opt_sparse is not None:
+            for m in model.modules():
+                if isinstance(m, SparseArch):
+                    m.fuse(opt_sparse)  # the Adagrad step inside the backward: no sparse .grad, rows gathered once
         return opt_dense, opt_sparse
 
     def _keep_best(self, model: nn.Module) -> None:

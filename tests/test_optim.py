@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from shoal.models.embeddings import SparseArch
 from shoal.optim import RowWiseAdagrad
 
 
@@ -52,3 +53,57 @@ def test_bad_arguments() -> None:
         RowWiseAdagrad([w], lr=0)
     with pytest.raises(ValueError, match="weight_decay must be >= 0, not -1"):
         RowWiseAdagrad([w], weight_decay=-1)
+
+
+def _arch_and_batches(seed: int) -> tuple[SparseArch, list[tuple[list[torch.Tensor], list[torch.Tensor]]]]:
+    torch.manual_seed(seed)
+    arch = SparseArch([50, 7], dim=3, init_std=0.1)
+    batches = []
+    for _ in range(4):  # feature 0: 1-4 ids a row with repeats; feature 1: one id a row
+        lengths = torch.randint(1, 5, (6,))
+        ids0 = torch.randint(0, 50, (int(lengths.sum()),))
+        offsets0 = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)[:-1]])
+        batches.append(([ids0, torch.randint(0, 7, (6,))], [offsets0, torch.arange(6)]))
+    return arch, batches
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_fused_step_equals_the_optimizer_step(weight_decay: float) -> None:
+    """SparseArch.fuse: the update applied inside the backward is the sparse-gradient step, to float rounding."""
+    results = []
+    for fused in (False, True):
+        arch, batches = _arch_and_batches(0)
+        opt = RowWiseAdagrad(arch.parameters(), lr=0.2, weight_decay=weight_decay)
+        if fused:
+            arch.fuse(opt)
+        for ids, offsets in batches:
+            opt.zero_grad(set_to_none=True)
+            (arch(ids, offsets) ** 2).sum().backward()
+            assert (arch.bag.weight.grad is None) == fused
+            opt.step()
+        results.append((arch.bag.weight.detach().clone(), opt.state[arch.bag.weight]["sum"].clone()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=0, atol=1e-6)
+    assert not torch.equal(results[0][0], _arch_and_batches(0)[0].bag.weight.detach())  # it did train
+
+
+def test_fused_step_with_two_forwards_before_the_backward() -> None:
+    """A second forward before the backward: each fused update starts from the rows as they are then, so none is
+    lost. The loss is linear in the rows, so the result is that of the two steps one after the other (in the
+    order autograd ran them: Adagrad's steps do not commute)."""
+    def train(order: str) -> torch.Tensor:
+        arch, batches = _arch_and_batches(1)
+        opt = RowWiseAdagrad(arch.parameters(), lr=0.2)
+        arch.fuse(opt)
+        scale = {"a": 1.0, "b": 2.0}
+        step = {"a": batches[0], "b": batches[1]}
+        if order == "together":
+            (sum(scale[k] * arch(*step[k]).sum() for k in "ab")).backward()
+        else:
+            for k in order:
+                (scale[k] * arch(*step[k]).sum()).backward()
+        return arch.bag.weight.detach().clone()
+
+    together, a_then_b, b_then_a = train("together"), train("ab"), train("ba")
+    assert not torch.allclose(a_then_b, b_then_a)  # shared rows: the test can tell a lost update
+    assert torch.allclose(together, a_then_b, atol=1e-6) or torch.allclose(together, b_then_a, atol=1e-6)

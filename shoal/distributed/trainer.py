@@ -171,6 +171,8 @@ class DistributedTrainer(Trainer):
     ``config.train.batch_size`` is the global batch: it must be a multiple of the world size.
     """
 
+    fuse_sparse_step = False  # the embedding rows' sparse gradients are all-gathered before the optimizer step
+
     def __init__(self, config: RunConfig, run_dir: Path, ctx: RankContext, callbacks: Callbacks | None = None) -> None:
         t = config.train
         if t.batch_size % ctx.world:

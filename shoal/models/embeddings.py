@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,6 +58,31 @@ class _PoolRows(torch.autograd.Function):
         return grad_rows, None, None, None, None, None, None  # (U, dim)
 
 
+class _FusedPool(torch.autograd.Function):
+    """Mean pooling straight from the table, with the optimizer's step on the rows inside the backward.
+
+    The forward is one ``embedding_bag`` over the table. The backward sums each touched row's gradient as
+    :class:`_PoolRows` does (the ids grouped by row: ``unique``, ``bags_by_row``, ``starts``), gathers the rows
+    and hands both to the optimizer, so a step builds no sparse gradient and no ``inverse`` map (FBGEMM's
+    table-batched embeddings fuse their optimizer the same way). The weight gets no ``.grad``: this is for one
+    process, whose optimizer owns the table (DDP needs the gradient).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, flat: torch.Tensor, bags: torch.Tensor,
+                weights: torch.Tensor | None, group: tuple[torch.Tensor, ...], optimizer: Any) -> torch.Tensor:
+        ctx.step = (weight, group, optimizer)
+        return F.embedding_bag(flat, weight, bags, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, ...]:
+        weight, (unique, bags_by_row, weights_by_row, starts), optimizer = ctx.step
+        ctx.step = None
+        grad_rows = F.embedding_bag(bags_by_row, grad, starts, mode="sum", per_sample_weights=weights_by_row)
+        optimizer.fused_step(weight, unique, weight.index_select(0, unique), grad_rows)  # the rows as they are now
+        return (None,) * 6
+
+
 class SparseArch(nn.Module):
     """One embedding table per sparse feature, stored as a single concatenated table.
 
@@ -78,10 +104,18 @@ class SparseArch(nn.Module):
         starts[1:] = torch.cumsum(torch.tensor(buckets, dtype=torch.int64), 0)
         self.table_offsets: torch.Tensor
         self.register_buffer("table_offsets", starts, persistent=False)
-        self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True)  # the weight of all tables
+        self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True,  # the weight of all tables
+                                   _weight=torch.empty(int(starts[-1]), dim))
         nn.init.normal_(self.bag.weight, std=init_std)
         self._rows_used = -1  # rows gathered by the last training forward
+        self._fused: Any = None  # the optimizer applied inside the backward (:meth:`fuse`), or None
         self.bag.weight.register_post_accumulate_grad_hook(self._mark_coalesced)
+
+    def fuse(self, optimizer: Any) -> None:
+        """Apply ``optimizer`` (a :class:`~shoal.optim.RowWiseAdagrad` holding this table's weight) to the rows
+        a batch touched inside the backward pass, instead of leaving a sparse ``.grad`` for its ``step()``.
+        The result is the same step; ``None`` turns it off. One process only: DDP needs the ``.grad``."""
+        self._fused = optimizer
 
     def _mark_coalesced(self, weight: torch.Tensor) -> None:
         """One backward's gradient lists each row once (already coalesced), but storing it in ``.grad`` drops
@@ -105,20 +139,38 @@ class SparseArch(nn.Module):
             lengths = ends - bags  # (F * B,)
             weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
         if torch.is_grad_enabled() and self.bag.weight.requires_grad:
-            sorted_ids, order = torch.sort(flat)  # (N,): the ids grouped by row
+            sorted_ids, order = _sort_ids(flat, int(self.table_offsets[-1]))  # (N,): the ids grouped by row
             unique, counts = torch.unique_consecutive(sorted_ids, return_counts=True)  # (U,), (U,)
-            starts = torch.zeros_like(counts)
-            starts[1:] = counts.cumsum(0)[:-1]  # where row u's ids start in ``order``
-            inverse = torch.empty_like(flat)
-            inverse[order] = torch.repeat_interleave(torch.arange(unique.shape[0], device=flat.device), counts)
+            starts = counts.cumsum(0) - counts  # where row u's ids start in ``order``
             self._rows_used = int(unique.shape[0])
-            rows = _GatherRows.apply(self.bag.weight, unique)  # (U, dim)
             bag_ids = torch.arange(bags.shape[0], device=flat.device)  # (F * B,)
             bag_of_id = bag_ids if lengths is None else torch.repeat_interleave(bag_ids, lengths)  # (N,)
-            pooled = _PoolRows.apply(rows, inverse, bags, bag_of_id, weights, order, starts)
+            if self._fused is not None:
+                group = (unique, bag_of_id[order], None if weights is None else weights[order], starts)
+                pooled = _FusedPool.apply(self.bag.weight, flat, bags, weights, group, self._fused)
+            else:
+                inverse = torch.empty_like(flat)
+                inverse[order] = torch.repeat_interleave(torch.arange(unique.shape[0], device=flat.device), counts)
+                rows = _GatherRows.apply(self.bag.weight, unique)  # (U, dim)
+                pooled = _PoolRows.apply(rows, inverse, bags, bag_of_id, weights, order, starts)
         else:
             pooled = self.bag(flat, bags, per_sample_weights=weights)  # (F * B, dim), feature-major
         return pooled.view(self.num_features, batch, self.dim).transpose(0, 1)  # (B, F, dim)
+
+
+_POSITION_BITS = 20  # ids and their positions packed in one int64 when N <= 2**20 and ids < 2**43
+
+
+def _sort_ids(flat: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted ids, order): ``flat[order] == sorted ids``, equal ids in position order.
+
+    On CPU each id and its position are packed in one int64 and sorted as plain numbers by numpy (SIMD sort,
+    measured 0.25 ms for 62k ids against 0.35-0.6 ms for ``torch.sort``'s (values, indices))."""
+    n = flat.shape[0]
+    if flat.device.type != "cpu" or n > 1 << _POSITION_BITS or num_rows >= 1 << (63 - _POSITION_BITS):
+        return torch.sort(flat, stable=True)
+    keys = torch.from_numpy(np.sort(((flat << _POSITION_BITS) | torch.arange(n)).numpy()))
+    return keys >> _POSITION_BITS, keys & ((1 << _POSITION_BITS) - 1)
 
 
 def mlp(sizes: list[int], final_activation: bool = True) -> nn.Sequential:
