@@ -415,11 +415,12 @@ class Trainer:
         while pos.epoch < t.epochs and not pos.stopped_early:
             for ci, batch in self._train_batches(encoder, pos.chunk):
                 order = np.random.default_rng([t.seed, pos.epoch, ci]).permutation(len(batch))
+                shuffled = batch.take(order)  # one gather per chunk; the mini-batches are views of it
                 starts = range(0, len(batch), t.batch_size)
                 for bi, s in enumerate(starts):
                     if bi < pos.batch:
                         continue
-                    mb = batch.take(order[s:s + t.batch_size])
+                    mb = shuffled.slice(s, s + t.batch_size)
                     assert mb.label is not None
                     for o in opts:
                         if o is not None:

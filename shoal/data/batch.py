@@ -72,7 +72,22 @@ class Batch:
         )
 
     def slice(self, start: int, stop: int) -> Batch:
-        return self.take(np.arange(start, min(stop, len(self))))
+        """Rows ``start:stop`` as views of this batch's arrays (no copy)."""
+        stop = min(stop, len(self))
+        ids, offsets = [], []
+        shared: np.ndarray | None = None
+        for k_ids, k_off in zip(self.ids, self.offsets, strict=True):
+            if len(k_ids) == len(self):  # one id per row
+                if shared is None:
+                    shared = np.arange(stop - start + 1, dtype=np.int64)
+                ids.append(k_ids[start:stop])
+                offsets.append(shared)
+                continue
+            first = k_off[start]
+            ids.append(k_ids[first:k_off[stop]])
+            offsets.append(k_off[start:stop + 1] - first)
+        return Batch(dense=self.dense[start:stop], ids=ids, offsets=offsets,
+                     label=None if self.label is None else self.label[start:stop], lines=self.lines[start:stop])
 
     def inputs(self) -> ModelInputs:
         """(dense (B, D), ids per feature (N_k,), offsets per feature (B,)) as torch tensors."""

@@ -370,6 +370,17 @@ def test_slices_concat_to_original(lengths: list[list[int]], data: st.DataObject
     assert_batches_equal(Batch.concat(parts), b)
 
 
+@settings(max_examples=40, deadline=None)
+@given(jagged, st.data())
+def test_slice_is_a_view_equal_to_take(lengths: list[list[int]], data: st.DataObject) -> None:
+    b = make_batch(lengths)
+    start = data.draw(st.integers(0, len(b)))
+    stop = data.draw(st.integers(start, len(b) + 3))  # past the end: clipped
+    part = b.slice(start, stop)
+    assert_batches_equal(part, b.take(np.arange(start, min(stop, len(b)))))
+    assert all(np.shares_memory(x, y) for x, y in zip(part.ids, b.ids, strict=True) if len(x))
+
+
 def test_take_single_id_fast_path_and_subset() -> None:
     b = make_batch([[1, 1, 1, 1], [2, 1, 3, 1]])
     t = b.take(np.array([3, 1]))
