@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -225,6 +226,43 @@ def test_killed_two_process_run_resumes_to_the_same_result(tmp_path: Path, click
     assert resumed.status == "completed"
     for k, v in ref.metrics.items():
         assert abs(resumed.metrics[k] - v) <= RESUME_TOL, (k, resumed.metrics[k], v)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_two_nodes_through_a_rendezvous_equal_one_node(tmp_path: Path, clicks: Path,
+                                                       two_process_run: tuple[Path, str]) -> None:
+    """Two "nodes" of one process each (two launchers, as on two machines) meet at a c10d rendezvous: the run is
+    the 2-process one, step for step; only the node that got rank 0 writes its registry."""
+    cfg = _config(tmp_path, clicks)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    homes = [tmp_path / f"node{i}" for i in range(2)]
+    nodes = [subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from shoal.distributed.launch import launch; "
+         f"print('RUN', launch(Path({str(cfg)!r}), Path(sys.argv[1]), nproc=1, nnodes=2, "
+         f"rdzv_endpoint={endpoint!r}, device='cpu'))", str(home)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for home in homes]
+    outputs = []
+    for node in nodes:
+        try:
+            out, _ = node.communicate(timeout=300)
+        finally:
+            node.kill()
+        assert node.returncode == 0, out[-3000:]
+        outputs.append(out.rsplit("RUN ", 1)[1].strip())
+    written = [Registry(home).list() for home in homes]
+    assert sorted(len(w) for w in written) == [0, 1], written  # rank 0's node only
+    run = next(w[0] for w in written if w)
+    assert sorted(outputs) == sorted([run.run_id, "None"])
+    ref = Registry(two_process_run[0]).get(two_process_run[1])
+    assert run.summary["world_size"] == 2
+    for k, v in ref.metrics.items():
+        assert abs(run.metrics[k] - v) <= RESUME_TOL, (k, run.metrics[k], v)
 
 
 @needs_torchrec
