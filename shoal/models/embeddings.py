@@ -129,9 +129,12 @@ class SparseArch(nn.Module):
         if self.num_features == 0:
             return torch.zeros(0, 0, self.dim)
         batch = offsets[0].shape[0]
-        flat = torch.cat([i + self.table_offsets[k] for k, i in enumerate(ids)])  # (sum N_k,)
-        counts = torch.tensor([0] + [int(i.shape[0]) for i in ids[:-1]], dtype=torch.int64).cumsum(0)
-        bags = torch.cat([o + counts[k] for k, o in enumerate(offsets)])  # (F * B,)
+        if self.num_features == 1:  # table 0 starts at row 0: the inputs as they are
+            flat, bags = ids[0], offsets[0]
+        else:
+            flat = torch.cat([i + self.table_offsets[k] for k, i in enumerate(ids)])  # (sum N_k,)
+            counts = torch.tensor([0] + [int(i.shape[0]) for i in ids[:-1]], dtype=torch.int64).cumsum(0)
+            bags = torch.cat([o + counts[k] for k, o in enumerate(offsets)])  # (F * B,)
         weights, lengths = None, None
         if flat.shape[0] != bags.shape[0]:
             # some rows hold several ids: mean-pool them (sum with weights 1/len; mode="sum" has the fast kernels)
