@@ -1,6 +1,6 @@
 """Distillation benchmark: teacher, the student trained alone, the student distilled; quality kept vs speed-up.
 
-    python benchmarks/distill.py --json bench-distill.json [--quick]
+    python benchmarks/distill.py --json bench-distill.json [--quick] [--teachers K]
 
 Datasets (the ready configs in ``configs/``, which read ``../shared/data``):
 
@@ -15,6 +15,13 @@ Datasets (the ready configs in ``configs/``, which read ``../shared/data``):
 * ``sst2`` (configs/sst2.yaml): the same teacher (256 bytes) and student. Validation: dev.tsv; metric: AUC on
   test.tsv.
 
+The teacher is an ensemble of up to ``--teachers K`` runs (default 3; 1: the single teachers above, as before):
+the teacher above, then, one at a time, the candidate of :func:`pool` that raises the ensemble's validation
+quality most, while one does (greedy forward selection, Caruana et al. 2004), never looking at the test file.
+The ensemble's probabilities are averaged (:func:`shoal.distill.ensemble_logits`); its quality is that of the
+average, its latency that of running every member on the row, one after the other, and averaging (its cost in
+serving), and its ``train_s`` the sum of its members'.
+
 The student alone and the student distilled have the same config (model, features, training settings); only
 the loss differs. The distillation temperature and alpha are picked on the validation split among
 ``GRID`` (``--quick``: 1 epoch, the first setting only); the teacher's outputs are computed once per dataset.
@@ -27,12 +34,14 @@ Metrics (one JSON row each, ``{"bench": "distill", "dataset", "system", "metric"
 * ``latency_ms_p99`` (batch 1) and ``infer_rows_per_s`` (batch 256) served by ONNX Runtime fp32, one thread,
   encoding excluded (:func:`shoal.latency.bench_bundle` on 256 test rows); ``latency_ms_p99_torch`` and
   ``infer_rows_per_s_torch``: the same in PyTorch eager; ``speedup_p99``: teacher p99 / this p99 (ONNX);
-* ``train_s``; for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked).
+* ``train_s``; ``valid_auc`` or ``valid_accuracy`` (the validation split); for ``teacher`` also ``members``
+  (K); for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import sys
@@ -48,13 +57,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from shoal.bundle import load_bundle  # noqa: E402
+from shoal.compress import validation_rows  # noqa: E402
 from shoal.config import RunConfig, load_config, parse_config  # noqa: E402
+from shoal.data.batch import Batch  # noqa: E402
 from shoal.data.readers import BadRowSink  # noqa: E402
 from shoal.data.stream import batches  # noqa: E402
-from shoal.distill import distill, student_config, teacher_outputs  # noqa: E402
-from shoal.export import export_onnx, sample_rows  # noqa: E402
-from shoal.latency import bench_bundle  # noqa: E402
+from shoal.distill import distill, ensemble_logits, student_config, teacher_outputs  # noqa: E402
+from shoal.export import OnnxPredictor, export_onnx, sample_rows  # noqa: E402
+from shoal.latency import bench_bundle, latency, throughput  # noqa: E402
 from shoal.runs import train  # noqa: E402
+from shoal.trainer import report  # noqa: E402
 
 try:  # run as ``python benchmarks/distill.py`` (script folder on sys.path) or imported as ``benchmarks.distill``
     from benchmarks.common import markdown_table, row, write_json
@@ -134,6 +146,104 @@ def setups(quick: bool) -> dict[str, tuple[RunConfig, RunConfig, dict[str, Any]]
     return out
 
 
+def _variant(cfg: RunConfig, label: str, model: dict[str, Any] | None = None, seed: int | None = None,
+             features: list[dict[str, Any]] | None = None, **train_settings: Any) -> RunConfig:
+    doc = cfg.resolved()
+    doc["name"] = f"{doc['name']}-{label}"
+    doc["model"] = model or doc["model"]
+    doc["features"] = features or doc["features"]
+    doc["train"] = {**doc["train"], **train_settings, **({} if seed is None else {"seed": seed})}
+    return parse_config(doc, source=f"ensemble candidate {label}")
+
+
+def pool(name: str, teacher: RunConfig, quick: bool) -> list[RunConfig]:
+    """The candidates that may join ``teacher`` in an ensemble: other models (and, where the validation rows are
+    a file of their own, other seeds) trained on the same rows. ``train.seed`` also picks the held-out rows, so
+    on adult_census and ag_news (held-out splits) the members differ in their models only."""
+    epochs: dict[str, Any] = {"epochs": 1} if quick else {}
+    if name == "criteo_small":  # the teacher (mlp [256], counts binned) with other seeds; a deeper mlp; dlrm
+        dlrm = load_config(REPO / "configs/criteo.yaml")
+        return [_variant(teacher, "seed1", seed=1, **epochs), _variant(teacher, "seed2", seed=2, **epochs),
+                _variant(teacher, "mlp512x256", {**CRITEO_MLP, "hidden": [512, 256]}, **epochs),
+                _variant(dlrm, "cand", **epochs)]
+    if name == "adult_census":  # mlp (benchmarks/ctr.py's for adult), a wider dlrm, a small mlp
+        return [_variant(teacher, "mlp8x256x128", {"name": "mlp", "embedding_dim": 8, "hidden": [256, 128]},
+                         **epochs),
+                _variant(teacher, "dlrm16", {"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [32, 16],
+                                             "top_mlp": [64, 32]}, **epochs),
+                _variant(teacher, "mlp4x64", {"name": "mlp", "embedding_dim": 4, "hidden": [64]}, **epochs)]
+    config = load_config(REPO / ("configs/agnews.yaml" if name == "ag_news" else "configs/sst2.yaml"))
+    # the ready config's bag (dim 16 over byte 3..5-grams and words 1..2), an MLP and a wider bag over the same
+    out = [_variant(config, "bag16", **epochs),
+           _variant(config, "mlp32x256", {"name": "mlp", "embedding_dim": 32, "hidden": [256]}, **epochs),
+           _variant(config, "bag32", {"name": "bag", "embedding_dim": 32}, **epochs)]
+    if name == "sst2":  # dev.tsv validates: the seed is free
+        out.insert(1, _variant(config, "bag16-seed1", seed=1, **epochs))
+    return out
+
+
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray, Any]  # (lines, labels, logits, prior) of one run's rows
+
+
+def _scored(run: Any, split: str) -> Scored:
+    """A run's validation rows (its valid file or held-out split) or test file, scored."""
+    bundle = load_bundle(run.artifact_dir / "bundle")
+    if split == "valid":
+        got = validation_rows(bundle, run.artifact_dir)
+    else:
+        found = bundle.config.data.file("test")
+        assert found is not None
+        got = Batch.concat([b for b in batches(found[0], found[1], bundle.encoder, BadRowSink("count")) if len(b)])
+    assert got.label is not None
+    return got.lines, got.label, bundle.predict_logits(got), bundle.prior
+
+
+def _ensemble_quality(scored: Sequence[Scored], metric: str) -> float:
+    """The quality of the mean of the members' probabilities, on the rows every member scored."""
+    lines = scored[0][0]
+    for other, *_ in scored[1:]:
+        lines = lines[np.isin(lines, other)]
+    picked = []
+    for own, labels, z, _ in scored:
+        order = np.argsort(own, kind="stable")
+        at = order[np.searchsorted(own, lines, sorter=order)]
+        picked.append((labels[at], z[at]))
+    logits = picked[0][1] if len(picked) == 1 else ensemble_logits([z for _, z in picked])
+    return float(report(picked[0][0], logits, scored[0][3])[metric])
+
+
+def _serve_ensemble(runs: Sequence[Any], seconds: float) -> dict[str, float]:
+    """p99 at batch 1 and rows/s at batch 256 of the ensemble: each member scores the row (its own encoding of
+    it, not timed), one after the other, then the probabilities are averaged; ONNX fp32 and torch, one thread."""
+    if len(runs) == 1:
+        return _serve(runs[0], seconds)
+    members = []
+    for run in runs:
+        folder = run.artifact_dir / "bundle"
+        onnx_dir = export_onnx(folder).dir
+        bundle = load_bundle(folder)
+        rows, _ = sample_rows(bundle, folder, rows=256)
+        members.append((bundle, OnnxPredictor(onnx_dir, variant="fp32", threads=1), rows))
+    n = min(len(rows) for _, _, rows in members)
+    ones = [[rows.slice(i, i + 1) for _, _, rows in members] for i in range(n)]
+    big = [rows.take(np.arange(256) % len(rows)) for _, _, rows in members]
+    out = {}
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for system, predicts in (("", [onnx.predict_logits for _, onnx, _ in members]),
+                                 ("_torch", [bundle.predict_logits for bundle, _, _ in members])):
+            def call(rows: Sequence[Batch], predicts: Sequence[Any] = predicts) -> np.ndarray:
+                return ensemble_logits([predict(r) for predict, r in zip(predicts, rows, strict=True)])
+
+            cycle = itertools.cycle(ones)
+            out[f"latency_ms_p99{system}"] = latency(lambda c=cycle, f=call: f(next(c)), seconds=seconds).p99_ms
+            out[f"infer_rows_per_s{system}"] = throughput(lambda f=call: f(big), 256, seconds=seconds)
+    finally:
+        torch.set_num_threads(saved)
+    return out
+
+
 def _metric(cfg: RunConfig) -> str:
     return "accuracy" if cfg.label.kind == "multiclass" else "auc"
 
@@ -161,44 +271,85 @@ def _serve(run: Any, seconds: float) -> dict[str, float]:
             "latency_ms_p99_torch": torch_.p99_ms, "infer_rows_per_s_torch": torch_.rows_per_s}
 
 
+def _select(name: str, metric: str, teacher: Any, candidates: Sequence[Any], k: int,
+            log: Any) -> tuple[list[Any], float]:
+    """The ensemble: ``teacher``, then, one at a time, the candidate that raises the ensemble's validation quality
+    most (ties: the earlier candidate), while it does and up to ``k`` members. Returns (members, valid quality)."""
+    members, scored = [teacher], [_scored(teacher, "valid")]
+    left = {c.run_id: (c, _scored(c, "valid")) for c in candidates}
+    quality = _ensemble_quality(scored, metric)
+    log(f"{name}: ensemble = {teacher.name}: valid {metric} {quality:.4f}")
+    while len(members) < k and left:
+        tried = [(_ensemble_quality([*scored, s], metric), run_id) for run_id, (_, s) in left.items()]
+        better, best = max(tried, key=lambda t: t[0])  # max keeps the first of equals
+        run, s = left.pop(best)
+        if better <= quality:
+            log(f"{name}: ensemble + {run.name} (the best addition): valid {metric} {better:.4f}, not higher: stop")
+            break
+        quality = better
+        members.append(run)
+        scored.append(s)
+        log(f"{name}: ensemble + {run.name}: valid {metric} {quality:.4f}")
+    return members, quality
+
+
 def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, student_train: dict[str, Any], home: Path,
-                quick: bool, seconds: float, log: Any = print) -> list[dict[str, Any]]:
+                quick: bool, seconds: float, log: Any = print, k: int = 1) -> list[dict[str, Any]]:
     metric = _metric(teacher_cfg)
     started = time.perf_counter()
     teacher = train(teacher_cfg, home)
-    t_train = time.perf_counter() - started
-    log(f"{name}: teacher {teacher_cfg.model.name} test {metric} {teacher.metrics[f'test_{metric}']:.4f} "
-        f"({t_train:.0f} s)")
+    train_s = {teacher.run_id: time.perf_counter() - started}
+    log(f"{name}: teacher {teacher_cfg.model.name} valid {metric} {teacher.metrics[f'valid_{metric}']:.4f}, test "
+        f"{teacher.metrics[f'test_{metric}']:.4f} ({train_s[teacher.run_id]:.0f} s)")
+    candidates = []
+    for cfg in pool(name, teacher_cfg, quick) if k > 1 else []:
+        started = time.perf_counter()
+        run = train(cfg, home)
+        train_s[run.run_id] = time.perf_counter() - started
+        candidates.append(run)
+        log(f"{name}: candidate {cfg.name} ({cfg.model.name}) valid {metric} {run.metrics[f'valid_{metric}']:.4f}, "
+            f"test {run.metrics[f'test_{metric}']:.4f} ({train_s[run.run_id]:.0f} s)")
+    members, t_valid = _select(name, metric, teacher, candidates, k, log)
+    t_quality = _ensemble_quality([_scored(m, "test") for m in members], metric)
+    t_train = sum(train_s[m.run_id] for m in members)
+    log(f"{name}: teacher = {len(members)} member(s) {[m.name for m in members]}: valid {metric} {t_valid:.4f}, "
+        f"test {t_quality:.4f}")
     s_cfg = student_config(teacher_cfg, student)
     s_cfg = parse_config({**s_cfg.resolved(), "train": {**s_cfg.resolved()["train"], **student_train}})
     started = time.perf_counter()
     alone = train(s_cfg.model_copy(update={"name": f"{s_cfg.name}-alone"}), home)
     a_train = time.perf_counter() - started
-    log(f"{name}: student alone test {metric} {alone.metrics[f'test_{metric}']:.4f} ({a_train:.0f} s)")
-    outputs = teacher_outputs(load_bundle(teacher.artifact_dir / "bundle"), s_cfg)
+    log(f"{name}: student alone valid {metric} {alone.metrics[f'valid_{metric}']:.4f}, test "
+        f"{alone.metrics[f'test_{metric}']:.4f} ({a_train:.0f} s)")
+    ids = [m.run_id for m in members]
+    outputs = teacher_outputs([load_bundle(m.artifact_dir / "bundle") for m in members], s_cfg)
     tried = []
     for temperature, alpha in GRID[:1] if quick else GRID:
         started = time.perf_counter()
-        rec = distill(teacher.run_id, s_cfg, home, temperature=temperature, alpha=alpha, outputs=outputs)
+        rec = distill(ids, s_cfg, home, temperature=temperature, alpha=alpha, outputs=outputs)
         seconds_ = time.perf_counter() - started
         log(f"{name}: distilled T={temperature:g} a={alpha:g}: valid {metric} {rec.metrics[f'valid_{metric}']:.4f}, "
             f"test {rec.metrics[f'test_{metric}']:.4f} ({seconds_:.0f} s)")
         tried.append((rec.metrics[f"valid_{metric}"], rec, temperature, alpha, seconds_))
     _, distilled, temperature, alpha, d_train = max(tried, key=lambda t: t[0])
     base = _base(teacher_cfg, teacher)
-    t_quality = teacher.metrics[f"test_{metric}"]
     rows = []
-    served = {}
-    for system, rec, secs in (("teacher", teacher, t_train), ("student-alone", alone, a_train),
-                              ("student-distilled", distilled, d_train)):
-        served[system] = _serve(rec, seconds)
-        q = rec.metrics[f"test_{metric}"]
+    served = {"teacher": _serve_ensemble(members, seconds)}
+    systems = (("teacher", None, t_quality, t_valid, t_train), ("student-alone", alone, None, None, a_train),
+               ("student-distilled", distilled, None, None, d_train))
+    for system, rec, q, valid, secs in systems:
+        if rec is not None:
+            served[system] = _serve(rec, seconds)
+            q, valid = rec.metrics[f"test_{metric}"], rec.metrics[f"valid_{metric}"]
+        assert q is not None and valid is not None
         figures = {metric: q, "gain_kept": (q - base) / (t_quality - base), **served[system],
                    "speedup_p99": served["teacher"]["latency_ms_p99"] / served[system]["latency_ms_p99"],
-                   "train_s": secs}
+                   "train_s": secs, f"valid_{metric}": valid}
+        if system == "teacher":
+            figures["members"] = len(members)
         if system == "student-distilled":
             figures |= {"temperature": temperature, "alpha": alpha}
-        rows += [row(BENCH, name, system, k, v) for k, v in figures.items()]
+        rows += [row(BENCH, name, system, k_, v) for k_, v in figures.items()]
     rows.append(row(BENCH, name, "base", metric, base))
     return rows
 
@@ -228,7 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--seconds", type=float, default=None, help="seconds of timed calls per latency figure")
     ap.add_argument("--home", type=Path, default=None, help="registry folder (default: a temporary one)")
+    ap.add_argument("--teachers", type=int, default=3, metavar="K",
+                    help="at most K members in the teacher ensemble, picked on validation (1: the single teacher)")
     args = ap.parse_args(argv)
+    if args.teachers < 1:
+        ap.error(f"--teachers must be >= 1, not {args.teachers}")
     torch.set_num_threads(THREADS)
     seconds = args.seconds or (0.5 if args.quick else 2.0)
     started = time.perf_counter()
@@ -238,10 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = setups(args.quick)
         for name in args.datasets:
             cfg, student, student_train = plan[name]
-            all_rows += run_dataset(name, cfg, student, student_train, home, args.quick, seconds)
+            all_rows += run_dataset(name, cfg, student, student_train, home, args.quick, seconds,
+                                    k=args.teachers)
             write_json(all_rows, args.json)  # after each set: a partial run leaves its rows
-    order = ["auc", "accuracy", "gain_kept", "latency_ms_p99", "speedup_p99", "infer_rows_per_s",
-             "latency_ms_p99_torch", "infer_rows_per_s_torch", "train_s", "temperature", "alpha"]
+    order = ["auc", "accuracy", "valid_auc", "valid_accuracy", "gain_kept", "latency_ms_p99", "speedup_p99",
+             "infer_rows_per_s", "latency_ms_p99_torch", "infer_rows_per_s_torch", "train_s", "members",
+             "temperature", "alpha"]
     print(markdown_table([r for r in all_rows if r["system"] != "base"], index=("dataset", "system"),
                          columns="metric", column_order=[m for m in order if any(r["metric"] == m for r in all_rows)]))
     print()

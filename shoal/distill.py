@@ -20,16 +20,26 @@ student's run folder); the student's :class:`~shoal.trainer.Trainer` then looks 
 
 The student reads the same data config with the same seed, so the teacher's held-out validation rows stay held
 out for the student too. An optional transfer set (unlabeled rows) is labelled by the teacher and trained on
-with the soft term only (:func:`distill`'s ``transfer``)::
+with the soft term only (:func:`distill`'s ``transfer``).
+
+The teacher may be an ensemble of runs trained on the same rows (§3-4 of the paper: "an ensemble of models ...
+distilled into a single model"). Each teacher encodes and scores every row its own way; their probabilities are
+averaged (the arithmetic mean, the paper's first choice) and the student learns the logits of that mean
+(:func:`ensemble_logits`)::
+
+    teacher 1 ──> p1 ─┐
+    teacher 2 ──> p2 ─┼─> p = (p1 + ... + pK) / K ──> logit(p) (binary) | log p (multiclass) ──> teacher-logits.npz
+    teacher K ──> pK ─┘
 
     import shoal.distill
     run = shoal.distill.distill("latest", "mlp", home="shoal-runs", temperature=2.0, alpha=0.5)
+    run = shoal.distill.distill(["run-a", "run-b", "run-c"], "mlp", home="shoal-runs")   # an ensemble
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +55,7 @@ from shoal.bundle import Bundle
 from shoal.callbacks import Callbacks
 from shoal.config import FileSpec, RunConfig, load_config, parse_config
 from shoal.data.batch import Batch
-from shoal.data.readers import BadRowSink, detect_format
+from shoal.data.readers import BadRowSink, Chunk, detect_format
 from shoal.data.stream import chunks, valid_mask
 from shoal.registry import Registry, RunRecord
 
@@ -56,6 +66,7 @@ __all__ = [
     "TeacherOutputs",
     "distill",
     "distillation_loss",
+    "ensemble_logits",
     "resume_distill",
     "student_config",
     "teacher_outputs",
@@ -166,30 +177,101 @@ class DistillLoss:
 
 
 # -- the teacher's pass -----------------------------------------------------------------------------------------
-def _training_batches(bundle: Bundle, cfg: RunConfig, path: Path | None = None) -> Iterator[Batch]:
-    """The teacher's encoding of the rows the student trains on (held-out rows left out), read as ``cfg`` says."""
-    silent = BadRowSink("count")  # bad rows are the student trainer's to report
+def _logsumexp(x: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def ensemble_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
+    """The logits of the mean of several teachers' probabilities, float32.
+
+    ``logits`` holds one array per teacher for the same rows in the same order: (N,) binary logits or (N, C)
+    multiclass ones. Binary: ``logit(mean_k sigmoid(z_k))``; multiclass: ``log(mean_k softmax(z_k))`` (logits up
+    to a constant per row, which softmax ignores). Averaging probabilities, not logits, is Hinton et al.'s
+    arithmetic mean: a teacher that is unsure pulls the mean toward uncertainty instead of being outvoted by one
+    confident logit. It is computed in log space (``log mean_k p_k = logsumexp_k log p_k - log K``), so very
+    confident teachers still give finite logits.
+    """
+    if len(logits) == 0:
+        raise ValueError("no teacher logits to average; give at least one teacher")
+    shapes = sorted({np.shape(z) for z in logits})
+    if len(shapes) != 1:
+        raise ValueError(f"the teachers' logits have different shapes {shapes}: an ensemble's teachers must score "
+                         "the same rows and predict the same label")
+    z = np.stack([np.asarray(x, np.float64) for x in logits])  # (K, N) or (K, N, C)
+    log_k = np.log(len(logits))
+    if z.ndim == 2:
+        log_p = _logsumexp(-np.logaddexp(0.0, -z), axis=0) - log_k  # (N,) log mean sigmoid(z)
+        log_q = _logsumexp(-np.logaddexp(0.0, z), axis=0) - log_k  # (N,) log mean sigmoid(-z) = log(1 - p)
+        return (log_p - log_q).astype(np.float32)
+    log_softmax = z - _logsumexp(z, axis=2, keepdims=True)  # (K, N, C)
+    return (_logsumexp(log_softmax, axis=0) - log_k).astype(np.float32)  # (N, C)
+
+
+def _score(teachers: Sequence[Bundle], chunk: Chunk, sink: BadRowSink,
+           with_label: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(lines, logits) of a chunk's rows: one teacher's logits; an ensemble's (:func:`ensemble_logits`) on the
+    rows every teacher could encode, in the first teacher's order."""
+    scored = []
+    for t in teachers:
+        batch = t.encoder.encode(chunk, sink, with_label=with_label)
+        scored.append((batch.lines, t.predict_logits(batch)))
+    if len(scored) == 1:
+        return scored[0][0], scored[0][1].astype(np.float32)
+    lines = scored[0][0]
+    for other, _ in scored[1:]:
+        lines = lines[np.isin(lines, other)]  # a row one teacher rejected as bad has no ensemble output
+    aligned = []
+    for own, z in scored:
+        order = np.argsort(own, kind="stable")
+        aligned.append(z[order[np.searchsorted(own, lines, sorter=order)]])
+    return lines, ensemble_logits(aligned)
+
+
+def _training_chunks(columns: list[str], cfg: RunConfig, path: Path | None = None) -> Iterator[Chunk]:
+    """The raw rows the student trains on (held-out rows left out), read as ``cfg`` says."""
     source = Path(path or cfg.data.train)
     data = cfg.data if path is None else cfg.data.model_copy(update={"format": "parquet"})
     split = path is None and cfg.data.holds_out
-    for chunk in chunks(source, data, bundle.encoder.columns(), silent):
+    for chunk in chunks(source, data, columns, BadRowSink("count")):  # bad rows are the student trainer's to report
         if split:
             keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
             chunk = chunk.rows(keep)
         if len(chunk):
-            yield bundle.encoder.encode(chunk, silent)
+            yield chunk
 
 
-def teacher_outputs(bundle: Bundle, cfg: RunConfig, path: Path | None = None,
+def _as_teachers(teacher: Bundle | Sequence[Bundle]) -> list[Bundle]:
+    teachers = [teacher] if isinstance(teacher, Bundle) else list(teacher)
+    if not teachers:
+        raise ValueError("no teacher given; give a teacher bundle or a list of them (an ensemble)")
+    classes = {tuple(t.classes or ()) for t in teachers}
+    if len(classes) > 1:
+        raise ValueError(f"the teachers' classes differ ({sorted(classes)}): an ensemble's teachers must predict "
+                         "the same classes in the same order (train them on the same data and label)")
+    return teachers
+
+
+def _columns_of(teachers: Sequence[Bundle]) -> list[str]:
+    return list(dict.fromkeys(c for t in teachers for c in t.encoder.columns()))
+
+
+def teacher_outputs(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, path: Path | None = None,
                     labelled_rows: int | None = None) -> TeacherOutputs:
     """Score once every training row of ``cfg`` (``path`` instead: a Parquet file, all rows) with the teacher.
 
-    ``labelled_rows``: rows after this line number are transfer rows (``labelled`` False).
+    ``teacher`` is a bundle or a list of bundles, an ensemble: the logits of the mean of their probabilities
+    (:func:`ensemble_logits`), on the rows all of them could encode. ``labelled_rows``: rows after this line
+    number are transfer rows (``labelled`` False).
     """
+    teachers = _as_teachers(teacher)
+    silent = BadRowSink("count")
     lines, logits = [], []
-    for batch in _training_batches(bundle, cfg, path):
-        lines.append(batch.lines)
-        logits.append(bundle.predict_logits(batch).astype(np.float32))
+    for chunk in _training_chunks(_columns_of(teachers), cfg, path):
+        chunk_lines, chunk_logits = _score(teachers, chunk, silent)
+        lines.append(chunk_lines)
+        logits.append(chunk_logits)
     if not lines:
         raise ValueError(f"{path or cfg.data.train}: the teacher found no training rows to score")
     all_lines = np.concatenate(lines).astype(np.int64)
@@ -200,20 +282,46 @@ def teacher_outputs(bundle: Bundle, cfg: RunConfig, path: Path | None = None,
 
 
 # -- the student's config ---------------------------------------------------------------------------------------
-def _same_split(teacher: RunConfig, student: RunConfig, source: str) -> None:
-    """A student config must read the teacher's training rows and hold the same rows out."""
+def _split_difference(reference: RunConfig, other: RunConfig) -> tuple[str, Any, Any] | None:
+    """The first setting by which ``other`` reads other training rows or labels than ``reference``:
+    (field, reference's value, other's value), or None when both read the same rows the same way."""
     drop = {"chunk_rows", "test", "on_bad_rows"}
-    a, b = teacher.data.model_dump(mode="json", exclude=drop), student.data.model_dump(mode="json", exclude=drop)
+    a, b = reference.data.model_dump(mode="json", exclude=drop), other.data.model_dump(mode="json", exclude=drop)
     diff = sorted(k for k in a if a[k] != b.get(k))
     if diff:
-        raise ValueError(f"{source}: data.{diff[0]} is {b.get(diff[0])!r}, the teacher's is {a[diff[0]]!r}; a "
-                         "student must read the teacher's training data the same way (copy the teacher's data: block)")
-    if teacher.train.seed != student.train.seed and teacher.data.holds_out:
-        raise ValueError(f"{source}: train.seed is {student.train.seed}, the teacher's is {teacher.train.seed}; the "
-                         f"seed picks the held-out rows, so set train.seed: {teacher.train.seed}")
-    if teacher.label.model_dump() != student.label.model_dump():
-        raise ValueError(f"{source}: the label differs from the teacher's {teacher.label.model_dump(mode='json')}; "
-                         "a student predicts its teacher's label")
+        return f"data.{diff[0]}", a[diff[0]], b.get(diff[0])
+    if reference.train.seed != other.train.seed and reference.data.holds_out:
+        return "train.seed", reference.train.seed, other.train.seed
+    if reference.label.model_dump() != other.label.model_dump():
+        return "label", reference.label.model_dump(mode="json"), other.label.model_dump(mode="json")
+    return None
+
+
+def _same_split(teacher: RunConfig, student: RunConfig, source: str) -> None:
+    """A student config must read the teacher's training rows and hold the same rows out."""
+    found = _split_difference(teacher, student)
+    if found is None:
+        return
+    field, a, b = found
+    if field == "train.seed":
+        raise ValueError(f"{source}: train.seed is {b}, the teacher's is {a}; the seed picks the held-out rows, so "
+                         f"set train.seed: {a}")
+    if field == "label":
+        raise ValueError(f"{source}: the label differs from the teacher's {a}; a student predicts its teacher's label")
+    raise ValueError(f"{source}: {field} is {b!r}, the teacher's is {a!r}; a student must read the teacher's "
+                     "training data the same way (copy the teacher's data: block)")
+
+
+def _same_teachers(configs: Sequence[RunConfig], run_ids: Sequence[str]) -> None:
+    """The teachers of an ensemble must have been trained on the same rows, with the same rows held out and the
+    same label: their outputs are averaged row by row."""
+    for cfg, run_id in zip(configs[1:], run_ids[1:], strict=True):
+        found = _split_difference(configs[0], cfg)
+        if found is not None:
+            field, a, b = found
+            raise ValueError(f"teacher {run_id}: {field} is {b!r}, teacher {run_ids[0]}'s is {a!r}; the teachers of "
+                             "an ensemble must be trained on the same data (the same data: block, label and, with a "
+                             "held-out split, train.seed), so distil from runs of one data set")
 
 
 def student_config(teacher: RunConfig, student: str | Path | RunConfig | dict[str, Any],
@@ -263,7 +371,8 @@ def _strings(table: pa.Table) -> pa.Table:
 
 
 def _label_names(bundle: Bundle, logits: np.ndarray) -> pa.Array:
-    """The teacher's hard guess of each transfer row, written as the label column says it."""
+    """The teacher's hard guess of each transfer row, written as the label column says it (``bundle``: the first
+    teacher; an ensemble's teachers share the label and classes)."""
     label = bundle.config.label
     if logits.ndim == 2:
         classes = bundle.encoder.classes_
@@ -281,15 +390,18 @@ def _file_spec(cfg: RunConfig, split: Literal["valid", "test"]) -> FileSpec | No
                                     "columns": o.columns, "delimiter": o.delimiter, "quoting": o.quoting})
 
 
-def with_transfer(bundle: Bundle, cfg: RunConfig, transfer: Path, run_dir: Path) -> tuple[RunConfig, TeacherOutputs]:
-    """The student's training rows plus the transfer rows (labelled by the teacher) in one Parquet file.
+def with_transfer(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, transfer: Path,
+                  run_dir: Path) -> tuple[RunConfig, TeacherOutputs]:
+    """The student's training rows plus the transfer rows (labelled by the teacher, or the ensemble: a list of
+    bundles) in one Parquet file.
 
     Writes ``train+transfer.parquet`` (training rows, held-out rows left out, then the transfer rows) and, when
     the teacher held rows out of its training file, ``valid.parquet`` (those rows); returns the student config
     that reads them (its test file unchanged) and the teacher's outputs keyed by line of the new file.
     """
+    teachers = _as_teachers(teacher)
     student_cols = set(_columns(cfg))
-    columns = list(dict.fromkeys([*bundle.encoder.columns(), *_columns(cfg)]))
+    columns = list(dict.fromkeys([*_columns_of(teachers), *_columns(cfg)]))
     train_path, valid_path = run_dir / "train+transfer.parquet", run_dir / "valid.parquet"
     writers: dict[str, pq.ParquetWriter] = {}
 
@@ -315,10 +427,10 @@ def with_transfer(bundle: Bundle, cfg: RunConfig, transfer: Path, run_dir: Path)
         features = [c for c in columns if c != cfg.label.column]
         added = 0
         for chunk in chunks(transfer, options, features, BadRowSink("count")):
-            batch = bundle.encoder.encode(chunk, BadRowSink("count"), with_label=False)
-            good = np.isin(chunk.lines, batch.lines)
+            lines, logits = _score(teachers, chunk, BadRowSink("count"), with_label=False)
+            good = np.isin(chunk.lines, lines)
             table = chunk.table.filter(pa.array(good))
-            table = table.append_column(cfg.label.column, _label_names(bundle, bundle.predict_logits(batch)))
+            table = table.append_column(cfg.label.column, _label_names(teachers[0], logits))
             write(train_path, table)
             added += len(table)
     finally:
@@ -333,7 +445,7 @@ def with_transfer(bundle: Bundle, cfg: RunConfig, transfer: Path, run_dir: Path)
                             else FileSpec(path=valid_path, format="parquet") if valid_path.exists() else None,
                             "test": _file_spec(cfg, "test")}
     student = cfg.model_copy(update={"data": cfg.data.model_copy(update=data)})
-    return student, teacher_outputs(bundle, student, train_path, labelled_rows=rows)
+    return student, teacher_outputs(teachers, student, train_path, labelled_rows=rows)
 
 
 def _columns(cfg: RunConfig) -> list[str]:
@@ -341,42 +453,57 @@ def _columns(cfg: RunConfig) -> list[str]:
 
 
 # -- the whole run ----------------------------------------------------------------------------------------------
-def distill(teacher: str, student: str | Path | RunConfig | dict[str, Any], home: str | Path = "shoal-runs", *,
-            temperature: float = 2.0, alpha: float = 0.5, transfer: Path | None = None,
-            callbacks: Callbacks | None = None, outputs: TeacherOutputs | None = None,
+def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict[str, Any],
+            home: str | Path = "shoal-runs", *, temperature: float = 2.0, alpha: float = 0.5,
+            transfer: Path | None = None, callbacks: Callbacks | None = None, outputs: TeacherOutputs | None = None,
             name: str | None = None, train: dict[str, Any] | None = None) -> RunRecord:
     """Train ``student`` on the soft targets of the ``teacher`` run; returns the student's finished record.
 
-    The student run (kind ``distill``) records its teacher as ``parent`` and the settings in its summary
-    (``summary["distill"]``). ``outputs`` reuses teacher outputs already computed for this teacher and data
-    (``shoal compress`` scores the rows once for all its candidates); ``train`` overrides training settings of
-    the student (e.g. ``{"epochs": 3}``).
+    ``teacher`` is a run id (or prefix, or ``latest``), or a list of them: an ensemble of runs trained on the same
+    data, whose probabilities are averaged (:func:`ensemble_logits`); the student's config then derives from the
+    first one's. The student run (kind ``distill``) records the (first) teacher as ``parent``, every teacher in
+    ``summary["distill"]["teachers"]`` and the settings beside them. ``outputs`` reuses teacher outputs already
+    computed for these teachers and data (``shoal compress`` scores the rows once for all its candidates);
+    ``train`` overrides training settings of the student (e.g. ``{"epochs": 3}``).
     """
     from shoal.runs import _fit, load
 
     DistillLoss(TeacherOutputs(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)),
                 temperature, alpha)  # checks temperature and alpha before any work
     registry = Registry(Path(home))
-    t_record = registry.get(teacher)
-    bundle = load(t_record.run_id, home)
-    cfg = student_config(bundle.config, student, name)
+    refs = [teacher] if isinstance(teacher, str) else list(teacher)
+    if not refs:
+        raise ValueError("no teacher given; give a teacher run id, or several for an ensemble")
+    t_records = [registry.get(ref) for ref in refs]
+    ids = [r.run_id for r in t_records]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"teacher run {twice[0]} is given more than once ({refs}); name each teacher of an "
+                         "ensemble once")
+    bundles = [load(run_id, home) for run_id in ids]
+    _same_teachers([b.config for b in bundles], ids)
+    teachers = _as_teachers(bundles)
+    cfg = student_config(bundles[0].config, student, name)
     if train:
         doc = cfg.resolved()
         cfg = parse_config({**doc, "train": {**doc["train"], **train}}, source="student train settings")
-    record = registry.create_run(cfg.name, cfg.resolved(), kind="distill", parent=t_record.run_id)
+    record = registry.create_run(cfg.name, cfg.resolved(), kind="distill", parent=ids[0])
     run_dir = record.artifact_dir
     try:
         if transfer is not None:
-            cfg, outputs = with_transfer(bundle, cfg, Path(transfer), run_dir)
+            cfg, outputs = with_transfer(teachers, cfg, Path(transfer), run_dir)
         elif outputs is None:
-            outputs = teacher_outputs(bundle, cfg)
+            outputs = teacher_outputs(teachers, cfg)
         cache = outputs.save(run_dir / TEACHER_FILE)
     except Exception as err:
         registry.update(record.run_id, status="failed", finished=True,
                         summary={"error": f"{type(err).__name__}: {err}"})
         raise
-    settings = {"teacher": t_record.run_id, "teacher_model": bundle.config.model.name,
-                "teacher_metrics": t_record.metrics, "temperature": temperature, "alpha": alpha,
+    settings = {"teacher": ids[0], "teacher_model": bundles[0].config.model.name,  # the first teacher's
+                "teacher_metrics": t_records[0].metrics,
+                "teachers": ids, "teacher_models": [b.config.model.name for b in bundles],
+                "ensemble": "mean of probabilities" if len(ids) > 1 else None,
+                "temperature": temperature, "alpha": alpha,
                 "teacher_rows": len(outputs), "teacher_outputs": str(cache),
                 "transfer": None if transfer is None else str(transfer),
                 "transfer_rows": int((~outputs.labelled).sum()),
@@ -392,8 +519,9 @@ def resume_distill(registry: Registry, record: RunRecord, callbacks: Callbacks |
     settings = record.summary.get("distill")
     cache = record.artifact_dir / TEACHER_FILE
     if not settings or not cache.is_file():
+        teachers = " ".join((settings or {}).get("teachers") or [str(record.parent)])
         raise ValueError(f"run {record.run_id} stopped before its teacher's outputs were saved; nothing to resume "
-                         f"(distil again: shoal distill {record.parent} --student ...)")
+                         f"(distil again: shoal distill {teachers} --student ...)")
     cfg = parse_config(settings["config"], source=f"run {record.run_id}")
     loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"])
     record = registry.update(record.run_id, status="running")

@@ -26,7 +26,9 @@ def _quality(metrics: dict[str, Any], split: str) -> str:
 
 
 def distill(
-    run: Annotated[str, typer.Argument(help="The teacher: run id (or prefix, or 'latest').")],
+    runs: Annotated[list[str], typer.Argument(
+        help="The teacher: run id (or prefix, or 'latest'). Several runs: an ensemble of teachers trained on the "
+             "same data, whose probabilities are averaged.", show_default=False)],
     student: Annotated[str, typer.Option("--student", help="A model name (logistic, mlp, bag, dlrm) or a YAML "
                                                            "config reading the teacher's data.")],
     temperature: _Temperature = 2.0,
@@ -35,28 +37,36 @@ def distill(
     epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the teacher's).")] = None,
     home: _HomeOption = None,
 ) -> None:
-    """Train a student on the teacher's temperature-softened outputs mixed with the hard labels."""
+    """Train a student on the teacher's temperature-softened outputs mixed with the hard labels (several
+    teachers: on their ensemble, the mean of their probabilities)."""
     from shoal.cli import RichCallbacks, _home, _print_run, _progress, _user_errors, console
     from shoal.distill import distill as run_distill
     from shoal.registry import Registry
 
     with _user_errors():
         h = _home(home)
-        teacher = Registry(h).get(run)
+        registry = Registry(h)
+        teachers = [registry.get(run) for run in runs]
+        ids = [t.run_id for t in teachers]
         with _progress() as progress:
-            record = run_distill(teacher.run_id, student, h, temperature=temperature, alpha=alpha, transfer=transfer,
+            record = run_distill(ids, student, h, temperature=temperature, alpha=alpha, transfer=transfer,
                                  callbacks=RichCallbacks(progress), train={"epochs": epochs} if epochs else None)
         _print_run(record)
-        table = Table(title=f"teacher {teacher.run_id} -> student {record.run_id} (T={temperature:g}, a={alpha:g})")
+        if len(ids) > 1:
+            console.print(f"teachers (an ensemble, the mean of their probabilities): {' '.join(ids)}")
+        title = f"teacher {ids[0]}" if len(ids) == 1 else f"{len(ids)} teachers"
+        table = Table(title=f"{title} -> student {record.run_id} (T={temperature:g}, a={alpha:g})")
         for col in ("", "model", "valid", "test"):
             table.add_column(col, justify="left" if col in ("", "model") else "right")
-        table.add_row("teacher", str(teacher.config["model"]["name"]), _quality(teacher.metrics, "valid"),
-                      _quality(teacher.metrics, "test"))
+        for i, teacher in enumerate(teachers, 1):
+            table.add_row("teacher" if len(teachers) == 1 else f"teacher {i} ({teacher.run_id})",
+                          str(teacher.config["model"]["name"]), _quality(teacher.metrics, "valid"),
+                          _quality(teacher.metrics, "test"))
         table.add_row("student", str(record.config["model"]["name"]), _quality(record.metrics, "valid"),
                       _quality(record.metrics, "test"))
         console.print(table)
-        console.print(f"next: shoal export {record.run_id} --onnx   |   shoal bench {record.run_id}   |   "
-                      f"shoal compress {teacher.run_id} --budget-ms 0.1")
+        compress_hint = f"   |   shoal compress {ids[0]} --budget-ms 0.1" if len(ids) == 1 else ""
+        console.print(f"next: shoal export {record.run_id} --onnx   |   shoal bench {record.run_id}{compress_hint}")
 
 
 def compress(
