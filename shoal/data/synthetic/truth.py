@@ -1,0 +1,114 @@
+"""The truth of a log: what the true probabilities achieve on its labels, and the JSON file that keeps it.
+
+No model can beat the true probabilities in expectation, so these numbers tell how much of the learnable signal a
+trained model has captured.  ``bayes_auc`` is ``roc_auc_score(labels, p)`` over all rows, ``bayes_logloss`` the
+mean log loss of ``p`` and ``bayes_ne = bayes_logloss / H(q)`` with ``q`` the observed positive rate and
+``H(q) = -(q ln q + (1 - q) ln(1 - q))``.  With a single class among the labels (tiny ``rows``) the AUC and the
+NE are undefined and stored as ``nan`` (``NaN`` in the JSON, as Python's :mod:`json` writes it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.data.synthetic.spec import SynthSpec
+
+__all__ = ["SynthTruth", "load_truth", "truth_path"]
+
+
+@dataclass(frozen=True)
+class SynthTruth:
+    """What a model can at best achieve on the generated log, computed from the true probabilities."""
+
+    rows: int
+    """Rows written."""
+    base_rate: float
+    """Observed positive rate of the sampled labels."""
+    bayes_auc: float
+    """ROC AUC of the true probabilities against the labels (``nan`` with a single class)."""
+    bayes_logloss: float
+    """Mean log loss of the true probabilities."""
+    bayes_ne: float
+    """``bayes_logloss / H(base_rate)`` (``nan`` when the observed rate is 0 or 1)."""
+    spec: dict[str, Any]
+    """The :class:`SynthSpec` as a dict."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serializable dict (``nan`` for undefined metrics)."""
+        return {
+            "rows": int(self.rows),
+            "base_rate": float(self.base_rate),
+            "bayes_auc": float(self.bayes_auc),
+            "bayes_logloss": float(self.bayes_logloss),
+            "bayes_ne": float(self.bayes_ne),
+            "spec": dict(self.spec),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SynthTruth:
+        """Inverse of :meth:`to_json`."""
+        names = {f.name for f in fields(cls)}
+        missing = names - set(data)
+        if missing:
+            raise ValueError(f"truth JSON lacks the keys {sorted(missing)}")
+        return cls(
+            rows=int(data["rows"]),
+            base_rate=float(data["base_rate"]),
+            bayes_auc=float(data["bayes_auc"]),
+            bayes_logloss=float(data["bayes_logloss"]),
+            bayes_ne=float(data["bayes_ne"]),
+            spec=dict(data["spec"]),
+        )
+
+
+def truth_path(path: str | Path) -> Path:
+    """Where :func:`generate` writes the truth of the log at ``path``: ``"<path>.truth.json"``."""
+    p = Path(path)
+    return p.with_name(p.name + ".truth.json")
+
+
+def load_truth(path: str | Path) -> SynthTruth:
+    """Read the truth written next to the log at ``path`` (pass the log's path, not the JSON's)."""
+    with open(truth_path(path), encoding="utf-8") as fh:
+        return SynthTruth.from_json(json.load(fh))
+
+
+def _entropy(q: float) -> float:
+    if not 0.0 < q < 1.0:
+        return 0.0
+    return -(q * math.log(q) + (1.0 - q) * math.log(1.0 - q))
+
+
+def _bayes_truth(spec: SynthSpec, labels: np.ndarray, probs: np.ndarray, loss_sum: float) -> SynthTruth:
+    """The truth of all ``labels`` given their true ``probs`` and the summed log loss (taken from the logits)."""
+    from sklearn.metrics import roc_auc_score
+
+    q = float(labels.mean())
+    logloss = loss_sum / spec.rows
+    h = _entropy(q)
+    auc = float(roc_auc_score(labels, probs)) if 0.0 < q < 1.0 else math.nan
+    return SynthTruth(
+        rows=spec.rows,
+        base_rate=q,
+        bayes_auc=auc,
+        bayes_logloss=logloss,
+        bayes_ne=logloss / h if h > 0.0 else math.nan,
+        spec=asdict(spec),
+    )
+
+
+def _write_truth(path: Path, truth: SynthTruth) -> None:
+    """Write ``truth`` next to the log at ``path``, through a temporary name so a reader never sees half of it."""
+    tpath = truth_path(path)
+    ttmp = tpath.with_name(tpath.name + ".tmp")
+    with open(ttmp, "w", encoding="utf-8") as fh:
+        json.dump(truth.to_json(), fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(ttmp, tpath)
