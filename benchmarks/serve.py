@@ -7,9 +7,10 @@ Everything runs on 127.0.0.1: each server is a subprocess (uvicorn with uvloop a
 process (one keep-alive connection per client, closed loop: each client sends its next request when the previous
 one is answered). Every run is bounded both in requests and in seconds.
 
-The load generator is :class:`Connection`, a minimal HTTP/1.1 client written for this benchmark (about 0.03 ms of
-CPU per request); ``--client httpx`` uses ``httpx.AsyncClient`` instead (0.8 to 1.4 ms per request: on two cores
-it sets the pace itself), to cross-check.
+The load generator is :class:`Connection` (in ``benchmarks/serve_load.py``, with the closed loop itself), a minimal
+HTTP/1.1 client written for this benchmark (about 0.03 ms of CPU per request); ``--client httpx`` uses
+``httpx.AsyncClient`` instead (0.8 to 1.4 ms per request: on two cores it sets the pace itself), to cross-check.
+This file holds the rest: the model, the servers, the runs and the report.
 
 Model: the demo's DLRM config (13 dense, 26 sparse features, one of them a list) trained for one epoch on a small
 ``shoal synth`` log in a temporary folder. A request carries one row.
@@ -37,12 +38,8 @@ requests; no request may fail and every answer must equal its version's offline 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import os
 import platform
-import random
 import signal
 import socket
 import subprocess
@@ -51,7 +48,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,27 +58,19 @@ import uvloop
 
 try:  # run as ``python benchmarks/serve.py`` (script folder on sys.path) or imported as ``benchmarks.serve``
     from benchmarks.common import markdown_table, row, write_json
+    from benchmarks.serve_load import CLIENT_KINDS, MIXED_CLIENTS, TOKEN, Budget, load, run_async, swap_under_load
 except ImportError:  # pragma: no cover - depends on how the file is run
     from common import markdown_table, row, write_json  # type: ignore[no-redef]
+    from serve_load import CLIENT_KINDS, MIXED_CLIENTS, TOKEN, Budget, load, run_async, swap_under_load  # type: ignore[no-redef]
 
 BENCH = "serve"
 DATASET = "synthetic"
 SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive", "shoal-batched-onnx")
 CLIENTS = (1, 8, 64)
 METRICS = ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_4xx", "errors_5xx", "load_avg_1m")
-TOKEN = "bench-admin-token"
 THREADS = 1  # torch threads per server: the load generator needs the other core
-MIXED_CLIENTS = 16
 MALFORMED_SHARE = 0.10
-TOLERANCE = 1e-6
 TRAIN_ROWS, TRAIN_ROWS_QUICK = 50_000, 20_000
-
-
-@dataclass(frozen=True)
-class Budget:
-    seconds: float  # per measured run
-    requests: int  # per measured run
-    warmup_s: float
 
 
 FULL = Budget(seconds=10.0, requests=20_000, warmup_s=1.0)
@@ -206,222 +194,6 @@ def alive(url: str) -> bool:
         return False
 
 
-# -- load ---------------------------------------------------------------------------------------------------
-class Reply:
-    """A response: status and body (benchmark client)."""
-
-    __slots__ = ("status", "body")
-
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status = status
-        self.body = body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection, for the load only: a benchmark tool, not a general client.
-
-    It writes a POST and reads the answer's status line, headers and ``Content-Length`` body, nothing else (no
-    chunked bodies, redirects, TLS or proxies; a server answering ``connection: close`` makes it reconnect). Its
-    point is a small client cost per request (about 0.03 ms of CPU): httpx spends 0.8 to 1.4 ms, more than the
-    server, so with both on two cores it, not the server, set the pace and the latency.
-    """
-
-    timeout_s = 30.0  # for the answer's head; the body follows at once
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
-
-    async def post(self, path: str, body: bytes) -> Reply:
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
-        self._writer.write(b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path.encode(), self._head,
-                                                                                   len(body)) + body)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                head = await self._reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-            await self.close()
-            raise ConnectionError(f"{self.host}:{self.port} closed the connection or did not answer "
-                                  f"within {self.timeout_s} s") from None
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length, close = 0, False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection":
-                close = value.strip().lower() == b"close"
-            elif name == b"transfer-encoding":
-                raise ConnectionError(f"the benchmark client reads Content-Length bodies only, not {line!r}")
-        data = await self._reader.readexactly(length) if length else b""
-        if close:
-            await self.close()
-        return Reply(status, data)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(ConnectionError):
-                await self._writer.wait_closed()
-        self._reader = self._writer = None
-
-
-class HttpxConnection:
-    """The same interface over ``httpx.AsyncClient`` (one connection): ``--client httpx``, to cross-check."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.client = httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30,
-                                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-
-    async def post(self, path: str, body: bytes) -> Reply:
-        try:
-            r = await self.client.post(path, content=body, headers={"content-type": "application/json"})
-        except httpx.TransportError as err:
-            raise ConnectionError(str(err)) from None
-        return Reply(r.status_code, r.content)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-CLIENT_KINDS = {"raw": Connection, "httpx": HttpxConnection}
-
-
-def run_async(main: Any) -> Any:
-    """Run a coroutine on uvloop (the load generator's own event loop, as light as the servers')."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-@dataclass
-class Tally:
-    latencies: list[float] = field(default_factory=list)  # seconds, answered requests
-    ok: int = 0
-    errors_4xx: int = 0
-    errors_5xx: int = 0  # 5xx answers and connection errors
-    seconds: float = 0.0
-    mismatches: int = 0
-    malformed: int = 0
-    malformed_4xx: int = 0
-    answers: dict[str, int] = field(default_factory=dict)  # version -> answers
-
-    def metrics(self) -> dict[str, float]:
-        lat = np.asarray(self.latencies) * 1000
-        done = len(self.latencies)
-        return {"requests_per_s": done / max(self.seconds, 1e-9),
-                "latency_ms_p50": float(np.percentile(lat, 50)) if done else float("nan"),
-                "latency_ms_p99": float(np.percentile(lat, 99)) if done else float("nan"),
-                "errors_4xx": self.errors_4xx, "errors_5xx": self.errors_5xx}
-
-
-def malformed_body(k: int, good: dict[str, Any]) -> bytes:
-    """Four kinds, in turn: a wrong type, a missing field, an unknown field, a body over the 1 MiB limit."""
-    bad = dict(good)
-    kind = k % 4
-    if kind == 0:
-        bad["d0"] = "not a number"
-    elif kind == 1:
-        bad.pop("s1")
-    elif kind == 2:
-        bad["colour"] = "red"
-    else:
-        return json.dumps({"rows": [good], "padding": "x" * (1 << 20)}).encode()
-    return json.dumps({"rows": [bad]}).encode()
-
-
-async def load(url: str, clients: int, rows: list[dict[str, Any]], budget: Budget, *,
-               expected: dict[str, np.ndarray] | None = None, malformed_share: float = 0.0,
-               measure: bool = True, client: str = "raw") -> Tally:
-    """Closed-loop load: ``clients`` concurrent senders until ``budget`` requests or seconds are used up.
-
-    With ``expected`` (version -> offline probabilities of ``rows``), every answer is checked against its
-    version's. ``malformed_share`` of the requests are malformed and must get a 4xx.
-    """
-    tally = Tally()
-    # One connection per simulated user: a single httpx pool shared by 64 senders spends most of its time
-    # managing the pool (measured: 244 vs 628 requests/s against /healthz).
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    bodies = [json.dumps({"rows": [r]}).encode() for r in rows]
-    seconds = budget.seconds if measure else budget.warmup_s
-    sent = 0
-    rng = random.Random(0)
-    users = [CLIENT_KINDS[client](host, int(port)) for _ in range(clients)]
-    try:
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def user(conn: Connection | HttpxConnection) -> None:
-            nonlocal sent
-            while sent < budget.requests and time.perf_counter() < deadline:
-                i = sent % len(rows)
-                sent += 1
-                bad = rng.random() < malformed_share
-                body = malformed_body(sent, rows[i]) if bad else bodies[i]
-                t0 = time.perf_counter()
-                try:
-                    r = await conn.post("/predict", body)
-                except (ConnectionError, OSError, asyncio.IncompleteReadError):
-                    tally.errors_5xx += 1
-                    continue
-                tally.latencies.append(time.perf_counter() - t0)
-                if bad:
-                    tally.malformed += 1
-                    tally.malformed_4xx += 400 <= r.status < 500
-                if r.status >= 500:
-                    tally.errors_5xx += 1
-                elif r.status >= 400:
-                    tally.errors_4xx += 1
-                elif expected is not None:
-                    doc = r.json()
-                    version = doc.get("version", "")
-                    tally.answers[version] = tally.answers.get(version, 0) + 1
-                    got = doc["predictions"][0]["probability"]
-                    want = expected.get(version)
-                    if want is None or abs(got - want[i]) > TOLERANCE:
-                        tally.mismatches += 1
-                else:
-                    tally.ok += 1
-
-        await asyncio.gather(*(user(c) for c in users))
-        tally.seconds = time.perf_counter() - start
-    finally:
-        for conn in users:
-            await conn.close()
-    return tally
-
-
-async def swap_under_load(url: str, rows: list[dict[str, Any]], budget: Budget, versions: dict[str, Path],
-                          expected: dict[str, np.ndarray], client: str = "raw") -> tuple[Tally, int, int]:
-    """Alternate the served version every ~0.5 s while 16 clients send requests; (tally, swaps ok, swaps)."""
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    stop = budget.seconds - 0.5
-    order = [versions[v] for v in sorted(versions)] * 100
-    swaps = ok = 0
-
-    async def swapper() -> None:
-        nonlocal swaps, ok
-        async with httpx.AsyncClient(base_url=url, timeout=60) as admin:
-            started = time.perf_counter()
-            while time.perf_counter() - started < stop:
-                await asyncio.sleep(0.5)
-                r = await admin.post("/admin/reload", headers=auth, json={"ref": str(order[swaps + 1])})
-                swaps += 1
-                ok += r.status_code == 200
-
-    tally, _ = await asyncio.gather(load(url, MIXED_CLIENTS, rows, budget, expected=expected, client=client),
-                                    swapper())
-    return tally, ok, swaps
-
-
 # -- the benchmark --------------------------------------------------------------------------------------------
 def _rows(system: str, clients: int, metrics: dict[str, float]) -> list[dict[str, Any]]:
     return [{**row(BENCH, DATASET, system, k, v), "clients": clients} for k, v in metrics.items()]
@@ -514,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK.seconds:.0f} s per run instead of "
                                                              f"{FULL.seconds:.0f} s, a smaller training log")
     parser.add_argument("--client", choices=sorted(CLIENT_KINDS), default="raw",
-                        help="load generator: raw (this file's minimal HTTP/1.1 client) or httpx, to cross-check")
+                        help="load generator: raw (serve_load.py's minimal HTTP/1.1 client) or httpx, to cross-check")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false",
                         help="leave out shoal-batched-onnx (ONNX export and its server)")
     parser.add_argument("--naive-server", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline
