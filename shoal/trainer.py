@@ -117,6 +117,13 @@ def _multiclass_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return nn.functional.cross_entropy(logits, labels.long())
 
 
+def _row_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) the loss of each row: cross-entropy (multiclass, (B, C) logits) or binary cross-entropy."""
+    if logits.ndim == 2:
+        return nn.functional.cross_entropy(logits, labels.long(), reduction="none")
+    return nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+
+
 class BatchCache:
     """Encoded batches kept in memory while they fit in ``budget`` bytes (shared by all the sets of a run).
 
@@ -307,6 +314,10 @@ class Trainer:
                 chunk = chunk.rows(keep)
             yield ci, encoder.encode(chunk, silent)
 
+    def _rows_in_step(self, batch: Batch) -> int:
+        """Rows a step trained on (the run summary's ``rows_trained``); distributed: over all ranks."""
+        return batch.trained_rows
+
     # -- optimisation ----------------------------------------------------------------------------------------
     def _setup_model(self, model: nn.Module) -> nn.Module:
         """The model just built, before its optimizers exist: a subclass may move or re-shard it."""
@@ -426,13 +437,18 @@ class Trainer:
                         if o is not None:
                             o.zero_grad(set_to_none=True)
                     out = net(*mb.inputs())
-                    loss = loss_fn(out, torch.from_numpy(mb.label)) if self.loss is None else self.loss(out, mb)
+                    if self.loss is not None:
+                        loss = self.loss(out, mb)
+                    elif mb.weight is None:
+                        loss = loss_fn(out, torch.from_numpy(mb.label))
+                    else:  # rows weighted in the mean (the distributed trainer's padding rows weigh 0)
+                        loss = (_row_losses(out, torch.from_numpy(mb.label)) * torch.from_numpy(mb.weight)).mean()
                     loss.backward()
                     for o in opts:
                         if o is not None:
                             o.step()
                     pos.step += 1
-                    pos.rows += len(mb)
+                    pos.rows += self._rows_in_step(mb)
                     pos.batch = bi + 1
                     lv = float(loss.detach())
                     running = lv if running is None else 0.98 * running + 0.02 * lv

@@ -22,7 +22,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -177,8 +179,8 @@ def test_two_processes_match_one_process_metrics(tmp_path: Path, clicks: Path,
     s = two.summary
     assert s["world_size"] == 2 and s["valid_rows"] == one.summary["valid_rows"]
     assert s["train_rows"] == one.summary["train_rows"]
-    # every step is a full global batch; an epoch covers every training row (a few repeated to even the ranks)
-    assert s["rows_trained"] == s["steps"] * 128 and 0 <= s["rows_trained"] - 2 * s["train_rows"] < 2 * (1500 + 128)
+    # every training row counts once an epoch: the rows a rank repeats to keep step with the others weigh 0
+    assert s["epochs_run"] == 2 and s["rows_trained"] == 2 * s["train_rows"]
     bundle = load_bundle(Path(s["bundle"]))
     assert isinstance(bundle.model.sparse_arch, SparseArch)
 
@@ -226,6 +228,21 @@ def test_killed_two_process_run_resumes_to_the_same_result(tmp_path: Path, click
     assert resumed.status == "completed"
     for k, v in ref.metrics.items():
         assert abs(resumed.metrics[k] - v) <= RESUME_TOL, (k, resumed.metrics[k], v)
+
+
+def test_padding_rows_weigh_nothing_and_real_rows_make_the_mean() -> None:
+    """Rank rows 1000 and 900, 128 rows a rank a step: 8 steps; rank 1 runs out during step 7 and pads."""
+    def weights(rank: int, step: int) -> object:
+        me = SimpleNamespace(rank_batch=128, ctx=SimpleNamespace(world=2, rank=rank), rank_rows=[1000, 900])
+        return DistributedTrainer._padding_weights(me, step)  # type: ignore[arg-type]
+
+    assert weights(0, 0) is None and weights(1, 6) is None  # both ranks full: the plain mean
+    w0, w1 = weights(0, 7), weights(1, 7)  # real rows: rank 0 1000 - 896 = 104, rank 1 900 - 896 = 4
+    assert isinstance(w0, np.ndarray) and isinstance(w1, np.ndarray)
+    assert np.count_nonzero(w0) == 104 and np.count_nonzero(w1) == 4 and not w1[4:].any()
+    # DDP averages the two ranks' mean losses: sum_r mean_r(w * loss) / 2 = the mean over the 108 real rows
+    np.testing.assert_allclose((w0.sum() + w1.sum()) / 128 / 2, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(w1[:4], 256 / 108, rtol=1e-6)
 
 
 def _free_port() -> int:

@@ -37,6 +37,12 @@ class Batch:
     label: np.ndarray | None  # (B,) float32 in {0, 1}, None at predict time
     lines: np.ndarray  # (B,) int64: line (or row number) of each row in its file
     truncated: int = 0  # text cells cut to their feature's max_bytes while encoding these rows
+    weight: np.ndarray | None = None  # (B,) float32 weight of each row in the training loss; None: 1 each
+
+    @property
+    def trained_rows(self) -> int:
+        """Rows that count in the training loss (weight > 0)."""
+        return len(self) if self.weight is None else int(np.count_nonzero(self.weight))
 
     def __len__(self) -> int:
         return int(self.dense.shape[0])
@@ -45,8 +51,9 @@ class Batch:
     def nbytes(self) -> int:
         """Memory held by the arrays (shared offsets counted once)."""
         arrays = {id(a): a for a in [self.dense, self.lines, *self.ids, *self.offsets]}
-        if self.label is not None:
-            arrays[id(self.label)] = self.label
+        for extra in (self.label, self.weight):
+            if extra is not None:
+                arrays[id(extra)] = extra
         return sum(a.nbytes for a in arrays.values())
 
     def take(self, index: np.ndarray) -> Batch:
@@ -69,6 +76,7 @@ class Batch:
         return Batch(
             dense=self.dense[index], ids=ids, offsets=offsets,
             label=None if self.label is None else self.label[index], lines=self.lines[index],
+            weight=None if self.weight is None else self.weight[index],
         )
 
     def slice(self, start: int, stop: int) -> Batch:
@@ -87,7 +95,8 @@ class Batch:
             ids.append(k_ids[first:k_off[stop]])
             offsets.append(k_off[start:stop + 1] - first)
         return Batch(dense=self.dense[start:stop], ids=ids, offsets=offsets,
-                     label=None if self.label is None else self.label[start:stop], lines=self.lines[start:stop])
+                     label=None if self.label is None else self.label[start:stop], lines=self.lines[start:stop],
+                     weight=None if self.weight is None else self.weight[start:stop])
 
     def inputs(self) -> ModelInputs:
         """(dense (B, D), ids per feature (N_k,), offsets per feature (B,)) as torch tensors."""
@@ -118,10 +127,13 @@ class Batch:
                 base += int(b.offsets[k][-1])
             offsets.append(np.concatenate(parts))
         labels = [b.label for b in batches]
+        weighted = any(b.weight is not None for b in batches)
         return Batch(
             dense=np.concatenate([b.dense for b in batches]),
             ids=ids,
             offsets=offsets,
             label=None if any(lab is None for lab in labels) else np.concatenate(labels),  # type: ignore[arg-type]
             lines=np.concatenate([b.lines for b in batches]),
+            weight=np.concatenate([np.ones(len(b), np.float32) if b.weight is None else b.weight for b in batches])
+            if weighted else None,
         )

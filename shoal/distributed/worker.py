@@ -104,10 +104,7 @@ def _train(args: argparse.Namespace, ctx: RankContext) -> str | None:
             shutil.rmtree(run_dir, ignore_errors=True)
     if registry is None or record is None:
         return None
-    s = result.summary
-    # the trainer counts this rank's rows; every rank trained the same number of full batches
-    s["rows_trained"] = s["rows_trained"] * ctx.world
-    s["train_rows_per_s"] = round(s["rows_trained"] / max(s["train_seconds"], 1e-9), 1)
+    s = result.summary  # rows_trained: the real rows of every rank (the trainer counts them per step)
     registry.update(record.run_id, status="completed", finished=True, metrics=result.metrics,
                     summary={**s, "bundle": str(result.bundle)})
     return record.run_id
