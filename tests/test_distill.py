@@ -135,7 +135,7 @@ def teacher_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, P
 def test_teacher_outputs_computed_once_and_looked_up_by_line(teacher_home: tuple[Path, str, Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     home, teacher, data = teacher_home
-    import shoal.distill as d
+    import shoal.distill.run as d  # where distill() looks teacher_outputs up
 
     calls: list[int] = []
     real_outputs = d.teacher_outputs

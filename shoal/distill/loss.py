@@ -1,0 +1,61 @@
+"""The distillation loss: hard labels mixed with the teacher's temperature-softened outputs.
+
+``distillation_loss`` is the formula of Hinton et al. 2015 on tensors; ``DistillLoss`` is what the
+:class:`~shoal.trainer.Trainer` calls, so it finds the teacher's logits of each mini-batch by ``batch.lines``
+(the teacher scored the rows once, before training: :mod:`shoal.distill.teachers`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from shoal.data.batch import Batch
+from shoal.distill.teachers import TeacherOutputs
+
+
+# -- the loss ---------------------------------------------------------------------------------------------------
+def distillation_loss(student: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                      alpha: float, labelled: torch.Tensor | None = None) -> torch.Tensor:
+    """``a * CE(y, s) + (1 - a) * T^2 * KL(teacher_T || student_T)``, the mean over rows.
+
+    ``student`` and ``teacher`` are logits, (B,) for a binary label (sigmoid) or (B, C) (softmax); ``labels``
+    (B,) holds 0/1 or class indices. Rows whose ``labelled`` is False (transfer rows) take the soft term only.
+    """
+    t = float(temperature)
+    if student.ndim == 1:
+        y = labels.to(student.dtype)
+        ce = F.binary_cross_entropy_with_logits(student, y, reduction="none")  # (B,)
+        p_t = torch.sigmoid(teacher / t)
+        # KL of two Bernoullis = cross-entropy(p_t, p_s) - entropy(p_t), both as logits for stability
+        kl = (F.binary_cross_entropy_with_logits(student / t, p_t, reduction="none")
+              - F.binary_cross_entropy_with_logits(teacher / t, p_t, reduction="none"))  # (B,)
+    else:
+        ce = F.cross_entropy(student, labels.long(), reduction="none")  # (B,)
+        log_p_t = F.log_softmax(teacher / t, dim=1)  # (B, C)
+        kl = (log_p_t.exp() * (log_p_t - F.log_softmax(student / t, dim=1))).sum(dim=1)  # (B,)
+    w = torch.full_like(ce, alpha) if labelled is None else alpha * labelled.to(ce.dtype)
+    return (w * ce + (1.0 - w) * (t * t) * kl).mean()
+
+
+class DistillLoss:
+    """The :class:`~shoal.trainer.Trainer` loss of a student: :func:`distillation_loss` against the teacher's
+    logits of each mini-batch's rows, looked up by ``batch.lines``."""
+
+    def __init__(self, teacher: TeacherOutputs, temperature: float = 2.0, alpha: float = 0.5) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, not {temperature!r} (1 is the plain softmax; try 2 to 4)")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], not {alpha!r} (the weight of the hard labels; 0.5 mixes)")
+        self.teacher = teacher
+        self.temperature = temperature
+        self.alpha = alpha
+
+    def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        assert batch.label is not None
+        t_logits, labelled = self.teacher.lookup(batch.lines)
+        if t_logits.shape[1:] != logits.shape[1:]:
+            raise ValueError(f"teacher logits have shape {t_logits.shape[1:]} per row, the student's "
+                             f"{tuple(logits.shape[1:])}: teacher and student must predict the same label")
+        return distillation_loss(logits, torch.from_numpy(batch.label), torch.from_numpy(t_logits),
+                                 self.temperature, self.alpha, torch.from_numpy(labelled))

@@ -1,0 +1,98 @@
+"""A whole distillation run: the teacher's outputs cached in the student's run folder, then the student trained.
+
+:func:`distill` records the student run (kind ``distill``, the teacher as parent) before the teacher's pass, so
+a failure is recorded; :func:`resume_distill` continues a killed run from its checkpoint with the cached outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.callbacks import Callbacks
+from shoal.config import RunConfig, parse_config
+from shoal.distill.loss import DistillLoss
+from shoal.distill.student import _same_teachers, student_config
+from shoal.distill.teachers import TeacherOutputs, _as_teachers, teacher_outputs, with_transfer
+from shoal.registry import Registry, RunRecord
+
+TEACHER_FILE = "teacher-logits.npz"
+
+
+# -- the whole run ----------------------------------------------------------------------------------------------
+def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict[str, Any],
+            home: str | Path = "shoal-runs", *, temperature: float = 2.0, alpha: float = 0.5,
+            transfer: Path | None = None, callbacks: Callbacks | None = None, outputs: TeacherOutputs | None = None,
+            name: str | None = None, train: dict[str, Any] | None = None) -> RunRecord:
+    """Train ``student`` on the soft targets of the ``teacher`` run; returns the student's finished record.
+
+    ``teacher`` is a run id (or prefix, or ``latest``), or a list of them: an ensemble of runs trained on the same
+    data, whose probabilities are averaged (:func:`ensemble_logits`); the student's config then derives from the
+    first one's. The student run (kind ``distill``) records the (first) teacher as ``parent``, every teacher in
+    ``summary["distill"]["teachers"]`` and the settings beside them. ``outputs`` reuses teacher outputs already
+    computed for these teachers and data (``shoal compress`` scores the rows once for all its candidates);
+    ``train`` overrides training settings of the student (e.g. ``{"epochs": 3}``).
+    """
+    from shoal.runs import _fit, load
+
+    DistillLoss(TeacherOutputs(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)),
+                temperature, alpha)  # checks temperature and alpha before any work
+    registry = Registry(Path(home))
+    refs = [teacher] if isinstance(teacher, str) else list(teacher)
+    if not refs:
+        raise ValueError("no teacher given; give a teacher run id, or several for an ensemble")
+    t_records = [registry.get(ref) for ref in refs]
+    ids = [r.run_id for r in t_records]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"teacher run {twice[0]} is given more than once ({refs}); name each teacher of an "
+                         "ensemble once")
+    bundles = [load(run_id, home) for run_id in ids]
+    _same_teachers([b.config for b in bundles], ids)
+    teachers = _as_teachers(bundles)
+    cfg = student_config(bundles[0].config, student, name)
+    if train:
+        doc = cfg.resolved()
+        cfg = parse_config({**doc, "train": {**doc["train"], **train}}, source="student train settings")
+    record = registry.create_run(cfg.name, cfg.resolved(), kind="distill", parent=ids[0])
+    run_dir = record.artifact_dir
+    try:
+        if transfer is not None:
+            cfg, outputs = with_transfer(teachers, cfg, Path(transfer), run_dir)
+        elif outputs is None:
+            outputs = teacher_outputs(teachers, cfg)
+        cache = outputs.save(run_dir / TEACHER_FILE)
+    except Exception as err:
+        registry.update(record.run_id, status="failed", finished=True,
+                        summary={"error": f"{type(err).__name__}: {err}"})
+        raise
+    settings = {"teacher": ids[0], "teacher_model": bundles[0].config.model.name,  # the first teacher's
+                "teacher_metrics": t_records[0].metrics,
+                "teachers": ids, "teacher_models": [b.config.model.name for b in bundles],
+                "ensemble": "mean of probabilities" if len(ids) > 1 else None,
+                "temperature": temperature, "alpha": alpha,
+                "teacher_rows": len(outputs), "teacher_outputs": str(cache),
+                "transfer": None if transfer is None else str(transfer),
+                "transfer_rows": int((~outputs.labelled).sum()),
+                "config": cfg.resolved()}  # what the trainer reads (with a transfer set: the joined file)
+    record = registry.update(record.run_id, summary={"distill": settings})
+    return _fit(registry, record, cfg, callbacks, resume=False, loss=DistillLoss(outputs, temperature, alpha))
+
+
+def resume_distill(registry: Registry, record: RunRecord, callbacks: Callbacks | None = None) -> RunRecord:
+    """Continue a killed distillation run from its checkpoint, with its cached teacher outputs."""
+    from shoal.runs import _fit
+
+    settings = record.summary.get("distill")
+    cache = record.artifact_dir / TEACHER_FILE
+    if not settings or not cache.is_file():
+        teachers = " ".join((settings or {}).get("teachers") or [str(record.parent)])
+        raise ValueError(f"run {record.run_id} stopped before its teacher's outputs were saved; nothing to resume "
+                         f"(distil again: shoal distill {teachers} --student ...)")
+    cfg = parse_config(settings["config"], source=f"run {record.run_id}")
+    loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"])
+    record = registry.update(record.run_id, status="running")
+    return _fit(registry, record, cfg, callbacks, resume=True, loss=loss)

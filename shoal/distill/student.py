@@ -1,0 +1,111 @@
+"""The student's config: the teacher's, with a small model, reading the same rows with the same split.
+
+A student must train on the rows its teacher scored and hold out the same validation rows (otherwise it would
+learn the teacher's outputs on rows it is then scored on); these checks say which setting differs and how to fix
+it. The teachers of an ensemble are checked the same way against each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shoal.config import RunConfig, load_config, parse_config
+
+# ``--student NAME``: the model, small; any other setting comes from the teacher's config.
+STUDENTS: dict[str, dict[str, Any]] = {
+    "logistic": {"name": "logistic"},
+    "mlp": {"name": "mlp", "embedding_dim": 8, "hidden": [32]},
+    "bag": {"name": "bag", "embedding_dim": 16},
+    "dlrm": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16], "top_mlp": [32]},
+}
+# A byte-sequence text feature becomes a bag of hashed n-grams for a bag student (as configs/agnews.yaml) ...
+NGRAM_TEXT = {"tokens": "ngrams", "buckets": 1_000_000, "ngram_min": 3, "ngram_max": 5, "word_ngrams": 2}
+# ... and then trains with the rates of a bag model (those of configs/agnews.yaml and configs/sst2.yaml).
+NGRAM_TRAIN = {"lr": 0.01, "embedding_lr": 0.1}
+
+
+# -- the student's config ---------------------------------------------------------------------------------------
+def _split_difference(reference: RunConfig, other: RunConfig) -> tuple[str, Any, Any] | None:
+    """The first setting by which ``other`` reads other training rows or labels than ``reference``:
+    (field, reference's value, other's value), or None when both read the same rows the same way."""
+    drop = {"chunk_rows", "test", "on_bad_rows"}
+    a, b = reference.data.model_dump(mode="json", exclude=drop), other.data.model_dump(mode="json", exclude=drop)
+    diff = sorted(k for k in a if a[k] != b.get(k))
+    if diff:
+        return f"data.{diff[0]}", a[diff[0]], b.get(diff[0])
+    if reference.train.seed != other.train.seed and reference.data.holds_out:
+        return "train.seed", reference.train.seed, other.train.seed
+    if reference.label.model_dump() != other.label.model_dump():
+        return "label", reference.label.model_dump(mode="json"), other.label.model_dump(mode="json")
+    return None
+
+
+def _same_split(teacher: RunConfig, student: RunConfig, source: str) -> None:
+    """A student config must read the teacher's training rows and hold the same rows out."""
+    found = _split_difference(teacher, student)
+    if found is None:
+        return
+    field, a, b = found
+    if field == "train.seed":
+        raise ValueError(f"{source}: train.seed is {b}, the teacher's is {a}; the seed picks the held-out rows, so "
+                         f"set train.seed: {a}")
+    if field == "label":
+        raise ValueError(f"{source}: the label differs from the teacher's {a}; a student predicts its teacher's label")
+    raise ValueError(f"{source}: {field} is {b!r}, the teacher's is {a!r}; a student must read the teacher's "
+                     "training data the same way (copy the teacher's data: block)")
+
+
+def _same_teachers(configs: Sequence[RunConfig], run_ids: Sequence[str]) -> None:
+    """The teachers of an ensemble must have been trained on the same rows, with the same rows held out and the
+    same label: their outputs are averaged row by row."""
+    for cfg, run_id in zip(configs[1:], run_ids[1:], strict=True):
+        found = _split_difference(configs[0], cfg)
+        if found is not None:
+            field, a, b = found
+            raise ValueError(f"teacher {run_id}: {field} is {b!r}, teacher {run_ids[0]}'s is {a!r}; the teachers of "
+                             "an ensemble must be trained on the same data (the same data: block, label and, with a "
+                             "held-out split, train.seed), so distil from runs of one data set")
+
+
+def student_config(teacher: RunConfig, student: str | Path | RunConfig | dict[str, Any],
+                   name: str | None = None) -> RunConfig:
+    """The config of a student of ``teacher``.
+
+    ``student`` is a model name of :data:`STUDENTS` or a model config (``{"name": "mlp", "hidden": [16]}``): the
+    teacher's config with that model (a byte-sequence text feature becomes hashed n-grams, with a bag model's
+    learning rates, for any model but ``bytecnn``); or a YAML file or a :class:`RunConfig`, which must read the
+    teacher's data with the same split.
+    """
+    if isinstance(student, RunConfig) or (not isinstance(student, dict) and (
+            Path(student).suffix in (".yaml", ".yml") or Path(student).is_file())):
+        cfg = student if isinstance(student, RunConfig) else load_config(student)
+        _same_split(teacher, cfg, "the student config" if isinstance(student, RunConfig) else str(student))
+        return cfg
+    if isinstance(student, dict):
+        model, key = dict(student), str(student.get("name"))
+    elif str(student) in STUDENTS:
+        model, key = dict(STUDENTS[str(student)]), str(student)
+    else:
+        raise ValueError(f"unknown student {str(student)!r}; give a model name ({', '.join(STUDENTS)}) "
+                         "or a YAML config path")
+    doc = teacher.resolved()
+    doc["model"] = model
+    doc["name"] = name or f"{teacher.name}-{key}-student"
+    switched = False
+    if key != "bytecnn":
+        bagged = {f["column"] or f["name"] for f in doc["features"] if f["kind"] == "text" and f["tokens"] == "ngrams"}
+        features = []
+        for f in doc["features"]:
+            if f["kind"] == "text" and f["tokens"] == "bytes":
+                switched = True
+                if (f["column"] or f["name"]) in bagged:
+                    continue  # the teacher also reads this text as n-grams: the student keeps that feature only
+                f.update(NGRAM_TEXT)
+            features.append(f)
+        doc["features"] = features
+    if switched:
+        doc["train"].update(NGRAM_TRAIN)
+    return parse_config(doc, source=f"student {key!r} of {teacher.name!r}")
+

@@ -1,0 +1,259 @@
+"""The teacher's side of distillation: its outputs on every training row, scored once and keyed by line number.
+
+A teacher and its student may encode rows differently, so they meet on raw rows: :func:`teacher_outputs` scores
+each training row once with the teacher (or averages an ensemble, :func:`ensemble_logits`) and
+:class:`TeacherOutputs` keeps the logits by line of the training file for the student's loss to look up.
+:func:`with_transfer` adds unlabeled rows that the teacher labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from shoal.bundle import Bundle
+from shoal.config import FileSpec, RunConfig
+from shoal.data.readers import BadRowSink, Chunk, detect_format
+from shoal.data.stream import chunks, valid_mask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TeacherOutputs:
+    """The teacher's logits for the rows of one training file, keyed by line number (sorted).
+
+    ``labelled`` is False for transfer rows: their label is the teacher's own guess, so the student learns them
+    from the soft targets only.
+    """
+
+    lines: np.ndarray  # (N,) int64, increasing
+    logits: np.ndarray  # (N,) or (N, C) float32
+    labelled: np.ndarray  # (N,) bool
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def lookup(self, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, labelled) of the rows at ``lines`` (any order). Raises when a line was never scored."""
+        pos = np.minimum(np.searchsorted(self.lines, lines), max(len(self.lines) - 1, 0))
+        missing = len(self.lines) == 0 or bool((self.lines[pos] != lines).any())
+        if missing:
+            lost = lines if len(self.lines) == 0 else lines[self.lines[pos] != lines]
+            raise ValueError(
+                f"no teacher output for line(s) {lost[:5].tolist()} of the training file ({len(lost)} rows of this "
+                "batch): the student reads rows the teacher did not score. Does the student read the teacher's "
+                "training file with the same options? (delete teacher-logits.npz to score the rows again)"
+            )
+        return self.logits[pos], self.labelled[pos]
+
+    def save(self, path: Path) -> Path:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, lines=self.lines, logits=self.logits, labelled=self.labelled)
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def load(path: Path) -> TeacherOutputs:
+        with np.load(path) as z:
+            return TeacherOutputs(z["lines"], z["logits"], z["labelled"])
+
+
+# -- the teacher's pass -----------------------------------------------------------------------------------------
+def _logsumexp(x: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def ensemble_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
+    """The logits of the mean of several teachers' probabilities, float32.
+
+    ``logits`` holds one array per teacher for the same rows in the same order: (N,) binary logits or (N, C)
+    multiclass ones. Binary: ``logit(mean_k sigmoid(z_k))``; multiclass: ``log(mean_k softmax(z_k))`` (logits up
+    to a constant per row, which softmax ignores). Averaging probabilities, not logits, is Hinton et al.'s
+    arithmetic mean: a teacher that is unsure pulls the mean toward uncertainty instead of being outvoted by one
+    confident logit. It is computed in log space (``log mean_k p_k = logsumexp_k log p_k - log K``), so very
+    confident teachers still give finite logits.
+    """
+    if len(logits) == 0:
+        raise ValueError("no teacher logits to average; give at least one teacher")
+    shapes = sorted({np.shape(z) for z in logits})
+    if len(shapes) != 1:
+        raise ValueError(f"the teachers' logits have different shapes {shapes}: an ensemble's teachers must score "
+                         "the same rows and predict the same label")
+    z = np.stack([np.asarray(x, np.float64) for x in logits])  # (K, N) or (K, N, C)
+    log_k = np.log(len(logits))
+    if z.ndim == 2:
+        log_p = _logsumexp(-np.logaddexp(0.0, -z), axis=0) - log_k  # (N,) log mean sigmoid(z)
+        log_q = _logsumexp(-np.logaddexp(0.0, z), axis=0) - log_k  # (N,) log mean sigmoid(-z) = log(1 - p)
+        return (log_p - log_q).astype(np.float32)
+    log_softmax = z - _logsumexp(z, axis=2, keepdims=True)  # (K, N, C)
+    return (_logsumexp(log_softmax, axis=0) - log_k).astype(np.float32)  # (N, C)
+
+
+def _score(teachers: Sequence[Bundle], chunk: Chunk, sink: BadRowSink,
+           with_label: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(lines, logits) of a chunk's rows: one teacher's logits; an ensemble's (:func:`ensemble_logits`) on the
+    rows every teacher could encode, in the first teacher's order."""
+    scored = []
+    for t in teachers:
+        batch = t.encoder.encode(chunk, sink, with_label=with_label)
+        scored.append((batch.lines, t.predict_logits(batch)))
+    if len(scored) == 1:
+        return scored[0][0], scored[0][1].astype(np.float32)
+    lines = scored[0][0]
+    for other, _ in scored[1:]:
+        lines = lines[np.isin(lines, other)]  # a row one teacher rejected as bad has no ensemble output
+    aligned = []
+    for own, z in scored:
+        order = np.argsort(own, kind="stable")
+        aligned.append(z[order[np.searchsorted(own, lines, sorter=order)]])
+    return lines, ensemble_logits(aligned)
+
+
+def _training_chunks(columns: list[str], cfg: RunConfig, path: Path | None = None) -> Iterator[Chunk]:
+    """The raw rows the student trains on (held-out rows left out), read as ``cfg`` says."""
+    source = Path(path or cfg.data.train)
+    data = cfg.data if path is None else cfg.data.model_copy(update={"format": "parquet"})
+    split = path is None and cfg.data.holds_out
+    for chunk in chunks(source, data, columns, BadRowSink("count")):  # bad rows are the student trainer's to report
+        if split:
+            keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
+            chunk = chunk.rows(keep)
+        if len(chunk):
+            yield chunk
+
+
+def _as_teachers(teacher: Bundle | Sequence[Bundle]) -> list[Bundle]:
+    teachers = [teacher] if isinstance(teacher, Bundle) else list(teacher)
+    if not teachers:
+        raise ValueError("no teacher given; give a teacher bundle or a list of them (an ensemble)")
+    classes = {tuple(t.classes or ()) for t in teachers}
+    if len(classes) > 1:
+        raise ValueError(f"the teachers' classes differ ({sorted(classes)}): an ensemble's teachers must predict "
+                         "the same classes in the same order (train them on the same data and label)")
+    return teachers
+
+
+def _columns_of(teachers: Sequence[Bundle]) -> list[str]:
+    return list(dict.fromkeys(c for t in teachers for c in t.encoder.columns()))
+
+
+def teacher_outputs(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, path: Path | None = None,
+                    labelled_rows: int | None = None) -> TeacherOutputs:
+    """Score once every training row of ``cfg`` (``path`` instead: a Parquet file, all rows) with the teacher.
+
+    ``teacher`` is a bundle or a list of bundles, an ensemble: the logits of the mean of their probabilities
+    (:func:`ensemble_logits`), on the rows all of them could encode. ``labelled_rows``: rows after this line
+    number are transfer rows (``labelled`` False).
+    """
+    teachers = _as_teachers(teacher)
+    silent = BadRowSink("count")
+    lines, logits = [], []
+    for chunk in _training_chunks(_columns_of(teachers), cfg, path):
+        chunk_lines, chunk_logits = _score(teachers, chunk, silent)
+        lines.append(chunk_lines)
+        logits.append(chunk_logits)
+    if not lines:
+        raise ValueError(f"{path or cfg.data.train}: the teacher found no training rows to score")
+    all_lines = np.concatenate(lines).astype(np.int64)
+    order = np.argsort(all_lines, kind="stable")
+    all_lines = all_lines[order]
+    labelled = np.ones(len(all_lines), bool) if labelled_rows is None else all_lines <= labelled_rows
+    return TeacherOutputs(all_lines, np.concatenate(logits)[order], labelled)
+
+
+# -- a transfer set ---------------------------------------------------------------------------------------------
+def _strings(table: pa.Table) -> pa.Table:
+    return pa.table({c: pc.cast(table.column(c), pa.string()) for c in table.column_names})
+
+
+def _label_names(bundle: Bundle, logits: np.ndarray) -> pa.Array:
+    """The teacher's hard guess of each transfer row, written as the label column says it (``bundle``: the first
+    teacher; an ensemble's teachers share the label and classes)."""
+    label = bundle.config.label
+    if logits.ndim == 2:
+        classes = bundle.encoder.classes_
+        return pa.array([classes[i] for i in logits.argmax(axis=1)], pa.string())
+    return pa.array(np.where(logits > 0, label.positive[0], label.negative[0]), pa.string())
+
+
+def _file_spec(cfg: RunConfig, split: Literal["valid", "test"]) -> FileSpec | None:
+    """The ``split`` file with all its reading options spelled out (they no longer follow ``data``)."""
+    found = cfg.data.file(split)
+    if found is None:
+        return None
+    path, o = found
+    return FileSpec.model_validate({"path": path, "format": detect_format(path, o.format), "header": o.header,
+                                    "columns": o.columns, "delimiter": o.delimiter, "quoting": o.quoting})
+
+
+def with_transfer(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, transfer: Path,
+                  run_dir: Path) -> tuple[RunConfig, TeacherOutputs]:
+    """The student's training rows plus the transfer rows (labelled by the teacher, or the ensemble: a list of
+    bundles) in one Parquet file.
+
+    Writes ``train+transfer.parquet`` (training rows, held-out rows left out, then the transfer rows) and, when
+    the teacher held rows out of its training file, ``valid.parquet`` (those rows); returns the student config
+    that reads them (its test file unchanged) and the teacher's outputs keyed by line of the new file.
+    """
+    teachers = _as_teachers(teacher)
+    student_cols = set(_columns(cfg))
+    columns = list(dict.fromkeys([*_columns_of(teachers), *_columns(cfg)]))
+    train_path, valid_path = run_dir / "train+transfer.parquet", run_dir / "valid.parquet"
+    writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(path: Path, table: pa.Table) -> None:
+        table = _strings(table.select(columns))
+        if str(path) not in writers:
+            writers[str(path)] = pq.ParquetWriter(path, table.schema)
+        writers[str(path)].write_table(table)
+
+    rows = 0
+    try:
+        for chunk in chunks(cfg.data.train, cfg.data, columns, BadRowSink("count")):
+            held = (valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed) if cfg.data.holds_out
+                    else np.zeros(len(chunk), bool))
+            if held.any():
+                write(valid_path, chunk.table.filter(pa.array(held)))
+            write(train_path, chunk.table.filter(pa.array(~held)))
+            rows += int((~held).sum())
+        fmt = detect_format(transfer, None)
+        options = cfg.data.model_copy(update={"format": fmt}) if fmt == detect_format(Path(cfg.data.train),
+                                                                                      cfg.data.format) else \
+            cfg.data.model_copy(update={"format": fmt, "header": True, "columns": None})
+        features = [c for c in columns if c != cfg.label.column]
+        added = 0
+        for chunk in chunks(transfer, options, features, BadRowSink("count")):
+            lines, logits = _score(teachers, chunk, BadRowSink("count"), with_label=False)
+            good = np.isin(chunk.lines, lines)
+            table = chunk.table.filter(pa.array(good))
+            table = table.append_column(cfg.label.column, _label_names(teachers[0], logits))
+            write(train_path, table)
+            added += len(table)
+    finally:
+        for w in writers.values():
+            w.close()
+    if added == 0:
+        raise ValueError(f"{transfer}: no usable transfer rows (the file needs the feature columns "
+                         f"{sorted(student_cols - {cfg.label.column})})")
+    log.info("transfer set %s: %d rows added to %d training rows", transfer, added, rows)
+    data: dict[str, Any] = {"train": train_path, "format": "parquet", "valid_fraction": 0.0,
+                            "valid": _file_spec(cfg, "valid") if cfg.data.valid is not None
+                            else FileSpec(path=valid_path, format="parquet") if valid_path.exists() else None,
+                            "test": _file_spec(cfg, "test")}
+    student = cfg.model_copy(update={"data": cfg.data.model_copy(update=data)})
+    return student, teacher_outputs(teachers, student, train_path, labelled_rows=rows)
+
+
+def _columns(cfg: RunConfig) -> list[str]:
+    return list(dict.fromkeys([*(f.source for f in cfg.features), cfg.label.column]))
