@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from shoal.models.embeddings import SparseArch
+from shoal.models.embeddings import SparseArch, _sort_ids
 from shoal.optim import RowWiseAdagrad
 
 
@@ -107,3 +107,12 @@ def test_fused_step_with_two_forwards_before_the_backward() -> None:
     together, a_then_b, b_then_a = train("together"), train("ab"), train("ba")
     assert not torch.allclose(a_then_b, b_then_a)  # shared rows: the test can tell a lost update
     assert torch.allclose(together, a_then_b, atol=1e-6) or torch.allclose(together, b_then_a, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_rows", [1000, 1 << 50])  # packed numpy sort; torch.sort when ids need > 43 bits
+def test_sort_ids_groups_ids_stably(num_rows: int) -> None:
+    ids = torch.randint(0, 1000, (5000,))
+    sorted_ids, order = _sort_ids(ids, num_rows)
+    want_ids, want_order = torch.sort(ids, stable=True)
+    assert torch.equal(sorted_ids, want_ids) and torch.equal(order, want_order)
+    assert torch.equal(_sort_ids(ids.int(), num_rows)[1], want_order)  # int32 ids: the torch path

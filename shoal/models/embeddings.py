@@ -170,10 +170,12 @@ def _sort_ids(flat: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Te
     On CPU each id and its position are packed in one int64 and sorted as plain numbers by numpy (SIMD sort,
     measured 0.25 ms for 62k ids against 0.35-0.6 ms for ``torch.sort``'s (values, indices))."""
     n = flat.shape[0]
-    if flat.device.type != "cpu" or n > 1 << _POSITION_BITS or num_rows >= 1 << (63 - _POSITION_BITS):
+    if (flat.device.type != "cpu" or flat.dtype != torch.int64 or n > 1 << _POSITION_BITS
+            or num_rows >= 1 << (63 - _POSITION_BITS)):
         return torch.sort(flat, stable=True)
-    keys = torch.from_numpy(np.sort(((flat << _POSITION_BITS) | torch.arange(n)).numpy()))
-    return keys >> _POSITION_BITS, keys & ((1 << _POSITION_BITS) - 1)
+    keys = (flat.numpy() << _POSITION_BITS) | np.arange(n, dtype=np.int64)  # numpy throughout: no thread wake-ups
+    keys.sort()
+    return torch.from_numpy(keys >> _POSITION_BITS), torch.from_numpy(keys & ((1 << _POSITION_BITS) - 1))
 
 
 def mlp(sizes: list[int], final_activation: bool = True) -> nn.Sequential:
