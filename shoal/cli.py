@@ -140,7 +140,10 @@ def _confusion_table(title: str, classes: list[str], cm: list[list[int]]) -> Tab
 
 def _print_run(record: RunRecord) -> None:
     console.print(f"run [bold]{record.run_id}[/] ({record.name}, {record.status}) -> {record.artifact_dir}")
-    if record.parent:
+    teachers = (record.summary.get("distill") or {}).get("teachers") or []
+    if len(teachers) > 1:
+        console.print(f"teachers (an ensemble, the mean of their probabilities): {' '.join(teachers)}")
+    elif record.parent:
         console.print(f"{'teacher' if record.kind in ('distill', 'compress') else 'parent'}: {record.parent}")
     if record.metrics:
         console.print(_metrics_table("metrics", _split_metrics(record.metrics)))

@@ -189,6 +189,9 @@ def test_cli_takes_several_teachers(ensemble_home: tuple[Path, list[str], Path],
     assert rec.kind == "distill" and rec.parent == ids[0] and rec.summary["distill"]["teachers"] == ids
     assert f"teachers (an ensemble, the mean of their probabilities): {ids[0]} {ids[1]}" in result.output
     assert f"teacher 1 ({ids[0]})" in result.output and f"teacher 2 ({ids[1]})" in result.output
+    shown = runner.invoke(cli.app, ["show", rec.run_id, "--home", str(home)])
+    assert shown.exit_code == 0 and f"teachers (an ensemble, the mean of their probabilities): {ids[0]} {ids[1]}" \
+        in shown.output
     missing = runner.invoke(cli.app, ["distill", "--student", "logistic", "--home", str(home)])
     assert missing.exit_code == 2 and "Missing argument" in missing.output
 
