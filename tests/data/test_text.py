@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
+from shoal.data import text as text_module
 from shoal.data.encoder import Encoder
 from shoal.data.hashing import mix64
 from shoal.data.readers import BadRowSink, Chunk
@@ -68,6 +69,21 @@ def test_matches_reference(rows: list[bytes | None], n_min: int, extra: int, wor
         got = sorted(ids[offsets[i]:offsets[i + 1]].tolist())
         assert got == reference_bag(row or b"", 997, max_bytes, n_min, n_min + extra, words, 12345)
     assert truncated == sum(1 for r in rows if r is not None and len(r) > max_bytes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=texts, block=st.integers(1, 5))
+def test_blocks_of_rows_hash_as_one(rows: list[bytes | None], block: int) -> None:
+    """text_bag hashes long columns in blocks of rows: the ids, offsets and truncation count are those of one pass."""
+    arr = pa.array(rows, pa.binary())
+    kwargs = {"buckets": 997, "max_bytes": 20, "ngram_min": 2, "ngram_max": 3, "word_ngrams": 2, "seed": 7}
+    whole = text_bag(arr, **kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(text_module, "BAG_BLOCK_ROWS", block)
+        blocked = text_bag(arr, **kwargs)
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    assert blocked[2] == whole[2]
 
 
 def test_invalid_utf8_is_just_bytes_and_strings_equal_their_bytes() -> None:
