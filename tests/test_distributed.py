@@ -230,6 +230,18 @@ def test_killed_two_process_run_resumes_to_the_same_result(tmp_path: Path, click
         assert abs(resumed.metrics[k] - v) <= RESUME_TOL, (k, resumed.metrics[k], v)
 
 
+def test_streamed_ranks_read_their_row_groups_and_train_as_cached(tmp_path: Path, clicks: Path,
+                                                                   two_process_run: tuple[Path, str]) -> None:
+    """cache_mb 0: each epoch every rank reads its own chunks' Parquet row groups from the file, and the run is
+    the cached 2-process run step for step."""
+    run_id = launch(_config(tmp_path, clicks, cache_mb=0), tmp_path / "home", nproc=2, device="cpu")
+    assert run_id is not None
+    run = Registry(tmp_path / "home").get(run_id)
+    ref = Registry(two_process_run[0]).get(two_process_run[1])
+    for k, v in ref.metrics.items():
+        assert abs(run.metrics[k] - v) <= RESUME_TOL, (k, run.metrics[k], v)
+
+
 def test_padding_rows_weigh_nothing_and_real_rows_make_the_mean() -> None:
     """Rank rows 1000 and 900, 128 rows a rank a step: 8 steps; rank 1 runs out during step 7 and pads."""
     def weights(rank: int, step: int) -> object:

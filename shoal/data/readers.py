@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -26,7 +26,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 __all__ = ["BadInputError", "BadRow", "BadRowSink", "Chunk", "check_file", "detect_format", "read_chunks",
-           "read_header"]
+           "read_header", "read_parquet_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,42 @@ def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iter
         n = batch.num_rows
         yield Chunk(pa.Table.from_batches([batch]), np.arange(row + 1, row + n + 1, dtype=np.int64), str(path))
         row += n
+
+
+def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int,
+                        select: Callable[[int], bool]) -> Iterator[tuple[int, Chunk]]:
+    """(chunk index, chunk) for the chunks ``ci`` of a Parquet file with ``select(ci)``, decoding only them.
+
+    The chunks are those :func:`read_chunks` yields (rows ``[ci * chunk_rows, (ci + 1) * chunk_rows)``, line
+    numbers from 1), but the row groups that hold no selected row are never read: a process that trains on every
+    W-th chunk (:mod:`shoal.distributed`) decodes about 1/W of the file when row groups are about a chunk long.
+    A row group that spans several selected chunks is decoded once.
+    """
+    path = Path(path)
+    check_file(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except pa.ArrowInvalid as err:
+        raise BadInputError(f"{path}: not a readable Parquet file: {err}") from None
+    _missing_columns(path, pf.schema_arrow.names, columns)
+    md = pf.metadata
+    bounds = np.zeros(md.num_row_groups + 1, dtype=np.int64)
+    np.cumsum([md.row_group(g).num_rows for g in range(md.num_row_groups)], out=bounds[1:])
+    total = int(bounds[-1])
+    if total == 0:
+        raise BadInputError(f"{path}: file has no rows; expected at least one data row")
+    decoded: dict[int, pa.Table] = {}  # row groups of the current chunk, kept for the next one
+    for ci in range(-(-total // chunk_rows)):
+        if not select(ci):
+            continue
+        lo, hi = ci * chunk_rows, min((ci + 1) * chunk_rows, total)
+        first = int(np.searchsorted(bounds, lo, side="right")) - 1
+        last = int(np.searchsorted(bounds, hi, side="left")) - 1
+        decoded = {g: decoded[g] if g in decoded else pf.read_row_group(g, columns=list(columns), use_threads=False)
+                   for g in range(first, last + 1)}
+        table = pa.concat_tables([decoded[g] for g in range(first, last + 1)])
+        table = table.slice(lo - int(bounds[first]), hi - lo).combine_chunks()
+        yield ci, Chunk(table, np.arange(lo + 1, hi + 1, dtype=np.int64), str(path))
 
 
 def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:

@@ -47,7 +47,7 @@ from shoal.callbacks import Callbacks
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
-from shoal.data.readers import BadRowSink, Chunk
+from shoal.data.readers import BadRowSink, Chunk, detect_format, read_parquet_chunks
 from shoal.data.stream import chunks, valid_mask
 from shoal.trainer import EvalSet, Position, Trainer
 
@@ -222,12 +222,21 @@ class DistributedTrainer(Trainer):
         return encoder, valid, test, summary
 
     def _own_chunks(self, encoder: Encoder) -> Iterator[tuple[int, Chunk]]:
-        """(chunk index, training rows of the chunk) for this rank's chunks, streamed from the file."""
+        """(chunk index, training rows of the chunk) for this rank's chunks, streamed from the file.
+
+        Parquet: only the row groups that hold this rank's chunks are read. CSV/TSV/JSONL: the file is parsed
+        and the other ranks' chunks are skipped (their line numbers are only known by reading up to them)."""
         cfg, ctx = self.config, self.ctx
         use_split = cfg.data.holds_out
-        for ci, chunk in enumerate(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count"))):
-            if ci % ctx.world != ctx.rank:
-                continue
+        path = Path(cfg.data.train)
+        own: Iterator[tuple[int, Chunk]]
+        if detect_format(path, cfg.data.format) == "parquet":
+            own = read_parquet_chunks(path, columns=encoder.columns(), chunk_rows=cfg.data.chunk_rows,
+                                      select=lambda ci: ci % ctx.world == ctx.rank)
+        else:
+            own = ((ci, c) for ci, c in enumerate(chunks(path, cfg.data, encoder.columns(), BadRowSink("count")))
+                   if ci % ctx.world == ctx.rank)
+        for ci, chunk in own:
             if use_split:
                 keep = ~valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
                 chunk = chunk.rows(keep)

@@ -18,6 +18,7 @@ from shoal.data.readers import (
     detect_format,
     read_chunks,
     read_header,
+    read_parquet_chunks,
 )
 
 
@@ -414,3 +415,34 @@ def test_adult_census_headerless_all_rows(shared_data: Path) -> None:
     assert first == {"age": "39", "workclass": "State-gov", "income": "<=50K"}  # ", " separated, trimmed
     # "?" marks a missing value (SOURCE.txt); after the ", " separator the cell is " ?"
     assert sum(c.table.column("workclass").null_count for c in chunks) == 1_836
+
+
+@pytest.mark.parametrize(("rows", "group", "chunk", "world"), [(1000, 300, 256, 2), (1000, 100, 256, 3),
+                                                              (1000, 1000, 64, 2), (257, 64, 64, 4)])
+def test_parquet_shard_reads_only_its_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, group: int,
+                                             chunk: int, world: int) -> None:
+    """read_parquet_chunks gives a rank exactly the chunks read_chunks numbers ci % world == rank, and decodes only
+    the row groups holding them, each once."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": np.arange(rows), "s": [f"v{i}" for i in range(rows)], "unused": np.zeros(rows)}),
+                   path, row_group_size=group)
+    every = list(read_chunks(path, fmt=None, columns=["x", "s"], sink=BadRowSink("error"), chunk_rows=chunk))
+    reads: list[int] = []
+    real = pq.ParquetFile.read_row_group
+
+    def counting(self: pq.ParquetFile, i: int, *args: object, **kwargs: object) -> pa.Table:
+        reads.append(i)
+        return real(self, i, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    for rank in range(world):
+        reads.clear()
+        got = list(read_parquet_chunks(path, columns=["x", "s"], chunk_rows=chunk,
+                                       select=lambda ci, r=rank: ci % world == r))  # type: ignore[misc]
+        want = [(ci, c) for ci, c in enumerate(every) if ci % world == rank]
+        assert [ci for ci, _ in got] == [ci for ci, _ in want]
+        for (_, g), (_, w) in zip(got, want, strict=True):
+            assert g.table.equals(w.table) and g.lines.tolist() == w.lines.tolist()
+        needed = {i for ci, _ in want for i in range(rows // group + 1)
+                  if i * group < min((ci + 1) * chunk, rows) and (i + 1) * group > ci * chunk}
+        assert sorted(reads) == sorted(needed)  # only the row groups with this rank's rows, each once
