@@ -49,7 +49,7 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, Chunk, detect_format, read_parquet_chunks
 from shoal.data.stream import chunks, valid_mask
-from shoal.trainer import EvalSet, Position, Trainer
+from shoal.trainer import BatchCache, EvalSet, Position, Trainer
 
 __all__ = ["DistributedTrainer", "RankContext", "all_reduce_sparse_grad"]
 
@@ -201,10 +201,17 @@ class DistributedTrainer(Trainer):
 
     # -- data --------------------------------------------------------------------------------------------------
     def _prepare(self) -> tuple[Encoder, EvalSet | None, EvalSet | None, dict[str, Any]]:
-        encoder, valid, test, summary = super()._prepare()
         ctx = self.ctx
+        if self.torchrec or ctx.is_main:  # every TorchRec rank joins validation: each needs the held-out rows
+            encoder, valid, test, summary = super()._prepare()
+            if self.train_cache is not None:
+                self.train_cache = self.train_cache[ctx.rank::ctx.world]  # chunk ci is cached at index ci
+        if not self.torchrec:
+            shared = [{"encoder": encoder.to_dict(), "summary": summary} if ctx.is_main else None]
+            dist.broadcast_object_list(shared, src=0)
+            if not ctx.is_main:
+                encoder, valid, test, summary = self._prepare_from(shared[0] or {})
         if self.train_cache is not None:
-            self.train_cache = self.train_cache[ctx.rank::ctx.world]  # chunk ci is cached at index ci
             own = sum(len(b) for b in self.train_cache)
         else:
             own = sum(len(c.lines) for _, c in self._own_chunks(encoder))
@@ -219,6 +226,30 @@ class DistributedTrainer(Trainer):
         self.steps_per_epoch = -(-most // self.rank_batch)
         summary.update({"world_size": ctx.world, "rank_batch_size": self.rank_batch,
                         "steps_per_epoch": self.steps_per_epoch})
+        return encoder, valid, test, summary
+
+    def _prepare_from(self, shared: dict[str, Any]) -> tuple[Encoder, EvalSet | None, EvalSet | None,
+                                                            dict[str, Any]]:
+        """A rank other than 0 (native tables): rank 0's first pass over the whole file (``shared``: its fitted
+        encoder and run summary) instead of its own; this rank reads and encodes only its chunks (Parquet: only
+        their row groups), in memory when they fit ``train.cache_mb``. Validation and test rows stay with rank 0,
+        which scores them (:meth:`_scores`): here they are counted, never read."""
+        encoder = Encoder.from_dict(shared["encoder"])
+        summary = dict(shared["summary"])
+        self.cache = BatchCache(self.config.train.cache_mb << 20)
+        silent = BadRowSink("count")  # rank 0 reports the bad rows
+        cached: list[Batch] | None = []
+        for _, chunk in self._own_chunks(encoder):
+            cached = self.cache.keep(cached, encoder.encode(chunk, silent))
+            if cached is None:
+                break  # too large: streamed from the file at every epoch
+        self.train_cache = cached
+
+        def rank_zero_reads(sink: BadRowSink) -> Iterator[Chunk]:
+            raise RuntimeError(f"rank {self.ctx.rank} has no validation or test rows: rank 0 scores them")
+
+        valid = EvalSet("valid", rank_zero_reads, summary["valid_rows"]) if summary["valid_rows"] else None
+        test = EvalSet("test", rank_zero_reads, summary["test_rows"]) if summary["test_rows"] else None
         return encoder, valid, test, summary
 
     def _own_chunks(self, encoder: Encoder) -> Iterator[tuple[int, Chunk]]:
