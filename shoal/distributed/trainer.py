@@ -2,6 +2,9 @@
 
 Each rank runs the same :class:`~shoal.trainer.Trainer` loop on its own shard of the training rows:
 
+* **First pass.** Rank 0 reads the whole file (encoder statistics, counts, bad rows, the validation split) and
+  sends its encoder and summary; the other ranks read only their own chunks (with TorchRec every rank makes the
+  first pass: every rank joins validation).
 * **Input sharding.** Rank r trains on the chunks ``ci`` (``data.chunk_rows`` rows each, in file order) with
   ``ci % W == r``. Each epoch, every chunk is shuffled with the generator seeded by (seed, epoch, ci), as in one
   process, and the rank's shuffled rows are cut into mini-batches of exactly ``batch_size / W`` rows (a chunk's
