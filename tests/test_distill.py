@@ -3,8 +3,8 @@ students that learn the teacher, bytecnn -> bag on text, the registry, compress 
 
 from __future__ import annotations
 
-import csv
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,8 @@ from shoal.runs import train
 
 runner = CliRunner()
 
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distill_data import click_config, clicks, sigmoid, softmax  # noqa: E402
 
 
 # -- the loss ---------------------------------------------------------------------------------------------------
@@ -47,8 +41,8 @@ def test_binary_loss_matches_hand_computation() -> None:
     s, t = np.array([0.3, -1.2, 2.0, 0.0]), np.array([1.0, -0.5, 3.0, -2.0])
     y = np.array([1.0, 0.0, 1.0, 1.0])
     T, a = 2.5, 0.3
-    ce = -(y * np.log(_sigmoid(s)) + (1 - y) * np.log(1 - _sigmoid(s)))
-    pt, ps = _sigmoid(t / T), _sigmoid(s / T)
+    ce = -(y * np.log(sigmoid(s)) + (1 - y) * np.log(1 - sigmoid(s)))
+    pt, ps = sigmoid(t / T), sigmoid(s / T)
     kl = pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps))
     want = np.mean(a * ce + (1 - a) * T**2 * kl)
     got = distillation_loss(torch.tensor(s), torch.tensor(y), torch.tensor(t), T, a)
@@ -60,8 +54,8 @@ def test_multiclass_loss_matches_hand_computation() -> None:
     s, t = rng.normal(size=(5, 4)), rng.normal(size=(5, 4)) * 3
     y = np.array([0, 3, 1, 2, 3])
     T, a = 3.0, 0.6
-    ce = -np.log(_softmax(s)[np.arange(5), y])
-    pt, ps = _softmax(t / T), _softmax(s / T)
+    ce = -np.log(softmax(s)[np.arange(5), y])
+    pt, ps = softmax(t / T), softmax(s / T)
     kl = (pt * np.log(pt / ps)).sum(axis=1)
     want = np.mean(a * ce + (1 - a) * T**2 * kl)
     got = distillation_loss(torch.tensor(s), torch.tensor(y, dtype=torch.float32), torch.tensor(t), T, a)
@@ -95,40 +89,13 @@ def test_lookup_by_line_in_any_order() -> None:
         out.lookup(np.array([3, 4, 10]))
 
 
-# -- small data -------------------------------------------------------------------------------------------------
-def _clicks(path: Path, rows: int = 3000, seed: int = 0) -> Path:
-    """A click log whose label depends on two dense values and one id (a logistic truth)."""
-    rng = np.random.default_rng(seed)
-    x0, x1, c = rng.normal(size=rows), rng.normal(size=rows), rng.integers(0, 20, rows)
-    effect = np.linspace(-1.5, 1.5, 20)[c]
-    y = rng.random(rows) < _sigmoid(1.5 * x0 - x1 + effect - 0.5)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["x0", "x1", "c", "y"])
-        for i in range(rows):
-            w.writerow([f"{x0[i]:.4f}", f"{x1[i]:.4f}", f"id{c[i]}", int(y[i])])
-    return path
-
-
-def _click_config(data: Path, model: dict[str, Any], epochs: int = 3) -> Any:
-    return parse_config({
-        "name": "clicks", "data": {"train": str(data), "valid_fraction": 0.2},
-        "label": {"column": "y"},
-        "features": [{"name": "x0", "kind": "dense"}, {"name": "x1", "kind": "dense"},
-                     {"name": "c", "kind": "sparse", "buckets": 100}],
-        "model": model,
-        "train": {"epochs": epochs, "batch_size": 64, "lr": 0.01, "embedding_lr": 0.1, "seed": 3,
-                  "early_stopping_patience": 5},
-    })
-
-
 @pytest.fixture(scope="module")
 def teacher_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
     """(home, teacher run id, data file): a small MLP teacher on the click log."""
     tmp = tmp_path_factory.mktemp("distill")
-    data = _clicks(tmp / "clicks.csv")
+    data = clicks(tmp / "clicks.csv")
     home = tmp / "home"
-    rec = train(_click_config(data, {"name": "mlp", "embedding_dim": 4, "hidden": [16]}), home)
+    rec = train(click_config(data, {"name": "mlp", "embedding_dim": 4, "hidden": [16]}), home)
     return home, rec.run_id, data
 
 
@@ -201,7 +168,7 @@ def test_registry_records_the_teacher_and_show_prints_it(teacher_home: tuple[Pat
 def test_student_config_must_keep_the_split(teacher_home: tuple[Path, str, Path], tmp_path: Path) -> None:
     home, teacher, data = teacher_home
     t_cfg = load_bundle(Registry(home).get(teacher).artifact_dir / "bundle").config
-    other = _click_config(data, {"name": "logistic"}).model_copy(
+    other = click_config(data, {"name": "logistic"}).model_copy(
         update={"train": t_cfg.train.model_copy(update={"seed": 4})})
     with pytest.raises(ValueError, match=r"train.seed is 4, the teacher's is 3; the seed picks the held-out rows"):
         student_config(t_cfg, other)
@@ -210,7 +177,7 @@ def test_student_config_must_keep_the_split(teacher_home: tuple[Path, str, Path]
 
 def test_transfer_set_is_labelled_by_the_teacher(teacher_home: tuple[Path, str, Path], tmp_path: Path) -> None:
     home, teacher, _ = teacher_home
-    extra = _clicks(tmp_path / "extra.csv", rows=500, seed=7)
+    extra = clicks(tmp_path / "extra.csv", rows=500, seed=7)
     rec = distill(teacher, "logistic", home, transfer=extra, train={"epochs": 1})
     s = rec.summary["distill"]
     assert rec.status == "completed" and s["transfer_rows"] == 500

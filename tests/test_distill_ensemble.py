@@ -3,11 +3,10 @@ check that the teachers share their training data, the registry, the CLI with se
 
 from __future__ import annotations
 
-import csv
 import re
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -16,7 +15,6 @@ from typer.testing import CliRunner
 
 from shoal import cli
 from shoal.bundle import load_bundle
-from shoal.config import parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import batches, valid_mask
 from shoal.distill import TEACHER_FILE, TeacherOutputs, distill, ensemble_logits, teacher_outputs
@@ -27,47 +25,18 @@ runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _clicks(path: Path, rows: int = 3000, seed: int = 0) -> Path:
-    """A click log whose label depends on two dense values and one id (as tests/test_distill.py's)."""
-    rng = np.random.default_rng(seed)
-    x0, x1, c = rng.normal(size=rows), rng.normal(size=rows), rng.integers(0, 20, rows)
-    y = rng.random(rows) < _sigmoid(1.5 * x0 - x1 + np.linspace(-1.5, 1.5, 20)[c] - 0.5)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["x0", "x1", "c", "y"])
-        w.writerows([f"{x0[i]:.4f}", f"{x1[i]:.4f}", f"id{c[i]}", int(y[i])] for i in range(rows))
-    return path
-
-
-def _click_config(data: Path, model: dict[str, Any], epochs: int = 2) -> Any:
-    return parse_config({
-        "name": "clicks", "data": {"train": str(data), "valid_fraction": 0.2},
-        "label": {"column": "y"},
-        "features": [{"name": "x0", "kind": "dense"}, {"name": "x1", "kind": "dense"},
-                     {"name": "c", "kind": "sparse", "buckets": 100}],
-        "model": model,
-        "train": {"epochs": epochs, "batch_size": 64, "lr": 0.01, "embedding_lr": 0.1, "seed": 3,
-                  "early_stopping_patience": 5},
-    })
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distill_data import click_config, clicks, sigmoid, softmax  # noqa: E402
 
 
 # -- the average ------------------------------------------------------------------------------------------------
 def test_binary_ensemble_is_the_logit_of_the_mean_sigmoid() -> None:
     z1, z2, z3 = np.array([0.3, -2.0, 4.0, 0.0]), np.array([1.5, -1.0, -3.0, 0.0]), np.array([0.0, 2.0, 5.0, 0.0])
-    p = (_sigmoid(z1) + _sigmoid(z2) + _sigmoid(z3)) / 3
+    p = (sigmoid(z1) + sigmoid(z2) + sigmoid(z3)) / 3
     got = ensemble_logits([z1, z2, z3])
     assert got.dtype == np.float32 and got.shape == (4,)
     assert got == pytest.approx(np.log(p / (1 - p)), abs=1e-6)
-    assert _sigmoid(got.astype(np.float64)) == pytest.approx(p, abs=1e-7)
+    assert sigmoid(got.astype(np.float64)) == pytest.approx(p, abs=1e-7)
     # not the mean of the logits: one confident teacher does not outvote an unsure one
     assert abs(got[2] - np.mean([4.0, -3.0, 5.0])) > 0.5
     # very confident teachers still give finite logits, on the right side
@@ -78,10 +47,10 @@ def test_binary_ensemble_is_the_logit_of_the_mean_sigmoid() -> None:
 def test_multiclass_ensemble_is_the_log_of_the_mean_softmax() -> None:
     rng = np.random.default_rng(0)
     z1, z2 = rng.normal(size=(5, 4)) * 3, rng.normal(size=(5, 4))
-    p = (_softmax(z1) + _softmax(z2)) / 2
+    p = (softmax(z1) + softmax(z2)) / 2
     got = ensemble_logits([z1, z2])
     assert got.shape == (5, 4) and got == pytest.approx(np.log(p), abs=1e-6)
-    assert _softmax(got.astype(np.float64)) == pytest.approx(p, abs=1e-7)
+    assert softmax(got.astype(np.float64)) == pytest.approx(p, abs=1e-7)
     assert np.isfinite(ensemble_logits([np.array([[800.0, -800.0, 0.0]]), np.array([[0.0, 900.0, 1.0]])])).all()
 
 
@@ -95,9 +64,9 @@ def test_ensemble_of_unlike_logits_is_refused() -> None:
 # -- teachers on a small click log ------------------------------------------------------------------------------
 def _teachers(tmp: Path, home_name: str = "home") -> tuple[Path, list[str], Path]:
     """(home, [mlp teacher, logistic teacher], data): two teachers of one click log, trained on the same rows."""
-    data = _clicks(tmp / "clicks.csv")
+    data = clicks(tmp / "clicks.csv")
     home = tmp / home_name
-    ids = [train(_click_config(data, model, epochs=2), home).run_id
+    ids = [train(click_config(data, model, epochs=2), home).run_id
            for model in ({"name": "mlp", "embedding_dim": 4, "hidden": [16]}, {"name": "logistic"})]
     return home, ids, data
 
@@ -122,8 +91,8 @@ def test_ensemble_outputs_are_the_mean_probability_by_hand(ensemble_home: tuple[
     lines = np.array(sorted(each[0]))
     kept = lines[~valid_mask(lines, 0.2, 3)]  # the held-out rows stay out
     assert out.lines.tolist() == kept.tolist() and out.labelled.all()
-    by_hand = np.array([(_sigmoid(each[0][x]) + _sigmoid(each[1][x])) / 2 for x in kept.tolist()])
-    assert _sigmoid(out.logits.astype(np.float64)) == pytest.approx(by_hand, abs=1e-6)
+    by_hand = np.array([(sigmoid(each[0][x]) + sigmoid(each[1][x])) / 2 for x in kept.tolist()])
+    assert sigmoid(out.logits.astype(np.float64)) == pytest.approx(by_hand, abs=1e-6)
     # the two teachers disagree, so the mean is neither of them
     assert np.abs(out.logits - np.array([each[0][x] for x in kept.tolist()])).max() > 0.01
 
@@ -154,7 +123,7 @@ def test_distil_from_an_ensemble_records_every_teacher(ensemble_home: tuple[Path
 
 def test_transfer_rows_get_the_ensemble_guess(ensemble_home: tuple[Path, list[str], Path], tmp_path: Path) -> None:
     home, ids, _ = ensemble_home
-    extra = _clicks(tmp_path / "extra.csv", rows=300, seed=7)
+    extra = clicks(tmp_path / "extra.csv", rows=300, seed=7)
     rec = distill(ids, "logistic", home, transfer=extra, train={"epochs": 1})
     out = TeacherOutputs.load(rec.artifact_dir / TEACHER_FILE)
     assert rec.status == "completed" and (~out.labelled).sum() == 300
@@ -166,13 +135,13 @@ def test_transfer_rows_get_the_ensemble_guess(ensemble_home: tuple[Path, list[st
 def test_teachers_of_other_data_are_refused(ensemble_home: tuple[Path, list[str], Path], tmp_path: Path) -> None:
     home, ids, data = ensemble_home
     other_file = shutil.copy(data, tmp_path / "other.csv")
-    other = train(_click_config(Path(other_file), {"name": "logistic"}, epochs=1), home).run_id
+    other = train(click_config(Path(other_file), {"name": "logistic"}, epochs=1), home).run_id
     with pytest.raises(ValueError, match=re.escape(
             f"teacher {other}: data.train is '{other_file}', teacher {ids[0]}'s is '{data}'; the teachers of an "
             "ensemble must be trained on the same data")):
         distill([ids[0], other], "logistic", home)
     # the seed picks the held-out rows: teachers with other seeds held other rows out
-    cfg = _click_config(data, {"name": "logistic"}, epochs=1)
+    cfg = click_config(data, {"name": "logistic"}, epochs=1)
     reseeded = train(cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 4})}), home).run_id
     with pytest.raises(ValueError, match=rf"teacher {reseeded}: train.seed is 4, teacher {ids[0]}'s is 3"):
         distill([ids[0], reseeded], "logistic", home)
