@@ -48,9 +48,8 @@ class RowWiseAdagrad(torch.optim.Optimizer):
 
     def fused_step(self, weight: torch.Tensor, rows: torch.Tensor, values: torch.Tensor,
                    grad: torch.Tensor) -> None:
-        """One step on the unique ``rows`` of ``weight``, whose values (``weight[rows]``, gathered by the forward
-        pass) and gradients are given: the update a fused backward applies (FBGEMM's fused-optimizer tables),
-        so no sparse gradient is built and the rows are not gathered a second time."""
+        """One step on the unique ``rows`` of ``weight``, given their values (``weight[rows]``) and gradients: the
+        update a fused backward applies (FBGEMM's fused-optimizer tables), so no sparse gradient is built."""
         for group in self.param_groups:
             if any(p is weight for p in group["params"]):
                 self._update_rows(weight, group, rows, values, grad)

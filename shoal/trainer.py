@@ -113,15 +113,15 @@ def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, fl
     return multiclass_report(labels, probabilities(logits), prior=prior)
 
 
-def _multiclass_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, labels.long())
-
-
-def _row_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,) the loss of each row: cross-entropy (multiclass, (B, C) logits) or binary cross-entropy."""
+def _training_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean loss of a mini-batch: cross-entropy ((B, C) logits) or binary cross-entropy ((B,) logits), each
+    row weighted by ``weight`` when given (the distributed trainer's padding rows weigh 0)."""
+    reduction = "mean" if weight is None else "none"
     if logits.ndim == 2:
-        return nn.functional.cross_entropy(logits, labels.long(), reduction="none")
-    return nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        loss = nn.functional.cross_entropy(logits, labels.long(), reduction=reduction)
+    else:
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
+    return loss if weight is None else (loss * weight).mean()
 
 
 class BatchCache:
@@ -314,8 +314,9 @@ class Trainer:
                 chunk = chunk.rows(keep)
             yield ci, encoder.encode(chunk, silent)
 
-    def _rows_in_step(self, batch: Batch) -> int:
-        """Rows a step trained on (the run summary's ``rows_trained``); distributed: over all ranks."""
+    def _rows_in_step(self, index: int, batch: Batch) -> int:
+        """Rows a step on ``batch`` (item ``index`` of :meth:`_train_batches`) trained on: the run summary's
+        ``rows_trained`` (distributed: over all ranks)."""
         return batch.trained_rows
 
     # -- optimisation ----------------------------------------------------------------------------------------
@@ -402,7 +403,6 @@ class Trainer:
         if valid is None:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
         self.callbacks.on_start(int(summary["train_rows"]), t.epochs, pos.rows)
-        loss_fn = _multiclass_loss if encoder.multiclass else nn.BCEWithLogitsLoss()
         model.train()
         net = self._training_module(model)  # what the steps call: the model itself, or its DDP wrapper
         started = time.perf_counter() - pos.train_seconds
@@ -439,16 +439,15 @@ class Trainer:
                     out = net(*mb.inputs())
                     if self.loss is not None:
                         loss = self.loss(out, mb)
-                    elif mb.weight is None:
-                        loss = loss_fn(out, torch.from_numpy(mb.label))
-                    else:  # rows weighted in the mean (the distributed trainer's padding rows weigh 0)
-                        loss = (_row_losses(out, torch.from_numpy(mb.label)) * torch.from_numpy(mb.weight)).mean()
+                    else:
+                        loss = _training_loss(out, torch.from_numpy(mb.label),
+                                              None if mb.weight is None else torch.from_numpy(mb.weight))
                     loss.backward()
                     for o in opts:
                         if o is not None:
                             o.step()
                     pos.step += 1
-                    pos.rows += self._rows_in_step(mb)
+                    pos.rows += self._rows_in_step(ci, mb)
                     pos.batch = bi + 1
                     lv = float(loss.detach())
                     running = lv if running is None else 0.98 * running + 0.02 * lv

@@ -246,6 +246,7 @@ def test_padding_rows_weigh_nothing_and_real_rows_make_the_mean() -> None:
     """Rank rows 1000 and 900, 128 rows a rank a step: 8 steps; rank 1 runs out during step 7 and pads."""
     def weights(rank: int, step: int) -> object:
         me = SimpleNamespace(rank_batch=128, ctx=SimpleNamespace(world=2, rank=rank), rank_rows=[1000, 900])
+        me._real_rows = lambda s: DistributedTrainer._real_rows(me, s)  # type: ignore[arg-type]
         return DistributedTrainer._padding_weights(me, step)  # type: ignore[arg-type]
 
     assert weights(0, 0) is None and weights(1, 6) is None  # both ranks full: the plain mean

@@ -186,7 +186,6 @@ class DistributedTrainer(Trainer):
         self.rank_batch = t.batch_size // ctx.world
         self.steps_per_epoch = 0
         self.rank_rows: list[int] = []  # training rows of each rank (known after _prepare)
-        self._step_rows = 0  # real rows of all ranks in the step last yielded
         self.torchrec = t.embeddings.backend == "torchrec"
         self._arches: list[Any] = []  # TorchRecSparseArch modules, when torchrec
         self._epoch = 0  # the epoch _train_batches serves next (for the shuffle seed)
@@ -297,17 +296,19 @@ class DistributedTrainer(Trainer):
         with large embedding tables (Zhang et al. 2022), which cost 0.016 AUC on a 2M-row log when a few dozen
         such steps ended the epoch. The real rows weigh W * b / R, R the real rows of the step over all ranks,
         so the step is the mean over those R rows, as one process would take it."""
-        b, world = self.rank_batch, self.ctx.world
-        real = [min(max(rows - step * b, 0), b) for rows in self.rank_rows]  # real rows of each rank this step
-        self._step_rows = sum(real)
-        if sum(real) == world * b:
+        real = self._real_rows(step)
+        if sum(real) == self.ctx.world * self.rank_batch:
             return None
-        weights = np.zeros(b, dtype=np.float32)
-        weights[:real[self.ctx.rank]] = world * b / sum(real)  # a step's real rows come first (see below)
+        weights = np.zeros(self.rank_batch, dtype=np.float32)
+        weights[:real[self.ctx.rank]] = self.ctx.world * self.rank_batch / sum(real)  # real rows first (see below)
         return weights
 
-    def _rows_in_step(self, batch: Batch) -> int:
-        return self._step_rows  # the real rows of every rank in the step just yielded
+    def _real_rows(self, step: int) -> list[int]:
+        """The rows of each rank at ``step`` that are not padding."""
+        return [min(max(rows - step * self.rank_batch, 0), self.rank_batch) for rows in self.rank_rows]
+
+    def _rows_in_step(self, index: int, batch: Batch) -> int:
+        return sum(self._real_rows(index))  # every rank's real rows (an item of _train_batches is a step)
 
     def _train_batches(self, encoder: Encoder, skip: int) -> Iterator[tuple[int, Batch]]:
         """(step in the epoch, this rank's mini-batch of ``batch_size / W`` rows), from step ``skip`` on.
