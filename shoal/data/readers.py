@@ -293,12 +293,17 @@ def _trimmed_nulls(table: pa.Table, missing: Sequence[str]) -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
-def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+def _open_parquet(path: Path, columns: Sequence[str]) -> pq.ParquetFile:
     try:
         pf = pq.ParquetFile(path)
     except pa.ArrowInvalid as err:
         raise BadInputError(f"{path}: not a readable Parquet file: {err}") from None
     _missing_columns(path, pf.schema_arrow.names, columns)
+    return pf
+
+
+def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+    pf = _open_parquet(path, columns)
     row = 0
     for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(columns), use_threads=False):
         n = batch.num_rows
@@ -317,11 +322,7 @@ def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int,
     """
     path = Path(path)
     check_file(path)
-    try:
-        pf = pq.ParquetFile(path)
-    except pa.ArrowInvalid as err:
-        raise BadInputError(f"{path}: not a readable Parquet file: {err}") from None
-    _missing_columns(path, pf.schema_arrow.names, columns)
+    pf = _open_parquet(path, columns)
     md = pf.metadata
     bounds = np.zeros(md.num_row_groups + 1, dtype=np.int64)
     np.cumsum([md.row_group(g).num_rows for g in range(md.num_row_groups)], out=bounds[1:])
