@@ -201,6 +201,7 @@ class Trainer:
         cfg = self.config
         cache = self.cache = BatchCache(cfg.train.cache_mb << 20)
         self.train_cache: list[Batch] | None = []
+        self.chunk_spans: list[tuple[int, int, int]] = []  # (first line, last line, rows) of each training chunk
         held_cache: list[Batch] | None = []
         encoder = Encoder(cfg.features, cfg.label)
         qpath = self.run_dir / "quarantine.jsonl"
@@ -224,6 +225,7 @@ class Trainer:
         writer: pq.ParquetWriter | None = None
         try:
             for chunk in chunks(cfg.data.train, cfg.data, encoder.columns(), sink):
+                self.chunk_spans.append((int(chunk.lines[0]), int(chunk.lines[-1]), len(chunk)))
                 if use_split:
                     mask = valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed)
                     held, chunk = chunk.rows(mask), chunk.rows(~mask)

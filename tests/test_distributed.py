@@ -242,6 +242,65 @@ def test_streamed_ranks_read_their_row_groups_and_train_as_cached(tmp_path: Path
         assert abs(run.metrics[k] - v) <= RESUME_TOL, (k, run.metrics[k], v)
 
 
+def _csv_clicks(folder: Path, clicks: Path, tail: str = "") -> Path:
+    """The click log as a CSV (header line first), with ``tail`` appended."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = folder / "clicks.csv"
+    pacsv.write_csv(pq.read_table(clicks), path)
+    with path.open("a") as fh:
+        fh.write(tail)
+    return path
+
+
+def test_ranks_read_their_csv_byte_ranges_and_train_as_from_the_whole_file(tmp_path: Path, clicks: Path) -> None:
+    """cache_mb 0, CSV: rank 1 reads only its chunks' byte ranges (the first pass is rank 0's), every epoch both
+    ranks stream them again, and the run equals, step for step, the run on the same file with a bad row at the end
+    (no byte ranges there: every rank parses the whole file)."""
+    runs = {}
+    for name, tail in (("ranges", ""), ("whole", "1,2\n")):
+        folder = tmp_path / name
+        folder.mkdir()
+        cfg = _config(folder, _csv_clicks(folder, clicks, tail), cache_mb=0)
+        doc = yaml.safe_load(cfg.read_text())
+        doc["data"]["on_bad_rows"] = "quarantine"
+        cfg.write_text(yaml.safe_dump(doc))
+        run_id = launch(cfg, folder / "home", nproc=2, device="cpu")
+        assert run_id is not None
+        runs[name] = Registry(folder / "home").get(run_id)
+    assert runs["ranges"].summary["input_shards"] == "byte ranges"
+    assert runs["whole"].summary["input_shards"] == "whole file, parsed by every process"
+    assert runs["whole"].summary["quarantined_rows"] == 1
+    for k, v in runs["whole"].metrics.items():
+        assert abs(runs["ranges"].metrics[k] - v) <= RESUME_TOL, (k, runs["ranges"].metrics[k], v)
+
+
+def test_a_rank_reads_from_byte_ranges_the_chunks_of_the_whole_file(tmp_path: Path, clicks: Path) -> None:
+    """Rank r of W: its training chunks read from their byte ranges equal those the whole-file parse gives it."""
+    path = _config(tmp_path, _csv_clicks(tmp_path, clicks))
+    doc = yaml.safe_load(path.read_text())
+    doc["data"]["chunk_rows"] = 700  # CSV chunks: 700 rows, cut from blocks of 89,600 bytes
+    doc["train"]["batch_size"] = 120  # a multiple of 2 and 3 processes
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_config(path)
+    first = Trainer(cfg, tmp_path / "first")
+    (tmp_path / "first").mkdir()
+    encoder = first._prepare()[0]
+    for world in (2, 3):
+        for rank in range(world):
+            trainer = DistributedTrainer(cfg, tmp_path, RankContext(rank, world, 0, torch.device("cpu")))
+            trainer.chunk_spans = first.chunk_spans
+            trainer._spans = trainer._byte_ranges()
+            assert trainer._spans is not None and trainer._shard_kind() == "byte ranges"
+            got = list(trainer._own_chunks(encoder))
+            trainer._spans = None
+            want = list(trainer._own_chunks(encoder))
+            assert [ci for ci, _ in got] == [ci for ci, _ in want] == list(range(rank, len(first.chunk_spans), world))
+            for (_, g), (_, w) in zip(got, want, strict=True):
+                assert g.table.equals(w.table) and g.lines.tolist() == w.lines.tolist()
+
+
 def test_padding_rows_weigh_nothing_and_real_rows_make_the_mean() -> None:
     """Rank rows 1000 and 900, 128 rows a rank a step: 8 steps; rank 1 runs out during step 7 and pads."""
     def weights(rank: int, step: int) -> object:

@@ -25,8 +25,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-__all__ = ["BadInputError", "BadRow", "BadRowSink", "Chunk", "check_file", "detect_format", "read_chunks",
-           "read_header", "read_parquet_chunks"]
+__all__ = ["BadInputError", "BadRow", "BadRowSink", "ByteRange", "Chunk", "byte_ranges", "check_file", "detect_format",
+           "read_chunks", "read_header", "read_parquet_chunks", "read_range"]
 
 log = logging.getLogger(__name__)
 
@@ -234,26 +234,13 @@ def _csv_chunks(
         skipped.append(line)
         return "skip"
 
-    if header:
-        with path.open("rb") as fh:  # a header with no newline after it: pyarrow's error would be cryptic
-            fh.readline()
-            if not fh.read(1):
-                raise BadInputError(f"{path}: file has only a header; expected at least one data row")
+    if header and _only_header(path):  # pyarrow's error would be cryptic
+        raise BadInputError(f"{path}: file has only a header; expected at least one data row")
     # block_size bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
     block = max(1 << 16, min(64 << 20, chunk_rows * 128))
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=file_names, skip_rows=1 if header else 0,
-                                           block_size=block, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
-                                             quote_char='"' if quoting else False,
-                                             ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(columns), column_types={c: pa.string() for c in columns},
-                null_values=list(missing), strings_can_be_null=True, quoted_strings_can_be_null=False,
-            ),
-        )
+        reader = pacsv.open_csv(path, **_csv_options(file_names, 1 if header else 0, block, sep, on_invalid,
+                                                     quoting, columns, missing))
     except pa.ArrowInvalid as err:
         if failed:
             raise failed[0] from None
@@ -270,17 +257,47 @@ def _csv_chunks(
                 raise failed[0] from None
             raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
         n = batch.num_rows
-        g = np.arange(good, good + n, dtype=np.int64)
+        lines = _good_lines(np.arange(good, good + n, dtype=np.int64), skipped, first_data_line)
         good += n
-        # Map the good-row index g to its physical line, jumping over skipped lines:
-        # S_i - i - first_data_line = number of good rows before the i-th skipped line.
-        s = np.sort(np.asarray(skipped, dtype=np.int64))
-        before = np.searchsorted(s - np.arange(len(s)) - first_data_line, g, side="right")
         table = _trimmed_nulls(pa.Table.from_batches([batch]), missing)
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)
-            yield Chunk(table.slice(start, stop - start), g[start:stop] + first_data_line
-                        + before[start:stop], name)
+            yield Chunk(table.slice(start, stop - start), lines[start:stop], name)
+
+
+def _only_header(path: Path, probe: int = 1 << 20) -> bool:
+    """True when nothing follows the first line of ``path`` (ended by "\\n", "\\r\\n" or "\\r", as pyarrow reads)."""
+    with path.open("rb") as fh:
+        head = fh.read(probe)
+    ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+    if not ends:
+        return len(head) < probe  # one line with no end (or a first line longer than the probe: pyarrow decides)
+    end = min(ends) + (2 if head[min(ends):min(ends) + 2] == b"\r\n" else 1)
+    return end >= len(head) and len(head) < probe
+
+
+def _csv_options(file_names: Sequence[str], skip_rows: int, block: int, sep: str,
+                 on_invalid: Callable[[pacsv.InvalidRow], str], quoting: bool, columns: Sequence[str],
+                 missing: Sequence[str]) -> dict[str, object]:
+    """pyarrow's CSV options as shoal reads: every wanted column as text, bad rows to ``on_invalid``."""
+    return {
+        "read_options": pacsv.ReadOptions(column_names=list(file_names), skip_rows=skip_rows, block_size=block,
+                                          use_threads=False),
+        "parse_options": pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
+                                            quote_char='"' if quoting else False, ignore_empty_lines=False),
+        "convert_options": pacsv.ConvertOptions(
+            include_columns=list(columns), column_types={c: pa.string() for c in columns},
+            null_values=list(missing), strings_can_be_null=True, quoted_strings_can_be_null=False,
+        ),
+    }
+
+
+def _good_lines(good: np.ndarray, skipped: Sequence[int], first_line: int) -> np.ndarray:
+    """The physical lines of the good rows numbered ``good`` (0-based among good rows, from ``first_line``), jumping
+    over the ``skipped`` lines (rows with the wrong column count)."""
+    # S_i - i - first_line = number of good rows before the i-th skipped line.
+    s = np.sort(np.asarray(skipped, dtype=np.int64))
+    return good + first_line + np.searchsorted(s - np.arange(len(s)) - first_line, good, side="right")
 
 
 def _trimmed_nulls(table: pa.Table, missing: Sequence[str]) -> pa.Table:
@@ -343,11 +360,14 @@ def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int,
         yield ci, Chunk(table, np.arange(lo + 1, hi + 1, dtype=np.int64), str(path))
 
 
+def _jsonl_read_options(chunk_rows: int) -> pajson.ReadOptions:
+    return pajson.ReadOptions(block_size=max(1 << 16, chunk_rows * 256), use_threads=False)
+
+
 def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
     _missing_columns(path, read_header(path, "jsonl"), columns)
     try:
-        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=max(1 << 16, chunk_rows * 256),
-                                                                       use_threads=False))
+        reader = pajson.open_json(path, read_options=_jsonl_read_options(chunk_rows))
     except pa.ArrowInvalid as err:
         raise BadInputError(f"{path}: cannot read as JSONL: {err}") from None
     row = 0
@@ -367,3 +387,112 @@ def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterat
             yield Chunk(table.slice(start, stop - start),
                         np.arange(row + start + 1, row + stop + 1, dtype=np.int64), str(path))
         row += n
+
+
+# -- byte ranges: one chunk of a text file without parsing the rows before it ------------------------------------
+@dataclass(frozen=True)
+class ByteRange:
+    """Where a chunk of :func:`read_chunks` lies in a CSV/TSV/JSONL file: bytes ``[start, stop)``, the line
+    number of its first row and its number of (good) rows."""
+
+    start: int
+    stop: int
+    first_line: int
+    rows: int
+
+
+_SCAN_BYTES = 64 << 20
+
+
+def byte_ranges(path: Path, chunks: Sequence[tuple[int, int, int]]) -> list[ByteRange] | None:
+    """The byte range of every chunk of a CSV/TSV/JSONL file, from one scan for line ends (no parsing).
+
+    ``chunks`` holds ``(first line, last line, rows)`` of each chunk :func:`read_chunks` yielded, in order. Chunk
+    ``ci`` runs from the start of its first line to the start of chunk ``ci + 1`` (the rows with the wrong column
+    count in between go with it, to be skipped again). That holds when every record is one line ended by
+    ``\\n``; so the scan returns None, and the caller reads the whole file, when the file's lines are not its
+    records: a lone ``\\r`` ending a line, a quoted value holding a line end, or JSONL blank lines (the line count
+    then differs from the last chunk's last line number), or bad rows after the last good one.
+    """
+    path = Path(path)
+    if not chunks:
+        return None
+    wanted = np.array([first - 1 for first, _, _ in chunks], dtype=np.int64)  # line ends before each first line
+    starts = np.zeros(len(wanted), dtype=np.int64)
+    ends = 0  # line ends seen so far
+    lone_cr = cr_pending = False  # a "\r" not followed by "\n"; the last block ended with "\r"
+    last = b""
+    with path.open("rb") as fh:
+        offset = 0
+        while block := fh.read(_SCAN_BYTES):
+            buf = np.frombuffer(block, dtype=np.uint8)
+            at = np.flatnonzero(buf == 10)  # (k,) positions of "\n" in the block
+            after = np.flatnonzero(buf == 13) + 1
+            lone_cr = (lone_cr or (cr_pending and buf[0] != 10)
+                       or bool(np.any(buf[after[after < len(buf)]] != 10)))
+            cr_pending = bool(buf[-1] == 13)
+            here = (wanted > ends) & (wanted <= ends + len(at))  # first lines that start in this block
+            starts[here] = offset + at[wanted[here] - ends - 1] + 1
+            ends += len(at)
+            offset += len(block)
+            last = block[-1:]
+    lines = ends + (0 if last == b"\n" else 1)
+    if lone_cr or cr_pending or lines != chunks[-1][1] or np.any(wanted > ends):
+        return None
+    stops = np.append(starts[1:], offset)
+    return [ByteRange(int(a), int(b), first, rows)
+            for a, b, (first, _, rows) in zip(starts, stops, chunks, strict=True)]
+
+
+def read_range(
+    path: Path,
+    span: ByteRange,
+    *,
+    fmt: str | None,
+    columns: Sequence[str],
+    names: Sequence[str] | None = None,
+    delimiter: str | None = None,
+    missing: Sequence[str] = ("",),
+    quoting: bool = True,
+    chunk_rows: int = 65_536,
+) -> Chunk:
+    """The chunk at ``span`` of a CSV/TSV/JSONL file (see :func:`byte_ranges`), as :func:`read_chunks` yields it:
+    the same rows, values and line numbers, read from those bytes alone. Rows with the wrong column count are
+    skipped (the pass that found the span reported them). Raises :class:`BadInputError` when the bytes do not
+    hold the span's rows (the file changed since). ``chunk_rows`` is the one the chunks were read with (JSONL: the
+    column types are those of the file's first block, as in :func:`read_chunks`)."""
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    with path.open("rb") as fh:
+        fh.seek(span.start)
+        data = pa.py_buffer(fh.read(span.stop - span.start))
+    name = str(path)
+    try:
+        if fmt == "jsonl":
+            schema = pajson.open_json(path, read_options=_jsonl_read_options(chunk_rows)).schema
+            table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(use_threads=False),
+                                     parse_options=pajson.ParseOptions(explicit_schema=schema))
+            _missing_columns(path, table.column_names, columns)
+            table = table.select(list(columns))
+            lines = np.arange(span.first_line, span.first_line + table.num_rows, dtype=np.int64)
+        else:
+            sep = delimiter or ("\t" if fmt == "tsv" else ",")
+            file_names = list(names) if names is not None else read_header(path, fmt, sep)
+            skipped: list[int] = []
+
+            def on_invalid(row: pacsv.InvalidRow) -> str:
+                skipped.append(span.first_line + (row.number or 1) - 1)  # row.number counts from 1 in these bytes
+                return "skip"
+
+            block = max(1 << 16, min(span.stop - span.start + 1, 1 << 30))
+            table = pacsv.read_csv(pa.BufferReader(data), **_csv_options(file_names, 0, block, sep, on_invalid,
+                                                                         quoting, columns, missing))
+            table = _trimmed_nulls(table, missing)
+            lines = _good_lines(np.arange(table.num_rows, dtype=np.int64), skipped, span.first_line)
+    except pa.ArrowInvalid as err:
+        raise BadInputError(f"{path}: cannot read bytes {span.start}-{span.stop} (line {span.first_line} on) as "
+                            f"{fmt.upper()}: {err}; did the file change during the run?") from None
+    if table.num_rows != span.rows:
+        raise BadInputError(f"{path}: bytes {span.start}-{span.stop} hold {table.num_rows} rows, the first pass found "
+                            f"{span.rows} there (line {span.first_line} on); did the file change during the run?")
+    return Chunk(table.combine_chunks(), lines, name)

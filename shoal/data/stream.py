@@ -10,9 +10,9 @@ import numpy as np
 from shoal.config import DataConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
-from shoal.data.readers import BadRowSink, Chunk, read_chunks
+from shoal.data.readers import BadRowSink, ByteRange, Chunk, read_chunks, read_range
 
-__all__ = ["batches", "chunks", "valid_mask"]
+__all__ = ["batches", "chunk_at", "chunks", "valid_mask"]
 
 
 def chunks(path: Path, data: DataConfig, columns: list[str], sink: BadRowSink) -> Iterator[Chunk]:
@@ -21,6 +21,14 @@ def chunks(path: Path, data: DataConfig, columns: list[str], sink: BadRowSink) -
         Path(path), fmt=data.format, columns=columns, sink=sink, header=data.header, names=data.columns,
         delimiter=data.delimiter, missing=data.missing, chunk_rows=data.chunk_rows, quoting=data.quoting,
     )
+
+
+def chunk_at(path: Path, data: DataConfig, columns: list[str], span: ByteRange) -> Chunk:
+    """The chunk of a CSV/TSV/JSONL file at ``span`` (:func:`shoal.data.readers.byte_ranges`), read as ``data``
+    says, from those bytes alone."""
+    return read_range(Path(path), span, fmt=data.format, columns=columns, names=data.columns,
+                      delimiter=data.delimiter, missing=data.missing, quoting=data.quoting,
+                      chunk_rows=data.chunk_rows)
 
 
 def batches(path: Path, data: DataConfig, encoder: Encoder, sink: BadRowSink,

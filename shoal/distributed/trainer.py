@@ -3,8 +3,9 @@
 Each rank runs the same :class:`~shoal.trainer.Trainer` loop on its own shard of the training rows:
 
 * **First pass.** Rank 0 reads the whole file (encoder statistics, counts, bad rows, the validation split) and
-  sends its encoder and summary; the other ranks read only their own chunks (with TorchRec every rank makes the
-  first pass: every rank joins validation).
+  sends its encoder, summary and (CSV/TSV/JSONL) the byte range of every chunk; the other ranks read only their
+  own chunks: Parquet row groups or byte ranges (with TorchRec every rank makes the first pass: every rank joins
+  validation).
 * **Input sharding.** Rank r trains on the chunks ``ci`` (``data.chunk_rows`` rows each, in file order) with
   ``ci % W == r``. Each epoch, every chunk is shuffled with the generator seeded by (seed, epoch, ci), as in one
   process, and the rank's shuffled rows are cut into mini-batches of exactly ``batch_size / W`` rows (a chunk's
@@ -50,8 +51,8 @@ from shoal.callbacks import Callbacks
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
-from shoal.data.readers import BadRowSink, Chunk, detect_format, read_parquet_chunks
-from shoal.data.stream import chunks, valid_mask
+from shoal.data.readers import BadRowSink, ByteRange, Chunk, byte_ranges, detect_format, read_parquet_chunks
+from shoal.data.stream import chunk_at, chunks, valid_mask
 from shoal.trainer import BatchCache, EvalSet, Position, Trainer
 
 __all__ = ["DistributedTrainer", "RankContext", "all_reduce_sparse_grad"]
@@ -189,6 +190,7 @@ class DistributedTrainer(Trainer):
         self.torchrec = t.embeddings.backend == "torchrec"
         self._arches: list[Any] = []  # TorchRecSparseArch modules, when torchrec
         self._epoch = 0  # the epoch _train_batches serves next (for the shuffle seed)
+        self._spans: list[ByteRange] | None = None  # where each chunk of a CSV/TSV/JSONL training file lies
 
     # The base trainer checkpoints an epoch end only when its last checkpoint is older than a few seconds, a
     # per-process clock; here every epoch end is checkpointed, the same on every rank (with TorchRec, saving is
@@ -208,10 +210,13 @@ class DistributedTrainer(Trainer):
             encoder, valid, test, summary = super()._prepare()
             if self.train_cache is not None:
                 self.train_cache = self.train_cache[ctx.rank::ctx.world]  # chunk ci is cached at index ci
+            self._spans = self._byte_ranges()
         if not self.torchrec:
-            shared = [{"encoder": encoder.to_dict(), "summary": summary} if ctx.is_main else None]
+            shared: list[dict[str, Any] | None] = [
+                {"encoder": encoder.to_dict(), "summary": summary, "spans": self._spans} if ctx.is_main else None]
             dist.broadcast_object_list(shared, src=0)
             if not ctx.is_main:
+                self._spans = (shared[0] or {})["spans"]
                 encoder, valid, test, summary = self._prepare_from(shared[0] or {})
         if self.train_cache is not None:
             own = sum(len(b) for b in self.train_cache)
@@ -227,7 +232,7 @@ class DistributedTrainer(Trainer):
                              "lower data.chunk_rows or use fewer processes")
         self.steps_per_epoch = -(-most // self.rank_batch)
         summary.update({"world_size": ctx.world, "rank_batch_size": self.rank_batch,
-                        "steps_per_epoch": self.steps_per_epoch})
+                        "steps_per_epoch": self.steps_per_epoch, "input_shards": self._shard_kind()})
         return encoder, valid, test, summary
 
     def _prepare_from(self, shared: dict[str, Any]) -> tuple[Encoder, EvalSet | None, EvalSet | None,
@@ -254,18 +259,41 @@ class DistributedTrainer(Trainer):
         test = EvalSet("test", rank_zero_reads, summary["test_rows"]) if summary["test_rows"] else None
         return encoder, valid, test, summary
 
+    def _byte_ranges(self) -> list[ByteRange] | None:
+        """After the first pass: where each training chunk of a CSV/TSV/JSONL file lies, so that a rank reads its
+        chunks' bytes alone; None for Parquet (row groups instead) or a file whose lines are not its records."""
+        path = Path(self.config.data.train)
+        if detect_format(path, self.config.data.format) == "parquet":
+            return None
+        spans = byte_ranges(path, self.chunk_spans)
+        if spans is None:
+            log.warning("%s: its lines are not its records (a quoted line end, a lone \\r, a blank JSONL line or "
+                        "bad rows at the end): every process parses the whole file to find its chunks", path)
+        return spans
+
+    def _shard_kind(self) -> str:
+        """How a rank reads its chunks (the run summary's ``input_shards``)."""
+        if detect_format(Path(self.config.data.train), self.config.data.format) == "parquet":
+            return "parquet row groups"
+        return "byte ranges" if self._spans is not None else "whole file, parsed by every process"
+
     def _own_chunks(self, encoder: Encoder) -> Iterator[tuple[int, Chunk]]:
         """(chunk index, training rows of the chunk) for this rank's chunks, streamed from the file.
 
-        Parquet: only the row groups that hold this rank's chunks are read. CSV/TSV/JSONL: the file is parsed
-        and the other ranks' chunks are skipped (their line numbers are only known by reading up to them)."""
+        Parquet: only the row groups that hold this rank's chunks are read. CSV/TSV/JSONL: only the byte ranges of
+        this rank's chunks, found by the first pass (:func:`~shoal.data.readers.byte_ranges`); where the file's
+        lines are not its records, the whole file is parsed and the other ranks' chunks are skipped."""
         cfg, ctx = self.config, self.ctx
         use_split = cfg.data.holds_out
         path = Path(cfg.data.train)
         own: Iterator[tuple[int, Chunk]]
+        columns = encoder.columns()
         if detect_format(path, cfg.data.format) == "parquet":
-            own = read_parquet_chunks(path, columns=encoder.columns(), chunk_rows=cfg.data.chunk_rows,
+            own = read_parquet_chunks(path, columns=columns, chunk_rows=cfg.data.chunk_rows,
                                       select=lambda ci: ci % ctx.world == ctx.rank)
+        elif self._spans is not None:
+            spans = self._spans
+            own = ((ci, chunk_at(path, cfg.data, columns, spans[ci])) for ci in range(ctx.rank, len(spans), ctx.world))
         else:
             own = ((ci, c) for ci, c in enumerate(chunks(path, cfg.data, encoder.columns(), BadRowSink("count")))
                    if ci % ctx.world == ctx.rank)

@@ -15,10 +15,12 @@ from shoal.data.readers import (
     BadRow,
     BadRowSink,
     Chunk,
+    byte_ranges,
     detect_format,
     read_chunks,
     read_header,
     read_parquet_chunks,
+    read_range,
 )
 
 
@@ -446,3 +448,76 @@ def test_parquet_shard_reads_only_its_chunks(tmp_path: Path, monkeypatch: pytest
         needed = {i for ci, _ in want for i in range(rows // group + 1)
                   if i * group < min((ci + 1) * chunk, rows) and (i + 1) * group > ci * chunk}
         assert sorted(reads) == sorted(needed)  # only the row groups with this rank's rows, each once
+
+
+def _spans(chunks: list[Chunk]) -> list[tuple[int, int, int]]:
+    return [(int(c.lines[0]), int(c.lines[-1]), len(c)) for c in chunks]
+
+
+def _text_file(path: Path, fmt: str, rows: int, newline: str = "\n", final_newline: bool = True) -> Path:
+    """A CSV/TSV/JSONL file with quoted cells, missing values, non-ASCII text and (CSV/TSV) rows with the wrong
+    column count scattered through it."""
+    rng = np.random.default_rng(rows)
+    out = []
+    if fmt != "jsonl":
+        sep = "," if fmt == "csv" else "\t"
+        out.append(sep.join(["x", "s", "unused"]))
+    for i in range(rows):
+        text = f"t\u00e9xt {rng.integers(1000)}" if i % 7 else ""
+        if fmt == "jsonl":
+            out.append(json.dumps({"x": int(i), "s": text or None, "unused": 0.5}))
+        elif i % 97 == 13:
+            out.append(f"{i}{sep}only two")  # the wrong column count: quarantined
+        else:
+            cell = f'"{text}, quoted"' if fmt == "csv" and i % 5 == 0 else text
+            out.append(sep.join([str(i), cell, "0.5"]))
+    body = newline.join(out) + (newline if final_newline else "")
+    path.write_bytes(body.encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "newline", "final"), [("csv", "\n", True), ("csv", "\r\n", False),
+                                                       ("tsv", "\n", False), ("jsonl", "\n", True)])
+@pytest.mark.parametrize("scan_bytes", [5, 64 << 20])
+def test_read_range_gives_the_chunks_read_chunks_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str,
+                                                       newline: str, final: bool, scan_bytes: int) -> None:
+    """Each chunk read from its byte range alone equals the chunk of the whole-file reader: rows, values, line
+    numbers (bad rows skipped in both), whatever the scan's block size (5 bytes: every block boundary splits lines
+    and "\r\n" pairs)."""
+    import shoal.data.readers as readers
+
+    monkeypatch.setattr(readers, "_SCAN_BYTES", scan_bytes)
+    path = _text_file(tmp_path / f"t.{fmt}", fmt, 3_000 if scan_bytes > 5 else 400, newline, final)
+    sink = BadRowSink("count")
+    every = read_all(path, ["x", "s"], sink, chunk_rows=128)
+    assert len(every) > 2 and (fmt == "jsonl" or sink.count > 0)
+    spans = byte_ranges(path, _spans(every))
+    assert spans is not None and len(spans) == len(every)
+    for span, want in zip(spans, every, strict=True):
+        got = read_range(path, span, fmt=None, columns=["x", "s"], chunk_rows=128)
+        assert got.table.equals(want.table)
+        assert got.lines.tolist() == want.lines.tolist()
+
+
+@pytest.mark.parametrize(("fmt", "body"), [
+    ("csv", 'x,s\n1,"two\nlines"\n2,b\n'),  # a quoted line end: the file's lines are not its records
+    ("csv", "x,s\r1,a\r2,b\r"),  # "\r" alone ends lines (pyarrow reads it so)
+    ("csv", "x,s\n1,a\n2,b\n3\n"),  # a bad row after the last good one
+    ("jsonl", '{"x": 1, "s": "a"}\n\n{"x": 2, "s": "b"}\n'),  # a blank line (pyarrow skips it)
+])
+def test_byte_ranges_refuse_files_whose_lines_are_not_records(tmp_path: Path, fmt: str, body: str) -> None:
+    """Where a line is not a record, no byte ranges: the caller reads the whole file instead."""
+    path = write(tmp_path / f"t.{fmt}", body)
+    chunks = read_all(path, ["x", "s"], BadRowSink("count"), chunk_rows=1)
+    assert len(chunks) == 2
+    assert byte_ranges(path, _spans(chunks)) is None
+
+
+def test_read_range_names_a_file_that_changed(tmp_path: Path) -> None:
+    path = _text_file(tmp_path / "t.csv", "csv", 3_000)
+    every = read_all(path, ["x", "s"], BadRowSink("count"), chunk_rows=128)
+    spans = byte_ranges(path, _spans(every))
+    assert spans is not None
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\n\n", 300))  # rows moved since the first pass
+    with pytest.raises(BadInputError, match=r"t\.csv: bytes \d+-\d+ hold \d+ rows, the first pass found 128"):
+        read_range(path, spans[1], fmt=None, columns=["x", "s"])
