@@ -1,6 +1,6 @@
 """Distillation benchmark: teacher, the student trained alone, the student distilled; quality kept vs speed-up.
 
-    python benchmarks/distill.py --json bench-distill.json [--quick] [--teachers K]
+    python benchmarks/distill.py --json bench-distill.json [--quick] [--teachers K] [--augment K]
 
 Datasets (the ready configs in ``configs/``, which read ``../shared/data``):
 
@@ -15,7 +15,7 @@ Datasets (the ready configs in ``configs/``, which read ``../shared/data``):
 * ``sst2`` (configs/sst2.yaml): the same teacher (256 bytes) and student. Validation: dev.tsv; metric: AUC on
   test.tsv.
 
-The teacher is an ensemble of up to ``--teachers K`` runs (default 3; 1: the single teachers above, as before):
+The teacher is an ensemble of up to ``--teachers K`` runs (default 3, ``--quick`` 1; 1: the single teachers above):
 the teacher above, then, one at a time, the candidate of :func:`pool` that raises the ensemble's validation
 quality most, while one does (greedy forward selection, Caruana et al. 2004), never looking at the test file.
 The ensemble's probabilities are averaged (:func:`shoal.distill.ensemble_logits`); its quality is that of the
@@ -24,10 +24,22 @@ serving), and its ``train_s`` the sum of its members'.
 
 The student alone and the student distilled have the same config (model, features, training settings); only
 the loss differs. The distillation temperature and alpha are picked on the validation split among
-``GRID`` (``--quick``: 1 epoch, the first setting only); the teacher's outputs are computed once per dataset.
+``GRID``; the teacher's outputs are computed once per dataset. ``--quick`` is a smoke test of the pipeline, not a
+result (about 2 minutes on 2 cores): 1 epoch, the first setting only, one teacher, byte CNNs over the first 64
+bytes, ``--augment 1``.
+
+With ``--augment K`` (default 5, fixed before any run; ``--quick``: 1; 0 leaves these systems out) two more
+systems train on an augmented transfer set, K new rows per training row (``shoal distill --augment K``:
+Tang et al.'s word masking and n-gram sampling on the text sets, MUNGE on the click sets; held-out rows left out):
+``student-distilled-augmented``, the student distilled with the teacher's soft targets on the new rows (soft
+term only) at the (T, a) the grid picked for ``student-distilled`` (not tuned again: each setting would score
+the new rows again); and, to tell the teacher's knowledge from the extra rows, ``student-alone-augmented``:
+the student trained alone on the same file, each new row labelled with the label of the row it came from.
+``student-distilled`` itself never uses augmentation (the platform's default is off).
 
 Metrics (one JSON row each, ``{"bench": "distill", "dataset", "system", "metric", "value"}``), systems
-``teacher``, ``student-alone``, ``student-distilled``:
+``teacher``, ``student-alone``, ``student-distilled`` and, with ``--augment``, ``student-distilled-augmented``
+and ``student-alone-augmented``:
 
 * ``auc`` or ``accuracy`` on the test file; ``gain_kept`` = (quality - base) / (teacher - base), base = 0.5 AUC or
   the accuracy of always answering the training majority class (on the test file);
@@ -35,7 +47,8 @@ Metrics (one JSON row each, ``{"bench": "distill", "dataset", "system", "metric"
   encoding excluded (:func:`shoal.latency.bench_bundle` on 256 test rows); ``latency_ms_p99_torch`` and
   ``infer_rows_per_s_torch``: the same in PyTorch eager; ``speedup_p99``: teacher p99 / this p99 (ONNX);
 * ``train_s``; ``valid_auc`` or ``valid_accuracy`` (the validation split); for ``teacher`` also ``members``
-  (K); for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked).
+  (K); for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked); for the augmented
+  systems also ``augment`` (K) and ``train_rows`` (training rows with the new ones).
 """
 
 from __future__ import annotations
@@ -76,7 +89,8 @@ except ImportError:  # pragma: no cover - depends on how the file is run
 BENCH = "distill"
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ("criteo_small", "adult_census", "ag_news", "sst2")
-SYSTEMS = ("teacher", "student-alone", "student-distilled")
+SYSTEMS = ("teacher", "student-alone", "student-distilled", "student-distilled-augmented", "student-alone-augmented")
+AUGMENT = 5  # new rows per training row, fixed a priori (Tang et al. use 20 on SST-2; 5 keeps a run within minutes)
 GRID = ((1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (2.0, 0.1), (1.0, 0.8))  # (temperature, alpha), picked on validation
 THREADS = 2  # training; serving is measured with 1 thread
 # The text teachers: a small character CNN over the bytes plus a bag of n-grams of the same text, both into
@@ -137,8 +151,10 @@ def setups(quick: bool) -> dict[str, tuple[RunConfig, RunConfig, dict[str, Any]]
                                            "embedding_lr": 0.02}),
         "adult_census": (adult, student_config(adult, "logistic"), {"epochs": epochs or 30, "batch_size": 256,
                                                                     "lr": 0.01, "embedding_lr": 0.2}),
-        "ag_news": (*_text_pair(REPO / "configs/agnews.yaml", 512, epochs or 10), {"epochs": epochs or 5}),
-        "sst2": (*_text_pair(REPO / "configs/sst2.yaml", 256, epochs or 3), {"epochs": epochs or 5}),
+        # --quick: the byte CNN reads the first 64 bytes only (a smoke test of the pipeline, not a result)
+        "ag_news": (*_text_pair(REPO / "configs/agnews.yaml", 64 if quick else 512, epochs or 10),
+                    {"epochs": epochs or 5}),
+        "sst2": (*_text_pair(REPO / "configs/sst2.yaml", 64 if quick else 256, epochs or 3), {"epochs": epochs or 5}),
     }
     if quick:  # the teachers too
         out = {k: (parse_config({**c.resolved(), "train": {**c.resolved()["train"], "epochs": 1}}), s, t)
@@ -294,7 +310,7 @@ def _select(name: str, metric: str, teacher: Any, candidates: Sequence[Any], k: 
 
 
 def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, student_train: dict[str, Any], home: Path,
-                quick: bool, seconds: float, log: Any = print, k: int = 1) -> list[dict[str, Any]]:
+                quick: bool, seconds: float, log: Any = print, k: int = 1, augment: int = 0) -> list[dict[str, Any]]:
     metric = _metric(teacher_cfg)
     started = time.perf_counter()
     teacher = train(teacher_cfg, home)
@@ -332,11 +348,14 @@ def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, stu
             f"test {rec.metrics[f'test_{metric}']:.4f} ({seconds_:.0f} s)")
         tried.append((rec.metrics[f"valid_{metric}"], rec, temperature, alpha, seconds_))
     _, distilled, temperature, alpha, d_train = max(tried, key=lambda t: t[0])
+    systems: list[tuple[str, Any, float | None, float | None, float]] = [
+        ("teacher", None, t_quality, t_valid, t_train), ("student-alone", alone, None, None, a_train),
+        ("student-distilled", distilled, None, None, d_train)]
+    if augment:
+        systems += _augmented(name, metric, ids, s_cfg, home, temperature, alpha, augment, log)
     base = _base(teacher_cfg, teacher)
     rows = []
     served = {"teacher": _serve_ensemble(members, seconds)}
-    systems = (("teacher", None, t_quality, t_valid, t_train), ("student-alone", alone, None, None, a_train),
-               ("student-distilled", distilled, None, None, d_train))
     for system, rec, q, valid, secs in systems:
         if rec is not None:
             served[system] = _serve(rec, seconds)
@@ -347,11 +366,35 @@ def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, stu
                    "train_s": secs, f"valid_{metric}": valid}
         if system == "teacher":
             figures["members"] = len(members)
-        if system == "student-distilled":
+        if system.startswith("student-distilled"):
             figures |= {"temperature": temperature, "alpha": alpha}
+        if system.endswith("-augmented"):
+            figures |= {"augment": augment, "train_rows": rec.summary["train_rows"]}
         rows += [row(BENCH, name, system, k_, v) for k_, v in figures.items()]
     rows.append(row(BENCH, name, "base", metric, base))
     return rows
+
+
+def _augmented(name: str, metric: str, teachers: Sequence[str], s_cfg: RunConfig, home: Path, temperature: float,
+               alpha: float, augment: int, log: Any) -> list[tuple[str, Any, None, None, float]]:
+    """The student distilled with ``augment`` new rows per training row (soft term only on them), and the student
+    alone on the same rows, each new row labelled as the row it came from."""
+    started = time.perf_counter()
+    rec = distill(list(teachers), s_cfg.model_copy(update={"name": f"{s_cfg.name}-distilled-augmented"}), home,
+                  temperature=temperature, alpha=alpha, augment=augment)
+    d_train = time.perf_counter() - started
+    s = rec.summary["distill"]
+    log(f"{name}: distilled + {s['augment']['rows']:,} augmented rows (K={augment}) T={temperature:g} a={alpha:g}: "
+        f"valid {metric} {rec.metrics[f'valid_{metric}']:.4f}, test {rec.metrics[f'test_{metric}']:.4f} "
+        f"({d_train:.0f} s, teacher scoring included)")
+    joined = parse_config({**s["config"], "name": f"{s_cfg.name}-alone-augmented"}, source="the augmented rows")
+    started = time.perf_counter()
+    alone = train(joined, home)  # the same file: training rows, then the new rows with their source row's label
+    a_train = time.perf_counter() - started
+    log(f"{name}: alone on the same augmented rows (their source row's label): valid {metric} "
+        f"{alone.metrics[f'valid_{metric}']:.4f}, test {alone.metrics[f'test_{metric}']:.4f} ({a_train:.0f} s)")
+    return [("student-distilled-augmented", rec, None, None, d_train),
+            ("student-alone-augmented", alone, None, None, a_train)]
 
 
 def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -368,6 +411,21 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
                      f"{'met' if speed >= 10 else 'NOT met'}); alone keeps {alone:.1%}: distillation "
                      f"{'helps' if kept > alone else 'does not help'} ({kept - alone:+.1%})")
     lines.append(f"distilled beats alone on {beats} of {len(datasets)} sets (target: >= 3 of 4)")
+    augmented = [d for d in datasets if (d, "student-distilled-augmented", "gain_kept") in got]
+    if augmented:
+        over_alone = over_augmented = 0
+        for d in augmented:
+            kept = got[(d, "student-distilled-augmented", "gain_kept")]
+            alone, alone_aug = got[(d, "student-alone", "gain_kept")], got[(d, "student-alone-augmented", "gain_kept")]
+            over_alone += kept > alone
+            over_augmented += kept > alone_aug
+            lines.append(f"{d}: distilled + augmented keeps {kept:.1%} at "
+                         f"{got[(d, 'student-distilled-augmented', 'speedup_p99')]:.1f}x lower p99; vs alone "
+                         f"{kept - alone:+.1%}; vs alone on the same augmented rows {kept - alone_aug:+.1%} (alone + "
+                         f"augmented keeps {alone_aug:.1%})")
+        lines.append(f"distilled + augmented beats alone on {over_alone} of {len(augmented)} sets, and the student "
+                     f"alone on the same augmented rows on {over_augmented} of {len(augmented)} (did the teacher "
+                     "teach, or the extra rows?)")
     return lines
 
 
@@ -375,15 +433,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, required=True, help="write the rows here")
-    ap.add_argument("--quick", action="store_true", help="1 epoch, one distillation setting")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke test: 1 epoch, one distillation setting, one teacher, byte CNNs over 64 bytes, "
+                         "--augment 1")
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--seconds", type=float, default=None, help="seconds of timed calls per latency figure")
     ap.add_argument("--home", type=Path, default=None, help="registry folder (default: a temporary one)")
-    ap.add_argument("--teachers", type=int, default=3, metavar="K",
-                    help="at most K members in the teacher ensemble, picked on validation (1: the single teacher)")
+    ap.add_argument("--teachers", type=int, default=None, metavar="K",
+                    help="at most K members in the teacher ensemble, picked on validation (default 3; --quick: 1; "
+                         "1: the single teacher)")
+    ap.add_argument("--augment", type=int, default=None, metavar="K",
+                    help=f"new rows per training row for the augmented systems (default {AUGMENT}; --quick: 1; "
+                         "0: leave them out)")
     args = ap.parse_args(argv)
+    if args.teachers is None:
+        args.teachers = 1 if args.quick else 3  # --quick: a smoke test of the pipeline, within about 2 minutes
     if args.teachers < 1:
         ap.error(f"--teachers must be >= 1, not {args.teachers}")
+    augment = args.augment if args.augment is not None else 1 if args.quick else AUGMENT
+    if not 0 <= augment <= 100:
+        ap.error(f"--augment must be from 0 to 100, not {augment} (0 leaves the augmented systems out)")
     torch.set_num_threads(THREADS)
     seconds = args.seconds or (0.5 if args.quick else 2.0)
     started = time.perf_counter()
@@ -394,11 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.datasets:
             cfg, student, student_train = plan[name]
             all_rows += run_dataset(name, cfg, student, student_train, home, args.quick, seconds,
-                                    k=args.teachers)
+                                    k=args.teachers, augment=augment)
             write_json(all_rows, args.json)  # after each set: a partial run leaves its rows
     order = ["auc", "accuracy", "valid_auc", "valid_accuracy", "gain_kept", "latency_ms_p99", "speedup_p99",
              "infer_rows_per_s", "latency_ms_p99_torch", "infer_rows_per_s_torch", "train_s", "members",
-             "temperature", "alpha"]
+             "temperature", "alpha", "augment", "train_rows"]
     print(markdown_table([r for r in all_rows if r["system"] != "base"], index=("dataset", "system"),
                          columns="metric", column_order=[m for m in order if any(r["metric"] == m for r in all_rows)]))
     print()

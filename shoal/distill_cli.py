@@ -34,12 +34,17 @@ def distill(
     temperature: _Temperature = 2.0,
     alpha: _Alpha = 0.5,
     transfer: Annotated[Path | None, typer.Option(help="Unlabeled rows the teacher labels for the student.")] = None,
+    augment: Annotated[int, typer.Option(
+        "--augment", metavar="K", help="Make K new rows from each training row (texts: word masking and n-gram "
+        "sampling; other columns: MUNGE), for the teacher to label; the student learns them from its soft "
+        "targets only. 0: off.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the teacher's).")] = None,
     home: _HomeOption = None,
 ) -> None:
     """Train a student on the teacher's temperature-softened outputs mixed with the hard labels (several
     teachers: on their ensemble, the mean of their probabilities)."""
     from shoal.cli import RichCallbacks, _home, _print_run, _progress, _user_errors, console
+    from shoal.distill import Augmentation
     from shoal.distill import distill as run_distill
     from shoal.registry import Registry
 
@@ -48,10 +53,19 @@ def distill(
         registry = Registry(h)
         teachers = [registry.get(run) for run in runs]
         ids = [t.run_id for t in teachers]
+        augmentation = Augmentation(copies=augment)  # a bad K fails here, before any work
+        if augment:
+            console.print(f"augmenting the training rows: {augment} new rows from each; the teacher scores them "
+                          "before training starts (shoal -v distill ... logs the progress)")
         with _progress() as progress:
             record = run_distill(ids, student, h, temperature=temperature, alpha=alpha, transfer=transfer,
-                                 callbacks=RichCallbacks(progress), train={"epochs": epochs} if epochs else None)
+                                 augment=augmentation, callbacks=RichCallbacks(progress),
+                                 train={"epochs": epochs} if epochs else None)
         _print_run(record)
+        settings = record.summary.get("distill") or {}
+        if settings.get("augment"):
+            console.print(f"augmented transfer set: {settings['augment']['rows']:,} rows ({augment} per training "
+                          "row), soft targets only")
         if len(ids) > 1:
             console.print(f"teachers (an ensemble, the mean of their probabilities): {' '.join(ids)}")
         title = f"teacher {ids[0]}" if len(ids) == 1 else f"{len(ids)} teachers"

@@ -22,6 +22,10 @@ The student reads the same data config with the same seed, so the teacher's held
 out for the student too. An optional transfer set (unlabeled rows) is labelled by the teacher and trained on
 with the soft term only (:func:`distill`'s ``transfer``).
 
+With no unlabeled rows at hand, an augmented transfer set is made from the student's own training rows
+(:mod:`shoal.distill.augment`: word masking and n-gram sampling of texts, Tang et al. 2019; MUNGE for tabular
+rows, Buciluă et al. 2006), held-out rows left out: ``distill(..., augment=K)``.
+
 The teacher may be an ensemble of runs trained on the same rows (§3-4 of the paper: "an ensemble of models ...
 distilled into a single model"). Each teacher encodes and scores every row its own way; their probabilities are
 averaged (the arithmetic mean, the paper's first choice) and the student learns the logits of that mean
@@ -34,8 +38,10 @@ averaged (the arithmetic mean, the paper's first choice) and the student learns 
     import shoal.distill
     run = shoal.distill.distill("latest", "mlp", home="shoal-runs", temperature=2.0, alpha=0.5)
     run = shoal.distill.distill(["run-a", "run-b", "run-c"], "mlp", home="shoal-runs")   # an ensemble
+    run = shoal.distill.distill("latest", "mlp", home="shoal-runs", augment=5)   # + 5 new rows per training row
 """
 
+from shoal.distill.augment import Augmentation, augment_rows
 from shoal.distill.loss import DistillLoss, distillation_loss
 from shoal.distill.run import TEACHER_FILE, distill, resume_distill
 from shoal.distill.student import STUDENTS, student_config
@@ -44,8 +50,10 @@ from shoal.distill.teachers import TeacherOutputs, ensemble_logits, teacher_outp
 __all__ = [
     "STUDENTS",
     "TEACHER_FILE",
+    "Augmentation",
     "DistillLoss",
     "TeacherOutputs",
+    "augment_rows",
     "distill",
     "distillation_loss",
     "ensemble_logits",

@@ -14,6 +14,7 @@ import numpy as np
 
 from shoal.callbacks import Callbacks
 from shoal.config import RunConfig, parse_config
+from shoal.distill.augment import Augmentation
 from shoal.distill.loss import DistillLoss
 from shoal.distill.student import _same_teachers, student_config
 from shoal.distill.teachers import TeacherOutputs, _as_teachers, teacher_outputs, with_transfer
@@ -25,21 +26,28 @@ TEACHER_FILE = "teacher-logits.npz"
 # -- the whole run ----------------------------------------------------------------------------------------------
 def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict[str, Any],
             home: str | Path = "shoal-runs", *, temperature: float = 2.0, alpha: float = 0.5,
-            transfer: Path | None = None, callbacks: Callbacks | None = None, outputs: TeacherOutputs | None = None,
-            name: str | None = None, train: dict[str, Any] | None = None) -> RunRecord:
+            transfer: Path | None = None, augment: int | Augmentation = 0, callbacks: Callbacks | None = None,
+            outputs: TeacherOutputs | None = None, name: str | None = None,
+            train: dict[str, Any] | None = None) -> RunRecord:
     """Train ``student`` on the soft targets of the ``teacher`` run; returns the student's finished record.
 
     ``teacher`` is a run id (or prefix, or ``latest``), or a list of them: an ensemble of runs trained on the same
     data, whose probabilities are averaged (:func:`ensemble_logits`); the student's config then derives from the
     first one's. The student run (kind ``distill``) records the (first) teacher as ``parent``, every teacher in
     ``summary["distill"]["teachers"]`` and the settings beside them. ``outputs`` reuses teacher outputs already
-    computed for these teachers and data (``shoal compress`` scores the rows once for all its candidates);
-    ``train`` overrides training settings of the student (e.g. ``{"epochs": 3}``).
+    computed for these teachers and data (``shoal compress`` scores the rows once for all its candidates; not with
+    ``transfer`` or ``augment``); ``train`` overrides training settings of the student (e.g. ``{"epochs": 3}``).
+
+    ``augment`` (K, or an :class:`Augmentation`) adds K new rows per training row, made from it (text: word
+    masking and n-gram sampling; other columns: MUNGE; :mod:`shoal.distill.augment`) and seeded by the student's
+    ``train.seed``, to the transfer rows: the teacher labels them and the student learns them from the soft term
+    only. Held-out rows are never augmented. 0 (the default): off.
     """
     from shoal.runs import _fit, load
 
     DistillLoss(TeacherOutputs(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)),
                 temperature, alpha)  # checks temperature and alpha before any work
+    augmentation = augment if isinstance(augment, Augmentation) else Augmentation(copies=augment)
     registry = Registry(Path(home))
     refs = [teacher] if isinstance(teacher, str) else list(teacher)
     if not refs:
@@ -60,8 +68,9 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
     record = registry.create_run(cfg.name, cfg.resolved(), kind="distill", parent=ids[0])
     run_dir = record.artifact_dir
     try:
-        if transfer is not None:
-            cfg, outputs = with_transfer(teachers, cfg, Path(transfer), run_dir)
+        if transfer is not None or augmentation.copies:
+            cfg, outputs = with_transfer(teachers, cfg, None if transfer is None else Path(transfer), run_dir,
+                                         augmentation if augmentation.copies else None)
         elif outputs is None:
             outputs = teacher_outputs(teachers, cfg)
         cache = outputs.save(run_dir / TEACHER_FILE)
@@ -76,7 +85,12 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
                 "temperature": temperature, "alpha": alpha,
                 "teacher_rows": len(outputs), "teacher_outputs": str(cache),
                 "transfer": None if transfer is None else str(transfer),
-                "transfer_rows": int((~outputs.labelled).sum()),
+                "transfer_rows": int((~outputs.labelled).sum()),  # the transfer file's and the augmented rows
+                "augment": ({**augmentation.settings(), "seed": cfg.train.seed,
+                             # with a transfer file too: K per training row the teacher scored
+                             "rows": (int((~outputs.labelled).sum()) if transfer is None
+                                      else augmentation.copies * int(outputs.labelled.sum()))}
+                            if augmentation.copies else None),
                 "config": cfg.resolved()}  # what the trainer reads (with a transfer set: the joined file)
     record = registry.update(record.run_id, summary={"distill": settings})
     return _fit(registry, record, cfg, callbacks, resume=False, loss=DistillLoss(outputs, temperature, alpha))

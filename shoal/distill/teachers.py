@@ -9,7 +9,8 @@ each training row once with the teacher (or averages an ensemble, :func:`ensembl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from shoal.bundle import Bundle
 from shoal.config import FileSpec, RunConfig
 from shoal.data.readers import BadRowSink, Chunk, detect_format
 from shoal.data.stream import chunks, valid_mask
+from shoal.distill.augment import Augmentation, augment_rows, column_kinds
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +161,14 @@ def teacher_outputs(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, path: Pa
     teachers = _as_teachers(teacher)
     silent = BadRowSink("count")
     lines, logits = [], []
+    started, scored = time.perf_counter(), 0
     for chunk in _training_chunks(_columns_of(teachers), cfg, path):
         chunk_lines, chunk_logits = _score(teachers, chunk, silent)
         lines.append(chunk_lines)
         logits.append(chunk_logits)
+        scored += len(chunk_lines)
+        log.info("the teacher scored %d rows (%.0f rows/s)", scored, scored / max(time.perf_counter() - started,
+                                                                                   1e-9))
     if not lines:
         raise ValueError(f"{path or cfg.data.train}: the teacher found no training rows to score")
     all_lines = np.concatenate(lines).astype(np.int64)
@@ -197,19 +203,26 @@ def _file_spec(cfg: RunConfig, split: Literal["valid", "test"]) -> FileSpec | No
                                     "columns": o.columns, "delimiter": o.delimiter, "quoting": o.quoting})
 
 
-def with_transfer(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, transfer: Path,
-                  run_dir: Path) -> tuple[RunConfig, TeacherOutputs]:
+def with_transfer(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, transfer: Path | None,
+                  run_dir: Path, augment: Augmentation | None = None) -> tuple[RunConfig, TeacherOutputs]:
     """The student's training rows plus the transfer rows (labelled by the teacher, or the ensemble: a list of
     bundles) in one Parquet file.
 
-    Writes ``train+transfer.parquet`` (training rows, held-out rows left out, then the transfer rows) and, when
-    the teacher held rows out of its training file, ``valid.parquet`` (those rows); returns the student config
-    that reads them (its test file unchanged) and the teacher's outputs keyed by line of the new file.
+    Writes ``train+transfer.parquet`` (training rows, held-out rows left out, then the rows of ``transfer``,
+    then, with ``augment``, the rows made from the training rows by :func:`~shoal.distill.augment.augment_rows`,
+    seeded by ``cfg.train.seed``) and, when the teacher held rows out of its training file, ``valid.parquet``
+    (those rows); returns the student config that reads them (its test file unchanged) and the teacher's
+    outputs keyed by line of the new file. The rows of ``transfer`` take the teacher's hard guess as their label,
+    the augmented rows the label of the row each came from; the student learns both from the soft term only.
     """
     teachers = _as_teachers(teacher)
+    if transfer is None and (augment is None or augment.copies == 0):
+        raise ValueError("with_transfer needs a transfer file or an augmentation with copies >= 1")
     student_cols = set(_columns(cfg))
     columns = list(dict.fromkeys([*_columns_of(teachers), *_columns(cfg)]))
+    kinds = column_kinds([*(t.config for t in teachers), cfg])
     train_path, valid_path = run_dir / "train+transfer.parquet", run_dir / "valid.parquet"
+    augmented_path = run_dir / "augmented.tmp.parquet"
     writers: dict[str, pq.ParquetWriter] = {}
 
     def write(path: Path, table: pa.Table) -> None:
@@ -218,41 +231,72 @@ def with_transfer(teacher: Bundle | Sequence[Bundle], cfg: RunConfig, transfer: 
             writers[str(path)] = pq.ParquetWriter(path, table.schema)
         writers[str(path)].write_table(table)
 
-    rows = 0
+    rows, added, made = 0, 0, 0
     try:
-        for chunk in chunks(cfg.data.train, cfg.data, columns, BadRowSink("count")):
+        for i, chunk in enumerate(chunks(cfg.data.train, cfg.data, columns, BadRowSink("count"))):
             held = (valid_mask(chunk.lines, cfg.data.valid_fraction, cfg.train.seed) if cfg.data.holds_out
                     else np.zeros(len(chunk), bool))
             if held.any():
                 write(valid_path, chunk.table.filter(pa.array(held)))
-            write(train_path, chunk.table.filter(pa.array(~held)))
-            rows += int((~held).sum())
-        fmt = detect_format(transfer, None)
-        options = cfg.data.model_copy(update={"format": fmt}) if fmt == detect_format(Path(cfg.data.train),
-                                                                                      cfg.data.format) else \
-            cfg.data.model_copy(update={"format": fmt, "header": True, "columns": None})
-        features = [c for c in columns if c != cfg.label.column]
-        added = 0
-        for chunk in chunks(transfer, options, features, BadRowSink("count")):
-            lines, logits = _score(teachers, chunk, BadRowSink("count"), with_label=False)
-            good = np.isin(chunk.lines, lines)
-            table = chunk.table.filter(pa.array(good))
-            table = table.append_column(cfg.label.column, _label_names(teachers[0], logits))
-            write(train_path, table)
-            added += len(table)
+            own = chunk.table.filter(pa.array(~held))  # the student's training rows: never a held-out one
+            write(train_path, own)
+            rows += own.num_rows
+            if augment is not None and augment.copies and own.num_rows:
+                started = time.perf_counter()
+                new_rows = augment_rows(own, kinds, augment, cfg.train.seed, chunk=i)
+                write(augmented_path, new_rows)
+                made += new_rows.num_rows
+                log.info("augmented chunk %d: %d training rows -> %d new rows (%.1f s)", i + 1, own.num_rows,
+                         new_rows.num_rows, time.perf_counter() - started)
+        if transfer is not None:
+            added = _add_transfer(teachers, cfg, transfer, columns, lambda t: write(train_path, t))
+        if made:
+            _close(writers, augmented_path)
+            for batch in pq.ParquetFile(augmented_path).iter_batches(batch_size=cfg.data.chunk_rows):
+                write(train_path, pa.Table.from_batches([batch]))
     finally:
         for w in writers.values():
             w.close()
-    if added == 0:
+        augmented_path.unlink(missing_ok=True)
+    if transfer is not None and added == 0:
         raise ValueError(f"{transfer}: no usable transfer rows (the file needs the feature columns "
                          f"{sorted(student_cols - {cfg.label.column})})")
-    log.info("transfer set %s: %d rows added to %d training rows", transfer, added, rows)
+    if transfer is not None:
+        log.info("transfer set %s: %d rows added to %d training rows", transfer, added, rows)
+    if made:
+        log.info("augmented transfer set: %d rows (%d per training row) added to %d training rows; the teacher "
+                 "scores them next", made, augment.copies if augment else 0, rows)
     data: dict[str, Any] = {"train": train_path, "format": "parquet", "valid_fraction": 0.0,
                             "valid": _file_spec(cfg, "valid") if cfg.data.valid is not None
                             else FileSpec(path=valid_path, format="parquet") if valid_path.exists() else None,
                             "test": _file_spec(cfg, "test")}
     student = cfg.model_copy(update={"data": cfg.data.model_copy(update=data)})
     return student, teacher_outputs(teachers, student, train_path, labelled_rows=rows)
+
+
+def _close(writers: dict[str, pq.ParquetWriter], path: Path) -> None:
+    writer = writers.pop(str(path), None)
+    if writer is not None:
+        writer.close()
+
+
+def _add_transfer(teachers: Sequence[Bundle], cfg: RunConfig, transfer: Path, columns: list[str],
+                  write: Callable[[pa.Table], None]) -> int:
+    """Write the rows of a transfer file with the teacher's hard guess as their label; returns how many."""
+    fmt = detect_format(transfer, None)
+    options = cfg.data.model_copy(update={"format": fmt}) if fmt == detect_format(Path(cfg.data.train),
+                                                                                  cfg.data.format) else \
+        cfg.data.model_copy(update={"format": fmt, "header": True, "columns": None})
+    features = [c for c in columns if c != cfg.label.column]
+    added = 0
+    for chunk in chunks(transfer, options, features, BadRowSink("count")):
+        lines, logits = _score(teachers, chunk, BadRowSink("count"), with_label=False)
+        good = np.isin(chunk.lines, lines)
+        table = chunk.table.filter(pa.array(good))
+        table = table.append_column(cfg.label.column, _label_names(teachers[0], logits))
+        write(table)
+        added += len(table)
+    return added
 
 
 def _columns(cfg: RunConfig) -> list[str]:
