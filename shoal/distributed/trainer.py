@@ -4,8 +4,7 @@ Each rank runs the same :class:`~shoal.trainer.Trainer` loop on its own shard of
 
 * **First pass.** Rank 0 reads the whole file (encoder statistics, counts, bad rows, the validation split) and
   sends its encoder, summary and (CSV/TSV/JSONL) the byte range of every chunk; the other ranks read only their
-  own chunks: Parquet row groups or byte ranges (with TorchRec every rank makes the first pass: every rank joins
-  validation).
+  own chunks: Parquet row groups or byte ranges.
 * **Input sharding.** Rank r trains on the chunks ``ci`` (``data.chunk_rows`` rows each, in file order) with
   ``ci % W == r``. Each epoch, every chunk is shuffled with the generator seeded by (seed, epoch, ci), as in one
   process, and the rank's shuffled rows are cut into mini-batches of exactly ``batch_size / W`` rows (a chunk's
@@ -20,9 +19,10 @@ Each rank runs the same :class:`~shoal.trainer.Trainer` loop on its own shard of
   of DDP; its sparse gradient (the rows a rank's batch touched) is all-gathered, summed and divided by W in a
   hook that runs when the backward has accumulated it, before the row-wise Adagrad step. With
   ``embeddings.backend: torchrec`` the tables are sharded instead (:mod:`shoal.models.torchrec_backend`).
-* **Validation** runs on every rank over all validation rows (the replicas are equal, and TorchRec's sharded
-  lookups need every rank in every forward); the metrics are rank 0's, broadcast, so early stopping decides
-  the same on every rank, and they equal what one process computes with the same weights.
+* **Validation** is rank 0's: it scores the validation and test rows; the metrics are broadcast, so early
+  stopping decides the same on every rank, and they equal what one process computes with the same weights.
+  TorchRec's sharded lookups need every rank in every forward: rank 0 sends each forward's number of rows and
+  the other ranks run a forward on as many rows of missing values, whose outputs they drop.
 * **Files and registry.** Rank 0 writes the checkpoint (atomically), the best weights and the bundle in the
   run folder, and only rank 0 writes the registry. The other ranks work in a scratch folder. Every epoch end
   is checkpointed. Resuming, rank 0 sends its checkpoint and best weights to the other ranks, so the ranks need
@@ -53,7 +53,7 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, ByteRange, Chunk, byte_ranges, detect_format, read_parquet_chunks
 from shoal.data.stream import chunk_at, chunks, valid_mask
-from shoal.trainer import BatchCache, EvalSet, Position, Trainer
+from shoal.trainer import BatchCache, EvalSet, Position, Trainer, scores
 
 __all__ = ["DistributedTrainer", "RankContext", "all_reduce_sparse_grad"]
 
@@ -105,6 +105,17 @@ def all_reduce_sparse_grad(weight: torch.Tensor, ctx: RankContext) -> None:
     all_values = every[:, 2:].contiguous().view(torch.float32) / ctx.world  # (sum U_r, dim)
     weight.grad = torch.sparse_coo_tensor(all_rows.unsqueeze(0), all_values, grad.shape,
                                           check_invariants=False).coalesce()
+
+
+SCORE_BATCH = 8192  # rows per validation forward (as shoal.trainer.scores)
+
+
+def _missing_rows(encoder: Encoder, rows: int) -> Batch:
+    """``rows`` encoded rows whose every value is missing: zeros, and the reserved id 0 once per sparse feature."""
+    ids = [np.zeros(rows, dtype=np.int64) for _ in encoder.buckets]
+    offsets = [np.arange(rows + 1, dtype=np.int64)] * len(ids)
+    return Batch(dense=np.zeros((rows, encoder.dense_dim), dtype=np.float32), ids=ids, offsets=offsets,
+                 label=np.zeros(rows, dtype=np.float32), lines=np.arange(rows, dtype=np.int64))
 
 
 class _Replica(nn.Module):
@@ -206,18 +217,17 @@ class DistributedTrainer(Trainer):
     # -- data --------------------------------------------------------------------------------------------------
     def _prepare(self) -> tuple[Encoder, EvalSet | None, EvalSet | None, dict[str, Any]]:
         ctx = self.ctx
-        if self.torchrec or ctx.is_main:  # every TorchRec rank joins validation: each needs the held-out rows
+        if ctx.is_main:
             encoder, valid, test, summary = super()._prepare()
             if self.train_cache is not None:
                 self.train_cache = self.train_cache[ctx.rank::ctx.world]  # chunk ci is cached at index ci
             self._spans = self._byte_ranges()
-        if not self.torchrec:
-            shared: list[dict[str, Any] | None] = [
-                {"encoder": encoder.to_dict(), "summary": summary, "spans": self._spans} if ctx.is_main else None]
-            dist.broadcast_object_list(shared, src=0)
-            if not ctx.is_main:
-                self._spans = (shared[0] or {})["spans"]
-                encoder, valid, test, summary = self._prepare_from(shared[0] or {})
+        shared: list[dict[str, Any] | None] = [
+            {"encoder": encoder.to_dict(), "summary": summary, "spans": self._spans} if ctx.is_main else None]
+        dist.broadcast_object_list(shared, src=0)
+        if not ctx.is_main:
+            self._spans = (shared[0] or {})["spans"]
+            encoder, valid, test, summary = self._prepare_from(shared[0] or {})
         if self.train_cache is not None:
             own = sum(len(b) for b in self.train_cache)
         else:
@@ -237,7 +247,7 @@ class DistributedTrainer(Trainer):
 
     def _prepare_from(self, shared: dict[str, Any]) -> tuple[Encoder, EvalSet | None, EvalSet | None,
                                                             dict[str, Any]]:
-        """A rank other than 0 (native tables): rank 0's first pass over the whole file (``shared``: its fitted
+        """A rank other than 0: rank 0's first pass over the whole file (``shared``: its fitted
         encoder and run summary) instead of its own; this rank reads and encodes only its chunks (Parquet: only
         their row groups), in memory when they fit ``train.cache_mb``. Validation and test rows stay with rank 0,
         which scores them (:meth:`_scores`): here they are counted, never read."""
@@ -369,11 +379,48 @@ class DistributedTrainer(Trainer):
 
     def _scores(self, model: nn.Module, encoder: Encoder,  # type: ignore[override]  # base: a staticmethod
                 data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
-        """Rank 0 scores the validation/test rows. With native tables another rank's scores would be thrown
-        away (every rank takes rank 0's metrics, see _RankCallbacks), so it returns a stand-in of 2 rows and
-        leaves the cores to rank 0; with TorchRec every rank must join every forward."""
-        if self.ctx.is_main or self.torchrec:
+        """Rank 0 scores the validation/test rows. Another rank's scores would be thrown away (every rank takes
+        rank 0's metrics, see _RankCallbacks), so it returns a stand-in of 2 rows. With native tables it leaves
+        the cores to rank 0; with TorchRec every rank must join every forward (its shards serve the lookups):
+        before each forward rank 0 sends the number of rows, and the others run a forward on as many rows of
+        missing values (:meth:`_joined_scores`)."""
+        if self.torchrec:
+            return self._joined_scores(model, encoder, data)
+        if self.ctx.is_main:
             return Trainer._scores(model, encoder, data)
+        return self._stand_in(encoder)
+
+    def _joined_scores(self, model: nn.Module, encoder: Encoder, data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
+        size = torch.zeros(1, dtype=torch.int64)
+        if self.ctx.is_main:
+            def announced(batches: Iterator[Batch]) -> Iterator[Batch]:
+                for batch in batches:
+                    for s in range(0, len(batch), SCORE_BATCH):
+                        part = batch.slice(s, s + SCORE_BATCH)
+                        size[0] = len(part)
+                        dist.broadcast(size, src=0)
+                        yield part
+                size[0] = 0
+                dist.broadcast(size, src=0)  # done
+
+            if data.cached is not None:
+                return scores(model, announced(iter(data.cached)), SCORE_BATCH)
+            silent = BadRowSink("count")
+            return scores(model, announced(encoder.encode(c, silent) for c in data.read(silent)), SCORE_BATCH)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            while True:
+                dist.broadcast(size, src=0)
+                if not int(size[0]):
+                    break
+                model(*_missing_rows(encoder, int(size[0])).inputs())
+        model.train(was_training)
+        return self._stand_in(encoder)
+
+    @staticmethod
+    def _stand_in(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, logits) of 2 rows (one per class, all logits 0) for a rank whose scores are not used."""
         classes = max(encoder.outputs, 2)
         labels = np.arange(classes, dtype=np.float32)
         logits = np.zeros(classes if encoder.outputs == 1 else (classes, classes), dtype=np.float32)
