@@ -130,14 +130,24 @@ def detect_format(path: Path, explicit: str | None) -> str:
     return fmt
 
 
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz",
+               b"\x04\x22\x4d\x18": "lz4", b"PK\x03\x04": "zip"}
+
+
 def check_file(path: Path) -> None:
-    """Raise :class:`BadInputError` unless ``path`` is a regular, non-empty file."""
+    """Raise :class:`BadInputError` unless ``path`` is a regular, non-empty, uncompressed file."""
     if not path.exists():
         raise BadInputError(f"{path}: file does not exist")
     if not path.is_file():
         raise BadInputError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise BadInputError(f"{path}: file is empty (0 bytes); expected rows of data")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    kind = next((k for magic, k in _COMPRESSED.items() if head.startswith(magic)), None)
+    if kind is not None:
+        raise BadInputError(f"{path}: a {kind}-compressed file; shoal reads plain CSV/TSV/JSONL or Parquet (whose "
+                            f"columns may be compressed inside): decompress it first, or convert it to Parquet")
 
 
 def read_header(path: Path, fmt: str, delimiter: str | None = None) -> list[str]:

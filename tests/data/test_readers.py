@@ -521,3 +521,23 @@ def test_read_range_names_a_file_that_changed(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes().replace(b"\n", b"\n\n", 300))  # rows moved since the first pass
     with pytest.raises(BadInputError, match=r"t\.csv: bytes \d+-\d+ hold \d+ rows, the first pass found 128"):
         read_range(path, spans[1], fmt=None, columns=["x", "s"])
+
+
+@pytest.mark.parametrize(("name", "kind"), [("t.csv.gz", "gzip"), ("t.csv.bz2", "bzip2"), ("t.zip", "zip")])
+def test_a_compressed_file_is_named_as_such(tmp_path: Path, name: str, kind: str) -> None:
+    """A compressed text file gets one clear error (not its binary header read as column names)."""
+    import bz2
+    import gzip
+    import zipfile
+
+    path = tmp_path / name
+    body = b"x,s\n1,a\n"
+    if kind == "gzip":
+        path.write_bytes(gzip.compress(body))
+    elif kind == "bzip2":
+        path.write_bytes(bz2.compress(body))
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("t.csv", body)
+    with pytest.raises(BadInputError, match=rf"{name}: a {kind}-compressed file; .*decompress it first"):
+        read_all(path, ["x", "s"], fmt="csv")
