@@ -84,8 +84,11 @@ class TrainResult:
 Prior = float | list[float]  # the training base rate (binary) or class frequencies (multiclass)
 
 
+SCORE_BATCH = 8192  # rows per forward when scoring a validation/test set
+
+
 @torch.no_grad()
-def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = SCORE_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """(labels (N,), logits (N,) or (N, C)) of ``model`` over encoded batches; raises NO_ROWS when empty.
 
     Only the labels and logits are kept (4 bytes + 4 per output a row), so a set of any size streams through.
@@ -295,10 +298,15 @@ class Trainer:
 
     @staticmethod
     def _scores(model: nn.Module, encoder: Encoder, data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
+        return scores(model, Trainer._eval_batches(encoder, data))
+
+    @staticmethod
+    def _eval_batches(encoder: Encoder, data: EvalSet) -> Iterable[Batch]:
+        """The encoded rows of a validation/test set: from memory when cached, else read again."""
         if data.cached is not None:
-            return scores(model, data.cached)
+            return data.cached
         silent = BadRowSink("count")  # bad rows were reported when the set was prepared
-        return scores(model, (encoder.encode(c, silent) for c in data.read(silent)))
+        return (encoder.encode(c, silent) for c in data.read(silent))
 
     def _train_batches(self, encoder: Encoder, skip: int) -> Iterator[tuple[int, Batch]]:
         """(chunk index, encoded training rows of the chunk) from chunk ``skip`` on: from memory when cached."""

@@ -11,6 +11,7 @@ Memory stays bounded by ``chunk_rows`` whatever the file size.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -374,6 +375,13 @@ def _jsonl_read_options(chunk_rows: int) -> pajson.ReadOptions:
     return pajson.ReadOptions(block_size=max(1 << 16, chunk_rows * 256), use_threads=False)
 
 
+@functools.lru_cache(maxsize=8)
+def _jsonl_schema(path: str, chunk_rows: int, size: int, mtime_ns: int) -> pa.Schema:
+    """The column types :func:`read_chunks` gives a JSONL file: those of its first block (cached per file
+    version: every chunk a rank reads by :func:`read_range` needs them)."""
+    return pajson.open_json(path, read_options=_jsonl_read_options(chunk_rows)).schema
+
+
 def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
     _missing_columns(path, read_header(path, "jsonl"), columns)
     try:
@@ -479,7 +487,8 @@ def read_range(
     name = str(path)
     try:
         if fmt == "jsonl":
-            schema = pajson.open_json(path, read_options=_jsonl_read_options(chunk_rows)).schema
+            stat = path.stat()
+            schema = _jsonl_schema(str(path), chunk_rows, stat.st_size, stat.st_mtime_ns)
             table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(use_threads=False),
                                      parse_options=pajson.ParseOptions(explicit_schema=schema))
             _missing_columns(path, table.column_names, columns)

@@ -293,10 +293,8 @@ def munge(table: pa.Table, kinds: Mapping[str, ColumnKind], augmentation: Augmen
     n, k = table.num_rows, a.copies
     cols = {c: table.column(c).combine_chunks() for c in table.column_names}
     numeric = [c for c in cols if kinds[c] in ("dense", "log1p")]
-    values = {}
-    for c in numeric:
-        v = _numbers(cols[c])
-        values[c] = np.sign(v) * np.log1p(np.abs(v)) if kinds[c] == "log1p" else v
+    raw = {c: _numbers(cols[c]) for c in numeric}  # as read
+    values = {c: np.sign(v) * np.log1p(np.abs(v)) if kinds[c] == "log1p" else v for c, v in raw.items()}
     z = np.zeros((n, len(numeric)))
     missing = np.zeros((n, len(numeric)), dtype=np.int32)
     for j, c in enumerate(numeric):
@@ -313,10 +311,9 @@ def munge(table: pa.Table, kinds: Mapping[str, ColumnKind], augmentation: Augmen
     rows = np.arange(n)
     ranges = {}  # dense column -> (lowest, highest value in the draw's space, all whole numbers?)
     for c in numeric:
-        present, raw = values[c][~np.isnan(values[c])], _numbers(cols[c])
-        raw = raw[~np.isnan(raw)]
+        present, read = values[c][~np.isnan(values[c])], raw[c][~np.isnan(raw[c])]
         lowest, highest = (float(present.min()), float(present.max())) if len(present) else (0.0, 0.0)
-        ranges[c] = (lowest, highest, bool(np.all(raw == np.round(raw))))
+        ranges[c] = (lowest, highest, bool(np.all(read == np.round(read))))
     out: dict[str, list[pa.Array]] = {c: [] for c in cols}
     for _ in range(k):
         for c, col in cols.items():

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, ByteRange, Chunk, byte_ranges, detect_format, read_parquet_chunks
 from shoal.data.stream import chunk_at, chunks, valid_mask
-from shoal.trainer import BatchCache, EvalSet, Position, Trainer, scores
+from shoal.trainer import SCORE_BATCH, BatchCache, EvalSet, Position, Trainer, scores
 
 __all__ = ["DistributedTrainer", "RankContext", "all_reduce_sparse_grad"]
 
@@ -105,9 +105,6 @@ def all_reduce_sparse_grad(weight: torch.Tensor, ctx: RankContext) -> None:
     all_values = every[:, 2:].contiguous().view(torch.float32) / ctx.world  # (sum U_r, dim)
     weight.grad = torch.sparse_coo_tensor(all_rows.unsqueeze(0), all_values, grad.shape,
                                           check_invariants=False).coalesce()
-
-
-SCORE_BATCH = 8192  # rows per validation forward (as shoal.trainer.scores)
 
 
 def _missing_rows(encoder: Encoder, rows: int) -> Batch:
@@ -305,7 +302,7 @@ class DistributedTrainer(Trainer):
             spans = self._spans
             own = ((ci, chunk_at(path, cfg.data, columns, spans[ci])) for ci in range(ctx.rank, len(spans), ctx.world))
         else:
-            own = ((ci, c) for ci, c in enumerate(chunks(path, cfg.data, encoder.columns(), BadRowSink("count")))
+            own = ((ci, c) for ci, c in enumerate(chunks(path, cfg.data, columns, BadRowSink("count")))
                    if ci % ctx.world == ctx.rank)
         for ci, chunk in own:
             if use_split:
@@ -393,7 +390,7 @@ class DistributedTrainer(Trainer):
     def _joined_scores(self, model: nn.Module, encoder: Encoder, data: EvalSet) -> tuple[np.ndarray, np.ndarray]:
         size = torch.zeros(1, dtype=torch.int64)
         if self.ctx.is_main:
-            def announced(batches: Iterator[Batch]) -> Iterator[Batch]:
+            def announced(batches: Iterable[Batch]) -> Iterator[Batch]:
                 for batch in batches:
                     for s in range(0, len(batch), SCORE_BATCH):
                         part = batch.slice(s, s + SCORE_BATCH)
@@ -403,10 +400,7 @@ class DistributedTrainer(Trainer):
                 size[0] = 0
                 dist.broadcast(size, src=0)  # done
 
-            if data.cached is not None:
-                return scores(model, announced(iter(data.cached)), SCORE_BATCH)
-            silent = BadRowSink("count")
-            return scores(model, announced(encoder.encode(c, silent) for c in data.read(silent)), SCORE_BATCH)
+            return scores(model, announced(self._eval_batches(encoder, data)))
         was_training = model.training
         model.eval()
         with torch.no_grad():
