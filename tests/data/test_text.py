@@ -1,4 +1,4 @@
-"""Raw text -> hashed n-gram bags: checked against a plain-Python reference, bytes-safe, vectorized."""
+"""Raw text -> hashed n-gram bags: checked against a plain-Python reference, bytes-safe, vectorized or compiled."""
 
 from __future__ import annotations
 
@@ -57,18 +57,44 @@ def reference_bag(text: bytes, buckets: int, max_bytes: int, n_min: int, n_max: 
 texts = st.lists(st.one_of(st.none(), st.binary(max_size=40), st.text(max_size=30).map(str.encode)), max_size=12)
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @settings(max_examples=60, deadline=None)
 @given(rows=texts, n_min=st.integers(1, 3), extra=st.integers(0, 3), words=st.integers(0, 3),
        max_bytes=st.integers(1, 50))
-def test_matches_reference(rows: list[bytes | None], n_min: int, extra: int, words: int, max_bytes: int) -> None:
+def test_matches_reference(rows: list[bytes | None], n_min: int, extra: int, words: int, max_bytes: int,
+                           compiled: bool) -> None:
     arr = pa.array(rows, pa.binary())
     ids, offsets, truncated = text_bag(arr, buckets=997, max_bytes=max_bytes, ngram_min=n_min,
-                                       ngram_max=n_min + extra, word_ngrams=words, seed=12345)
+                                       ngram_max=n_min + extra, word_ngrams=words, seed=12345, compiled=compiled)
     assert offsets[0] == 0 and len(offsets) == len(rows) + 1
     for i, row in enumerate(rows):
         got = sorted(ids[offsets[i]:offsets[i + 1]].tolist())
         assert got == reference_bag(row or b"", 997, max_bytes, n_min, n_min + extra, words, 12345)
     assert truncated == sum(1 for r in rows if r is not None and len(r) > max_bytes)
+
+
+def test_the_compiled_loop_runs() -> None:
+    """numba is a dependency: the default path is the compiled loop, not the numpy fallback."""
+    assert text_module.bag_kernel.AVAILABLE
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.one_of(st.none(), st.binary(max_size=60), st.text(max_size=40).map(str.encode)),
+                     max_size=20),
+       start=st.integers(0, 3), n_min=st.integers(1, 4), extra=st.integers(0, 2), words=st.integers(0, 3),
+       max_bytes=st.integers(1, 70), seed=st.integers(0, (1 << 64) - 1), large=st.booleans())
+def test_compiled_ids_equal_the_numpy_ids_in_order(rows: list[bytes | None], start: int, n_min: int, extra: int,
+                                                   words: int, max_bytes: int, seed: int, large: bool) -> None:
+    """The compiled loop gives the numpy code's ids in the same order (not only the same bags), on a sliced
+    array (Arrow offset), 64-bit offsets, and any 64-bit seed."""
+    arr = pa.array(rows, pa.large_binary() if large else pa.binary()).slice(min(start, len(rows)))
+    kwargs = {"buckets": 1_000_003, "max_bytes": max_bytes, "ngram_min": n_min, "ngram_max": n_min + extra,
+              "word_ngrams": words, "seed": seed}
+    got = text_bag(arr, **kwargs)
+    want = text_bag(arr, **kwargs, compiled=False)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[2] == want[2] and got[0].dtype == want[0].dtype == np.int64
 
 
 @settings(max_examples=40, deadline=None)
@@ -77,10 +103,10 @@ def test_blocks_of_rows_hash_as_one(rows: list[bytes | None], block: int) -> Non
     """text_bag hashes long columns in blocks of rows: the ids, offsets and truncation count are those of one pass."""
     arr = pa.array(rows, pa.binary())
     kwargs = {"buckets": 997, "max_bytes": 20, "ngram_min": 2, "ngram_max": 3, "word_ngrams": 2, "seed": 7}
-    whole = text_bag(arr, **kwargs)
+    whole = text_bag(arr, **kwargs, compiled=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(text_module, "BAG_BLOCK_ROWS", block)
-        blocked = text_bag(arr, **kwargs)
+        blocked = text_bag(arr, **kwargs, compiled=False)
     np.testing.assert_array_equal(blocked[0], whole[0])
     np.testing.assert_array_equal(blocked[1], whole[1])
     assert blocked[2] == whole[2]
