@@ -84,6 +84,25 @@ def test_padded_feed_matches_the_picture() -> None:
     assert feed["ids_1"].dtype == np.int64 and feed["weights_1"].dtype == np.float32
 
 
+def test_one_row_feeds_equal_the_rows_of_a_batch_feed() -> None:
+    """Batch 1 takes a shortcut (no scatter): each one-row feed is its row of the batch feed, without the
+    batch's extra padding, with the same float32 weights; an empty row pools to nothing."""
+    layout = InputLayout(dense_dim=1, singles=(0,), lists=(1,))
+    lists = [[7, 3], [9], [], [4, 8, 2], list(range(1, 8))]
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])])
+    ids = np.array([i for x in lists for i in x], np.int64)
+    batch = Batch(dense=np.arange(5, dtype=np.float32).reshape(5, 1), ids=[np.arange(10, 15), ids],
+                  offsets=[np.arange(6), offsets], label=None, lines=np.arange(5))
+    whole = padded_feed(batch, layout)
+    for r, row in enumerate(lists):
+        one = padded_feed(batch.slice(r, r + 1), layout)
+        width = max(len(row), 1)
+        np.testing.assert_array_equal(one["ids_1"], whole["ids_1"][r:r + 1, :width])
+        np.testing.assert_array_equal(one["weights_1"], whole["weights_1"][r:r + 1, :width])
+        np.testing.assert_array_equal(one["single_ids"], whole["single_ids"][r:r + 1])
+        assert one["ids_1"].dtype == np.int64 and one["weights_1"].dtype == np.float32
+
+
 def test_single_id_feature_with_a_list_is_refused() -> None:
     layout = InputLayout(dense_dim=0, singles=(0,), lists=(), names=("user",))
     batch = Batch(dense=np.zeros((2, 0), np.float32), ids=[np.array([1, 2, 3])], offsets=[np.array([0, 2, 3])],
