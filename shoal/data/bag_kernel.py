@@ -7,13 +7,16 @@ compiled loop per row (counting, then hashing), with no temporaries. The numpy c
 (``text_bag(..., compiled=False)``), and a property test holds the two equal.
 
 numba compiles the loop on its first call in a process, or loads it from its on-disk cache (``cache=True``,
-next to this file) in a fraction of a second. Without numba (it is a dependency, but an install may lack it),
+next to this file, or numba's user cache folder where this one is read-only) in a fraction of a second.
+Without numba (it is a dependency, but an install may lack it, or have one that fails to import),
 ``text_bag`` uses the numpy code.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -119,26 +122,45 @@ def _bag_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, n_min: i
     return out, offsets
 
 
-_compiled: Any = None
+_compiled: Any = None  # the compiled loop; False when numba failed to import
+_lock = threading.Lock()
 
 
-def _kernel() -> Any:
-    """The compiled :func:`_bag_ids`: numba is imported, and the loop compiled or loaded from its cache, once."""
+def kernel() -> Any:
+    """The compiled :func:`_bag_ids`, or None when numba cannot be imported (then ``text_bag`` uses the numpy
+    code, with one warning). numba is imported, and the loop compiled or loaded from its cache, once per
+    process; where no cache folder is writable, it is compiled in every process instead."""
     global _compiled, _mix64, _is_space, _row_words
-    if _compiled is None:
-        import numba
+    with _lock:  # serving threads may featurize at the same time
+        if _compiled is None:
+            try:
+                import numba
+            except Exception as err:  # e.g. a numba built for another numpy: not worth a crash
+                warnings.warn(f"numba did not import ({err}); text n-grams are hashed by the slower numpy code",
+                              RuntimeWarning, stacklevel=3)
+                _compiled = False
+                return None
 
-        _mix64 = numba.njit(cache=True, inline="always")(_mix64)
-        _is_space = numba.njit(cache=True, inline="always")(_is_space)
-        _row_words = numba.njit(cache=True)(_row_words)
-        _compiled = numba.njit(cache=True)(_bag_ids)
-    return _compiled
+            def jit(fn: Any, **options: Any) -> Any:
+                try:
+                    return numba.njit(cache=True, **options)(fn)
+                except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install)
+                    return numba.njit(**options)(fn)
+
+            _mix64 = jit(_mix64, inline="always")
+            _is_space = jit(_is_space, inline="always")
+            _row_words = jit(_row_words)
+            _compiled = jit(_bag_ids)
+    return _compiled or None
 
 
 def bag_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, buckets: int, ngram_min: int,
             ngram_max: int, word_ngrams: int, seed: int, word_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, offsets)`` of each row's bytes ``data[starts[r] : starts[r] + lengths[r]]`` (lengths already
     cut to ``max_bytes``), as :func:`shoal.data.text.text_bag` computes them."""
-    return _kernel()(data, starts.astype(np.int64), lengths.astype(np.int64), int(ngram_min), int(ngram_max),
+    compiled = kernel()
+    if compiled is None:
+        raise RuntimeError("numba is not available; use text_bag(..., compiled=False)")
+    return compiled(data, starts.astype(np.int64), lengths.astype(np.int64), int(ngram_min), int(ngram_max),
                     int(word_ngrams), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), np.uint64(word_seed & 0xFFFFFFFFFFFFFFFF),
                     np.uint64(buckets - 1))

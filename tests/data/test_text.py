@@ -75,7 +75,21 @@ def test_matches_reference(rows: list[bytes | None], n_min: int, extra: int, wor
 
 def test_the_compiled_loop_runs() -> None:
     """numba is a dependency: the default path is the compiled loop, not the numpy fallback."""
-    assert text_module.bag_kernel.AVAILABLE
+    assert text_module.bag_kernel.AVAILABLE and text_module.bag_kernel.kernel() is not None
+
+
+def test_where_numba_does_not_import_the_numpy_code_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    arr = pa.array(["a text, another", None, ""])
+    kwargs = {"buckets": 101, "max_bytes": 64, "ngram_min": 2, "ngram_max": 3, "word_ngrams": 2, "seed": 3}
+    want = text_bag(arr, **kwargs)
+    monkeypatch.setattr(text_module.bag_kernel, "_compiled", False)  # as kernel() leaves it after an ImportError
+    assert text_module.bag_kernel.kernel() is None
+    got = text_bag(arr, **kwargs)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    with pytest.raises(RuntimeError, match="numba is not available"):
+        text_module.bag_kernel.bag_ids(np.zeros(1, np.uint8), np.zeros(1), np.ones(1), buckets=101, ngram_min=1,
+                                       ngram_max=1, word_ngrams=0, seed=0, word_seed=0)
 
 
 @settings(max_examples=60, deadline=None)
