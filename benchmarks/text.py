@@ -57,6 +57,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,7 +335,7 @@ def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]
         for seed in FASTTEXT_SEEDS:  # should a run still diverge, another seed first
             params = {"lr": lr, "dim": FASTTEXT_DIM[task.name], "epoch": epochs, "thread": THREADS, "seed": seed,
                       "verbose": 0, "wordNgrams": 1 if system.endswith("unigram") else 2}
-            seconds, labels, error = _fresh(ctx, fasttext_runs.train, path, params, saved, pick_texts)
+            seconds, labels, error = _fresh_train(ctx, path, params, saved, pick_texts)
             if error is None:
                 acc = float(np.mean([index.get(lab, -1) == yi for lab, yi in zip(labels, pick_y, strict=True)]))
                 if best is None or acc > best[0]:
@@ -350,8 +352,8 @@ def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]
     _, saved, first_s, params = best
     times = [first_s]
     for _ in range(TIMING_REPEATS - 1):  # the chosen setting again, each in a fresh process: train_s is the median
-        seconds, _, error = _fresh(ctx, fasttext_runs.train, path, params, work / "fasttext-scratch.bin", [])
-        if error is None:  # "Encountered NaN" this time: not a timing
+        seconds, _, error = _fresh_train(ctx, path, params, work / "fasttext-scratch.bin", [])
+        if error is None:  # "Encountered NaN" (or a crash) this time: not a timing
             times.append(seconds)
     rows, probs = _fresh(ctx, fasttext_runs.score, saved, task.name, system, texts,
                         [_ft_label(c) for c in task.classes], INFER_BATCH, LATENCY_ROWS)
@@ -360,9 +362,19 @@ def run_fasttext(task: TextTask, system: str, work: Path) -> list[dict[str, Any]
 
 
 def _fresh(ctx: Any, fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a new process (see :func:`run_fasttext`)."""
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+    """``fn(*args)`` in a new process (see :func:`run_fasttext`). A process that dies (fastText aborts when a
+    C++ exception escapes one of its threads) raises BrokenProcessPool here instead of hanging."""
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _fresh_train(ctx: Any, *args: Any) -> tuple[float, list[str], str | None]:
+    """:func:`fasttext_runs.train` in a new process; a process that died is a failed run, like a divergence."""
+    try:
+        result: tuple[float, list[str], str | None] = _fresh(ctx, fasttext_runs.train, *args)
+    except BrokenProcessPool as err:
+        return 0.0, [], f"fastText's process died ({err})"
+    return result
 
 
 # -- report ---------------------------------------------------------------------------------------------------

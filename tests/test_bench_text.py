@@ -8,6 +8,9 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import multiprocessing
+import os
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,15 @@ def test_fasttext_rows_and_the_summary(tmp_path: Path, small: None, capsys: pyte
             assert got == SHOAL_METRICS - {"featurize_mb_per_s"}
     if any(s == "fasttext-unigram" or s == "fasttext-bigram" for _, s, _ in ft):
         assert "shoal-bag accuracy" in printed.out and "train time" in printed.out
+
+
+def test_a_process_that_dies_is_an_error_not_a_hang() -> None:
+    """Each fastText training runs in a process of its own; fastText aborts its process when a C++ exception
+    escapes a thread, and that must end the wait (a multiprocessing.Pool would wait forever)."""
+    ctx = multiprocessing.get_context("spawn")
+    with pytest.raises(BrokenProcessPool):
+        text._fresh(ctx, os._exit, 3)
+    assert text._fresh(ctx, abs, -2) == 2
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
