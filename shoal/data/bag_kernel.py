@@ -161,6 +161,9 @@ def bag_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, bucket
     compiled = kernel()
     if compiled is None:
         raise RuntimeError("numba is not available; use text_bag(..., compiled=False)")
+    if data.flags.writeable:  # numba compiles once per kind of array, and a writable one is another kind
+        data = data.view()  # than a read-only one (a memory-mapped Arrow file's buffers): keep to one
+        data.flags.writeable = False
     return compiled(data, starts.astype(np.int64), lengths.astype(np.int64), int(ngram_min), int(ngram_max),
                     int(word_ngrams), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), np.uint64(word_seed & 0xFFFFFFFFFFFFFFFF),
                     np.uint64(buckets - 1))

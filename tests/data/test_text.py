@@ -78,6 +78,24 @@ def test_the_compiled_loop_runs() -> None:
     assert text_module.bag_kernel.AVAILABLE and text_module.bag_kernel.kernel() is not None
 
 
+def test_one_compiled_version_serves_every_input() -> None:
+    """numba compiles a function once per kind of argument, and a read-only array (a memory-mapped Arrow
+    file's buffers) is another kind than a writable one: neither may cost a second compilation at run time,
+    e.g. after a server warmed up on a placeholder row."""
+    kwargs = {"buckets": 101, "max_bytes": 64, "ngram_min": 2, "ngram_max": 3, "word_ngrams": 2, "seed": 3}
+    for values in (pa.array([""]), pa.array([None], pa.string()), pa.array(["some text"]),
+                   pa.array([b"bytes"], pa.large_binary()), pa.chunked_array([["a b"], ["c"]])):
+        text_bag(values, **kwargs)
+    data = np.frombuffer(b"read only", dtype=np.uint8)
+    starts, lengths = np.array([0, 5]), np.array([4, 4])
+    assert not data.flags.writeable
+    kernel_kwargs = {"buckets": 101, "ngram_min": 2, "ngram_max": 3, "word_ngrams": 2, "seed": 3, "word_seed": 4}
+    got = text_module.bag_kernel.bag_ids(data, starts, lengths, **kernel_kwargs)
+    again = text_module.bag_kernel.bag_ids(data.copy(), starts, lengths, **kernel_kwargs)  # writable
+    np.testing.assert_array_equal(got[0], again[0])
+    assert len(text_module.bag_kernel.kernel().signatures) == 1
+
+
 def test_where_numba_does_not_import_the_numpy_code_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     arr = pa.array(["a text, another", None, ""])
     kwargs = {"buckets": 101, "max_bytes": 64, "ngram_min": 2, "ngram_max": 3, "word_ngrams": 2, "seed": 3}
