@@ -14,9 +14,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["RowWiseAdagrad"]
+from shoal.jit import lazy_njit
+
+__all__ = ["PooledScratch", "RowWiseAdagrad"]
+
+
+class PooledScratch:
+    """The memory of :meth:`RowWiseAdagrad.pooled_step`'s loop, kept by a table from step to step (fresh
+    arrays each step cost page faults): ``slots`` (rows,) int32, each row's place among the touched rows or -1
+    (all -1 between steps); ``rows`` and ``sums``, grown to the largest batch seen."""
+
+    def __init__(self) -> None:
+        self.slots = np.zeros(0, np.int32)
+        self.rows = np.zeros(0, np.int64)
+        self.sums = np.zeros((0, 0), np.float32)
+
+    def arrays(self, table_rows: int, ids: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.slots.shape[0] != table_rows:
+            self.slots = np.full(table_rows, -1, np.int32)
+        if self.rows.shape[0] < ids or self.sums.shape[1] != dim:
+            size = max(ids, 2 * self.rows.shape[0])
+            self.rows, self.sums = np.empty(size, np.int64), np.empty((size, dim), np.float32)
+        return self.slots, self.rows, self.sums
 
 
 class RowWiseAdagrad(torch.optim.Optimizer):
@@ -56,6 +78,41 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 return
         raise ValueError("fused_step: the weight is not one of this optimizer's parameters")
 
+    def pooled_step(self, weight: torch.Tensor, flat: torch.Tensor, bags: torch.Tensor,
+                    weights: torch.Tensor | None, grad: torch.Tensor, scratch: PooledScratch) -> bool:
+        """The whole fused step of a sum-pooled embedding bag in one compiled loop, if numba is there: each
+        touched row's gradient (the weighted sum of the gradients of the bags that hold it, added in the order of
+        the ids) and its Adagrad update, in place. ``flat`` (N,) ids, ``bags`` (B,) each bag's first id, ``weights``
+        (N,) or None (all 1), ``grad`` (B, dim): the gradient of the pooled rows; ``scratch``: the loop's memory,
+        kept from step to step by the caller. Returns False (nothing done) without numba; the caller then
+        groups the ids itself (:class:`~shoal.models.embeddings._FusedPool`). The result is the same step to float
+        rounding: no sort, no gather and write-back of the rows as separate passes."""
+        compiled = _pooled_adagrad() if self.can_pool(weight) else None
+        if compiled is None:
+            return False
+        group = next((g for g in self.param_groups if any(p is weight for p in g["params"])), None)
+        if group is None:
+            raise ValueError("pooled_step: the weight is not one of this optimizer's parameters")
+
+        def array(t: torch.Tensor, dtype: Any) -> np.ndarray:  # one kind of array: numba compiles once
+            return np.ascontiguousarray(t.detach().numpy(), dtype=dtype)
+
+        slots, rows, sums = scratch.arrays(weight.shape[0], flat.shape[0], weight.shape[1])
+        with torch.no_grad():
+            compiled(weight.detach().numpy(), self._sum(weight).numpy(), array(flat, np.int64),
+                     array(bags, np.int64),
+                     np.zeros(0, np.float32) if weights is None else array(weights, np.float32), weights is not None,
+                     array(grad, np.float32), np.float32(group["lr"]), np.float32(group["eps"]),
+                     np.float32(group["weight_decay"]), slots, rows, sums)
+        return True
+
+    @staticmethod
+    def can_pool(weight: torch.Tensor) -> bool:
+        """Whether :meth:`pooled_step` can update ``weight``: numba is there and the table is a contiguous
+        float32 CPU tensor."""
+        return (weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous()
+                and _pooled_adagrad() is not None)
+
     def _sum(self, p: torch.Tensor) -> torch.Tensor:
         """The row accumulators of ``p``, (rows,), created at the first step."""
         state = self.state[p]
@@ -75,3 +132,49 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         acc.index_copy_(0, rows, row_acc)  # rows are unique: a copy, not a scatter-add
         scale = (-group["lr"] / row_acc.sqrt_().add_(group["eps"])).unsqueeze(1)  # (R, 1)
         p.index_copy_(0, rows, w.addcmul_(grad, scale))
+
+
+def _pooled_adagrad_loop(weight: np.ndarray, acc: np.ndarray, flat: np.ndarray, bags: np.ndarray,
+                         weights: np.ndarray, has_weights: bool, grad: np.ndarray, lr: np.float32, eps: np.float32,
+                         weight_decay: np.float32, slots: np.ndarray, rows: np.ndarray, sums: np.ndarray) -> int:
+    """See :meth:`RowWiseAdagrad.pooled_step`; float32 throughout, as the torch step. ``rows`` (>= N,) and
+    ``sums`` (>= N, dim) are scratch: the touched rows in order of first use, and their gradients. Returns the
+    number of rows touched."""
+    n = flat.shape[0]
+    num_bags = bags.shape[0]
+    dim = weight.shape[1]
+    used = 0
+    for b in range(num_bags):
+        end = bags[b + 1] if b + 1 < num_bags else n
+        for i in range(bags[b], end):
+            r = flat[i]
+            s = slots[r]
+            if s < 0:
+                s = used
+                slots[r] = used
+                rows[used] = r
+                for j in range(dim):
+                    sums[used, j] = 0.0
+                used += 1
+            w = weights[i] if has_weights else np.float32(1.0)
+            for j in range(dim):
+                sums[s, j] += w * grad[b, j]
+    for k in range(used):
+        r = rows[k]
+        slots[r] = -1
+        square = np.float32(0.0)
+        for j in range(dim):
+            g = sums[k, j]
+            if weight_decay != 0:
+                g = g + weight_decay * weight[r, j]
+                sums[k, j] = g
+            square += g * g
+        a = acc[r] + square / np.float32(dim)
+        acc[r] = a
+        scale = -lr / (np.sqrt(a) + eps)
+        for j in range(dim):
+            weight[r, j] = weight[r, j] + sums[k, j] * scale
+    return used
+
+
+_pooled_adagrad = lazy_njit(globals(), "_pooled_adagrad_loop")

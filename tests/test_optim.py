@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from shoal import optim as optim_module
 from shoal.models.embeddings import SparseArch, _sort_ids
 from shoal.optim import RowWiseAdagrad
 
@@ -67,9 +68,15 @@ def _arch_and_batches(seed: int) -> tuple[SparseArch, list[tuple[list[torch.Tens
     return arch, batches
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "grouped"])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.3])
-def test_fused_step_equals_the_optimizer_step(weight_decay: float) -> None:
-    """SparseArch.fuse: the update applied inside the backward is the sparse-gradient step, to float rounding."""
+def test_fused_step_equals_the_optimizer_step(weight_decay: float, compiled: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SparseArch.fuse: the update applied inside the backward is the sparse-gradient step, to float rounding,
+    whether one compiled loop makes it (numba) or torch ops on the ids grouped by a sort."""
+    assert optim_module._pooled_adagrad() is not None  # numba is a dependency: the compiled loop is the default
+    if not compiled:
+        monkeypatch.setattr(optim_module, "_pooled_adagrad", lambda: None)
     results = []
     for fused in (False, True):
         arch, batches = _arch_and_batches(0)
@@ -85,6 +92,30 @@ def test_fused_step_equals_the_optimizer_step(weight_decay: float) -> None:
     torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=0, atol=1e-6)
     assert not torch.equal(results[0][0], _arch_and_batches(0)[0].bag.weight.detach())  # it did train
+
+
+def test_compiled_step_on_one_id_per_bag_and_empty_bags() -> None:
+    """The compiled loop without pooling weights (every bag one id: DLRM's single-id features), and with empty
+    bags and a repeated id in one bag, against the optimizer's own step on the sparse gradient."""
+    torch.manual_seed(3)
+    for lists in ([[4], [2], [4], [9]], [[1, 1, 5], [], [5], [], [0, 9, 9, 9]]):
+        lengths = torch.tensor([len(x) for x in lists])
+        ids = torch.tensor([i for x in lists for i in x], dtype=torch.int64)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)[:-1]])
+        got = []
+        for fused in (False, True):
+            torch.manual_seed(0)
+            arch = SparseArch([10], dim=4, init_std=0.1)
+            opt = RowWiseAdagrad(arch.parameters(), lr=0.3, weight_decay=0.1)
+            if fused:
+                arch.fuse(opt)
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                (arch([ids], [offsets]) ** 2).sum().backward()
+                opt.step()
+            got.append(arch.bag.weight.detach().clone())
+        torch.testing.assert_close(got[1], got[0], rtol=0, atol=1e-6)
+        assert (arch._scratch.slots == -1).all() and len(arch._scratch.slots) == 10  # the scratch is left clean
 
 
 def test_fused_step_with_two_forwards_before_the_backward() -> None:

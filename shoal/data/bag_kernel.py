@@ -6,24 +6,20 @@ cost of scoring raw texts. This module computes the very same ids, byte for byte
 compiled loop per row (counting, then hashing), with no temporaries. The numpy code stays as the reference
 (``text_bag(..., compiled=False)``), and a property test holds the two equal.
 
-numba compiles the loop on its first call in a process, or loads it from its on-disk cache (``cache=True``,
-next to this file, or numba's user cache folder where this one is read-only) in a fraction of a second.
-Without numba (it is a dependency, but an install may lack it, or have one that fails to import),
-``text_bag`` uses the numpy code.
+numba compiles the loop on its first call in a process, or loads it from its on-disk cache in a fraction of a
+second (:mod:`shoal.jit`). Without numba (it is a dependency, but an install may lack it, or have one that
+fails to import), ``text_bag`` uses the numpy code.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import threading
-import warnings
 from typing import Any
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "bag_ids"]
+from shoal.jit import AVAILABLE, lazy_njit
 
-AVAILABLE = importlib.util.find_spec("numba") is not None  # imported at the first call: it takes ~0.3 s
+__all__ = ["AVAILABLE", "bag_ids", "kernel"]
 
 _PRIME = np.uint64(0x100000001B3)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -122,36 +118,8 @@ def _bag_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, n_min: i
     return out, offsets
 
 
-_compiled: Any = None  # the compiled loop; False when numba failed to import
-_lock = threading.Lock()
-
-
-def kernel() -> Any:
-    """The compiled :func:`_bag_ids`, or None when numba cannot be imported (then ``text_bag`` uses the numpy
-    code, with one warning). numba is imported, and the loop compiled or loaded from its cache, once per
-    process; where no cache folder is writable, it is compiled in every process instead."""
-    global _compiled, _mix64, _is_space, _row_words
-    with _lock:  # serving threads may featurize at the same time
-        if _compiled is None:
-            try:
-                import numba
-            except Exception as err:  # e.g. a numba built for another numpy: not worth a crash
-                warnings.warn(f"numba did not import ({err}); text n-grams are hashed by the slower numpy code",
-                              RuntimeWarning, stacklevel=3)
-                _compiled = False
-                return None
-
-            def jit(fn: Any, **options: Any) -> Any:
-                try:
-                    return numba.njit(cache=True, **options)(fn)
-                except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install)
-                    return numba.njit(**options)(fn)
-
-            _mix64 = jit(_mix64, inline="always")
-            _is_space = jit(_is_space, inline="always")
-            _row_words = jit(_row_words)
-            _compiled = jit(_bag_ids)
-    return _compiled or None
+kernel = lazy_njit(globals(), "_bag_ids", helpers=("_mix64", "_is_space", "_row_words"))
+"""The compiled :func:`_bag_ids`, or None without numba (then ``text_bag`` uses the numpy code)."""
 
 
 def bag_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, buckets: int, ngram_min: int,

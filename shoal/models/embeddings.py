@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shoal.optim import PooledScratch
+
 __all__ = ["SparseArch", "mlp", "squeeze_single"]
 
 
@@ -83,6 +85,28 @@ class _FusedPool(torch.autograd.Function):
         return (None,) * 6
 
 
+class _CompiledFusedPool(torch.autograd.Function):
+    """:class:`_FusedPool` with its backward in one compiled loop (:meth:`~shoal.optim.RowWiseAdagrad.pooled_step`):
+    the ids are not sorted or grouped in the forward; the loop groups them by row as it sums their gradients,
+    then updates each touched row in place. Same step, to float rounding (the same validation metrics to 5
+    digits). Measured on 2 cores, A/B interleaved: training 7-11% faster end to end (AG News and SST-2 bags, DLRM
+    on the synthetic log); the rest is the table's random row reads and writes, which both paths make."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, flat: torch.Tensor, bags: torch.Tensor,
+                weights: torch.Tensor | None, optimizer: Any, scratch: PooledScratch) -> torch.Tensor:
+        ctx.step = (weight, flat, bags, weights, optimizer, scratch)
+        return F.embedding_bag(flat, weight, bags, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, ...]:
+        weight, flat, bags, weights, optimizer, scratch = ctx.step
+        ctx.step = None
+        if not optimizer.pooled_step(weight, flat, bags, weights, grad, scratch):
+            raise RuntimeError("the compiled sparse step became unavailable during training")
+        return (None,) * 6
+
+
 class SparseArch(nn.Module):
     """One embedding table per sparse feature, stored as a single concatenated table.
 
@@ -109,6 +133,7 @@ class SparseArch(nn.Module):
         nn.init.normal_(self.bag.weight, std=init_std)
         self._rows_used = -1  # rows gathered by the last training forward
         self._fused: Any = None  # the optimizer applied inside the backward (:meth:`fuse`), or None
+        self._scratch = PooledScratch()  # the compiled fused step's memory (one int32 per row, and more)
         self.bag.weight.register_post_accumulate_grad_hook(self._mark_coalesced)
 
     def fuse(self, optimizer: Any) -> None:
@@ -141,7 +166,10 @@ class SparseArch(nn.Module):
             ends = torch.cat([bags[1:], flat.new_tensor([flat.shape[0]])])
             lengths = ends - bags  # (F * B,)
             weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
-        if torch.is_grad_enabled() and self.bag.weight.requires_grad:
+        if (torch.is_grad_enabled() and self.bag.weight.requires_grad and self._fused is not None
+                and hasattr(self._fused, "can_pool") and self._fused.can_pool(self.bag.weight)):
+            pooled = _CompiledFusedPool.apply(self.bag.weight, flat, bags, weights, self._fused, self._scratch)
+        elif torch.is_grad_enabled() and self.bag.weight.requires_grad:
             sorted_ids, order = _sort_ids(flat, int(self.table_offsets[-1]))  # (N,): the ids grouped by row
             unique, counts = torch.unique_consecutive(sorted_ids, return_counts=True)  # (U,), (U,)
             starts = counts.cumsum(0) - counts  # where row u's ids start in ``order``
