@@ -156,6 +156,20 @@ def test_predictor_matches_torch_at_batch_1_and_300(exported: tuple[Bundle, Any]
     np.testing.assert_allclose(predictor.predict_proba(batch), bundle.predict_proba(batch), rtol=0, atol=1e-5)
 
 
+def test_bundle_predicts_in_eval_mode_whatever_mode_a_module_was_left_in(tmp_path: Path) -> None:
+    """predict_logits calls eval() only when some module is in training mode (it costs ~25 us a call), so a
+    dropout layer left training, even deep inside, must still be switched off."""
+    _, bundle = _bundle("bytecnn", tmp_path)
+    batch = _rows(bundle, 64)
+    want = bundle.predict_logits(batch)
+    deep = [m for m in bundle.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert deep, "the test needs a model with dropout"
+    deep[-1].train()  # one submodule only: the top-level module still says eval
+    assert not bundle.model.training
+    np.testing.assert_array_equal(bundle.predict_logits(batch), want)
+    assert not any(m.training for m in bundle.model.modules())
+
+
 def test_multiclass_export(tmp_path: Path) -> None:
     folder, bundle = _bundle("mlp", tmp_path, classes=["a", "b", "c"])
     report = export_onnx(folder, int8=True, rows=_rows(bundle, 200, classes=3))
