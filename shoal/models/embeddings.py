@@ -61,7 +61,8 @@ class _PoolRows(torch.autograd.Function):
 
 
 class _FusedPool(torch.autograd.Function):
-    """Mean pooling straight from the table, with the optimizer's step on the rows inside the backward.
+    """Mean pooling straight from the table, with the optimizer's step on the rows inside the backward, in torch
+    ops (where numba is missing; else :class:`_CompiledFusedPool` makes the same step in one loop).
 
     The forward is one ``embedding_bag`` over the table. The backward sums each touched row's gradient as
     :class:`_PoolRows` does (the ids grouped by row: ``unique``, ``bags_by_row``, ``starts``), gathers the rows
