@@ -72,39 +72,31 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                    grad: torch.Tensor) -> None:
         """One step on the unique ``rows`` of ``weight``, given their values (``weight[rows]``) and gradients: the
         update a fused backward applies (FBGEMM's fused-optimizer tables), so no sparse gradient is built."""
-        for group in self.param_groups:
-            if any(p is weight for p in group["params"]):
-                self._update_rows(weight, group, rows, values, grad)
-                return
-        raise ValueError("fused_step: the weight is not one of this optimizer's parameters")
+        self._update_rows(weight, self._group_of(weight, "fused_step"), rows, values, grad)
 
     def pooled_step(self, weight: torch.Tensor, flat: torch.Tensor, bags: torch.Tensor,
-                    weights: torch.Tensor | None, grad: torch.Tensor, scratch: PooledScratch) -> bool:
+                    weights: torch.Tensor | None, grad: torch.Tensor, scratch: PooledScratch) -> None:
         """The whole fused step of a sum-pooled embedding bag in one compiled loop, if numba is there: each
         touched row's gradient (the weighted sum of the gradients of the bags that hold it, added in the order of
         the ids) and its Adagrad update, in place. ``flat`` (N,) ids, ``bags`` (B,) each bag's first id, ``weights``
         (N,) or None (all 1), ``grad`` (B, dim): the gradient of the pooled rows; ``scratch``: the loop's memory,
-        kept from step to step by the caller. Returns False (nothing done) without numba; the caller then
-        groups the ids itself (:class:`~shoal.models.embeddings._FusedPool`). The result is the same step to float
-        rounding: no sort, no gather and write-back of the rows as separate passes."""
-        compiled = _pooled_adagrad() if self.can_pool(weight) else None
-        if compiled is None:
-            return False
-        group = next((g for g in self.param_groups if any(p is weight for p in g["params"])), None)
-        if group is None:
-            raise ValueError("pooled_step: the weight is not one of this optimizer's parameters")
+        kept from step to step by the caller. Only where :meth:`can_pool` (else the caller groups the ids itself:
+        :class:`~shoal.models.embeddings._FusedPool`). The result is the same step to float rounding: no sort, no
+        gather and write-back of the rows as separate passes."""
+        if not self.can_pool(weight):
+            raise RuntimeError("pooled_step needs numba and a contiguous float32 CPU table (see can_pool)")
+        group = self._group_of(weight, "pooled_step")
 
         def array(t: torch.Tensor, dtype: Any) -> np.ndarray:  # one kind of array: numba compiles once
             return np.ascontiguousarray(t.detach().numpy(), dtype=dtype)
 
         slots, rows, sums = scratch.arrays(weight.shape[0], flat.shape[0], weight.shape[1])
         with torch.no_grad():
-            compiled(weight.detach().numpy(), self._sum(weight).numpy(), array(flat, np.int64),
+            _pooled_adagrad()(weight.detach().numpy(), self._sum(weight).numpy(), array(flat, np.int64),
                      array(bags, np.int64),
                      np.zeros(0, np.float32) if weights is None else array(weights, np.float32), weights is not None,
                      array(grad, np.float32), np.float32(group["lr"]), np.float32(group["eps"]),
                      np.float32(group["weight_decay"]), slots, rows, sums)
-        return True
 
     @staticmethod
     def can_pool(weight: torch.Tensor) -> bool:
@@ -112,6 +104,13 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         float32 CPU tensor."""
         return (weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous()
                 and _pooled_adagrad() is not None)
+
+    def _group_of(self, weight: torch.Tensor, caller: str) -> dict[str, Any]:
+        """The parameter group holding ``weight`` (its lr, eps and weight decay)."""
+        for group in self.param_groups:
+            if any(p is weight for p in group["params"]):
+                return group
+        raise ValueError(f"{caller}: the weight is not one of this optimizer's parameters")
 
     def _sum(self, p: torch.Tensor) -> torch.Tensor:
         """The row accumulators of ``p``, (rows,), created at the first step."""

@@ -159,7 +159,7 @@ def text_bag(values: pa.Array | pa.ChunkedArray, *, buckets: int, max_bytes: int
     0.3 s after; in blocks of 4,096 rows, 0.3 s from the start.
     """
     arr = _as_binary(values)
-    if compiled and bag_kernel.AVAILABLE and bag_kernel.kernel() is not None:
+    if compiled and bag_kernel.kernel() is not None:
         offsets, data = _buffers(arr)
         starts, lengths = _truncate(offsets, max_bytes)
         ids, out_offsets = bag_kernel.bag_ids(data, starts, lengths, buckets=buckets, ngram_min=ngram_min,

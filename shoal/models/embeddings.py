@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shoal.optim import PooledScratch
+from shoal.optim import PooledScratch, RowWiseAdagrad
 
 __all__ = ["SparseArch", "mlp", "squeeze_single"]
 
@@ -103,8 +103,7 @@ class _CompiledFusedPool(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, ...]:
         weight, flat, bags, weights, optimizer, scratch = ctx.step
         ctx.step = None
-        if not optimizer.pooled_step(weight, flat, bags, weights, grad, scratch):
-            raise RuntimeError("the compiled sparse step became unavailable during training")
+        optimizer.pooled_step(weight, flat, bags, weights, grad, scratch)
         return (None,) * 6
 
 
@@ -133,11 +132,11 @@ class SparseArch(nn.Module):
                                    _weight=torch.empty(int(starts[-1]), dim))
         nn.init.normal_(self.bag.weight, std=init_std)
         self._rows_used = -1  # rows gathered by the last training forward
-        self._fused: Any = None  # the optimizer applied inside the backward (:meth:`fuse`), or None
+        self._fused: RowWiseAdagrad | None = None  # applied inside the backward (:meth:`fuse`), or None
         self._scratch = PooledScratch()  # the compiled fused step's memory (one int32 per row, and more)
         self.bag.weight.register_post_accumulate_grad_hook(self._mark_coalesced)
 
-    def fuse(self, optimizer: Any) -> None:
+    def fuse(self, optimizer: RowWiseAdagrad | None) -> None:
         """Apply ``optimizer`` (a :class:`~shoal.optim.RowWiseAdagrad` holding this table's weight) to the rows
         a batch touched inside the backward pass, instead of leaving a sparse ``.grad`` for its ``step()``.
         The result is the same step; ``None`` turns it off. One process only: DDP needs the ``.grad``."""
@@ -168,7 +167,7 @@ class SparseArch(nn.Module):
             lengths = ends - bags  # (F * B,)
             weights = torch.repeat_interleave(1.0 / lengths.clamp(min=1).float(), lengths)
         if (torch.is_grad_enabled() and self.bag.weight.requires_grad and self._fused is not None
-                and hasattr(self._fused, "can_pool") and self._fused.can_pool(self.bag.weight)):
+                and self._fused.can_pool(self.bag.weight)):
             pooled = _CompiledFusedPool.apply(self.bag.weight, flat, bags, weights, self._fused, self._scratch)
         elif torch.is_grad_enabled() and self.bag.weight.requires_grad:
             sorted_ids, order = _sort_ids(flat, int(self.table_offsets[-1]))  # (N,): the ids grouped by row
