@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 
 try:  # imported as ``benchmarks.fasttext_runs`` or, from text.py run as a script, as ``fasttext_runs``
-    from benchmarks.common import row, timer
+    from benchmarks.common import timer
 except ImportError:  # pragma: no cover - depends on how the file is run
-    from common import row, timer  # type: ignore[no-redef]
-
-BENCH = "text"
+    from common import timer  # type: ignore[no-redef]
 
 
 def train(path: Path, params: dict[str, Any], saved: Path, texts: list[str]) -> tuple[float, list[str], str | None]:
@@ -38,9 +36,10 @@ def train(path: Path, params: dict[str, Any], saved: Path, texts: list[str]) -> 
     return t.seconds, [lab[0] for lab in labels], None
 
 
-def score(saved: Path, dataset: str, system: str, texts: list[str], labels: list[str], infer_batch: int,
-          latency_rows: int) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The saved model's batch and one-row speed rows, and its class probabilities for ``texts``."""
+def score(saved: Path, texts: list[str], labels: list[str], infer_batch: int,
+          latency_rows: int) -> tuple[float, float, np.ndarray]:
+    """The saved model's rows/s in batches of ``infer_batch``, its median one-text latency in microseconds, and
+    its class probabilities for ``texts`` (columns in the order of ``labels``)."""
     import fasttext
 
     model = fasttext.load_model(str(saved))
@@ -62,8 +61,7 @@ def score(saved: Path, dataset: str, system: str, texts: list[str], labels: list
         start = time.perf_counter()
         model.predict(text)
         latencies.append(time.perf_counter() - start)
-    return [row(BENCH, dataset, system, "infer_rows_per_s", len(texts) / ti.seconds),
-            row(BENCH, dataset, system, "latency_us_p50", statistics.median(latencies) * 1e6)], p
+    return len(texts) / ti.seconds, statistics.median(latencies) * 1e6, p
 
 
 @contextlib.contextmanager
