@@ -380,6 +380,8 @@ class OnnxPredictor:
         return {name: full[name] for name in self.input_names}
 
     def predict_logits(self, batch: Batch, batch_size: int = 8192) -> np.ndarray:
+        if 0 < len(batch) <= batch_size:  # one call (serving): no chunk list, no concatenation
+            return self.session.run(None, self.feed(batch))[0]
         out = []
         for start in range(0, len(batch), batch_size):
             part = batch.slice(start, start + batch_size) if len(batch) > batch_size else batch

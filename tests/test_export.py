@@ -103,6 +103,38 @@ def test_one_row_feeds_equal_the_rows_of_a_batch_feed() -> None:
         assert one["ids_1"].dtype == np.int64 and one["weights_1"].dtype == np.float32
 
 
+def test_several_one_id_features_pack_in_layout_order() -> None:
+    """single_ids (B, S) holds input ``layout.singles[j]`` in column j, for a batch and for each of its rows,
+    C-contiguous (ONNX Runtime reads the buffer as it is)."""
+    layout = InputLayout(dense_dim=0, singles=(2, 0, 3), lists=(1,))
+    off = np.arange(4)  # the one-id inputs share their offsets, as the encoder makes them
+    batch = Batch(dense=np.zeros((3, 0), np.float32),
+                  ids=[np.array([10, 11, 12]), np.array([5, 6]), np.array([20, 21, 22], np.int32),
+                       np.array([30, 31, 32])],
+                  offsets=[off, np.array([0, 1, 1, 2]), off, off], label=None, lines=np.arange(3))
+    feed = padded_feed(batch, layout)
+    np.testing.assert_array_equal(feed["single_ids"], [[20, 10, 30], [21, 11, 31], [22, 12, 32]])
+    assert feed["single_ids"].dtype == np.int64 and feed["single_ids"].flags.c_contiguous
+    for r in range(3):
+        one = padded_feed(batch.slice(r, r + 1), layout)["single_ids"]
+        np.testing.assert_array_equal(one, feed["single_ids"][r:r + 1])
+        assert one.dtype == np.int64 and one.flags.c_contiguous
+
+
+def test_one_row_with_two_ids_in_a_one_id_feature_is_refused() -> None:
+    """The one-row check is a scalar test, and a second input sharing checked offsets is still counted."""
+    layout = InputLayout(dense_dim=0, singles=(0, 1), lists=(), names=("user", "ad"))
+    one = Batch(dense=np.zeros((1, 0), np.float32), ids=[np.array([1, 2]), np.array([3])],
+                offsets=[np.array([0, 2]), np.array([0, 1])], label=None, lines=np.arange(1))
+    with pytest.raises(ValueError, match=r"user must hold exactly one id per row .* 1 rows hold 2 ids"):
+        padded_feed(one, layout)
+    off = np.array([0, 1])
+    shared = Batch(dense=np.zeros((1, 0), np.float32), ids=[np.array([1]), np.array([3, 4])], offsets=[off, off],
+                   label=None, lines=np.arange(1))
+    with pytest.raises(ValueError, match=r"ad must hold exactly one id per row .* 1 rows hold 2 ids"):
+        padded_feed(shared, layout)
+
+
 def test_single_id_feature_with_a_list_is_refused() -> None:
     layout = InputLayout(dense_dim=0, singles=(0,), lists=(), names=("user",))
     batch = Batch(dense=np.zeros((2, 0), np.float32), ids=[np.array([1, 2, 3])], offsets=[np.array([0, 2, 3])],
