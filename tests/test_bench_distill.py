@@ -1,0 +1,41 @@
+"""benchmarks/distill.py's pure parts: what the ensemble teacher serves, and the targets' verdicts.
+
+The benchmark itself needs ../shared/data and minutes of training (``make bench-distill``); these run anywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import distill as bench
+from shoal.distill import ensemble_logits
+from shoal.metrics import probabilities
+
+
+def test_served_ensemble_is_the_mean_probability_distillation_learns() -> None:
+    """The teacher's served answer (the mean of its members' probabilities) is the probability of the logits
+    the student is distilled from, for binary and multiclass members, confident ones included."""
+    rng = np.random.default_rng(0)
+    binary = [rng.normal(0, 3, 7).astype(np.float32) for _ in range(2)] + [np.full(7, 30, np.float32)]
+    multi = [rng.normal(0, 3, (5, 4)).astype(np.float32) for _ in range(3)]
+    for members in (binary, multi):
+        served = bench.mean_probability(members)
+        np.testing.assert_allclose(served, probabilities(ensemble_logits(members)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(served, np.mean([probabilities(z) for z in members], axis=0), rtol=1e-12)
+    assert bench.mean_probability(binary[:1]).shape == (7,)
+
+
+def _rows(figures: dict[str, dict[str, float]]) -> list[dict[str, object]]:
+    return [{"bench": "distill", "dataset": "d", "system": s, "metric": m, "value": v}
+            for s, got in figures.items() for m, v in got.items()]
+
+
+def test_targets_say_met_and_not_met_from_the_figures() -> None:
+    rows = _rows({"student-alone": {"gain_kept": 0.97}, "student-distilled": {"gain_kept": 0.98, "speedup_p99": 12.0}})
+    lines = bench.targets(rows)
+    assert "keeps 98.0% of the teacher's gain (target >= 95%: met) at 12.0x lower p99 (target >= 10x: met)" in lines[0]
+    assert "distillation helps (+1.0%)" in lines[0] and lines[-1].startswith("distilled beats alone on 1 of 1")
+    rows = _rows({"student-alone": {"gain_kept": 0.99}, "student-distilled": {"gain_kept": 0.94, "speedup_p99": 5.0}})
+    lines = bench.targets(rows)
+    assert "(target >= 95%: NOT met) at 5.0x lower p99 (target >= 10x: NOT met)" in lines[0]
+    assert "does not help (-5.0%)" in lines[0] and lines[-1].startswith("distilled beats alone on 0 of 1")
