@@ -38,4 +38,33 @@ def test_targets_say_met_and_not_met_from_the_figures() -> None:
     rows = _rows({"student-alone": {"gain_kept": 0.99}, "student-distilled": {"gain_kept": 0.94, "speedup_p99": 5.0}})
     lines = bench.targets(rows)
     assert "(target >= 95%: NOT met) at 5.0x lower p99 (target >= 10x: NOT met)" in lines[0]
-    assert "does not help (-5.0%)" in lines[0] and lines[-1].startswith("distilled beats alone on 0 of 1")
+    assert "does not help (-5.0%)" in lines[0]
+    assert lines[-1] == "distilled beats alone on 0 of 1 sets (target: >= 3 of 4)"
+    rows = _rows({"student-alone": {"gain_kept": 0.97},
+                  "student-distilled": {"gain_kept": 0.98, "speedup_p99": 12.0, "vs_alone": 0.004,
+                                        "vs_alone_low": -0.001, "vs_alone_high": 0.009}})
+    lines = bench.targets(rows)
+    assert lines[0].endswith("on the test file +0.0040, 95% interval -0.0010 .. +0.0090")
+    assert lines[-1].endswith("1 of 1 sets (target: >= 3 of 4); beyond the test file's noise (interval above 0) on 0")
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise() -> None:
+    """A model that is better on most rows gets an interval above 0; two models equal up to noise get one that
+    holds 0; the first number is the difference on the rows as they are."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.3).astype(np.int64)
+    signal = y * 1.0 + rng.normal(0, 1, 2000)
+    good, worse = signal * 2, signal + rng.normal(0, 1.5, 2000)
+    diff, low, high = bench.paired_bootstrap(y, good, worse, "auc", resamples=300)
+    assert diff == roc_auc_score(y, good) - roc_auc_score(y, worse)
+    assert 0 < low < diff < high
+    twin = good + rng.normal(0, 1e-3, 2000)
+    diff, low, high = bench.paired_bootstrap(y, good, twin, "auc", resamples=300)
+    assert low <= 0 <= high and abs(diff) < 1e-3
+    classes = rng.integers(0, 4, 500)
+    right = np.eye(4)[classes] + rng.normal(0, 0.1, (500, 4))  # always right
+    coin = rng.normal(0, 1, (500, 4))  # right about a quarter of the time
+    diff, low, high = bench.paired_bootstrap(classes, right, coin, "accuracy", resamples=300)
+    assert diff == 1.0 - float((coin.argmax(axis=1) == classes).mean()) and 0.6 < low <= diff <= high <= 0.85
