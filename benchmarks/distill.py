@@ -44,7 +44,8 @@ and ``student-alone-augmented``:
 * ``auc`` or ``accuracy`` on the test file; ``gain_kept`` = (quality - base) / (teacher - base), base = 0.5 AUC or
   the accuracy of always answering the training majority class (on the test file);
 * ``latency_ms_p99`` (batch 1) and ``infer_rows_per_s`` (batch 256) served by ONNX Runtime fp32, one thread,
-  encoding excluded (:func:`shoal.latency.bench_bundle` on 256 test rows); ``latency_ms_p99_torch`` and
+  encoding excluded, on 256 test rows; the median of ``ROUNDS`` rounds in which every system of the set is timed
+  in turn (:func:`serve_interleaved`); ``latency_ms_p99_torch`` and
   ``infer_rows_per_s_torch``: the same in PyTorch eager; ``speedup_p99``: teacher p99 / this p99 (ONNX);
 * ``train_s``; ``valid_auc`` or ``valid_accuracy`` (the validation split); for ``teacher`` also ``members``
   (K); for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked); for the augmented
@@ -60,7 +61,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ from shoal.data.readers import BadRowSink  # noqa: E402
 from shoal.data.stream import batches  # noqa: E402
 from shoal.distill import distill, ensemble_logits, student_config, teacher_outputs  # noqa: E402
 from shoal.export import OnnxPredictor, export_onnx, sample_rows  # noqa: E402
-from shoal.latency import bench_bundle, latency, throughput  # noqa: E402
+from shoal.latency import latency, throughput  # noqa: E402
 from shoal.runs import train  # noqa: E402
 from shoal.trainer import report  # noqa: E402
 
@@ -93,6 +94,7 @@ SYSTEMS = ("teacher", "student-alone", "student-distilled", "student-distilled-a
 AUGMENT = 5  # new rows per training row, fixed a priori (Tang et al. use 20 on SST-2; 5 keeps a run within minutes)
 GRID = ((1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (2.0, 0.1), (1.0, 0.8))  # (temperature, alpha), picked on validation
 THREADS = 2  # training; serving is measured with 1 thread
+ROUNDS = 5  # serving figures: the median of this many interleaved rounds (serve_interleaved)
 # The text teachers: a small character CNN over the bytes plus a bag of n-grams of the same text, both into
 # one MLP head. The bytes path alone (Zhang et al.'s CNN) was worse than the bag on these small sets (0.739 vs
 # 0.873 accuracy on ag_news); with the bag path beside it the teacher ties the configs' dim-16 bag on
@@ -228,11 +230,11 @@ def _ensemble_quality(scored: Sequence[Scored], metric: str) -> float:
     return float(report(picked[0][0], logits, scored[0][3])[metric])
 
 
-def _serve_ensemble(runs: Sequence[Any], seconds: float) -> dict[str, float]:
-    """p99 at batch 1 and rows/s at batch 256 of the ensemble: each member scores the row (its own encoding of
-    it, not timed), one after the other, then the probabilities are averaged; ONNX fp32 and torch, one thread."""
-    if len(runs) == 1:
-        return _serve(runs[0], seconds)
+def _servers(runs: Sequence[Any]) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
+    """How ``runs`` (one model, or an ensemble's members) serve, per runtime (``""``: ONNX Runtime fp32,
+    ``"_torch"``: PyTorch eager): (a call on the next one-row batch, a call on 256 rows), cycling through 256 real
+    rows (:func:`shoal.export.sample_rows`: the test file first). Each member scores the row (its own encoding of it,
+    not timed), one after the other; an ensemble then averages the probabilities (:func:`mean_probability`)."""
     members = []
     for run in runs:
         folder = run.artifact_dir / "bundle"
@@ -244,19 +246,41 @@ def _serve_ensemble(runs: Sequence[Any], seconds: float) -> dict[str, float]:
     ones = [[rows.slice(i, i + 1) for _, _, rows in members] for i in range(n)]
     big = [rows.take(np.arange(256) % len(rows)) for _, _, rows in members]
     out = {}
+    for runtime, predicts in (("", [onnx.predict_logits for _, onnx, _ in members]),
+                              ("_torch", [bundle.predict_logits for bundle, _, _ in members])):
+        def call(rows: Sequence[Batch], predicts: Sequence[Any] = predicts) -> np.ndarray:
+            if len(predicts) == 1:
+                return predicts[0](rows[0])
+            return mean_probability([predict(r) for predict, r in zip(predicts, rows, strict=True)])
+
+        cycle = itertools.cycle(ones)
+        out[runtime] = (lambda c=cycle, f=call: f(next(c)), lambda f=call: f(big))
+    return out
+
+
+def serve_interleaved(servers: dict[str, dict[str, tuple[Callable[[], Any], Callable[[], Any]]]], seconds: float,
+                      rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
+    """p99 at batch 1 and rows/s at batch 256 of each system of ``servers`` (system -> :func:`_servers`), one
+    thread: ``rounds`` rounds of ``seconds / rounds`` per figure, the systems in a rotated order each round, and
+    the median over the rounds. A shared machine's slow spells then fall on every system alike instead of on
+    whichever was being timed, and one bad spell moves one round, not the figure."""
+    names = list(servers)
+    p99s: dict[tuple[str, str], list[float]] = {}
+    rates: dict[tuple[str, str], list[float]] = {}
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for system, predicts in (("", [onnx.predict_logits for _, onnx, _ in members]),
-                                 ("_torch", [bundle.predict_logits for bundle, _, _ in members])):
-            def call(rows: Sequence[Batch], predicts: Sequence[Any] = predicts) -> np.ndarray:
-                return mean_probability([predict(r) for predict, r in zip(predicts, rows, strict=True)])
-
-            cycle = itertools.cycle(ones)
-            out[f"latency_ms_p99{system}"] = latency(lambda c=cycle, f=call: f(next(c)), seconds=seconds).p99_ms
-            out[f"infer_rows_per_s{system}"] = throughput(lambda f=call: f(big), 256, seconds=seconds)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                for runtime, (one, batch) in servers[name].items():
+                    p99s.setdefault((name, runtime), []).append(latency(one, seconds=seconds / rounds).p99_ms)
+                    rates.setdefault((name, runtime), []).append(throughput(batch, 256, seconds=seconds / rounds))
     finally:
         torch.set_num_threads(saved)
+    out: dict[str, dict[str, float]] = {name: {} for name in names}
+    for (name, runtime), got in p99s.items():
+        out[name][f"latency_ms_p99{runtime}"] = float(np.median(got))
+        out[name][f"infer_rows_per_s{runtime}"] = float(np.median(rates[(name, runtime)]))
     return out
 
 
@@ -324,16 +348,6 @@ def _base(cfg: RunConfig, run: Any) -> float:
     labels = np.concatenate([b.label for b in batches(found[0], found[1], bundle.encoder, BadRowSink("count"))
                              if b.label is not None])
     return float((labels == majority).mean())
-
-
-def _serve(run: Any, seconds: float) -> dict[str, float]:
-    folder = run.artifact_dir / "bundle"
-    report = export_onnx(folder)
-    rows, _ = sample_rows(load_bundle(folder), folder, rows=256)
-    torch_, onnx = bench_bundle(folder, rows, report.dir, systems=["torch", "onnx-fp32"], threads=1, seconds=seconds,
-                                isolate=False)
-    return {"latency_ms_p99": onnx.p99_ms, "infer_rows_per_s": onnx.rows_per_s,
-            "latency_ms_p99_torch": torch_.p99_ms, "infer_rows_per_s_torch": torch_.rows_per_s}
 
 
 def _select(name: str, metric: str, teacher: Any, candidates: Sequence[Any], k: int,
@@ -404,10 +418,10 @@ def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, stu
         systems += _augmented(name, metric, ids, s_cfg, home, temperature, alpha, augment, log)
     base = _base(teacher_cfg, teacher)
     rows = []
-    served = {"teacher": _serve_ensemble(members, seconds)}
+    served = serve_interleaved({system: _servers(members if rec is None else [rec])
+                                for system, rec, *_ in systems}, seconds)
     for system, rec, q, valid, secs in systems:
         if rec is not None:
-            served[system] = _serve(rec, seconds)
             q, valid = rec.metrics[f"test_{metric}"], rec.metrics[f"valid_{metric}"]
         assert q is not None and valid is not None
         figures = {metric: q, "gain_kept": (q - base) / (t_quality - base), **served[system],

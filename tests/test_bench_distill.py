@@ -68,3 +68,32 @@ def test_paired_bootstrap_separates_a_real_difference_from_noise() -> None:
     coin = rng.normal(0, 1, (500, 4))  # right about a quarter of the time
     diff, low, high = bench.paired_bootstrap(classes, right, coin, "accuracy", resamples=300)
     assert diff == 1.0 - float((coin.argmax(axis=1) == classes).mean()) and 0.6 < low <= diff <= high <= 0.85
+
+
+def test_interleaved_serving_takes_the_median_of_rotated_rounds() -> None:
+    """Every system is timed once per round, in a rotated order, and each figure is the median of its rounds:
+    one slow spell (here: system a's first round) does not move it."""
+    import time
+
+    order: list[str] = []
+    slow = {"a": 1}
+
+    def one(name: str):
+        def call() -> None:
+            if slow.get(name):
+                time.sleep(0.002)
+        return call
+
+    def batch(name: str):
+        def call() -> None:
+            if len(order) == 0 or order[-1] != name:
+                order.append(name)
+            if slow.get(name):
+                slow[name] = 0  # only its first round is slow
+        return call
+
+    servers = {n: {"": (one(n), batch(n))} for n in ("a", "b", "c")}
+    got = bench.serve_interleaved(servers, seconds=0.25, rounds=3)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert set(got) == {"a", "b", "c"} and set(got["a"]) == {"latency_ms_p99", "infer_rows_per_s"}
+    assert got["a"]["latency_ms_p99"] < 1.0  # the median round, not the 2 ms first one
