@@ -1,6 +1,6 @@
 """Distillation benchmark: teacher, the student trained alone, the student distilled; quality kept vs speed-up.
 
-    python benchmarks/distill.py --json bench-distill.json [--quick] [--teachers K] [--augment K]
+    python benchmarks/distill.py --json bench-distill.json [--quick] [--teachers K] [--augment K] [--seeds K]
 
 Datasets (the ready configs in ``configs/``, which read ``../shared/data``):
 
@@ -37,6 +37,11 @@ the new rows again); and, to tell the teacher's knowledge from the extra rows, `
 the student trained alone on the same file, each new row labelled with the label of the row it came from.
 ``student-distilled`` itself never uses augmentation (the platform's default is off).
 
+``--seeds K`` trains everything (teachers, candidates, students) with ``train.seed`` 0..K-1, which also picks the
+held-out validation rows of adult_census and ag_news, and reports the mean of every figure over the seeds
+(:func:`over_seeds`): ``vs_alone_low`` .. ``vs_alone_high`` are then the 95% t-interval of the mean difference
+over the seeds, and ``vs_alone_wins`` counts the seeds where the distilled student won.
+
 Metrics (one JSON row each, ``{"bench": "distill", "dataset", "system", "metric", "value"}``), systems
 ``teacher``, ``student-alone``, ``student-distilled`` and, with ``--augment``, ``student-distilled-augmented``
 and ``student-alone-augmented``:
@@ -47,6 +52,8 @@ and ``student-alone-augmented``:
   encoding excluded, on 256 test rows; the median of ``ROUNDS`` rounds in which every system of the set is timed
   in turn (:func:`serve_interleaved`); ``latency_ms_p99_torch`` and
   ``infer_rows_per_s_torch``: the same in PyTorch eager; ``speedup_p99``: teacher p99 / this p99 (ONNX);
+* ``vs_alone`` on each distilled student: its quality minus the student alone's on the test file, with
+  ``vs_alone_low`` .. ``vs_alone_high``, a 95% paired-bootstrap interval over the test rows (:func:`paired_bootstrap`);
 * ``train_s``; ``valid_auc`` or ``valid_accuracy`` (the validation split); for ``teacher`` also ``members``
   (K); for ``student-distilled`` also ``temperature`` and ``alpha`` (the setting picked); for the augmented
   systems also ``augment`` (K) and ``train_rows`` (training rows with the new ones).
@@ -177,13 +184,16 @@ def _variant(cfg: RunConfig, label: str, model: dict[str, Any] | None = None, se
 def pool(name: str, teacher: RunConfig, quick: bool) -> list[RunConfig]:
     """The candidates that may join ``teacher`` in an ensemble: other models (and, where the validation rows are
     a file of their own, other seeds) trained on the same rows. ``train.seed`` also picks the held-out rows, so
-    on adult_census and ag_news (held-out splits) the members differ in their models only."""
+    on adult_census and ag_news (held-out splits) the members differ in their models only, and every candidate
+    takes the teacher's seed (``--seeds``); "seed1" is the teacher's seed + 1."""
     epochs: dict[str, Any] = {"epochs": 1} if quick else {}
+    seed = teacher.train.seed
     if name == "criteo_small":  # the teacher (mlp [256], counts binned) with other seeds; a deeper mlp; dlrm
         dlrm = load_config(REPO / "configs/criteo.yaml")
-        return [_variant(teacher, "seed1", seed=1, **epochs), _variant(teacher, "seed2", seed=2, **epochs),
+        return [_variant(teacher, "seed1", seed=seed + 1, **epochs),
+                _variant(teacher, "seed2", seed=seed + 2, **epochs),
                 _variant(teacher, "mlp512x256", {**CRITEO_MLP, "hidden": [512, 256]}, **epochs),
-                _variant(dlrm, "cand", **epochs)]
+                _variant(dlrm, "cand", seed=seed, **epochs)]
     if name == "adult_census":  # mlp (benchmarks/ctr.py's for adult), a wider dlrm, a small mlp
         return [_variant(teacher, "mlp8x256x128", {"name": "mlp", "embedding_dim": 8, "hidden": [256, 128]},
                          **epochs),
@@ -192,11 +202,48 @@ def pool(name: str, teacher: RunConfig, quick: bool) -> list[RunConfig]:
                 _variant(teacher, "mlp4x64", {"name": "mlp", "embedding_dim": 4, "hidden": [64]}, **epochs)]
     config = load_config(REPO / ("configs/agnews.yaml" if name == "ag_news" else "configs/sst2.yaml"))
     # the ready config's bag (dim 16 over byte 3..5-grams and words 1..2), an MLP and a wider bag over the same
-    out = [_variant(config, "bag16", **epochs),
-           _variant(config, "mlp32x256", {"name": "mlp", "embedding_dim": 32, "hidden": [256]}, **epochs),
-           _variant(config, "bag32", {"name": "bag", "embedding_dim": 32}, **epochs)]
+    out = [_variant(config, "bag16", seed=seed, **epochs),
+           _variant(config, "mlp32x256", {"name": "mlp", "embedding_dim": 32, "hidden": [256]}, seed=seed, **epochs),
+           _variant(config, "bag32", {"name": "bag", "embedding_dim": 32}, seed=seed, **epochs)]
     if name == "sst2":  # dev.tsv validates: the seed is free
-        out.insert(1, _variant(config, "bag16-seed1", seed=1, **epochs))
+        out.insert(1, _variant(config, "bag16-seed1", seed=seed + 1, **epochs))
+    return out
+
+
+def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
+    """``cfg`` with ``train.seed`` = ``seed`` (the weights' initialization, the batches' order and, where the
+    validation rows are held out of the training file, which rows)."""
+    doc = cfg.resolved()
+    return parse_config({**doc, "train": {**doc["train"], "seed": seed}}, source=f"{doc['name']} (seed {seed})")
+
+
+def over_seeds(per_seed: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One set's rows of several seeds (one list per seed, the same systems and metrics) as one list: the mean
+    of each figure over the seeds, plus ``seeds`` (on the teacher) and, on each distilled student,
+    ``vs_alone_wins`` (seeds where it beat the student alone). ``vs_alone_low`` .. ``vs_alone_high`` become the
+    95% t-interval of the mean difference over the seeds (the spread of training, not of the test rows); the
+    per-seed settings ``temperature`` and ``alpha`` are left out (each seed's pick is in the log)."""
+    from scipy import stats
+
+    values: dict[tuple[str, str, str, str], list[float]] = {}
+    for rows in per_seed:
+        for r in rows:
+            values.setdefault((r["bench"], r["dataset"], r["system"], r["metric"]), []).append(r["value"])
+    k = len(per_seed)
+    out = []
+    for (bench, dataset, system, metric), got in values.items():
+        if len(got) != k:
+            raise ValueError(f"{dataset}/{system}/{metric}: {len(got)} values for {k} seeds")
+        if metric in ("temperature", "alpha", "vs_alone_low", "vs_alone_high"):
+            continue
+        out.append(row(bench, dataset, system, metric, float(np.mean(got))))
+        if system == "teacher" and metric == "members":
+            out.append(row(bench, dataset, system, "seeds", k))
+        if metric == "vs_alone":
+            half = float(stats.t.ppf(0.975, k - 1) * np.std(got, ddof=1) / np.sqrt(k)) if k > 1 else 0.0
+            out += [row(bench, dataset, system, "vs_alone_low", float(np.mean(got)) - half),
+                    row(bench, dataset, system, "vs_alone_high", float(np.mean(got)) + half),
+                    row(bench, dataset, system, "vs_alone_wins", sum(v > 0 for v in got))]
     return out
 
 
@@ -478,11 +525,16 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
         if (d, "student-distilled", "vs_alone") in got:
             diff, low, high = (got[(d, "student-distilled", k)] for k in ("vs_alone", "vs_alone_low", "vs_alone_high"))
             clear += low > 0
-            line += f"; on the test file {diff:+.4f}, 95% interval {low:+.4f} .. {high:+.4f}"
+            seeds = got.get((d, "teacher", "seeds"))
+            if seeds:
+                line += (f"; over {seeds:.0f} seeds: mean {diff:+.4f}, 95% interval {low:+.4f} .. {high:+.4f}, won on "
+                         f"{got[(d, 'student-distilled', 'vs_alone_wins')]:.0f} of {seeds:.0f} seeds")
+            else:
+                line += f"; on the test file {diff:+.4f}, 95% interval {low:+.4f} .. {high:+.4f}"
         lines.append(line)
+    noise = "the seeds' spread" if any(k[2] == "seeds" for k in got) else "the test file's noise"
     lines.append(f"distilled beats alone on {beats} of {len(datasets)} sets (target: >= 3 of 4)"
-                 + (f"; beyond the test file's noise (interval above 0) on {clear}"
-                    if any(k[2] == "vs_alone" for k in got) else ""))
+                 + (f"; beyond {noise} (interval above 0) on {clear}" if any(k[2] == "vs_alone" for k in got) else ""))
     augmented = [d for d in datasets if (d, "student-distilled-augmented", "gain_kept") in got]
     if augmented:
         over_alone = over_augmented = 0
@@ -517,7 +569,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=None, metavar="K",
                     help=f"new rows per training row for the augmented systems (default {AUGMENT}; --quick: 1; "
                          "0: leave them out)")
+    ap.add_argument("--seeds", type=int, default=1, metavar="K",
+                    help="train every system with seeds 0..K-1 (where the validation rows are held out, the seed also "
+                         "picks them) and report the mean over the seeds, vs_alone's interval then over the seeds "
+                         "(default 1: seed 0)")
     args = ap.parse_args(argv)
+    if not 1 <= args.seeds <= 20:
+        ap.error(f"--seeds must be from 1 to 20, not {args.seeds}")
     if args.teachers is None:
         args.teachers = 1 if args.quick else 3  # --quick: a smoke test of the pipeline, within about 2 minutes
     if args.teachers < 1:
@@ -534,12 +592,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = setups(args.quick)
         for name in args.datasets:
             cfg, student, student_train = plan[name]
-            all_rows += run_dataset(name, cfg, student, student_train, home, args.quick, seconds,
-                                    k=args.teachers, augment=augment)
+            per_seed = []
+            for seed in range(args.seeds):
+                if args.seeds > 1:
+                    print(f"{name}: seed {seed}", flush=True)
+                per_seed.append(run_dataset(name, with_seed(cfg, seed),
+                                            student if isinstance(student, str) else with_seed(student, seed),
+                                            student_train, home, args.quick, seconds, k=args.teachers,
+                                            augment=augment))
+            all_rows += per_seed[0] if args.seeds == 1 else over_seeds(per_seed)
             write_json(all_rows, args.json)  # after each set: a partial run leaves its rows
     order = ["auc", "accuracy", "valid_auc", "valid_accuracy", "gain_kept", "latency_ms_p99", "speedup_p99",
              "infer_rows_per_s", "latency_ms_p99_torch", "infer_rows_per_s_torch", "train_s", "members",
-             "temperature", "alpha", "vs_alone", "vs_alone_low", "vs_alone_high", "augment", "train_rows"]
+             "seeds", "temperature", "alpha", "vs_alone", "vs_alone_low", "vs_alone_high", "vs_alone_wins", "augment",
+             "train_rows"]
     print(markdown_table([r for r in all_rows if r["system"] != "base"], index=("dataset", "system"),
                          columns="metric", column_order=[m for m in order if any(r["metric"] == m for r in all_rows)]))
     print()

@@ -97,3 +97,38 @@ def test_interleaved_serving_takes_the_median_of_rotated_rounds() -> None:
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert set(got) == {"a", "b", "c"} and set(got["a"]) == {"latency_ms_p99", "infer_rows_per_s"}
     assert got["a"]["latency_ms_p99"] < 1.0  # the median round, not the 2 ms first one
+
+
+def test_over_seeds_gives_means_and_an_interval_over_the_seeds() -> None:
+    """Each figure is its mean over the seeds; vs_alone's interval is the t-interval of the mean over the seeds
+    (not the bootstrap one of a seed), wins are counted, the per-seed (T, a) picks are left out."""
+    from scipy import stats
+
+    def seed_rows(auc: float, diff: float, temperature: float) -> list[dict[str, object]]:
+        return [bench.row("distill", "d", "teacher", "auc", 0.9), bench.row("distill", "d", "teacher", "members", 2),
+                bench.row("distill", "d", "student-distilled", "auc", auc),
+                bench.row("distill", "d", "student-distilled", "vs_alone", diff),
+                bench.row("distill", "d", "student-distilled", "vs_alone_low", diff - 1),
+                bench.row("distill", "d", "student-distilled", "vs_alone_high", diff + 1),
+                bench.row("distill", "d", "student-distilled", "temperature", temperature)]
+
+    diffs = [0.002, 0.001, -0.0005]
+    got = {(r["system"], r["metric"]): r["value"]
+           for r in bench.over_seeds([seed_rows(0.8 + d, d, t) for d, t in zip(diffs, (1, 2, 4), strict=True)])}
+    half = stats.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / np.sqrt(3)
+    assert got[("teacher", "seeds")] == 3 and got[("teacher", "members")] == 2
+    assert np.isclose(got[("student-distilled", "auc")], 0.8 + np.mean(diffs))
+    assert np.isclose(got[("student-distilled", "vs_alone_low")], np.mean(diffs) - half)
+    assert np.isclose(got[("student-distilled", "vs_alone_high")], np.mean(diffs) + half)
+    assert got[("student-distilled", "vs_alone_wins")] == 2
+    assert ("student-distilled", "temperature") not in got
+
+
+def test_targets_speak_of_seeds_when_the_rows_are_means_over_seeds() -> None:
+    rows = _rows({"teacher": {"seeds": 4.0},
+                  "student-alone": {"gain_kept": 0.97},
+                  "student-distilled": {"gain_kept": 0.98, "speedup_p99": 12.0, "vs_alone": 0.002,
+                                        "vs_alone_low": 0.001, "vs_alone_high": 0.003, "vs_alone_wins": 4.0}})
+    lines = bench.targets(rows)
+    assert lines[0].endswith("over 4 seeds: mean +0.0020, 95% interval +0.0010 .. +0.0030, won on 4 of 4 seeds")
+    assert lines[-1].endswith("beyond the seeds' spread (interval above 0) on 1")
