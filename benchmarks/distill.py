@@ -460,6 +460,7 @@ def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, stu
             f"test {rec.metrics[f'test_{metric}']:.4f} ({seconds_:.0f} s)")
         tried.append((rec.metrics[f"valid_{metric}"], rec, temperature, alpha, seconds_))
     _, distilled, temperature, alpha, d_train = max(tried, key=lambda t: t[0])
+    log(f"{name}: picked T={temperature:g} a={alpha:g} (the highest valid {metric})")
     systems: list[tuple[str, Any, float | None, float | None, float]] = [
         ("teacher", None, t_quality, t_valid, t_train), ("student-alone", alone, None, None, a_train),
         ("student-distilled", distilled, None, None, d_train)]
@@ -482,6 +483,8 @@ def run_dataset(name: str, teacher_cfg: RunConfig, student: str | RunConfig, stu
             figures |= {"temperature": temperature, "alpha": alpha}
             diff, low, high = _test_difference(metric, rec, alone)
             figures |= {"vs_alone": diff, "vs_alone_low": low, "vs_alone_high": high}
+            log(f"{name}: {system} minus student-alone on the test file: {diff:+.4f} (95% interval {low:+.4f} .. "
+                f"{high:+.4f})")
         if system.endswith("-augmented"):
             figures |= {"augment": augment, "train_rows": rec.summary["train_rows"]}
         rows += [row(BENCH, name, system, k_, v) for k_, v in figures.items()]
