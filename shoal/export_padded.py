@@ -98,9 +98,8 @@ def padded_feed(batch: Batch, layout: InputLayout) -> dict[str, np.ndarray]:
         checked: set[int] = set()  # one-id features share one offsets array: check each array once
         for k in layout.singles:
             off = batch.offsets[k]
-            if len(batch.ids[k]) == rows and id(off) in checked:
-                continue
-            if len(batch.ids[k]) != rows or len(off) != rows + 1 or not _one_each(off, rows):
+            if len(batch.ids[k]) != rows or (id(off) not in checked
+                                             and (len(off) != rows + 1 or not _one_each(off, rows))):
                 raise ValueError(f"{layout.name(k)} must hold exactly one id per row (it has no separator), but "
                                  f"{rows} rows hold {len(batch.ids[k])} ids; encode the rows with the bundle's "
                                  "encoder")
