@@ -54,15 +54,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from shoal.bundle import load_bundle
+from shoal.artifacts.bundle import load_bundle
+from shoal.cli.demo import synthetic_config
 from shoal.config import DataConfig, LabelConfig, RunConfig, parse_config
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import batches, chunks, valid_mask
 from shoal.data.synthetic import SynthSpec, generate
-from shoal.demo import synthetic_config
 from shoal.metrics import binary_report
-from shoal.trainer import Trainer
+from shoal.training.loop import Trainer
 
 try:  # run as ``python benchmarks/ctr.py`` (script folder on sys.path) or imported as ``benchmarks.ctr``
     from benchmarks.common import markdown_table, peak_rss_mib, row, timer, write_json
@@ -216,7 +216,7 @@ def adult_task(data_dir: Path, work: Path, as_ids: Sequence[str] = tuple(ADULT_A
 
 
 def synthetic_task(path: Path, buckets: int = 100_000) -> Task:
-    """The ``shoal synth`` log at ``path`` with the demo's config (``shoal.demo.synthetic_config``): one epoch,
+    """The ``shoal synth`` log at ``path`` with the demo's config (``shoal.cli.demo.synthetic_config``): one epoch,
     batch 1024, embedding dimension 16."""
     cfg = synthetic_config(path, buckets=buckets)
     base = cfg.model_dump(mode="json", exclude={"model", "train"})

@@ -79,18 +79,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning Op
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from shoal.bundle import load_bundle  # noqa: E402
-from shoal.compress import validation_rows  # noqa: E402
+from shoal.artifacts.bundle import load_bundle  # noqa: E402
+from shoal.compress.search import validation_rows  # noqa: E402
 from shoal.config import RunConfig, load_config, parse_config  # noqa: E402
 from shoal.data.batch import Batch  # noqa: E402
 from shoal.data.readers import BadRowSink  # noqa: E402
 from shoal.data.stream import batches  # noqa: E402
 from shoal.distill import distill, ensemble_logits, student_config, teacher_outputs  # noqa: E402
-from shoal.export import OnnxPredictor, export_onnx, sample_rows  # noqa: E402
-from shoal.latency import latency, peak_rss_mib, throughput  # noqa: E402
+from shoal.export.onnx import OnnxPredictor, export_onnx, sample_rows  # noqa: E402
 from shoal.metrics import probabilities  # noqa: E402
-from shoal.runs import train  # noqa: E402
-from shoal.trainer import report  # noqa: E402
+from shoal.runtime.latency import latency, peak_rss_mib, throughput  # noqa: E402
+from shoal.training.loop import report  # noqa: E402
+from shoal.training.runs import train  # noqa: E402
 
 try:  # run as ``python benchmarks/distill.py`` (script folder on sys.path) or imported as ``benchmarks.distill``
     from benchmarks.common import markdown_table, row, write_json
@@ -283,8 +283,9 @@ def _ensemble_quality(scored: Sequence[Scored], metric: str) -> float:
 def _servers(runs: Sequence[Any]) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
     """How ``runs`` (one model, or an ensemble's members) serve, per runtime (``""``: ONNX Runtime fp32,
     ``"_torch"``: PyTorch eager): (a call on the next one-row batch, a call on 256 rows), cycling through 256 real
-    rows (:func:`shoal.export.sample_rows`: the test file first). Each member scores the row (its own encoding of it,
-    not timed), one after the other; an ensemble then averages the probabilities (:func:`mean_probability`)."""
+    rows (:func:`shoal.export.onnx.sample_rows`: the test file first). Each member scores the row (its own
+    encoding of it, not timed), one after the other; an ensemble then averages the probabilities
+    (:func:`mean_probability`)."""
     members = []
     for run in runs:
         folder = run.artifact_dir / "bundle"

@@ -78,7 +78,7 @@ def run_system(system: str, data: Path, work: Path, buckets: int, rows: int) -> 
                                          chunk_rows)), encoding="utf-8")
     home = work / f"home-{system}"
     # a fresh interpreter per system: RUSAGE_CHILDREN then holds this system's processes only
-    code = ("import json, resource, sys; from shoal.cli import app; "
+    code = ("import json, resource, sys; from shoal.cli.main import app; "
             "sys.argv = ['shoal', 'train', sys.argv[1], '--home', sys.argv[2], '--device', 'cpu'] + sys.argv[3:]\n"
             "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print('PEAK', json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
@@ -91,7 +91,7 @@ def run_system(system: str, data: Path, work: Path, buckets: int, rows: int) -> 
     if done.returncode != 0:
         raise RuntimeError(f"{system} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
     peak_self, peak_children = json.loads(done.stdout.rsplit("PEAK", 1)[1])
-    from shoal.registry import Registry
+    from shoal.artifacts.registry import Registry
 
     record = Registry(home).list()[0]
     s = record.summary

@@ -82,11 +82,11 @@ def make_bundles(work: Path, rows: int) -> tuple[Path, Path, Path]:
     """Train the demo DLRM for one epoch on a fresh synthetic log; a second version with shifted weights."""
     import torch
 
-    from shoal.bundle import load_bundle, save_bundle
+    from shoal.artifacts.bundle import load_bundle, save_bundle
+    from shoal.cli.demo import synthetic_config
     from shoal.config import parse_config
     from shoal.data.synthetic import SynthSpec, generate
-    from shoal.demo import synthetic_config
-    from shoal.trainer import Trainer
+    from shoal.training.loop import Trainer
 
     data = work / "clicks.parquet"
     generate(data, SynthSpec(rows=rows, seed=5))
@@ -125,7 +125,7 @@ def naive_app(bundle_dir: Path) -> Any:
     import pyarrow as pa
     from fastapi import FastAPI
 
-    from shoal.bundle import load_bundle
+    from shoal.artifacts.bundle import load_bundle
     from shoal.data.readers import BadRowSink, Chunk
 
     bundle = load_bundle(bundle_dir)
@@ -208,7 +208,7 @@ def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool
     if onnx:
         import shutil
 
-        from shoal.export import export_onnx
+        from shoal.export.onnx import export_onnx
 
         bundles["shoal-batched-onnx"] = exported = shutil.copytree(v1, work / "exported" / "bundle")
         export_onnx(exported)  # checks parity with PyTorch on the way

@@ -69,12 +69,12 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
 
-from shoal.bundle import load_bundle  # noqa: E402
+from shoal.artifacts.bundle import load_bundle  # noqa: E402
 from shoal.config import parse_config  # noqa: E402
 from shoal.data.readers import BadRowSink, Chunk  # noqa: E402
 from shoal.data.stream import chunks  # noqa: E402
 from shoal.metrics import multiclass_report  # noqa: E402
-from shoal.trainer import Trainer  # noqa: E402
+from shoal.training.loop import Trainer  # noqa: E402
 
 try:  # run as ``python benchmarks/text.py`` (script folder on sys.path) or imported as ``benchmarks.text``
     from benchmarks import fasttext_runs

@@ -9,7 +9,7 @@ The public API fits on one page::
     shoal.evaluate_file(run.run_id, "test.tsv", home="shoal-runs")
     shoal.export_onnx(bundle, int8=True)                # ONNX (+ int8) in the bundle, parity-checked
 
-    import shoal.distill, shoal.compress                # modules named like their commands
+    import shoal.distill, shoal.compress       # modules named like their commands
     student = shoal.distill.distill(run.run_id, "logistic", home="shoal-runs")   # soft targets
     best = shoal.compress.compress(run.run_id, budget_ms=0.2, home="shoal-runs")  # best within a p99 budget
 
@@ -25,16 +25,16 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "BadInputError": "shoal.data.readers",
-    "Bundle": "shoal.bundle",
+    "Bundle": "shoal.artifacts.bundle",
     "ConfigError": "shoal.config",
     "RunConfig": "shoal.config",
-    "evaluate_file": "shoal.runs",
-    "export_onnx": "shoal.export",
-    "load": "shoal.runs",
-    "load_bundle": "shoal.bundle",
+    "evaluate_file": "shoal.training.runs",
+    "export_onnx": "shoal.export.onnx",
+    "load": "shoal.training.runs",
+    "load_bundle": "shoal.artifacts.bundle",
     "load_config": "shoal.config",
-    "resume": "shoal.runs",
-    "train": "shoal.runs",
+    "resume": "shoal.training.runs",
+    "train": "shoal.training.runs",
 }
 __all__ = [
     "BadInputError",
@@ -51,11 +51,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from shoal.bundle import Bundle, load_bundle
+    from shoal.artifacts.bundle import Bundle, load_bundle
     from shoal.config import ConfigError, RunConfig, load_config
     from shoal.data.readers import BadInputError
-    from shoal.export import export_onnx
-    from shoal.runs import evaluate_file, load, resume, train
+    from shoal.export.onnx import export_onnx
+    from shoal.training.runs import evaluate_file, load, resume, train
 
 
 def __getattr__(name: str) -> Any:

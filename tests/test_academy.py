@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shoal import academy, academy_cli, cli
-from shoal.academy import ACADEMY_DIR, Check, CheckResult, LabContext, check, get_lab, list_labs, progress, start
-from shoal.cli import app
+from shoal.academy import grader as academy
+from shoal.academy.grader import ACADEMY_DIR, Check, CheckResult, LabContext, check, get_lab, list_labs, progress, start
+from shoal.cli import academy as academy_cli
+from shoal.cli import main as cli
+from shoal.cli.main import app
 
 runner = CliRunner()
 LABS = [lab.number for lab in list_labs()]
@@ -149,7 +151,7 @@ def test_start_keeps_the_learners_work(tmp_path: Path) -> None:
 
 
 def test_labs_live_beside_the_package() -> None:
-    assert Path(cli.__file__).resolve().parents[1] / "academy" == ACADEMY_DIR
+    assert Path(cli.__file__).resolve().parents[2] / "academy" == ACADEMY_DIR
     with pytest.raises(academy.AcademyError, match="there is no lab 9; available labs: 1, 2"):
         get_lab(9)
     with pytest.raises(academy.AcademyError, match="were not found at"):
@@ -269,7 +271,7 @@ def test_lab4_hints_for_common_mistakes(tmp_path: Path) -> None:
 def test_lab3_grader_generates_the_labs_reviews() -> None:
     import importlib.util
 
-    from shoal.academy import _load
+    from shoal.academy.grader import _load
 
     grader = _load(get_lab(3).path / "check.py", "shoal_test_lab3_check")
     spec = importlib.util.spec_from_file_location("shoal_test_lab3_solution", get_lab(3).solution)

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shoal.cli import app
-from shoal.registry import Registry
+from shoal.artifacts.registry import Registry
+from shoal.cli.main import app
 
 N_ROWS = 300
 HEADER = "d0,c0,y"

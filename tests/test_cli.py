@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shoal import cli
-from shoal.cli import app
+from shoal.artifacts.registry import Registry
+from shoal.cli import main as cli
+from shoal.cli.main import app
 from shoal.data.synthetic import load_truth
-from shoal.registry import Registry
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shoal.cli.demo import synthetic_config
 from shoal.config import ConfigError, load_config, parse_config
-from shoal.demo import synthetic_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_ready_configs_load(name: str) -> None:
 
 
 def test_synthetic_yaml_is_what_the_demo_trains() -> None:
-    """configs/synthetic.yaml and shoal.demo.synthetic_config describe the same run."""
+    """configs/synthetic.yaml and shoal.cli.demo.synthetic_config describe the same run."""
     from_yaml = load_config(ROOT / "configs" / "synthetic.yaml")
     in_code = synthetic_config(from_yaml.data.train)
     assert from_yaml.model_dump() == in_code.model_dump()

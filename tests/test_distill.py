@@ -13,8 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shoal import cli
-from shoal.bundle import load_bundle
+from shoal.artifacts.bundle import load_bundle
+from shoal.artifacts.registry import Registry
+from shoal.cli import main as cli
 from shoal.config import parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import batches, valid_mask
@@ -27,8 +28,7 @@ from shoal.distill import (
     student_config,
     teacher_outputs,
 )
-from shoal.registry import Registry
-from shoal.runs import train
+from shoal.training.runs import train
 
 runner = CliRunner()
 
@@ -226,7 +226,7 @@ def test_teacher_outputs_skip_held_out_rows(teacher_home: tuple[Path, str, Path]
 
 # -- compress ---------------------------------------------------------------------------------------------------
 def test_compress_picks_within_budget_and_reports_an_impossible_one(teacher_home: tuple[Path, str, Path]) -> None:
-    from shoal.compress import StudentSpec, compress
+    from shoal.compress.search import StudentSpec, compress
 
     home, teacher, _ = teacher_home
     students = [StudentSpec("logistic", {"name": "logistic"}), StudentSpec("mlp-2", {"name": "mlp",
@@ -252,7 +252,7 @@ def test_compress_picks_within_budget_and_reports_an_impossible_one(teacher_home
 
 def test_compress_cli_says_when_no_candidate_fits(teacher_home: tuple[Path, str, Path],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import shoal.compress as c
+    import shoal.compress.search as c
 
     home, teacher, _ = teacher_home
     monkeypatch.setattr(cli.console, "_width", 200)

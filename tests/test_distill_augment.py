@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from shoal import cli
+from shoal.artifacts.registry import Registry
+from shoal.cli import main as cli
 from shoal.config import parse_config
 from shoal.data.stream import valid_mask
 from shoal.distill import TEACHER_FILE, Augmentation, TeacherOutputs, augment_rows, distill
 from shoal.distill.augment import augment_text, column_kinds, munge
-from shoal.registry import Registry
-from shoal.runs import train
+from shoal.training.runs import train
 
 runner = CliRunner()
 

@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from shoal import cli
-from shoal.bundle import load_bundle
+from shoal.artifacts.bundle import load_bundle
+from shoal.artifacts.registry import Registry
+from shoal.cli import main as cli
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import batches, valid_mask
 from shoal.distill import TEACHER_FILE, TeacherOutputs, distill, ensemble_logits, teacher_outputs
-from shoal.registry import Registry
-from shoal.runs import train
+from shoal.training.runs import train
 
 runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -29,15 +29,15 @@ import pytest
 import torch
 import yaml
 
-from shoal.bundle import load_bundle
+from shoal.artifacts.bundle import load_bundle
+from shoal.artifacts.registry import Registry
 from shoal.config import load_config, parse_config
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.distributed.launch import launch, torchrun_command
 from shoal.distributed.trainer import DistributedTrainer, RankContext
 from shoal.models.embeddings import SparseArch
 from shoal.models.torchrec_backend import unavailable
-from shoal.registry import Registry
-from shoal.trainer import Trainer
+from shoal.training.loop import Trainer
 
 STEP_ATOL = 1e-5
 TORCHREC_ATOL = 1e-4
@@ -371,7 +371,7 @@ def test_torchrec_run_saves_a_native_bundle(tmp_path: Path, clicks: Path,
 def test_cli_rejects_several_nodes_without_a_rendezvous(tmp_path: Path, clicks: Path) -> None:
     from typer.testing import CliRunner
 
-    from shoal import cli
+    from shoal.cli import main as cli
 
     cfg = _config(tmp_path, clicks)
     result = CliRunner().invoke(cli.app, ["train", str(cfg), "--nproc", "2", "--nnodes", "2",
@@ -386,7 +386,7 @@ def test_distributed_guide_examples_are_valid() -> None:
 
     import typer
 
-    from shoal import cli
+    from shoal.cli import main as cli
 
     doc = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
     snippets = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)]

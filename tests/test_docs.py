@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shoal import cli
+from shoal.cli import main as cli
 from shoal.config import parse_config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -13,17 +13,17 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from shoal import cli
-from shoal.bundle import Bundle, load_bundle, save_bundle
-from shoal.cli import app
+from shoal.artifacts.bundle import Bundle, load_bundle, save_bundle
+from shoal.cli import main as cli
+from shoal.cli.main import app
 from shoal.config import ConfigError, parse_config
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.synthetic import SynthSpec, generate
-from shoal.export import FP32_TOLERANCE, INT8_TOLERANCE, ExportError, OnnxPredictor, export_onnx, random_rows
-from shoal.export_padded import InputLayout, layout_for, padded_feed
-from shoal.latency import bench_bundle, bench_rows, latency, percentiles, throughput, time_calls
+from shoal.export.onnx import FP32_TOLERANCE, INT8_TOLERANCE, ExportError, OnnxPredictor, export_onnx, random_rows
+from shoal.export.padded import InputLayout, layout_for, padded_feed
 from shoal.models import available, build
+from shoal.runtime.latency import bench_bundle, bench_rows, latency, percentiles, throughput, time_calls
 
 runner = CliRunner()
 

@@ -300,7 +300,7 @@ def test_starter_config_parquet(tmp_path: Path) -> None:
 
 def test_round_trip_trains(tmp_path: Path) -> None:
     """inspect -> starter config -> load_config -> Trainer.fit on a file with a learnable signal."""
-    from shoal.trainer import Trainer
+    from shoal.training.loop import Trainer
 
     rng = np.random.default_rng(0)
     n = 2000
@@ -377,7 +377,7 @@ def test_prose_column_is_text_and_the_starter_config_trains(tmp_path: Path) -> N
     cfg_path.write_text(starter_config(profile, cfg_path), encoding="utf-8")
     cfg = load_config(cfg_path)
     assert [f.kind for f in cfg.features if f.name == "review"] == ["text"]
-    from shoal.trainer import Trainer
+    from shoal.training.loop import Trainer
 
     # as written, the starter trains (2 epochs of batch 1024: 2 steps on these 540 rows, so no quality bar) ...
     assert Trainer(cfg, tmp_path / "run").fit().metrics["valid_auc"] > 0.5

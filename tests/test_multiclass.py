@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss as sk_log_loss
 from typer.testing import CliRunner
 
 import shoal
-from shoal.cli import app
+from shoal.cli.main import app
 from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, Chunk
@@ -210,7 +210,7 @@ def test_cli_train_and_eval_print_the_confusion_matrix(tmp_path: Path, monkeypat
     out = runner.invoke(app, ["eval", "latest", "--data", str(test), "--home", home])
     assert out.exit_code == 0, out.output
     assert "confusion matrix" in out.output and "accuracy" in out.output
-    from shoal import cli
+    from shoal.cli import main as cli
 
     monkeypatch.setattr(cli.console, "width", 200)
     out = runner.invoke(app, ["runs", "--home", home])

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from shoal import optim as optim_module
 from shoal.models.embeddings import SparseArch, _sort_ids
-from shoal.optim import RowWiseAdagrad
+from shoal.training import optimizers as optim_module
+from shoal.training.optimizers import RowWiseAdagrad
 
 
 def test_update_matches_the_formula_on_touched_rows_only() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shoal.config import load_config
-from shoal.trainer import Trainer
+from shoal.training.loop import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

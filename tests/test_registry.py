@@ -1,4 +1,4 @@
-"""Tests for shoal.registry: CRUD, lookup by reference, error messages, home resolution, concurrency."""
+"""Tests for shoal.artifacts.registry: CRUD, lookup by reference, error messages, home resolution, concurrency."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import shoal.registry as registry_module
-from shoal.registry import (
+import shoal.artifacts.registry as registry_module
+from shoal.artifacts.registry import (
     STATUSES,
     AmbiguousRunError,
     Registry,

@@ -27,14 +27,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shoal import cli
-from shoal.bundle import load_bundle, save_bundle
+from shoal.artifacts.bundle import load_bundle, save_bundle
+from shoal.cli import main as cli
 from shoal.config import parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import batches
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.serving.app import ServeSettings, create_app
-from shoal.trainer import Trainer
+from shoal.training.loop import Trainer
 
 with warnings.catch_warnings():  # starlette asks for httpx2 here; the client works the same
     warnings.simplefilter("ignore")
@@ -156,7 +156,7 @@ def test_an_exported_bundle_is_served_by_onnx_runtime(bundle_v1: Path, rows: lis
                                                       tmp_path: Path) -> None:
     import shutil
 
-    from shoal.export import export_onnx
+    from shoal.export.onnx import export_onnx
 
     exported = shutil.copytree(bundle_v1, tmp_path / "bundle")
     export_onnx(exported, int8=True)
@@ -367,7 +367,7 @@ def test_docs_python_example_runs(bundle_v1: Path, tmp_path: Path, monkeypatch: 
                                   capsys: pytest.CaptureFixture[str]) -> None:
     import re
 
-    from shoal.registry import Registry
+    from shoal.artifacts.registry import Registry
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
     (code,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)

@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from shoal import cli
-from shoal.bundle import load_bundle
+from shoal.artifacts.bundle import load_bundle
+from shoal.cli import main as cli
 from shoal.config import parse_config
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.serving.app import ServeSettings, create_app
-from shoal.trainer import Trainer
+from shoal.training.loop import Trainer
 
 with warnings.catch_warnings():  # starlette asks for httpx2 here; the client works the same
     warnings.simplefilter("ignore")

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
+from shoal.artifacts.registry import Registry
 from shoal.config import load_config
 from shoal.data.synthetic import SynthSpec, generate
-from shoal.registry import Registry
-from shoal.trainer import Trainer
+from shoal.training.loop import Trainer
 
 RESUME_TOLERANCE = 1e-6  # resumed vs uninterrupted metrics (same seed, same thread count): equal in practice
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
 
 REQUIRES = ("sklearn", "matplotlib")
 ACCURACY_TARGET = 0.93

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy import Check, CheckFailed, CheckSkipped, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.grader import Check, CheckFailed, CheckSkipped, LabContext, assert_png, expect_floats, expect_tensor
 
 REQUIRES = ("sklearn", "matplotlib")
 DIGITS_TARGET = 0.95

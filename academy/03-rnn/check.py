@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
 
 REQUIRES = ("matplotlib",)
 ACCURACY_TARGET = 0.9  # both reference models get ~1.0 on these reviews

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from shoal import metrics
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
+from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
 from shoal.config import RunConfig
 from shoal.data.synthetic import SynthSpec, load_truth
 

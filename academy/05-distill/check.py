@@ -14,12 +14,12 @@ import torch.nn.functional as F
 
 import shoal
 from shoal import metrics
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
+from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
 from shoal.data.batch import Batch
 from shoal.data.synthetic import SynthSpec
 from shoal.distill import distillation_loss
-from shoal.export import FP32_TOLERANCE, ExportReport, OnnxPredictor, sample_rows
-from shoal.latency import latency
+from shoal.export.onnx import FP32_TOLERANCE, ExportReport, OnnxPredictor, sample_rows
+from shoal.runtime.latency import latency
 
 REQUIRES = ("matplotlib", "pyarrow", "onnx", "onnxruntime")
 SPEC = SynthSpec(rows=30_000, dense=4, sparse=6, base_rate=0.2, max_cardinality=1000, seed=0)  # lab 4's log
@@ -306,7 +306,7 @@ def check_export(ctx: LabContext) -> str:
     bundle_dir = run.artifact_dir / "bundle"
     report = ctx.lab.export_student(bundle_dir)
     if not isinstance(report, ExportReport):
-        raise CheckFailed(f"export_student should return what shoal.export.export_onnx returns (an ExportReport), got "
+        raise CheckFailed(f"export_student should return what shoal.export_onnx returns (an ExportReport), got "
                           f"{type(report).__name__}")
     if "int8" not in report.files:
         raise CheckFailed("export the int8 variant too: export_onnx(bundle_dir, int8=True)")
@@ -358,18 +358,18 @@ def check_measure(ctx: LabContext) -> str:
                 raise CheckFailed(f"measure({name!r}, ...) returned {c!r}: keep the name, and p99_ms from "
                                   "p99_latency_ms(predict, rows)")
             measured.append(c)
-        name, predict, rows = serving[3]  # ONNX fp32: shoal.latency's median as a sanity check
+        name, predict, rows = serving[3]  # ONNX fp32: shoal.runtime.latency's median as a sanity check
         ones = itertools.cycle([rows.slice(i, i + 1) for i in range(256)])
         ref = latency(lambda: predict(next(ones)), seconds=0.3)
     finally:
         torch.set_num_threads(threads)
     mine = measured[3].p99_ms
     if mine < 0.5 * ref.p50_ms:
-        raise CheckFailed(f"your p99 of {name} is {mine:.4f} ms, below half of shoal.latency's median "
+        raise CheckFailed(f"your p99 of {name} is {mine:.4f} ms, below half of shoal.runtime.latency's median "
                           f"{ref.p50_ms:.4f} ms: is it in milliseconds, one timed call per row?")
     ctx.state["candidates"] = measured
     return "; ".join(f"{c.name}: AUC {c.auc:.4f}, p99 {c.p99_ms:.3f} ms" for c in measured) + \
-        f" (shoal.latency on ONNX fp32: p50 {ref.p50_ms:.3f}, p99 {ref.p99_ms:.3f} ms)"
+        f" (shoal.runtime.latency on ONNX fp32: p50 {ref.p50_ms:.3f}, p99 {ref.p99_ms:.3f} ms)"
 
 
 def _pick(candidates: list[Any], budget_ms: float) -> tuple[Any, Any]:

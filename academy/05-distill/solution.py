@@ -25,7 +25,7 @@ from shoal import metrics
 from shoal.config import RunConfig, parse_config
 from shoal.data.batch import Batch
 from shoal.distill import distill, student_config
-from shoal.export import ExportReport, export_onnx
+from shoal.export.onnx import ExportReport, export_onnx
 
 STUDENT: dict[str, Any] = {"name": "logistic"}  # one weight per hashed id and per dense value: ~20x smaller
 

@@ -25,7 +25,7 @@ from shoal import metrics  # noqa: F401  (metrics.auc)
 from shoal.config import RunConfig, parse_config
 from shoal.data.batch import Batch
 from shoal.distill import distill, student_config  # noqa: F401
-from shoal.export import ExportReport, export_onnx  # noqa: F401
+from shoal.export.onnx import ExportReport, export_onnx  # noqa: F401
 
 STUDENT: dict[str, Any] = {"name": "logistic"}  # one weight per hashed id and per dense value: ~20x smaller
 
@@ -125,7 +125,7 @@ def p99_latency_ms(predict: Callable[[Batch], Any], rows: Batch, warmup: int = 2
 
 def export_student(bundle_dir: Path) -> ExportReport:
     """Export a bundle to ONNX, fp32 and dynamic int8, with shoal's parity check (files in bundle_dir/onnx)."""
-    # TODO: shoal.export.export_onnx(bundle_dir, int8=True): writes bundle_dir/onnx/model.onnx and model.int8.onnx,
+    # TODO: shoal.export.onnx.export_onnx(bundle_dir, int8=True): writes bundle_dir/onnx/model.onnx and model.int8.onnx,
     #       checks each against PyTorch on real rows, and returns the report (report.parity, report.sizes_mib)
     raise NotImplementedError("TODO: export_student: export_onnx(bundle_dir, int8=True)")
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
 
 REQUIRES = ("gymnasium", "matplotlib")
 RETURN_TARGET = 195.0  # CartPole's classic "solved" bar: average return >= 195 over 100 consecutive episodes

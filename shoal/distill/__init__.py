@@ -11,7 +11,7 @@ where ``student_T`` is ``softmax(s / T)`` (multiclass) or ``sigmoid(s / T)`` (bi
 A teacher and its student may read the rows differently (``bytecnn`` reads byte sequences, ``bag`` hashed
 n-grams), so the two meet at the level of raw rows: the teacher scores every training row once, keyed by the
 row's line number in the training file (:class:`TeacherOutputs`, saved as ``teacher-logits.npz`` in the
-student's run folder); the student's :class:`~shoal.trainer.Trainer` then looks its mini-batches up by
+student's run folder); the student's :class:`~shoal.training.loop.Trainer` then looks its mini-batches up by
 ``Batch.lines`` (:class:`DistillLoss`)::
 
     training file ──> teacher encoder ──> teacher ──> logits by line   (once: teacher-logits.npz)

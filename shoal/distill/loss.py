@@ -1,7 +1,7 @@
 """The distillation loss: hard labels mixed with the teacher's temperature-softened outputs.
 
 ``distillation_loss`` is the formula of Hinton et al. 2015 on tensors; ``DistillLoss`` is what the
-:class:`~shoal.trainer.Trainer` calls, so it finds the teacher's logits of each mini-batch by ``batch.lines``
+:class:`~shoal.training.loop.Trainer` calls, so it finds the teacher's logits of each mini-batch by ``batch.lines``
 (the teacher scored the rows once, before training: :mod:`shoal.distill.teachers`).
 """
 
@@ -39,7 +39,7 @@ def distillation_loss(student: torch.Tensor, labels: torch.Tensor, teacher: torc
 
 
 class DistillLoss:
-    """The :class:`~shoal.trainer.Trainer` loss of a student: :func:`distillation_loss` against the teacher's
+    """The :class:`~shoal.training.loop.Trainer` loss of a student: :func:`distillation_loss` against the teacher's
     logits of each mini-batch's rows, looked up by ``batch.lines``."""
 
     def __init__(self, teacher: TeacherOutputs, temperature: float = 2.0, alpha: float = 0.5) -> None:

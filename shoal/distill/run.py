@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from shoal.callbacks import Callbacks
+from shoal.artifacts.registry import Registry, RunRecord
 from shoal.config import RunConfig, parse_config
 from shoal.distill.augment import Augmentation
 from shoal.distill.loss import DistillLoss
 from shoal.distill.student import _same_teachers, student_config
 from shoal.distill.teachers import TeacherOutputs, _as_teachers, teacher_outputs, with_transfer
-from shoal.registry import Registry, RunRecord
+from shoal.training.callbacks import Callbacks
 
 TEACHER_FILE = "teacher-logits.npz"
 
@@ -43,7 +43,7 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
     ``train.seed``, to the transfer rows: the teacher labels them and the student learns them from the soft term
     only. Held-out rows are never augmented. 0 (the default): off.
     """
-    from shoal.runs import _fit, load
+    from shoal.training.runs import _fit, load
 
     DistillLoss(TeacherOutputs(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)),
                 temperature, alpha)  # checks temperature and alpha before any work
@@ -98,7 +98,7 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
 
 def resume_distill(registry: Registry, record: RunRecord, callbacks: Callbacks | None = None) -> RunRecord:
     """Continue a killed distillation run from its checkpoint, with its cached teacher outputs."""
-    from shoal.runs import _fit
+    from shoal.training.runs import _fit
 
     settings = record.summary.get("distill")
     cache = record.artifact_dir / TEACHER_FILE

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shoal.bundle import Bundle
+from shoal.artifacts.bundle import Bundle
 from shoal.config import FileSpec, RunConfig
 from shoal.data.readers import BadRowSink, Chunk, detect_format
 from shoal.data.stream import chunks, valid_mask

@@ -1,6 +1,6 @@
 """The Trainer on W processes: data-parallel dense layers (DDP), replicated or sharded embedding tables.
 
-Each rank runs the same :class:`~shoal.trainer.Trainer` loop on its own shard of the training rows:
+Each rank runs the same :class:`~shoal.training.loop.Trainer` loop on its own shard of the training rows:
 
 * **First pass.** Rank 0 reads the whole file (encoder statistics, counts, bad rows, the validation split) and
   sends its encoder, summary and (CSV/TSV/JSONL) the byte range of every chunk; the other ranks read only their
@@ -47,13 +47,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from shoal.callbacks import Callbacks
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, ByteRange, Chunk, byte_ranges, detect_format, read_parquet_chunks
 from shoal.data.stream import chunk_at, chunks, valid_mask
-from shoal.trainer import SCORE_BATCH, BatchCache, EvalSet, Position, Trainer, scores
+from shoal.training.callbacks import Callbacks
+from shoal.training.loop import SCORE_BATCH, BatchCache, EvalSet, Position, Trainer, scores
 
 __all__ = ["DistributedTrainer", "RankContext", "all_reduce_sparse_grad"]
 
@@ -178,7 +178,7 @@ class _RankCallbacks(Callbacks):
 
 
 class DistributedTrainer(Trainer):
-    """:class:`~shoal.trainer.Trainer` for one rank of a torch.distributed job (see the module docstring).
+    """:class:`~shoal.training.loop.Trainer` for one rank of a torch.distributed job (see the module docstring).
 
     ``config.train.batch_size`` is the global batch: it must be a multiple of the world size.
     """

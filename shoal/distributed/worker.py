@@ -23,10 +23,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from shoal.callbacks import Callbacks
+from shoal.artifacts.registry import Registry, RunRecord
 from shoal.config import load_config, parse_config
 from shoal.distributed.trainer import DistributedTrainer, RankContext
-from shoal.registry import Registry, RunRecord
+from shoal.training.callbacks import Callbacks
 
 __all__ = ["main", "resolve_device"]
 
@@ -60,7 +60,7 @@ def _callbacks(progress: bool) -> Iterator[Callbacks]:
     if not progress:
         yield Callbacks()
         return
-    from shoal.cli import RichCallbacks, _progress
+    from shoal.cli.main import RichCallbacks, _progress
 
     with _progress() as bar:
         yield RichCallbacks(bar)

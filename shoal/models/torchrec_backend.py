@@ -4,7 +4,7 @@
 :class:`TorchRecSparseArch` before training (:mod:`shoal.distributed`). The tables are then sharded over the
 ranks (``table_wise``: each table lives on one rank; ``row_wise``: each table's rows are split over all ranks),
 looked up through KeyedJaggedTensor all-to-alls, and updated inside the backward by FBGEMM's fused exact
-row-wise Adagrad, the same rule as :class:`~shoal.optim.RowWiseAdagrad`::
+row-wise Adagrad, the same rule as :class:`~shoal.training.optimizers.RowWiseAdagrad`::
 
     ids[k] (N_k,), offsets[k] (B,)             feature k of the local batch, as SparseArch takes them
       -> KeyedJaggedTensor(keys f0..fF-1)       values = cat(ids), lengths = per row, feature-major

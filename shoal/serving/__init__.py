@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "MicroBatcher": "shoal.serving.batcher",
-    "Predictor": "shoal.serving.predictor",
+    "Predictor": "shoal.runtime.predictor",
     "ServeSettings": "shoal.serving.settings",
     "ServedModel": "shoal.serving.model",
-    "TorchPredictor": "shoal.serving.predictor",
+    "TorchPredictor": "shoal.runtime.predictor",
     "create_app": "shoal.serving.app",
     "load_served": "shoal.serving.model",
     "predict_file": "shoal.serving.offline",
-    "select_predictor": "shoal.serving.predictor",
+    "select_predictor": "shoal.runtime.predictor",
 }
 __all__ = [
     "MicroBatcher",
@@ -35,11 +35,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from shoal.runtime.predictor import Predictor, TorchPredictor, select_predictor
     from shoal.serving.app import create_app
     from shoal.serving.batcher import MicroBatcher
     from shoal.serving.model import ServedModel, load_served
     from shoal.serving.offline import predict_file
-    from shoal.serving.predictor import Predictor, TorchPredictor, select_predictor
     from shoal.serving.settings import ServeSettings
 
 

@@ -36,9 +36,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shoal.artifacts.registry import RegistryError
 from shoal.config import ConfigError
 from shoal.data.readers import BadInputError
-from shoal.registry import RegistryError
 from shoal.serving.batcher import MicroBatcher
 from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp
 from shoal.serving.metrics import ServeMetrics

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from shoal.bundle import Bundle, load_bundle
+from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
-from shoal.serving.predictor import Predictor, select_predictor
-from shoal.serving.refs import bundle_folder, content_version
+from shoal.runtime.predictor import Predictor, select_predictor
+from shoal.runtime.refs import bundle_folder, content_version
 from shoal.serving.schema import RequestSchema
 
 __all__ = ["RowsRejected", "ServedModel", "bundle_folder", "load_served"]

@@ -2,7 +2,7 @@
 
 The file is read with the reading options of the training data (header, delimiter, missing markers; the format
 follows the file's extension), encoded by the bundle's encoder and scored by the predictor the server would use
-(:func:`~shoal.serving.predictor.select_predictor`), so a row gets the same probabilities here as from
+(:func:`~shoal.runtime.predictor.select_predictor`), so a row gets the same probabilities here as from
 ``POST /predict``. Output columns, Parquet or CSV by the extension of ``out``::
 
     line          the row's line (CSV/TSV, header counted) or 1-based row number (Parquet, JSONL) in the input
@@ -26,11 +26,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shoal.bundle import load_bundle
+from shoal.artifacts.bundle import load_bundle
 from shoal.data.readers import BadInputError, BadRowSink, detect_format
 from shoal.data.stream import chunks
+from shoal.runtime.predictor import select_predictor
 from shoal.serving.model import bundle_folder
-from shoal.serving.predictor import select_predictor
 
 __all__ = ["PredictSummary", "output_schema", "predict_file"]
 

@@ -178,7 +178,7 @@ def test_text_feature_in_the_encoder_and_config() -> None:
 
 
 def test_truncated_texts_are_counted_in_the_batch_and_the_run_summary(tmp_path) -> None:  # noqa: ANN001
-    from shoal.trainer import Trainer
+    from shoal.training.loop import Trainer
 
     enc = Encoder([FeatureConfig(name="t", kind="text", buckets=50, max_bytes=5)], LabelConfig(column="y"))
     table = pa.table({"t": ["short", "longer text", None, "ünïc"], "y": ["1", "0", "1", "0"]})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from shoal.bundle import load_bundle, save_bundle
+from shoal.artifacts.bundle import load_bundle, save_bundle
 from shoal.config import parse_config
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder

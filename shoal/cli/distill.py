@@ -1,4 +1,4 @@
-"""``shoal distill`` and ``shoal compress``: the commands over :mod:`shoal.distill` and :mod:`shoal.compress`."""
+"""``shoal distill`` and ``shoal compress``: the commands over :mod:`shoal.distill` and :mod:`shoal.compress.search`."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def distill(
 ) -> None:
     """Train a student on the teacher's temperature-softened outputs mixed with the hard labels (several
     teachers: on their ensemble, the mean of their probabilities)."""
-    from shoal.cli import RichCallbacks, _home, _print_run, _progress, _user_errors, console
+    from shoal.artifacts.registry import Registry
+    from shoal.cli.main import RichCallbacks, _home, _print_run, _progress, _user_errors, console
     from shoal.distill import Augmentation
     from shoal.distill import distill as run_distill
-    from shoal.registry import Registry
 
     with _user_errors():
         h = _home(home)
@@ -94,9 +94,9 @@ def compress(
 ) -> None:
     """Distil students of several families and sizes, serve each as torch/ONNX x fp32/int8, and keep the most
     accurate one whose p99 latency (batch 1) is within the budget. Exit code 1 when none is."""
-    from shoal.cli import RichCallbacks, _home, _user_errors, console
-    from shoal.compress import compress as run_compress
-    from shoal.registry import Registry
+    from shoal.artifacts.registry import Registry
+    from shoal.cli.main import RichCallbacks, _home, _user_errors, console
+    from shoal.compress.search import compress as run_compress
 
     with _user_errors():
         h = _home(home)

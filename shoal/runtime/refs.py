@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from shoal.registry import Registry
+from shoal.artifacts.registry import Registry
 
 __all__ = ["bundle_folder", "content_version"]
 

@@ -61,12 +61,12 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it."""
-    from shoal import cli as base
+    from shoal.cli import main as base
 
     with base._user_errors():
         import uvicorn
 
-        from shoal.serving.refs import bundle_folder
+        from shoal.runtime.refs import bundle_folder
         from shoal.serving.settings import ServeSettings
 
         settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
@@ -86,7 +86,7 @@ def serve(
                                f"(SIGHUP to the main process replaces them one at a time)")
             # A replacement worker loads torch and the model before it counts as ready; uvicorn's 5 s default
             # would abort a SIGHUP restart on a busy machine, keeping the old workers.
-            uvicorn.run("shoal.serving.cli:worker_app", factory=True, host=host, port=port, workers=workers,
+            uvicorn.run("shoal.cli.serve:worker_app", factory=True, host=host, port=port, workers=workers,
                         access_log=access_log, timeout_graceful_shutdown=30, timeout_worker_healthcheck=60)
             return
         from shoal.serving.app import create_app
@@ -149,7 +149,7 @@ def predict(
     """Score a file with a trained bundle: the same encoder and model as `shoal serve`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shoal import cli as base
+    from shoal.cli import main as base
 
     with base._user_errors():
         from shoal.serving.offline import predict_file

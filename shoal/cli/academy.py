@@ -1,4 +1,4 @@
-"""``shoal academy ...``: the command line over :mod:`shoal.academy` (list, start, check, progress)."""
+"""``shoal academy ...``: the command line over :mod:`shoal.academy.grader` (list, start, check, progress)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from shoal.academy import (
+from shoal.academy.grader import (
     LAB_FILE,
     AcademyError,
     ProgressRow,
@@ -28,7 +28,7 @@ from shoal.academy import (
     record_progress,
     start,
 )
-from shoal.registry import RegistryError, resolve_home
+from shoal.artifacts.registry import RegistryError, resolve_home
 
 __all__ = ["academy_app"]
 

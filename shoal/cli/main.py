@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from shoal.callbacks import Callbacks
+from shoal.artifacts.registry import RegistryError, RunRecord, resolve_home
 from shoal.config import ConfigError
 from shoal.data.readers import BadInputError
-from shoal.registry import RegistryError, RunRecord, resolve_home
+from shoal.training.callbacks import Callbacks
 
 app = typer.Typer(help="shoal: train, compress and serve models on dense, sparse and text features.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -175,7 +175,7 @@ def train(
 ) -> None:
     """Train a model from a config; prints the run id and its metrics. With --nproc N (or a CUDA device, or
     train.embeddings.backend: torchrec) it runs N processes through torch.distributed.run (docs/distributed.md)."""
-    from shoal import runs
+    from shoal.training import runs
 
     with _user_errors():
         h = _home(home)
@@ -195,7 +195,7 @@ def train(
             if run_id is None:
                 console.print("rank 0 ran on another node: its registry holds the run")
                 return
-            from shoal.registry import Registry
+            from shoal.artifacts.registry import Registry
 
             _print_run(Registry(h).get(run_id))
             return
@@ -214,7 +214,7 @@ def _distributed_nproc(config: Path | None, resume: str | None, home: Path, devi
     if device == "cuda":
         return 1
     if resume is not None:
-        from shoal.registry import Registry
+        from shoal.artifacts.registry import Registry
 
         record = Registry(home).get(resume)
         world = record.summary.get("world_size")
@@ -236,7 +236,7 @@ def eval_(
 ) -> None:
     """Metrics of a trained model on a file: AUC, NE, calibration, log loss, accuracy (binary labels), or
     accuracy, macro-F1, log loss, NE and the confusion matrix (multiclass)."""
-    from shoal import runs
+    from shoal.training import runs
 
     with _user_errors():
         report = runs.evaluate_file(run, data, _home(home), quarantine=quarantine)
@@ -249,7 +249,7 @@ def eval_(
 @app.command("runs")
 def runs_(home: HomeOption = None, limit: int = 20) -> None:
     """List runs in the registry, newest first."""
-    from shoal.registry import Registry
+    from shoal.artifacts.registry import Registry
 
     with _user_errors():
         records = Registry(_home(home)).list(limit=limit)
@@ -274,7 +274,7 @@ def show(run: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")]
     """A run's config, metrics and summary."""
     import json
 
-    from shoal.registry import Registry
+    from shoal.artifacts.registry import Registry
 
     with _user_errors():
         record = Registry(_home(home)).get(run)
@@ -343,9 +343,9 @@ def demo(
     """Synthetic click log -> train DLRM -> evaluate against the Bayes-optimal ceiling -> distil a student ->
     export it to ONNX -> teacher vs student, quality and latency side by side -> serve the student on
     127.0.0.1, query it (one request malformed) and shut the server down."""
-    from shoal import runs
+    from shoal.cli.demo import DEMO_STUDENT, distil_and_compare, serve_and_query, synthetic_config
     from shoal.data.synthetic import SynthSpec, generate, load_truth, truth_path
-    from shoal.demo import DEMO_STUDENT, distil_and_compare, serve_and_query, synthetic_config
+    from shoal.training import runs
 
     with _user_errors():
         started = time.perf_counter()
@@ -417,19 +417,19 @@ def demo(
                       "shoal runs")
 
 
-from shoal.academy_cli import academy_app  # noqa: E402
+from shoal.cli.academy import academy_app  # noqa: E402
 
 app.add_typer(academy_app, name="academy")
 
-from shoal.serving.cli import register as register_serving  # noqa: E402
+from shoal.cli.serve import register as register_serving  # noqa: E402
 
 register_serving(app)
 
-from shoal.export_cli import register as register_export  # noqa: E402
+from shoal.cli.export import register as register_export  # noqa: E402
 
 register_export(app)
 
-from shoal.distill_cli import register as register_distill  # noqa: E402
+from shoal.cli.distill import register as register_distill  # noqa: E402
 
 register_distill(app)
 

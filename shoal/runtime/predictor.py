@@ -2,8 +2,8 @@
 
 Every backend answers the same question the same way: encoded rows in (a :class:`~shoal.data.batch.Batch`),
 probabilities out, shape (B,) for a binary label, (B, C) for a multiclass one (see
-:meth:`shoal.bundle.Bundle.predict_proba`). :func:`select_predictor` is the only place that picks a backend, so
-the server, ``shoal predict`` and the benchmarks always run the same one for the same bundle.
+:meth:`~shoal.artifacts.bundle.Bundle.predict_proba`). :func:`select_predictor` is the only place that picks a
+backend, so the server, ``shoal predict`` and the benchmarks always run the same one for the same bundle.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from shoal.bundle import Bundle
+from shoal.artifacts.bundle import Bundle
 from shoal.data.batch import Batch
 
 __all__ = ["BACKENDS", "OnnxRuntimePredictor", "Predictor", "TorchPredictor", "select_predictor"]
@@ -47,7 +47,7 @@ class OnnxRuntimePredictor:
     """The bundle's ONNX export (``shoal export``), run by ONNX Runtime; the bundle's encoder stays in Python."""
 
     def __init__(self, folder: Path, variant: str) -> None:
-        from shoal.export import OnnxPredictor
+        from shoal.export.onnx import OnnxPredictor
 
         self.onnx = OnnxPredictor(folder, variant=variant)
         self.backend = "onnxruntime" if variant == "fp32" else f"onnxruntime-{variant}"

@@ -12,7 +12,7 @@ picks the most accurate candidate whose p99 is within the budget (the teacher it
             └─────────┊──────────▶ p99 ms (batch 1)
                     budget
 
-Quality is measured on the validation rows (never the test file), latency with :func:`shoal.latency.latency`
+Quality is measured on the validation rows (never the test file), latency with :func:`shoal.runtime.latency.latency`
 on real validation rows, one thread. The chosen bundle is copied into a new run (kind ``compress``, parent:
 the teacher) with the chosen serving form recorded in its ``bundle.json``; a PNG of quality against latency
 is saved beside it. When no candidate meets the budget, nothing is chosen and the nearest one is reported.
@@ -36,16 +36,16 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from shoal.bundle import Bundle, load_bundle
-from shoal.callbacks import Callbacks
+from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.registry import Registry, RunRecord
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import batches
 from shoal.distill import STUDENTS, distill, student_config, teacher_outputs
-from shoal.export import OnnxPredictor, export_onnx
-from shoal.latency import latency
-from shoal.registry import Registry, RunRecord
-from shoal.trainer import report
+from shoal.export.onnx import OnnxPredictor, export_onnx
+from shoal.runtime.latency import latency
+from shoal.training.callbacks import Callbacks
+from shoal.training.loop import report
 
 __all__ = ["SYSTEMS", "Candidate", "CompressResult", "StudentSpec", "compress", "default_students", "frontier"]
 
@@ -196,7 +196,7 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
     ``progress`` is told each step; ``callbacks(label)`` gives the training callbacks of each student.
     """
     from shoal.plots import frontier_png
-    from shoal.runs import load
+    from shoal.training.runs import load
 
     if not budget_ms > 0:
         raise ValueError(f"budget_ms must be > 0 (milliseconds per row, p99 at batch 1), not {budget_ms!r}")

@@ -35,8 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from shoal.bundle import save_bundle
-from shoal.callbacks import Callbacks
+from shoal.artifacts.bundle import save_bundle
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
@@ -45,8 +44,9 @@ from shoal.data.stream import chunks, valid_mask
 from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities
 from shoal.models import build
 from shoal.models.embeddings import SparseArch
-from shoal.optim import RowWiseAdagrad
 from shoal.plots import confusion_png
+from shoal.training.callbacks import Callbacks
+from shoal.training.optimizers import RowWiseAdagrad
 
 __all__ = ["Callbacks", "TrainResult", "Trainer", "report", "scores"]
 

@@ -15,14 +15,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from shoal.bundle import Bundle, load_bundle
-from shoal.callbacks import Callbacks
+from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.registry import Registry, RunRecord
 from shoal.config import DataConfig, RunConfig, load_config, parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 from shoal.metrics import confusion_matrix, probabilities
-from shoal.registry import Registry, RunRecord
-from shoal.trainer import NO_ROWS, BatchLoss, Trainer, report, scores
+from shoal.training.callbacks import Callbacks
+from shoal.training.loop import NO_ROWS, BatchLoss, Trainer, report, scores
 
 __all__ = ["evaluate_file", "load", "resume", "train"]
 

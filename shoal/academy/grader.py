@@ -34,7 +34,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Literal
 
-from shoal.registry import Registry
+from shoal.artifacts.registry import Registry
 
 __all__ = [
     "ACADEMY_DIR",
@@ -59,7 +59,7 @@ __all__ = [
     "synthetic_log",
 ]
 
-ACADEMY_DIR = Path(__file__).resolve().parents[1] / "academy"
+ACADEMY_DIR = Path(__file__).resolve().parents[2] / "academy"
 LAB_FILE = "lab.py"  # the learner's copy of starter.py in their workspace
 DEFAULT_WORKSPACE = Path("shoal-academy")
 THREADS = 2  # every lab is graded on two torch threads, as on the 2-core machines it is designed for

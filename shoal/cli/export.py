@@ -1,4 +1,4 @@
-"""``shoal export`` and ``shoal bench``: the commands over :mod:`shoal.export` and :mod:`shoal.latency`."""
+"""``shoal export`` and ``shoal bench``: the commands over :mod:`shoal.export.onnx` and :mod:`shoal.runtime.latency`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def bundle_dir(ref: str, home: Path | None) -> Path:
     """The bundle folder of a run id (or prefix, or ``latest``), or ``ref`` itself when it is a bundle folder."""
     import os
 
-    from shoal.registry import Registry, resolve_home
+    from shoal.artifacts.registry import Registry, resolve_home
 
     path = Path(ref)
     if (path / "bundle.json").is_file():
@@ -52,8 +52,8 @@ def export(
     home: _HomeOption = None,
 ) -> None:
     """Export a trained bundle to ONNX (fp32, optionally int8 and fp16 embeddings) and check parity."""
-    from shoal.cli import _user_errors, console
-    from shoal.export import export_onnx
+    from shoal.cli.main import _user_errors, console
+    from shoal.export.onnx import export_onnx
 
     with _user_errors():
         if not onnx:
@@ -88,10 +88,10 @@ def bench(
     """p50/p99 latency at batch 1, rows/s at batch 256, size and peak RSS: PyTorch vs ONNX Runtime fp32/int8."""
     import tempfile
 
-    from shoal.bundle import load_bundle
-    from shoal.cli import _user_errors, console
-    from shoal.export import export_onnx, sample_rows
-    from shoal.latency import bench_bundle, bench_rows
+    from shoal.artifacts.bundle import load_bundle
+    from shoal.cli.main import _user_errors, console
+    from shoal.export.onnx import export_onnx, sample_rows
+    from shoal.runtime.latency import bench_bundle, bench_rows
 
     with _user_errors():
         if batch < 1 or seconds <= 0 or threads < 1:

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from shoal.bundle import Bundle, load_bundle
+from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
-from shoal.export_graph import count_loops, embeddings_to_fp16, quantize_int8
-from shoal.export_padded import InputLayout, layout_for, padded_feed, trace_to_onnx
+from shoal.export.graph import count_loops, embeddings_to_fp16, quantize_int8
+from shoal.export.padded import InputLayout, layout_for, padded_feed, trace_to_onnx
 from shoal.metrics import probabilities
 
 __all__ = [
@@ -185,7 +185,7 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
     """Export a bundle to ONNX (plus int8 / fp16-embedding variants) and check each file against PyTorch.
 
     ``bundle`` is a bundle folder (the files go to ``bundle/onnx`` unless ``out_dir`` is given) or a loaded
-    :class:`~shoal.bundle.Bundle` (then ``out_dir`` is required). Parity is checked on ``rows`` when given,
+    :class:`~shoal.artifacts.bundle.Bundle` (then ``out_dir`` is required). Parity is checked on ``rows`` when given,
     else on up to ``parity_rows`` rows of the run's data (:func:`sample_rows`). Raises :class:`ExportError`
     when the fp32 file differs from torch by more than :data:`FP32_TOLERANCE` (the files are left in place
     to inspect); int8 and fp16 are checked against their documented tolerances and reported.
@@ -326,7 +326,7 @@ def session_options(threads: int | None = None) -> Any:
 
 @dataclass
 class OnnxPredictor:
-    """An exported model served by ONNX Runtime, with :class:`~shoal.bundle.Bundle`'s prediction methods.
+    """An exported model served by ONNX Runtime, with :class:`~shoal.artifacts.bundle.Bundle`'s prediction methods.
 
     ``path`` is the export folder (``bundle/onnx``), a bundle folder holding one, or a ``.onnx`` file beside
     its ``export.json``. ``variant`` picks ``fp32``, ``int8`` or ``fp16``::

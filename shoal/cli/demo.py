@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shoal.callbacks import Callbacks
+from shoal.artifacts.registry import RunRecord
 from shoal.config import RunConfig, parse_config
-from shoal.registry import RunRecord
+from shoal.training.callbacks import Callbacks
 
 if TYPE_CHECKING:
-    from shoal.latency import BenchResult
+    from shoal.runtime.latency import BenchResult
 
 __all__ = ["DEMO_STUDENT", "Exchange", "Side", "distil_and_compare", "serve_and_query", "synthetic_config"]
 
@@ -54,11 +54,11 @@ def distil_and_compare(teacher_run: str, home: Path, callbacks: Callbacks | None
                        student: str = DEMO_STUDENT, seconds: float = 1.0) -> tuple[RunRecord, list[Side]]:
     """Distil ``student`` from the teacher, export it to ONNX, and measure teacher (PyTorch) against student
     (PyTorch and ONNX Runtime): p50/p99 latency at batch 1 and rows/s at batch 256, one thread each."""
-    from shoal.bundle import load_bundle
+    from shoal.artifacts.bundle import load_bundle
+    from shoal.artifacts.registry import Registry
     from shoal.distill import distill
-    from shoal.export import export_onnx, sample_rows
-    from shoal.latency import bench_bundle
-    from shoal.registry import Registry
+    from shoal.export.onnx import export_onnx, sample_rows
+    from shoal.runtime.latency import bench_bundle
 
     teacher = Registry(home).get(teacher_run)
     record = distill(teacher.run_id, student, home, callbacks=callbacks)

@@ -1,0 +1,1 @@
+"""Training: the loop, its data, checkpoints, optimizers, callbacks, and a run's life in the registry."""
