@@ -86,9 +86,10 @@ from shoal.data.batch import Batch  # noqa: E402
 from shoal.data.readers import BadRowSink  # noqa: E402
 from shoal.data.stream import batches  # noqa: E402
 from shoal.distill import distill, ensemble_logits, student_config, teacher_outputs  # noqa: E402
-from shoal.export.onnx import OnnxPredictor, export_onnx, sample_rows  # noqa: E402
+from shoal.export.onnx import export_onnx, sample_rows  # noqa: E402
 from shoal.metrics import probabilities  # noqa: E402
 from shoal.runtime.latency import latency, peak_rss_mib, throughput  # noqa: E402
+from shoal.runtime.onnx import OnnxPredictor  # noqa: E402
 from shoal.training.loop import report  # noqa: E402
 from shoal.training.runs import train  # noqa: E402
 

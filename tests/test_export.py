@@ -20,10 +20,12 @@ from shoal.config import ConfigError, parse_config
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.synthetic import SynthSpec, generate
-from shoal.export.onnx import FP32_TOLERANCE, INT8_TOLERANCE, ExportError, OnnxPredictor, export_onnx, random_rows
-from shoal.export.padded import InputLayout, layout_for, padded_feed
+from shoal.export.onnx import FP32_TOLERANCE, INT8_TOLERANCE, ExportError, export_onnx, random_rows
+from shoal.export.padded import layout_for
 from shoal.models import available, build
+from shoal.runtime.feed import InputLayout, padded_feed
 from shoal.runtime.latency import bench_bundle, bench_rows, latency, percentiles, throughput, time_calls
+from shoal.runtime.onnx import OnnxPredictor
 
 runner = CliRunner()
 

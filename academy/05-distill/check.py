@@ -18,8 +18,9 @@ from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, exp
 from shoal.data.batch import Batch
 from shoal.data.synthetic import SynthSpec
 from shoal.distill import distillation_loss
-from shoal.export.onnx import FP32_TOLERANCE, ExportReport, OnnxPredictor, sample_rows
+from shoal.export.onnx import FP32_TOLERANCE, ExportReport, sample_rows
 from shoal.runtime.latency import latency
+from shoal.runtime.onnx import OnnxPredictor
 
 REQUIRES = ("matplotlib", "pyarrow", "onnx", "onnxruntime")
 SPEC = SynthSpec(rows=30_000, dense=4, sparse=6, base_rate=0.2, max_cardinality=1000, seed=0)  # lab 4's log

@@ -42,8 +42,9 @@ from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import batches
 from shoal.distill import STUDENTS, distill, student_config, teacher_outputs
-from shoal.export.onnx import OnnxPredictor, export_onnx
+from shoal.export.onnx import export_onnx
 from shoal.runtime.latency import latency
+from shoal.runtime.onnx import OnnxPredictor
 from shoal.training.callbacks import Callbacks
 from shoal.training.loop import report
 

@@ -1,8 +1,8 @@
-"""ONNX export of a bundle (fp32, int8, fp16 embedding tables), its parity check, and :class:`OnnxPredictor`.
+"""ONNX export of a bundle (fp32, int8, fp16 embedding tables) and its parity check.
 
 ``nn.EmbeddingBag`` exports as an ONNX ``Loop`` that runs 5-18x slower than torch; ``Gather`` over a padded
 index matrix followed by a weighted sum is plain Gather + Mul + ReduceSum. So the exported graph takes the
-sparse inputs in a padded form (:mod:`shoal.padded`), computes exactly the mean pooling of
+sparse inputs in a padded form (:mod:`shoal.runtime.feed`), computes exactly the mean pooling of
 :class:`~shoal.models.embeddings.SparseArch`, and reuses the trained weights; :func:`export_onnx` proves it on
 real rows (fp32: max abs logit difference <= :data:`FP32_TOLERANCE`) every time it writes a file::
 
@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ import numpy as np
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
 from shoal.export.graph import count_loops, embeddings_to_fp16, quantize_int8
-from shoal.export.padded import InputLayout, layout_for, padded_feed, trace_to_onnx
+from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.metrics import probabilities
+from shoal.runtime.feed import InputLayout
+from shoal.runtime.onnx import EXPORT_FORMAT, EXPORT_VERSION, FILES, OnnxPredictor
 
 __all__ = [
     "FP16_TOLERANCE",
@@ -39,17 +41,13 @@ __all__ = [
     "INT8_TOLERANCE",
     "ExportError",
     "ExportReport",
-    "OnnxPredictor",
     "export_onnx",
     "sample_rows",
 ]
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = "shoal-onnx"
-EXPORT_VERSION = 1
 OPSET = 17
-FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 FP32_TOLERANCE = 1e-4  # max |logit(onnx) - logit(torch)|: the same arithmetic, reordered sums only
 FP16_TOLERANCE = 1e-2  # fp16 tables keep ~3 significant digits per embedding value
 INT8_TOLERANCE = 0.01  # |metric(int8) - metric(torch)| for AUC (binary) or accuracy (multiclass), on the rows checked
@@ -301,96 +299,3 @@ def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,
     out["tolerance"] = tolerance if tolerance is not None else {"metric_change": INT8_TOLERANCE}
     out["ok"] = bool(ok)
     return out
-
-
-# -- serving --------------------------------------------------------------------------------------------------
-def session_options(threads: int | None = None) -> Any:
-    """ONNX Runtime options for a small CPU box: ``threads`` intra-op threads (default 1), one inter-op
-    thread, sequential execution, all graph optimizations, and no busy-waiting between ops (spinning threads
-    slow every other process on shared cores, as OpenMP's do: see shoal/cli.py).
-
-    One thread is the default because these graphs are many small ops: on 2 cores, DLRM on criteo_small ran
-    at p99 0.065 ms (batch 1) and 920k rows/s (batch 256) with 1 thread, 0.19 ms and 450k rows/s with 2.
-    Give ``threads=2`` for wide convolutions (bytecnn on long texts)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return so
-
-
-@dataclass
-class OnnxPredictor:
-    """An exported model served by ONNX Runtime, with :class:`~shoal.artifacts.bundle.Bundle`'s prediction methods.
-
-    ``path`` is the export folder (``bundle/onnx``), a bundle folder holding one, or a ``.onnx`` file beside
-    its ``export.json``. ``variant`` picks ``fp32``, ``int8`` or ``fp16``::
-
-        p = OnnxPredictor("runs/.../bundle/onnx", variant="int8")
-        p.predict_logits(batch)   # (B,) or (B, C) float32
-        p.predict_proba(batch)    # (B,) sigmoid for binary, (B, C) softmax for multiclass (float64)
-    """
-
-    path: str | Path
-    variant: str = "fp32"
-    threads: int | None = None
-    layout: InputLayout = field(init=False)
-    meta: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        import onnxruntime as ort
-
-        path = Path(self.path)
-        if (path / "onnx" / "export.json").is_file():
-            path = path / "onnx"
-        if path.suffix == ".onnx":
-            folder, file = path.parent, path
-        else:
-            folder = path
-            if self.variant not in FILES:
-                raise ValueError(f"variant must be one of {', '.join(FILES)}, not {self.variant!r}")
-            file = folder / FILES[self.variant]
-        doc_path = folder / "export.json"
-        if not doc_path.is_file():
-            raise FileNotFoundError(f"{folder}: no export.json; export the bundle first: shoal export RUN --onnx")
-        if not file.is_file():
-            flag = {"int8": " --int8", "fp16": " --fp16-embeddings"}.get(self.variant, "")
-            raise FileNotFoundError(f"{file} does not exist; write it with: shoal export RUN --onnx{flag}")
-        self.meta = json.loads(doc_path.read_text(encoding="utf-8"))
-        if self.meta.get("format") != EXPORT_FORMAT or self.meta.get("version") != EXPORT_VERSION:
-            raise ValueError(f"{doc_path}: not a shoal ONNX export of version {EXPORT_VERSION}; re-export it")
-        self.layout = InputLayout.from_dict(self.meta["layout"])
-        self.session = ort.InferenceSession(str(file), session_options(self.threads),
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]  # inputs the graph kept
-
-    @property
-    def classes(self) -> list[str] | None:
-        classes = self.meta.get("classes")
-        return list(classes) if classes else None
-
-    def feed(self, batch: Batch) -> dict[str, np.ndarray]:
-        """The session's inputs for ``batch`` (the padded form of :func:`shoal.padded.padded_feed`)."""
-        full = padded_feed(batch, self.layout)
-        return {name: full[name] for name in self.input_names}
-
-    def predict_logits(self, batch: Batch, batch_size: int = 8192) -> np.ndarray:
-        if 0 < len(batch) <= batch_size:  # one call (serving): no chunk list, no concatenation
-            return self.session.run(None, self.feed(batch))[0]
-        out = []
-        for start in range(0, len(batch), batch_size):
-            part = batch.slice(start, start + batch_size) if len(batch) > batch_size else batch
-            out.append(self.session.run(None, self.feed(part))[0])
-        if not out:
-            return np.zeros((0,) if self.meta.get("outputs", 1) == 1 else (0, self.meta["outputs"]), np.float32)
-        return np.concatenate(out)
-
-    def predict_proba(self, batch: Batch) -> np.ndarray:
-        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one."""
-        return probabilities(self.predict_logits(batch))
-

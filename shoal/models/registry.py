@@ -39,14 +39,12 @@ def register(name: str) -> Callable[[M], M]:
 
 def available() -> list[str]:
     """Names of all registered models."""
-    _load_builtin()
     return sorted(_MODELS)
 
 
 def build(config: Any, dense_dim: int, buckets: list[int], outputs: int = 1,
           sequences: list[int] | tuple[int, ...] = ()) -> nn.Module:
     """Instantiate the model named ``config.name`` for inputs of the given shape and ``outputs`` logits."""
-    _load_builtin()
     cls = _MODELS.get(config.name)
     if cls is None:
         raise ValueError(f"unknown model {config.name!r}; available: {', '.join(available())}")
@@ -54,7 +52,3 @@ def build(config: Any, dense_dim: int, buckets: list[int], outputs: int = 1,
         raise ValueError(f"outputs must be >= 1, got {outputs}")
     return cls(config, dense_dim, buckets, outputs, list(sequences))
 
-
-def _load_builtin() -> None:
-    # imported for their @register side effect
-    from shoal.models import bag, bytecnn, dlrm, logistic, mlp  # noqa: F401

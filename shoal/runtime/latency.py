@@ -165,7 +165,7 @@ def _measure(system: str, bundle_dir: str, onnx_dir: str, ones: list[Any], big: 
             torch.set_num_threads(saved)
         size = (Path(bundle_dir) / "model.safetensors").stat().st_size / 2**20
     else:
-        from shoal.export.onnx import FILES, OnnxPredictor
+        from shoal.runtime.onnx import FILES, OnnxPredictor
 
         predict = OnnxPredictor(onnx_dir, variant=variant, threads=threads).predict_logits
         result = _time(system, predict, ones, big, seconds)

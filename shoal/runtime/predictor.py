@@ -47,7 +47,7 @@ class OnnxRuntimePredictor:
     """The bundle's ONNX export (``shoal export``), run by ONNX Runtime; the bundle's encoder stays in Python."""
 
     def __init__(self, folder: Path, variant: str) -> None:
-        from shoal.export.onnx import OnnxPredictor
+        from shoal.runtime.onnx import OnnxPredictor
 
         self.onnx = OnnxPredictor(folder, variant=variant)
         self.backend = "onnxruntime" if variant == "fp32" else f"onnxruntime-{variant}"

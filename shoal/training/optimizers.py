@@ -18,30 +18,15 @@ import numpy as np
 import torch
 
 from shoal.jit import lazy_njit
+from shoal.models.embeddings import PooledScratch
 
-__all__ = ["PooledScratch", "RowWiseAdagrad"]
-
-
-class PooledScratch:
-    """The memory of :meth:`RowWiseAdagrad.pooled_step`'s loop, kept by a table from step to step (fresh
-    arrays each step cost page faults): ``slots`` (rows,) int32, each row's place among the touched rows or -1
-    (all -1 between steps); ``rows`` and ``sums``, grown to the largest batch seen."""
-
-    def __init__(self) -> None:
-        self.slots = np.zeros(0, np.int32)
-        self.rows = np.zeros(0, np.int64)
-        self.sums = np.zeros((0, 0), np.float32)
-
-    def arrays(self, table_rows: int, ids: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.slots.shape[0] != table_rows:
-            self.slots = np.full(table_rows, -1, np.int32)
-        if self.rows.shape[0] < ids or self.sums.shape[1] != dim:
-            size = max(ids, 2 * self.rows.shape[0])
-            self.rows, self.sums = np.empty(size, np.int64), np.empty((size, dim), np.float32)
-        return self.slots, self.rows, self.sums
+__all__ = ["RowWiseAdagrad"]
 
 
 class RowWiseAdagrad(torch.optim.Optimizer):
+    """Adagrad with one accumulator per embedding row; also a :class:`~shoal.models.embeddings.SparseStep`, so a
+    table can apply it inside its backward pass (:meth:`~shoal.models.embeddings.SparseArch.fuse`)."""
+
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.05, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         if lr <= 0:

@@ -1,0 +1,114 @@
+"""The inputs an exported ONNX graph takes: the padded form of a batch's sparse inputs.
+
+A :class:`~shoal.data.batch.Batch` keeps each sparse input jagged (flat ids + offsets). ONNX has no fast
+jagged embedding bag (``nn.EmbeddingBag`` exports as a ``Loop``), so the graph takes, per input::
+
+    one id per row (sparse without separator, bins)       a list per row (separator, text n-grams)
+    single_ids (B, S): column j = that input's ids        ids_k (B, L_k)      weights_k (B, L_k)
+                                                          [[7, 3, 0],         [[.5, .5, 0],
+                                                           [9, 0, 0],          [ 1,  0, 0],
+                                                           [4, 8, 2]]          [.33,.33,.33]]
+
+``weights_k`` is the mean-pooling mask: 1/len for each of a row's ids, 0 for padding (whose id, 0, is any
+valid row). Input names are stable: ``dense`` (B, D) float32, ``single_ids`` (B, S) int64, and for each list
+input ``k`` (its position in the batch's ``ids``) ``ids_k`` (B, L_k) int64 and ``weights_k`` (B, L_k) float32.
+:mod:`shoal.export.padded` builds the graph that takes them; :mod:`shoal.runtime.onnx` feeds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shoal.data.batch import Batch
+
+__all__ = ["InputLayout", "padded_feed"]
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """Which sparse inputs are one id per row (packed in ``single_ids``) and which are lists (padded)."""
+
+    dense_dim: int
+    singles: tuple[int, ...]  # input positions, in ``single_ids`` column order
+    lists: tuple[int, ...]
+    names: tuple[str, ...] = ()  # feature name of each input position, for messages and docs
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.singles) + len(self.lists)
+
+    @property
+    def input_names(self) -> list[str]:
+        names = ["dense"] + (["single_ids"] if self.singles else [])
+        for k in self.lists:
+            names += [f"ids_{k}", f"weights_{k}"]
+        return names
+
+    def name(self, k: int) -> str:
+        return self.names[k] if k < len(self.names) else f"input {k}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dense_dim": self.dense_dim, "singles": list(self.singles), "lists": list(self.lists),
+                "names": list(self.names), "input_names": self.input_names}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> InputLayout:
+        return InputLayout(int(d["dense_dim"]), tuple(d["singles"]), tuple(d["lists"]), tuple(d.get("names", ())))
+
+
+
+def padded_feed(batch: Batch, layout: InputLayout) -> dict[str, np.ndarray]:
+    """The ONNX inputs of ``batch`` (see the module docstring), vectorized: no Python loop over rows."""
+    rows = len(batch)
+    if len(batch.ids) != layout.num_inputs:
+        raise ValueError(f"the batch has {len(batch.ids)} sparse inputs, the export expects {layout.num_inputs}; "
+                         "was it encoded by this bundle's encoder?")
+    feed = {"dense": np.ascontiguousarray(batch.dense, dtype=np.float32)}
+    if layout.singles:
+        checked: set[int] = set()  # one-id features share one offsets array: check each array once
+        for k in layout.singles:
+            off = batch.offsets[k]
+            if len(batch.ids[k]) != rows or (id(off) not in checked
+                                             and (len(off) != rows + 1 or not _one_each(off, rows))):
+                raise ValueError(f"{layout.name(k)} must hold exactly one id per row (it has no separator), but "
+                                 f"{rows} rows hold {len(batch.ids[k])} ids; encode the rows with the bundle's "
+                                 "encoder")
+            checked.add(id(off))
+        # (S * B,) feature-major -> (B, S): np.stack(axis=1) is ~4x slower on one row (8 against 2 us for S = 19)
+        stacked = np.concatenate([batch.ids[k] for k in layout.singles]).astype(np.int64, copy=False)
+        feed["single_ids"] = np.ascontiguousarray(stacked.reshape(len(layout.singles), rows).T)
+    for k in layout.lists:
+        feed[f"ids_{k}"], feed[f"weights_{k}"] = _pad(batch.ids[k], batch.offsets[k], rows)
+    return feed
+
+
+def _one_each(offsets: np.ndarray, rows: int) -> bool:
+    """Whether jagged ``offsets`` (rows + 1,) give every row exactly one id (a scalar test for one row)."""
+    if rows == 1:
+        return int(offsets[1]) - int(offsets[0]) == 1
+    return bool((np.diff(offsets) == 1).all())
+
+
+def _pad(ids: np.ndarray, offsets: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Jagged ids (N,) + offsets (B + 1,) -> padded ids (B, L) with 0 after each row's end, and weights (B, L)."""
+    n = int(offsets[-1] - offsets[0])
+    flat = ids[offsets[0]: offsets[-1]].astype(np.int64, copy=False)
+    if rows == 1:  # one row (serving, latency at batch 1): its ids as they are, no scatter (16 -> ~5 us a call)
+        if n == 0:
+            return np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32)
+        return flat.reshape(1, n), np.full((1, n), np.float32(1.0 / n))
+    lengths = np.diff(offsets)  # (B,)
+    if n == rows and (lengths == 1).all():  # one id per row: nothing to pad
+        return flat.reshape(rows, 1), np.ones((rows, 1), np.float32)
+    width = max(int(lengths.max(initial=0)), 1)
+    r = np.repeat(np.arange(rows), lengths)  # (N,) row of each id
+    c = np.arange(n) - np.repeat(offsets[:-1] - offsets[0], lengths)  # (N,) position within its row
+    padded = np.zeros((rows, width), np.int64)
+    padded[r, c] = flat
+    weights = np.zeros((rows, width), np.float32)
+    # 1/len in float32, as SparseArch computes it (1.0 / lengths.float()): both are the correctly rounded quotient
+    weights[r, c] = np.repeat((1.0 / np.maximum(lengths, 1)).astype(np.float32), lengths)
+    return padded, weights
