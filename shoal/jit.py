@@ -1,4 +1,4 @@
-"""Compiled loops with numba, set up lazily: the import (~0.3 s) and the compilation happen at the first use.
+"""Compiled loops with numba, set up lazily: the import and the compilation happen at the first use.
 
 A module writes its loop as plain Python over numpy arrays and asks for it compiled::
 

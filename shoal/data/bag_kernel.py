@@ -1,9 +1,9 @@
 """The text bag's n-gram hashing as one compiled loop (numba): the same ids as the vectorized numpy code.
 
 :func:`shoal.data.text.text_bag` hashes a chunk of texts with a few dozen numpy passes over every byte (each
-pass 8 bytes of temporaries per byte of text): about 18 MB/s on the benchmark machine, which was most of the
-cost of scoring raw texts. This module computes the very same ids, byte for byte, in two passes of one
-compiled loop per row (counting, then hashing), with no temporaries. The numpy code stays as the reference
+pass 8 bytes of temporaries per byte of text), which dominates the cost of scoring raw texts. This module
+computes the very same ids, byte for byte, in two passes of one compiled loop per row (counting, then
+hashing), with no temporaries. The numpy code stays as the reference
 (``text_bag(..., compiled=False)``), and a property test holds the two equal.
 
 numba compiles the loop on its first call in a process, or loads it from its on-disk cache in a fraction of a

@@ -10,7 +10,7 @@ Text Classification"), hashed into ``buckets`` rows (0 is reserved for an empty 
 
 Every step is a numpy operation over all rows of a chunk at once: one step per n-gram order, never a Python
 loop per byte or per row. By default the same ids come from one compiled loop (:mod:`shoal.data.bag_kernel`,
-numba), about 6x faster; this numpy code is its reference.
+numba); this numpy code is its reference.
 """
 
 from __future__ import annotations
@@ -151,12 +151,10 @@ def text_bag(values: pa.Array | pa.ChunkedArray, *, buckets: int, max_bytes: int
     text becomes the single id 0. ``word_ngrams = 0`` turns word features off.
 
     With ``compiled`` (the default) and numba installed, one compiled loop computes the ids
-    (:mod:`shoal.data.bag_kernel`, about 6x faster); otherwise the numpy code below, the reference: both give
-    the same ids. The numpy code hashes rows in blocks of ``BAG_BLOCK_ROWS``: the temporaries of a block (a few
-    per n-gram order, 8 bytes per byte of text each) then stay small enough to be reused from the heap instead
-    of mapped fresh. Hashing a whole 65,536-row SST-2 chunk at once took 1.3 s the first time (page faults for
-    ~1 GB of new memory) and
-    0.3 s after; in blocks of 4,096 rows, 0.3 s from the start.
+    (:mod:`shoal.data.bag_kernel`); otherwise the numpy code below, the reference: both give the same ids. The
+    numpy code hashes rows in blocks of ``BAG_BLOCK_ROWS``: the temporaries of a block (a few per n-gram order,
+    8 bytes per byte of text each) then stay small enough to be reused from the heap instead of mapped fresh
+    (a whole chunk at once pays page faults for every new temporary).
     """
     arr = _as_binary(values)
     if compiled and bag_kernel.kernel() is not None:

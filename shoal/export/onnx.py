@@ -1,6 +1,6 @@
 """ONNX export of a bundle (fp32, int8, fp16 embedding tables) and its parity check.
 
-``nn.EmbeddingBag`` exports as an ONNX ``Loop`` that runs 5-18x slower than torch; ``Gather`` over a padded
+``nn.EmbeddingBag`` exports as an ONNX ``Loop``, far slower than torch's kernel; ``Gather`` over a padded
 index matrix followed by a weighted sum is plain Gather + Mul + ReduceSum. So the exported graph takes the
 sparse inputs in a padded form (:mod:`shoal.runtime.feed`), computes exactly the mean pooling of
 :class:`~shoal.models.embeddings.SparseArch`, and reuses the trained weights; :func:`export_onnx` proves it on
