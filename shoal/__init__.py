@@ -8,6 +8,7 @@ The public API fits on one page::
     bundle = shoal.load(run.run_id, home="shoal-runs")  # model + encoder + metadata
     shoal.evaluate_file(run.run_id, "test.tsv", home="shoal-runs")
     shoal.export_onnx(bundle, int8=True)                # ONNX (+ int8) in the bundle, parity-checked
+    shoal.resume(killed_run_id, home="shoal-runs")      # a killed run, trained or distilled, from its checkpoint
 
     import shoal.distill, shoal.compress       # modules named like their commands
     student = shoal.distill.distill(run.run_id, "logistic", home="shoal-runs")   # soft targets
@@ -33,7 +34,8 @@ _EXPORTS = {
     "load": "shoal.training.runs",
     "load_bundle": "shoal.artifacts.bundle",
     "load_config": "shoal.config",
-    "resume": "shoal.training.runs",
+    "ShoalError": "shoal.errors",
+    "resume": "shoal.distill.run",
     "train": "shoal.training.runs",
 }
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "Bundle",
     "ConfigError",
     "RunConfig",
+    "ShoalError",
     "evaluate_file",
     "export_onnx",
     "load",
@@ -54,8 +57,10 @@ if TYPE_CHECKING:
     from shoal.artifacts.bundle import Bundle, load_bundle
     from shoal.config import ConfigError, RunConfig, load_config
     from shoal.data.readers import BadInputError
+    from shoal.distill.run import resume
+    from shoal.errors import ShoalError
     from shoal.export.onnx import export_onnx
-    from shoal.training.runs import evaluate_file, load, resume, train
+    from shoal.training.runs import evaluate_file, load, train
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shoal.errors import ShoalError
+
 __all__ = [
     "BagConfig",
     "ByteCNNConfig",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(ShoalError, ValueError):
     """A config file that cannot be used; the message names the file, the field and the fix."""
 
 

@@ -265,3 +265,28 @@ def test_compress_cli_says_when_no_candidate_fits(teacher_home: tuple[Path, str,
                                  "--home", str(home)])
     assert ok.exit_code == 0, ok.output
     assert "chosen:" in ok.output and "compress.png" in ok.output
+
+
+# -- resume: one entry for every kind of run --------------------------------------------------------------------
+def test_resume_goes_by_the_run_kind(tmp_path: Path) -> None:
+    import shoal
+
+    registry = Registry(tmp_path)
+    trained = registry.create_run("teacher", {})
+    registry.complete(trained.run_id, {}, {})
+    with pytest.raises(ValueError) as info:
+        shoal.resume(trained.run_id, tmp_path)
+    assert str(info.value) == (f"run {trained.run_id} already completed; nothing to resume "
+                               "(start a new run instead)")
+    student = registry.create_run("student", {}, kind="distill", parent=trained.run_id)
+    registry.fail(student.run_id, KeyboardInterrupt())
+    with pytest.raises(ValueError) as info:
+        shoal.resume(student.run_id, tmp_path)  # the distillation path: it needs the cached teacher outputs
+    assert str(info.value) == (f"run {student.run_id} stopped before its teacher's outputs were saved; nothing to "
+                               f"resume (distil again: shoal distill {trained.run_id} --student ...)")
+    assert registry.get(student.run_id).status == "killed"  # refused before the run was reopened
+    search = registry.create_run("search", {}, kind="compress", parent=trained.run_id)
+    with pytest.raises(ValueError) as info:
+        shoal.resume(search.run_id, tmp_path)
+    assert str(info.value) == (f"run {search.run_id} is a compress search, which cannot be resumed; run it again: "
+                               f"shoal compress {trained.run_id} --budget-ms ...")

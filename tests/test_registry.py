@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import re
 import runpy
@@ -11,6 +12,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,10 @@ from shoal.artifacts.registry import (
     AmbiguousRunError,
     Registry,
     RegistryError,
+    RunKind,
     RunNotFoundError,
     RunRecord,
+    RunStatus,
     resolve_home,
 )
 
@@ -343,6 +347,61 @@ def test_waits_for_a_writer_holding_the_lock(tmp_path: Path) -> None:
 
 def test_statuses_constant() -> None:
     assert STATUSES == ("running", "completed", "failed", "killed")
+
+
+# ---------------------------------------------------------------------------- kinds and a run's status
+
+
+def test_kind_and_status_are_typed_and_stored_as_their_strings(reg: Registry) -> None:
+    rec = reg.create_run("student", {}, kind=RunKind.DISTILL)
+    assert rec.kind is RunKind.DISTILL and rec.status is RunStatus.RUNNING
+    assert reg.create_run("plain", {}, kind="compress").kind is RunKind.COMPRESS
+    with closing(sqlite3.connect(reg.db_path)) as conn:
+        row = conn.execute("SELECT kind, status FROM runs WHERE run_id = ?", (rec.run_id,)).fetchone()
+    assert row == ("distill", "running") and type(row[0]) is str
+    assert json.dumps({"kind": rec.kind, "status": rec.status}) == '{"kind": "distill", "status": "running"}'
+
+
+def test_an_unknown_kind_is_refused(reg: Registry) -> None:
+    with pytest.raises(ValueError) as info:
+        reg.create_run("r", {}, kind="eval")
+    assert str(info.value) == "invalid run kind 'eval'; allowed: train, distill, compress"
+
+
+def test_recording_marks_a_failed_run_with_its_error_and_traceback(reg: Registry) -> None:
+    rec = reg.create_run("r", {})
+    with pytest.raises(ZeroDivisionError), reg.recording(rec.run_id):
+        1 / 0  # noqa: B018
+    out = reg.get(rec.run_id)
+    assert out.status is RunStatus.FAILED and out.finished
+    assert out.summary["error"] == "ZeroDivisionError: division by zero"
+    assert out.summary["traceback"].startswith("Traceback (most recent call last):")
+    assert "1 / 0" in out.summary["traceback"]
+
+
+def test_recording_marks_an_interrupted_run_killed(reg: Registry) -> None:
+    rec = reg.create_run("r", {})
+    with pytest.raises(KeyboardInterrupt), reg.recording(rec.run_id):
+        raise KeyboardInterrupt
+    out = reg.get(rec.run_id)
+    assert out.status is RunStatus.KILLED and out.finished and out.summary == {}
+
+
+def test_complete_then_reopen(reg: Registry) -> None:
+    rec = reg.create_run("r", {})
+    with reg.recording(rec.run_id):
+        pass
+    assert reg.get(rec.run_id).status is RunStatus.RUNNING  # the body's end is not the run's end
+    done = reg.complete(rec.run_id, {"valid_auc": 0.75}, {"bundle": "b"})
+    assert done.status is RunStatus.COMPLETED and done.finished
+    assert done.metrics == {"valid_auc": 0.75} and done.summary == {"bundle": "b"}
+    with pytest.raises(ValueError) as info:
+        reg.reopen(rec.run_id[:12])
+    assert str(info.value) == f"run {rec.run_id} already completed; nothing to resume (start a new run instead)"
+    killed = reg.create_run("k", {})
+    reg.fail(killed.run_id, KeyboardInterrupt())
+    again = reg.reopen("latest")
+    assert again.run_id == killed.run_id and again.status is RunStatus.RUNNING
 
 
 # ---------------------------------------------------------------------------- resolve_home

@@ -35,6 +35,7 @@ from types import FrameType, ModuleType
 from typing import Any, Literal
 
 from shoal.artifacts.registry import Registry
+from shoal.errors import ShoalError
 
 __all__ = [
     "ACADEMY_DIR",
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS academy_progress (
 """
 
 
-class AcademyError(Exception):
+class AcademyError(ShoalError):
     """A user error: unknown lab, missing workspace, missing dependency. The message says how to fix it."""
 
 

@@ -12,6 +12,15 @@ makes a writer wait for the lock rather than fail.  Connections use ``synchronou
 usual WAL setting: commits survive a crash of any process; an OS crash or power loss may undo the
 last few commits but cannot corrupt the database.  Nothing is read from the environment at import
 time; use :func:`resolve_home` to pick the home explicitly.
+
+A run's status is written here only: :meth:`Registry.create_run` starts it ``running``, :meth:`Registry.reopen`
+sets a resumed run ``running`` again, :meth:`Registry.recording` marks it ``failed`` (with the error and its
+traceback) or ``killed`` (Ctrl-C) when its body raises, and :meth:`Registry.complete` stores its results::
+
+    record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN)
+    with registry.recording(record.run_id):
+        result = trainer.fit()
+    registry.complete(record.run_id, result.metrics, result.summary)
 """
 
 from __future__ import annotations
@@ -23,11 +32,15 @@ import os
 import secrets
 import sqlite3
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+from shoal.errors import ShoalError
 
 __all__ = [
     "DEFAULT_HOME",
@@ -38,7 +51,10 @@ __all__ = [
     "Registry",
     "RegistryError",
     "RunNotFoundError",
+    "RunKind",
     "RunRecord",
+    "RunStatus",
+    "RunSummary",
     "resolve_home",
 ]
 
@@ -49,7 +65,27 @@ DEFAULT_HOME = Path("shoal-runs")
 DB_FILENAME = "registry.db"
 RUNS_DIRNAME = "runs"
 SCHEMA_VERSION = 1
-STATUSES: tuple[str, ...] = ("running", "completed", "failed", "killed")
+
+
+class RunKind(StrEnum):
+    """What made a run: training from a config, distillation from a teacher, or a compress search."""
+
+    TRAIN = "train"
+    DISTILL = "distill"
+    COMPRESS = "compress"
+
+
+class RunStatus(StrEnum):
+    """Where a run stands; stored as its string value, so the database and JSON read the same as plain strings."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in RunStatus)
+TRACEBACK_FRAMES = 20  # a failed run keeps the innermost frames of its traceback in its summary
 BUSY_TIMEOUT_S = 30.0
 _ID_ATTEMPTS = 5
 _HINT = "run `shoal runs` to list runs"
@@ -77,7 +113,7 @@ _SCHEMA_V1 = (
 _COLUMNS = "run_id, name, kind, status, config, metrics, summary, parent, created_at, updated_at, finished_at"
 
 
-class RegistryError(Exception):
+class RegistryError(ShoalError):
     """Base class for run-registry errors."""
 
 
@@ -110,17 +146,58 @@ def resolve_home(explicit: str | os.PathLike[str] | None, environ: Mapping[str, 
     return DEFAULT_HOME
 
 
+class RunSummary(TypedDict, total=False):
+    """What a run records beside its metrics: the trainer's counts and timings, where its bundle is, how it
+    ended, and the settings of a distillation or compress run. Keys a run did not write are absent."""
+
+    train_rows: int  # usable training rows (held-out validation rows excluded)
+    valid_rows: int
+    test_rows: int
+    quarantined_rows: int
+    quarantined_by_reason: dict[str, int]
+    quarantine_file: str | None
+    valid_quarantined_rows: int
+    test_quarantined_rows: int
+    text_truncated_rows: int
+    train_positives: int  # binary label
+    train_base_rate: float
+    classes: list[str]  # multiclass label
+    train_class_counts: list[int]
+    train_class_prior: list[float]
+    valid_confusion: list[list[int]]  # rows: true class, columns: predicted
+    test_confusion: list[list[int]]
+    valid_confusion_png: str
+    test_confusion_png: str
+    steps: int
+    rows_trained: int
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+    train_rows_per_s: float
+    history: list[dict[str, Any]]  # one entry per validation
+    world_size: int  # distributed training
+    rank_batch_size: int
+    steps_per_epoch: int
+    input_shards: str
+    bundle: str  # the bundle folder
+    error: str  # a failed run: "TypeName: message"
+    traceback: str
+    distill: dict[str, Any]  # a distilled student: its teachers and settings
+    compress: dict[str, Any]  # a compress run: every candidate measured, and the one chosen
+    chosen_config: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A snapshot of one run's row in the registry (plus its artifact directory)."""
 
     run_id: str
     name: str
-    kind: str
-    status: str
+    kind: RunKind
+    status: RunStatus
     config: dict[str, Any]
     metrics: dict[str, Any]
-    summary: dict[str, Any]
+    summary: RunSummary
     parent: str | None
     created_at: float
     updated_at: float
@@ -160,10 +237,18 @@ def _dumps(field: str, value: Mapping[str, Any]) -> str:
         raise TypeError(f"{field} cannot be stored as JSON: {exc}") from exc
 
 
-def _check_status(status: str) -> str:
+def _check_status(status: str) -> RunStatus:
     if status not in STATUSES:
         raise ValueError(f"invalid run status {status!r}; allowed: {', '.join(STATUSES)}")
-    return status
+    return RunStatus(status)
+
+
+def _check_kind(kind: str) -> RunKind:
+    if not kind:
+        raise ValueError("run kind must be a non-empty string")
+    if kind not in set(RunKind):
+        raise ValueError(f"invalid run kind {kind!r}; allowed: {', '.join(RunKind)}")
+    return RunKind(kind)
 
 
 def _is_busy(exc: BaseException | None) -> bool:
@@ -292,8 +377,8 @@ class Registry:
         return RunRecord(
             run_id=run_id,
             name=row[1],
-            kind=row[2],
-            status=row[3],
+            kind=RunKind(row[2]),
+            status=RunStatus(row[3]),
             config=json.loads(row[4]),
             metrics=json.loads(row[5]),
             summary=json.loads(row[6]),
@@ -324,7 +409,7 @@ class Registry:
         self,
         name: str,
         config: Mapping[str, Any],
-        kind: str = "train",
+        kind: RunKind | str = RunKind.TRAIN,
         parent: str | None = None,
     ) -> RunRecord:
         """Register a new run with status ``"running"`` and create its artifact directory.
@@ -334,8 +419,7 @@ class Registry:
         """
         if not name:
             raise ValueError("run name must be a non-empty string")
-        if not kind:
-            raise ValueError("run kind must be a non-empty string")
+        kind = _check_kind(kind)
         config_json = _dumps("config", config)
         for _ in range(_ID_ATTEMPTS):
             now = time.time()
@@ -344,7 +428,8 @@ class Registry:
                 with self._transaction() as conn:
                     conn.execute(
                         f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, name, kind, "running", config_json, "{}", "{}", parent, now, now, None),
+                        (run_id, name, kind.value, RunStatus.RUNNING.value, config_json, "{}", "{}", parent, now,
+                         now, None),
                     )
                     # Inside the transaction: if the directory cannot be made, the row is rolled back.
                     self._artifact_dir(run_id).mkdir(parents=True, exist_ok=True)
@@ -359,7 +444,7 @@ class Registry:
         self,
         run_id: str,
         *,
-        status: str | None = None,
+        status: RunStatus | str | None = None,
         metrics: Mapping[str, Any] | None = None,
         summary: Mapping[str, Any] | None = None,
         finished: bool = False,
@@ -374,7 +459,7 @@ class Registry:
             RunNotFoundError: no run has this exact id.
         """
         if status is not None:
-            _check_status(status)
+            status = _check_status(status)
         metrics_patch = _dumps("metrics", metrics) if metrics is not None else None
         summary_patch = _dumps("summary", summary) if summary is not None else None
         with self._transaction() as conn:
@@ -395,7 +480,7 @@ class Registry:
                 "UPDATE runs SET status = ?, metrics = ?, summary = ?, updated_at = ?, finished_at = ? "
                 "WHERE run_id = ?",
                 (
-                    status if status is not None else old_status,
+                    status.value if status is not None else old_status,
                     json.dumps(new_metrics, sort_keys=True),
                     json.dumps(new_summary, sort_keys=True),
                     now,
@@ -441,15 +526,49 @@ class Registry:
                 f"run prefix {ref!r} is ambiguous; it matches {shown}{more}. Use a longer prefix."
             )
 
-    def list(self, limit: int = 50, status: str | None = None) -> builtins.list[RunRecord]:
+    def list(self, limit: int = 50, status: RunStatus | str | None = None) -> builtins.list[RunRecord]:
         """Up to ``limit`` runs, newest first, optionally only those with the given status."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         where = "" if status is None else "WHERE status = ?"
-        params: tuple[Any, ...] = (limit,) if status is None else (_check_status(status), limit)
+        params: tuple[Any, ...] = (limit,) if status is None else (_check_status(status).value, limit)
         with self._connect() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created_at DESC, run_id DESC LIMIT ?",
                 params,
             ).fetchall()
         return [self._record(r) for r in rows]
+
+    # ------------------------------------------------------------------ a run's status
+
+    def reopen(self, ref: str) -> RunRecord:
+        """Mark a killed or failed run (id, prefix or ``latest``) ``running`` again, to resume it.
+
+        Raises:
+            ValueError: the run already completed.
+        """
+        record = self.get(ref)
+        if record.status == RunStatus.COMPLETED:
+            raise ValueError(f"run {record.run_id} already completed; nothing to resume (start a new run instead)")
+        return self.update(record.run_id, status=RunStatus.RUNNING)
+
+    def fail(self, run_id: str, err: BaseException) -> RunRecord:
+        """Record how a run ended early: ``killed`` on Ctrl-C, else ``failed`` with the error and its traceback."""
+        if isinstance(err, KeyboardInterrupt):
+            return self.update(run_id, status=RunStatus.KILLED, finished=True)
+        return self.update(run_id, status=RunStatus.FAILED, finished=True,
+                           summary={"error": f"{type(err).__name__}: {err}",
+                                    "traceback": "".join(traceback.format_exception(err, limit=TRACEBACK_FRAMES))})
+
+    @contextmanager
+    def recording(self, run_id: str) -> Iterator[None]:
+        """Run the body of a run; when it raises, record the run as failed or killed (:meth:`fail`) and re-raise."""
+        try:
+            yield
+        except BaseException as err:
+            self.fail(run_id, err)
+            raise
+
+    def complete(self, run_id: str, metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> RunRecord:
+        """Record a run's results and mark it ``completed``."""
+        return self.update(run_id, status=RunStatus.COMPLETED, finished=True, metrics=metrics, summary=summary)

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
 from shoal.academy.grader import (
     LAB_FILE,
-    AcademyError,
     ProgressRow,
     check,
     get_lab,
@@ -28,9 +23,9 @@ from shoal.academy.grader import (
     record_progress,
     start,
 )
-from shoal.artifacts.registry import RegistryError, resolve_home
+from shoal.cli.common import HomeOption, console, home_dir, user_errors
 
-__all__ = ["academy_app"]
+__all__ = ["academy_app", "register"]
 
 
 def _status(rows: list[ProgressRow]) -> str:
@@ -48,36 +43,24 @@ def _status(rows: list[ProgressRow]) -> str:
 
 academy_app = typer.Typer(help="The Academy: hands-on deep-learning labs, graded by shoal itself.",
                           no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
 
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
-]
+
+def register(app: typer.Typer) -> None:
+    """Add the ``academy`` command group to the ``shoal`` command line."""
+    app.add_typer(academy_app, name="academy")
+
+
 DirOption = Annotated[
     Path | None, typer.Option("--dir", help="Your workspace for this lab (default: ./shoal-academy/NN-name).")
 ]
 NumberArg = Annotated[int, typer.Argument(help="The lab's number (see `shoal academy list`).")]
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (AcademyError, RegistryError) as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _home(home: Path | None) -> Path:
-    return resolve_home(home, os.environ)
-
-
 @academy_app.command("list")
 def list_command(home: HomeOption = None) -> None:
     """The labs, with your progress."""
-    with _user_errors():
-        rows = progress(_home(home))
+    with user_errors():
+        rows = progress(home_dir(home))
         table = Table(title="shoal academy")
         for col in ("lab", "title", "status", "workspace"):
             table.add_column(col)
@@ -91,12 +74,12 @@ def list_command(home: HomeOption = None) -> None:
 @academy_app.command("start")
 def start_command(number: NumberArg, directory: DirOption = None, home: HomeOption = None) -> None:
     """Copy lab N's starter into a workspace (as lab.py) and print what to do."""
-    with _user_errors():
+    with user_errors():
         lab = get_lab(number)
         kept = (lab.default_workspace() if directory is None else directory) / LAB_FILE
         existed = kept.exists()
         workspace = start(number, directory)
-        record_progress(_home(home), number, workspace, [])
+        record_progress(home_dir(home), number, workspace, [])
         console.rule(f"Lab {lab.number}: {lab.title}")
         section = re.search(r"^## What you implement\n(.*?)(?=^## |\Z)", read_text(lab.readme), flags=re.S | re.M)
         if section:
@@ -114,7 +97,7 @@ def check_command(
     home: HomeOption = None,
 ) -> None:
     """Grade your lab N: each check passes or fails with a hint. Exit code 0 when all pass."""
-    with _user_errors():
+    with user_errors():
         lab = get_lab(number)
         file = lab.solution if solution else lab_file(number, directory)
         with console.status(f"lab {number}: loading {file}") as status:
@@ -128,7 +111,7 @@ def check_command(
             table.add_row(marks[r.status], r.name, f"{r.seconds:.1f}", r.message)
         console.print(table)
         if not solution:
-            record_progress(_home(home), number, file.parent, results)
+            record_progress(home_dir(home), number, file.parent, results)
         passed = sum(r.passed for r in results)
         if passed == len(results):
             console.print(f"[bold green]lab {number} passed: {passed}/{len(results)} checks ✓[/]")
@@ -140,8 +123,8 @@ def check_command(
 @academy_app.command("progress")
 def progress_command(home: HomeOption = None) -> None:
     """Every start and graded attempt, from the registry."""
-    with _user_errors():
-        h = _home(home)
+    with user_errors():
+        h = home_dir(home)
         rows = progress(h)
         table = Table(title=f"academy progress in {h}")
         for col in ("when", "lab", "checks", "result", "workspace"):

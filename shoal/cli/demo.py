@@ -1,20 +1,108 @@
-"""The demo: the config it trains on the synthetic click log (``configs/synthetic.yaml`` is the same in YAML),
-and its distillation step (teacher against student, side by side)."""
+"""``shoal demo``: synthetic click log -> DLRM -> distilled student -> ONNX -> served, on one screen.
+
+Also the config the demo trains on the synthetic click log (``configs/synthetic.yaml`` is the same in YAML), its
+distillation step (teacher against student, side by side) and its serving step (a real server, queried).
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from shoal.artifacts.registry import RunRecord
+from shoal.cli.common import (
+    HomeOption,
+    console,
+    home_dir,
+    split_metrics,
+    train_with_progress,
+    training_progress,
+    user_errors,
+)
 from shoal.config import RunConfig, parse_config
 from shoal.training.callbacks import Callbacks
+from shoal.training.progress import RichCallbacks
 
 if TYPE_CHECKING:
     from shoal.runtime.latency import BenchResult
 
-__all__ = ["DEMO_STUDENT", "Exchange", "Side", "distil_and_compare", "serve_and_query", "synthetic_config"]
+__all__ = ["DEMO_STUDENT", "Exchange", "Side", "demo", "distil_and_compare", "register", "serve_and_query",
+           "synthetic_config"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the ``shoal`` command line."""
+    app.command()(demo)
+
+
+def demo(
+    rows: int = 200_000,
+    home: HomeOption = None,
+    workdir: Annotated[Path, typer.Option(help="Where the synthetic data goes.")] = Path("data"),
+) -> None:
+    """Synthetic click log -> train DLRM -> evaluate against the Bayes-optimal ceiling -> distil a student ->
+    export it to ONNX -> teacher vs student, quality and latency side by side -> serve the student on
+    127.0.0.1, query it (one request malformed) and shut the server down."""
+    from shoal.data.synthetic import SynthSpec, generate, load_truth, truth_path
+    from shoal.training import runs
+
+    with user_errors():
+        started = time.perf_counter()
+        h = home_dir(home)
+        data = workdir / f"synthetic-{rows}.parquet"
+        if not truth_path(data).exists():
+            console.rule("1. synthesize a click log")
+            workdir.mkdir(parents=True, exist_ok=True)
+            with Progress(TextColumn("synth"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+                task = progress.add_task("synth", total=rows)
+                generate(data, SynthSpec(rows=rows), progress=lambda n: progress.update(task, completed=n))
+        truth = load_truth(data)
+        console.print(f"{data}: {truth.rows:,} rows, base rate {truth.base_rate:.4f}")
+        console.rule("2. train DLRM")
+        cfg = synthetic_config(data.resolve())
+        record = train_with_progress(lambda cb: runs.train(cfg, h, cb))
+        console.rule("3. evaluate")
+        m = split_metrics(record.metrics)["valid"]
+        table = Table(title=f"DLRM on the synthetic log (run {record.run_id}), validation split")
+        for col in ("metric", "DLRM", "Bayes-optimal ceiling", "base rate predictor"):
+            table.add_column(col, justify="right")
+        table.add_row("AUC", f"{m['auc']:.4f}", f"{truth.bayes_auc:.4f}", "0.5000")
+        table.add_row("NE", f"{m['ne']:.4f}", f"{truth.bayes_ne:.4f}", "1.0000")
+        table.add_row("calibration", f"{m['calibration']:.3f}", "1.000", "1.000")
+        table.add_row("log loss", f"{m['logloss']:.4f}", f"{truth.bayes_logloss:.4f}", "")
+        console.print(table)
+        s = record.summary
+        console.print(f"trained {s['rows_trained']:,} rows in {s['train_seconds']:.1f} s "
+                      f"({s['train_rows_per_s']:,.0f} rows/s)")
+        console.rule(f"4. distil a {DEMO_STUDENT} student, export it to ONNX")
+        with training_progress() as progress:
+            student, sides = distil_and_compare(record.run_id, h, RichCallbacks(progress))
+        console.rule("5. teacher vs student")
+        console.print(_comparison_table(record, student, sides))
+        console.rule("6. serve the student on 127.0.0.1 and query it")
+        backend, exchanges = serve_and_query(student.artifact_dir / "bundle", data, h)
+        table = Table(title=f"shoal serve {student.run_id} ({backend}), then shut down")
+        for col in ("request", "status", "answer"):
+            table.add_column(col)
+        for ex in exchanges:
+            if "predictions" in ex.body:
+                answer = f"click probability {ex.body['predictions'][0]['probability']:.4f}"
+            elif isinstance(ex.body.get("detail"), list):  # 422: pydantic's errors, each naming its field
+                answer = "; ".join(str(e.get("msg")) for e in ex.body["detail"])
+            else:
+                answer = json.dumps(ex.body.get("detail", ex.body))
+            table.add_row(ex.what, str(ex.status), answer)
+        console.print(table)
+        console.print(f"demo took {time.perf_counter() - started:.0f} s")
+        console.print(f"next: shoal show {student.run_id}   |   shoal compress {record.run_id} --budget-ms 0.1   |   "
+                      "shoal runs")
 
 
 def synthetic_config(train: Path, dense: int = 13, sparse: int = 26, buckets: int = 100_000) -> RunConfig:
@@ -75,6 +163,28 @@ def distil_and_compare(teacher_run: str, home: Path, callbacks: Callbacks | None
                     Side(f"student: {student} (ONNX)", record.run_id, record.metrics, s_onnx)]
 
 
+def _comparison_table(teacher: RunRecord, student: RunRecord, sides: list[Side]) -> Table:
+    """Teacher against student: quality, latency, size, speed-up and the share of the AUC gain kept."""
+    table = Table(title=f"teacher {teacher.run_id} vs student {student.run_id} (validation split; latency: "
+                        "1 thread, encoding excluded)")
+    table.add_column("")
+    for side in sides:
+        table.add_column(side.name, justify="right")
+    cells = [("AUC", lambda x: f"{x.metrics['valid_auc']:.4f}"), ("NE", lambda x: f"{x.metrics['valid_ne']:.4f}"),
+             ("p50 ms (batch 1)", lambda x: f"{x.bench.p50_ms:.3f}"),
+             ("p99 ms (batch 1)", lambda x: f"{x.bench.p99_ms:.3f}"),
+             ("rows/s (batch 256)", lambda x: f"{x.bench.rows_per_s:,.0f}"),
+             ("size MiB", lambda x: f"{x.bench.size_mib:.2f}")]
+    for label, cell in cells:
+        table.add_row(label, *(cell(side) for side in sides))
+    base = sides[0]
+    table.add_row("p99 speed-up", *(f"{base.bench.p99_ms / side.bench.p99_ms:.1f}x" for side in sides))
+    gain = (base.metrics["valid_auc"] - 0.5)
+    table.add_row("AUC gain kept", *(f"{(side.metrics['valid_auc'] - 0.5) / gain:.1%}" if gain > 0 else "-"
+                                     for side in sides))
+    return table
+
+
 @dataclass
 class Exchange:
     """One request the demo sent to its server and what came back."""
@@ -88,10 +198,8 @@ def serve_and_query(bundle_dir: Path, data: Path, home: Path, rows: int = 3,
                     timeout: float = 60.0) -> tuple[str, list[Exchange]]:
     """Serve ``bundle_dir`` with ``shoal serve``'s app on 127.0.0.1 (a free port), send it ``rows`` real rows of
     ``data``, one malformed request and a health check, then shut it down. Returns (backend, exchanges)."""
-    import json
     import socket
     import threading
-    import time
     import urllib.error
     import urllib.request
 

@@ -9,11 +9,11 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shoal.cli.common import HomeOption, console, home_dir, print_run, training_progress, user_errors
+from shoal.training.progress import RichCallbacks
+
 __all__ = ["register"]
 
-_HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
-]
 _Temperature = Annotated[float, typer.Option(help="Softens the teacher's outputs: sigmoid/softmax(logits / T).")]
 _Alpha = Annotated[float, typer.Option(help="Weight of the hard labels (1 - alpha: of the teacher's soft targets).")]
 
@@ -39,17 +39,16 @@ def distill(
         "sampling; other columns: MUNGE), for the teacher to label; the student learns them from its soft "
         "targets only. 0: off.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Student epochs (default: the teacher's).")] = None,
-    home: _HomeOption = None,
+    home: HomeOption = None,
 ) -> None:
     """Train a student on the teacher's temperature-softened outputs mixed with the hard labels (several
     teachers: on their ensemble, the mean of their probabilities)."""
     from shoal.artifacts.registry import Registry
-    from shoal.cli.main import RichCallbacks, _home, _print_run, _progress, _user_errors, console
     from shoal.distill import Augmentation
     from shoal.distill import distill as run_distill
 
-    with _user_errors():
-        h = _home(home)
+    with user_errors():
+        h = home_dir(home)
         registry = Registry(h)
         teachers = [registry.get(run) for run in runs]
         ids = [t.run_id for t in teachers]
@@ -57,11 +56,11 @@ def distill(
         if augment:
             console.print(f"augmenting the training rows: {augment} new rows from each; the teacher scores them "
                           "before training starts (shoal -v distill ... logs the progress)")
-        with _progress() as progress:
+        with training_progress() as progress:
             record = run_distill(ids, student, h, temperature=temperature, alpha=alpha, transfer=transfer,
                                  augment=augmentation, callbacks=RichCallbacks(progress),
                                  train={"epochs": epochs} if epochs else None)
-        _print_run(record)
+        print_run(record)
         settings = record.summary.get("distill") or {}
         if settings.get("augment"):
             console.print(f"augmented transfer set: {settings['augment']['rows']:,} rows ({augment} per training "
@@ -90,16 +89,15 @@ def compress(
     alpha: _Alpha = 0.5,
     seconds: Annotated[float, typer.Option(help="Seconds of timed one-row calls per candidate.")] = 0.5,
     teacher: Annotated[bool, typer.Option("--teacher/--no-teacher", help="Let the teacher compete too.")] = True,
-    home: _HomeOption = None,
+    home: HomeOption = None,
 ) -> None:
     """Distil students of several families and sizes, serve each as torch/ONNX x fp32/int8, and keep the most
     accurate one whose p99 latency (batch 1) is within the budget. Exit code 1 when none is."""
     from shoal.artifacts.registry import Registry
-    from shoal.cli.main import RichCallbacks, _home, _user_errors, console
     from shoal.compress.search import compress as run_compress
 
-    with _user_errors():
-        h = _home(home)
+    with user_errors():
+        h = home_dir(home)
         record = Registry(h).get(run)
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn())

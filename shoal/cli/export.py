@@ -9,28 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from shoal.artifacts.refs import resolve
+from shoal.cli.common import HomeOption, console, home_dir, user_errors
+
 __all__ = ["register"]
-
-_HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
-]
-
-
-def bundle_dir(ref: str, home: Path | None) -> Path:
-    """The bundle folder of a run id (or prefix, or ``latest``), or ``ref`` itself when it is a bundle folder."""
-    import os
-
-    from shoal.artifacts.registry import Registry, resolve_home
-
-    path = Path(ref)
-    if (path / "bundle.json").is_file():
-        return path
-    record = Registry(resolve_home(home, os.environ)).get(ref)
-    folder = record.artifact_dir / "bundle"
-    if not (folder / "bundle.json").is_file():
-        raise FileNotFoundError(f"run {record.run_id} has no bundle (status {record.status}); "
-                                f"finish it with `shoal train --resume {record.run_id}`")
-    return folder
 
 
 def _metric_cell(p: dict[str, Any]) -> str:
@@ -49,16 +31,15 @@ def export(
     rows: Annotated[int, typer.Option(help="Rows to check parity on.")] = 2000,
     data: Annotated[Path | None, typer.Option(help="Check parity on this file (default: the run's data).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder to write to (default: BUNDLE/onnx).")] = None,
-    home: _HomeOption = None,
+    home: HomeOption = None,
 ) -> None:
     """Export a trained bundle to ONNX (fp32, optionally int8 and fp16 embeddings) and check parity."""
-    from shoal.cli.main import _user_errors, console
     from shoal.export.onnx import export_onnx
 
-    with _user_errors():
+    with user_errors():
         if not onnx:
             raise ValueError("choose a format: --onnx (the only one for now), e.g. shoal export RUN --onnx --int8")
-        folder = bundle_dir(run, home)
+        folder = resolve(run, home_dir(home)).folder
         with console.status("exporting and checking parity"):
             report = export_onnx(folder, out, int8=int8, fp16_embeddings=fp16_embeddings, parity_rows=rows, data=data)
         table = Table(title=f"ONNX export -> {report.dir} (parity on {report.rows:,} rows of {report.rows_source})")
@@ -83,20 +64,19 @@ def bench(
     isolate: Annotated[bool, typer.Option(help="Each system in a fresh process (its own peak RSS).")] = True,
     export_missing: Annotated[bool, typer.Option(
         "--export/--no-export", help="Export to a temporary folder when BUNDLE/onnx is missing.")] = True,
-    home: _HomeOption = None,
+    home: HomeOption = None,
 ) -> None:
     """p50/p99 latency at batch 1, rows/s at batch 256, size and peak RSS: PyTorch vs ONNX Runtime fp32/int8."""
     import tempfile
 
     from shoal.artifacts.bundle import load_bundle
-    from shoal.cli.main import _user_errors, console
     from shoal.export.onnx import export_onnx, sample_rows
     from shoal.runtime.latency import bench_bundle, bench_rows
 
-    with _user_errors():
+    with user_errors():
         if batch < 1 or seconds <= 0 or threads < 1:
             raise ValueError(f"batch, seconds and threads must be positive (got {batch}, {seconds}, {threads})")
-        folder = bundle_dir(run, home)
+        folder = resolve(run, home_dir(home)).folder
         bundle = load_bundle(folder)
         onnx_dir = folder / "onnx"
         with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from shoal.cli.common import HomeOption, console, err_console, home_dir, user_errors
+
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
-    from shoal.serving.app import Service
+    from shoal.serving.service import Service
 
 __all__ = ["register", "worker_app"]
 
@@ -29,9 +31,6 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 BackendOption = Annotated[str, typer.Option(
     help="auto (ONNX Runtime where the bundle was exported with `shoal export`, else PyTorch), torch, onnx, "
          "onnx-int8 or onnx-fp16.")]
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -61,29 +60,27 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it."""
-    from shoal.cli import main as base
-
-    with base._user_errors():
+    with user_errors():
         import uvicorn
 
-        from shoal.runtime.refs import bundle_folder
+        from shoal.artifacts.refs import resolve
         from shoal.serving.settings import ServeSettings
 
         settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
                                  max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
                                  admin_token=admin_token, workers=workers, backend=backend,
                                  freeze_heap=True)
-        h = base._home(home)
+        h = home_dir(home)
         logging.getLogger("shoal.serving").setLevel(logging.INFO)
         if host not in _LOOPBACK:
-            base.err_console.print(f"[yellow]warning:[/] binding {host}: the server is reachable from other "
-                                   "machines; put it behind your own proxy and access control")
+            err_console.print(f"[yellow]warning:[/] binding {host}: the server is reachable from other "
+                              "machines; put it behind your own proxy and access control")
         if workers > 1:
-            bundle_folder(run, h)  # fail here, not in every worker
+            resolve(run, h)  # fail here, not in every worker
             os.environ[SPEC_ENV] = json.dumps({"ref": str(run), "home": str(h), "threads": threads,
                                                "settings": settings.model_dump()})
-            base.console.print(f"serving {run} on http://{host}:{port} with {workers} workers "
-                               f"(SIGHUP to the main process replaces them one at a time)")
+            console.print(f"serving {run} on http://{host}:{port} with {workers} workers "
+                          f"(SIGHUP to the main process replaces them one at a time)")
             # A replacement worker loads torch and the model before it counts as ready; uvicorn's 5 s default
             # would abort a SIGHUP restart on a busy machine, keeping the old workers.
             uvicorn.run("shoal.cli.serve:worker_app", factory=True, host=host, port=port, workers=workers,
@@ -95,8 +92,8 @@ def serve(
         app = create_app(run, settings, h)
         service: Service = app.state.service
         m = service.model
-        base.console.print(f"serving {m.name} version {m.version} ({m.predictor.backend}) from {m.folder} on "
-                           f"http://{host}:{port}; admin {'on' if admin_token else 'off'}; SIGHUP reloads")
+        console.print(f"serving {m.name} version {m.version} ({m.predictor.backend}) from {m.folder} on "
+                      f"http://{host}:{port}; admin {'on' if admin_token else 'off'}; SIGHUP reloads")
         config = uvicorn.Config(app, host=host, port=port, access_log=access_log, timeout_graceful_shutdown=30)
         asyncio.run(_serve(uvicorn.Server(config), service))
 
@@ -149,20 +146,18 @@ def predict(
     """Score a file with a trained bundle: the same encoder and model as `shoal serve`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shoal.cli import main as base
-
-    with base._user_errors():
+    with user_errors():
         from shoal.serving.offline import predict_file
 
         with Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-                      TimeElapsedColumn(), console=base.console) as progress:
+                      TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("predict", total=None)
-            summary = predict_file(run, file, out, base._home(home), quarantine=quarantine, keep=keep,
+            summary = predict_file(run, file, out, home_dir(home), quarantine=quarantine, keep=keep,
                                    progress=lambda done, total: progress.update(task, completed=done, total=total),
                                    backend=backend)
         rate = summary.rows_predicted / max(summary.seconds, 1e-9)
-        base.console.print(f"wrote {summary.out}: {summary.rows_predicted:,} rows predicted of "
-                           f"{summary.rows_read:,} read in {summary.seconds:.1f} s ({rate:,.0f} rows/s)")
+        console.print(f"wrote {summary.out}: {summary.rows_predicted:,} rows predicted of "
+                      f"{summary.rows_read:,} read in {summary.seconds:.1f} s ({rate:,.0f} rows/s)")
         if summary.quarantined:
-            base.console.print(f"[yellow]{summary.quarantined:,} bad rows quarantined[/] -> "
-                               f"{summary.quarantine_file} {summary.by_reason}")
+            console.print(f"[yellow]{summary.quarantined:,} bad rows quarantined[/] -> "
+                          f"{summary.quarantine_file} {summary.by_reason}")

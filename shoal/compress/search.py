@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from shoal.artifacts.bundle import Bundle, load_bundle
-from shoal.artifacts.registry import Registry, RunRecord
+from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunSummary
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.stream import batches
@@ -211,8 +211,8 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
     specs = list(students) if students is not None else default_students(text)
     if not specs:
         raise ValueError("give at least one student to try")
-    record = registry.create_run(f"{t_bundle.config.name}-compressed", t_bundle.config.resolved(), kind="compress",
-                                 parent=t_record.run_id)
+    record = registry.create_run(f"{t_bundle.config.name}-compressed", t_bundle.config.resolved(),
+                                 kind=RunKind.COMPRESS, parent=t_record.run_id)
     work = record.artifact_dir
     total = 2 * len(specs) + 1 + int(include_teacher)
     step = 0
@@ -224,7 +224,7 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
         step += 1
 
     int8 = any(s.endswith("int8") for s in systems)
-    try:
+    with registry.recording(record.run_id):
         tell("score the training rows with the teacher")
         outputs = teacher_outputs(t_bundle, t_bundle.config)
         candidates: list[Candidate] = []
@@ -248,10 +248,6 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
             candidates += measure(s_bundle, rep.dir, validation_rows(s_bundle, rec.artifact_dir), systems,
                                   spec.label, rec.run_id, rep.sizes_mib, seconds)
         tell("choose")
-    except BaseException as err:
-        registry.update(record.run_id, status="killed" if isinstance(err, KeyboardInterrupt) else "failed",
-                        finished=True, summary={"error": f"{type(err).__name__}: {err}"})
-        raise
     for c in frontier(candidates):
         c.on_frontier = True
     for c in candidates:
@@ -262,7 +258,7 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
     png = frontier_png(candidates, chosen, budget_ms, work / "compress.png",
                        f"{t_bundle.config.name}: {candidates[0].metric} vs p99 latency (batch 1)")
     result = CompressResult(budget_ms, t_record.run_id, candidates, chosen, nearest, png, record, trained)
-    summary: dict[str, Any] = {"compress": result.to_dict()}
+    summary: RunSummary = {"compress": result.to_dict()}
     metrics: dict[str, Any] = {}
     if chosen is not None:
         source = registry.get(chosen.run_id)
@@ -271,8 +267,7 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
         summary["bundle"] = str(bundle)
         metrics = dict(source.metrics)
         registry.update(record.run_id, summary={"chosen_config": source.config})
-    result.record = registry.update(record.run_id, status="completed", finished=True, metrics=metrics,
-                                    summary=summary)
+    result.record = registry.complete(record.run_id, metrics, summary)
     return result
 
 

@@ -26,6 +26,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from shoal.errors import ShoalError
+
 __all__ = ["BadInputError", "BadRow", "BadRowSink", "ByteRange", "Chunk", "byte_ranges", "check_file", "detect_format",
            "read_chunks", "read_header", "read_parquet_chunks", "read_range"]
 
@@ -35,7 +37,7 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet
                ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv"}
 
 
-class BadInputError(ValueError):
+class BadInputError(ShoalError, ValueError):
     """A file or a row that cannot be used. The message names the file, line, column and value."""
 
 

@@ -39,11 +39,12 @@ averaged (the arithmetic mean, the paper's first choice) and the student learns 
     run = shoal.distill.distill("latest", "mlp", home="shoal-runs", temperature=2.0, alpha=0.5)
     run = shoal.distill.distill(["run-a", "run-b", "run-c"], "mlp", home="shoal-runs")   # an ensemble
     run = shoal.distill.distill("latest", "mlp", home="shoal-runs", augment=5)   # + 5 new rows per training row
+    run = shoal.distill.resume("latest", home="shoal-runs")   # a killed run of any kind, from its checkpoint
 """
 
 from shoal.distill.augment import Augmentation, augment_rows
 from shoal.distill.loss import DistillLoss, distillation_loss
-from shoal.distill.run import TEACHER_FILE, distill, resume_distill
+from shoal.distill.run import TEACHER_FILE, distill, resume, resume_distill
 from shoal.distill.student import STUDENTS, student_config
 from shoal.distill.teachers import TeacherOutputs, ensemble_logits, teacher_outputs, with_transfer
 
@@ -57,6 +58,7 @@ __all__ = [
     "distill",
     "distillation_loss",
     "ensemble_logits",
+    "resume",
     "resume_distill",
     "student_config",
     "teacher_outputs",

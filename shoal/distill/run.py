@@ -2,6 +2,8 @@
 
 :func:`distill` records the student run (kind ``distill``, the teacher as parent) before the teacher's pass, so
 a failure is recorded; :func:`resume_distill` continues a killed run from its checkpoint with the cached outputs.
+:func:`resume` continues a run of any kind (``shoal train --resume``, :func:`shoal.resume`): this package is the
+lowest that knows both kinds of run that train, so training never imports distillation.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from shoal.artifacts.registry import Registry, RunRecord
+from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import RunConfig, parse_config
 from shoal.distill.augment import Augmentation
 from shoal.distill.loss import DistillLoss
 from shoal.distill.student import _same_teachers, student_config
 from shoal.distill.teachers import TeacherOutputs, _as_teachers, teacher_outputs, with_transfer
 from shoal.training.callbacks import Callbacks
+from shoal.training.runs import fit_run, load, resume_training
+
+__all__ = ["TEACHER_FILE", "distill", "resume", "resume_distill"]
 
 TEACHER_FILE = "teacher-logits.npz"
 
@@ -43,8 +48,6 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
     ``train.seed``, to the transfer rows: the teacher labels them and the student learns them from the soft term
     only. Held-out rows are never augmented. 0 (the default): off.
     """
-    from shoal.training.runs import _fit, load
-
     DistillLoss(TeacherOutputs(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)),
                 temperature, alpha)  # checks temperature and alpha before any work
     augmentation = augment if isinstance(augment, Augmentation) else Augmentation(copies=augment)
@@ -65,19 +68,15 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
     if train:
         doc = cfg.resolved()
         cfg = parse_config({**doc, "train": {**doc["train"], **train}}, source="student train settings")
-    record = registry.create_run(cfg.name, cfg.resolved(), kind="distill", parent=ids[0])
+    record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.DISTILL, parent=ids[0])
     run_dir = record.artifact_dir
-    try:
+    with registry.recording(record.run_id):
         if transfer is not None or augmentation.copies:
             cfg, outputs = with_transfer(teachers, cfg, None if transfer is None else Path(transfer), run_dir,
                                          augmentation if augmentation.copies else None)
         elif outputs is None:
             outputs = teacher_outputs(teachers, cfg)
         cache = outputs.save(run_dir / TEACHER_FILE)
-    except Exception as err:
-        registry.update(record.run_id, status="failed", finished=True,
-                        summary={"error": f"{type(err).__name__}: {err}"})
-        raise
     settings = {"teacher": ids[0], "teacher_model": bundles[0].config.model.name,  # the first teacher's
                 "teacher_metrics": t_records[0].metrics,
                 "teachers": ids, "teacher_models": [b.config.model.name for b in bundles],
@@ -93,20 +92,32 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
                             if augmentation.copies else None),
                 "config": cfg.resolved()}  # what the trainer reads (with a transfer set: the joined file)
     record = registry.update(record.run_id, summary={"distill": settings})
-    return _fit(registry, record, cfg, callbacks, resume=False, loss=DistillLoss(outputs, temperature, alpha))
+    return fit_run(registry, record, cfg, callbacks, loss=DistillLoss(outputs, temperature, alpha))
+
+
+def resume(ref: str, home: str | Path = "shoal-runs", callbacks: Callbacks | None = None) -> RunRecord:
+    """Continue a killed or failed run (id, prefix or ``latest``) from its last checkpoint: a training run with the
+    config it was started with, a distilled student also with its cached teacher outputs and its loss."""
+    registry = Registry(Path(home))
+    record = registry.get(ref)
+    if record.kind == RunKind.COMPRESS:
+        raise ValueError(f"run {record.run_id} is a compress search, which cannot be resumed; run it again: "
+                         f"shoal compress {record.parent} --budget-ms ...")
+    if record.kind == RunKind.DISTILL:
+        return resume_distill(registry, record, callbacks)
+    return resume_training(registry, record, callbacks)
 
 
 def resume_distill(registry: Registry, record: RunRecord, callbacks: Callbacks | None = None) -> RunRecord:
     """Continue a killed distillation run from its checkpoint, with its cached teacher outputs."""
-    from shoal.training.runs import _fit
-
     settings = record.summary.get("distill")
     cache = record.artifact_dir / TEACHER_FILE
     if not settings or not cache.is_file():
         teachers = " ".join((settings or {}).get("teachers") or [str(record.parent)])
         raise ValueError(f"run {record.run_id} stopped before its teacher's outputs were saved; nothing to resume "
                          f"(distil again: shoal distill {teachers} --student ...)")
-    cfg = parse_config(settings["config"], source=f"run {record.run_id}")
-    loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"])
-    record = registry.update(record.run_id, status="running")
-    return _fit(registry, record, cfg, callbacks, resume=True, loss=loss)
+    record = registry.reopen(record.run_id)
+    with registry.recording(record.run_id):
+        cfg = parse_config(settings["config"], source=f"run {record.run_id}")
+        loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"])
+    return fit_run(registry, record, cfg, callbacks, resume=True, loss=loss)

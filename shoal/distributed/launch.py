@@ -15,13 +15,18 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from shoal.errors import ShoalError
+
 __all__ = ["DistributedRunError", "launch", "torchrun_command"]
 
 Device = Literal["auto", "cpu", "cuda"]
 
 
-class DistributedRunError(RuntimeError):
-    """A rank failed; its traceback was printed by torchrun above this error."""
+class DistributedRunError(ShoalError, RuntimeError):
+    """A rank failed; its traceback was printed by torchrun above this error. The command line exits 1: the run
+    itself failed, its usage was fine."""
+
+    exit_code = 1
 
 
 def torchrun_command(worker_args: list[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str | None = None,

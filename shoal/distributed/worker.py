@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import tempfile
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from shoal.artifacts.registry import Registry, RunRecord
+from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import load_config, parse_config
 from shoal.distributed.trainer import DistributedTrainer, RankContext
 from shoal.training.callbacks import Callbacks
@@ -47,12 +46,10 @@ def resolve_device(device: str, local_rank: int) -> torch.device:
 
 def _open_run(args: argparse.Namespace, registry: Registry) -> tuple[RunRecord, dict[str, Any]]:
     if args.resume is not None:
-        record = registry.get(args.resume)
-        if record.status == "completed":
-            raise ValueError(f"run {record.run_id} already completed; nothing to resume (start a new run instead)")
-        return registry.update(record.run_id, status="running"), record.config
+        record = registry.reopen(args.resume)
+        return record, record.config
     cfg = load_config(args.config)
-    return registry.create_run(cfg.name, cfg.resolved(), kind="train"), cfg.resolved()
+    return registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN), cfg.resolved()
 
 
 @contextlib.contextmanager
@@ -60,9 +57,9 @@ def _callbacks(progress: bool) -> Iterator[Callbacks]:
     if not progress:
         yield Callbacks()
         return
-    from shoal.cli.main import RichCallbacks, _progress
+    from shoal.training.progress import RichCallbacks, progress_bar
 
-    with _progress() as bar:
+    with progress_bar() as bar:
         yield RichCallbacks(bar)
 
 
@@ -94,10 +91,7 @@ def _train(args: argparse.Namespace, ctx: RankContext) -> str | None:
             result = trainer.fit(resume=args.resume is not None)
     except BaseException as err:
         if registry is not None and record is not None:
-            killed = isinstance(err, KeyboardInterrupt)
-            registry.update(record.run_id, status="killed" if killed else "failed", finished=True,
-                            summary={} if killed else {"error": f"{type(err).__name__}: {err}",
-                                                       "traceback": traceback.format_exc(limit=20)})
+            registry.fail(record.run_id, err)
         raise
     finally:
         if not ctx.is_main:
@@ -105,8 +99,7 @@ def _train(args: argparse.Namespace, ctx: RankContext) -> str | None:
     if registry is None or record is None:
         return None
     s = result.summary  # rows_trained: the real rows of every rank (the trainer counts them per step)
-    registry.update(record.run_id, status="completed", finished=True, metrics=result.metrics,
-                    summary={**s, "bundle": str(result.bundle)})
+    registry.complete(record.run_id, result.metrics, {**s, "bundle": str(result.bundle)})
     return record.run_id
 
 

@@ -14,7 +14,6 @@ error id, with the stack trace logged under that id on the server and never sent
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hmac
 import json
@@ -24,10 +23,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -36,14 +35,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shoal.artifacts.registry import RegistryError
-from shoal.config import ConfigError
-from shoal.data.readers import BadInputError
-from shoal.serving.batcher import MicroBatcher
+from shoal.errors import ShoalError
 from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp
 from shoal.serving.metrics import ServeMetrics
-from shoal.serving.model import ServedModel, load_served
+from shoal.serving.model import load_served
 from shoal.serving.schema import PredictResponse
+from shoal.serving.service import Service
 from shoal.serving.settings import ServeSettings
 
 __all__ = ["ServeError", "ServeSettings", "Service", "create_app"]
@@ -52,7 +49,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS = frozenset({"/predict", "/healthz", "/readyz", "/model", "/metrics", "/admin/reload", "/openapi.json",
                        "/docs"})
-_RELOAD_ERRORS = (FileNotFoundError, RegistryError, ConfigError, BadInputError, ValueError)
+_RELOAD_ERRORS = (ShoalError, FileNotFoundError, ValueError)  # a bad reference or bundle: the client's to fix
 _BEARER = HTTPBearer(auto_error=False, description="the admin token given at start")
 
 
@@ -62,53 +59,6 @@ class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ref: str | None = Field(None, description="run id, prefix, 'latest' or bundle folder")
-
-
-class Service:
-    """What the routes share: the served version (swapped whole on reload), the batcher and the metrics."""
-
-    def __init__(self, ref: str | Path, home: Path, settings: ServeSettings, model: ServedModel) -> None:
-        self.ref = ref
-        self.home = home
-        self.settings = settings
-        self.model = model
-        self.metrics = ServeMetrics()
-        self.metrics.serving(model.name, model.version, model.predictor.backend)
-        self.batcher = MicroBatcher(_run_batch, settings.max_batch_rows, settings.max_wait_ms, self.metrics,
-                                    batching=settings.batching)
-        self.reloads = 0
-        self.ready = False
-        self._reload_lock: asyncio.Lock | None = None
-
-    async def reload(self, ref: str | Path | None = None) -> tuple[ServedModel, ServedModel]:
-        """Load ``ref`` (default: the start ref again) off the event loop, warm it up, then swap; returns
-        (old, new). Requests already validated against the old version finish on it."""
-        if self._reload_lock is None:
-            self._reload_lock = asyncio.Lock()
-        async with self._reload_lock:
-            s = self.settings
-            target = self.ref if ref is None else ref
-            try:
-                new = await asyncio.get_running_loop().run_in_executor(
-                    None, load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes, s.backend)
-            except BaseException:
-                self.metrics.reloads.labels("failed").inc()
-                raise
-            old, self.model = self.model, new
-            if ref is not None:
-                self.ref = ref  # a later SIGHUP reloads what was last asked for
-            self.reloads += 1
-            self.metrics.reloads.labels("ok").inc()
-            self.metrics.serving(new.name, new.version, new.predictor.backend)
-            log.info("reloaded %s: version %s -> %s (%s)", target, old.version, new.version, new.folder)
-            return old, new
-
-    async def reload_logged(self) -> None:
-        """SIGHUP: reload, and log instead of raising (there is no client to answer)."""
-        try:
-            await self.reload()
-        except Exception:
-            log.exception("reload on SIGHUP failed; still serving version %s", self.model.version)
 
 
 def freeze_heap() -> None:
@@ -121,10 +71,6 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _run_batch(model: ServedModel, rows: list[Any]) -> np.ndarray:
-    return model.predict_rows(rows)
 
 
 class _Observe:
@@ -192,9 +138,7 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
             service.ready = False
             await service.batcher.stop()
 
-    import shoal
-
-    app = ShoalApp(title="shoal", version=shoal.__version__, lifespan=lifespan,
+    app = ShoalApp(title="shoal", version=_package_version(), lifespan=lifespan,
                    description=f"Predictions of {model.name}: raw rows in, probabilities out.")
     app.state.service = service
     app.add_middleware(_Observe, metrics=service.metrics)
@@ -270,6 +214,14 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _package_version() -> str:
+    """The installed shoal's version (the OpenAPI spec's ``info.version``); serving never imports the top-level API."""
+    try:
+        return version("shoal")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _authorize(settings: ServeSettings, credentials: HTTPAuthorizationCredentials | None) -> None:

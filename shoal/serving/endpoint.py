@@ -21,7 +21,7 @@ from shoal.serving.model import RowsRejected
 from shoal.serving.schema import predictions
 
 if TYPE_CHECKING:
-    from shoal.serving.app import Service
+    from shoal.serving.service import Service
 
 __all__ = ["PredictEndpoint", "ServeError", "ShoalApp", "read_body"]
 

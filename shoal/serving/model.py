@@ -15,13 +15,15 @@ import numpy as np
 from pydantic import BaseModel
 
 from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.refs import resolve
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
 from shoal.runtime.predictor import Predictor, select_predictor
-from shoal.runtime.refs import bundle_folder, content_version
+from shoal.runtime.refs import content_version
 from shoal.serving.schema import RequestSchema
 
-__all__ = ["RowsRejected", "ServedModel", "bundle_folder", "load_served"]
+__all__ = ["RowsRejected", "ServedModel", "load_served"]
+
 
 class RowsRejected(ValueError):
     """Rows the encoder refused (the request model let them through): the first one's field and reason."""
@@ -92,7 +94,8 @@ class ServedModel:
 def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
                 backend: str = "auto") -> ServedModel:
     """Load and warm up a bundle for serving (slow: call it off the event loop)."""
-    folder, run = bundle_folder(ref, home)
+    found = resolve(ref, home)
+    folder, run = found.folder, found.run_id
     version = content_version(folder)
     bundle = load_bundle(folder)
     served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder, backend),

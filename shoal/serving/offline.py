@@ -27,10 +27,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from shoal.artifacts.bundle import load_bundle
+from shoal.artifacts.refs import resolve
 from shoal.data.readers import BadInputError, BadRowSink, detect_format
 from shoal.data.stream import chunks
 from shoal.runtime.predictor import select_predictor
-from shoal.serving.model import bundle_folder
 
 __all__ = ["PredictSummary", "output_schema", "predict_file"]
 
@@ -105,7 +105,7 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     started = time.perf_counter()
     data, out = Path(data), Path(out)
     _output_format(out)
-    folder, _ = bundle_folder(ref, home)
+    folder = resolve(ref, home).folder
     bundle = load_bundle(folder)
     predictor = select_predictor(bundle, folder, backend)
     encoder, classes = bundle.encoder, bundle.classes

@@ -1,4 +1,4 @@
-"""Hooks through which training reports progress (the CLI draws a progress bar with them).
+"""Hooks through which training reports progress (:mod:`shoal.training.progress` draws a bar with them).
 
 Kept free of heavy imports so ``shoal --help`` starts without loading torch.
 """

@@ -1,22 +1,26 @@
 """Runs: train, resume and evaluate, with every result recorded in the registry.
 
-These are the functions behind ``shoal train``, ``shoal train --resume`` and ``shoal eval``; they are the
-public Python API too (re-exported from :mod:`shoal`)::
+These are the functions behind ``shoal train`` and ``shoal eval``; they are the public Python API too
+(re-exported from :mod:`shoal`)::
 
     import shoal
     run = shoal.train("configs/synthetic.yaml", home="shoal-runs")
     print(run.run_id, run.metrics["valid_auc"])
+
+:func:`fit_run` trains a run already in the registry; distillation trains its students through it too. Resuming a
+run of either kind is :func:`shoal.distill.resume`, the lowest layer that knows both.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
+import os
 from pathlib import Path
 from typing import Any
 
 from shoal.artifacts.bundle import Bundle, load_bundle
-from shoal.artifacts.registry import Registry, RunRecord
+from shoal.artifacts.refs import resolve
+from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import DataConfig, RunConfig, load_config, parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
@@ -24,25 +28,18 @@ from shoal.metrics import confusion_matrix, probabilities
 from shoal.training.callbacks import Callbacks
 from shoal.training.loop import NO_ROWS, BatchLoss, Trainer, report, scores
 
-__all__ = ["evaluate_file", "load", "resume", "train"]
+__all__ = ["evaluate_file", "fit_run", "load", "resume_training", "train"]
 
 log = logging.getLogger(__name__)
 
 
-def _fit(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Callbacks | None,
-         resume: bool, loss: BatchLoss | None = None) -> RunRecord:
-    try:
+def fit_run(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Callbacks | None = None, *,
+            resume: bool = False, loss: BatchLoss | None = None) -> RunRecord:
+    """Train the registered run ``record`` with ``cfg`` in its folder (``resume``: from its last checkpoint);
+    the registry records how it ends. ``loss`` replaces the label loss (distillation). Returns the final record."""
+    with registry.recording(record.run_id):
         result = Trainer(cfg, record.artifact_dir, callbacks, loss=loss).fit(resume=resume)
-    except KeyboardInterrupt:
-        registry.update(record.run_id, status="killed", finished=True)
-        raise
-    except Exception as err:
-        registry.update(record.run_id, status="failed", finished=True,
-                        summary={"error": f"{type(err).__name__}: {err}",
-                                 "traceback": traceback.format_exc(limit=20)})
-        raise
-    return registry.update(record.run_id, status="completed", finished=True, metrics=result.metrics,
-                           summary={**result.summary, "bundle": str(result.bundle)})
+    return registry.complete(record.run_id, result.metrics, {**result.summary, "bundle": str(result.bundle)})
 
 
 def train(config: RunConfig | str | Path, home: str | Path = "shoal-runs",
@@ -50,39 +47,22 @@ def train(config: RunConfig | str | Path, home: str | Path = "shoal-runs",
     """Train a config (a :class:`RunConfig` or a YAML path) as a new run; returns the finished record."""
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     registry = Registry(Path(home))
-    record = registry.create_run(cfg.name, cfg.resolved(), kind="train")
+    record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN)
     log.info("run %s: training %s in %s", record.run_id, cfg.model.name, record.artifact_dir)
-    return _fit(registry, record, cfg, callbacks, resume=False)
+    return fit_run(registry, record, cfg, callbacks)
 
 
-def resume(ref: str, home: str | Path = "shoal-runs", callbacks: Callbacks | None = None) -> RunRecord:
-    """Continue a killed or failed run from its last checkpoint, with the config it was started with."""
-    registry = Registry(Path(home))
-    record = registry.get(ref)
-    if record.status == "completed":
-        raise ValueError(f"run {record.run_id} already completed; nothing to resume (start a new run instead)")
-    if record.kind == "distill":  # a student: resumed with its teacher's outputs and its distillation loss
-        from shoal.distill import resume_distill
-
-        return resume_distill(registry, record, callbacks)
-    cfg = parse_config(record.config, source=f"run {record.run_id}")
-    record = registry.update(record.run_id, status="running")
-    return _fit(registry, record, cfg, callbacks, resume=True)
+def resume_training(registry: Registry, record: RunRecord, callbacks: Callbacks | None = None) -> RunRecord:
+    """Continue a killed or failed training run from its last checkpoint, with the config it was started with."""
+    record = registry.reopen(record.run_id)
+    with registry.recording(record.run_id):
+        cfg = parse_config(record.config, source=f"run {record.run_id}")
+    return fit_run(registry, record, cfg, callbacks, resume=True)
 
 
-def load(ref: str | Path, home: str | Path = "shoal-runs") -> Bundle:
+def load(ref: str | os.PathLike[str], home: str | os.PathLike[str] = "shoal-runs") -> Bundle:
     """A bundle by run id (or prefix, or ``latest``), or by the path of a bundle folder."""
-    path = Path(ref)
-    if (path / "bundle.json").is_file():
-        return load_bundle(path)
-    record = Registry(Path(home)).get(str(ref))
-    bundle = record.artifact_dir / "bundle"
-    if not (bundle / "bundle.json").is_file():
-        raise FileNotFoundError(
-            f"run {record.run_id} has no bundle (status {record.status}); "
-            f"finish it with `shoal train --resume {record.run_id}`"
-        )
-    return load_bundle(bundle)
+    return load_bundle(resolve(ref, home).folder)
 
 
 def _read_options(bundle: Bundle, path: Path) -> DataConfig:

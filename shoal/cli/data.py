@@ -1,0 +1,69 @@
+"""``shoal synth`` and ``shoal inspect``: the commands over :mod:`shoal.data.synthetic` and :mod:`shoal.inspect`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shoal.cli.common import console, user_errors
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``synth`` and ``inspect`` to the ``shoal`` command line."""
+    app.command()(synth)
+    app.command()(inspect)
+
+
+def synth(
+    out: Annotated[Path, typer.Argument(help="Parquet file to write.")] = Path("data/synthetic.parquet"),
+    rows: int = 200_000,
+    dense: int = 13,
+    sparse: int = 26,
+    base_rate: float = 0.03,
+    max_cardinality: int = 1_000_000,
+    seed: int = 0,
+) -> None:
+    """Write a synthetic click log with a known ground truth (and its Bayes-optimal AUC/NE)."""
+    from shoal.data.synthetic import SynthSpec, generate
+
+    with user_errors():
+        spec = SynthSpec(rows=rows, dense=dense, sparse=sparse, base_rate=base_rate,
+                         max_cardinality=max_cardinality, seed=seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Progress(TextColumn("synth"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("synth", total=rows)
+            truth = generate(out, spec, progress=lambda n: progress.update(task, completed=n))
+        console.print(f"wrote {out} ({rows:,} rows): base rate {truth.base_rate:.4f}, "
+                      f"Bayes-optimal AUC {truth.bayes_auc:.4f}, NE {truth.bayes_ne:.4f}")
+
+
+def inspect(
+    file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL file.")],
+    label: Annotated[str | None, typer.Option(help="The label column (guessed when omitted).")] = None,
+    write: Annotated[Path | None, typer.Option("--write", "-w", help="Write a starter config here.")] = None,
+    max_rows: int = 200_000,
+) -> None:
+    """Infer a schema: columns, kind, cardinality, missing rate; optionally write a starter config."""
+    from shoal.inspect import inspect_file, starter_config
+
+    with user_errors():
+        profile = inspect_file(file, label=label, max_rows=max_rows)
+        table = Table(title=f"{file} ({profile.format}, {profile.rows:,} rows read, "
+                            f"header: {'yes' if profile.header else 'no'})")
+        for col in ("column", "kind", "type", "distinct", "missing %", "example", "why"):
+            table.add_column(col)
+        for c in profile.columns:
+            distinct = f"{'>=' if c.cardinality_capped else ''}{c.cardinality:,}"
+            table.add_row(c.name, c.kind, c.dtype, distinct, f"{c.missing_pct:.1f}", str(c.example)[:24], c.reason)
+        console.print(table)
+        if write is not None:
+            write.parent.mkdir(parents=True, exist_ok=True)
+            write.write_text(starter_config(profile, write), encoding="utf-8")
+            console.print(f"wrote starter config {write}; train it with: shoal train {write}")

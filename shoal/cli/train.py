@@ -1,0 +1,145 @@
+"""``shoal train``, ``eval``, ``runs`` and ``show``: the commands over :mod:`shoal.training.runs` and the registry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from shoal.cli.common import (
+    HomeOption,
+    confusion_table,
+    console,
+    home_dir,
+    metrics_table,
+    print_run,
+    train_with_progress,
+    user_errors,
+)
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``eval``, ``runs`` and ``show`` to the ``shoal`` command line."""
+    app.command()(train)
+    app.command("eval")(eval_)
+    app.command("runs")(runs_)
+    app.command()(show)
+
+
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML run config.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue this killed run (id or prefix).")] = None,
+    home: HomeOption = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes per node: torchrun + DDP.")] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Nodes (run the same command on each).")] = 1,
+    rdzv_endpoint: Annotated[str | None, typer.Option(
+        "--rdzv-endpoint", help="HOST:PORT of the rendezvous, for --nnodes > 1.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (cuda: nccl, bf16 autocast).")] = "auto",
+) -> None:
+    """Train a model from a config; prints the run id and its metrics. With --nproc N (or a CUDA device, or
+    train.embeddings.backend: torchrec) it runs N processes through torch.distributed.run (docs/distributed.md)."""
+    with user_errors():
+        h = home_dir(home)
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, not {device!r}")
+        if nproc is None:
+            nproc = _distributed_nproc(config, resume, h, device)
+        if nproc is not None:
+            from shoal.artifacts.registry import Registry
+            from shoal.distributed.launch import launch
+
+            run_id = launch(config, h, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint,
+                            device=device, resume=resume, progress=True)  # type: ignore[arg-type]
+            if run_id is None:
+                console.print("rank 0 ran on another node: its registry holds the run")
+                return
+            print_run(Registry(h).get(run_id))
+            return
+        if resume is not None:
+            from shoal.distill import resume as resume_run
+
+            record = train_with_progress(lambda cb: resume_run(resume, h, cb))
+        elif config is None:
+            raise ValueError("give a CONFIG file to train, or --resume RUN to continue a run")
+        else:
+            from shoal.training import runs
+
+            record = train_with_progress(lambda cb: runs.train(config, h, cb))
+        print_run(record)
+
+
+def _distributed_nproc(config: Path | None, resume: str | None, home: Path, device: str) -> int | None:
+    """1 when a run without --nproc still needs the distributed trainer (--device cuda, TorchRec tables, or
+    resuming a run that was started with torchrun, with its process count); None for the one-process trainer."""
+    if device == "cuda":
+        return 1
+    if resume is not None:
+        from shoal.artifacts.registry import Registry
+
+        record = Registry(home).get(resume)
+        world = record.summary.get("world_size")
+        backend = record.config.get("train", {}).get("embeddings", {}).get("backend", "native")
+        return int(world) if world else 1 if backend == "torchrec" else None
+    if config is not None:
+        from shoal.config import load_config
+
+        return 1 if load_config(config).train.embeddings.backend == "torchrec" else None
+    return None
+
+
+def eval_(
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled file, read like the training data.")],
+    quarantine: Annotated[Path | None, typer.Option(help="Write bad rows here instead of failing.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Metrics of a trained model on a file: AUC, NE, calibration, log loss, accuracy (binary labels), or
+    accuracy, macro-F1, log loss, NE and the confusion matrix (multiclass)."""
+    from shoal.training import runs
+
+    with user_errors():
+        report = runs.evaluate_file(run, data, home_dir(home), quarantine=quarantine)
+        classes, confusion = report.pop("classes", None), report.pop("confusion", None)
+        console.print(metrics_table(f"{run} on {data}", {"value": report}))
+        if classes is not None and confusion is not None:
+            console.print(confusion_table("confusion matrix", classes, confusion))
+
+
+def runs_(home: HomeOption = None, limit: int = 20) -> None:
+    """List runs in the registry, newest first."""
+    from shoal.artifacts.registry import Registry
+
+    with user_errors():
+        records = Registry(home_dir(home)).list(limit=limit)
+        table = Table(title=f"runs in {home_dir(home)}")
+        table.add_column("run", no_wrap=True)
+        for col in ("name", "kind", "status", "model", "valid AUC / acc", "valid NE", "created"):
+            table.add_column(col)
+        for r in records:
+            m = r.metrics
+            quality = (f"{m['valid_auc']:.4f}" if "valid_auc" in m
+                       else f"{m['valid_accuracy']:.2%}" if "valid_accuracy" in m else "")
+            table.add_row(
+                r.run_id, r.name, r.kind.value, r.status.value, str(r.config.get("model", {}).get("name", "")),
+                quality, f"{m['valid_ne']:.4f}" if "valid_ne" in m else "",
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+            )
+        console.print(table)
+
+
+def show(run: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")], home: HomeOption = None) -> None:
+    """A run's config, metrics and summary."""
+    import json
+
+    from shoal.artifacts.registry import Registry
+
+    with user_errors():
+        record = Registry(home_dir(home)).get(run)
+        print_run(record)
+        summary = {k: v for k, v in record.summary.items() if k not in ("history", "traceback")}
+        console.print_json(json.dumps({"summary": summary, "config": record.config}, default=str))
