@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# as the `shoal` command does (shoal/cli.py): spinning OpenMP threads crawl when cores are shared
+# as the `shoal` command does (shoal/cli/main.py): spinning OpenMP threads crawl when cores are shared
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest

@@ -29,6 +29,7 @@ import numpy as np
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
+from shoal.errors import ShoalError
 from shoal.export.graph import count_loops, embeddings_to_fp16, quantize_int8
 from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.metrics import probabilities
@@ -54,7 +55,7 @@ INT8_TOLERANCE = 0.01  # |metric(int8) - metric(torch)| for AUC (binary) or accu
 PARITY_ROWS = 2000
 
 
-class ExportError(ValueError):
+class ExportError(ShoalError, ValueError):
     """An export whose parity check failed, or a bundle that cannot be exported."""
 
 

@@ -1,1 +1,1 @@
-"""Every predictor (PyTorch, ONNX Runtime) behind one call, run references resolved in one place, latency."""
+"""Running a saved model: every predictor (PyTorch, ONNX Runtime) behind one call, the ONNX feed, latency."""
