@@ -64,10 +64,10 @@ class ReloadRequest(BaseModel):
 def freeze_heap() -> None:
     """Move every object alive now out of the cyclic garbage collector's reach (:func:`gc.freeze`).
 
-    torch, pyarrow, pydantic, FastAPI and the model leave about 230,000 long-lived objects, and every full
-    collection walks them all: measured, a 0.3 to 0.4 s pause every few seconds under load, which was most of the
-    p99. Frozen objects are still freed by reference counting; only cycles among them are never collected. Called
-    once, at start, after the model is loaded (a reload adds about a thousand objects: not worth a second pause).
+    torch, pyarrow, pydantic, FastAPI and the model leave hundreds of thousands of long-lived objects, and every
+    full collection walks them all: a pause that lands in the tail latency of whatever requests are in flight.
+    Frozen objects are still freed by reference counting; only cycles among them are never collected. Called
+    once, at start, after the model is loaded (a reload adds few objects: not worth a second pause).
     """
     gc.collect()
     gc.freeze()

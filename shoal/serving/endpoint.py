@@ -1,7 +1,7 @@
 """``POST /predict`` as a bare ASGI app: the one path every request takes, kept short.
 
-FastAPI's middleware, routing and dependency layers cost about 0.1 ms per request, a fifth of what a one-row
-request costs the server in all, so the app answers ``POST /predict`` here, before FastAPI (see
+FastAPI's middleware, routing and dependency layers cost a sizeable share of what a one-row request costs the
+server in all, so the app answers ``POST /predict`` here, before FastAPI (see
 :class:`ShoalApp`); every other path goes through FastAPI as usual. The FastAPI route of ``/predict`` stays for
 the OpenAPI spec and calls the same :meth:`PredictEndpoint.answer`, so both give the same answers.
 
