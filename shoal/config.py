@@ -24,14 +24,18 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from shoal.errors import ShoalError
 
 __all__ = [
+    "AnyFeature",
     "BagConfig",
     "ByteCNNConfig",
     "ConfigError",
     "DataConfig",
+    "DenseFeature",
     "DLRMConfig",
     "EmbeddingsConfig",
     "FeatureConfig",
@@ -41,6 +45,8 @@ __all__ = [
     "MLPConfig",
     "ModelConfig",
     "RunConfig",
+    "SparseFeature",
+    "TextFeature",
     "TrainConfig",
     "load_config",
     "parse_config",
@@ -142,20 +148,77 @@ class LabelConfig(_Strict):
         return self
 
 
+FeatureKind = Literal["dense", "sparse", "text"]
+
+
 class FeatureConfig(_Strict):
-    """One input column: ``dense`` (a number) or ``sparse`` (an id, or a list of ids in one cell)."""
+    """One input column, of one kind: :class:`DenseFeature`, :class:`SparseFeature` or :class:`TextFeature`.
+
+    Each kind is its own class with only its own options; a config's ``features`` list is the tagged union
+    :data:`AnyFeature` on ``kind``. Calling ``FeatureConfig(kind=..., ...)`` builds the class of that kind, so
+    code that names no kind keeps working::
+
+        >>> FeatureConfig(name="age", kind="dense", transform="log1p")
+        DenseFeature(name='age', kind='dense', column=None, transform='log1p', bins=None)
+
+    An option of another kind is accepted at its default value and dropped (a saved config lists every kind's
+    options for every feature); at any other value it is an error that names the kind it applies to.
+    """
 
     name: str
-    kind: Literal["dense", "sparse", "text"]
+    kind: FeatureKind
     column: str | None = None  # defaults to ``name``
-    # dense
+
+    def __new__(cls, *args: Any, **data: Any) -> FeatureConfig:
+        # FeatureConfig(kind="dense", ...) is a DenseFeature; Python then runs DenseFeature.__init__(**data).
+        # An unknown or missing kind stays a FeatureConfig, whose validation reports the kind.
+        kind = data.get("kind")
+        target = _KINDS.get(kind, cls) if cls is FeatureConfig and isinstance(kind, str) else cls
+        return super().__new__(target)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_kinds_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or cls is FeatureConfig:
+            return data
+        kept = {}
+        for key, value in data.items():
+            owners = [k for k, c in _KINDS.items() if key in c.model_fields] if key not in cls.model_fields else []
+            if not owners:
+                kept[key] = value  # this kind's option, or an unknown key (reported as such)
+            elif value != _KINDS[owners[0]].model_fields[key].default:
+                raise ValueError(f"feature {data.get('name')!r}: {key} applies to {' and '.join(owners)} features "
+                                 f"only (this one is {data.get('kind')})")
+        return kept
+
+    @property
+    def source(self) -> str:
+        """The column the feature reads: ``column``, or else its ``name``."""
+        return self.column or self.name
+
+
+class DenseFeature(FeatureConfig):
+    """A number: ``transform`` it, flag it when missing, and optionally embed its quantile bin."""
+
+    kind: Literal["dense"]
     transform: Literal["log1p", "standardize", "none"] = "standardize"
     bins: int | None = Field(None, ge=2, le=4096)  # also embed the value's quantile bin (learned from training)
-    # sparse
+
+
+class SparseFeature(FeatureConfig):
+    """An id, or a list of ids in one cell, hashed into ``buckets`` embedding rows."""
+
+    kind: Literal["sparse"]
     buckets: int = Field(100_000, ge=2, le=100_000_000)
     separator: str | None = Field(None, min_length=1)  # a list of ids in one cell, e.g. "|"
-    # text: raw UTF-8 bytes -> a bag of hashed byte n-grams (and whitespace-word n-grams), in ``buckets`` rows,
-    # or (tokens: bytes) the byte sequence itself, in order, for sequence models such as bytecnn
+
+
+class TextFeature(FeatureConfig):
+    """Raw UTF-8 text: a bag of hashed byte n-grams (and whitespace-word n-grams) in ``buckets`` rows, or with
+    ``tokens: bytes`` the byte sequence itself, in order, for sequence models such as bytecnn."""
+
+    kind: Literal["text"]
+    buckets: int = Field(100_000, ge=2, le=100_000_000)
     tokens: Literal["ngrams", "bytes"] = "ngrams"
     max_bytes: int = Field(1024, ge=1)
     ngram_min: int = Field(1, ge=1, le=16)
@@ -163,18 +226,14 @@ class FeatureConfig(_Strict):
     word_ngrams: int = Field(2, ge=0, le=8)
 
     @model_validator(mode="after")
-    def _kind_options(self) -> FeatureConfig:
-        if self.kind != "dense" and self.bins is not None:
-            raise ValueError(f"feature {self.name!r}: bins applies to dense features only (this one is {self.kind})")
-        if self.kind != "text" and self.tokens != "ngrams":
-            raise ValueError(f"feature {self.name!r}: tokens applies to text features only (this one is {self.kind})")
+    def _ngram_range(self) -> TextFeature:
         if self.ngram_min > self.ngram_max:
             raise ValueError(f"feature {self.name!r}: ngram_min {self.ngram_min} > ngram_max {self.ngram_max}")
         return self
 
-    @property
-    def source(self) -> str:
-        return self.column or self.name
+
+_KINDS: dict[Any, type[FeatureConfig]] = {"dense": DenseFeature, "sparse": SparseFeature, "text": TextFeature}
+AnyFeature = Annotated[DenseFeature | SparseFeature | TextFeature, Field(discriminator="kind")]
 
 
 class _ModelBase(_Strict):
@@ -256,7 +315,7 @@ class RunConfig(_Strict):
     name: str = "run"
     data: DataConfig
     label: LabelConfig
-    features: list[FeatureConfig] = Field(min_length=1)
+    features: list[AnyFeature] = Field(min_length=1)
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
 
@@ -269,17 +328,21 @@ class RunConfig(_Strict):
             seen.add(f.name)
         if self.label.column in {f.source for f in self.features}:
             raise ValueError(f"the label column {self.label.column!r} is also listed as a feature")
-        if self.model.name == "bytecnn" and not any(f.tokens == "bytes" for f in self.features):
+        if self.model.name == "bytecnn" and not any(f.tokens == "bytes" for f in self.text):
             raise ValueError("model bytecnn reads byte sequences: give at least one text feature `tokens: bytes`")
         return self
 
     @property
-    def dense(self) -> list[FeatureConfig]:
-        return [f for f in self.features if f.kind == "dense"]
+    def dense(self) -> list[DenseFeature]:
+        return [f for f in self.features if isinstance(f, DenseFeature)]
 
     @property
-    def sparse(self) -> list[FeatureConfig]:
-        return [f for f in self.features if f.kind == "sparse"]
+    def sparse(self) -> list[SparseFeature]:
+        return [f for f in self.features if isinstance(f, SparseFeature)]
+
+    @property
+    def text(self) -> list[TextFeature]:
+        return [f for f in self.features if isinstance(f, TextFeature)]
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain JSON data (paths as strings), for the registry and the bundle."""
@@ -296,10 +359,22 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
+def _discriminator(field: FieldInfo) -> str | None:
+    """The tag field of the tagged union a field holds, itself or as list items (``name``, ``kind``)."""
+    if isinstance(field.discriminator, str):
+        return field.discriminator
+    for arg in getattr(field.annotation, "__args__", ()):
+        for meta in getattr(arg, "__metadata__", ()):
+            if isinstance(meta, FieldInfo) and isinstance(meta.discriminator, str):
+                return meta.discriminator
+    return None
+
+
 def _allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str] | None:
     """The field names allowed where ``loc`` points, found by walking the model classes.
 
-    Tagged unions put the tag in ``loc`` after the field name (``model.mlp.hidden``), list items an index.
+    Tagged unions put the tag in ``loc`` after the field name (``model.mlp.hidden``, ``features.0.dense.bins``),
+    list items an index.
     """
     current: type[BaseModel] | None = model
     parts = list(loc[:-1])
@@ -312,27 +387,41 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[
         i += 1
         while i < len(parts) and isinstance(parts[i], int):
             i += 1  # list index
-        if len(members) > 1 and i < len(parts):
+        tag_field = _discriminator(field)
+        if tag_field is not None and i < len(parts):
             tag = parts[i]
-            members = [m for m in members if tag in getattr(m.model_fields["name"].annotation, "__args__", ())]
+            members = [m for m in members if tag in getattr(m.model_fields[tag_field].annotation, "__args__", ())]
             i += 1
         current = members[0] if len(members) == 1 else None
     return sorted(current.model_fields) if current is not None else None
 
 
+def _describe(e: ErrorDetails) -> str:
+    """One pydantic error in the words of the config file: the field, what is wrong, the value given."""
+    loc = tuple(e["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    ctx = e.get("ctx", {})
+    if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # the tag of a tagged union (a feature's kind, a model's name) is a field of the item: name it
+        tag = str(ctx.get("discriminator", "")).strip("'")
+        if e["type"] == "union_tag_not_found":
+            return f"{where}.{tag}: required field is missing"
+        *first, last = str(ctx.get("expected_tags", "")).split(", ")
+        choices = f"{', '.join(first)} or {last}" if first else last
+        given = e.get("input")
+        value = given.get(tag) if isinstance(given, dict) else given
+        return f"{where}.{tag}: Input should be {choices} (got {value!r})"
+    if e["type"] == "extra_forbidden":
+        allowed = _allowed_fields(RunConfig, loc)
+        return f"{where}: unknown key {loc[-1]!r}" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+    if e["type"] == "missing":
+        return f"{where}: required field is missing"
+    return f"{where}: {e['msg']} (got {e.get('input')!r})"
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_fields(RunConfig, loc)
-            msg = f"unknown key {loc[-1]!r}" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-        elif e["type"] == "missing":
-            msg = "required field is missing"
-        value = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
-        lines.append(f"  - {where}: {msg}{value}")
+    lines += [f"  - {_describe(e)}" for e in err.errors()]
     return "\n".join(lines)
 
 

@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from shoal.cli.demo import synthetic_config
-from shoal.config import ConfigError, load_config, parse_config
+from shoal.config import (
+    ConfigError,
+    DenseFeature,
+    FeatureConfig,
+    RunConfig,
+    SparseFeature,
+    TextFeature,
+    load_config,
+    parse_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +141,90 @@ def test_public_api_is_lazy_and_complete() -> None:
         assert getattr(shoal, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = shoal.nope
+
+
+# -- feature kinds: one class per kind ---------------------------------------------------------------------------
+def _features(*features: dict) -> dict:
+    return {**MINIMAL, "features": list(features)}
+
+
+def test_each_kind_is_its_own_class_with_its_own_options() -> None:
+    cfg = parse_config(_features({"name": "d", "kind": "dense", "bins": 8}, {"name": "s", "kind": "sparse"},
+                                 {"name": "t", "kind": "text", "tokens": "bytes"}))
+    assert [type(f) for f in cfg.features] == [DenseFeature, SparseFeature, TextFeature]
+    assert (cfg.dense, cfg.sparse, cfg.text) == ([cfg.features[0]], [cfg.features[1]], [cfg.features[2]])
+    assert [list(f) for f in cfg.resolved()["features"]] == [
+        ["name", "kind", "column", "transform", "bins"],
+        ["name", "kind", "column", "buckets", "separator"],
+        ["name", "kind", "column", "buckets", "tokens", "max_bytes", "ngram_min", "ngram_max", "word_ngrams"],
+    ]
+    assert isinstance(FeatureConfig(name="x", kind="text"), TextFeature)
+
+
+# what a run saved before kinds were classes: every kind's options on every feature, other kinds' at defaults
+OLD_SAVED = [
+    {"name": "d", "kind": "dense", "column": None, "transform": "log1p", "bins": 8, "buckets": 100000,
+     "separator": None, "tokens": "ngrams", "max_bytes": 1024, "ngram_min": 1, "ngram_max": 4, "word_ngrams": 2},
+    {"name": "s", "kind": "sparse", "column": "c", "transform": "standardize", "bins": None, "buckets": 500,
+     "separator": "|", "tokens": "ngrams", "max_bytes": 1024, "ngram_min": 1, "ngram_max": 4, "word_ngrams": 2},
+    {"name": "t", "kind": "text", "column": None, "transform": "standardize", "bins": None, "buckets": 100000,
+     "separator": None, "tokens": "bytes", "max_bytes": 64, "ngram_min": 1, "ngram_max": 4, "word_ngrams": 2},
+]
+
+
+def test_a_config_saved_with_every_kinds_options_still_loads() -> None:
+    cfg = RunConfig.model_validate({**MINIMAL, "data": {"train": "t.csv"}, "features": OLD_SAVED})
+    d, s, t = cfg.features
+    assert isinstance(d, DenseFeature) and (d.transform, d.bins) == ("log1p", 8)
+    assert isinstance(s, SparseFeature) and (s.source, s.buckets, s.separator) == ("c", 500, "|")
+    assert isinstance(t, TextFeature) and (t.tokens, t.max_bytes) == ("bytes", 64)
+    for old, new in zip(OLD_SAVED, cfg.resolved()["features"], strict=True):
+        assert new == {k: old[k] for k in new}  # the same values, the other kinds' options left out
+    assert parse_config(cfg.resolved()) == cfg
+
+
+@pytest.mark.parametrize(("feature", "message"), [
+    ({"name": "x", "kind": "sparse", "bins": 4},
+     "features.0.sparse: Value error, feature 'x': bins applies to dense features only (this one is sparse)"),
+    ({"name": "x", "kind": "dense", "tokens": "bytes"},
+     "features.0.dense: Value error, feature 'x': tokens applies to text features only (this one is dense)"),
+    ({"name": "x", "kind": "dense", "buckets": 10},
+     "features.0.dense: Value error, feature 'x': buckets applies to sparse and text features only "
+     "(this one is dense)"),
+    ({"name": "x", "kind": "text", "separator": "|"},
+     "features.0.text: Value error, feature 'x': separator applies to sparse features only (this one is text)"),
+    ({"name": "x", "kind": "sparse", "transform": "log1p"},
+     "features.0.sparse: Value error, feature 'x': transform applies to dense features only (this one is sparse)"),
+])
+def test_an_option_of_another_kind_names_the_kind_it_applies_to(feature: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_features(feature), source="run.yaml")
+    assert f"  - {message} (got {feature!r})" in str(err.value).splitlines()
+
+
+def test_feature_errors_name_the_field_value_and_choices() -> None:
+    def problem(*features: dict) -> str:
+        with pytest.raises(ConfigError) as err:
+            parse_config(_features(*features), source="run.yaml")
+        lines = str(err.value).splitlines()
+        assert lines[0] == "run.yaml: invalid config (1 problem)"
+        return lines[1]
+
+    assert problem({"name": "x", "kind": "dense", "bin": 3}) == (
+        "  - features.0.dense.bin: unknown key 'bin'; allowed keys: bins, column, kind, name, transform")
+    assert problem({"name": "x"}) == "  - features.0.kind: required field is missing"
+    assert problem({"name": "x", "kind": "sparse", "buckets": 1}) == (
+        "  - features.0.sparse.buckets: Input should be greater than or equal to 2 (got 1)")
+    assert problem({"name": "x", "kind": "dense", "transform": "sqrt"}) == (
+        "  - features.0.dense.transform: Input should be 'log1p', 'standardize' or 'none' (got 'sqrt')")
+    assert problem({"name": "x", "kind": "text", "ngram_min": 5, "ngram_max": 2}).startswith(
+        "  - features.0.text: Value error, feature 'x': ngram_min 5 > ngram_max 2")
+
+
+def test_model_name_errors_name_the_field_and_choices() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**MINIMAL, "model": {"name": "xgboost"}})
+    assert "  - model.name: Input should be 'dlrm', 'logistic', 'mlp', 'bag' or 'bytecnn' (got 'xgboost')" in str(
+        err.value).splitlines()
+    with pytest.raises(ConfigError, match=r"model\.name: required field is missing"):
+        parse_config({**MINIMAL, "model": {"embedding_dim": 8}})

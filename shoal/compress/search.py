@@ -207,7 +207,7 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
     registry = Registry(Path(home))
     t_record = registry.get(teacher)
     t_bundle = load(t_record.run_id, home)
-    text = any(f.tokens == "bytes" for f in t_bundle.config.features)
+    text = any(f.tokens == "bytes" for f in t_bundle.config.text)
     specs = list(students) if students is not None else default_students(text)
     if not specs:
         raise ValueError("give at least one student to try")

@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.config import RunConfig
-from shoal.data.encoder import _NUMBER  # the numbers a dense feature reads
+from shoal.data.features.dense import NUMBER as _NUMBER  # the numbers a dense feature reads
 
 __all__ = ["Augmentation", "augment_rows", "augment_text", "column_kinds", "munge"]
 

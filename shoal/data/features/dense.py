@@ -1,0 +1,165 @@
+"""Dense features: a number per row, transformed, with a missing flag and optionally its quantile bin.
+
+- ``log1p``: ``sign(v) * log(1 + |v|)``, for counts; ``standardize``: ``(v - mean_) / std_`` with the mean
+  and standard deviation of the training values; ``none``: the value as it is.
+- A missing value encodes as 0 and sets the feature's missing flag (a second dense input).
+- With ``bins``, the transformed value's quantile bin (edges from a uniform sample of the training values)
+  is also an id, for an embedding table of ``len(edges_) + 2`` rows: id 0 for missing, then one per bin.
+
+A cell that is not a number, or is infinite, is a problem of its row (:class:`~.base.Problems`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shoal.config import DenseFeature
+from shoal.data.features.base import FeatureColumn, Problems, feature_seed
+
+__all__ = ["NUMBER", "DenseColumn", "DenseStats"]
+
+NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"  # the text of a cell that a dense feature reads as a number
+
+
+class DenseColumn(FeatureColumn):
+    """A dense feature: ``transform`` and, when ``bins`` > 0, the quantile bin of the value.
+
+    Learned from training data (:meth:`learn`): ``mean_`` and ``std_`` of the transformed values, ``edges_``
+    the interior quantile edges of the bins.
+    """
+
+    kind = "dense"
+
+    def __init__(self, name: str, column: str, seed: int, transform: str = "none", bins: int = 0) -> None:
+        super().__init__(name, column, seed)
+        self.transform = transform
+        self.bins = bins
+        self.mean_ = 0.0
+        self.std_ = 1.0
+        self.edges_: list[float] = []
+
+    @classmethod
+    def from_config(cls, f: DenseFeature) -> DenseColumn:
+        return cls(f.name, f.source, feature_seed(f.name), transform=f.transform, bins=f.bins or 0)
+
+    @property
+    def bin_buckets(self) -> int:
+        """Rows of the bin embedding table: id 0 for missing, then one per bin."""
+        return len(self.edges_) + 2
+
+    @property
+    def needs_fit(self) -> bool:
+        """Whether the encoding uses statistics of the training data (standardize, bins)."""
+        return self.transform == "standardize" or self.bins > 0
+
+    def read(self, table: pa.Table, problems: Problems) -> np.ndarray:
+        """Float64 values (N,) with NaN for missing; non-numeric and infinite cells are recorded as problems."""
+        col = table.column(self.column).combine_chunks()
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            text = pc.utf8_trim_whitespace(col)
+            ok = pc.fill_null(pc.match_substring_regex(text, NUMBER), True)
+            bad = ~ok.to_numpy(zero_copy_only=False)
+            problems.add(bad, self.column, "not a number (dense feature)", col)
+            clean = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+            values = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            problems.add(np.ones(len(col), bool), self.column, f"unsupported type {col.type} for a dense feature",
+                         col)
+            return np.full(len(col), np.nan)
+        values = np.asarray(values, dtype=np.float64)
+        problems.add(np.isinf(values), self.column, "infinite value (dense feature)", col)
+        return values
+
+    def transformed(self, v: np.ndarray, standardize: bool) -> np.ndarray:
+        """``v`` (N,) after the transform; ``standardize=False`` leaves out the learned scaling (for fitting)."""
+        if self.transform == "log1p":
+            v = np.sign(v) * np.log1p(np.abs(v))
+        elif self.transform == "standardize" and standardize:
+            v = (v - self.mean_) / self.std_
+        return v
+
+    def bin_ids(self, v: np.ndarray) -> np.ndarray:
+        """The bin id (N,) int64 of each raw value: 1 + the number of edges at or below it, 0 when missing."""
+        t = self.transformed(v, standardize=False)
+        ids = np.searchsorted(np.asarray(self.edges_), t, side="right").astype(np.int64) + 1
+        return np.where(np.isnan(t), 0, ids)
+
+    def stats(self, sample_size: int) -> DenseStats:
+        """An empty accumulator of this column's training statistics."""
+        return DenseStats(sample_size if self.bins else 0, self.seed)
+
+    def learn(self, stats: DenseStats) -> None:
+        """Set ``mean_``, ``std_`` and ``edges_`` from the statistics of the training values."""
+        if stats.n > 0:
+            mean = stats.s1 / stats.n
+            var = max(stats.s2 / stats.n - mean * mean, 0.0)
+            self.mean_, self.std_ = float(mean), float(np.sqrt(var)) if var > 1e-12 else 1.0
+        if self.bins:
+            sample = stats.sample.values()
+            if len(sample):
+                qs = np.quantile(sample, np.linspace(0, 1, self.bins + 1)[1:-1])
+                self.edges_ = [float(e) for e in np.unique(qs)]
+
+    def options(self) -> dict[str, Any]:
+        return {"transform": self.transform, "bins": self.bins, "mean_": self.mean_, "std_": self.std_,
+                "edges_": list(self.edges_)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        col = cls(d["name"], d["column"], int(d.get("seed", 0)), transform=d.get("transform", "none"),
+                  bins=int(d.get("bins", 0)))
+        col.mean_ = float(d.get("mean_", 0.0))
+        col.std_ = float(d.get("std_", 1.0))
+        col.edges_ = [float(e) for e in d.get("edges_", [])]
+        return col
+
+
+class DenseStats:
+    """Running statistics of one dense column's training values: count, sum, sum of squares and a sample."""
+
+    def __init__(self, sample_size: int, seed: int) -> None:
+        self.n = 0
+        self.s1 = 0.0
+        self.s2 = 0.0
+        self.sample = Reservoir(sample_size, seed)
+
+    def add(self, column: DenseColumn, v: np.ndarray) -> None:
+        """Add the raw values ``v`` (N,) of good rows; missing values are left out."""
+        t = column.transformed(v, standardize=False)
+        t = t[np.isfinite(t)]
+        if column.bins:
+            self.sample.add(t)
+        self.n += len(t)
+        self.s1 += float(t.sum())
+        self.s2 += float((t * t).sum())
+
+
+class Reservoir:
+    """A uniform sample of a stream of values (Vitter's algorithm R, vectorized per chunk, seeded)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seen = 0
+        self.buf = np.empty(size, dtype=np.float64)
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, v: np.ndarray) -> None:
+        room = max(0, min(self.size - self.seen, len(v)))
+        self.buf[self.seen:self.seen + room] = v[:room]
+        rest = v[room:]
+        if len(rest):
+            # the i-th value overall replaces a random slot with probability size / (i + 1)
+            positions = self.seen + room + np.arange(len(rest))
+            slots = (self.rng.random(len(rest)) * (positions + 1)).astype(np.int64)
+            keep = slots < self.size
+            self.buf[slots[keep]] = rest[keep]
+        self.seen += len(v)
+
+    def values(self) -> np.ndarray:
+        return self.buf[: min(self.seen, self.size)]
