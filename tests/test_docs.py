@@ -48,10 +48,12 @@ def test_config_reference_example_is_valid() -> None:
 
 def test_config_reference_lists_every_field() -> None:
     """The tables in configs.md name every key the config classes accept."""
-    from shoal.config import DataConfig, FeatureConfig, FileSpec, LabelConfig, TrainConfig
+    from shoal.config import (DataConfig, DenseFeature, FeatureConfig, FileSpec, LabelConfig, SparseFeature,
+                              TextFeature, TrainConfig)
 
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
-    for model in (DataConfig, FileSpec, LabelConfig, FeatureConfig, TrainConfig):
+    for model in (DataConfig, FileSpec, LabelConfig, FeatureConfig, DenseFeature, SparseFeature, TextFeature,
+                  TrainConfig):
         for name in model.model_fields:
             assert f"| `{name}` |" in text, f"docs/configs.md does not document {model.__name__}.{name}"
 
