@@ -90,7 +90,7 @@ from shoal.export.onnx import export_onnx, sample_rows  # noqa: E402
 from shoal.metrics import probabilities  # noqa: E402
 from shoal.runtime.latency import latency, peak_rss_mib, throughput  # noqa: E402
 from shoal.runtime.onnx import OnnxPredictor  # noqa: E402
-from shoal.training.loop import report  # noqa: E402
+from shoal.training.evaluation import report  # noqa: E402
 from shoal.training.runs import train  # noqa: E402
 
 try:  # run as ``python benchmarks/distill.py`` (script folder on sys.path) or imported as ``benchmarks.distill``

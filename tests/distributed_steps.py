@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_steps.py OUT BACKEND:SHARDING...
 
 For each BACKEND:SHARDING (one process start for all: TorchRec takes seconds to import), every rank trains on
-its slice of the same global batches with the DistributedTrainer's model, DDP wrapper and sparse all-reduce (or
+its slice of the same global batches with the DistributedStrategy's model, DDP wrapper and sparse all-reduce (or
 TorchRec tables); rank 0 writes the weights (SparseArch layout) to OUT/BACKEND-SHARDING/weights.pt and every
 rank writes the logits of its rows before training to OUT/BACKEND-SHARDING/logits-RANK.pt.
 """
@@ -19,8 +19,10 @@ import torch.distributed as dist
 
 from shoal.config import parse_config
 from shoal.data.batch import Batch
-from shoal.distributed.trainer import DistributedTrainer, RankContext
+from shoal.distributed.context import RankContext
+from shoal.distributed.strategy import DistributedStrategy
 from shoal.models import build
+from shoal.training.strategy import build_optimizers
 
 DENSE, BUCKETS, STEPS, GLOBAL_BATCH = 3, [50, 30, 40], 3, 64
 
@@ -75,10 +77,10 @@ def main(out: Path, specs: list[str]) -> None:
 def train_steps(out: Path, backend: str, sharding: str, ctx: RankContext) -> None:
     rank, world = ctx.rank, ctx.world
     cfg = parse_config(config(backend, sharding))
-    trainer = DistributedTrainer(cfg, out / f"rank{rank}", ctx)
-    model = trainer._setup_model(model_for(cfg))
-    opt_dense, opt_sparse = trainer._optimizers(model)
-    net = trainer._training_module(model)
+    strategy = DistributedStrategy(cfg, ctx)
+    model = strategy.setup(model_for(cfg))
+    opt_dense, opt_sparse = build_optimizers(model, cfg.train, strategy.fuse_sparse_step)
+    net = strategy.training_module(model)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     per_rank = GLOBAL_BATCH // world
     for i, batch in enumerate(batches()):

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,11 +32,16 @@ from shoal.artifacts.bundle import load_bundle
 from shoal.artifacts.registry import Registry
 from shoal.config import load_config, parse_config
 from shoal.data.synthetic import SynthSpec, generate
+from shoal.distributed.context import RankContext
 from shoal.distributed.launch import launch, torchrun_command
-from shoal.distributed.trainer import DistributedTrainer, RankContext
+from shoal.distributed.shards import RankRows, StepPlan
+from shoal.distributed.strategy import DistributedStrategy
 from shoal.models.embeddings import SparseArch
 from shoal.models.torchrec_backend import unavailable
+from shoal.training.callbacks import Callbacks
+from shoal.training.data import TrainingData
 from shoal.training.loop import Trainer
+from shoal.training.strategy import build_optimizers
 
 STEP_ATOL = 1e-5
 TORCHREC_ATOL = 1e-4
@@ -91,7 +95,7 @@ def _one_process_steps() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     torch.set_num_threads(1)
     cfg = parse_config(steps.config())
     model = steps.model_for(cfg)
-    opt_dense, opt_sparse = Trainer(cfg, Path("unused"))._optimizers(model)
+    opt_dense, opt_sparse = build_optimizers(model, cfg.train, fuse_sparse_step=True)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     logits = None
     for i, batch in enumerate(steps.batches()):
@@ -127,7 +131,7 @@ def test_torchrun_command_and_argument_errors() -> None:
         torchrun_command(["x"], nproc=0)
     cfg = parse_config({**steps.config(), "train": {"batch_size": 100}})
     with pytest.raises(ValueError, match="must be a multiple of the 3 processes; use e.g. 102"):
-        DistributedTrainer(cfg, Path("unused"), RankContext(0, 3, 0, torch.device("cpu")))
+        DistributedStrategy(cfg, RankContext(0, 3, 0, torch.device("cpu")))
 
 
 @pytest.fixture(scope="module")
@@ -284,18 +288,17 @@ def test_a_rank_reads_from_byte_ranges_the_chunks_of_the_whole_file(tmp_path: Pa
     doc["train"]["batch_size"] = 120  # a multiple of 2 and 3 processes
     path.write_text(yaml.safe_dump(doc))
     cfg = load_config(path)
-    first = Trainer(cfg, tmp_path / "first")
     (tmp_path / "first").mkdir()
-    encoder = first._prepare()[0]
+    first = TrainingData.scan(cfg, tmp_path / "first", Callbacks())
+    encoder = first.encoder
     for world in (2, 3):
         for rank in range(world):
-            trainer = DistributedTrainer(cfg, tmp_path, RankContext(rank, world, 0, torch.device("cpu")))
-            trainer.chunk_spans = first.chunk_spans
-            trainer._spans = trainer._byte_ranges()
-            assert trainer._spans is not None and trainer._shard_kind() == "byte ranges"
-            got = list(trainer._own_chunks(encoder))
-            trainer._spans = None
-            want = list(trainer._own_chunks(encoder))
+            shard = RankRows(cfg, RankContext(rank, world, 0, torch.device("cpu")), encoder, None, None)
+            shard.spans = RankRows.byte_ranges(cfg, first.chunk_spans)
+            assert shard.spans is not None and shard.input_shards() == "byte ranges"
+            got = list(shard.own_chunks())
+            shard.spans = None
+            want = list(shard.own_chunks())
             assert [ci for ci, _ in got] == [ci for ci, _ in want] == list(range(rank, len(first.chunk_spans), world))
             for (_, g), (_, w) in zip(got, want, strict=True):
                 assert g.table.equals(w.table) and g.lines.tolist() == w.lines.tolist()
@@ -304,9 +307,7 @@ def test_a_rank_reads_from_byte_ranges_the_chunks_of_the_whole_file(tmp_path: Pa
 def test_padding_rows_weigh_nothing_and_real_rows_make_the_mean() -> None:
     """Rank rows 1000 and 900, 128 rows a rank a step: 8 steps; rank 1 runs out during step 7 and pads."""
     def weights(rank: int, step: int) -> object:
-        me = SimpleNamespace(rank_batch=128, ctx=SimpleNamespace(world=2, rank=rank), rank_rows=[1000, 900])
-        me._real_rows = lambda s: DistributedTrainer._real_rows(me, s)  # type: ignore[arg-type]
-        return DistributedTrainer._padding_weights(me, step)  # type: ignore[arg-type]
+        return StepPlan(rank_rows=[1000, 900], rank_batch=128, rank=rank).padding_weights(step)
 
     assert weights(0, 0) is None and weights(1, 6) is None  # both ranks full: the plain mean
     w0, w1 = weights(0, 7), weights(1, 7)  # real rows: rank 0 1000 - 896 = 104, rank 1 900 - 896 = 4

@@ -48,8 +48,16 @@ def test_config_reference_example_is_valid() -> None:
 
 def test_config_reference_lists_every_field() -> None:
     """The tables in configs.md name every key the config classes accept."""
-    from shoal.config import (DataConfig, DenseFeature, FeatureConfig, FileSpec, LabelConfig, SparseFeature,
-                              TextFeature, TrainConfig)
+    from shoal.config import (
+        DataConfig,
+        DenseFeature,
+        FeatureConfig,
+        FileSpec,
+        LabelConfig,
+        SparseFeature,
+        TextFeature,
+        TrainConfig,
+    )
 
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
     for model in (DataConfig, FileSpec, LabelConfig, FeatureConfig, DenseFeature, SparseFeature, TextFeature,

@@ -32,21 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunSummary
 from shoal.data.batch import Batch
-from shoal.data.readers import BadRowSink, Chunk
+from shoal.data.readers import BadRowSink
+from shoal.data.split import HeldOutSplit
 from shoal.data.stream import batches
 from shoal.distill import STUDENTS, distill, student_config, teacher_outputs
 from shoal.export.onnx import export_onnx
 from shoal.runtime.latency import latency
 from shoal.runtime.onnx import OnnxPredictor
 from shoal.training.callbacks import Callbacks
-from shoal.training.loop import report
+from shoal.training.evaluation import report
 
 __all__ = ["SYSTEMS", "Candidate", "CompressResult", "StudentSpec", "compress", "default_students", "frontier"]
 
@@ -131,13 +131,11 @@ def validation_rows(bundle: Bundle, run_dir: Path) -> Batch:
     if found is not None:
         got = [b for b in batches(found[0], found[1], bundle.encoder, sink) if len(b)]
     else:
-        split = run_dir / "valid-split.parquet"
-        if not split.is_file():
-            raise FileNotFoundError(f"run {run_dir.name} has no validation rows (no data.valid, no {split.name}); "
+        split = HeldOutSplit(run_dir)
+        if not split.exists():
+            raise FileNotFoundError(f"run {run_dir.name} has no validation rows (no data.valid, no {split.FILE}); "
                                     "compress picks on validation quality, so train the teacher with a validation set")
-        table = pq.read_table(split)
-        lines = table.column("__shoal_line__").to_numpy()
-        got = [bundle.encoder.encode(Chunk(table.drop_columns(["__shoal_line__"]), lines, str(split)), sink)]
+        got = [bundle.encoder.encode(split.read(), sink)]
     if not got or not sum(len(b) for b in got):
         raise ValueError(f"run {run_dir.name}: no usable validation rows to measure quality on")
     return Batch.concat(got)

@@ -2,8 +2,9 @@
 
 * :mod:`shoal.distributed.launch` builds the ``torch.distributed.run`` command and runs it;
 * ``python -m shoal.distributed`` (:mod:`shoal.distributed.worker`) is what every rank runs;
-* :mod:`shoal.distributed.trainer` is the Trainer of one rank: input shards, DDP, sparse all-reduce,
-  checkpoints.
+* :mod:`shoal.distributed.strategy` is how the :class:`~shoal.training.loop.Trainer` runs on one rank: DDP,
+  sparse all-reduce, rank 0's validation and files; :mod:`shoal.distributed.shards` is the rank's input shard;
+  :mod:`shoal.distributed.context` is the rank's place in the job.
 
 Kept free of heavy imports (torch is loaded by the submodules), so ``shoal --help`` stays fast.
 """

@@ -24,8 +24,10 @@ import torch.distributed as dist
 
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import load_config, parse_config
-from shoal.distributed.trainer import DistributedTrainer, RankContext
+from shoal.distributed.context import RankContext
+from shoal.distributed.strategy import DistributedStrategy
 from shoal.training.callbacks import Callbacks
+from shoal.training.loop import Trainer
 
 __all__ = ["main", "resolve_device"]
 
@@ -85,10 +87,10 @@ def _train(args: argparse.Namespace, ctx: RankContext) -> str | None:
     run_dir = Path(job["run_dir"]) if ctx.is_main else Path(tempfile.mkdtemp(prefix=f"shoal-rank{ctx.rank}-"))
     try:
         with _callbacks(args.progress and ctx.is_main) as callbacks:
-            trainer = DistributedTrainer(cfg, run_dir, ctx, callbacks)
+            strategy = DistributedStrategy(cfg, ctx)
             if args.resume is not None:
-                trainer.share_run_files()
-            result = trainer.fit(resume=args.resume is not None)
+                strategy.share_run_files(run_dir)
+            result = Trainer(cfg, run_dir, callbacks, strategy=strategy).fit(resume=args.resume is not None)
     except BaseException as err:
         if registry is not None and record is not None:
             registry.fail(record.run_id, err)

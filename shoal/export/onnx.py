@@ -29,6 +29,7 @@ import numpy as np
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.batch import Batch
+from shoal.data.split import HeldOutSplit
 from shoal.errors import ShoalError
 from shoal.export.graph import count_loops, embeddings_to_fp16, quantize_int8
 from shoal.export.padded import layout_for, trace_to_onnx
@@ -99,22 +100,25 @@ def sample_rows(bundle: Bundle, bundle_dir: Path | None = None, rows: int = PARI
     from shoal.data.stream import batches
 
     cfg = bundle.config
-    candidates: list[tuple[Path, Any, bool]] = [(Path(data), cfg.data, False)] if data is not None else []
+    candidates: list[tuple[Path, Any, HeldOutSplit | None]] = []  # (file, reading options, split file)
+    if data is not None:
+        candidates.append((Path(data), cfg.data, None))
     for split in ("test", "valid"):
         where = _split_file(cfg.data, split)
         if where is not None:
-            candidates.append((*where, False))
+            candidates.append((*where, None))
     if bundle_dir is not None:
-        candidates.append((Path(bundle_dir).parent / "valid-split.parquet", cfg.data, True))
-    candidates.append((Path(cfg.data.train), cfg.data, False))
+        held_out = HeldOutSplit(Path(bundle_dir).parent)  # the run folder holds the bundle and the split file
+        candidates.append((held_out.path, cfg.data, held_out))
+    candidates.append((Path(cfg.data.train), cfg.data, None))
     found: list[Batch] = []
     sources: list[str] = []
     need = rows
-    for path, options, is_split in candidates:
+    for path, options, held in candidates:
         if need <= 0 or not path.is_file() or str(path) in sources:
             continue
         try:
-            got = _read_rows(bundle, path, need) if is_split else _take(
+            got = _split_rows(bundle, held, need) if held is not None else _take(
                 batches(path, options, bundle.encoder, BadRowSink("count")), need)
         except Exception as err:  # an unreadable file: try the next one
             log.warning("could not read parity rows from %s: %s", path, err)
@@ -149,18 +153,11 @@ def _take(stream: Iterator[Batch], rows: int) -> Batch | None:
     return Batch.concat(got) if got else None
 
 
-def _read_rows(bundle: Bundle, path: Path, rows: int) -> Batch | None:
-    """Rows of the trainer's held-out split file (parquet, with a line-number column)."""
-    import pyarrow.parquet as pq
+def _split_rows(bundle: Bundle, split: HeldOutSplit, rows: int) -> Batch | None:
+    """The first ``rows`` rows of the run's held-out split file, encoded."""
+    from shoal.data.readers import BadRowSink
 
-    from shoal.data.readers import BadRowSink, Chunk
-
-    table = pq.read_table(path).slice(0, rows)
-    line_col = "__shoal_line__"
-    lines = table.column(line_col).to_numpy() if line_col in table.column_names else np.arange(1, len(table) + 1)
-    if line_col in table.column_names:
-        table = table.drop_columns([line_col])
-    batch = bundle.encoder.encode(Chunk(table, lines, str(path)), BadRowSink("count"))
+    batch = bundle.encoder.encode(split.read(rows), BadRowSink("count"))
     return batch if len(batch) else None
 
 

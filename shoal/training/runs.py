@@ -26,7 +26,8 @@ from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 from shoal.metrics import confusion_matrix, probabilities
 from shoal.training.callbacks import Callbacks
-from shoal.training.loop import NO_ROWS, BatchLoss, Trainer, report, scores
+from shoal.training.evaluation import NO_ROWS, report, scores
+from shoal.training.loop import BatchLoss, Trainer
 
 __all__ = ["evaluate_file", "fit_run", "load", "resume_training", "train"]
 

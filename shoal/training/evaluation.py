@@ -1,0 +1,114 @@
+"""Evaluation: scoring a set of rows, its metrics, and validation during training (early stopping, best weights).
+
+During training, every validation (each epoch end, or every ``train.eval_every`` steps) appends its metrics to
+the run's history; a log loss below the best so far keeps the current weights as the best
+(:meth:`~shoal.training.checkpoints.Checkpointer.keep_best`), and ``train.early_stopping_patience`` validations
+in a row without one stop the run. At the end the best weights are scored on the validation and test sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from shoal.data.batch import Batch
+from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities
+from shoal.plots import confusion_png
+from shoal.training.callbacks import Callbacks
+from shoal.training.checkpoints import Checkpointer, Position
+from shoal.training.data import EvalSet, Prior, TrainingData
+
+__all__ = ["NO_ROWS", "SCORE_BATCH", "Evaluator", "Scorer", "Scores", "report", "scores"]
+
+NO_ROWS = "no rows to evaluate"
+SCORE_BATCH = 8192  # rows per forward when scoring a validation/test set
+IMPROVEMENT = 1e-6  # a validation log loss must beat the best by more than this to count as better
+
+Scores = tuple[np.ndarray, np.ndarray]  # (labels (N,), logits (N,) binary or (N, C) multiclass)
+
+
+@torch.no_grad()
+def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = SCORE_BATCH) -> Scores:
+    """(labels (N,), logits (N,) or (N, C)) of ``model`` over encoded batches; raises NO_ROWS when empty.
+
+    Only the labels and logits are kept (4 bytes + 4 per output a row), so a set of any size streams through.
+    """
+    was_training = model.training
+    model.eval()
+    labels, logits = [], []
+    for batch in batches:
+        assert batch.label is not None
+        labels.append(batch.label)
+        for s in range(0, len(batch), batch_size):
+            part = batch if len(batch) <= batch_size else batch.slice(s, s + batch_size)
+            logits.append(model(*part.inputs()).numpy())
+    model.train(was_training)
+    if not labels:
+        raise ValueError(NO_ROWS)
+    return np.concatenate(labels), np.concatenate(logits)
+
+
+def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, float]:
+    """Binary metrics (AUC, NE against the training base rate, ...) or multiclass ones (accuracy, macro-F1, ...)."""
+    if logits.ndim == 1:
+        assert isinstance(prior, float | int)
+        return binary_report(labels, probabilities(logits), base_rate=float(prior))
+    return multiclass_report(labels, probabilities(logits), prior=prior)
+
+
+class Scorer(Protocol):
+    """How this process scores a set and agrees on its metrics (a :class:`~shoal.training.strategy.Strategy`)."""
+
+    def scores(self, model: nn.Module, data: TrainingData, rows: EvalSet) -> Scores: ...
+
+    def agree(self, metrics: dict[str, float]) -> dict[str, float]: ...
+
+
+class Evaluator:
+    """Validates during training (``evaluator(model, pos)`` -> stop?) and scores the final weights."""
+
+    def __init__(self, data: TrainingData, scorer: Scorer, checkpoints: Checkpointer, callbacks: Callbacks,
+                 patience: int) -> None:
+        self.data = data
+        self.scorer = scorer
+        self.checkpoints = checkpoints
+        self.callbacks = callbacks
+        self.patience = patience
+
+    def __call__(self, model: nn.Module, pos: Position) -> bool:
+        """Validate; keep the best weights; return True when training should stop."""
+        if self.data.valid is None:
+            return False
+        m = report(*self.scorer.scores(model, self.data, self.data.valid), self.data.prior)
+        m = self.scorer.agree({**m, "epoch": pos.epoch, "step": pos.step})
+        pos.history.append(m)
+        self.callbacks.on_eval(pos.epoch, pos.step, m)
+        if m["logloss"] < pos.best_loss - IMPROVEMENT:
+            pos.best_loss, pos.bad_evals = m["logloss"], 0
+            self.checkpoints.keep_best(model)
+        else:
+            pos.bad_evals += 1
+        return pos.bad_evals >= self.patience
+
+    def final(self, model: nn.Module, run_dir: Path, title: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The run's metrics on the validation and test sets, and (multiclass) their confusion matrices for the
+        run summary, drawn to ``confusion-{set}.png`` in ``run_dir``."""
+        metrics: dict[str, Any] = {}
+        summary: dict[str, Any] = {}
+        encoder = self.data.encoder
+        for rows in (self.data.valid, self.data.test):
+            if rows is None:
+                continue
+            labels, logits = self.scorer.scores(model, self.data, rows)
+            metrics.update({f"{rows.name}_{k}": v for k, v in report(labels, logits, self.data.prior).items()})
+            if encoder.multiclass:
+                cm = confusion_matrix(labels, probabilities(logits))
+                summary[f"{rows.name}_confusion"] = cm.tolist()
+                summary[f"{rows.name}_confusion_png"] = str(confusion_png(
+                    cm, encoder.classes_, run_dir / f"confusion-{rows.name}.png", f"{title}: {rows.name}"))
+        return metrics, summary
