@@ -14,7 +14,7 @@ REQUIRES = ("matplotlib",)
 ACCURACY_TARGET = 0.9  # both reference models get ~1.0 on these reviews
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
 
-# the grader's own copy of make_reviews (the same reviews as the lab's; tests/test_academy_labs34.py checks it)
+# the grader's own copy of make_reviews (the same reviews as the lab's; tests/academy/ checks it)
 _SUBJECTS = ["the café", "our hotel", "the crème brûlée", "this film", "le service", "the ramen 🍜", "the staff",
              "die Suppe", "the naïve plot", "the 寿司", "my room", "the señor's tapas", "the Zürich tram", "the app"]
 _VERBS = ["was", "is", "seemed", "felt", "looked"]

@@ -22,7 +22,7 @@ from shoal.distill import TEACHER_FILE, TeacherOutputs, distill, ensemble_logits
 from shoal.training.runs import train
 
 runner = CliRunner()
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

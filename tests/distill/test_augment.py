@@ -220,7 +220,7 @@ def test_cli_distill_augment_records_the_setting(tmp_path: Path, monkeypatch: py
 
 
 def test_the_guide_example_runs_as_written() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "distill.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "distill.md").read_text(encoding="utf-8")
     (code,) = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if "augment_rows" in b]
     scope: dict[str, object] = {}
     exec(compile(code, "docs/distill.md", "exec"), scope)  # noqa: S102 - our own docs

@@ -369,7 +369,7 @@ def test_docs_python_example_runs(bundle_v1: Path, tmp_path: Path, monkeypatch: 
 
     from shoal.artifacts.registry import Registry
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
     (code,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
     record = Registry(tmp_path / "shoal-runs").create_run("docs", {}, kind="train")  # latest run: the test bundle
     (record.artifact_dir / "bundle").symlink_to(bundle_v1)

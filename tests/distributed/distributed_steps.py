@@ -1,6 +1,8 @@
-"""A few training steps on W ranks, for tests/test_distributed.py (run by torch.distributed.run; not a test).
+"""A few training steps on W ranks, for tests/distributed/test_distributed.py (run by torch.distributed.run; not
+a test).
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_steps.py OUT BACKEND:SHARDING...
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed/distributed_steps.py \
+        OUT BACKEND:SHARDING...
 
 For each BACKEND:SHARDING (one process start for all: TorchRec takes seconds to import), every rank trains on
 its slice of the same global batches with the DistributedStrategy's model, DDP wrapper and sparse all-reduce (or

@@ -1,4 +1,4 @@
-"""Small data and numerics shared by the distillation tests (tests/test_distill*.py)."""
+"""Small data and numerics shared by the distillation tests (tests/distill/)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ RUN_AUC_TOL = 0.01
 RUN_LOGLOSS_TOL = 0.01
 RESUME_TOL = 1e-6
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_TORCHREC = unavailable()
 needs_torchrec = pytest.mark.skipif(NO_TORCHREC is not None, reason=str(NO_TORCHREC))
 
@@ -85,7 +85,7 @@ def _config(folder: Path, data: Path, **train: object) -> Path:
 def _torchrun(*args: str | Path, nproc: int = 2) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = torchrun_command([str(a) for a in args], nproc)
-    cmd[cmd.index("-m", 3):cmd.index("-m", 3) + 2] = [str(ROOT / "tests" / "distributed_steps.py")]
+    cmd[cmd.index("-m", 3):cmd.index("-m", 3) + 2] = [str(ROOT / "tests" / "distributed" / "distributed_steps.py")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
 

@@ -15,7 +15,7 @@ from shoal.config import DataConfig, load_config
 from shoal.data.readers import BadInputError
 from shoal.inspect import DEFAULT_MISSING, FileProfile, inspect_file, sparse_buckets, starter_config
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _kinds(profile: FileProfile) -> dict[str, str]:
