@@ -61,7 +61,8 @@ class BadRow:
 class BadRowSink:
     """Where bad rows go: ``error`` raises on the first one, ``quarantine`` writes JSONL and counts.
 
-    ``count`` only counts: for later passes over rows that an earlier pass already reported.
+    ``count`` only counts: for later passes over rows that an earlier pass already reported. ``keep`` counts
+    and keeps them in :attr:`rows`, for a caller that answers with them (a server rejecting a request's rows).
 
     >>> sink = BadRowSink("error")
     >>> sink.add(BadRow("a.csv", 3, "age", "x", "not a number"))
@@ -70,13 +71,14 @@ class BadRowSink:
     shoal.data.readers.BadInputError: a.csv, line 3, column 'age': value 'x': not a number ...
     """
 
-    def __init__(self, mode: Literal["error", "quarantine", "count"], path: Path | None = None) -> None:
+    def __init__(self, mode: Literal["error", "quarantine", "count", "keep"], path: Path | None = None) -> None:
         if mode == "quarantine" and path is None:
             raise ValueError("quarantine mode needs a path for the quarantine file")
         self.mode = mode
         self.path = path
         self.count = 0
         self.by_reason: dict[str, int] = {}
+        self.rows: list[BadRow] = []  # mode "keep" only
         self._fh: IO[str] | None = None
 
     def add(self, row: BadRow) -> None:
@@ -88,6 +90,9 @@ class BadRowSink:
         key = row.reason.split(":")[0].split(";")[0]  # "invalid label; allowed: [...]" -> "invalid label"
         self.by_reason[key] = self.by_reason.get(key, 0) + 1
         if self.mode == "count":
+            return
+        if self.mode == "keep":
+            self.rows.append(row)
             return
         if self._fh is None:
             assert self.path is not None

@@ -1,22 +1,11 @@
-"""The padded form of a batch's sparse inputs, which the exported ONNX graph takes, and its trace.
+"""The exported graph: the model traced to ONNX over the padded form of its sparse inputs.
 
-A :class:`~shoal.data.batch.Batch` keeps each sparse input jagged (flat ids + offsets). ONNX has no fast
-jagged embedding bag (``nn.EmbeddingBag`` exports as a ``Loop``), so the graph takes, per input::
-
-    one id per row (sparse without separator, bins)       a list per row (separator, text n-grams)
-    single_ids (B, S): column j = that input's ids        ids_k (B, L_k)      weights_k (B, L_k)
-                                                          [[7, 3, 0],         [[.5, .5, 0],
-                                                           [9, 0, 0],          [ 1,  0, 0],
-                                                           [4, 8, 2]]          [.33,.33,.33]]
-
-``weights_k`` is the mean-pooling mask: 1/len for each of a row's ids, 0 for padding (whose id, 0, is any
-valid row). The graph computes ``sum_l W[ids + start] * weights`` = the mean embedding of each row's ids, which
-is exactly what :class:`~shoal.models.embeddings.SparseArch` computes (mode ``sum``, per-sample weights
-``1/len``), as Gather + Mul + ReduceSum. A row with no ids pools to zeros, as an empty bag does.
-
-Input names are stable: ``dense`` (B, D) float32, ``single_ids`` (B, S) int64, and for each list input ``k``
-(its position in the batch's ``ids``) ``ids_k`` (B, L_k) int64 and ``weights_k`` (B, L_k) float32. The batch
-axis and every ``L_k`` are dynamic. The output is ``logits``: (B,) binary or (B, C) multiclass.
+``nn.EmbeddingBag`` exports as an ONNX ``Loop``, so the graph takes each sparse input padded
+(:mod:`shoal.runtime.feed` describes the form and builds it from a batch) and computes
+``sum_l W[ids + start] * weights`` = the mean embedding of each row's ids, which is exactly what
+:class:`~shoal.models.embeddings.SparseArch` computes (mode ``sum``, per-sample weights ``1/len``), as Gather +
+Mul + ReduceSum. A row with no ids pools to zeros, as an empty bag does. The batch axis and every list length are
+dynamic; the output is ``logits``: (B,) binary or (B, C) multiclass.
 """
 
 from __future__ import annotations

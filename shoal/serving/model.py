@@ -34,18 +34,6 @@ class RowsRejected(ValueError):
         self.rows = rows
 
 
-class _Collect(BadRowSink):
-    """Keeps rejected rows in memory (serving has no quarantine file)."""
-
-    def __init__(self) -> None:
-        super().__init__("count")
-        self.rows: list[BadRow] = []
-
-    def add(self, row: BadRow) -> None:
-        super().add(row)
-        self.rows.append(row)
-
-
 @dataclass(frozen=True, eq=False)
 class ServedModel:
     """One loaded version. Immutable: a reload builds a new one and swaps the reference."""
@@ -69,7 +57,7 @@ class ServedModel:
     def predict_rows(self, rows: list[BaseModel]) -> np.ndarray:
         """Validated request rows -> probabilities, through the bundle's encoder (call from a worker thread)."""
         chunk = Chunk(self.schema.table(rows), np.arange(len(rows), dtype=np.int64), "request")
-        sink = _Collect()
+        sink = BadRowSink("keep")  # serving has no quarantine file: rejected rows answer the request
         batch = self.bundle.encoder.encode(chunk, sink, with_label=False)
         if sink.rows:
             raise RowsRejected(sink.rows)
