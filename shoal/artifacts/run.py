@@ -15,11 +15,13 @@ __all__ = ["RunKind", "RunRecord", "RunStatus", "RunSummary"]
 
 
 class RunKind(StrEnum):
-    """What made a run: training from a config, distillation from a teacher, or a compress search."""
+    """What made a run: training from a config, distillation from a teacher, a compress search, or a `shoal auto`
+    search (whose trials are training runs with the auto run as parent)."""
 
     TRAIN = "train"
     DISTILL = "distill"
     COMPRESS = "compress"
+    AUTO = "auto"
 
 
 class RunStatus(StrEnum):

@@ -141,5 +141,9 @@ def show(run: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")]
     with user_errors():
         record = Registry(home_dir(home)).get(run)
         print_run(record)
-        summary = {k: v for k, v in record.summary.items() if k not in ("history", "traceback")}
+        if record.kind == "auto":
+            from shoal.cli.auto import leaderboard_table
+
+            console.print(leaderboard_table(dict(record.summary)))
+        summary = {k: v for k, v in record.summary.items() if k not in ("history", "traceback", "leaderboard")}
         console.print_json(json.dumps({"summary": summary, "config": record.config}, default=str))

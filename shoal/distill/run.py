@@ -103,6 +103,9 @@ def resume(ref: str, home: str | Path = "shoal-runs", callbacks: Callbacks | Non
     if record.kind == RunKind.COMPRESS:
         raise ValueError(f"run {record.run_id} is a compress search, which cannot be resumed; run it again: "
                          f"shoal compress {record.parent} --budget-ms ...")
+    if record.kind == RunKind.AUTO:
+        raise ValueError(f"run {record.run_id} is an auto search; continue it with: shoal auto --resume "
+                         f"{record.run_id}")
     if record.kind == RunKind.DISTILL:
         return resume_distill(registry, record, callbacks)
     return resume_training(registry, record, callbacks)

@@ -365,7 +365,7 @@ def test_kind_and_status_are_typed_and_stored_as_their_strings(reg: Registry) ->
 def test_an_unknown_kind_is_refused(reg: Registry) -> None:
     with pytest.raises(ValueError) as info:
         reg.create_run("r", {}, kind="eval")
-    assert str(info.value) == "invalid run kind 'eval'; allowed: train, distill, compress"
+    assert str(info.value) == "invalid run kind 'eval'; allowed: train, distill, compress, auto"
 
 
 def test_recording_marks_a_failed_run_with_its_error_and_traceback(reg: Registry) -> None:

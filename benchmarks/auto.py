@@ -1,0 +1,263 @@
+"""``shoal auto`` side by side with peers given the same wall-clock budget and the same splits.
+
+    python benchmarks/auto.py --json OUT.json [--quick] [--budget 10m] [--datasets adult_census,sst2]
+
+Systems, each on the same training rows, validation rows and test file:
+
+- ``shoal-auto``: :func:`shoal.auto.auto` with the budget (test file read once at the end);
+- ``shoal-starter``: ``shoal inspect`` -> ``shoal train`` of the starter config, unchanged;
+- ``lightgbm-optuna`` (tables): LightGBM tuned by Optuna (TPE) within the budget, early stopping on validation;
+- ``sklearn-logistic``: one-hot (tables) or TF-IDF word 1-2-grams (text) + logistic regression, C from a small
+  grid chosen on validation;
+- ``fasttext-autotune`` (text): fastText's own autotune on the validation file for the budget.
+
+The validation rows of a file without a validation file are shoal's held-out split (``valid_mask`` of the line
+numbers with seed 0), so every system selects on the same rows. Rows ``{bench, dataset, system, metric, value}``:
+``auc``/``ne`` (click-like tables) or ``accuracy``/``macro_f1`` (text), ``train_s``, ``trials``. Not yet here:
+criteo_small, ag_news and AutoGluon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    from benchmarks.common import markdown_table, row, write_json
+except ImportError:  # pragma: no cover - run as a script
+    from common import markdown_table, row, write_json  # type: ignore[no-redef]
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCH = "auto"
+
+
+@dataclass
+class Task:
+    name: str
+    train: Path
+    valid: Path | None  # None: shoal's held-out split of train
+    test: Path
+    label: str
+    text: bool
+    metric: str  # what shoal-auto optimizes
+
+
+def adult(work: Path) -> Task:
+    """adult_census: the test labels lose their trailing "." and the comment line, as a user would clean them."""
+    src = DATA / "adult_census"
+    test = work / "adult.test.csv"
+    lines = [ln.rstrip().rstrip(".") for ln in (src / "adult.test").read_text().splitlines()
+             if ln.strip() and not ln.startswith("|")]
+    test.write_text("\n".join(lines) + "\n")
+    return Task("adult_census", src / "adult.data", None, test, "c14", False, "auc")
+
+
+def sst2(work: Path) -> Task:
+    src = DATA / "sst2"
+    return Task("sst2", src / "train.tsv", src / "dev.tsv", src / "test.tsv", "label", True, "accuracy")
+
+
+def read(task: Task) -> tuple[Any, Any, Any]:
+    """(train, valid, test) data frames with the label as 0/1 in ``y`` (and the text in ``text`` for text sets)."""
+    import pandas as pd
+
+    from shoal.data.split import valid_mask
+
+    if task.text:
+        frames = [pd.read_csv(p, sep="\t", quoting=3, dtype=str, keep_default_na=False) for p in
+                  (task.train, task.valid or task.train, task.test)]
+        for f in frames:
+            f.columns = ["y", "text"]
+            f["y"] = f["y"].astype(int)
+        return frames[0], frames[1], frames[2]
+    opts = {"header": None, "sep": ",", "skipinitialspace": True, "na_values": ["?"]}
+    train, test = pd.read_csv(task.train, **opts), pd.read_csv(task.test, **opts)
+    for f in (train, test):
+        f.columns = [f"c{i}" for i in range(f.shape[1])]
+        f["y"] = (f.pop("c14").astype(str).str.strip() == ">50K").astype(int)
+    held = valid_mask(np.arange(1, len(train) + 1), 0.1, 0)
+    return train[~held], train[held], test
+
+
+def scores(task: Task, y: np.ndarray, p: np.ndarray, base_rate: float) -> dict[str, float]:
+    from shoal.metrics import binary_report
+
+    if task.text:
+        from sklearn.metrics import f1_score
+
+        pred = (p > 0.5).astype(int)
+        return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro"))}
+    rep = binary_report(y, p, base_rate=base_rate)
+    return {"auc": rep["auc"], "ne": rep["ne"]}
+
+
+# -- the systems --------------------------------------------------------------------------------------------------
+def shoal_auto(task: Task, budget_s: float, home: Path) -> dict[str, float]:
+    from shoal.auto import AutoSettings, auto
+
+    started = time.monotonic()
+    result = auto(AutoSettings(data=task.train, label=task.label, valid=task.valid, test=task.test,
+                               budget_s=budget_s, metric=task.metric), home)
+    m = result.record.metrics
+    keys = ("accuracy", "macro_f1") if task.text else ("auc", "ne")
+    out = {k: m[f"test_{k}"] for k in keys if f"test_{k}" in m}
+    return {**out, "train_s": time.monotonic() - started, "trials": len(result.leaderboard)}
+
+
+def shoal_starter(task: Task, home: Path) -> dict[str, float]:
+    import yaml
+
+    import shoal
+    from shoal.auto.files import file_spec
+    from shoal.config import parse_config
+    from shoal.inspect import inspect_file, starter_config
+
+    started = time.monotonic()
+    path = home / f"{task.name}-starter.yaml"
+    path.write_text(starter_config(inspect_file(task.train, label=task.label), path))
+    cfg = parse_config(yaml.safe_load(path.read_text()), base_dir=path.parent)
+    update: dict[str, Any] = {"test": file_spec(task.test, cfg.data)}
+    if task.valid is not None:
+        update["valid"] = file_spec(task.valid, cfg.data)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
+    m = shoal.train(cfg, home=home).metrics
+    keys = ("accuracy", "macro_f1") if task.text else ("auc", "ne")
+    return {**{k: m[f"test_{k}"] for k in keys if f"test_{k}" in m}, "train_s": time.monotonic() - started,
+            "trials": 1}
+
+
+def sklearn_logistic(task: Task, frames: tuple[Any, Any, Any]) -> dict[str, float]:
+    from pandas.api.types import is_numeric_dtype
+    from sklearn.compose import make_column_transformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    train, valid, test = frames
+    started = time.monotonic()
+    best: tuple[float, Any] | None = None
+    for c in (0.1, 1.0, 10.0):
+        if task.text:
+            features: Any = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+            x_cols: Any = "text"
+        else:
+            cats = [c for c in train.columns if c != "y" and not is_numeric_dtype(train[c])]
+            nums = [c for c in train.columns if c != "y" and c not in cats]
+            features = make_column_transformer(
+                (make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")), cats),
+                (make_pipeline(SimpleImputer(), StandardScaler()), nums))
+            x_cols = [c for c in train.columns if c != "y"]
+        model = make_pipeline(features, LogisticRegression(C=c, max_iter=2000))
+        model.fit(train[x_cols], train["y"])
+        s = scores(task, valid["y"].to_numpy(), model.predict_proba(valid[x_cols])[:, 1], float(train["y"].mean()))
+        key = s["accuracy"] if task.text else s["auc"]
+        if best is None or key > best[0]:
+            best = (key, model)
+    assert best is not None
+    p = best[1].predict_proba(test[x_cols])[:, 1]
+    return {**scores(task, test["y"].to_numpy(), p, float(train["y"].mean())),
+            "train_s": time.monotonic() - started, "trials": 3}
+
+
+def lightgbm_optuna(task: Task, frames: tuple[Any, Any, Any], budget_s: float) -> dict[str, float]:
+    import lightgbm as lgb
+    import optuna
+    from pandas.api.types import is_numeric_dtype
+
+    train, valid, test = frames
+    cols = [c for c in train.columns if c != "y"]
+
+    def prep(f: Any) -> Any:
+        x = f[cols].copy()
+        for c in cols:
+            if not is_numeric_dtype(x[c]):
+                x[c] = x[c].astype("category").cat.set_categories(sorted(train[c].dropna().unique()))
+        return x
+
+    xt, xv, xs = prep(train), prep(valid), prep(test)
+    started = time.monotonic()
+    models: dict[int, Any] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {"learning_rate": trial.suggest_float("lr", 0.01, 0.3, log=True),
+                  "num_leaves": trial.suggest_int("num_leaves", 7, 255, log=True),
+                  "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
+                  "colsample_bytree": trial.suggest_float("colsample", 0.4, 1.0),
+                  "reg_lambda": trial.suggest_float("lambda", 1e-3, 10, log=True), "n_estimators": 2000,
+                  "verbose": -1, "n_jobs": 2}
+        model = lgb.LGBMClassifier(**params)
+        model.fit(xt, train["y"], eval_set=[(xv, valid["y"])], callbacks=[lgb.early_stopping(50, verbose=False)])
+        models[trial.number] = model
+        return float(scores(task, valid["y"].to_numpy(), model.predict_proba(xv)[:, 1], train["y"].mean())["auc"])
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(objective, timeout=budget_s)
+    p = models[study.best_trial.number].predict_proba(xs)[:, 1]
+    return {**scores(task, test["y"].to_numpy(), p, float(train["y"].mean())),
+            "train_s": time.monotonic() - started, "trials": len(study.trials)}
+
+
+def fasttext_autotune(task: Task, frames: tuple[Any, Any, Any], budget_s: float, work: Path) -> dict[str, float]:
+    import fasttext
+
+    paths = []
+    for name, f in zip(("train", "valid"), frames[:2], strict=True):
+        path = work / f"{task.name}-{name}.ft"
+        path.write_text("".join(f"__label__{y} {t}\n" for y, t in zip(f["y"], f["text"], strict=True)))
+        paths.append(path)
+    started = time.monotonic()
+    model = fasttext.train_supervised(str(paths[0]), autotuneValidationFile=str(paths[1]),
+                                      autotuneDuration=int(budget_s), thread=2, verbose=0)
+    test = frames[2]
+    labels, probs = model.predict([t.replace("\n", " ") for t in test["text"]])
+    p = np.array([pr[0] if lab[0] == "__label__1" else 1 - pr[0] for lab, pr in zip(labels, probs, strict=True)])
+    return {**scores(task, test["y"].to_numpy(), p, 0.5), "train_s": time.monotonic() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--budget", default="10m", help="per system: 90s, 10m, ...")
+    parser.add_argument("--quick", action="store_true", help="a 60 s budget")
+    parser.add_argument("--datasets", default="adult_census,sst2")
+    parser.add_argument("--systems", default="shoal-auto,shoal-starter,lightgbm-optuna,sklearn-logistic,"
+                                             "fasttext-autotune")
+    args = parser.parse_args()
+    from shoal.auto import parse_duration
+
+    budget = 60.0 if args.quick else parse_duration(args.budget)
+    systems = args.systems.split(",")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in args.datasets.split(","):
+            task = {"adult_census": adult, "sst2": sst2}[name](work)
+            frames = read(task)
+            runs: dict[str, Any] = {
+                "shoal-auto": lambda t=task: shoal_auto(t, budget, work / "home"),
+                "shoal-starter": lambda t=task: shoal_starter(t, work / "home"),
+                "sklearn-logistic": lambda t=task, f=frames: sklearn_logistic(t, f),
+            }
+            if not task.text:
+                runs["lightgbm-optuna"] = lambda t=task, f=frames: lightgbm_optuna(t, f, budget)
+            else:
+                runs["fasttext-autotune"] = lambda t=task, f=frames: fasttext_autotune(t, f, budget, work)
+            for system in (s for s in systems if s in runs):
+                got = runs[system]()
+                print(f"{name} {system}: {got}", flush=True)
+                rows += [row(BENCH, name, system, k, v) for k, v in got.items()]
+    write_json(rows, args.json)
+    print(markdown_table(rows, ("dataset", "system"), "metric"))
+
+
+if __name__ == "__main__":
+    main()

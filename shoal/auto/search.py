@@ -1,0 +1,420 @@
+"""``shoal auto``: from a raw file to the best model found within a wall-clock budget.
+
+    DATA ──> inspect (profile + starter config) ──> families that fit the columns ──> Optuna study (TPE, median
+    pruning, SQLite in the run folder) ──> trials = child runs ──> leaderboard, PNG, best.yaml ──> test once
+    ──> (--latency-budget-ms) compress the winner
+
+Everything is registered: the auto run (kind ``auto``) holds the settings as its config, the leaderboard, the
+budget spent, the seeds and the winner's metrics and bundle; each trial is a training run whose parent is the auto
+run. Trials validate on the trainer's held-out rows (or ``valid``); the ``test`` file is read once, at the end, for
+the winner. Ctrl-C stops the trial in flight, keeps the best so far and records the auto run ``killed``;
+:func:`resume` continues the same study with a new budget::
+
+    import shoal.auto
+    result = shoal.auto.auto(shoal.auto.AutoSettings(data="clicks.csv", label="clicked", budget_s=600))
+    print(result.best.value, result.best_config)        # the validation metric, best.yaml
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunStatus
+from shoal.auto.budget import Budget
+from shoal.auto.files import STARTER_FILE, file_spec, prepare, search_config, test_report
+from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, rows_of
+from shoal.auto.space import DataShape, Draw, Space, families
+from shoal.auto.trial import Metric, TrialOutcome, run_trial
+from shoal.config import load_config, parse_config
+from shoal.training.callbacks import Callbacks
+from shoal.training.checkpoints import BEST_FILE, CHECKPOINT_FILE
+
+__all__ = ["METRICS", "AutoResult", "AutoSettings", "SearchView", "auto", "resume"]
+
+log = logging.getLogger(__name__)
+
+METRICS = {"auc": True, "ne": False, "accuracy": True, "macro_f1": True}  # name -> maximize
+BINARY_METRICS = ("auc", "ne", "accuracy")
+MULTICLASS_METRICS = ("accuracy", "macro_f1", "ne")
+STUDY = "auto"
+STUDY_FILE = "optuna.db"
+FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one bad draw
+SKIPS_IN_A_ROW = 3  # drawn trials that did not fit the time left, in a row: the search is over
+PRUNE_AFTER = 2  # validations a trial makes before the median pruner may stop it
+KEEP_BUNDLES = 5  # the best trials keep their bundles; the others' are removed (their configs stay)
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """What ``shoal auto`` was asked: stored as the auto run's config, read back by :func:`resume`."""
+
+    data: Path
+    label: str | None = None
+    valid: Path | None = None
+    test: Path | None = None
+    budget_s: float = 600.0
+    metric: str | None = None  # None: auc (binary label) or accuracy (multiclass)
+    seed: int = 0
+    latency_budget_ms: float | None = None
+    families: tuple[str, ...] | None = None  # None: every family that fits the columns
+    max_trials: int | None = None  # None: as many as the budget allows
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AutoSettings:
+        paths = {k: Path(d[k]) if d.get(k) is not None else None for k in ("data", "valid", "test")}
+        fams = tuple(d["families"]) if d.get("families") is not None else None
+        return cls(**{**d, **paths, "families": fams})
+
+
+class SearchView(Protocol):
+    """What a search tells a display (the command line's live view). Subclass it to inherit hooks that do
+    nothing, or give any object these four methods."""
+
+    def on_begin(self, run_id: str, families: list[str], budget_s: float, metric: Metric) -> None:
+        return None
+
+    def on_trial(self, number: int, family: str, params: dict[str, Any]) -> Callbacks | None:
+        """A trial starts; returns the training callbacks to follow it with (None: none)."""
+        return None
+
+    def on_trial_end(self, row: TrialRow, best: TrialRow | None, spent_s: float) -> None:
+        return None
+
+    def on_phase(self, text: str) -> None:
+        """The search moves on to ``text`` (the winner's test evaluation, compress, ...)."""
+        return None
+
+
+class _Quiet(SearchView):
+    """No display."""
+
+
+@dataclass
+class AutoResult:
+    """A finished (or interrupted) search."""
+
+    record: RunRecord  # the auto run
+    metric: Metric
+    best: TrialRow | None
+    leaderboard: list[TrialRow]
+    best_config: Path | None  # best.yaml
+    png: Path | None
+    spent_s: float  # this session's wall-clock time, compress excluded
+    interrupted: bool = False
+    test_metrics: dict[str, Any] = field(default_factory=dict)
+    compress: Any = None  # a shoal.compress CompressResult, with --latency-budget-ms
+
+
+def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchView | None = None,
+         enqueue: Sequence[dict[str, Any]] = ()) -> AutoResult:
+    """Search ``settings.data`` for the best model within ``settings.budget_s`` seconds (see the module doc).
+
+    ``enqueue`` adds trials with fixed parameters (``{"family": "mlp", "mlp.lr": 0.01, ...}``; the rest drawn)
+    after each family's default trial.
+    """
+    settings = _absolute(settings)
+    if not settings.budget_s > 0:
+        raise ValueError(f"the time budget must be more than 0 seconds, not {settings.budget_s!r}")
+    if settings.metric is not None and settings.metric not in METRICS:
+        raise ValueError(f"unknown metric {settings.metric!r}; choose from {', '.join(METRICS)}")
+    budget = Budget(settings.budget_s)
+    registry = Registry(Path(home))
+    record = registry.create_run(f"{settings.data.stem}-auto", settings.to_dict(), kind=RunKind.AUTO)
+    with registry.recording(record.run_id):
+        base, shape = prepare(settings.data, settings.label, settings.valid, record.artifact_dir)
+        if settings.test is not None:
+            file_spec(settings.test, base.data)  # a test file that cannot be read fails now, not after the budget
+        metric = _metric(settings.metric, shape.multiclass)
+        fams = families(shape, base, settings.budget_s, settings.families)
+        state = {"metric": metric.name, "direction": metric.direction, "families": fams, "seed": settings.seed,
+                 "shape": asdict(shape), "study": str(record.artifact_dir / STUDY_FILE), "sessions": [],
+                 "spent_s": 0.0}
+        registry.update(record.run_id, summary={"auto": state})
+        space = Space(base, shape, fams, settings.seed)
+        study, seed = _study(record.artifact_dir, metric, settings.seed, len(fams))
+        for params in [*space.defaults(), *enqueue]:
+            study.enqueue_trial(params)
+    return _search(registry, registry.get(record.run_id), settings, space, (study, seed), metric, budget, view,
+                   state)
+
+
+def resume(ref: str, home: str | Path = "shoal-runs", budget_s: float | None = None,
+           view: SearchView | None = None) -> AutoResult:
+    """Continue the search of auto run ``ref`` (id, prefix or ``latest``) with ``budget_s`` more seconds (default:
+    its budget), from its Optuna study: the trials so far inform the sampler, and the leaderboard keeps them."""
+    registry = Registry(Path(home))
+    record = registry.get(ref)
+    if record.kind != RunKind.AUTO:
+        raise ValueError(f"run {record.run_id} is a {record.kind} run, not a `shoal auto` search; resume it with "
+                         f"`shoal train --resume {record.run_id}`")
+    settings = AutoSettings.from_dict(record.config)
+    if budget_s is not None:
+        settings = replace(settings, budget_s=budget_s)
+    budget = Budget(settings.budget_s)
+    state = dict(record.summary.get("auto") or {})  # type: ignore[call-overload]
+    starter = record.artifact_dir / STARTER_FILE
+    if not starter.is_file() or "shape" not in state:
+        raise ValueError(f"auto run {record.run_id} stopped before its data was profiled; nothing to resume "
+                         f"(start again: shoal auto {settings.data} --label ...)")
+    record = registry.update(record.run_id, status=RunStatus.RUNNING)
+    with registry.recording(record.run_id):
+        base = search_config(load_config(starter), settings.valid)
+        shape = DataShape(**{**state["shape"], "dense": tuple(state["shape"]["dense"]),
+                             "skewed": tuple(state["shape"]["skewed"]),
+                             "cardinality": {k: tuple(v) for k, v in state["shape"]["cardinality"].items()}})
+        metric = Metric(state["metric"], METRICS[state["metric"]])
+        space = Space(base, shape, state["families"], settings.seed)
+        study, seed = _study(record.artifact_dir, metric, settings.seed, len(state["families"]))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)  # left by a killed process
+    return _search(registry, record, settings, space, (study, seed), metric, budget, view, state)
+
+
+# -- the steps ------------------------------------------------------------------------------------------------------
+def _absolute(s: AutoSettings) -> AutoSettings:
+    def a(p: Path | None) -> Path | None:
+        return None if p is None else Path(p).expanduser().resolve()
+
+    return replace(s, data=Path(s.data).expanduser().resolve(), valid=a(s.valid), test=a(s.test),
+                   families=tuple(s.families) if s.families is not None else None)
+
+
+def _metric(name: str | None, multiclass: bool) -> Metric:
+    allowed = MULTICLASS_METRICS if multiclass else BINARY_METRICS
+    name = name or ("accuracy" if multiclass else "auc")
+    if name not in allowed:
+        raise ValueError(f"metric {name!r} does not apply to a {'multiclass' if multiclass else 'binary'} label; "
+                         f"choose from {', '.join(allowed)}")
+    return Metric(name, METRICS[name])
+
+
+def _study(folder: Path, metric: Metric, seed: int, families: int) -> tuple[optuna.Study, int]:
+    """The run's Optuna study in ``folder/optuna.db``, created or loaded to go on, and its sampler's seed: the
+    search's seed plus the trials so far, so a resumed search does not draw its first trials' points again."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}")
+    done = _trials_in(storage)
+    with warnings.catch_warnings():  # group=True (conditional spaces: one group per family) is "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed + done, multivariate=True, group=True,
+                                             n_startup_trials=max(5, families + 2))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=PRUNE_AFTER)
+    study = optuna.create_study(storage=storage, study_name=STUDY, sampler=sampler, pruner=pruner,
+                                direction="maximize" if metric.maximize else "minimize", load_if_exists=True)
+    return study, seed + done
+
+
+def _trials_in(storage: optuna.storages.BaseStorage) -> int:
+    """Trials already in the stored study (0 for a new one)."""
+    try:
+        trials = storage.get_all_trials(storage.get_study_id_from_name(STUDY), deepcopy=False)
+        return sum(t.state.is_finished() for t in trials)
+    except KeyError:
+        return 0
+
+
+def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space: Space,
+            seeded: tuple[optuna.Study, int], metric: Metric, budget: Budget, view: SearchView | None,
+            state: dict[str, Any]) -> AutoResult:
+    """Run trials until the budget (or ``max_trials``) is spent or Ctrl-C, then report (:func:`_finish`)."""
+    view = view or _Quiet()
+    study, seed = seeded
+    before = float(state.get("spent_s", 0.0))
+    session = {"budget_s": settings.budget_s, "sampler_seed": seed, "trials": 0, "started_at": time.time()}
+    state["sessions"] = [*state.get("sessions", []), session]
+    view.on_begin(record.run_id, space.families, settings.budget_s, metric)
+    interrupted = False
+    trial: optuna.Trial | None = None
+    failures = skips = 0
+    try:
+        with registry.recording(record.run_id):
+            while budget.left() > 0 and (settings.max_trials is None or session["trials"] < settings.max_trials):
+                trial = study.ask()
+                cfg = space.config(Draw(trial))
+                family = trial.params["family"]
+                epochs = budget.epochs_that_fit(family, cfg.train.epochs)
+                if epochs < 1:
+                    trial.set_user_attr("skipped", "no time left for one epoch")
+                    study.tell(trial, state=TrialState.FAIL)
+                    trial, skips = None, skips + 1
+                    if skips >= SKIPS_IN_A_ROW:
+                        break
+                    continue
+                skips = 0
+                if epochs < cfg.train.epochs:
+                    trial.set_user_attr("epochs_cut_to", epochs)
+                cfg = cfg.model_copy(update={"name": f"{record.name}-t{trial.number:03d}-{family}",
+                                             "train": cfg.train.model_copy(update={"epochs": epochs})})
+                outcome = run_trial(registry, record.run_id, trial, cfg, metric, budget.trial_deadline(),
+                                    view.on_trial(trial.number, family, dict(trial.params)))
+                _tell(study, trial, family, outcome, before + budget.spent)
+                budget.record(family, outcome.seconds, outcome.train_seconds, outcome.epochs)
+                session["trials"] += 1
+                number, trial = trial.number, None
+                failures = failures + 1 if outcome.state == "failed" else 0
+                rows = rows_of(study)
+                best = _best(rows, metric)
+                _tidy(registry, rows, number, metric)
+                state["spent_s"] = before + budget.spent
+                registry.update(record.run_id, summary={"auto": {**state, "trials": _counts(rows),
+                                                                 "best": best.to_dict() if best else None}})
+                row = next((r for r in rows if r.number == number), None)
+                if row is not None:
+                    view.on_trial_end(row, best, budget.spent)
+                if failures >= FAILURES_IN_A_ROW:
+                    log.warning("%d trials failed in a row; stopping the search (the last: %s)", failures,
+                                outcome.error)
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        if trial is not None:  # the trial in flight: its run is already recorded killed
+            trial.set_user_attr("state", "interrupted")
+            trial.set_user_attr("family", trial.params.get("family", "?"))
+            trial.set_user_attr("elapsed_s", before + budget.spent)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    return _finish(registry, record, settings, study, metric, budget, view, state, before, interrupted)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, family: str, outcome: TrialOutcome, elapsed: float) -> None:
+    """Record how a trial ended in the study: its attributes, then its state and value."""
+    for key, value in (("family", family), ("run_id", outcome.run_id), ("state", outcome.state),
+                       ("seconds", round(outcome.seconds, 3)), ("elapsed_s", round(elapsed, 3)),
+                       ("epochs", outcome.epochs)):
+        trial.set_user_attr(key, value)
+    if outcome.error:
+        trial.set_user_attr("error", outcome.error[:500])
+    if outcome.state == "complete" and outcome.value is not None:
+        study.tell(trial, outcome.value)
+    elif outcome.state in ("pruned", "timeout"):
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def _best(rows: list[TrialRow], metric: Metric) -> TrialRow | None:
+    board = leaderboard(rows, metric.maximize)
+    return board[0] if board and board[0].state == "complete" else None
+
+
+def _tidy(registry: Registry, rows: list[TrialRow], number: int, metric: Metric) -> None:
+    """Free the disk a finished trial no longer needs: its checkpoint and best-weights files (trials are never
+    resumed), and the bundle of the trial that is not (or no longer) among the :data:`KEEP_BUNDLES` best."""
+    board = [r for r in leaderboard(rows, metric.maximize) if r.state == "complete"]
+    this = next((r for r in rows if r.number == number), None)
+    if this is None or this.run_id is None:
+        return
+    folder = registry.get(this.run_id).artifact_dir
+    for name in (CHECKPOINT_FILE, BEST_FILE):
+        (folder / name).unlink(missing_ok=True)
+    dropped = board[KEEP_BUNDLES] if len(board) > KEEP_BUNDLES else None
+    if dropped is not None and dropped.run_id is not None:
+        record = registry.get(dropped.run_id)
+        if (record.artifact_dir / "bundle").exists():
+            shutil.rmtree(record.artifact_dir / "bundle")
+            registry.update(record.run_id, summary={"bundle": None, "bundle_removed": (
+                f"not among the {KEEP_BUNDLES} best trials of its search; train its config again to rebuild it")})
+
+
+def _counts(rows: list[TrialRow]) -> dict[str, int]:
+    counts = {"total": len(rows)}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    return counts
+
+
+def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study: optuna.Study, metric: Metric,
+            budget: Budget, view: SearchView, state: dict[str, Any], before: float, interrupted: bool) -> AutoResult:
+    """The report: leaderboard, PNG, best.yaml, the winner's bundle and test metrics; then (outside the budget)
+    compress the winner when a latency budget was given."""
+    folder = record.artifact_dir
+    with registry.recording(record.run_id):
+        rows = rows_of(study)
+        board = leaderboard(rows, metric.maximize)
+        best = _best(rows, metric)
+        png = progress_png(rows, metric.name, metric.maximize, folder / "auto.png",
+                           f"{record.name}: validation {metric.name} by trial") if rows else None
+        metrics: dict[str, Any] = {}
+        test: dict[str, Any] = {}
+        config_path = None
+        if best is not None and best.run_id is not None:
+            winner = registry.get(best.run_id)
+            winner_data = parse_config(winner.config, source=f"run {winner.run_id}").data
+            test_spec = file_spec(settings.test, winner_data) if settings.test is not None else None
+            config_path = best_yaml(winner.config, folder / "best.yaml", test_spec)
+            _link_bundle(winner.artifact_dir / "bundle", folder / "bundle")
+            metrics = {k: v for k, v in winner.metrics.items() if k.startswith("valid_")}
+            if settings.test is not None:
+                view.on_phase(f"test: the winner (trial {best.number}) on {settings.test.name}, read once")
+                assert test_spec is not None
+                test = test_report(best.run_id, test_spec, winner_data, registry.home)
+                metrics.update({f"test_{k}": v for k, v in test.items() if k != "bad_rows"})
+                state["test"] = {"file": str(settings.test), "run_id": best.run_id, **test}
+        state["spent_s"] = round(before + budget.spent, 3)
+        state["sessions"][-1].update({"spent_s": round(budget.spent, 3), "interrupted": interrupted})
+        state.update({"budget_s": sum(s["budget_s"] for s in state["sessions"]), "trials": _counts(rows),
+                      "best": best.to_dict() if best else None, "best_config": str(config_path) if config_path
+                      else None, "png": str(png) if png else None, "interrupted": interrupted})
+        summary: dict[str, Any] = {"auto": state, "leaderboard": [r.to_dict() for r in board]}
+        if best is not None:
+            summary["bundle"] = str(folder / "bundle")
+    if best is None and not interrupted:
+        failed = [t.user_attrs.get("error") for t in study.trials if t.user_attrs.get("error")]
+        registry.update(record.run_id, status=RunStatus.FAILED, finished=True, summary=summary)
+        raise ValueError(f"no trial finished within the {settings.budget_s:g} s budget"
+                         + (f" (a trial failed with {failed[-1]})" if failed else "; give a larger --time-budget"))
+    status = RunStatus.KILLED if interrupted else RunStatus.COMPLETED
+    final = registry.update(record.run_id, status=status, finished=True, metrics=metrics, summary=summary)
+    result = AutoResult(final, metric, best, board, config_path, png, budget.spent, interrupted, test)
+    if settings.latency_budget_ms is not None and best is not None and not interrupted:
+        result.compress = _compress(registry, final, best, settings.latency_budget_ms, view, state)
+        result.record = registry.get(final.run_id)
+    return result
+
+
+def _link_bundle(source: Path, target: Path) -> None:
+    """The winner's bundle in the auto run's folder (hard links where the file system allows), so every command
+    that takes a run (serve, predict, export, eval) takes the auto run too."""
+    if target.exists():
+        shutil.rmtree(target)
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
+def _compress(registry: Registry, record: RunRecord, best: TrialRow, budget_ms: float, view: SearchView,
+              state: dict[str, Any]) -> Any:
+    """``shoal compress`` on the winner; its result goes to the auto run's summary (``auto.compress``)."""
+    from shoal.compress import compress
+
+    assert best.run_id is not None
+    view.on_phase(f"compress the winner to p99 <= {budget_ms:g} ms per row")
+    started = time.monotonic()
+    result = compress(best.run_id, budget_ms, registry.home)
+    chosen = result.chosen
+    state["compress"] = {"run_id": result.record.run_id, "budget_ms": budget_ms,
+                         "seconds": round(time.monotonic() - started, 3),
+                         "chosen": None if chosen is None else {"name": chosen.name, "p99_ms": chosen.p99_ms,
+                                                                f"valid_{chosen.metric}": chosen.quality},
+                         "nearest_p99_ms": result.nearest.p99_ms}
+    registry.update(record.run_id, summary={"auto": state})
+    return result

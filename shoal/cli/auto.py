@@ -1,0 +1,201 @@
+"""``shoal auto``: the command over :mod:`shoal.auto`, with a live view of the search and its leaderboard.
+
+    auto run 20240501-101500-a1b2c3: logistic, mlp, dlrm; valid auc (maximize), budget 10:00
+    budget ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━  4:31 / 10:00
+    best: trial 17 (dlrm) valid auc 0.7712
+    trial 23 (mlp): epoch 3 valid auc 0.7601
+    ┏━━━━━━━┳━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━┓
+    ┃ trial ┃ family ┃ state    ┃    auc ┃ time s ┃ run                     ┃   (the latest trials)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from shoal.cli.common import HomeOption, console, home_dir, metrics_table, split_metrics, user_errors
+from shoal.training.callbacks import Callbacks
+
+__all__ = ["leaderboard_table", "register"]
+
+SHOWN_TRIALS = 12  # rows of the live table (the latest trials)
+BOARD_ROWS = 15  # rows of the final leaderboard
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``auto`` to the ``shoal`` command line."""
+    app.command("auto")(auto)
+
+
+def auto(
+    data: Annotated[Path | None, typer.Argument(help="CSV/TSV/Parquet/JSONL file with a label column.")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="The label column.")] = None,
+    valid: Annotated[Path | None, typer.Option(
+        "--valid", help="Validation file (default: 10% of DATA's rows held out).")] = None,
+    test: Annotated[Path | None, typer.Option(
+        "--test", help="Test file, read once at the end for the winner only.")] = None,
+    time_budget: Annotated[str, typer.Option(
+        "--time-budget", help="Wall-clock budget of the search: 90s, 10m, 1h30m.")] = "10m",
+    metric: Annotated[str | None, typer.Option(
+        "--metric", help="auc, ne or accuracy (binary label); accuracy, macro_f1 or ne (classes). "
+                         "Default: auc / accuracy.")] = None,
+    latency_budget_ms: Annotated[float | None, typer.Option(
+        "--latency-budget-ms", help="Then compress the winner to this p99 per row (batch 1).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler, the split and every trial.")] = 0,
+    family: Annotated[list[str] | None, typer.Option(
+        "--family", help="Search only this model family (repeat for several).")] = None,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Continue this auto run's search with --time-budget more.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """The best model for DATA within a time budget: profiles the file, searches model families and their
+    hyperparameters with Optuna (TPE, pruning of bad trials), registers every trial, writes the best config as
+    YAML; with --latency-budget-ms compresses the winner. Ctrl-C stops and keeps the best so far."""
+    import shoal.auto as search
+
+    with user_errors():
+        h = home_dir(home)
+        budget = search.parse_duration(time_budget)
+        view = LiveView()
+        with view.live:
+            if resume is not None:
+                result = search.resume(resume, h, budget_s=budget, view=view)
+            else:
+                if data is None or label is None:
+                    raise ValueError("give the DATA file and its --label column (or --resume RUN to continue a "
+                                     "search)")
+                settings = search.AutoSettings(data=data, label=label, valid=valid, test=test, budget_s=budget,
+                                               metric=metric, seed=seed, latency_budget_ms=latency_budget_ms,
+                                               families=tuple(family) if family else None)
+                result = search.auto(settings, h, view=view)
+        report(result)
+        if result.interrupted:
+            raise typer.Exit(130)
+
+
+class LiveView:
+    """The search as it runs: budget bar, best so far, the trial in flight, the latest trials."""
+
+    def __init__(self) -> None:
+        self.live = Live(self, console=console, refresh_per_second=4, transient=True)
+        self.budget_s = 0.0
+        self.started = time.monotonic()
+        self.metric = "metric"
+        self.best = "best: -"
+        self.current = "profiling the data"
+        self.rows: list[Any] = []
+
+    # SearchView
+    def on_begin(self, run_id: str, families: list[str], budget_s: float, metric: Any) -> None:
+        self.budget_s, self.metric, self.started = budget_s, metric.name, time.monotonic()
+        self.live.console.print(f"auto run [bold]{run_id}[/]: {', '.join(families)}; valid {metric.name} "
+                                f"({metric.direction}), budget {_clock(budget_s)}")
+
+    def on_trial(self, number: int, family: str, params: dict[str, Any]) -> Callbacks:
+        self.current = f"trial {number} ({family}): reading the data"
+        view = self
+
+        class Follow(Callbacks):
+            def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None:
+                view.current = f"trial {number} ({family}): training, {epochs} epochs at most"
+
+            def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+                value = metrics.get(view.metric)
+                shown = f"{value:.4f}" if isinstance(value, float) else "-"
+                view.current = f"trial {number} ({family}): epoch {epoch} valid {view.metric} {shown}"
+
+        return Follow()
+
+    def on_trial_end(self, row: Any, best: Any, spent_s: float) -> None:
+        self.rows.append(row)
+        if best is not None:
+            self.best = f"best: trial {best.number} ({best.family}) valid {self.metric} {best.value:.4f}"
+        self.current = ""
+
+    def on_phase(self, text: str) -> None:
+        self.current = text
+
+    def __rich__(self) -> RenderableType:
+        spent = time.monotonic() - self.started
+        bar = Table.grid(expand=True)
+        bar.add_column(ratio=1)
+        bar.add_column(justify="right")
+        bar.add_row(ProgressBar(total=max(self.budget_s, 1e-9), completed=min(spent, self.budget_s)),
+                    f" {_clock(spent)} / {_clock(self.budget_s)}")
+        table = _trials_table(self.rows[-SHOWN_TRIALS:], self.metric, "latest trials")
+        return Group(bar, Text(self.best, style="bold green"), Text(self.current), table)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _trials_table(rows: list[Any], metric: str, title: str) -> Table:
+    """Trials (TrialRow objects or their dicts) as a table: number, family, state, metric, time, run."""
+    table = Table(title=title)
+    for col in ("trial", "family", "state", f"valid {metric}", "epochs", "time s", "run"):
+        table.add_column(col, justify="right" if col not in ("family", "state", "run") else "left")
+    for r in rows:
+        d = r if isinstance(r, dict) else r.to_dict()
+        value = d.get("value")
+        style = "" if d["state"] == "complete" else "dim"
+        table.add_row(str(d["number"]), d["family"], d["state"], "-" if value is None else f"{value:.4f}",
+                      str(d.get("epochs", "")), f"{d['seconds']:.1f}", str(d.get("run_id") or ""), style=style)
+    return table
+
+
+def leaderboard_table(summary: dict[str, Any], limit: int = BOARD_ROWS) -> Table:
+    """The leaderboard of an auto run's summary (``shoal auto`` at its end, ``shoal show``): best first."""
+    state = summary.get("auto") or {}
+    board = summary.get("leaderboard") or []
+    counts = state.get("trials") or {}
+    done = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "total")
+    title = (f"leaderboard: {counts.get('total', len(board))} trials ({done}) in {state.get('spent_s', 0):.0f} s "
+             f"of {state.get('budget_s', 0):.0f} s")
+    return _trials_table(board[:limit], str(state.get("metric", "metric")), title)
+
+
+def report(result: Any) -> None:
+    """The end of a search: leaderboard, the winner, its config, PNG and test metrics, compress, next steps."""
+    record = result.record
+    console.print(leaderboard_table(dict(record.summary)))
+    state = record.summary.get("auto") or {}
+    best = result.best
+    if result.interrupted:
+        console.print("[yellow]interrupted[/]: the search stopped; the best so far is kept "
+                      f"(continue it: shoal auto --resume {record.run_id} --time-budget 10m)")
+    if best is None:
+        console.print("[bold red]no trial finished[/]: give a larger --time-budget")
+        return
+    console.print(f"[bold green]best:[/] trial {best.number} ({best.family}), valid {result.metric.name} "
+                  f"{best.value:.4f} -> run {best.run_id}")
+    if record.metrics:
+        console.print(metrics_table("the winner", split_metrics(record.metrics)))
+    bad = (state.get("test") or {}).get("bad_rows")
+    if bad:
+        console.print(f"[yellow]{bad:,} rows of the test file could not be read[/] (e.g. label values the training "
+                      "file does not have) and are left out of the test metrics")
+    console.print(f"best config: {result.best_config}   (reproduce: shoal train {result.best_config})")
+    console.print(f"saved {result.png}")
+    seeds = ", ".join(str(s.get("sampler_seed")) for s in state.get("sessions", []))
+    console.print(f"auto run {record.run_id} ({record.status}): seed {state.get('seed')}, sampler seeds {seeds}; "
+                  f"spent {result.spent_s:.1f} s of {state['sessions'][-1]['budget_s']:g} s this session")
+    compress = state.get("compress")
+    if compress:
+        chosen = compress.get("chosen")
+        console.print(f"compress (p99 <= {compress['budget_ms']:g} ms, {compress['seconds']:.0f} s): "
+                      + (f"chosen {chosen['name']} at p99 {chosen['p99_ms']:.3f} ms -> run {compress['run_id']}"
+                         if chosen else f"[red]no candidate meets the budget[/] (nearest p99 "
+                                        f"{compress['nearest_p99_ms']:.3f} ms); see shoal show {compress['run_id']}"))
+    served = compress["run_id"] if compress and compress.get("chosen") else record.run_id
+    console.print(f"next: shoal show {record.run_id}   |   shoal serve {served}")

@@ -1,0 +1,157 @@
+"""``shoal auto`` end to end on a small synthetic click log: the budget, the registry, the best config that
+``shoal train`` reproduces, pruning, resume and Ctrl-C."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import shoal
+from shoal.artifacts.registry import Registry, RunKind, RunStatus
+from shoal.auto import AutoSettings, SearchView, auto, resume
+from shoal.auto.search import STUDY_FILE
+from shoal.cli.main import app
+from shoal.data.synthetic import SynthSpec, generate
+from shoal.training.callbacks import Callbacks
+
+BUDGET_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A training file (3,000 rows: 4 dense counts, 4 sparse ids) and a test file (800 more rows of the same log)."""
+    folder = tmp_path_factory.mktemp("clicks")
+    generate(folder / "all.parquet", SynthSpec(rows=3800, dense=4, sparse=4, base_rate=0.2, max_cardinality=500))
+    table = pq.read_table(folder / "all.parquet")
+    pq.write_table(table.slice(0, 3000), folder / "train.parquet")
+    pq.write_table(table.slice(3000), folder / "test.parquet")
+    return folder / "train.parquet", folder / "test.parquet"
+
+
+@pytest.fixture(scope="module")
+def searched(clicks: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One search of BUDGET_S seconds over logistic and mlp, with a test file."""
+    home = tmp_path_factory.mktemp("home")
+    train, test = clicks
+    started = time.monotonic()
+    result = auto(AutoSettings(data=train, label="label", test=test, budget_s=BUDGET_S, seed=3,
+                               families=("logistic", "mlp")), home)
+    return {"result": result, "wall": time.monotonic() - started, "home": home}
+
+
+def test_the_search_keeps_to_its_budget(searched: dict[str, Any]) -> None:
+    result = searched["result"]
+    assert searched["wall"] <= BUDGET_S * 1.1
+    state = result.record.summary["auto"]
+    assert state["spent_s"] <= BUDGET_S * 1.1
+    assert state["budget_s"] == BUDGET_S
+    assert state["trials"]["total"] == len(result.leaderboard) >= 3
+    assert state["seed"] == 3 and state["sessions"][0]["sampler_seed"] == 3
+
+
+def test_every_trial_is_a_child_run_of_the_auto_run(searched: dict[str, Any]) -> None:
+    result, registry = searched["result"], Registry(searched["home"])
+    parent = registry.get(result.record.run_id)
+    assert parent.kind == RunKind.AUTO and parent.status == RunStatus.COMPLETED
+    children = [r for r in registry.list(limit=1000) if r.parent == parent.run_id]
+    assert len(children) == len(result.leaderboard)
+    assert {c.kind for c in children} == {RunKind.TRAIN}
+    assert {c.run_id for c in children} == {r.run_id for r in result.leaderboard}
+    assert all(c.config["data"]["test"] is None for c in children)  # trials never see the test file
+    assert [r["number"] for r in parent.summary["leaderboard"]] == [r.number for r in result.leaderboard]
+    assert (parent.artifact_dir / STUDY_FILE).is_file() and (parent.artifact_dir / "bundle" / "bundle.json").is_file()
+
+
+def test_the_winner_is_tested_once_and_reported(searched: dict[str, Any]) -> None:
+    result = searched["result"]
+    best = result.best
+    assert best is not None and best.state == "complete"
+    values = [r.value for r in result.leaderboard if r.state == "complete"]
+    assert best.value == max(values)
+    assert result.record.metrics["valid_auc"] == pytest.approx(best.value)
+    assert 0.5 < result.record.metrics["test_auc"] <= 1.0
+    assert result.png is not None and result.png.stat().st_size > 1000
+
+
+def test_shoal_train_reproduces_the_best_config(searched: dict[str, Any], tmp_path: Path) -> None:
+    result = searched["result"]
+    doc = yaml.safe_load(result.best_config.read_text())
+    assert doc["data"]["test"] is not None  # the search's test file, for `shoal train` to report
+    again = shoal.train(result.best_config, home=tmp_path)
+    assert again.metrics["valid_auc"] == pytest.approx(result.best.value, abs=1e-9)
+
+
+class Interrupt(SearchView):
+    """Ctrl-C at the first validation of trial ``at``."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_trial(self, number: int, family: str, params: dict[str, Any]) -> Callbacks | None:
+        if number != self.at:
+            return None
+
+        class Press(Callbacks):
+            def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+                raise KeyboardInterrupt
+
+        return Press()
+
+
+def test_pruning_resume_and_ctrl_c(clicks: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = clicks
+    bad = {"family": "logistic", "logistic.lr": 1e-4, "logistic.embedding_lr": 1e-3, "logistic.epochs": 20,
+           "logistic.batch_size": 128}
+    good = {"family": "logistic", "logistic.epochs": 20}
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic",), max_trials=3)
+    first = auto(settings, tmp_path, enqueue=[good, bad])
+    registry = Registry(tmp_path)
+    states = [r.state for r in sorted(first.leaderboard, key=lambda r: r.number)]
+    assert states == ["complete", "complete", "pruned"]
+    pruned = registry.get(next(r.run_id for r in first.leaderboard if r.state == "pruned"))
+    assert pruned.status == RunStatus.KILLED and pruned.summary["auto"]["stopped"] == "pruned"
+    assert "traceback" not in pruned.summary and "error" not in pruned.summary
+
+    # resume: the same study goes on (3 more trials), with a new sampler seed
+    second = resume(first.record.run_id, tmp_path, budget_s=30)
+    state = second.record.summary["auto"]
+    assert len(second.leaderboard) == 6 and len(state["sessions"]) == 2
+    assert state["sessions"][1]["sampler_seed"] == 3
+    assert [r.number for r in sorted(second.leaderboard, key=lambda r: r.number)] == list(range(6))
+
+    # Ctrl-C during the next trial: the search stops, keeps the best so far, and can be resumed again
+    third = resume(first.record.run_id, tmp_path, budget_s=30, view=Interrupt(at=6))
+    assert third.interrupted and third.best is not None
+    assert third.best.value == second.best.value
+    assert third.record.status == RunStatus.KILLED
+    assert third.best_config is not None and third.best_config.is_file()
+    killed = next(r for r in third.leaderboard if r.number == 6)
+    assert killed.state == "interrupted" and registry.get(killed.run_id).status == RunStatus.KILLED
+    assert registry.reopen(first.record.run_id).status == RunStatus.RUNNING  # a killed search can be resumed
+
+
+def test_the_command_shows_the_search_and_show_shows_it_again(clicks: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = clicks
+    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--time-budget", "8s", "--family",
+                                   "logistic", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "leaderboard:" in out.output and "best: trial" in out.output and "best.yaml" in out.output
+    run_id = next(r.run_id for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
+    shown = CliRunner().invoke(app, ["show", run_id, "--home", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "leaderboard:" in shown.output and '"leaderboard"' not in shown.output
+
+
+def test_train_resume_of_an_auto_run_points_to_auto_resume(tmp_path: Path) -> None:
+    from shoal.artifacts.registry import Registry, RunKind
+    from shoal.distill.run import resume
+
+    record = Registry(tmp_path).create_run("search", {}, kind=RunKind.AUTO)
+    with pytest.raises(ValueError, match=f"is an auto search; continue it with: shoal auto --resume {record.run_id}"):
+        resume(record.run_id, home=tmp_path)

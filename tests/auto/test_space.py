@@ -1,0 +1,123 @@
+"""The search space: families by column kinds, every drawn config valid and buildable, sizes from the data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from shoal.auto import AutoSettings, auto, parse_duration
+from shoal.auto.budget import Budget
+from shoal.auto.files import file_spec, prepare
+from shoal.auto.search import _metric
+from shoal.auto.space import BYTECNN_MIN_BUDGET_S, DataShape, Draw, Space, families
+from shoal.cli.main import app
+from shoal.config import DataConfig, FileSpec, parse_config
+from shoal.models import build
+
+WORDS = {"1": ["great", "good", "fine", "lovely", "superb"], "0": ["bad", "poor", "awful", "dull", "weak"]}
+
+
+def _mixed_csv(path: Path, rows: int = 400, text_only: bool = False) -> Path:
+    """A CSV with a label, a review text and (unless ``text_only``) a number and a category."""
+    rng = random.Random(0)
+    lines = ["label,review" if text_only else "label,age,city,review"]
+    for i in range(rows):
+        label = str(i % 2)
+        words = [rng.choice(WORDS[label] if rng.random() < 0.6 else WORDS["1" if label == "0" else "0"])
+                 for _ in range(rng.randint(4, 30))] + ["the", "film", "was"]
+        text = " ".join(rng.sample(words, len(words)))
+        lines.append(f"{label},{text}" if text_only else f"{label},{rng.randint(18, 80)},c{rng.randint(0, 40)},{text}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_parse_duration() -> None:
+    assert [parse_duration(t) for t in ("90", "90s", "10m", "1.5h", "1h30m")] == [90, 90, 600, 5400, 5400]
+    with pytest.raises(ValueError, match="'ten' is not a duration; write e.g. 90s, 10m, 1h or 1h30m"):
+        parse_duration("ten")
+
+
+def test_metric_must_fit_the_label() -> None:
+    assert _metric(None, False).name == "auc" and _metric(None, True).name == "accuracy"
+    assert not _metric("ne", False).maximize
+    with pytest.raises(ValueError, match="metric 'macro_f1' does not apply to a binary label; choose from auc, ne, "
+                                         "accuracy"):
+        _metric("macro_f1", False)
+
+
+def test_a_trial_fits_the_time_left() -> None:
+    now = [0.0]
+    budget = Budget(100.0, start=0.0, clock=lambda: now[0])
+    assert budget.epochs_that_fit("mlp", 10) == 10  # nothing measured yet: the trial's time cap decides
+    budget.record("mlp", seconds=12.0, train_seconds=10.0, epochs=5)  # 2 s start-up, 2 s an epoch
+    now[0] = 80.0  # 100 - 5 (reserve) - 80 = 15 s left
+    assert budget.left() == pytest.approx(15.0)
+    assert budget.epochs_that_fit("mlp", 10) == 6
+    assert budget.epochs_that_fit("dlrm", 10) == 6  # unseen family: the others' costs
+    now[0] = 94.0
+    assert budget.epochs_that_fit("mlp", 10) == 0
+
+
+@pytest.mark.parametrize("text_only", [False, True], ids=["mixed", "text"])
+def test_every_family_draws_valid_configs(tmp_path: Path, text_only: bool) -> None:
+    data = _mixed_csv(tmp_path / "reviews.csv", text_only=text_only)
+    settings = AutoSettings(data=data, label="label", budget_s=BYTECNN_MIN_BUDGET_S)
+    base, shape = prepare(settings.data, settings.label, None, tmp_path)
+    fams = families(shape, base, settings.budget_s)
+    assert "bag" in fams and "bytecnn" in fams
+    assert ("dlrm" in fams) == (not text_only)
+    assert "bytecnn" not in families(shape, base, 60.0)
+    assert shape.text_bytes["review"] > 20 and shape.rows == 400
+    space = Space(base, shape, fams, seed=0)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [space.config(Draw(), f) for f in fams] + [space.config(Draw(study.ask())) for _ in range(12)]
+    for cfg in drawn:
+        again = parse_config(cfg.resolved())  # every drawn config passes validation and survives YAML
+        assert again == cfg
+        assert cfg.data.test is None and cfg.train.seed == 0
+        assert cfg.train.batch_size in shape.batch_sizes
+        widths = [f.buckets for f in cfg.sparse]
+        assert all(16 <= b <= 1_000_000 for b in widths)
+        build(cfg.model, dense_dim=4, buckets=[16] * len(cfg.features), outputs=1,
+              sequences=[i for i, f in enumerate(cfg.features) if getattr(f, "tokens", "") == "bytes"])
+
+
+def test_sizes_follow_the_data() -> None:
+    small, large = DataShape(rows=2_000, multiclass=False), DataShape(rows=2_000_000, multiclass=False)
+    assert small.max_epochs > large.max_epochs
+    assert max(small.batch_sizes) < min(large.batch_sizes)
+    assert all(20 <= 2_000 / b <= 2_000 for b in small.batch_sizes)
+
+
+def test_a_text_search_runs_end_to_end(tmp_path: Path) -> None:
+    data = _mixed_csv(tmp_path / "reviews.csv", text_only=True)
+    result = auto(AutoSettings(data=data, label="label", budget_s=60, max_trials=2), tmp_path / "home")
+    assert [r.family for r in sorted(result.leaderboard, key=lambda r: r.number)] == ["bag", "logistic"]
+    assert all(r.state == "complete" for r in result.leaderboard)
+    assert result.best is not None and result.best.value > 0.65  # 40 validation rows: the signal is clear
+
+
+def test_the_command_needs_a_label(tmp_path: Path) -> None:
+    out = CliRunner().invoke(app, ["auto", str(_mixed_csv(tmp_path / "r.csv")), "--home", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "give the DATA file and its --label column (or --resume RUN to continue a search)" in out.output
+    out = CliRunner().invoke(app, ["auto", "x.csv", "--label", "y", "--time-budget", "soon"])
+    assert out.exit_code == 2 and "'soon' is not a duration" in out.output
+
+
+def test_a_validation_file_naming_its_columns_differently_is_read_by_position(tmp_path: Path) -> None:
+    train = _mixed_csv(tmp_path / "train.csv")
+    other = tmp_path / "dev.csv"
+    other.write_text("y,years,town,text\n" + "".join(train.read_text().splitlines(keepends=True)[1:50]))
+    data = DataConfig(train=train)
+    assert file_spec(train, data) == train
+    assert file_spec(other, data) == FileSpec(path=other, columns=["label", "age", "city", "review"])
+    narrow = tmp_path / "narrow.csv"
+    narrow.write_text("label,review\n1,good\n")
+    with pytest.raises(ValueError, match=r"narrow.csv has the columns \['label', 'review'\], train.csv has "
+                                         r"\['label', 'age', 'city', 'review'\]; give a file with the training file"):
+        file_spec(narrow, data)
