@@ -35,6 +35,7 @@ __all__ = [
     "ByteCNNConfig",
     "ConfigError",
     "DataConfig",
+    "DCNv2Config",
     "DenseFeature",
     "DLRMConfig",
     "EmbeddingsConfig",
@@ -279,7 +280,17 @@ class ByteCNNConfig(_ModelBase):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
-ModelConfig = Annotated[DLRMConfig | LogisticConfig | MLPConfig | BagConfig | ByteCNNConfig,
+class DCNv2Config(_ModelBase):
+    """Wang et al. 2021: cross layers x_{l+1} = x0 * (W x_l + b) + x_l over [dense, embeddings], and an MLP."""
+
+    name: Literal["dcn_v2"]
+    cross_layers: int = Field(3, ge=1, le=8)
+    low_rank: int | None = Field(None, ge=1)  # W = U V^T with U, V of this many columns; None: full-rank W
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    structure: Literal["stacked", "parallel"] = "stacked"  # the MLP after the cross layers, or beside them
+
+
+ModelConfig = Annotated[DLRMConfig | LogisticConfig | MLPConfig | BagConfig | ByteCNNConfig | DCNv2Config,
                         Field(discriminator="name")]
 
 

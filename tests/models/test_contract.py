@@ -14,9 +14,10 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.models import available, build
 
-MODEL_PARAMS = {"dlrm": {"embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
+MODEL_PARAMS: dict[str, dict[str, object]] = {"dlrm": {"embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
                 "mlp": {"embedding_dim": 4, "hidden": [8]}, "logistic": {}, "bag": {"embedding_dim": 4},
-                "bytecnn": {"embedding_dim": 4, "channels": [6, 5], "kernel_size": 3, "hidden": [8]}}
+                "bytecnn": {"embedding_dim": 4, "channels": [6, 5], "kernel_size": 3, "hidden": [8]},
+                "dcn_v2": {"embedding_dim": 4, "cross_layers": 2, "low_rank": 3, "hidden": [8]}}
 BUCKETS = [50, 20, 30, 257]  # u, v, tags, and the bytes of "text" (a sequence input)
 SEQUENCES = [3]
 
@@ -165,5 +166,6 @@ def test_unknown_model_name_lists_choices() -> None:
     class Fake:
         name = "transformer"
 
-    with pytest.raises(ValueError, match=r"unknown model 'transformer'; available: bag, bytecnn, dlrm, logistic, mlp"):
+    with pytest.raises(ValueError,
+                       match=r"unknown model 'transformer'; available: bag, bytecnn, dcn_v2, dlrm, logistic, mlp"):
         build(Fake(), 2, [3])
