@@ -224,7 +224,7 @@ def test_feature_errors_name_the_field_value_and_choices() -> None:
 def test_model_name_errors_name_the_field_and_choices() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({**MINIMAL, "model": {"name": "xgboost"}})
-    assert "  - model.name: Input should be 'dlrm', 'logistic', 'mlp', 'bag', 'bytecnn' or 'dcn_v2' (got 'xgboost')" in str(
-        err.value).splitlines()
+    expected = "  - model.name: Input should be 'dlrm', 'logistic', 'mlp', 'bag', 'bytecnn' or 'dcn_v2' (got 'xgboost')"
+    assert expected in str(err.value).splitlines()
     with pytest.raises(ConfigError, match=r"model\.name: required field is missing"):
         parse_config({**MINIMAL, "model": {"embedding_dim": 8}})
