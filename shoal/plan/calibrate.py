@@ -1,0 +1,370 @@
+"""``shoal plan --calibrate``: measure this machine once, so that ``--cluster local`` predicts from its own rates.
+
+Each measurement takes a second or two and is the median of repeated calls (the machine may be shared):
+
+* ``matmul``: FP32 FLOP/s of a ``Linear(w, w)`` + ReLU forward and backward on 1024 rows for a few widths w,
+  with 1 thread and with every core; ``interaction``: the same for DLRM's dot interaction (batched small matmuls);
+* ``memory_bw``: bytes/s of a 128 MiB copy (read + write);
+* ``embedding``: seconds per id looked up and per distinct row updated by shoal's own embedding step
+  (:class:`~shoal.models.embeddings.SparseArch` forward + backward with row-wise Adagrad), fused (one process)
+  and unfused (a distributed rank: sparse gradient, then ``step()``), for a table in cache and one far larger
+  than the last-level cache, at dimensions 8 and 64 (the cost is linear in the dimension between them);
+* ``overhead``: seconds of a whole training step of tiny models (batch 8): a fixed part per step, per layer and
+  per embedding feature, the part FLOPs and bytes do not see;
+* ``allreduce``: gloo all-reduce and all-gather between 2 processes on loopback: a latency and a bandwidth;
+* ``base_rss``, ``first_step_s``: the resident memory of a fresh process that has loaded the training stack and
+  taken a few steps, and how much longer its first step took (compiled code loaded, first calls); ``train_rss``:
+  the peak of ``shoal train`` of a tiny model on a tiny file (one process's baseline: command line, registry,
+  reader, bundle writer);
+* ``disk_bw``: bytes/s of writing a checkpoint-sized file.
+
+The profile is JSON (:func:`profile_path`: ``<registry home>/plan-profile.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["PROFILE_FILE", "calibrate", "load_profile", "profile_path"]
+
+log = logging.getLogger(__name__)
+
+PROFILE_FILE = "plan-profile.json"
+PROFILE_VERSION = 1
+WIDTHS = (16, 64, 256, 1024)
+
+
+def profile_path(home: Path) -> Path:
+    return Path(home) / PROFILE_FILE
+
+
+def load_profile(home: Path) -> dict[str, Any]:
+    """The profile ``shoal plan --calibrate`` stored in ``home``."""
+    path = profile_path(home)
+    if not path.is_file():
+        raise FileNotFoundError(f"no calibration profile at {path}; measure this machine first: "
+                                f"shoal plan --calibrate --home {home}")
+    profile: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if profile.get("version") != PROFILE_VERSION:
+        raise ValueError(f"{path}: profile version {profile.get('version')} is not {PROFILE_VERSION}; "
+                         "measure again: shoal plan --calibrate")
+    return profile
+
+
+def _median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_calls or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if len(times) >= 1000:
+            break
+    return float(np.median(times))
+
+
+def _with_threads(threads: int, fn: Callable[[], Any]) -> Any:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _matmul(widths: tuple[int, ...], seconds: float) -> list[list[float]]:
+    """FLOP/s of a training layer of each width: ``relu(Linear(w, w))`` forward and backward on 1024 rows (3 x
+    the forward's FLOPs), autograd included, as a training step runs it."""
+    out = []
+    for w in widths:
+        layer, x = torch.nn.Linear(w, w), torch.randn(1024, w, requires_grad=True)
+
+        def step(layer: torch.nn.Linear = layer, x: torch.Tensor = x) -> None:
+            torch.relu(layer(x)).sum().backward()
+        t = _median_seconds(step, seconds)
+        out.append([w, 3 * 2 * 1024 * w * w / t])
+    return out
+
+
+def _interaction(seconds: float, vectors: int = 27, dim: int = 16) -> float:
+    """FLOP/s of DLRM's dot interaction forward and backward on 1024 rows: small batched matmuls and the gather
+    of the upper triangle (3 x the forward's 2 F F d FLOPs a row)."""
+    rows, cols = torch.triu_indices(vectors, vectors, offset=1)
+    x = torch.randn(1024, vectors, dim, requires_grad=True)
+
+    def step() -> None:
+        z = torch.bmm(x, x.transpose(1, 2))  # (B, F, F)
+        z[:, rows, cols].sum().backward()
+    return 3 * 2 * vectors * vectors * dim * 1024 / _median_seconds(step, seconds)
+
+
+def _memory_bw(mib: int, seconds: float) -> float:
+    src = torch.ones(mib << 18)  # float32: mib MiB
+    dst = torch.empty_like(src)
+    return 2 * src.nbytes / _median_seconds(lambda: dst.copy_(src), seconds)
+
+
+def _embedding_step(rows: int, dim: int, ids: torch.Tensor, fused: bool) -> Callable[[], None]:
+    from shoal.models.embeddings import SparseArch
+    from shoal.training.optimizers import RowWiseAdagrad
+
+    arch = SparseArch([rows], dim)
+    opt = RowWiseAdagrad([arch.bag.weight], lr=0.01)
+    if fused:
+        arch.fuse(opt)
+    offsets = [torch.arange(len(ids))]
+
+    def step() -> None:
+        arch([ids], offsets).sum().backward()
+        if not fused:
+            opt.step()
+            arch.bag.weight.grad = None
+    return step
+
+
+def _embedding(threads: int, table_rows: dict[str, int], ids_per_step: int, seconds: float) -> dict[str, Any]:
+    """Per (path, table size): [a, b, c, e] with seconds = lookups (a + b d) + distinct rows (c + e d)."""
+    gen = torch.Generator().manual_seed(0)
+    found: dict[str, Any] = {}
+    for path in ("fused", "unfused"):
+        for size, rows in table_rows.items():
+            t: dict[tuple[int, str], float] = {}
+            for dim in (8, 64):
+                n = rows if dim == 8 else max(rows // 8, 1 << 14)  # the same bytes at both dimensions
+                for kind in ("repeat", "distinct"):
+                    ids = (torch.randint(1, 17, (ids_per_step,), generator=gen) if kind == "repeat"
+                           else torch.randperm(n - 1, generator=gen)[:ids_per_step] + 1)
+                    step = _embedding_step(n, dim, ids, path == "fused")
+                    t[dim, kind] = float(_with_threads(threads, partial(_median_seconds, step, seconds)))
+            per_lookup = {d: t[d, "repeat"] / ids_per_step for d in (8, 64)}
+            per_row = {d: max(t[d, "distinct"] - t[d, "repeat"], 0.0) / ids_per_step for d in (8, 64)}
+            b = (per_lookup[64] - per_lookup[8]) / 56
+            e = (per_row[64] - per_row[8]) / 56
+            found[f"{path}/{size}"] = [per_lookup[8] - 8 * b, b, per_row[8] - 8 * e, e]
+    return found
+
+
+def _tiny_step(layers: int, features: int) -> Callable[[], None]:
+    from shoal.config import MLPConfig, TrainConfig
+    from shoal.models import build
+    from shoal.training.loop import training_loss
+    from shoal.training.strategy import build_optimizers
+
+    model = build(MLPConfig(name="mlp", embedding_dim=4, hidden=[8] * (layers - 1)), 2, [100] * features)
+    opts = build_optimizers(model, TrainConfig(), fuse_sparse_step=True)
+    dense = torch.randn(8, 2)
+    ids = [torch.randint(1, 100, (8,)) for _ in range(features)]
+    offsets = [torch.arange(8)] * features
+    label = torch.zeros(8)
+
+    def step() -> None:
+        for o in opts:
+            if o is not None:
+                o.zero_grad(set_to_none=True)
+        training_loss(model(dense, ids, offsets), label, None).backward()
+        for o in opts:
+            if o is not None:
+                o.step()
+    return step
+
+
+def _overhead(threads: int, seconds: float) -> dict[str, float]:
+    """A step's fixed cost: t(layers, features) = step + layers x layer + features x feature."""
+    def t(layers: int, features: int) -> float:
+        return float(_with_threads(threads, lambda: _median_seconds(_tiny_step(layers, features), seconds, 5)))
+    base, more_layers, more_features = t(1, 1), t(7, 1), t(1, 9)
+    layer = max((more_layers - base) / 6, 0.0)
+    feature = max((more_features - base) / 8, 0.0)
+    return {"step_s": max(base - layer - feature, 0.0), "layer_s": layer, "feature_s": feature}
+
+
+def _collectives(rank: int, world: int, port: int, sizes: list[int], seconds: float, out: str) -> None:
+    """One of 2 processes: median seconds of all_reduce and all_gather of each size (bytes)."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    result: dict[str, list[list[float]]] = {"all_reduce": [], "all_gather": []}
+    calls = max(int(seconds * 100), 10)  # the same number of calls on both ranks (a time limit could differ)
+    for size in sizes:
+        x = torch.ones(max(size // 4, 1))
+        parts = [torch.empty_like(x) for _ in range(world)]
+        for name, fn in (("all_reduce", lambda x=x: dist.all_reduce(x)),
+                         ("all_gather", lambda x=x, parts=parts: dist.all_gather(parts, x))):
+            dist.barrier()
+            times = []
+            for i in range(calls + 3):
+                start = time.perf_counter()
+                fn()
+                if i >= 3:  # after the warmup
+                    times.append(time.perf_counter() - start)
+            result[name].append([size, float(np.median(times))])
+    if rank == 0:
+        Path(out).write_text(json.dumps(result), encoding="utf-8")
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _allreduce(seconds: float) -> dict[str, float]:
+    """Latency and bandwidth of gloo between 2 processes on loopback, fitted to t = latency + bytes / bw (a ring
+    of 2 moves each byte once each way)."""
+    import torch.multiprocessing as mp
+
+    sizes = [4 << 10, 4 << 20]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "collectives.json")
+        mp.start_processes(_collectives, args=(2, _free_port(), sizes, seconds, out), nprocs=2, join=True,
+                           start_method="spawn")
+        result = json.loads(Path(out).read_text(encoding="utf-8"))
+    (small, t_small), (large, t_large) = result["all_reduce"]
+    bw = (large - small) / max(t_large - t_small, 1e-9)
+    (_, g_small), (_, g_large) = result["all_gather"]
+    return {"latency_s": max(t_small - small / bw, 1e-6), "bandwidth": bw,
+            "gather_bandwidth": (large - small) / max(g_large - g_small, 1e-9), "measured": result}
+
+
+# the peak RSS of this process alone: VmHWM (ru_maxrss also counts the parent's pages at fork time)
+BASE_RSS_CODE = """
+import torch
+import shoal.cli.main, shoal.training.runs, shoal.distributed.strategy, pyarrow.parquet
+from shoal.plan.calibrate import _tiny_step
+import time
+step = _tiny_step(2, 2)
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+print(times[0] - min(times[1:]))
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
+"""
+
+
+def _fresh_process() -> tuple[float, float]:
+    """(peak RSS in bytes, seconds the first step takes beyond the others) of a fresh interpreter that loads the
+    training stack and takes a few steps (numba's compiled step loaded from its cache, torch's first calls)."""
+    done = subprocess.run([sys.executable, "-c", BASE_RSS_CODE], capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first, hwm = done.stdout.split()[-2:]
+    return float(hwm) * 1024, max(float(first), 0.0)
+
+
+TRAIN_RSS_CODE = """
+import sys
+from shoal.cli.main import app
+sys.argv = ["shoal", "train", sys.argv[1], "--home", sys.argv[2]]
+try:
+    app()
+except SystemExit as e:
+    assert not e.code, e.code
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
+"""
+
+
+def _train_rss(folder: Path) -> float:
+    """Peak RSS (bytes) of ``shoal train`` on a tiny file and model: what one training process holds beyond its
+    model and rows (the command line, the registry, the first pass's reader, the bundle writer)."""
+    import yaml
+
+    from shoal.data.synthetic import SynthSpec, generate
+
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        data = Path(tmp) / "tiny.parquet"
+        generate(data, SynthSpec(rows=4096, dense=2, sparse=4, max_cardinality=100, seed=0))
+        config = {"name": "calibrate", "data": {"train": str(data), "valid_fraction": 0.0},
+                  "label": {"column": "label"},
+                  "features": [{"name": "d0", "kind": "dense"}, *({"name": f"s{i}", "kind": "sparse", "buckets": 16}
+                                                                  for i in range(3))],
+                  "model": {"name": "logistic"}, "train": {"epochs": 1, "batch_size": 512}}
+        path = Path(tmp) / "tiny.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-c", TRAIN_RSS_CODE, str(path), str(Path(tmp) / "home")],
+                              capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return float(done.stdout.split()[-1]) * 1024
+
+
+def _disk_bw(folder: Path, mib: int) -> float:
+    data = os.urandom(1 << 20) * mib
+    path = folder / ".plan-disk-probe"
+    try:
+        start = time.perf_counter()
+        path.write_bytes(data)
+        return len(data) / (time.perf_counter() - start)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _llc_bytes() -> int:
+    for index in (3, 2):
+        f = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size")
+        if f.is_file():
+            text = f.read_text().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+            return int(text.rstrip("KM")) * scale
+    return 32 << 20
+
+
+def calibrate(home: Path, quick: bool = False, processes: bool = True) -> dict[str, Any]:
+    """Measure this machine and store the profile in ``home`` (:func:`profile_path`); returns it.
+
+    ``quick``: smaller sizes and shorter timings (tests); ``processes``: also the 2-process gloo collectives and
+    the base RSS of a fresh process (a few seconds each to start); without them, conservative stand-ins.
+    """
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    seconds = 0.05 if quick else 0.3
+    threads = sorted({1, cores})
+    llc = _llc_bytes()
+    big_rows = (1 << 18) if quick else max(8 * llc // 32, 1 << 20)  # dimension 8: 32 bytes a row, 8 x the LLC
+    started = time.perf_counter()
+    profile: dict[str, Any] = {
+        "version": PROFILE_VERSION, "host": platform.node(), "machine": platform.machine(), "cores": cores,
+        "torch": torch.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "llc_bytes": llc,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "table_rows": {"small": 1 << 14, "large": big_rows},
+    }
+    profile["matmul"] = {str(t): _with_threads(t, lambda: _matmul(WIDTHS[1:3] if quick else WIDTHS, seconds))
+                         for t in threads}
+    profile["interaction"] = {str(t): _with_threads(t, lambda: _interaction(seconds)) for t in threads}
+    profile["memory_bw"] = {str(t): _with_threads(t, lambda: _memory_bw(16 if quick else 128, seconds))
+                            for t in threads}
+    profile["embedding"] = {str(t): _embedding(t, profile["table_rows"], 2048 if quick else 8192, seconds)
+                            for t in threads}
+    profile["overhead"] = {str(t): _overhead(t, seconds) for t in threads}
+    if processes:
+        profile["allreduce"] = _allreduce(seconds)
+        profile["base_rss"], profile["first_step_s"] = _fresh_process()
+        profile["train_rss"] = _train_rss(home)
+    else:
+        profile["first_step_s"] = 0.1
+        profile["train_rss"] = 500 * 2**20
+        profile["allreduce"] = {"latency_s": 1e-4, "bandwidth": 1e9, "gather_bandwidth": 1e9, "measured": {}}
+        profile["base_rss"] = 450 * 2**20
+    profile["disk_bw"] = _disk_bw(home, 8 if quick else 64)
+    profile["seconds"] = round(time.perf_counter() - started, 1)
+    profile_path(home).write_text(json.dumps(profile, indent=1) + "\n", encoding="utf-8")
+    log.info("calibrated in %.1f s -> %s", profile["seconds"], profile_path(home))
+    return profile

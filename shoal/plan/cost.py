@@ -1,0 +1,205 @@
+"""FLOPs, bytes and parameters of every layer of a model, per row, from its real shapes.
+
+The model is built from the config (:func:`shoal.models.build`) with its tables cut to a few rows (FLOPs do not
+depend on a table's rows, and a 10M-row table need not be allocated), and run once on a small made-up batch of
+the right shape; forward hooks read each layer's input and output shapes. Counting rules (a multiply-add is 2
+FLOPs, as in the MLPerf and DeepSpeed counts)::
+
+    Linear(i, o)              forward 2 i o + o (bias)        backward 2 x forward (input and weight gradients)
+    Conv1d(c, o, k) -> L      forward 2 c k o L + o L         backward 2 x forward
+    DotInteraction (F, d)     forward 2 F F d (one bmm)       backward 2 x forward
+    EmbeddingBag, n ids of d  forward 2 n d (weighted sum)    backward: the ids' gradients summed per row, then
+                                                              row-wise Adagrad on the distinct rows (bytes, below)
+
+Embedding bytes per row (float32): forward ``n d 4`` read; backward ``n d 4`` (gradient sums) and, per distinct
+row touched, the row read and written and its accumulator: ``u (2 d 4 + 2 x 4)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from shoal.config import RunConfig
+from shoal.models import build
+from shoal.models.embeddings import SparseArch
+from shoal.plan.inputs import InputShape
+
+__all__ = ["LayerCost", "ModelCost", "TableCost", "conv1d_flops", "cross_flops", "interaction_flops",
+           "linear_flops", "model_cost"]
+
+TRACE_ROWS = 16
+TWIN_ROWS = 64  # table rows of the twin the shapes are traced on
+
+
+def linear_flops(fan_in: int, fan_out: int, bias: bool = True) -> int:
+    """Forward FLOPs of one row through ``nn.Linear(fan_in, fan_out)``."""
+    return 2 * fan_in * fan_out + (fan_out if bias else 0)
+
+
+def conv1d_flops(channels_in: int, channels_out: int, kernel: int, length_out: int, bias: bool = True,
+                 groups: int = 1) -> int:
+    """Forward FLOPs of one row through ``nn.Conv1d`` with an output of ``length_out`` positions."""
+    return (2 * channels_in // groups * kernel * channels_out + (channels_out if bias else 0)) * length_out
+
+
+def interaction_flops(vectors: int, dim: int) -> int:
+    """Forward FLOPs of one row's pairwise dot products of ``vectors`` vectors of ``dim`` (one (F, d) x (d, F))."""
+    return 2 * vectors * vectors * dim
+
+
+def cross_flops(width: int, rank: int | None = None) -> int:
+    """Forward FLOPs of one row through a DCN-v2 cross layer ``x0 * (W x + b) + x`` (Wang et al. 2021), with
+    ``W`` full (width x width) or low-rank ``U V`` (width x rank, rank x width)."""
+    matmul = linear_flops(width, width) if rank is None else 2 * width * rank + linear_flops(rank, width)
+    return matmul + 2 * width  # the elementwise product with x0 and the residual
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer's cost per row of a batch. ``width``: the matmul's smallest dimension (small matmuls reach a
+    smaller fraction of peak); ``act_bytes``: the output, kept for the backward (float32)."""
+
+    name: str
+    kind: str  # linear | conv | interaction | elementwise
+    params: int
+    fwd_flops: float
+    bwd_flops: float
+    act_bytes: float
+    width: int = 0
+
+
+@dataclass(frozen=True)
+class TableCost:
+    """One embedding table: ``rows`` x ``dim``, looked up ``lookups`` times per row; a batch touches ``unique``
+    distinct rows per batch row. ``fused``: updated inside the backward (row-wise Adagrad)."""
+
+    name: str
+    rows: int
+    dim: int
+    lookups: float
+    unique: float
+
+    @property
+    def bytes(self) -> int:
+        return self.rows * self.dim * 4
+
+    @property
+    def fwd_bytes(self) -> float:
+        return self.lookups * self.dim * 4
+
+    @property
+    def bwd_bytes(self) -> float:
+        return self.lookups * self.dim * 4 + self.unique * (2 * self.dim * 4 + 8)
+
+
+@dataclass
+class ModelCost:
+    """Every layer and table of a model, per row. ``dense_params`` are trained by Adam (replicated, all-reduced);
+    the tables by row-wise Adagrad (one float32 accumulator per row)."""
+
+    name: str
+    layers: list[LayerCost]
+    tables: list[TableCost]
+    features: int  # embedding inputs (each costs a few ops per step)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dense_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def table_params(self) -> int:
+        return sum(t.rows * t.dim for t in self.tables)
+
+    @property
+    def fwd_flops(self) -> float:
+        return sum(layer.fwd_flops for layer in self.layers) + sum(2 * t.lookups * t.dim for t in self.tables)
+
+    @property
+    def bwd_flops(self) -> float:
+        return sum(layer.bwd_flops for layer in self.layers)
+
+    @property
+    def act_bytes(self) -> float:
+        return sum(layer.act_bytes for layer in self.layers)
+
+    @property
+    def matmul_layers(self) -> int:
+        return sum(1 for layer in self.layers if layer.kind in ("linear", "conv", "interaction"))
+
+
+def _fake_batch(shape: InputShape, rows: int) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """``rows`` made-up rows of ``shape``: ids in the twin's table, lengths averaging ``ids_per_row``."""
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.randn(rows, shape.dense_dim, generator=gen)
+    ids, offsets = [], []
+    for k, per_row in enumerate(shape.ids_per_row):
+        mean = shape.seq_len if k in shape.sequences else per_row
+        total = max(round(mean * rows), rows)  # every row holds at least one id
+        lengths = torch.full((rows,), total // rows, dtype=torch.int64)
+        lengths[: total % rows] += 1
+        high = min(shape.buckets[k], TWIN_ROWS) if k not in shape.sequences else shape.buckets[k]
+        ids.append(torch.randint(1, max(high, 2), (int(lengths.sum()),), generator=gen))
+        offsets.append(torch.cumsum(lengths, 0) - lengths)
+    return dense, ids, offsets
+
+
+def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
+    """The cost of ``config``'s model on inputs of ``shape`` (see the module docstring)."""
+    twin_buckets = [b if k in shape.sequences else min(b, TWIN_ROWS) for k, b in enumerate(shape.buckets)]
+    twin = build(config.model, shape.dense_dim, twin_buckets, shape.outputs, shape.sequences).eval()
+    dense, ids, offsets = _fake_batch(shape, TRACE_ROWS)
+    which = {id(t): k for k, t in enumerate(ids)}  # an ids tensor -> its input, to find a table's real size
+    layers: list[LayerCost] = []
+    tables: list[TableCost] = []
+
+    def record(name: str) -> object:
+        def hook(module: nn.Module, args: tuple[object, ...], out: object) -> None:
+            rows = TRACE_ROWS
+            if isinstance(module, nn.Linear):
+                calls = out.numel() / module.out_features / rows  # type: ignore[attr-defined]
+                f = linear_flops(module.in_features, module.out_features, module.bias is not None) * calls
+                layers.append(LayerCost(name, "linear", sum(p.numel() for p in module.parameters()), f, 2 * f,
+                                        4 * out.numel() / rows, min(module.in_features, module.out_features)))  # type: ignore[attr-defined]
+            elif isinstance(module, nn.Conv1d):
+                length = out.shape[-1]  # type: ignore[attr-defined]
+                f = conv1d_flops(module.in_channels, module.out_channels, module.kernel_size[0], length,
+                                 module.bias is not None, module.groups)
+                layers.append(LayerCost(name, "conv", sum(p.numel() for p in module.parameters()), f, 2 * f,
+                                        4 * out.numel() / rows, min(module.in_channels, module.out_channels)))  # type: ignore[attr-defined]
+            elif type(module).__name__ == "DotInteraction":
+                _, vectors, dim = args[0].shape  # type: ignore[attr-defined]  # (B, F, d)
+                f = interaction_flops(vectors, dim)
+                layers.append(LayerCost(name, "interaction", 0, f, 2 * f, 4 * vectors * vectors, dim))
+            elif isinstance(module, SparseArch):
+                for k_ids in args[0]:  # type: ignore[attr-defined]
+                    k = which[id(k_ids)]
+                    n = len(k_ids) / rows
+                    tables.append(TableCost(f"{name}[{k}]", shape.buckets[k], module.dim, n,
+                                            n * shape.unique_fraction[k]))
+            elif isinstance(module, nn.Embedding):
+                n = args[0].numel() / rows  # type: ignore[attr-defined]  # (B, L) bytes
+                layers.append(LayerCost(name, "elementwise", module.weight.numel(), 2 * n * module.embedding_dim,
+                                        2 * n * module.embedding_dim, 4 * out.numel() / rows))  # type: ignore[attr-defined]
+            elif isinstance(module, nn.ReLU | nn.Dropout):
+                layers.append(LayerCost(name, "elementwise", 0, out.numel() / rows, out.numel() / rows,  # type: ignore[attr-defined]
+                                        4 * out.numel() / rows))  # type: ignore[attr-defined]
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in twin.named_modules()
+               if isinstance(m, nn.Linear | nn.Conv1d | nn.Embedding | nn.ReLU | nn.Dropout | SparseArch)
+               or type(m).__name__ == "DotInteraction"]
+    try:
+        with torch.no_grad():
+            twin(dense, ids, offsets)
+    finally:
+        for h in handles:
+            h.remove()
+    if layers and layers[0].kind == "linear":  # the first layer's input is data: no input gradient
+        first = layers[0]
+        layers[0] = LayerCost(first.name, first.kind, first.params, first.fwd_flops, first.fwd_flops,
+                              first.act_bytes, first.width)
+    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes))

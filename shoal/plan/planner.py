@@ -1,0 +1,135 @@
+"""The plan of a config on a cluster: the model's cost, the step of every table placement, the recommended one,
+an epoch, its price, and serving.
+
+    plan = make_plan(load_config("configs/synthetic.yaml"), load_cluster("configs/clusters/8xa100.yaml"))
+    plan.step.rows_per_s, plan.step.peak_bytes, plan.recommended, plan.reason
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoal.config import RunConfig
+from shoal.plan.cluster import ClusterSpec
+from shoal.plan.cost import ModelCost, model_cost
+from shoal.plan.inputs import InputShape, input_shape
+from shoal.plan.rates import Rates, rates_for
+from shoal.plan.serving import ServingPlan, measure_serving, predict_serving
+from shoal.plan.sharding import PLACEMENTS, placement
+from shoal.plan.step import StepPlan, epoch_seconds, plan_step
+
+__all__ = ["Plan", "make_plan"]
+
+
+@dataclass
+class Plan:
+    config: str
+    model: str
+    cluster: str
+    processes_per_node: int
+    shape: InputShape
+    cost: ModelCost
+    step: StepPlan  # with the sharding in use (the config's, or the recommended one)
+    sharding: str
+    options: dict[str, StepPlan]
+    recommended: str
+    reason: str
+    rates: Rates
+    device_memory: float
+    price_per_hour: float | None
+    serving: ServingPlan | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def epoch_s(self) -> float | None:
+        return self.step.epoch_s
+
+    @property
+    def epoch_cost(self) -> float | None:
+        if self.epoch_s is None or self.price_per_hour is None:
+            return None
+        return self.epoch_s / 3600 * self.price_per_hour
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config, "model": self.model, "cluster": self.cluster,
+            "processes_per_node": self.processes_per_node, "world": self.step.world, "nodes": self.step.nodes,
+            "dense_params": self.cost.dense_params, "table_params": self.cost.table_params,
+            "fwd_flops_per_row": self.cost.fwd_flops, "bwd_flops_per_row": self.cost.bwd_flops,
+            "tables": [t.__dict__ for t in self.cost.tables],
+            "inputs": {"dense_dim": self.shape.dense_dim, "ids_per_row": self.shape.ids_per_row,
+                       "unique_fraction": self.shape.unique_fraction, "rows": self.shape.rows,
+                       "measured": self.shape.measured},
+            "sharding": self.sharding, "step": self.step.to_dict(),
+            "options": {k: {"step_s": v.step_s, "rows_per_s": v.rows_per_s, "peak_bytes": v.peak_bytes,
+                            "comm_bytes": v.comm_bytes, "fits": v.peak_bytes <= self.device_memory}
+                        for k, v in self.options.items()},
+            "recommended": self.recommended, "reason": self.reason, "device_memory_bytes": self.device_memory,
+            "epoch_s": self.epoch_s, "price_per_hour": self.price_per_hour, "epoch_cost": self.epoch_cost,
+            "serving": None if self.serving is None else self.serving.to_dict(), "notes": self.notes,
+        }
+
+
+def _recommend(options: dict[str, StepPlan], memory: float) -> tuple[str, str]:
+    fits = {k: v for k, v in options.items() if v.peak_bytes <= memory}
+    if len(options) == 1:
+        return "data_parallel", "one process: nothing to shard"
+    if not fits:
+        best = min(options, key=lambda k: options[k].peak_bytes)
+        return best, (f"nothing fits {memory / 2**30:.1f} GiB per process; {best} needs the least "
+                      f"({options[best].peak_bytes / 2**30:.1f} GiB): add processes or devices")
+    best = min(fits, key=lambda k: fits[k].step_s)
+    others = ", ".join(f"{k} {v.step_s * 1e3:.2f} ms" for k, v in options.items() if k != best)
+    left_out = [k for k in options if k not in fits]
+    traffic = fits[best].comm_bytes["all_to_all"] + fits[best].comm_bytes["sparse_all_gather"]
+    why = (f"fastest step that fits ({fits[best].step_s * 1e3:.2f} ms, {fits[best].peak_bytes / 2**30:.2f} of "
+           f"{memory / 2**30:.1f} GiB per process, {traffic / 1e6:.2f} MB of table traffic per step); "
+           f"others: {others}")
+    if left_out:
+        why += f"; {', '.join(left_out)} do not fit"
+    return best, why
+
+
+def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any] | None = None,
+              nproc: int | None = None, rows: int | None = None, qps: float | None = None,
+              run_bundle: Path | None = None, read_data: bool = True, shape: InputShape | None = None) -> Plan:
+    """Plan ``config`` on ``cluster`` (``profile``: the calibration of this machine, for ``--cluster local``)."""
+    per_node = cluster.processes_per_node(nproc)
+    world = per_node * cluster.nodes
+    batch = config.train.batch_size
+    if batch % world:
+        raise ValueError(f"train.batch_size {batch} must be a multiple of the {world} processes")
+    shape = shape or input_shape(config, batch // world, rows, read_data)
+    cost = model_cost(config, shape)
+    rates = rates_for(cluster, per_node, profile)
+    train_rows = rows if rows is not None else shape.rows
+    cache_rows = (train_rows or 0)
+    cache = cache_rows * shape.encoded_bytes_per_row
+    cache = cache if cache <= config.train.cache_mb * 2**20 else 0.0
+    options = {name: plan_step(cost, shape, rates, world=world, nodes=cluster.nodes, batch=batch,
+                               sharding=placement(name, cost, world), cache_bytes=cache,
+                               chunk_rows=config.data.chunk_rows)
+               for name in (PLACEMENTS if world > 1 else PLACEMENTS[:1])}
+    recommended, reason = _recommend(options, rates.device_memory)
+    emb = config.train.embeddings
+    in_use = (emb.sharding if emb.backend == "torchrec" else "data_parallel") if world > 1 else "data_parallel"
+    step = options[in_use]
+    checkpoint = cost.table_params * 4 + 4 * sum(t.rows for t in cost.tables) + 12 * cost.dense_params
+    if train_rows:
+        step.epoch_s = epoch_seconds(step, train_rows, checkpoint, rates)
+    notes = list(shape.notes)
+    if profile is None and not cluster.gpus:
+        notes.append("CPU rates from the cluster file's peaks x efficiency, not measured: calibrate for --cluster "
+                     "local")
+    if emb.backend == "native" and world > 1 and recommended != "data_parallel":
+        notes.append(f"the config uses native (replicated) tables; {recommended} needs "
+                     f"train.embeddings: {{backend: torchrec, sharding: {recommended}}}")
+    serve_rates = rates_for(cluster, cluster.node.cpu.cores, profile) if not cluster.gpus else rates
+    serving = (measure_serving(run_bundle, cluster.node.cpu.cores, qps) if run_bundle is not None
+               else predict_serving(cost, serve_rates, cluster.node.cpu.cores, qps))
+    return Plan(config=config.name, model=config.model.name, cluster=cluster.name, processes_per_node=per_node,
+                shape=shape, cost=cost, step=step, sharding=in_use, options=options, recommended=recommended,
+                reason=reason, rates=rates, device_memory=rates.device_memory, price_per_hour=cluster.price_per_hour,
+                serving=serving, notes=notes)

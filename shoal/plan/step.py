@@ -1,0 +1,202 @@
+"""One training step of one process: its phases and their seconds, and the memory the process holds.
+
+A step of W processes (global batch B, b = B / W rows each) is, on each process::
+
+    overhead   the Python loop, autograd and the optimizers' calls: step + layers x layer + features x feature
+    input      the mini-batch cut from the cached rows: encoded bytes x 3 / memory bandwidth
+    forward    each layer: its FLOPs / the FLOP/s reached at its width; elementwise layers: bytes / bandwidth
+    embeddings lookups, gradient sums and the row-wise Adagrad update of the distinct rows touched
+    backward   each layer's backward FLOPs (2 x forward)
+    Adam       28 bytes per dense parameter (read p, g, m, v; write p, m, v) / memory bandwidth
+    all-reduce the dense gradients (DDP, ring), overlapped with the backward up to ``overlap``
+    sparse     native tables: the touched rows' gradients all-gathered (W > 1);
+               TorchRec: ids and pooled embeddings all-to-all, forward and backward (:mod:`shoal.plan.sharding`)
+
+The step takes the sum of the compute phases plus the communication that the backward does not hide.
+Memory per process: its share of the tables, the Adagrad accumulators (4 bytes a row) and the fused step's row
+slots (4 bytes a row, one process), the dense weights, gradients and Adam's two moments (16 bytes a
+parameter), activations kept for the backward and their gradients, the cached encoded rows, the process's
+baseline (interpreter and libraries, or a CUDA context), and the largest passing need (the first pass's chunk).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.plan.comm import all_gather_s, all_reduce_bytes, all_reduce_s
+from shoal.plan.cost import ModelCost
+from shoal.plan.inputs import InputShape
+from shoal.plan.rates import Rates
+from shoal.plan.sharding import ShardingOption
+
+__all__ = ["Phase", "StepPlan", "plan_step"]
+
+ADAM_BYTES_PER_PARAM = 28
+CHECKPOINT_EVERY_EPOCH_S = 30.0  # one process checkpoints an epoch end only when the last one is older
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of a step on one lane of the timeline (``compute`` or ``network``)."""
+
+    name: str
+    lane: str
+    start: float
+    seconds: float
+    kind: str  # overhead | input | dense | embedding | optimizer | comm
+
+
+@dataclass
+class StepPlan:
+    """The predicted step of one process, its memory, and what a whole epoch costs."""
+
+    world: int
+    nodes: int
+    batch: int
+    rank_batch: int
+    phases: list[Phase]
+    step_s: float
+    exposed_comm_s: float
+    comm_bytes: dict[str, float]
+    memory: dict[str, float]  # bytes per process, by what holds them
+    layer_seconds: list[tuple[str, float, float]]  # (layer, FLOPs per step, seconds per step)
+    epoch_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.batch / self.step_s
+
+    @property
+    def peak_bytes(self) -> float:
+        return sum(v for k, v in self.memory.items() if k != "passing (first pass)") + self.memory.get(
+            "passing (first pass)", 0.0)
+
+    @property
+    def bottleneck(self) -> str:
+        totals: dict[str, float] = {}
+        for p in self.phases:
+            if p.lane == "compute":
+                totals[p.kind] = totals.get(p.kind, 0.0) + p.seconds
+        totals["comm (exposed)"] = self.exposed_comm_s
+        return max(totals, key=lambda k: totals[k])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "world": self.world, "nodes": self.nodes, "batch": self.batch, "rank_batch": self.rank_batch,
+            "step_s": self.step_s, "rows_per_s": self.rows_per_s, "exposed_comm_s": self.exposed_comm_s,
+            "bottleneck": self.bottleneck, "epoch_s": self.epoch_s, "peak_bytes": self.peak_bytes,
+            "memory_bytes": self.memory, "comm_bytes": self.comm_bytes,
+            "phases": [p.__dict__ for p in self.phases],
+            "layers": [{"name": n, "flops": f, "seconds": s} for n, f, s in self.layer_seconds],
+            "notes": self.notes,
+        }
+
+
+def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, nodes: int, batch: int,
+              sharding: ShardingOption, cache_bytes: float, chunk_rows: int) -> StepPlan:
+    """The step of one of ``world`` processes (``nodes`` nodes) at global ``batch``, tables placed as
+    ``sharding`` says; ``cache_bytes``: the encoded rows this process keeps in memory."""
+    b = batch // world
+    fused = world == 1 and not rates.gpu and sharding.name == "data_parallel"
+    t = 0.0
+    compute: list[Phase] = []
+
+    def add(name: str, seconds: float, kind: str) -> None:
+        nonlocal t
+        compute.append(Phase(name, "compute", t, seconds, kind))
+        t += seconds
+
+    layers_run = [la for la in cost.layers if la.kind != "elementwise"]
+    add("overhead", rates.step_s + rates.layer_s * len(layers_run) + rates.feature_s * cost.features, "overhead")
+    add("input", rates.memory_s(3 * shape.encoded_bytes_per_row * b), "input")
+
+    def layer_s(flops: float, layer_kind: str, width: int, act_bytes: float) -> float:
+        if layer_kind == "elementwise":
+            return rates.memory_s(2 * act_bytes * b)
+        if layer_kind == "interaction":
+            return flops * b / rates.interaction_flops
+        return rates.matmul_s(flops * b, width)
+
+    emb_s = sum(rates.embedding_s(tc.lookups * b, tc.unique * b, tc.dim, tc.bytes * sharding.table_share, fused)
+                for tc in cost.tables) * sharding.lookup_share
+    fwd_share = 1 / 3  # the forward reads rows once; the backward sums gradients and updates rows (2 passes)
+    fwd = [(la.name, la.fwd_flops * b, layer_s(la.fwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
+    bwd = [(la.name, la.bwd_flops * b, layer_s(la.bwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
+    if cost.tables:
+        add("embedding lookups", emb_s * fwd_share, "embedding")
+    comm_fwd = sharding.forward_comm_s(b, cost, rates, world, nodes)
+    if comm_fwd > 0:
+        add("all-to-all (ids, pooled)", comm_fwd, "comm")
+    add("forward (dense)", sum(s for _, _, s in fwd), "dense")
+    backward_start = t
+    backward_dense = sum(s for _, _, s in bwd)
+    add("backward (dense)", backward_dense, "dense")
+    comm_bwd = sharding.backward_comm_s(b, cost, rates, world, nodes)
+    if comm_bwd > 0:
+        add("all-to-all (gradients)", comm_bwd, "comm")
+    if cost.tables:
+        add("embedding backward + Adagrad", emb_s * (1 - fwd_share), "embedding")
+
+    # the dense gradients' all-reduce, started as the backward produces them (DDP buckets)
+    link = rates.link(nodes)
+    dense_bytes = cost.dense_params * 4
+    ar = all_reduce_s(dense_bytes, world, link.bandwidth, link.latency)
+    network = [Phase("all-reduce (dense grads)", "network", backward_start, ar, "comm")] if ar > 0 else []
+    hidden = min(ar, rates.overlap * backward_dense)
+    exposed = ar - hidden
+    if exposed > 0:
+        add("all-reduce (exposed)", exposed, "comm")
+    # the native tables' touched rows, all-gathered once the backward has accumulated them
+    gather_bytes = 0.0
+    if world > 1 and sharding.name == "data_parallel" and cost.tables:
+        rows = sum(tc.unique for tc in cost.tables) * b
+        dim = max(tc.dim for tc in cost.tables)
+        gather_bytes = rows * (8 + 4 * dim)
+        gather = all_gather_s(gather_bytes, world, link.bandwidth, link.latency) + all_gather_s(8, world,
+                                                                                              link.bandwidth,
+                                                                                              link.latency)
+        add("all-gather (sparse rows)", gather, "comm")
+        exposed += gather
+        union = min(sum(tc.unique for tc in cost.tables) * b * world, sum(tc.rows for tc in cost.tables))
+        add("coalesce + Adagrad (all ranks' rows)",
+            rates.embedding_s(0, union - rows, dim, sum(tc.bytes for tc in cost.tables), fused=False), "embedding")
+    add("Adam (dense)", rates.memory_s(ADAM_BYTES_PER_PARAM * cost.dense_params), "optimizer")
+
+    memory = _memory(cost, shape, rates, world, b, sharding, fused, cache_bytes, chunk_rows)
+    comm = {"all_reduce": all_reduce_bytes(dense_bytes, world), "sparse_all_gather": gather_bytes * (world - 1),
+            "all_to_all": sharding.bytes_per_step(b, cost, world)}
+    return StepPlan(world=world, nodes=nodes, batch=batch, rank_batch=b, phases=compute + network, step_s=t,
+                    exposed_comm_s=exposed + comm_fwd + comm_bwd, comm_bytes=comm, memory=memory,
+                    layer_seconds=[(n, f + fb, s + sb) for (n, f, s), (_, fb, sb) in zip(fwd, bwd, strict=True)])
+
+
+def _memory(cost: ModelCost, shape: InputShape, rates: Rates, world: int, b: int, sharding: ShardingOption,
+            fused: bool, cache_bytes: float, chunk_rows: int) -> dict[str, float]:
+    table_rows = sum(tc.rows for tc in cost.tables) * sharding.table_share
+    table_bytes = sum(tc.bytes for tc in cost.tables) * sharding.table_share
+    pooled = sum(tc.dim for tc in cost.tables) * b * 4
+    raw_row = 8 * shape.dense_dim / 2 + 16 * sum(shape.ids_per_row)  # an Arrow row: float64s, short strings
+    return {
+        "baseline (process)": rates.base_bytes,
+        "tables": table_bytes,
+        "Adagrad accumulators": 4 * table_rows,
+        "fused step row slots": 4 * table_rows if fused else 0.0,
+        "dense weights, grads, Adam": 16 * cost.dense_params,
+        "activations + grads": 2 * (cost.act_bytes * b + pooled) * (1 if fused else 2),
+        "cached rows": cache_bytes,
+        "passing (first pass)": (max(chunk_rows, shape.read_rows) * raw_row
+                                 + 2 * chunk_rows * shape.encoded_bytes_per_row),
+    }
+
+
+def epoch_seconds(step: StepPlan, rows: int, checkpoint_bytes: float, rates: Rates) -> float:
+    """Seconds of one epoch of ``rows`` rows: its steps, and the epoch-end checkpoint where one is written (every
+    epoch with several processes; with one, when the epoch is longer than the checkpoint interval)."""
+    steps = math.ceil(rows / step.batch)
+    train = steps * step.step_s + rates.first_step_s
+    if step.world > 1 or train >= CHECKPOINT_EVERY_EPOCH_S:
+        train += checkpoint_bytes / rates.disk_bw
+    return train

@@ -1,0 +1,58 @@
+"""``shoal plan`` end to end: calibrate (quick), then plan on this machine and on a described cluster: the
+tables print, the JSON and the PNG are written; errors are one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from shoal.cli import main as cli
+from shoal.plan.calibrate import PROFILE_FILE, load_profile
+
+runner = CliRunner()
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synthetic.yaml"
+CLUSTERS = Path(__file__).resolve().parents[2] / "configs" / "clusters"
+
+
+def test_calibrate_stores_a_profile(profile_home: Path) -> None:
+    profile = load_profile(profile_home)
+    assert (profile_home / PROFILE_FILE).is_file()
+    for key in ("matmul", "interaction", "memory_bw", "embedding", "overhead", "allreduce", "base_rss", "disk_bw"):
+        assert key in profile, key
+    assert all(f > 0 for points in profile["matmul"].values() for _, f in points)
+    assert set(profile["embedding"]["1"]) == {"fused/small", "fused/large", "unfused/small", "unfused/large"}
+
+
+def test_plan_on_this_machine_writes_json_and_png(profile_home: Path, tmp_path: Path) -> None:
+    out, png = tmp_path / "plan.json", tmp_path / "step.png"
+    result = runner.invoke(cli.app, ["plan", str(CONFIG), "--cluster", "local", "--home", str(profile_home),
+                                     "--rows", "100000", "--qps", "5000", "--json", str(out), "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "bottleneck" in result.output and "memory per process" in result.output
+    assert "serving (predicted)" in result.output
+    plan = json.loads(out.read_text())
+    assert plan["model"] == "dlrm" and plan["step"]["rows_per_s"] > 0 and plan["epoch_s"] > 0
+    assert plan["serving"]["servers"] >= 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plan_on_a_described_cluster_advises_sharding(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["plan", str(CONFIG), "--cluster", str(CLUSTERS / "8xa100.yaml"),
+                                     "--rows", "1000000", "--json", str(tmp_path / "p.json")])
+    assert result.exit_code == 0, result.output
+    assert "embedding placement: recommended" in result.output and "USD" in result.output
+    plan = json.loads((tmp_path / "p.json").read_text())
+    assert plan["step"]["world"] == 8 and plan["recommended"] in plan["options"]
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"node": {"cpu": {"cores": 2}}}))
+    result = runner.invoke(cli.app, ["plan", str(CONFIG), "--cluster", str(bad)])
+    assert result.exit_code == 2
+    assert "invalid cluster" in result.output and "node.cpu.gflops_per_core: required field is missing" in result.output
+    result = runner.invoke(cli.app, ["plan", str(CONFIG), "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "shoal plan --calibrate" in result.output
