@@ -3,11 +3,24 @@
 A bundle folder holds ``model.safetensors`` (the weights) and ``bundle.json`` (the fitted encoder, the model
 config, the resolved run config and the metrics). Loading a bundle never unpickles and never executes code
 from the files: the model class is looked up by name in shoal's own registry.
+
+A bundle can come from anywhere, so loading trusts nothing in the folder: before a byte is read, every file in
+it must be a regular file within the size limits, and a symlink must stay inside the folder (no
+``model.safetensors -> /dev/zero``, whose read never ends); the weights must be as long as their header says. A
+bundle that fails any check, or whose JSON is damaged or of the wrong shape, raises one :class:`BundleError`
+naming the file and what is wrong with it (the server answers 400 on reload; ``shoal serve`` prints one line).
+
+Writes are atomic (a temporary file, then a rename), and a full disk raises :class:`DiskFullError` naming the
+device and the file, with the partial file removed (:func:`write_atomically`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,20 +28,25 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import TypeAdapter
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from shoal.config import ModelConfig, RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
+from shoal.errors import ShoalError
 from shoal.metrics import probabilities
 from shoal.models import build
 
-__all__ = ["Bundle", "load_bundle", "save_bundle"]
+__all__ = ["Bundle", "BundleError", "DiskFullError", "check_bundle_files", "load_bundle", "no_space_left",
+           "save_bundle", "write_atomically"]
 
 BUNDLE_FORMAT = "shoal-bundle"
 BUNDLE_VERSION = 1
 _MODEL_CONFIG: TypeAdapter[Any] = TypeAdapter(ModelConfig)
+MAX_JSON_BYTES = 256 << 20  # bundle.json, export.json: the encoder, config and metrics; far below this
+MAX_SAFETENSORS_HEADER = 100 << 20  # the limit safetensors itself sets on a header
 
 
 @dataclass
@@ -73,11 +91,63 @@ class Bundle:
         return self.base_rate
 
 
+class BundleError(ShoalError, ValueError):
+    """A bundle folder that cannot be loaded; the message names the file and what is wrong with it."""
+
+
+class DiskFullError(ShoalError, OSError):
+    """No space left on the device while writing a file (the partial file was removed)."""
+
+
+def no_space_left(path: Path, err: BaseException | None = None) -> DiskFullError:
+    """The clear error for a full disk (or quota) while writing ``path``: names the device and the file."""
+    mount = Path(path).resolve().parent
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    quota = isinstance(err, OSError) and err.errno == errno.EDQUOT
+    what = "disk quota exceeded on" if quota else "no space left on device"
+    return DiskFullError(f"{what} {mount} while writing {path}; free some space there (or write to another "
+                         "disk, e.g. with --home) and run again (a run resumes: shoal train --resume RUN)")
+
+
+def _disk_full(err: BaseException, tmp: Path) -> bool:
+    """Whether a failed write ran out of space: ENOSPC/EDQUOT anywhere in the chain (safetensors and torch wrap
+    it in their own errors, sometimes only as text), or no free block left where ``tmp`` was being written."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(seen) for text in ("No space left on device", "StorageFull", "Disk quota exceeded")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        fs = os.statvfs(tmp.parent)
+    except OSError:
+        return False
+    return isinstance(err, OSError | RuntimeError) and fs.f_bavail == 0
+
+
+def write_atomically(path: Path, write: Callable[[Path], object], tmp: Path | None = None) -> Path:
+    """``write(tmp)`` then rename ``tmp`` to ``path``: a kill never leaves half a file. On any error the partial
+    ``tmp`` is removed; a full disk raises :class:`DiskFullError` naming the device and ``path``."""
+    tmp = tmp if tmp is not None else path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        full = isinstance(err, Exception) and _disk_full(err, tmp)
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise no_space_left(path, err if isinstance(err, OSError) else None) from err
+        raise
+    return path
+
+
 def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfig, meta: dict[str, Any]) -> Path:
     """Write a bundle folder; returns its path."""
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path / "model.safetensors"))
+    write_atomically(path / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     doc = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -88,30 +158,118 @@ def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfi
         "config": config.resolved(),
         "meta": meta,
     }
-    tmp = path / "bundle.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path / "bundle.json")
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    write_atomically(path / "bundle.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 
+def check_bundle_files(folder: Path) -> None:
+    """Refuse a bundle folder before reading any of it: every entry must be a regular file or folder inside it
+    (a symlink may point within the folder only), ``bundle.json`` and ``model.safetensors`` must exist, JSON
+    files must be under :data:`MAX_JSON_BYTES`, and the weights as long as their header says."""
+    folder = Path(folder)
+    if not (folder / "bundle.json").is_file() and not (folder / "bundle.json").is_symlink():
+        raise FileNotFoundError(f"{folder}: not a shoal bundle (no bundle.json); pass a run id or a bundle folder")
+    root = folder.resolve()
+    for entry in _entries(folder):
+        _check_entry(entry, root)
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise BundleError(f"{weights}: missing; a bundle holds bundle.json and model.safetensors "
+                          "(save or export it again)")
+    _check_safetensors_size(weights)
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in [*dirs, *files]:
+            yield Path(top) / name
+
+
+def _check_entry(entry: Path, root: Path) -> None:
+    try:
+        info = entry.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            target = entry.resolve()
+            if target != root and root not in target.parents:
+                raise BundleError(f"{entry}: a symlink to {target}, outside the bundle folder {root}; a bundle "
+                                  "reads only its own files: copy the file into the folder")
+            info = target.stat()
+    except OSError as err:  # a dangling symlink, a loop, no permission
+        raise BundleError(f"{entry}: cannot be read ({err.strerror or err})") from None
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        kind = ("a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                "a named pipe" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else
+                "not a regular file")
+        raise BundleError(f"{entry}: {kind}; a bundle holds regular files only")
+    if entry.suffix == ".json" and info.st_size > MAX_JSON_BYTES:
+        raise BundleError(f"{entry}: {info.st_size:,} bytes, over the limit of {MAX_JSON_BYTES:,} bytes for a "
+                          "bundle's JSON file; is it the right file?")
+
+
+def _check_safetensors_size(path: Path) -> None:
+    """The weights file must be exactly as long as its header says (a truncated copy fails here, named)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        prefix = fh.read(8)
+        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if n < 2 or n > MAX_SAFETENSORS_HEADER or 8 + n > size:
+            raise BundleError(f"{path}: not a safetensors file, or truncated ({size:,} bytes); save or export the "
+                              "bundle again")
+        try:
+            header = json.loads(fh.read(n))
+            end = max([int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"], default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            raise BundleError(f"{path}: a damaged safetensors header ({err}); save or export the bundle again") \
+                from None
+    if 8 + n + end != size:
+        raise BundleError(f"{path}: {size:,} bytes, but its header describes {8 + n + end:,}: the file is truncated "
+                          "or damaged; save or export the bundle again")
+
+
 def load_bundle(path: Path) -> Bundle:
-    """Read a bundle folder (weights via safetensors, everything else JSON)."""
+    """Read a bundle folder (weights via safetensors, everything else JSON), checked first
+    (:func:`check_bundle_files`); a damaged bundle raises :class:`BundleError` naming the file."""
     path = Path(path)
+    check_bundle_files(path)
     doc_path = path / "bundle.json"
-    if not doc_path.is_file():
-        raise FileNotFoundError(f"{path}: not a shoal bundle (no bundle.json); pass a run id or a bundle folder")
-    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise BundleError(f"{doc_path}: not valid JSON ({err}); the file is damaged: save or export the bundle "
+                          "again") from None
+    if not isinstance(doc, dict):
+        raise BundleError(f"{doc_path}: a JSON {type(doc).__name__}, not an object; not a shoal bundle")
     if doc.get("format") != BUNDLE_FORMAT or doc.get("version") != BUNDLE_VERSION:
-        raise ValueError(
+        raise BundleError(
             f"{doc_path}: format {doc.get('format')!r} version {doc.get('version')!r} is not supported "
             f"(expected {BUNDLE_FORMAT!r} version {BUNDLE_VERSION}); re-export it with this shoal"
         )
-    model_cfg = _MODEL_CONFIG.validate_python(doc["model"])
-    inputs = doc["inputs"]
-    model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
-                  list(inputs.get("sequences", [])))
-    state = load_file(str(path / "model.safetensors"))
-    model.load_state_dict(state, strict=True)
+    part = "model"
+    try:
+        model_cfg = _MODEL_CONFIG.validate_python(doc["model"])
+        part = "inputs"
+        inputs = doc["inputs"]
+        model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
+                      list(inputs.get("sequences", [])))
+        part = "encoder"
+        encoder = Encoder.from_dict(doc["encoder"])
+        part = "config"
+        config = RunConfig.model_validate(doc["config"])
+        meta = doc.get("meta", {})
+        if not isinstance(meta, dict):
+            raise TypeError(f"a JSON {type(meta).__name__}, not an object")
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RuntimeError) as err:
+        what = f"missing key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:300]
+        raise BundleError(f"{doc_path}: {part!r} is wrong: {what}; the file is damaged or from another tool: "
+                          "save or export the bundle again") from None
+    weights = path / "model.safetensors"
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except (SafetensorError, RuntimeError, ValueError, OSError) as err:
+        raise BundleError(f"{weights}: does not hold the weights of the model in bundle.json "
+                          f"({str(err).splitlines()[0][:300]}); save or export the bundle again") from None
     model.eval()
-    return Bundle(model=model, encoder=Encoder.from_dict(doc["encoder"]),
-                  config=RunConfig.model_validate(doc["config"]), meta=doc.get("meta", {}))
+    return Bundle(model=model, encoder=encoder, config=config, meta=meta)

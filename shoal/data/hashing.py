@@ -2,8 +2,9 @@
 
 Python's built-in ``hash()`` is salted per process, so it cannot map an id to the same row at training and
 at serving time. We use 64-bit FNV-1a over the UTF-8 bytes (seeded per feature) followed by the SplitMix64
-finalizer, computed with numpy over the Arrow string buffers: one vectorized step per byte position, never a
-Python loop per id.
+finalizer, over the Arrow string buffers, never a Python loop per id: by default in one compiled loop
+(:mod:`shoal.data.hash_kernel`, linear in the bytes however long an id is), else with numpy, one vectorized step
+per byte position (the reference; a long id costs one numpy call per byte there). Both give the same ids.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from shoal.data import hash_kernel
 
 __all__ = ["bucketize", "hash_strings", "seed_for", "mix64"]
 
@@ -36,8 +39,11 @@ def seed_for(name: str) -> int:
     return int(h)
 
 
-def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray:
-    """64-bit hashes of non-null strings, shape (N,) uint64. Nulls must be removed or filled first."""
+def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int = 0, compiled: bool = True) -> np.ndarray:
+    """64-bit hashes of non-null strings, shape (N,) uint64. Nulls must be removed or filled first.
+
+    ``compiled``: use the compiled loop where numba is available (else, or with False: the numpy reference).
+    """
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = pc.cast(arr, pa.string())
@@ -50,6 +56,8 @@ def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarra
     data_buf = arr.buffers()[2]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
+    if compiled and n and hash_kernel.kernel() is not None:
+        return hash_kernel.hash_rows(data, offsets[:-1], lengths, int(_FNV_OFFSET ^ np.uint64(seed)))
     h = np.full(n, _FNV_OFFSET ^ np.uint64(seed), dtype=np.uint64)
     starts = offsets[:-1]
     max_len = int(lengths.max()) if n else 0

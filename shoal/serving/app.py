@@ -32,11 +32,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.errors import ShoalError
-from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp
+from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, read_body
 from shoal.serving.metrics import ServeMetrics
 from shoal.serving.model import load_served
 from shoal.serving.schema import PredictResponse
@@ -51,6 +51,7 @@ ENDPOINTS = frozenset({"/predict", "/healthz", "/readyz", "/model", "/metrics", 
                        "/docs"})
 _RELOAD_ERRORS = (ShoalError, FileNotFoundError, ValueError)  # a bad reference or bundle: the client's to fix
 _BEARER = HTTPBearer(auto_error=False, description="the admin token given at start")
+ADMIN_MAX_BODY_BYTES = 4096  # {"ref": ...} is a run id or a folder: a bigger admin body is refused (413) unread
 
 
 class ReloadRequest(BaseModel):
@@ -123,7 +124,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Path = Path("shoal-runs")) -> FastAPI:
     """A FastAPI app serving the bundle ``ref`` (run id, prefix, ``latest`` or bundle folder) from ``home``."""
     settings = settings or ServeSettings()
-    model = load_served(ref, home, settings.max_rows_per_request, settings.max_text_bytes, settings.backend)
+    model = load_served(ref, home, settings.max_rows_per_request, settings.max_text_bytes, settings.backend,
+                        max_id_bytes=settings.max_id_bytes, max_list_ids=settings.max_list_ids)
     service = Service(ref, home, settings, model)
 
     @asynccontextmanager
@@ -183,11 +185,21 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
 
     @app.post("/admin/reload", responses={401: {"description": "Missing or wrong token"},
                                           403: {"description": "Admin endpoints are off"},
-                                          409: {"description": "Several workers: use SIGHUP"}})
-    async def reload(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-                     body: ReloadRequest | None = None) -> dict[str, Any]:
+                                          409: {"description": "Several workers: use SIGHUP"},
+                                          413: {"description": f"Body over {ADMIN_MAX_BODY_BYTES} bytes"}},
+              openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                  "schema": ReloadRequest.model_json_schema()}}}})
+    async def reload(request: Request,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> dict[str, Any]:
         """Load a new bundle version and swap it in; requests in flight finish on the old one."""
-        _authorize(settings, credentials)
+        _authorize(settings, credentials)  # before a byte of the body is read
+        raw = await read_body(request.receive, request.headers.get("content-length"), ADMIN_MAX_BODY_BYTES,
+                              settings.body_timeout_s)
+        try:
+            body = ReloadRequest.model_validate_json(raw) if raw.strip() else None
+        except ValidationError as err:
+            raise ServeError(422, f"the reload body must be {{\"ref\": \"RUN or FOLDER\"}} or empty: "
+                                  f"{err.errors(include_url=False)[0]['msg']}") from None
         if settings.workers > 1:
             raise ServeError(409, f"this server runs {settings.workers} worker processes; reload them all with "
                                   "SIGHUP to the main process (they are replaced one at a time)")

@@ -6,10 +6,15 @@ server in all, so the app answers ``POST /predict`` here, before FastAPI (see
 the OpenAPI spec and calls the same :meth:`PredictEndpoint.answer`, so both give the same answers.
 
     bytes -> RequestSchema.parse (pydantic, 422 naming the field) -> MicroBatcher.submit -> JSON bytes
+
+The body must arrive within ``body_timeout_s`` of the request's start: a client that sends half a body and
+stalls gets a 408 and its connection is closed, so it holds neither a connection nor the batcher (a request
+being read counts as on its way to the batch for ``max_wait_ms`` at most, see :meth:`PredictEndpoint.answer`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -27,6 +32,7 @@ __all__ = ["PredictEndpoint", "ServeError", "ShoalApp", "read_body"]
 
 _DRAIN_FACTOR = 16  # an oversized body is read (and dropped) up to this many times the limit, to answer cleanly
 _JSON = [(b"content-type", b"application/json")]
+_CLOSE = [(b"connection", b"close")]  # after a 408: the rest of the body was never read, so no keep-alive
 
 
 class ServeError(Exception):
@@ -42,8 +48,18 @@ class ClientGone(Exception):
     """The client closed the connection before its body was read: there is nobody to answer."""
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The request body, or a 413 once it passes ``limit`` bytes (checked on Content-Length first)."""
+async def read_body(receive: Receive, declared: str | None, limit: int, timeout_s: float | None = None) -> bytes:
+    """The request body, or a 413 once it passes ``limit`` bytes (checked on Content-Length first), or a 408 when
+    the whole body has not arrived within ``timeout_s`` seconds (None: no deadline)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read(receive, declared, limit)
+    except TimeoutError:
+        raise ServeError(408, f"the request body did not arrive within {timeout_s:g} s (body_timeout_s); send the "
+                              "whole body at once, or fewer rows per request") from None
+
+
+async def _read(receive: Receive, declared: str | None, limit: int) -> bytes:
     too_big = declared is not None and declared.isdigit() and int(declared) > limit
     parts: list[bytes] = []
     size = 0
@@ -75,10 +91,22 @@ class PredictEndpoint:
     async def answer(self, receive: Receive, declared: str | None) -> tuple[int, bytes]:
         """(HTTP status, JSON body) for one request; a 4xx for a bad request, an exception for anything else."""
         service = self.service
+        settings = service.settings
         batcher = service.batcher
-        batcher.arriving += 1  # the batch being collected may wait for this request
+        # The batch being collected may wait for this request, but only for max_wait_ms: after that a request
+        # still being read stops counting, so clients that stall their bodies cannot hold every batch.
+        batcher.arriving += 1
+        counted = True
+
+        def stop_counting() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                batcher.arriving -= 1
+
+        slow = asyncio.get_running_loop().call_later(settings.max_wait_ms / 1000.0, stop_counting)
         try:
-            body = await read_body(receive, declared, service.settings.max_body_bytes)
+            body = await read_body(receive, declared, settings.max_body_bytes, settings.body_timeout_s)
             served = service.model  # this request stays on this version, even if a reload swaps it meanwhile
             rows = served.schema.parse(body)
         except ServeError as err:
@@ -86,7 +114,8 @@ class PredictEndpoint:
         except ValidationError as err:
             return 422, json.dumps({"detail": served.schema.describe_errors(err)}).encode()
         finally:
-            batcher.arriving -= 1
+            slow.cancel()
+            stop_counting()
         try:
             proba = await batcher.submit(served, rows)
         except RowsRejected as err:
@@ -105,8 +134,9 @@ class PredictEndpoint:
             status, payload = await self.answer(receive, declared)
         except ClientGone:
             return
+        headers = [*_JSON, (b"content-length", b"%d" % len(payload))]
         await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON, (b"content-length", b"%d" % len(payload))]})
+                    "headers": [*headers, *_CLOSE] if status == 408 else headers})
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -61,7 +61,14 @@ class ServedModel:
         batch = self.bundle.encoder.encode(chunk, sink, with_label=False)
         if sink.rows:
             raise RowsRejected(sink.rows)
-        return self.predict_batch(batch)
+        proba = self.predict_batch(batch)
+        finite = np.isfinite(proba).reshape(len(proba), -1).all(axis=1)
+        if not finite.all():  # the last guard: NaN never leaves the server, whatever overflowed inside the model
+            raise RowsRejected([BadRow("request", int(i), _largest_dense(self.schema, rows[i]), None,
+                                       "the model's output is not a finite number for this row: its dense values "
+                                       "overflow the model's float32 arithmetic; send smaller numbers")
+                                for i in np.flatnonzero(~finite)])
+        return proba
 
     def predict_batch(self, batch: Batch) -> np.ndarray:
         return self.predictor.predict_proba(batch)
@@ -79,15 +86,30 @@ class ServedModel:
         }
 
 
-def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
-                backend: str = "auto") -> ServedModel:
+def _largest_dense(schema: RequestSchema, row: BaseModel) -> str:
+    """The dense field of ``row`` with the largest magnitude: the likeliest cause of an overflow."""
+    table = schema.table([row])
+    best, name = -1.0, "*"
+    for f in schema.fields:
+        try:
+            magnitude = abs(float(table.column(f.column)[0].as_py())) if f.kind == "dense" else -1.0
+        except (TypeError, ValueError):  # null
+            continue
+        if magnitude > best:
+            best, name = magnitude, f.column
+    return name
+
+
+def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int, backend: str = "auto", *,
+                max_id_bytes: int = 2048, max_list_ids: int = 1024) -> ServedModel:
     """Load and warm up a bundle for serving (slow: call it off the event loop)."""
     found = resolve(ref, home)
     folder, run = found.folder, found.run_id
+    bundle = load_bundle(folder)  # checks the files first (no symlink out, no device): then hashing them is safe
     version = content_version(folder)
-    bundle = load_bundle(folder)
     served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder, backend),
-                         schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes),
+                         schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes,
+                                              max_id_bytes=max_id_bytes, max_list_ids=max_list_ids),
                          folder=folder.resolve(), version=version, run=run)
     served.predict_rows([served.schema.placeholder()])  # first call allocates; not on a request's time
     return served

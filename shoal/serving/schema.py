@@ -6,13 +6,17 @@ A request carries raw rows, keyed by the column names the model was trained on::
 
 Per column, by the kind of the features that read it:
 
-    dense   a number or null (null: missing, as an empty cell in a file)
-    sparse  a string, an integer or null (an id never seen in training is fine: it hashes like any other)
+    dense   a number within float32's range (|v| <= 3.4028235e38) or null (null: missing, as an empty cell in a
+            file): the model computes in float32, where a larger number would become inf, then NaN
+    sparse  a string, an integer or null (an id never seen in training is fine: it hashes like any other), of at
+            most ``max_id_bytes`` UTF-8 bytes; a list feature's cell at most ``max_list_ids`` ids
     text    a string of at most ``max_text_bytes`` UTF-8 bytes
 
-Every column must be present in every row; an unknown column, a wrong type or a missing column is a 422 that
-names the field. Validated rows become a pyarrow table with the same column types a file gives the encoder, so
-the server and ``shoal predict`` encode the same values the same way.
+Every column must be present in every row; an unknown column, a wrong type, a missing column or a value over a
+limit is a 422 that names the field (and the limit). The limits bound the work of a request before any of it is
+done: with ``max_rows`` and the body size, no request costs more than a fixed multiple of a normal one.
+Validated rows become a pyarrow table with the same column types a file gives the encoder, so the server and
+``shoal predict`` encode the same values the same way.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Annotated, Any
 import numpy as np
 import pyarrow as pa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import PydanticCustomError
 
 from shoal.data.encoder import Encoder
+from shoal.data.features.dense import FLOAT32_MAX
 
-__all__ = ["ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema"]
+__all__ = ["FLOAT32_MAX", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema"]
 
 _EXPECT = {"dense": "a number or null", "sparse": "a string, an integer or null", "text": "a string"}
 _MAX_ERRORS = 20
@@ -63,19 +69,32 @@ class FieldSpec:
     kind: str  # dense | sparse | text: dense wins when features of several kinds read one column
     features: tuple[str, ...]
     kinds: frozenset[str]  # the kinds of all the features reading this column
+    separators: tuple[str, ...] = ()  # of the list features reading this column (a cell of ids "a|b|c")
 
 
 def _fields(encoder: Encoder) -> list[FieldSpec]:
     kinds: dict[str, list[str]] = {}
     names: dict[str, list[str]] = {}
+    separators: dict[str, list[str]] = {}
     for f in encoder.features:
         kinds.setdefault(f.column, []).append(f.kind)
         names.setdefault(f.column, []).append(f.name)
+        separator = getattr(f, "separator", None)
+        if f.kind == "sparse" and separator:
+            separators.setdefault(f.column, []).append(separator)
     out = []
     for column, ks in kinds.items():
         kind = "dense" if "dense" in ks else "text" if "text" in ks else "sparse"
-        out.append(FieldSpec(column, kind, tuple(names[column]), frozenset(ks)))
+        out.append(FieldSpec(column, kind, tuple(names[column]), frozenset(ks),
+                             tuple(dict.fromkeys(separators.get(column, [])))))
     return out
+
+
+def _utf8_size(value: str, limit: int) -> int:
+    """The UTF-8 size of ``value``; a string of at most ``limit // 4`` characters is not encoded (it fits)."""
+    if len(value) <= limit // 4:
+        return len(value)
+    return len(value.encode("utf-8", errors="surrogatepass"))
 
 
 def _text_limit(limit: int) -> AfterValidator:
@@ -88,13 +107,43 @@ def _text_limit(limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _id_limit(max_id_bytes: int, max_list_ids: int, separators: tuple[str, ...]) -> AfterValidator:
+    def check(value: str | int | None) -> str | int | None:
+        if value is None:
+            return value
+        text = value if isinstance(value, str) else str(value)
+        for sep in separators:
+            if len(text) >= max_list_ids * len(sep) and text.count(sep) + 1 > max_list_ids:
+                raise ValueError(f"a list of {text.count(sep) + 1:,} ids is over the limit of {max_list_ids:,} ids "
+                                 "(server max_list_ids)")
+        size = _utf8_size(text, max_id_bytes)
+        if size <= max_id_bytes:
+            return value  # no id in it can be longer
+        for sep in separators:
+            size = max(_utf8_size(i, max_id_bytes) for i in text.split(sep))
+            if size <= max_id_bytes:
+                return value
+        raise ValueError(f"an id of {size:,} bytes is over the limit of {max_id_bytes:,} bytes (server max_id_bytes)")
+
+    return AfterValidator(check)
+
+
+def _in_float32(value: float | int | None) -> float | int | None:
+    if value is not None and abs(value) > FLOAT32_MAX:
+        raise PydanticCustomError("float32_range", "outside float32's range")
+    return value
+
+
 class RequestSchema:
     """The pydantic models of ``POST /predict`` for one encoder, and the way from validated rows to a table."""
 
-    def __init__(self, encoder: Encoder, max_rows: int, max_text_bytes: int) -> None:
+    def __init__(self, encoder: Encoder, max_rows: int, max_text_bytes: int, *, max_id_bytes: int = 2048,
+                 max_list_ids: int = 1024) -> None:
         self.fields = _fields(encoder)
         self.max_rows = max_rows
         self.max_text_bytes = max_text_bytes
+        self.max_id_bytes = max_id_bytes
+        self.max_list_ids = max_list_ids
         self._by_column = {f.column: f for f in self.fields}
         # Internal names c0, c1, ... with the column as alias: columns need not be Python identifiers.
         self._names = [f"c{i}" for i in range(len(self.fields))]
@@ -102,8 +151,9 @@ class RequestSchema:
         for name, f in zip(self._names, self.fields, strict=True):
             if f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
                 typ: Any = (int | float | None) if len(f.kinds) > 1 else (float | None)
+                typ = Annotated[typ, AfterValidator(_in_float32)]
             elif f.kind == "sparse":
-                typ = str | int | None
+                typ = Annotated[str | int | None, _id_limit(max_id_bytes, max_list_ids, f.separators)]
             else:
                 typ = Annotated[str, _text_limit(max_text_bytes)]
             defs[name] = (typ, Field(alias=f.column, description=f"{f.kind} ({', '.join(f.features)})"))
@@ -150,10 +200,13 @@ class RequestSchema:
         if kind == "missing":
             fix = "send null for a missing value" if spec.kind != "text" else "send a string (\"\" if empty)"
             return f"missing field {field!r} ({spec.kind}); every row needs every field: {fix}"
-        if kind == "value_error":  # our own validators (text size)
+        if kind == "value_error":  # our own validators (text and id sizes, float32's range)
             return f"field {field!r}: {pydantic_msg.removeprefix('Value error, ')}"
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        if kind in ("finite_number", "float32_range"):  # inf, NaN, or finite but beyond float32 (1e39)
+            return (f"field {field!r} ({spec.kind}) must be a number within float32's range, -{FLOAT32_MAX:.8g} to "
+                    f"{FLOAT32_MAX:.8g} (the model computes in float32), or null, not {shown}")
         return f"field {field!r} ({spec.kind}) must be {_EXPECT[spec.kind]}, not {shown}"
 
     # -- rows -> table ---------------------------------------------------------------------------------------
@@ -177,7 +230,10 @@ class RequestSchema:
     def describe(self) -> list[dict[str, Any]]:
         """The fields as ``GET /model`` shows them."""
         return [{"name": f.column, "kind": f.kind, "type": _EXPECT[f.kind], "features": list(f.features),
-                 **({"max_bytes": self.max_text_bytes} if f.kind == "text" else {})} for f in self.fields]
+                 **({"max_bytes": self.max_text_bytes} if f.kind == "text" else {}),
+                 **({"max_bytes": self.max_id_bytes} if f.kind == "sparse" else {}),
+                 **({"max_ids": self.max_list_ids} if f.kind == "sparse" and f.separators else {})}
+                for f in self.fields]
 
 
 def predictions(proba: np.ndarray, classes: list[str] | None) -> list[dict[str, Any]]:

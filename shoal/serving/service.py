@@ -5,6 +5,7 @@ the metrics. Its own module so that the app (:mod:`shoal.serving.app`) and the `
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,9 @@ class Service:
             s = self.settings
             target = self.ref if ref is None else ref
             try:
-                new = await asyncio.get_running_loop().run_in_executor(
-                    None, load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes, s.backend)
+                new = await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                    load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes, s.backend,
+                    max_id_bytes=s.max_id_bytes, max_list_ids=s.max_list_ids))
             except BaseException:
                 self.metrics.reloads.labels("failed").inc()
                 raise

@@ -20,7 +20,12 @@ class ServeSettings(BaseModel):
     batching: bool = Field(True, description="false: one request per model call (for comparison)")
     max_rows_per_request: int = Field(1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(1 << 20, ge=1024, description="request body limit; over it: 413")
+    body_timeout_s: float = Field(10.0, gt=0, le=3600, description="the whole body must arrive within this many "
+                                                                   "seconds of the request; else 408")
     max_text_bytes: int = Field(65_536, ge=1, description="UTF-8 bytes per text field; over it: 422")
+    max_id_bytes: int = Field(2048, ge=1, description="UTF-8 bytes per id (sparse field, or each id of a list); "
+                                                      "over it: 422")
+    max_list_ids: int = Field(1024, ge=1, description="ids in one list feature's cell; over it: 422")
     admin_token: str | None = Field(None, min_length=8, repr=False, description="None: admin endpoints off")
     workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
     backend: Literal["auto", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(

@@ -12,7 +12,6 @@ The best weights so far (lowest validation log loss) wait in memory when small a
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from shoal.artifacts.bundle import write_atomically
 
 __all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CheckpointExtras", "Checkpointer", "Optimizers", "Position"]
 
@@ -111,9 +112,8 @@ class Checkpointer:
             "history": [list(h.items()) for h in pos.history],
             **extra,
         }
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        # a full disk: DiskFullError naming the device and the file, and no checkpoint.tmp left to keep it full
+        write_atomically(self.path, lambda tmp: torch.save(state, tmp), tmp=self.path.with_suffix(".tmp"))
 
     def load(self, model: nn.Module, opts: Optimizers) -> Position:
         """Restore model and optimizers from the checkpoint; returns its position."""
@@ -145,7 +145,7 @@ class Checkpointer:
             self._best = best
         else:
             self._best = None
-            save_file(best, str(self.best_path))
+            write_atomically(self.best_path, lambda tmp: save_file(best, str(tmp)))
 
     def restore_best(self, model: nn.Module) -> None:
         """Load the best weights into ``model`` (left as they are when no validation kept any)."""
@@ -156,4 +156,5 @@ class Checkpointer:
 
     def _flush_best(self) -> None:
         if self._best is not None:
-            save_file(self._best, str(self.best_path))
+            best = self._best
+            write_atomically(self.best_path, lambda tmp: save_file(best, str(tmp)))

@@ -121,7 +121,7 @@ def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], at
 
 def test_torchrun_command_and_argument_errors() -> None:
     cmd = torchrun_command(["run.yaml"], nproc=2)
-    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in cmd
+    assert cmd[1:3] == ["-m", "shoal.distributed.launch"] and "--standalone" in cmd  # torchrun, stores bound
     assert cmd[-3:] == ["-m", "shoal.distributed", "run.yaml"]
     multi = torchrun_command(["x"], nproc=4, nnodes=2, rdzv_endpoint="node0:29400")
     assert "--rdzv-endpoint=node0:29400" in multi and "--nnodes=2" in multi and "--standalone" not in multi
@@ -132,6 +132,58 @@ def test_torchrun_command_and_argument_errors() -> None:
     cfg = parse_config({**steps.config(), "train": {"batch_size": 100}})
     with pytest.raises(ValueError, match="must be a multiple of the 3 processes; use e.g. 102"):
         DistributedStrategy(cfg, RankContext(0, 3, 0, torch.device("cpu")))
+
+
+def test_launch_arguments_bind_loopback_on_one_node_and_the_named_interface_on_several() -> None:
+    """torchrun's stores have no authentication: one node listens on 127.0.0.1 only (issue 23: it opened two
+    ports on every interface); several nodes on the rendezvous host and the interface the user names."""
+    one = torchrun_command(["run.yaml"], nproc=2)
+    assert one[:3] == [sys.executable, "-m", "shoal.distributed.launch"]
+    assert one[3:7] == ["--nproc-per-node=2", "--nnodes=1", "--standalone", "--local-addr=127.0.0.1"]
+    multi = torchrun_command(["x"], nproc=4, nnodes=2, rdzv_endpoint="10.0.0.5:29400", local_addr="10.0.0.7")
+    assert multi[3:9] == ["--nproc-per-node=4", "--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=10.0.0.5:29400",
+                          "--rdzv-id=shoal", "--local-addr=10.0.0.7"]
+    assert not any(a.startswith("--local-addr") for a in torchrun_command(["x"], 1, 2, "node0:29400"))
+    with pytest.raises(ValueError, match="--local-addr 10.0.0.7 is for runs over several nodes"):
+        torchrun_command(["x"], nproc=2, local_addr="10.0.0.7")
+
+
+WAITING_WORKER = """
+import os, sys, time, pathlib
+import torch, torch.distributed as dist
+dist.init_process_group("gloo")
+dist.all_reduce(torch.ones(1))
+out = pathlib.Path(sys.argv[1])
+(out / f"ready{dist.get_rank()}").write_text(str(os.getpid()))
+while not (out / "done").exists():
+    time.sleep(0.1)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or subprocess.run(["which", "ss"], capture_output=True)
+                    .returncode != 0, reason="needs Linux's ss")
+def test_a_two_process_run_listens_on_loopback_only(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WAITING_WORKER, encoding="utf-8")
+    cmd = torchrun_command([str(tmp_path)], nproc=2)
+    cmd[cmd.index("-m", 3):cmd.index("-m", 3) + 2] = [str(script)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{r}").exists() for r in (0, 1)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the 2-process run did not come up"
+            time.sleep(0.2)
+        pids = {proc.pid, *_descendants(proc.pid)}
+        listening = [line.split() for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True)
+                     .stdout.splitlines() if any(f"pid={p}," in line for p in pids)]
+        addresses = sorted({fields[3].rsplit(":", 1)[0] for fields in listening})
+        assert len(listening) >= 2 and addresses == ["127.0.0.1"], listening  # torchrun's 2 stores, gloo's pairs
+    finally:
+        (tmp_path / "done").write_text("", encoding="utf-8")
+        assert proc.wait(60) == 0
+
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@
 - With ``bins``, the transformed value's quantile bin (edges from a uniform sample of the training values)
   is also an id, for an embedding table of ``len(edges_) + 2`` rows: id 0 for missing, then one per bin.
 
-A cell that is not a number, or is infinite, is a problem of its row (:class:`~.base.Problems`).
+A cell that is not a number, is infinite, or is a finite number beyond float32's range (|v| > 3.4028235e38: the
+model computes in float32, where it would become inf, then NaN) is a problem of its row (:class:`~.base.Problems`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import pyarrow.compute as pc
 from shoal.config import DenseFeature
 from shoal.data.features.base import FeatureColumn, Problems, feature_seed
 
-__all__ = ["NUMBER", "DenseColumn", "DenseStats"]
+__all__ = ["FLOAT32_MAX", "NUMBER", "DenseColumn", "DenseStats"]
 
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"  # the text of a cell that a dense feature reads as a number
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38: the largest magnitude a dense value may have
 
 
 class DenseColumn(FeatureColumn):
@@ -73,7 +75,10 @@ class DenseColumn(FeatureColumn):
                          col)
             return np.full(len(col), np.nan)
         values = np.asarray(values, dtype=np.float64)
-        problems.add(np.isinf(values), self.column, "infinite value (dense feature)", col)
+        infinite = np.isinf(values)
+        problems.add(infinite, self.column, "infinite value (dense feature)", col)
+        problems.add(~infinite & (np.abs(values) > FLOAT32_MAX), self.column,
+                     f"outside float32's range, -{FLOAT32_MAX:.8g} to {FLOAT32_MAX:.8g} (dense feature)", col)
         return values
 
     def transformed(self, v: np.ndarray, standardize: bool) -> np.ndarray:
