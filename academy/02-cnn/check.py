@@ -11,12 +11,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy.grader import Check, CheckFailed, CheckSkipped, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.figures import images
+from shoal.academy.grader import (
+    Check,
+    CheckFailed,
+    CheckSkipped,
+    LabContext,
+    expect_figure,
+    expect_floats,
+    expect_tensor,
+    saved_figures,
+    without,
+)
 
 REQUIRES = ("sklearn", "matplotlib")
 DIGITS_TARGET = 0.95
 MNIST_TARGET = 0.95
 MNIST_TRAIN = 8_000  # of the 10,000 MNIST test images, shuffled with a fixed seed; the other 2,000 are held out
+# what conv2d by hand may not call: every library function that would slide the window for it
+LIBRARY_CONV = {"F.conv2d": [(F, "conv2d"), (torch, "conv2d")], "F.conv1d": [(F, "conv1d"), (torch, "conv1d")],
+                "F.conv3d": [(F, "conv3d"), (torch, "conv3d")], "F.unfold": [(F, "unfold")],
+                "torch.convolution": [(torch, "convolution"), (torch, "_convolution")]}
+BY_HAND = ("write the sliding window yourself: for each output position (i, j), multiply the patch "
+           "x[:, :, i:i+kH, j:j+kW] by each filter and sum")
 
 
 def _digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -75,8 +92,9 @@ def _conv_inputs(requires_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
 def check_conv2d(ctx: LabContext) -> str:
     x, w, b = _conv_inputs(False)
     expected = F.conv2d(x, w, b)  # (2, 4, 4, 6)
-    got = expect_tensor(ctx.lab.conv2d(x, w, b), "conv2d(x, weight, bias) for x (2, 3, 6, 7), weight (4, 3, 3, 2)",
-                        tuple(expected.shape))
+    with without(ctx.lab, LIBRARY_CONV, BY_HAND):
+        out = ctx.lab.conv2d(x, w, b)
+    got = expect_tensor(out, "conv2d(x, weight, bias) for x (2, 3, 6, 7), weight (4, 3, 3, 2)", tuple(expected.shape))
     if torch.allclose(got, expected, atol=1e-4):
         return "matches F.conv2d"
     if torch.allclose(got, F.conv2d(x, w), atol=1e-4):
@@ -96,7 +114,8 @@ def check_conv2d_grad(ctx: LabContext) -> str:
     expected = [t.grad for t in (x, w, b)]
     for t in (x, w, b):
         t.grad = None
-    out = ctx.lab.conv2d(x, w, b)
+    with without(ctx.lab, LIBRARY_CONV, BY_HAND):
+        out = ctx.lab.conv2d(x, w, b)
     if not isinstance(out, Tensor) or not out.requires_grad:
         raise CheckFailed("autograd cannot follow your conv2d: build the output from torch operations on x, weight "
                           "and bias (no .item(), .numpy() or torch.tensor(...) of results)")
@@ -185,23 +204,47 @@ def check_held_out(ctx: LabContext) -> str:
     accuracy = _accuracy(model, x_te, y_te)
     if accuracy < DIGITS_TARGET:
         raise CheckFailed(f"held-out accuracy {accuracy:.3f} < {DIGITS_TARGET}: train for more epochs, try another "
-                          "learning rate, or add channels")
+                          "learning rate, or add channels (the pixels are in [0, 1]: no scaling needed)")
     ctx.state["model"], ctx.state["image"] = model, x_te[0]
     return f"accuracy {accuracy:.3f} >= {DIGITS_TARGET} on {len(y_te)} held-out digits"
+
+
+def _shown(panels: list[np.ndarray], wanted: np.ndarray) -> int:
+    """How many of the arrays ``wanted[k]`` appear among the image panels (as drawn, to float32 precision)."""
+    return sum(any(p.shape == w.shape and np.allclose(p, w, atol=1e-5) for p in panels) for w in wanted)
 
 
 def check_plot_filters(ctx: LabContext) -> str:
     path = ctx.workdir / "filters.png"
     path.unlink(missing_ok=True)
-    ctx.lab.plot_filters(ctx.state["model"], path)
-    return assert_png(path, "the filters plot")
+    model = ctx.state["model"]
+    with saved_figures() as saved:
+        ctx.lab.plot_filters(model, path)
+    fig = expect_figure(saved, path, "the filters plot", labelled=False)
+    filters = model.conv1.weight.detach()[:, 0].numpy()  # (c1, kH, kW): one input channel
+    found = _shown(images(fig), filters)
+    if found < len(filters):
+        raise CheckFailed(f"the filters plot shows {found} of conv1's {len(filters)} filters: draw each filter "
+                          "model.conv1.weight[k, 0] as its own small image (ax.imshow), unscaled")
+    return f"{found} filters of {filters.shape[1]}x{filters.shape[2]} drawn in {path.name}"
 
 
 def check_plot_feature_maps(ctx: LabContext) -> str:
     path = ctx.workdir / "feature_maps.png"
     path.unlink(missing_ok=True)
-    ctx.lab.plot_feature_maps(ctx.state["model"], ctx.state["image"].clone(), path)
-    return assert_png(path, "the feature-maps plot")
+    model, image = ctx.state["model"], ctx.state["image"]
+    with saved_figures() as saved:
+        ctx.lab.plot_feature_maps(model, image.clone(), path)
+    fig = expect_figure(saved, path, "the feature-maps plot", labelled=False)
+    with torch.no_grad():
+        raw = model.conv1(image.unsqueeze(0))[0].numpy()  # (c1, H', W')
+    panels = images(fig)
+    found = max(_shown(panels, raw), _shown(panels, np.maximum(raw, 0)))
+    if found < len(raw):
+        raise CheckFailed(f"the feature-maps plot shows {found} of the {len(raw)} maps of conv1 for the image it was "
+                          "given: draw each channel of feature_maps(model, image.unsqueeze(0))[0] as an image")
+    note = " and the input" if _shown(panels, image.numpy()) else ""
+    return f"{found} feature maps{note} drawn in {path.name}"
 
 
 def check_mnist(ctx: LabContext) -> str:
@@ -228,14 +271,23 @@ HELD_OUT = f"held out: accuracy >= {DIGITS_TARGET} (8x8 digits)"
 
 CHECKS = [
     Check("shapes: conv2d_output_size", check_output_size, time_limit_s=10),
-    Check(CONV, check_conv2d, time_limit_s=10),
+    Check(CONV, check_conv2d, time_limit_s=10, hints=(
+        "Start from the definition: out[b, o, i, j] = sum over c, k, l of x[b, c, i + k, j + l] * weight[o, c, k, l] "
+        "+ bias[o]. The output is (B, C_out, H - kH + 1, W - kW + 1).",
+        "Loop over the output positions (i, j) only; for each, take the patch x[:, :, i:i+kH, j:j+kW] (B, C, kH, kW) "
+        "and contract it with weight (C_out, C, kH, kW) over C, kH and kW.",
+        "torch.einsum('bckl,ockl->bo', patch, weight) + bias gives the (B, C_out) values of position (i, j); write "
+        "them into out[:, :, i, j] of a tensor made with x.new_zeros(...).")),
     Check("autograd: gradients through your conv2d", check_conv2d_grad, time_limit_s=10, needs=(CONV,)),
     Check(MODEL, check_cnn, time_limit_s=10),
     Check("feature maps: the first layer's output", check_feature_maps, time_limit_s=10, needs=(MODEL,)),
     Check(TRAIN, check_train, time_limit_s=30, needs=(MODEL,)),
     Check("predict: class ids from logits", check_predict, time_limit_s=10, needs=(MODEL,)),
     Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(MODEL, TRAIN)),
-    Check("plot: filters.png", check_plot_filters, time_limit_s=30, needs=(HELD_OUT,)),
+    Check("plot: filters.png", check_plot_filters, time_limit_s=30, needs=(HELD_OUT,), hints=(
+        "One small image per filter of conv1: its weight is (C_out, 1, kH, kW).",
+        "plt.subplots(rows, cols) gives a grid of axes; ax.imshow(model.conv1.weight[k, 0].detach().numpy()) on "
+        "the k-th, then fig.savefig(path).")),
     Check("plot: feature_maps.png", check_plot_feature_maps, time_limit_s=30, needs=(HELD_OUT,)),
     Check(f"MNIST: accuracy >= {MNIST_TARGET} (28x28, optional)", check_mnist, time_limit_s=120, needs=(HELD_OUT,)),
 ]

@@ -8,7 +8,16 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.figures import has_line
+from shoal.academy.grader import (
+    Check,
+    CheckFailed,
+    LabContext,
+    expect_figure,
+    expect_floats,
+    expect_tensor,
+    saved_figures,
+)
 
 REQUIRES = ("matplotlib",)
 ACCURACY_TARGET = 0.9  # both reference models get ~1.0 on these reviews
@@ -209,8 +218,18 @@ def check_cnn_held_out(ctx: LabContext) -> str:
 def check_plot(ctx: LabContext) -> str:
     path = ctx.workdir / "training_curves.png"
     path.unlink(missing_ok=True)
-    ctx.lab.plot_curves(dict(ctx.state["curves"]), path)
-    return assert_png(path, "the training curves")
+    curves = dict(ctx.state["curves"])
+    with saved_figures() as saved:
+        ctx.lab.plot_curves({k: list(v) for k, v in curves.items()}, path)
+    fig = expect_figure(saved, path, "the training curves")
+    missing = [name for name, losses in curves.items() if not has_line(fig, losses)]
+    if missing:
+        raise CheckFailed(f"the plot does not show the losses of {' and '.join(missing)}: one line per model, "
+                          "ax.plot(epochs, losses, label=name)")
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    if not all(any(name in text for text in legend) for name in curves):
+        raise CheckFailed(f"add a legend that names each curve ({', '.join(curves)}): label=name, then ax.legend()")
+    return f"{len(curves)} curves, labelled, in {path.name}"
 
 
 GRU = "GRU: shapes, padding, gradient through time"

@@ -13,8 +13,21 @@ import torch
 import torch.nn.functional as F
 
 import shoal
+import shoal.distill
+import shoal.distill.loss
+import shoal.runtime.latency
 from shoal import metrics
-from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_tensor, synthetic_log
+from shoal.academy.figures import has_point
+from shoal.academy.grader import (
+    Check,
+    CheckFailed,
+    LabContext,
+    expect_figure,
+    expect_tensor,
+    saved_figures,
+    synthetic_log,
+    without,
+)
 from shoal.data.batch import Batch
 from shoal.data.synthetic import SynthSpec
 from shoal.distill import distillation_loss
@@ -23,11 +36,23 @@ from shoal.runtime.latency import latency
 from shoal.runtime.onnx import OnnxPredictor
 
 REQUIRES = ("matplotlib", "pyarrow", "onnx", "onnxruntime")
-SPEC = SynthSpec(rows=30_000, dense=4, sparse=6, base_rate=0.2, max_cardinality=1000, seed=0)  # lab 4's log
-TEACHER_AUC = 0.70  # the reference teacher gets ~0.725 (Bayes-optimal: ~0.76)
-GAIN_KEPT = 0.90  # the reference distilled student keeps ~0.98 of the teacher's gain over 0.5 (alone: ~0.96)
-BUDGET_MS = 0.25  # p99 of one row per call: on a quiet machine the ONNX student meets it and torch does not
-QUALITY_ROWS = 2000  # held-out rows every candidate is scored on
+# lab 4's click log, but labels are scarce: 8,000 rows (6,400 to train on), so a student alone learns little
+SPEC = SynthSpec(rows=8_000, dense=4, sparse=6, base_rate=0.2, max_cardinality=1000, seed=0)
+TEACHER_AUC = 0.70  # the reference teacher gets 0.718 on this log
+GAIN_KEPT = 0.90  # the reference distilled student keeps 0.97 of the teacher's AUC gain over 0.5
+# distilled minus alone, in shares of the teacher's gain: the reference gets +0.29 on this log (alone 0.68,
+# distilled 0.97); over data seeds 0-4, +0.16 to +0.29 with augment=4, +0.01 to +0.05 without it, 0.00 at alpha=0.999
+MARGIN = 0.10
+BUDGET_SHARE = 0.5  # the budget: half the teacher's median latency in PyTorch (measured here), at most MAX_BUDGET_MS
+MAX_BUDGET_MS = 0.25
+QUALITY_ROWS = 1600  # the held-out rows (the validation split) every candidate is scored on
+# what the loss by hand may not call: shoal's own version of it, and PyTorch's KL divergence
+LIBRARY_LOSS = {"shoal.distill.distillation_loss": [(shoal.distill, "distillation_loss"),
+                                                    (shoal.distill.loss, "distillation_loss")],
+                "shoal.distill.DistillLoss": [(shoal.distill, "DistillLoss"), (shoal.distill.loss, "DistillLoss")],
+                "F.kl_div": [(F, "kl_div"), (torch, "kl_div")]}
+LOSS_BY_HAND = ("write the formula yourself: the cross-entropy with the labels, and KL(p_t || p_s) = "
+                "sum p_t (ln p_t - ln p_s) of the softened probabilities")
 
 
 # ---------------------------------------------------------------------------------------------- 1. the loss
@@ -95,16 +120,22 @@ def _terms(s: torch.Tensor, t_logits: torch.Tensor, y: torch.Tensor, t: float) -
 def check_loss(ctx: LabContext) -> str:
     for s, t_logits, y, t, alpha in _cases():
         kind = "binary (B,)" if s.ndim == 1 else "multiclass (B, C)"
-        out = ctx.lab.distillation_loss(s, t_logits, y, t, alpha)
+        with without(ctx.lab, LIBRARY_LOSS, LOSS_BY_HAND):
+            out = ctx.lab.distillation_loss(s, y, t_logits, t, alpha)
         got = expect_tensor(out, f"distillation_loss(...) for {kind} logits", ())
         expected = float(distillation_loss(student=s, labels=y, teacher=t_logits, temperature=t, alpha=alpha))
         if math.isclose(float(got), expected, rel_tol=1e-4, abs_tol=1e-6):
             continue
         ce, kl, ent = _terms(s, t_logits, y, t)
         where = f"({kind} logits, T={t}, alpha={alpha}: got {float(got):.5f}, expected {expected:.5f})"
+        swapped = float(distillation_loss(student=s, labels=y, teacher=t_logits, temperature=t, alpha=1 - alpha))
+        if s.ndim == 1 and math.isclose(float(got), float(distillation_loss(  # (student, teacher, labels) order
+                student=s, labels=t_logits, teacher=y.float(), temperature=t, alpha=alpha)), rel_tol=1e-4):
+            raise CheckFailed(f"labels and teacher logits are swapped {where}: the order is shoal's, "
+                              "distillation_loss(student_logits, labels, teacher_logits, temperature, alpha)")
         if math.isclose(float(got), alpha * ce + (1 - alpha) * kl, rel_tol=1e-4):
             raise CheckFailed(f"the soft term lacks its T^2 factor {where}: (1 - alpha) * T**2 * KL")
-        if math.isclose(float(got), (1 - alpha) * ce + alpha * t * t * kl, rel_tol=1e-4):
+        if math.isclose(float(got), swapped, rel_tol=1e-4):
             raise CheckFailed(f"alpha weighs the wrong term {where}: alpha is the weight of the hard labels, "
                               "alpha * CE + (1 - alpha) * T^2 * KL")
         if math.isclose(float(got), expected + (1 - alpha) * t * t * ent, rel_tol=1e-4):
@@ -119,7 +150,8 @@ def check_loss(ctx: LabContext) -> str:
 
 def _soft_grad(ctx: LabContext, s: torch.Tensor, t_logits: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
     s = s.clone().requires_grad_(True)
-    loss = ctx.lab.distillation_loss(s, t_logits, y, t, 0.0)  # alpha = 0: the soft term only
+    with without(ctx.lab, LIBRARY_LOSS, LOSS_BY_HAND):
+        loss = ctx.lab.distillation_loss(s, y, t_logits, t, 0.0)  # alpha = 0: the soft term only
     loss.backward()
     if s.grad is None:
         raise CheckFailed("no gradient reached the student's logits: build the loss from them with torch operations "
@@ -144,7 +176,9 @@ def check_gradients(ctx: LabContext) -> str:
             raise CheckFailed(f"at T={t}, alpha=0 the gradient on the student's logits differs from shoal's: divide "
                               "both teacher and student logits by T, and average the KL over the rows")
     hard = s.clone().requires_grad_(True)
-    ctx.lab.distillation_loss(hard, t_logits, y, 4.0, 1.0).backward()
+    with without(ctx.lab, LIBRARY_LOSS, LOSS_BY_HAND):
+        hard_loss = ctx.lab.distillation_loss(hard, y, t_logits, 4.0, 1.0)
+    hard_loss.backward()
     ref = s.clone().requires_grad_(True)
     F.binary_cross_entropy_with_logits(ref, y.float()).backward()
     assert ref.grad is not None and hard.grad is not None
@@ -190,8 +224,22 @@ def check_teacher(ctx: LabContext) -> str:
     return f"{bundle.config.model.name}, {_params(bundle):,} parameters: validation AUC {auc:.3f}"
 
 
+def _kept(run: Any, ctx: LabContext) -> float:
+    t_auc = float(ctx.state["teacher"].metrics["valid_auc"])
+    return (float(run.metrics["valid_auc"]) - 0.5) / (t_auc - 0.5)
+
+
+def check_alone(ctx: LabContext) -> str:
+    run = _record(ctx.lab.train_student_alone(ctx.state["teacher_config"], _home(ctx)), "student alone",
+                  "train_student_alone")
+    if run.kind == "distill":
+        raise CheckFailed("the student alone was distilled: train it with shoal.train, on the labels only")
+    ctx.state["alone"] = run
+    return f"AUC {float(run.metrics['valid_auc']):.3f}: keeps {_kept(run, ctx):.0%} of the teacher's gain"
+
+
 def check_distilled(ctx: LabContext) -> str:
-    teacher = ctx.state["teacher"]
+    teacher, alone = ctx.state["teacher"], ctx.state["alone"]
     run = _record(ctx.lab.distill_student(teacher.run_id, _home(ctx)), "distilled student", "distill_student")
     if run.kind != "distill" or run.parent != teacher.run_id:
         raise CheckFailed(f"the student run is of kind {run.kind!r} with parent {run.parent!r}: train it with "
@@ -201,52 +249,45 @@ def check_distilled(ctx: LabContext) -> str:
     if float(settings.get("alpha", 1.0)) >= 1.0:
         raise CheckFailed("alpha = 1 trains on the hard labels only, which is the student alone: use alpha < 1")
     student = shoal.load(run.run_id, _home(ctx))
+    a_cfg = shoal.load(alone.run_id, _home(ctx)).config
+    for part in ("model", "features"):
+        if getattr(student.config, part) != getattr(a_cfg, part):
+            raise CheckFailed(f"the student alone's {part} differs from the distilled student's: for a fair "
+                              "comparison both use STUDENT, the alone one through student_config(teacher, STUDENT)")
     t_params, s_params = _params(ctx.state["teacher_bundle"]), _params(student)
     if s_params * 5 > t_params:
         raise CheckFailed(f"the student has {s_params:,} parameters, the teacher {t_params:,}: a student should be "
                           "at least 5x smaller (STUDENT = {'name': 'logistic'} is ~20x)")
-    t_auc, s_auc = float(ctx.state["teacher"].metrics["valid_auc"]), float(run.metrics["valid_auc"])
+    t_auc, s_auc = float(teacher.metrics["valid_auc"]), float(run.metrics["valid_auc"])
     kept = ctx.lab.gain_kept(s_auc, t_auc)
     expected = (s_auc - 0.5) / (t_auc - 0.5)
     if not isinstance(kept, int | float | np.floating) or not math.isclose(float(kept), expected, rel_tol=1e-6):
         raise CheckFailed(f"gain_kept({s_auc:.4f}, {t_auc:.4f}) returned {kept!r}, expected {expected:.4f}: the share "
                           "of the teacher's gain over random that the student keeps, (auc - 0.5) / (teacher_auc - 0.5)")
     ctx.state.update(distilled=run, distilled_bundle=student)
-    if not expected >= GAIN_KEPT:
+    alone_kept = _kept(alone, ctx)
+    added = expected - alone_kept
+    setup = (f"T={settings.get('temperature')}, alpha={settings.get('alpha')}, "
+             f"augment={(settings.get('augment') or {}).get('copies', 0)}")
+    if added < MARGIN:
+        raise CheckFailed(f"distillation added only {added:+.0%} of the teacher's gain ({setup}: distilled keeps "
+                          f"{expected:.0%}, alone {alone_kept:.0%}), below +{MARGIN:.0%}: the student learns from the "
+                          "teacher only through the soft term (alpha < 1, e.g. 0.5), and most on rows the labels do "
+                          "not cover: let the teacher label new rows, distill(..., augment=4)")
+    if expected < GAIN_KEPT:
         raise CheckFailed(f"the distilled student keeps {expected:.0%} of the teacher's AUC gain (AUC {s_auc:.3f}, "
-                          f"teacher {t_auc:.3f}), below {GAIN_KEPT:.0%}: try temperature 2 and alpha 0.5")
-    return (f"T={settings.get('temperature')}, alpha={settings.get('alpha')}: AUC {s_auc:.3f}, {s_params:,} parameters "
-            f"({t_params / s_params:.0f}x smaller), keeps {expected:.0%} of the teacher's gain")
-
-
-def check_alone(ctx: LabContext) -> str:
-    run = _record(ctx.lab.train_student_alone(ctx.state["teacher_config"], _home(ctx)), "student alone",
-                  "train_student_alone")
-    if run.kind == "distill":
-        raise CheckFailed("the student alone was distilled: train it with shoal.train, on the labels only")
-    cfg = shoal.load(run.run_id, _home(ctx)).config
-    distilled = ctx.state.get("distilled")
-    if distilled is not None:
-        d_cfg = ctx.state["distilled_bundle"].config
-        for part in ("model", "data", "features", "train"):
-            mine, theirs = getattr(cfg, part), getattr(d_cfg, part)
-            if mine != theirs:
-                raise CheckFailed(f"the student alone's {part} differs from the distilled student's: for a fair "
-                                  f"comparison use the same config, student_config(teacher, STUDENT)")
-    t_auc, auc = float(ctx.state["teacher"].metrics["valid_auc"]), float(run.metrics["valid_auc"])
-    ctx.state["alone"] = run
-    note = f"AUC {auc:.3f}, keeps {(auc - 0.5) / (t_auc - 0.5):.0%} of the teacher's gain"
-    if distilled is not None:
-        d_auc = float(distilled.metrics["valid_auc"])
-        note += f"; distillation adds {d_auc - auc:+.4f} AUC"
-    return note
+                          f"teacher {t_auc:.3f}), below {GAIN_KEPT:.0%}: try temperature 2, alpha 0.5, augment 4")
+    return (f"{setup}: AUC {s_auc:.3f}, {s_params:,} parameters ({t_params / s_params:.0f}x smaller), keeps "
+            f"{expected:.0%} of the teacher's gain; alone {alone_kept:.0%}: distillation adds {added:+.0%}")
 
 
 # ---------------------------------------------------------------------------------------------- 3. latency
 
 
 class _FakeModel:
-    """A predict function with a known latency profile: cold first calls, every 20th call slow, one hiccup."""
+    """A predict function with a known latency profile: 1 ms calls, every 20th 5 ms, cold first calls, one hiccup.
+
+    So p50 and p90 are ~1 ms, the mean ~1.4 ms, p99 ~5 ms, the maximum 60 ms: each mistake lands apart."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -262,6 +303,8 @@ class _FakeModel:
             time.sleep(0.060)  # one hiccup (another process took the core): p99 must not be this
         elif k % 20 == 0:
             time.sleep(0.005)  # 5 % of the calls: what p99 is about
+        else:
+            time.sleep(0.001)  # the typical call
         return np.zeros(len(batch), np.float32)
 
 
@@ -271,9 +314,32 @@ def _fake_rows(n: int = 64) -> Batch:
                  label=(rng.random(n) < 0.3).astype(np.float32), lines=np.arange(1, n + 1))
 
 
+def _p99_hint(p99: float) -> str | None:
+    """The mistake a value points at, on the fake model (p50, p90 ~1 ms; mean ~1.4; p99 ~5; cold 30; max 60)."""
+    percentile = ("is it the median, the p90 or the mean? those are ~1 ms here; the 99th percentile is what only 1 % "
+                  "of calls exceed: np.percentile(times_ms, 99)")
+    for scale, unit, fix in ((1.0, "ms", ""), (1e-3, "seconds", "seconds * 1e3"), (1e3, "microseconds", "us / 1e3")):
+        v = p99 / scale
+        if 3 <= v <= 15:
+            return None if scale == 1.0 else f"p99 = {p99:.4g}: in {unit}? return milliseconds ({fix})"
+        if 0.5 <= v < 3:
+            twice = "" if scale == 1.0 else f"; and it is in {unit}: return milliseconds ({fix})"
+            return f"p99 = {p99:.4g}: {percentile}{twice}"
+        if 45 < v <= 100:
+            return (f"p99 = {p99:.4g}: that is a single 60 ms hiccup, the maximum, not the 99th percentile: take "
+                    "np.percentile(times_ms, 99) over at least 100 calls")
+        if 15 < v <= 45:
+            return (f"p99 = {p99:.4g}: the first, cold calls were timed (30 ms each here); make warm-up calls before "
+                    "timing, and leave them out")
+    return (f"p99 = {p99:.4g}: expected ~5 ms on a model whose calls take 1 ms and whose slowest 5 % take 5 ms; time "
+            "each call with time.perf_counter() and return np.percentile(times_ms, 99)")
+
+
 def check_latency(ctx: LabContext) -> str:
     fake = _FakeModel()
-    p99 = ctx.lab.p99_latency_ms(fake, _fake_rows())
+    with without(ctx.lab, {"shoal.runtime.latency": [(shoal.runtime.latency, "latency")]},
+                 "time each call yourself with time.perf_counter() and take the percentile of the times"):
+        p99 = ctx.lab.p99_latency_ms(fake, _fake_rows())
     if not isinstance(p99, int | float | np.floating) or not math.isfinite(float(p99)):
         raise CheckFailed(f"p99_latency_ms should return a float (milliseconds), got {p99!r}")
     p99 = float(p99)
@@ -283,19 +349,9 @@ def check_latency(ctx: LabContext) -> str:
     if max(fake.sizes) != 1:
         raise CheckFailed(f"predict was called on {max(fake.sizes)} rows at once: latency is measured one row per call "
                           "(rows.slice(i, i + 1)), as a server answers one request")
-    if p99 < 0.05:
-        raise CheckFailed(f"p99 = {p99:.4f}: in seconds? return milliseconds (seconds * 1e3)")
-    if p99 > 1000:
-        raise CheckFailed(f"p99 = {p99:.0f}: in microseconds? return milliseconds")
-    if p99 > 45:
-        raise CheckFailed(f"p99 = {p99:.1f} ms: that is a single 60 ms hiccup, the maximum, not the 99th percentile: "
-                          "take np.percentile(times_ms, 99) over at least 100 calls")
-    if p99 > 15:
-        raise CheckFailed(f"p99 = {p99:.1f} ms: the first, cold calls were timed (30 ms each here); make warm-up calls "
-                          "before timing, and leave them out")
-    if p99 < 3:
-        raise CheckFailed(f"p99 = {p99:.2f} ms, but 5 % of the calls here take 5 ms: is it the mean or the median? "
-                          "time each call on its own and take np.percentile(times_ms, 99)")
+    hint = _p99_hint(p99)
+    if hint is not None:
+        raise CheckFailed(hint)
     return f"{fake.calls} calls, one row each; p99 {p99:.1f} ms on a model whose slowest 5 % take 5 ms"
 
 
@@ -362,15 +418,20 @@ def check_measure(ctx: LabContext) -> str:
         name, predict, rows = serving[3]  # ONNX fp32: shoal.runtime.latency's median as a sanity check
         ones = itertools.cycle([rows.slice(i, i + 1) for i in range(256)])
         ref = latency(lambda: predict(next(ones)), seconds=0.3)
+        _, predict_t, rows_t = serving[0]  # the teacher in PyTorch: the budget is below its median
+        ones_t = itertools.cycle([rows_t.slice(i, i + 1) for i in range(256)])
+        teacher = latency(lambda: predict_t(next(ones_t)), seconds=0.3)
     finally:
         torch.set_num_threads(threads)
+    ctx.state["budget_ms"] = round(min(MAX_BUDGET_MS, BUDGET_SHARE * teacher.p50_ms), 4)
     mine = measured[3].p99_ms
     if mine < 0.5 * ref.p50_ms:
         raise CheckFailed(f"your p99 of {name} is {mine:.4f} ms, below half of shoal.runtime.latency's median "
                           f"{ref.p50_ms:.4f} ms: is it in milliseconds, one timed call per row?")
     ctx.state["candidates"] = measured
     return "; ".join(f"{c.name}: AUC {c.auc:.4f}, p99 {c.p99_ms:.3f} ms" for c in measured) + \
-        f" (shoal.runtime.latency on ONNX fp32: p50 {ref.p50_ms:.3f}, p99 {ref.p99_ms:.3f} ms)"
+        f" (shoal.runtime.latency on ONNX fp32: p50 {ref.p50_ms:.3f}, p99 {ref.p99_ms:.3f} ms; the budget: " \
+        f"{ctx.state['budget_ms']} ms, half the teacher's p50 {teacher.p50_ms:.3f} ms, at most {MAX_BUDGET_MS})"
 
 
 def _pick(candidates: list[Any], budget_ms: float) -> tuple[Any, Any]:
@@ -417,11 +478,12 @@ def check_pick(ctx: LabContext) -> str:
         raise CheckFailed("pick_within_budget([], budget) should raise ValueError: there is nothing to pick from")
     measured = ctx.state.get("candidates")
     if measured:
-        mine = ctx.lab.pick_within_budget(measured, BUDGET_MS)
-        if mine != _pick(measured, BUDGET_MS):
+        budget = ctx.state["budget_ms"]
+        mine = ctx.lab.pick_within_budget(measured, budget)
+        if mine != _pick(measured, budget):
             raise CheckFailed("on your measured candidates your pick differs from the grader's rule")
         best, fastest = mine
-        return (f"6 hand-made cases and the empty list; on your candidates at {BUDGET_MS} ms: "
+        return (f"6 hand-made cases and the empty list; on your candidates at {budget} ms: "
                 + (f"{best.name}" if best is not None else f"nothing fits (fastest: {fastest.name}, "
                                                             f"p99 {fastest.p99_ms:.3f} ms; a busy machine?)"))
     return "6 hand-made cases and the empty list"
@@ -430,13 +492,25 @@ def check_pick(ctx: LabContext) -> str:
 def check_plot(ctx: LabContext) -> str:
     path = ctx.workdir / "quality_vs_latency.png"
     path.unlink(missing_ok=True)
-    measured = ctx.state["candidates"]
-    ctx.lab.plot_quality_vs_latency(measured, BUDGET_MS, _pick(measured, BUDGET_MS)[0], path)
-    return assert_png(path, "the quality vs latency plot")
+    measured, budget = ctx.state["candidates"], ctx.state["budget_ms"]
+    with saved_figures() as saved:
+        ctx.lab.plot_quality_vs_latency(list(measured), budget, _pick(measured, budget)[0], path)
+    fig = expect_figure(saved, path, "the quality vs latency plot")
+    missing = [c.name for c in measured if not has_point(fig, c.p99_ms, c.auc)]
+    if missing:
+        raise CheckFailed(f"the plot lacks the point (p99, AUC) of {', '.join(missing)}: one point per candidate, "
+                          "x = its p99 in ms, y = its AUC (ax.scatter(c.p99_ms, c.auc))")
+    vertical = any(x.size >= 2 and np.allclose(x, budget, rtol=1e-3) for ax in fig.axes for x in
+                   (np.asarray(line.get_xdata(), dtype=float).ravel() for line in ax.get_lines()))
+    if not vertical:
+        raise CheckFailed(f"draw the budget as a vertical line at x = {budget} ms (ax.axvline(budget_ms)): the "
+                          "candidates left of it meet it")
+    return f"{len(measured)} candidates and the budget line, axes labelled, in {path.name}"
 
 
 TEACHER = f"teacher: shoal's DLRM, valid AUC >= {TEACHER_AUC}"
-DISTILLED = f"student distilled with shoal.distill: keeps >= {GAIN_KEPT:.0%} of the teacher's gain"
+ALONE = "the same student trained alone"
+DISTILLED = f"student distilled: beats the student alone by >= {MARGIN:.0%} of the teacher's gain"
 LATENCY = "p99 latency by hand: warm-up, one row per call, the 99th percentile"
 EXPORT = "ONNX export of the student: fp32 parity, int8"
 MEASURE = "each candidate: AUC and p99 latency"
@@ -444,14 +518,29 @@ LOSS = "distillation loss matches shoal.distill.distillation_loss"
 
 CHECKS = [
     Check("soft targets: sigmoid / softmax of logits / T", check_soft_targets, time_limit_s=10),
-    Check(LOSS, check_loss, time_limit_s=10),
+    Check(LOSS, check_loss, time_limit_s=10, hints=(
+        "Two terms: the ordinary cross-entropy of the student's logits with the labels (at T = 1), and the KL "
+        "divergence of the softened teacher from the softened student, times T^2; alpha weighs the first.",
+        "Binary (B,) logits: p = sigmoid(z / T), KL of two Bernoullis = p_t ln(p_t / p_s) + (1 - p_t) ln((1 - p_t) / "
+        "(1 - p_s)); F.logsigmoid(z) = ln sigmoid(z), F.logsigmoid(-z) = ln(1 - sigmoid(z)) are stable. (B, C) "
+        "logits: the sum over classes of p_t (log_softmax(t / T) - log_softmax(s / T)).",
+        "alpha * F.binary_cross_entropy_with_logits(s, labels.float()) + (1 - alpha) * T * T * kl.mean() "
+        "(F.cross_entropy(s, labels) for (B, C)).")),
     Check("gradients: T^2 keeps the soft term's scale", check_gradients, time_limit_s=10, needs=(LOSS,)),
     Check(TEACHER, check_teacher, time_limit_s=150),
-    Check(DISTILLED, check_distilled, time_limit_s=120, needs=(TEACHER,)),
-    Check("the same student trained alone", check_alone, time_limit_s=120, needs=(TEACHER,)),
-    Check(LATENCY, check_latency, time_limit_s=30),
+    Check(ALONE, check_alone, time_limit_s=120, needs=(TEACHER,)),
+    Check(DISTILLED, check_distilled, time_limit_s=120, needs=(TEACHER, ALONE), hints=(
+        "The student alone learns from 6,400 labelled rows. Distillation gives it more to learn from: the teacher's "
+        "probabilities, on the labelled rows and on rows no one labelled.",
+        "shoal.distill.distill(teacher_run_id, STUDENT, home, temperature=..., alpha=..., augment=K) makes K new rows "
+        "per training row for the teacher to label (MUNGE); the student learns them from the soft term only.",
+        "distill(teacher_run_id, STUDENT, home, temperature=2.0, alpha=0.5, augment=4, name=...).")),
+    Check(LATENCY, check_latency, time_limit_s=30, hints=(
+        "Call predict on one row at a time (rows.slice(i, i + 1), sliced before timing), a few times untimed first.",
+        "Time each call on its own with time.perf_counter(); the p99 is the time that 99 % of the calls beat.",
+        "return float(np.percentile(times_s * 1e3, 99)) over ~500 timed calls.")),
     Check(EXPORT, check_export, time_limit_s=60, needs=(DISTILLED,)),
-    Check(MEASURE, check_measure, time_limit_s=90, needs=("the same student trained alone", LATENCY, EXPORT)),
-    Check(f"pick the most accurate within a budget ({BUDGET_MS} ms)", check_pick, time_limit_s=10),
+    Check(MEASURE, check_measure, time_limit_s=90, needs=(ALONE, LATENCY, EXPORT)),
+    Check("pick the most accurate within a budget", check_pick, time_limit_s=10),
     Check("plot: quality_vs_latency.png", check_plot, time_limit_s=30, needs=(MEASURE,)),
 ]

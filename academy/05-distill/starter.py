@@ -43,21 +43,16 @@ def soft_targets(logits: Tensor, temperature: float) -> Tensor:
     raise NotImplementedError("TODO: soft_targets: sigmoid(logits / T) for (B,) logits, softmax(logits / T) for (B, C)")
 
 
-def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, temperature: float,
+def distillation_loss(student_logits: Tensor, labels: Tensor, teacher_logits: Tensor, temperature: float,
                       alpha: float) -> Tensor:
     """``alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T)``, the mean over rows.
 
     Logits are (B,) for a binary label (labels 0/1) or (B, C) for C classes (labels: class indices). The KL of
     two Bernoullis is a two-class softmax's. T^2 keeps the soft term's gradients at the hard term's scale.
     """
-    # TODO: p_t = soft_targets(teacher_logits, T), the teacher's softened probabilities (the targets)
-    #   hard term: F.binary_cross_entropy_with_logits(student_logits, labels.float()) for (B,) logits,
-    #              F.cross_entropy(student_logits, labels) for (B, C): the student at T = 1, against the labels
-    #   soft term: KL(p_t || p_s) per row, p_s the student's softened probabilities, then the mean over rows.
-    #     (B, C): sum over classes of p_t * (log p_t - log p_s), the logs from F.log_softmax(logits / T, dim=1)
-    #     (B,):   p_t * (log p_t - log p_s) + (1 - p_t) * (log(1 - p_t) - log(1 - p_s)), the logs from
-    #             F.logsigmoid(z / T) and F.logsigmoid(-z / T) (log(1 - sigmoid(x)) = logsigmoid(-x), no log(0))
-    #   return alpha * hard + (1 - alpha) * T**2 * soft
+    # TODO: the formula above, by hand (the check runs without shoal.distill and F.kl_div). In: student and teacher
+    #       logits of the same shape, (B,) or (B, C); labels (B,). Out: a 0-d tensor that autograd can follow back
+    #       to student_logits. Work in log-probabilities (no log(0)). `shoal academy hint 5` helps step by step.
     raise NotImplementedError("TODO: distillation_loss: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL")
 
 
@@ -84,10 +79,14 @@ def train_teacher(config: RunConfig, home: Path) -> Any:
     raise NotImplementedError("TODO: train_teacher: train the config with shoal.train(config, home=home)")
 
 
-def distill_student(teacher_run_id: str, home: Path, temperature: float = 2.0, alpha: float = 0.5) -> Any:
-    """Distil STUDENT from the teacher run with shoal.distill.distill; return the student's run record."""
-    # TODO: shoal.distill.distill(teacher_run_id, STUDENT, home, temperature=..., alpha=...): it scores the training
-    #       rows with the teacher once, then trains STUDENT on the teacher's config with your loss's formula
+def distill_student(teacher_run_id: str, home: Path, temperature: float = 2.0, alpha: float = 0.5,
+                    augment: int = 4) -> Any:
+    """Distil STUDENT from the teacher run with shoal.distill.distill; return the student's run record.
+
+    ``augment``: new rows per training row that the teacher labels and the student learns from (the transfer set).
+    """
+    # TODO: a run of kind "distill" whose parent is the teacher, that keeps clearly more of the teacher's gain than
+    #       the student alone (the check wants +10 % of it): read shoal.distill.distill's docstring for its options
     raise NotImplementedError("TODO: distill_student: shoal.distill.distill the STUDENT from the teacher run")
 
 

@@ -7,7 +7,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy.grader import Check, CheckFailed, LabContext, assert_png, expect_floats, expect_tensor
+from shoal.academy.figures import has_line
+from shoal.academy.grader import (
+    Check,
+    CheckFailed,
+    LabContext,
+    expect_figure,
+    expect_floats,
+    expect_tensor,
+    saved_figures,
+)
 
 REQUIRES = ("gymnasium", "matplotlib")
 RETURN_TARGET = 195.0  # CartPole's classic "solved" bar: average return >= 195 over 100 consecutive episodes
@@ -167,8 +176,14 @@ def check_learns(ctx: LabContext) -> str:
 def check_plot(ctx: LabContext) -> str:
     path = ctx.workdir / "returns.png"
     path.unlink(missing_ok=True)
-    ctx.lab.plot_returns(ctx.state["returns"], path)
-    return assert_png(path, "the learning curve")
+    returns = ctx.state["returns"]
+    with saved_figures() as saved:
+        ctx.lab.plot_returns(list(returns), path)
+    fig = expect_figure(saved, path, "the learning curve")
+    if not has_line(fig, returns):
+        raise CheckFailed(f"the plot does not show the {len(returns)} episode returns it was given: plot them as a "
+                          "line against the episode number (a moving average beside it is welcome)")
+    return f"{len(returns)} episodes plotted, axes labelled, in {path.name}"
 
 
 RTG = "returns: rewards_to_go"

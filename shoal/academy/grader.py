@@ -1,6 +1,7 @@
 """The Academy: hands-on deep-learning labs, graded by the platform itself.
 
-Each lab is a folder under ``academy/`` in the source checkout (``01-basics``, ``02-cnn``, ``06-rl``, ...):
+Each lab is a folder under ``academy/`` in the source checkout (``01-basics``, ``02-cnn``, ``06-rl``, ...), installed
+with the package under ``<prefix>/share/shoal/academy/`` (pyproject's data-files):
 
     README.md     the lesson: concepts, what to implement, how to get it checked
     starter.py    the code to complete: the same public functions as the solution, with TODOs
@@ -9,36 +10,51 @@ Each lab is a folder under ``academy/`` in the source checkout (``01-basics``, `
 
 ``shoal academy start N`` copies ``starter.py`` into a workspace as ``lab.py`` (the learner's file, never
 overwritten); ``shoal academy check N`` imports that file and runs each check against it, with a time limit
-per check, two torch threads and fixed seeds; every graded attempt is stored in the registry's SQLite file
-(table ``academy_progress``).  A check passes by returning (optionally a short note such as
-``"accuracy 0.972"``) and fails by raising :class:`CheckFailed` (or ``AssertionError``) with a hint.
+per check, two torch threads and fixed seeds; every graded attempt and every hint shown is stored in the
+registry's SQLite file of the learner's home (:func:`academy_home`; tables ``academy_progress`` and
+``academy_hints``).  A check passes by returning (optionally a short note such as ``"accuracy 0.972"``) and fails
+by raising :class:`CheckFailed` (or ``AssertionError``) with a hint.  A check of a function written "by hand" runs
+it :func:`without` the reference implementations it replaces; a plot is graded on the figure saved
+(:func:`saved_figures`, :func:`expect_figure`), not on the file's existence.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
+import os
 import random
 import re
 import shutil
 import signal
-import sqlite3
 import sys
+import sysconfig
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Literal
 
-from shoal.artifacts.registry import Registry
+from shoal.academy.checks import CheckFailed, CheckSkipped, assert_png, expect_floats, expect_tensor, read_text
+from shoal.academy.figures import expect_figure, plotted_lines, saved_figures
+from shoal.academy.guard import without
+from shoal.academy.progress import (
+    HintRow,
+    ProgressRow,
+    academy_home,
+    hints_used,
+    progress,
+    record_hint,
+    record_progress,
+)
 from shoal.errors import ShoalError
 
 __all__ = [
     "ACADEMY_DIR",
+    "HintRow",
     "LAB_FILE",
     "AcademyError",
     "Check",
@@ -48,46 +64,52 @@ __all__ = [
     "Lab",
     "LabContext",
     "ProgressRow",
+    "academy_home",
     "assert_png",
     "check",
+    "checks_of",
+    "expect_figure",
     "expect_floats",
     "expect_tensor",
     "get_lab",
+    "hints_used",
     "list_labs",
+    "next_hint",
+    "plotted_lines",
     "progress",
+    "record_hint",
     "record_progress",
+    "saved_figures",
     "start",
     "synthetic_log",
+    "without",
 ]
 
-ACADEMY_DIR = Path(__file__).resolve().parents[2] / "academy"
+
+
+def _find_labs() -> Path:
+    """``academy/`` beside the package in a source checkout, else where pip put the data-files of an install."""
+    beside = Path(__file__).resolve().parents[2] / "academy"
+    if beside.is_dir():
+        return beside
+    for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user"):
+        try:
+            installed = Path(sysconfig.get_path("data", scheme)) / "share" / "shoal" / "academy"
+        except KeyError:  # a scheme this platform does not have
+            continue
+        if installed.is_dir():
+            return installed
+    return beside
+
+
+ACADEMY_DIR = _find_labs()
 LAB_FILE = "lab.py"  # the learner's copy of starter.py in their workspace
 DEFAULT_WORKSPACE = Path("shoal-academy")
 THREADS = 2  # every lab is graded on two torch threads, as on the 2-core machines it is designed for
-SHARED_DATA = ACADEMY_DIR.parent.parent / "shared" / "data"  # optional real data beside the checkout
-
-_PROGRESS_TABLE = """
-CREATE TABLE IF NOT EXISTS academy_progress (
-    lab           INTEGER NOT NULL,
-    path          TEXT NOT NULL,
-    passed        INTEGER NOT NULL,
-    checks_passed INTEGER NOT NULL,
-    checks_total  INTEGER NOT NULL,
-    at            REAL NOT NULL
-)
-"""
-
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # optional real data beside the checkout
 
 class AcademyError(ShoalError):
     """A user error: unknown lab, missing workspace, missing dependency. The message says how to fix it."""
-
-
-class CheckFailed(Exception):
-    """Raised by a check: the message is the hint shown to the learner."""
-
-
-class CheckSkipped(Exception):
-    """Raised by an optional check whose inputs are absent (e.g. ../shared/data); it counts as not failing."""
 
 
 class _CheckTimeout(BaseException):
@@ -109,12 +131,14 @@ class Check:
     """One graded step: ``fn(ctx)`` returns an optional note on success or raises :class:`CheckFailed`.
 
     ``needs`` names earlier checks that must pass first (e.g. plotting the loss curve needs training).
+    ``hints`` are revealed one at a time by ``shoal academy hint N``: the idea first, the line last.
     """
 
     name: str
     fn: Callable[[LabContext], str | None]
     time_limit_s: float = 30.0
     needs: tuple[str, ...] = ()
+    hints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,18 +181,6 @@ class Lab:
         return DEFAULT_WORKSPACE / self.slug
 
 
-@dataclass(frozen=True)
-class ProgressRow:
-    """One graded attempt (or, with ``checks_total == 0``, the start of a lab)."""
-
-    lab: int
-    path: str
-    passed: bool
-    checks_passed: int
-    checks_total: int
-    at: float
-
-
 # ---------------------------------------------------------------------------------------------- the labs
 
 
@@ -177,8 +189,8 @@ def list_labs(root: Path | None = None) -> list[Lab]:
     root = ACADEMY_DIR if root is None else root
     if not root.is_dir():
         raise AcademyError(
-            f"the Academy's labs were not found at {root}: they ship with the source checkout, not the wheel; "
-            "clone the shoal repository and install it with `pip install -e '.[academy]'`"
+            f"the Academy's labs were not found at {root}: reinstall shoal (`pip install 'shoal[academy]'` puts "
+            "them under <prefix>/share/shoal/academy) or install it from a checkout: `pip install -e '.[academy]'`"
         )
     labs = []
     for folder in sorted(root.iterdir()):
@@ -224,6 +236,43 @@ def lab_file(number: int, path: Path | None = None) -> Path:
     if not file.is_file():
         raise AcademyError(f"no lab file at {file}: run `shoal academy start {number} --dir {file.parent}` first")
     return file
+
+
+def checks_of(number: int) -> list[Check]:
+    """Lab ``number``'s checks, in the order they run (its ``check.py`` is imported, nothing is graded)."""
+    lab = get_lab(number)
+    name = f"shoal_academy_check_{number:02d}"
+    try:
+        return list(_load(lab.path / "check.py", name).CHECKS)
+    finally:
+        sys.modules.pop(name, None)
+
+
+def next_hint(home: Path, number: int, check_name: str | None = None) -> tuple[Check, int, list[str]]:
+    """Reveal the next hint for a check of lab ``number``: (the check, the level now shown, the hints up to it).
+
+    The check is ``check_name`` (its name, or a word of it), else the first that failed in the learner's latest
+    graded attempt, else the lab's first check.  Each call reveals one more hint, up to the last, and records it.
+    """
+    checks = checks_of(number)
+    if check_name:
+        chosen = [c for c in checks if c.name == check_name] or \
+            [c for c in checks if check_name.lower() in c.name.lower()]
+        if not chosen:
+            names = "; ".join(repr(c.name) for c in checks)
+            raise AcademyError(f"lab {number} has no check {check_name!r}; its checks: {names}")
+    else:
+        attempts = [r for r in progress(home) if r.lab == number and r.checks_total]
+        failed = attempts[-1].first_failed if attempts else ""
+        chosen = [c for c in checks if c.name == failed] or [c for c in checks if c.hints] or checks
+    target = chosen[0]
+    if not target.hints:
+        return target, 0, []
+    shown = max((h.level for h in hints_used(home) if h.lab == number and h.name == target.name), default=0)
+    level = min(shown + 1, len(target.hints))
+    if level > shown:
+        record_hint(home, number, target.name, level)
+    return target, level, list(target.hints[:level])
 
 
 # ---------------------------------------------------------------------------------------------- grading
@@ -387,73 +436,3 @@ def synthetic_log(ctx: LabContext, spec: Any, name: str = "click_log.parquet") -
     if not same:
         generate(path, spec)
     return path
-
-
-def read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
-
-
-def expect_tensor(value: Any, what: str, shape: tuple[int, ...]) -> Any:
-    """``value`` if it is a tensor of ``shape``; otherwise a :class:`CheckFailed` saying what came back instead."""
-    import torch
-
-    if not isinstance(value, torch.Tensor):
-        raise CheckFailed(f"{what} should be a torch.Tensor, got {type(value).__name__}")
-    if tuple(value.shape) != shape:
-        raise CheckFailed(f"{what} should have shape {shape}, got {tuple(value.shape)}")
-    return value
-
-
-def expect_floats(values: Any, what: str, n: int | None = None) -> list[float]:
-    """``values`` (a list of numbers or 0-d tensors, ``n`` of them when given) as finite floats, or a hint."""
-    if not isinstance(values, list | tuple) or not values or (n is not None and len(values) != n):
-        got = f"a {type(values).__name__} of length {len(values)}" if isinstance(values, list | tuple) else \
-            f"a {type(values).__name__}"
-        raise CheckFailed(f"{what} should be a list of {n or 'the'} values, one per epoch; got {got}")
-    out = [float(v) for v in values]
-    if not all(math.isfinite(v) for v in out):
-        raise CheckFailed(f"{what} contains nan or inf ({out[:4]}...): is the learning rate too high?")
-    return out
-
-
-def assert_png(path: Path, what: str) -> str:
-    """Fail with a hint unless ``path`` is a real PNG image; returns a note for the check's result."""
-    if not path.is_file():
-        raise CheckFailed(f"{what} was not written to {path}: save the figure with fig.savefig(path)")
-    data = path.read_bytes()
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise CheckFailed(f"{path} is not a PNG file: save it with fig.savefig(path) and a .png name")
-    if len(data) < 2_000:
-        raise CheckFailed(f"{path} is only {len(data)} bytes: is the figure empty? plot something before saving")
-    return f"wrote {path}"
-
-
-# ---------------------------------------------------------------------------------------------- progress
-
-
-@contextmanager
-def _progress_db(home: Path) -> Iterator[sqlite3.Connection]:
-    registry = Registry(home)  # creates the home and the database when new
-    conn = sqlite3.connect(registry.db_path, timeout=30.0)
-    with closing(conn), conn:
-        conn.execute(_PROGRESS_TABLE)
-        yield conn
-
-
-def record_progress(home: Path, number: int, path: Path, results: list[CheckResult]) -> ProgressRow:
-    """Store one graded attempt (an empty ``results`` records that the lab was started)."""
-    passed = sum(r.passed for r in results)
-    row = ProgressRow(number, str(path.resolve()), bool(results) and passed == len(results), passed, len(results),
-                      time.time())
-    with _progress_db(home) as conn:
-        conn.execute("INSERT INTO academy_progress VALUES (?, ?, ?, ?, ?, ?)",
-                     (row.lab, row.path, int(row.passed), row.checks_passed, row.checks_total, row.at))
-    return row
-
-
-def progress(home: Path) -> list[ProgressRow]:
-    """Every start and graded attempt stored under ``home``, oldest first."""
-    with _progress_db(home) as conn:
-        rows = conn.execute("SELECT lab, path, passed, checks_passed, checks_total, at FROM academy_progress "
-                            "ORDER BY at, rowid").fetchall()
-    return [ProgressRow(lab, path, bool(passed), cp, ct, at) for lab, path, passed, cp, ct, at in rows]

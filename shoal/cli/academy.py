@@ -1,7 +1,8 @@
-"""``shoal academy ...``: the command line over :mod:`shoal.academy.grader` (list, start, check, progress)."""
+"""``shoal academy ...``: the command line over :mod:`shoal.academy.grader` (list, start, check, hint, progress)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -14,16 +15,19 @@ from rich.table import Table
 from shoal.academy.grader import (
     LAB_FILE,
     ProgressRow,
+    academy_home,
     check,
     get_lab,
+    hints_used,
     lab_file,
     list_labs,
+    next_hint,
     progress,
     read_text,
     record_progress,
     start,
 )
-from shoal.cli.common import HomeOption, console, home_dir, user_errors
+from shoal.cli.common import console, user_errors
 
 __all__ = ["academy_app", "register"]
 
@@ -50,6 +54,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(academy_app, name="academy")
 
 
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Where your progress is kept (default: $SHOAL_HOME, else shoal/academy "
+                                             "in your data folder, e.g. ~/.local/share/shoal/academy).")
+]
+
+
+def home_dir(home: Path | None) -> Path:
+    """The learner's home: ``--home``, else ``$SHOAL_HOME``, else the user's data folder (never ./shoal-runs)."""
+    return academy_home(home, os.environ)
+
+
 DirOption = Annotated[
     Path | None, typer.Option("--dir", help="Your workspace for this lab (default: ./shoal-academy/NN-name).")
 ]
@@ -61,12 +76,15 @@ def list_command(home: HomeOption = None) -> None:
     """The labs, with your progress."""
     with user_errors():
         rows = progress(home_dir(home))
+        hints = hints_used(home_dir(home))
         table = Table(title="shoal academy")
-        for col in ("lab", "title", "status", "workspace"):
+        for col in ("lab", "title", "status", "hints", "workspace"):
             table.add_column(col)
         for lab in list_labs():
             mine = [r for r in rows if r.lab == lab.number]
-            table.add_row(str(lab.number), lab.title, _status(mine), mine[-1].path if mine else "")
+            used = sum(h.lab == lab.number for h in hints)
+            table.add_row(str(lab.number), lab.title, _status(mine), str(used) if used else "",
+                          mine[-1].path if mine else "")
         console.print(table)
         console.print("start a lab with: shoal academy start N")
 
@@ -116,8 +134,30 @@ def check_command(
         if passed == len(results):
             console.print(f"[bold green]lab {number} passed: {passed}/{len(results)} checks ✓[/]")
             return
-        console.print(f"[bold red]{passed}/{len(results)} checks passed[/]: fix the first ✗, then run the check again")
+        console.print(f"[bold red]{passed}/{len(results)} checks passed[/]: fix the first ✗, then run the check again "
+                      f"(stuck? `shoal academy hint {number}` reveals help, one step at a time)")
     raise typer.Exit(1)
+
+
+@academy_app.command("hint")
+def hint_command(
+    number: NumberArg,
+    name: Annotated[str | None, typer.Argument(help="The check (its name or a word of it); default: the first "
+                                                    "that failed in your latest `check`.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Reveal the next hint for lab N's check: the idea first, more detail each time. Hints used are recorded."""
+    with user_errors():
+        c, level, hints = next_hint(home_dir(home), number, name)
+        console.rule(f"Lab {number}: {c.name}")
+        if not hints:
+            console.print("this check has no hints: its failure message in `shoal academy check` is the hint",
+                          highlight=False)
+            return
+        for k, text in enumerate(hints, start=1):
+            console.print(f"[bold]hint {k}/{len(c.hints)}[/] {text}", highlight=False)
+        more = "run it again for the next one" if level < len(c.hints) else "that is all the help there is"
+        console.print(f"[dim]{more}[/]")
 
 
 @academy_app.command("progress")
@@ -126,6 +166,7 @@ def progress_command(home: HomeOption = None) -> None:
     with user_errors():
         h = home_dir(home)
         rows = progress(h)
+        hints = hints_used(h)
         table = Table(title=f"academy progress in {h}")
         for col in ("when", "lab", "checks", "result", "workspace"):
             table.add_column(col)
@@ -136,4 +177,8 @@ def progress_command(home: HomeOption = None) -> None:
         console.print(table)
         labs = {lab.number for lab in list_labs()}
         done = sorted({r.lab for r in rows if r.passed} & labs)
-        console.print(f"{len(done)} of {len(labs)} labs passed" + (f": {', '.join(map(str, done))}" if done else ""))
+        console.print(f"{len(done)} of {len(labs)} labs passed" + (f": {', '.join(map(str, done))}" if done else "")
+                      + (f"; {len(hints)} hints used" if hints else ""))
+        if not rows:
+            console.print(f"nothing recorded in {h} yet: start a lab with `shoal academy start 1` (or pass the --home "
+                          "you used)", highlight=False)
