@@ -14,7 +14,7 @@ Systems, each on the same training rows, validation rows and test file:
 The validation rows of a file without a validation file are shoal's held-out split (``valid_mask`` of the line
 numbers with seed 0), so every system selects on the same rows. Rows ``{bench, dataset, system, metric, value}``:
 ``auc``/``ne`` (click-like tables) or ``accuracy``/``macro_f1`` (text), ``train_s``, ``trials``. Not yet here:
-criteo_small, ag_news and AutoGluon.
+AutoGluon.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ class Task:
     label: str
     text: bool
     metric: str  # what shoal-auto optimizes
+    delimiter: str = ","
+    positive: str = "1"  # tables: the label's positive value
+    header: bool = False
+    text_first: bool = False  # text: the text column comes before the label
 
 
 def adult(work: Path) -> Task:
@@ -55,43 +59,77 @@ def adult(work: Path) -> Task:
     lines = [ln.rstrip().rstrip(".") for ln in (src / "adult.test").read_text().splitlines()
              if ln.strip() and not ln.startswith("|")]
     test.write_text("\n".join(lines) + "\n")
-    return Task("adult_census", src / "adult.data", None, test, "c14", False, "auc")
+    return Task("adult_census", src / "adult.data", None, test, "c14", False, "auc", positive=">50K")
+
+
+def criteo_small(work: Path) -> Task:
+    src = DATA / "criteo_small"
+    return Task("criteo_small", src / "train.tsv", src / "dev.tsv", src / "test.tsv", "c0", False, "auc",
+                delimiter="\t")
 
 
 def sst2(work: Path) -> Task:
     src = DATA / "sst2"
-    return Task("sst2", src / "train.tsv", src / "dev.tsv", src / "test.tsv", "label", True, "accuracy")
+    return Task("sst2", src / "train.tsv", src / "dev.tsv", src / "test.tsv", "label", True, "accuracy",
+                header=True)
+
+
+def ag_news(work: Path) -> Task:
+    """AG News: 10,000 training texts (text, class name); the test file's descriptions written the same way."""
+    import csv
+
+    src = DATA / "ag_news"
+    classes = (src / "classes.txt").read_text().split()
+    test = work / "ag_news.test.tsv"
+    with (src / "test.csv").open(newline="", encoding="utf-8") as f:
+        rows = [(" ".join(r[2].split()), classes[int(r[0]) - 1]) for r in csv.reader(f)]
+    test.write_text("".join(f"{t}\t{c}\n" for t, c in rows if t), encoding="utf-8")
+    return Task("ag_news", src / "train_subset_alps" / "dev.tsv", None, test, "c1", True, "accuracy",
+                text_first=True)
 
 
 def read(task: Task) -> tuple[Any, Any, Any]:
-    """(train, valid, test) data frames with the label as 0/1 in ``y`` (and the text in ``text`` for text sets)."""
+    """(train, valid, test) data frames with the label in ``y`` (0/1, or the class index) and, for text sets, the
+    text in ``text``."""
     import pandas as pd
 
     from shoal.data.split import valid_mask
 
+    def held_out(train: Any) -> tuple[Any, Any]:
+        held = valid_mask(np.arange(1, len(train) + 1), 0.1, 0)
+        return train[~held], train[held]
+
     if task.text:
-        frames = [pd.read_csv(p, sep="\t", quoting=3, dtype=str, keep_default_na=False) for p in
-                  (task.train, task.valid or task.train, task.test)]
+        frames = [pd.read_csv(p, sep="\t", quoting=3, dtype=str, keep_default_na=False,
+                              header=0 if task.header else None) for p in (task.train, task.valid or task.train,
+                                                                         task.test)]
         for f in frames:
-            f.columns = ["y", "text"]
-            f["y"] = f["y"].astype(int)
+            f.columns = ["text", "y"] if task.text_first else ["y", "text"]
+        classes = sorted(set(frames[0]["y"]))
+        for f in frames:
+            f["y"] = f["y"].map({c: i for i, c in enumerate(classes)}).astype(int)
+        if task.valid is None:
+            return (*held_out(frames[0]), frames[2])
         return frames[0], frames[1], frames[2]
-    opts = {"header": None, "sep": ",", "skipinitialspace": True, "na_values": ["?"]}
-    train, test = pd.read_csv(task.train, **opts), pd.read_csv(task.test, **opts)
-    for f in (train, test):
+    opts = {"header": None, "sep": task.delimiter, "skipinitialspace": True, "na_values": ["?", ""]}
+    files = [task.train, task.test] if task.valid is None else [task.train, task.valid, task.test]
+    frames = [pd.read_csv(p, **opts) for p in files]
+    for f in frames:
         f.columns = [f"c{i}" for i in range(f.shape[1])]
-        f["y"] = (f.pop("c14").astype(str).str.strip() == ">50K").astype(int)
-    held = valid_mask(np.arange(1, len(train) + 1), 0.1, 0)
-    return train[~held], train[held], test
+        f["y"] = (f.pop(task.label).astype(str).str.strip() == task.positive).astype(int)
+    if task.valid is None:
+        return (*held_out(frames[0]), frames[1])
+    return frames[0], frames[1], frames[2]
 
 
 def scores(task: Task, y: np.ndarray, p: np.ndarray, base_rate: float) -> dict[str, float]:
+    """Test metrics from ``p``: P(positive) per row, or (text) a probability per class."""
     from shoal.metrics import binary_report
 
     if task.text:
         from sklearn.metrics import f1_score
 
-        pred = (p > 0.5).astype(int)
+        pred = p.argmax(axis=1) if p.ndim == 2 else (p > 0.5).astype(int)
         return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro"))}
     rep = binary_report(y, p, base_rate=base_rate)
     return {"auc": rep["auc"], "ne": rep["ne"]}
@@ -119,6 +157,7 @@ def shoal_starter(task: Task, home: Path) -> dict[str, float]:
     from shoal.inspect import inspect_file, starter_config
 
     started = time.monotonic()
+    home.mkdir(parents=True, exist_ok=True)
     path = home / f"{task.name}-starter.yaml"
     path.write_text(starter_config(inspect_file(task.train, label=task.label), path))
     cfg = parse_config(yaml.safe_load(path.read_text()), base_dir=path.parent)
@@ -157,14 +196,20 @@ def sklearn_logistic(task: Task, frames: tuple[Any, Any, Any]) -> dict[str, floa
             x_cols = [c for c in train.columns if c != "y"]
         model = make_pipeline(features, LogisticRegression(C=c, max_iter=2000))
         model.fit(train[x_cols], train["y"])
-        s = scores(task, valid["y"].to_numpy(), model.predict_proba(valid[x_cols])[:, 1], float(train["y"].mean()))
+        s = scores(task, valid["y"].to_numpy(), _proba(model, valid[x_cols], task), float(train["y"].mean()))
         key = s["accuracy"] if task.text else s["auc"]
         if best is None or key > best[0]:
             best = (key, model)
     assert best is not None
-    p = best[1].predict_proba(test[x_cols])[:, 1]
+    p = _proba(best[1], test[x_cols], task)
     return {**scores(task, test["y"].to_numpy(), p, float(train["y"].mean())),
             "train_s": time.monotonic() - started, "trials": 3}
+
+
+def _proba(model: Any, x: Any, task: Task) -> np.ndarray:
+    """P(positive), or for text every class's probability (binary text: P(class 1))."""
+    p = model.predict_proba(x)
+    return p[:, 1] if p.shape[1] == 2 else p
 
 
 def lightgbm_optuna(task: Task, frames: tuple[Any, Any, Any], budget_s: float) -> dict[str, float]:
@@ -218,8 +263,12 @@ def fasttext_autotune(task: Task, frames: tuple[Any, Any, Any], budget_s: float,
     model = fasttext.train_supervised(str(paths[0]), autotuneValidationFile=str(paths[1]),
                                       autotuneDuration=int(budget_s), thread=2, verbose=0)
     test = frames[2]
-    labels, probs = model.predict([t.replace("\n", " ") for t in test["text"]])
-    p = np.array([pr[0] if lab[0] == "__label__1" else 1 - pr[0] for lab, pr in zip(labels, probs, strict=True)])
+    k = int(frames[0]["y"].max()) + 1
+    labels, probs = model.predict([t.replace("\n", " ") for t in test["text"]], k=k)
+    p = np.zeros((len(test), k))
+    for i, (labs, prs) in enumerate(zip(labels, probs, strict=True)):
+        for lab, pr in zip(labs, prs, strict=True):
+            p[i, int(lab.removeprefix("__label__"))] = pr
     return {**scores(task, test["y"].to_numpy(), p, 0.5), "train_s": time.monotonic() - started}
 
 
@@ -228,7 +277,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--budget", default="10m", help="per system: 90s, 10m, ...")
     parser.add_argument("--quick", action="store_true", help="a 60 s budget")
-    parser.add_argument("--datasets", default="adult_census,sst2")
+    parser.add_argument("--datasets", default="criteo_small,adult_census,ag_news,sst2")
     parser.add_argument("--systems", default="shoal-auto,shoal-starter,lightgbm-optuna,sklearn-logistic,"
                                              "fasttext-autotune")
     args = parser.parse_args()
@@ -240,7 +289,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.datasets.split(","):
-            task = {"adult_census": adult, "sst2": sst2}[name](work)
+            task = {"adult_census": adult, "criteo_small": criteo_small, "ag_news": ag_news, "sst2": sst2}[name](work)
             frames = read(task)
             runs: dict[str, Any] = {
                 "shoal-auto": lambda t=task: shoal_auto(t, budget, work / "home"),

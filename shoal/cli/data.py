@@ -63,6 +63,11 @@ def inspect(
             distinct = f"{'>=' if c.cardinality_capped else ''}{c.cardinality:,}"
             table.add_row(c.name, c.kind, c.dtype, distinct, f"{c.missing_pct:.1f}", str(c.example)[:24], c.reason)
         console.print(table)
+        if profile.label is not None and label is None:
+            why = profile.column(profile.label).reason
+            others = f"; other candidates: {', '.join(profile.label_candidates)}" if profile.label_candidates else ""
+            style = "bold yellow" if "GUESSED" in why else "bold"
+            console.print(f"[{style}]label: {profile.label}[/] ({why}){others}", highlight=False)
         if write is not None:
             write.parent.mkdir(parents=True, exist_ok=True)
             write.write_text(starter_config(profile, write), encoding="utf-8")

@@ -26,7 +26,7 @@ comment on every choice so it can be reviewed before training.
 """
 
 from shoal.inspect.profile import ColumnProfile, FileProfile, inspect_file
-from shoal.inspect.starter import sparse_buckets, starter_config
+from shoal.inspect.starter import no_label_message, sparse_buckets, starter_config, train_settings
 from shoal.inspect.stats import CARDINALITY_CAP, DEFAULT_MISSING
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "ColumnProfile",
     "FileProfile",
     "inspect_file",
+    "no_label_message",
     "sparse_buckets",
     "starter_config",
+    "train_settings",
 ]

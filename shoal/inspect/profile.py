@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
-from shoal.config import LabelConfig
+from shoal.config import LabelConfig, TextFeature
 from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
 from shoal.inspect.sniff import _first_lines, _guess_delimiter, _guess_header, _is_number, _rows
 from shoal.inspect.stats import (
+    _BIN_MIN_ROWS,
+    _BINS,
+    _ID_MAX_DISTINCT,
+    _ID_MIN_ROWS,
+    _ID_SMOOTHNESS,
     _LIST_SEPARATORS,
     _SKEWED,
     _TEXT_MIN_BYTES,
@@ -21,11 +28,15 @@ from shoal.inspect.stats import (
     _UNIQUE_SHARE,
     CARDINALITY_CAP,
     DEFAULT_MISSING,
+    ID_NAME_PARTS,
     LABEL_NAMES,
     MAX_GUESSED_CLASSES,
+    TEXT_COVER,
     Kind,
     _ColumnStats,
 )
+
+_TEXT_DEFAULT_BYTES = int(TextFeature.model_fields["max_bytes"].default)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,11 @@ class ColumnProfile:
     multi_id_separator: str | None = None
     transform: Literal["log1p", "standardize", "none"] | None = None  # dense only
     top_values: tuple[tuple[str, int], ...] = ()
+    bins: int | None = None  # dense only: quantile bins to embed beside the value
+    max_bytes: int | None = None  # text only: the length that holds TEXT_COVER of the texts whole
+    long_texts: int = 0  # text only: rows read whose text is longer than max_bytes (cut when encoded)
+    values: tuple[str, ...] = ()  # sparse (or also_ids): every distinct value, when there are at most 64
+    also_ids: bool = False  # dense only: integers that may be codes, also given to the model as ids
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,7 @@ class FileProfile:
     truncated: bool = False
     bad_rows: int = 0
     label_classes: tuple[str, ...] = ()  # a multiclass label's values (empty: a binary label)
+    label_candidates: tuple[str, ...] = ()  # no label given: the other columns that could be it
 
     def column(self, name: str) -> ColumnProfile:
         """The profile of column ``name``; ``KeyError`` when there is none."""
@@ -171,6 +188,7 @@ def inspect_file(
 
     columns = [_profile(s, rows) for s in stats]
     chosen, why = (label, "given as the label") if label is not None else _choose_label(stats, columns)
+    candidates = () if label is not None else tuple(c for c in _label_candidates(stats, columns) if c != chosen)
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
@@ -183,7 +201,8 @@ def inspect_file(
         columns[k] = _as_label(columns[k], stats[k], f"{why}; {note}")
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
-                       label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes)
+                       label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes,
+                       label_candidates=candidates)
 
 
 def _has_more(stream: Iterable[object]) -> bool:
@@ -197,12 +216,77 @@ def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
     listed = s.separator() if sep is not None else None
     if listed is not None:
         card, capped = len(listed[1].distinct), listed[1].distinct.capped
+    bins = _bins(s) if kind == "dense" else None
+    if bins is not None:
+        reason += f"; {bins} quantile bins embedded beside the value (any shape of effect)"
+    coded = _id_coded(s) if kind == "dense" and s.integer and len(s.distinct) > 2 else None
+    if coded is not None:
+        reason += f"; also read as ids (codes, or round amounts?): {coded}"
+    max_bytes, long_texts = s.length_cover(TEXT_COVER, _TEXT_DEFAULT_BYTES) if kind == "text" else (None, 0)
+    if max_bytes is not None:
+        share = 100.0 * long_texts / max(s.present, 1)
+        reason += (f"; max_bytes {max_bytes:,} (at least {_TEXT_DEFAULT_BYTES:,}, else {100 * TEXT_COVER:g}% of "
+                   f"the texts whole): {long_texts:,} rows ({share:.1f}%) are longer and will be cut")
     return ColumnProfile(
         name=s.name, kind=kind, dtype=s.dtype(), rows=rows, missing=s.missing,
         missing_pct=round(100.0 * s.missing / rows, 2) if rows else 0.0,
         cardinality=card, cardinality_capped=capped, example=s.example, reason=reason,
-        multi_id_separator=sep, transform=transform, top_values=s.top_values(),
+        multi_id_separator=sep, transform=transform, top_values=s.top_values(), bins=bins,
+        max_bytes=max_bytes, long_texts=long_texts,
+        values=tuple(sorted(s.counts)) if (kind == "sparse" or coded) and sep is None and s.counts is not None
+        else (),
+        also_ids=coded is not None,
     )
+
+
+def _bins(s: _ColumnStats) -> int | None:
+    """Quantile bins for a number with at least 16 distinct values: 32, halved until there are no more bins than
+    values and each holds >= 50 rows."""
+    if len(s.distinct) < 16:
+        return None
+    bins = _BINS
+    while bins > len(s.distinct) or (bins > 4 and s.present / bins < _BIN_MIN_ROWS):
+        bins //= 2
+    return bins
+
+
+def _id_named(s: _ColumnStats) -> bool:
+    """An integer column named like an id (``user_id``, ``zipCode``) with at most 4,096 values, each seen twice
+    on average: read as ids, not amounts."""
+    k = len(s.distinct)
+    return 3 <= k <= _ID_MAX_DISTINCT and not s.distinct.capped and s.present >= 2 * k \
+        and bool(_name_parts(s.name) & set(ID_NAME_PARTS))
+
+
+def _id_coded(s: _ColumnStats) -> str | None:
+    """Why an integer column may hold category codes rather than amounts, or None when it looks like amounts.
+
+    At most 4,096 distinct values, each seen in >= 20 rows on average (enough to learn an embedding row), with
+    row counts that, taken in value order, jump about like noise: amounts and counts have a distribution over
+    their scale (neighbouring values are about as frequent), codes do not (code 7 may be common, 6 and 8 rare).
+    Round amounts (40 hours a week, a price of 100) jump about too, so such a column stays a number and is
+    *also* read as ids (a second, sparse feature): the model gets both.
+    """
+    k = len(s.distinct)
+    if k < 3 or k > _ID_MAX_DISTINCT or s.distinct.capped or s.present < _ID_MIN_ROWS * k:
+        return None
+    _, counts = s.value_counts()
+    if len(counts) < 3:
+        return None
+    if len(counts) >= 8:
+        log = np.log(counts.astype(np.float64))
+        a, b = log[:-1] - log[:-1].mean(), log[1:] - log[1:].mean()
+        scale = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        smooth = float((a * b).sum()) / scale if scale > 0 else 1.0
+        if smooth >= _ID_SMOOTHNESS:
+            return None
+        return f"row counts in value order jump about (lag-1 autocorrelation of their logs {smooth:.2f})"
+    steps = np.sign(np.diff(counts))
+    steps = steps[steps != 0]
+    turns = int((steps[1:] != steps[:-1]).sum())
+    if turns < 2:
+        return None
+    return f"row counts in value order rise and fall {turns} times"
 
 
 def _distinct_text(s: _ColumnStats) -> str:
@@ -234,6 +318,8 @@ def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "
         if binary:
             what = f"numbers, 2 distinct values (binary; a label candidate){padded}"
             return "dense", what, "standardize", None
+        if s.integer and _id_named(s):
+            return "sparse", f"integer-coded ids, {distinct}: named like an id{padded}", None, None
         skew = s.skewness()
         if s.integer and skew > _SKEWED:
             if s.minimum >= 0:
@@ -264,39 +350,61 @@ def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "
 
 
 def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str | None, str]:
-    """The label column when none was given, and why it was chosen."""
-    binary = [s for s, c in zip(stats, columns, strict=True) if len(s.distinct) == 2 and c.kind != "ignore"]
-    if not binary:
-        return _choose_classes(stats, columns)
-    for s in binary:
-        if s.name.strip().lower() in LABEL_NAMES:
+    """The label column when none was given, and why.
+
+    A column named like a label (:func:`_label_like`) with 2 values (binary) or 3 to 100 (classes) is chosen.
+    Otherwise only the conventional place is guessed: the first or last column with 2 values (0/1 or true/false
+    first), or, in a file with a text column, with 3 to 100 values; the reason says it is a guess, and
+    ``shoal inspect`` prints it with the other candidates. A two-valued column in the middle is as likely a
+    feature (a flag, a sex) and is never guessed.
+    """
+    usable = [(s, c) for s, c in zip(stats, columns, strict=True) if c.kind != "ignore"]
+    named = [s for s, _ in usable if _label_like(s.name)]
+    for s in named:
+        if len(s.distinct) == 2:
             return s.name, "chosen as the label: named like a label, 2 distinct values"
+    for s in named:
+        if 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None:
+            return s.name, f"chosen as the label: named like a label, {len(s.distinct)} classes"
+    ends = {stats[0].name: "first", stats[-1].name: "last"}
+    binary = [s for s, _ in usable if s.name in ends and len(s.distinct) == 2]
     defaults = set(LabelConfig.model_fields["positive"].get_default(call_default_factory=True)) | set(
         LabelConfig.model_fields["negative"].get_default(call_default_factory=True))
-    for s in binary:
-        if s.counts is not None and set(s.counts) <= defaults:
-            return s.name, "chosen as the label: the first column with only 0/1 (or true/false) values"
-    ends = {stats[0].name: "first", stats[-1].name: "last"}
-    for s in binary:
-        if s.name in ends:
-            return s.name, f"chosen as the label: the {ends[s.name]} column, with exactly 2 distinct values"
-    return binary[0].name, "chosen as the label: the first column with exactly 2 distinct values"
-
-
-def _choose_classes(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str | None, str]:
-    """A multiclass label when no column is binary: named like a label, or the first/last column of a text file."""
-    few = [s for s, c in zip(stats, columns, strict=True)
-           if 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None and c.kind in ("sparse", "dense")]
-    for s in few:
-        if s.name.strip().lower() in LABEL_NAMES:
-            return s.name, f"chosen as the label: named like a label, {len(s.distinct)} classes"
-    if any(c.kind == "text" for c in columns):
-        ends = {stats[0].name: "first", stats[-1].name: "last"}
-        for s in few:
-            if s.name in ends:
-                return s.name, (f"chosen as the label: the {ends[s.name]} column of a text file, "
-                                f"with {len(s.distinct)} distinct values (classes)")
+    binary.sort(key=lambda s: not (s.counts is not None and set(s.counts) <= defaults))  # 0/1 first, stable
+    if binary:
+        s = binary[0]
+        return s.name, (f"GUESSED as the label (no column is named like one): the {ends[s.name]} column, "
+                        "2 distinct values; check it, or name the label with --label")
+    if any(c.kind == "text" for _, c in usable):
+        for s, c in usable:
+            if s.name in ends and 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None \
+                    and c.kind in ("sparse", "dense"):
+                return s.name, (f"GUESSED as the label (no column is named like one): the {ends[s.name]} column "
+                                f"of a text file, {len(s.distinct)} distinct values (classes); check it, or name "
+                                "the label with --label")
     return None, ""
+
+
+def _label_like(name: str) -> bool:
+    """A name in :data:`LABEL_NAMES`, or made of parts one of which is (``is_click``, ``target_label``; not ``y``)."""
+    if name.strip().lower() in LABEL_NAMES:
+        return True
+    return any(len(part) > 1 and part in LABEL_NAMES for part in _name_parts(name))
+
+
+def _name_parts(name: str) -> set[str]:
+    """The lower-cased words of a column name: ``userId``, ``user_id`` and ``user id`` give {user, id}."""
+    return set(re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())) - {""}
+
+
+def _label_candidates(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str, ...]:
+    """Columns that could be the label: two values anywhere, or (in a file with text) 3 to 100 values at either
+    end (the classes of a multiclass label)."""
+    ends = {stats[0].name, stats[-1].name}
+    text = any(c.kind == "text" for c in columns)
+    return tuple(s.name for s, c in zip(stats, columns, strict=True) if c.kind != "ignore" and (
+        len(s.distinct) == 2
+        or (text and s.name in ends and 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None)))
 
 
 def _class_values(s: _ColumnStats) -> tuple[tuple[str, ...], str]:

@@ -7,19 +7,90 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from shoal.config import BagConfig, DLRMConfig, TrainConfig
+from shoal.data.features.base import feature_seed
+from shoal.data.hashing import bucketize, hash_strings
 from shoal.inspect.profile import FileProfile
-from shoal.inspect.stats import _MAX_BUCKETS, _MIN_BUCKETS
+from shoal.inspect.stats import _MAX_BUCKETS, _MIN_BUCKETS, LABEL_NAMES
 
 TEXT_BAG_TRAIN = {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}
+#: Optimizer steps a starter config aims for (within MAX_EPOCHS); early stopping ends it sooner when it overfits.
+TARGET_STEPS = 2000
+MAX_EPOCHS = 20
+_VALID_FRACTION = 0.1
+_SMALL_TABLE = 4096  # embedding rows a column with few values gets at least (64 per value up to 64 values)
 
 
 def sparse_buckets(cardinality: int, capped: bool = False) -> int:
-    """Embedding rows for a sparse feature: ``2**ceil(log2(2 * cardinality))`` within [16, 1,000,000]."""
+    """Embedding rows for a sparse feature: the power of two >= ``max(8 * cardinality, min(64 * cardinality,
+    4096))``, within [16, 1,000,000].
+
+    Ids hash to rows, so two ids may share one: with B rows an id shares its row with another about
+    ``cardinality / B`` of the time. A column with few values gets 64 rows per value (collisions ~1-2%, and
+    its table stays small), a larger one at least 8 (~12%, mostly among its rare ids).
+    """
     if capped:
         return _MAX_BUCKETS
-    want = 2 ** math.ceil(math.log2(max(2 * cardinality, 1)))
+    k = max(cardinality, 1)
+    want = 2 ** math.ceil(math.log2(max(8 * k, min(64 * k, _SMALL_TABLE))))
     return int(min(_MAX_BUCKETS, max(_MIN_BUCKETS, want)))
+
+
+def unshared_buckets(name: str, values: tuple[str, ...], buckets: int) -> int:
+    """``buckets`` doubled (at most 8 times) until no two of ``values`` hash to the same row of feature ``name``:
+    every value of a column with few values gets a row of its own."""
+    if not values:
+        return buckets
+    hashes = hash_strings(pa.array(values, pa.string()), feature_seed(name))
+    for _ in range(8):
+        if len(np.unique(bucketize(hashes, buckets))) == len(values) or buckets * 2 > _MAX_BUCKETS:
+            break
+        buckets *= 2
+    return buckets
+
+
+def train_settings(rows: int | None, valid_fraction: float, text_bag: bool) -> dict[str, int | float]:
+    """Training settings sized for ``rows`` training rows (None: more than were read, so a large file).
+
+    The defaults suit millions of rows; on a few thousand they make a handful of optimizer steps. So the batch
+    is about 1% of the rows (a power of two in [32, 1024], at most 256 for a text bag) and the epochs reach
+    about :data:`TARGET_STEPS` steps (at least the defaults', at most :data:`MAX_EPOCHS`), with one more epoch
+    of patience once there are more than 5. A text bag keeps fastText-like rates (:data:`TEXT_BAG_TRAIN`).
+    """
+    base: dict[str, int | float] = dict(TEXT_BAG_TRAIN) if text_bag else {}
+    if rows is None:
+        return base
+    n = max(1, int(rows * (1.0 - valid_fraction)))
+    batch = 2 ** int(math.log2(max(n / 100, 1)))
+    batch = min(256 if text_bag else 1024, max(32, batch))
+    steps = math.ceil(n / batch)
+    least = int(base.get("epochs", TrainConfig.model_fields["epochs"].default))
+    epochs = min(MAX_EPOCHS, max(least, math.ceil(TARGET_STEPS / steps)))
+    patience = int(TrainConfig.model_fields["early_stopping_patience"].default) + (epochs > 5)
+    return {**base, "epochs": epochs, "batch_size": batch, "early_stopping_patience": patience}
+
+
+def _twin_name(name: str, taken: set[str]) -> str:
+    """A feature name for ``name``'s values read as ids: ``<name>_id``, with more underscores if that is taken."""
+    twin = f"{name}_id"
+    while twin in taken:
+        twin = twin.replace("_id", "__id", 1)
+    return twin
+
+
+def no_label_message(profile: FileProfile) -> str:
+    """Why no starter config is written without a label, the candidate columns, and the fix (``--label``)."""
+    names = ", ".join(LABEL_NAMES)
+    if profile.label_candidates:
+        found = "; candidates (2 values, or the classes at either end): " + ", ".join(
+            f"{c} ({profile.column(c).cardinality} values)" for c in profile.label_candidates)
+    else:
+        found = "; no column has 2 values or looks like the classes of a multiclass label"
+    return (f"{profile.path}: no column is named like a label ({names}) and shoal does not guess the label from "
+            f"the values{found}. Name the label column with --label COLUMN")
 
 
 def _y(value: object) -> str:
@@ -38,10 +109,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     the profile has no label or no usable feature.
     """
     if profile.label is None:
-        raise ValueError(
-            f"{profile.path}: no label column was found (no column has exactly 2 distinct values, nor looks like "
-            "the classes of a multiclass label); name it with --label"
-        )
+        raise ValueError(no_label_message(profile))
     features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text")]
     if not features:
         raise ValueError(f"{profile.path}: no usable feature columns besides the label {profile.label!r}")
@@ -55,9 +123,10 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         "# Review before training:",
         "#   - the label column and which value is positive (label.positive / label.negative), or its classes;",
         "#   - each feature's kind: dense (a number; transform log1p for counts, standardize otherwise) or",
-        "#     sparse (an id; buckets = embedding rows, about 2x the distinct ids seen) or text (raw text);",
+        "#     sparse (an id or integer code; buckets = embedding rows, 8-64x the distinct ids seen, so that",
+        "#     ids rarely share a row) or text (raw text; max_bytes holds 99% of the texts whole);",
         "#   - the columns left out (commented out under features) and columns with many missing values;",
-        "#   - model and train settings: the defaults (a text-only file: bag with fastText-like rates).",
+        "#   - model and train settings: epochs and batch size sized for the rows read (a text-only file: bag).",
         f"name: {_y(Path(profile.path).stem)}",
         "data:",
         f"  train: {_y(train)}",
@@ -69,7 +138,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
             out.append(f"  columns: {_y([c.name for c in profile.columns])}")
         out.append(f"  delimiter: {_y(profile.delimiter)}")
         out.append(f"  missing: {_y(list(profile.missing))}")
-    out.append("  valid_fraction: 0.1")
+    out.append(f"  valid_fraction: {_VALID_FRACTION}")
     if profile.bad_rows:
         out.append(f"  on_bad_rows: quarantine  # {profile.bad_rows:,} rows had the wrong number of columns")
     out += ["label:", f"  column: {_y(profile.label)}  # {_comment(label.reason)}"]
@@ -80,19 +149,30 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         out.append(f"  positive: {_y(list(profile.label_positive))}")
         out.append(f"  negative: {_y(list(profile.label_negative))}")
     out.append("features:")
+    taken = {c.name for c in profile.columns}
     for c in profile.columns:
         if c.kind == "label":
             continue
         if c.kind == "dense":
-            entry = f"{{name: {_y(c.name)}, kind: dense, transform: {c.transform or 'standardize'}}}"
+            bins = f", bins: {c.bins}" if c.bins else ""
+            entry = f"{{name: {_y(c.name)}, kind: dense, transform: {c.transform or 'standardize'}{bins}}}"
+            if c.also_ids:
+                twin = _twin_name(c.name, taken)
+                taken.add(twin)
+                buckets = unshared_buckets(twin, c.values, sparse_buckets(c.cardinality, c.cardinality_capped))
+                out.append(f"  - {entry}  # {_comment(c.reason)}")
+                out.append(f"  - {{name: {_y(twin)}, column: {_y(c.name)}, kind: sparse, buckets: {buckets}}}"
+                           f"  # {c.name}'s values as ids")
+                continue
         elif c.kind == "sparse":
-            entry = (f"{{name: {_y(c.name)}, kind: sparse, "
-                     f"buckets: {sparse_buckets(c.cardinality, c.cardinality_capped)}")
+            buckets = unshared_buckets(c.name, c.values, sparse_buckets(c.cardinality, c.cardinality_capped))
+            entry = f"{{name: {_y(c.name)}, kind: sparse, buckets: {buckets}"
             if c.multi_id_separator is not None:
                 entry += f", separator: {_y(c.multi_id_separator)}"
             entry += "}"
         elif c.kind == "text":
-            entry = f"{{name: {_y(c.name)}, kind: text, buckets: 1000000}}"
+            max_bytes = f", max_bytes: {c.max_bytes}" if c.max_bytes else ""
+            entry = f"{{name: {_y(c.name)}, kind: text, buckets: 1000000{max_bytes}}}"
         else:
             out.append(f"  # left out {_y(c.name)}: {_comment(c.reason)}")
             continue
@@ -103,9 +183,13 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     model = (BagConfig if name == "bag" else DLRMConfig).model_validate({"name": name}).model_dump(mode="json")
     out += ["model:", f"  name: {_y(name)}"]
     out += [f"  {k}: {_y(v)}" for k, v in model.items() if k != "name"]
-    out.append("train:")
-    # the defaults suit click models; a bag of text n-grams learns best with fastText-like rates (configs/agnews.yaml)
-    settings = TEXT_BAG_TRAIN if name == "bag" else {}
-    out += [f"  {k}: {_y(v)}" for k, v in TrainConfig.model_validate(settings).model_dump(mode="json").items()]
+    settings = train_settings(None if profile.truncated else profile.rows, _VALID_FRACTION, name == "bag")
+    training = TrainConfig.model_validate(settings)
+    steps = math.ceil(profile.rows * (1 - _VALID_FRACTION) / training.batch_size) * training.epochs
+    sized = ("the defaults (a large file)" if profile.truncated else
+             f"sized for {profile.rows:,} rows: batch about 1% of them, epochs for about {TARGET_STEPS:,} steps "
+             f"(here {steps:,} at most), early stopping on the validation log loss keeps the best epoch")
+    out.append(f"train:  # {sized}" + ("; fastText-like rates for a bag of text n-grams" if name == "bag" else ""))
+    out += [f"  {k}: {_y(v)}" for k, v in training.model_dump(mode="json").items()]
     return "\n".join(out) + "\n"
 

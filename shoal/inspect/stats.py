@@ -24,8 +24,11 @@ DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "?")
 CARDINALITY_CAP = 1_000_000
 MAX_GUESSED_CLASSES = 100  # a column with more values is not guessed to be a multiclass label
 
-#: Names that mark a label column (compared lower-cased).
-LABEL_NAMES = ("label", "labels", "click", "clicked", "clicks", "target", "y", "income", "class")
+#: Names that mark a label column (compared lower-cased). Without one, the label must be named (``--label``).
+LABEL_NAMES = ("label", "labels", "click", "clicked", "clicks", "target", "y", "income", "class", "outcome",
+               "response", "converted", "conversion", "sentiment")
+#: Name parts that mark an integer column as an id or a category code (``user_id``, ``zipCode``).
+ID_NAME_PARTS = ("id", "code", "zip", "zipcode", "postcode")
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # what the encoder accepts as a number
 _NUMBER_PATTERN = _NUMBER.pattern
@@ -42,6 +45,13 @@ _UNIQUE_SHARE = 0.95
 _UNIQUE_MIN_ROWS = 1000
 _LIST_SHARE = 0.10
 _MIN_BUCKETS, _MAX_BUCKETS = 16, 1_000_000
+_ID_MAX_DISTINCT = 4096  # an integer column with more distinct values is not read as ids
+_ID_MIN_ROWS = 20  # ... nor one with fewer rows per distinct value (too few to learn an embedding row each)
+_ID_SMOOTHNESS = 0.5  # lag-1 autocorrelation of log row counts in value order below which the order means nothing
+_BINS, _BIN_MIN_ROWS = 32, 50  # quantile bins for a number with >= 16 distinct values, >= 50 rows each
+#: Share of the texts that the starter's max_bytes holds whole; the rest are cut (and counted).
+TEXT_COVER = 0.99
+_LENGTH_STEP, _LENGTH_CAP = 64, 8192  # text byte lengths are counted in steps of 64 bytes up to the cap
 
 
 class _Reservoir:
@@ -126,6 +136,8 @@ class _ColumnStats:
         self.text_bytes = 0  # total UTF-8 bytes of the string values
         self.spaced = 0  # string values containing a space: prose, not ids
         self.lists = {s: _ListStats() for s in separators}
+        # rows per text length: [0, 64], (64, 128], ... up to _LENGTH_CAP, then one slot for longer texts
+        self.lengths = np.zeros(_LENGTH_CAP // _LENGTH_STEP + 1, dtype=np.int64)
 
     @property
     def present(self) -> int:
@@ -212,7 +224,10 @@ class _ColumnStats:
         self.sample.add(v)
 
     def _strings(self, values: pa.Array) -> None:
-        self.text_bytes += pc.sum(pc.binary_length(values)).as_py() or 0
+        lengths = np.asarray(pc.binary_length(values).to_numpy(zero_copy_only=False), dtype=np.int64)
+        self.text_bytes += int(lengths.sum())
+        slots = np.minimum(np.maximum(lengths - 1, 0) // _LENGTH_STEP, len(self.lengths) - 1)
+        self.lengths += np.bincount(slots, minlength=len(self.lengths))
         self.spaced += pc.sum(pc.match_substring(values, " ")).as_py() or 0
         if self.hex:
             self.hex = bool(pc.all(pc.match_substring_regex(values, _HEX_PATTERN)).as_py())
@@ -242,6 +257,19 @@ class _ColumnStats:
         if s <= 0:
             return 0.0
         return float(np.mean(((x - m) / s) ** 3))
+
+    def value_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct values in increasing order, rows of each) in the numeric sample (every value up to its size)."""
+        values, counts = np.unique(self.sample.values, return_counts=True)
+        return values, counts
+
+    def length_cover(self, share: float, least: int = _LENGTH_STEP) -> tuple[int, int]:
+        """(max_bytes, rows longer): the multiple of 64 bytes, at least ``least`` and at most 8192, that holds
+        ``share`` of the texts whole, and how many of the texts read are longer than it (cut when encoded)."""
+        total = int(self.lengths.sum())
+        slot = int(np.searchsorted(np.cumsum(self.lengths), share * total))  # first slot reaching the share
+        slot = min(max(slot, -(-least // _LENGTH_STEP) - 1), len(self.lengths) - 2)  # past the cap: the cap
+        return (slot + 1) * _LENGTH_STEP, int(self.lengths[slot + 1:].sum())
 
     def separator(self) -> tuple[str, _ListStats] | None:
         """The list separator found in more than 10% of the non-missing rows, if any."""

@@ -11,9 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shoal.config import DataConfig, load_config
+from shoal.config import DataConfig, TrainConfig, load_config
 from shoal.data.readers import BadInputError
-from shoal.inspect import DEFAULT_MISSING, FileProfile, inspect_file, sparse_buckets, starter_config
+from shoal.inspect import (
+    DEFAULT_MISSING,
+    FileProfile,
+    inspect_file,
+    sparse_buckets,
+    starter_config,
+    train_settings,
+)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -201,6 +208,60 @@ def test_no_label_candidate(tmp_path: Path) -> None:
         starter_config(p, tmp_path / "n.yaml")
 
 
+def test_a_binary_column_in_the_middle_is_never_guessed(tmp_path: Path) -> None:
+    lines = ["a,flag,b"] + [f"{i},{'yn'[i % 2]},w{i % 5}" for i in range(40)]
+    p = inspect_file(_write(tmp_path / "m.csv", lines))
+    assert p.label is None and p.label_candidates == ("flag",)
+    with pytest.raises(ValueError, match=r"flag \(2 values\).*--label"):
+        starter_config(p, tmp_path / "m.yaml")
+    # a name made of label-like parts is a label; a guess at either end says it is a guess
+    named = inspect_file(_write(tmp_path / "n.csv", ["x,is_click,z"] + [f"{i},{i % 2},{i % 2}" for i in range(40)]))
+    assert named.label == "is_click" and "named like a label" in named.column("is_click").reason
+    guessed = inspect_file(_write(tmp_path / "g.csv", ["x,z"] + [f"{i},{i % 2}" for i in range(40)]))
+    assert guessed.label == "z" and "GUESSED" in guessed.column("z").reason
+
+
+def test_integer_codes_become_ids(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    codes = rng.choice([3, 17, 18, 40, 41, 77, 90, 91, 120, 200], size=3000, p=[.3, .01, .2, .02, .15, .02, .1, .05,
+                                                                                .05, .1])
+    ages = rng.normal(40, 10, size=3000).round().astype(int)
+    rows = enumerate(zip(codes, ages, strict=True))
+    lines = ["label,store_id,level,age"] + [f"{i % 2},{c % 7},{c},{a}" for i, (c, a) in rows]
+    p = inspect_file(_write(tmp_path / "c.csv", lines))
+    assert p.column("store_id").kind == "sparse" and "named like an id" in p.column("store_id").reason
+    assert p.column("level").kind == "dense" and p.column("level").also_ids  # jumpy counts: a number and ids
+    assert p.column("age").kind == "dense" and not p.column("age").also_ids  # a smooth scale: a number
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(starter_config(p, cfg_path))
+    cfg = load_config(cfg_path)
+    twin = next(f for f in cfg.sparse if f.name == "level_id")
+    assert twin.source == "level" and twin.buckets >= 64 * 10
+
+
+def test_text_max_bytes_holds_the_texts_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(100, 3000, size=400)
+    lines = ["label\ttext"] + [f"{i % 2}\t{' '.join(['word'] * (n // 5))}" for i, n in enumerate(lengths)]
+    p = inspect_file(_write(tmp_path / "t.tsv", lines))
+    col = p.column("text")
+    assert col.kind == "text" and col.max_bytes is not None and col.max_bytes % 64 == 0
+    longer = sum(1 for n in lengths if (n // 5) * 5 - 1 > col.max_bytes)
+    assert col.long_texts == longer <= 0.01 * len(lengths) + 1 and "will be cut" in col.reason
+    cfg_path = tmp_path / "t.yaml"
+    cfg_path.write_text(starter_config(p, cfg_path))
+    assert load_config(cfg_path).features[0].max_bytes == col.max_bytes
+
+
+def test_train_settings_sized_by_rows() -> None:
+    small = train_settings(1000, 0.1, text_bag=False)
+    assert small["batch_size"] == 32 and small["epochs"] == 20  # 29 steps an epoch: the most epochs
+    large = train_settings(2_000_000, 0.1, text_bag=False)
+    assert large["batch_size"] == 1024 and large["epochs"] == TrainConfig().epochs  # 1,758 steps each: the default
+    assert train_settings(None, 0.1, text_bag=False) == {}  # a file larger than was read: the defaults
+    assert train_settings(100_000, 0.1, text_bag=True)["batch_size"] == 256  # a text bag's batch at most 256
+
+
 def test_unknown_label(tmp_path: Path) -> None:
     path = _write(tmp_path / "u.csv", ["a,b"] + [f"{i},{i % 2}" for i in range(5)])
     with pytest.raises(ValueError, match=r"'nope' not found.*a, b"):
@@ -249,7 +310,9 @@ def test_bad_files(tmp_path: Path, content: str | None, message: str) -> None:
 
 def test_defaults_match_config() -> None:
     assert list(DEFAULT_MISSING) == DataConfig.model_validate({"train": "x.csv"}).missing
-    assert sparse_buckets(1) == 16 and sparse_buckets(100) == 256 and sparse_buckets(128) == 256
+    # 64 rows per value up to 4,096 rows, then 8 per value: ids rarely share a row
+    assert sparse_buckets(1) == 64 and sparse_buckets(7) == 512 and sparse_buckets(100) == 4096
+    assert sparse_buckets(1000) == 8192 and sparse_buckets(100_000) == 1_000_000  # the cap
     assert sparse_buckets(10**6) == 1_000_000 and sparse_buckets(5, capped=True) == 1_000_000
 
 
@@ -272,7 +335,7 @@ def test_starter_config_loads(tmp_path: Path) -> None:
     assert cfg.data.missing == list(DEFAULT_MISSING)
     assert cfg.label.column == "c0" and cfg.label.positive == [">50K"] and cfg.label.negative == ["<=50K"]
     assert [(f.name, f.kind) for f in cfg.features] == [("c1", "dense"), ("c2", "sparse"), ("c3", "sparse")]
-    assert cfg.features[1].separator == "|" and cfg.features[2].buckets == 128
+    assert cfg.features[1].separator == "|" and cfg.features[2].buckets >= 64 * 40  # 40 ids, 64 rows each
     assert cfg.model.name == "dlrm"
     assert "../data/rows.tsv" in text
 
@@ -351,10 +414,16 @@ def test_adult(tmp_path: Path) -> None:
     assert dense == sorted(["c0", "c2", "c4", "c10", "c11", "c12"])
     assert sum(v == "sparse" for v in kinds.values()) == 8
     assert p.column("c1").missing_pct > 5  # " ?" cells
+    assert "GUESSED" in p.column("c14").reason and "c9" in p.label_candidates  # said, not silent
+    # round amounts (capital gain and loss, hours a week) are numbers and also ids; a smooth scale (age) is not
+    assert [c.name for c in p.columns if c.also_ids] == ["c10", "c11", "c12"]
+    assert p.column("c4").bins == 16 and p.column("c0").bins == 32  # no more bins than values
     cfg_path = tmp_path / "adult.yaml"
     cfg_path.write_text(starter_config(p, cfg_path))
     cfg = load_config(cfg_path)
-    assert cfg.label.positive == [">50K"] and len(cfg.dense) == 6 and len(cfg.sparse) == 8
+    assert cfg.label.positive == [">50K"] and len(cfg.dense) == 6 and len(cfg.sparse) == 8 + 3
+    assert {f.name: f.source for f in cfg.sparse if f.column} == {"c10_id": "c10", "c11_id": "c11", "c12_id": "c12"}
+    assert (cfg.train.batch_size, cfg.train.epochs) == (256, 18)  # 29,305 training rows: 115 steps an epoch
 
 
 def test_prose_column_is_text_and_the_starter_config_trains(tmp_path: Path) -> None:
@@ -406,4 +475,5 @@ def test_text_file_with_classes_gets_a_multiclass_label_and_a_bag_model(tmp_path
     cfg = load_config(cfg_path)
     assert cfg.label.kind == "multiclass" and cfg.label.classes == ["money", "sport", "tech"]
     assert cfg.model.name == "bag" and cfg.features[0].kind == "text"
-    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.embedding_lr) == (5, 256, 0.1)  # text bag rates
+    # fastText-like rates; 270 training rows: the smallest batch and the most epochs (early stopping ends sooner)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.embedding_lr) == (20, 32, 0.1)
