@@ -19,6 +19,7 @@ Example (``configs/synthetic.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from shoal.errors import ShoalError
 
 __all__ = [
     "AnyFeature",
+    "apply_overrides",
     "BagConfig",
     "ByteCNNConfig",
     "ConfigError",
@@ -456,8 +458,9 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=paths)})
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML config file. Raises :class:`ConfigError` naming the file and field."""
+def load_config(path: str | Path, overrides: Mapping[str, Any] | Sequence[str] = ()) -> RunConfig:
+    """Read and validate a YAML config file, with ``overrides`` (:func:`apply_overrides`) applied first. Raises
+    :class:`ConfigError` naming the file and field."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist (working directory: {Path.cwd()})")
@@ -465,4 +468,66 @@ def load_config(path: str | Path) -> RunConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of keys to values, not {type(data).__name__}")
+        data = apply_overrides(data, overrides)
     return parse_config(data, source=str(path), base_dir=path.parent.resolve())
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    """A copy of the plain config ``data`` with dotted keys set: ``{"train.epochs": 3}`` or ``["train.epochs=3"]``
+    (the value of a ``KEY=VALUE`` string is read as YAML: ``3``, ``0.01``, ``[64, 32]``, ``true``, ``ctr``).
+
+    A key walks mappings by name and lists by index, and ``features`` also by feature name
+    (``features.city.buckets=4096``). The result is validated as usual by :func:`parse_config`, so a wrong type or
+    an unknown key is refused there, naming the field; a key that does not lead anywhere is refused here.
+    """
+    import copy
+
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(overrides, Mapping):
+        pairs = list(overrides.items())
+    else:
+        for item in overrides:
+            key, eq, text = str(item).partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+            try:
+                pairs.append((key.strip(), yaml.safe_load(text) if text.strip() else ""))
+            except yaml.YAMLError as err:
+                raise ConfigError(f"--set {item!r}: the value is not valid YAML: {err}") from None
+    out = copy.deepcopy(data)
+    for key, value in pairs:
+        parts = key.split(".")
+        node: Any = out
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[:depth]) or "the config"
+            if isinstance(node, list):
+                index = _list_index(node, part, key, where)
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"override {key!r}: {where} is {node!r}, not a mapping or a list")
+    return out
+
+
+def _list_index(node: list[Any], part: str, key: str, where: str) -> int:
+    """The index of ``part`` in a list: a number, or the name of an item (a feature's ``name``)."""
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if not -len(node) <= index < len(node):
+            raise ConfigError(f"override {key!r}: {where} has {len(node)} items, no item {index}")
+        return index
+    names = [item.get("name") for item in node if isinstance(item, dict)]
+    if part not in names:
+        raise ConfigError(f"override {key!r}: {where} has no item named {part!r} (names: {', '.join(map(str, names))})")
+    return names.index(part)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,9 @@ def train(
     rdzv_endpoint: Annotated[str | None, typer.Option(
         "--rdzv-endpoint", help="HOST:PORT of the rendezvous, for --nnodes > 1.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (cuda: nccl, bf16 autocast).")] = "auto",
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE: override a config value by its dotted key (repeatable), e.g. "
+                      "--set train.epochs=3 --set model.embedding_dim=32 --set features.city.buckets=4096.")] = None,
 ) -> None:
     """Train a model from a config; prints the run id and its metrics. With --nproc N (or a CUDA device, or
     train.embeddings.backend: torchrec) it runs N processes through torch.distributed.run (docs/distributed.md)."""
@@ -47,30 +51,54 @@ def train(
         h = home_dir(home)
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, not {device!r}")
-        if nproc is None:
-            nproc = _distributed_nproc(config, resume, h, device)
-        if nproc is not None:
-            from shoal.artifacts.registry import Registry
-            from shoal.distributed.launch import launch
-
-            run_id = launch(config, h, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint,
-                            device=device, resume=resume, progress=True)  # type: ignore[arg-type]
-            if run_id is None:
-                console.print("rank 0 ran on another node: its registry holds the run")
-                return
-            print_run(Registry(h).get(run_id))
+        if overrides and (config is None or resume is not None):
+            raise ValueError("--set overrides a CONFIG file's values; a resumed run keeps the config it started with")
+        if overrides and config is not None:
+            with tempfile.TemporaryDirectory(prefix="shoal-set-") as tmp:  # one file for every process to read
+                _train(_overridden(config, overrides, Path(tmp)), None, h, nproc, nnodes, rdzv_endpoint, device)
             return
-        if resume is not None:
-            from shoal.distill import resume as resume_run
+        _train(config, resume, h, nproc, nnodes, rdzv_endpoint, device)
 
-            record = train_with_progress(lambda cb: resume_run(resume, h, cb))
-        elif config is None:
-            raise ValueError("give a CONFIG file to train, or --resume RUN to continue a run")
-        else:
-            from shoal.training import runs
 
-            record = train_with_progress(lambda cb: runs.train(config, h, cb))
-        print_run(record)
+def _overridden(config: Path, overrides: list[str], folder: Path) -> Path:
+    """``config`` with ``--set`` values applied and validated, written to ``folder`` (data paths made absolute)."""
+    import yaml
+
+    from shoal.config import load_config
+
+    cfg = load_config(config, overrides)
+    path = folder / config.name
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _train(config: Path | None, resume: str | None, h: Path, nproc: int | None, nnodes: int,
+           rdzv_endpoint: str | None, device: str) -> None:
+    """The body of ``shoal train`` once its options are checked."""
+    if nproc is None:
+        nproc = _distributed_nproc(config, resume, h, device)
+    if nproc is not None:
+        from shoal.artifacts.registry import Registry
+        from shoal.distributed.launch import launch
+
+        run_id = launch(config, h, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint,
+                        device=device, resume=resume, progress=True)  # type: ignore[arg-type]
+        if run_id is None:
+            console.print("rank 0 ran on another node: its registry holds the run")
+            return
+        print_run(Registry(h).get(run_id))
+        return
+    if resume is not None:
+        from shoal.distill import resume as resume_run
+
+        record = train_with_progress(lambda cb: resume_run(resume, h, cb))
+    elif config is None:
+        raise ValueError("give a CONFIG file to train, or --resume RUN to continue a run")
+    else:
+        from shoal.training import runs
+
+        record = train_with_progress(lambda cb: runs.train(config, h, cb))
+    print_run(record)
 
 
 def _distributed_nproc(config: Path | None, resume: str | None, home: Path, device: str) -> int | None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
-from shoal.config import DataConfig, RunConfig, load_config, parse_config
+from shoal.config import DataConfig, RunConfig, apply_overrides, load_config, parse_config
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 from shoal.metrics import confusion_matrix, probabilities
@@ -44,9 +45,16 @@ def fit_run(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Ca
 
 
 def train(config: RunConfig | str | Path, home: str | Path = "shoal-runs",
-          callbacks: Callbacks | None = None) -> RunRecord:
-    """Train a config (a :class:`RunConfig` or a YAML path) as a new run; returns the finished record."""
-    cfg = config if isinstance(config, RunConfig) else load_config(config)
+          callbacks: Callbacks | None = None, overrides: Mapping[str, Any] | Sequence[str] = ()) -> RunRecord:
+    """Train a config (a :class:`RunConfig` or a YAML path) as a new run; returns the finished record.
+
+    ``overrides``: dotted keys set before validation (``{"train.epochs": 3}``, as ``shoal train --set``), recorded
+    in the run's resolved config.
+    """
+    if isinstance(config, RunConfig):
+        cfg = parse_config(apply_overrides(config.model_dump(mode="json"), overrides)) if overrides else config
+    else:
+        cfg = load_config(config, overrides)
     registry = Registry(Path(home))
     record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN)
     log.info("run %s: training %s in %s", record.run_id, cfg.model.name, record.artifact_dir)
