@@ -2,6 +2,9 @@
 
 The public API fits on one page::
 
+    m = shoal.fit(df, label="clicked", train__epochs=3)  # a data frame in, a Model out (docs/python.md)
+    m.predict_proba(new_rows); m.evaluate(labelled_rows); shoal.load_model(m.run_id)
+
     import shoal
     cfg = shoal.load_config("configs/criteo.yaml")
     run = shoal.train(cfg, home="shoal-runs")          # a RunRecord: run_id, metrics, summary
@@ -30,6 +33,9 @@ _EXPORTS = {
     "ConfigError": "shoal.config",
     "RunConfig": "shoal.config",
     "evaluate_file": "shoal.training.runs",
+    "fit": "shoal.api.model",
+    "Model": "shoal.api.model",
+    "load_model": "shoal.api.model",
     "export_onnx": "shoal.export.onnx",
     "load": "shoal.training.runs",
     "load_bundle": "shoal.artifacts.bundle",
@@ -42,18 +48,22 @@ __all__ = [
     "BadInputError",
     "Bundle",
     "ConfigError",
+    "Model",
     "RunConfig",
     "ShoalError",
     "evaluate_file",
     "export_onnx",
+    "fit",
     "load",
     "load_bundle",
     "load_config",
+    "load_model",
     "resume",
     "train",
 ]
 
 if TYPE_CHECKING:
+    from shoal.api.model import Model, fit, load_model
     from shoal.artifacts.bundle import Bundle, load_bundle
     from shoal.config import ConfigError, RunConfig, load_config
     from shoal.data.readers import BadInputError

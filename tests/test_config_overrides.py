@@ -35,7 +35,8 @@ def test_dotted_keys_set_typed_values() -> None:
     out = apply_overrides(BASE, ["train.epochs=3", "model.embedding_dim=32", "features.s0.buckets=4096",
                                  "features.0.transform=log1p", "train.lr=0.01", "model.name=mlp",
                                  "model.hidden=[64, 32]", "data.valid_fraction=0.1"])
-    assert out["train"]["epochs"] == 3 and out["label"] == {"column": "label"} and out["train"]["lr"] == 0.01 and out["model"]["hidden"] == [64, 32]
+    assert out["train"]["epochs"] == 3 and out["label"] == {"column": "label"}
+    assert out["train"]["lr"] == 0.01 and out["model"]["hidden"] == [64, 32]
     assert out["features"][1]["buckets"] == 4096 and out["features"][0]["transform"] == "log1p"
     assert out["model"] == {"name": "mlp", "embedding_dim": 32, "hidden": [64, 32]}
     assert BASE["train"]["epochs"] == 1  # the input is not changed

@@ -72,3 +72,9 @@ def test_text_guide_examples_run() -> None:
         assert yaml.safe_load(example)  # valid YAML (the config pieces are checked by the ready-config tests)
     (code,) = blocks(doc, "python")
     exec(compile(code, str(doc), "exec"), {})  # noqa: S102 - our own docs
+
+
+def test_python_guide_example_runs() -> None:
+    doc = DOCS / "python.md"
+    (code,) = blocks(doc, "python")
+    exec(compile(code, str(doc), "exec"), {})  # noqa: S102 - our own docs

@@ -1,0 +1,87 @@
+"""scikit-learn estimators over :func:`shoal.fit`: ``ShoalClassifier`` works in ``Pipeline``, ``cross_val_score`` and
+``GridSearchCV``::
+
+    from shoal.api.sklearn import ShoalClassifier
+    clf = ShoalClassifier(model="dlrm", epochs=3)
+    cross_val_score(clf, X, y, cv=3, scoring="roc_auc")            # X: a DataFrame (or an array: columns x0, x1, ...)
+    GridSearchCV(clf, {"epochs": [2, 4], "overrides": [None, {"model.embedding_dim": 8}]}).fit(X, y)
+
+Each ``fit`` trains a run in ``home`` (default: a temporary registry of its own, removed with the process's temp
+files), so cross-validation does not fill ``./shoal-runs``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from shoal.api.model import Model, fit
+
+__all__ = ["ShoalClassifier"]
+
+LABEL = "_shoal_label"  # the label's column name in the rows handed to shoal.fit
+
+
+def _frame(X: Any) -> pd.DataFrame:
+    """Features as a DataFrame with string column names (an array's columns are x0, x1, ...)."""
+    if isinstance(X, pd.DataFrame):
+        frame = X.reset_index(drop=True)
+        frame.columns = [str(c) for c in frame.columns]
+        return frame
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"expected 2-D features (rows x columns), got an array of shape {arr.shape}")
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+class ShoalClassifier(ClassifierMixin, BaseEstimator):
+    """A shoal model as a scikit-learn classifier (binary or multiclass).
+
+    Parameters: ``model`` (a model family, or None for the starter config's choice), ``epochs`` (None: sized by
+    the rows), ``overrides`` (dotted config keys, as ``shoal train --set``), ``home`` (the registry; None: a
+    temporary one), ``seed``.
+    """
+
+    def __init__(self, model: str | None = None, epochs: int | None = None,
+                 overrides: Mapping[str, Any] | None = None, home: str | None = None, seed: int = 0) -> None:
+        self.model = model
+        self.epochs = epochs
+        self.overrides = overrides
+        self.home = home
+        self.seed = seed
+
+    def fit(self, X: Any, y: Any) -> ShoalClassifier:
+        frame = _frame(X)
+        labels = np.asarray(y)
+        self.classes_ = np.unique(labels)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has one class only ({self.classes_[0]!r}); a classifier needs two or more")
+        frame[LABEL] = [str(v) for v in labels]
+        settings: dict[str, Any] = {"train.seed": self.seed, **dict(self.overrides or {})}
+        if self.epochs is not None:
+            settings["train.epochs"] = self.epochs
+        if len(self.classes_) == 2:  # positive: the larger class, as scikit-learn's pos_label
+            settings["label.positive"] = [str(self.classes_[1])]
+            settings["label.negative"] = [str(self.classes_[0])]
+        home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
+        self.model_: Model = fit(frame, LABEL, model=self.model, home=home, overrides=settings)
+        self.n_features_in_ = frame.shape[1] - 1
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(N, n_classes) probabilities, columns in ``classes_`` order."""
+        check_is_fitted(self, "model_")
+        p = self.model_.predict_proba(_frame(X))
+        if p.ndim == 1:
+            return np.column_stack([1.0 - p, p])
+        order = {name: k for k, name in enumerate(self.model_.classes or [])}
+        return p[:, [order[str(c)] for c in self.classes_]]
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

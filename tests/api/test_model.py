@@ -1,0 +1,90 @@
+"""The notebook API: shoal.fit on data frames, tables and row dicts; Model.predict / predict_proba / evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import shoal
+from shoal.data.readers import BadInputError
+
+
+def _frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Clicks that depend on a city, a count and a price: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["paris", "rome", "oslo", "lima"], size=n)
+    visits = rng.poisson(3, size=n)
+    price = rng.normal(50, 10, size=n).round(2)
+    logit = np.where(city == "paris", 1.5, -0.5) + 0.3 * (visits - 3) - 0.05 * (price - 50)
+    clicked = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"city": city, "visits": visits, "price": price, "clicked": clicked})
+
+
+def test_fit_predict_evaluate_on_data_frames(tmp_path: Path) -> None:
+    train, test = _frame(3000), _frame(600, seed=1)
+    m = shoal.fit(train, label="clicked", home=tmp_path, train__epochs=2, overrides={"model.embedding_dim": 8})
+    assert m.run_id is not None and m.bundle.config.train.epochs == 2 and m.bundle.config.model.embedding_dim == 8
+    p = m.predict_proba(test.drop(columns="clicked"))
+    assert p.shape == (600,) and np.all((p >= 0) & (p <= 1))
+    assert set(np.unique(m.predict(test))) <= {0, 1}
+    metrics = m.evaluate(test)
+    assert metrics["auc"] > 0.7 and 0 < metrics["ne"] < 1
+    # the same answer from a pyarrow table, a list of dicts and one dict
+    rows = test.drop(columns="clicked").head(3)
+    import pyarrow as pa
+
+    for same in (pa.Table.from_pandas(rows, preserve_index=False), rows.to_dict("records")):
+        assert np.allclose(m.predict_proba(same), p[:3], atol=1e-6)
+    assert np.allclose(m.predict_proba(rows.to_dict("records")[0]), p[:1], atol=1e-6)
+    # later, from the registry; the training rows are kept, named by content hash
+    again = shoal.load_model(m.run_id, home=tmp_path)
+    assert np.allclose(again.predict_proba(rows), p[:3]) and again.metrics == m.metrics
+    assert len(list((tmp_path / "data").glob("*.parquet"))) == 1
+
+
+def test_model_choice_valid_rows_and_sklearn_style_errors(tmp_path: Path) -> None:
+    train = _frame(1500)
+    m = shoal.fit(train, label="clicked", model="logistic", valid=_frame(300, seed=2), home=tmp_path,
+                  train__epochs=1)
+    assert m.bundle.config.model.name == "logistic" and m.bundle.config.data.valid is not None
+    with pytest.raises(BadInputError, match="visits"):
+        m.predict_proba([{"city": "rome", "visits": "many", "price": 10.0}])
+    with pytest.raises(TypeError, match="DataFrame"):
+        m.predict_proba("not rows")
+    with pytest.raises(ValueError, match="train.epoch"):
+        shoal.fit(train, label="clicked", home=tmp_path, train__epoch=1)  # a typo is refused, naming it
+
+
+def test_multiclass_predicts_class_names(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    topic = rng.choice(["sport", "money", "tech"], size=900)
+    words = {"sport": "goal match coach", "money": "bank shares market", "tech": "chip code browser"}
+    text = [" ".join(rng.choice(words[t].split(), 3)) + " today" for t in topic]
+    m = shoal.fit(pd.DataFrame({"text": text, "topic": topic}), label="topic", home=tmp_path, train__epochs=3)
+    assert m.classes == ["money", "sport", "tech"]
+    assert list(m.predict([{"text": "the coach and the goal"}, {"text": "bank shares fell"}])) == ["sport", "money"]
+    assert m.evaluate(pd.DataFrame({"text": text[:100], "topic": topic[:100]}))["accuracy"] > 0.9
+
+
+def test_sklearn_classifier_in_pipeline_cross_validation_and_grid_search() -> None:
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from shoal.api.sklearn import ShoalClassifier
+
+    frame = _frame(1200)
+    X, y = frame.drop(columns="clicked"), np.where(frame["clicked"] == 1, "yes", "no")
+    clf = ShoalClassifier(epochs=2)
+    clf.fit(X, y)
+    assert list(clf.classes_) == ["no", "yes"] and clf.predict_proba(X.head(5)).shape == (5, 2)
+    assert set(clf.predict(X.head(20))) <= {"no", "yes"} and clf.score(X, y) > 0.6
+    capped = FunctionTransformer(lambda d: d.assign(visits=d["visits"].clip(0, 10)))
+    pipe = make_pipeline(capped, ShoalClassifier(epochs=1))
+    scores = cross_val_score(pipe, X, y, cv=2, scoring="roc_auc")
+    assert scores.shape == (2,) and scores.min() > 0.6
+    grid = GridSearchCV(ShoalClassifier(), {"epochs": [1, 2]}, cv=2, scoring="roc_auc").fit(X, y)
+    assert grid.best_params_["epochs"] in (1, 2) and grid.best_score_ > 0.6
