@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["confusion_png", "frontier_png"]
+__all__ = ["binary_curves_png", "confusion_png", "frontier_png", "learning_curve_png"]
 
 
 def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
@@ -78,3 +78,86 @@ def frontier_png(candidates: Sequence[Any], chosen: Any | None, budget_ms: float
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    plt = _pyplot()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def learning_curve_png(history: Sequence[dict[str, float]], path: Path, title: str) -> Path:
+    """Training loss (smoothed, where recorded) and validation log loss by step, and the validation AUC or
+    accuracy on a second axis: one point per validation; returns ``path``."""
+    plt = _pyplot()
+    steps = [h.get("step", i + 1) for i, h in enumerate(history)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if any("train_loss" in h for h in history):
+        pts = [(s, h["train_loss"]) for s, h in zip(steps, history, strict=True) if h.get("train_loss") is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:gray", label="training loss (smoothed)")
+    ax.plot(steps, [h["logloss"] for h in history], "o-", color="tab:blue", label="validation log loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("log loss")
+    metric = "auc" if all("auc" in h for h in history) else "accuracy" if all("accuracy" in h for h in history) \
+        else None
+    lines, labels = ax.get_legend_handles_labels()
+    if metric is not None:
+        right = ax.twinx()
+        right.plot(steps, [h[metric] for h in history], "s--", color="tab:orange", label=f"validation {metric}")
+        right.set_ylabel(f"validation {metric}")
+        more = right.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    best = int(np.argmin([h["logloss"] for h in history]))
+    ax.axvline(steps[best], color="tab:green", lw=0.8, ls=":")
+    ax.legend(lines, labels, loc="best", fontsize=8)
+    ax.set_title(f"{title}: learning curve (kept: step {int(steps[best]):,}, the lowest validation log loss)",
+                 fontsize=9)
+    return _save(fig, path)
+
+
+def binary_curves_png(labels: np.ndarray, p: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
+    """ROC, precision-recall and calibration (reliability) curves of P(positive) ``p`` against 0/1 ``labels``,
+    side by side; returns ``path``."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    y = np.asarray(labels).astype(int)
+    p = np.asarray(p, dtype=np.float64)
+    fig, (roc, pr, cal) = plt.subplots(1, 3, figsize=(13.5, 4.3))
+    if 0 < y.sum() < len(y):
+        fpr, tpr, _ = roc_curve(y, p)
+        roc.plot(fpr, tpr, color="tab:blue", label=f"AUC {roc_auc_score(y, p):.4f}")
+        precision, recall, _ = precision_recall_curve(y, p)
+        keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), 400)).astype(int))  # enough for the eye
+        precision, recall = precision[keep], recall[keep]
+        pr.plot(recall, precision, color="tab:blue", label=f"average precision {average_precision_score(y, p):.4f}")
+    roc.plot([0, 1], [0, 1], color="tab:gray", ls=":", label="chance")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr.axhline(y.mean(), color="tab:gray", ls=":", label=f"base rate {y.mean():.3f}")
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    # calibration: rows in equal-count bins of predicted probability; mean predicted vs observed rate
+    order = np.argsort(p, kind="stable")
+    groups = [g for g in np.array_split(order, min(bins, len(p))) if len(g)]
+    mean_p = [float(p[g].mean()) for g in groups]
+    rate = [float(y[g].mean()) for g in groups]
+    top = max(max(mean_p, default=1.0), max(rate, default=1.0), 1e-3) * 1.05
+    cal.plot([0, top], [0, top], color="tab:gray", ls=":", label="perfectly calibrated")
+    cal.plot(mean_p, rate, "o-", color="tab:blue", label=f"model ({len(groups)} equal-count bins)")
+    cal.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="calibration",
+            xlim=(0, top), ylim=(0, top))
+    for ax in (roc, pr, cal):
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -55,6 +55,9 @@ class RunSummary(TypedDict, total=False):
     test_confusion: list[list[int]]
     valid_confusion_png: str
     test_confusion_png: str
+    valid_curves_png: str  # binary label: ROC, precision-recall and calibration curves
+    test_curves_png: str
+    learning_curve_png: str  # training and validation loss, validation AUC/accuracy by step
     steps: int
     rows_trained: int
     epochs_run: int

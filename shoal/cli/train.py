@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -160,18 +160,56 @@ def runs_(home: HomeOption = None, limit: int = 20) -> None:
         console.print(table)
 
 
-def show(run: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")], home: HomeOption = None) -> None:
-    """A run's config, metrics and summary."""
+def show(
+    run: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")],
+    home: HomeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary and config as JSON.")] = False,
+) -> None:
+    """A run on one screen: metrics, data, model, training, pictures (--json: everything)."""
     import json
 
     from shoal.artifacts.registry import Registry
 
     with user_errors():
         record = Registry(home_dir(home)).get(run)
+        if as_json:
+            summary = {k: v for k, v in record.summary.items() if k != "traceback"}
+            console.print_json(json.dumps({"run_id": record.run_id, "status": record.status, "metrics":
+                                           record.metrics, "summary": summary, "config": record.config},
+                                          default=str))
+            return
         print_run(record)
         if record.kind == "auto":
             from shoal.cli.auto import leaderboard_table
 
             console.print(leaderboard_table(dict(record.summary)))
-        summary = {k: v for k, v in record.summary.items() if k not in ("history", "traceback", "leaderboard")}
-        console.print_json(json.dumps({"summary": summary, "config": record.config}, default=str))
+        for line in _overview(record.config, dict(record.summary)):
+            console.print(line, highlight=False)
+        console.print(f"more: shoal show {record.run_id[:12]} --json", style="dim")
+
+
+def _overview(config: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """A few lines: the data, the features by kind, the model and how training went."""
+    data, train = config.get("data") or {}, config.get("train") or {}
+    src = data.get("train")
+    src = src.get("path") if isinstance(src, dict) else src
+    out = []
+    if src is not None:
+        rows = ", ".join(f"{s[k]:,} {k.split('_')[0]}" for k in ("train_rows", "valid_rows", "test_rows")
+                         if s.get(k))
+        out.append(f"data: {src}" + (f" ({rows} rows)" if rows else ""))
+    kinds: dict[str, int] = {}
+    for f in config.get("features") or []:
+        kinds[f.get("kind", "?")] = kinds.get(f.get("kind", "?"), 0) + 1
+    if kinds:
+        out.append("features: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    model = config.get("model") or {}
+    if model:
+        name = model.get("name", "?")
+        out.append(f"model: name={name}" + "".join(f", {k}={v}" for k, v in model.items() if k != "name"))
+    if "steps" in s:
+        seconds = s.get("train_seconds")
+        out.append(f"training: {s.get('epochs_run')} of {train.get('epochs')} epochs, {s['steps']:,} steps"
+                   + (f", {seconds:.1f} s" if isinstance(seconds, int | float) else "")
+                   + (", stopped early (best epoch kept)" if s.get("stopped_early") else ""))
+    return out

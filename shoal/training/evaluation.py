@@ -18,7 +18,7 @@ from torch import nn
 
 from shoal.data.batch import Batch
 from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities
-from shoal.plots import confusion_png
+from shoal.plots import binary_curves_png, confusion_png, learning_curve_png
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import Checkpointer, Position
 from shoal.training.data import EvalSet, Prior, TrainingData
@@ -64,6 +64,9 @@ def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, fl
 class Scorer(Protocol):
     """How this process scores a set and agrees on its metrics (a :class:`~shoal.training.strategy.Strategy`)."""
 
+    @property
+    def is_main(self) -> bool: ...
+
     def scores(self, model: nn.Module, data: TrainingData, rows: EvalSet) -> Scores: ...
 
     def agree(self, metrics: dict[str, float]) -> dict[str, float]: ...
@@ -80,12 +83,15 @@ class Evaluator:
         self.callbacks = callbacks
         self.patience = patience
 
-    def __call__(self, model: nn.Module, pos: Position) -> bool:
-        """Validate; keep the best weights; return True when training should stop."""
+    def __call__(self, model: nn.Module, pos: Position, train_loss: float | None = None) -> bool:
+        """Validate; keep the best weights; return True when training should stop. ``train_loss``: the smoothed
+        training loss at this step, recorded in the history beside the validation metrics."""
         if self.data.valid is None:
             return False
         m = report(*self.scorer.scores(model, self.data, self.data.valid), self.data.prior)
         m = self.scorer.agree({**m, "epoch": pos.epoch, "step": pos.step})
+        if train_loss is not None:
+            m["train_loss"] = float(train_loss)
         pos.history.append(m)
         self.callbacks.on_eval(pos.epoch, pos.step, m)
         if m["logloss"] < pos.best_loss - IMPROVEMENT:
@@ -95,17 +101,24 @@ class Evaluator:
             pos.bad_evals += 1
         return pos.bad_evals >= self.patience
 
-    def final(self, model: nn.Module, run_dir: Path, title: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The run's metrics on the validation and test sets, and (multiclass) their confusion matrices for the
-        run summary, drawn to ``confusion-{set}.png`` in ``run_dir``."""
+    def final(self, model: nn.Module, run_dir: Path, title: str,
+              history: list[dict[str, float]] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The run's metrics on the validation and test sets, and its pictures in ``run_dir`` (paths in the
+        summary): ``learning-curve.png`` from ``history``; per set, ``curves-{set}.png`` (ROC, precision-recall,
+        calibration) for a binary label, or the confusion matrix and ``confusion-{set}.png`` for a multiclass one."""
         metrics: dict[str, Any] = {}
         summary: dict[str, Any] = {}
         encoder = self.data.encoder
+        if history and self.scorer.is_main:
+            summary["learning_curve_png"] = str(learning_curve_png(history, run_dir / "learning-curve.png", title))
         for rows in (self.data.valid, self.data.test):
             if rows is None:
                 continue
             labels, logits = self.scorer.scores(model, self.data, rows)
             metrics.update({f"{rows.name}_{k}": v for k, v in report(labels, logits, self.data.prior).items()})
+            if not encoder.multiclass and self.scorer.is_main and len(labels):
+                summary[f"{rows.name}_curves_png"] = str(binary_curves_png(
+                    labels, probabilities(logits), run_dir / f"curves-{rows.name}.png", f"{title}: {rows.name}"))
             if encoder.multiclass:
                 cm = confusion_matrix(labels, probabilities(logits))
                 summary[f"{rows.name}_confusion"] = cm.tolist()

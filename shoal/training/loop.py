@@ -108,7 +108,7 @@ class Trainer:
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 pos.train_seconds = time.perf_counter() - started
                 self.callbacks.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
-                stop = bool(t.eval_every and pos.step % t.eval_every == 0) and evaluate(model, pos)
+                stop = bool(t.eval_every and pos.step % t.eval_every == 0) and evaluate(model, pos, running)
                 if pos.step % t.checkpoint_every == 0 or stop:
                     checkpoints.save(model, opts, pos)
                 if stop:
@@ -118,7 +118,7 @@ class Trainer:
                 break
             pos.next_epoch()
             if not t.eval_every:
-                pos.stopped_early = evaluate(model, pos)
+                pos.stopped_early = evaluate(model, pos, running)
             if checkpoints.epoch_end_due():
                 checkpoints.save(model, opts, pos)
 
@@ -126,7 +126,7 @@ class Trainer:
         pos.train_seconds = time.perf_counter() - started
         self.callbacks.on_end(pos.stopped_early)
         checkpoints.restore_best(model)
-        metrics, confusion = evaluate.final(model, self.run_dir, cfg.name)
+        metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history)
         summary = {**data.summary, **confusion, **pos.summary()}
         return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
 

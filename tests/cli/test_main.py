@@ -47,7 +47,13 @@ def test_synth_inspect_train_eval_runs_show(tmp_path: Path) -> None:
 
     out = _ok("runs", "--home", str(home))
     assert run.run_id in out and "completed" in out
-    out = _ok("show", run.run_id[:12], "--home", str(home))
+    out = _ok("show", run.run_id[:12], "--home", str(home))  # one screen: metrics, data, model, pictures
+    assert run.run_id in out and "features: " in out and "model: name=dlrm" in out and len(out.splitlines()) < 60
+    pictures = [run.summary[k] for k in ("learning_curve_png", "valid_curves_png")]
+    assert all(Path(p).is_file() and Path(p).read_bytes()[:4] == b"\x89PNG" and p in out.replace("\n", "")
+               for p in pictures)
+    assert all("train_loss" in h and "auc" in h for h in run.summary["history"])
+    out = _ok("show", run.run_id[:12], "--home", str(home), "--json")
     assert '"train_rows"' in out and run.run_id in out
 
     out = _ok("eval", run.run_id, "--data", str(data), "--home", str(home))

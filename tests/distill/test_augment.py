@@ -215,7 +215,7 @@ def test_cli_distill_augment_records_the_setting(tmp_path: Path, monkeypatch: py
     assert 400 < own < 560  # about 80% of 600
     joined = pq.read_table(student.artifact_dir / "train+transfer.parquet")
     assert joined.num_rows == 3 * own
-    shown = runner.invoke(cli.app, ["show", student.run_id, "--home", str(home)])
+    shown = runner.invoke(cli.app, ["show", student.run_id, "--home", str(home), "--json"])
     assert shown.exit_code == 0 and '"augment"' in shown.output and '"p_swap": 0.5' in shown.output
 
 
