@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from shoal.artifacts.bundle import Bundle
-from shoal.artifacts.registry import Registry, RunRecord, resolve_home
+from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.refs import resolve
+from shoal.artifacts.registry import RunRecord, resolve_home
 from shoal.config import apply_overrides, parse_config
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.inspect import inspect_file, starter_config
@@ -125,13 +126,10 @@ def fit(data: Any, label: str, *, model: str | None = None, valid: Any = None, n
 
 
 def load_model(ref: str, home: str | os.PathLike[str] | None = None) -> Model:
-    """A trained model by run id (or unique prefix, or ``latest``) or bundle folder."""
-    h = _home(home)
-    bundle = load(ref, h)
-    record = None
-    if not (Path(ref) / "bundle.json").exists() and (h / "registry.db").exists():
-        record = Registry(h).get(ref)
-    return Model(bundle, record)
+    """A trained model by model reference (``ctr-feed@production``, ``ctr-feed@v3``), run id (or unique prefix, or
+    ``latest``) or bundle folder."""
+    found = resolve(ref, _home(home))
+    return Model(load_bundle(found.folder), found.record)
 
 
 @dataclass

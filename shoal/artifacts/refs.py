@@ -4,6 +4,7 @@ Every command and function that takes a RUN argument and needs its bundle (``sho
 ``bench``, ``serve``, ``predict``, :func:`shoal.load`) calls :func:`resolve`::
 
     "20240501-101500-a1b2c3", "20240501-10", "latest"  --registry--> runs/<run_id>/bundle  (+ its RunRecord)
+    "ctr-feed@production", "ctr-feed@v3", "ctr-feed"    --models---> the run of that model version
     "path/to/bundle"  (holds bundle.json)               ----------->  path/to/bundle
 
 Run ids, prefixes and ``latest`` are looked up by :meth:`~shoal.artifacts.registry.Registry.get`. Free of
@@ -16,9 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal.artifacts.models import ModelNotFoundError, ModelRegistry, is_model_ref
 from shoal.artifacts.registry import DB_FILENAME, RUNS_DIRNAME, Registry, RunRecord
 
-__all__ = ["BUNDLE_FILE", "Resolved", "resolve"]
+__all__ = ["BUNDLE_FILE", "Resolved", "model_run", "resolve"]
 
 BUNDLE_FILE = "bundle.json"  # what makes a folder a bundle folder
 
@@ -50,9 +52,22 @@ def resolve(ref: str | os.PathLike[str], home: str | os.PathLike[str]) -> Resolv
     if not (home / DB_FILENAME).is_file():
         raise FileNotFoundError(f"{str(ref)!r} is not a bundle folder, and {home} holds no registry to look it up "
                                 "in; pass a bundle folder, or the registry with --home")
-    record = Registry(home).get(str(ref))
+    record = Registry(home).get(model_run(str(ref), home))
     folder = record.artifact_dir / "bundle"
     if not (folder / BUNDLE_FILE).is_file():
         raise FileNotFoundError(f"run {record.run_id} has no bundle (status {record.status}); "
                                 f"finish it with `shoal train --resume {record.run_id}`")
     return Resolved(folder, record.run_id, record)
+
+
+def model_run(ref: str, home: str | os.PathLike[str]) -> str:
+    """The run id a model reference names (``name@alias``, ``name@v3``, ``name``), else ``ref`` unchanged (a run
+    id, prefix or ``latest``). A plain name that is no model is left to the run lookup; ``name@...`` must be one."""
+    if not is_model_ref(ref):
+        return ref
+    try:
+        return ModelRegistry(home).resolve(ref).run_id
+    except ModelNotFoundError:
+        if "@" in ref:
+            raise
+        return ref
