@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest') or bundle folder.")],
+    run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest'), model (NAME@ALIAS) or bundle folder.")],
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback is reachable by others.")]
     = "127.0.0.1",
     port: int = 8000,
@@ -57,9 +57,13 @@ def serve(
     threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn access log).")] = False,
     backend: BackendOption = "auto",
+    follow_s: Annotated[float, typer.Option(
+        "--follow-s", min=0, help="Serving NAME@ALIAS: check every this many seconds whether the alias moved, "
+                                  "and swap to its version (0: never).")] = 2.0,
     home: HomeOption = None,
 ) -> None:
-    """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it."""
+    """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it; a model
+    alias (NAME@ALIAS) is followed when it moves."""
     with user_errors():
         import uvicorn
 
@@ -69,7 +73,7 @@ def serve(
         settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
                                  max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
                                  admin_token=admin_token, workers=workers, backend=backend,
-                                 freeze_heap=True)
+                                 follow_s=follow_s, freeze_heap=True)
         h = home_dir(home)
         logging.getLogger("shoal.serving").setLevel(logging.INFO)
         if host not in _LOOPBACK:

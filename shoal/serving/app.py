@@ -14,6 +14,7 @@ error id, with the stack trace logged under that id on the server and never sent
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import json
@@ -35,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shoal.artifacts.models import is_model_ref
 from shoal.errors import ShoalError
 from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, read_body
 from shoal.serving.metrics import ServeMetrics
@@ -133,11 +135,14 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
         await service.batcher.start()
         if settings.freeze_heap:
             freeze_heap()
+        following = asyncio.create_task(service.follow()) if settings.follow_s and is_model_ref(str(ref)) else None
         service.ready = True
         try:
             yield
         finally:
             service.ready = False
+            if following is not None:
+                following.cancel()
             await service.batcher.stop()
 
     app = ShoalApp(title="shoal", version=_package_version(), lifespan=lifespan,

@@ -62,6 +62,23 @@ class Service:
             log.info("reloaded %s: version %s -> %s (%s)", target, old.version, new.version, new.folder)
             return old, new
 
+    async def follow(self) -> None:
+        """While serving a model reference (``NAME@ALIAS``, ``NAME``), reload whenever it points at another run:
+        moving an alias (``shoal alias``) swaps the server within ``settings.follow_s``, with no failed request
+        (a reload loads and warms the new version before the swap). Runs until cancelled."""
+        from shoal.artifacts.refs import model_run
+
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.follow_s)
+            try:
+                run = await loop.run_in_executor(None, model_run, str(self.ref), self.home)
+                if run != self.model.run and run != str(self.ref):
+                    log.info("%s now points at run %s (serving %s): reloading", self.ref, run, self.model.run)
+                    await self.reload()
+            except Exception:
+                log.exception("following %s failed; still serving version %s", self.ref, self.model.version)
+
     async def reload_logged(self) -> None:
         """SIGHUP: reload, and log instead of raising (there is no client to answer)."""
         try:

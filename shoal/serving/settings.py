@@ -30,5 +30,7 @@ class ServeSettings(BaseModel):
     workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
     backend: Literal["auto", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(
         "auto", description="auto: ONNX Runtime where the bundle was exported, else PyTorch")
+    follow_s: float = Field(2.0, ge=0, le=3600, description="serving a model alias (NAME@ALIAS): check every this "
+                                                           "many seconds whether it moved, and reload (0: never)")
     freeze_heap: bool = Field(False, description="gc.freeze() after a model loads (shoal serve: on); a process "
                                                  "setting, so off for apps embedded in other programs")
