@@ -1,5 +1,5 @@
 """``shoal register``, ``alias`` and ``models``: named model versions and their aliases
-(:mod:`shoal.artifacts.models`)."""
+(:mod:`shoal.artifacts.models`); ``shoal gc``: the disk finished runs no longer need (:mod:`shoal.artifacts.gc`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``register``, ``alias`` and ``models`` to the ``shoal`` command line."""
+    """Add ``register``, ``alias``, ``models`` and ``gc`` to the ``shoal`` command line."""
     app.command("register")(register_)
     app.command()(alias)
     app.command()(models)
+    app.command()(gc)
 
 
 def register_(
@@ -90,3 +91,44 @@ def models(
             table.add_row(v.name, f"v{v.version}", ", ".join(v.aliases), v.run_id, shown,
                           time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)), v.note)
         console.print(table)
+
+
+def _bytes(n: int) -> str:
+    """1,234,567 -> '1.2 MB'."""
+    size = float(n)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GB"
+
+
+def gc(
+    keep_last: Annotated[int, typer.Option("--keep-last", min=0, help="Leave the N most recent runs whole.")] = 5,
+    failed: Annotated[bool, typer.Option("--failed", help="Also delete the files of failed and killed runs "
+                                                          "(they can then not be resumed).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete; without it, only show what would go.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Free disk: checkpoints of finished runs (and, with --failed, failed runs' files). Registered model versions,
+    running runs and the most recent runs are never touched. Shows what it frees; deletes only with --yes."""
+    from shoal.artifacts.gc import apply_gc, plan_gc
+
+    with user_errors():
+        plan = plan_gc(home_dir(home), keep_last=keep_last, failed=failed)
+        if not plan.items:
+            console.print(f"nothing to free ({len(plan.kept)} runs kept whole)")
+            return
+        table = Table(title=f"{'deleting' if yes else 'would delete'} {_bytes(plan.bytes)}")
+        for col in ("run", "status", "frees", "files", "why"):
+            table.add_column(col)
+        for item in plan.items:
+            names = ", ".join(p.name for p in item.paths[:4]) + (", ..." if len(item.paths) > 4 else "")
+            table.add_row(item.run_id, item.status, _bytes(item.bytes), names, item.why)
+        console.print(table)
+        kept = sorted(set(plan.kept.values()))
+        console.print(f"kept whole: {len(plan.kept)} runs ({'; '.join(kept)})" if kept else "", highlight=False)
+        if not yes:
+            console.print("nothing deleted: run again with --yes to delete these files")
+            return
+        console.print(f"freed {_bytes(apply_gc(plan))}")

@@ -102,3 +102,36 @@ def test_cli(two_runs: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) 
     assert out.exit_code == 0, out.output
     out = runner.invoke(app, ["alias", "search@prod", "v9", "--home", str(home)])
     assert out.exit_code == 2 and "has no 'v9'" in out.output and "Traceback" not in out.output
+
+
+def test_gc_frees_resume_files_by_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal.artifacts.gc import RESUME_FILES, plan_gc
+
+    monkeypatch.setattr(cli.console, "_width", 200)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    df = pd.DataFrame({"x": x, "y": (x > 0).astype(int)})
+    ids = [shoal.fit(df, label="y", home=tmp_path, model="logistic", train__epochs=1, train__seed=s,
+                     train__checkpoint_every=2).run_id
+           for s in range(4)]  # oldest first
+    registry = Registry(tmp_path)
+    registry.fail(ids[1], RuntimeError("killed in a test"))
+    ModelRegistry(tmp_path).register("keep-me", ids[0])
+    folder = {i: registry.get(i).artifact_dir for i in ids}
+    assert (folder[ids[2]] / "checkpoint.pt").is_file()
+
+    plan = plan_gc(tmp_path, keep_last=1, failed=True)
+    assert {i.run_id for i in plan.items} == {ids[1], ids[2]} and plan.bytes > 0
+    assert plan.kept == {ids[3]: "one of the 1 most recent runs", ids[0]: "registered as keep-me@v1"}
+    runner = CliRunner()
+    dry = runner.invoke(app, ["gc", "--keep-last", "1", "--failed", "--home", str(tmp_path)])
+    assert dry.exit_code == 0 and "would delete" in dry.output and "nothing deleted" in dry.output
+    assert (folder[ids[2]] / "checkpoint.pt").is_file()  # a dry run deletes nothing
+    done = runner.invoke(app, ["gc", "--keep-last", "1", "--failed", "--yes", "--home", str(tmp_path)])
+    assert done.exit_code == 0 and "freed" in done.output, done.output
+    assert not any((folder[ids[2]] / f).exists() for f in RESUME_FILES)
+    assert (folder[ids[2]] / "bundle" / "bundle.json").is_file()  # a finished run keeps its bundle
+    assert not any(folder[ids[1]].iterdir())  # a failed run's files are gone, its row stays
+    assert registry.get(ids[1]).status == "failed"
+    assert (folder[ids[0]] / "checkpoint.pt").is_file() and (folder[ids[3]] / "checkpoint.pt").is_file()
+    assert shoal.load_model(ids[2], home=tmp_path).predict_proba({"x": 1.0}).shape == (1,)
