@@ -70,6 +70,7 @@ class RunSummary(TypedDict, total=False):
     steps_per_epoch: int
     input_shards: str
     bundle: str  # the bundle folder
+    lineage: dict[str, Any]  # {"data": {split: {path, bytes, modified, sha256}}}
     error: str  # a failed run: "TypeName: message"
     traceback: str
     distill: dict[str, Any]  # a distilled student: its teachers and settings

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markdown import Markdown
 from rich.table import Table
 
 from shoal.cli.common import HomeOption, console, home_dir, user_errors
@@ -19,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("register")(register_)
     app.command()(alias)
     app.command()(models)
+    app.command()(card)
     app.command()(gc)
 
 
@@ -132,3 +135,23 @@ def gc(
             console.print("nothing deleted: run again with --yes to delete these files")
             return
         console.print(f"freed {_bytes(apply_gc(plan))}")
+
+
+def card(
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME@v3, NAME, or a run id / prefix / 'latest'.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the Markdown here instead of printing.")]
+    = None,
+    home: HomeOption = None,
+) -> None:
+    """A model card in Markdown: versions, lineage (data hashes, teachers), label and features, metrics, latency,
+    limits, pictures."""
+    from shoal.artifacts.card import model_card
+
+    with user_errors():
+        text = model_card(ref, home_dir(home))
+        if out is None:
+            console.print(Markdown(text))
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.lineage import file_lineage
 from shoal.artifacts.refs import resolve
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import DataConfig, RunConfig, apply_overrides, load_config, parse_config
@@ -40,8 +41,11 @@ def fit_run(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Ca
     """Train the registered run ``record`` with ``cfg`` in its folder (``resume``: from its last checkpoint);
     the registry records how it ends. ``loss`` replaces the label loss (distillation). Returns the final record."""
     with registry.recording(record.run_id):
+        lineage = {split: file_lineage(found[0]) for split in ("train", "valid", "test")
+                   if (found := cfg.data.file(split)) is not None and Path(found[0]).exists()}
         result = Trainer(cfg, record.artifact_dir, callbacks, loss=loss).fit(resume=resume)
-    return registry.complete(record.run_id, result.metrics, {**result.summary, "bundle": str(result.bundle)})
+    summary = {**result.summary, "bundle": str(result.bundle), "lineage": {"data": lineage}}
+    return registry.complete(record.run_id, result.metrics, summary)
 
 
 def train(config: RunConfig | str | Path, home: str | Path = "shoal-runs",

@@ -135,3 +135,21 @@ def test_gc_frees_resume_files_by_rules(tmp_path: Path, monkeypatch: pytest.Monk
     assert registry.get(ids[1]).status == "failed"
     assert (folder[ids[0]] / "checkpoint.pt").is_file() and (folder[ids[3]] / "checkpoint.pt").is_file()
     assert shoal.load_model(ids[2], home=tmp_path).predict_proba({"x": 1.0}).shape == (1,)
+
+
+def test_model_card(two_runs: tuple[Path, list[str]], tmp_path: Path) -> None:
+    from shoal.artifacts.card import model_card
+
+    home, (first, _) = two_runs
+    ModelRegistry(home).register("carded", first, alias="production", note="first try")
+    text = model_card("carded@production", home)
+    record = Registry(home).get(first)
+    data = record.summary["lineage"]["data"]["train"]
+    assert text.startswith("# Model card: carded v1") and "aliases: `production`" in text and "first try" in text
+    assert data["sha256"] in text and len(data["sha256"]) == 64  # the exact rows it learned from
+    assert "| auc |" in text and f"{record.metrics['valid_auc']:.4f}" in text
+    assert "## Latency" in text and "Not measured" in text and "| x | dense |" in text
+    out = tmp_path / "card.md"
+    result = CliRunner().invoke(app, ["card", "carded@production", "--out", str(out), "--home", str(home)])
+    assert result.exit_code == 0 and out.read_text() == text
+    assert model_card(first[:-3], home).startswith(f"# Model card: run {first}")  # a run works too
