@@ -21,6 +21,11 @@ from shoal.artifacts.run import RunKind
 __all__ = ["model_card"]
 
 
+def _part(config: dict[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}  # an auto run's config holds its search settings instead
+
+
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
@@ -85,7 +90,7 @@ def model_card(ref: str, home: str | os.PathLike[str]) -> str:
                 f"- **Versions**: {', '.join(others)}"]
         if version.note:
             out.append(f"- **Note**: {version.note}")
-    model = cfg.get("model") or {}
+    model = _part(cfg, "model")
     bundle = record.artifact_dir / "bundle"
     out += [f"- **Run**: `{record.run_id}` ({record.kind}, {record.status}), trained {_when(record.finished_at)}",
             f"- **Architecture**: `{model.get('name', '?')}` "
@@ -106,7 +111,7 @@ def model_card(ref: str, home: str | os.PathLike[str]) -> str:
         out.append(f"- parent run: `{record.parent}`")
     out.append("")
 
-    label = cfg.get("label") or {}
+    label = _part(cfg, "label")
     rows = ", ".join(f"{s[k]:,} {k.split('_')[0]}" for k in ("train_rows", "valid_rows", "test_rows") if s.get(k))
     out += ["## Data and label", "", f"- rows: {rows or '-'}"
             + (f"; {s['quarantined_rows']:,} bad rows quarantined" if s.get("quarantined_rows") else "")]
@@ -117,7 +122,10 @@ def model_card(ref: str, home: str | os.PathLike[str]) -> str:
         out.append(f"- label `{label.get('column')}`: binary, positive = {label.get('positive')}"
                    + (f", training base rate {base:.4f}" if isinstance(base, float) else ""))
     out += ["", "| feature | kind | reads column | options |", "|---|---|---|---|"]
-    for f in cfg.get("features") or []:
+    features = cfg.get("features")
+    for f in features if isinstance(features, list) else []:
+        if not isinstance(f, dict):
+            continue
         opts = ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("name", "kind", "column") and v is not None)
         opts = opts.replace("|", "\\|")  # a list separator, not a table cell border
         out.append(f"| {f.get('name')} | {f.get('kind')} | {f.get('column') or f.get('name')} | {opts} |")

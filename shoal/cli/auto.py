@@ -21,7 +21,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from shoal.cli.common import HomeOption, console, home_dir, metrics_table, split_metrics, user_errors
+from shoal.cli.common import (
+    AliasOption,
+    HomeOption,
+    RegisterOption,
+    console,
+    home_dir,
+    metrics_table,
+    register_choice,
+    split_metrics,
+    user_errors,
+)
 from shoal.training.callbacks import Callbacks
 
 __all__ = ["leaderboard_table", "register"]
@@ -54,6 +64,8 @@ def auto(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Continue this auto run's search with --time-budget more.")] = None,
+    register_as: RegisterOption = None,
+    alias: AliasOption = None,
     home: HomeOption = None,
 ) -> None:
     """The best model for DATA within a time budget: profiles the file, searches model families and their
@@ -77,6 +89,13 @@ def auto(
                                                families=tuple(family) if family else None)
                 result = search.auto(settings, h, view=view)
         report(result)
+        if result.best is not None:
+            state: Any = result.record.summary.get("auto") or {}
+            compress = state.get("compress") or {}
+            chosen = compress["run_id"] if compress.get("chosen") else result.record.run_id
+            register_choice(h, register_as, alias, chosen, f"chosen by shoal auto {result.record.run_id}: trial "
+                            f"{result.best.number} ({result.best.family}), valid {result.metric.name} "
+                            f"{result.best.value:.4f}")
         if result.interrupted:
             raise typer.Exit(130)
 

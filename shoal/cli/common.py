@@ -145,3 +145,21 @@ def print_run(record: RunRecord) -> None:
     if s.get("quarantined_rows"):
         console.print(f"[yellow]{s['quarantined_rows']} bad rows quarantined[/] -> {s.get('quarantine_file')}"
                       f" {s.get('quarantined_by_reason')}")
+
+
+RegisterOption = Annotated[str | None, typer.Option(
+    "--register", help="Register the chosen run as the next version of this named model.")]
+AliasOption = Annotated[str | None, typer.Option("--alias", help="With --register: point this alias at it too.")]
+
+
+def register_choice(home: Path, name: str | None, alias: str | None, run_id: str, note: str) -> None:
+    """``--register NAME [--alias A]`` of ``compress`` and ``auto``: the chosen run as a model version."""
+    if name is None:
+        if alias is not None:
+            raise ValueError("--alias needs --register NAME")
+        return
+    from shoal.artifacts.models import ModelRegistry
+
+    v = ModelRegistry(home).register(name, run_id, alias=alias, note=note)
+    console.print(f"registered run {run_id} as [bold]{v.ref}[/]" + (f"; {name}@{alias} -> v{v.version}" if alias
+                                                                     else ""))

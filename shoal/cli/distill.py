@@ -9,7 +9,17 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shoal.cli.common import HomeOption, console, home_dir, print_run, training_progress, user_errors
+from shoal.cli.common import (
+    AliasOption,
+    HomeOption,
+    RegisterOption,
+    console,
+    home_dir,
+    print_run,
+    register_choice,
+    training_progress,
+    user_errors,
+)
 from shoal.training.progress import RichCallbacks
 
 __all__ = ["register"]
@@ -89,10 +99,13 @@ def compress(
     alpha: _Alpha = 0.5,
     seconds: Annotated[float, typer.Option(help="Seconds of timed one-row calls per candidate.")] = 0.5,
     teacher: Annotated[bool, typer.Option("--teacher/--no-teacher", help="Let the teacher compete too.")] = True,
+    register_as: RegisterOption = None,
+    alias: AliasOption = None,
     home: HomeOption = None,
 ) -> None:
     """Distil students of several families and sizes, serve each as torch/ONNX x fp32/int8, and keep the most
-    accurate one whose p99 latency (batch 1) is within the budget. Exit code 1 when none is."""
+    accurate one whose p99 latency (batch 1) is within the budget. Exit code 1 when none is. --register NAME
+    registers the chosen one as a model version."""
     from shoal.artifacts.registry import Registry
     from shoal.compress.search import compress as run_compress
 
@@ -134,6 +147,8 @@ def compress(
         c = result.chosen
         console.print(f"[bold green]chosen:[/] {c.name}: valid {metric} {c.quality:.4f} at p99 {c.p99_ms:.3f} ms "
                       f"-> run {result.record.run_id} (bundle {result.record.summary['bundle']})")
+        register_choice(h, register_as, alias, result.record.run_id,
+                        f"chosen by shoal compress: {c.name}, p99 {c.p99_ms:.3f} ms <= {budget_ms:g} ms")
         console.print(f"next: shoal show {result.record.run_id}   |   shoal serve {result.record.run_id}")
 
 

@@ -190,7 +190,11 @@ def show(
 
 def _overview(config: dict[str, Any], s: dict[str, Any]) -> list[str]:
     """A few lines: the data, the features by kind, the model and how training went."""
-    data, train = config.get("data") or {}, config.get("train") or {}
+    def part(key: str) -> dict[str, Any]:
+        value = config.get(key)
+        return value if isinstance(value, dict) else {}  # an auto run's config is its search settings
+
+    data, train, model = part("data"), part("train"), part("model")
     src = data.get("train")
     src = src.get("path") if isinstance(src, dict) else src
     out = []
@@ -199,11 +203,12 @@ def _overview(config: dict[str, Any], s: dict[str, Any]) -> list[str]:
                          if s.get(k))
         out.append(f"data: {src}" + (f" ({rows} rows)" if rows else ""))
     kinds: dict[str, int] = {}
-    for f in config.get("features") or []:
-        kinds[f.get("kind", "?")] = kinds.get(f.get("kind", "?"), 0) + 1
+    features = config.get("features")
+    for f in features if isinstance(features, list) else []:
+        if isinstance(f, dict):
+            kinds[f.get("kind", "?")] = kinds.get(f.get("kind", "?"), 0) + 1
     if kinds:
         out.append("features: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
-    model = config.get("model") or {}
     if model:
         name = model.get("name", "?")
         out.append(f"model: name={name}" + "".join(f", {k}={v}" for k, v in model.items() if k != "name"))

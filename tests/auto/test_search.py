@@ -139,9 +139,10 @@ def test_pruning_resume_and_ctrl_c(clicks: tuple[Path, Path], tmp_path: Path) ->
 def test_the_command_shows_the_search_and_show_shows_it_again(clicks: tuple[Path, Path], tmp_path: Path) -> None:
     train, _ = clicks
     out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--time-budget", "8s", "--family",
-                                   "logistic", "--home", str(tmp_path)])
+                                   "logistic", "--register", "found", "--home", str(tmp_path)])
     assert out.exit_code == 0, out.output
     assert "leaderboard:" in out.output and "best: trial" in out.output and "best.yaml" in out.output
+    assert "as found@v1" in out.output
     run_id = next(r.run_id for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
     shown = CliRunner().invoke(app, ["show", run_id, "--home", str(tmp_path)])
     assert shown.exit_code == 0, shown.output

@@ -262,9 +262,13 @@ def test_compress_cli_says_when_no_candidate_fits(teacher_home: tuple[Path, str,
     assert result.exit_code == 1, result.output
     assert re.search(r"no candidate meets p99 <= 1e-06 ms; the nearest is logistic \S+ at", result.output)
     ok = runner.invoke(cli.app, ["compress", teacher, "--budget-ms", "1000", "--seconds", "0.05", "--no-teacher",
-                                 "--home", str(home)])
+                                 "--register", "tiny-ctr", "--alias", "production", "--home", str(home)])
     assert ok.exit_code == 0, ok.output
     assert "chosen:" in ok.output and "compress.png" in ok.output
+    from shoal.artifacts.models import ModelRegistry
+
+    version = ModelRegistry(home).resolve("tiny-ctr@production")  # the choice, registered as a model version
+    assert Registry(home).get(version.run_id).kind == "compress" and "chosen by shoal compress" in version.note
 
 
 # -- resume: one entry for every kind of run --------------------------------------------------------------------
