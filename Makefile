@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shoal-installed
 
-.PHONY: demo test lint typecheck bench-ctr bench-text bench-distill install-scale bench-scale clean
+.PHONY: demo test lint typecheck browser bench-ctr bench-text bench-ui bench-distill install-scale bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shoal
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium and its driver for the UI's browser tests (tests/ui): installed with apt when missing; without
+# them (no root, no apt) those tests are skipped with a reason, never failed.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  ( $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+	      chromium chromium-driver ) >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: the browser tests will be skipped"; }
 
 bench-ctr: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -32,6 +41,9 @@ bench-ctr: $(STAMP)
 bench-text: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/text.py --json bench-text.json
+
+bench-ui: $(STAMP) browser
+	$(BIN)/python benchmarks/ui.py --json bench-ui.json
 
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/distill.py --json bench-distill.json

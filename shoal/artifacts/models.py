@@ -91,17 +91,23 @@ class ModelRegistry:
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.home = Path(home)
+        self._registry: Registry | None = None
+        self._tables = False
 
     def _runs(self) -> Registry:
-        return Registry(self.home)
+        if self._registry is None:  # opening a registry checks its schema (a write): once per instance
+            self._registry = Registry(self.home)
+        return self._registry
 
     def _has_tables(self) -> bool:
-        db = self.home / DB_FILENAME
-        if not db.is_file():
+        if self._tables:
+            return True
+        if not (self.home / DB_FILENAME).is_file():
             return False
         with self._runs()._connect() as conn:
             row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'model_versions'")
-            return row.fetchone() is not None
+            self._tables = row.fetchone() is not None
+        return self._tables
 
     # ------------------------------------------------------------------ writes
 

@@ -24,7 +24,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from shoal.cli import academy, auto, data, demo, distill, export, models, plan, serve, train  # noqa: E402
+from shoal.cli import academy, auto, data, demo, distill, export, models, plan, serve, train, ui  # noqa: E402
 from shoal.cli.common import console, err_console  # noqa: E402
 
 __all__ = ["app", "console", "err_console", "main"]
@@ -40,7 +40,7 @@ def _options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log 
 
 
 # The order of `shoal --help`.
-for group in (train, models, data, auto, demo, academy, serve, export, distill, plan):
+for group in (train, models, data, auto, demo, academy, serve, ui, export, distill, plan):
     group.register(app)
 
 

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.artifacts.models import is_model_ref
 from shoal.errors import ShoalError
+from shoal.serving.docs import offline_docs
 from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, read_body
 from shoal.serving.metrics import ServeMetrics
 from shoal.serving.model import load_served
@@ -145,9 +146,10 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
                 following.cancel()
             await service.batcher.stop()
 
-    app = ShoalApp(title="shoal", version=_package_version(), lifespan=lifespan,
+    app = ShoalApp(title="shoal", version=_package_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                    description=f"Predictions of {model.name}: raw rows in, probabilities out.")
     app.state.service = service
+    offline_docs(app)
     app.add_middleware(_Observe, metrics=service.metrics)
     endpoint = PredictEndpoint(service)
     app.fast_predict = _Observe(endpoint, service.metrics)  # POST /predict skips FastAPI's layers

@@ -52,6 +52,11 @@ def test_moving_the_alias_swaps_the_server_under_load(tmp_path: Path) -> None:
                 await asyncio.gather(*users)
         return codes, served
 
+    from fastapi.testclient import TestClient
+
+    docs = TestClient(app).get("/docs").text  # the serving app's docs load nothing from a CDN
+    assert "cdn." not in docs and "/docs-assets/swagger-ui-bundle.js" in docs
+
     codes, served = asyncio.run(scenario())
     assert served == runs  # v1, then v2 after the alias moved
     assert len(codes) > 20 and set(codes) == {200}  # no request failed across the swap
