@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command()(models)
     app.command()(card)
     app.command()(gc)
+    app.command("export-mlflow")(export_mlflow)
 
 
 def register_(
@@ -155,3 +156,21 @@ def card(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
+
+
+def export_mlflow(
+    run: Annotated[str, typer.Argument(help="Run id, prefix, 'latest' or NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The MLflow file store (mlruns folder).")] = Path("mlruns"),
+    home: HomeOption = None,
+) -> None:
+    """Write a run in MLflow's file-store format (params, metrics with their history, tags, bundle and pictures as
+    artifacts), for `mlflow ui --backend-store-uri OUT`."""
+    from shoal.artifacts.mlflow_export import export_mlflow as write
+    from shoal.artifacts.refs import model_run
+
+    with user_errors():
+        h = home_dir(home)
+        folder = write(model_run(run, h), h, out)
+        console.print(f"wrote {folder}\nsee it: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {out} "
+                      f"(MLflow 3 asks for the variable, or `mlflow migrate-filestore` to move it into a database)",
+                      highlight=False)
