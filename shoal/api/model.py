@@ -96,14 +96,15 @@ def _dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 def fit(data: Any, label: str, *, model: str | None = None, valid: Any = None, name: str | None = None,
         home: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None,
-        callbacks: Callbacks | None = None, **keyword_overrides: Any) -> Model:
+        callbacks: Callbacks | None = None, progress: bool = False, **keyword_overrides: Any) -> Model:
     """Train a model on ``data`` (a data frame, table, list of dicts or a file path) to predict ``label``.
 
     The config is the starter config ``shoal inspect`` writes for these rows; ``model`` picks another model
     family (``dlrm``, ``dcn_v2``, ``mlp``, ``logistic``, ``bag``, ``bytecnn``: its defaults), and ``overrides`` /
     keyword overrides set any value by its dotted key (``train__epochs=3`` = ``{"train.epochs": 3}``). ``valid``:
     validation rows (else 10% of ``data`` is held out). ``home``: the registry (else ``$SHOAL_HOME`` or
-    ``./shoal-runs``).
+    ``./shoal-runs``). ``progress``: a progress bar (rows/s, loss, validation metrics), drawn by rich in a
+    terminal or a notebook; ``callbacks`` receive every step and validation instead.
     """
     h = _home(home)
     path = _as_file(data, h)
@@ -121,7 +122,13 @@ def fit(data: Any, label: str, *, model: str | None = None, valid: Any = None, n
         raw["data"].pop("valid_fraction", None)
     raw = apply_overrides(raw, {**dict(overrides or {}), **_dotted(keyword_overrides)})
     cfg = parse_config(raw, source=f"shoal.fit(label={label!r})")
-    record = train(cfg, h, callbacks)
+    if progress and callbacks is None:
+        from shoal.training.progress import RichCallbacks, progress_bar
+
+        with progress_bar() as bar:
+            record = train(cfg, h, RichCallbacks(bar))
+    else:
+        record = train(cfg, h, callbacks)
     return Model(load(record.run_id, h), record)
 
 

@@ -88,3 +88,20 @@ def test_sklearn_classifier_in_pipeline_cross_validation_and_grid_search() -> No
     assert scores.shape == (2,) and scores.min() > 0.6
     grid = GridSearchCV(ShoalClassifier(), {"epochs": [1, 2]}, cv=2, scoring="roc_auc").fit(X, y)
     assert grid.best_params_["epochs"] in (1, 2) and grid.best_score_ > 0.6
+
+
+def test_progress_and_callbacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shoal.training.callbacks import Callbacks
+
+    class Keep(Callbacks):
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, float]] = []
+
+        def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+            self.seen.append((step, metrics["auc"]))
+
+    keep = Keep()
+    shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=2, callbacks=keep)
+    assert len(keep.seen) >= 1 and all(0 <= auc <= 1 for _, auc in keep.seen)
+    shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=1, progress=True)
+    assert "auc" in capsys.readouterr().out  # the bar's validation line
