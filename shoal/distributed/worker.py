@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         run_id = _train(args, ctx)
         if run_id is not None and args.result_file:
             Path(args.result_file).write_text(json.dumps({"run_id": run_id}), encoding="utf-8")
+        gc.collect()  # no DDP reducer or pending gloo work left for interpreter shutdown (it can abort there)
+        dist.barrier()  # every rank is done before any tears the group down
     finally:
         dist.destroy_process_group()
     return 0

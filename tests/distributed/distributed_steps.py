@@ -12,6 +12,7 @@ rank writes the logits of its rows before training to OUT/BACKEND-SHARDING/logit
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def main(out: Path, specs: list[str]) -> None:
         backend, sharding = spec.split(":")
         (out / f"{backend}-{sharding}").mkdir(parents=True, exist_ok=True)
         train_steps(out / f"{backend}-{sharding}", backend, sharding, ctx)
+    gc.collect()  # no DDP reducer or pending gloo work left for interpreter shutdown (it can abort there)
+    dist.barrier()  # every rank is done before any tears the group down
     dist.destroy_process_group()
 
 
