@@ -64,7 +64,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-FileFormat = Literal["csv", "tsv", "parquet", "jsonl"]
+FileFormat = Literal["csv", "tsv", "parquet", "jsonl", "arrow"]
 MAX_CLASSES = 1000
 
 

@@ -13,19 +13,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shoal.data.readers import is_multi, source_files
+
 __all__ = ["HASH_LIMIT_BYTES", "file_lineage"]
 
 HASH_LIMIT_BYTES = 1 << 30
 
 
 def file_lineage(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"path", "bytes", "modified", "sha256"}`` of a file (``sha256`` None above :data:`HASH_LIMIT_BYTES`, or for
-    a folder: then ``bytes`` is the total of its files)."""
-    p = Path(path).resolve()
+    """``{"path", "bytes", "modified", "sha256"}`` of a file (``sha256`` None above :data:`HASH_LIMIT_BYTES`); for a
+    folder or glob ``{"path", "bytes", "files", "sha256"}`` over its data files."""
+    p = Path(path).resolve() if not is_multi(Path(path)) else Path(path)
     out: dict[str, Any] = {"path": str(p)}
-    if p.is_dir():
-        files = [f for f in sorted(p.rglob("*")) if f.is_file()]
-        out.update(bytes=sum(f.stat().st_size for f in files), files=len(files), sha256=None)
+    if is_multi(p):  # a folder or glob: its data files, and one digest over their names and contents
+        files = source_files(p)
+        total = sum(f.stat().st_size for f in files)
+        out.update(bytes=total, files=len(files), sha256=None)
+        if total <= HASH_LIMIT_BYTES:
+            digest = hashlib.sha256()
+            for f in files:
+                digest.update(str(f).encode() + b"\0")
+                _update(digest, f)
+            out["sha256"] = digest.hexdigest()
         return out
     stat = p.stat()
     out.update(bytes=stat.st_size, modified=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(stat.st_mtime)))
@@ -33,8 +42,12 @@ def file_lineage(path: str | os.PathLike[str]) -> dict[str, Any]:
         out["sha256"] = None
         return out
     digest = hashlib.sha256()
-    with p.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    _update(digest, p)
     out["sha256"] = digest.hexdigest()
     return out
+
+
+def _update(digest: Any, path: Path) -> None:
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)

@@ -1,4 +1,8 @@
-"""Stream CSV/TSV, Parquet and JSONL files in bounded chunks through pyarrow.
+"""Stream CSV/TSV, Parquet, JSONL and Arrow IPC (Feather) files in bounded chunks through pyarrow.
+
+A source is one file, a folder of files (Spark/Hive output: ``date=2026-11-30/part-0.parquet``, its ``key=value``
+folder names read as columns), or a glob (``logs/*.csv.gz``); CSV/TSV/JSONL may be gzip-, zstd-, bz2- or
+lz4-compressed, streamed (line numbers still right).
 
 Every chunk carries the physical line number (CSV/TSV, header counted) or the 1-based row number
 (Parquet, JSONL) of each row, so later stages can name the exact place of a bad value. Rows with the wrong
@@ -28,13 +32,17 @@ import pyarrow.parquet as pq
 
 from shoal.errors import ShoalError
 
-__all__ = ["BadInputError", "BadRow", "BadRowSink", "ByteRange", "Chunk", "byte_ranges", "check_file", "detect_format",
-           "read_chunks", "read_header", "read_parquet_chunks", "read_range"]
+__all__ = ["BadInputError", "BadRow", "BadRowSink", "ByteRange", "Chunk", "byte_ranges", "check_file", "compression",
+           "detect_format", "first_line_of", "head_bytes", "is_multi", "read_chunks", "read_header",
+           "read_parquet_chunks", "read_range", "source_files"]
 
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet",
-               ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv"}
+               ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv",
+               ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+_COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".lz4": "lz4"}
+_GLOB = set("*?[")
 
 
 class BadInputError(ShoalError, ValueError):
@@ -126,57 +134,178 @@ class Chunk:
         return Chunk(self.table.filter(pa.array(mask)), self.lines[mask], self.file)
 
 
+def is_multi(path: Path) -> bool:
+    """Whether ``path`` names several files: a folder, or a glob pattern."""
+    return path.is_dir() or bool(_GLOB & set(str(path)))
+
+
+def source_files(path: Path) -> list[Path]:
+    """The data files of a source, in a stable order: the file itself; a folder's files (recursively, hidden files
+    and ``_SUCCESS``-style markers skipped); a glob's matches. Raises :class:`BadInputError` when there are none."""
+    path = Path(path)
+    if not is_multi(path):
+        return [path]
+    if path.is_dir():
+        found = [f for f in sorted(path.rglob("*")) if f.is_file()
+                 and not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)]
+        where = f"folder {path}"
+    else:
+        anchor = Path(path.anchor) if path.is_absolute() else Path(".")
+        pattern = str(path.relative_to(anchor)) if path.is_absolute() else str(path)
+        found = sorted(f for f in anchor.glob(pattern) if f.is_file())
+        where = f"pattern {path}"
+    if not found:
+        raise BadInputError(f"{where}: no data files found")
+    return found
+
+
+def partition_values(root: Path, file: Path) -> dict[str, str]:
+    """Hive-style ``key=value`` folder names between a folder source ``root`` and one of its files."""
+    if not root.is_dir():
+        return {}
+    out = {}
+    for part in file.relative_to(root).parts[:-1]:
+        key, eq, value = part.partition("=")
+        if eq and key:
+            out[key] = value
+    return out
+
+
+def compression(path: Path) -> str | None:
+    """The codec of a compressed file (gzip, zstd, bz2, lz4: from its first bytes), or None."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    kind = next((k for magic, k in _COMPRESSED.items() if head.startswith(magic)), None)
+    return {"bzip2": "bz2"}.get(kind or "", kind)
+
+
+def _suffix(path: Path) -> str:
+    """The format suffix, past a compression suffix: ``x.csv.gz`` -> ``.csv``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
 def detect_format(path: Path, explicit: str | None) -> str:
     if explicit is not None:
         return explicit
-    fmt = _EXTENSIONS.get(path.suffix.lower())
+    path = Path(path)
+    probe = source_files(path)[0] if is_multi(path) else path
+    fmt = _EXTENSIONS.get(_suffix(probe))
     if fmt is None:
         raise BadInputError(
-            f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-            f"set data.format to one of csv, tsv, parquet, jsonl"
+            f"{probe}: cannot tell the format from the extension {_suffix(probe)!r}; "
+            f"set data.format to one of csv, tsv, parquet, jsonl, arrow"
         )
     return fmt
 
 
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz",
                b"\x04\x22\x4d\x18": "lz4", b"PK\x03\x04": "zip"}
+_STREAMED = ("gzip", "zstd", "bz2", "lz4")  # codecs read as a stream (Arrow's CompressedInputStream)
 
 
 def check_file(path: Path) -> None:
-    """Raise :class:`BadInputError` unless ``path`` is a regular, non-empty, uncompressed file."""
+    """Raise :class:`BadInputError` unless ``path`` is a regular, non-empty file, uncompressed or compressed with a
+    codec shoal streams (gzip, zstd, bz2, lz4), or a folder/glob with at least one such file."""
+    path = Path(path)
+    if is_multi(path):
+        for f in source_files(path):
+            check_file(f)
+        return
     if not path.exists():
         raise BadInputError(f"{path}: file does not exist")
     if not path.is_file():
         raise BadInputError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise BadInputError(f"{path}: file is empty (0 bytes); expected rows of data")
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    kind = next((k for magic, k in _COMPRESSED.items() if head.startswith(magic)), None)
-    if kind is not None:
-        raise BadInputError(f"{path}: a {kind}-compressed file; shoal reads plain CSV/TSV/JSONL or Parquet (whose "
-                            f"columns may be compressed inside): decompress it first, or convert it to Parquet")
+    kind = compression(path)
+    if kind is not None and kind not in _STREAMED:
+        raise BadInputError(f"{path}: a {kind}-compressed file; shoal streams gzip, zstd, bz2 and lz4 CSV/TSV/JSONL "
+                            "(and Parquet, whose columns may be compressed inside): recompress it with one of those")
+
+
+def _open(path: Path) -> pa.NativeFile:
+    """A readable stream of the file's bytes, decompressed as it is read."""
+    return pa.input_stream(str(path), compression=compression(path))
+
+
+def head_bytes(path: Path, limit: int = 1 << 20) -> bytes:
+    """The first ``limit`` bytes of a file, decompressed."""
+    with _open(path) as fh:
+        return bytes(fh.read(limit))
+
+
+def first_line_of(path: Path, block: int = 1 << 16) -> bytes:
+    """The file's first line, without its end (decompressed; read in blocks, so a long line is read whole)."""
+    out = bytearray()
+    with _open(path) as fh:
+        while True:
+            data = bytes(fh.read(block))
+            cut = min((i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0), default=-1)
+            if cut >= 0:
+                return bytes(out + data[:cut])
+            out += data
+            if len(data) < block:
+                return bytes(out)
 
 
 def read_header(path: Path, fmt: str, delimiter: str | None = None) -> list[str]:
-    """Column names of a file: the CSV/TSV header line, or the Parquet/JSONL schema."""
+    """Column names of a source: the CSV/TSV header line, or the Parquet/JSONL/Arrow schema (a folder's: its first
+    file's, then its ``key=value`` partition names)."""
+    path = Path(path)
     check_file(path)
+    if is_multi(path):
+        first = source_files(path)[0]
+        names = read_header(first, fmt, delimiter)
+        return names + [k for k in partition_values(path, first) if k not in names]
     if fmt == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
+    if fmt == "arrow":
+        return list(_open_ipc(path).schema.names)
+    first_line = first_line_of(path)
     if fmt == "jsonl":
-        with path.open("rb") as fh:
-            first = fh.readline()
         try:
-            row = json.loads(first)
+            row = json.loads(first_line)
         except json.JSONDecodeError as err:
             raise BadInputError(f"{path}, line 1: not valid JSON ({err.msg})") from None
         if not isinstance(row, dict):
             raise BadInputError(f"{path}, line 1: a JSONL row must be an object, not {type(row).__name__}")
         return list(row)
-    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
-        line = fh.readline()
+    line = first_line.decode("utf-8", errors="replace")
     sep = delimiter or ("\t" if fmt == "tsv" else ",")
     return [c.strip() for c in next(csv.reader([line.rstrip("\r\n")], delimiter=sep))]
+
+
+def _open_ipc(path: Path) -> pa.ipc.RecordBatchFileReader | pa.ipc.RecordBatchStreamReader:
+    """An Arrow IPC file (Feather v2) or stream."""
+    try:
+        return pa.ipc.open_file(str(path))
+    except pa.ArrowInvalid:
+        try:
+            return pa.ipc.open_stream(str(path))
+        except pa.ArrowInvalid as err:
+            raise BadInputError(f"{path}: not a readable Arrow IPC / Feather file: {err}") from None
+
+
+def _ipc_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+    reader = _open_ipc(path)
+    _missing_columns(path, reader.schema.names, columns)
+    batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) \
+        if isinstance(reader, pa.ipc.RecordBatchFileReader) else iter(reader)
+    row = 0
+    for batch in batches:
+        table = pa.Table.from_batches([batch]).select(list(columns))
+        n = table.num_rows
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            yield Chunk(table.slice(start, stop - start),
+                        np.arange(row + start + 1, row + stop + 1, dtype=np.int64), str(path))
+        row += n
 
 
 def read_chunks(
@@ -200,12 +329,10 @@ def read_chunks(
     path = Path(path)
     fmt = detect_format(path, fmt)
     check_file(path)
-    if fmt in ("csv", "tsv"):
-        stream = _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
-    elif fmt == "parquet":
-        stream = _parquet_chunks(path, columns, chunk_rows)
+    if is_multi(path):
+        stream = _multi_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
     else:
-        stream = _jsonl_chunks(path, columns, chunk_rows)
+        stream = _file_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
     rows = 0
     pool = pa.default_memory_pool()
     for chunk in stream:
@@ -218,6 +345,37 @@ def read_chunks(
     if rows == 0:
         what = "only a header" if header and fmt in ("csv", "tsv") else "no rows"
         raise BadInputError(f"{path}: file has {what}; expected at least one data row")
+
+
+def _file_chunks(path: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
+                 names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
+                 quoting: bool) -> Iterator[Chunk]:
+    if fmt in ("csv", "tsv"):
+        return _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
+    if fmt == "parquet":
+        return _parquet_chunks(path, columns, chunk_rows)
+    if fmt == "arrow":
+        return _ipc_chunks(path, columns, chunk_rows)
+    return _jsonl_chunks(path, columns, chunk_rows)
+
+
+def _multi_chunks(root: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
+                  names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
+                  quoting: bool) -> Iterator[Chunk]:
+    """Every file of a folder or glob in turn, each chunk naming its own file and lines; ``key=value`` folder
+    names give the columns of that name (as text) when the files lack them."""
+    for file in source_files(root):
+        parts = partition_values(root, file)
+        inside = [c for c in columns if c not in parts]
+        if fmt in ("csv", "tsv") and names is None:
+            have = read_header(file, fmt, delimiter)
+            inside = [c for c in columns if c in have or c not in parts]
+        added = [c for c in columns if c not in inside]
+        for chunk in _file_chunks(file, fmt, inside, sink, header, names, delimiter, missing, chunk_rows, quoting):
+            table = chunk.table
+            for c in added:
+                table = table.append_column(c, pa.array([parts[c]] * table.num_rows, pa.string()))
+            yield Chunk(table.select(list(columns)), chunk.lines, chunk.file)
 
 
 def _missing_columns(path: Path, have: Sequence[str], want: Sequence[str]) -> None:
@@ -257,8 +415,9 @@ def _csv_chunks(
     # block_size bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
     block = max(1 << 16, min(64 << 20, chunk_rows * 128))
     try:
-        reader = pacsv.open_csv(path, **_csv_options(file_names, 1 if header else 0, block, sep, on_invalid,
-                                                     quoting, columns, missing))
+        source = _open(path) if compression(path) else path
+        reader = pacsv.open_csv(source, **_csv_options(file_names, 1 if header else 0, block, sep, on_invalid,
+                                                       quoting, columns, missing))
     except pa.ArrowInvalid as err:
         if failed:
             raise failed[0] from None
@@ -285,7 +444,7 @@ def _csv_chunks(
 
 def _only_header(path: Path, probe: int = 1 << 20) -> bool:
     """True when nothing follows the first line of ``path`` (ended by "\\n", "\\r\\n" or "\\r", as pyarrow reads)."""
-    with path.open("rb") as fh:
+    with _open(path) as fh:
         head = fh.read(probe)
     ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
     if not ends:
@@ -357,6 +516,13 @@ def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int,
     """
     path = Path(path)
     check_file(path)
+    if is_multi(path):  # a folder of parts: every chunk is read, the selected ones kept
+        stream = _multi_chunks(path, "parquet", columns, BadRowSink("error"), True, None, None, ("",), chunk_rows,
+                               True)
+        for ci, chunk in enumerate(c for c in stream if len(c)):
+            if select(ci):
+                yield ci, chunk
+        return
     pf = _open_parquet(path, columns)
     md = pf.metadata
     bounds = np.zeros(md.num_row_groups + 1, dtype=np.int64)
@@ -392,7 +558,8 @@ def _jsonl_schema(path: str, chunk_rows: int, size: int, mtime_ns: int) -> pa.Sc
 def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
     _missing_columns(path, read_header(path, "jsonl"), columns)
     try:
-        reader = pajson.open_json(path, read_options=_jsonl_read_options(chunk_rows))
+        reader = pajson.open_json(_open(path) if compression(path) else path,
+                                  read_options=_jsonl_read_options(chunk_rows))
     except pa.ArrowInvalid as err:
         raise BadInputError(f"{path}: cannot read as JSONL: {err}") from None
     row = 0
@@ -440,7 +607,7 @@ def byte_ranges(path: Path, chunks: Sequence[tuple[int, int, int]]) -> list[Byte
     then differs from the last chunk's last line number), or bad rows after the last good one.
     """
     path = Path(path)
-    if not chunks:
+    if not chunks or is_multi(path) or compression(path) is not None:  # several files, or no seeking: read it all
         return None
     wanted = np.array([first - 1 for first, _, _ in chunks], dtype=np.int64)  # line ends before each first line
     starts = np.zeros(len(wanted), dtype=np.int64)

@@ -10,17 +10,16 @@ from shoal.inspect.stats import _DELIMITERS, _IDENTIFIER, _NUMBER, _SNIFF_BYTES,
 
 
 def _first_lines(path: Path) -> list[str]:
-    lines: list[str] = []
-    size = 0
-    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
-        while len(lines) < _SNIFF_LINES and size < _SNIFF_BYTES:
-            line = fh.readline(_SNIFF_BYTES)
-            if not line:
-                break
-            size += len(line)
-            if line.strip():
-                lines.append(line.rstrip("\r\n"))
-    return lines
+    """The first non-blank lines of a text source (its first file for a folder or glob; decompressed)."""
+    from shoal.data.readers import head_bytes, is_multi, source_files
+
+    path = source_files(path)[0] if is_multi(path) else path
+    head = head_bytes(path, _SNIFF_BYTES).decode("utf-8", errors="replace")
+    whole = len(head.encode("utf-8", errors="replace")) < _SNIFF_BYTES
+    lines = head.splitlines()
+    if not whole and lines:
+        lines = lines[:-1]  # the last line may be cut at the limit
+    return [ln for ln in lines if ln.strip()][:_SNIFF_LINES]
 
 
 def _rows(lines: Sequence[str], sep: str) -> list[list[str]]:

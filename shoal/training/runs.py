@@ -24,7 +24,7 @@ from shoal.artifacts.lineage import file_lineage
 from shoal.artifacts.refs import resolve
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import DataConfig, RunConfig, apply_overrides, load_config, parse_config
-from shoal.data.readers import BadRowSink
+from shoal.data.readers import BadRowSink, is_multi
 from shoal.data.stream import chunks
 from shoal.metrics import confusion_matrix, probabilities
 from shoal.training.callbacks import Callbacks
@@ -42,7 +42,7 @@ def fit_run(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Ca
     the registry records how it ends. ``loss`` replaces the label loss (distillation). Returns the final record."""
     with registry.recording(record.run_id):
         lineage = {split: file_lineage(found[0]) for split in ("train", "valid", "test")
-                   if (found := cfg.data.file(split)) is not None and Path(found[0]).exists()}
+                   if (found := cfg.data.file(split)) is not None and (Path(found[0]).exists() or is_multi(found[0]))}
         result = Trainer(cfg, record.artifact_dir, callbacks, loss=loss).fit(resume=resume)
     summary = {**result.summary, "bundle": str(result.bundle), "lineage": {"data": lineage}}
     return registry.complete(record.run_id, result.metrics, summary)
