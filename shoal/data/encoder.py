@@ -159,7 +159,7 @@ class Encoder:
         assert self.label is not None
         seen: set[str] = set()
         for chunk in chunks:
-            text = as_strings(chunk.table.column(self.label.column))
+            text = as_strings(chunk.table.column(self.label.column), self.label.column)
             seen.update(v for v in pc.unique(text).to_pylist() if v)
             if len(seen) > MAX_CLASSES:
                 raise ValueError(
@@ -209,7 +209,7 @@ class Encoder:
     def _label(self, chunk: Chunk, problems: Problems) -> np.ndarray:
         assert self.label is not None
         raw = chunk.table.column(self.label.column)
-        text = as_strings(raw)
+        text = as_strings(raw, self.label.column)
         if self.multiclass:
             names = self.classes_ + list(self.label.aliases)
             index_of = np.array(list(range(len(self.classes_)))

@@ -276,7 +276,7 @@ def read_header(path: Path, fmt: str, delimiter: str | None = None) -> list[str]
         if not isinstance(row, dict):
             raise BadInputError(f"{path}, line 1: a JSONL row must be an object, not {type(row).__name__}")
         return list(row)
-    line = first_line.decode("utf-8", errors="replace")
+    line = first_line.decode("utf-8-sig", errors="replace")  # a UTF-8 byte-order mark is not part of a name
     sep = delimiter or ("\t" if fmt == "tsv" else ",")
     return [c.strip() for c in next(csv.reader([line.rstrip("\r\n")], delimiter=sep))]
 
@@ -436,7 +436,10 @@ def _csv_chunks(
         n = batch.num_rows
         lines = _good_lines(np.arange(good, good + n, dtype=np.int64), skipped, first_data_line)
         good += n
-        table = _trimmed_nulls(pa.Table.from_batches([batch]), missing)
+        table, keep = _valid_utf8(pa.Table.from_batches([batch]), lines, name, sink)
+        if keep is not None:
+            lines, n = lines[keep], int(keep.sum())
+        table = _trimmed_nulls(table, missing)
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)
             yield Chunk(table.slice(start, stop - start), lines[start:stop], name)
@@ -463,7 +466,7 @@ def _csv_options(file_names: Sequence[str], skip_rows: int, block: int, sep: str
         "parse_options": pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
                                             quote_char='"' if quoting else False, ignore_empty_lines=False),
         "convert_options": pacsv.ConvertOptions(
-            include_columns=list(columns), column_types={c: pa.string() for c in columns},
+            include_columns=list(columns), column_types={c: pa.binary() for c in columns},  # UTF-8 checked per row
             null_values=list(missing), strings_can_be_null=True, quoted_strings_can_be_null=False,
         ),
     }
@@ -475,6 +478,28 @@ def _good_lines(good: np.ndarray, skipped: Sequence[int], first_line: int) -> np
     # S_i - i - first_line = number of good rows before the i-th skipped line.
     s = np.sort(np.asarray(skipped, dtype=np.int64))
     return good + first_line + np.searchsorted(s - np.arange(len(s)) - first_line, good, side="right")
+
+
+def _valid_utf8(table: pa.Table, lines: np.ndarray, file: str, sink: BadRowSink) -> tuple[pa.Table, np.ndarray | None]:
+    """The binary cells of a CSV block as text, and the rows to keep (None: all). A row with a cell that is not
+    valid UTF-8 is a bad row (the sink names its line, column and bytes), not the end of the file."""
+    try:
+        return pa.Table.from_arrays([pc.cast(c, pa.string()) for c in table.columns], names=table.column_names), None
+    except pa.ArrowInvalid:
+        pass
+    keep = np.ones(table.num_rows, dtype=bool)
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        for i, value in enumerate(col.to_pylist()):
+            if value is None or not keep[i]:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                keep[i] = False
+                sink.add(BadRow(file, int(lines[i]), name, repr(value[:80]),
+                                f"not valid UTF-8 (byte {value[err.start]:#04x} at offset {err.start})"))
+    kept = table.filter(pa.array(keep))
+    return pa.Table.from_arrays([pc.cast(c, pa.string()) for c in kept.columns], names=kept.column_names), keep
 
 
 def _trimmed_nulls(table: pa.Table, missing: Sequence[str]) -> pa.Table:
@@ -680,8 +705,11 @@ def read_range(
             block = max(1 << 16, min(span.stop - span.start + 1, 1 << 30))
             table = pacsv.read_csv(pa.BufferReader(data), **_csv_options(file_names, 0, block, sep, on_invalid,
                                                                          quoting, columns, missing))
-            table = _trimmed_nulls(table, missing)
             lines = _good_lines(np.arange(table.num_rows, dtype=np.int64), skipped, span.first_line)
+            table, keep = _valid_utf8(table, lines, name, BadRowSink("count"))  # the first pass reported them
+            if keep is not None:
+                lines = lines[keep]
+            table = _trimmed_nulls(table, missing)
     except pa.ArrowInvalid as err:
         raise BadInputError(f"{path}: cannot read bytes {span.start}-{span.stop} (line {span.first_line} on) as "
                             f"{fmt.upper()}: {err}; did the file change during the run?") from None

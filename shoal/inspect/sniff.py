@@ -14,7 +14,7 @@ def _first_lines(path: Path) -> list[str]:
     from shoal.data.readers import head_bytes, is_multi, source_files
 
     path = source_files(path)[0] if is_multi(path) else path
-    head = head_bytes(path, _SNIFF_BYTES).decode("utf-8", errors="replace")
+    head = head_bytes(path, _SNIFF_BYTES).decode("utf-8-sig", errors="replace")
     whole = len(head.encode("utf-8", errors="replace")) < _SNIFF_BYTES
     lines = head.splitlines()
     if not whole and lines:

@@ -544,3 +544,16 @@ def test_a_compressed_file_is_read_or_named_as_such(tmp_path: Path, name: str, k
             read_all(path, ["x", "s"], fmt="csv")
     else:
         assert rows_of(read_all(path, ["x", "s"], fmt="csv")) == [{"x": "1", "s": "a"}]
+
+
+def test_invalid_utf8_is_one_bad_row_and_a_bom_is_not_a_name(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbfx,s\n1,paris\n2,ro\xffme\n3,oslo\n")
+    sink = BadRowSink("keep")
+    chunks = read_all(path, ["x", "s"], sink)
+    assert rows_of(chunks) == [{"x": "1", "s": "paris"}, {"x": "3", "s": "oslo"}]
+    assert [list(c.lines) for c in chunks] == [[2, 4]]
+    (bad,) = sink.rows
+    assert (bad.line, bad.column, "not valid UTF-8 (byte 0xff" in bad.reason) == (3, "s", True)
+    with pytest.raises(BadInputError, match=r"line 3, column 's'.*not valid UTF-8"):
+        read_all(path, ["x", "s"])  # error mode: named, not "cannot read as CSV"

@@ -135,3 +135,15 @@ def test_feather_and_compressed_tsv_train_end_to_end(tmp_path: Path) -> None:
         cfg.write_text(starter_config(profile, cfg))
         run = shoal.train(cfg, home=tmp_path / "home", overrides={"train.epochs": 1})
         assert run.summary["train_rows"] + run.summary["valid_rows"] == 600 and run.metrics["valid_auc"] > 0.5
+
+
+def test_a_list_column_where_ids_are_expected_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"label": [0, 1] * 30, "tags": [["a", "b"], ["c"]] * 30, "x": [1.0, 2.0] * 30}), path)
+    from shoal.config import parse_config
+
+    cfg = parse_config({"data": {"train": str(path)}, "label": {"column": "label"},
+                        "features": [{"name": "tags", "kind": "sparse", "buckets": 64}, {"name": "x", "kind": "dense"}],
+                        "model": {"name": "logistic"}, "train": {"epochs": 1}})
+    with pytest.raises(BadInputError, match=r"column 'tags' holds list<element: string>, where ids are expected"):
+        shoal.train(cfg, home=tmp_path / "home")

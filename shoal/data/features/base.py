@@ -40,9 +40,16 @@ def feature_seed(name: str) -> int:
     return seed_for(name) & 0xFFFFFFFF
 
 
-def as_strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """A column as one string array, whitespace trimmed (ids and labels read the same from any file format)."""
+def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?") -> pa.Array:
+    """A column as one string array, whitespace trimmed (ids and labels read the same from any file format).
+    A column of lists, structs or maps (Parquet, JSONL) is refused naming column ``name`` and its type."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_nested(arr.type):
+        from shoal.data.readers import BadInputError
+
+        raise BadInputError(f"column {name!r} holds {arr.type}, where ids are expected: one string or integer per "
+                            "row, or several ids joined into one string by the feature's separator (e.g. \"a|b\" "
+                            "with separator: \"|\"); join the list when writing the file")
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
     return pc.utf8_trim_whitespace(arr)

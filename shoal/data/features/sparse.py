@@ -38,7 +38,7 @@ class SparseColumn(IdColumn):
         return cls(f.name, f.source, feature_seed(f.name), buckets=f.buckets, separator=f.separator)
 
     def ids(self, col: pa.ChunkedArray, one_per_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        text = as_strings(col)
+        text = as_strings(col, self.column)
         n = len(text)
         if self.separator is None:
             valid = pc.invert(pc.or_kleene(pc.is_null(text), pc.equal(text, ""))).to_numpy(zero_copy_only=False)
