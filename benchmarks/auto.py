@@ -9,12 +9,13 @@ Systems, each on the same training rows, validation rows and test file:
 - ``lightgbm-optuna`` (tables): LightGBM tuned by Optuna (TPE) within the budget, early stopping on validation;
 - ``sklearn-logistic``: one-hot (tables) or TF-IDF word 1-2-grams (text) + logistic regression, C from a small
   grid chosen on validation;
-- ``fasttext-autotune`` (text): fastText's own autotune on the validation file for the budget.
+- ``fasttext-autotune`` (text): fastText's own autotune on the validation file for the budget;
+- ``autogluon``: AutoGluon Tabular, ``presets="medium_quality"``, the same time limit, in its own virtual
+  environment (``--autogluon-python``: AutoGluon's pins do not sit beside our torch).
 
 The validation rows of a file without a validation file are shoal's held-out split (``valid_mask`` of the line
 numbers with seed 0), so every system selects on the same rows. Rows ``{bench, dataset, system, metric, value}``:
-``auc``/``ne`` (click-like tables) or ``accuracy``/``macro_f1`` (text), ``train_s``, ``trials``. Not yet here:
-AutoGluon.
+``auc``/``ne`` (click-like tables) or ``accuracy``/``macro_f1`` (text), ``train_s``, ``trials``.
 """
 
 from __future__ import annotations
@@ -272,6 +273,37 @@ def fasttext_autotune(task: Task, frames: tuple[Any, Any, Any], budget_s: float,
     return {**scores(task, test["y"].to_numpy(), p, 0.5), "train_s": time.monotonic() - started}
 
 
+_AUTOGLUON = """
+import sys, pandas as pd
+from autogluon.tabular import TabularPredictor
+work, budget, metric = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+train, valid, test = (pd.read_parquet(f"{work}/{n}.parquet") for n in ("train", "valid", "test"))
+predictor = TabularPredictor(label="y", eval_metric=metric, path=f"{work}/ag", verbosity=0).fit(
+    train, tuning_data=valid, time_limit=budget, presets="medium_quality")
+predictor.predict_proba(test.drop(columns="y")).to_parquet(f"{work}/proba.parquet")
+"""
+
+
+def autogluon(task: Task, frames: tuple[Any, Any, Any], budget_s: float, work: Path, python: str) -> dict[str, float]:
+    """AutoGluon Tabular (medium_quality, the same time limit and splits) run by ``python``: an interpreter of its
+    own virtual environment, since AutoGluon's pins do not sit beside our torch."""
+    import subprocess
+
+    import pandas as pd
+
+    folder = work / f"ag-{task.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in zip(("train", "valid", "test"), frames, strict=True):
+        frame.to_parquet(folder / f"{name}.parquet")
+    started = time.monotonic()
+    metric = "accuracy" if task.text else "roc_auc"
+    subprocess.run([python, "-c", _AUTOGLUON, str(folder), str(budget_s), metric], check=True)
+    proba = pd.read_parquet(folder / "proba.parquet").to_numpy()
+    p = proba[:, 1] if proba.shape[1] == 2 else proba  # columns: the classes in order (0, 1, ...)
+    return {**scores(task, frames[2]["y"].to_numpy(), p, float(frames[0]["y"].mean())),
+            "train_s": time.monotonic() - started}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, required=True)
@@ -279,7 +311,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a 60 s budget")
     parser.add_argument("--datasets", default="criteo_small,adult_census,ag_news,sst2")
     parser.add_argument("--systems", default="shoal-auto,shoal-starter,lightgbm-optuna,sklearn-logistic,"
-                                             "fasttext-autotune")
+                                             "fasttext-autotune,autogluon")
+    parser.add_argument("--autogluon-python", default=None,
+                        help="the python of a virtual environment with autogluon.tabular (else it is skipped)")
     args = parser.parse_args()
     from shoal.auto import parse_duration
 
@@ -296,6 +330,8 @@ def main() -> None:
                 "shoal-starter": lambda t=task: shoal_starter(t, work / "home"),
                 "sklearn-logistic": lambda t=task, f=frames: sklearn_logistic(t, f),
             }
+            if args.autogluon_python:
+                runs["autogluon"] = lambda t=task, f=frames: autogluon(t, f, budget, work, args.autogluon_python)
             if not task.text:
                 runs["lightgbm-optuna"] = lambda t=task, f=frames: lightgbm_optuna(t, f, budget)
             else:
