@@ -54,6 +54,10 @@ def serve(
     batching: Annotated[bool, typer.Option(help="Merge concurrent requests into one model call.")] = True,
     max_rows_per_request: int = 1024,
     max_body_bytes: int = 1 << 20,
+    body_timeout_s: Annotated[float, typer.Option(help="The whole body must arrive within this; else 408.")] = 10.0,
+    max_text_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per text field; over it: 422.")] = 65_536,
+    max_id_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per id; over it: 422.")] = 2048,
+    max_list_ids: Annotated[int, typer.Option(help="Ids in one list feature's cell; over it: 422.")] = 1024,
     threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn access log).")] = False,
     backend: BackendOption = "auto",
@@ -72,6 +76,8 @@ def serve(
 
         settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
                                  max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
+                                 body_timeout_s=body_timeout_s, max_text_bytes=max_text_bytes,
+                                 max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
                                  admin_token=admin_token, workers=workers, backend=backend,
                                  follow_s=follow_s, freeze_heap=True)
         h = home_dir(home)

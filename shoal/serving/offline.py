@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from shoal.artifacts.bundle import load_bundle
 from shoal.artifacts.refs import resolve
-from shoal.data.readers import BadInputError, BadRowSink, detect_format
+from shoal.data.batch import Batch
+from shoal.data.readers import BadInputError, BadRow, BadRowSink, detect_format
 from shoal.data.stream import chunks
 from shoal.runtime.predictor import select_predictor
 
@@ -109,8 +110,11 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     bundle = load_bundle(folder)
     predictor = select_predictor(bundle, folder, backend)
     encoder, classes = bundle.encoder, bundle.classes
-    fmt = detect_format(data, None) if data.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq", ".jsonl",
-                                                                  ".ndjson") else bundle.config.data.format
+    fmt: str | None
+    try:  # the file's own format when its name says it (x.parquet, x.csv.gz, a folder of parts), else training's
+        fmt = detect_format(data, None)
+    except BadInputError:
+        fmt = bundle.config.data.format
     reading = bundle.config.data.model_copy(update={"format": fmt})
     keep = [c for c in (keep or []) if c not in ("line",)]
     quarantine = quarantine or out.with_name(f"{out.name.split('.')[0]}.quarantine.jsonl")
@@ -127,6 +131,7 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
             batch = encoder.encode(chunk, sink, with_label=False)
             proba = predictor.predict_proba(batch) if len(batch) else np.zeros((0,) if classes is None
                                                                                 else (0, len(classes)))
+            batch, proba = _finite(batch, proba, chunk.file, sink)
             kept = chunk.table.select(keep)
             if len(batch) < len(chunk):
                 kept = kept.filter(pa.array(np.isin(chunk.lines, batch.lines)))
@@ -148,6 +153,18 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     return PredictSummary(rows_read=read + _reader_rejects(sink, predicted, read), rows_predicted=predicted,
                           quarantined=sink.count, out=out, quarantine_file=quarantine if sink.count else None,
                           seconds=time.perf_counter() - started, by_reason=dict(sink.by_reason))
+
+
+def _finite(batch: Batch, proba: np.ndarray, file: str, sink: BadRowSink) -> tuple[Batch, np.ndarray]:
+    """The rows whose outputs are all finite numbers; each other row is quarantined (never a NaN written)."""
+    ok = np.isfinite(proba) if proba.ndim == 1 else np.isfinite(proba).all(axis=1)
+    if ok.all():
+        return batch, proba
+    for line in batch.lines[~ok]:
+        sink.add(BadRow(file, int(line), None, None, "the model's output is not a finite number (NaN or inf): "
+                                                     "a value far outside what the model saw in training?"))
+    keep = np.flatnonzero(ok)
+    return batch.take(keep), proba[keep]
 
 
 def _reader_rejects(sink: BadRowSink, predicted: int, read: int) -> int:

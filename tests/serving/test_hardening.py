@@ -283,6 +283,30 @@ def test_a_file_number_beyond_float32_is_a_quarantined_row_naming_file_line_colu
                for b in bad)
 
 
+def test_shoal_predict_never_writes_nan(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever overflows inside a model, `shoal predict` quarantines the row instead of writing NaN."""
+    import shoal.serving.offline as offline
+
+    src = tmp_path / "in.csv"
+    src.write_text("d0,d1,d2,s0,s1,s2,s3,title\n" + "1,2,3,a,b,c,x|y,hello\n" * 3, encoding="utf-8")
+    real = offline.select_predictor
+
+    def overflowing(*args: Any, **kwargs: Any) -> Any:
+        predictor = real(*args, **kwargs)
+        inner = predictor.predict_proba
+        predictor.predict_proba = lambda batch: np.where(np.arange(len(batch)) == 1, np.inf, inner(batch))
+        return predictor
+
+    monkeypatch.setattr(offline, "select_predictor", overflowing)
+    out = tmp_path / "p.parquet"
+    summary = offline.predict_file(bundle, src, out)
+    assert (summary.rows_predicted, summary.quarantined) == (2, 1)
+    assert pq.read_table(out).column("line").to_pylist() == [2, 4]
+    assert np.isfinite(pq.read_table(out).column("probability").to_numpy()).all()
+    (bad,) = [json.loads(line) for line in (tmp_path / "p.quarantine.jsonl").read_text().splitlines()]
+    assert bad["line"] == 3 and bad["reason"].startswith("the model's output is not a finite number")
+
+
 # -- 4. /admin/reload checks the token before reading a body, and caps it ------------------------------------------
 def _admin_call(app: Any, token: str | None, chunks: list[bytes], declared: int) -> tuple[int, dict[str, Any], int]:
     """POST /admin/reload at the ASGI level: (status, JSON answer, body messages the app read)."""
