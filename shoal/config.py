@@ -19,6 +19,7 @@ Example (``configs/synthetic.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +34,10 @@ from shoal.errors import ShoalError
 __all__ = [
     "AnyFeature",
     "apply_overrides",
+    "check_memory",
+    "embedding_tables",
+    "machine_memory",
+    "read_yaml",
     "BagConfig",
     "ByteCNNConfig",
     "ConfigError",
@@ -239,6 +244,11 @@ _KINDS: dict[Any, type[FeatureConfig]] = {"dense": DenseFeature, "sparse": Spars
 AnyFeature = Annotated[DenseFeature | SparseFeature | TextFeature, Field(discriminator="kind")]
 
 
+MAX_WIDTH = 65_536
+# A layer's width (hidden units, channels): 0 or less builds a layer that cannot learn (a dead model).
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+
+
 class _ModelBase(_Strict):
     embedding_dim: int = Field(16, ge=1, le=1024)
 
@@ -247,8 +257,8 @@ class DLRMConfig(_ModelBase):
     """Naumov et al. 2019: bottom MLP on dense, one table per sparse feature, dot interactions, top MLP."""
 
     name: Literal["dlrm"]
-    bottom_mlp: list[int] = Field(default_factory=lambda: [64, 32])
-    top_mlp: list[int] = Field(default_factory=lambda: [128, 64])
+    bottom_mlp: list[Width] = Field(default_factory=lambda: [64, 32])
+    top_mlp: list[Width] = Field(default_factory=lambda: [128, 64])
 
 
 class LogisticConfig(_Strict):
@@ -261,7 +271,7 @@ class MLPConfig(_ModelBase):
     """Concatenated embeddings and dense values through an MLP."""
 
     name: Literal["mlp"]
-    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    hidden: list[Width] = Field(default_factory=lambda: [256, 128])
 
 
 class BagConfig(_ModelBase):
@@ -275,10 +285,10 @@ class ByteCNNConfig(_ModelBase):
     """Character-level CNN (Zhang, Zhao & LeCun 2015) over the raw bytes of ``tokens: bytes`` text features."""
 
     name: Literal["bytecnn"]
-    channels: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)  # one conv block each
+    channels: list[Width] = Field(default_factory=lambda: [128, 128, 128], min_length=1)  # one conv block each
     kernel_size: int = Field(5, ge=1, le=15)
     pool: int = Field(2, ge=1, le=8)  # max-pool width after every block but the last (then a global max)
-    hidden: list[int] = Field(default_factory=lambda: [128])
+    hidden: list[Width] = Field(default_factory=lambda: [128])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
@@ -288,7 +298,7 @@ class DCNv2Config(_ModelBase):
     name: Literal["dcn_v2"]
     cross_layers: int = Field(3, ge=1, le=8)
     low_rank: int | None = Field(None, ge=1)  # W = U V^T with U, V of this many columns; None: full-rank W
-    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    hidden: list[Width] = Field(default_factory=lambda: [256, 128])
     structure: Literal["stacked", "parallel"] = "stacked"  # the MLP after the cross layers, or beside them
 
 
@@ -313,7 +323,7 @@ class TrainConfig(_Strict):
     embedding_lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     embedding_weight_decay: float = Field(0.0, ge=0)  # L2 on the embedding rows a batch touches
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # numpy's generators refuse a negative seed, torch one over 64 bits
     checkpoint_every: int = Field(500, ge=1)  # steps
     early_stopping_patience: int = Field(2, ge=1)  # epochs without a better validation log loss
     eval_every: int | None = Field(None, ge=1)  # steps between validations; None: once per epoch
@@ -360,6 +370,59 @@ class RunConfig(_Strict):
     def resolved(self) -> dict[str, Any]:
         """The config as plain JSON data (paths as strings), for the registry and the bundle."""
         return self.model_dump(mode="json")
+
+
+def machine_memory() -> int | None:
+    """This machine's memory in bytes (physical RAM, or a smaller cgroup v2 limit); None when it cannot be told."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+    if total <= 0:
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() and int(limit) > 0 else total
+
+
+def embedding_tables(cfg: RunConfig) -> list[tuple[str, int, int, int]]:
+    """Each embedding table a model of ``cfg`` allocates: (feature, rows, width, float32 values kept per value of
+    the table with its optimizer state). Row-wise Adagrad (:mod:`shoal.training.optimizers`) keeps one value per
+    row of a sparse table; a ``tokens: bytes`` sequence table of bytecnn is a dense parameter under Adam (two
+    values per weight: x3 in all)."""
+    if cfg.model.name == "logistic":  # one weight per id and class
+        width = len(cfg.label.classes) if cfg.label.kind == "multiclass" and cfg.label.classes else 1
+    else:
+        width = cfg.model.embedding_dim
+    tables = [(f.name, f.buckets, width, 1) for f in cfg.sparse]
+    for t in cfg.text:
+        tables.append((t.name, t.buckets, width, 3 if cfg.model.name == "bytecnn" and t.tokens == "bytes" else 1))
+    tables += [(f.name, f.bins + 1, width, 1) for f in cfg.dense if f.bins]
+    return tables
+
+
+def _table_bytes(rows: int, width: int, factor: int) -> int:
+    return 4 * rows * width * factor if factor > 1 else 4 * rows * (width + 1)  # + the row's Adagrad value
+
+
+def check_memory(cfg: RunConfig, source: str = "<config>", memory: int | None = None) -> None:
+    """Refuse, before anything is allocated, a config whose embedding tables and their optimizer state need more
+    than this machine's memory (``memory`` bytes; default :func:`machine_memory`, no check when unknown). The
+    torchrec backend shards the tables over its workers, so it is not checked here."""
+    memory = machine_memory() if memory is None else memory
+    if memory is None or cfg.train.embeddings.backend == "torchrec":
+        return
+    tables = embedding_tables(cfg)
+    need = sum(_table_bytes(rows, width, factor) for _, rows, width, factor in tables)
+    if need <= memory:
+        return
+    name, rows, width, factor = max(tables, key=lambda t: _table_bytes(t[1], t[2], t[3]))
+    state = "x3 with Adam state" if factor > 1 else "+ 1 float32 per row of row-wise Adagrad state"
+    raise ConfigError(f"{source}: embedding tables need {need / 1e9:,.1f} GB (largest: feature {name!r}: "
+                      f"{rows:,} x {width} float32, {state}); this machine has {memory / 1e9:,.1f} GB of memory; "
+                      "lower the buckets or the embedding_dim")
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -458,6 +521,81 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=paths)})
 
 
+MAX_YAML_ALIASES = 100  # a config uses a few aliases (*name) at most
+MAX_YAML_VALUES = 1_000_000  # values in a document with every alias expanded: a config holds hundreds
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that counts the aliases it composes (see :func:`read_yaml`)."""
+
+    def __init__(self, stream: str, source: str) -> None:
+        super().__init__(stream)
+        self.source = source
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"{self.source}: more than {MAX_YAML_ALIASES} YAML aliases (*name), one more at "
+                                  f"line {mark.line + 1}; refused (an alias bomb?)")
+        return super().compose_node(parent, index)
+
+
+def _expanded_size(root: yaml.Node, source: str) -> int:
+    """How many values the document holds with every alias expanded (each node counted once per path to it, by
+    memoised sizes, so a bomb is measured without expanding it); a node inside itself is refused."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            open_.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_VALUES + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise ConfigError(f"{source}: a YAML alias refers to a value that holds it (line "
+                              f"{node.start_mark.line + 1}); refused")
+        open_.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise ConfigError(f"{source}: a YAML alias refers to a value that holds it (line "
+                                  f"{child.start_mark.line + 1}); refused")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def read_yaml(text: str, source: str = "<yaml>") -> Any:
+    """``yaml.safe_load`` that refuses alias bombs ("billion laughs"): more than :data:`MAX_YAML_ALIASES` aliases,
+    or more than :data:`MAX_YAML_VALUES` values once they are expanded, or an alias inside its own value; the
+    :class:`ConfigError` names ``source``. Costs one pass over the composed nodes."""
+    loader = _BoundedLoader(text, source)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if loader.aliases:
+            size = _expanded_size(node, source)
+            if size > MAX_YAML_VALUES:
+                raise ConfigError(f"{source}: YAML aliases expand to over {MAX_YAML_VALUES:,} values (from "
+                                  f"{loader.aliases} aliases); refused (an alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | Sequence[str] = ()) -> RunConfig:
     """Read and validate a YAML config file, with ``overrides`` (:func:`apply_overrides`) applied first. Raises
     :class:`ConfigError` naming the file and field."""
@@ -465,7 +603,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | Sequence[str] =
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist (working directory: {Path.cwd()})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if overrides:
@@ -494,7 +632,7 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | Sequenc
             if not eq or not key.strip():
                 raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
             try:
-                pairs.append((key.strip(), yaml.safe_load(text) if text.strip() else ""))
+                pairs.append((key.strip(), read_yaml(text, f"--set {item!r}") if text.strip() else ""))
             except yaml.YAMLError as err:
                 raise ConfigError(f"--set {item!r}: the value is not valid YAML: {err}") from None
     out = copy.deepcopy(data)

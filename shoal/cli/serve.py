@@ -27,6 +27,7 @@ __all__ = ["register", "worker_app"]
 
 SPEC_ENV = "SHOAL_SERVE_SPEC"  # how `shoal serve --workers N` hands its options to the worker processes
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_PORT = 65_535
 
 BackendOption = Annotated[str, typer.Option(
     help="auto (ONNX Runtime where the bundle was exported with `shoal export`, else PyTorch), torch, onnx, "
@@ -43,7 +44,7 @@ def serve(
     run: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest'), model (NAME@ALIAS) or bundle folder.")],
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback is reachable by others.")]
     = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int, typer.Option(help="TCP port, 0 to 65535 (0: a free port the system picks).")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (each loads the model).")] = 1,
     admin_token: Annotated[str | None, typer.Option(
         "--admin-token", envvar="SHOAL_ADMIN_TOKEN", show_default=False,
@@ -69,17 +70,26 @@ def serve(
     """Serve a bundle over HTTP: POST /predict, /healthz, /readyz, /model, /metrics. SIGHUP reloads it; a model
     alias (NAME@ALIAS) is followed when it moves."""
     with user_errors():
+        if not 0 <= port <= MAX_PORT:
+            raise ValueError(f"--port {port}: a TCP port is 0 to {MAX_PORT} (0: a free port the system picks)")
         import uvicorn
+        from pydantic import ValidationError
 
         from shoal.artifacts.refs import resolve
         from shoal.serving.settings import ServeSettings
 
-        settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
-                                 max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
-                                 body_timeout_s=body_timeout_s, max_text_bytes=max_text_bytes,
-                                 max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
-                                 admin_token=admin_token, workers=workers, backend=backend,
-                                 follow_s=follow_s, freeze_heap=True)
+        try:
+            settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
+                                     max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
+                                     body_timeout_s=body_timeout_s, max_text_bytes=max_text_bytes,
+                                     max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
+                                     admin_token=admin_token, workers=workers, backend=backend,
+                                     follow_s=follow_s, freeze_heap=True)
+        except ValidationError as err:  # one line, each option named as on the command line (never the token)
+            raise ValueError("; ".join(
+                f"--{str(e['loc'][0]).replace('_', '-')}"
+                f"{'' if e['loc'][0] == 'admin_token' else ' ' + str(e['input'])}: {e['msg']}"
+                for e in err.errors(include_url=False))) from None
         h = home_dir(home)
         logging.getLogger("shoal.serving").setLevel(logging.INFO)
         if host not in _LOOPBACK:

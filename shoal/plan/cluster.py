@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shoal.config import ConfigError, read_yaml
 from shoal.errors import ShoalError
 from shoal.plan.devices import DEVICES, Device
 
@@ -170,7 +171,9 @@ def load_cluster(path: str | Path) -> ClusterSpec:
         raise ClusterError(f"cluster file {str(path)!r} does not exist; see configs/clusters/ for examples, "
                            "or use --cluster local after shoal plan --calibrate")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"), str(path))  # no alias bombs
     except yaml.YAMLError as err:
         raise ClusterError(f"{path}: not valid YAML: {err}") from None
+    except ConfigError as err:  # an alias bomb
+        raise ClusterError(str(err)) from None
     return parse_cluster(data, str(path))

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shoal.artifacts.models import is_model_ref
 from shoal.errors import ShoalError
 from shoal.serving.docs import offline_docs
-from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, read_body
+from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, check_json_content_type, read_body
 from shoal.serving.metrics import ServeMetrics
 from shoal.serving.model import load_served
 from shoal.serving.schema import PredictResponse
@@ -119,6 +119,7 @@ class _Observe:
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Body over max_body_bytes"},
+    415: {"description": "Content-Type not JSON (application/json; a missing Content-Type is read as JSON)"},
     422: {"description": "Invalid rows: each error's msg names the field and what it accepts"},
     500: {"description": "Internal error: the response carries an error_id to find in the server log"},
 }
@@ -164,7 +165,8 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
     async def predict(request: Request) -> Response:
         """Probabilities for raw rows, named and typed as in training (see GET /model)."""
         # Reached only when the fast path does not apply (a mounted app, ...); the same answer either way.
-        status, payload = await endpoint.answer(request.receive, request.headers.get("content-length"))
+        status, payload = await endpoint.answer(request.receive, request.headers.get("content-length"),
+                                                request.headers.get("content-type"))
         return Response(payload, status_code=status, media_type="application/json")
 
     @app.get("/healthz")
@@ -193,13 +195,15 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
     @app.post("/admin/reload", responses={401: {"description": "Missing or wrong token"},
                                           403: {"description": "Admin endpoints are off"},
                                           409: {"description": "Several workers: use SIGHUP"},
-                                          413: {"description": f"Body over {ADMIN_MAX_BODY_BYTES} bytes"}},
+                                          413: {"description": f"Body over {ADMIN_MAX_BODY_BYTES} bytes"},
+                                          415: {"description": "Content-Type not JSON"}},
               openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
                   "schema": ReloadRequest.model_json_schema()}}}})
     async def reload(request: Request,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> dict[str, Any]:
         """Load a new bundle version and swap it in; requests in flight finish on the old one."""
         _authorize(settings, credentials)  # before a byte of the body is read
+        check_json_content_type(request.headers.get("content-type"))
         raw = await read_body(request.receive, request.headers.get("content-length"), ADMIN_MAX_BODY_BYTES,
                               settings.body_timeout_s)
         try:

@@ -28,11 +28,12 @@ from shoal.serving.schema import predictions
 if TYPE_CHECKING:
     from shoal.serving.service import Service
 
-__all__ = ["PredictEndpoint", "ServeError", "ShoalApp", "read_body"]
+__all__ = ["PredictEndpoint", "ServeError", "ShoalApp", "check_json_content_type", "read_body"]
 
 _DRAIN_FACTOR = 16  # an oversized body is read (and dropped) up to this many times the limit, to answer cleanly
 _JSON = [(b"content-type", b"application/json")]
-_CLOSE = [(b"connection", b"close")]  # after a 408: the rest of the body was never read, so no keep-alive
+_CLOSE = [(b"connection", b"close")]  # after a 408 or 415: the rest of the body was never read, so no keep-alive
+_UTF8 = ("utf-8", "utf8")
 
 
 class ServeError(Exception):
@@ -42,6 +43,24 @@ class ServeError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def check_json_content_type(value: str | None) -> None:
+    """Raise a 415 unless a request's Content-Type is JSON: ``application/json`` or ``application/*+json``, with
+    no charset or UTF-8 (JSON is UTF-8, RFC 8259). A missing (or empty) Content-Type is read as JSON, so that a
+    client that sends none still works; ``curl -d`` sends ``application/x-www-form-urlencoded`` and is refused."""
+    if not value or not value.strip():
+        return
+    media, *params = value.split(";")
+    media = media.strip().lower()
+    kind, _, sub = media.partition("/")
+    charsets = [v.strip().strip('"').lower() for k, _, v in (p.partition("=") for p in params)
+                if k.strip().lower() == "charset"]
+    if kind == "application" and (sub == "json" or sub.endswith("+json")) and all(c in _UTF8 for c in charsets):
+        return
+    shown = value if len(value) <= 100 else value[:100] + "..."
+    raise ServeError(415, f"Content-Type {shown!r} is not JSON: send the body as JSON with the header "
+                          "'Content-Type: application/json' (charset utf-8, or none)")
 
 
 class ClientGone(Exception):
@@ -88,8 +107,15 @@ class PredictEndpoint:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    async def answer(self, receive: Receive, declared: str | None) -> tuple[int, bytes]:
-        """(HTTP status, JSON body) for one request; a 4xx for a bad request, an exception for anything else."""
+    async def answer(self, receive: Receive, declared: str | None,
+                     content_type: str | None = None) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one request; a 4xx for a bad request, an exception for anything else.
+        ``declared``: the Content-Length header; ``content_type``: the Content-Type header (415 unless JSON, checked
+        before a byte of the body is read)."""
+        try:
+            check_json_content_type(content_type)
+        except ServeError as err:
+            return err.status, json.dumps({"detail": err.message}).encode()
         service = self.service
         settings = service.settings
         batcher = service.batcher
@@ -125,18 +151,19 @@ class PredictEndpoint:
         return 200, json.dumps(doc).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared = None
+        declared = content_type = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value.decode("latin-1")
-                break
+            elif name == b"content-type" and content_type is None:
+                content_type = value.decode("latin-1")
         try:
-            status, payload = await self.answer(receive, declared)
+            status, payload = await self.answer(receive, declared, content_type)
         except ClientGone:
             return
         headers = [*_JSON, (b"content-length", b"%d" % len(payload))]
         await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, *_CLOSE] if status == 408 else headers})
+                    "headers": [*headers, *_CLOSE] if status in (408, 415) else headers})
         await send({"type": "http.response.body", "body": payload})
 
 

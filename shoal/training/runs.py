@@ -23,7 +23,7 @@ from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.lineage import file_lineage
 from shoal.artifacts.refs import resolve
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
-from shoal.config import DataConfig, RunConfig, apply_overrides, load_config, parse_config
+from shoal.config import DataConfig, RunConfig, apply_overrides, check_memory, load_config, parse_config
 from shoal.data.readers import BadRowSink, is_multi
 from shoal.data.stream import chunks
 from shoal.metrics import confusion_matrix, probabilities
@@ -59,6 +59,9 @@ def train(config: RunConfig | str | Path, home: str | Path = "shoal-runs",
         cfg = parse_config(apply_overrides(config.model_dump(mode="json"), overrides)) if overrides else config
     else:
         cfg = load_config(config, overrides)
+    # tables that cannot fit this machine are refused before anything is allocated (not at parse time: `shoal
+    # plan` describes jobs for bigger machines)
+    check_memory(cfg, str(config) if not isinstance(config, RunConfig) else f"config {cfg.name!r}")
     registry = Registry(Path(home))
     record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN)
     log.info("run %s: training %s in %s", record.run_id, cfg.model.name, record.artifact_dir)
