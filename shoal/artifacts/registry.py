@@ -21,6 +21,16 @@ traceback) or ``killed`` (Ctrl-C) when its body raises, and :meth:`Registry.comp
     with registry.recording(record.run_id):
         result = trainer.fit()
     registry.complete(record.run_id, result.metrics, result.summary)
+
+A run is ``running`` in one process at a time: the process that makes it ``running`` (``create_run``, ``reopen``,
+``update(status="running")``) holds its lock (:func:`~shoal.artifacts.run.hold_run`, a ``flock`` on
+``runs/<run_id>/run.lock``) until it records another status or dies; another process that tries gets
+:class:`RunBusyError` before anything is written. A run stored ``running`` whose lock nobody holds (its process
+was SIGKILLed or ran out of memory) reads back as ``killed`` from :meth:`Registry.get` and :meth:`Registry.list`.
+That is computed on read, not written back: reads stay reads (no write lock, nothing created, a read-only registry
+reads the same), and a write-back could race a resume that has just taken the lock. The row keeps ``running``
+until a resume or the end of a run writes its status. A run without a lock file (made by an older shoal) reads as
+stored.
 """
 
 from __future__ import annotations
@@ -38,7 +48,16 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from shoal.artifacts.run import RunKind, RunRecord, RunStatus, RunSummary
+from shoal.artifacts.run import (
+    RunBusyError,
+    RunKind,
+    RunRecord,
+    RunStatus,
+    RunSummary,
+    hold_run,
+    release_run,
+    run_is_live,
+)
 from shoal.errors import ShoalError
 
 __all__ = [
@@ -49,6 +68,7 @@ __all__ = [
     "AmbiguousRunError",
     "Registry",
     "RegistryError",
+    "RunBusyError",
     "RunNotFoundError",
     "RunKind",
     "RunRecord",
@@ -292,11 +312,14 @@ class Registry:
 
     def _record(self, row: tuple[Any, ...]) -> RunRecord:
         run_id = row[0]
+        status = RunStatus(row[3])
+        if status == RunStatus.RUNNING and run_is_live(self._artifact_dir(run_id)) is False:
+            status = RunStatus.KILLED  # its process died without a word (SIGKILL, out of memory)
         return RunRecord(
             run_id=run_id,
             name=row[1],
             kind=RunKind(row[2]),
-            status=RunStatus(row[3]),
+            status=status,
             config=json.loads(row[4]),
             metrics=json.loads(row[5]),
             summary=json.loads(row[6]),
@@ -354,6 +377,7 @@ class Registry:
             except sqlite3.IntegrityError:
                 logger.debug("run id %s already taken; drawing another", run_id)
                 continue
+            hold_run(self._artifact_dir(run_id), run_id)  # a new folder: nobody else holds it
             logger.info("created run %s (%s, kind=%s)", run_id, name, kind)
             return self.get(run_id)
         raise RegistryError(f"could not allocate a unique run id after {_ID_ATTEMPTS} attempts")
@@ -370,16 +394,32 @@ class Registry:
         """Update a run (exact id) in one transaction and return the new record.
 
         ``metrics`` and ``summary`` are merged key-by-key into the stored dicts (new values win);
-        ``finished=True`` stamps ``finished_at`` with the current time.
+        ``finished=True`` stamps ``finished_at`` with the current time. Status ``running`` takes the run's lock
+        for this process first; any other status lets go of it once written.
 
         Raises:
             ValueError: ``status`` is not one of :data:`STATUSES`.
             RunNotFoundError: no run has this exact id.
+            RunBusyError: ``status`` is ``running`` and another live process runs the run (nothing written).
         """
         if status is not None:
             status = _check_status(status)
         metrics_patch = _dumps("metrics", metrics) if metrics is not None else None
         summary_patch = _dumps("summary", summary) if summary is not None else None
+        if status == RunStatus.RUNNING:
+            hold_run(self._artifact_dir(run_id), run_id)
+        try:
+            self._write(run_id, status, metrics_patch, summary_patch, finished)
+        except RunNotFoundError:
+            release_run(self._artifact_dir(run_id))
+            raise
+        if status is not None and status != RunStatus.RUNNING:
+            release_run(self._artifact_dir(run_id))
+        return self.get(run_id)
+
+    def _write(self, run_id: str, status: RunStatus | None, metrics_patch: str | None, summary_patch: str | None,
+               finished: bool) -> None:
+        """The transaction of :meth:`update`."""
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT status, metrics, summary, finished_at FROM runs WHERE run_id = ?", (run_id,)
@@ -406,7 +446,6 @@ class Registry:
                     run_id,
                 ),
             )
-        return self.get(run_id)
 
     def get(self, ref: str) -> RunRecord:
         """Look a run up by exact id, unique id prefix, or ``"latest"`` (most recently created).
@@ -445,17 +484,30 @@ class Registry:
             )
 
     def list(self, limit: int = 50, status: RunStatus | str | None = None) -> builtins.list[RunRecord]:
-        """Up to ``limit`` runs, newest first, optionally only those with the given status."""
+        """Up to ``limit`` runs, newest first, optionally only those with the given status (as read: a ``running``
+        run whose process died counts as ``killed``)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        where = "" if status is None else "WHERE status = ?"
-        params: tuple[Any, ...] = (limit,) if status is None else (_check_status(status).value, limit)
+        order = "ORDER BY created_at DESC, run_id DESC"
+        if status is None:
+            with self._connect() as conn:
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM runs {order} LIMIT ?", (limit,)).fetchall()
+            return [self._record(r) for r in rows]
+        wanted = _check_status(status)
+        stored = (wanted, RunStatus.RUNNING) if wanted in (RunStatus.RUNNING, RunStatus.KILLED) else (wanted,)
+        found: builtins.list[RunRecord] = []
         with self._connect() as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created_at DESC, run_id DESC LIMIT ?",
-                params,
-            ).fetchall()
-        return [self._record(r) for r in rows]
+            cursor = conn.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE status IN ({', '.join('?' * len(stored))}) {order}",
+                tuple(s.value for s in stored),
+            )
+            for row in cursor:
+                record = self._record(row)
+                if record.status == wanted:
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+        return found
 
     # ------------------------------------------------------------------ a run's status
 

@@ -139,7 +139,8 @@ def eval_(
 
 
 def runs_(home: HomeOption = None, limit: int = 20) -> None:
-    """List runs in the registry, newest first."""
+    """List runs in the registry, newest first. A run whose process died without a word (kill -9, out of memory)
+    shows `killed`: resume it with `shoal train --resume RUN`."""
     from shoal.artifacts.registry import Registry
 
     with user_errors():

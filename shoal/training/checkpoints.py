@@ -128,6 +128,13 @@ class Checkpointer:
         pos.history = [dict(h) for h in state["history"]]
         return pos
 
+    def discard_partial(self) -> None:
+        """Remove what a killed process left half written (``checkpoint.tmp``, ``best.safetensors.tmp``) before a
+        resume writes its own; the last whole checkpoint stays."""
+        if self.writes:
+            for tmp in (self.path.with_suffix(".tmp"), self.best_path.with_name(self.best_path.name + ".tmp")):
+                tmp.unlink(missing_ok=True)
+
     def epoch_end_due(self) -> bool:
         """Whether to checkpoint at this epoch end: short epochs are cheaper to redo than to save."""
         return self.every_epoch or time.perf_counter() - self._last >= EPOCH_CHECKPOINT_SECONDS

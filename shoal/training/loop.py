@@ -132,6 +132,8 @@ class Trainer:
 
     def _start(self, checkpoints: Checkpointer, model: nn.Module, opts: Optimizers, resume: bool) -> Position:
         """The position to train from: the checkpoint's when resuming (model and optimizers restored)."""
+        if resume:
+            checkpoints.discard_partial()  # half a file from the killed process
         if resume and checkpoints.path.exists():
             pos = checkpoints.load(model, opts)
             log.info("resuming at epoch %d chunk %d batch %d (step %d)", pos.epoch, pos.chunk, pos.batch, pos.step)
