@@ -31,15 +31,24 @@ def export(
     rows: Annotated[int, typer.Option(help="Rows to check parity on.")] = 2000,
     data: Annotated[Path | None, typer.Option(help="Check parity on this file (default: the run's data).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder to write to (default: BUNDLE/onnx).")] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Also write model.raw.onnx: the encoding in the graph, so it takes the RAW columns (dense: "
+                      "float32, NaN for missing; ids: their UTF-8 bytes + lengths; lists: + per-row counts) and "
+                      "gives probabilities; raw_inputs.json describes the inputs. Not for text features yet.")] = False,
+    raw_max_bytes: Annotated[int, typer.Option(help="With --raw: the most bytes an id may have.")] = 64,
     home: HomeOption = None,
 ) -> None:
     """Export a trained bundle to ONNX (fp32, optionally int8 and fp16 embeddings) and check parity."""
     from shoal.export.onnx import export_onnx
 
     with user_errors():
-        if not onnx:
-            raise ValueError("choose a format: --onnx (the only one for now), e.g. shoal export RUN --onnx --int8")
+        if not onnx and not raw:
+            raise ValueError("choose a format: --onnx (encoded inputs) and/or --raw (raw columns), e.g. "
+                             "shoal export RUN --onnx --int8")
         folder = resolve(run, home_dir(home)).folder
+        if not onnx:  # --raw alone
+            _export_raw(folder, out, raw_max_bytes)
+            return
         with console.status("exporting and checking parity"):
             report = export_onnx(folder, out, int8=int8, fp16_embeddings=fp16_embeddings, parity_rows=rows, data=data)
         table = Table(title=f"ONNX export -> {report.dir} (parity on {report.rows:,} rows of {report.rows_source})")
@@ -53,6 +62,19 @@ def export(
         console.print(table)
         console.print(f"inputs: {', '.join(report.layout['input_names'])}; Loop nodes: {report.loops}; "
                       f"{report.seconds:.1f} s. Serve it with OnnxPredictor, measure it with: shoal bench {run}")
+        if raw:
+            _export_raw(folder, out, raw_max_bytes)
+
+
+def _export_raw(folder: Path, out: Path | None, max_bytes: int) -> None:
+    """``--raw``: write model.raw.onnx and raw_inputs.json (:mod:`shoal.export.raw`) and say what they take."""
+    from shoal.export.raw import export_raw_onnx
+
+    with console.status("exporting the raw-input graph and checking parity"):
+        report = export_raw_onnx(folder, out, max_bytes=max_bytes)
+    console.print(f"raw inputs -> {report.path}: {', '.join(report.inputs)} (described in {report.contract_path}); "
+                  f"max |Δ p| vs the Python encoder {report.max_abs_proba_diff:.1e} on {report.parity_rows} "
+                  "synthetic rows")
 
 
 def bench(

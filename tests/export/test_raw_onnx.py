@@ -1,0 +1,337 @@
+"""The raw ONNX export: preprocessing in the graph, equal to the Python encoder + PyTorch, the hash bit for bit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoal.artifacts.bundle import Bundle, load_bundle, save_bundle
+from shoal.config import parse_config
+from shoal.data.encoder import Encoder
+from shoal.data.features import SparseColumn
+from shoal.data.hashing import bucketize, hash_strings
+from shoal.data.readers import BadRowSink, Chunk
+from shoal.export.onnx import ExportError
+from shoal.export.raw import (
+    RawOnnxModel,
+    export_raw_onnx,
+    parity,
+    preprocess_model,
+    raw_edges,
+    raw_feed,
+    synthetic_raw_rows,
+)
+from shoal.models import build
+
+FEATURES: list[dict[str, Any]] = [
+    {"name": "price", "kind": "dense", "transform": "standardize", "bins": 6},
+    {"name": "clicks", "kind": "dense", "transform": "log1p", "bins": 8},
+    {"name": "age", "kind": "dense"},
+    {"name": "user", "kind": "sparse", "buckets": 1000},
+    {"name": "item", "kind": "sparse", "buckets": 37},
+    {"name": "tags", "kind": "sparse", "buckets": 50, "separator": "|"},
+]
+
+
+def _make_bundle(tmp: Path, features: list[dict[str, Any]] = FEATURES, fit_rows: int = 3000,
+                 classes: list[str] | None = None) -> tuple[Path, Bundle]:
+    """A DLRM bundle with random weights (tables made to matter) and an encoder fitted on synthetic raw rows."""
+    label: dict[str, Any] = {"column": "y"} if classes is None else {"column": "y", "kind": "multiclass",
+                                                                        "classes": classes}
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": label, "features": features,
+                        "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]}})
+    encoder = Encoder(cfg.features, cfg.label)
+    table = synthetic_raw_rows(encoder, fit_rows, seed=7)
+    encoder.fit([Chunk(table, np.arange(1, fit_rows + 1), "fit")], BadRowSink("error"))
+    torch.manual_seed(0)
+    model = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if pname.endswith("bag.weight"):
+                torch.nn.init.normal_(p, std=0.3)
+    meta: dict[str, Any] = {"train_base_rate": 0.3}
+    if classes:
+        meta |= {"classes": classes, "train_class_prior": [1 / len(classes)] * len(classes)}
+    save_bundle(tmp / "bundle", model, encoder, cfg, meta)
+    return tmp / "bundle", load_bundle(tmp / "bundle")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Bundle, Any]:
+    folder, bundle = _make_bundle(tmp_path_factory.mktemp("raw"))
+    report = export_raw_onnx(folder)  # the default: unrolled over 64 bytes
+    return folder, bundle, report
+
+
+def _session(model: Any) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+# -- parity with the Python path --------------------------------------------------------------------------------
+def test_export_writes_the_model_and_the_contract(exported: tuple[Path, Bundle, Any]) -> None:
+    folder, _, report = exported
+    assert report.path == folder / "onnx" / "model.raw.onnx" and report.path.is_file()
+    assert report.contract_path == folder / "onnx" / "raw_inputs.json"
+    assert report.max_abs_proba_diff <= 1e-5 and report.parity_rows > 0
+    model = RawOnnxModel(folder / "onnx")
+    assert set(model.contract["inputs"]) == {"price", "clicks", "age", "user.bytes", "user.lengths", "item.bytes",
+                                             "item.lengths", "tags.bytes", "tags.lengths", "tags.counts"}
+    assert {o.name for o in model.session.get_outputs()} == {"probabilities", "logits"}
+    assert not any(n.op_type in ("Loop", "Scan") for n in __import__("onnx").load(str(report.path)).graph.node)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 500])
+def test_probabilities_equal_the_python_path(exported: tuple[Path, Bundle, Any], rows: int) -> None:
+    """Missing numbers, values on the bin thresholds, unicode, padded and empty ids, empty lists: to 1e-5."""
+    folder, bundle, _ = exported
+    table = synthetic_raw_rows(bundle.encoder, rows, seed=rows)
+    assert parity(bundle, RawOnnxModel(folder / "onnx"), table) <= 1e-5
+
+
+def test_row_dicts_feed_the_same_as_a_table(exported: tuple[Path, Bundle, Any]) -> None:
+    folder, bundle, _ = exported
+    model = RawOnnxModel(folder / "onnx")
+    rows = [{"price": 3.5, "clicks": None, "age": "41", "user": " ü-42 ", "item": "17", "tags": "a| b ||c"},
+            {"price": None, "clicks": 12.0, "age": None, "user": None, "item": "", "tags": None}]
+    table = pa.table({"price": [3.5, None], "clicks": [None, 12.0], "age": ["41", None], "user": [" ü-42 ", None],
+                      "item": ["17", ""], "tags": ["a| b ||c", None]})
+    np.testing.assert_array_equal(model.predict_proba(rows), model.predict_proba(table))
+    assert parity(bundle, model, table) <= 1e-5
+
+
+def test_str_strip_trims_what_the_encoder_trims() -> None:
+    """The fast feed of row dicts trims with ``str.strip()``: the same code points as ``utf8_trim_whitespace``."""
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    trimmed = pc.utf8_trim_whitespace(pa.array([f"{c}x{c}" for c in chars])).to_pylist()
+    assert [t for t in trimmed] == [f"{c}x{c}".strip() for c in chars]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "price": st.one_of(st.none(), st.floats(-1e6, 1e6, width=32), st.integers(-1000, 1000)),
+    "clicks": st.one_of(st.none(), st.floats(0, 1e9, width=32)), "age": st.none(),
+    "user": st.one_of(st.none(), st.text(max_size=6)),
+    "item": st.one_of(st.none(), st.text(alphabet=" \t\u3000ab\u2028é", max_size=5)),
+    "tags": st.one_of(st.none(), st.text(alphabet="ab |\u00a0中", max_size=12))}), min_size=1, max_size=5))
+def test_fast_feed_of_row_dicts_equals_the_table_feed(rows: list[dict[str, Any]]) -> None:
+    contract = _CONTRACT["c"]
+    fast = raw_feed(rows, contract)
+    slow = raw_feed(pa.Table.from_pylist(rows), contract)
+    assert fast.keys() == slow.keys()
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], slow[k], err_msg=k)
+        assert fast[k].dtype == slow[k].dtype, k
+
+
+_CONTRACT: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _contract(exported: tuple[Path, Bundle, Any]) -> None:
+    _CONTRACT["c"] = RawOnnxModel(exported[0] / "onnx").contract
+
+
+def test_bins_match_the_encoder_exactly(exported: tuple[Path, Bundle, Any]) -> None:
+    """The thresholds on the raw float32 value give searchsorted's bins, at and next to every edge."""
+    _, bundle, _ = exported
+    for col in bundle.encoder.binned_features:
+        thresholds = raw_edges(col)
+        assert len(thresholds) == len(col.edges_)
+        near = np.concatenate([thresholds, np.nextafter(thresholds, np.float32(-np.inf)),
+                               np.nextafter(thresholds, np.float32(np.inf)), [0, -1, 1e30, -1e30]]).astype(np.float32)
+        near = near[np.isfinite(near)]
+        expected = col.bin_ids(near.astype(np.float64))
+        got = (near[:, None] >= thresholds[None, :]).sum(axis=1) + 1
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_multiclass_and_lists_only(tmp_path: Path) -> None:
+    """Softmax probabilities (N, C); a bundle without dense features; no rows gives no probabilities."""
+    features = [{"name": "u", "kind": "sparse", "buckets": 40},
+                {"name": "tags", "kind": "sparse", "buckets": 30, "separator": ","}]
+    folder, bundle = _make_bundle(tmp_path, features, fit_rows=200, classes=["a", "b", "c"])
+    report = export_raw_onnx(folder, tmp_path / "out" / "mc.onnx", max_bytes=48)
+    assert report.path == tmp_path / "out" / "mc.onnx" and (tmp_path / "out" / "raw_inputs.json").is_file()
+    model = RawOnnxModel(report.path)
+    table = synthetic_raw_rows(bundle.encoder, 50, seed=2, max_bytes=48)
+    proba = model.predict_proba(table)
+    assert proba.shape == (50, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert parity(bundle, model, table) <= 1e-5
+    assert model.predict_proba(table.slice(0, 0)).shape == (0, 3)
+
+
+def test_cli_export_raw(exported: tuple[Path, Bundle, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from shoal.cli.main import app
+
+    folder, _, _ = exported
+    result = CliRunner().invoke(app, ["export", str(folder), "--raw", "--out", str(tmp_path), "--raw-max-bytes", "40"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.raw.onnx").is_file() and "tags.counts" in result.output
+    assert RawOnnxModel(tmp_path).contract["max_bytes"] == 40
+    assert "--raw" in CliRunner().invoke(app, ["export", "--help"]).output
+    result = CliRunner().invoke(app, ["export", str(folder)])
+    assert result.exit_code == 2 and "--onnx" in result.output and "--raw" in result.output
+
+
+# -- the hash ---------------------------------------------------------------------------------------------------------
+def _ids_graph(features: list[dict[str, Any]], max_bytes: int | None) -> tuple[Encoder, ort.InferenceSession]:
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": features,
+                        "model": {"name": "dlrm"}})
+    encoder = Encoder(cfg.features, cfg.label)
+    return encoder, _session(preprocess_model(encoder, max_bytes=max_bytes))
+
+
+ODD_IDS = ["a", "", "é", "中文", "🙂🙂", "x" * 300, "ab\x00cd", "  spaced  ", "Ωmega-" * 20, "0", "-1", "ß" * 150]
+
+
+@pytest.mark.parametrize("max_bytes", [320, None])
+def test_in_graph_ids_equal_hash_strings(max_bytes: int | None) -> None:
+    """Unicode, an empty string (hashed; its id is the reserved 0), a 300-byte id, a NUL byte: bit for bit."""
+    encoder, session = _ids_graph([{"name": "user", "kind": "sparse", "buckets": 1000},
+                                   {"name": "tags", "kind": "sparse", "buckets": 77, "separator": ";"}], max_bytes)
+    contract = {"max_bytes": max_bytes, "features": [
+        {"name": "user", "kind": "sparse", "column": "user", "separator": None,
+         "inputs": {"bytes": "user.bytes", "lengths": "user.lengths"}},
+        {"name": "tags", "kind": "sparse", "column": "tags", "separator": ";",
+         "inputs": {"bytes": "tags.bytes", "lengths": "tags.lengths", "counts": "tags.counts"}}]}
+    table = pa.table({"user": ODD_IDS, "tags": [";".join(ODD_IDS[: i % 4 + 1]) for i in range(len(ODD_IDS))]})
+    feed = raw_feed(table, contract)
+    # raw_feed trims: put the untrimmed bytes back for the hash check, the encoder's trimming is tested elsewhere
+    raw = pa.array(ODD_IDS)
+    feed["user.bytes"], feed["user.lengths"] = _untrimmed(raw, max_bytes)
+    ids, hashes = session.run(["raw/ids/user", "raw/hashes"], feed)
+    user = encoder.sparse_features[0]
+    expected_hash = hash_strings(raw, user.seed)
+    np.testing.assert_array_equal(hashes[: len(ODD_IDS)], expected_hash)
+    expected = bucketize(expected_hash, user.buckets)
+    expected[np.array([s == "" for s in ODD_IDS])] = 0  # length 0: missing, as the encoder maps ""
+    np.testing.assert_array_equal(ids, expected)
+    # the list feature: the encoder's ids and offsets, through the padded form
+    tags = encoder.sparse_features[1]
+    tag_ids, tag_off, _ = tags.ids(table.column("tags"), np.arange(len(ODD_IDS) + 1))
+    flat = session.run(["raw/ids/tags"], feed)[0]
+    counts = feed["tags.counts"]
+    np.testing.assert_array_equal(np.diff(tag_off), np.maximum(counts, 1))
+    np.testing.assert_array_equal(flat, tag_ids[np.repeat(counts > 0, np.maximum(counts, 1))])
+
+
+def _untrimmed(arr: pa.Array, max_bytes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [s.encode("utf-8") for s in arr.to_pylist()]
+    width = max_bytes or max(1, max(map(len, encoded)))
+    out = np.zeros((len(encoded), width), np.uint8)
+    for i, b in enumerate(encoded):
+        out[i, : len(b)] = np.frombuffer(b, np.uint8)
+    return out, np.array([len(b) for b in encoded], np.int64)
+
+
+def test_missing_ids_are_id_0_whatever_the_length_says() -> None:
+    encoder, session = _ids_graph([{"name": "u", "kind": "sparse", "buckets": 10}], 4)
+    feed = {"u.bytes": np.array([[97, 0, 0, 0], [97, 0, 0, 0], [0, 0, 0, 0]], np.uint8),
+            "u.lengths": np.array([1, -1, 0], np.int64)}
+    ids = session.run(["raw/ids/u"], feed)[0]
+    assert ids[0] == bucketize(hash_strings(pa.array(["a"]), encoder.sparse_features[0].seed), 10)[0]
+    assert list(ids[1:]) == [0, 0]
+
+
+def test_a_too_long_id_is_refused_not_cut() -> None:
+    contract = {"max_bytes": 4, "features": [{"name": "u", "kind": "sparse", "column": "u", "separator": None,
+                                              "inputs": {"bytes": "u.bytes", "lengths": "u.lengths"}}]}
+    with pytest.raises(ValueError, match="5 bytes long.*at most 4"):
+        raw_feed([{"u": "abcde"}], contract)
+    _, session = _ids_graph([{"name": "u", "kind": "sparse", "buckets": 10}], 4)
+    with pytest.raises(Exception, match="(?i)dimension"):  # ONNX Runtime refuses another width
+        session.run(None, {"u.bytes": np.zeros((1, 5), np.uint8), "u.lengths": np.array([5], np.int64)})
+
+
+_HASH_SESSION: dict[str, Any] = {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=20))
+def test_property_in_graph_hash_equals_hash_strings(values: list[str]) -> None:
+    if "s" not in _HASH_SESSION:
+        _HASH_SESSION["s"] = _ids_graph([{"name": "prop", "kind": "sparse", "buckets": 9973}], None)
+    encoder, session = _HASH_SESSION["s"]
+    arr = pa.array(values, pa.string())
+    data, lengths = _untrimmed(arr, None)
+    hashes, ids = session.run(["raw/hashes", "raw/ids/prop"], {"prop.bytes": data, "prop.lengths": lengths})
+    col: SparseColumn = encoder.sparse_features[0]
+    expected = hash_strings(arr, col.seed)
+    np.testing.assert_array_equal(hashes, expected)
+    np.testing.assert_array_equal(ids, np.where(lengths > 0, bucketize(expected, col.buckets), 0))
+
+
+# -- what is not exported yet -------------------------------------------------------------------------------------
+def test_text_features_are_not_exported_raw_yet(tmp_path: Path) -> None:
+    features = [{"name": "a", "kind": "dense"}, {"name": "u", "kind": "sparse", "buckets": 20},
+                {"name": "body", "kind": "text", "tokens": "bytes", "max_bytes": 20}]
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": features,
+                        "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]}})
+    encoder = Encoder(cfg.features, cfg.label)
+    model = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
+    save_bundle(tmp_path / "bundle", model, encoder, cfg, {"train_base_rate": 0.3})
+    with pytest.raises(ExportError, match="raw inputs for text features are not exported yet.*body"):
+        export_raw_onnx(tmp_path / "bundle")
+    assert not (tmp_path / "bundle" / "onnx" / "model.raw.onnx").exists()
+
+
+# -- latency (printed, not asserted) ------------------------------------------------------------------------------
+def _percentiles(fn: Any, calls: int) -> tuple[float, float]:
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - t0
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def _rows_per_s(fn: Any, rows: int, seconds: float = 1.0) -> float:
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        n += 1
+    return n * rows / (time.perf_counter() - t0)
+
+
+def test_latency_raw_graph_vs_python_encoder(exported: tuple[Path, Bundle, Any], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Raw row -> probability, feed building included: the raw graph vs the Python encoder + exported graph."""
+    from shoal.export.onnx import export_onnx
+    from shoal.runtime.onnx import OnnxPredictor
+
+    folder, bundle, _ = exported
+    export_onnx(folder, tmp_path / "encoded", parity_rows=200)
+    encoded = OnnxPredictor(tmp_path / "encoded")
+    raw = RawOnnxModel(folder / "onnx")
+    loop = RawOnnxModel(export_raw_onnx(folder, tmp_path / "loop", form="loop").path)
+    one = [synthetic_raw_rows(bundle.encoder, 1, seed=3).to_pylist()[0]]
+    table256 = synthetic_raw_rows(bundle.encoder, 256, seed=4)
+    sink = BadRowSink("error")
+
+    def python_path(rows: Any) -> np.ndarray:
+        t = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
+        return encoded.predict_proba(bundle.encoder.encode(Chunk(t, np.arange(1, t.num_rows + 1), "r"), sink,
+                                                           with_label=False))
+
+    systems = {"python encoder + onnx": python_path, "raw onnx (unrolled, 64 B)": raw.predict_proba,
+               "raw onnx (Loop)": loop.predict_proba}
+    lines = []
+    for name, fn in systems.items():
+        fn(one)
+        p50, p99 = _percentiles(lambda fn=fn: fn(one), 2000)
+        rps = _rows_per_s(lambda fn=fn: fn(table256), 256)
+        lines.append(f"{name:28s} batch 1: p50 {p50:.3f} ms p99 {p99:.3f} ms; batch 256: {rps:,.0f} rows/s")
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
