@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.exceptions import NotFittedError
 
 from shoal.api.model import Model, fit
 
@@ -34,9 +34,13 @@ def _frame(X: Any) -> pd.DataFrame:
         frame = X.reset_index(drop=True)
         frame.columns = [str(c) for c in frame.columns]
         return frame
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError("sparse input is not supported: pass a dense array or a DataFrame (X.toarray())")
     arr = np.asarray(X)
     if arr.ndim != 2:
-        raise ValueError(f"expected 2-D features (rows x columns), got an array of shape {arr.shape}")
+        raise ValueError(f"expected 2-D features (rows x columns), got an array of shape {arr.shape}. Reshape "
+                         "your data either using array.reshape(-1, 1) if your data has a single feature or "
+                         "array.reshape(1, -1) if it contains a single sample.")
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 
@@ -57,8 +61,18 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X: Any, y: Any) -> ShoalClassifier:
+        from sklearn.utils.multiclass import type_of_target
+
         frame = _frame(X)
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise ValueError(f"fit needs at least one row and one column; got X of shape {frame.shape}")
+        if y is None:
+            raise ValueError("ShoalClassifier requires y to be passed, but the target y is None")
         labels = np.asarray(y)
+        kind = type_of_target(labels)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"Unknown label type: {kind!r}; ShoalClassifier learns binary or multiclass labels "
+                             "(one class per row)")
         self.classes_ = np.unique(labels)
         if len(self.classes_) < 2:
             raise ValueError(f"y has one class only ({self.classes_[0]!r}); a classifier needs two or more")
@@ -72,16 +86,26 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
         home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
         self.model_: Model = fit(frame, LABEL, model=self.model, home=home, overrides=settings)
         self.n_features_in_ = frame.shape[1] - 1
+        self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
         return self
+
+    def _checked(self, X: Any) -> pd.DataFrame:
+        if "model_" not in self.__dict__:
+            raise NotFittedError("this ShoalClassifier is not fitted yet: call fit(X, y) first")
+        frame = _frame(X)
+        if frame.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {frame.shape[1]} features, but ShoalClassifier is expecting "
+                             f"{self.n_features_in_} features as input")
+        return frame
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, n_classes) probabilities, columns in ``classes_`` order."""
-        check_is_fitted(self, "model_")
-        p = self.model_.predict_proba(_frame(X))
+        p = self.model_.predict_proba(self._checked(X))
         if p.ndim == 1:
             return np.column_stack([1.0 - p, p])
         order = {name: k for k, name in enumerate(self.model_.classes or [])}
         return p[:, [order[str(c)] for c in self.classes_]]
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        p = self.predict_proba(X)  # first: an unfitted estimator raises NotFittedError
+        return self.classes_[p.argmax(axis=1)]

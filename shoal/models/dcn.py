@@ -61,8 +61,8 @@ class DCNv2(nn.Module):
         self.head = nn.Linear(deep_width + width if self.parallel else deep_width, outputs)
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
-        emb = self.sparse_arch(ids, offsets)  # (B, F, d)
-        x0 = torch.cat([dense, emb.flatten(1)], dim=1)  # (B, D0), D0 = D + F*d
+        emb = self.sparse_arch(ids, offsets).flatten(1) if ids else dense[:, :0]  # (B, F*d); dense only: (B, 0)
+        x0 = torch.cat([dense, emb], dim=1)  # (B, D0), D0 = D + F*d
         cross = self.cross_net(x0)  # (B, D0)
         # parallel: (B, D0 + h), the deep MLP reads x0 beside the cross net; stacked: (B, h), it reads the cross output
         z = torch.cat([cross, self.deep_net(x0)], dim=1) if self.parallel else self.deep_net(cross)

@@ -48,6 +48,8 @@ class DLRM(nn.Module):
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
         x = self.bottom_mlp(dense)  # (B, d)
+        if not ids:  # dense features only: no tables, no pairs to interact (the top MLP reads x alone)
+            return squeeze_single(self.top_mlp(x))
         emb = self.sparse_arch(ids, offsets)  # (B, F, d)
         vectors = torch.cat([x.unsqueeze(1), emb], dim=1)  # (B, F + 1, d)
         z = torch.cat([x, self.interaction(vectors)], dim=1)  # (B, d + (F+1)F/2)

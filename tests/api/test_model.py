@@ -105,3 +105,17 @@ def test_progress_and_callbacks(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(keep.seen) >= 1 and all(0 <= auc <= 1 for _, auc in keep.seen)
     shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=1, progress=True)
     assert "auc" in capsys.readouterr().out  # the bar's validation line
+
+
+@pytest.mark.parametrize("model", ["dlrm", "mlp", "dcn_v2", "logistic"])
+def test_dense_features_only_train_and_export(tmp_path: Path, model: str) -> None:
+    """A small all-numeric file gets no embedding table at all (too few values for bins): every model still
+    trains, predicts and exports (DLRM used to fail: no tables to interact with)."""
+    from shoal.export.onnx import export_onnx
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, size=(60, 2)).astype(float)
+    df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 2).astype(int)})
+    m = shoal.fit(df, label="y", model=model, home=tmp_path, train__epochs=1)
+    assert not m.bundle.config.sparse and m.predict_proba(df.head(4)).shape == (4,)
+    export_onnx(m.record.artifact_dir / "bundle")  # parity-checked against the PyTorch model
