@@ -64,8 +64,10 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.utils.multiclass import type_of_target
 
         frame = _frame(X)
-        if frame.shape[0] == 0 or frame.shape[1] == 0:
-            raise ValueError(f"fit needs at least one row and one column; got X of shape {frame.shape}")
+        if frame.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required.")
+        if frame.shape[0] == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={frame.shape}) while a minimum of 1 is required.")
         if y is None:
             raise ValueError("ShoalClassifier requires y to be passed, but the target y is None")
         labels = np.asarray(y)
@@ -100,7 +102,8 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, n_classes) probabilities, columns in ``classes_`` order."""
-        p = self.model_.predict_proba(self._checked(X))
+        frame = self._checked(X)  # first: an unfitted estimator raises NotFittedError
+        p = self.model_.predict_proba(frame)
         if p.ndim == 1:
             return np.column_stack([1.0 - p, p])
         order = {name: k for k, name in enumerate(self.model_.classes or [])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,22 @@ def test_dense_features_only_train_and_export(tmp_path: Path, model: str) -> Non
     m = shoal.fit(df, label="y", model=model, home=tmp_path, train__epochs=1)
     assert not m.bundle.config.sparse and m.predict_proba(df.head(4)).shape == (4,)
     export_onnx(m.record.artifact_dir / "bundle")  # parity-checked against the PyTorch model
+
+
+def test_sklearn_estimator_checks() -> None:
+    """scikit-learn's own checks of an estimator, all but these (each with the reason)."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from shoal.api.sklearn import ShoalClassifier
+
+    expected = {
+        "check_dtype_object": "an object column mixing strings and numbers: Arrow reads one type per column",
+        "check_estimators_nan_inf": "NaN is a missing value by design (dense features get a missing flag)",
+        "check_supervised_y_2d": "y of shape (n, 1) is not taken yet",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(ShoalClassifier(epochs=1), expected_failed_checks=expected, on_fail=None)
+    failed = sorted({r["check_name"] for r in results if r["status"] == "failed"})
+    assert failed == [], failed
+    assert sum(r["status"] == "passed" for r in results) >= 50
