@@ -81,3 +81,8 @@ def test_python_overrides(tmp_path: Path) -> None:
     record = runs.train(_config(tmp_path), tmp_path / "home", overrides={"train.epochs": 2})
     assert record.config["train"]["epochs"] == 2
     assert record.summary.get("epochs_run", 2) <= 2
+
+
+def test_pictures_can_be_turned_off(tmp_path: Path) -> None:
+    record = runs.train(_config(tmp_path), tmp_path / "home", overrides={"train.pictures": False})
+    assert "learning_curve_png" not in record.summary and not list(record.artifact_dir.glob("*.png"))

@@ -65,6 +65,8 @@ def leaderboard(rows: list[TrialRow], maximize: bool) -> list[TrialRow]:
 def best_yaml(config: dict[str, Any], path: Path, test: Path | FileSpec | None = None) -> Path:
     """Write the winner's resolved config (with the test file, when the search had one) as YAML to ``path``."""
     doc = dict(config)
+    if isinstance(doc.get("train"), dict):  # trials skip the pictures; a run of the winner's config draws them
+        doc["train"] = {**doc["train"], "pictures": True}
     if test is not None:
         doc["data"] = {**doc["data"], "test": str(test) if isinstance(test, Path) else test.model_dump(mode="json")}
     header = ("# The best config found by `shoal auto`; `shoal train` on this file trains the same model again\n"

@@ -66,14 +66,20 @@ class Service:
         """While serving a model reference (``NAME@ALIAS``, ``NAME``), reload whenever it points at another run:
         moving an alias (``shoal alias``) swaps the server within ``settings.follow_s``, with no failed request
         (a reload loads and warms the new version before the swap). Runs until cancelled."""
-        from shoal.artifacts.refs import model_run
+        from shoal.artifacts.models import ModelNotFoundError, ModelRegistry
 
+        models = ModelRegistry(self.home)  # one instance: the registry's schema is checked once, then only read
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.settings.follow_s)
             try:
-                run = await loop.run_in_executor(None, model_run, str(self.ref), self.home)
-                if run != self.model.run and run != str(self.ref):
+                try:
+                    run = (await loop.run_in_executor(None, models.resolve, str(self.ref))).run_id
+                except ModelNotFoundError:
+                    if "@" not in str(self.ref):
+                        return  # a plain name that is no model (a bundle folder here): nothing to follow
+                    raise
+                if run != self.model.run:
                     log.info("%s now points at run %s (serving %s): reloading", self.ref, run, self.model.run)
                     await self.reload()
             except Exception:

@@ -101,27 +101,30 @@ class Evaluator:
             pos.bad_evals += 1
         return pos.bad_evals >= self.patience
 
-    def final(self, model: nn.Module, run_dir: Path, title: str,
-              history: list[dict[str, float]] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def final(self, model: nn.Module, run_dir: Path, title: str, history: list[dict[str, float]] | None = None,
+              pictures: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """The run's metrics on the validation and test sets, and its pictures in ``run_dir`` (paths in the
         summary): ``learning-curve.png`` from ``history``; per set, ``curves-{set}.png`` (ROC, precision-recall,
-        calibration) for a binary label, or the confusion matrix and ``confusion-{set}.png`` for a multiclass one."""
+        calibration) for a binary label, or the confusion matrix and ``confusion-{set}.png`` for a multiclass one.
+        Without ``pictures``: the metrics and confusion matrices, no PNG."""
         metrics: dict[str, Any] = {}
         summary: dict[str, Any] = {}
         encoder = self.data.encoder
-        if history and self.scorer.is_main:
+        draw = pictures and self.scorer.is_main
+        if history and draw:
             summary["learning_curve_png"] = str(learning_curve_png(history, run_dir / "learning-curve.png", title))
         for rows in (self.data.valid, self.data.test):
             if rows is None:
                 continue
             labels, logits = self.scorer.scores(model, self.data, rows)
             metrics.update({f"{rows.name}_{k}": v for k, v in report(labels, logits, self.data.prior).items()})
-            if not encoder.multiclass and self.scorer.is_main and len(labels):
+            if not encoder.multiclass and draw and len(labels):
                 summary[f"{rows.name}_curves_png"] = str(binary_curves_png(
                     labels, probabilities(logits), run_dir / f"curves-{rows.name}.png", f"{title}: {rows.name}"))
             if encoder.multiclass:
                 cm = confusion_matrix(labels, probabilities(logits))
                 summary[f"{rows.name}_confusion"] = cm.tolist()
-                summary[f"{rows.name}_confusion_png"] = str(confusion_png(
-                    cm, encoder.classes_, run_dir / f"confusion-{rows.name}.png", f"{title}: {rows.name}"))
+                if draw:
+                    summary[f"{rows.name}_confusion_png"] = str(confusion_png(
+                        cm, encoder.classes_, run_dir / f"confusion-{rows.name}.png", f"{title}: {rows.name}"))
         return metrics, summary

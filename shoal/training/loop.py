@@ -126,7 +126,7 @@ class Trainer:
         pos.train_seconds = time.perf_counter() - started
         self.callbacks.on_end(pos.stopped_early)
         checkpoints.restore_best(model)
-        metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history)
+        metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history, t.pictures)
         summary = {**data.summary, **confusion, **pos.summary()}
         return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
 
