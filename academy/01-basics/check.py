@@ -9,15 +9,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy.figures import has_line
+from shoal.academy.figures import expect_series_plot
 from shoal.academy.grader import (
     Check,
     CheckFailed,
     LabContext,
-    expect_figure,
     expect_floats,
     expect_tensor,
-    saved_figures,
     without,
 )
 
@@ -160,14 +158,10 @@ def check_held_out(ctx: LabContext) -> str:
 
 def check_plot(ctx: LabContext) -> str:
     path = ctx.workdir / "loss_curve.png"
-    path.unlink(missing_ok=True)
     losses = ctx.state["losses"]
-    with saved_figures() as saved:
-        ctx.lab.plot_loss_curve(list(losses), path)
-    fig = expect_figure(saved, path, "the loss curve")
-    if not has_line(fig, losses):
-        raise CheckFailed(f"the loss curve does not show the {len(losses)} losses it was given: plot them as one line, "
-                          "ax.plot(epochs, losses)")
+    expect_series_plot(ctx.lab.plot_loss_curve, losses, path, "the loss curve",
+                       f"the loss curve does not show the {len(losses)} losses it was given: plot them as one line, "
+                       "ax.plot(epochs, losses)")
     return f"{len(losses)} epochs plotted, axes labelled, in {path.name}"
 
 

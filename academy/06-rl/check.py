@@ -7,15 +7,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from shoal.academy.figures import has_line
+from shoal.academy.figures import expect_series_plot
 from shoal.academy.grader import (
     Check,
     CheckFailed,
     LabContext,
-    expect_figure,
     expect_floats,
     expect_tensor,
-    saved_figures,
 )
 
 REQUIRES = ("gymnasium", "matplotlib")
@@ -175,14 +173,10 @@ def check_learns(ctx: LabContext) -> str:
 
 def check_plot(ctx: LabContext) -> str:
     path = ctx.workdir / "returns.png"
-    path.unlink(missing_ok=True)
     returns = ctx.state["returns"]
-    with saved_figures() as saved:
-        ctx.lab.plot_returns(list(returns), path)
-    fig = expect_figure(saved, path, "the learning curve")
-    if not has_line(fig, returns):
-        raise CheckFailed(f"the plot does not show the {len(returns)} episode returns it was given: plot them as a "
-                          "line against the episode number (a moving average beside it is welcome)")
+    expect_series_plot(ctx.lab.plot_returns, returns, path, "the learning curve",
+                       f"the plot does not show the {len(returns)} episode returns it was given: plot them as a "
+                       "line against the episode number (a moving average beside it is welcome)")
     return f"{len(returns)} episodes plotted, axes labelled, in {path.name}"
 
 

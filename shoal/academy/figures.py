@@ -8,7 +8,7 @@ plotted (``plotted_lines`` gives each line's and each scatter's points to compar
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import numpy as np
 
 from shoal.academy.checks import CheckFailed, assert_png
 
-__all__ = ["expect_figure", "has_line", "has_point", "images", "plotted_lines", "saved_figures"]
+__all__ = ["expect_figure", "expect_series_plot", "has_line", "has_point", "images", "plotted_lines",
+           "saved_figures"]
 
 
 @contextmanager
@@ -105,3 +106,16 @@ def has_point(fig: Any, x: float, y: float, *, rel: float = 1e-3) -> bool:
                                                                                                    strict=True)):
             return True
     return False
+
+
+def expect_series_plot(draw: Callable[[list[float], Path], Any], values: list[float], path: Path, what: str,
+                       missing: str) -> Any:
+    """Call the learner's ``draw(values, path)`` and return the figure it saved to ``path`` (a fresh file, axes
+    labelled), or fail with ``missing`` when no line of it shows ``values``."""
+    path.unlink(missing_ok=True)
+    with saved_figures() as saved:
+        draw(list(values), path)
+    fig = expect_figure(saved, path, what)
+    if not has_line(fig, values):
+        raise CheckFailed(missing)
+    return fig
