@@ -33,8 +33,8 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Folder to write to (default: BUNDLE/onnx).")] = None,
     raw: Annotated[bool, typer.Option(
         "--raw", help="Also write model.raw.onnx: the encoding in the graph, so it takes the RAW columns (dense: "
-                      "float32, NaN for missing; ids: their UTF-8 bytes + lengths; lists: + per-row counts) and "
-                      "gives probabilities; raw_inputs.json describes the inputs. Not for text features yet.")] = False,
+                      "float32, NaN for missing; ids: their UTF-8 bytes + lengths; lists: + per-row counts; texts: "
+                      "their UTF-8 bytes + lengths) and gives probabilities; raw_inputs.json describes them.")] = False,
     raw_max_bytes: Annotated[int, typer.Option(help="With --raw: the most bytes an id may have.")] = 64,
     home: HomeOption = None,
 ) -> None:

@@ -1,8 +1,8 @@
 """An ONNX model whose inputs are the RAW columns: the encoder's preprocessing built into the graph.
 
 :func:`~shoal.export.onnx.export_onnx` writes a graph that starts after the Python encoder (hashed ids,
-transformed numbers), so every caller needs shoal's encoder. :func:`export_raw_onnx` puts the encoding of dense
-and sparse features in front of that graph, in standard ONNX ops (opset 18, ``ai.onnx``), so a caller in any
+transformed numbers), so every caller needs shoal's encoder. :func:`export_raw_onnx` puts the encoding of dense,
+sparse and text features in front of that graph, in standard ONNX ops (opset 18, ``ai.onnx``), so a caller in any
 language feeds raw values and gets probabilities::
 
     report = export_raw_onnx("runs/2024.../bundle")        # writes bundle/onnx/model.raw.onnx + raw_inputs.json
@@ -30,7 +30,13 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
   id of the batch, row after row (split on the separator, trimmed, empty ids dropped: the caller's job), and
   ``NAME.counts`` int64 (N,) how many ids each row has; a row with none pools embedding row 0, as the encoder's
   reserved id does. The graph pads them into the ``ids_k`` / ``weights_k`` form of :mod:`shoal.runtime.feed`.
-- text features: not in this export yet (:class:`~shoal.export.onnx.ExportError` says so).
+- text ``NAME``: ``NAME.bytes`` uint8 (N, W): each text's UTF-8 bytes as they are (not trimmed), zero-padded, W
+  free; ``NAME.lengths`` int64 (N,), 0 or -1 for an empty or missing text. The graph cuts each text to the
+  feature's ``max_bytes`` and computes the byte / word n-gram ids or the byte sequence bit for bit
+  (:mod:`shoal.export.raw_text`).
+
+The pieces live beside this module: :mod:`.raw_graph` (the graph builder, SplitMix64, pooling), :mod:`.raw_ids`
+(the id hash), :mod:`.raw_text` (text features), :mod:`.raw_feed` (:func:`raw_feed`: raw rows -> the inputs).
 
 ``L`` is the export's ``max_bytes``: with the default ``form="unrolled"`` the FNV loop is unrolled over ``L`` byte
 columns and the bytes inputs have that fixed width (ONNX Runtime refuses any other width: a longer id is refused,
@@ -55,35 +61,29 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.encoder import Encoder
-from shoal.data.features import DenseColumn, Problems, as_strings
-from shoal.data.features.dense import FLOAT32_MAX
+from shoal.data.features import DenseColumn
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
+from shoal.export.raw_feed import raw_feed
+from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, pool
+from shoal.export.raw_ids import LOOP_BLOCK, hash_ids
+from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
 from shoal.runtime.feed import InputLayout
 
-__all__ = ["DEFAULT_MAX_BYTES", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel", "export_raw_onnx",
-           "preprocess_model", "raw_contract", "raw_edges", "raw_feed", "synthetic_raw_rows"]
+__all__ = ["DEFAULT_MAX_BYTES", "LOOP_BLOCK", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
+           "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed", "synthetic_raw_rows"]
 
-OPSET = 18
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
 RAW_FORMAT = "shoal-raw-onnx"
-RAW_VERSION = 1
+RAW_VERSION = 2  # 2: text features (NAME.bytes + NAME.lengths); 1 had dense and sparse features only
 METADATA_KEY = "shoal.raw_inputs"
-LOOP_BLOCK = 8  # bytes hashed per turn of the Loop form
 DEFAULT_MAX_BYTES = 64  # id bytes per row the unrolled hash reads; longer ids are refused (re-export with more)
 PARITY_TOLERANCE = 1e-5  # max |p(raw graph) - p(Python encoder + torch)| on synthetic raw rows
-PREFIX = "raw/"  # every value the preprocessing adds is named under it, clear of the traced model's names
-
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
 
 
 # -- the contract -----------------------------------------------------------------------------------------------
@@ -91,13 +91,10 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
     """The input contract of a raw export of ``encoder`` (plain JSON): the features in graph order and, per ONNX
     input, its dtype, shape, missing value and an example. ``max_bytes`` None: bytes inputs of any width (Loop).
 
-    Raises :class:`ExportError` for an encoder with text features (not exported raw yet) or an unknown kind.
+    Raises :class:`ExportError` for a feature of a kind (or a text ``tokens`` mode) the raw graph does not compute.
     """
-    if encoder.text_features:
-        texts = ", ".join(f.name for f in encoder.text_features)
-        raise ExportError(f"raw inputs for text features are not exported yet (text features: {texts}); export the "
-                          "encoded graph instead (shoal export RUN --onnx) and encode the rows with shoal's encoder")
-    known = set(map(id, encoder.dense_features)) | set(map(id, encoder.sparse_features))
+    known = (set(map(id, encoder.dense_features)) | set(map(id, encoder.sparse_features))
+             | set(map(id, encoder.text_features)))
     other = [f.name for f in encoder.features if id(f) not in known]
     if other:
         raise ExportError(f"features {other} are of a kind the raw export does not know")
@@ -127,6 +124,10 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
                          f"the rows of {names['bytes']} are these ids, row after row"}
         features.append({"name": s.name, "kind": "sparse", "column": s.column, "separator": s.separator,
                          "buckets": s.buckets, "seed": s.seed, "inputs": names})
+    for t in encoder.text_features:  # NAME.bytes (N, W) + NAME.lengths (N,): see shoal.export.raw_text
+        feature, text_inputs = text_contract(t)
+        features.append(feature)
+        inputs |= text_inputs
     if len(inputs) != sum(len(f["inputs"]) for f in features):
         raise ExportError("two features give the same raw input name; rename one (e.g. 'x' and a sparse 'x.bytes')")
     return {"format": RAW_FORMAT, "version": RAW_VERSION, "opset": OPSET, "max_bytes": max_bytes,
@@ -137,41 +138,6 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
 
 
 # -- graph building -----------------------------------------------------------------------------------------------
-class _Graph:
-    """Nodes and constants of the preprocessing graph, every value named under :data:`PREFIX`."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.count = 0
-
-    def name(self, hint: str) -> str:
-        self.count += 1
-        return f"{PREFIX}{hint}/{self.count}"
-
-    def const(self, value: Any, dtype: Any, hint: str = "const") -> str:
-        from onnx import numpy_helper
-
-        name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, out: str | None = None,
-           **attrs: Any) -> str:
-        from onnx import helper
-
-        name = out or self.name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"{name}:node", **attrs))
-        return name
-
-    def ops(self, op_type: str, inputs: Sequence[str], outputs: int, hint: str, **attrs: Any) -> list[str]:
-        from onnx import helper
-
-        names = [self.name(hint) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=f"{names[0]}:node", **attrs))
-        return names
-
-
 def raw_edges(col: DenseColumn) -> np.ndarray:
     """Bin thresholds on the raw float32 value: for each edge, the smallest float32 whose transform (float64, as
     :meth:`DenseColumn.bin_ids` computes it) is at or above the edge (+inf when none is). ``count(x >= threshold)``
@@ -196,7 +162,7 @@ def raw_edges(col: DenseColumn) -> np.ndarray:
     return np.where(lo > top, np.float32(np.inf), value(np.minimum(lo, top))).astype(np.float32)
 
 
-def _dense(g: _Graph, col: DenseColumn) -> tuple[str, str, str | None]:
+def _dense(g: GraphBuilder, col: DenseColumn) -> tuple[str, str, str | None]:
     """(value (N,) float32, missing flag (N,) float32, bin id (N,) int64 or None) of a dense input."""
     from onnx import TensorProto as T
 
@@ -231,121 +197,19 @@ def _dense(g: _Graph, col: DenseColumn) -> tuple[str, str, str | None]:
     return value, flag, g.op("Where", [raw_missing, g.const(0, np.int64), bin_id], "bin")
 
 
-def _hash_ids(g: _Graph, parts: list[tuple[str, str, int, int]], max_bytes: int | None) -> tuple[list[str], str]:
-    """Bucket ids (int64, one tensor per part) of id bytes, and the raw hashes (uint64 (T,), all parts).
-
-    ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
-    hashed together in one chain of elementwise uint64 ops. The FNV-1a step ``h = (h ^ b) * P`` is made a no-op
-    past an id's length by feeding ``b = 0, P = 1`` there (ONNX Runtime has no uint64 ``Where``).
-    """
-    from onnx import TensorProto as T
-
-    u64 = np.uint64
-
-    def cat(names: list[str], axis: int = 0) -> str:
-        return names[0] if len(names) == 1 else g.op("Concat", names, axis=axis)
-
-    byte_inputs = [b for b, _, _, _ in parts]
-    if max_bytes is None and len(parts) > 1:  # widths differ by feature: pad each to the widest
-        widths = [g.op("Slice", [g.op("Shape", [b]), g.const([1], np.int64), g.const([2], np.int64)])
-                  for b in byte_inputs]
-        widest = g.op("Max", widths)
-        byte_inputs = [g.op("Pad", [b, g.op("Concat", [g.const([0, 0, 0], np.int64), g.op("Sub", [widest, w])],
-                                            axis=0)], "bytes_padded") for b, w in zip(byte_inputs, widths, strict=True)]
-    raw_bytes = cat(byte_inputs)  # (T, L) uint8
-    if max_bytes is None:  # the Loop takes LOOP_BLOCK bytes a turn: pad the width to a multiple of it
-        w = g.op("Slice", [g.op("Shape", [raw_bytes]), g.const([1], np.int64), g.const([2], np.int64)])
-        short = g.op("Mod", [g.op("Sub", [g.const([LOOP_BLOCK], np.int64), g.op("Mod", [w, g.const([LOOP_BLOCK],
-                                                                                                    np.int64)])]),
-                             g.const([LOOP_BLOCK], np.int64)])
-        raw_bytes = g.op("Pad", [raw_bytes, g.op("Concat", [g.const([0, 0, 0], np.int64), short], axis=0)])
-    lengths = cat([n for _, n, _, _ in parts])  # (T,)
-    basis = cat([g.op("Expand", [g.const([(_FNV_OFFSET ^ seed) & 0xFFFFFFFFFFFFFFFF], u64, "basis"),
-                                 g.op("Shape", [n])]) for _, n, seed, _ in parts])
-    modulus = cat([g.op("Expand", [g.const([buckets - 1], u64, "modulus"), g.op("Shape", [n])])
-                   for _, n, _, buckets in parts])
-    columns = g.op("Cast", [g.op("Transpose", [raw_bytes], perm=[1, 0])], "bytes_u64", to=T.UINT64)  # (L, T)
-    width = g.op("Gather", [g.op("Shape", [raw_bytes]), g.const(1, np.int64)])  # L, a scalar
-    position = g.op("Unsqueeze", [g.op("Range", [g.const(0, np.int64), width, g.const(1, np.int64)]),
-                                  g.const([1], np.int64)])  # (L, 1)
-    inside = g.op("Cast", [g.op("Less", [position, g.op("Unsqueeze", [lengths, g.const([0], np.int64)])])],
-                  "inside", to=T.UINT64)  # (L, T): 1 for a byte of the id, 0 past its end
-    data = g.op("Mul", [columns, inside], "bytes_masked")
-    primes = g.op("Add", [g.op("Mul", [inside, g.const(_FNV_PRIME - 1, u64)]), g.const(1, u64)], "primes")
-    h = g.op("Unsqueeze", [basis, g.const([0], np.int64)])  # (1, T)
-    if max_bytes is not None:
-        if max_bytes == 1:
-            byte_cols, prime_cols = [data], [primes]
-        else:
-            byte_cols = g.ops("Split", [data], max_bytes, "byte", axis=0, num_outputs=max_bytes)
-            prime_cols = g.ops("Split", [primes], max_bytes, "prime", axis=0, num_outputs=max_bytes)
-        for b, p in zip(byte_cols, prime_cols, strict=True):
-            h = g.op("Mul", [g.op("BitwiseXor", [h, b], "fnv_xor"), p], "fnv")
-        h = g.op("Squeeze", [h, g.const([0], np.int64)])
-    else:
-        blocks = g.op("Div", [width, g.const(LOOP_BLOCK, np.int64)])
-        shape = g.op("Concat", [g.op("Unsqueeze", [blocks, g.const([0], np.int64)]),
-                                g.const([LOOP_BLOCK, -1], np.int64)], axis=0)  # (L / B, B, T)
-        h = _fnv_loop(g, g.op("Reshape", [data, shape]), g.op("Reshape", [primes, shape]), blocks, h)
-        h = g.op("Squeeze", [h, g.const([0], np.int64)])
-    length_u64 = g.op("Cast", [g.op("Max", [lengths, g.const(0, np.int64)])], to=T.UINT64)
-    h = g.op("BitwiseXor", [h, length_u64])
-    for shift, mult in ((30, _M1), (27, _M2), (31, None)):  # SplitMix64's finalizer
-        h = g.op("BitwiseXor", [h, g.op("BitShift", [h, g.const(shift, u64)], direction="RIGHT")])
-        if mult is not None:
-            h = g.op("Mul", [h, g.const(mult, u64)])
-    hashes = h
-    ids = g.op("Add", [g.op("Cast", [g.op("Mod", [hashes, modulus], fmod=0)], to=T.INT64), g.const(1, np.int64)])
-    ids = g.op("Where", [g.op("Less", [lengths, g.const(1, np.int64)]), g.const(0, np.int64), ids], "ids")
-    if len(parts) == 1:
-        return [ids], hashes
-    sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in parts], axis=0)
-    return g.ops("Split", [ids, sizes], len(parts), "ids", axis=0), hashes
-
-
-def _fnv_loop(g: _Graph, data: str, primes: str, blocks: str, h: str) -> str:
-    """The FNV-1a steps as an ONNX ``Loop`` of ``blocks`` turns, each :data:`LOOP_BLOCK` steps unrolled over one
-    (B, T) block of ``data`` / ``primes`` (L / B, B, T); ``h`` is (1, T). A turn per byte costs ONNX Runtime about
-    twice the time of the unrolled steps; B bytes a turn make the loop's overhead small."""
-    from onnx import TensorProto as T
-    from onnx import helper
-
-    loop = f"{PREFIX}loop/"
-    nodes = [helper.make_node("Gather", [data, f"{loop}j"], [f"{loop}b"], axis=0),
-             helper.make_node("Gather", [primes, f"{loop}j"], [f"{loop}p"], axis=0),
-             helper.make_node("Split", [f"{loop}b"], [f"{loop}b{i}" for i in range(LOOP_BLOCK)], axis=0,
-                              num_outputs=LOOP_BLOCK),
-             helper.make_node("Split", [f"{loop}p"], [f"{loop}p{i}" for i in range(LOOP_BLOCK)], axis=0,
-                              num_outputs=LOOP_BLOCK),
-             helper.make_node("Identity", [f"{loop}cond"], [f"{loop}cond_out"])]
-    current = f"{loop}h"
-    for i in range(LOOP_BLOCK):
-        step = f"{loop}h{i}" if i < LOOP_BLOCK - 1 else f"{loop}h_out"
-        nodes += [helper.make_node("BitwiseXor", [current, f"{loop}b{i}"], [f"{loop}x{i}"]),
-                  helper.make_node("Mul", [f"{loop}x{i}", f"{loop}p{i}"], [step])]
-        current = step
-    body = helper.make_graph(
-        nodes, "fnv1a_block",
-        [helper.make_tensor_value_info(f"{loop}j", T.INT64, []),
-         helper.make_tensor_value_info(f"{loop}cond", T.BOOL, []),
-         helper.make_tensor_value_info(f"{loop}h", T.UINT64, [1, "T"])],
-        [helper.make_tensor_value_info(f"{loop}cond_out", T.BOOL, []),
-         helper.make_tensor_value_info(f"{loop}h_out", T.UINT64, [1, "T"])])
-    return g.op("Loop", [blocks, "", h], "fnv", body=body)
-
-
 def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
                      ir_version: int | None = None) -> Any:
     """The preprocessing alone as an ONNX model: raw inputs (:func:`raw_contract`) -> the encoded inputs of the
     padded graph (named ``raw/out/<input name>``), plus ``raw/ids/<feature>`` (the bucket ids: (N,) one per row,
-    (M,) one per listed id) and ``raw/hashes`` (the uint64 hashes of every id, features in order) for tests."""
+    (M,) one per listed id or text id: the encoder's flat ids) and ``raw/hashes`` (the uint64 hashes of every id,
+    features in order) for tests."""
     import onnx
     from onnx import TensorProto as T
     from onnx import helper
 
     contract = raw_contract(encoder, max_bytes)
     layout = layout or layout_for(encoder)
-    g = _Graph()
+    g = GraphBuilder()
     inputs = []
     for name, spec in contract["inputs"].items():
         dtype = {"float32": T.FLOAT, "uint8": T.UINT8, "int64": T.INT64}[spec["dtype"]]
@@ -362,16 +226,17 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     if values:
         outputs["dense"] = g.op("Concat", [g.op("Unsqueeze", [v, g.const([1], np.int64)])
                                            for v in values + flags], out=f"{PREFIX}out/dense", axis=1)
-    else:  # no dense features: (N, 0) float32, N from the first id input
-        first = encoder.sparse_features[0].name
-        rows = g.op("Shape", [f"{first}.counts" if encoder.sparse_features[0].separator else f"{first}.lengths"])
+    else:  # no dense features: (N, 0) float32, N from the first id or text input
+        first = [*encoder.sparse_features, *encoder.text_features][0]
+        per_row = f"{first.name}.counts" if getattr(first, "separator", None) else f"{first.name}.lengths"
+        rows = g.op("Shape", [per_row])
         outputs["dense"] = g.op("ConstantOfShape", [g.op("Concat", [rows, g.const([0], np.int64)], axis=0)],
                                 out=f"{PREFIX}out/dense", value=helper.make_tensor("zero", T.FLOAT, [1], [0.0]))
     sparse = encoder.sparse_features
     extra: list[Any] = []
     per_input: list[str] = []  # encoded ids of each layout position: (N,) for one per row, (M,) for lists
     if sparse:
-        ids, hashes = _hash_ids(g, [(f"{s.name}.bytes", f"{s.name}.lengths", s.seed, s.buckets) for s in sparse],
+        ids, hashes = hash_ids(g, [(f"{s.name}.bytes", f"{s.name}.lengths", s.seed, s.buckets) for s in sparse],
                                 max_bytes)
         for s, i in zip(sparse, ids, strict=True):
             named = g.op("Identity", [i], out=f"{PREFIX}ids/{s.name}")
@@ -379,6 +244,13 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
             per_input.append(named)
         extra.append(helper.make_tensor_value_info(g.op("Identity", [hashes], out=f"{PREFIX}hashes"), T.UINT64,
                                                    ["all_ids"]))
+    texts: dict[int, tuple[str, str]] = {}  # layout position -> (padded ids, weights) of each text feature
+    for j, t in enumerate(encoder.text_features):
+        k = len(sparse) + j
+        padded, weights, flat = text_graph(g, t, k)
+        texts[k] = (padded, weights)
+        extra.append(helper.make_tensor_value_info(flat, T.INT64, [f"{t.name}.ids"]))
+        per_input.append(flat)
     per_input += bins
     if layout.num_inputs != len(per_input):
         raise ExportError(f"the model has {layout.num_inputs} sparse inputs, the raw encoder gives {len(per_input)}")
@@ -386,9 +258,12 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
         outputs["single_ids"] = g.op("Concat", [g.op("Unsqueeze", [per_input[k], g.const([1], np.int64)])
                                                 for k in layout.singles], out=f"{PREFIX}out/single_ids", axis=1)
     for k in layout.lists:
+        if k in texts:
+            outputs[f"ids_{k}"], outputs[f"weights_{k}"] = texts[k]
+            continue
         if k >= len(sparse) or sparse[k].separator is None:
-            raise ExportError(f"input {layout.name(k)} is a list in the model but not a sparse list feature")
-        outputs[f"ids_{k}"], outputs[f"weights_{k}"] = _pool(g, per_input[k], f"{sparse[k].name}.counts", k)
+            raise ExportError(f"input {layout.name(k)} is a list in the model but not a sparse list or text feature")
+        outputs[f"ids_{k}"], outputs[f"weights_{k}"] = pool(g, per_input[k], f"{sparse[k].name}.counts", k)
     out_info = [helper.make_tensor_value_info(v, T.FLOAT if n == "dense" or n.startswith("weights_") else T.INT64,
                                               ["N", f"{n}.width"]) for n, v in outputs.items()]
     graph = helper.make_graph(g.nodes, "shoal_raw_preprocess", inputs, out_info + extra, initializer=g.inits)
@@ -397,29 +272,6 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
         model.ir_version = ir_version
     onnx.checker.check_model(model)
     return model
-
-
-def _pool(g: _Graph, flat: str, counts: str, k: int) -> tuple[str, str]:
-    """A list input's flat ids (M,) + per-row counts (N,) -> padded ids (N, W) and mean weights (N, W), as
-    :func:`shoal.runtime.feed.padded_feed` builds them: a row without ids holds the one id 0 (weight 1)."""
-    from onnx import TensorProto as T
-
-    one = g.const([1], np.int64)
-    counts_at_least_1 = g.op("Max", [counts, g.const(1, np.int64)])
-    width = g.op("ReduceMax", [counts_at_least_1], keepdims=1)  # (1,)
-    col = g.op("Unsqueeze", [g.op("Range", [g.const(0, np.int64), g.op("Squeeze", [width]), g.const(1, np.int64)]),
-                             g.const([0], np.int64)])  # (1, W)
-    starts = g.op("Unsqueeze", [g.op("CumSum", [counts, g.const(0, np.int64)], exclusive=1), one])  # (N, 1)
-    real = g.op("Less", [col, g.op("Unsqueeze", [counts, one])])  # (N, W): a listed id
-    index = g.op("Where", [real, g.op("Add", [g.op("Add", [starts, col]), g.const(1, np.int64)]),
-                           g.const(0, np.int64)])  # into [0, *flat]: 0 picks the reserved id
-    padded_from = g.op("Concat", [g.const([0], np.int64), flat], axis=0)
-    ids = g.op("Gather", [padded_from, index], out=f"{PREFIX}out/ids_{k}", axis=0)
-    share = g.op("Div", [g.const(1.0, np.float32), g.op("Cast", [counts_at_least_1], to=T.FLOAT)])  # float32 1/len
-    pooled = g.op("Less", [col, g.op("Unsqueeze", [counts_at_least_1, one])])
-    weights = g.op("Where", [pooled, g.op("Unsqueeze", [share, one]), g.const(0.0, np.float32)],
-                   out=f"{PREFIX}out/weights_{k}")
-    return ids, weights
 
 
 # -- the export ---------------------------------------------------------------------------------------------------
@@ -528,160 +380,6 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
     return merged
 
 
-# -- feeding the graph --------------------------------------------------------------------------------------------
-def _table(rows: pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
-    return rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
-
-
-def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
-    if column not in table.column_names:
-        raise KeyError(f"the rows have no column {column!r} (the raw model reads {column!r}); send it, null for "
-                       "missing")
-    return table.column(column)
-
-
-def _bytes_matrix(text: pa.Array, width: int | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes (n, W) uint8, lengths (n,) int64) of a string array; nulls and "" have length 0 (missing)."""
-    arr = pc.fill_null(text, "") if text.null_count else text
-    if pa.types.is_large_string(arr.type):
-        arr = pc.cast(arr, pa.string())
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1 + arr.offset)[arr.offset:].astype(np.int64)
-    buf = arr.buffers()[2]
-    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
-    return _pack(data, offsets, width, name)
-
-
-def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` -> (bytes (n, W) uint8 padded with 0, lengths (n,) int64)."""
-    n = len(offsets) - 1
-    lengths = np.diff(offsets)
-    longest = int(lengths.max(initial=0))
-    if width is not None and longest > width:
-        raise ValueError(f"an id of {name!r} is {longest} bytes long; this raw export reads at most {width} bytes "
-                         "per id: re-export with a larger max_bytes")
-    w = width if width is not None else max(longest, 1)
-    if n == 1:  # serving one row: a copy, no gather
-        out = np.zeros((1, w), np.uint8)
-        out[0, :longest] = data[offsets[0]: offsets[1]]
-        return out, lengths
-    pos = np.arange(w)
-    inside = pos[None, :] < lengths[:, None]
-    index = np.where(inside, offsets[:-1, None] + pos[None, :], 0)
-    out = np.where(inside, data[index] if len(data) else 0, 0).astype(np.uint8)
-    return out, lengths
-
-
-_ABSENT = object()
-FAST_ROWS = 32  # row dicts up to this many are fed in plain Python (no pyarrow call: ~10x less time at batch 1)
-
-
-def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
-    """:func:`raw_feed` of a few row dicts without pyarrow, or None when a cell needs pyarrow's rules (text in a
-    dense column, a float or bool id, a column no row has, a value to refuse). ``str.strip()`` trims exactly the
-    characters ``utf8_trim_whitespace`` does (the 29 code points Python calls whitespace; the tests check it), and
-    an int id's text is its ``str``, as pyarrow's cast writes it."""
-    feed: dict[str, np.ndarray] = {}
-    width = contract.get("max_bytes")
-    for f in contract["features"]:
-        column = f["column"]
-        cells = [r.get(column, _ABSENT) for r in rows]
-        if all(c is _ABSENT for c in cells):
-            return None
-        names = f["inputs"]
-        if f["kind"] == "dense":
-            values = np.empty(len(cells), np.float64)
-            for i, c in enumerate(cells):
-                if c is None or c is _ABSENT:
-                    values[i] = np.nan
-                elif type(c) is float or (type(c) is int and abs(c) <= 2**53):
-                    values[i] = c
-                else:
-                    return None
-            if (np.abs(values) > FLOAT32_MAX).any():  # infinite or beyond float32: raw_feed's error says which
-                return None
-            feed[names["value"]] = values.astype(np.float32)
-            continue
-        ids: list[bytes] = []
-        counts: list[int] = []
-        separator = f.get("separator")
-        for c in cells:
-            if c is None or c is _ABSENT:
-                text = ""
-            elif type(c) is str:
-                text = c
-            elif type(c) is int:
-                text = str(c)
-            else:
-                return None
-            try:
-                if separator is None:
-                    ids.append(text.strip().encode("utf-8"))
-                else:
-                    items = [t.strip() for t in text.split(separator)] if text else []
-                    kept = [t.encode("utf-8") for t in items if t]
-                    ids += kept
-                    counts.append(len(kept))
-            except UnicodeEncodeError:  # a lone surrogate: pyarrow refuses it with its own message
-                return None
-        offsets = np.zeros(len(ids) + 1, np.int64)
-        np.cumsum([len(b) for b in ids], out=offsets[1:])
-        feed[names["bytes"]], feed[names["lengths"]] = _pack(np.frombuffer(b"".join(ids), np.uint8), offsets, width,
-                                                             f["name"])
-        if separator is not None:
-            feed[names["counts"]] = np.array(counts, np.int64)
-    return feed
-
-
-def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The raw model's inputs for ``rows`` (a pyarrow table, or a list of row dicts keyed by column name).
-
-    Does the caller's part of the contract as the encoder does: dense cells as numbers (text parsed; a bad or
-    infinite value raises ValueError, where the encoder would leave the row out), ids as trimmed strings, lists
-    split on the separator with empty ids dropped.
-    """
-    if not isinstance(rows, pa.Table) and len(rows) <= FAST_ROWS:
-        fast = _fast_feed(rows, contract)
-        if fast is not None:
-            return fast
-    table = _table(rows)
-    feed: dict[str, np.ndarray] = {}
-    width = contract.get("max_bytes")
-    for f in contract["features"]:
-        col = _column(table, f["column"])
-        names = f["inputs"]
-        if f["kind"] == "dense":
-            if pa.types.is_null(col.type):  # every cell missing (row dicts with None only)
-                feed[names["value"]] = np.full(len(col), np.nan, np.float32)
-                continue
-            if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):  # numbers: no parsing to do
-                values = np.asarray(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float64)
-                if not np.isfinite(values[~np.isnan(values)]).all() or (np.abs(values) > FLOAT32_MAX).any():
-                    bad = int(np.flatnonzero(np.isinf(values) | (np.abs(values) > FLOAT32_MAX))[0])
-                    raise ValueError(f"row {bad}, column {f['column']!r}: {values[bad]!r} is infinite or beyond "
-                                     "float32's range (dense feature)")
-                feed[names["value"]] = values.astype(np.float32)
-                continue
-            problems = Problems()
-            values = DenseColumn(f["name"], f["column"], 0).read(pa.table({f["column"]: col}), problems)
-            if problems.rows:
-                bad = int(problems.rows[0][0])
-                raise ValueError(f"row {bad}, column {f['column']!r}: {problems.reasons[0]} "
-                                 f"(value {problems.values[0][bad].as_py()!r})")
-            feed[names["value"]] = values.astype(np.float32)
-            continue
-        text = as_strings(col, f["column"])
-        if f.get("separator") is not None:
-            lists = pc.split_pattern(text, f["separator"])
-            flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
-            keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
-            parent = pc.list_parent_indices(lists).to_numpy()[keep]
-            feed[names["counts"]] = np.bincount(parent, minlength=len(text)).astype(np.int64)
-            text = flat.filter(pa.array(keep))
-        feed[names["bytes"]], feed[names["lengths"]] = _bytes_matrix(text, width, f["name"])
-    return feed
-
-
 class RawOnnxModel:
     """A raw export served by ONNX Runtime: rows in (a pyarrow table or row dicts), probabilities out.
 
@@ -725,7 +423,8 @@ class RawOnnxModel:
 # -- checking -----------------------------------------------------------------------------------------------------
 def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -> pa.Table:
     """Random raw rows for ``encoder``'s columns: float32-exact numbers with ~10% missing (and values around the
-    bin edges), ids with unicode, spaces to trim, empty and missing cells, lists of 0..4 ids."""
+    bin edges), ids with unicode, spaces to trim, empty and missing cells, lists of 0..4 ids, texts (see
+    :func:`~shoal.export.raw_text.synthetic_texts`)."""
     rng = np.random.default_rng(seed)
     alphabet = list("abcxyz019 _-é中🙂")
     columns: dict[str, pa.Array] = {}
@@ -762,6 +461,8 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
             else:
                 cells.append(an_id())
         columns[s.column] = pa.array(cells, pa.string())
+    for t in encoder.text_features:  # words, whitespace runs, multi-byte characters, texts past max_bytes
+        columns[t.column] = pa.array(synthetic_texts(rng, rows, t.max_bytes), pa.string())
     return pa.table(columns)
 
 

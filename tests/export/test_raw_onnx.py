@@ -21,7 +21,6 @@ from shoal.data.encoder import Encoder
 from shoal.data.features import SparseColumn
 from shoal.data.hashing import bucketize, hash_strings
 from shoal.data.readers import BadRowSink, Chunk
-from shoal.export.onnx import ExportError
 from shoal.export.raw import (
     RawOnnxModel,
     export_raw_onnx,
@@ -271,20 +270,6 @@ def test_property_in_graph_hash_equals_hash_strings(values: list[str]) -> None:
     expected = hash_strings(arr, col.seed)
     np.testing.assert_array_equal(hashes, expected)
     np.testing.assert_array_equal(ids, np.where(lengths > 0, bucketize(expected, col.buckets), 0))
-
-
-# -- what is not exported yet -------------------------------------------------------------------------------------
-def test_text_features_are_not_exported_raw_yet(tmp_path: Path) -> None:
-    features = [{"name": "a", "kind": "dense"}, {"name": "u", "kind": "sparse", "buckets": 20},
-                {"name": "body", "kind": "text", "tokens": "bytes", "max_bytes": 20}]
-    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": features,
-                        "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]}})
-    encoder = Encoder(cfg.features, cfg.label)
-    model = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
-    save_bundle(tmp_path / "bundle", model, encoder, cfg, {"train_base_rate": 0.3})
-    with pytest.raises(ExportError, match="raw inputs for text features are not exported yet.*body"):
-        export_raw_onnx(tmp_path / "bundle")
-    assert not (tmp_path / "bundle" / "onnx" / "model.raw.onnx").exists()
 
 
 # -- latency (printed, not asserted) ------------------------------------------------------------------------------

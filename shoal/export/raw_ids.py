@@ -1,0 +1,118 @@
+"""Id hashing inside the raw ONNX graph: 64-bit FNV-1a from the feature's seed, xor the length, SplitMix64.
+
+Bit for bit the ids of :mod:`shoal.data.hashing`, in uint64 ops (opset 18). Two forms: the FNV loop unrolled over
+``max_bytes`` byte columns (fixed-width inputs), or an ONNX ``Loop`` taking :data:`LOOP_BLOCK` bytes a turn (any
+width). :mod:`shoal.export.raw` explains when each is faster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shoal.export.raw_graph import PREFIX, GraphBuilder, mix64
+
+__all__ = ["LOOP_BLOCK", "fnv_loop", "hash_ids"]
+
+LOOP_BLOCK = 8  # bytes hashed per turn of the Loop form
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+
+
+def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes: int | None) -> tuple[list[str], str]:
+    """Bucket ids (int64, one tensor per part) of id bytes, and the raw hashes (uint64 (T,), all parts).
+
+    ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
+    hashed together in one chain of elementwise uint64 ops. The FNV-1a step ``h = (h ^ b) * P`` is made a no-op
+    past an id's length by feeding ``b = 0, P = 1`` there (ONNX Runtime has no uint64 ``Where``).
+    """
+    from onnx import TensorProto as T
+
+    u64 = np.uint64
+
+    def cat(names: list[str], axis: int = 0) -> str:
+        return names[0] if len(names) == 1 else g.op("Concat", names, axis=axis)
+
+    byte_inputs = [b for b, _, _, _ in parts]
+    if max_bytes is None and len(parts) > 1:  # widths differ by feature: pad each to the widest
+        widths = [g.op("Slice", [g.op("Shape", [b]), g.const([1], np.int64), g.const([2], np.int64)])
+                  for b in byte_inputs]
+        widest = g.op("Max", widths)
+        byte_inputs = [g.op("Pad", [b, g.op("Concat", [g.const([0, 0, 0], np.int64), g.op("Sub", [widest, w])],
+                                            axis=0)], "bytes_padded") for b, w in zip(byte_inputs, widths, strict=True)]
+    raw_bytes = cat(byte_inputs)  # (T, L) uint8
+    if max_bytes is None:  # the Loop takes LOOP_BLOCK bytes a turn: pad the width to a multiple of it
+        w = g.op("Slice", [g.op("Shape", [raw_bytes]), g.const([1], np.int64), g.const([2], np.int64)])
+        short = g.op("Mod", [g.op("Sub", [g.const([LOOP_BLOCK], np.int64), g.op("Mod", [w, g.const([LOOP_BLOCK],
+                                                                                                    np.int64)])]),
+                             g.const([LOOP_BLOCK], np.int64)])
+        raw_bytes = g.op("Pad", [raw_bytes, g.op("Concat", [g.const([0, 0, 0], np.int64), short], axis=0)])
+    lengths = cat([n for _, n, _, _ in parts])  # (T,)
+    basis = cat([g.op("Expand", [g.const([(_FNV_OFFSET ^ seed) & 0xFFFFFFFFFFFFFFFF], u64, "basis"),
+                                 g.op("Shape", [n])]) for _, n, seed, _ in parts])
+    modulus = cat([g.op("Expand", [g.const([buckets - 1], u64, "modulus"), g.op("Shape", [n])])
+                   for _, n, _, buckets in parts])
+    columns = g.op("Cast", [g.op("Transpose", [raw_bytes], perm=[1, 0])], "bytes_u64", to=T.UINT64)  # (L, T)
+    width = g.op("Gather", [g.op("Shape", [raw_bytes]), g.const(1, np.int64)])  # L, a scalar
+    position = g.op("Unsqueeze", [g.op("Range", [g.const(0, np.int64), width, g.const(1, np.int64)]),
+                                  g.const([1], np.int64)])  # (L, 1)
+    inside = g.op("Cast", [g.op("Less", [position, g.op("Unsqueeze", [lengths, g.const([0], np.int64)])])],
+                  "inside", to=T.UINT64)  # (L, T): 1 for a byte of the id, 0 past its end
+    data = g.op("Mul", [columns, inside], "bytes_masked")
+    primes = g.op("Add", [g.op("Mul", [inside, g.const(_FNV_PRIME - 1, u64)]), g.const(1, u64)], "primes")
+    h = g.op("Unsqueeze", [basis, g.const([0], np.int64)])  # (1, T)
+    if max_bytes is not None:
+        if max_bytes == 1:
+            byte_cols, prime_cols = [data], [primes]
+        else:
+            byte_cols = g.ops("Split", [data], max_bytes, "byte", axis=0, num_outputs=max_bytes)
+            prime_cols = g.ops("Split", [primes], max_bytes, "prime", axis=0, num_outputs=max_bytes)
+        for b, p in zip(byte_cols, prime_cols, strict=True):
+            h = g.op("Mul", [g.op("BitwiseXor", [h, b], "fnv_xor"), p], "fnv")
+        h = g.op("Squeeze", [h, g.const([0], np.int64)])
+    else:
+        blocks = g.op("Div", [width, g.const(LOOP_BLOCK, np.int64)])
+        shape = g.op("Concat", [g.op("Unsqueeze", [blocks, g.const([0], np.int64)]),
+                                g.const([LOOP_BLOCK, -1], np.int64)], axis=0)  # (L / B, B, T)
+        h = fnv_loop(g, g.op("Reshape", [data, shape]), g.op("Reshape", [primes, shape]), blocks, h)
+        h = g.op("Squeeze", [h, g.const([0], np.int64)])
+    length_u64 = g.op("Cast", [g.op("Max", [lengths, g.const(0, np.int64)])], to=T.UINT64)
+    h = g.op("BitwiseXor", [h, length_u64])
+    hashes = mix64(g, h)  # SplitMix64's finalizer
+    ids = g.op("Add", [g.op("Cast", [g.op("Mod", [hashes, modulus], fmod=0)], to=T.INT64), g.const(1, np.int64)])
+    ids = g.op("Where", [g.op("Less", [lengths, g.const(1, np.int64)]), g.const(0, np.int64), ids], "ids")
+    if len(parts) == 1:
+        return [ids], hashes
+    sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in parts], axis=0)
+    return g.ops("Split", [ids, sizes], len(parts), "ids", axis=0), hashes
+
+
+def fnv_loop(g: GraphBuilder, data: str, primes: str, blocks: str, h: str) -> str:
+    """The FNV-1a steps as an ONNX ``Loop`` of ``blocks`` turns, each :data:`LOOP_BLOCK` steps unrolled over one
+    (B, T) block of ``data`` / ``primes`` (L / B, B, T); ``h`` is (1, T). A turn per byte costs ONNX Runtime about
+    twice the time of the unrolled steps; B bytes a turn make the loop's overhead small."""
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    loop = f"{PREFIX}loop/"
+    nodes = [helper.make_node("Gather", [data, f"{loop}j"], [f"{loop}b"], axis=0),
+             helper.make_node("Gather", [primes, f"{loop}j"], [f"{loop}p"], axis=0),
+             helper.make_node("Split", [f"{loop}b"], [f"{loop}b{i}" for i in range(LOOP_BLOCK)], axis=0,
+                              num_outputs=LOOP_BLOCK),
+             helper.make_node("Split", [f"{loop}p"], [f"{loop}p{i}" for i in range(LOOP_BLOCK)], axis=0,
+                              num_outputs=LOOP_BLOCK),
+             helper.make_node("Identity", [f"{loop}cond"], [f"{loop}cond_out"])]
+    current = f"{loop}h"
+    for i in range(LOOP_BLOCK):
+        step = f"{loop}h{i}" if i < LOOP_BLOCK - 1 else f"{loop}h_out"
+        nodes += [helper.make_node("BitwiseXor", [current, f"{loop}b{i}"], [f"{loop}x{i}"]),
+                  helper.make_node("Mul", [f"{loop}x{i}", f"{loop}p{i}"], [step])]
+        current = step
+    body = helper.make_graph(
+        nodes, "fnv1a_block",
+        [helper.make_tensor_value_info(f"{loop}j", T.INT64, []),
+         helper.make_tensor_value_info(f"{loop}cond", T.BOOL, []),
+         helper.make_tensor_value_info(f"{loop}h", T.UINT64, [1, "T"])],
+        [helper.make_tensor_value_info(f"{loop}cond_out", T.BOOL, []),
+         helper.make_tensor_value_info(f"{loop}h_out", T.UINT64, [1, "T"])])
+    return g.op("Loop", [blocks, "", h], "fnv", body=body)
