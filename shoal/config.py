@@ -125,15 +125,22 @@ class DataConfig(_Strict):
 
 
 class LabelConfig(_Strict):
-    """The target column: ``binary`` (positive/negative values) or ``multiclass`` (class names or integers).
+    """The target column: ``binary`` (positive/negative values), ``multiclass`` (class names or integers) or
+    ``regression`` (a number: watch time, revenue, a price).
 
     For ``multiclass``, ``classes`` lists the class names in output order (found in the training file and
     sorted when left out) and ``aliases`` maps other spellings to them, e.g. ``{"1": World}`` when a test
     file numbers the classes that the training file names.
+
+    For ``regression``, the model learns the target standardised by the training rows' mean and standard
+    deviation and answers in the label's own units; ``loss`` is ``mse`` or ``huber`` (less swayed by a few
+    huge values), ``huber_delta`` in standard deviations of the target.
     """
 
     column: str
-    kind: Literal["binary", "multiclass"] = "binary"
+    kind: Literal["binary", "multiclass", "regression"] = "binary"
+    loss: Literal["mse", "huber"] = "mse"
+    huber_delta: float = Field(1.0, gt=0)
     positive: list[str] = Field(default_factory=lambda: ["1", "1.0", "true", "True"])
     negative: list[str] = Field(default_factory=lambda: ["0", "0.0", "false", "False"])
     classes: list[str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)
@@ -144,8 +151,10 @@ class LabelConfig(_Strict):
         both = sorted(set(self.positive) & set(self.negative))
         if both:
             raise ValueError(f"values {both} are listed as both positive and negative")
-        if self.kind == "binary" and (self.classes is not None or self.aliases):
-            raise ValueError("classes and aliases apply to kind: multiclass (this label is binary)")
+        if self.kind != "multiclass" and (self.classes is not None or self.aliases):
+            raise ValueError(f"classes and aliases apply to kind: multiclass (this label is {self.kind})")
+        if self.kind != "regression" and (self.loss != "mse" or self.huber_delta != 1.0):
+            raise ValueError(f"loss and huber_delta apply to kind: regression (this label is {self.kind})")
         if self.classes is not None:
             dupes = sorted({c for c in self.classes if self.classes.count(c) > 1})
             if dupes:

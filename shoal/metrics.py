@@ -1,4 +1,4 @@
-"""Click-prediction (binary) and classification (multiclass) metrics.
+"""Click-prediction (binary), classification (multiclass) and regression metrics.
 
 All functions take ``y`` (labels, 0/1) and ``p`` (predicted click probabilities in ``[0, 1]``) as
 array-likes of the same length and return plain Python floats, so results can be stored as JSON
@@ -12,6 +12,10 @@ rate.  Because a model that merely predicts the background rate has NE == 1, NE 
 carries information beyond the base rate.  The paper's background rate is the *training* set's
 CTR, so evaluation code should pass ``base_rate`` explicitly; it only defaults to the evaluation
 labels' mean for convenience.
+
+Regression reports RMSE, MAE and R^2 beside NMSE, the regression counterpart of NE: the mean squared error
+over that of always predicting the *training* label mean, so NMSE = 1 is no better than that constant and
+lower is better (R^2 compares with the evaluation set's own mean instead).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "multiclass_report",
     "normalized_entropy",
     "probabilities",
+    "regression_report",
 ]
 
 logger = logging.getLogger(__name__)
@@ -301,4 +306,41 @@ def multiclass_report(y: ArrayLike, p: ArrayLike, prior: ArrayLike | None = None
         "logloss": loss,
         "ne": loss / h if h > 0 else math.nan,
         "rows": float(len(y_arr)),
+    }
+
+
+def regression_report(y: ArrayLike, pred: ArrayLike, train_mean: float | None = None) -> dict[str, float]:
+    """Regression metrics as a JSON-friendly dict of floats.
+
+    Keys: ``rmse``, ``mae``, ``mse``, ``r2`` (1 - MSE / variance of ``y``), ``nmse`` (MSE over the MSE of
+    predicting ``train_mean``, the training label mean; the evaluation labels' mean when not given), ``rows``
+    and ``label_mean``.
+
+    >>> regression_report([1.0, 2.0, 3.0], [1.0, 2.0, 4.0], train_mean=2.0)["nmse"]
+    0.5
+    """
+    y_arr = _as_1d("y", y, "numbers")
+    p_arr = _as_1d("pred", pred, "numbers")
+    if y_arr.shape[0] != p_arr.shape[0]:
+        raise ValueError(f"y and pred have different lengths: {y_arr.shape[0]} vs {p_arr.shape[0]}")
+    if y_arr.shape[0] == 0:
+        raise ValueError("y and pred are empty; metrics need at least one row")
+    for name, arr in (("y", y_arr), ("pred", p_arr)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"{name} must hold finite numbers; {int(bad.sum())} do not "
+                             f"(first at index {_first_index(bad)}: {arr[_first_index(bad)]!r})")
+    err = p_arr - y_arr
+    mse = float(np.mean(err * err))
+    mean = float(np.mean(y_arr)) if train_mean is None else float(train_mean)
+    base = float(np.mean((y_arr - mean) ** 2))
+    var = float(np.var(y_arr))
+    return {
+        "rmse": math.sqrt(mse),
+        "mae": float(np.mean(np.abs(err))),
+        "mse": mse,
+        "r2": 1.0 - mse / var if var > 0 else math.nan,
+        "nmse": mse / base if base > 0 else math.nan,
+        "rows": float(y_arr.shape[0]),
+        "label_mean": float(np.mean(y_arr)),
     }

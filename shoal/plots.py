@@ -107,11 +107,12 @@ def learning_curve_png(history: Sequence[dict[str, float]], path: Path, title: s
     if any("train_loss" in h for h in history):
         pts = [(s, h["train_loss"]) for s, h in zip(steps, history, strict=True) if h.get("train_loss") is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:gray", label="training loss (smoothed)")
-    ax.plot(steps, [h["logloss"] for h in history], "o-", color="tab:blue", label="validation log loss")
+    loss, name = ("logloss", "log loss") if all("logloss" in h for h in history) else ("nmse", "normalised MSE")
+    ax.plot(steps, [h[loss] for h in history], "o-", color="tab:blue", label=f"validation {name}")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("log loss")
+    ax.set_ylabel(name if loss == "nmse" else "log loss")
     metric = "auc" if all("auc" in h for h in history) else "accuracy" if all("accuracy" in h for h in history) \
-        else None
+        else "rmse" if all("rmse" in h for h in history) else None
     lines, labels = ax.get_legend_handles_labels()
     if metric is not None:
         right = ax.twinx()
@@ -119,10 +120,10 @@ def learning_curve_png(history: Sequence[dict[str, float]], path: Path, title: s
         right.set_ylabel(f"validation {metric}")
         more = right.get_legend_handles_labels()
         lines, labels = lines + more[0], labels + more[1]
-    best = int(np.argmin([h["logloss"] for h in history]))
+    best = int(np.argmin([h[loss] for h in history]))
     ax.axvline(steps[best], color="tab:green", lw=0.8, ls=":")
     ax.legend(lines, labels, loc="best", fontsize=8)
-    ax.set_title(f"{title}: learning curve (kept: step {int(steps[best]):,}, the lowest validation log loss)",
+    ax.set_title(f"{title}: learning curve (kept: step {int(steps[best]):,}, the lowest validation {name})",
                  fontsize=9)
     return _save(fig, path)
 
@@ -159,5 +160,33 @@ def binary_curves_png(labels: np.ndarray, p: np.ndarray, path: Path, title: str,
             xlim=(0, top), ylim=(0, top))
     for ax in (roc, pr, cal):
         ax.legend(loc="best", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def regression_png(labels: np.ndarray, pred: np.ndarray, path: Path, title: str, points: int = 5000) -> Path:
+    """Predicted against actual values (a sample of ``points`` rows, the diagonal is perfect) and the
+    distribution of the residuals, side by side; returns ``path``."""
+    plt = _pyplot()
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    if len(y) > points:
+        keep = np.random.default_rng(0).choice(len(y), points, replace=False)
+        ys, ps = y[keep], p[keep]
+    else:
+        ys, ps = y, p
+    fig, (sc, hist) = plt.subplots(1, 2, figsize=(10.5, 4.3))
+    sc.scatter(ys, ps, s=6, alpha=0.4, color="tab:blue")
+    lo, hi = float(min(ys.min(), ps.min())), float(max(ys.max(), ps.max()))
+    sc.plot([lo, hi], [lo, hi], color="tab:gray", lw=0.8, ls="--", label="perfect")
+    sc.set_xlabel("actual")
+    sc.set_ylabel("predicted")
+    sc.set_title(f"predicted vs actual ({len(ys):,} of {len(y):,} rows)", fontsize=9)
+    sc.legend(loc="best", fontsize=8)
+    hist.hist(p - y, bins=50, color="tab:orange")
+    hist.set_xlabel("residual (predicted - actual)")
+    hist.set_ylabel("rows")
+    rmse = float(np.sqrt(np.mean((p - y) ** 2)))
+    hist.set_title(f"residuals (RMSE {rmse:.4g})", fontsize=9)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)

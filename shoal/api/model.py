@@ -9,6 +9,7 @@ pandas DataFrame, a pyarrow Table, a list of row dicts or one dict::
     m = shoal.fit(df, label="clicked", model="dlrm", train__epochs=3)   # or overrides={"train.epochs": 3}
     p = m.predict_proba(new_rows)     # (N,) P(positive), or (N, C) for a multiclass label
     m.evaluate(labelled_rows)         # AUC, NE, calibration, ... as `shoal eval`
+    r = shoal.fit(df, label="watch_seconds", task="regression")      # a number: r.predict(rows) -> values
     m = shoal.load_model(m.run_id)    # later, from the registry
 """
 
@@ -94,13 +95,15 @@ def _dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {k.replace("__", "."): v for k, v in overrides.items()}
 
 
-def fit(data: Any, label: str, *, model: str | None = None, valid: Any = None, name: str | None = None,
-        home: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None,
-        callbacks: Callbacks | None = None, progress: bool = False, **keyword_overrides: Any) -> Model:
+def fit(data: Any, label: str, *, model: str | None = None, task: str | None = None, valid: Any = None,
+        name: str | None = None, home: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None, callbacks: Callbacks | None = None, progress: bool = False,
+        **keyword_overrides: Any) -> Model:
     """Train a model on ``data`` (a data frame, table, list of dicts or a file path) to predict ``label``.
 
     The config is the starter config ``shoal inspect`` writes for these rows; ``model`` picks another model
-    family (``dlrm``, ``dcn_v2``, ``mlp``, ``logistic``, ``bag``, ``bytecnn``: its defaults), and ``overrides`` /
+    family (``dlrm``, ``dcn_v2``, ``mlp``, ``logistic``, ``bag``, ``bytecnn``: its defaults); ``task`` (``binary``,
+    ``multiclass`` or ``regression``) overrides the label kind the profile finds; ``overrides`` /
     keyword overrides set any value by its dotted key (``train__epochs=3`` = ``{"train.epochs": 3}``). ``valid``:
     validation rows (else 10% of ``data`` is held out). ``home``: the registry (else ``$SHOAL_HOME`` or
     ``./shoal-runs``). ``progress``: a progress bar (rows/s, loss, validation metrics), drawn by rich in a
@@ -113,6 +116,11 @@ def fit(data: Any, label: str, *, model: str | None = None, valid: Any = None, n
         text = starter_config(inspect_file(path, label=label), cfg_path)
     raw = yaml.safe_load(text)
     raw["data"]["train"] = str(path.resolve())
+    if task is not None:
+        if task not in ("binary", "multiclass", "regression"):
+            raise ValueError(f"task must be 'binary', 'multiclass' or 'regression', not {task!r}")
+        if raw["label"].get("kind", "binary") != task:
+            raw["label"] = {"column": label, "kind": task}
     if model is not None:
         raw["model"] = {"name": model}
     if name is not None:
@@ -160,6 +168,11 @@ class Model:
         """Class names in column order of ``predict_proba`` for a multiclass label; None for a binary one."""
         return self.bundle.classes
 
+    @property
+    def task(self) -> str:
+        """What the model predicts: ``binary``, ``multiclass`` or ``regression``."""
+        return self.bundle.task
+
     def _batch(self, data: Any, with_label: bool) -> Any:
         table = as_table(data)
         chunk = Chunk(table, np.arange(1, table.num_rows + 1, dtype=np.int64), "rows")
@@ -168,18 +181,24 @@ class Model:
     def predict_proba(self, data: Any) -> np.ndarray:
         """(N,) probability of the positive class (binary label), or (N, C) class probabilities. A bad row (a value
         that cannot be read) raises :class:`~shoal.data.readers.BadInputError` naming its row (1-based) and field."""
+        if self.task == "regression":
+            raise TypeError("this model predicts a number (a regression label), not probabilities: use predict()")
         return self.bundle.predict_proba(self._batch(data, with_label=False))
 
     def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
-        """Predicted labels: 1/0 for a binary label (P >= ``threshold``), class names for a multiclass one."""
+        """Predicted labels: 1/0 for a binary label (P >= ``threshold``), class names for a multiclass one, the
+        values (N,) float64 for a regression label."""
+        if self.task == "regression":
+            return self.bundle.predict_proba(self._batch(data, with_label=False))
         p = self.predict_proba(data)
         if self.classes:
             return np.asarray(self.classes, dtype=object)[p.argmax(axis=1)]
         return (p >= threshold).astype(np.int64)
 
     def evaluate(self, data: Any) -> dict[str, Any]:
-        """Metrics on labelled rows, as ``shoal eval``: AUC, NE, log loss, calibration (binary) or accuracy,
-        macro-F1 (multiclass); NE relative to the training base rate."""
+        """Metrics on labelled rows, as ``shoal eval``: AUC, NE, log loss, calibration (binary), accuracy,
+        macro-F1 (multiclass) or RMSE, MAE, R^2, NMSE (regression); NE (NMSE) relative to the training base rate
+        (label mean)."""
         batch = self._batch(data, with_label=True)
         logits = self.bundle.predict_logits(batch)
         result: dict[str, Any] = dict(report(batch.label, logits, self.bundle.prior))

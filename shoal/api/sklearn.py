@@ -1,10 +1,11 @@
-"""scikit-learn estimators over :func:`shoal.fit`: ``ShoalClassifier`` works in ``Pipeline``, ``cross_val_score`` and
-``GridSearchCV``::
+"""scikit-learn estimators over :func:`shoal.fit`: ``ShoalClassifier`` and ``ShoalRegressor`` work in ``Pipeline``,
+``cross_val_score`` and ``GridSearchCV``::
 
-    from shoal.api.sklearn import ShoalClassifier
+    from shoal.api.sklearn import ShoalClassifier, ShoalRegressor
     clf = ShoalClassifier(model="dlrm", epochs=3)
     cross_val_score(clf, X, y, cv=3, scoring="roc_auc")            # X: a DataFrame (or an array: columns x0, x1, ...)
     GridSearchCV(clf, {"epochs": [2, 4], "overrides": [None, {"model.embedding_dim": 8}]}).fit(X, y)
+    ShoalRegressor(model="mlp").fit(X, amount).predict(X_new)      # values; score() is R^2
 
 Each ``fit`` trains a run in ``home`` (default: a temporary registry of its own, removed with the process's temp
 files), so cross-validation does not fill ``./shoal-runs``.
@@ -18,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from shoal.api.model import Model, fit
 
-__all__ = ["ShoalClassifier"]
+__all__ = ["ShoalClassifier", "ShoalRegressor"]
 
 LABEL = "_shoal_label"  # the label's column name in the rows handed to shoal.fit
 
@@ -112,3 +113,61 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         p = self.predict_proba(X)  # first: an unfitted estimator raises NotFittedError
         return self.classes_[p.argmax(axis=1)]
+
+
+class ShoalRegressor(RegressorMixin, BaseEstimator):
+    """A shoal model as a scikit-learn regressor: a number per row (``label.kind: regression``).
+
+    Parameters as :class:`ShoalClassifier`'s; ``loss``: ``mse`` or ``huber``.
+    """
+
+    def __init__(self, model: str | None = None, epochs: int | None = None,
+                 overrides: Mapping[str, Any] | None = None, home: str | None = None, seed: int = 0,
+                 loss: str = "mse") -> None:
+        self.model = model
+        self.epochs = epochs
+        self.overrides = overrides
+        self.home = home
+        self.seed = seed
+        self.loss = loss
+
+    def fit(self, X: Any, y: Any) -> ShoalRegressor:
+        frame = _frame(X)
+        if frame.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required.")
+        if frame.shape[0] == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={frame.shape}) while a minimum of 1 is required.")
+        if y is None:
+            raise ValueError("ShoalRegressor requires y to be passed, but the target y is None")
+        try:
+            target = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"y must hold numbers for a regressor: {err}") from None
+        if target.ndim != 1:
+            if target.ndim == 2 and target.shape[1] == 1:
+                target = target.ravel()
+            else:
+                raise ValueError(f"y must be 1-D (one number per row), got shape {target.shape}")
+        if len(target) != len(frame):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(target)}")
+        if not np.isfinite(target).all():
+            raise ValueError("Input y contains NaN or infinity.")
+        frame[LABEL] = target
+        settings: dict[str, Any] = {"train.seed": self.seed, "label.loss": self.loss, **dict(self.overrides or {})}
+        if self.epochs is not None:
+            settings["train.epochs"] = self.epochs
+        home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
+        self.model_: Model = fit(frame, LABEL, model=self.model, task="regression", home=home, overrides=settings)
+        self.n_features_in_ = frame.shape[1] - 1
+        self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(N,) predicted values."""
+        if "model_" not in self.__dict__:
+            raise NotFittedError("this ShoalRegressor is not fitted yet: call fit(X, y) first")
+        frame = _frame(X)
+        if frame.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {frame.shape[1]} features, but ShoalRegressor is expecting "
+                             f"{self.n_features_in_} features as input")
+        return self.model_.predict(frame)

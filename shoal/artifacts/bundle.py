@@ -40,7 +40,7 @@ from shoal.metrics import probabilities
 from shoal.models import build
 
 __all__ = ["Bundle", "BundleError", "DiskFullError", "check_bundle_files", "load_bundle", "no_space_left",
-           "save_bundle", "write_atomically"]
+           "save_bundle", "task_of", "write_atomically"]
 
 BUNDLE_FORMAT = "shoal-bundle"
 BUNDLE_VERSION = 1
@@ -69,8 +69,15 @@ class Bundle:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
-        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one."""
-        return probabilities(self.predict_logits(batch))
+        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one;
+        for a regression label, the predicted values (B,) (the model's outputs)."""
+        logits = self.predict_logits(batch)
+        return logits.astype(np.float64) if self.task == "regression" else probabilities(logits)
+
+    @property
+    def task(self) -> str:
+        """What the model predicts: ``binary``, ``multiclass`` or ``regression``."""
+        return task_of(self.meta)
 
     @property
     def classes(self) -> list[str] | None:
@@ -84,11 +91,21 @@ class Bundle:
         return float(self.meta["train_base_rate"])
 
     @property
-    def prior(self) -> float | list[float]:
-        """What NE is relative to: the training base rate (binary) or class frequencies (multiclass)."""
+    def prior(self) -> float | list[float] | dict[str, float]:
+        """What NE is relative to: the training base rate (binary) or class frequencies (multiclass); for a
+        regression label, its training ``mean`` and ``std`` (what the normalised MSE is relative to)."""
+        if self.task == "regression":
+            return {k: float(v) for k, v in self.meta["target"].items()}
         if self.classes:
             return [float(q) for q in self.meta["train_class_prior"]]
         return self.base_rate
+
+
+def task_of(meta: dict[str, Any]) -> str:
+    """The task a bundle's (or an export's) metadata describes: ``regression``, ``multiclass`` or ``binary``."""
+    if meta.get("task") == "regression":
+        return "regression"
+    return "multiclass" if meta.get("classes") else "binary"
 
 
 class BundleError(ShoalError, ValueError):
@@ -153,7 +170,8 @@ def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfi
         "version": BUNDLE_VERSION,
         "model": config.model.model_dump(mode="json"),
         "inputs": {"dense_dim": encoder.dense_dim, "buckets": encoder.buckets, "outputs": encoder.outputs,
-                   "sequences": encoder.sequence_slots},
+                   "sequences": encoder.sequence_slots,
+                   "target": None if encoder.target_ is None else list(encoder.target_)},
         "encoder": encoder.to_dict(),
         "config": config.resolved(),
         "meta": meta,
@@ -250,8 +268,10 @@ def load_bundle(path: Path) -> Bundle:
         model_cfg = _MODEL_CONFIG.validate_python(doc["model"])
         part = "inputs"
         inputs = doc["inputs"]
+        target = inputs.get("target")
         model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
-                      list(inputs.get("sequences", [])))
+                      list(inputs.get("sequences", [])),
+                      target=None if target is None else (float(target[0]), float(target[1])))
         part = "encoder"
         encoder = Encoder.from_dict(doc["encoder"])
         part = "config"

@@ -140,7 +140,7 @@ def model_card(ref: str, home: str | os.PathLike[str]) -> str:
             f"- Learned from {s.get('train_rows', 0):,} rows of the files above; rows unlike them (other markets, "
             "other periods) are outside what the metrics describe.", ""]
     pictures = [s[k] for k in ("learning_curve_png", "valid_curves_png", "test_curves_png", "valid_confusion_png",
-                               "test_confusion_png") if s.get(k)]
+                               "test_confusion_png", "valid_regression_png", "test_regression_png") if s.get(k)]
     if pictures:
         out += ["## Pictures", "", *[f"![{Path(p).stem}]({p})" for p in pictures], ""]
     return "\n".join(out)

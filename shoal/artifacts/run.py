@@ -77,6 +77,10 @@ class RunSummary(TypedDict, total=False):
     test_confusion_png: str
     valid_curves_png: str  # binary label: ROC, precision-recall and calibration curves
     test_curves_png: str
+    valid_regression_png: str  # regression label: predicted against actual values, residuals
+    test_regression_png: str
+    train_label_mean: float  # regression label: its training mean and standard deviation
+    train_label_std: float
     learning_curve_png: str  # training and validation loss, validation AUC/accuracy by step
     steps: int
     rows_trained: int

@@ -44,9 +44,11 @@ __all__ = ["METRICS", "AutoResult", "AutoSettings", "SearchView", "auto", "resum
 
 log = logging.getLogger(__name__)
 
-METRICS = {"auc": True, "ne": False, "accuracy": True, "macro_f1": True}  # name -> maximize
+METRICS = {"auc": True, "ne": False, "accuracy": True, "macro_f1": True, "rmse": False, "mae": False, "r2": True,
+           "nmse": False}  # name -> maximize
 BINARY_METRICS = ("auc", "ne", "accuracy")
 MULTICLASS_METRICS = ("accuracy", "macro_f1", "ne")
+REGRESSION_METRICS = ("rmse", "mae", "r2", "nmse")
 STUDY = "auto"
 STUDY_FILE = "optuna.db"
 FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one bad draw
@@ -64,7 +66,7 @@ class AutoSettings:
     valid: Path | None = None
     test: Path | None = None
     budget_s: float = 600.0
-    metric: str | None = None  # None: auc (binary label) or accuracy (multiclass)
+    metric: str | None = None  # None: auc (binary label), accuracy (multiclass) or rmse (regression)
     seed: int = 0
     latency_budget_ms: float | None = None
     families: tuple[str, ...] | None = None  # None: every family that fits the columns
@@ -139,7 +141,7 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
         base, shape = prepare(settings.data, settings.label, settings.valid, record.artifact_dir)
         if settings.test is not None:
             file_spec(settings.test, base.data)  # a test file that cannot be read fails now, not after the budget
-        metric = _metric(settings.metric, shape.multiclass)
+        metric = _metric(settings.metric, shape.multiclass, shape.regression)
         fams = families(shape, base, settings.budget_s, settings.families)
         state = {"metric": metric.name, "direction": metric.direction, "families": fams, "seed": settings.seed,
                  "shape": asdict(shape), "study": str(record.artifact_dir / STUDY_FILE), "sessions": [],
@@ -194,12 +196,12 @@ def _absolute(s: AutoSettings) -> AutoSettings:
                    families=tuple(s.families) if s.families is not None else None)
 
 
-def _metric(name: str | None, multiclass: bool) -> Metric:
-    allowed = MULTICLASS_METRICS if multiclass else BINARY_METRICS
-    name = name or ("accuracy" if multiclass else "auc")
+def _metric(name: str | None, multiclass: bool, regression: bool = False) -> Metric:
+    kind = "regression" if regression else "multiclass" if multiclass else "binary"
+    allowed = {"regression": REGRESSION_METRICS, "multiclass": MULTICLASS_METRICS, "binary": BINARY_METRICS}[kind]
+    name = name or allowed[0]  # auc, accuracy or rmse
     if name not in allowed:
-        raise ValueError(f"metric {name!r} does not apply to a {'multiclass' if multiclass else 'binary'} label; "
-                         f"choose from {', '.join(allowed)}")
+        raise ValueError(f"metric {name!r} does not apply to a {kind} label; choose from {', '.join(allowed)}")
     return Metric(name, METRICS[name])
 
 

@@ -53,6 +53,7 @@ class DataShape:
     cardinality: dict[str, tuple[int, bool]] = field(default_factory=dict)  # sparse feature -> (distinct, capped)
     id_like: dict[str, int] = field(default_factory=dict)  # dense feature with few distinct values -> how many
     text_bytes: dict[str, int] = field(default_factory=dict)  # text feature -> 99th percentile length in bytes
+    regression: bool = False  # a number to predict
 
     @classmethod
     def of(cls, base: RunConfig, profile: FileProfile, text_bytes: dict[str, int]) -> DataShape:
@@ -64,7 +65,8 @@ class DataShape:
                 else (CARDINALITY_CAP, True) for f in base.sparse}
         id_like = {f.name: seen[f.source].cardinality for f in base.dense if f.source in seen
                    and 2 < seen[f.source].cardinality <= ID_LIKE_MAX and not seen[f.source].cardinality_capped}
-        return cls(profile.rows, base.label.kind == "multiclass", dense, skewed, card, id_like, text_bytes)
+        return cls(profile.rows, base.label.kind == "multiclass", dense, skewed, card, id_like, text_bytes,
+                   base.label.kind == "regression")
 
     @property
     def max_epochs(self) -> int:

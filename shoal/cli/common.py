@@ -139,7 +139,8 @@ def print_run(record: RunRecord) -> None:
         if cm is not None:
             console.print(confusion_table(f"{split} confusion matrix", s.get("classes", []), cm))
             console.print(f"saved {png}")
-    pictures = [s[k] for k in ("learning_curve_png", "valid_curves_png", "test_curves_png") if s.get(k)]
+    pictures = [s[k] for k in ("learning_curve_png", "valid_curves_png", "test_curves_png", "valid_regression_png",
+                               "test_regression_png") if s.get(k)]
     if pictures:
         console.print("pictures: " + "  ".join(str(p) for p in pictures), highlight=False)
     if s.get("quarantined_rows"):

@@ -29,7 +29,7 @@ _Alpha = Annotated[float, typer.Option(help="Weight of the hard labels (1 - alph
 
 
 def _quality(metrics: dict[str, Any], split: str) -> str:
-    for key in ("auc", "accuracy"):
+    for key in ("auc", "accuracy", "rmse"):
         if f"{split}_{key}" in metrics:
             return f"{metrics[f'{split}_{key}']:.4f} ({key})"
     return "-"

@@ -16,7 +16,7 @@ __all__ = ["register"]
 
 
 def _metric_cell(p: dict[str, Any]) -> str:
-    for key in ("auc", "accuracy"):
+    for key in ("auc", "accuracy", "rmse"):
         if key in p:
             return f"{p[f'torch_{key}']:.4f} -> {p[key]:.4f} ({key}, {p[key] - p[f'torch_{key}']:+.4f})"
     return "-"

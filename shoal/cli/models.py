@@ -90,7 +90,8 @@ def models(
             table.add_column(col)
         for v in versions:
             metrics = runs.get(v.run_id).metrics
-            key = next((k for k in ("valid_auc", "valid_accuracy", "test_auc", "test_accuracy") if k in metrics), None)
+            key = next((k for k in ("valid_auc", "valid_accuracy", "valid_r2", "test_auc", "test_accuracy",
+                                    "test_r2") if k in metrics), None)
             shown = f"{key.split('_', 1)[1]} {metrics[key]:.4f}" if key else "-"
             table.add_row(v.name, f"v{v.version}", ", ".join(v.aliases), v.run_id, shown,
                           time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)), v.note)

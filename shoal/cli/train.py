@@ -147,15 +147,17 @@ def runs_(home: HomeOption = None, limit: int = 20) -> None:
         records = Registry(home_dir(home)).list(limit=limit)
         table = Table(title=f"runs in {home_dir(home)}")
         table.add_column("run", no_wrap=True)
-        for col in ("name", "kind", "status", "model", "valid AUC / acc", "valid NE", "created"):
+        for col in ("name", "kind", "status", "model", "valid AUC / acc / R²", "valid NE / NMSE", "created"):
             table.add_column(col)
         for r in records:
             m = r.metrics
             quality = (f"{m['valid_auc']:.4f}" if "valid_auc" in m
-                       else f"{m['valid_accuracy']:.2%}" if "valid_accuracy" in m else "")
+                       else f"{m['valid_accuracy']:.2%}" if "valid_accuracy" in m
+                       else f"R² {m['valid_r2']:.4f}" if "valid_r2" in m else "")
+            ne = m.get("valid_ne", m.get("valid_nmse"))
             table.add_row(
                 r.run_id, r.name, r.kind.value, r.status.value, str(r.config.get("model", {}).get("name", "")),
-                quality, f"{m['valid_ne']:.4f}" if "valid_ne" in m else "",
+                quality, f"{ne:.4f}" if ne is not None else "",
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
             )
         console.print(table)

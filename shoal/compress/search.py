@@ -82,7 +82,7 @@ class Candidate:
     student: str  # a StudentSpec label, or "teacher"
     run_id: str
     system: str  # one of SYSTEMS
-    metric: str  # "auc" (binary) or "accuracy" (multiclass)
+    metric: str  # "auc" (binary), "accuracy" (multiclass) or "r2" (regression): higher is better
     quality: float  # on the validation rows
     p50_ms: float
     p99_ms: float
@@ -162,7 +162,7 @@ def measure(bundle: Bundle, onnx_dir: Path, rows: Batch, systems: Sequence[str],
             sizes: dict[str, float], seconds: float = 0.5) -> list[Candidate]:
     """Validation quality and one-row latency (one thread) of ``bundle`` served as each of ``systems``."""
     assert rows.label is not None
-    metric = "accuracy" if bundle.classes else "auc"
+    metric = "accuracy" if bundle.classes else "r2" if bundle.task == "regression" else "auc"  # higher is better
     ones = [rows.slice(i, i + 1) for i in range(min(len(rows), LATENCY_ROWS))]
     linear_mib = sum(m.weight.numel() * 4 for m in bundle.model.modules() if isinstance(m, nn.Linear)) / 2**20
     saved = torch.get_num_threads()

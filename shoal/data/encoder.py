@@ -7,16 +7,18 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
 - sparse (:class:`~shoal.data.features.SparseColumn`): a stable hash into ``buckets`` rows, id 0 for missing.
 - text (:class:`~shoal.data.features.TextColumn`): a bag of hashed byte and word n-grams, or the bytes in order.
 - label: binary: the configured positive/negative values -> 1/0; multiclass: the class index (class names,
-  or their aliases, in ``classes`` order; the classes are found in the training file when not configured).
+  or their aliases, in ``classes`` order; the classes are found in the training file when not configured);
+  regression: the number itself (its training mean and standard deviation, ``target_``, are set after the
+  first pass and scale the model's output).
 
 A batch lays the columns out by kind, each kind in config order::
 
     dense    (B, 2 * n_dense)   the dense values, then their missing flags
     ids      sparse features, then text features, then the bins of binned dense features
 
-Values that cannot be used (a non-numeric or infinite dense value, a missing or unknown label) are reported
-to a :class:`~shoal.data.readers.BadRowSink` with the file, line, column and value, and the row is left out
-of the batch, never silently. The encoder is saved with the model as JSON (no pickle).
+Values that cannot be used (a non-numeric or infinite dense value, an unreadable image, a missing or unknown
+label) are reported to a :class:`~shoal.data.readers.BadRowSink` with the file, line, column and value, and the
+row is left out of the batch, never silently. The encoder is saved with the model as JSON (no pickle).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from shoal.data.features import (
     column_for,
     column_from_dict,
 )
+from shoal.data.features.dense import FLOAT32_MAX, NUMBER
 from shoal.data.readers import BadRowSink, Chunk
 
 __all__ = ["Encoder"]
@@ -71,6 +74,7 @@ class Encoder:
         self.classes_: list[str] = list(label.classes) if label is not None and label.classes else []
         self.fitted_ = False
         self.fit_rows_ = 0
+        self.target_: tuple[float, float] | None = None  # regression: the training label's (mean, std)
 
     # -- shape of the encoded inputs -------------------------------------------------------------------------
     @property
@@ -110,6 +114,15 @@ class Encoder:
     @property
     def multiclass(self) -> bool:
         return self.label is not None and self.label.kind == "multiclass"
+
+    @property
+    def regression(self) -> bool:
+        return self.label is not None and self.label.kind == "regression"
+
+    @property
+    def task(self) -> str:
+        """What the model predicts: ``binary``, ``multiclass`` or ``regression``."""
+        return "binary" if self.label is None else self.label.kind
 
     @property
     def outputs(self) -> int:
@@ -210,6 +223,8 @@ class Encoder:
         assert self.label is not None
         raw = chunk.table.column(self.label.column)
         text = as_strings(raw, self.label.column)
+        if self.regression:
+            return self._number_label(raw, problems)
         if self.multiclass:
             names = self.classes_ + list(self.label.aliases)
             index_of = np.array(list(range(len(self.classes_)))
@@ -230,14 +245,34 @@ class Encoder:
                      f"invalid label; allowed: {allowed} (set label.positive / label.negative)", text)
         return pos.astype(np.float32)
 
+    def _number_label(self, raw: pa.ChunkedArray, problems: Problems) -> np.ndarray:
+        """A regression label as float32 (N,); missing, non-numeric, infinite and out-of-float32 cells are bad."""
+        assert self.label is not None
+        name, col = self.label.column, raw.combine_chunks()
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            values = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        else:
+            text = as_strings(col, name)
+            ok = pc.fill_null(pc.match_substring_regex(text, NUMBER), False).to_numpy(zero_copy_only=False)
+            problems.add(~ok, name, "invalid label: a regression label must be a number", text)
+            clean = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
+            values = np.where(ok, pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False), 0.0)
+        missing = np.isnan(values)
+        problems.add(missing, name, "missing label (regression)", col)
+        big = ~missing & (np.abs(values) > FLOAT32_MAX)
+        problems.add(big, name, f"label outside float32's range, -{FLOAT32_MAX:.8g} to {FLOAT32_MAX:.8g}", col)
+        return np.where(missing | big, 0.0, values).astype(np.float32)
+
     # -- persistence (JSON, never pickle) --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "features": [f.to_dict() for f in self.features],
-            "label": None if self.label is None else self.label.model_dump(mode="json"),
+            "label": None if self.label is None else self.label.model_dump(
+                mode="json", exclude=None if self.regression else {"loss", "huber_delta"}),  # the same form as before
             "classes": self.classes_,
             "fit_rows": self.fit_rows_,
+            **({} if self.target_ is None else {"target": list(self.target_)}),
         }
 
     @staticmethod
@@ -253,4 +288,6 @@ class Encoder:
         enc.classes_ = list(d.get("classes", []))
         enc.fitted_ = True
         enc.fit_rows_ = int(d.get("fit_rows", 0))
+        target = d.get("target")
+        enc.target_ = None if target is None else (float(target[0]), float(target[1]))
         return enc

@@ -38,11 +38,25 @@ def distillation_loss(student: torch.Tensor, labels: torch.Tensor, teacher: torc
     return (w * ce + (1.0 - w) * (t * t) * kl).mean()
 
 
+def regression_distillation_loss(student: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, alpha: float,
+                                 scale: float, labelled: torch.Tensor | None = None) -> torch.Tensor:
+    """``a * ((s - y) / scale)^2 + (1 - a) * ((s - t) / scale)^2``, the mean over rows: a regression student
+    learns the labels and the teacher's predictions (Hinton et al.'s soft targets become the teacher's values;
+    there is no temperature), both in standard deviations ``scale`` of the training label. Rows whose
+    ``labelled`` is False (transfer rows) take the teacher term only."""
+    hard = ((student - labels.to(student.dtype)) / scale) ** 2  # (B,)
+    soft = ((student - teacher) / scale) ** 2  # (B,)
+    w = torch.full_like(hard, alpha) if labelled is None else alpha * labelled.to(hard.dtype)
+    return (w * hard + (1.0 - w) * soft).mean()
+
+
 class DistillLoss:
     """The :class:`~shoal.training.loop.Trainer` loss of a student: :func:`distillation_loss` against the teacher's
-    logits of each mini-batch's rows, looked up by ``batch.lines``."""
+    logits of each mini-batch's rows, looked up by ``batch.lines``; for a regression label (``scale``: the
+    training label's standard deviation), :func:`regression_distillation_loss` against its predictions."""
 
-    def __init__(self, teacher: TeacherOutputs, temperature: float = 2.0, alpha: float = 0.5) -> None:
+    def __init__(self, teacher: TeacherOutputs, temperature: float = 2.0, alpha: float = 0.5,
+                 scale: float | None = None) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, not {temperature!r} (1 is the plain softmax; try 2 to 4)")
         if not 0.0 <= alpha <= 1.0:
@@ -50,6 +64,7 @@ class DistillLoss:
         self.teacher = teacher
         self.temperature = temperature
         self.alpha = alpha
+        self.scale = scale
 
     def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert batch.label is not None
@@ -57,5 +72,8 @@ class DistillLoss:
         if t_logits.shape[1:] != logits.shape[1:]:
             raise ValueError(f"teacher logits have shape {t_logits.shape[1:]} per row, the student's "
                              f"{tuple(logits.shape[1:])}: teacher and student must predict the same label")
+        if self.scale is not None:
+            return regression_distillation_loss(logits, torch.from_numpy(batch.label), torch.from_numpy(t_logits),
+                                                self.alpha, self.scale, torch.from_numpy(labelled))
         return distillation_loss(logits, torch.from_numpy(batch.label), torch.from_numpy(t_logits),
                                  self.temperature, self.alpha, torch.from_numpy(labelled))

@@ -77,11 +77,13 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
         elif outputs is None:
             outputs = teacher_outputs(teachers, cfg)
         cache = outputs.save(run_dir / TEACHER_FILE)
+    prior = bundles[0].prior
+    scale = float(prior["std"]) if isinstance(prior, dict) else None  # a regression teacher: values, not logits
     settings = {"teacher": ids[0], "teacher_model": bundles[0].config.model.name,  # the first teacher's
                 "teacher_metrics": t_records[0].metrics,
                 "teachers": ids, "teacher_models": [b.config.model.name for b in bundles],
                 "ensemble": "mean of probabilities" if len(ids) > 1 else None,
-                "temperature": temperature, "alpha": alpha,
+                "temperature": temperature, "alpha": alpha, "scale": scale,
                 "teacher_rows": len(outputs), "teacher_outputs": str(cache),
                 "transfer": None if transfer is None else str(transfer),
                 "transfer_rows": int((~outputs.labelled).sum()),  # the transfer file's and the augmented rows
@@ -92,7 +94,7 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
                             if augmentation.copies else None),
                 "config": cfg.resolved()}  # what the trainer reads (with a transfer set: the joined file)
     record = registry.update(record.run_id, summary={"distill": settings})
-    return fit_run(registry, record, cfg, callbacks, loss=DistillLoss(outputs, temperature, alpha))
+    return fit_run(registry, record, cfg, callbacks, loss=DistillLoss(outputs, temperature, alpha, scale))
 
 
 def resume(ref: str, home: str | Path = "shoal-runs", callbacks: Callbacks | None = None) -> RunRecord:
@@ -122,5 +124,6 @@ def resume_distill(registry: Registry, record: RunRecord, callbacks: Callbacks |
     record = registry.reopen(record.run_id)
     with registry.recording(record.run_id):
         cfg = parse_config(settings["config"], source=f"run {record.run_id}")
-        loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"])
+        loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"],
+                           settings.get("scale"))
     return fit_run(registry, record, cfg, callbacks, resume=True, loss=loss)

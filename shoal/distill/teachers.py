@@ -76,7 +76,7 @@ def _logsumexp(x: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def ensemble_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
+def ensemble_logits(logits: Sequence[np.ndarray], regression: bool = False) -> np.ndarray:
     """The logits of the mean of several teachers' probabilities, float32.
 
     ``logits`` holds one array per teacher for the same rows in the same order: (N,) binary logits or (N, C)
@@ -84,7 +84,8 @@ def ensemble_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
     to a constant per row, which softmax ignores). Averaging probabilities, not logits, is Hinton et al.'s
     arithmetic mean: a teacher that is unsure pulls the mean toward uncertainty instead of being outvoted by one
     confident logit. It is computed in log space (``log mean_k p_k = logsumexp_k log p_k - log K``), so very
-    confident teachers still give finite logits.
+    confident teachers still give finite logits. ``regression``: the outputs are values, and their mean is the
+    ensemble's.
     """
     if len(logits) == 0:
         raise ValueError("no teacher logits to average; give at least one teacher")
@@ -93,6 +94,8 @@ def ensemble_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
         raise ValueError(f"the teachers' logits have different shapes {shapes}: an ensemble's teachers must score "
                          "the same rows and predict the same label")
     z = np.stack([np.asarray(x, np.float64) for x in logits])  # (K, N) or (K, N, C)
+    if regression:
+        return z.mean(axis=0).astype(np.float32)  # (N,)
     log_k = np.log(len(logits))
     if z.ndim == 2:
         log_p = _logsumexp(-np.logaddexp(0.0, -z), axis=0) - log_k  # (N,) log mean sigmoid(z)
@@ -119,7 +122,7 @@ def _score(teachers: Sequence[Bundle], chunk: Chunk, sink: BadRowSink,
     for own, z in scored:
         order = np.argsort(own, kind="stable")
         aligned.append(z[order[np.searchsorted(own, lines, sorter=order)]])
-    return lines, ensemble_logits(aligned)
+    return lines, ensemble_logits(aligned, regression=teachers[0].task == "regression")
 
 
 def _training_chunks(columns: list[str], cfg: RunConfig, path: Path | None = None) -> Iterator[Chunk]:
@@ -187,6 +190,8 @@ def _label_names(bundle: Bundle, logits: np.ndarray) -> pa.Array:
     """The teacher's hard guess of each transfer row, written as the label column says it (``bundle``: the first
     teacher; an ensemble's teachers share the label and classes)."""
     label = bundle.config.label
+    if bundle.task == "regression":
+        return pa.array([repr(float(v)) for v in logits], pa.string())
     if logits.ndim == 2:
         classes = bundle.encoder.classes_
         return pa.array([classes[i] for i in logits.argmax(axis=1)], pa.string())

@@ -223,7 +223,7 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
         sizes["torch"] = sum(t.numel() * t.element_size() for t in b.model.state_dict().values()) / 2**20
 
     doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "opset": OPSET, "layout": layout.to_dict(),
-           "outputs": _outputs(b), "classes": b.classes, "files": files, "sizes_mib": sizes}
+           "outputs": _outputs(b), "classes": b.classes, "task": b.task, "files": files, "sizes_mib": sizes}
     _write_json(out / "export.json", doc)  # OnnxPredictor reads the layout from here
 
     reference = b.predict_logits(rows)
@@ -231,7 +231,7 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
     tolerances = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
     for variant in files:
         got = OnnxPredictor(out, variant=variant, threads=threads).predict_logits(rows)
-        parity[variant] = _compare(reference, got, rows.label, tolerances.get(variant))
+        parity[variant] = _compare(reference, got, rows.label, tolerances.get(variant), b.prior)
     report = ExportReport(dir=out, files=files, sizes_mib=sizes, parity=parity, rows=len(rows), rows_source=source,
                           layout=layout.to_dict(), seconds=time.perf_counter() - started, loops=count_loops(fp32))
     _write_json(out / "export.json", {**doc, "parity": parity, "rows": len(rows), "rows_source": source,
@@ -262,9 +262,15 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _quality(proba: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """AUC and log loss (binary), accuracy and log loss (multiclass): the metric change of a variant."""
+def _quality(proba: np.ndarray, label: np.ndarray, regression: bool = False) -> dict[str, float]:
+    """AUC and log loss (binary), accuracy and log loss (multiclass), RMSE and NMSE (regression, ``proba`` the
+    predicted values): the metric change of a variant."""
     eps = 1e-7
+    if regression:
+        from shoal.metrics import regression_report
+
+        r = regression_report(label, proba)
+        return {"rmse": r["rmse"], "nmse": r["nmse"]}
     if proba.ndim == 1:
         from shoal.metrics import auc, log_loss
 
@@ -279,19 +285,29 @@ def _quality(proba: np.ndarray, label: np.ndarray) -> dict[str, float]:
 
 
 def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,
-             tolerance: float | None) -> dict[str, Any]:
-    """Differences of ``got`` against the torch ``reference`` logits, and the metric of each on ``label``."""
+             tolerance: float | None, prior: Any = None) -> dict[str, Any]:
+    """Differences of ``got`` against the torch ``reference`` logits, and the metric of each on ``label``.
+    A regression model's outputs are values in the label's units: their difference counts in standard
+    deviations of the training label (``prior["std"]``), so the tolerance means the same at any scale."""
     if got.shape != reference.shape:
         raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {reference.shape}")
-    p_ref, p_got = probabilities(reference), probabilities(got)
-    out: dict[str, Any] = {"max_abs_logit_diff": float(np.abs(reference - got).max()),
-                           "max_abs_proba_diff": float(np.abs(p_ref - p_got).max())}
+    regression = isinstance(prior, dict)
+    if regression:
+        scale = float(prior["std"])
+        p_ref, p_got = reference.astype(np.float64), got.astype(np.float64)
+        out: dict[str, Any] = {"max_abs_logit_diff": float(np.abs(reference - got).max()) / scale,
+                               "max_abs_value_diff": float(np.abs(reference - got).max())}
+    else:
+        p_ref, p_got = probabilities(reference), probabilities(got)
+        out = {"max_abs_logit_diff": float(np.abs(reference - got).max()),
+               "max_abs_proba_diff": float(np.abs(p_ref - p_got).max())}
     ok = True if tolerance is None else out["max_abs_logit_diff"] <= tolerance
     if label is not None and np.isfinite(label).all():
-        ref_q, got_q = _quality(p_ref, label), _quality(p_got, label)
+        ref_q, got_q = _quality(p_ref, label, regression), _quality(p_got, label, regression)
         for k in ref_q:
             out[f"torch_{k}"], out[k] = ref_q[k], got_q[k]
-        key = "auc" if "auc" in ref_q else "accuracy" if "accuracy" in ref_q else None
+        key = "auc" if "auc" in ref_q else "accuracy" if "accuracy" in ref_q else "nmse" if "nmse" in ref_q \
+            else None
         if tolerance is None and key is not None:  # int8: judged by the metric change
             ok = abs(got_q[key] - ref_q[key]) <= INT8_TOLERANCE
     out["tolerance"] = tolerance if tolerance is not None else {"metric_change": INT8_TOLERANCE}

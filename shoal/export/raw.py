@@ -84,6 +84,7 @@ RAW_VERSION = 2  # 2: text features (NAME.bytes + NAME.lengths); 1 had dense and
 METADATA_KEY = "shoal.raw_inputs"
 DEFAULT_MAX_BYTES = 64  # id bytes per row the unrolled hash reads; longer ids are refused (re-export with more)
 PARITY_TOLERANCE = 1e-5  # max |p(raw graph) - p(Python encoder + torch)| on synthetic raw rows
+VALUE_TOLERANCE = 1e-4  # a regression label's values, in its standard deviations: fp32 sums reordered, as logits
 
 
 # -- the contract -----------------------------------------------------------------------------------------------
@@ -132,9 +133,11 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
         raise ExportError("two features give the same raw input name; rename one (e.g. 'x' and a sparse 'x.bytes')")
     return {"format": RAW_FORMAT, "version": RAW_VERSION, "opset": OPSET, "max_bytes": max_bytes,
             "features": features, "inputs": inputs,
-            "outputs": {"probabilities": "(N,) sigmoid for a binary label, (N, C) softmax for a multiclass one",
-                        "logits": "the same shape, before the sigmoid/softmax"},
-            "classes": list(encoder.classes_) if encoder.multiclass else None}
+            "outputs": ({"predictions": "(N,) the predicted values, in the label's units",
+                         "logits": "the same values (a regression model has no link function)"} if encoder.regression
+                        else {"probabilities": "(N,) sigmoid for a binary label, (N, C) softmax for a multiclass one",
+                              "logits": "the same shape, before the sigmoid/softmax"}),
+            "classes": list(encoder.classes_) if encoder.multiclass else None, "task": encoder.task}
 
 
 # -- graph building -----------------------------------------------------------------------------------------------
@@ -339,9 +342,10 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     if parity_rows > 0:
         table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes)
         diff = parity(bundle, RawOnnxModel(path), table)
-        if not diff <= PARITY_TOLERANCE:
-            raise ExportError(f"{path}: probabilities differ from the Python encoder + PyTorch by {diff:.3g} on "
-                              f"{parity_rows} synthetic rows (tolerance {PARITY_TOLERANCE}); this is a bug in "
+        tolerance = VALUE_TOLERANCE if bundle.encoder.regression else PARITY_TOLERANCE
+        if not diff <= tolerance:
+            raise ExportError(f"{path}: outputs differ from the Python encoder + PyTorch by {diff:.3g} on "
+                              f"{parity_rows} synthetic rows (tolerance {tolerance}); this is a bug in "
                               "shoal's raw export, please report it")
     return RawExportReport(path=path, contract_path=contract_path, inputs=list(contract["inputs"]),
                            max_bytes=width, form=form, nodes=len(merged.graph.node), parity_rows=parity_rows,
@@ -370,14 +374,21 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
     merged.ir_version = model.ir_version
     logits = merged.graph.output[0].name
     multiclass = contract["classes"] is not None
-    node = (helper.make_node("Softmax", [logits], ["probabilities"], axis=1, name="probabilities") if multiclass
-            else helper.make_node("Sigmoid", [logits], ["probabilities"], name="probabilities"))
+    first = _first_output(contract)
+    node = (helper.make_node("Identity", [logits], [first], name=first) if first == "predictions"
+            else helper.make_node("Softmax", [logits], [first], axis=1, name=first) if multiclass
+            else helper.make_node("Sigmoid", [logits], [first], name=first))
     merged.graph.node.append(node)
-    merged.graph.output.insert(0, helper.make_tensor_value_info("probabilities", T.FLOAT,
+    merged.graph.output.insert(0, helper.make_tensor_value_info(first, T.FLOAT,
                                                                 ["N", len(contract["classes"])] if multiclass
                                                                 else ["N"]))
     helper.set_model_props(merged, {METADATA_KEY: json.dumps(contract, default=str)})
     return merged
+
+
+def _first_output(contract: dict[str, Any]) -> str:
+    """The graph's first output: ``predictions`` (a regression label's values) or ``probabilities``."""
+    return "predictions" if contract.get("task") == "regression" else "probabilities"
 
 
 class RawOnnxModel:
@@ -416,8 +427,9 @@ class RawOnnxModel:
         return self._run("logits", rows)
 
     def predict_proba(self, rows: pa.Table | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Probabilities: (N,) for a binary label, (N, C) for a multiclass one (float32, from the graph)."""
-        return self._run("probabilities", rows)
+        """Probabilities: (N,) for a binary label, (N, C) for a multiclass one; a regression label's predicted
+        values (N,) (float32, from the graph)."""
+        return self._run(_first_output(self.contract), rows)
 
 
 # -- checking -----------------------------------------------------------------------------------------------------
@@ -467,9 +479,11 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
 
 
 def parity(bundle: Bundle, model: RawOnnxModel, table: pa.Table) -> float:
-    """Max |p(raw graph) - p(encoder + torch)| over the rows of ``table`` (which must all be good rows)."""
+    """Max |p(raw graph) - p(encoder + torch)| over the rows of ``table`` (which must all be good rows); for a
+    regression label, of the values in standard deviations of the training label."""
     batch = bundle.encoder.encode(Chunk(table, np.arange(1, table.num_rows + 1), "raw rows"), BadRowSink("error"),
                                   with_label=False)
     reference = bundle.predict_proba(batch)
     got = model.predict_proba(table).astype(np.float64)
-    return float(np.abs(reference - got).max()) if len(reference) else 0.0
+    scale = float(bundle.encoder.target_[1]) if bundle.encoder.target_ is not None else 1.0
+    return float(np.abs(reference - got).max()) / scale if len(reference) else 0.0

@@ -31,6 +31,7 @@ from shoal.inspect.stats import (
     ID_NAME_PARTS,
     LABEL_NAMES,
     MAX_GUESSED_CLASSES,
+    MAX_INTEGER_CLASSES,
     TEXT_COVER,
     Kind,
     _ColumnStats,
@@ -91,6 +92,7 @@ class FileProfile:
     truncated: bool = False
     bad_rows: int = 0
     label_classes: tuple[str, ...] = ()  # a multiclass label's values (empty: a binary label)
+    label_kind: str = "binary"  # binary, multiclass or regression
     label_candidates: tuple[str, ...] = ()  # no label given: the other columns that could be it
 
     def column(self, name: str) -> ColumnProfile:
@@ -192,9 +194,13 @@ def inspect_file(
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
+    kind = "binary"
     if chosen is not None:
         k = names.index(chosen)
-        if len(stats[k].distinct) > 2 and stats[k].counts is not None:
+        if _regression_like(stats[k]):
+            kind, note = "regression", _regression_note(stats[k])
+        elif len(stats[k].distinct) > 2 and stats[k].counts is not None:
+            kind = "multiclass"
             classes, note = _class_values(stats[k])
         else:
             positive, negative, note = _label_values(stats[k])
@@ -202,7 +208,7 @@ def inspect_file(
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
                        label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes,
-                       label_candidates=candidates)
+                       label_candidates=candidates, label_kind=kind)
 
 
 def _has_more(stream: Iterable[object]) -> bool:
@@ -364,6 +370,9 @@ def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile
         if len(s.distinct) == 2:
             return s.name, "chosen as the label: named like a label, 2 distinct values"
     for s in named:
+        if _regression_like(s):
+            return s.name, "chosen as the label: named like a label, numbers"
+    for s in named:
         if 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None:
             return s.name, f"chosen as the label: named like a label, {len(s.distinct)} classes"
     ends = {stats[0].name: "first", stats[-1].name: "last"}
@@ -383,6 +392,19 @@ def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile
                                 f"of a text file, {len(s.distinct)} distinct values (classes); check it, or name "
                                 "the label with --label")
     return None, ""
+
+
+def _regression_like(s: _ColumnStats) -> bool:
+    """A number to predict rather than classes: numeric, more than 2 values, and some fractional or more than
+    :data:`MAX_INTEGER_CLASSES` integer ones (a 1-5 rating stays classes; a price, a duration is a number)."""
+    return (s.numeric and s.present > 0 and len(s.distinct) > 2
+            and (not s.integer or len(s.distinct) > MAX_INTEGER_CLASSES))
+
+
+def _regression_note(s: _ColumnStats) -> str:
+    what = "integers" if s.integer else "numbers"
+    return (f"regression: {what}, {_distinct_text(s)}, range {_number_text(s.minimum)}..{_number_text(s.maximum)} "
+            "(a number to predict; set label.kind: multiclass to treat the values as classes)" + _missing_note(s))
 
 
 def _label_like(name: str) -> bool:

@@ -142,6 +142,8 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     if profile.bad_rows:
         out.append(f"  on_bad_rows: quarantine  # {profile.bad_rows:,} rows had the wrong number of columns")
     out += ["label:", f"  column: {_y(profile.label)}  # {_comment(label.reason)}"]
+    if profile.label_kind == "regression":
+        out.append("  kind: regression")
     if profile.label_classes:
         out.append("  kind: multiclass")
         out.append(f"  classes: {_y(list(profile.label_classes))}")
@@ -188,7 +190,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     steps = math.ceil(profile.rows * (1 - _VALID_FRACTION) / training.batch_size) * training.epochs
     sized = ("the defaults (a large file)" if profile.truncated else
              f"sized for {profile.rows:,} rows: batch about 1% of them, epochs for about {TARGET_STEPS:,} steps "
-             f"(here {steps:,} at most), early stopping on the validation log loss keeps the best epoch")
+             f"(here {steps:,} at most), early stopping on the validation loss keeps the best epoch")
     out.append(f"train:  # {sized}" + ("; fastText-like rates for a bag of text n-grams" if name == "bag" else ""))
     out += [f"  {k}: {_y(v)}" for k, v in training.model_dump(mode="json").items()]
     return "\n".join(out) + "\n"

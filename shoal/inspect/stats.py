@@ -23,6 +23,7 @@ DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "?")
 #: Distinct values are counted exactly up to this many per column, then reported as ">=".
 CARDINALITY_CAP = 1_000_000
 MAX_GUESSED_CLASSES = 100  # a column with more values is not guessed to be a multiclass label
+MAX_INTEGER_CLASSES = 20  # a numeric label with more integer values (or any fractional one) is a regression
 
 #: Names that mark a label column (compared lower-cased). Without one, the label must be named (``--label``).
 LABEL_NAMES = ("label", "labels", "click", "clicked", "clicks", "target", "y", "income", "class", "outcome",

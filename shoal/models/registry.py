@@ -43,12 +43,22 @@ def available() -> list[str]:
 
 
 def build(config: Any, dense_dim: int, buckets: list[int], outputs: int = 1,
-          sequences: list[int] | tuple[int, ...] = ()) -> nn.Module:
-    """Instantiate the model named ``config.name`` for inputs of the given shape and ``outputs`` logits."""
+          sequences: list[int] | tuple[int, ...] = (), target: tuple[float, float] | None = None) -> nn.Module:
+    """Instantiate the model named ``config.name`` for inputs of the given shape and ``outputs`` logits.
+
+    ``target``: a regression label's training (mean, std); the model then answers in the label's units
+    (:class:`~shoal.models.target.TargetScale`)."""
     cls = _MODELS.get(config.name)
     if cls is None:
         raise ValueError(f"unknown model {config.name!r}; available: {', '.join(available())}")
     if outputs < 1:
         raise ValueError(f"outputs must be >= 1, got {outputs}")
-    return cls(config, dense_dim, buckets, outputs, list(sequences))
+    model = cls(config, dense_dim, buckets, outputs, list(sequences))
+    if target is None:
+        return model
+    from shoal.models.target import TargetScale
+
+    if outputs != 1:
+        raise ValueError(f"a regression model has 1 output, not {outputs}")
+    return TargetScale(model, *target)
 

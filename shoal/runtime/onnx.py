@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from shoal.artifacts.bundle import task_of
 from shoal.data.batch import Batch
 from shoal.metrics import probabilities
 from shoal.runtime.feed import InputLayout, padded_feed
@@ -113,6 +114,13 @@ class OnnxPredictor:
         return np.concatenate(out)
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
-        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one."""
-        return probabilities(self.predict_logits(batch))
+        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one;
+        for a regression label, the predicted values (B,)."""
+        logits = self.predict_logits(batch)
+        return logits.astype(np.float64) if self.task == "regression" else probabilities(logits)
+
+    @property
+    def task(self) -> str:
+        """``binary``, ``multiclass`` or ``regression``, as the export says."""
+        return task_of(self.meta)
 

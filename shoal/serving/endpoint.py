@@ -147,7 +147,8 @@ class PredictEndpoint:
         except RowsRejected as err:
             return 422, json.dumps({"detail": str(err)}).encode()
         service.metrics.predicted_rows.inc(len(rows))
-        doc = {"model": served.name, "version": served.version, "predictions": predictions(proba, served.classes)}
+        doc = {"model": served.name, "version": served.version, "predictions": predictions(proba, served.classes,
+                                                                                            served.task)}
         return 200, json.dumps(doc).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

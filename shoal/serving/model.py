@@ -54,8 +54,12 @@ class ServedModel:
     def classes(self) -> list[str] | None:
         return self.bundle.classes
 
+    @property
+    def task(self) -> str:
+        return self.bundle.task
+
     def predict_rows(self, rows: list[BaseModel]) -> np.ndarray:
-        """Validated request rows -> probabilities, through the bundle's encoder (call from a worker thread)."""
+        """Validated request rows -> probabilities (or values), through the bundle's encoder (from a worker thread)."""
         chunk = Chunk(self.schema.table(rows), np.arange(len(rows), dtype=np.int64), "request")
         sink = BadRowSink("keep")  # serving has no quarantine file: rejected rows answer the request
         batch = self.bundle.encoder.encode(chunk, sink, with_label=False)
@@ -80,7 +84,8 @@ class ServedModel:
             "name": self.name, "version": self.version, "run": self.run, "folder": str(self.folder),
             "backend": self.predictor.backend, "loaded_at": self.loaded_at,
             "model": self.bundle.config.model.model_dump(mode="json"),
-            "output": {"kind": "binary", "field": "probability"} if self.classes is None
+            "output": {"kind": "regression", "field": "prediction"} if self.task == "regression"
+            else {"kind": "binary", "field": "probability"} if self.classes is None
             else {"kind": "multiclass", "classes": self.classes},
             "fields": self.schema.describe(), "metrics": meta.get("metrics", {}),
         }

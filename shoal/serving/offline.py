@@ -8,6 +8,7 @@ follows the file's extension), encoded by the bundle's encoder and scored by the
     line          the row's line (CSV/TSV, header counted) or 1-based row number (Parquet, JSONL) in the input
     <kept>        columns copied from the input (``keep``), e.g. an id to join on
     probability   binary label: the positive class's probability
+    prediction    regression label: the predicted value
     class, p_<c>  multiclass label: the most probable class, then one probability column per class
 
 Rows the encoder refuses go to a quarantine file (JSONL: file, line, column, value, reason) and are counted.
@@ -51,10 +52,10 @@ class PredictSummary:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]]) -> pa.Schema:
+def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]], task: str = "binary") -> pa.Schema:
     fields = [pa.field("line", pa.int64()), *(pa.field(n, t) for n, t in kept)]
     if classes is None:
-        return pa.schema([*fields, pa.field("probability", pa.float64())])
+        return pa.schema([*fields, pa.field("prediction" if task == "regression" else "probability", pa.float64())])
     return pa.schema([*fields, pa.field("class", pa.string()), *(pa.field(f"p_{c}", pa.float64()) for c in classes)])
 
 
@@ -136,7 +137,8 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
             if len(batch) < len(chunk):
                 kept = kept.filter(pa.array(np.isin(chunk.lines, batch.lines)))
             if writer is None:
-                writer = _Writer(out, output_schema(classes, [(c, kept.schema.field(c).type) for c in keep]))
+                writer = _Writer(out, output_schema(classes, [(c, kept.schema.field(c).type) for c in keep],
+                                                         bundle.task))
             writer.write(pa.Table.from_arrays([pa.array(batch.lines, pa.int64()), *kept.columns,
                                                *_columns(proba, classes)], schema=writer.schema))
             read += len(chunk)

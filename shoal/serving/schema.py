@@ -53,12 +53,18 @@ class ClassPrediction(BaseModel):
     probabilities: dict[str, float]
 
 
+class Prediction(BaseModel):
+    """Regression label: the predicted value, in the label's units."""
+
+    prediction: float
+
+
 class PredictResponse(BaseModel):
     """The answer to ``POST /predict``: one prediction per row, in request order."""
 
     model: str
     version: str
-    predictions: list[Probability] | list[ClassPrediction]
+    predictions: list[Probability] | list[ClassPrediction] | list[Prediction]
 
 
 @dataclass(frozen=True)
@@ -236,8 +242,10 @@ class RequestSchema:
                 for f in self.fields]
 
 
-def predictions(proba: np.ndarray, classes: list[str] | None) -> list[dict[str, Any]]:
-    """Rows of :class:`Probability` / :class:`ClassPrediction` as plain dicts (JSON-ready)."""
+def predictions(proba: np.ndarray, classes: list[str] | None, task: str = "binary") -> list[dict[str, Any]]:
+    """Rows of :class:`Probability` / :class:`ClassPrediction` / :class:`Prediction` as plain dicts (JSON-ready)."""
+    if task == "regression":
+        return [{"prediction": v} for v in proba.tolist()]
     if classes is None:
         return [{"probability": p} for p in proba.tolist()]
     best = proba.argmax(axis=1).tolist()

@@ -33,7 +33,8 @@ from shoal.training.callbacks import Callbacks
 
 __all__ = ["BatchCache", "EvalSet", "FileRows", "Prior", "TrainRows", "TrainingData"]
 
-Prior = float | list[float]  # the training base rate (binary) or class frequencies (multiclass)
+Prior = float | list[float] | dict[str, float]  # training base rate (binary), class frequencies (multiclass),
+#                                                {"mean", "std"} of the label (regression)
 
 
 class BatchCache:
@@ -119,6 +120,8 @@ class TrainingData:
 
     @property
     def prior(self) -> Prior:
+        if self.encoder.regression:
+            return {"mean": float(self.summary["train_label_mean"]), "std": float(self.summary["train_label_std"])}
         return self.summary["train_class_prior"] if self.encoder.multiclass else float(self.summary["train_base_rate"])
 
     def minibatches(self, epoch: int, chunk: int, batch: int) -> Iterator[tuple[int, int, Batch]]:
@@ -157,6 +160,7 @@ class TrainingData:
         _fit(encoder, cfg)
         rows = held_rows = truncated = 0
         counts = np.zeros(max(encoder.outputs, 2), dtype=np.int64)  # rows per class (binary: negatives, positives)
+        moments = np.zeros(3, dtype=np.float64)  # regression: rows, sum and sum of squares of the label
         split = HeldOutSplit(run_dir, cfg.data.format)
         try:
             with split:
@@ -176,13 +180,17 @@ class TrainingData:
                     truncated += batch.truncated
                     assert batch.label is not None
                     rows += len(batch)
-                    counts += np.bincount(batch.label.astype(np.int64), minlength=len(counts))
+                    if encoder.regression:
+                        moments += _moments(batch.label)
+                    else:
+                        counts += np.bincount(batch.label.astype(np.int64), minlength=len(counts))
                     callbacks.on_scan(rows + held_rows + sink.count)
         finally:
             sink.close()
         if rows == 0:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
-        summary: dict[str, Any] = {"train_rows": rows, **sink.summary(), **_label_counts(encoder, counts, rows)}
+        label = _target(encoder, moments) if encoder.regression else _label_counts(encoder, counts, rows)
+        summary: dict[str, Any] = {"train_rows": rows, **sink.summary(), **label}
         if encoder.text_features:
             summary["text_truncated_rows"] = truncated  # texts longer than max_bytes, cut (training file)
         valid = None
@@ -208,6 +216,27 @@ def _fit(encoder: Encoder, cfg: RunConfig) -> None:
                     BadRowSink("count"), max_rows=2**62)
     else:
         encoder.fitted_ = True
+
+
+def _moments(label: np.ndarray) -> np.ndarray:
+    """(rows, sum, sum of squares) of a regression label, in float64."""
+    x = label.astype(np.float64)
+    return np.array([len(x), x.sum(), np.square(x).sum()])
+
+
+def _target(encoder: Encoder, moments: np.ndarray) -> dict[str, Any]:
+    """A regression label's training mean and standard deviation; sets ``encoder.target_`` (the model's output
+    scale). A constant label has nothing to learn and is refused."""
+    n, total, squares = (float(v) for v in moments)
+    mean = total / n
+    var = max(squares / n - mean * mean, 0.0)
+    std = var ** 0.5
+    assert encoder.label is not None
+    if std <= 1e-12 * max(1.0, abs(mean)):
+        raise ValueError(f"regression label {encoder.label.column!r} has the same value ({mean:g}) in every training "
+                         "row: there is nothing to learn; is it the right column?")
+    encoder.target_ = (mean, std)
+    return {"train_label_mean": mean, "train_label_std": std}
 
 
 def _label_counts(encoder: Encoder, counts: np.ndarray, rows: int) -> dict[str, Any]:

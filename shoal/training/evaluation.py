@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from shoal.data.batch import Batch
-from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities
-from shoal.plots import binary_curves_png, confusion_png, learning_curve_png
+from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities, regression_report
+from shoal.plots import binary_curves_png, confusion_png, learning_curve_png, regression_png
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import Checkpointer, Position
 from shoal.training.data import EvalSet, Prior, TrainingData
 
-__all__ = ["NO_ROWS", "SCORE_BATCH", "Evaluator", "Scorer", "Scores", "report", "scores"]
+__all__ = ["NO_ROWS", "SCORE_BATCH", "Evaluator", "Scorer", "Scores", "report", "scores", "selection_loss"]
 
 NO_ROWS = "no rows to evaluate"
 SCORE_BATCH = 8192  # rows per forward when scoring a validation/test set
@@ -54,11 +54,19 @@ def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = SCORE_B
 
 
 def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, float]:
-    """Binary metrics (AUC, NE against the training base rate, ...) or multiclass ones (accuracy, macro-F1, ...)."""
+    """Binary metrics (AUC, NE against the training base rate, ...), multiclass ones (accuracy, macro-F1, ...)
+    or, when ``prior`` is a regression label's ``{"mean", "std"}``, regression ones (RMSE, MAE, R^2, NMSE)."""
+    if isinstance(prior, dict):
+        return regression_report(labels, logits, train_mean=prior["mean"])
     if logits.ndim == 1:
         assert isinstance(prior, float | int)
         return binary_report(labels, probabilities(logits), base_rate=float(prior))
     return multiclass_report(labels, probabilities(logits), prior=prior)
+
+
+def selection_loss(metrics: dict[str, float]) -> float:
+    """What validation minimises to keep the best weights: the log loss, or a regression label's NMSE."""
+    return float(metrics["logloss"] if "logloss" in metrics else metrics["nmse"])
 
 
 class Scorer(Protocol):
@@ -94,8 +102,8 @@ class Evaluator:
             m["train_loss"] = float(train_loss)
         pos.history.append(m)
         self.callbacks.on_eval(pos.epoch, pos.step, m)
-        if m["logloss"] < pos.best_loss - IMPROVEMENT:
-            pos.best_loss, pos.bad_evals = m["logloss"], 0
+        if selection_loss(m) < pos.best_loss - IMPROVEMENT:
+            pos.best_loss, pos.bad_evals = selection_loss(m), 0
             self.checkpoints.keep_best(model)
         else:
             pos.bad_evals += 1
@@ -118,6 +126,11 @@ class Evaluator:
                 continue
             labels, logits = self.scorer.scores(model, self.data, rows)
             metrics.update({f"{rows.name}_{k}": v for k, v in report(labels, logits, self.data.prior).items()})
+            if encoder.regression:
+                if draw and len(labels):
+                    summary[f"{rows.name}_regression_png"] = str(regression_png(
+                        labels, logits, run_dir / f"regression-{rows.name}.png", f"{title}: {rows.name}"))
+                continue
             if not encoder.multiclass and draw and len(labels):
                 summary[f"{rows.name}_curves_png"] = str(binary_curves_png(
                     labels, probabilities(logits), run_dir / f"curves-{rows.name}.png", f"{title}: {rows.name}"))

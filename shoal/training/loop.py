@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from shoal.artifacts.bundle import save_bundle
-from shoal.config import RunConfig
+from shoal.config import LabelConfig, RunConfig
 from shoal.data.batch import Batch
 from shoal.models import build
 from shoal.training.callbacks import Callbacks
@@ -51,11 +51,19 @@ class TrainResult:
     bundle: Path
 
 
-def training_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def training_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None,
+                  label: LabelConfig | None = None, target: tuple[float, float] | None = None) -> torch.Tensor:
     """The mean loss of a mini-batch: cross-entropy ((B, C) logits) or binary cross-entropy ((B,) logits), each
-    row weighted by ``weight`` when given (a distributed rank's padding rows weigh 0)."""
+    row weighted by ``weight`` when given (a distributed rank's padding rows weigh 0). A regression ``label``:
+    the squared (or Huber) error of predictions ``logits`` in standard deviations ``target[1]`` of the label."""
     reduction = "mean" if weight is None else "none"
-    if logits.ndim == 2:
+    if label is not None and label.kind == "regression":
+        assert target is not None
+        err = (logits - labels) / target[1]  # (B,) in standard deviations of the training label
+        zero = torch.zeros_like(err)
+        loss = (nn.functional.huber_loss(err, zero, reduction=reduction, delta=label.huber_delta)
+                if label.loss == "huber" else nn.functional.mse_loss(err, zero, reduction=reduction))
+    elif logits.ndim == 2:
         loss = nn.functional.cross_entropy(logits, labels.long(), reduction=reduction)
     else:
         loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
@@ -78,6 +86,7 @@ class Trainer:
         # only the main process reports: every process of a job takes the same steps
         self.callbacks = (callbacks or Callbacks()) if self.strategy.is_main else Callbacks()
         self.loss = loss
+        self._target: tuple[float, float] | None = None  # a regression label's (mean, std), after the first pass
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train, validate and save the bundle; ``resume`` continues from the run folder's checkpoint."""
@@ -88,7 +97,9 @@ class Trainer:
         data = self.strategy.prepare(cfg, self.run_dir, self.callbacks)  # the first pass
         torch.manual_seed(t.seed)
         enc = data.encoder
-        model = self.strategy.setup(build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots))
+        self._target = enc.target_
+        model = self.strategy.setup(build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots,
+                                          target=enc.target_))
         opts: Optimizers = list(build_optimizers(model, t, self.strategy.fuse_sparse_step))
         checkpoints = self.strategy.checkpointer(self.run_dir)
         pos = self._start(checkpoints, model, opts, resume)
@@ -153,7 +164,7 @@ class Trainer:
             loss = self.loss(out, mb)
         else:
             weight = None if mb.weight is None else torch.from_numpy(mb.weight)
-            loss = training_loss(out, torch.from_numpy(mb.label), weight)
+            loss = training_loss(out, torch.from_numpy(mb.label), weight, self.config.label, self._target)
         loss.backward()
         for o in opts:
             if o is not None:
@@ -163,7 +174,9 @@ class Trainer:
     def _save_bundle(self, model: nn.Module, data: TrainingData, metrics: dict[str, Any],
                      summary: dict[str, Any]) -> Path:
         enc, prior = data.encoder, data.prior
-        labels = {"classes": enc.classes_, "train_class_prior": prior} if enc.multiclass else {"train_base_rate": prior}
+        labels: dict[str, Any] = ({"classes": enc.classes_, "train_class_prior": prior} if enc.multiclass
+                                  else {"task": "regression", "target": prior} if enc.regression
+                                  else {"train_base_rate": prior})
         shown = {k: v for k, v in summary.items() if k != "history"}
         return save_bundle(self.run_dir / "bundle", model, enc, self.config,
                            {**labels, "metrics": metrics, "summary": shown})

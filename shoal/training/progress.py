@@ -22,7 +22,8 @@ from shoal.training.callbacks import Callbacks
 
 __all__ = ["RichCallbacks", "progress_bar"]
 
-SHOWN_METRICS = ("auc", "accuracy", "macro_f1", "ne", "logloss", "calibration")  # the validation line, in order
+# the validation line, in order
+SHOWN_METRICS = ("auc", "accuracy", "macro_f1", "ne", "logloss", "calibration", "rmse", "r2", "nmse")
 
 
 def progress_bar(console: Console | None = None) -> Progress:

@@ -34,8 +34,10 @@ __all__ = ["PICTURES", "create_ui_app"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: summary keys that name a run's pictures
-PICTURES = ("learning_curve_png", "valid_curves_png", "test_curves_png", "valid_confusion_png", "test_confusion_png")
-_LIST_METRICS = ("valid_auc", "valid_ne", "valid_accuracy", "valid_macro_f1", "test_auc", "test_ne", "test_accuracy")
+PICTURES = ("learning_curve_png", "valid_curves_png", "test_curves_png", "valid_confusion_png", "test_confusion_png",
+            "valid_regression_png", "test_regression_png")
+_LIST_METRICS = ("valid_auc", "valid_ne", "valid_accuracy", "valid_macro_f1", "valid_rmse", "valid_r2", "valid_nmse",
+                 "test_auc", "test_ne", "test_accuracy", "test_rmse")
 
 
 class AliasMove(BaseModel):

@@ -17,17 +17,17 @@ async function api(path, options) {
 // -- runs ------------------------------------------------------------------------------------------------------------
 const COLUMNS = [
   ["", null], ["run", "run_id"], ["name", "name"], ["kind", "kind"], ["status", "status"], ["model", "model"],
-  ["valid auc / acc", "quality"], ["valid ne", "ne"], ["created", "created_at"],
+  ["valid auc / acc / r²", "quality"], ["valid ne / nmse", "ne"], ["created", "created_at"],
 ];
 let runsState = {rows: [], sort: "created_at", asc: false, q: "", status: "", picked: new Set()};
 
-function quality(r) { return r.metrics.valid_auc ?? r.metrics.valid_accuracy ?? null; }
+function quality(r) { return r.metrics.valid_auc ?? r.metrics.valid_accuracy ?? r.metrics.valid_r2 ?? null; }
 
 async function showRuns() {
   const t0 = performance.now();
   const data = await api("/api/runs?limit=100000");
   $("#home").textContent = data.home;
-  runsState.rows = data.runs.map((r) => ({...r, quality: quality(r), ne: r.metrics.valid_ne ?? null}));
+  runsState.rows = data.runs.map((r) => ({...r, quality: quality(r), ne: r.metrics.valid_ne ?? r.metrics.valid_nmse ?? null}));
   main().innerHTML = `
     <div class="toolbar">
       <input id="filter" placeholder="filter: id, name or model" size="30" value="${esc(runsState.q)}">
