@@ -19,13 +19,26 @@ Example (``configs/synthetic.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import os
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -52,7 +65,9 @@ __all__ = [
     "LogisticConfig",
     "MLPConfig",
     "ModelConfig",
+    "RowFilter",
     "RunConfig",
+    "SQL_BASE_HEADER",
     "SparseFeature",
     "TextFeature",
     "TrainConfig",
@@ -69,27 +84,134 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-FileFormat = Literal["csv", "tsv", "parquet", "jsonl", "arrow"]
+FileFormat = Literal["csv", "tsv", "parquet", "jsonl", "arrow", "sql"]
 MAX_CLASSES = 1000
+
+# -- sources: a file, folder or glob; a list of them; or a DuckDB query -----------------------------------------
+# Every reader takes one Path per split (``data.train``), so a list and a query are given one too: a list is its
+# entries joined by newlines (no data path holds one), a query is a ``.sql`` file (``shoal.data.sql`` runs it). The
+# resolved config writes both back in the form the user wrote them.
+SQL_BASE_HEADER = "-- shoal-base: "  # first line of a .sql file: the folder its relative paths resolve against
+FilterOp = Literal["=", "==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+Scalar = str | bool | int | float
+RowFilter = tuple[str, FilterOp, Scalar | list[Scalar]]  # [column, op, value]: the rows kept; a list is their AND
+
+
+def _query_file(query: str, base: Path) -> Path:
+    """The ``.sql`` file (content-addressed, in the temp folder) holding an inline ``{sql: QUERY}`` source."""
+    text = f"{SQL_BASE_HEADER}{base}\n{query.strip()}\n"
+    path = Path(tempfile.gettempdir()) / "shoal-sql" / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.sql"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)  # atomic: ranks parse the same config at once
+    return path
+
+
+def _source(value: Any, info: ValidationInfo) -> Any:
+    """A split's source as one Path: a list is joined by newlines, ``{sql: QUERY, base: DIR}`` becomes a .sql
+    file; list entries and the query's folder are resolved against the config's folder (``base_dir``)."""
+    base: Path | None = (info.context or {}).get("base_dir")
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str | os.PathLike) and str(v).strip() for v in value):
+            raise ValueError(f"a list of sources must hold file, folder or glob paths (got {value!r})")
+        if any("\n" in str(v) for v in value):
+            raise ValueError(f"a source path cannot hold a line break (got {value!r})")
+        entries = [base / v if base is not None else Path(v) for v in value]
+        return Path("\n".join(str(e.resolve() if base is not None else e) for e in entries))
+    if isinstance(value, dict) and "sql" in value:
+        extra = sorted(set(value) - {"sql", "base"})
+        if extra:
+            raise ValueError(f"a SQL source takes the keys sql and base, not {extra}")
+        query = value["sql"]
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError(f"sql must be a query text, e.g. \"select * from read_parquet('logs/*.parquet')\" "
+                             f"(got {query!r})")
+        folder = Path(value.get("base") or base or Path.cwd())
+        return _query_file(query, (base / folder if base is not None else folder).resolve())
+    return value
+
+
+def _declared(path: Path) -> Any:
+    """A source as the user wrote it: a path, a list of paths, or ``{sql, base}`` (for the resolved config)."""
+    text = str(path)
+    if "\n" in text:
+        return text.split("\n")
+    if path.suffix == ".sql" and path.parent.name == "shoal-sql" and path.is_file():
+        head, _, query = path.read_text(encoding="utf-8").partition("\n")
+        if head.startswith(SQL_BASE_HEADER):
+            return {"sql": query.strip(), "base": head[len(SQL_BASE_HEADER):]}
+    return text
+
+
+_FILTER_TERM = re.compile(r"""\s*(?P<col>[A-Za-z_][\w.-]*|`[^`]+`)\s*(?P<op>==|=|!=|<=|>=|<|>|not\s+in\b|in\b)\s*
+    (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\((?:[^()'"]|'[^']*'|"[^"]*")*\)|[^\s()]+)\s*$""", re.X)
+_FILTER_ITEM = re.compile(r"""\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^,\s]+)\s*(?:,|$)""")
+
+
+def _filter_value(text: str, where: str) -> Scalar:
+    """One literal of a filter: 'text' or "text", a number, true/false."""
+    if text[:1] in "'\"" and len(text) >= 2 and text[-1] == text[0]:
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not a value; quote text ('2026-11-01'), or write a number, true or "
+                         "false") from None
+
+
+def _parse_filter(text: str) -> list[tuple[str, str, Any]]:
+    """``"date >= '2026-11-01' and city in ('a', 'b')"`` -> ``[(date, >=, 2026-11-01), (city, in, [a, b])]``.
+    Only comparisons joined by ``and``: no functions, nothing that runs."""
+    terms = re.split(r"\s+and\s+(?=(?:[^'\"]|'[^']*'|\"[^\"]*\")*$)", text.strip(), flags=re.I)
+    out: list[tuple[str, str, Any]] = []
+    for term in terms:
+        m = _FILTER_TERM.fullmatch(term)
+        if m is None:
+            raise ValueError(f"cannot read {term.strip()!r}: write COLUMN OP VALUE joined by 'and', OP one of "
+                             "= != < <= > >= in, 'not in' (e.g. date >= '2026-11-01' and date < '2026-12-01')")
+        col, op, raw = m["col"].strip("`"), " ".join(m["op"].lower().split()), m["value"]
+        if op in ("in", "not in"):
+            if not (raw.startswith("(") and raw.endswith(")")):
+                raise ValueError(f"{term.strip()!r}: {op} takes a list in parentheses, e.g. city in ('a', 'b')")
+            items = _FILTER_ITEM.findall(raw[1:-1])
+            out.append((col, op, [_filter_value(i, term.strip()) for i in items]))
+        else:
+            out.append((col, op, _filter_value(raw, term.strip())))
+    return out
 
 
 class FileSpec(_Strict):
     """A validation or test file read differently from the training file; unset options follow ``data``."""
 
-    path: Path
+    path: Path  # a file, folder, glob, or a list of them
     format: FileFormat | None = None
     header: bool | None = None
     columns: list[str] | None = None
     delimiter: str | None = Field(None, min_length=1, max_length=1)
     quoting: bool | None = None
 
+    _path_source = field_validator("path", mode="before")(_source)
+
+    @field_serializer("path", when_used="json")
+    def _path_declared(self, path: Path) -> Any:
+        return _declared(path)
+
 
 class DataConfig(_Strict):
     """Where the rows come from and how to read them."""
 
-    train: Path
-    valid: Path | FileSpec | None = None  # a path, or {path, format, header, columns, delimiter, quoting}
+    train: Path  # a file, folder or glob; a list of them; or {sql: QUERY} (DuckDB)
+    valid: Path | FileSpec | None = None  # the same, or {path, format, header, columns, delimiter, quoting}
     test: Path | FileSpec | None = None
+    filter: list[RowFilter] | None = None  # rows kept: "date >= '2026-11-01' and ..." or [[column, op, value], ...]
     valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     format: FileFormat | None = None  # None: from the file extension
     header: bool = True
@@ -99,6 +221,22 @@ class DataConfig(_Strict):
     missing: list[str] = Field(default_factory=lambda: ["", "NA", "NaN", "nan", "null", "?"])
     on_bad_rows: Literal["error", "quarantine"] = "error"
     chunk_rows: int = Field(65_536, ge=1)
+
+    _sources = field_validator("train", "valid", "test", mode="before")(_source)
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _filter_terms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _parse_filter(value) if value.strip() else None
+        if isinstance(value, list):  # a YAML date (2026-11-01 unquoted) compares as its ISO text
+            return [[v.isoformat() if isinstance(v, datetime.date) else v for v in t] if isinstance(t, list | tuple)
+                    else t for t in value]
+        return value
+
+    @field_serializer("train", "valid", "test", when_used="json")
+    def _sources_declared(self, value: Path | FileSpec | None) -> Any:
+        return _declared(value) if isinstance(value, Path) else value
 
     @model_validator(mode="after")
     def _columns_for_headerless(self) -> DataConfig:
@@ -516,7 +654,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a mapping of keys to values, not {type(data).__name__}")
     try:
-        cfg = RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
     if base_dir is None:

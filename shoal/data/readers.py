@@ -1,8 +1,10 @@
 """Stream CSV/TSV, Parquet, JSONL and Arrow IPC (Feather) files in bounded chunks through pyarrow.
 
 A source is one file, a folder of files (Spark/Hive output: ``date=2026-11-30/part-0.parquet``, its ``key=value``
-folder names read as columns), or a glob (``logs/*.csv.gz``); CSV/TSV/JSONL may be gzip-, zstd-, bz2- or
-lz4-compressed, streamed (line numbers still right).
+folder names read as columns), a glob (``logs/*.csv.gz``) or a list of those (:mod:`shoal.data.sources`), or a
+DuckDB query (a ``.sql`` file, :mod:`shoal.data.sql`); CSV/TSV/JSONL may be gzip-, zstd-, bz2- or lz4-compressed,
+streamed (line numbers still right). ``row_filter`` (``data.filter``, :mod:`shoal.data.filters`) keeps the rows that
+pass it, skipping the partitions and Parquet row groups that cannot.
 
 Every chunk carries the physical line number (CSV/TSV, header counted) or the 1-based row number
 (Parquet, JSONL) of each row, so later stages can name the exact place of a bad value. Rows with the wrong
@@ -30,23 +32,21 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from shoal.errors import ShoalError
+from shoal.config import RowFilter
+from shoal.data.filters import filter_columns, keep_mask, parquet_row_groups, partition_may_match, where
+from shoal.data.sources import BadInputError, is_multi, partition_values, source_files, source_parts
+from shoal.data.sql import sql_chunks, sql_header
 
 __all__ = ["BadInputError", "BadRow", "BadRowSink", "ByteRange", "Chunk", "byte_ranges", "check_file", "compression",
-           "detect_format", "first_line_of", "head_bytes", "is_multi", "read_chunks", "read_header",
-           "read_parquet_chunks", "read_range", "source_files"]
+           "detect_format", "first_line_of", "head_bytes", "is_multi", "partition_values", "read_chunks",
+           "read_header", "read_parquet_chunks", "read_range", "source_files"]
 
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv",
-               ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+               ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".sql": "sql"}
 _COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".lz4": "lz4"}
-_GLOB = set("*?[")
-
-
-class BadInputError(ShoalError, ValueError):
-    """A file or a row that cannot be used. The message names the file, line, column and value."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class BadRowSink:
     >>> sink.add(BadRow("a.csv", 3, "age", "x", "not a number"))
     Traceback (most recent call last):
     ...
-    shoal.data.readers.BadInputError: a.csv, line 3, column 'age': value 'x': not a number ...
+    shoal.data.sources.BadInputError: a.csv, line 3, column 'age': value 'x': not a number ...
     """
 
     def __init__(self, mode: Literal["error", "quarantine", "count", "keep"], path: Path | None = None) -> None:
@@ -134,43 +134,6 @@ class Chunk:
         return Chunk(self.table.filter(pa.array(mask)), self.lines[mask], self.file)
 
 
-def is_multi(path: Path) -> bool:
-    """Whether ``path`` names several files: a folder, or a glob pattern."""
-    return path.is_dir() or bool(_GLOB & set(str(path)))
-
-
-def source_files(path: Path) -> list[Path]:
-    """The data files of a source, in a stable order: the file itself; a folder's files (recursively, hidden files
-    and ``_SUCCESS``-style markers skipped); a glob's matches. Raises :class:`BadInputError` when there are none."""
-    path = Path(path)
-    if not is_multi(path):
-        return [path]
-    if path.is_dir():
-        found = [f for f in sorted(path.rglob("*")) if f.is_file()
-                 and not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)]
-        where = f"folder {path}"
-    else:
-        anchor = Path(path.anchor) if path.is_absolute() else Path(".")
-        pattern = str(path.relative_to(anchor)) if path.is_absolute() else str(path)
-        found = sorted(f for f in anchor.glob(pattern) if f.is_file())
-        where = f"pattern {path}"
-    if not found:
-        raise BadInputError(f"{where}: no data files found")
-    return found
-
-
-def partition_values(root: Path, file: Path) -> dict[str, str]:
-    """Hive-style ``key=value`` folder names between a folder source ``root`` and one of its files."""
-    if not root.is_dir():
-        return {}
-    out = {}
-    for part in file.relative_to(root).parts[:-1]:
-        key, eq, value = part.partition("=")
-        if eq and key:
-            out[key] = value
-    return out
-
-
 def compression(path: Path) -> str | None:
     """The codec of a compressed file (gzip, zstd, bz2, lz4: from its first bytes), or None."""
     try:
@@ -199,7 +162,7 @@ def detect_format(path: Path, explicit: str | None) -> str:
     if fmt is None:
         raise BadInputError(
             f"{probe}: cannot tell the format from the extension {_suffix(probe)!r}; "
-            f"set data.format to one of csv, tsv, parquet, jsonl, arrow"
+            f"set data.format to one of csv, tsv, parquet, jsonl, arrow, sql"
         )
     return fmt
 
@@ -260,9 +223,11 @@ def read_header(path: Path, fmt: str, delimiter: str | None = None) -> list[str]
     path = Path(path)
     check_file(path)
     if is_multi(path):
-        first = source_files(path)[0]
+        entry, first = source_parts(path)[0]
         names = read_header(first, fmt, delimiter)
-        return names + [k for k in partition_values(path, first) if k not in names]
+        return names + [k for k in partition_values(entry, first) if k not in names]
+    if fmt == "sql":
+        return sql_header(path)
     if fmt == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
     if fmt == "arrow":
@@ -320,28 +285,41 @@ def read_chunks(
     missing: Sequence[str] = ("",),
     chunk_rows: int = 65_536,
     quoting: bool = True,
+    row_filter: Sequence[RowFilter] | None = None,
 ) -> Iterator[Chunk]:
-    """Yield chunks holding ``columns`` of ``path``.
+    """Yield chunks holding ``columns`` of ``path``: only the rows passing ``row_filter`` when given (each keeps
+    its line number).
 
     ``names`` gives the column names of a headerless CSV/TSV. A file with no data rows (empty, or only a
-    header) raises :class:`BadInputError` once the stream ends.
+    header), or none passing the filter, raises :class:`BadInputError` once the stream ends.
     """
     path = Path(path)
     fmt = detect_format(path, fmt)
     check_file(path)
+    wanted = list(dict.fromkeys([*columns, *filter_columns(row_filter)]))
     if is_multi(path):
-        stream = _multi_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
+        stream = _multi_chunks(path, fmt, wanted, sink, header, names, delimiter, missing, chunk_rows, quoting,
+                               row_filter)
     else:
-        stream = _file_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
-    rows = 0
+        stream = _file_chunks(path, fmt, wanted, sink, header, names, delimiter, missing, chunk_rows, quoting,
+                              row_filter)
+    rows = read = 0
     pool = pa.default_memory_pool()
     for chunk in stream:
+        read += len(chunk)
+        if row_filter and len(chunk):
+            chunk = chunk.rows(keep_mask(chunk.table, row_filter, chunk.file))
+        if len(wanted) > len(columns):
+            chunk = Chunk(chunk.table.select(list(columns)), chunk.lines, chunk.file)
         rows += len(chunk)
         if len(chunk):
             yield chunk
         # Arrow's allocator keeps freed pages for reuse; hand them back so RSS follows the chunk size,
         # not the largest row group ever decoded.
         pool.release_unused()
+    if rows == 0 and row_filter:
+        raise BadInputError(f"{path}: no row passes data.filter {where(row_filter)!r} ({read} rows read; the "
+                            "partitions and Parquet row groups that cannot pass were skipped); widen the filter")
     if rows == 0:
         what = "only a header" if header and fmt in ("csv", "tsv") else "no rows"
         raise BadInputError(f"{path}: file has {what}; expected at least one data row")
@@ -349,11 +327,14 @@ def read_chunks(
 
 def _file_chunks(path: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
                  names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
-                 quoting: bool) -> Iterator[Chunk]:
+                 quoting: bool, row_filter: Sequence[RowFilter] | None = None) -> Iterator[Chunk]:
+    """The chunks of one file (``row_filter``: only to skip Parquet row groups; :func:`read_chunks` applies it)."""
     if fmt in ("csv", "tsv"):
         return _csv_chunks(path, fmt, columns, sink, header, names, delimiter, missing, chunk_rows, quoting)
     if fmt == "parquet":
-        return _parquet_chunks(path, columns, chunk_rows)
+        return _parquet_chunks(path, columns, chunk_rows, row_filter)
+    if fmt == "sql":
+        return (Chunk(t, lines, str(path)) for t, lines in sql_chunks(path, columns, chunk_rows, _missing_columns))
     if fmt == "arrow":
         return _ipc_chunks(path, columns, chunk_rows)
     return _jsonl_chunks(path, columns, chunk_rows)
@@ -361,21 +342,39 @@ def _file_chunks(path: Path, fmt: str, columns: Sequence[str], sink: BadRowSink,
 
 def _multi_chunks(root: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
                   names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
-                  quoting: bool) -> Iterator[Chunk]:
-    """Every file of a folder or glob in turn, each chunk naming its own file and lines; ``key=value`` folder
-    names give the columns of that name (as text) when the files lack them."""
-    for file in source_files(root):
-        parts = partition_values(root, file)
-        inside = [c for c in columns if c not in parts]
-        if fmt in ("csv", "tsv") and names is None:
-            have = read_header(file, fmt, delimiter)
-            inside = [c for c in columns if c in have or c not in parts]
-        added = [c for c in columns if c not in inside]
-        for chunk in _file_chunks(file, fmt, inside, sink, header, names, delimiter, missing, chunk_rows, quoting):
-            table = chunk.table
-            for c in added:
-                table = table.append_column(c, pa.array([parts[c]] * table.num_rows, pa.string()))
-            yield Chunk(table.select(list(columns)), chunk.lines, chunk.file)
+                  quoting: bool, row_filter: Sequence[RowFilter] | None = None) -> Iterator[Chunk]:
+    """Every file of a folder, glob or list in turn, each chunk naming its own file and lines; ``key=value``
+    folder names give the columns of that name (as text) when the files lack them. A file whose partition values
+    fail ``row_filter`` is skipped unopened."""
+    for entry, file in source_parts(root):
+        yield from _part_chunks(entry, file, fmt, columns, sink, header, names, delimiter, missing, chunk_rows,
+                                quoting, row_filter)
+
+
+def _part_chunks(entry: Path, file: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
+                 names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
+                 quoting: bool, row_filter: Sequence[RowFilter] | None, select: Callable[[int], bool] | None = None,
+                 ) -> Iterator[Chunk]:
+    """The chunks of one file of a source, its partition columns added (``select``: Parquet chunks by index)."""
+    parts = partition_values(entry, file)
+    if row_filter and parts and not partition_may_match(parts, row_filter, str(file)):
+        return
+    inside = [c for c in columns if c not in parts]
+    if fmt in ("csv", "tsv") and names is None and parts:
+        have = read_header(file, fmt, delimiter)
+        inside = [c for c in columns if c in have or c not in parts]
+    added = [c for c in columns if c not in inside]
+    stream: Iterator[Chunk]
+    if select is not None:
+        stream = (c for _, c in read_parquet_chunks(file, columns=inside, chunk_rows=chunk_rows, select=select))
+    else:
+        stream = _file_chunks(file, fmt, inside, sink, header, names, delimiter, missing, chunk_rows, quoting,
+                              row_filter)
+    for chunk in stream:
+        table = chunk.table
+        for c in added:
+            table = table.append_column(c, pa.array([parts[c]] * table.num_rows, pa.string()))
+        yield Chunk(table.select(list(columns)), chunk.lines, chunk.file)
 
 
 def _missing_columns(path: Path, have: Sequence[str], want: Sequence[str]) -> None:
@@ -521,8 +520,22 @@ def _open_parquet(path: Path, columns: Sequence[str]) -> pq.ParquetFile:
     return pf
 
 
-def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int,
+                    row_filter: Sequence[RowFilter] | None = None) -> Iterator[Chunk]:
+    """The file in chunks; with ``row_filter``, only the row groups whose statistics may pass it are decoded
+    (the rows keep their row numbers in the file)."""
     pf = _open_parquet(path, columns)
+    groups = parquet_row_groups(path, pf.schema_arrow, row_filter) if row_filter else None
+    if groups is not None:
+        md = pf.metadata
+        starts = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+        for g in groups:
+            table = pf.read_row_group(g, columns=list(columns), use_threads=False)
+            for lo in range(0, table.num_rows, chunk_rows):
+                part = table.slice(lo, chunk_rows)
+                first = int(starts[g]) + lo + 1
+                yield Chunk(part, np.arange(first, first + part.num_rows, dtype=np.int64), str(path))
+        return
     row = 0
     for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(columns), use_threads=False):
         n = batch.num_rows
@@ -530,23 +543,35 @@ def _parquet_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iter
         row += n
 
 
-def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int,
-                        select: Callable[[int], bool]) -> Iterator[tuple[int, Chunk]]:
+def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int, select: Callable[[int], bool],
+                        row_filter: Sequence[RowFilter] | None = None) -> Iterator[tuple[int, Chunk]]:
     """(chunk index, chunk) for the chunks ``ci`` of a Parquet file with ``select(ci)``, decoding only them.
 
     The chunks are those :func:`read_chunks` yields (rows ``[ci * chunk_rows, (ci + 1) * chunk_rows)``, line
     numbers from 1), but the row groups that hold no selected row are never read: a process that trains on every
     W-th chunk (:mod:`shoal.distributed`) decodes about 1/W of the file when row groups are about a chunk long.
-    A row group that spans several selected chunks is decoded once.
+    A row group that spans several selected chunks is decoded once. Several files (a folder, glob or list):
+    the chunks of each file follow those of the files before it, so a file holding no selected chunk is never
+    read. With ``row_filter`` the chunks are those that hold rows passing it: every chunk is read, the selected
+    ones kept.
     """
     path = Path(path)
     check_file(path)
-    if is_multi(path):  # a folder of parts: every chunk is read, the selected ones kept
-        stream = _multi_chunks(path, "parquet", columns, BadRowSink("error"), True, None, None, ("",), chunk_rows,
-                               True)
-        for ci, chunk in enumerate(c for c in stream if len(c)):
-            if select(ci):
-                yield ci, chunk
+    if row_filter:
+        stream = read_chunks(path, fmt="parquet", columns=columns, sink=BadRowSink("error"), chunk_rows=chunk_rows,
+                             row_filter=row_filter)
+        yield from ((ci, chunk) for ci, chunk in enumerate(stream) if select(ci))
+        return
+    if is_multi(path):  # a file's chunk count is in its footer: open only the files holding selected chunks
+        offset = 0
+        for entry, file in source_parts(path):
+            n = -(-_open_parquet(file, []).metadata.num_rows // chunk_rows)
+            if any(select(offset + i) for i in range(n)):
+                own = functools.partial(_shifted, select, offset)
+                for chunk in _part_chunks(entry, file, "parquet", columns, BadRowSink("error"), True, None, None,
+                                          ("",), chunk_rows, True, None, select=own):
+                    yield offset + (int(chunk.lines[0]) - 1) // chunk_rows, chunk  # chunk i holds rows from i * size
+            offset += n
         return
     pf = _open_parquet(path, columns)
     md = pf.metadata
@@ -567,6 +592,10 @@ def read_parquet_chunks(path: Path, *, columns: Sequence[str], chunk_rows: int,
         table = pa.concat_tables([decoded[g] for g in range(first, last + 1)])
         table = table.slice(lo - int(bounds[first]), hi - lo).combine_chunks()
         yield ci, Chunk(table, np.arange(lo + 1, hi + 1, dtype=np.int64), str(path))
+
+
+def _shifted(select: Callable[[int], bool], offset: int, ci: int) -> bool:
+    return select(offset + ci)
 
 
 def _jsonl_read_options(chunk_rows: int) -> pajson.ReadOptions:

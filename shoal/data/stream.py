@@ -14,15 +14,24 @@ from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, ByteRange, Chunk, read_chunks, read_range
 from shoal.data.split import valid_mask  # the split rule, for readers of whole files
 
-__all__ = ["batches", "chunk_at", "chunks", "valid_mask"]
+__all__ = ["batches", "chunk_at", "chunks", "is_own_source", "valid_mask"]
 
 
 def chunks(path: Path, data: DataConfig, columns: list[str], sink: BadRowSink) -> Iterator[Chunk]:
-    """Stream ``columns`` of ``path`` in chunks of ``data.chunk_rows`` rows, read as ``data`` says."""
+    """Stream ``columns`` of ``path`` in chunks of ``data.chunk_rows`` rows, read as ``data`` says. ``data.filter``
+    selects the rows of the config's own sources (train, valid, test); any other file (``shoal eval --data``,
+    ``shoal predict``) is read whole."""
     return read_chunks(
         Path(path), fmt=data.format, columns=columns, sink=sink, header=data.header, names=data.columns,
         delimiter=data.delimiter, missing=data.missing, chunk_rows=data.chunk_rows, quoting=data.quoting,
+        row_filter=data.filter if data.filter and is_own_source(path, data) else None,
     )
+
+
+def is_own_source(path: Path, data: DataConfig) -> bool:
+    """Whether ``path`` is the train, valid or test source of ``data``."""
+    own = [data.train] + [s if isinstance(s, Path) else s.path for s in (data.valid, data.test) if s is not None]
+    return Path(path) in own
 
 
 def chunk_at(path: Path, data: DataConfig, columns: list[str], span: ByteRange) -> Chunk:

@@ -94,8 +94,8 @@ class RankRows:
         """After the first pass: where each training chunk of a CSV/TSV/JSONL file lies (``chunk_spans``: the
         first and last line and the rows of each); None for Parquet or a file whose lines are not its records."""
         path = Path(config.data.train)
-        if detect_format(path, config.data.format) == "parquet":
-            return None
+        if detect_format(path, config.data.format) == "parquet" or config.data.filter:
+            return None  # Parquet: row groups; filtered: the chunks are known only once read
         spans = byte_ranges(path, chunk_spans)
         if spans is None:
             log.warning("%s: its lines are not its records (a quoted line end, a lone \\r, a blank JSONL line or "
@@ -104,6 +104,8 @@ class RankRows:
 
     def input_shards(self) -> str:
         """How the rank reads its chunks (the run summary's ``input_shards``)."""
+        if self.config.data.filter:
+            return "whole source, filtered by every process"
         if detect_format(Path(self.config.data.train), self.config.data.format) == "parquet":
             return "parquet row groups"
         return "byte ranges" if self.spans is not None else "whole file, parsed by every process"
@@ -120,7 +122,7 @@ class RankRows:
         columns = self.encoder.columns()
         if detect_format(path, cfg.data.format) == "parquet":
             own = read_parquet_chunks(path, columns=columns, chunk_rows=cfg.data.chunk_rows,
-                                      select=lambda ci: ci % ctx.world == ctx.rank)
+                                      select=lambda ci: ci % ctx.world == ctx.rank, row_filter=cfg.data.filter)
         elif self.spans is not None:
             spans = self.spans
             own = ((ci, chunk_at(path, cfg.data, columns, spans[ci])) for ci in range(ctx.rank, len(spans), ctx.world))

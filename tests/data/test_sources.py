@@ -147,3 +147,134 @@ def test_a_list_column_where_ids_are_expected_is_named(tmp_path: Path) -> None:
                         "model": {"name": "logistic"}, "train": {"epochs": 1}})
     with pytest.raises(BadInputError, match=r"column 'tags' holds list<element: string>, where ids are expected"):
         shoal.train(cfg, home=tmp_path / "home")
+
+
+# -- lists, filters, DuckDB queries, shards by file --------------------------------------------------------------
+def _config(train: object, tmp_path: Path, **data: object) -> dict[str, object]:
+    return {"data": {"train": train, "valid_fraction": 0.2, **data}, "label": {"column": "label"},
+            "features": [{"name": "city", "kind": "sparse", "buckets": 64}, {"name": "x", "kind": "dense"}],
+            "model": {"name": "logistic"}, "train": {"epochs": 1, "batch_size": 64}}
+
+
+def test_a_list_of_sources_reads_in_order_with_each_parts_file_and_line(tmp_path: Path) -> None:
+    from shoal.config import parse_config
+
+    (tmp_path / "a.csv").write_text(_csv_text(_rows(40)))
+    for k in range(2):
+        (tmp_path / f"more-{k}.csv.gz").write_bytes(gzip.compress(_csv_text(_rows(30, seed=k)).encode()))
+    (tmp_path / "more-1.csv.gz").write_bytes(gzip.compress((_csv_text(_rows(30, seed=1)) + "1,c1,2,extra\n").encode()))
+    cfg = parse_config(_config(["a.csv", "more-*.csv.gz"], tmp_path), base_dir=tmp_path)
+    assert cfg.resolved()["data"]["train"] == [str(tmp_path / "a.csv"), str(tmp_path / "more-*.csv.gz")]
+    assert parse_config(cfg.resolved()).data == cfg.data  # the run's saved config reads back the same
+    table, lines, files, sink = _read(cfg.data.train)
+    assert table.num_rows == 100 and [Path(f).name for f in dict.fromkeys(files)] == ["a.csv", "more-0.csv.gz",
+                                                                                        "more-1.csv.gz"]
+    assert list(lines[:2]) == [2, 3] and lines[40] == 2  # each part numbers its own lines
+    assert [(Path(r.file).name, r.line) for r in sink.rows] == [("more-1.csv.gz", 32)]
+    with pytest.raises(BadInputError, match=r"pattern .*nothing-\*\.csv \(entry 2 of 2 of the list\): no data files"):
+        _read(parse_config(_config(["a.csv", "nothing-*.csv"], tmp_path), base_dir=tmp_path).data.train)
+    run = shoal.train(cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_bad_rows": "quarantine"})}),
+                      home=tmp_path / "home")
+    assert run.summary["train_rows"] + run.summary["valid_rows"] == 100
+    assert run.summary["lineage"]["data"]["train"]["files"] == 3
+
+
+def test_filter_skips_partitions_and_row_groups_and_keeps_line_numbers(tmp_path: Path) -> None:
+    from shoal.config import parse_config
+    from shoal.data.filters import parquet_row_groups
+
+    root = tmp_path / "logs"
+    _parts(root)
+    (root / "date=2026-11-29" / "part-0.parquet").write_bytes(b"not parquet: never opened when filtered out")
+    cfg = parse_config(_config("logs", tmp_path, filter="date >= '2026-11-30' and date < '2026-12-01'"),
+                       base_dir=tmp_path)
+    assert cfg.data.filter == [("date", ">=", "2026-11-30"), ("date", "<", "2026-12-01")]
+    sink = BadRowSink("keep")
+    chunks = list(read_chunks(cfg.data.train, fmt=None, columns=["label", "date"], sink=sink, chunk_rows=100,
+                              row_filter=cfg.data.filter))
+    assert sum(len(c) for c in chunks) == 240 and {Path(c.file).parent.name for c in chunks} == {"date=2026-11-30"}
+    # a text column compared with a number is read as numbers; each kept row keeps its physical line
+    rows = _rows(200)
+    (tmp_path / "rows.csv").write_text(_csv_text(rows))
+    table, lines, _, _ = _read(tmp_path / "rows.csv", row_filter=[("x", ">", 0.5), ("city", "in", ["c0", "c2"])])
+    want = [i + 2 for i, (_, c, x) in enumerate(rows) if x > 0.5 and c in ("c0", "c2")]
+    assert lines.tolist() == want and table.num_rows == len(want)
+    # Parquet row groups whose statistics rule the filter out are not decoded
+    path = tmp_path / "sorted.parquet"
+    pq.write_table(pa.table({"label": [i % 2 for i in range(1000)], "city": ["a"] * 1000,
+                             "x": np.arange(1000, dtype=np.float64)}), path, row_group_size=100)
+    assert parquet_row_groups(path, pq.ParquetFile(path).schema_arrow, [("x", ">=", 850.0)]) == [8, 9]
+    table, lines, _, _ = _read(path, row_filter=[("x", ">=", 850.0)])
+    assert lines.tolist() == list(range(851, 1001)) and table.column("x").to_pylist()[0] == 850.0
+    with pytest.raises(BadInputError, match=r"no row passes data.filter 'x > 5000' \(0 rows read"):
+        _read(path, row_filter=[("x", ">", 5000)])
+    with pytest.raises(BadInputError, match=r"column 'x' \(double\) cannot be compared with \['high'\]"):
+        _read(path, row_filter=[("x", ">", "high")])
+
+
+def test_filter_errors_name_the_field_and_the_fix() -> None:
+    from shoal.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"data.filter: Value error, cannot read 'date >> 3': write COLUMN OP VALUE "
+                                          r"joined by 'and'"):
+        parse_config(_config("a.csv", Path("."), filter="date >> 3"), source="c.yaml")
+    with pytest.raises(ConfigError, match=r"date >= 2026-11-01: '2026-11-01' is not a value; quote text"):
+        parse_config(_config("a.csv", Path("."), filter="date >= 2026-11-01"), source="c.yaml")
+    with pytest.raises(ConfigError, match=r"data.filter.0.1: Input should be '=', '==', '!=', '<', '<=', '>', '>=', "
+                                          r"'in' or 'not in' \(got '~'\)"):
+        parse_config(_config("a.csv", Path("."), filter=[["x", "~", 3]]), source="c.yaml")
+
+
+def test_a_duckdb_query_is_a_source_for_train_inspect_and_eval(tmp_path: Path) -> None:
+    from shoal.config import load_config
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for k in range(3):
+        rows = _rows(200, seed=k)
+        pq.write_table(pa.table({"label": [r[0] for r in rows], "city": [r[1] for r in rows],
+                                 "x": [r[2] for r in rows], "day": [k] * 200}), folder / f"part-{k}.parquet")
+    doc = _config({"sql": "select label, city, x from read_parquet('logs/*.parquet') where day >= 1"}, tmp_path)
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(json.dumps(doc))
+    cfg = load_config(cfg_path)
+    assert cfg.resolved()["data"]["train"] == {"sql": doc["data"]["train"]["sql"], "base": str(tmp_path)}  # type: ignore[index]
+    table, lines, _, _ = _read(cfg.data.train)
+    assert table.num_rows == 400 and lines.tolist() == list(range(1, 401))
+    run = shoal.train(cfg_path, home=tmp_path / "home")
+    assert run.summary["train_rows"] + run.summary["valid_rows"] == 400
+    # a .sql file is a source too: its relative paths resolve against its own folder
+    query = tmp_path / "recent.sql"
+    query.write_text("select * from read_parquet('logs/part-2.parquet')\n")
+    profile = inspect_file(query, label="label")
+    assert profile.format == "sql" and profile.rows == 200
+    assert shoal.evaluate_file(run.run_id, query, home=tmp_path / "home")["auc"] > 0.5
+    for bad, message in (("selec label from x", r"SQL source 'selec label from x' .*ParserException: Parser Error"),
+                         ("select * from read_parquet('nowhere/*.parquet')",
+                          r"SQL source \"select \* from read_parquet\('nowhere/\*.parquet'\)\" \(relative paths from "
+                          r".*\): IOException: IO Error: No files found")):
+        doc["data"]["train"] = {"sql": bad}  # type: ignore[index]
+        cfg_path.write_text(json.dumps(doc))
+        with pytest.raises(BadInputError, match=message):
+            shoal.train(cfg_path, home=tmp_path / "home")
+
+
+def test_two_ranks_read_every_row_of_a_folder_of_parts_exactly_once(tmp_path: Path) -> None:
+    import torch
+
+    from shoal.config import parse_config
+    from shoal.data.encoder import Encoder
+    from shoal.distributed.context import RankContext
+    from shoal.distributed.shards import RankRows
+
+    root = tmp_path / "logs"
+    _parts(root)
+    cfg = parse_config({**_config("logs", tmp_path, valid_fraction=0.0, chunk_rows=50)}, base_dir=tmp_path)
+    encoder = Encoder(cfg.features, cfg.label)
+    seen: list[tuple[str, int]] = []
+    for rank in range(2):
+        shard = RankRows(cfg, RankContext(rank, 2, 0, torch.device("cpu")), encoder, None, None)
+        own = list(shard.own_chunks())
+        assert [ci for ci, _ in own] == list(range(rank, 12, 2))  # 4 parts x 3 chunks of 50 rows (120 rows each)
+        seen += [(c.file, int(line)) for _, c in own for line in c.lines]
+    assert len(seen) == len(set(seen)) == 480
