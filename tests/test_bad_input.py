@@ -203,8 +203,8 @@ def test_unknown_config_key_names_file_and_allowed_keys(tmp_path: Path) -> None:
     out = one_line(result.output)
     assert str(cfg) in out
     assert "data.shuffle: unknown key 'shuffle'" in out
-    assert ("allowed keys: chunk_rows, columns, delimiter, filter, format, header, missing, on_bad_rows, quoting, test, train, "
-            "valid, valid_fraction") in out
+    assert ("allowed keys: chunk_rows, columns, delimiter, filter, format, header, missing, on_bad_rows, quoting, "
+            "test, train, valid, valid_fraction") in out
     assert not (tmp_path / "home").exists() or Registry(tmp_path / "home").list() == []
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from shoal.serving.service import Service
 
-__all__ = ["register", "worker_app"]
+__all__ = ["register", "worker_app", "worker_protocol"]
 
 SPEC_ENV = "SHOAL_SERVE_SPEC"  # how `shoal serve --workers N` hands its options to the worker processes
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -56,6 +56,8 @@ def serve(
     max_rows_per_request: int = 1024,
     max_body_bytes: int = 1 << 20,
     body_timeout_s: Annotated[float, typer.Option(help="The whole body must arrive within this; else 408.")] = 10.0,
+    header_timeout_s: Annotated[float, typer.Option(
+        help="A request's headers must arrive within this of its first byte; else 408 and a close.")] = 10.0,
     max_text_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per text field; over it: 422.")] = 65_536,
     max_id_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per id; over it: 422.")] = 2048,
     max_list_ids: Annotated[int, typer.Option(help="Ids in one list feature's cell; over it: 422.")] = 1024,
@@ -81,7 +83,8 @@ def serve(
         try:
             settings = ServeSettings(max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, batching=batching,
                                      max_rows_per_request=max_rows_per_request, max_body_bytes=max_body_bytes,
-                                     body_timeout_s=body_timeout_s, max_text_bytes=max_text_bytes,
+                                     body_timeout_s=body_timeout_s, header_timeout_s=header_timeout_s,
+                                     max_text_bytes=max_text_bytes,
                                      max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
                                      admin_token=admin_token, workers=workers, backend=backend,
                                      follow_s=follow_s, freeze_heap=True)
@@ -104,9 +107,11 @@ def serve(
             # A replacement worker loads torch and the model before it counts as ready; uvicorn's 5 s default
             # would abort a SIGHUP restart on a busy machine, keeping the old workers.
             uvicorn.run("shoal.cli.serve:worker_app", factory=True, host=host, port=port, workers=workers,
-                        access_log=access_log, timeout_graceful_shutdown=30, timeout_worker_healthcheck=60)
+                        http="shoal.cli.serve:worker_protocol", access_log=access_log,
+                        timeout_graceful_shutdown=30, timeout_worker_healthcheck=60)
             return
         from shoal.serving.app import create_app
+        from shoal.serving.protocol import deadline_protocol
 
         _set_threads(threads)
         app = create_app(run, settings, h)
@@ -114,7 +119,8 @@ def serve(
         m = service.model
         console.print(f"serving {m.name} version {m.version} ({m.predictor.backend}) from {m.folder} on "
                       f"http://{host}:{port}; admin {'on' if admin_token else 'off'}; SIGHUP reloads")
-        config = uvicorn.Config(app, host=host, port=port, access_log=access_log, timeout_graceful_shutdown=30)
+        config = uvicorn.Config(app, host=host, port=port, access_log=access_log, timeout_graceful_shutdown=30,
+                                http=deadline_protocol(settings.header_timeout_s))
         asyncio.run(_serve(uvicorn.Server(config), service))
 
 
@@ -150,6 +156,23 @@ def worker_app() -> FastAPI:
     _set_threads(spec["threads"])
     logging.getLogger("shoal.serving").setLevel(logging.INFO)
     return create_app(spec["ref"], ServeSettings(**spec["settings"]), Path(spec["home"]))
+
+
+def worker_protocol(**kwargs: Any) -> asyncio.Protocol:
+    """The HTTP protocol of one worker process: uvicorn's, with the header deadline of the parent's options.
+
+    Named by a string in ``uvicorn.run`` because the worker processes are spawned: a class made at run time does
+    not pickle. uvicorn calls it once per connection with its ``config``, ``server_state`` and ``app_state``.
+    """
+    from shoal.serving.protocol import deadline_protocol
+
+    global _WORKER_PROTOCOL
+    if _WORKER_PROTOCOL is None:
+        _WORKER_PROTOCOL = deadline_protocol(float(json.loads(os.environ[SPEC_ENV])["settings"]["header_timeout_s"]))
+    return _WORKER_PROTOCOL(**kwargs)
+
+
+_WORKER_PROTOCOL: type[asyncio.Protocol] | None = None  # made on a worker's first connection
 
 
 def predict(

@@ -22,6 +22,9 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="request body limit; over it: 413")
     body_timeout_s: float = Field(10.0, gt=0, le=3600, description="the whole body must arrive within this many "
                                                                    "seconds of the request; else 408")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="a request's headers must arrive within this "
+                                                                     "many seconds of its first byte; else 408 "
+                                                                     "and the connection closed")
     max_text_bytes: int = Field(65_536, ge=1, description="UTF-8 bytes per text field; over it: 422")
     max_id_bytes: int = Field(2048, ge=1, description="UTF-8 bytes per id (sparse field, or each id of a list); "
                                                       "over it: 422")
