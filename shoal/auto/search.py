@@ -34,7 +34,7 @@ from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunStatus
 from shoal.auto.budget import Budget
 from shoal.auto.files import STARTER_FILE, file_spec, prepare, search_config, test_report
 from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, rows_of
-from shoal.auto.space import DataShape, Draw, Space, families
+from shoal.auto.space import STARTER, DataShape, Draw, Space, families
 from shoal.auto.trial import Metric, TrialOutcome, run_trial
 from shoal.config import load_config, parse_config
 from shoal.training.callbacks import Callbacks
@@ -249,6 +249,11 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 trial = study.ask()
                 cfg = space.config(Draw(trial))
                 family = trial.params["family"]
+                if family == STARTER and _ran_starter(study):  # drawn again: the same config, nothing to learn
+                    trial.set_user_attr("skipped", "the starter config already ran")
+                    study.tell(trial, state=TrialState.FAIL)
+                    trial = None
+                    continue
                 epochs = budget.epochs_that_fit(family, cfg.train.epochs)
                 if epochs < 1:
                     trial.set_user_attr("skipped", "no time left for one epoch")
@@ -291,6 +296,13 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
             trial.set_user_attr("elapsed_s", before + budget.spent)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     return _finish(registry, record, settings, study, metric, budget, view, state, before, interrupted)
+
+
+def _ran_starter(study: optuna.Study) -> bool:
+    """Whether a trial of the starter config finished (complete, pruned or failed by itself) in this study."""
+    return any(t.user_attrs.get("family") == STARTER and "skipped" not in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                 TrialState.FAIL)))
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, family: str, outcome: TrialOutcome, elapsed: float) -> None:

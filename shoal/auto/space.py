@@ -106,8 +106,13 @@ def text_lengths(base: RunConfig, max_rows: int = TEXT_SAMPLE_ROWS) -> dict[str,
     return out
 
 
+STARTER = "starter"  # the pseudo-family of the starter config, unchanged: the first trial, so auto >= starter
+
+
 def families(shape: DataShape, base: RunConfig, budget_s: float, wanted: Sequence[str] | None = None) -> list[str]:
-    """The model families to search for these columns (those registered and in the config), cheapest first."""
+    """The model families to search for these columns (those registered and in the config), cheapest first, after
+    :data:`STARTER` (the starter config as ``shoal inspect`` writes it: what a user gets without the search) unless
+    ``wanted`` leaves out its model."""
     has_text, has_other = bool(base.text), bool(base.dense or base.sparse)
     pool = MIXED if has_text and has_other else TEXTUAL if has_text else TABULAR
     known = set(available()) & set(_model_classes())
@@ -117,8 +122,10 @@ def families(shape: DataShape, base: RunConfig, budget_s: float, wanted: Sequenc
             fit = [f for f in pool if f in known]
             raise ValueError(f"model families {unknown} do not fit these columns (or are not registered); "
                              f"choose from {', '.join(fit)}")
-        return [f for f in pool if f in wanted]
-    return [f for f in pool if f in known and (f != "bytecnn" or budget_s >= BYTECNN_MIN_BUDGET_S)]
+        chosen = [f for f in pool if f in wanted]
+    else:
+        chosen = [f for f in pool if f in known and (f != "bytecnn" or budget_s >= BYTECNN_MIN_BUDGET_S)]
+    return ([STARTER] if base.model.name in chosen else []) + chosen
 
 
 def _model_classes() -> dict[str, type[BaseModel]]:
@@ -181,6 +188,9 @@ class Space:
             family = draw.choice("family", self.families, self.families[0])
         else:
             draw.params["family"] = family
+        if family == STARTER:  # the starter config as it is; only its seed is the search's
+            return self.base.model_copy(update={"name": f"{self.base.name}-{STARTER}",
+                                                "train": self.base.train.model_copy(update={"seed": self.seed})})
         train = self._train(draw, family)
         features = self._features(draw, family)
         model = self._model(draw, family)

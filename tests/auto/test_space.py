@@ -72,13 +72,19 @@ def test_every_family_draws_valid_configs(tmp_path: Path, text_only: bool) -> No
     assert ("dlrm" in fams) == (not text_only)
     assert "bytecnn" not in families(shape, base, 60.0)
     assert shape.text_bytes["review"] > 20 and shape.rows == 400
+    assert fams[0] == "starter"  # the starter config, unchanged, is the first trial
     space = Space(base, shape, fams, seed=0)
+    starter = space.config(Draw(), "starter")
+    assert starter.model_copy(update={"name": base.name}) == base.model_copy(
+        update={"train": base.train.model_copy(update={"seed": 0})})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     drawn = [space.config(Draw(), f) for f in fams] + [space.config(Draw(study.ask())) for _ in range(12)]
     for cfg in drawn:
         again = parse_config(cfg.resolved())  # every drawn config passes validation and survives YAML
         assert again == cfg
         assert cfg.data.test is None and cfg.train.seed == 0
+        if cfg.name.endswith("-starter"):
+            continue  # sized by the starter's own rules
         assert cfg.train.batch_size in shape.batch_sizes
         widths = [f.buckets for f in cfg.sparse]
         assert all(16 <= b <= 1_000_000 for b in widths)
@@ -95,8 +101,11 @@ def test_sizes_follow_the_data() -> None:
 
 def test_a_text_search_runs_end_to_end(tmp_path: Path) -> None:
     data = _mixed_csv(tmp_path / "reviews.csv", text_only=True)
-    result = auto(AutoSettings(data=data, label="label", budget_s=60, max_trials=2), tmp_path / "home")
-    assert [r.family for r in sorted(result.leaderboard, key=lambda r: r.number)] == ["bag", "logistic"]
+    # the starter drawn again (here: enqueued) is skipped, not trained twice: three trials, the starter once
+    result = auto(AutoSettings(data=data, label="label", budget_s=60, max_trials=3, families=("bag",)),
+                  tmp_path / "home", enqueue=[{"family": "starter"}])
+    families = [r.family for r in sorted(result.leaderboard, key=lambda r: r.number)]
+    assert families == ["starter", "bag", "bag"], families
     assert all(r.state == "complete" for r in result.leaderboard)
     assert result.best is not None and result.best.value > 0.65  # 40 validation rows: the signal is clear
 
