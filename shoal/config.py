@@ -56,11 +56,13 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DCNv2Config",
+    "AudioFeature",
     "DenseFeature",
     "DLRMConfig",
     "EmbeddingsConfig",
     "FeatureConfig",
     "FileSpec",
+    "ImageFeature",
     "LabelConfig",
     "LogisticConfig",
     "MLPConfig",
@@ -303,7 +305,7 @@ class LabelConfig(_Strict):
         return self
 
 
-FeatureKind = Literal["dense", "sparse", "text"]
+FeatureKind = Literal["dense", "sparse", "text", "image", "audio"]
 
 
 class FeatureConfig(_Strict):
@@ -387,8 +389,55 @@ class TextFeature(FeatureConfig):
         return self
 
 
-_KINDS: dict[Any, type[FeatureConfig]] = {"dense": DenseFeature, "sparse": SparseFeature, "text": TextFeature}
-AnyFeature = Annotated[DenseFeature | SparseFeature | TextFeature, Field(discriminator="kind")]
+class _MediaFeature(FeatureConfig):
+    """What image and audio features share: the encoder network that turns one into a vector (its ``widths``:
+    the channels of each stage, ``blocks`` per stage), and training-time ``augment``."""
+
+    widths: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default_factory=lambda: [16, 32, 64], min_length=1,
+                                                               max_length=6)
+    blocks: int = Field(1, ge=1, le=4)
+    augment: bool = False  # random changes to each training example (never at evaluation or serving)
+
+
+class ImageFeature(_MediaFeature):
+    """An image: a file path (relative to the data file's folder, or absolute), raw bytes or base64 text; decoded
+    (PNG, JPEG, WebP, ... with Pillow), made grey (``channels: 1``) or RGB (3), resized to ``size`` [H, W],
+    scaled to [0, 1] and normalised ``(x - mean) / std``; a small ResNet (:mod:`shoal.models.vision`) encodes it.
+    ``augment``: random shifts (crops of a padded image), small rotations and, with ``flip``, mirror images."""
+
+    kind: Literal["image"]
+    channels: Literal[1, 3] = 3
+    size: tuple[Annotated[int, Field(ge=4, le=1024)], Annotated[int, Field(ge=4, le=1024)]] = (32, 32)
+    mean: float = 0.5
+    std: float = Field(0.25, gt=0)
+    flip: bool = True  # with augment: mirror left-right (off for digits and text)
+
+
+class AudioFeature(_MediaFeature):
+    """A sound: a WAV file path or bytes (mono, 16-bit PCM), resampled to ``sample_rate``, cut or padded to
+    ``seconds``, turned into a log-mel spectrogram of ``n_mels`` bands (``window_ms`` frames every ``hop_ms``);
+    a small 2-D CNN (:mod:`shoal.models.audio`) encodes it. ``augment``: random time shifts and SpecAugment
+    masks of frequency bands and frames."""
+
+    kind: Literal["audio"]
+    sample_rate: int = Field(16_000, ge=1000, le=192_000)
+    seconds: float = Field(1.0, gt=0, le=60)
+    n_mels: int = Field(40, ge=4, le=256)
+    window_ms: float = Field(25.0, gt=0, le=1000)
+    hop_ms: float = Field(10.0, gt=0, le=1000)
+
+    @model_validator(mode="after")
+    def _frames(self) -> AudioFeature:
+        if round(self.seconds * 1000 / self.hop_ms) > 4096:
+            raise ValueError(f"feature {self.name!r}: {self.seconds} s every {self.hop_ms} ms is over 4096 frames; "
+                             "raise hop_ms or lower seconds")
+        return self
+
+
+_KINDS: dict[Any, type[FeatureConfig]] = {"dense": DenseFeature, "sparse": SparseFeature, "text": TextFeature,
+                                          "image": ImageFeature, "audio": AudioFeature}
+AnyFeature = Annotated[DenseFeature | SparseFeature | TextFeature | ImageFeature | AudioFeature,
+                       Field(discriminator="kind")]
 
 
 MAX_WIDTH = 65_536

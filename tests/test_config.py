@@ -66,7 +66,8 @@ def test_bad_value_shows_value_and_allowed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, bad))
     msg = str(err.value)
-    assert "features.0.kind" in msg and "'categorical'" in msg and "'dense', 'sparse' or 'text'" in msg
+    assert "features.0.kind" in msg and "'categorical'" in msg
+    assert "'dense', 'sparse', 'text', 'image' or 'audio'" in msg
 
 
 def test_bad_model_name_lists_models(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from torch import nn
 from shoal.config import ModelConfig, RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
+from shoal.data.features.media import MediaInput
 from shoal.errors import ShoalError
 from shoal.metrics import probabilities
 from shoal.models import build
@@ -171,7 +172,8 @@ def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfi
         "model": config.model.model_dump(mode="json"),
         "inputs": {"dense_dim": encoder.dense_dim, "buckets": encoder.buckets, "outputs": encoder.outputs,
                    "sequences": encoder.sequence_slots,
-                   "target": None if encoder.target_ is None else list(encoder.target_)},
+                   "target": None if encoder.target_ is None else list(encoder.target_),
+                   **({"media": [m.to_dict() for m in encoder.media_inputs]} if encoder.media_features else {})},
         "encoder": encoder.to_dict(),
         "config": config.resolved(),
         "meta": meta,
@@ -271,7 +273,8 @@ def load_bundle(path: Path) -> Bundle:
         target = inputs.get("target")
         model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
                       list(inputs.get("sequences", [])),
-                      target=None if target is None else (float(target[0]), float(target[1])))
+                      target=None if target is None else (float(target[0]), float(target[1])),
+                      media=[MediaInput.from_dict(m) for m in inputs.get("media", [])])
         part = "encoder"
         encoder = Encoder.from_dict(doc["encoder"])
         part = "config"

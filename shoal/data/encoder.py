@@ -6,6 +6,8 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
   and optionally the value's quantile bin as an id.
 - sparse (:class:`~shoal.data.features.SparseColumn`): a stable hash into ``buckets`` rows, id 0 for missing.
 - text (:class:`~shoal.data.features.TextColumn`): a bag of hashed byte and word n-grams, or the bytes in order.
+- image, audio (:class:`~shoal.data.features.ImageColumn`, :class:`~shoal.data.features.AudioColumn`): the
+  decoded pixels or log-mel spectrogram, flattened at the end of the dense values (:mod:`shoal.data.features.media`).
 - label: binary: the configured positive/negative values -> 1/0; multiclass: the class index (class names,
   or their aliases, in ``classes`` order; the classes are found in the training file when not configured);
   regression: the number itself (its training mean and standard deviation, ``target_``, are set after the
@@ -13,7 +15,7 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
 
 A batch lays the columns out by kind, each kind in config order::
 
-    dense    (B, 2 * n_dense)   the dense values, then their missing flags
+    dense    (B, 2 * n_dense + media)   the dense values, their missing flags, then each media feature's values
     ids      sparse features, then text features, then the bins of binned dense features
 
 Values that cannot be used (a non-numeric or infinite dense value, an unreadable image, a missing or unknown
@@ -35,6 +37,8 @@ from shoal.data.batch import Batch
 from shoal.data.features import (
     DenseColumn,
     FeatureColumn,
+    MediaColumn,
+    MediaInput,
     Problems,
     SparseColumn,
     TextColumn,
@@ -43,6 +47,7 @@ from shoal.data.features import (
     column_from_dict,
 )
 from shoal.data.features.dense import FLOAT32_MAX, NUMBER
+from shoal.data.features.media import data_folder
 from shoal.data.readers import BadRowSink, Chunk
 
 __all__ = ["Encoder"]
@@ -87,8 +92,19 @@ class Encoder:
 
     @property
     def dense_dim(self) -> int:
-        """Encoded dense width: one value and one missing flag per dense feature."""
-        return 2 * len(self.dense_features)
+        """Encoded dense width: one value and one missing flag per dense feature, then each media feature's
+        values (an image's C*H*W pixels, a sound's spectrogram: :mod:`shoal.data.features.media`)."""
+        return 2 * len(self.dense_features) + sum(f.size for f in self.media_features)
+
+    @property
+    def media_features(self) -> list[MediaColumn]:
+        """Image and audio features, in config order (their blocks close a batch's dense part)."""
+        return [f for f in self.features if isinstance(f, MediaColumn)]
+
+    @property
+    def media_inputs(self) -> list[MediaInput]:
+        """What a model needs to find and encode each media feature in the dense input."""
+        return [f.media_input() for f in self.media_features]
 
     @property
     def text_features(self) -> list[TextColumn]:
@@ -193,6 +209,8 @@ class Encoder:
         """Encode a chunk. Bad rows go to ``sink`` and are left out of the batch."""
         problems = Problems()
         dense_raw = [f.read(chunk.table, problems) for f in self.dense_features]
+        media = self.media_features
+        media_raw = [f.read(chunk.table, data_folder(chunk.file), problems) for f in media] if media else []
         label = self._label(chunk, problems) if with_label and self.label is not None else None
         good = problems.report(chunk, sink)
         table = chunk.table if good.all() else chunk.table.filter(pa.array(good))
@@ -204,6 +222,10 @@ class Encoder:
             missing = np.isnan(v)
             dense[:, k] = np.where(missing, 0.0, v)
             dense[:, nd + k] = missing
+        start = 2 * nd
+        for m, pixels in zip(media, media_raw, strict=True):  # (N, C*H*W) each, after the missing flags
+            dense[:, start:start + m.size] = pixels[good]
+            start += m.size
         ids, offsets = [], []
         one_per_row = np.arange(n + 1, dtype=np.int64)  # shared by every single-id input
         truncated = 0

@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.config import RunConfig
+from shoal.config import DenseFeature, RunConfig
 from shoal.data.features.dense import NUMBER as _NUMBER  # the numbers a dense feature reads
 
 __all__ = ["Augmentation", "augment_rows", "augment_text", "column_kinds", "munge"]
@@ -113,7 +113,8 @@ def column_kinds(configs: Sequence[RunConfig]) -> dict[str, ColumnKind]:
         for f in cfg.features:
             if f.source == cfg.label.column:
                 continue
-            kind: ColumnKind = ("text" if f.kind == "text" else "nominal" if f.kind == "sparse"
+            # a whole image or sound is swapped like a category
+            kind: ColumnKind = ("text" if f.kind == "text" else "nominal" if not isinstance(f, DenseFeature)
                                 else "log1p" if f.transform == "log1p" else "dense")
             if f.source not in kinds or rank[kind] > rank[kinds[f.source]]:
                 kinds[f.source] = kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from shoal.config import LabelConfig, TextFeature
 from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
+from shoal.inspect.media import sniff_media
 from shoal.inspect.sniff import _first_lines, _guess_delimiter, _guess_header, _is_number, _rows
 from shoal.inspect.stats import (
     _BIN_MIN_ROWS,
@@ -67,6 +68,7 @@ class ColumnProfile:
     long_texts: int = 0  # text only: rows read whose text is longer than max_bytes (cut when encoded)
     values: tuple[str, ...] = ()  # sparse (or also_ids): every distinct value, when there are at most 64
     also_ids: bool = False  # dense only: integers that may be codes, also given to the model as ids
+    media: dict[str, Any] | None = None  # image/audio only: the options suggested from the first files
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def inspect_file(
         if close is not None:
             close()
 
-    columns = [_profile(s, rows) for s in stats]
+    columns = [_media_profile(_profile(s, rows), s, path) for s in stats]
     chosen, why = (label, "given as the label") if label is not None else _choose_label(stats, columns)
     candidates = () if label is not None else tuple(c for c in _label_candidates(stats, columns) if c != chosen)
     positive: tuple[str, ...] = ()
@@ -243,6 +245,17 @@ def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
         else (),
         also_ids=coded is not None,
     )
+
+
+def _media_profile(c: ColumnProfile, s: _ColumnStats, path: Path) -> ColumnProfile:
+    """The profile of an image or audio column (:mod:`shoal.inspect.media`), else ``c`` unchanged."""
+    if c.kind == "dense" or s.present == 0:
+        return c
+    guess = sniff_media(s.head, path.parent.resolve())
+    if guess is None:
+        return c
+    return replace(c, kind=guess.kind, reason=guess.reason, media=guess.options, top_values=(), values=(),  # type: ignore[arg-type]
+                   multi_id_separator=None, max_bytes=None, long_texts=0)
 
 
 def _bins(s: _ColumnStats) -> int | None:

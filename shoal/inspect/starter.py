@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from shoal.config import BagConfig, DLRMConfig, TrainConfig
+from shoal.config import BagConfig, DLRMConfig, MLPConfig, TrainConfig
 from shoal.data.features.base import feature_seed
 from shoal.data.hashing import bucketize, hash_strings
 from shoal.inspect.profile import FileProfile
@@ -110,7 +110,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     """
     if profile.label is None:
         raise ValueError(no_label_message(profile))
-    features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text")]
+    features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text", "image", "audio")]
     if not features:
         raise ValueError(f"{profile.path}: no usable feature columns besides the label {profile.label!r}")
     label = profile.column(profile.label)
@@ -175,14 +175,20 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         elif c.kind == "text":
             max_bytes = f", max_bytes: {c.max_bytes}" if c.max_bytes else ""
             entry = f"{{name: {_y(c.name)}, kind: text, buckets: 1000000{max_bytes}}}"
+        elif c.kind in ("image", "audio"):
+            options = "".join(f", {k}: {_y(v)}" for k, v in (c.media or {}).items())
+            entry = f"{{name: {_y(c.name)}, kind: {c.kind}{options}}}"
         else:
             out.append(f"  # left out {_y(c.name)}: {_comment(c.reason)}")
             continue
         missing = f"; {c.missing_pct:g}% missing" if c.missing else ""
         out.append(f"  - {entry}  # {_comment(c.reason)}{missing}")
     # text only: fastText's architecture (bag) is the fast, strong start; anything else: DLRM
-    name = "bag" if all(c.kind == "text" for c in features) else "dlrm"
-    model = (BagConfig if name == "bag" else DLRMConfig).model_validate({"name": name}).model_dump(mode="json")
+    # images or sounds: their CNN vectors beside the other inputs in an MLP
+    media = any(c.kind in ("image", "audio") for c in features)
+    name = "bag" if all(c.kind == "text" for c in features) else "mlp" if media else "dlrm"
+    family = BagConfig if name == "bag" else MLPConfig if media else DLRMConfig
+    model = family.model_validate({"name": name}).model_dump(mode="json")
     out += ["model:", f"  name: {_y(name)}"]
     out += [f"  {k}: {_y(v)}" for k, v in model.items() if k != "name"]
     settings = train_settings(None if profile.truncated else profile.rows, _VALID_FRACTION, name == "bag")

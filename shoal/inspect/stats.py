@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 
 from shoal.data.hashing import hash_strings
 
-Kind = Literal["label", "dense", "sparse", "text", "ignore"]
+Kind = Literal["label", "dense", "sparse", "text", "image", "audio", "ignore"]
+_HEAD = 32  # first non-missing values kept as they are (media sniffing: paths, bytes, base64)
 _TEXT_SPACED_SHARE = 0.5  # a string column is text when most values contain spaces ...
 _TEXT_MIN_BYTES = 16  # ... and they are not short labels
 
@@ -139,6 +140,7 @@ class _ColumnStats:
         self.lists = {s: _ListStats() for s in separators}
         # rows per text length: [0, 64], (64, 128], ... up to _LENGTH_CAP, then one slot for longer texts
         self.lengths = np.zeros(_LENGTH_CAP // _LENGTH_STEP + 1, dtype=np.int64)
+        self.head: list[Any] = []  # the first non-missing values as read (str, bytes, ...)
 
     @property
     def present(self) -> int:
@@ -149,6 +151,8 @@ class _ColumnStats:
         self.rows += len(arr)
         if self.arrow_type is None:
             self.arrow_type = arr.type
+        if len(self.head) < _HEAD:
+            self.head += [v for v in arr.slice(0, 4 * _HEAD).to_pylist() if v is not None][: _HEAD - len(self.head)]
         if self.unsupported is not None:
             return
         floats: np.ndarray | None = None

@@ -13,10 +13,12 @@ a sequence model (``bytecnn``) reads them in order; every other model treats the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from torch import nn
+
+from shoal.data.features.media import MediaInput
 
 __all__ = ["available", "build", "register"]
 
@@ -43,17 +45,27 @@ def available() -> list[str]:
 
 
 def build(config: Any, dense_dim: int, buckets: list[int], outputs: int = 1,
-          sequences: list[int] | tuple[int, ...] = (), target: tuple[float, float] | None = None) -> nn.Module:
+          sequences: list[int] | tuple[int, ...] = (), target: tuple[float, float] | None = None,
+          media: Sequence[MediaInput] = ()) -> nn.Module:
     """Instantiate the model named ``config.name`` for inputs of the given shape and ``outputs`` logits.
 
     ``target``: a regression label's training (mean, std); the model then answers in the label's units
-    (:class:`~shoal.models.target.TargetScale`)."""
+    (:class:`~shoal.models.target.TargetScale`).
+
+    ``media``: the image and audio features at the end of the dense input; each is encoded into a vector by a
+    CNN before the model sees it (:class:`~shoal.models.media.WithMedia`)."""
     cls = _MODELS.get(config.name)
     if cls is None:
         raise ValueError(f"unknown model {config.name!r}; available: {', '.join(available())}")
     if outputs < 1:
         raise ValueError(f"outputs must be >= 1, got {outputs}")
-    model = cls(config, dense_dim, buckets, outputs, list(sequences))
+    if media:
+        from shoal.models.media import WithMedia, plain_width
+
+        width = plain_width(dense_dim, media) + sum(m.widths[-1] for m in media)  # plain values + one vector each
+        model: nn.Module = WithMedia(cls(config, width, buckets, outputs, list(sequences)), dense_dim, media)
+    else:
+        model = cls(config, dense_dim, buckets, outputs, list(sequences))
     if target is None:
         return model
     from shoal.models.target import TargetScale

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from shoal.data.encoder import Encoder
 from shoal.data.features.dense import FLOAT32_MAX
+from shoal.errors import ShoalError
 
 __all__ = ["FLOAT32_MAX", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema"]
 
@@ -78,7 +79,16 @@ class FieldSpec:
     separators: tuple[str, ...] = ()  # of the list features reading this column (a cell of ids "a|b|c")
 
 
+class NotServableError(ShoalError, ValueError):
+    """A bundle whose inputs the HTTP server cannot take yet (image and audio features)."""
+
+
 def _fields(encoder: Encoder) -> list[FieldSpec]:
+    media = [f"{f.name} ({f.kind})" for f in encoder.features if f.kind not in _EXPECT]
+    if media:  # a path in a request would read the server's own files; bytes/base64 requests are not built yet
+        raise NotServableError(f"this model reads {', '.join(media)}: `shoal serve` does not take image or audio "
+                               "features yet; score files with `shoal predict RUN FILE`, or export it with "
+                               "`shoal export RUN --onnx` and feed the decoded arrays")
     kinds: dict[str, list[str]] = {}
     names: dict[str, list[str]] = {}
     separators: dict[str, list[str]] = {}

@@ -99,7 +99,7 @@ class Trainer:
         enc = data.encoder
         self._target = enc.target_
         model = self.strategy.setup(build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots,
-                                          target=enc.target_))
+                                          target=enc.target_, media=enc.media_inputs))
         opts: Optimizers = list(build_optimizers(model, t, self.strategy.fuse_sparse_step))
         checkpoints = self.strategy.checkpointer(self.run_dir)
         pos = self._start(checkpoints, model, opts, resume)

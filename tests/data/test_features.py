@@ -126,8 +126,9 @@ def test_a_saved_column_loads_by_its_kind_and_keeps_its_state() -> None:
         assert type(again) is type(f) and again.to_dict() == f.to_dict()
     binned = column_from_dict(enc.features[1].to_dict())
     assert isinstance(binned, DenseColumn) and binned.edges_ == enc.features[1].edges_ and binned.bin_buckets == 5
-    with pytest.raises(ValueError, match="saved feature 'x' has kind 'image'; known kinds: dense, sparse, text"):
-        column_from_dict({"name": "x", "kind": "image", "column": "x"})
+    with pytest.raises(ValueError, match="saved feature 'x' has kind 'video'; known kinds: dense, sparse, text, "
+                                         "image, audio"):
+        column_from_dict({"name": "x", "kind": "video", "column": "x"})
 
 
 def test_dense_column_reads_numbers_and_reports_the_rest() -> None:

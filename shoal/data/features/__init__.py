@@ -6,6 +6,8 @@ kind        config (:mod:`shoal.config`)  column: what it encodes
 dense       :class:`DenseFeature`       :class:`DenseColumn`: the value, a missing flag, a quantile bin
 sparse      :class:`SparseFeature`      :class:`SparseColumn`: hashed ids, one or a list per row
 text        :class:`TextFeature`        :class:`TextColumn`: hashed n-grams, or the bytes in order
+image       :class:`ImageFeature`       :class:`ImageColumn`: pixels (C, H, W), in the dense part of a batch
+audio       :class:`AudioFeature`       :class:`AudioColumn`: a log-mel spectrogram (1, M, T), likewise
 ==========  ==========================  =============================================================
 
 A new kind is a config class, a column class here, and a line in :func:`column_for` and :data:`COLUMNS`.
@@ -15,16 +17,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.config import DenseFeature, FeatureConfig, SparseFeature, TextFeature
+from shoal.config import AudioFeature, DenseFeature, FeatureConfig, ImageFeature, SparseFeature, TextFeature
+from shoal.data.features.audio import AudioColumn
 from shoal.data.features.base import FeatureColumn, IdColumn, Problems, as_strings
 from shoal.data.features.dense import NUMBER, DenseColumn
+from shoal.data.features.image import ImageColumn
+from shoal.data.features.media import MediaColumn, MediaInput
 from shoal.data.features.sparse import SparseColumn
 from shoal.data.features.text import TextColumn
 
-__all__ = ["COLUMNS", "NUMBER", "DenseColumn", "FeatureColumn", "IdColumn", "Problems", "SparseColumn",
-           "TextColumn", "as_strings", "column_for", "column_from_dict"]
+__all__ = ["COLUMNS", "NUMBER", "AudioColumn", "DenseColumn", "FeatureColumn", "IdColumn", "ImageColumn",
+           "MediaColumn", "MediaInput", "Problems", "SparseColumn", "TextColumn", "as_strings", "column_for",
+           "column_from_dict"]
 
-COLUMNS: dict[str, type[FeatureColumn]] = {c.kind: c for c in (DenseColumn, SparseColumn, TextColumn)}
+COLUMNS: dict[str, type[FeatureColumn]] = {c.kind: c for c in (DenseColumn, SparseColumn, TextColumn, ImageColumn,
+                                                                AudioColumn)}
 
 
 def column_for(f: FeatureConfig) -> FeatureColumn:
@@ -35,8 +42,12 @@ def column_for(f: FeatureConfig) -> FeatureColumn:
         return SparseColumn.from_config(f)
     if isinstance(f, TextFeature):
         return TextColumn.from_config(f)
+    if isinstance(f, ImageFeature):
+        return ImageColumn.from_config(f)
+    if isinstance(f, AudioFeature):
+        return AudioColumn.from_config(f)
     raise TypeError(f"feature {f.name!r} of kind {f.kind!r} has no encoder column; "
-                    "build it as DenseFeature, SparseFeature or TextFeature")
+                    "build it as DenseFeature, SparseFeature, TextFeature, ImageFeature or AudioFeature")
 
 
 def column_from_dict(d: dict[str, Any]) -> FeatureColumn:

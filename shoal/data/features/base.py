@@ -73,6 +73,15 @@ class Problems:
             self.reasons.append(reason)
             self.values.append(values)
 
+    def add_at(self, rows: list[int], column: str, reason: str, values: pa.Array) -> None:
+        """Record ``reason`` for the rows at the indices ``rows`` (a reason of its own for a few rows, such as
+        the path of a file that cannot be read)."""
+        if rows:
+            self.rows.append(np.asarray(rows, dtype=np.int64))
+            self.cols.append(column)
+            self.reasons.append(reason)
+            self.values.append(values)
+
     def report(self, chunk: Chunk, sink: BadRowSink) -> np.ndarray:
         """Send each bad row to the sink once (first problem wins); return the mask of good rows."""
         good = np.ones(len(chunk), dtype=bool)

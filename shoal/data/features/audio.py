@@ -1,0 +1,125 @@
+"""Audio features: a WAV file as a log-mel spectrogram of fixed size.
+
+Each sound is read with the standard library's ``wave`` (mono, 16-bit PCM; anything else is a bad row that says
+how to convert it), scaled to [-1, 1], resampled to ``sample_rate`` (:func:`~shoal.data.logmel.resample`), cut
+or padded with silence at its end to ``seconds``, then turned into a log-mel spectrogram with torch ops
+(:class:`~shoal.data.logmel.LogMel`)::
+
+    cell "rec/7_jackson_0.wav" -> PCM (S0,) at 8 kHz -> (S,) at sample_rate, S = seconds * sample_rate
+        -> log-mel (n_mels, T), T = 1 + S // hop  -> the model reads it as a 1-channel image (1, n_mels, T)
+
+``window_ms`` is the Hann window of each frame (the FFT the next power of two at or above it) and ``hop_ms`` the
+step between frames. Augmentation (time shifts, SpecAugment masks) happens in the model, in training mode.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from typing import Any, Self
+
+import numpy as np
+import torch
+
+from shoal.config import AudioFeature
+from shoal.data.features.base import feature_seed
+from shoal.data.features.media import MediaColumn, MediaError
+from shoal.data.logmel import LogMel, resample
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioColumn", "audio_magic"]
+
+AUDIO_EXTENSIONS = (".wav", ".wave")
+FINISH_ROWS = 256  # sounds turned into spectrograms at once
+CONVERT = "convert it, e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`"
+
+
+def audio_magic(data: bytes) -> bool:
+    """Whether ``data`` starts like a WAV file (RIFF ... WAVE)."""
+    return data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+
+
+class AudioColumn(MediaColumn):
+    """An audio feature: mono 16-bit WAV -> ``sample_rate`` -> ``seconds`` -> log-mel (1, n_mels, frames)."""
+
+    kind = "audio"
+
+    def __init__(self, name: str, column: str, seed: int, sample_rate: int = 16_000, seconds: float = 1.0,
+                 n_mels: int = 40, window_ms: float = 25.0, hop_ms: float = 10.0,
+                 widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1, augment: bool = False) -> None:
+        super().__init__(name, column, seed)
+        self.sample_rate = sample_rate
+        self.seconds = seconds
+        self.n_mels = n_mels
+        self.window_ms = window_ms
+        self.hop_ms = hop_ms
+        self.widths = tuple(widths)
+        self.blocks = blocks
+        self.augment = augment
+        self.samples = max(1, round(seconds * sample_rate))
+        self.win_length = max(2, round(window_ms * sample_rate / 1000))
+        self.hop_length = max(1, round(hop_ms * sample_rate / 1000))
+        self.n_fft = 1 << (self.win_length - 1).bit_length()  # the next power of two >= the window
+        self._logmel: LogMel | None = None
+
+    @classmethod
+    def from_config(cls, f: AudioFeature) -> AudioColumn:
+        return cls(f.name, f.source, feature_seed(f.name), sample_rate=f.sample_rate, seconds=f.seconds,
+                   n_mels=f.n_mels, window_ms=f.window_ms, hop_ms=f.hop_ms, widths=tuple(f.widths),
+                   blocks=f.blocks, augment=f.augment)
+
+    @property
+    def frames(self) -> int:
+        return 1 + self.samples // self.hop_length
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return 1, self.n_mels, self.frames
+
+    @property
+    def logmel(self) -> LogMel:
+        if self._logmel is None:
+            self._logmel = LogMel(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels)
+        return self._logmel
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """A WAV file -> its first ``seconds`` at ``sample_rate`` (samples,) float32, padded with silence."""
+        if not audio_magic(data):
+            raise MediaError(f"not a WAV file ({len(data):,} bytes starting {data[:12]!r}); {CONVERT}")
+        try:
+            with wave.open(io.BytesIO(data), "rb") as w:
+                channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+                if channels != 1:
+                    raise MediaError(f"a WAV of {channels} channels; only mono is read: {CONVERT}")
+                if width != 2:
+                    raise MediaError(f"a WAV of {8 * width}-bit samples; only 16-bit PCM is read: {CONVERT}")
+                need = int(np.ceil(self.seconds * rate)) + 1
+                pcm = w.readframes(min(w.getnframes(), need))
+        except (wave.Error, EOFError) as err:
+            raise MediaError(f"not a PCM WAV file ({err}); {CONVERT}") from None
+        x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0  # (S0,) in [-1, 1)
+        x = resample(x, rate, self.sample_rate)[: self.samples]
+        out = np.zeros(self.samples, np.float32)
+        out[: len(x)] = x  # silence after a shorter sound
+        return out
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """Waveforms (N, S) -> log-mel spectrograms (N, 1, n_mels, frames)."""
+        out = np.empty((len(raw), *self.shape), np.float32)
+        with torch.no_grad():  # in slices: the STFT of a whole chunk would hold (N, n_fft/2 + 1, T) complex values
+            for start in range(0, len(raw), FINISH_ROWS):
+                part = torch.from_numpy(raw[start:start + FINISH_ROWS])
+                out[start:start + FINISH_ROWS] = self.logmel(part).unsqueeze(1).numpy()  # (n, 1, M, T)
+        return out
+
+    def options(self) -> dict[str, Any]:
+        return {"sample_rate": self.sample_rate, "seconds": self.seconds, "n_mels": self.n_mels,
+                "window_ms": self.window_ms, "hop_ms": self.hop_ms, "widths": list(self.widths),
+                "blocks": self.blocks, "augment": self.augment}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        return cls(d["name"], d["column"], int(d.get("seed", 0)), sample_rate=int(d.get("sample_rate", 16_000)),
+                   seconds=float(d.get("seconds", 1.0)), n_mels=int(d.get("n_mels", 40)),
+                   window_ms=float(d.get("window_ms", 25.0)), hop_ms=float(d.get("hop_ms", 10.0)),
+                   widths=tuple(int(v) for v in d.get("widths", (16, 32, 64))),
+                   blocks=int(d.get("blocks", 1)), augment=bool(d.get("augment", False)))

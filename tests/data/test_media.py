@@ -1,0 +1,228 @@
+"""Image and audio features: cells (paths, bytes, base64) -> arrays, bad files as bad rows, the log-mel, inspect."""
+
+from __future__ import annotations
+
+import base64
+import io
+import wave
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from PIL import Image
+
+from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
+from shoal.data.encoder import Encoder
+from shoal.data.features import AudioColumn, ImageColumn, Problems
+from shoal.data.features.media import MediaError, cell_bytes
+from shoal.data.logmel import LogMel, mel_filterbank, resample
+from shoal.data.readers import BadInputError, BadRowSink, Chunk
+from shoal.inspect.media import sniff_media
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def wav(samples: np.ndarray, rate: int = 8000, channels: int = 1, width: int = 2) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return buf.getvalue()
+
+
+def tone(freq: float, seconds: float = 0.25, rate: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+
+
+def encoder(*features: dict[str, object]) -> Encoder:
+    return Encoder([FeatureConfig(**f) for f in features], LabelConfig(column="y"))  # type: ignore[arg-type]
+
+
+def test_image_cell_forms_decode_alike(tmp_path: Path) -> None:
+    pixels = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    data = png(pixels)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(data)
+    data_file = tmp_path / "rows.csv"
+    data_file.write_text("x\n")
+    b64 = base64.b64encode(data).decode()
+    table = pa.table({"im": ["img/a.png", str(tmp_path / "img" / "a.png"), b64, f"data:image/png;base64,{b64}"],
+                      "y": ["1", "0", "1", "0"]})
+    enc = encoder({"name": "im", "kind": "image", "channels": 1, "size": [6, 8], "mean": 0.0, "std": 1.0})
+    batch = enc.encode(Chunk(table, np.arange(2, 6), str(data_file)), BadRowSink("error"))
+    assert enc.dense_dim == 48 and batch.dense.shape == (4, 48)
+    np.testing.assert_allclose(batch.dense[0], pixels.ravel() / 255, atol=1e-6)  # exact size: no resampling
+    for k in range(1, 4):
+        np.testing.assert_array_equal(batch.dense[k], batch.dense[0])
+
+
+def test_image_bytes_rgb_resize_and_normalise() -> None:
+    rgb = np.zeros((20, 10, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    col = ImageColumn("im", "im", 0, channels=3, size=(4, 2), mean=0.5, std=0.25)
+    table = pa.table({"im": pa.array([png(rgb)], pa.binary())})
+    out = col.read(table, Path("."), Problems())
+    assert out.shape == (1, 3 * 4 * 2)
+    x = out.reshape(3, 4, 2)
+    np.testing.assert_allclose(x[0], 2.0)  # (1 - 0.5) / 0.25
+    np.testing.assert_allclose(x[1:], -2.0)  # (0 - 0.5) / 0.25
+
+
+def test_bad_images_are_bad_rows_naming_file_line_column_and_path(tmp_path: Path) -> None:
+    (tmp_path / "ok.png").write_bytes(png(np.zeros((4, 4))))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    data_file = tmp_path / "rows.csv"
+    data_file.write_text("x\n")
+    table = pa.table({"im": ["ok.png", "missing.png", "broken.png", None], "y": ["1", "0", "1", "0"]})
+    enc = encoder({"name": "im", "kind": "image", "channels": 1, "size": [4, 4]})
+    chunk = Chunk(table, np.array([2, 3, 4, 5]), str(data_file))
+    with pytest.raises(BadInputError) as err:
+        enc.encode(chunk, BadRowSink("error"))
+    msg = str(err.value)
+    assert f"{data_file}, line 3, column 'im': value 'missing.png': no such file: {tmp_path / 'missing.png'}" in msg
+    sink = BadRowSink("quarantine", tmp_path / "q.jsonl")
+    batch = enc.encode(chunk, sink)
+    sink.close()
+    assert len(batch) == 1 and batch.lines.tolist() == [2] and sink.count == 3
+    reasons = (tmp_path / "q.jsonl").read_text()
+    assert "damaged or truncated image" in reasons or "not an image" in reasons
+    assert "missing: a media feature needs" in reasons
+
+
+def test_cell_bytes_refusals(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="without ';base64,'"):
+        cell_bytes("data:image/png,abc", tmp_path)
+    with pytest.raises(MediaError, match="empty bytes"):
+        cell_bytes(b"", tmp_path)
+    payload = bytes(range(60))
+    assert cell_bytes(base64.b64encode(payload).decode(), tmp_path) == payload
+    with pytest.raises(MediaError, match=f"no such file: {tmp_path / 'images/abcdefgh'}"):
+        cell_bytes("images/abcdefgh", tmp_path)  # base64 characters, but too short to be a file's base64
+
+
+def test_audio_decodes_resamples_and_pads() -> None:
+    col = AudioColumn("a", "a", 0, sample_rate=4000, seconds=0.5, n_mels=16, window_ms=32, hop_ms=16)
+    x = col.decode(wav(tone(440, seconds=0.25, rate=8000)))
+    assert x.shape == (2000,) and np.abs(x[:1000]).max() > 0.4 and not x[1001:].any()  # 0.25 s, then silence
+    assert col.shape == (1, 16, 1 + 2000 // 64)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (wav(np.zeros(200, "<i2").repeat(2), channels=2), "2 channels; only mono"),
+    (wav(np.zeros(200, np.uint8), width=1), "8-bit samples; only 16-bit PCM"),
+    (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a PCM WAV file"),
+    (b"ID3 an mp3", "not a WAV file"),
+])
+def test_audio_refusals_say_how_to_convert(data: bytes, reason: str) -> None:
+    col = AudioColumn("a", "a", 0, sample_rate=8000)
+    with pytest.raises(MediaError, match=reason) as err:
+        col.decode(data)
+    assert "ffmpeg" in str(err.value)
+
+
+def test_logmel_finds_the_tone_band() -> None:
+    rate = 8000
+    mel = LogMel(rate, n_fft=256, win_length=200, hop_length=80, n_mels=40)
+    low, high = (torch.from_numpy(tone(f, 1.0).astype(np.float32) / 32768)[None] for f in (300, 3000))
+    spec_low, spec_high = mel(low)[0], mel(high)[0]  # (M, T)
+    assert spec_low.shape == (40, 101)
+    assert int(spec_low.mean(1).argmax()) < int(spec_high.mean(1).argmax())
+    fb = mel_filterbank(rate, 256, 40)
+    assert fb.shape == (40, 129) and np.all(fb.max(axis=1) > 0.5)
+
+
+def test_resample_keeps_a_tone() -> None:
+    x = tone(500, 1.0, 16000).astype(np.float32) / 32768
+    y = resample(x, 16000, 8000)
+    assert y.shape == (8000,)
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(int(spectrum.argmax()) - 500) <= 1  # 1 Hz bins over one second
+
+
+def test_media_config_options_and_refusals() -> None:
+    base = {"data": {"train": "t.csv"}, "label": {"column": "y"}, "model": {"name": "mlp"}}
+    cfg = parse_config({**base, "features": [{"name": "im", "kind": "image", "channels": 1, "size": [28, 28]},
+                                             {"name": "s", "kind": "audio", "sample_rate": 8000}]})
+    assert cfg.features[0].kind == "image" and cfg.features[1].kind == "audio"
+    with pytest.raises(ConfigError, match="channels"):
+        parse_config({**base, "features": [{"name": "im", "kind": "image", "channels": 2}]})
+    with pytest.raises(ConfigError, match="sample_rate applies to audio features only"):
+        parse_config({**base, "features": [{"name": "im", "kind": "image", "sample_rate": 8000}]})
+
+
+def test_saved_encoder_round_trips() -> None:
+    enc = encoder({"name": "im", "kind": "image", "channels": 3, "size": [8, 6], "augment": True},
+                  {"name": "s", "kind": "audio", "sample_rate": 8000, "seconds": 0.5})
+    back = Encoder.from_dict(enc.to_dict())
+    assert back.to_dict() == enc.to_dict()
+    assert back.media_inputs == enc.media_inputs and back.dense_dim == enc.dense_dim == 3 * 8 * 6 + 40 * 51
+
+
+def test_inspect_recognises_media(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png(np.zeros((30, 40))))
+    (tmp_path / "b.wav").write_bytes(wav(tone(300, 0.6, 8000)))
+    image = sniff_media(["a.png"] * 4, tmp_path)
+    assert image is not None and image.kind == "image" and image.options == {"channels": 1, "size": [30, 40]}
+    sound = sniff_media(["b.wav"] * 4, tmp_path)
+    assert sound is not None and sound.kind == "audio" and sound.options["sample_rate"] == 8000
+    by_bytes = sniff_media([png(np.zeros((4, 4)))] * 3, tmp_path)
+    assert by_bytes is not None and by_bytes.kind == "image" and "bytes" in by_bytes.reason
+    assert sniff_media(["a", "b", "c"], tmp_path) is None
+
+
+def test_docs_example_config_is_valid() -> None:
+    import yaml
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "media.md"
+    (example,) = doc.read_text(encoding="utf-8").split("```yaml\n")[1:]
+    cfg = parse_config(yaml.safe_load(example.split("```")[0]), source="docs/media.md")
+    assert [f.kind for f in cfg.features] == ["image", "audio", "sparse", "dense"]
+
+
+@pytest.mark.data
+def test_fsdd_recordings_decode(shared_data: Path) -> None:
+    fsdd = shared_data / "fsdd"
+    if not (fsdd / "train.csv").is_file():
+        pytest.skip(f"{fsdd / 'train.csv'} not found: the FSDD recordings are needed for this test")
+    paths = [line.split(",")[0] for line in (fsdd / "train.csv").read_text().splitlines()[1:9]]
+    table = pa.table({"path": paths, "y": ["1"] * 8})
+    enc = encoder({"name": "path", "kind": "audio", "sample_rate": 8000, "seconds": 1.0})
+    batch = enc.encode(Chunk(table, np.arange(2, 10), str(fsdd / "train.csv")), BadRowSink("error"))
+    assert batch.dense.shape == (8, 40 * 101) and np.isfinite(batch.dense).all()
+
+
+def test_inspect_file_proposes_image_for_parquet_bytes(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from shoal.inspect import inspect_file
+
+    images = [png(np.full((10, 12, 3), i * 20)) for i in range(8)]
+    pq.write_table(pa.table({"photo": pa.array(images, pa.binary()), "label": [0, 1] * 4}), tmp_path / "ads.parquet")
+    profile = inspect_file(tmp_path / "ads.parquet", label="label")
+    photo = profile.column("photo")
+    assert photo.kind == "image" and photo.media == {"channels": 3, "size": [10, 12]}, photo.reason
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # the exporter's own notes
+def test_logmel_matches_torch_stft_and_exports_to_onnx(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    mel = LogMel(8000, n_fft=256, win_length=200, hop_length=80, n_mels=40).eval()
+    wave = torch.randn(2, 1600) * 0.1
+    spec = torch.stft(wave, 256, hop_length=80, win_length=200, window=torch.hann_window(200), center=True,
+                      pad_mode="constant", return_complex=True)  # (B, F, T)
+    expected = torch.log(mel.filterbank @ spec.abs().square() + 1e-6)
+    torch.testing.assert_close(mel(wave), expected, atol=1e-3, rtol=1e-4)
+    path = tmp_path / "logmel.onnx"
+    torch.onnx.export(mel, (wave,), str(path), input_names=["wave"], opset_version=17, dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"wave": wave.numpy()})[0]
+    np.testing.assert_allclose(got, mel(wave).numpy(), atol=1e-4)
