@@ -14,6 +14,7 @@ files), so cross-validation does not fill ``./shoal-runs``.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,9 @@ def _frame(X: Any) -> pd.DataFrame:
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise TypeError("sparse input is not supported: pass a dense array or a DataFrame (X.toarray())")
     arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise ValueError("Complex data not supported: pass real numbers (e.g. the real and imaginary parts as two "
+                         "columns)")
     if arr.ndim != 2:
         raise ValueError(f"expected 2-D features (rows x columns), got an array of shape {arr.shape}. Reshape "
                          "your data either using array.reshape(-1, 1) if your data has a single feature or "
@@ -145,11 +149,17 @@ class ShoalRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"y must hold numbers for a regressor: {err}") from None
         if target.ndim != 1:
             if target.ndim == 2 and target.shape[1] == 1:
+                from sklearn.exceptions import DataConversionWarning
+
+                warnings.warn("A column-vector y was passed when a 1d array was expected; it is raveled",
+                              DataConversionWarning, stacklevel=2)
                 target = target.ravel()
             else:
                 raise ValueError(f"y must be 1-D (one number per row), got shape {target.shape}")
         if len(target) != len(frame):
             raise ValueError(f"X has {len(frame)} rows but y has {len(target)}")
+        if len(frame) < 2:
+            raise ValueError(f"n_samples={len(frame)}: a regressor needs at least 2 rows to learn from")
         if not np.isfinite(target).all():
             raise ValueError("Input y contains NaN or infinity.")
         frame[LABEL] = target
