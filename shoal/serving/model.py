@@ -18,11 +18,12 @@ from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
+from shoal.runtime.choice import BackendChoice
 from shoal.runtime.predictor import Predictor, select_predictor
 from shoal.runtime.refs import content_version
 from shoal.serving.schema import RequestSchema
 
-__all__ = ["RowsRejected", "ServedModel", "load_served"]
+__all__ = ["RowsRejected", "ServedModel", "backend_choice", "load_served"]
 
 
 class RowsRejected(ValueError):
@@ -82,13 +83,20 @@ class ServedModel:
         meta = self.bundle.meta
         return {
             "name": self.name, "version": self.version, "run": self.run, "folder": str(self.folder),
-            "backend": self.predictor.backend, "loaded_at": self.loaded_at,
+            "backend": self.predictor.backend, "backend_choice": backend_choice(self.predictor),
+            "loaded_at": self.loaded_at,
             "model": self.bundle.config.model.model_dump(mode="json"),
             "output": {"kind": "regression", "field": "prediction"} if self.task == "regression"
             else {"kind": "binary", "field": "probability"} if self.classes is None
             else {"kind": "multiclass", "classes": self.classes},
             "fields": self.schema.describe(), "metrics": meta.get("metrics", {}),
         }
+
+
+def backend_choice(predictor: Predictor) -> dict[str, Any] | None:
+    """``auto``'s measured decision (routes by batch size, median ms per call), None for an explicit backend."""
+    choice = getattr(predictor, "choice", None)
+    return choice.to_dict() if isinstance(choice, BackendChoice) else None
 
 
 def _largest_dense(schema: RequestSchema, row: BaseModel) -> str:
@@ -106,13 +114,15 @@ def _largest_dense(schema: RequestSchema, row: BaseModel) -> str:
 
 
 def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int, backend: str = "auto", *,
-                max_id_bytes: int = 2048, max_list_ids: int = 1024) -> ServedModel:
-    """Load and warm up a bundle for serving (slow: call it off the event loop)."""
+                max_id_bytes: int = 2048, max_list_ids: int = 1024, max_batch_rows: int = 256) -> ServedModel:
+    """Load and warm up a bundle for serving (slow: call it off the event loop). ``auto`` times the backends at
+    batches of 1 and ``max_batch_rows`` rows (once per bundle, export and machine: the decision is cached)."""
     found = resolve(ref, home)
     folder, run = found.folder, found.run_id
     bundle = load_bundle(folder)  # checks the files first (no symlink out, no device): then hashing them is safe
     version = content_version(folder)
-    served = ServedModel(bundle=bundle, predictor=select_predictor(bundle, folder, backend),
+    predictor = select_predictor(bundle, folder, backend, batch_sizes=(1, max_batch_rows), version=version)
+    served = ServedModel(bundle=bundle, predictor=predictor,
                          schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes,
                                               max_id_bytes=max_id_bytes, max_list_ids=max_list_ids),
                          folder=folder.resolve(), version=version, run=run)

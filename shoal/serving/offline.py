@@ -33,6 +33,7 @@ from shoal.data.batch import Batch
 from shoal.data.readers import BadInputError, BadRow, BadRowSink, detect_format
 from shoal.data.stream import chunks
 from shoal.runtime.predictor import select_predictor
+from shoal.serving.model import backend_choice
 
 __all__ = ["PredictSummary", "output_schema", "predict_file"]
 
@@ -50,6 +51,8 @@ class PredictSummary:
     quarantine_file: Path | None
     seconds: float
     by_reason: dict[str, int] = field(default_factory=dict)
+    backend: str = ""  # the predictor's name; ``auto`` with an export: which backend scored which chunk sizes
+    backend_choice: dict[str, Any] | None = None  # ``auto``'s measured decision (see GET /model)
 
 
 def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]], task: str = "binary") -> pa.Schema:
@@ -109,7 +112,6 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     _output_format(out)
     folder = resolve(ref, home).folder
     bundle = load_bundle(folder)
-    predictor = select_predictor(bundle, folder, backend)
     encoder, classes = bundle.encoder, bundle.classes
     fmt: str | None
     try:  # the file's own format when its name says it (x.parquet, x.csv.gz, a folder of parts), else training's
@@ -117,6 +119,8 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     except BadInputError:
         fmt = bundle.config.data.format
     reading = bundle.config.data.model_copy(update={"format": fmt})
+    # every call scores one chunk: ``auto`` times the backends at that size (capped, see shoal.runtime.choice)
+    predictor = select_predictor(bundle, folder, backend, batch_sizes=(reading.chunk_rows,))
     keep = [c for c in (keep or []) if c not in ("line",)]
     quarantine = quarantine or out.with_name(f"{out.name.split('.')[0]}.quarantine.jsonl")
     quarantine.unlink(missing_ok=True)
@@ -154,7 +158,8 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
         raise BadInputError(f"{data}: no rows to predict")
     return PredictSummary(rows_read=read + _reader_rejects(sink, predicted, read), rows_predicted=predicted,
                           quarantined=sink.count, out=out, quarantine_file=quarantine if sink.count else None,
-                          seconds=time.perf_counter() - started, by_reason=dict(sink.by_reason))
+                          seconds=time.perf_counter() - started, by_reason=dict(sink.by_reason),
+                          backend=predictor.backend, backend_choice=backend_choice(predictor))
 
 
 def _finite(batch: Batch, proba: np.ndarray, file: str, sink: BadRowSink) -> tuple[Batch, np.ndarray]:
