@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("shoal.distributed", "shoal.runtime"),
     ("shoal.export",),
     ("shoal.distill",),
-    ("shoal.auto", "shoal.compress", "shoal.serving", "shoal.plan", "shoal.api", "shoal.ui"),
+    ("shoal.auto", "shoal.compress", "shoal.serving", "shoal.plan", "shoal.api", "shoal.ui", "shoal.analysis"),
     ("shoal.academy",),
     ("shoal.cli",),
 ]

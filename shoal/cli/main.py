@@ -5,6 +5,7 @@ printing) is in :mod:`shoal.cli.common`. Library code logs; only the command lin
 
     main ── train    (train, eval, runs, show)      distill  (distill, compress)
          ├─ data     (synth, inspect)               export   (export, bench)
+         ├─ analysis (explain, drift)
          ├─ demo     (demo)                         serve    (serve, predict)
          └─ academy  (academy list/start/check/progress)
 """
@@ -24,7 +25,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from shoal.cli import academy, auto, data, demo, distill, export, models, plan, serve, train, ui  # noqa: E402
+from shoal.cli import academy, analysis, auto, data, demo, distill, export, models, plan, serve, train, ui  # noqa: E402
 from shoal.cli.common import console, err_console  # noqa: E402
 
 __all__ = ["app", "console", "err_console", "main"]
@@ -40,7 +41,7 @@ def _options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log 
 
 
 # The order of `shoal --help`.
-for group in (train, models, data, auto, demo, academy, serve, ui, export, distill, plan):
+for group in (train, models, data, analysis, auto, demo, academy, serve, ui, export, distill, plan):
     group.register(app)
 
 
