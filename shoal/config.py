@@ -275,12 +275,18 @@ class LabelConfig(_Strict):
     For ``regression``, the model learns the target standardised by the training rows' mean and standard
     deviation and answers in the label's own units; ``loss`` is ``mse`` or ``huber`` (less swayed by a few
     huge values), ``huber_delta`` in standard deviations of the target.
+
+    For ``multilabel``, each row holds any number of tags: a text joined by ``separator`` (``"sports|news"``)
+    or a Parquet/JSON list column; an empty cell means no tags. ``classes`` lists the tags in output order
+    (found in the training file and sorted when left out), ``aliases`` maps other spellings to them; the model
+    has one sigmoid output per tag.
     """
 
     column: str
-    kind: Literal["binary", "multiclass", "regression"] = "binary"
+    kind: Literal["binary", "multiclass", "regression", "multilabel"] = "binary"
     loss: Literal["mse", "huber"] = "mse"
     huber_delta: float = Field(1.0, gt=0)
+    separator: str = Field("|", min_length=1)
     positive: list[str] = Field(default_factory=lambda: ["1", "1.0", "true", "True"])
     negative: list[str] = Field(default_factory=lambda: ["0", "0.0", "false", "False"])
     classes: list[str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)
@@ -291,8 +297,11 @@ class LabelConfig(_Strict):
         both = sorted(set(self.positive) & set(self.negative))
         if both:
             raise ValueError(f"values {both} are listed as both positive and negative")
-        if self.kind != "multiclass" and (self.classes is not None or self.aliases):
-            raise ValueError(f"classes and aliases apply to kind: multiclass (this label is {self.kind})")
+        if self.kind not in ("multiclass", "multilabel") and (self.classes is not None or self.aliases):
+            raise ValueError(f"classes and aliases apply to kind: multiclass (this label is {self.kind}) "
+                             "or kind: multilabel")
+        if self.kind != "multilabel" and self.separator != "|":
+            raise ValueError(f"separator applies to kind: multilabel (this label is {self.kind})")
         if self.kind != "regression" and (self.loss != "mse" or self.huber_delta != 1.0):
             raise ValueError(f"loss and huber_delta apply to kind: regression (this label is {self.kind})")
         if self.classes is not None:
@@ -590,7 +599,7 @@ def embedding_tables(cfg: RunConfig) -> list[tuple[str, int, int, int]]:
     row of a sparse table; a ``tokens: bytes`` sequence table of bytecnn is a dense parameter under Adam (two
     values per weight: x3 in all)."""
     if cfg.model.name == "logistic":  # one weight per id and class
-        width = len(cfg.label.classes) if cfg.label.kind == "multiclass" and cfg.label.classes else 1
+        width = len(cfg.label.classes) if cfg.label.kind in ("multiclass", "multilabel") and cfg.label.classes else 1
     else:
         width = cfg.model.embedding_dim
     tables = [(f.name, f.buckets, width, 1) for f in cfg.sparse]

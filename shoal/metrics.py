@@ -1,4 +1,4 @@
-"""Click-prediction (binary), classification (multiclass) and regression metrics.
+"""Click-prediction (binary), classification (multiclass), tagging (multilabel) and regression metrics.
 
 All functions take ``y`` (labels, 0/1) and ``p`` (predicted click probabilities in ``[0, 1]``) as
 array-likes of the same length and return plain Python floats, so results can be stored as JSON
@@ -16,6 +16,10 @@ labels' mean for convenience.
 Regression reports RMSE, MAE and R^2 beside NMSE, the regression counterpart of NE: the mean squared error
 over that of always predicting the *training* label mean, so NMSE = 1 is no better than that constant and
 lower is better (R^2 compares with the evaluation set's own mean instead).
+
+Multilabel reports micro- and macro-F1 of the tags predicted at p >= 0.5, the mean AUC over the tags that have
+both values in the set, and the log loss averaged over rows and tags (NE: over the mean entropy of the training
+tag rates).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ __all__ = [
     "entropy",
     "log_loss",
     "multiclass_report",
+    "multilabel_report",
+    "sigmoid",
+    "tag_aucs",
     "normalized_entropy",
     "probabilities",
     "regression_report",
@@ -254,6 +261,73 @@ def probabilities(logits: ArrayLike) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-z))
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: ArrayLike) -> np.ndarray:
+    """Element-wise sigmoid in float64, of any shape (a multilabel model's (B, T) logits: one per tag)."""
+    z = np.asarray(logits, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _validate_multilabel(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Tags (N, T) 0/1 and probabilities (N, T) float64, checked."""
+    y_arr = np.asarray(y, dtype=np.float64)
+    p_arr = np.asarray(p, dtype=np.float64)
+    if y_arr.ndim != 2 or y_arr.shape != p_arr.shape:
+        raise ValueError(f"y and p must both be (rows, tags), got shapes {y_arr.shape} and {p_arr.shape}")
+    if y_arr.shape[0] == 0:
+        raise ValueError("y and p are empty; metrics need at least one row")
+    bad = (y_arr != 0) & (y_arr != 1)
+    if bad.any():
+        raise ValueError(f"y must hold 0/1 tags; {int(bad.sum())} do not (first: {y_arr[bad][0]!r})")
+    if not np.isfinite(p_arr).all() or (p_arr < 0).any() or (p_arr > 1).any():
+        raise ValueError("p must hold finite probabilities in [0, 1]")
+    return y_arr, p_arr
+
+
+def tag_aucs(y: ArrayLike, p: ArrayLike) -> list[float]:
+    """AUC of each tag (column) of (N, T) ``y`` and ``p``; ``nan`` for a tag with one value in the set."""
+    y_arr, p_arr = _validate_multilabel(y, p)
+    return [auc(y_arr[:, t], p_arr[:, t]) for t in range(y_arr.shape[1])]
+
+
+def multilabel_report(y: ArrayLike, p: ArrayLike, prior: ArrayLike | None = None,
+                      threshold: float = 0.5) -> dict[str, float]:
+    """Multilabel metrics of tags ``y`` (N, T) 0/1 and probabilities ``p`` (N, T), as a dict of floats.
+
+    Keys: ``micro_f1`` (F1 of all (row, tag) decisions at p >= ``threshold`` pooled), ``macro_f1`` (the mean of
+    per-tag F1; a tag never predicted nor present counts 0), ``mean_auc`` (over the tags with both values in the
+    set; ``nan`` when none has), ``logloss`` (binary log loss averaged over rows and tags), ``ne`` (log loss over
+    the mean entropy of ``prior``, the training tag rates), ``subset_accuracy`` (rows whose tags are all right),
+    ``rows`` and ``tags_per_row``.
+    """
+    y_arr, p_arr = _validate_multilabel(y, p)
+    t = _check_rate("threshold", threshold)
+    pred = p_arr >= t
+    truth = y_arr > 0.5
+    tp = (pred & truth).sum(axis=0).astype(np.float64)
+    fp = (pred & ~truth).sum(axis=0).astype(np.float64)
+    fn = (~pred & truth).sum(axis=0).astype(np.float64)
+    denom = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
+    pooled = float(denom.sum())
+    q = np.clip(p_arr, DEFAULT_EPS, 1 - DEFAULT_EPS)
+    loss = float(-np.mean(y_arr * np.log(q) + (1 - y_arr) * np.log(1 - q)))
+    rates = y_arr.mean(axis=0) if prior is None else np.asarray(prior, dtype=np.float64)
+    r = np.clip(rates, DEFAULT_EPS, 1 - DEFAULT_EPS)
+    h = float(np.mean(-(r * np.log(r) + (1 - r) * np.log(1 - r))))
+    aucs = [a for a in tag_aucs(y_arr, p_arr) if not math.isnan(a)]
+    return {
+        "micro_f1": float(2 * tp.sum() / pooled) if pooled > 0 else 0.0,
+        "macro_f1": float(f1.mean()),
+        "mean_auc": float(np.mean(aucs)) if aucs else math.nan,
+        "logloss": loss,
+        "ne": loss / h if h > 0 else math.nan,
+        "subset_accuracy": float(np.mean((pred == truth).all(axis=1))),
+        "rows": float(y_arr.shape[0]),
+        "tags_per_row": float(y_arr.sum(axis=1).mean()),
+    }
 
 
 def _validate_multiclass(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -117,8 +117,8 @@ def fit(data: Any, label: str, *, model: str | None = None, task: str | None = N
     raw = yaml.safe_load(text)
     raw["data"]["train"] = str(path.resolve())
     if task is not None:
-        if task not in ("binary", "multiclass", "regression"):
-            raise ValueError(f"task must be 'binary', 'multiclass' or 'regression', not {task!r}")
+        if task not in ("binary", "multiclass", "regression", "multilabel"):
+            raise ValueError(f"task must be 'binary', 'multiclass', 'regression' or 'multilabel', not {task!r}")
         if raw["label"].get("kind", "binary") != task:
             raw["label"] = {"column": label, "kind": task}
     if model is not None:
@@ -187,7 +187,8 @@ class Model:
 
     def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
         """Predicted labels: 1/0 for a binary label (P >= ``threshold``), class names for a multiclass one, the
-        values (N,) float64 for a regression label."""
+        values (N,) float64 for a regression label, (N, T) 1/0 per tag (``bundle.tags`` order) for a multilabel
+        one."""
         if self.task == "regression":
             return self.bundle.predict_proba(self._batch(data, with_label=False))
         p = self.predict_proba(data)

@@ -37,7 +37,7 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.features.media import MediaInput
 from shoal.errors import ShoalError
-from shoal.metrics import probabilities
+from shoal.metrics import probabilities, sigmoid
 from shoal.models import build
 
 __all__ = ["Bundle", "BundleError", "DiskFullError", "check_bundle_files", "load_bundle", "no_space_left",
@@ -70,15 +70,24 @@ class Bundle:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
-        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one;
-        for a regression label, the predicted values (B,) (the model's outputs)."""
+        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one,
+        (B, T) for a multilabel one (a sigmoid per tag, in ``tags`` order); for a regression label, the predicted
+        values (B,) (the model's outputs)."""
         logits = self.predict_logits(batch)
-        return logits.astype(np.float64) if self.task == "regression" else probabilities(logits)
+        task = self.task
+        return (logits.astype(np.float64) if task == "regression" else sigmoid(logits) if task == "multilabel"
+                else probabilities(logits))
 
     @property
     def task(self) -> str:
-        """What the model predicts: ``binary``, ``multiclass`` or ``regression``."""
+        """What the model predicts: ``binary``, ``multiclass``, ``regression`` or ``multilabel``."""
         return task_of(self.meta)
+
+    @property
+    def tags(self) -> list[str] | None:
+        """Tag names in output order for a multilabel label; None otherwise."""
+        tags = self.meta.get("tags")
+        return list(tags) if tags and self.task == "multilabel" else None
 
     @property
     def classes(self) -> list[str] | None:
@@ -97,15 +106,18 @@ class Bundle:
         regression label, its training ``mean`` and ``std`` (what the normalised MSE is relative to)."""
         if self.task == "regression":
             return {k: float(v) for k, v in self.meta["target"].items()}
+        if self.task == "multilabel":
+            return [float(q) for q in self.meta["train_tag_prior"]]
         if self.classes:
             return [float(q) for q in self.meta["train_class_prior"]]
         return self.base_rate
 
 
 def task_of(meta: dict[str, Any]) -> str:
-    """The task a bundle's (or an export's) metadata describes: ``regression``, ``multiclass`` or ``binary``."""
-    if meta.get("task") == "regression":
-        return "regression"
+    """The task a bundle's (or an export's) metadata describes: ``regression``, ``multilabel``, ``multiclass`` or
+    ``binary``."""
+    if meta.get("task") in ("regression", "multilabel"):
+        return str(meta["task"])
     return "multiclass" if meta.get("classes") else "binary"
 
 

@@ -34,7 +34,7 @@ class Batch:
     dense: np.ndarray  # (B, D_enc) float32: transformed dense values, then one missing flag per dense feature
     ids: list[np.ndarray]  # per sparse feature: (N_k,) int64 bucket ids, 0 = missing
     offsets: list[np.ndarray]  # per sparse feature: (B + 1,) int64, row b owns ids[offsets[b]:offsets[b+1]]
-    label: np.ndarray | None  # (B,) float32 in {0, 1}, None at predict time
+    label: np.ndarray | None  # (B,) float32 (0/1, class index or number), (B, T) 0/1 multilabel; None at predict
     lines: np.ndarray  # (B,) int64: line (or row number) of each row in its file
     truncated: int = 0  # text cells cut to their feature's max_bytes while encoding these rows
     weight: np.ndarray | None = None  # (B,) float32 weight of each row in the training loss; None: 1 each

@@ -11,7 +11,8 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
 - label: binary: the configured positive/negative values -> 1/0; multiclass: the class index (class names,
   or their aliases, in ``classes`` order; the classes are found in the training file when not configured);
   regression: the number itself (its training mean and standard deviation, ``target_``, are set after the
-  first pass and scale the model's output).
+  first pass and scale the model's output); multilabel: a row of 0/1, one per tag in ``classes`` order, from
+  the cell's tags (a text joined by ``label.separator`` or a list column; an empty cell means no tags).
 
 A batch lays the columns out by kind, each kind in config order::
 
@@ -132,22 +133,26 @@ class Encoder:
         return self.label is not None and self.label.kind == "multiclass"
 
     @property
+    def multilabel(self) -> bool:
+        return self.label is not None and self.label.kind == "multilabel"
+
+    @property
     def regression(self) -> bool:
         return self.label is not None and self.label.kind == "regression"
 
     @property
     def task(self) -> str:
-        """What the model predicts: ``binary``, ``multiclass`` or ``regression``."""
+        """What the model predicts: ``binary``, ``multiclass``, ``regression`` or ``multilabel``."""
         return "binary" if self.label is None else self.label.kind
 
     @property
     def outputs(self) -> int:
-        """Model outputs: 1 logit for a binary label, one per class for a multiclass one."""
-        return len(self.classes_) if self.multiclass else 1
+        """Model outputs: 1 logit for a binary label, one per class (multiclass) or per tag (multilabel)."""
+        return len(self.classes_) if self.multiclass or self.multilabel else 1
 
     @property
     def needs_classes(self) -> bool:
-        return self.multiclass and not self.classes_
+        return (self.multiclass or self.multilabel) and not self.classes_
 
     @property
     def needs_fit(self) -> bool:
@@ -188,8 +193,12 @@ class Encoder:
         assert self.label is not None
         seen: set[str] = set()
         for chunk in chunks:
-            text = as_strings(chunk.table.column(self.label.column), self.label.column)
-            seen.update(v for v in pc.unique(text).to_pylist() if v)
+            if self.multilabel:
+                tags = _tag_lists(chunk.table.column(self.label.column), self.label.separator).flatten()
+                seen.update(v for v in pc.unique(tags).to_pylist() if v)
+            else:
+                text = as_strings(chunk.table.column(self.label.column), self.label.column)
+                seen.update(v for v in pc.unique(text).to_pylist() if v)
             if len(seen) > MAX_CLASSES:
                 raise ValueError(
                     f"{chunk.file}: label column {self.label.column!r} has more than {MAX_CLASSES} distinct values; "
@@ -199,8 +208,9 @@ class Encoder:
         if all(_is_number(v) for v in names):
             names = sorted(names, key=float)
         if len(names) < 2:
-            raise ValueError(f"label column {self.label.column!r} has {len(names)} distinct value(s) {names}; "
-                             "a multiclass label needs at least 2")
+            what = (f"a multilabel label needs at least 2 tags (split on separator {self.label.separator!r}; "
+                    "with one tag use kind: binary)" if self.multilabel else "a multiclass label needs at least 2")
+            raise ValueError(f"label column {self.label.column!r} has {len(names)} distinct value(s) {names}; {what}")
         self.classes_ = names
         return self
 
@@ -244,9 +254,11 @@ class Encoder:
     def _label(self, chunk: Chunk, problems: Problems) -> np.ndarray:
         assert self.label is not None
         raw = chunk.table.column(self.label.column)
-        text = as_strings(raw, self.label.column)
         if self.regression:
             return self._number_label(raw, problems)
+        if self.multilabel:
+            return self._tags_label(raw, problems)
+        text = as_strings(raw, self.label.column)
         if self.multiclass:
             names = self.classes_ + list(self.label.aliases)
             index_of = np.array(list(range(len(self.classes_)))
@@ -285,17 +297,52 @@ class Encoder:
         problems.add(big, name, f"label outside float32's range, -{FLOAT32_MAX:.8g} to {FLOAT32_MAX:.8g}", col)
         return np.where(missing | big, 0.0, values).astype(np.float32)
 
+    def _tags_label(self, raw: pa.ChunkedArray, problems: Problems) -> np.ndarray:
+        """A multilabel label as float32 (N, T): 1 where the row has tag t. A missing or empty cell has no tags; a
+        row with a tag that is neither in ``classes`` nor an alias is bad."""
+        assert self.label is not None
+        lists = _tag_lists(raw, self.label.separator)
+        flat = lists.flatten()
+        rows = np.asarray(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False), dtype=np.int64)
+        names = self.classes_ + list(self.label.aliases)
+        index_of = np.array(list(range(len(self.classes_)))
+                            + [self.classes_.index(c) for c in self.label.aliases.values()], dtype=np.int64)
+        found = pc.index_in(flat, value_set=pa.array(names, pa.string()))
+        unknown = np.asarray(pc.is_null(found).to_numpy(zero_copy_only=False), dtype=bool)
+        n = len(lists)
+        bad = np.zeros(n, dtype=bool)
+        bad[rows[unknown]] = True
+        if bad.any():
+            first: dict[int, str] = {}  # row -> its first unknown tag
+            for i, r in zip(np.flatnonzero(unknown).tolist(), rows[unknown].tolist(), strict=True):
+                first.setdefault(r, str(flat[i].as_py()))
+            cells = pa.array([f"{raw_cell} (unknown tag {first[i]!r})" if i in first else None
+                              for i, raw_cell in enumerate(raw.combine_chunks().to_pylist())], pa.string())
+            allowed = self.classes_ + [f"{a} (= {c})" for a, c in self.label.aliases.items()]
+            problems.add(bad, self.label.column, f"unknown tag; allowed: {allowed} (set label.classes / label.aliases, "
+                         f"or label.separator, now {self.label.separator!r})", cells)
+        out = np.zeros((n, len(self.classes_)), dtype=np.float32)
+        ok = ~unknown
+        idx = pc.fill_null(found, 0).to_numpy(zero_copy_only=False)
+        out[rows[ok], index_of[idx[ok]]] = 1.0
+        return out
+
     # -- persistence (JSON, never pickle) --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "features": [f.to_dict() for f in self.features],
             "label": None if self.label is None else self.label.model_dump(
-                mode="json", exclude=None if self.regression else {"loss", "huber_delta"}),  # the same form as before
+                mode="json", exclude=self._not_saved()),  # the same form as before for the older kinds
             "classes": self.classes_,
             "fit_rows": self.fit_rows_,
             **({} if self.target_ is None else {"target": list(self.target_)}),
         }
+
+    def _not_saved(self) -> set[str]:
+        """Label fields of other kinds, left out of the saved form (it stays what it was before they existed)."""
+        return ({"loss", "huber_delta"} if not self.regression else set()) | (
+            {"separator"} if not self.multilabel else set())
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Encoder:
@@ -313,3 +360,23 @@ class Encoder:
         target = d.get("target")
         enc.target_ = None if target is None else (float(target[0]), float(target[1]))
         return enc
+
+
+def _tag_lists(raw: pa.ChunkedArray | pa.Array, separator: str) -> pa.Array:
+    """A multilabel column as a list<string> array, one list of tags per row, whitespace trimmed and empty tags
+    dropped: a list column as it is, a text column split on ``separator``; a missing cell is an empty list."""
+    arr = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        arr = pc.cast(arr, pa.list_(pa.string()))
+    else:
+        text = arr if pa.types.is_string(arr.type) else pc.cast(arr, pa.string())
+        arr = pc.split_pattern(pc.fill_null(text, ""), separator)
+    arr = pc.fill_null(arr, pa.scalar([], pa.list_(pa.string())))
+    flat = pc.utf8_trim_whitespace(arr.flatten())
+    keep = pc.and_(pc.is_valid(flat), pc.not_equal(flat, ""))
+    keep = pc.fill_null(keep, False)
+    parents = pc.list_parent_indices(arr)
+    kept_parents = np.asarray(pc.filter(parents, keep).to_numpy(zero_copy_only=False), dtype=np.int64)
+    counts = np.bincount(kept_parents, minlength=len(arr))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.filter(flat, keep))

@@ -62,6 +62,10 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
         raise ValueError(f"teacher run {twice[0]} is given more than once ({refs}); name each teacher of an "
                          "ensemble once")
     bundles = [load(run_id, home) for run_id in ids]
+    if bundles[0].task == "multilabel":
+        raise ValueError(f"teacher run {ids[0]} predicts tags (label.kind: multilabel), which distillation does not "
+                         "support yet (it needs a per-tag binary KL loss); train the student on the labels with "
+                         "shoal train instead")
     _same_teachers([b.config for b in bundles], ids)
     teachers = _as_teachers(bundles)
     cfg = student_config(bundles[0].config, student, name)

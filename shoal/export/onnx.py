@@ -33,7 +33,7 @@ from shoal.data.split import HeldOutSplit
 from shoal.errors import ShoalError
 from shoal.export.graph import count_loops, embeddings_to_fp16, quantize_int8
 from shoal.export.padded import layout_for, trace_to_onnx
-from shoal.metrics import probabilities
+from shoal.metrics import probabilities, sigmoid
 from shoal.runtime.feed import InputLayout
 from shoal.runtime.onnx import EXPORT_FORMAT, EXPORT_VERSION, FILES, OnnxPredictor
 
@@ -223,7 +223,8 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
         sizes["torch"] = sum(t.numel() * t.element_size() for t in b.model.state_dict().values()) / 2**20
 
     doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "opset": OPSET, "layout": layout.to_dict(),
-           "outputs": _outputs(b), "classes": b.classes, "task": b.task, "files": files, "sizes_mib": sizes}
+           "outputs": _outputs(b), "classes": b.classes, "task": b.task,
+           **({"tags": b.tags} if b.tags else {}), "files": files, "sizes_mib": sizes}
     _write_json(out / "export.json", doc)  # OnnxPredictor reads the layout from here
 
     reference = b.predict_logits(rows)
@@ -231,7 +232,7 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
     tolerances = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
     for variant in files:
         got = OnnxPredictor(out, variant=variant, threads=threads).predict_logits(rows)
-        parity[variant] = _compare(reference, got, rows.label, tolerances.get(variant), b.prior)
+        parity[variant] = _compare(reference, got, rows.label, tolerances.get(variant), b.prior, b.task)
     report = ExportReport(dir=out, files=files, sizes_mib=sizes, parity=parity, rows=len(rows), rows_source=source,
                           layout=layout.to_dict(), seconds=time.perf_counter() - started, loops=count_loops(fp32))
     _write_json(out / "export.json", {**doc, "parity": parity, "rows": len(rows), "rows_source": source,
@@ -249,7 +250,8 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
 
 
 def _outputs(b: Bundle) -> int:
-    return len(b.classes) if b.classes else 1
+    names = b.classes or b.tags
+    return len(names) if names else 1
 
 
 def _mib(path: Path) -> float:
@@ -264,8 +266,14 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def _quality(proba: np.ndarray, label: np.ndarray, regression: bool = False) -> dict[str, float]:
     """AUC and log loss (binary), accuracy and log loss (multiclass), RMSE and NMSE (regression, ``proba`` the
-    predicted values): the metric change of a variant."""
+    predicted values), mean AUC, micro-F1 and log loss (multilabel: (N, T) ``label``): the metric change of a
+    variant."""
     eps = 1e-7
+    if label.ndim == 2:
+        from shoal.metrics import multilabel_report
+
+        m = multilabel_report(label, proba)
+        return {k: m[k] for k in ("mean_auc", "micro_f1", "logloss") if m[k] == m[k]}  # a NaN AUC is left out
     if regression:
         from shoal.metrics import regression_report
 
@@ -285,7 +293,7 @@ def _quality(proba: np.ndarray, label: np.ndarray, regression: bool = False) -> 
 
 
 def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,
-             tolerance: float | None, prior: Any = None) -> dict[str, Any]:
+             tolerance: float | None, prior: Any = None, task: str = "") -> dict[str, Any]:
     """Differences of ``got`` against the torch ``reference`` logits, and the metric of each on ``label``.
     A regression model's outputs are values in the label's units: their difference counts in standard
     deviations of the training label (``prior["std"]``), so the tolerance means the same at any scale."""
@@ -298,7 +306,8 @@ def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,
         out: dict[str, Any] = {"max_abs_logit_diff": float(np.abs(reference - got).max()) / scale,
                                "max_abs_value_diff": float(np.abs(reference - got).max())}
     else:
-        p_ref, p_got = probabilities(reference), probabilities(got)
+        prob = sigmoid if task == "multilabel" else probabilities
+        p_ref, p_got = prob(reference), prob(got)
         out = {"max_abs_logit_diff": float(np.abs(reference - got).max()),
                "max_abs_proba_diff": float(np.abs(p_ref - p_got).max())}
     ok = True if tolerance is None else out["max_abs_logit_diff"] <= tolerance
@@ -306,8 +315,8 @@ def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,
         ref_q, got_q = _quality(p_ref, label, regression), _quality(p_got, label, regression)
         for k in ref_q:
             out[f"torch_{k}"], out[k] = ref_q[k], got_q[k]
-        key = "auc" if "auc" in ref_q else "accuracy" if "accuracy" in ref_q else "nmse" if "nmse" in ref_q \
-            else None
+        key = "auc" if "auc" in ref_q else "mean_auc" if "mean_auc" in ref_q else "accuracy" if "accuracy" in ref_q \
+            else "nmse" if "nmse" in ref_q else None
         if tolerance is None and key is not None:  # int8: judged by the metric change
             ok = abs(got_q[key] - ref_q[key]) <= INT8_TOLERANCE
     out["tolerance"] = tolerance if tolerance is not None else {"metric_change": INT8_TOLERANCE}

@@ -135,9 +135,11 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
             "features": features, "inputs": inputs,
             "outputs": ({"predictions": "(N,) the predicted values, in the label's units",
                          "logits": "the same values (a regression model has no link function)"} if encoder.regression
-                        else {"probabilities": "(N,) sigmoid for a binary label, (N, C) softmax for a multiclass one",
+                        else {"probabilities": "(N,) sigmoid for a binary label, (N, C) softmax for a multiclass one, "
+                                               "(N, T) a sigmoid per tag for a multilabel one",
                               "logits": "the same shape, before the sigmoid/softmax"}),
-            "classes": list(encoder.classes_) if encoder.multiclass else None, "task": encoder.task}
+            "classes": list(encoder.classes_) if encoder.multiclass else None, "task": encoder.task,
+            **({"tags": list(encoder.classes_)} if encoder.multilabel else {})}
 
 
 # -- graph building -----------------------------------------------------------------------------------------------
@@ -374,6 +376,7 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
     merged.ir_version = model.ir_version
     logits = merged.graph.output[0].name
     multiclass = contract["classes"] is not None
+    tags = contract.get("tags") if contract.get("task") == "multilabel" else None  # a sigmoid per tag
     first = _first_output(contract)
     node = (helper.make_node("Identity", [logits], [first], name=first) if first == "predictions"
             else helper.make_node("Softmax", [logits], [first], axis=1, name=first) if multiclass
@@ -381,7 +384,7 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
     merged.graph.node.append(node)
     merged.graph.output.insert(0, helper.make_tensor_value_info(first, T.FLOAT,
                                                                 ["N", len(contract["classes"])] if multiclass
-                                                                else ["N"]))
+                                                                else ["N", len(tags)] if tags else ["N"]))
     helper.set_model_props(merged, {METADATA_KEY: json.dumps(contract, default=str)})
     return merged
 
@@ -419,7 +422,7 @@ class RawOnnxModel:
 
     def _run(self, output: str, rows: pa.Table | Sequence[Mapping[str, Any]]) -> np.ndarray:
         if len(rows) == 0:
-            classes = self.contract.get("classes")
+            classes = self.contract.get("classes") or self.contract.get("tags")
             return np.zeros((0, len(classes)) if classes else (0,), np.float32)
         return self.session.run([output], self.feed(rows))[0]
 

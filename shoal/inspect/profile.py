@@ -94,7 +94,8 @@ class FileProfile:
     truncated: bool = False
     bad_rows: int = 0
     label_classes: tuple[str, ...] = ()  # a multiclass label's values (empty: a binary label)
-    label_kind: str = "binary"  # binary, multiclass or regression
+    label_kind: str = "binary"  # binary, multiclass, regression or multilabel
+    label_separator: str | None = None  # a multilabel label's tag separator
     label_candidates: tuple[str, ...] = ()  # no label given: the other columns that could be it
 
     def column(self, name: str) -> ColumnProfile:
@@ -197,10 +198,17 @@ def inspect_file(
     negative: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
     kind = "binary"
+    separator: str | None = None
     if chosen is not None:
         k = names.index(chosen)
+        listed = stats[k].separator() if label is not None else None  # tags are recognised in a given label only
         if _regression_like(stats[k]):
             kind, note = "regression", _regression_note(stats[k])
+        elif listed is not None:
+            kind, separator = "multilabel", listed[0]
+            tags = f"{len(listed[1].distinct):,}{'+' if listed[1].distinct.capped else ''}"
+            note = (f"multilabel: tags joined by {listed[0]!r} in {listed[1].rows:,} rows, {tags} distinct tags "
+                    "(an empty cell is a row with no tags)" + _missing_note(stats[k]))
         elif len(stats[k].distinct) > 2 and stats[k].counts is not None:
             kind = "multiclass"
             classes, note = _class_values(stats[k])
@@ -210,7 +218,7 @@ def inspect_file(
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
                        label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes,
-                       label_candidates=candidates, label_kind=kind)
+                       label_candidates=candidates, label_kind=kind, label_separator=separator)
 
 
 def _has_more(stream: Iterable[object]) -> bool:

@@ -144,6 +144,9 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     out += ["label:", f"  column: {_y(profile.label)}  # {_comment(label.reason)}"]
     if profile.label_kind == "regression":
         out.append("  kind: regression")
+    if profile.label_kind == "multilabel":
+        out.append("  kind: multilabel")
+        out.append(f"  separator: {_y(profile.label_separator or '|')}")
     if profile.label_classes:
         out.append("  kind: multiclass")
         out.append(f"  classes: {_y(list(profile.label_classes))}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from shoal.artifacts.bundle import task_of
 from shoal.data.batch import Batch
-from shoal.metrics import probabilities
+from shoal.metrics import probabilities, sigmoid
 from shoal.runtime.feed import InputLayout, padded_feed
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "FILES", "OnnxPredictor", "session_options"]
@@ -114,13 +114,15 @@ class OnnxPredictor:
         return np.concatenate(out)
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
-        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one;
-        for a regression label, the predicted values (B,)."""
+        """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one,
+        (B, T) sigmoids for a multilabel one; for a regression label, the predicted values (B,)."""
         logits = self.predict_logits(batch)
-        return logits.astype(np.float64) if self.task == "regression" else probabilities(logits)
+        task = self.task
+        return (logits.astype(np.float64) if task == "regression" else sigmoid(logits) if task == "multilabel"
+                else probabilities(logits))
 
     @property
     def task(self) -> str:
-        """``binary``, ``multiclass`` or ``regression``, as the export says."""
+        """``binary``, ``multiclass``, ``regression`` or ``multilabel``, as the export says."""
         return task_of(self.meta)
 

@@ -53,7 +53,8 @@ class ServedModel:
 
     @property
     def classes(self) -> list[str] | None:
-        return self.bundle.classes
+        """The class names (multiclass) or tag names (multilabel) of the outputs, in order; None otherwise."""
+        return self.bundle.classes or self.bundle.tags
 
     @property
     def task(self) -> str:
@@ -87,6 +88,7 @@ class ServedModel:
             "loaded_at": self.loaded_at,
             "model": self.bundle.config.model.model_dump(mode="json"),
             "output": {"kind": "regression", "field": "prediction"} if self.task == "regression"
+            else {"kind": "multilabel", "tags": self.classes, "threshold": 0.5} if self.task == "multilabel"
             else {"kind": "binary", "field": "probability"} if self.classes is None
             else {"kind": "multiclass", "classes": self.classes},
             "fields": self.schema.describe(), "metrics": meta.get("metrics", {}),

@@ -10,6 +10,8 @@ follows the file's extension), encoded by the bundle's encoder and scored by the
     probability   binary label: the positive class's probability
     prediction    regression label: the predicted value
     class, p_<c>  multiclass label: the most probable class, then one probability column per class
+    tags, p_<t>   multilabel label: the tags at p >= 0.5 joined by the label's separator ("" for none), then
+                  one probability column per tag
 
 Rows the encoder refuses go to a quarantine file (JSONL: file, line, column, value, reason) and are counted.
 """
@@ -59,7 +61,8 @@ def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]]
     fields = [pa.field("line", pa.int64()), *(pa.field(n, t) for n, t in kept)]
     if classes is None:
         return pa.schema([*fields, pa.field("prediction" if task == "regression" else "probability", pa.float64())])
-    return pa.schema([*fields, pa.field("class", pa.string()), *(pa.field(f"p_{c}", pa.float64()) for c in classes)])
+    first = "tags" if task == "multilabel" else "class"
+    return pa.schema([*fields, pa.field(first, pa.string()), *(pa.field(f"p_{c}", pa.float64()) for c in classes)])
 
 
 def _output_format(out: Path) -> str:
@@ -70,9 +73,14 @@ def _output_format(out: Path) -> str:
     return fmt
 
 
-def _columns(proba: np.ndarray, classes: list[str] | None) -> list[pa.Array]:
+def _columns(proba: np.ndarray, classes: list[str] | None, separator: str | None = None) -> list[pa.Array]:
+    """The predicted columns; ``separator`` set: a multilabel label's tags at p >= 0.5, joined by it."""
     if classes is None:
         return [pa.array(proba, pa.float64())]
+    if separator is not None:
+        names = np.asarray(classes, dtype=object)
+        tags = pa.array([separator.join(names[row]) for row in proba >= 0.5], pa.string())
+        return [tags, *(pa.array(proba[:, k], pa.float64()) for k in range(len(classes)))]
     best = pa.array(np.asarray(classes, dtype=object)[proba.argmax(axis=1)], pa.string())
     return [best, *(pa.array(proba[:, k], pa.float64()) for k in range(len(classes)))]
 
@@ -112,7 +120,8 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     _output_format(out)
     folder = resolve(ref, home).folder
     bundle = load_bundle(folder)
-    encoder, classes = bundle.encoder, bundle.classes
+    encoder, classes = bundle.encoder, bundle.classes or bundle.tags
+    separator = encoder.label.separator if bundle.task == "multilabel" and encoder.label is not None else None
     fmt: str | None
     try:  # the file's own format when its name says it (x.parquet, x.csv.gz, a folder of parts), else training's
         fmt = detect_format(data, None)
@@ -144,7 +153,7 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
                 writer = _Writer(out, output_schema(classes, [(c, kept.schema.field(c).type) for c in keep],
                                                          bundle.task))
             writer.write(pa.Table.from_arrays([pa.array(batch.lines, pa.int64()), *kept.columns,
-                                               *_columns(proba, classes)], schema=writer.schema))
+                                               *_columns(proba, classes, separator)], schema=writer.schema))
             read += len(chunk)
             predicted += len(batch)
             if progress is not None:

@@ -33,7 +33,8 @@ from shoal.data.encoder import Encoder
 from shoal.data.features.dense import FLOAT32_MAX
 from shoal.errors import ShoalError
 
-__all__ = ["FLOAT32_MAX", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema"]
+__all__ = ["FLOAT32_MAX", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema",
+           "TagsPrediction"]
 
 _EXPECT = {"dense": "a number or null", "sparse": "a string, an integer or null", "text": "a string"}
 _MAX_ERRORS = 20
@@ -60,12 +61,19 @@ class Prediction(BaseModel):
     prediction: float
 
 
+class TagsPrediction(BaseModel):
+    """Multilabel label: the tags whose probability is at least 0.5, and every tag's probability."""
+
+    tags: list[str]
+    probabilities: dict[str, float]
+
+
 class PredictResponse(BaseModel):
     """The answer to ``POST /predict``: one prediction per row, in request order."""
 
     model: str
     version: str
-    predictions: list[Probability] | list[ClassPrediction] | list[Prediction]
+    predictions: list[Probability] | list[ClassPrediction] | list[Prediction] | list[TagsPrediction]
 
 
 @dataclass(frozen=True)
@@ -253,9 +261,14 @@ class RequestSchema:
 
 
 def predictions(proba: np.ndarray, classes: list[str] | None, task: str = "binary") -> list[dict[str, Any]]:
-    """Rows of :class:`Probability` / :class:`ClassPrediction` / :class:`Prediction` as plain dicts (JSON-ready)."""
+    """Rows of :class:`Probability` / :class:`ClassPrediction` / :class:`Prediction` / :class:`TagsPrediction`
+    as plain dicts (JSON-ready); ``classes`` are the tags of a multilabel label."""
     if task == "regression":
         return [{"prediction": v} for v in proba.tolist()]
+    if task == "multilabel":
+        assert classes is not None
+        return [{"tags": [t for t, q in zip(classes, p, strict=True) if q >= 0.5],
+                 "probabilities": dict(zip(classes, p, strict=True))} for p in proba.tolist()]
     if classes is None:
         return [{"probability": p} for p in proba.tolist()]
     best = proba.argmax(axis=1).tolist()

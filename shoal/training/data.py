@@ -34,7 +34,7 @@ from shoal.training.callbacks import Callbacks
 __all__ = ["BatchCache", "EvalSet", "FileRows", "Prior", "TrainRows", "TrainingData"]
 
 Prior = float | list[float] | dict[str, float]  # training base rate (binary), class frequencies (multiclass),
-#                                                {"mean", "std"} of the label (regression)
+#                                                tag rates (multilabel), {"mean", "std"} of the label (regression)
 
 
 class BatchCache:
@@ -122,6 +122,8 @@ class TrainingData:
     def prior(self) -> Prior:
         if self.encoder.regression:
             return {"mean": float(self.summary["train_label_mean"]), "std": float(self.summary["train_label_std"])}
+        if self.encoder.multilabel:
+            return list(self.summary["train_tag_prior"])
         return self.summary["train_class_prior"] if self.encoder.multiclass else float(self.summary["train_base_rate"])
 
     def minibatches(self, epoch: int, chunk: int, batch: int) -> Iterator[tuple[int, int, Batch]]:
@@ -182,6 +184,8 @@ class TrainingData:
                     rows += len(batch)
                     if encoder.regression:
                         moments += _moments(batch.label)
+                    elif encoder.multilabel:
+                        counts[:encoder.outputs] += batch.label.sum(axis=0).astype(np.int64)  # rows per tag
                     else:
                         counts += np.bincount(batch.label.astype(np.int64), minlength=len(counts))
                     callbacks.on_scan(rows + held_rows + sink.count)
@@ -241,6 +245,9 @@ def _target(encoder: Encoder, moments: np.ndarray) -> dict[str, Any]:
 
 def _label_counts(encoder: Encoder, counts: np.ndarray, rows: int) -> dict[str, Any]:
     """The run summary's label counts: the classes and their frequencies, or the positives and the base rate."""
+    if encoder.multilabel:
+        tags = counts[:encoder.outputs]
+        return {"tags": encoder.classes_, "train_tag_counts": tags.tolist(), "train_tag_prior": (tags / rows).tolist()}
     if encoder.multiclass:
         return {"classes": encoder.classes_, "train_class_counts": counts.tolist(),
                 "train_class_prior": (counts / rows).tolist()}

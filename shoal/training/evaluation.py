@@ -17,7 +17,16 @@ import torch
 from torch import nn
 
 from shoal.data.batch import Batch
-from shoal.metrics import binary_report, confusion_matrix, multiclass_report, probabilities, regression_report
+from shoal.metrics import (
+    binary_report,
+    confusion_matrix,
+    multiclass_report,
+    multilabel_report,
+    probabilities,
+    regression_report,
+    sigmoid,
+    tag_aucs,
+)
 from shoal.plots import binary_curves_png, confusion_png, learning_curve_png, regression_png
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import Checkpointer, Position
@@ -29,7 +38,7 @@ NO_ROWS = "no rows to evaluate"
 SCORE_BATCH = 8192  # rows per forward when scoring a validation/test set
 IMPROVEMENT = 1e-6  # a validation log loss must beat the best by more than this to count as better
 
-Scores = tuple[np.ndarray, np.ndarray]  # (labels (N,), logits (N,) binary or (N, C) multiclass)
+Scores = tuple[np.ndarray, np.ndarray]  # (labels (N,), logits (N,) binary or (N, C) multiclass; (N, T) both multilabel)
 
 
 @torch.no_grad()
@@ -55,7 +64,11 @@ def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = SCORE_B
 
 def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, float]:
     """Binary metrics (AUC, NE against the training base rate, ...), multiclass ones (accuracy, macro-F1, ...)
-    or, when ``prior`` is a regression label's ``{"mean", "std"}``, regression ones (RMSE, MAE, R^2, NMSE)."""
+    or, when ``prior`` is a regression label's ``{"mean", "std"}``, regression ones (RMSE, MAE, R^2, NMSE);
+    multilabel ones (micro/macro-F1, mean AUC, log loss) when ``labels`` are (N, T) tags."""
+    if labels.ndim == 2:
+        assert isinstance(prior, list)
+        return multilabel_report(labels, sigmoid(logits), prior=prior)
     if isinstance(prior, dict):
         return regression_report(labels, logits, train_mean=prior["mean"])
     if logits.ndim == 1:
@@ -126,6 +139,11 @@ class Evaluator:
                 continue
             labels, logits = self.scorer.scores(model, self.data, rows)
             metrics.update({f"{rows.name}_{k}": v for k, v in report(labels, logits, self.data.prior).items()})
+            if encoder.multilabel:
+                aucs = tag_aucs(labels, sigmoid(logits)) if len(labels) else []
+                summary[f"{rows.name}_tag_auc"] = {t: (None if a != a else a) for t, a in  # nan -> null in JSON
+                                                   zip(encoder.classes_, aucs, strict=False)}
+                continue
             if encoder.regression:
                 if draw and len(labels):
                     summary[f"{rows.name}_regression_png"] = str(regression_png(

@@ -55,9 +55,14 @@ def training_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tens
                   label: LabelConfig | None = None, target: tuple[float, float] | None = None) -> torch.Tensor:
     """The mean loss of a mini-batch: cross-entropy ((B, C) logits) or binary cross-entropy ((B,) logits), each
     row weighted by ``weight`` when given (a distributed rank's padding rows weigh 0). A regression ``label``:
-    the squared (or Huber) error of predictions ``logits`` in standard deviations ``target[1]`` of the label."""
+    the squared (or Huber) error of predictions ``logits`` in standard deviations ``target[1]`` of the label.
+    Multilabel ((B, T) 0/1 ``labels``): binary cross-entropy per tag, averaged over the tags of a row."""
     reduction = "mean" if weight is None else "none"
-    if label is not None and label.kind == "regression":
+    if labels.ndim == 2:  # multilabel: (B, T) tags
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
+        if weight is not None:
+            loss = loss.mean(dim=1)
+    elif label is not None and label.kind == "regression":
         assert target is not None
         err = (logits - labels) / target[1]  # (B,) in standard deviations of the training label
         zero = torch.zeros_like(err)
@@ -176,6 +181,8 @@ class Trainer:
         enc, prior = data.encoder, data.prior
         labels: dict[str, Any] = ({"classes": enc.classes_, "train_class_prior": prior} if enc.multiclass
                                   else {"task": "regression", "target": prior} if enc.regression
+                                  else {"task": "multilabel", "tags": enc.classes_, "train_tag_prior": prior}
+                                  if enc.multilabel
                                   else {"train_base_rate": prior})
         shown = {k: v for k, v in summary.items() if k != "history"}
         return save_bundle(self.run_dir / "bundle", model, enc, self.config,
