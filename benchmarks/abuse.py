@@ -13,7 +13,8 @@ one well-behaved client sends one-row requests in a closed loop over a keep-aliv
 Rows ``{bench: "abuse", dataset: <attack>, system: "shoal", metric, value}``; metrics ``legit_p50_ms``,
 ``legit_p99_ms``, ``legit_rps``, ``legit_p50_ratio`` and ``legit_p99_ratio`` (under attack / quiet),
 ``failed_requests`` (the legit client's non-200 answers and dropped connections), ``errors_5xx`` (anyone's),
-``nan_outputs``, ``attack_requests`` and ``attack_cut_off`` (408/431 answers and closes the attackers got).
+``nan_outputs``, ``attack_requests``, ``attack_cut_off`` (408/431 answers and closes the attackers got) and
+``attack_429`` (answers of the per-client limits, :mod:`shoal.serving.fairness`).
 
     python benchmarks/abuse.py --json abuse.json             # 10 s per phase
     python benchmarks/abuse.py --json abuse.json --quick     # 3 s per phase
@@ -251,7 +252,7 @@ def phase(port: int, sample: dict[str, Any], kind: str | None, seconds: float) -
             "errors_5xx": sum(v for k, v in (counts + attack).items() if k.startswith("5")),
             "nan_outputs": counts["nan"] + attack["nan"],
             "attack_requests": sum(v for k, v in attack.items() if k[:1].isdigit()) + attack["connections"],
-            "attack_cut_off": attack["cut_off"]}
+            "attack_cut_off": attack["cut_off"], "attack_429": attack["429"]}
 
 
 def run(seconds: float, work: Path) -> list[dict[str, Any]]:

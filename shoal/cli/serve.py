@@ -61,6 +61,13 @@ def serve(
     max_text_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per text field; over it: 422.")] = 65_536,
     max_id_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per id; over it: 422.")] = 2048,
     max_list_ids: Annotated[int, typer.Option(help="Ids in one list feature's cell; over it: 422.")] = 1024,
+    max_inflight_per_client: Annotated[int, typer.Option(
+        help="Requests of one client in flight at once; one more: 429 with Retry-After.")] = 32,
+    client_error_rate: Annotated[float, typer.Option(
+        help="4xx answers a second one client may sustain (after a burst); past it: 429 (0: no limit).")] = 10.0,
+    client_error_burst: Annotated[int, typer.Option(help="4xx answers one client may get in a burst.")] = 50,
+    client_key: Annotated[str, typer.Option(
+        help="One client is: ip, connection, or auto (per address; loopback per connection).")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn access log).")] = False,
     backend: BackendOption = "auto",
@@ -86,6 +93,9 @@ def serve(
                                      body_timeout_s=body_timeout_s, header_timeout_s=header_timeout_s,
                                      max_text_bytes=max_text_bytes,
                                      max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
+                                     max_inflight_per_client=max_inflight_per_client,
+                                     client_error_rate=client_error_rate, client_error_burst=client_error_burst,
+                                     client_key=client_key,
                                      admin_token=admin_token, workers=workers, backend=backend,
                                      follow_s=follow_s, freeze_heap=True)
         except ValidationError as err:  # one line, each option named as on the command line (never the token)

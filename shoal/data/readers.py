@@ -46,6 +46,13 @@ log = logging.getLogger(__name__)
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv",
                ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".sql": "sql"}
+# A CSV/JSONL row must fit in one pyarrow block. Blocks are sized from chunk_rows within [MIN, MAX]; a file with a
+# longer row is read again with a block fitted to its longest line (found by a streaming scan), up to
+# ROW_BYTES_CAP; a line over the cap is one bad row. Module constants, so that tests can make them small.
+CSV_BLOCK_MIN_BYTES = 1 << 16
+CSV_BLOCK_MAX_BYTES = 64 << 20
+ROW_BYTES_CAP = 256 << 20
+_SCAN_LINES_BYTES = 4 << 20  # read size of the line-length scan
 _COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".lz4": "lz4"}
 
 
@@ -337,7 +344,7 @@ def _file_chunks(path: Path, fmt: str, columns: Sequence[str], sink: BadRowSink,
         return (Chunk(t, lines, str(path)) for t, lines in sql_chunks(path, columns, chunk_rows, _missing_columns))
     if fmt == "arrow":
         return _ipc_chunks(path, columns, chunk_rows)
-    return _jsonl_chunks(path, columns, chunk_rows)
+    return _jsonl_chunks(path, columns, chunk_rows, sink)
 
 
 def _multi_chunks(root: Path, fmt: str, columns: Sequence[str], sink: BadRowSink, header: bool,
@@ -398,50 +405,184 @@ def _csv_chunks(
     failed: list[BadInputError] = []  # error mode: pyarrow swallows exceptions raised in the handler
     name = str(path)
 
+    reported: set[int] = set()  # bad lines given to the sink: a pass after a retry meets them again
+
     def on_invalid(row: pacsv.InvalidRow) -> str:
         line = row.number if row.number is not None else -1
-        try:
-            sink.add(BadRow(name, line, None, row.text[:200],
-                            f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
-        except BadInputError as err:
-            failed.append(err)
-            return "error"
+        if line not in reported:
+            try:
+                sink.add(BadRow(name, line, None, row.text[:200],
+                                f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
+            except BadInputError as err:
+                failed.append(err)
+                return "error"
+            reported.add(line)
         skipped.append(line)
         return "skip"
+
+    def on_over_cap(line: int, size: int, head: bytes) -> None:
+        reported.add(line)
+        sink.add(_over_cap_row(name, line, size, head))
 
     if header and _only_header(path):  # pyarrow's error would be cryptic
         raise BadInputError(f"{path}: file has only a header; expected at least one data row")
     # block_size bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
-    block = max(1 << 16, min(64 << 20, chunk_rows * 128))
-    try:
-        source = _open(path) if compression(path) else path
-        reader = pacsv.open_csv(source, **_csv_options(file_names, 1 if header else 0, block, sep, on_invalid,
-                                                       quoting, columns, missing))
-    except pa.ArrowInvalid as err:
-        if failed:
-            raise failed[0] from None
-        raise BadInputError(f"{path}: cannot read as {fmt.upper()}: {err}") from None
-    good = 0
+    block = max(CSV_BLOCK_MIN_BYTES, min(CSV_BLOCK_MAX_BYTES, chunk_rows * 128))
+    scan: _LineScan | None = None
+    done = 0  # good rows already yielded: a pass after a retry skips them
     first_data_line = 2 if header else 1
-    while True:
+    while True:  # one pass, or more when a row straddles the block (each retry with a bigger block)
+        skipped.clear()
+        if scan is not None and scan.over_cap:
+            source: object = _LinesDropped(path, scan.over_cap, (sep * len(file_names)).encode())
+        else:
+            source = _open(path) if compression(path) else path
+        good = 0
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
+            reader = pacsv.open_csv(source, **_csv_options(file_names, 1 if header else 0, block, sep, on_invalid,
+                                                           quoting, columns, missing))
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                n = batch.num_rows
+                lines = _good_lines(np.arange(good, good + n, dtype=np.int64), skipped, first_data_line)
+                good += n
+                if good <= done:  # yielded by an earlier pass
+                    continue
+                if good - n < done:
+                    batch, lines, n = batch.slice(done - good + n), lines[done - good + n:], good - done
+                table, keep = _valid_utf8(pa.Table.from_batches([batch]), lines, name, sink)
+                if keep is not None:
+                    lines, n = lines[keep], int(keep.sum())
+                table = _trimmed_nulls(table, missing)
+                for start in range(0, n, chunk_rows):
+                    stop = min(n, start + chunk_rows)
+                    yield Chunk(table.slice(start, stop - start), lines[start:stop], name)
+                done = good
+            return
         except pa.ArrowInvalid as err:
             if failed:
                 raise failed[0] from None
-            raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
-        n = batch.num_rows
-        lines = _good_lines(np.arange(good, good + n, dtype=np.int64), skipped, first_data_line)
-        good += n
-        table, keep = _valid_utf8(pa.Table.from_batches([batch]), lines, name, sink)
-        if keep is not None:
-            lines, n = lines[keep], int(keep.sum())
-        table = _trimmed_nulls(table, missing)
-        for start in range(0, n, chunk_rows):
-            stop = min(n, start + chunk_rows)
-            yield Chunk(table.slice(start, stop - start), lines[start:stop], name)
+            if not _straddles(err):
+                raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
+            scan = scan or _scan_lines(path, on_over_cap)
+            block = _bigger_block(path, block, scan, good)
+
+
+def _straddles(err: pa.ArrowInvalid) -> bool:
+    """pyarrow's error for a row (CSV) or object (JSON) longer than the block being parsed."""
+    return "straddl" in str(err)
+
+
+def _bigger_block(path: Path, block: int, scan: _LineScan, row: int) -> int:
+    """The block for the next pass after a row straddled ``block``: one fitting the longest line kept (the scan's),
+    doubled when that already failed (a quoted cell holding line breaks makes a row longer than its lines), at most
+    a little over :data:`ROW_BYTES_CAP`; past it a :class:`BadInputError` naming the file and the fix."""
+    fitted = 1 << max(16, (scan.longest + 2).bit_length())  # a power of two over the longest line and its end
+    bigger = fitted if fitted > block else 2 * block
+    if bigger > 2 * ROW_BYTES_CAP:
+        raise BadInputError(f"{path}: a row after row {row} is over {ROW_BYTES_CAP:,} bytes (the reader's limit per "
+                            "row; a quoted cell holding line breaks?): close the quote, or shorten the row")
+    log.info("%s: a row is longer than the %s-byte read block; reading the file again with %s-byte blocks",
+             path, f"{block:,}", f"{bigger:,}")
+    return bigger
+
+
+@dataclass
+class _LineScan:
+    """Line lengths of a text file, counted in one streaming pass: the longest line not over the cap, and the
+    lines over it (1-based line -> (bytes, the line's first bytes))."""
+
+    longest: int
+    over_cap: dict[int, tuple[int, bytes]]
+
+
+def _scan_lines(path: Path, on_over_cap: Callable[[int, int, bytes], None]) -> _LineScan:
+    """Count the bytes of every line of ``path`` (decompressed, "\n"-ended) in blocks of :data:`_SCAN_LINES_BYTES`;
+    ``on_over_cap(line, size, head)`` for each line over :data:`ROW_BYTES_CAP` (it may raise: error mode)."""
+    longest = 0
+    over: dict[int, tuple[int, bytes]] = {}
+    line, size, head = 1, 0, b""  # the line being counted (1-based), its bytes so far, its first bytes
+    with _open(path) as fh:
+        while data := bytes(fh.read(_SCAN_LINES_BYTES)):
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)  # (k,) positions of "\n"
+            if not len(ends):
+                head = head or data[:200]
+                size += len(data)
+                continue
+            starts = np.concatenate([[0], ends[:-1] + 1])  # (k,) where each line ending here starts
+            sizes = ends - starts  # (k,) bytes of each line, without its "\n"
+            sizes[0] += size
+            for i in np.flatnonzero(sizes > ROW_BYTES_CAP):
+                first = head if i == 0 and size else data[starts[i]:starts[i] + 200]
+                over[line + int(i)] = (int(sizes[i]), first)
+                on_over_cap(line + int(i), int(sizes[i]), first)
+            kept = sizes[sizes <= ROW_BYTES_CAP]
+            longest = max(longest, int(kept.max()) if len(kept) else 0)
+            line += len(ends)
+            size = len(data) - int(ends[-1]) - 1
+            head = data[ends[-1] + 1:ends[-1] + 201]
+    if size > ROW_BYTES_CAP:
+        over[line] = (size, head)
+        on_over_cap(line, size, head)
+    elif size:
+        longest = max(longest, size)
+    return _LineScan(longest, over)
+
+
+class _LinesDropped:
+    """A file's bytes (decompressed) with each line of ``dropped`` (1-based) replaced by ``marker``, a short line
+    that the parser refuses (a CSV row with one column too many; ``{}`` for JSONL), so that every later line keeps
+    its number. A file-like object for pyarrow's readers; used only for a file with a line over the cap."""
+
+    def __init__(self, path: Path, dropped: dict[int, tuple[int, bytes]], marker: bytes) -> None:
+        self._fh = _open(path)
+        self._dropped = dropped
+        self._marker = marker
+        self._line = 1  # the line the next byte belongs to
+        self._skipping = 1 in dropped
+        self._pending = marker if self._skipping else b""
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        want = n if n is not None and n >= 0 else 1 << 30
+        out = bytearray(self._pending[:want])
+        self._pending = self._pending[want:]
+        while len(out) < want:
+            data = bytes(self._fh.read(min(want - len(out), _SCAN_LINES_BYTES) if want < 1 << 30
+                                       else _SCAN_LINES_BYTES))
+            if not data:
+                break
+            at = 0
+            while at < len(data):
+                end = data.find(b"\n", at)
+                stop = len(data) if end < 0 else end + 1
+                if not self._skipping or end >= 0:  # keep the line's bytes, or the "\n" that ends a dropped one
+                    out += data[at if not self._skipping else end:stop]
+                if end < 0:
+                    break
+                self._line += 1
+                self._skipping = self._line in self._dropped
+                if self._skipping:
+                    out += self._marker
+                at = stop
+        if len(out) > want:  # a marker past the size asked for: kept for the next read
+            self._pending = bytes(out[want:]) + self._pending
+            del out[want:]
+        return bytes(out)
+
+    def close(self) -> None:
+        self._fh.close()
+        self.closed = True
+
+
+def _over_cap_row(file: str, line: int, size: int, head: bytes) -> BadRow:
+    """The bad row of a line over :data:`ROW_BYTES_CAP` (error mode: the sink raises it, naming file and line)."""
+    return BadRow(file, line, None, repr(head[:80]) + "...",
+                  f"row over the size limit: {size:,} bytes, over the reader's limit of {ROW_BYTES_CAP:,} bytes per "
+                  "row; shorten or split it (a value this long is rarely a feature)")
 
 
 def _only_header(path: Path, probe: int = 1 << 20) -> bool:
@@ -599,7 +740,7 @@ def _shifted(select: Callable[[int], bool], offset: int, ci: int) -> bool:
 
 
 def _jsonl_read_options(chunk_rows: int) -> pajson.ReadOptions:
-    return pajson.ReadOptions(block_size=max(1 << 16, chunk_rows * 256), use_threads=False)
+    return pajson.ReadOptions(block_size=max(CSV_BLOCK_MIN_BYTES, chunk_rows * 256), use_threads=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -609,30 +750,52 @@ def _jsonl_schema(path: str, chunk_rows: int, size: int, mtime_ns: int) -> pa.Sc
     return pajson.open_json(path, read_options=_jsonl_read_options(chunk_rows)).schema
 
 
-def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+def _jsonl_chunks(path: Path, columns: Sequence[str], chunk_rows: int, sink: BadRowSink) -> Iterator[Chunk]:
+    """The chunks of a JSONL file, numbered by row (1-based). A row longer than the block makes a pass with a block
+    fitted to the longest line; a line over :data:`ROW_BYTES_CAP` is a bad row (its number assumes one row a line)."""
     _missing_columns(path, read_header(path, "jsonl"), columns)
-    try:
-        reader = pajson.open_json(_open(path) if compression(path) else path,
-                                  read_options=_jsonl_read_options(chunk_rows))
-    except pa.ArrowInvalid as err:
-        raise BadInputError(f"{path}: cannot read as JSONL: {err}") from None
-    row = 0
+    options = _jsonl_read_options(chunk_rows)
+    name = str(path)
+    scan: _LineScan | None = None
+    done = 0  # rows already yielded: a pass after a retry skips them
     while True:
+        row = 0
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
+            if scan is not None and scan.over_cap:
+                source: object = _LinesDropped(path, scan.over_cap, b"{}")
+            else:
+                source = _open(path) if compression(path) else path
+            reader = pajson.open_json(source, read_options=options)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                table = pa.Table.from_batches([batch])
+                n = table.num_rows
+                row += n
+                if row <= done:  # yielded by an earlier pass
+                    continue
+                _missing_columns(path, table.column_names, columns)
+                table = table.select(list(columns))
+                lines = np.arange(row - n + 1, row + 1, dtype=np.int64)
+                keep = lines > done
+                if scan is not None and scan.over_cap:
+                    keep &= ~np.isin(lines, np.fromiter(scan.over_cap, dtype=np.int64))  # their "{}" stand-ins
+                if not keep.all():
+                    table, lines = table.filter(pa.array(keep)), lines[keep]
+                for start in range(0, len(lines), chunk_rows):  # a block holds any number of rows: cut to chunk_rows
+                    stop = min(len(lines), start + chunk_rows)
+                    yield Chunk(table.slice(start, stop - start), lines[start:stop], name)
+                done = row
+            return
         except pa.ArrowInvalid as err:
-            raise BadInputError(f"{path}: cannot read as JSONL after row {row}: {err}") from None
-        table = pa.Table.from_batches([batch])
-        _missing_columns(path, table.column_names, columns)
-        table = table.select(list(columns))
-        n = table.num_rows
-        for start in range(0, n, chunk_rows):  # a block holds any number of rows: cut to chunk_rows
-            stop = min(n, start + chunk_rows)
-            yield Chunk(table.slice(start, stop - start),
-                        np.arange(row + start + 1, row + stop + 1, dtype=np.int64), str(path))
-        row += n
+            if not _straddles(err):
+                raise BadInputError(f"{path}: cannot read as JSONL after row {row}: {err}") from None
+            if scan is None:
+                scan = _scan_lines(path, lambda line, size, head: sink.add(_over_cap_row(name, line, size, head)))
+            options = pajson.ReadOptions(block_size=_bigger_block(path, options.block_size, scan, row),
+                                         use_threads=False)
 
 
 # -- byte ranges: one chunk of a text file without parsing the rows before it ------------------------------------

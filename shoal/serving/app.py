@@ -40,6 +40,7 @@ from shoal.artifacts.models import is_model_ref
 from shoal.errors import ShoalError
 from shoal.serving.docs import offline_docs
 from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, check_json_content_type, read_body
+from shoal.serving.fairness import ClientLimits, Limiter
 from shoal.serving.metrics import ServeMetrics
 from shoal.serving.model import load_served
 from shoal.serving.schema import PredictResponse
@@ -152,9 +153,12 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
                    description=f"Predictions of {model.name}: raw rows in, probabilities out.")
     app.state.service = service
     offline_docs(app)
+    limiter = Limiter(settings.max_inflight_per_client, settings.client_error_rate, settings.client_error_burst,
+                      settings.client_key)  # one per app: both ways in share the counts
+    app.add_middleware(ClientLimits, limiter=limiter)
     app.add_middleware(_Observe, metrics=service.metrics)
     endpoint = PredictEndpoint(service)
-    app.fast_predict = _Observe(endpoint, service.metrics)  # POST /predict skips FastAPI's layers
+    app.fast_predict = _Observe(ClientLimits(endpoint, limiter), service.metrics)  # POST /predict skips FastAPI
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, err: ServeError) -> JSONResponse:

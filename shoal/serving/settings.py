@@ -29,6 +29,14 @@ class ServeSettings(BaseModel):
     max_id_bytes: int = Field(2048, ge=1, description="UTF-8 bytes per id (sparse field, or each id of a list); "
                                                       "over it: 422")
     max_list_ids: int = Field(1024, ge=1, description="ids in one list feature's cell; over it: 422")
+    max_inflight_per_client: int = Field(32, ge=1, description="requests of one client in flight at once; one "
+                                                               "more: 429 and a close (shoal.serving.fairness)")
+    client_error_rate: float = Field(10.0, ge=0, le=1e6, description="4xx answers a second one client may sustain "
+                                                                     "(token bucket); past it: 429 (0: no limit)")
+    client_error_burst: int = Field(50, ge=1, description="4xx answers one client may get in a burst")
+    client_key: Literal["auto", "ip", "connection"] = Field(
+        "auto", description="one client is one address (ip), one connection, or auto: per address, loopback per "
+                            "connection")
     admin_token: str | None = Field(None, min_length=8, repr=False, description="None: admin endpoints off")
     workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
     backend: Literal["auto", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(

@@ -557,3 +557,75 @@ def test_invalid_utf8_is_one_bad_row_and_a_bom_is_not_a_name(tmp_path: Path) -> 
     assert (bad.line, bad.column, "not valid UTF-8 (byte 0xff" in bad.reason) == (3, "s", True)
     with pytest.raises(BadInputError, match=r"line 3, column 's'.*not valid UTF-8"):
         read_all(path, ["x", "s"])  # error mode: named, not "cannot read as CSV"
+
+
+# -- rows longer than the read block (issue 23 item 8) ------------------------------------------------------------
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 KB blocks, a 50 KB cap per row and a 1 KB scan: the long-row paths in milliseconds."""
+    import shoal.data.readers as readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_MIN_BYTES", 4096)
+    monkeypatch.setattr(readers, "CSV_BLOCK_MAX_BYTES", 4096)
+    monkeypatch.setattr(readers, "ROW_BYTES_CAP", 50_000)
+    monkeypatch.setattr(readers, "_SCAN_LINES_BYTES", 1000)
+
+
+def _long_rows_csv(path: Path, long: int, over_cap: int | None) -> Path:
+    """Header (line 1), 2,000 rows, a row of ``long`` bytes (line 2002), 2,000 rows, a row of ``over_cap`` bytes
+    (line 4003, when given), a row with a column too many (line 4004), one last row (line 4005); without the row
+    over the cap, the last two are lines 4003 and 4004."""
+    import gzip
+
+    lines = ["a,b", *[f"{i},x" for i in range(2000)], "long," + "y" * long, *[f"{i},z" for i in range(2000)]]
+    lines += [*(["huge," + "h" * over_cap] if over_cap else []), "1,2,3", "last,w"]
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def test_a_9mb_row_among_small_ones_is_read_with_every_line_number_right(tmp_path: Path) -> None:
+    path = _long_rows_csv(tmp_path / "long.csv", 9_000_000, None)  # the real block sizes: 128 KB blocks here
+    sink = BadRowSink("quarantine", tmp_path / "q.jsonl")
+    chunks = read_all(path, ["a", "b"], sink, chunk_rows=1000)
+    rows, lines = rows_of(chunks), lines_of(chunks)
+    assert len(rows) == 4002 and lines == [*range(2, 4003), 4004]  # no row over the cap: "1,2,3" is line 4003
+    assert rows[2000]["a"] == "long" and len(rows[2000]["b"]) == 9_000_000 and lines[2000] == 2002
+    assert rows[-1] == {"a": "last", "b": "w"} and sink.count == 1  # line 4003 (a column too many) only
+
+
+@pytest.mark.parametrize("name", ["long.csv", "long.csv.gz"])
+def test_a_row_longer_than_the_block_is_read_and_one_over_the_cap_is_a_bad_row(
+        tmp_path: Path, small_blocks: None, name: str) -> None:
+    path = _long_rows_csv(tmp_path / name, 20_000, 60_000)
+    sink = BadRowSink("quarantine", tmp_path / "q.jsonl")
+    chunks = read_all(path, ["a", "b"], sink, chunk_rows=100)
+    sink.close()
+    rows, lines = rows_of(chunks), lines_of(chunks)
+    assert lines == [*range(2, 4003), 4005] and len(rows) == 4002
+    assert rows[2000] == {"a": "long", "b": "y" * 20_000} and rows[-1] == {"a": "last", "b": "w"}
+    bad = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert [(b["line"], b["reason"].split(":")[0]) for b in sorted(bad, key=lambda b: b["line"])] == [
+        (4003, "row over the size limit"), (4004, "wrong column count")]
+    with pytest.raises(BadInputError) as err:
+        read_all(path, ["a", "b"], BadRowSink("error"), chunk_rows=100)
+    assert str(err.value) == (
+        f"{path}, line 4003: value \"b'huge,{'h' * 75}'...\": row over the size limit: 60,005 bytes, over the "
+        "reader's limit of 50,000 bytes per row; shorten or split it (a value this long is rarely a feature) "
+        "(set data.on_bad_rows: quarantine to set such rows aside and go on)")
+
+
+def test_a_jsonl_row_longer_than_the_block_is_read_and_one_over_the_cap_is_a_bad_row(
+        tmp_path: Path, small_blocks: None) -> None:
+    import gzip
+
+    rows = [*({"a": i, "b": "x"} for i in range(2000)), {"a": -1, "b": "y" * 20_000},
+            *({"a": i, "b": "z"} for i in range(2000)), {"a": -2, "b": "h" * 60_000}, {"a": 7, "b": "w"}]
+    path = tmp_path / "long.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    sink = BadRowSink("quarantine", tmp_path / "q.jsonl")
+    chunks = read_all(path, ["a", "b"], sink, chunk_rows=100)
+    got, lines = rows_of(chunks), lines_of(chunks)
+    assert lines == [*range(1, 4002), 4003] and got == rows[:4001] + rows[-1:]
+    assert sink.by_reason == {"row over the size limit": 1}
+
