@@ -171,14 +171,29 @@ TRAIN = "training loop: the loss goes down"
 HELD_OUT = f"held out: accuracy >= {ACCURACY_TARGET} (breast cancer)"
 
 CHECKS = [
-    Check(STANDARDIZE, check_standardize, time_limit_s=10),
+    Check(STANDARDIZE, check_standardize, time_limit_s=10, hints=(
+        "Compute the statistics on the training rows only, one per column, and apply the same ones to both tensors.",
+        "mean and std over dim=0 with keepdim=True: (N, D) -> (1, D), which broadcasts over the rows.",
+        "return (x_train - mean) / std, (x_other - mean) / std",
+    )),
     Check("autograd: the BCE gradient by hand", check_gradient, time_limit_s=10, hints=(
         "Per example, loss_i = -[y log s(z) + (1 - y) log(1 - s(z))]; the chain rule through s = sigmoid(z) "
         "gives d loss_i / d z_i. The loss is the mean over the N examples.",
         "d s / dz = s (1 - s). Substitute it: most terms cancel, leaving something that depends on s(z) and y only.",
         "d loss / d z_i = (sigmoid(z_i) - y_i) / N.")),
-    Check(MODEL, check_mlp, time_limit_s=10),
-    Check(TRAIN, check_train, time_limit_s=30, needs=(MODEL,)),
+    Check(MODEL, check_mlp, time_limit_s=10, hints=(
+        "Two nn.Linear layers assigned to self in __init__, and a ReLU between them in forward.",
+        "self.hidden = nn.Linear(n_in, n_hidden); self.out = nn.Linear(n_hidden, 1); forward: "
+        "self.out(F.relu(self.hidden(x))).squeeze(-1)",
+    )),
+    Check(TRAIN, check_train, time_limit_s=30, needs=(MODEL,), hints=(
+        "Per batch: forward, loss, zero the old gradients, backward, step. Per epoch: a fresh shuffle and the mean "
+        "of the batch losses.",
+        "generator = torch.Generator().manual_seed(seed); optimizer = torch.optim.Adam(model.parameters(), lr=lr); "
+        "order = torch.randperm(len(x), generator=generator); idx = order[start:start + batch_size]",
+        "loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx]); optimizer.zero_grad(); loss.backward(); "
+        "optimizer.step(); total += loss.item() * len(idx)",
+    )),
     Check("predict: labels from logits", check_predict, time_limit_s=10, needs=(MODEL,)),
     Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(STANDARDIZE, MODEL, TRAIN)),
     Check("plot: loss_curve.png", check_plot, time_limit_s=30, needs=(HELD_OUT,)),

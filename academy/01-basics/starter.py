@@ -2,8 +2,8 @@
 
 The task: tell malignant from benign breast tumours from 30 measurements of cell nuclei (scikit-learn's
 bundled Wisconsin breast-cancer data, 569 rows). Fill in every TODO, top to bottom, and run
-`shoal academy check 1` after each one: the checks go in the same order as this file.
-README.md explains the ideas; each function's docstring says exactly what it must return.
+`shoal academy check 1` after each one (`shoal academy hint 1` when stuck): the checks go in the same order as
+this file. README.md explains the ideas; each function's docstring says exactly what it must return.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ def standardize(x_train: Tensor, x_other: Tensor) -> tuple[Tensor, Tensor]:
     x_train: (N, D), x_other: (M, D) -> both standardized, same shapes. The held-out rows use the
     training mean and std: at serving time we only know what we saw in training.
     """
-    # TODO: the column means and stds of x_train (reduce over dim=0; keepdim=True keeps a (1, D) shape
-    #       that broadcasts over the rows), then return (x_train - mean) / std and (x_other - mean) / std.
+    # TODO: give every feature (column) mean 0 and std 1 on the training rows, and move the other rows by the
+    #       same amounts. Statistics per column: (N, D) -> (1, D), a shape that broadcasts over the rows.
+    #       README: "Standardization", "Tensors" (broadcasting).
     raise NotImplementedError("TODO: standardize both tensors with x_train's column mean and std")
 
 
@@ -38,7 +39,9 @@ def bce_with_logits_grad(logits: Tensor, targets: Tensor) -> Tensor:
     loss = mean_i -[y_i log s(z_i) + (1 - y_i) log(1 - s(z_i))] with s = sigmoid.
     logits, targets: (N,) -> d loss / d logits: (N,). The check compares it with what autograd computes.
     """
-    # TODO: differentiate on paper first. Hint: d s(z) / dz = s(z) (1 - s(z)), and the loss is a mean over N.
+    # TODO: differentiate the loss on paper, one logit at a time: d s(z) / dz = s(z) (1 - s(z)), and each z_i
+    #       appears in only one term of a mean over N. The result has one value per logit, (N,), and needs no
+    #       autograd: the check runs without it. README: "Autograd".
     raise NotImplementedError("TODO: return d loss / d logits, derived by hand (no .backward() here)")
 
 
@@ -53,11 +56,13 @@ class MLP(nn.Module):
 
     def __init__(self, n_in: int, n_hidden: int = 32) -> None:
         super().__init__()
-        # TODO: create the two layers here (assigning them to self registers their parameters)
+        # TODO: a hidden layer from n_in features to n_hidden units and an output layer from n_hidden to 1 logit.
+        #       Assign them to self: that is what registers their parameters. README: "The MLP".
         raise NotImplementedError("TODO: create the MLP's layers in __init__ (two nn.Linear)")
 
     def forward(self, x: Tensor) -> Tensor:
-        # TODO: linear -> relu -> linear, then .squeeze(-1) so a (B, 1) output becomes (B,)
+        # TODO: x (B, n_in) -> hidden (B, n_hidden) -> a non-linearity (without it, two layers are one linear
+        #       map) -> (B, 1) -> one logit per row, (B,).
         raise NotImplementedError("TODO: MLP.forward: linear -> relu -> linear -> squeeze to (B,)")
 
 
@@ -70,22 +75,19 @@ def train(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, lr: float, bat
 
     x: (N, D) float, y: (N,) float 0/1. Returns a list of `epochs` floats.
     """
-    # TODO: the training loop. One way:
-    #   generator = torch.Generator().manual_seed(seed)       # shuffles that repeat exactly
-    #   optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    #   for each epoch:
-    #       order = torch.randperm(len(x), generator=generator)
-    #       for each batch of indices idx in order (batch_size at a time):
-    #           loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
-    #           optimizer.zero_grad(); loss.backward(); optimizer.step()
-    #       append the epoch's mean loss (a float: use loss.item()) to the list you return
+    # TODO: the training loop. Each epoch visits every row once in a new random order (drawn from a generator
+    #       seeded with `seed`, so that a run repeats exactly), in mini-batches of batch_size rows: the logits
+    #       (B,) against the targets (B,) with the binary cross-entropy (on logits: it is the stable form), then
+    #       one optimizer step (Adam, lr) on fresh gradients. Return one float per epoch: its mean loss.
+    #       README: "The training loop".
     raise NotImplementedError("TODO: write the training loop (shuffle, batches, zero_grad, backward, step)")
 
 
 @torch.no_grad()  # no graph is needed to predict: faster, and less memory
 def predict(model: nn.Module, x: Tensor) -> Tensor:
     """Class labels 0/1, shape (N,): the label is 1 when the logit is positive (p = sigmoid(logit) > 0.5)."""
-    # TODO: model.eval(), then compare the logits with 0 and convert the booleans with .long()
+    # TODO: put the model in evaluation mode; a row's label is 1 when its logit is positive (sigmoid > 0.5),
+    #       as integers, shape (N,).
     raise NotImplementedError("TODO: predict labels 0/1 from the sign of the logits")
 
 
@@ -95,7 +97,8 @@ def fit(x_train: Tensor, y_train: Tensor, seed: int = 0) -> tuple[nn.Module, lis
     Your choice of width, epochs, learning rate and batch size: the check wants >= 0.93 accuracy on
     held-out rows, within the time limit.
     """
-    # TODO: torch.manual_seed(seed), build MLP(x_train.shape[1], ...), train it, return (model, losses)
+    # TODO: seed torch (the initial weights are random), build an MLP for x_train's number of features, train it
+    #       with your choice of hyperparameters, return (model, the losses per epoch). README: "Held-out evaluation".
     raise NotImplementedError("TODO: fit: build an MLP, train it, return (model, losses)")
 
 
@@ -109,5 +112,6 @@ def plot_loss_curve(losses: list[float], path: Path) -> None:
     matplotlib.use("Agg")  # draw to files, no window
     import matplotlib.pyplot as plt  # noqa: F401
 
-    # TODO: fig, ax = plt.subplots(); ax.plot(...); label the axes; fig.savefig(path); plt.close(fig)
+    # TODO: one figure of the loss against the epoch, with labelled axes; save it as a PNG at `path` and close it.
+    #       The grader reads the figure: it must show your losses.
     raise NotImplementedError("TODO: plot the losses against the epoch and save the figure to `path`")

@@ -20,36 +20,59 @@ from shoal.academy.grader import (
 )
 
 REQUIRES = ("matplotlib",)
-ACCURACY_TARGET = 0.9  # both reference models get ~1.0 on these reviews
+ACCURACY_TARGET = 0.9  # the reference GRU gets 1.000, the reference byte CNN 0.972
 TRAIN_ROWS, TEST_ROWS = 3000, 1000
+MAX_LEN = 96  # the longest review is under 90 bytes: nothing is cut
 
 # the grader's own copy of make_reviews (the same reviews as the lab's; tests/academy/ checks it)
 _SUBJECTS = ["the café", "our hotel", "the crème brûlée", "this film", "le service", "the ramen 🍜", "the staff",
-             "die Suppe", "the naïve plot", "the 寿司", "my room", "the señor's tapas", "the Zürich tram", "the app"]
+             "die Suppe", "the plot", "the 寿司", "my room", "the tapas", "the tram", "the app"]
 _VERBS = ["was", "is", "seemed", "felt", "looked"]
-_ADVERBS = ["", "", "really ", "very ", "truly ", "quite ", "so "]
-_POSITIVE = ["good", "great", "wonderful", "lovely", "délicieux", "superb", "fantastic", "schön"]
-_NEGATIVE = ["bad", "awful", "terrible", "bland", "rude", "mediocre", "horrible", "schlecht"]
-_NEGATIONS = ["not ", "never "]
-_OPENERS = ["", "", "", "honestly, ", "I think ", "well… ", "to be fair, ", "ok so ", "¡ay! "]
-_ENDINGS = ["", "", ".", "!", "!!", " 😀", " 🙁", "...", " tbh", " at all"]
+_POSITIVE = ["good", "great", "lovely", "délicieux", "superb", "schön"]
+_NEGATIVE = ["bad", "awful", "bland", "rude", "horrible", "schlecht"]
+_OPENERS = ["", "", "", "honestly, ", "well… ", "ok so ", "¡ay! "]
+_ENDINGS = ["", "", ".", "!", " 😀", " 🙁", "..."]
+NEGATED = 0.3  # the chance that a clause is negated
 
 
-def reviews(n: int, seed: int) -> tuple[list[str], list[int]]:
+def _clause(rng: random.Random) -> tuple[str, int]:
+    positive = rng.random() < 0.5
+    negated = rng.random() < NEGATED
+    word = rng.choice(_POSITIVE if positive else _NEGATIVE)
+    return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {'not ' if negated else ''}{word}", int(positive != negated)
+
+
+def reviews(n: int, seed: int, swapped: bool = False) -> tuple[list[str], list[int]]:
+    """The lab's reviews ("<clause> but <clause>", labelled by the clause after "but"); ``swapped`` writes each
+    review's two clauses the other way round (and labels it by its new second clause): the same bag of words."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(n):
-        positive = rng.random() < 0.5
-        negated = rng.random() < 0.3
-        word = rng.choice(_POSITIVE if positive else _NEGATIVE)
-        negation = rng.choice(_NEGATIONS) if negated else ""
-        texts.append(f"{rng.choice(_OPENERS)}{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {negation}"
-                     f"{rng.choice(_ADVERBS)}{word}{rng.choice(_ENDINGS)}")
-        labels.append(int(positive != negated))
+        opener = rng.choice(_OPENERS)
+        (first, first_label), (second, second_label) = _clause(rng), _clause(rng)
+        if swapped:
+            first, second, second_label = second, first, first_label
+        texts.append(f"{opener}{first} but {second}{rng.choice(_ENDINGS)}")
+        labels.append(second_label)
     return texts, labels
 
 
-def _encode(texts: list[str], max_len: int = 64) -> tuple[Tensor, Tensor]:
+def order_blind_ceiling(negated: float = NEGATED) -> float:
+    """The best accuracy of any model that ignores word order (a bag of words, a bag of bytes): exact, by
+    enumerating both clauses' polarity and negation.  It sees which sentiment words and how many "not" a review
+    has, never which clause they are in: the clauses are drawn alike, so both orders are equally likely."""
+    from collections import defaultdict
+    from itertools import product
+
+    mass: dict[tuple[tuple[int, int], int], list[float]] = defaultdict(lambda: [0.0, 0.0])  # bag -> P(bag, y)
+    for p1, n1, p2, n2 in product((0, 1), repeat=4):
+        prob = 0.25 * (negated if n1 else 1 - negated) * (negated if n2 else 1 - negated)
+        mass[(min(p1, p2), max(p1, p2)), n1 + n2][p2 ^ n2] += prob
+    return sum(max(joint) for joint in mass.values())
+
+
+ORDER_BLIND_CEILING = order_blind_ceiling()  # 0.645: 0.75 when no clause or both are negated, 0.5 when one is
+def _encode(texts: list[str], max_len: int = MAX_LEN) -> tuple[Tensor, Tensor]:
     rows = [list(t.encode("utf-8", errors="replace"))[:max_len] for t in texts]
     ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
     for i, r in enumerate(rows):
@@ -187,6 +210,20 @@ def check_train(ctx: LabContext) -> str:
     return f"ByteCNN loss {losses[0]:.3f} -> {losses[-1]:.3f} in 4 epochs"
 
 
+_LET_ORDER_IN = {
+    "fit_gru": "run the embedded bytes through the GRU in order (packed) and classify its last hidden state, not a "
+               "sum or mean of embeddings",
+    "fit_cnn": "convolve the embedded bytes before the max over time (a kernel of k bytes sees their order); "
+               "pooling the embeddings themselves loses it",
+}
+
+
+def _predict(model: nn.Module, texts: list[str]) -> Tensor:
+    ids, lengths = _encode(texts)
+    with torch.no_grad():
+        return (model(ids, lengths) > 0).long()
+
+
 def _held_out(ctx: LabContext, fit: str, label: str) -> str:
     texts, labels = reviews(TRAIN_ROWS, seed=0)
     ids, lengths = _encode(texts)
@@ -196,15 +233,25 @@ def _held_out(ctx: LabContext, fit: str, label: str) -> str:
     model, losses = out
     ctx.state.setdefault("curves", {})[label] = expect_floats(losses, f"the losses {fit} returns")
     test_texts, test_labels = reviews(TEST_ROWS, seed=1)
-    test_ids, test_lengths = _encode(test_texts)
     model.eval()
-    with torch.no_grad():
-        pred = (model(test_ids, test_lengths) > 0).long()
+    pred = _predict(model, test_texts)
     accuracy = (pred == torch.tensor(test_labels)).float().mean().item()
-    if accuracy < ACCURACY_TARGET:
-        raise CheckFailed(f"{label} held-out accuracy {accuracy:.3f} < {ACCURACY_TARGET}: train for more epochs or "
-                          "with a higher learning rate; does the training loss go down?")
-    return f"{label}: accuracy {accuracy:.3f} >= {ACCURACY_TARGET} on {TEST_ROWS} unseen reviews"
+    if accuracy >= ACCURACY_TARGET:
+        return (f"{label}: accuracy {accuracy:.3f} >= {ACCURACY_TARGET} on {TEST_ROWS} unseen reviews (no order-blind "
+                f"model can beat {ORDER_BLIND_CEILING:.3f})")
+    # the same reviews with their two clauses swapped: the same bag of bytes, the label of the other clause
+    swapped_texts, swapped_labels = reviews(TEST_ROWS, seed=1, swapped=True)
+    flips = torch.tensor(test_labels) != torch.tensor(swapped_labels)
+    same = (pred == _predict(model, swapped_texts))[flips].float().mean().item()
+    if same >= 0.9:
+        raise CheckFailed(
+            f"{label} held-out accuracy {accuracy:.3f} < {ACCURACY_TARGET}: your model is order-blind. It gives the "
+            f"same answer when a review's two clauses swap places ({same:.0%} of the {int(flips.sum())} reviews whose "
+            f"label that changes), like a bag of words; no such model can beat {ORDER_BLIND_CEILING:.3f} here (README: "
+            f"'Why order matters'), so more epochs will not help. Let the order in: {_LET_ORDER_IN[fit]}")
+    raise CheckFailed(f"{label} held-out accuracy {accuracy:.3f} < {ACCURACY_TARGET} (it does read the order: it "
+                      f"changes its answer for {1 - same:.0%} of the reviews whose clauses swap): does the training "
+                      "loss go down to near 0? train for more epochs or with a higher learning rate")
 
 
 def check_gru_held_out(ctx: LabContext) -> str:
@@ -239,12 +286,41 @@ GRU_HELD_OUT = f"held out: GRU accuracy >= {ACCURACY_TARGET}"
 CNN_HELD_OUT = f"held out: byte CNN accuracy >= {ACCURACY_TARGET}"
 
 CHECKS = [
-    Check("bytes: UTF-8 encoding, padding, invalid text", check_encode, time_limit_s=10),
-    Check("bytes: decoding, invalid bytes safe", check_decode, time_limit_s=10),
-    Check(GRU, check_gru, time_limit_s=10),
-    Check(CNN, check_cnn, time_limit_s=10),
+    Check("bytes: UTF-8 encoding, padding, invalid text", check_encode, time_limit_s=10, hints=(
+        "A text's tokens are its UTF-8 bytes (0..255) shifted by one, so that 0 can mean padding; the length is the "
+        "number of bytes kept, not of characters.",
+        "Per text: a list of ints, cut to max_len. Then ids (B, T) long, T = the longest kept row, zeros after each "
+        "row's end; lengths (B,) long.",
+        'rows = [list(t.encode("utf-8", errors="replace"))[:max_len] for t in texts]; fill ids[i, :len(r)] with '
+        "torch.tensor(r) + 1",
+    )),
+    Check("bytes: decoding, invalid bytes safe", check_decode, time_limit_s=10, hints=(
+        "Undo encode for one row: drop the padding, shift back, and let invalid bytes become U+FFFD.",
+        'bytes(int(t) - 1 for t in ids.tolist() if t != PAD).decode("utf-8", errors="replace")',
+    )),
+    Check(GRU, check_gru, time_limit_s=10, hints=(
+        "The GRU must stop at each text's own last byte, so that padding changes nothing: pack the batch.",
+        "embed: (B, T) -> (B, T, E); pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False); "
+        "the GRU returns (output, h) with h (layers, B, H), in the batch's order.",
+        "_, h = self.gru(packed); return self.out(h[-1]).squeeze(-1)",
+    )),
+    Check(CNN, check_cnn, time_limit_s=10, hints=(
+        "Conv1d wants channels first, and the max over time must never pick a padded position.",
+        "(B, T, E) -> transpose(1, 2) -> (B, E, T) -> conv -> (B, C, T); mask = arange(T) < lengths[:, None], "
+        "(B, 1, T) once unsqueezed.",
+        'h.masked_fill(~mask, float("-inf")).amax(dim=2) -> (B, C); between two convolutions multiply by the mask',
+    )),
     Check(TRAIN, check_train, time_limit_s=60, needs=(CNN,)),
-    Check(GRU_HELD_OUT, check_gru_held_out, time_limit_s=120, needs=(GRU, TRAIN)),
-    Check(CNN_HELD_OUT, check_cnn_held_out, time_limit_s=120, needs=(CNN, TRAIN)),
+    Check(GRU_HELD_OUT, check_gru_held_out, time_limit_s=120, needs=(GRU, TRAIN), hints=(
+        "The label is the sentiment of the clause after 'but': a model must know which words come after it. A bag "
+        "of words cannot (README: 'Why order matters').",
+        "A GRU that reads the bytes in order gets there in a few epochs; if the loss does not reach ~0, raise the "
+        "learning rate (1e-2 works with Adam) and use batches of ~128 (fewer, faster steps through time).",
+    )),
+    Check(CNN_HELD_OUT, check_cnn_held_out, time_limit_s=120, needs=(CNN, TRAIN), hints=(
+        "A byte CNN sees order only inside its windows: two convolutions of kernel 5 see 9 bytes, enough to spot "
+        "'great but' (the clause that does *not* decide).",
+        "Pool after the convolutions, never straight after the embedding; 4-5 epochs at lr 3e-3..5e-3 suffice.",
+    )),
     Check("plot: training_curves.png", check_plot, time_limit_s=30, needs=(GRU_HELD_OUT, CNN_HELD_OUT)),
 ]

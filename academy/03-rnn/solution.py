@@ -1,8 +1,9 @@
 """Lab 3, reference solution: recurrent networks and byte-level text.
 
-Short reviews in several languages and scripts ("the crème brûlée was not great 🙁") are read as raw UTF-8
-bytes, with no vocabulary, by a GRU and by a small byte CNN. The label is the review's sentiment, which a
-negation ("not", "never") flips, so word order matters. Both models get ~99 % held out.
+Two-clause reviews in several languages and scripts ("the crème brûlée was not great but the 寿司 seemed schön 😀")
+are read as raw UTF-8 bytes, with no vocabulary, by a GRU and by a small byte CNN. The label is the sentiment of
+the clause after "but" (a "not" flips a clause), so word order decides: no order-blind model can beat 0.645 held
+out. The GRU gets ~1.00, the byte CNN ~0.97.
 """
 
 from __future__ import annotations
@@ -22,35 +23,41 @@ VOCAB = 257
 # ---------------------------------------------------------------------------------------------- 0. the data (given)
 
 _SUBJECTS = ["the café", "our hotel", "the crème brûlée", "this film", "le service", "the ramen 🍜", "the staff",
-             "die Suppe", "the naïve plot", "the 寿司", "my room", "the señor's tapas", "the Zürich tram", "the app"]
+             "die Suppe", "the plot", "the 寿司", "my room", "the tapas", "the tram", "the app"]
 _VERBS = ["was", "is", "seemed", "felt", "looked"]
-_ADVERBS = ["", "", "really ", "very ", "truly ", "quite ", "so "]
-_POSITIVE = ["good", "great", "wonderful", "lovely", "délicieux", "superb", "fantastic", "schön"]
-_NEGATIVE = ["bad", "awful", "terrible", "bland", "rude", "mediocre", "horrible", "schlecht"]
-_NEGATIONS = ["not ", "never "]
-_OPENERS = ["", "", "", "honestly, ", "I think ", "well… ", "to be fair, ", "ok so ", "¡ay! "]
-_ENDINGS = ["", "", ".", "!", "!!", " 😀", " 🙁", "...", " tbh", " at all"]
+_POSITIVE = ["good", "great", "lovely", "délicieux", "superb", "schön"]
+_NEGATIVE = ["bad", "awful", "bland", "rude", "horrible", "schlecht"]
+_OPENERS = ["", "", "", "honestly, ", "well… ", "ok so ", "¡ay! "]
+_ENDINGS = ["", "", ".", "!", " 😀", " 🙁", "..."]
+
+
+def _clause(rng: random.Random) -> tuple[str, int]:
+    """ "the café was not great" and its sentiment: the word's, flipped by a "not" (3 clauses in 10)."""
+    positive = rng.random() < 0.5
+    negated = rng.random() < 0.3
+    word = rng.choice(_POSITIVE if positive else _NEGATIVE)
+    return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {'not ' if negated else ''}{word}", int(positive != negated)
 
 
 def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
-    """n short reviews and their labels (1 positive, 0 negative): a positive word, unless negated."""
+    """n reviews "<clause> but <clause>" and their labels (1 positive, 0 negative): the clause after "but" decides.
+
+    Both clauses are drawn alike, so a model that ignores word order cannot tell which one decides: none can beat
+    64.5 % accuracy (README: "Why order matters")."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(n):
-        positive = rng.random() < 0.5
-        negated = rng.random() < 0.3  # a third negated: the word alone gets you ~70 %
-        word = rng.choice(_POSITIVE if positive else _NEGATIVE)
-        negation = rng.choice(_NEGATIONS) if negated else ""
-        texts.append(f"{rng.choice(_OPENERS)}{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {negation}"
-                     f"{rng.choice(_ADVERBS)}{word}{rng.choice(_ENDINGS)}")
-        labels.append(int(positive != negated))
+        opener = rng.choice(_OPENERS)
+        (first, _), (second, label) = _clause(rng), _clause(rng)
+        texts.append(f"{opener}{first} but {second}{rng.choice(_ENDINGS)}")
+        labels.append(label)
     return texts, labels
 
 
 # ---------------------------------------------------------------------------------------------- 1. text -> bytes
 
 
-def encode(texts: list[str], max_len: int = 64) -> tuple[Tensor, Tensor]:
+def encode(texts: list[str], max_len: int = 96) -> tuple[Tensor, Tensor]:
     """UTF-8 bytes of each text as tokens byte + 1, cut to max_len and padded with PAD = 0.
 
     Returns ids (B, T) long, T = the longest (cut) text, and lengths (B,) long. Text that is not valid
@@ -143,14 +150,14 @@ def fit_gru(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tupl
     """A GRUClassifier trained on the data; returns (model, losses per epoch)."""
     torch.manual_seed(seed)
     model = GRUClassifier()  # big batches: a GRU steps through time one byte at a time, so fewer steps = faster
-    return model, train_classifier(model, ids, lengths, labels, epochs=5, lr=1e-2, batch_size=128, seed=seed)
+    return model, train_classifier(model, ids, lengths, labels, epochs=3, lr=1e-2, batch_size=128, seed=seed)
 
 
 def fit_cnn(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tuple[nn.Module, list[float]]:
     """A ByteCNN trained on the data; returns (model, losses per epoch)."""
     torch.manual_seed(seed)
     model = ByteCNN()
-    return model, train_classifier(model, ids, lengths, labels, epochs=5, lr=3e-3, batch_size=64, seed=seed)
+    return model, train_classifier(model, ids, lengths, labels, epochs=3, lr=5e-3, batch_size=64, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------- 4. the curves

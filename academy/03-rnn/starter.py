@@ -1,9 +1,10 @@
 """Lab 3: recurrent networks and byte-level text.
 
-Short reviews in several languages and scripts ("the crème brûlée was not great 🙁") are read as raw UTF-8
-bytes, with no vocabulary, by a GRU and by a small byte CNN; the label is the review's sentiment, which a
-negation ("not", "never") flips. Fill in every TODO, top to bottom, and run `shoal academy check 3` after each
-one: the checks go in the same order as this file. README.md explains the ideas. make_reviews is given.
+Two-clause reviews in several languages and scripts ("the crème brûlée was not great but the 寿司 seemed schön 😀")
+are read as raw UTF-8 bytes, with no vocabulary, by a GRU and by a small byte CNN; the label is the sentiment of
+the clause after "but", so word order decides (README: "Why order matters"). Fill in every TODO, top to bottom,
+and run `shoal academy check 3` after each one (`shoal academy hint 3` when stuck): the checks go in the same
+order as this file. make_reviews is given.
 """
 
 from __future__ import annotations
@@ -23,49 +24,58 @@ VOCAB = 257
 # ---------------------------------------------------------------------------------------------- 0. the data (given)
 
 _SUBJECTS = ["the café", "our hotel", "the crème brûlée", "this film", "le service", "the ramen 🍜", "the staff",
-             "die Suppe", "the naïve plot", "the 寿司", "my room", "the señor's tapas", "the Zürich tram", "the app"]
+             "die Suppe", "the plot", "the 寿司", "my room", "the tapas", "the tram", "the app"]
 _VERBS = ["was", "is", "seemed", "felt", "looked"]
-_ADVERBS = ["", "", "really ", "very ", "truly ", "quite ", "so "]
-_POSITIVE = ["good", "great", "wonderful", "lovely", "délicieux", "superb", "fantastic", "schön"]
-_NEGATIVE = ["bad", "awful", "terrible", "bland", "rude", "mediocre", "horrible", "schlecht"]
-_NEGATIONS = ["not ", "never "]
-_OPENERS = ["", "", "", "honestly, ", "I think ", "well… ", "to be fair, ", "ok so ", "¡ay! "]
-_ENDINGS = ["", "", ".", "!", "!!", " 😀", " 🙁", "...", " tbh", " at all"]
+_POSITIVE = ["good", "great", "lovely", "délicieux", "superb", "schön"]
+_NEGATIVE = ["bad", "awful", "bland", "rude", "horrible", "schlecht"]
+_OPENERS = ["", "", "", "honestly, ", "well… ", "ok so ", "¡ay! "]
+_ENDINGS = ["", "", ".", "!", " 😀", " 🙁", "..."]
+
+
+def _clause(rng: random.Random) -> tuple[str, int]:
+    """ "the café was not great" and its sentiment: the word's, flipped by a "not" (3 clauses in 10)."""
+    positive = rng.random() < 0.5
+    negated = rng.random() < 0.3
+    word = rng.choice(_POSITIVE if positive else _NEGATIVE)
+    return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {'not ' if negated else ''}{word}", int(positive != negated)
 
 
 def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
-    """n short reviews and their labels (1 positive, 0 negative): a positive word, unless negated."""
+    """n reviews "<clause> but <clause>" and their labels (1 positive, 0 negative): the clause after "but" decides.
+
+    Both clauses are drawn alike, so a model that ignores word order cannot tell which one decides: none can beat
+    64.5 % accuracy (README: "Why order matters")."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(n):
-        positive = rng.random() < 0.5
-        negated = rng.random() < 0.3  # a third negated: the word alone gets you ~70 %
-        word = rng.choice(_POSITIVE if positive else _NEGATIVE)
-        negation = rng.choice(_NEGATIONS) if negated else ""
-        texts.append(f"{rng.choice(_OPENERS)}{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {negation}"
-                     f"{rng.choice(_ADVERBS)}{word}{rng.choice(_ENDINGS)}")
-        labels.append(int(positive != negated))
+        opener = rng.choice(_OPENERS)
+        (first, _), (second, label) = _clause(rng), _clause(rng)
+        texts.append(f"{opener}{first} but {second}{rng.choice(_ENDINGS)}")
+        labels.append(label)
     return texts, labels
 
 
 # ---------------------------------------------------------------------------------------------- 1. text -> bytes
 
 
-def encode(texts: list[str], max_len: int = 64) -> tuple[Tensor, Tensor]:
+def encode(texts: list[str], max_len: int = 96) -> tuple[Tensor, Tensor]:
     """UTF-8 bytes of each text as tokens byte + 1, cut to max_len and padded with PAD = 0.
 
     Returns ids (B, T) long, T = the longest (cut) text, and lengths (B,) long. Text that is not valid
     Unicode (a lone surrogate such as "\\udc80") must not raise: its bad characters become "?".
     """
-    # TODO: for each text: list(text.encode("utf-8", errors="replace"))[:max_len] (a list of ints 0..255);
-    #       lengths = their lengths; ids = torch.full((B, T), PAD), each row's start filled with bytes + 1
+    # TODO: turn each text into its UTF-8 byte values (0..255), without raising on invalid text, and keep at most
+    #       max_len of them. Tokens are bytes shifted by one so that PAD = 0 means "nothing".
+    #       Shapes: ids (B, T) long, T = the longest kept text, zeros after each text's end; lengths (B,) long, the
+    #       number of bytes kept (not of characters: "é" is 2 bytes). README: "Bytes, not words", "Padding".
     raise NotImplementedError("TODO: encode: UTF-8 bytes + 1, cut to max_len, padded with 0; and the lengths")
 
 
 def decode(ids: Tensor) -> str:
     """The text of one row of token ids (padding dropped); bytes that are not valid UTF-8 (a character cut in
     half by max_len) become the replacement character U+FFFD instead of raising."""
-    # TODO: bytes(t - 1 for the non-PAD tokens t).decode("utf-8", errors="replace")
+    # TODO: the inverse of encode for one row (T,): drop the padding, undo the shift, and decode so that bytes
+    #       which are not valid UTF-8 (a character cut by max_len) become U+FFFD instead of raising.
     raise NotImplementedError("TODO: decode: drop the padding, subtract 1, decode the bytes with errors='replace'")
 
 
@@ -77,12 +87,14 @@ class GRUClassifier(nn.Module):
 
     def __init__(self, vocab: int = VOCAB, emb: int = 32, hidden: int = 64) -> None:
         super().__init__()
-        # TODO: nn.Embedding(vocab, emb, padding_idx=PAD), nn.GRU(emb, hidden, batch_first=True), nn.Linear(hidden, 1)
+        # TODO: three layers: an embedding of the vocab tokens into emb dimensions (the padding row a zero vector),
+        #       a GRU from emb to hidden that takes batch-first input, and a linear map from hidden to one logit.
         raise NotImplementedError("TODO: create the GRUClassifier's layers (embedding, GRU, linear)")
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        # TODO: embed (B, T, E); pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        #       so the GRU stops at each text's last real byte; _, h = self.gru(packed); logits from h[-1], (B,)
+        # TODO: ids (B, T) -> embeddings (B, T, E) -> the GRU, reading each text in order and stopping at its own
+        #       last real byte (so that padding changes nothing: pack the batch with its lengths) -> the final
+        #       hidden state of the last layer, (B, H) -> one logit per text, (B,). README: "Recurrent networks".
         raise NotImplementedError("TODO: GRUClassifier.forward: embed, pack, GRU, linear on the last hidden state")
 
 
@@ -91,14 +103,16 @@ class ByteCNN(nn.Module):
 
     def __init__(self, vocab: int = VOCAB, emb: int = 32, channels: int = 64, kernel: int = 5) -> None:
         super().__init__()
-        # TODO: nn.Embedding(vocab, emb, padding_idx=PAD), one or two nn.Conv1d(..., kernel, padding=kernel // 2),
-        #       nn.Linear(channels, 1)
+        # TODO: an embedding as in the GRU; one or two 1-d convolutions over the byte positions (emb -> channels,
+        #       a window of `kernel` bytes, padded so that the length stays T); a linear map from channels to 1.
         raise NotImplementedError("TODO: create the ByteCNN's layers (embedding, Conv1d, linear)")
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        # TODO: embed, .transpose(1, 2) to (B, E, T), conv + relu -> (B, C, T); mask the padded positions
-        #       (torch.arange(T) >= lengths[:, None]) with -inf, max over T, linear, squeeze to (B,).
-        #       With two convolutions, also zero the first one's output at the padding before the second.
+        # TODO: ids (B, T) -> embeddings -> (B, E, T) (convolutions want channels first) -> convolution + ReLU,
+        #       (B, C, T) -> a max over time that padded positions can never win -> (B, C) -> one logit, (B,).
+        #       Convolve *before* pooling: the windows are what sees the order of the bytes. With two
+        #       convolutions, the padding must look like "the text ended" to the second one too.
+        #       README: "Byte CNNs".
         raise NotImplementedError("TODO: ByteCNN.forward: embed, conv, relu, masked max over time, linear")
 
 
@@ -111,20 +125,24 @@ def train_classifier(model: nn.Module, ids: Tensor, lengths: Tensor, labels: Ten
 
     ids (N, T), lengths (N,), labels (N,) float 0/1.
     """
-    # TODO: as in lab 1: a seeded torch.Generator for the shuffles, Adam, for each batch
-    #       F.binary_cross_entropy_with_logits(model(ids[idx], lengths[idx]), labels[idx]), zero_grad, backward,
-    #       (nn.utils.clip_grad_norm_(model.parameters(), 1.0) helps RNNs), step; the mean loss of each epoch
+    # TODO: the loop of lab 1, for sequences: each epoch, a new shuffle drawn from a generator seeded with `seed`;
+    #       mini-batches of batch_size texts; Adam; the binary cross-entropy of the logits (B,) against labels (B,).
+    #       RNNs sometimes meet a huge gradient: clip the gradients' norm before each step. Return one float per
+    #       epoch, the mean loss over its texts. README: "Recurrent networks" (clipping).
     raise NotImplementedError("TODO: write the training loop (shuffle, batches, zero_grad, backward, step)")
 
 
 def fit_gru(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tuple[nn.Module, list[float]]:
     """A GRUClassifier trained on the data; returns (model, losses per epoch)."""
-    # TODO: torch.manual_seed(seed); your choice of epochs, lr and batch size (the check wants >= 0.9 held out)
+    # TODO: seed torch, build a GRUClassifier, train it with your choice of epochs, learning rate and batch size
+    #       (the check wants >= 0.9 on unseen reviews within 120 s; a GRU steps through time, so fewer, larger
+    #       batches are faster). Return (model, the losses per epoch).
     raise NotImplementedError("TODO: fit_gru: build a GRUClassifier, train it, return (model, losses)")
 
 
 def fit_cnn(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tuple[nn.Module, list[float]]:
     """A ByteCNN trained on the data; returns (model, losses per epoch)."""
+    # TODO: as fit_gru, for a ByteCNN (it looks at all positions at once: many small batches are cheap).
     raise NotImplementedError("TODO: fit_cnn: build a ByteCNN, train it, return (model, losses)")
 
 
@@ -138,5 +156,6 @@ def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: F401
 
-    # TODO: one line per model (label=name), axes labelled, ax.legend(), fig.savefig(path), plt.close(fig)
+    # TODO: one figure, one line per model (its losses against the epoch, named in a legend), labelled axes;
+    #       save it as a PNG at `path` and close it. The grader reads the figure: it must show your losses.
     raise NotImplementedError("TODO: plot each model's losses against the epoch and save the figure to `path`")

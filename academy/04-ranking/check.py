@@ -228,7 +228,15 @@ CHECKS = [
     Check("embedding bag (mean) matches nn.EmbeddingBag", check_embedding_bag, time_limit_s=10),
     Check("DLRM dot interaction", check_interaction, time_limit_s=10),
     Check("metrics by hand: NE and calibration match shoal.metrics", check_metrics, time_limit_s=10),
-    Check(CONFIG, check_config, time_limit_s=30),
+    Check(CONFIG, check_config, time_limit_s=30, hints=(
+        "A RunConfig is what a YAML file holds, as a dict: name, data, label, features, model, train. "
+        "configs/synthetic.yaml is a complete one; parse_config(the_dict) validates it and names any wrong field.",
+        '{"data": {"train": str(train_path), "valid_fraction": 0.2}, "label": {"column": "label"}, "features": '
+        '[{"name": "d0", "kind": "dense", "transform": "log1p"}, ..., {"name": "s0", "kind": "sparse", "buckets": '
+        '2000}, ..., the last sparse one with "separator": "|"]}',
+        '"model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [32, 16]}, "train": '
+        '{"epochs": ..., "batch_size": ..., "seed": 0}',
+    )),
     Check(TRAIN, check_train, time_limit_s=150, needs=(CONFIG,)),
     Check("against the Bayes-optimal ceiling", check_truth, time_limit_s=10, needs=(TRAIN,)),
     Check("plot: auc_per_epoch.png", check_plot, time_limit_s=30, needs=(TRAIN,)),

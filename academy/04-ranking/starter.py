@@ -3,7 +3,7 @@
 Ids hashed into buckets, embedding bags, the DLRM dot interaction, normalized entropy and calibration by hand;
 then shoal's DLRM, configured and trained through shoal's public API on a synthetic click log whose
 Bayes-optimal metrics are known. Fill in every TODO, top to bottom, and run `shoal academy check 4` after each
-one: the checks go in the same order as this file. README.md explains the ideas.
+one (`shoal academy hint 4` when stuck): the checks go in the same order as this file. README.md explains the ideas.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def hash_bucket(value: str, buckets: int) -> int:
 
     Python's built-in hash() of a str is salted per process (PYTHONHASHSEED): do not use it here.
     """
-    # TODO: hash value.encode("utf-8") with a fixed hash (zlib.crc32 is one), then take it modulo buckets
+    # TODO: map the id to a row 0..buckets-1 that is the same in every process and on every machine (training
+    #       and serving must agree): a fixed hash of the id's UTF-8 bytes, folded into the buckets.
+    #       README: "The hashing trick".
     raise NotImplementedError("TODO: hash_bucket: a fixed hash of the id's bytes, modulo buckets")
 
 
@@ -39,9 +41,10 @@ def embedding_bag_mean(weight: Tensor, ids: Tensor, offsets: Tensor) -> Tensor:
     weight: (V, D) table; ids: (N,) row indices of all bags, concatenated; offsets: (B,) where each bag
     starts in ids. Returns (B, D); an empty bag gives a row of zeros.
     """
-    # TODO: bag b is ids[offsets[b]:offsets[b + 1]] (the last bag runs to len(ids)). A loop over the bags is
-    #       fine; faster: lengths = torch.diff(offsets, append=...), bag = torch.repeat_interleave(...), then
-    #       index_add the rows weight[ids] into a (B, D) zero tensor and divide by lengths.clamp_min(1).
+    # TODO: bag b holds the ids from offsets[b] up to the next bag's offset (the last bag: to the end of ids).
+    #       Its output row (D,) is the mean of its ids' rows of weight; an empty bag gives zeros. All bags
+    #       together: (B, D). A loop over the bags is fine; a vectorised sum per bag is faster. The check runs
+    #       without F.embedding_bag. README: "Embedding bags".
     raise NotImplementedError("TODO: embedding_bag_mean: the mean of weight[ids] within each bag")
 
 
@@ -50,7 +53,9 @@ def dot_interaction(vectors: Tensor) -> Tensor:
 
     vectors: (B, F, D) -> (B, F * (F - 1) / 2), pairs in the order of torch.triu_indices(F, F, offset=1).
     """
-    # TODO: gram = vectors @ vectors.transpose(1, 2) is (B, F, F); keep the entries above the diagonal
+    # TODO: the dot product of every pair of the F vectors of each row, i < j only (a vector with itself, and
+    #       each pair twice, add nothing): (B, F, D) -> (B, F, F) of all dot products -> (B, F * (F - 1) / 2),
+    #       the pairs in the order of torch.triu_indices(F, F, offset=1). README: "DLRM".
     raise NotImplementedError("TODO: dot_interaction: the dot products of every pair i < j of the F vectors")
 
 
@@ -59,13 +64,15 @@ def dot_interaction(vectors: Tensor) -> Tensor:
 
 def normalized_entropy(y: np.ndarray, p: np.ndarray, base_rate: float | None = None) -> float:
     """Log loss of p divided by the entropy of the base rate (default: mean(y)); 1 = no better than the rate."""
-    # TODO: clip p to [1e-7, 1 - 1e-7]; log loss = -mean(y ln p + (1 - y) ln(1 - p));
-    #       q = mean(y) unless base_rate is given; entropy = -(q ln q + (1 - q) ln(1 - q)); return a float
+    # TODO: the mean log loss of the predictions p (kept away from 0 and 1, where the log is infinite), divided
+    #       by the log loss of always predicting the base rate (mean(y) unless base_rate is given). y, p: (N,)
+    #       -> a float; below 1 means better than the base rate. README: "Metrics for clicks".
     raise NotImplementedError("TODO: normalized_entropy: mean log loss / entropy of the base rate")
 
 
 def calibration(y: np.ndarray, p: np.ndarray) -> float:
     """Predicted over observed click rate, mean(p) / mean(y): 1 is calibrated, > 1 over-predicts."""
+    # TODO: how many clicks the model predicts over how many there were. README: "Metrics for clicks".
     raise NotImplementedError("TODO: calibration: mean(p) / mean(y)")
 
 
@@ -74,18 +81,18 @@ def calibration(y: np.ndarray, p: np.ndarray) -> float:
 
 def make_config(train_path: Path, dense: int = 4, sparse: int = 6) -> RunConfig:
     """A DLRM run on the click log at train_path: d0.. dense (log1p), s0.. sparse, the last one a "|" list."""
-    # TODO: build the config as a dict, as a YAML file would hold it, and validate it with parse_config:
-    #   {"name": ..., "data": {"train": str(train_path), "valid_fraction": 0.2}, "label": {"column": "label"},
-    #    "features": [{"name": "d0", "kind": "dense", "transform": "log1p"}, ...,
-    #                 {"name": "s0", "kind": "sparse", "buckets": 2000}, ..., the last with "separator": "|"],
-    #    "model": {"name": "dlrm", "embedding_dim": ..., "bottom_mlp": [...], "top_mlp": [...]},
-    #    "train": {"epochs": ..., "batch_size": ..., "seed": 0}}
-    #   configs/synthetic.yaml is a full example (for a bigger log).
+    # TODO: describe the run as a YAML file would (a dict) and let parse_config validate it. It needs: the log at
+    #       train_path with a fifth of it held out for validation; the label column "label"; the dense features
+    #       d0.. (their counts are heavy-tailed: log1p them); the sparse features s0.., each hashed into a few
+    #       thousand buckets, the last a "|"-separated list (a bag); shoal's "dlrm" with an embedding size and
+    #       its bottom and top MLPs; a few epochs, seed 0. The schema, field by field: configs/synthetic.yaml (a
+    #       full example, for a bigger log) and docs/configs.md. README: "DLRM".
     raise NotImplementedError("TODO: make_config: a dlrm RunConfig from a dict, validated by parse_config")
 
 
 def train_ranker(config: RunConfig, home: Path) -> Any:
     """Train the config with shoal's public API, the registry at `home`; return the run record."""
+    # TODO: one call to shoal's public training API, with the registry at `home`.
     raise NotImplementedError("TODO: train_ranker: train the config with shoal.train(config, home=home)")
 
 
@@ -95,7 +102,8 @@ def against_truth(metrics: dict[str, float], truth: SynthTruth) -> dict[str, flo
     Returns {"auc_gap": bayes AUC - valid AUC, "ne_gap": valid NE - bayes NE,
              "signal_captured": (valid AUC - 0.5) / (bayes AUC - 0.5)}.
     """
-    # TODO: metrics["valid_auc"], metrics["valid_ne"], truth.bayes_auc, truth.bayes_ne
+    # TODO: how far the run is from the best possible model (the gaps, both >= 0 for a real model), and which
+    #       share of the AUC that the features hold above chance (0.5) it captured. README: "The Bayes ceiling".
     raise NotImplementedError("TODO: against_truth: the gaps to the Bayes-optimal AUC and NE")
 
 
@@ -109,6 +117,6 @@ def plot_auc_per_epoch(history: list[dict[str, float]], bayes_auc: float, path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: F401
 
-    # TODO: each entry of history has "epoch" and "auc"; plot them, draw ax.axhline(bayes_auc) for the ceiling,
-    #       label the axes, fig.savefig(path), plt.close(fig)
+    # TODO: the validation AUC against the epoch (each entry of history has "epoch" and "auc"), and the Bayes
+    #       ceiling as a horizontal line, with labelled axes; save it as a PNG at `path` and close it.
     raise NotImplementedError("TODO: plot the validation AUC per epoch and the Bayes ceiling, save to `path`")

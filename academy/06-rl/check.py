@@ -193,6 +193,13 @@ CHECKS = [
     Check(ADV, check_advantages, time_limit_s=10),
     Check(LOSS, check_policy_loss, time_limit_s=10),
     Check(EPISODE, check_episode, time_limit_s=20, needs=(NETS,)),
-    Check(LEARNS, check_learns, time_limit_s=240, needs=(RTG, NETS, ADV, LOSS, EPISODE)),
+    Check(LEARNS, check_learns, time_limit_s=240, needs=(RTG, NETS, ADV, LOSS, EPISODE), hints=(
+        "One update per batch of ~8 episodes, all played by the current policy; seed the reset of episode k of "
+        "update u differently (e.g. seed * 100_000 + its number) so that no two are alike.",
+        "Join the episodes' observations, actions and rewards_to_go (gamma 0.99); values = baseline(obs); "
+        "loss = policy_loss(policy(obs), actions, advantages(returns, values)) + the baseline's loss.",
+        "The baseline's loss: 0.5 * F.mse_loss(values, returns) / (returns.var() + 1) (returns reach hundreds); "
+        "one Adam over both networks, lr 1e-2; stop when the last 20 returns average >= 475.",
+    )),
     Check("plot: returns.png", check_plot, time_limit_s=30, needs=(LEARNS,)),
 ]

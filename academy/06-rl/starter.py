@@ -2,8 +2,9 @@
 
 A cart carries a pole on a hinge; the agent pushes the cart left or right (actions 0 and 1), gets a reward
 of 1 for every step the pole stays up, and the episode ends when it falls or after 500 steps. Fill in every
-TODO, top to bottom, and run `shoal academy check 6` after each one: the checks go in the same order as
-this file. README.md explains the ideas; each function's docstring says exactly what it must return.
+TODO, top to bottom, and run `shoal academy check 6` after each one (`shoal academy hint 6` when stuck): the
+checks go in the same order as this file. README.md explains the ideas; each function's docstring says exactly
+what it must return.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def rewards_to_go(rewards: list[float], gamma: float) -> Tensor:
 
     Example: rewards [1, 1, 1] with gamma 1 -> [3, 2, 1].
     """
-    # TODO: walk the rewards back to front, keeping a running G: G_t = r_t + gamma * G_{t+1}
+    # TODO: G_t is the reward at t plus gamma times G_{t+1} (and 0 after the last step): one pass over the
+    #       rewards suffices, if you take them in the right direction. (T,) floats in, (T,) out.
+    #       README: "Return".
     raise NotImplementedError("TODO: rewards_to_go: the discounted sum of the rewards from each step to the end")
 
 
@@ -38,10 +41,12 @@ class Policy(nn.Module):
 
     def __init__(self, obs_dim: int = 4, n_actions: int = 2, hidden: int = 64) -> None:
         super().__init__()
-        # TODO: a small MLP: Linear(obs_dim, hidden) -> Tanh -> Linear(hidden, n_actions)
+        # TODO: a small MLP from the obs_dim numbers of a state to one logit per action, with one hidden layer
+        #       of `hidden` units and a smooth non-linearity. README: "Policy".
         raise NotImplementedError("TODO: create the Policy's layers (obs_dim -> hidden -> n_actions)")
 
     def forward(self, obs: Tensor) -> Tensor:
+        # TODO: (B, obs_dim) -> (B, n_actions) logits (not probabilities: sampling and the loss take logits).
         raise NotImplementedError("TODO: Policy.forward: return the logits, (B, n_actions)")
 
 
@@ -50,10 +55,12 @@ class Baseline(nn.Module):
 
     def __init__(self, obs_dim: int = 4, hidden: int = 64) -> None:
         super().__init__()
-        # TODO: the same kind of MLP, with one output
+        # TODO: the same kind of MLP as the Policy, with one output: the return it expects from a state.
+        #       README: "Baseline and advantage".
         raise NotImplementedError("TODO: create the Baseline's layers (obs_dim -> hidden -> 1)")
 
     def forward(self, obs: Tensor) -> Tensor:
+        # TODO: (B, obs_dim) -> (B,), one value per state.
         raise NotImplementedError("TODO: Baseline.forward: return one value per state, squeezed to (B,)")
 
 
@@ -65,7 +72,9 @@ def advantages(returns: Tensor, values: Tensor) -> Tensor:
 
     Detach the values: the policy's loss must not move the baseline (it learns from its own loss).
     """
-    # TODO: a = returns - values.detach(); return (a - a.mean()) / (a.std() + 1e-8)
+    # TODO: each step's return minus what the baseline expected there, with no gradient flowing into the
+    #       baseline from here; then scaled to mean 0 and std 1 over the batch (a tiny constant keeps a batch of
+    #       equal values finite). README: "Baseline and advantage".
     raise NotImplementedError("TODO: advantages: returns minus the detached values, normalized")
 
 
@@ -74,8 +83,9 @@ def policy_loss(logits: Tensor, actions: Tensor, advantages: Tensor) -> Tensor:
 
     logits: (T, n_actions), actions: (T,) int64, advantages: (T,) -> a scalar.
     """
-    # TODO: log-probabilities with F.log_softmax(logits, dim=-1), pick each taken action's
-    #       (log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)), weight by the advantages, mean, negate
+    # TODO: the log-probability of the action actually taken at each step, (T, n_actions) -> (T,), computed
+    #       stably from the logits; weighted by the advantages and averaged. The optimizer *minimises*: mind the
+    #       sign, so that a step makes good actions more likely. README: "The policy gradient (REINFORCE)".
     raise NotImplementedError("TODO: policy_loss: -mean(log pi(a_t | s_t) * A_t)")
 
 
@@ -98,11 +108,11 @@ class Episode:
 @torch.no_grad()  # acting needs no graph: log-probabilities are recomputed in one batch when learning
 def run_episode(env: gym.Env, policy: nn.Module, seed: int | None = None) -> Episode:
     """Play one episode, sampling each action from the policy."""
-    # TODO: obs, _ = env.reset(seed=seed); then until terminated or truncated:
-    #         o = torch.as_tensor(obs, dtype=torch.float32)
-    #         action = int(Categorical(logits=policy(o)).sample())
-    #         record o and action; obs, reward, terminated, truncated, _ = env.step(action); record reward
-    #       return Episode(torch.stack(observations), torch.tensor(actions), rewards)
+    # TODO: reset the environment with the seed, then step until the pole falls (terminated) or time runs out
+    #       (truncated). At each step *sample* the action from the policy's distribution (not the most likely
+    #       one: exploring is how it learns) and record the observation, the action and the reward.
+    #       Episode fields: observations (T, obs_dim) float, actions (T,) int64, rewards: T floats.
+    #       README: "Policy", "On-policy batches".
     raise NotImplementedError("TODO: run_episode: reset with the seed, sample actions until the episode ends")
 
 
@@ -115,13 +125,12 @@ def train(seed: int = 0) -> tuple[Policy, list[float]]:
     The check evaluates your policy greedily on 100 new episodes: it needs an average return >= 195,
     with training and evaluation within 240 seconds.
     """
-    # TODO: torch.manual_seed(seed); env = gym.make("CartPole-v1"); a Policy, a Baseline and one Adam
-    #       optimizer over both (lr 1e-2 works). Repeat until the last 20 returns average >= 475:
-    #         play a batch of ~8 episodes (seed each: seed * 100_000 + episode number)
-    #         concatenate their observations, actions and rewards_to_go (gamma 0.99)
-    #         values = baseline(obs); loss = policy_loss(policy(obs), actions, advantages(returns, values))
-    #         add the baseline's regression loss, F.mse_loss(values, returns) / (returns.var() + 1), times 0.5
-    #         zero_grad, backward, step
+    # TODO: the REINFORCE loop, seeded (torch, and each episode's reset, so that a run repeats). Each update:
+    #       play a batch of episodes with the current policy, join their steps into one batch (T_total rows),
+    #       compute each step's discounted return (gamma a little below 1), and take one optimizer step on the
+    #       policy-gradient loss plus the baseline's regression loss towards the returns (scaled so that neither
+    #       drowns the other). Stop when the recent returns are near CartPole's maximum of 500; keep within the
+    #       check's time limit. README: "Baseline and advantage", "On-policy batches".
     raise NotImplementedError("TODO: train: the REINFORCE loop with a batch of episodes per update")
 
 
@@ -135,4 +144,6 @@ def plot_returns(returns: list[float], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: F401
 
+    # TODO: the return of each training episode against the episode number, with a moving average to see the
+    #       trend, labelled axes; save it as a PNG at `path` and close it. The grader reads the figure.
     raise NotImplementedError("TODO: plot_returns: plot the returns per episode and save the PNG")

@@ -51,6 +51,25 @@ def test_the_labs_are_there() -> None:
         assert _public_names(lab.starter) == _public_names(lab.solution), lab.slug
         readme = lab.readme.read_text(encoding="utf-8")
         assert "## What you implement" in readme and f"shoal academy check {number}" in readme
+        for line in ("| you learn |", "| time |", f"`shoal academy start {number}`", f"`shoal academy check {number}`",
+                     f"`shoal academy hint {number}`"):  # the lab at a glance, at the top of its README
+            assert line in readme, (lab.slug, line)
+
+
+def test_every_lab_file_ships_with_the_package() -> None:
+    """pyproject's data-files install each lab's README, starter, solution and grader (the academy/ lines)."""
+    import tomllib
+
+    root = ACADEMY_DIR.parent
+    data_files = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "data-files"]
+    shipped = {(root / target, path) for target, patterns in data_files.items() for pattern in patterns
+               for path in root.glob(pattern)}
+    for number in LABS:
+        lab = get_lab(number)
+        for name in ("README.md", "starter.py", "solution.py", "check.py"):
+            assert (root / "share/shoal/academy" / lab.slug, lab.path / name) in shipped, (lab.slug, name)
+    assert (root / "share/shoal/academy", ACADEMY_DIR / "README.md") in shipped
 
 
 @pytest.mark.parametrize("number", SOLUTION_PARAMS)
@@ -281,7 +300,7 @@ def test_lab3_grader_generates_the_labs_reviews() -> None:
     for seed in (0, 1, 7):
         assert grader.reviews(200, seed) == solution.make_reviews(200, seed)
     texts, labels = solution.make_reviews(1000, 0)
-    assert 0.35 < sum(labels) / len(labels) < 0.65 and max(len(t.encode()) for t in texts) <= 64
+    assert 0.35 < sum(labels) / len(labels) < 0.65 and max(len(t.encode()) for t in texts) <= grader.MAX_LEN
     assert any(not t.isascii() for t in texts)
 
 
@@ -294,20 +313,66 @@ def test_lab3_starter_hints_name_the_function_to_write(tmp_path: Path) -> None:
         "not run: needs 'byte CNN: shapes, masked pooling, gradients' to pass first"
 
 
+ENCODE3 = "bytes: UTF-8 encoding, padding, invalid text"
+DECODE3 = "bytes: decoding, invalid bytes safe"
+GRU3 = "GRU: shapes, padding, gradient through time"
+CNN3 = "byte CNN: shapes, masked pooling, gradients"
+GRU_HELD_OUT3 = "held out: GRU accuracy >= 0.9"
+CNN_HELD_OUT3 = "held out: byte CNN accuracy >= 0.9"
+
+
 def test_lab3_hints_for_common_mistakes(tmp_path: Path) -> None:
-    failed = _variant(3, tmp_path, 'rows = [list(t.encode("utf-8", errors="replace"))[:max_len] for t in texts]',
-                      "rows = [[ord(c) % 256 for c in t][:max_len] for t in texts]")
-    assert "count characters" in failed["bytes: UTF-8 encoding, padding, invalid text"]
+    """Each mistake is graded by the checks it concerns only (called directly): no training unless it is the point."""
+    failed = _checks(3, tmp_path, _solution(3, 'rows = [list(t.encode("utf-8", errors="replace"))[:max_len] for t in '
+                                            "texts]", "rows = [[ord(c) % 256 for c in t][:max_len] for t in texts]"),
+                     [ENCODE3])
+    assert "count characters" in failed[ENCODE3]
 
-    failed = _variant(3, tmp_path, 'return data.decode("utf-8", errors="replace")', 'return data.decode("utf-8")')
-    assert "errors='replace'" in failed["bytes: decoding, invalid bytes safe"]
+    failed = _checks(3, tmp_path, _solution(3, 'return data.decode("utf-8", errors="replace")',
+                                            'return data.decode("utf-8")'), [DECODE3])
+    assert "errors='replace'" in failed[DECODE3]
 
-    failed = _variant(3, tmp_path, "_, h = self.gru(packed)", "_, h = self.gru(x)")
-    assert "pack_padded_sequence" in failed["GRU: shapes, padding, gradient through time"]
+    failed = _checks(3, tmp_path, _solution(3, "_, h = self.gru(packed)", "_, h = self.gru(x)"), [GRU3])
+    assert "pack_padded_sequence" in failed[GRU3]
 
+    failed = _checks(3, tmp_path, _solution(3, 'h = h.masked_fill(~mask, float("-inf")).amax(dim=2)',
+                                            "h = h.amax(dim=2)"), [CNN3])
+    assert "mask the padded positions" in failed[CNN3]
     failed = _variant(3, tmp_path, 'h = h.masked_fill(~mask, float("-inf")).amax(dim=2)', "h = h.amax(dim=2)")
-    assert "mask the padded positions" in failed["byte CNN: shapes, masked pooling, gradients"]
-    assert "held out: GRU accuracy >= 0.9" in failed  # not run: it needs the training check, which needs the CNN
+    assert failed[GRU_HELD_OUT3].startswith("not run: needs")  # the training check needs the CNN
+
+
+def test_lab3_order_blind_models_are_told_so(tmp_path: Path) -> None:
+    """A bag of bytes passes the shape checks but cannot beat the order-blind ceiling: the hint says why, and what
+    to change (not "train for more epochs")."""
+    bag_gru = _solution(3, "_, h = self.gru(packed)", "_, h = self.gru(x.sum(1, keepdim=True))")  # one step: a bag
+    failed = _checks(3, tmp_path, bag_gru, [GRU3, GRU_HELD_OUT3])
+    assert list(failed) == [GRU_HELD_OUT3], failed
+    hint = failed[GRU_HELD_OUT3]
+    assert "your model is order-blind" in hint and "no such model can beat 0.645" in hint, hint
+    assert "through the GRU in order" in hint and "more epochs will not help" in hint
+
+    bag_cnn = _solution(3, "x = self.embed(ids).transpose(1, 2)", "x = self.embed(ids).sum(1).unsqueeze(2) * mask")
+    failed = _checks(3, tmp_path, bag_cnn, [CNN3, CNN_HELD_OUT3])
+    assert list(failed) == [CNN_HELD_OUT3], failed
+    assert "your model is order-blind" in failed[CNN_HELD_OUT3]
+    assert failed[CNN_HELD_OUT3].endswith("pooling the embeddings themselves loses it")  # not cut at 500 characters
+
+
+def test_lab3_order_blind_ceiling_is_the_lessons() -> None:
+    grader = academy._load(get_lab(3).path / "check.py", "shoal_test_lab3_ceiling")
+    try:
+        assert abs(grader.ORDER_BLIND_CEILING - 0.645) < 1e-9
+        assert grader.order_blind_ceiling(0.0) == pytest.approx(0.75)  # no negation: right whenever both words agree
+        texts, labels = grader.reviews(50, 3)
+        swapped, swapped_labels = grader.reviews(50, 3, swapped=True)
+        assert [sorted(t.encode()) for t in texts] == [sorted(t.encode()) for t in swapped]  # the same bag of bytes
+        assert labels != swapped_labels
+    finally:
+        import sys
+
+        sys.modules.pop("shoal_test_lab3_ceiling", None)
+    assert "64.5 %" in get_lab(3).readme.read_text(encoding="utf-8")
 
 
 # -- lab 5 (distillation and fast inference) ------------------------------------------------------------------
