@@ -28,13 +28,17 @@ def synth(
     base_rate: float = 0.03,
     max_cardinality: int = 1_000_000,
     seed: int = 0,
+    target: Annotated[str | None, typer.Option(help="Also write a numeric target column of this name (a "
+                                                    "regression label: 10 x the planted logit + noise).")] = None,
+    target_noise: Annotated[float, typer.Option(help="Standard deviation of the target's noise: the best "
+                                                     "RMSE any model can reach.")] = 5.0,
 ) -> None:
     """Write a synthetic click log with a known ground truth (and its Bayes-optimal AUC/NE)."""
     from shoal.data.synthetic import SynthSpec, generate
 
     with user_errors():
         spec = SynthSpec(rows=rows, dense=dense, sparse=sparse, base_rate=base_rate,
-                         max_cardinality=max_cardinality, seed=seed)
+                         max_cardinality=max_cardinality, seed=seed, target=target, target_noise=target_noise)
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(TextColumn("synth"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
                       TimeElapsedColumn(), console=console) as progress:
@@ -42,6 +46,9 @@ def synth(
             truth = generate(out, spec, progress=lambda n: progress.update(task, completed=n))
         console.print(f"wrote {out} ({rows:,} rows): base rate {truth.base_rate:.4f}, "
                       f"Bayes-optimal AUC {truth.bayes_auc:.4f}, NE {truth.bayes_ne:.4f}")
+        if target is not None:
+            console.print(f"numeric target {target!r}: noise floor RMSE {truth.target_rmse:.4g}, "
+                          f"best R^2 {truth.target_r2:.4f}")
 
 
 def inspect(

@@ -236,3 +236,25 @@ def test_bad_spec_names_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=rf"SynthSpec\.{field}=") as info:
         SynthSpec(**{field: value})  # type: ignore[arg-type]
     assert "must" in str(info.value)
+
+
+def test_numeric_target_with_its_noise_floor(tmp_path: Path) -> None:
+    """``target``: a regression label planted from the same logit; the labels and features do not change."""
+    spec = SynthSpec(rows=4000, dense=3, sparse=4, max_cardinality=100, seed=3, chunk_rows=1500)
+    plain = tmp_path / "plain.parquet"
+    with_target = tmp_path / "target.parquet"
+    generate(plain, spec)
+    truth = generate(with_target, replace(spec, target="amount", target_noise=2.0))
+    a, b = pq.read_table(plain), pq.read_table(with_target)
+    assert b.column_names == [*a.column_names, "amount"] and b.drop(["amount"]).equals(a)
+    amount = b.column("amount").to_numpy()
+    assert truth.target_rmse == 2.0 and 0.5 < truth.target_r2 < 1.0
+    # what is left after the best prediction is the noise: R^2 of the truth matches the recorded ceiling
+    var = float(np.var(amount))
+    assert 1.0 - 4.0 / var == pytest.approx(truth.target_r2, abs=0.02)
+    assert load_truth(with_target).target_r2 == pytest.approx(truth.target_r2)
+    assert load_truth(plain).target_r2 is None
+    with pytest.raises(ValueError, match="SynthSpec.target='d0' is invalid"):
+        SynthSpec(target="d0")
+    with pytest.raises(ValueError, match="SynthSpec.target_noise=0.0 is invalid"):
+        SynthSpec(target="y2", target_noise=0.0)

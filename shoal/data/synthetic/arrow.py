@@ -61,11 +61,14 @@ def _schema(spec: SynthSpec) -> pa.Schema:
     cols = [pa.field("label", pa.int8())]
     cols += [pa.field(f"d{k}", pa.float64()) for k in range(spec.dense)]
     cols += [pa.field(f"s{j}", pa.string()) for j in range(spec.sparse)]
+    if spec.target is not None:
+        cols.append(pa.field(spec.target, pa.float64()))
     return pa.schema(cols)
 
 
-def _table(spec: SynthSpec, sample: _Sample, labels: np.ndarray, schema: pa.Schema) -> pa.Table:
-    """The chunk's rows with their labels, as written to Parquet."""
+def _table(spec: SynthSpec, sample: _Sample, labels: np.ndarray, schema: pa.Schema,
+           target: np.ndarray | None = None) -> pa.Table:
+    """The chunk's rows with their labels (and numeric target), as written to Parquet."""
     arrays: list[pa.Array] = [pa.array(labels, type=pa.int8())]
     for k in range(spec.dense):
         col = sample.dense[:, k]
@@ -75,4 +78,6 @@ def _table(spec: SynthSpec, sample: _Sample, labels: np.ndarray, schema: pa.Sche
         arrays.append(_string_array(f"s{j}_".encode(), _id_codes(j, r), r > 0))
     last = spec.sparse - 1
     arrays.append(_list_array(f"s{last}_".encode(), sample.list_codes, sample.list_len))
+    if target is not None:
+        arrays.append(pa.array(target, type=pa.float64()))
     return pa.Table.from_arrays(arrays, schema=schema)

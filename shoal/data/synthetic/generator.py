@@ -18,7 +18,7 @@ from shoal.data.synthetic.arrow import _schema, _table
 from shoal.data.synthetic.logit import _bias, _logit, _sigmoid
 from shoal.data.synthetic.params import _params
 from shoal.data.synthetic.sampling import _sample
-from shoal.data.synthetic.spec import _TAG_CHUNK, SynthSpec, _validate
+from shoal.data.synthetic.spec import _TAG_CHUNK, _TAG_TARGET, TARGET_SCALE, SynthSpec, _validate
 from shoal.data.synthetic.truth import SynthTruth, _bayes_truth, _write_truth
 
 __all__ = ["generate"]
@@ -41,6 +41,7 @@ def generate(path: str | Path, spec: SynthSpec, progress: Callable[[int], None] 
     probs = np.empty(spec.rows, dtype=np.float64)
     labels_all = np.empty(spec.rows, dtype=np.int8)
     loss_sum = 0.0
+    signal = np.zeros(3)  # the target's signal: rows, sum, sum of squares (its variance sets the R^2 ceiling)
     tmp = path.with_name(path.name + ".tmp")
     done = 0
     try:
@@ -56,7 +57,13 @@ def generate(path: str | Path, spec: SynthSpec, progress: Callable[[int], None] 
                 loss_sum += float(np.sum(np.logaddexp(0.0, logit) - labels * logit))
                 probs[done : done + n] = p
                 labels_all[done : done + n] = labels
-                writer.write_table(_table(spec, sample, labels, schema), row_group_size=n)
+                target = None
+                if spec.target is not None:
+                    clean = TARGET_SCALE * logit
+                    noise = np.random.default_rng([spec.seed, _TAG_TARGET, chunk]).normal(0.0, spec.target_noise, n)
+                    target = clean + noise
+                    signal += [n, clean.sum(), np.square(clean).sum()]
+                writer.write_table(_table(spec, sample, labels, schema, target), row_group_size=n)
                 done += n
                 if progress is not None:
                     progress(done)
@@ -65,6 +72,6 @@ def generate(path: str | Path, spec: SynthSpec, progress: Callable[[int], None] 
         if tmp.exists():
             tmp.unlink()
 
-    truth = _bayes_truth(spec, labels_all, probs, loss_sum)
+    truth = _bayes_truth(spec, labels_all, probs, loss_sum, signal)
     _write_truth(path, truth)
     return truth

@@ -24,6 +24,8 @@ MAX_CHUNK_ROWS = 10_000_000
 _TAG_PARAMS = 0  # stream [seed, 0]: the model parameters
 _TAG_CHUNK = 1  # stream [seed, 1, i]: the rows and labels of chunk i
 _TAG_PILOT = 2  # stream [seed, 2]: the pilot sample the bias is calibrated on
+_TAG_TARGET = 3  # stream [seed, 3, i]: the numeric target's noise in chunk i (the labels do not change with it)
+TARGET_SCALE = 10.0  # a numeric target is TARGET_SCALE x the planted logit, plus noise
 
 
 def _is_int(value: object) -> bool:
@@ -55,6 +57,11 @@ class SynthSpec:
     """Seed of every random stream (>= 0)."""
     chunk_rows: int = 250_000
     """Rows generated and written per chunk (one Parquet row group each); bounds memory (1..10,000,000)."""
+    target: str | None = None
+    """Also write a numeric target column of this name (a regression label): ``TARGET_SCALE`` x the planted
+    logit plus Gaussian noise of standard deviation ``target_noise`` (the best RMSE any model can reach)."""
+    target_noise: float = 5.0
+    """Standard deviation of the target's noise (> 0)."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -92,3 +99,9 @@ def _validate(spec: SynthSpec) -> None:
         raise bad("seed", "must be >= 0")
     if not 1 <= spec.chunk_rows <= MAX_CHUNK_ROWS:
         raise bad("chunk_rows", f"must satisfy 1 <= chunk_rows <= {MAX_CHUNK_ROWS:,}")
+    if spec.target is not None:
+        taken = {"label", *(f"d{k}" for k in range(spec.dense)), *(f"s{j}" for j in range(spec.sparse))}
+        if not isinstance(spec.target, str) or not spec.target or spec.target in taken:
+            raise bad("target", "must be a column name other than label, d0.. and s0.. (e.g. 'amount')")
+    if not _is_real(spec.target_noise) or not 0.0 < float(spec.target_noise) < math.inf:
+        raise bad("target_noise", "must be a finite number > 0")

@@ -39,6 +39,10 @@ class SynthTruth:
     """``bayes_logloss / H(base_rate)`` (``nan`` when the observed rate is 0 or 1)."""
     spec: dict[str, Any]
     """The :class:`SynthSpec` as a dict."""
+    target_rmse: float | None = None
+    """With a numeric target: the RMSE of predicting its noise-free value, i.e. the noise floor (else None)."""
+    target_r2: float | None = None
+    """With a numeric target: the R^2 of its noise-free value, the best any model can reach (else None)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serializable dict (``nan`` for undefined metrics)."""
@@ -49,12 +53,14 @@ class SynthTruth:
             "bayes_logloss": float(self.bayes_logloss),
             "bayes_ne": float(self.bayes_ne),
             "spec": dict(self.spec),
+            **({} if self.target_rmse is None else {"target_rmse": float(self.target_rmse),
+                                                    "target_r2": float(self.target_r2 or math.nan)}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SynthTruth:
         """Inverse of :meth:`to_json`."""
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - {"target_rmse", "target_r2"}  # absent from older truth files
         missing = names - set(data)
         if missing:
             raise ValueError(f"truth JSON lacks the keys {sorted(missing)}")
@@ -65,6 +71,8 @@ class SynthTruth:
             bayes_logloss=float(data["bayes_logloss"]),
             bayes_ne=float(data["bayes_ne"]),
             spec=dict(data["spec"]),
+            target_rmse=None if data.get("target_rmse") is None else float(data["target_rmse"]),
+            target_r2=None if data.get("target_r2") is None else float(data["target_r2"]),
         )
 
 
@@ -86,8 +94,10 @@ def _entropy(q: float) -> float:
     return -(q * math.log(q) + (1.0 - q) * math.log(1.0 - q))
 
 
-def _bayes_truth(spec: SynthSpec, labels: np.ndarray, probs: np.ndarray, loss_sum: float) -> SynthTruth:
-    """The truth of all ``labels`` given their true ``probs`` and the summed log loss (taken from the logits)."""
+def _bayes_truth(spec: SynthSpec, labels: np.ndarray, probs: np.ndarray, loss_sum: float,
+                 signal: np.ndarray | None = None) -> SynthTruth:
+    """The truth of all ``labels`` given their true ``probs`` and the summed log loss (taken from the logits);
+    ``signal``: (rows, sum, sum of squares) of a numeric target's noise-free values."""
     from sklearn.metrics import roc_auc_score
 
     q = float(labels.mean())
@@ -101,7 +111,18 @@ def _bayes_truth(spec: SynthSpec, labels: np.ndarray, probs: np.ndarray, loss_su
         bayes_logloss=logloss,
         bayes_ne=logloss / h if h > 0.0 else math.nan,
         spec=asdict(spec),
+        **_target_truth(spec, signal),
     )
+
+
+def _target_truth(spec: SynthSpec, signal: np.ndarray | None) -> dict[str, float]:
+    """The noise floor of a numeric target and its R^2 ceiling: var(signal) / (var(signal) + noise^2)."""
+    if spec.target is None or signal is None or signal[0] == 0:
+        return {}
+    n, total, squares = (float(v) for v in signal)
+    var = max(squares / n - (total / n) ** 2, 0.0)
+    noise = float(spec.target_noise)
+    return {"target_rmse": noise, "target_r2": var / (var + noise * noise)}
 
 
 def _write_truth(path: Path, truth: SynthTruth) -> None:
