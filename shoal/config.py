@@ -535,6 +535,8 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     cache_mb: int = Field(256, ge=0)  # keep encoded rows in memory across epochs up to this size (0: never)
     pictures: bool = True  # draw the learning curve and ROC/PR/calibration curves at the end (~0.4 s)
+    # TensorBoard event files: true -> the run folder's tensorboard/; a folder -> FOLDER/<run id>/ (needs tensorboard)
+    tensorboard: bool | Path = False
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
 
 

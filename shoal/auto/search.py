@@ -266,8 +266,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 if epochs < cfg.train.epochs:
                     trial.set_user_attr("epochs_cut_to", epochs)
                 cfg = cfg.model_copy(update={"name": f"{record.name}-t{trial.number:03d}-{family}",
-                                             "train": cfg.train.model_copy(update={"epochs": epochs,
-                                                                                   "pictures": False})})
+                                             "train": cfg.train.model_copy(update={  # trials draw and log nothing
+                                                 "epochs": epochs, "pictures": False, "tensorboard": False})})
                 outcome = run_trial(registry, record.run_id, trial, cfg, metric, budget.trial_deadline(),
                                     view.on_trial(trial.number, family, dict(trial.params)))
                 _tell(study, trial, family, outcome, before + budget.spent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +45,12 @@ def train(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE: override a config value by its dotted key (repeatable), e.g. "
                       "--set train.epochs=3 --set model.embedding_dim=32 --set features.city.buckets=4096.")] = None,
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard", help="Write TensorBoard event files into the run folder's tensorboard/ "
+                              "(train.tensorboard: true; needs pip install tensorboard).")] = False,
+    tensorboard_dir: Annotated[Path | None, typer.Option(
+        "--tensorboard-dir", help="Write them into DIR/<run id>/ instead (implies --tensorboard); "
+                                  "view with: tensorboard --logdir DIR.")] = None,
 ) -> None:
     """Train a model from a config; prints the run id and its metrics. With --nproc N (or a CUDA device, or
     train.embeddings.backend: torchrec) it runs N processes through torch.distributed.run (docs/distributed.md)."""
@@ -51,13 +58,28 @@ def train(
         h = home_dir(home)
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, not {device!r}")
+        overrides = [*(overrides or []), *_tensorboard_overrides(tensorboard, tensorboard_dir)]
         if overrides and (config is None or resume is not None):
-            raise ValueError("--set overrides a CONFIG file's values; a resumed run keeps the config it started with")
+            raise ValueError("--set and --tensorboard override a CONFIG file's values; a resumed run keeps the "
+                             "config it started with")
         if overrides and config is not None:
             with tempfile.TemporaryDirectory(prefix="shoal-set-") as tmp:  # one file for every process to read
                 _train(_overridden(config, overrides, Path(tmp)), None, h, nproc, nnodes, rdzv_endpoint, device)
             return
         _train(config, resume, h, nproc, nnodes, rdzv_endpoint, device)
+
+
+def _tensorboard_overrides(on: bool, folder: Path | None) -> list[str]:
+    """``--tensorboard`` and ``--tensorboard-dir`` as ``--set`` overrides (so every process of a job reads them
+    from the config); fails at once, before the first pass, when the tensorboard package is missing."""
+    if not on and folder is None:
+        return []
+    from shoal.training.tensorboard import require_tensorboard
+
+    require_tensorboard()
+    if folder is None:
+        return ["train.tensorboard=true"]
+    return [f"train.tensorboard={json.dumps(str(folder.resolve()))}"]  # a quoted YAML string: any path
 
 
 def _overridden(config: Path, overrides: list[str], folder: Path) -> Path:
@@ -169,8 +191,6 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary and config as JSON.")] = False,
 ) -> None:
     """A run on one screen: metrics, data, model, training, pictures (--json: everything)."""
-    import json
-
     from shoal.artifacts.registry import Registry
 
     with user_errors():

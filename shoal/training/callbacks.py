@@ -5,6 +5,8 @@ Kept free of heavy imports so ``shoal --help`` starts without loading torch.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["Callbacks"]
 
 
@@ -21,3 +23,6 @@ class Callbacks:
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
 
     def on_end(self, stopped_early: bool) -> None: ...
+
+    def on_final(self, metrics: dict[str, Any]) -> None:
+        """The run's final metrics (``valid_*`` and ``test_*``, of the weights kept), once the last one is known."""

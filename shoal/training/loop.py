@@ -36,6 +36,7 @@ from shoal.training.checkpoints import Checkpointer, Optimizers, Position
 from shoal.training.data import TrainingData
 from shoal.training.evaluation import Evaluator
 from shoal.training.strategy import SingleProcess, Strategy, build_optimizers
+from shoal.training.tensorboard import Tee, TensorBoardCallbacks, log_dir, require_tensorboard, run_hparams
 
 __all__ = ["BatchLoss", "TrainResult", "Trainer"]
 
@@ -90,6 +91,8 @@ class Trainer:
         self.strategy: Strategy = strategy or SingleProcess()
         # only the main process reports: every process of a job takes the same steps
         self.callbacks = (callbacks or Callbacks()) if self.strategy.is_main else Callbacks()
+        if config.train.tensorboard is not False and self.strategy.is_main:
+            require_tensorboard()  # before the first pass, not after it
         self.loss = loss
         self._target: tuple[float, float] | None = None  # a regression label's (mean, std), after the first pass
 
@@ -108,10 +111,11 @@ class Trainer:
         opts: Optimizers = list(build_optimizers(model, t, self.strategy.fuse_sparse_step))
         checkpoints = self.strategy.checkpointer(self.run_dir)
         pos = self._start(checkpoints, model, opts, resume)
+        reports = self._reports(opts, pos.step)  # the callbacks, and TensorBoard's with train.tensorboard
         if data.valid is None:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
-        evaluate = Evaluator(data, self.strategy, checkpoints, self.callbacks, t.early_stopping_patience)
-        self.callbacks.on_start(int(data.summary["train_rows"]), t.epochs, pos.rows)
+        evaluate = Evaluator(data, self.strategy, checkpoints, reports, t.early_stopping_patience)
+        reports.on_start(int(data.summary["train_rows"]), t.epochs, pos.rows)
         model.train()
         net = self.strategy.training_module(model)  # what the steps call: the model itself, or its DDP wrapper
         started = time.perf_counter() - pos.train_seconds
@@ -123,7 +127,7 @@ class Trainer:
                 pos.advance(ci, bi, data.train.rows_in_step(ci, mb))
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 pos.train_seconds = time.perf_counter() - started
-                self.callbacks.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
+                reports.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
                 stop = bool(t.eval_every and pos.step % t.eval_every == 0) and evaluate(model, pos, running)
                 if pos.step % t.checkpoint_every == 0 or stop:
                     checkpoints.save(model, opts, pos)
@@ -140,9 +144,10 @@ class Trainer:
 
         # the end: the best weights, their metrics, the bundle
         pos.train_seconds = time.perf_counter() - started
-        self.callbacks.on_end(pos.stopped_early)
+        reports.on_end(pos.stopped_early)
         checkpoints.restore_best(model)
         metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history, t.pictures)
+        reports.on_final(metrics)
         summary = {**data.summary, **confusion, **pos.summary()}
         return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
 
@@ -157,6 +162,15 @@ class Trainer:
         if resume:
             log.warning("no checkpoint in %s; starting from the beginning", self.run_dir)
         return Position()
+
+    def _reports(self, opts: Optimizers, first_step: int) -> Callbacks:
+        """The callbacks training reports to: the given ones, and a TensorBoard writer when the config asks for
+        one (main process only), its steps counted from ``first_step``."""
+        folder = log_dir(self.config.train.tensorboard, self.run_dir)
+        if folder is None or not self.strategy.is_main:
+            return self.callbacks
+        hparams = run_hparams(self.config.train, self.config.model.model_dump(mode="json"))
+        return Tee(self.callbacks, TensorBoardCallbacks(folder, opts, first_step, hparams=hparams))
 
     def _step(self, net: nn.Module, opts: Optimizers, mb: Batch) -> torch.Tensor:
         """One optimisation step on mini-batch ``mb``; returns its loss."""
