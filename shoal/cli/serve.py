@@ -61,6 +61,9 @@ def serve(
     max_text_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per text field; over it: 422.")] = 65_536,
     max_id_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per id; over it: 422.")] = 2048,
     max_list_ids: Annotated[int, typer.Option(help="Ids in one list feature's cell; over it: 422.")] = 1024,
+    max_media_bytes: Annotated[int, typer.Option(
+        help="Bytes of one image or audio value (base64 decoded); over it: 422. Media values are base64, never "
+             "paths; raise --max-body-bytes too for large ones.")] = 4 << 20,
     max_inflight_per_client: Annotated[int, typer.Option(
         help="Requests of one client in flight at once; one more: 429 with Retry-After.")] = 32,
     client_error_rate: Annotated[float, typer.Option(
@@ -93,6 +96,7 @@ def serve(
                                      body_timeout_s=body_timeout_s, header_timeout_s=header_timeout_s,
                                      max_text_bytes=max_text_bytes,
                                      max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
+                                     max_media_bytes=max_media_bytes,
                                      max_inflight_per_client=max_inflight_per_client,
                                      client_error_rate=client_error_rate, client_error_burst=client_error_burst,
                                      client_key=client_key,

@@ -131,6 +131,7 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
     settings = settings or ServeSettings()
     model = load_served(ref, home, settings.max_rows_per_request, settings.max_text_bytes, settings.backend,
                         max_id_bytes=settings.max_id_bytes, max_list_ids=settings.max_list_ids,
+                        max_media_bytes=settings.max_media_bytes,
                         max_batch_rows=settings.max_batch_rows)
     service = Service(ref, home, settings, model)
 

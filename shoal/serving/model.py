@@ -21,7 +21,7 @@ from shoal.data.readers import BadRow, BadRowSink, Chunk
 from shoal.runtime.choice import BackendChoice
 from shoal.runtime.predictor import Predictor, select_predictor
 from shoal.runtime.refs import content_version
-from shoal.serving.schema import RequestSchema
+from shoal.serving.schema import MAX_MEDIA_BYTES, RequestSchema
 
 __all__ = ["RowsRejected", "ServedModel", "backend_choice", "load_served"]
 
@@ -116,7 +116,8 @@ def _largest_dense(schema: RequestSchema, row: BaseModel) -> str:
 
 
 def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int, backend: str = "auto", *,
-                max_id_bytes: int = 2048, max_list_ids: int = 1024, max_batch_rows: int = 256) -> ServedModel:
+                max_id_bytes: int = 2048, max_list_ids: int = 1024, max_batch_rows: int = 256,
+                max_media_bytes: int = MAX_MEDIA_BYTES) -> ServedModel:
     """Load and warm up a bundle for serving (slow: call it off the event loop). ``auto`` times the backends at
     batches of 1 and ``max_batch_rows`` rows (once per bundle, export and machine: the decision is cached)."""
     found = resolve(ref, home)
@@ -126,7 +127,9 @@ def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
     predictor = select_predictor(bundle, folder, backend, batch_sizes=(1, max_batch_rows), version=version)
     served = ServedModel(bundle=bundle, predictor=predictor,
                          schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes,
-                                              max_id_bytes=max_id_bytes, max_list_ids=max_list_ids),
+                                              max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
+                                              max_media_bytes=max_media_bytes),
                          folder=folder.resolve(), version=version, run=run)
-    served.predict_rows([served.schema.placeholder()])  # first call allocates; not on a request's time
+    served.predict_rows([served.schema.placeholder()])  # first call allocates; not on a request's time (media:
+    # a tiny valid image or silent sound of the feature's kind, so the encoder and the CNN run too)
     return served

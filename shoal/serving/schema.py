@@ -11,6 +11,14 @@ Per column, by the kind of the features that read it:
     sparse  a string, an integer or null (an id never seen in training is fine: it hashes like any other), of at
             most ``max_id_bytes`` UTF-8 bytes; a list feature's cell at most ``max_list_ids`` ids
     text    a string of at most ``max_text_bytes`` UTF-8 bytes
+    image   base64 of a PNG/JPEG/WebP file (or a ``data:<type>;base64,`` URI) of at most ``max_media_bytes``
+    audio   base64 of a mono 16-bit PCM WAV file, the same way
+
+A media value is never a file path: the encoder's media columns are told that cells are base64
+(:attr:`~shoal.data.features.media.MediaColumn.read_paths` False), so a request cannot make the server read its
+own files. Base64 that does not decode, a value over ``max_media_bytes`` or one that does not start like the
+kind's files is a 422 naming the row and the field, before any model work; a file that starts right but cannot
+be decoded is a 422 from the encoder, naming the row and the field too.
 
 Every column must be present in every row; an unknown column, a wrong type, a missing column or a value over a
 limit is a 422 that names the field (and the limit). The limits bound the work of a request before any of it is
@@ -31,13 +39,16 @@ from pydantic_core import PydanticCustomError
 
 from shoal.data.encoder import Encoder
 from shoal.data.features.dense import FLOAT32_MAX
+from shoal.data.features.media import MediaColumn, MediaError, base64_bytes
 from shoal.errors import ShoalError
 
-__all__ = ["FLOAT32_MAX", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability", "RequestSchema",
-           "TagsPrediction"]
+__all__ = ["FLOAT32_MAX", "MAX_MEDIA_BYTES", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability",
+           "RequestSchema", "TagsPrediction"]
 
 _EXPECT = {"dense": "a number or null", "sparse": "a string, an integer or null", "text": "a string"}
+_MEDIA = frozenset({"image", "audio"})
 _MAX_ERRORS = 20
+MAX_MEDIA_BYTES = 4 << 20  # default cap on one media value (decoded), per request field
 
 
 class Probability(BaseModel):
@@ -81,22 +92,21 @@ class FieldSpec:
     """One request field: a raw column and the kind of value it takes."""
 
     column: str
-    kind: str  # dense | sparse | text: dense wins when features of several kinds read one column
+    kind: str  # dense | sparse | text | image | audio: dense wins when features of several kinds read one column
     features: tuple[str, ...]
     kinds: frozenset[str]  # the kinds of all the features reading this column
     separators: tuple[str, ...] = ()  # of the list features reading this column (a cell of ids "a|b|c")
 
 
 class NotServableError(ShoalError, ValueError):
-    """A bundle whose inputs the HTTP server cannot take yet (image and audio features)."""
+    """A bundle whose inputs the HTTP server cannot take (a column read both as media and as another kind)."""
 
 
 def _fields(encoder: Encoder) -> list[FieldSpec]:
-    media = [f"{f.name} ({f.kind})" for f in encoder.features if f.kind not in _EXPECT]
-    if media:  # a path in a request would read the server's own files; bytes/base64 requests are not built yet
-        raise NotServableError(f"this model reads {', '.join(media)}: `shoal serve` does not take image or audio "
-                               "features yet; score files with `shoal predict RUN FILE`, or export it with "
-                               "`shoal export RUN --onnx` and feed the decoded arrays")
+    unknown = [f"{f.name} ({f.kind})" for f in encoder.features if f.kind not in _EXPECT and f.kind not in _MEDIA]
+    if unknown:
+        raise NotServableError(f"this model reads {', '.join(unknown)}: `shoal serve` does not take these kinds; "
+                               "score files with `shoal predict RUN FILE`")
     kinds: dict[str, list[str]] = {}
     names: dict[str, list[str]] = {}
     separators: dict[str, list[str]] = {}
@@ -108,7 +118,13 @@ def _fields(encoder: Encoder) -> list[FieldSpec]:
             separators.setdefault(f.column, []).append(separator)
     out = []
     for column, ks in kinds.items():
-        kind = "dense" if "dense" in ks else "text" if "text" in ks else "sparse"
+        media = set(ks) & _MEDIA
+        if media and (len(media) > 1 or len(set(ks)) > 1):  # one JSON value cannot be both a file and a number
+            raise NotServableError(f"column {column!r} is read as {' and '.join(sorted(set(ks)))} "
+                                   f"({', '.join(names[column])}): `shoal serve` takes a media column only when "
+                                   "every feature reading it is of one media kind; score files with `shoal predict`")
+        kind = (next(iter(media)) if media else "dense" if "dense" in ks else "text" if "text" in ks
+                else "sparse")
         out.append(FieldSpec(column, kind, tuple(names[column]), frozenset(ks),
                              tuple(dict.fromkeys(separators.get(column, [])))))
     return out
@@ -152,6 +168,23 @@ def _id_limit(max_id_bytes: int, max_list_ids: int, separators: tuple[str, ...])
     return AfterValidator(check)
 
 
+def _media_check(column: MediaColumn, limit: int) -> AfterValidator:
+    """base64 text -> the file's bytes (never a path), at most ``limit`` bytes, starting like the kind's files."""
+
+    def check(value: str) -> bytes:
+        try:
+            data = base64_bytes(value, limit)
+        except MediaError as err:
+            raise ValueError(f"{err} (server max_media_bytes: {limit:,})" if "limit" in str(err) else str(err)) \
+                from None
+        if not column.magic(data):
+            raise ValueError(f"the base64 decodes to {len(data):,} bytes starting {data[:12]!r}, not "
+                             f"{column.formats.removeprefix('base64 of ')}")
+        return data
+
+    return AfterValidator(check)
+
+
 def _in_float32(value: float | int | None) -> float | int | None:
     if value is not None and abs(value) > FLOAT32_MAX:
         raise PydanticCustomError("float32_range", "outside float32's range")
@@ -162,13 +195,18 @@ class RequestSchema:
     """The pydantic models of ``POST /predict`` for one encoder, and the way from validated rows to a table."""
 
     def __init__(self, encoder: Encoder, max_rows: int, max_text_bytes: int, *, max_id_bytes: int = 2048,
-                 max_list_ids: int = 1024) -> None:
+                 max_list_ids: int = 1024, max_media_bytes: int = MAX_MEDIA_BYTES) -> None:
         self.fields = _fields(encoder)
         self.max_rows = max_rows
         self.max_text_bytes = max_text_bytes
         self.max_id_bytes = max_id_bytes
         self.max_list_ids = max_list_ids
+        self.max_media_bytes = max_media_bytes
         self._by_column = {f.column: f for f in self.fields}
+        self._media: dict[str, MediaColumn] = {}  # column -> the first media feature reading it
+        for feature in encoder.media_features:
+            feature.read_paths = False  # a request's cell is base64, never a path to the server's files
+            self._media.setdefault(feature.column, feature)
         # Internal names c0, c1, ... with the column as alias: columns need not be Python identifiers.
         self._names = [f"c{i}" for i in range(len(self.fields))]
         defs: dict[str, Any] = {}
@@ -178,9 +216,13 @@ class RequestSchema:
                 typ = Annotated[typ, AfterValidator(_in_float32)]
             elif f.kind == "sparse":
                 typ = Annotated[str | int | None, _id_limit(max_id_bytes, max_list_ids, f.separators)]
+            elif f.kind in _MEDIA:
+                typ = Annotated[str, _media_check(self._media[f.column], max_media_bytes)]
             else:
                 typ = Annotated[str, _text_limit(max_text_bytes)]
-            defs[name] = (typ, Field(alias=f.column, description=f"{f.kind} ({', '.join(f.features)})"))
+            about = (f": {self._expect(f)} (never a file path), at most {max_media_bytes:,} bytes decoded"
+                     if f.kind in _MEDIA else "")
+            defs[name] = (typ, Field(alias=f.column, description=f"{f.kind} ({', '.join(f.features)}){about}"))
         config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
         self.row_model: type[BaseModel] = create_model("Row", __config__=config, **defs)
         row_list: Any = list[self.row_model]  # type: ignore[name-defined]
@@ -189,6 +231,10 @@ class RequestSchema:
             rows=(row_list, Field(min_length=1, max_length=max_rows,
                                   description=f"1 to {max_rows} rows of raw features")),
         )
+
+    def _expect(self, spec: FieldSpec) -> str:
+        """What a field takes, in words."""
+        return self._media[spec.column].formats if spec.kind in _MEDIA else _EXPECT[spec.kind]
 
     # -- validation ------------------------------------------------------------------------------------------
     def parse(self, body: bytes) -> list[BaseModel]:
@@ -205,6 +251,9 @@ class RequestSchema:
             if len(loc) >= 3 and loc[0] == "rows" and isinstance(loc[1], int):
                 loc = loc[:3]  # drop the union member pydantic appends ("str", "int", ...)
                 msg = self._field_message(e["type"], str(loc[2]), e.get("input"), e["msg"])
+                spec = self._by_column.get(str(loc[2]))
+                if spec is not None and spec.kind in _MEDIA:  # several media values per row: say which
+                    msg = f"row {loc[1]}: {msg}"
             else:
                 where = ".".join(str(p) for p in loc) or "body"
                 msg = f"{where}: {e['msg']}"
@@ -222,16 +271,18 @@ class RequestSchema:
             known = ", ".join(f.column for f in self.fields)
             return f"unknown field {field!r}; this model's fields are: {known}"
         if kind == "missing":
-            fix = "send null for a missing value" if spec.kind != "text" else "send a string (\"\" if empty)"
+            fix = ("send null for a missing value" if spec.kind not in ("text", *_MEDIA)
+                   else f"send {self._expect(spec)}" if spec.kind in _MEDIA else "send a string (\"\" if empty)")
             return f"missing field {field!r} ({spec.kind}); every row needs every field: {fix}"
-        if kind == "value_error":  # our own validators (text and id sizes, float32's range)
-            return f"field {field!r}: {pydantic_msg.removeprefix('Value error, ')}"
+        if kind == "value_error":  # our own validators (text, id and media sizes, float32's range, base64)
+            what = f" ({spec.kind}, {self._expect(spec)})" if spec.kind in _MEDIA else ""
+            return f"field {field!r}{what}: {pydantic_msg.removeprefix('Value error, ')}"
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         if kind in ("finite_number", "float32_range"):  # inf, NaN, or finite but beyond float32 (1e39)
             return (f"field {field!r} ({spec.kind}) must be a number within float32's range, -{FLOAT32_MAX:.8g} to "
                     f"{FLOAT32_MAX:.8g} (the model computes in float32), or null, not {shown}")
-        return f"field {field!r} ({spec.kind}) must be {_EXPECT[spec.kind]}, not {shown}"
+        return f"field {field!r} ({spec.kind}) must be {self._expect(spec)}, not {shown}"
 
     # -- rows -> table ---------------------------------------------------------------------------------------
     def table(self, rows: list[BaseModel]) -> pa.Table:
@@ -239,7 +290,9 @@ class RequestSchema:
         arrays = []
         for name, f in zip(self._names, self.fields, strict=True):
             values = [getattr(r, name) for r in rows]
-            if f.kind == "dense" and all(v is None or isinstance(v, float) for v in values):
+            if f.kind in _MEDIA:  # decoded by the validator: a file's bytes, as a Parquet binary column gives
+                arrays.append(pa.array(values, pa.binary()))
+            elif f.kind == "dense" and all(v is None or isinstance(v, float) for v in values):
                 arrays.append(pa.array(values, pa.float64()))
             else:  # ids and texts are strings, as in a CSV file (an integer id 17 is the string "17")
                 arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values],
@@ -247,14 +300,21 @@ class RequestSchema:
         return pa.Table.from_arrays(arrays, names=[f.column for f in self.fields])
 
     def placeholder(self) -> BaseModel:
-        """A row with every value missing (texts empty): to warm a model up."""
-        return self.row_model.model_validate(
-            {f.column: "" if f.kind == "text" else None for f in self.fields})
+        """A row with every value missing (texts empty, media a tiny valid file of the right kind): to warm a
+        model up."""
+        def value(f: FieldSpec) -> bytes | str | None:
+            if f.kind in _MEDIA:  # as the validator leaves it (the file's bytes); not held to max_media_bytes
+                return self._media[f.column].placeholder()
+            return "" if f.kind == "text" else None
+
+        values: dict[str, Any] = {n: value(f) for n, f in zip(self._names, self.fields, strict=True)}
+        return self.row_model.model_construct(None, **values)
 
     def describe(self) -> list[dict[str, Any]]:
         """The fields as ``GET /model`` shows them."""
-        return [{"name": f.column, "kind": f.kind, "type": _EXPECT[f.kind], "features": list(f.features),
+        return [{"name": f.column, "kind": f.kind, "type": self._expect(f), "features": list(f.features),
                  **({"max_bytes": self.max_text_bytes} if f.kind == "text" else {}),
+                 **({"max_bytes": self.max_media_bytes, "encoding": "base64"} if f.kind in _MEDIA else {}),
                  **({"max_bytes": self.max_id_bytes} if f.kind == "sparse" else {}),
                  **({"max_ids": self.max_list_ids} if f.kind == "sparse" and f.separators else {})}
                 for f in self.fields]

@@ -49,7 +49,8 @@ class Service:
             try:
                 new = await asyncio.get_running_loop().run_in_executor(None, functools.partial(
                     load_served, target, self.home, s.max_rows_per_request, s.max_text_bytes, s.backend,
-                    max_id_bytes=s.max_id_bytes, max_list_ids=s.max_list_ids, max_batch_rows=s.max_batch_rows))
+                    max_id_bytes=s.max_id_bytes, max_list_ids=s.max_list_ids, max_batch_rows=s.max_batch_rows,
+                    max_media_bytes=s.max_media_bytes))
             except BaseException:
                 self.metrics.reloads.labels("failed").inc()
                 raise

@@ -12,6 +12,7 @@ from PIL import Image
 
 from shoal.config import parse_config
 from shoal.data.features.media import MediaInput
+from shoal.data.readers import BadRowSink, Chunk
 from shoal.models import available, build
 from shoal.models.audio import SpectrogramCNN
 from shoal.models.media import WithMedia
@@ -122,7 +123,13 @@ def test_train_load_predict_and_export_parity(tmp_path: Path) -> None:
     exported = export_onnx(Path(record.artifact_dir) / "bundle", parity_rows=48)
     fp32 = exported.parity["fp32"]
     assert fp32["ok"] and fp32["max_abs_logit_diff"] < 1e-4, fp32
-    from shoal.serving.schema import NotServableError, RequestSchema
+    from shoal.serving.schema import RequestSchema
 
-    with pytest.raises(NotServableError, match=r"picture \(image\), sound \(audio\): `shoal serve` does not take"):
-        RequestSchema(bundle.encoder, 10, 1024)  # a path in a request would read the server's files: refused at start
+    schema = RequestSchema(bundle.encoder, 10, 1024, max_media_bytes=4096)  # served: base64 only, never a path
+    assert all(not f.read_paths for f in bundle.encoder.media_features)
+    kinds = {f["name"]: (f["kind"], f["type"], f.get("encoding")) for f in schema.describe()}
+    assert kinds["picture"][0] == "image" and kinds["picture"][1].startswith("base64 of a PNG/JPEG/WebP")
+    assert kinds["sound"] == ("audio", "base64 of a mono 16-bit PCM WAV file", "base64")
+    warm = bundle.encoder.encode(Chunk(schema.table([schema.placeholder()]), np.arange(1), "warm-up"),
+                                 BadRowSink("keep"), with_label=False)  # a grey image, a silent sound: good rows
+    assert len(warm) == 1

@@ -42,6 +42,7 @@ class AudioColumn(MediaColumn):
     """An audio feature: mono 16-bit WAV -> ``sample_rate`` -> ``seconds`` -> log-mel (1, n_mels, frames)."""
 
     kind = "audio"
+    formats = "base64 of a mono 16-bit PCM WAV file"
 
     def __init__(self, name: str, column: str, seed: int, sample_rate: int = 16_000, seconds: float = 1.0,
                  n_mels: int = 40, window_ms: float = 25.0, hop_ms: float = 10.0,
@@ -101,6 +102,19 @@ class AudioColumn(MediaColumn):
         out = np.zeros(self.samples, np.float32)
         out[: len(x)] = x  # silence after a shorter sound
         return out
+
+    def magic(self, data: bytes) -> bool:
+        return audio_magic(data)
+
+    def placeholder(self) -> bytes:
+        """A WAV of ``seconds`` of silence at ``sample_rate`` (mono, 16-bit PCM)."""
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(self.sample_rate)
+            w.writeframes(bytes(2 * self.samples))
+        return out.getvalue()
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """Waveforms (N, S) -> log-mel spectrograms (N, 1, n_mels, frames)."""

@@ -39,6 +39,7 @@ class ImageColumn(MediaColumn):
     """An image feature: decoded, ``channels`` 1 or 3, resized to ``size`` (H, W), normalised."""
 
     kind = "image"
+    formats = "base64 of a PNG/JPEG/WebP image (GIF, BMP, TIFF too)"
 
     def __init__(self, name: str, column: str, seed: int, channels: int = 3, size: tuple[int, int] = (32, 32),
                  mean: float = 0.5, std: float = 0.25, widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1,
@@ -84,6 +85,18 @@ class ImageColumn(MediaColumn):
         x = np.asarray(small, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3) in [0, 1]
         x = x[None] if self.channels == 1 else x.transpose(2, 0, 1)  # (C, H, W)
         return (x - self.mean) / self.std
+
+    def magic(self, data: bytes) -> bool:
+        return image_magic(data)
+
+    def placeholder(self) -> bytes:
+        """A mid-grey PNG of this feature's size and channels."""
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.new("L" if self.channels == 1 else "RGB", (self.width, self.height),
+                  128 if self.channels == 1 else (128, 128, 128)).save(out, format="PNG")
+        return out.getvalue()
 
     def options(self) -> dict[str, Any]:
         return {"channels": self.channels, "size": [self.height, self.width], "mean": self.mean, "std": self.std,

@@ -18,6 +18,10 @@ A cell is read as:
 
 A missing cell, a file that does not exist or cannot be decoded is a bad row (:class:`~.base.Problems`), named
 with its file, line, column and the path as resolved.
+
+Cells from outside (``shoal serve``'s requests) must never name a file: the server would read its own files. A
+column's :attr:`MediaColumn.read_paths` set to False (the server's request schema sets it) reads a text cell
+only as base64 or a ``data:`` URI, never as a path, and never touches the file system (:func:`cell_bytes`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import pyarrow as pa
 
 from shoal.data.features.base import FeatureColumn, Problems
 
-__all__ = ["MAX_MEDIA_BYTES", "MediaColumn", "MediaError", "MediaInput", "cell_bytes", "data_folder", "shown"]
+__all__ = ["MAX_MEDIA_BYTES", "MediaColumn", "MediaError", "MediaInput", "base64_bytes", "cell_bytes", "data_folder",
+           "shown"]
 
 MAX_MEDIA_BYTES = 64 * 1024 * 1024  # one image or sound file; a larger cell is refused as a bad row
 MAX_PATH_CHARS = 4096
@@ -85,9 +90,34 @@ def _read_file(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def cell_bytes(value: Any, base: Path) -> bytes:
+def base64_bytes(text: str, limit: int = MAX_MEDIA_BYTES) -> bytes:
+    """The bytes of base64 ``text`` (or of a ``data:<type>;base64,`` URI's payload), never a file's: at most
+    ``limit`` bytes, checked on the text's length before anything is decoded. Raises :class:`MediaError`."""
+    text = text.strip()
+    if text.startswith("data:"):
+        header, comma, text = text.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise MediaError("a data URI without ';base64,': write data:<type>;base64,<payload>")
+    if not text:
+        raise MediaError("empty: send the encoded file as base64")
+    size = len(text) // 4 * 3  # the decoded size, within 2 bytes of padding
+    if size - 2 > limit:
+        raise MediaError(f"base64 of about {size:,} bytes is over the limit of {limit:,} bytes for one media value")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaError(f"not valid base64 ({len(text):,} characters starting {text[:12]!r}): send the file's "
+                         "bytes as standard base64 (A-Z a-z 0-9 + /, '=' padding, no line breaks), never a path") \
+            from None
+    if len(data) > limit:
+        raise MediaError(f"base64 of {len(data):,} bytes is over the limit of {limit:,} bytes for one media value")
+    return data
+
+
+def cell_bytes(value: Any, base: Path, *, paths: bool = True) -> bytes:
     """The encoded file a cell holds (bytes, a data URI, a path relative to ``base`` or absolute, or base64).
-    Raises :class:`MediaError` with the reason, naming the path as resolved."""
+    Raises :class:`MediaError` with the reason, naming the path as resolved. ``paths=False``: text is base64 or a
+    data URI only (:func:`base64_bytes`), never read as a path, and the file system is never touched."""
     if value is None:
         raise MediaError("missing: a media feature needs a file path, bytes or base64 in every row")
     if isinstance(value, bytes | bytearray | memoryview):
@@ -98,6 +128,8 @@ def cell_bytes(value: Any, base: Path) -> bytes:
             raise MediaError(f"{len(data):,} bytes, over the limit of {MAX_MEDIA_BYTES:,} for one media file")
         return data
     text = str(value).strip()
+    if not paths:
+        return base64_bytes(text)
     if not text:
         raise MediaError("empty: a media feature needs a file path, bytes or base64 in every row")
     if text.startswith("data:"):
@@ -151,6 +183,8 @@ class MediaColumn(FeatureColumn):
     blocks: int
     augment: bool
     flip: bool = False  # images, with augment: mirror left-right
+    read_paths: bool = True  # False: text cells are base64 only, never a file path (set by the HTTP server)
+    formats: str = "an encoded file"  # what a base64 value must hold, as a request's field description says it
 
     @property
     @abstractmethod
@@ -161,6 +195,14 @@ class MediaColumn(FeatureColumn):
     def decode(self, data: bytes) -> np.ndarray:
         """One encoded file -> this kind's raw array (an image (C, H, W), a waveform (samples,)); raises
         :class:`MediaError` with the reason when it cannot."""
+
+    @abstractmethod
+    def placeholder(self) -> bytes:
+        """A tiny valid encoded file of this kind (a grey image, a silent sound): to warm a server up."""
+
+    def magic(self, data: bytes) -> bool:
+        """Whether ``data`` starts like a file this kind decodes (a cheap check before decoding)."""
+        return True
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """Decoded arrays (N, ...) -> model input (N, C, H, W) float32 (a sound's log-mel spectrogram)."""
@@ -176,7 +218,7 @@ class MediaColumn(FeatureColumn):
 
     def read(self, table: pa.Table, base: Path, problems: Problems) -> np.ndarray:
         """The column's cells as model input (N, C*H*W) float32; cells that cannot be read are zeros and a
-        problem of their row. Relative paths are read from ``base``."""
+        problem of their row. Relative paths are read from ``base`` (never with :attr:`read_paths` False)."""
         cells = table.column(self.column).combine_chunks()
         values = cells.to_pylist()
         out = np.zeros((len(values), self.size), np.float32)
@@ -186,7 +228,7 @@ class MediaColumn(FeatureColumn):
             rows: list[int] = []
             for i in range(start, min(start + READ_ROWS, len(values))):
                 try:
-                    decoded.append(self.decode(cell_bytes(values[i], base)))
+                    decoded.append(self.decode(cell_bytes(values[i], base, paths=self.read_paths)))
                     rows.append(i)
                 except MediaError as err:
                     bad.setdefault(f"{err} ({self.kind} feature {self.name!r})", []).append(i)
