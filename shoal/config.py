@@ -372,11 +372,23 @@ class DenseFeature(FeatureConfig):
 
 
 class SparseFeature(FeatureConfig):
-    """An id, or a list of ids in one cell, hashed into ``buckets`` embedding rows."""
+    """An id, or a list of ids in one cell, hashed into ``buckets`` embedding rows; or, with ``encoding: vocab``,
+    looked up in the exact vocabulary of the training file (ids seen at least ``min_count`` times, the
+    ``max_size`` most frequent), with one out-of-vocabulary row for the others: no two ids share a row."""
 
     kind: Literal["sparse"]
-    buckets: int = Field(100_000, ge=2, le=100_000_000)
+    buckets: int = Field(100_000, ge=2, le=100_000_000)  # vocab: the rows assumed before the vocabulary is built
     separator: str | None = Field(None, min_length=1)  # a list of ids in one cell, e.g. "|"
+    encoding: Literal["hash", "vocab"] = "hash"
+    min_count: int = Field(1, ge=1)  # vocab: rarer ids share the out-of-vocabulary row
+    max_size: int | None = Field(None, ge=1, le=100_000_000)  # vocab: at most this many ids of their own
+
+    @model_validator(mode="after")
+    def _vocab_options(self) -> SparseFeature:
+        if self.encoding == "hash" and (self.min_count != 1 or self.max_size is not None):
+            raise ValueError(f"feature {self.name!r}: min_count and max_size apply to encoding: vocab only "
+                             "(this one hashes its ids); set encoding: vocab or remove them")
+        return self
 
 
 class TextFeature(FeatureConfig):

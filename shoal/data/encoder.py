@@ -4,7 +4,8 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
 
 - dense (:class:`~shoal.data.features.DenseColumn`): ``log1p``, ``standardize`` or ``none``, a missing flag,
   and optionally the value's quantile bin as an id.
-- sparse (:class:`~shoal.data.features.SparseColumn`): a stable hash into ``buckets`` rows, id 0 for missing.
+- sparse (:class:`~shoal.data.features.SparseColumn`): a stable hash into ``buckets`` rows, or (``encoding:
+  vocab``) the row of the id in the training file's vocabulary, with one out-of-vocabulary row; id 0 for missing.
 - text (:class:`~shoal.data.features.TextColumn`): a bag of hashed byte and word n-grams, or the bytes in order.
 - image, audio (:class:`~shoal.data.features.ImageColumn`, :class:`~shoal.data.features.AudioColumn`): the
   decoded pixels or log-mel spectrogram, flattened at the end of the dense values (:mod:`shoal.data.features.media`).
@@ -156,7 +157,8 @@ class Encoder:
 
     @property
     def needs_fit(self) -> bool:
-        return any(f.needs_fit for f in self.dense_features)
+        """Whether encoding uses statistics of the training data (dense statistics, sparse vocabularies)."""
+        return any(f.needs_fit for f in self.dense_features) or any(f.needs_fit for f in self.sparse_features)
 
     def columns(self, with_label: bool = True) -> list[str]:
         cols = [f.column for f in self.features]
@@ -168,9 +170,12 @@ class Encoder:
     def fit(self, chunks: Iterable[Chunk], sink: BadRowSink, max_rows: int = 2_000_000,
             sample_size: int = 200_000) -> Encoder:
         """Learn dense statistics from up to ``max_rows`` rows: mean and std of the transformed values, and
-        quantile bin edges from a uniform sample (reservoir, fixed seed) of ``sample_size`` values."""
+        quantile bin edges from a uniform sample (reservoir, fixed seed) of ``sample_size`` values; and the
+        vocabulary of each ``encoding: vocab`` sparse feature, from its id counts over the same rows."""
         dense = self.dense_features
         stats = [f.stats(sample_size) for f in dense]
+        vocab = [f for f in self.sparse_features if f.needs_fit]
+        counters = [f.counter() for f in vocab]
         rows = 0
         for chunk in chunks:
             problems = Problems()
@@ -178,11 +183,16 @@ class Encoder:
             good = problems.report(chunk, sink)  # a row bad in one dense column counts in none
             for f, acc, values in zip(dense, stats, raw, strict=True):
                 acc.add(f, values[good])
+            table = chunk.table if good.all() else chunk.table.filter(pa.array(good))
+            for s, counter in zip(vocab, counters, strict=True):
+                counter.add(s.values(table.column(s.column)))
             rows += int(good.sum())
             if rows >= max_rows:
                 break
         for f, acc in zip(dense, stats, strict=True):
             f.learn(acc)
+        for s, counter in zip(vocab, counters, strict=True):
+            s.learn(counter)
         self.fitted_ = True
         self.fit_rows_ = rows
         return self

@@ -99,6 +99,11 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
     other = [f.name for f in encoder.features if id(f) not in known]
     if other:
         raise ExportError(f"features {other} are of a kind the raw export does not know")
+    vocab = [s.name for s in encoder.sparse_features if s.vocab is not None]
+    if vocab:
+        raise ExportError(f"sparse features {vocab} use encoding: vocab, which the raw export does not compute (it "
+                          "hashes ids in the graph); export with --onnx instead (encoded ids in, as shoal serve takes "
+                          "them), or train these features with encoding: hash")
     width: Any = max_bytes if max_bytes is not None else "L"
     features: list[dict[str, Any]] = []
     inputs: dict[str, dict[str, Any]] = {}

@@ -22,6 +22,10 @@ TARGET_STEPS = 2000
 MAX_EPOCHS = 20
 _VALID_FRACTION = 0.1
 _SMALL_TABLE = 4096  # embedding rows a column with few values gets at least (64 per value up to 64 values)
+#: A sparse column with at most this many distinct values (all counted) gets ``encoding: vocab``: a row per value.
+VOCAB_MAX_DISTINCT = 10_000
+#: ``max_size`` of a vocabulary proposed from the first rows of a file only (the rest may hold many more ids).
+VOCAB_MAX_SIZE = 100_000
 
 
 def sparse_buckets(cardinality: int, capped: bool = False) -> int:
@@ -50,6 +54,16 @@ def unshared_buckets(name: str, values: tuple[str, ...], buckets: int) -> int:
             break
         buckets *= 2
     return buckets
+
+
+def sparse_options(name: str, values: tuple[str, ...], cardinality: int, capped: bool, truncated: bool) -> str:
+    """The YAML options of a sparse feature with ``cardinality`` distinct values seen: ``encoding: vocab`` (a row
+    per value, none shared) for at most :data:`VOCAB_MAX_DISTINCT` of them, all counted (with a ``max_size`` when
+    only the first rows were read); else hashed into ``buckets`` rows. ``min_count: 2`` sends ids seen once to
+    the out-of-vocabulary row, so that row is trained and an id first seen after training gets a learned vector."""
+    if not capped and cardinality <= VOCAB_MAX_DISTINCT:
+        return "encoding: vocab, min_count: 2" + (f", max_size: {VOCAB_MAX_SIZE}" if truncated else "")
+    return f"buckets: {unshared_buckets(name, values, sparse_buckets(cardinality, capped))}"
 
 
 def train_settings(rows: int | None, valid_fraction: float, text_bag: bool) -> dict[str, int | float]:
@@ -123,8 +137,10 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         "# Review before training:",
         "#   - the label column and which value is positive (label.positive / label.negative), or its classes;",
         "#   - each feature's kind: dense (a number; transform log1p for counts, standardize otherwise) or",
-        "#     sparse (an id or integer code; buckets = embedding rows, 8-64x the distinct ids seen, so that",
-        "#     ids rarely share a row) or text (raw text; max_bytes holds 99% of the texts whole);",
+        "#     sparse (an id or integer code; encoding: vocab gives each id seen in training a row of its own,",
+        f"#     for columns with at most {VOCAB_MAX_DISTINCT:,} distinct ids; else buckets = embedding rows, 8-64x",
+        "#     the distinct ids seen, so that ids rarely share a row) or text (raw text; max_bytes holds 99% of the",
+        "#     texts whole);",
         "#   - the columns left out (commented out under features) and columns with many missing values;",
         "#   - model and train settings: epochs and batch size sized for the rows read (a text-only file: bag).",
         f"name: {_y(Path(profile.path).stem)}",
@@ -164,14 +180,14 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
             if c.also_ids:
                 twin = _twin_name(c.name, taken)
                 taken.add(twin)
-                buckets = unshared_buckets(twin, c.values, sparse_buckets(c.cardinality, c.cardinality_capped))
+                ids = sparse_options(twin, c.values, c.cardinality, c.cardinality_capped, profile.truncated)
                 out.append(f"  - {entry}  # {_comment(c.reason)}")
-                out.append(f"  - {{name: {_y(twin)}, column: {_y(c.name)}, kind: sparse, buckets: {buckets}}}"
+                out.append(f"  - {{name: {_y(twin)}, column: {_y(c.name)}, kind: sparse, {ids}}}"
                            f"  # {c.name}'s values as ids")
                 continue
         elif c.kind == "sparse":
-            buckets = unshared_buckets(c.name, c.values, sparse_buckets(c.cardinality, c.cardinality_capped))
-            entry = f"{{name: {_y(c.name)}, kind: sparse, buckets: {buckets}"
+            ids = sparse_options(c.name, c.values, c.cardinality, c.cardinality_capped, profile.truncated)
+            entry = f"{{name: {_y(c.name)}, kind: sparse, {ids}"
             if c.multi_id_separator is not None:
                 entry += f", separator: {_y(c.multi_id_separator)}"
             entry += "}"

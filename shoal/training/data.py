@@ -212,7 +212,8 @@ class TrainingData:
 
 
 def _fit(encoder: Encoder, cfg: RunConfig) -> None:
-    """Fit the class names and the dense statistics (bad rows are skipped here, reported in the first pass)."""
+    """Fit the class names, the dense statistics and the sparse vocabularies (bad rows are skipped here, reported
+    in the first pass)."""
     if encoder.needs_classes:
         encoder.fit_classes(chunks(cfg.data.train, cfg.data, [cfg.label.column], BadRowSink("count")))
     if encoder.needs_fit:

@@ -236,7 +236,7 @@ def test_integer_codes_become_ids(tmp_path: Path) -> None:
     cfg_path.write_text(starter_config(p, cfg_path))
     cfg = load_config(cfg_path)
     twin = next(f for f in cfg.sparse if f.name == "level_id")
-    assert twin.source == "level" and twin.buckets >= 64 * 10
+    assert twin.source == "level" and twin.encoding == "vocab"  # 10 codes: a row each
 
 
 def test_text_max_bytes_holds_the_texts_whole(tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ def test_starter_config_loads(tmp_path: Path) -> None:
     assert cfg.data.missing == list(DEFAULT_MISSING)
     assert cfg.label.column == "c0" and cfg.label.positive == [">50K"] and cfg.label.negative == ["<=50K"]
     assert [(f.name, f.kind) for f in cfg.features] == [("c1", "dense"), ("c2", "sparse"), ("c3", "sparse")]
-    assert cfg.features[1].separator == "|" and cfg.features[2].buckets >= 64 * 40  # 40 ids, 64 rows each
+    assert cfg.features[1].separator == "|" and cfg.features[2].encoding == "vocab"  # 40 ids, a row each
     assert cfg.model.name == "dlrm"
     assert "../data/rows.tsv" in text
 

@@ -4,7 +4,7 @@
 kind        config (:mod:`shoal.config`)  column: what it encodes
 ==========  ==========================  =============================================================
 dense       :class:`DenseFeature`       :class:`DenseColumn`: the value, a missing flag, a quantile bin
-sparse      :class:`SparseFeature`      :class:`SparseColumn`: hashed ids, one or a list per row
+sparse      :class:`SparseFeature`      :class:`SparseColumn`: hashed or vocabulary ids, one or a list per row
 text        :class:`TextFeature`        :class:`TextColumn`: hashed n-grams, or the bytes in order
 image       :class:`ImageFeature`       :class:`ImageColumn`: pixels (C, H, W), in the dense part of a batch
 audio       :class:`AudioFeature`       :class:`AudioColumn`: a log-mel spectrogram (1, M, T), likewise
