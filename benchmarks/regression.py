@@ -7,6 +7,8 @@ Data sets (train / validation / test, identical for every system):
 - ``adult_hours``: adult_census's ``hours-per-week`` from the other 14 columns (the income class included);
   train: adult.data less shoal's held-out 10 % (validation), test: adult.test.
 - ``diabetes``: scikit-learn's bundled diabetes set (442 rows, 10 numbers; no download), split 70/15/15 (seed 0).
+- ``synth_log``: ``shoal synth --target amount`` (100,000 rows of the click log, 13 dense and 26 sparse columns;
+  the target is 10 x the planted logit + N(0, 5^2): RMSE 5 is the floor), 80/10/10.
 - ``synthetic``: a planted target, ``y = 50 + 8 sin(x1) + 5 log1p(x2) + effect(shop) + effect(shop, hour) +
   N(0, 2^2)`` over 40,000 / 5,000 / 5,000 rows: the noise floor (RMSE 2.0) is the ceiling.
 
@@ -88,8 +90,24 @@ def synthetic(quick: bool) -> Frames:
         drop=True)
 
 
+def synth_log(quick: bool) -> Frames:
+    """``shoal synth --target amount``: the click log's planted logit as a number (noise sd 5, the floor), its
+    click label dropped (it is drawn from the same logit); 80/10/10 split."""
+    from shoal.data.synthetic import SynthSpec, generate
+
+    n = 20_000 if quick else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "log.parquet"
+        truth = generate(path, SynthSpec(rows=n, target="amount", target_noise=5.0, max_cardinality=100_000))
+        frame = pd.read_parquet(path).drop(columns="label").rename(columns={"amount": "y"})
+    print(f"synth_log: noise floor RMSE {truth.target_rmse:g}, best R^2 {truth.target_r2:.4f}", flush=True)
+    a, b = int(0.8 * n), int(0.9 * n)
+    return frame.iloc[:a].reset_index(drop=True), frame.iloc[a:b].reset_index(drop=True), frame.iloc[b:].reset_index(
+        drop=True)
+
+
 DATASETS: dict[str, Callable[[bool], Frames]] = {"adult_hours": adult_hours, "diabetes": diabetes,
-                                                 "synthetic": synthetic}
+                                                 "synthetic": synthetic, "synth_log": synth_log}
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
