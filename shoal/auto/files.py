@@ -30,10 +30,6 @@ def prepare(data: Path, label: str | None, valid: Path | None, folder: Path) -> 
     starter = folder / STARTER_FILE
     starter.write_text(starter_config(profile, starter), encoding="utf-8")
     base = search_config(load_config(starter), valid)
-    if base.label.kind == "multilabel":
-        raise ValueError(f"{data}: label {base.label.column!r} holds tags (label.kind: multilabel), which shoal auto "
-                         f"does not search yet (its metrics would be micro_f1 / macro_f1); train the starter config "
-                         f"{starter} with shoal train instead")
     return base, DataShape.of(base, profile, text_lengths(base))
 
 

@@ -54,6 +54,7 @@ class DataShape:
     id_like: dict[str, int] = field(default_factory=dict)  # dense feature with few distinct values -> how many
     text_bytes: dict[str, int] = field(default_factory=dict)  # text feature -> 99th percentile length in bytes
     regression: bool = False  # a number to predict
+    multilabel: bool = False  # a set of tags per row
 
     @classmethod
     def of(cls, base: RunConfig, profile: FileProfile, text_bytes: dict[str, int]) -> DataShape:
@@ -66,7 +67,7 @@ class DataShape:
         id_like = {f.name: seen[f.source].cardinality for f in base.dense if f.source in seen
                    and 2 < seen[f.source].cardinality <= ID_LIKE_MAX and not seen[f.source].cardinality_capped}
         return cls(profile.rows, base.label.kind == "multiclass", dense, skewed, card, id_like, text_bytes,
-                   base.label.kind == "regression")
+                   base.label.kind == "regression", base.label.kind == "multilabel")
 
     @property
     def max_epochs(self) -> int:

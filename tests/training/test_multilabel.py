@@ -201,12 +201,19 @@ def test_inspect_recognises_a_given_label_of_tags(tmp_path: Path) -> None:
     assert cfg.label.kind == "multilabel" and cfg.label.separator == "|"
 
 
-def test_distill_and_auto_refuse_tags_clearly(trained: tuple[Path, Path, shoal.RunRecord]) -> None:
-    from shoal.auto.files import prepare
+def test_distill_refuses_tags_clearly(trained: tuple[Path, Path, shoal.RunRecord]) -> None:
     from shoal.distill import distill
 
     root, home, run = trained
     with pytest.raises(ValueError, match="predicts tags \\(label.kind: multilabel\\), which distillation"):
         distill(run.run_id, "logistic", home=home)
-    with pytest.raises(ValueError, match="holds tags \\(label.kind: multilabel\\), which shoal auto"):
-        prepare(root / "train.csv", "topics", None, root)
+
+
+def test_auto_searches_tags_by_micro_f1(trained: tuple[Path, Path, shoal.RunRecord], tmp_path: Path) -> None:
+    from shoal.auto.search import AutoSettings, auto
+
+    root, _, _ = trained
+    result = auto(AutoSettings(data=root / "train.csv", label="topics", budget_s=60, max_trials=1),
+                  tmp_path / "home")
+    assert result.metric.name == "micro_f1" and result.metric.maximize
+    assert result.best is not None and result.best.family == "starter" and result.best.value > 0.8
