@@ -49,7 +49,52 @@ def _frame(X: Any) -> pd.DataFrame:
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 
-class ShoalClassifier(ClassifierMixin, BaseEstimator):
+class _ShoalEstimator(BaseEstimator):
+    """What both estimators share: X checked as scikit-learn checks it, training through :func:`shoal.fit`, and X
+    checked again against the fitted columns. Parameters stay in each subclass's ``__init__`` (scikit-learn reads
+    them from its signature)."""
+
+    model: str | None
+    epochs: int | None
+    overrides: Mapping[str, Any] | None
+    home: str | None
+    seed: int
+
+    def _features(self, X: Any, y: Any) -> pd.DataFrame:
+        frame = _frame(X)
+        if frame.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required.")
+        if frame.shape[0] == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={frame.shape}) while a minimum of 1 is required.")
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        return frame
+
+    def _train(self, frame: pd.DataFrame, defaults: Mapping[str, Any], fixed: Mapping[str, Any],
+               task: str | None = None) -> None:
+        """Train on ``frame`` (features, then the label in :data:`LABEL`): ``defaults`` that ``overrides`` may
+        change, then ``epochs``, then ``fixed`` settings that follow from ``y``."""
+        settings = {"train.seed": self.seed, **defaults, **dict(self.overrides or {})}
+        if self.epochs is not None:
+            settings["train.epochs"] = self.epochs
+        settings.update(fixed)
+        home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
+        self.model_: Model = fit(frame, LABEL, model=self.model, task=task, home=home, overrides=settings)
+        self.n_features_in_ = frame.shape[1] - 1
+        self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
+
+    def _checked(self, X: Any) -> pd.DataFrame:
+        name = type(self).__name__
+        if "model_" not in self.__dict__:
+            raise NotFittedError(f"this {name} is not fitted yet: call fit(X, y) first")
+        frame = _frame(X)
+        if frame.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {frame.shape[1]} features, but {name} is expecting "
+                             f"{self.n_features_in_} features as input")
+        return frame
+
+
+class ShoalClassifier(ClassifierMixin, _ShoalEstimator):
     """A shoal model as a scikit-learn classifier (binary or multiclass).
 
     Parameters: ``model`` (a model family, or None for the starter config's choice), ``epochs`` (None: sized by
@@ -68,13 +113,7 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> ShoalClassifier:
         from sklearn.utils.multiclass import type_of_target
 
-        frame = _frame(X)
-        if frame.shape[1] == 0:
-            raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required.")
-        if frame.shape[0] == 0:
-            raise ValueError(f"Found array with 0 sample(s) (shape={frame.shape}) while a minimum of 1 is required.")
-        if y is None:
-            raise ValueError("ShoalClassifier requires y to be passed, but the target y is None")
+        frame = self._features(X, y)
         labels = np.asarray(y)
         kind = type_of_target(labels)
         if kind not in ("binary", "multiclass"):
@@ -84,26 +123,12 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"y has one class only ({self.classes_[0]!r}); a classifier needs two or more")
         frame[LABEL] = [str(v) for v in labels]
-        settings: dict[str, Any] = {"train.seed": self.seed, **dict(self.overrides or {})}
-        if self.epochs is not None:
-            settings["train.epochs"] = self.epochs
+        settings: dict[str, Any] = {}
         if len(self.classes_) == 2:  # positive: the larger class, as scikit-learn's pos_label
             settings["label.positive"] = [str(self.classes_[1])]
             settings["label.negative"] = [str(self.classes_[0])]
-        home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
-        self.model_: Model = fit(frame, LABEL, model=self.model, home=home, overrides=settings)
-        self.n_features_in_ = frame.shape[1] - 1
-        self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
+        self._train(frame, {}, settings)
         return self
-
-    def _checked(self, X: Any) -> pd.DataFrame:
-        if "model_" not in self.__dict__:
-            raise NotFittedError("this ShoalClassifier is not fitted yet: call fit(X, y) first")
-        frame = _frame(X)
-        if frame.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {frame.shape[1]} features, but ShoalClassifier is expecting "
-                             f"{self.n_features_in_} features as input")
-        return frame
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, n_classes) probabilities, columns in ``classes_`` order."""
@@ -119,7 +144,7 @@ class ShoalClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[p.argmax(axis=1)]
 
 
-class ShoalRegressor(RegressorMixin, BaseEstimator):
+class ShoalRegressor(RegressorMixin, _ShoalEstimator):
     """A shoal model as a scikit-learn regressor: a number per row (``label.kind: regression``).
 
     Parameters as :class:`ShoalClassifier`'s; ``loss``: ``mse`` or ``huber``.
@@ -136,13 +161,7 @@ class ShoalRegressor(RegressorMixin, BaseEstimator):
         self.loss = loss
 
     def fit(self, X: Any, y: Any) -> ShoalRegressor:
-        frame = _frame(X)
-        if frame.shape[1] == 0:
-            raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required.")
-        if frame.shape[0] == 0:
-            raise ValueError(f"Found array with 0 sample(s) (shape={frame.shape}) while a minimum of 1 is required.")
-        if y is None:
-            raise ValueError("ShoalRegressor requires y to be passed, but the target y is None")
+        frame = self._features(X, y)
         try:
             target = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -163,21 +182,10 @@ class ShoalRegressor(RegressorMixin, BaseEstimator):
         if not np.isfinite(target).all():
             raise ValueError("Input y contains NaN or infinity.")
         frame[LABEL] = target
-        settings: dict[str, Any] = {"train.seed": self.seed, "label.loss": self.loss, **dict(self.overrides or {})}
-        if self.epochs is not None:
-            settings["train.epochs"] = self.epochs
-        home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
-        self.model_: Model = fit(frame, LABEL, model=self.model, task="regression", home=home, overrides=settings)
-        self.n_features_in_ = frame.shape[1] - 1
-        self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
+        self._train(frame, {"label.loss": self.loss}, {}, task="regression")
         return self
 
     def predict(self, X: Any) -> np.ndarray:
         """(N,) predicted values."""
-        if "model_" not in self.__dict__:
-            raise NotFittedError("this ShoalRegressor is not fitted yet: call fit(X, y) first")
-        frame = _frame(X)
-        if frame.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {frame.shape[1]} features, but ShoalRegressor is expecting "
-                             f"{self.n_features_in_} features as input")
+        frame = self._checked(X)  # first: an unfitted estimator raises NotFittedError
         return self.model_.predict(frame)
