@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,8 @@ __all__ = [
     "normalized_entropy",
     "probabilities",
     "regression_report",
+    "HEADLINE",
+    "headline",
 ]
 
 logger = logging.getLogger(__name__)
@@ -418,3 +421,19 @@ def regression_report(y: ArrayLike, pred: ArrayLike, train_mean: float | None = 
         "rows": float(y_arr.shape[0]),
         "label_mean": float(np.mean(y_arr)),
     }
+
+
+#: The one metric that sums up a model of each label kind, higher is better: what lists and comparisons show.
+HEADLINE = {"binary": "auc", "multiclass": "accuracy", "multilabel": "micro_f1", "regression": "r2"}
+
+
+def headline(metrics: dict[str, Any], prefix: str = "") -> tuple[str, float] | None:
+    """The headline metric found in ``metrics`` (keys ``prefix + name``, e.g. ``valid_auc``), as (name, value).
+
+    >>> headline({"valid_r2": 0.8, "valid_rmse": 1.2}, "valid_")
+    ('r2', 0.8)
+    """
+    for name in HEADLINE.values():
+        if prefix + name in metrics:
+            return name, float(metrics[prefix + name])
+    return None

@@ -29,10 +29,10 @@ _Alpha = Annotated[float, typer.Option(help="Weight of the hard labels (1 - alph
 
 
 def _quality(metrics: dict[str, Any], split: str) -> str:
-    for key in ("auc", "accuracy", "rmse"):
-        if f"{split}_{key}" in metrics:
-            return f"{metrics[f'{split}_{key}']:.4f} ({key})"
-    return "-"
+    from shoal.metrics import headline
+
+    found = headline(metrics, f"{split}_")
+    return "-" if found is None else f"{found[1]:.4f} ({found[0]})"
 
 
 def distill(

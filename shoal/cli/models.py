@@ -88,11 +88,12 @@ def models(
         table = Table(title=f"models in {h}")
         for col in ("model", "version", "aliases", "run", "valid metric", "registered", "note"):
             table.add_column(col)
+        from shoal.metrics import headline
+
         for v in versions:
             metrics = runs.get(v.run_id).metrics
-            key = next((k for k in ("valid_auc", "valid_accuracy", "valid_r2", "test_auc", "test_accuracy",
-                                    "test_r2") if k in metrics), None)
-            shown = f"{key.split('_', 1)[1]} {metrics[key]:.4f}" if key else "-"
+            found = headline(metrics, "valid_") or headline(metrics, "test_")
+            shown = f"{found[0]} {found[1]:.4f}" if found else "-"
             table.add_row(v.name, f"v{v.version}", ", ".join(v.aliases), v.run_id, shown,
                           time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)), v.note)
         console.print(table)

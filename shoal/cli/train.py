@@ -171,11 +171,13 @@ def runs_(home: HomeOption = None, limit: int = 20) -> None:
         table.add_column("run", no_wrap=True)
         for col in ("name", "kind", "status", "model", "valid AUC / acc / R²", "valid NE / NMSE", "created"):
             table.add_column(col)
+        from shoal.metrics import headline
+
         for r in records:
             m = r.metrics
-            quality = (f"{m['valid_auc']:.4f}" if "valid_auc" in m
-                       else f"{m['valid_accuracy']:.2%}" if "valid_accuracy" in m
-                       else f"R² {m['valid_r2']:.4f}" if "valid_r2" in m else "")
+            found = headline(m, "valid_")
+            quality = ("" if found is None else f"{found[1]:.2%}" if found[0] == "accuracy"
+                       else f"{found[1]:.4f}" if found[0] == "auc" else f"{found[0]} {found[1]:.4f}")
             ne = m.get("valid_ne", m.get("valid_nmse"))
             table.add_row(
                 r.run_id, r.name, r.kind.value, r.status.value, str(r.config.get("model", {}).get("name", "")),

@@ -43,6 +43,7 @@ from shoal.data.split import HeldOutSplit
 from shoal.data.stream import batches
 from shoal.distill import STUDENTS, distill, student_config, teacher_outputs
 from shoal.export.onnx import export_onnx
+from shoal.metrics import HEADLINE
 from shoal.runtime.latency import latency
 from shoal.runtime.onnx import OnnxPredictor
 from shoal.training.callbacks import Callbacks
@@ -82,7 +83,7 @@ class Candidate:
     student: str  # a StudentSpec label, or "teacher"
     run_id: str
     system: str  # one of SYSTEMS
-    metric: str  # "auc" (binary), "accuracy" (multiclass) or "r2" (regression): higher is better
+    metric: str  # the task's headline metric (shoal.metrics.HEADLINE): higher is better
     quality: float  # on the validation rows
     p50_ms: float
     p99_ms: float
@@ -162,7 +163,7 @@ def measure(bundle: Bundle, onnx_dir: Path, rows: Batch, systems: Sequence[str],
             sizes: dict[str, float], seconds: float = 0.5) -> list[Candidate]:
     """Validation quality and one-row latency (one thread) of ``bundle`` served as each of ``systems``."""
     assert rows.label is not None
-    metric = "accuracy" if bundle.classes else "r2" if bundle.task == "regression" else "auc"  # higher is better
+    metric = HEADLINE[bundle.task]  # higher is better
     ones = [rows.slice(i, i + 1) for i in range(min(len(rows), LATENCY_ROWS))]
     linear_mib = sum(m.weight.numel() * 4 for m in bundle.model.modules() if isinstance(m, nn.Linear)) / 2**20
     saved = torch.get_num_threads()
