@@ -28,9 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,9 +42,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 try:  # run as ``python benchmarks/abuse.py`` (script folder on sys.path) or imported as ``benchmarks.abuse``
-    from benchmarks.common import markdown_table, row, write_json
+    from benchmarks.common import free_port, markdown_table, row, server_process, write_json
 except ImportError:
-    from common import markdown_table, row, write_json  # type: ignore[no-redef]
+    from common import free_port, markdown_table, row, server_process, write_json  # type: ignore[no-redef]
 
 BENCH = "abuse"
 ATTACKS = ("huge", "half_body", "slow_headers", "bad_json")
@@ -73,35 +71,14 @@ def make_bundle(work: Path) -> tuple[Path, dict[str, Any]]:
     return bundle, pq.read_table(data).slice(0, 1).drop(["label"]).to_pylist()[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(bundle: Path, log: Path) -> Iterator[int]:
     """``shoal serve`` on a free loopback port with its default limits; yield the port; stop it."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--port", str(port), "--threads", "1",
            "--backend", "torch"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while not _ready(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"shoal serve did not start; see {log}")
-            time.sleep(0.2)
+    with server_process(cmd, log, lambda: _ready(port), timeout_s=120):
         yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _ready(port: int) -> bool:

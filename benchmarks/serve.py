@@ -40,9 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,10 +54,10 @@ import pyarrow.parquet as pq
 import uvloop
 
 try:  # run as ``python benchmarks/serve.py`` (script folder on sys.path) or imported as ``benchmarks.serve``
-    from benchmarks.common import markdown_table, row, write_json
+    from benchmarks.common import free_port, markdown_table, row, server_process, write_json
     from benchmarks.serve_load import CLIENT_KINDS, MIXED_CLIENTS, TOKEN, Budget, load, run_async, swap_under_load
 except ImportError:  # pragma: no cover - depends on how the file is run
-    from common import markdown_table, row, write_json  # type: ignore[no-redef]
+    from common import free_port, markdown_table, row, server_process, write_json  # type: ignore[no-redef]
     from serve_load import CLIENT_KINDS, MIXED_CLIENTS, TOKEN, Budget, load, run_async, swap_under_load  # type: ignore[no-redef]
 
 BENCH = "serve"
@@ -147,44 +144,26 @@ def naive_app(bundle_dir: Path) -> Any:
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(system: str, bundle: Path, log: Path) -> Iterator[str]:
     """Start a server subprocess on a free loopback port; yield its URL; stop it (SIGTERM, then SIGKILL)."""
-    port = _free_port()
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "SHOAL_ADMIN_TOKEN": TOKEN}
+    port = free_port()
     if system == "naive":
         cmd = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port)]
     else:
         cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--port", str(port),
                "--threads", str(THREADS), "--backend", "onnx" if system.endswith("-onnx") else "torch",
                *(["--no-batching"] if system == "shoal-nobatch" else [])]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"{system} did not start; see {log}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
+
+    def ready() -> bool:
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    with server_process(cmd, log, ready, env={"SHOAL_ADMIN_TOKEN": TOKEN}):
+        yield url
 
 
 def alive(url: str) -> bool:
