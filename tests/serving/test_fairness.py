@@ -98,7 +98,7 @@ def test_good_answers_take_no_tokens_and_auto_keys_loopback_per_connection() -> 
 # -- a real server on a loopback socket -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def port(served: tuple[Path, dict[str, Any]]) -> Iterator[int]:  # noqa: F811
-    app = create_app(served[0], ServeSettings(client_error_burst=10, client_error_rate=20))
+    app = create_app(served[0], ServeSettings(client_error_burst=10, client_error_rate=2))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = int(s.getsockname()[1])
@@ -137,11 +137,13 @@ def test_a_real_server_answers_429_to_a_bad_json_flood_and_serves_another_client
             socket.create_connection(("127.0.0.1", port), timeout=10) as legit:
         flood = [_post(bad, b'{"rows": [{"d0": 1.0, "s1": }') for _ in range(14)]
         statuses = [s for s, _ in flood]  # one keep-alive connection throughout
-        # the burst, then a 429 held until a token is back; that token lets one more through: 429 and 422 in turn
-        assert statuses[:11] == [422] * 10 + [429] and statuses[11:].count(429) >= 1, statuses
-        assert b"retry-after: 1" in flood[10][1].lower() and b"client_error_rate" in flood[10][1]
+        # the burst of 10, then a 429 held until a token is back (0.5 s at 2 a second; a slow machine may refill
+        # one token during the burst, hence "within the next two"); after it, 429 and 422 in turn
+        assert statuses[:10] == [422] * 10 and 429 in statuses[10:12] and statuses[12:].count(429) >= 1, statuses
+        first = flood[statuses.index(429)][1]
+        assert b"retry-after: 1" in first.lower() and b"client_error_rate" in first
         for _ in range(5):  # the other connection is another client on loopback: its own bucket
             status, answer = _post(legit, good)
             assert status == 200, answer
-        time.sleep(0.2)  # the bucket refills at 20 a second
+        time.sleep(0.6)  # the bucket refills at 2 a second
         assert _post(bad, b"{}")[0] == 422
