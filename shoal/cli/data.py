@@ -32,20 +32,36 @@ def synth(
                                                     "regression label: 10 x the planted logit + noise).")] = None,
     target_noise: Annotated[float, typer.Option(help="Standard deviation of the target's noise: the best "
                                                      "RMSE any model can reach.")] = 5.0,
+    tasks: Annotated[str | None, typer.Option(help="Several binary labels, comma-separated (e.g. click,conversion): "
+                                                   "the first names the click label, each further one is a planted "
+                                                   "post-click event, 1 only where the first is 1.")] = None,
+    task_rate: Annotated[float, typer.Option(help="Rate of each further task among the rows whose first task is "
+                                                  "1 (with --tasks).")] = 0.1,
 ) -> None:
-    """Write a synthetic click log with a known ground truth (and its Bayes-optimal AUC/NE)."""
+    """Write a synthetic click log with a known ground truth (and its Bayes-optimal AUC/NE per task)."""
     from shoal.data.synthetic import SynthSpec, generate
 
     with user_errors():
+        names = None if tasks is None else tuple(name.strip() for name in tasks.split(","))
         spec = SynthSpec(rows=rows, dense=dense, sparse=sparse, base_rate=base_rate,
-                         max_cardinality=max_cardinality, seed=seed, target=target, target_noise=target_noise)
+                         max_cardinality=max_cardinality, seed=seed, target=target, target_noise=target_noise,
+                         tasks=names, task_rate=task_rate)
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(TextColumn("synth"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
                       TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("synth", total=rows)
             truth = generate(out, spec, progress=lambda n: progress.update(task, completed=n))
-        console.print(f"wrote {out} ({rows:,} rows): base rate {truth.base_rate:.4f}, "
-                      f"Bayes-optimal AUC {truth.bayes_auc:.4f}, NE {truth.bayes_ne:.4f}")
+        if not truth.tasks:
+            console.print(f"wrote {out} ({rows:,} rows): base rate {truth.base_rate:.4f}, "
+                          f"Bayes-optimal AUC {truth.bayes_auc:.4f}, NE {truth.bayes_ne:.4f}")
+        else:
+            console.print(f"wrote {out} ({rows:,} rows, {len(truth.tasks)} tasks):")
+            first = truth.tasks[0]
+            for each in truth.tasks:
+                share = each.base_rate / max(first.base_rate, 1e-12)  # a further task is 1 only where the first is
+                among = "" if each is first else f" ({share:.1%} of {first.name})"
+                console.print(f"  {each.name}: base rate {each.base_rate:.4f}{among}, "
+                              f"Bayes-optimal AUC {each.bayes_auc:.4f}, NE {each.bayes_ne:.4f}")
         if target is not None:
             console.print(f"numeric target {target!r}: noise floor RMSE {truth.target_rmse:.4g}, "
                           f"best R^2 {truth.target_r2:.4f}")

@@ -12,6 +12,7 @@ The package, in the order the generator uses it:
 * :mod:`.ids`: stable hashes of ``(feature, rank)``: an id's string code and its effect;
 * :mod:`.sampling`: the rows of a chunk, as id ranks and dense counts;
 * :mod:`.logit`: the true click logit and the bias calibrated to ``base_rate``;
+* :mod:`.tasks`: further tasks (``SynthSpec.tasks``), post-click events such as a conversion;
 * :mod:`.arrow`: a chunk as an Arrow table (ids as strings);
 * :mod:`.truth`: :class:`SynthTruth`, its JSON file (:func:`truth_path`, :func:`load_truth`);
 * :mod:`.generator`: :func:`generate`, which ties them together.
@@ -69,6 +70,10 @@ that the mean probability there equals ``base_rate``; labels are ``Bernoulli(sig
 ``H(q) = -(q ln q + (1 - q) ln(1 - q))``.  With a single class among the labels (tiny ``rows``) the AUC and
 the NE are undefined and stored as ``nan`` (``NaN`` in the JSON, as Python's :mod:`json` writes it).
 
+*Tasks*: with ``tasks=("click", "conversion")`` the label column is called ``click`` (same values) and a second
+int8 column ``conversion`` follows it: a post-click event, 1 only where ``click`` is 1, whose logit shares the
+click's planted effects and adds its own (:mod:`.tasks`); the truth has each task's Bayes AUC and NE.
+
 Determinism: the same :class:`SynthSpec` gives byte-identical data.  Chunk ``i`` uses the stream
 ``default_rng([seed, 1, i])``, so ``chunk_rows`` is part of what defines the data.
 """
@@ -96,6 +101,6 @@ from shoal.data.synthetic.sampling import _zipf_ranks as _zipf_ranks
 from shoal.data.synthetic.spec import MAX_CARDINALITY_CAP as MAX_CARDINALITY_CAP
 from shoal.data.synthetic.spec import MAX_CHUNK_ROWS as MAX_CHUNK_ROWS
 from shoal.data.synthetic.spec import SynthSpec
-from shoal.data.synthetic.truth import SynthTruth, load_truth, truth_path
+from shoal.data.synthetic.truth import SynthTruth, TaskTruth, load_truth, truth_path
 
-__all__ = ["SynthSpec", "SynthTruth", "cardinalities", "generate", "load_truth", "truth_path"]
+__all__ = ["SynthSpec", "SynthTruth", "TaskTruth", "cardinalities", "generate", "load_truth", "truth_path"]

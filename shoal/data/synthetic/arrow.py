@@ -57,8 +57,8 @@ def _from_parts(data: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> pa.
 
 
 def _schema(spec: SynthSpec) -> pa.Schema:
-    """``label`` (int8), ``d0..`` (float64), ``s0..`` (string)."""
-    cols = [pa.field("label", pa.int8())]
+    """``label`` or the task names (int8), ``d0..`` (float64), ``s0..`` (string), then the numeric target."""
+    cols = [pa.field(name, pa.int8()) for name in spec.label_names]
     cols += [pa.field(f"d{k}", pa.float64()) for k in range(spec.dense)]
     cols += [pa.field(f"s{j}", pa.string()) for j in range(spec.sparse)]
     if spec.target is not None:
@@ -68,8 +68,8 @@ def _schema(spec: SynthSpec) -> pa.Schema:
 
 def _table(spec: SynthSpec, sample: _Sample, labels: np.ndarray, schema: pa.Schema,
            target: np.ndarray | None = None) -> pa.Table:
-    """The chunk's rows with their labels (and numeric target), as written to Parquet."""
-    arrays: list[pa.Array] = [pa.array(labels, type=pa.int8())]
+    """The chunk's rows with their labels (shape ``(T, n)``: one row per task) and numeric target, as written."""
+    arrays: list[pa.Array] = [pa.array(task_labels, type=pa.int8()) for task_labels in labels]
     for k in range(spec.dense):
         col = sample.dense[:, k]
         arrays.append(pa.array(col, type=pa.float64(), mask=np.isnan(col)))

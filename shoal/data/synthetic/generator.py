@@ -1,7 +1,7 @@
 """:func:`generate`: draw the log chunk by chunk, write it to Parquet, and write its truth beside it.
 
 Memory is bounded by ``chunk_rows`` for the features (each chunk is sampled, labelled, written and dropped); only
-the labels and true probabilities of all rows are kept, because the Bayes AUC needs them together.
+the labels and true probabilities of all rows (of each task) are kept, because the Bayes AUC needs them together.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shoal.data.synthetic.logit import _bias, _logit, _sigmoid
 from shoal.data.synthetic.params import _params
 from shoal.data.synthetic.sampling import _sample
 from shoal.data.synthetic.spec import _TAG_CHUNK, _TAG_TARGET, TARGET_SCALE, SynthSpec, _validate
+from shoal.data.synthetic.tasks import _post_click, _task_biases, _task_logit, _task_rng
 from shoal.data.synthetic.truth import SynthTruth, _bayes_truth, _write_truth
 
 __all__ = ["generate"]
@@ -36,11 +37,13 @@ def generate(path: str | Path, spec: SynthSpec, progress: Callable[[int], None] 
     path.parent.mkdir(parents=True, exist_ok=True)
     params = _params(spec)
     bias = _bias(spec, params)
+    task_biases = _task_biases(spec, params, bias) if spec.tasks is not None else []
     schema = _schema(spec)
 
-    probs = np.empty(spec.rows, dtype=np.float64)
-    labels_all = np.empty(spec.rows, dtype=np.int8)
-    loss_sum = 0.0
+    n_tasks = len(spec.label_names)
+    probs = np.empty((n_tasks, spec.rows), dtype=np.float64)  # (T, rows): each task's true probability
+    labels_all = np.empty((n_tasks, spec.rows), dtype=np.int8)
+    loss_sum = np.zeros(n_tasks)
     signal = np.zeros(3)  # the target's signal: rows, sum, sum of squares (its variance sets the R^2 ceiling)
     tmp = path.with_name(path.name + ".tmp")
     done = 0
@@ -50,20 +53,27 @@ def generate(path: str | Path, spec: SynthSpec, progress: Callable[[int], None] 
                 n = min(spec.chunk_rows, spec.rows - done)
                 rng = np.random.default_rng([spec.seed, _TAG_CHUNK, chunk])
                 sample = _sample(rng, spec, params, n)
-                logit = bias + _logit(sample, params)
+                planted = _logit(sample, params)
+                logit = bias + planted
                 p = _sigmoid(logit)
                 labels = (rng.random(n) < p).astype(np.int8)
                 # log loss from the logit: softplus(x) - y * x, stable for any x
-                loss_sum += float(np.sum(np.logaddexp(0.0, logit) - labels * logit))
-                probs[done : done + n] = p
-                labels_all[done : done + n] = labels
+                loss_sum[0] += float(np.sum(np.logaddexp(0.0, logit) - labels * logit))
+                probs[0, done : done + n] = p
+                labels_all[0, done : done + n] = labels
+                for t, task_bias in enumerate(task_biases, start=1):
+                    cvr_logit = task_bias + _task_logit(sample, params, planted, t)
+                    y, q, loss = _post_click(_task_rng(spec, t, chunk), labels, logit, cvr_logit)
+                    labels_all[t, done : done + n], probs[t, done : done + n] = y, q
+                    loss_sum[t] += loss
                 target = None
                 if spec.target is not None:
                     clean = TARGET_SCALE * logit
                     noise = np.random.default_rng([spec.seed, _TAG_TARGET, chunk]).normal(0.0, spec.target_noise, n)
                     target = clean + noise
                     signal += [n, clean.sum(), np.square(clean).sum()]
-                writer.write_table(_table(spec, sample, labels, schema, target), row_group_size=n)
+                table = _table(spec, sample, labels_all[:, done : done + n], schema, target)
+                writer.write_table(table, row_group_size=n)
                 done += n
                 if progress is not None:
                     progress(done)

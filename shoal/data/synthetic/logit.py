@@ -67,19 +67,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _calibrate_bias(logit0: np.ndarray, base_rate: float) -> float:
-    """The ``b`` with ``mean(sigmoid(b + logit0)) == base_rate``, by bisection."""
+def _calibrate_bias(logit0: np.ndarray, base_rate: float, weight: np.ndarray | None = None) -> float:
+    """The ``b`` with ``mean(sigmoid(b + logit0)) == base_rate``, by bisection; with ``weight``, the weighted mean
+    (a further task's rate among clicks: the weight of a row is its click probability)."""
     lo, hi = -40.0, 40.0
     for _ in range(80):
         mid = 0.5 * (lo + hi)
-        if float(np.mean(_sigmoid(mid + logit0))) < base_rate:
+        if float(np.average(_sigmoid(mid + logit0), weights=weight)) < base_rate:
             lo = mid
         else:
             hi = mid
     return 0.5 * (lo + hi)
 
 
+def _pilot(spec: SynthSpec, params: _Params) -> _Sample:
+    """The pilot sample the biases are calibrated on, from its own stream (``[seed, 2]``)."""
+    return _sample(np.random.default_rng([spec.seed, _TAG_PILOT]), spec, params, PILOT_ROWS)
+
+
 def _bias(spec: SynthSpec, params: _Params) -> float:
-    """The bias for ``spec.base_rate``, calibrated on a pilot sample from its own stream (``[seed, 2]``)."""
-    pilot = _sample(np.random.default_rng([spec.seed, _TAG_PILOT]), spec, params, PILOT_ROWS)
-    return _calibrate_bias(_logit(pilot, params), spec.base_rate)
+    """The bias for ``spec.base_rate``, calibrated on the pilot sample."""
+    return _calibrate_bias(_logit(_pilot(spec, params), params), spec.base_rate)

@@ -25,6 +25,7 @@ _TAG_PARAMS = 0  # stream [seed, 0]: the model parameters
 _TAG_CHUNK = 1  # stream [seed, 1, i]: the rows and labels of chunk i
 _TAG_PILOT = 2  # stream [seed, 2]: the pilot sample the bias is calibrated on
 _TAG_TARGET = 3  # stream [seed, 3, i]: the numeric target's noise in chunk i (the labels do not change with it)
+_TAG_TASK = 4  # stream [seed, 4, t, i]: the draws of further task t in chunk i (the first task does not change)
 TARGET_SCALE = 10.0  # a numeric target is TARGET_SCALE x the planted logit, plus noise
 
 
@@ -62,9 +63,22 @@ class SynthSpec:
     logit plus Gaussian noise of standard deviation ``target_noise`` (the best RMSE any model can reach)."""
     target_noise: float = 5.0
     """Standard deviation of the target's noise (> 0)."""
+    tasks: tuple[str, ...] | None = None
+    """Several binary labels (multi-task), e.g. ``("click", "conversion")``: the first is the click label (the
+    ``label`` column under this name, unchanged), each further one a planted post-click event that can only be 1
+    where the first is 1 (:mod:`.tasks`).  ``None``: the single ``label`` column."""
+    task_rate: float = 0.1
+    """Mean rate of each further task among the rows whose first task is 1 (0 < task_rate < 1)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.tasks, list):  # a list from a JSON truth file or a caller: keep the frozen spec hashable
+            object.__setattr__(self, "tasks", tuple(self.tasks))
         _validate(self)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The label columns, in order: the task names, or ``("label",)``."""
+        return self.tasks if self.tasks is not None else ("label",)
 
 
 def _validate(spec: SynthSpec) -> None:
@@ -99,9 +113,37 @@ def _validate(spec: SynthSpec) -> None:
         raise bad("seed", "must be >= 0")
     if not 1 <= spec.chunk_rows <= MAX_CHUNK_ROWS:
         raise bad("chunk_rows", f"must satisfy 1 <= chunk_rows <= {MAX_CHUNK_ROWS:,}")
+    features = {*(f"d{k}" for k in range(spec.dense)), *(f"s{j}" for j in range(spec.sparse))}
+    if spec.tasks is not None:
+        problem = _tasks_problem(spec.tasks, features, spec.target)
+        if problem:
+            raise bad("tasks", problem)
+    if not _is_real(spec.task_rate) or not 0.0 < float(spec.task_rate) < 1.0:
+        raise bad("task_rate", "must satisfy 0 < task_rate < 1 (e.g. 0.1: one click in ten converts)")
     if spec.target is not None:
-        taken = {"label", *(f"d{k}" for k in range(spec.dense)), *(f"s{j}" for j in range(spec.sparse))}
+        taken = {"label", *spec.label_names, *features}
         if not isinstance(spec.target, str) or not spec.target or spec.target in taken:
             raise bad("target", "must be a column name other than label, d0.. and s0.. (e.g. 'amount')")
     if not _is_real(spec.target_noise) or not 0.0 < float(spec.target_noise) < math.inf:
         raise bad("target_noise", "must be a finite number > 0")
+
+
+def _tasks_problem(tasks: object, features: set[str], target: str | None) -> str:
+    """Why ``tasks`` cannot name the label columns ("" when it can)."""
+    example = "e.g. ('click', 'conversion'), on the command line --tasks click,conversion"
+    if not isinstance(tasks, tuple) or not all(isinstance(name, str) for name in tasks):
+        return f"must be a tuple of task names, {example}"
+    if len(tasks) < 2:
+        return (f"must name two or more tasks (the first is the click label, each further one a post-click "
+                f"event), {example}; without tasks the log has the single column 'label'")
+    for i, name in enumerate(tasks):
+        if not name.strip():
+            return f"task {i + 1} has an empty name; give every task a name, {example}"
+        if tasks.count(name) > 1:
+            return f"task names must be distinct, {name!r} is given {tasks.count(name)} times"
+        if name in features:
+            return (f"task {name!r} collides with a feature column (d0.., s0..); "
+                    f"choose another name, {example}")
+        if name == target:
+            return f"task {name!r} is also the numeric target's name; give the target or the task another name"
+    return ""
