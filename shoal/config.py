@@ -55,6 +55,8 @@ __all__ = [
     "ByteCNNConfig",
     "ConfigError",
     "DataConfig",
+    "HeadsConfig",
+    "TaskConfig",
     "DCNv2Config",
     "AudioFeature",
     "DenseFeature",
@@ -264,6 +266,52 @@ class DataConfig(_Strict):
         return spec.path, self.model_copy(update=own)
 
 
+class TaskConfig(_Strict):
+    """One task of a ``kind: multitask`` label: a ``binary`` event (clicked, converted) or a ``regression`` number
+    (watch time, revenue) read from its own column. An empty or missing cell means "not known for this row": the
+    row trains and is scored on the other tasks only. ``weight`` scales the task's share of the training loss."""
+
+    column: str = Field(min_length=1)
+    kind: Literal["binary", "regression"] = "binary"
+    weight: float = Field(1.0, gt=0, le=1000)
+    loss: Literal["mse", "huber"] = "mse"
+    huber_delta: float = Field(1.0, gt=0)
+    positive: list[str] = Field(default_factory=lambda: ["1", "1.0", "true", "True"])
+    negative: list[str] = Field(default_factory=lambda: ["0", "0.0", "false", "False"])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        both = sorted(set(self.positive) & set(self.negative))
+        if both:
+            raise ValueError(f"task {self.column!r}: values {both} are listed as both positive and negative")
+        if self.kind != "regression" and (self.loss != "mse" or self.huber_delta != 1.0):
+            raise ValueError(f"task {self.column!r}: loss and huber_delta apply to kind: regression "
+                             f"(this task is {self.kind})")
+        return self
+
+
+class HeadsConfig(_Strict):
+    """How the tasks of a ``kind: multitask`` label share the model (every registered model works).
+
+    The model's output layer becomes a shared representation of ``width`` values; then, per task, a ``tower``
+    MLP ends in the task's output. ``shared_bottom``: every tower reads the representation (Caruana 1997).
+    ``mmoe``: ``experts`` MLPs (``expert`` hidden widths) read it and each task mixes their outputs with its own
+    softmax gate (Ma et al. 2018, "Modeling Task Relationships in Multi-task Learning with Multi-gate
+    Mixture-of-Experts"), so tasks that disagree can lean on different experts."""
+
+    kind: Literal["shared_bottom", "mmoe"] = "shared_bottom"
+    width: Width = 64
+    tower: list[Width] = Field(default_factory=lambda: [32])
+    experts: int = Field(4, ge=1, le=64)
+    expert: list[Width] = Field(default_factory=lambda: [64], min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HeadsConfig:
+        if self.kind == "shared_bottom" and ("experts" in self.model_fields_set or "expert" in self.model_fields_set):
+            raise ValueError("experts and expert apply to heads kind: mmoe (these heads are shared_bottom)")
+        return self
+
+
 class LabelConfig(_Strict):
     """The target column: ``binary`` (positive/negative values), ``multiclass`` (class names or integers) or
     ``regression`` (a number: watch time, revenue, a price).
@@ -280,10 +328,14 @@ class LabelConfig(_Strict):
     or a Parquet/JSON list column; an empty cell means no tags. ``classes`` lists the tags in output order
     (found in the training file and sorted when left out), ``aliases`` maps other spellings to them; the model
     has one sigmoid output per tag.
+
+    For ``multitask``, several labels are learned at once (click and conversion, watch time): ``tasks`` lists
+    them (:class:`TaskConfig`, each with its own column; no ``column`` here) and ``heads`` how they share the
+    model (:class:`HeadsConfig`). The model has one output per task, in ``tasks`` order.
     """
 
-    column: str
-    kind: Literal["binary", "multiclass", "regression", "multilabel"] = "binary"
+    column: str = ""
+    kind: Literal["binary", "multiclass", "regression", "multilabel", "multitask"] = "binary"
     loss: Literal["mse", "huber"] = "mse"
     huber_delta: float = Field(1.0, gt=0)
     separator: str = Field("|", min_length=1)
@@ -291,9 +343,17 @@ class LabelConfig(_Strict):
     negative: list[str] = Field(default_factory=lambda: ["0", "0.0", "false", "False"])
     classes: list[str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)
     aliases: dict[str, str] = Field(default_factory=dict)
+    tasks: list[TaskConfig] | None = Field(None, min_length=2, max_length=32)
+    heads: HeadsConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> LabelConfig:
+        if self.kind == "multitask":
+            return self._multitask()
+        if not self.column:
+            raise ValueError("label.column is required (the column to predict)")
+        if self.tasks is not None or self.heads is not None:
+            raise ValueError(f"tasks and heads apply to kind: multitask (this label is {self.kind})")
         both = sorted(set(self.positive) & set(self.negative))
         if both:
             raise ValueError(f"values {both} are listed as both positive and negative")
@@ -312,6 +372,31 @@ class LabelConfig(_Strict):
             if unknown:
                 raise ValueError(f"aliases point to {unknown}, which are not in classes {self.classes}")
         return self
+
+    def _multitask(self) -> LabelConfig:
+        if self.tasks is None:
+            raise ValueError("kind: multitask needs tasks: a list of at least 2 {column, kind} (binary or "
+                             "regression), e.g. tasks: [{column: click}, {column: conversion}]")
+        fields = LabelConfig.model_fields  # a resolved config repeats the defaults: only other values are refused
+        set_here = {k for k in self.model_fields_set - {"kind", "tasks", "heads"}
+                    if getattr(self, k) != fields[k].get_default(call_default_factory=True)}
+        if set_here:
+            raise ValueError(f"{sorted(set_here)} of a multitask label go in each of its tasks, not in label")
+        columns = [t.column for t in self.tasks]
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        if dupes:
+            raise ValueError(f"tasks {dupes} are listed twice")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """The label's columns: one, or one per task."""
+        return [t.column for t in self.tasks] if self.tasks else [self.column]
+
+    @property
+    def task_heads(self) -> HeadsConfig:
+        """The heads of a multitask label (the defaults when ``heads`` is left out)."""
+        return self.heads or HeadsConfig()
 
 
 FeatureKind = Literal["dense", "sparse", "text", "image", "audio"]
@@ -569,8 +654,9 @@ class RunConfig(_Strict):
             if f.name in seen:
                 raise ValueError(f"feature name {f.name!r} is used twice; feature names must be unique")
             seen.add(f.name)
-        if self.label.column in {f.source for f in self.features}:
-            raise ValueError(f"the label column {self.label.column!r} is also listed as a feature")
+        for column in self.label.columns:
+            if column in {f.source for f in self.features}:
+                raise ValueError(f"the label column {column!r} is also listed as a feature")
         if self.model.name == "bytecnn" and not any(f.tokens == "bytes" for f in self.text):
             raise ValueError("model bytecnn reads byte sequences: give at least one text feature `tokens: bytes`")
         return self

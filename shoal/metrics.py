@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,8 @@ __all__ = [
     "normalized_entropy",
     "probabilities",
     "regression_report",
+    "multitask_report",
+    "TaskPrior",
     "HEADLINE",
     "headline",
 ]
@@ -423,8 +426,55 @@ def regression_report(y: ArrayLike, pred: ArrayLike, train_mean: float | None = 
     }
 
 
+@dataclass(frozen=True)
+class TaskPrior:
+    """One task of a multitask label, as its metrics need it: name, ``binary`` or ``regression``, and what NE
+    (the training base rate) or NMSE (the training mean) is relative to."""
+
+    name: str
+    kind: str
+    prior: float
+
+
+def multitask_report(y: ArrayLike, out: ArrayLike, tasks: list[TaskPrior]) -> dict[str, float]:
+    """Metrics of a multitask model: each task's own, on the rows whose label it knows (not NaN), as
+    ``{task}.{metric}`` (:func:`binary_report` from the sigmoid of a binary task's logit, :func:`regression_report`
+    of a regression task's value); ``mean_ne`` (the mean over tasks of NE or NMSE: 1 is the prior's score, lower
+    is better) and ``mean_task_score`` (the mean of each task's AUC or R^2).
+
+    >>> r = multitask_report([[1, 2.0], [0, np.nan], [1, 4.0]], [[2.0, 2.5], [-2.0, 0.0], [1.0, 3.5]],
+    ...                      [TaskPrior("click", "binary", 0.5), TaskPrior("spend", "regression", 3.0)])
+    >>> r["click.auc"], r["spend.rows"], r["spend.rmse"]
+    (1.0, 2.0, 0.5)
+    """
+    y_arr = np.asarray(y, dtype=np.float64)
+    o_arr = np.asarray(out, dtype=np.float64)
+    if y_arr.ndim != 2 or y_arr.shape != o_arr.shape or y_arr.shape[1] != len(tasks):
+        raise ValueError(f"y and out must both be (rows, {len(tasks)} tasks), got shapes {y_arr.shape} and "
+                         f"{o_arr.shape}")
+    report: dict[str, float] = {"rows": float(len(y_arr))}
+    losses, scores = [], []
+    for t, task in enumerate(tasks):
+        known = ~np.isnan(y_arr[:, t])
+        if not known.any():
+            continue  # no row of this set knows the task's label: no metric (not a zero)
+        if task.kind == "regression":
+            m = regression_report(y_arr[known, t], o_arr[known, t], train_mean=task.prior)
+            loss, score = m["nmse"], m["r2"]
+        else:
+            m = binary_report(y_arr[known, t], sigmoid(o_arr[known, t]), base_rate=task.prior)
+            loss, score = m["ne"], m["auc"]
+        report.update({f"{task.name}.{k}": v for k, v in m.items()})
+        losses.append(loss)
+        scores.append(score)
+    report["mean_ne"] = float(np.mean(losses)) if losses else math.nan
+    report["mean_task_score"] = float(np.mean(scores)) if scores else math.nan
+    return report
+
+
 #: The one metric that sums up a model of each label kind, higher is better: what lists and comparisons show.
-HEADLINE = {"binary": "auc", "multiclass": "accuracy", "multilabel": "micro_f1", "regression": "r2"}
+HEADLINE = {"binary": "auc", "multiclass": "accuracy", "multilabel": "micro_f1", "regression": "r2",
+            "multitask": "mean_task_score"}
 
 
 def headline(metrics: dict[str, Any], prefix: str = "") -> tuple[str, float] | None:

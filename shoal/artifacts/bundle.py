@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from shoal.config import ModelConfig, RunConfig
+from shoal.config import HeadsConfig, ModelConfig, RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.features.media import MediaInput
@@ -40,7 +40,7 @@ from shoal.errors import ShoalError
 from shoal.metrics import probabilities, sigmoid
 from shoal.models import build
 
-__all__ = ["Bundle", "BundleError", "DiskFullError", "check_bundle_files", "load_bundle", "no_space_left",
+__all__ = ["Bundle", "BundleError", "DiskFullError", "answers", "check_bundle_files", "load_bundle", "no_space_left",
            "save_bundle", "task_of", "write_atomically"]
 
 BUNDLE_FORMAT = "shoal-bundle"
@@ -72,16 +72,24 @@ class Bundle:
     def predict_proba(self, batch: Batch) -> np.ndarray:
         """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one,
         (B, T) for a multilabel one (a sigmoid per tag, in ``tags`` order); for a regression label, the predicted
-        values (B,) (the model's outputs)."""
-        logits = self.predict_logits(batch)
-        task = self.task
-        return (logits.astype(np.float64) if task == "regression" else sigmoid(logits) if task == "multilabel"
-                else probabilities(logits))
+        values (B,) (the model's outputs); for a multitask label (B, T), per task in ``tasks`` order the
+        probability (binary) or the value (regression)."""
+        return answers(self.predict_logits(batch), self.task, self.task_kinds)
 
     @property
     def task(self) -> str:
-        """What the model predicts: ``binary``, ``multiclass``, ``regression`` or ``multilabel``."""
+        """What the model predicts: ``binary``, ``multiclass``, ``regression``, ``multilabel`` or ``multitask``."""
         return task_of(self.meta)
+
+    @property
+    def tasks(self) -> list[str] | None:
+        """The task names (their label columns) in output order for a multitask label; None otherwise."""
+        return [t["name"] for t in self.meta["tasks"]] if self.task == "multitask" else None
+
+    @property
+    def task_kinds(self) -> list[str] | None:
+        """Each task's kind (``binary`` or ``regression``) in output order for a multitask label; None otherwise."""
+        return [t["kind"] for t in self.meta["tasks"]] if self.task == "multitask" else None
 
     @property
     def tags(self) -> list[str] | None:
@@ -108,15 +116,28 @@ class Bundle:
             return {k: float(v) for k, v in self.meta["target"].items()}
         if self.task == "multilabel":
             return [float(q) for q in self.meta["train_tag_prior"]]
+        if self.task == "multitask":
+            raise ValueError("a multitask model has one prior per task: read them from meta['tasks']")
         if self.classes:
             return [float(q) for q in self.meta["train_class_prior"]]
         return self.base_rate
 
 
+def answers(logits: np.ndarray, task: str, kinds: list[str] | None = None) -> np.ndarray:
+    """A model's outputs as answers: probabilities (binary, multiclass), sigmoids per tag (multilabel), values
+    (regression), and for a multitask model, per column, the sigmoid of a binary task or a regression task's value."""
+    if task == "multitask":
+        assert kinds is not None and logits.ndim == 2 and logits.shape[1] == len(kinds)
+        binary = np.array([k == "binary" for k in kinds])
+        return np.where(binary, sigmoid(logits), logits.astype(np.float64))
+    return (logits.astype(np.float64) if task == "regression" else sigmoid(logits) if task == "multilabel"
+            else probabilities(logits))
+
+
 def task_of(meta: dict[str, Any]) -> str:
     """The task a bundle's (or an export's) metadata describes: ``regression``, ``multilabel``, ``multiclass`` or
     ``binary``."""
-    if meta.get("task") in ("regression", "multilabel"):
+    if meta.get("task") in ("regression", "multilabel", "multitask"):
         return str(meta["task"])
     return "multiclass" if meta.get("classes") else "binary"
 
@@ -185,6 +206,9 @@ def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfi
         "inputs": {"dense_dim": encoder.dense_dim, "buckets": encoder.buckets, "outputs": encoder.outputs,
                    "sequences": encoder.sequence_slots,
                    "target": None if encoder.target_ is None else list(encoder.target_),
+                   **({"heads": encoder.label.task_heads.model_dump(mode="json"),
+                       "targets": [None if t is None else list(t) for t in encoder.targets_]}
+                      if encoder.multitask and encoder.label is not None else {}),
                    **({"media": [m.to_dict() for m in encoder.media_inputs]} if encoder.media_features else {})},
         "encoder": encoder.to_dict(),
         "config": config.resolved(),
@@ -283,10 +307,13 @@ def load_bundle(path: Path) -> Bundle:
         part = "inputs"
         inputs = doc["inputs"]
         target = inputs.get("target")
+        heads = inputs.get("heads")
         model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
                       list(inputs.get("sequences", [])),
                       target=None if target is None else (float(target[0]), float(target[1])),
-                      media=[MediaInput.from_dict(m) for m in inputs.get("media", [])])
+                      media=[MediaInput.from_dict(m) for m in inputs.get("media", [])],
+                      heads=None if heads is None else HeadsConfig.model_validate(heads),
+                      targets=[None if t is None else (float(t[0]), float(t[1])) for t in inputs.get("targets", [])])
         part = "encoder"
         encoder = Encoder.from_dict(doc["encoder"])
         part = "config"

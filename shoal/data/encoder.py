@@ -13,7 +13,9 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
   or their aliases, in ``classes`` order; the classes are found in the training file when not configured);
   regression: the number itself (its training mean and standard deviation, ``target_``, are set after the
   first pass and scale the model's output); multilabel: a row of 0/1, one per tag in ``classes`` order, from
-  the cell's tags (a text joined by ``label.separator`` or a list column; an empty cell means no tags).
+  the cell's tags (a text joined by ``label.separator`` or a list column; an empty cell means no tags);
+  multitask: a row of one value per task, in ``label.tasks`` order (1/0 for a binary task, the number for a
+  regression one, NaN where the cell is missing or empty: the row is not scored on that task).
 
 A batch lays the columns out by kind, each kind in config order::
 
@@ -82,6 +84,7 @@ class Encoder:
         self.fitted_ = False
         self.fit_rows_ = 0
         self.target_: tuple[float, float] | None = None  # regression: the training label's (mean, std)
+        self.targets_: list[tuple[float, float] | None] = []  # multitask: per task, a regression task's (mean, std)
 
     # -- shape of the encoded inputs -------------------------------------------------------------------------
     @property
@@ -142,13 +145,21 @@ class Encoder:
         return self.label is not None and self.label.kind == "regression"
 
     @property
+    def multitask(self) -> bool:
+        return self.label is not None and self.label.kind == "multitask"
+
+    @property
     def task(self) -> str:
-        """What the model predicts: ``binary``, ``multiclass``, ``regression`` or ``multilabel``."""
+        """What the model predicts: ``binary``, ``multiclass``, ``regression``, ``multilabel`` or ``multitask``."""
         return "binary" if self.label is None else self.label.kind
 
     @property
     def outputs(self) -> int:
-        """Model outputs: 1 logit for a binary label, one per class (multiclass) or per tag (multilabel)."""
+        """Model outputs: 1 logit for a binary label, one per class (multiclass), per tag (multilabel) or per
+        task (multitask)."""
+        if self.multitask:
+            assert self.label is not None and self.label.tasks is not None
+            return len(self.label.tasks)
         return len(self.classes_) if self.multiclass or self.multilabel else 1
 
     @property
@@ -163,7 +174,7 @@ class Encoder:
     def columns(self, with_label: bool = True) -> list[str]:
         cols = [f.column for f in self.features]
         if with_label and self.label is not None:
-            cols.append(self.label.column)
+            cols.extend(self.label.columns)
         return list(dict.fromkeys(cols))
 
     # -- fitting ----------------------------------------------------------------------------------------------
@@ -263,6 +274,8 @@ class Encoder:
 
     def _label(self, chunk: Chunk, problems: Problems) -> np.ndarray:
         assert self.label is not None
+        if self.multitask:
+            return self._tasks_label(chunk, problems)
         raw = chunk.table.column(self.label.column)
         if self.regression:
             return self._number_label(raw, problems)
@@ -280,32 +293,54 @@ class Encoder:
             problems.add(unknown, self.label.column,
                          f"unknown class; allowed: {allowed} (set label.classes / label.aliases)", text)
             return index_of[found].astype(np.float32)
-        pos = pc.fill_null(pc.is_in(text, value_set=pa.array(self.label.positive)), False).to_numpy(
-            zero_copy_only=False)
-        neg = pc.fill_null(pc.is_in(text, value_set=pa.array(self.label.negative)), False).to_numpy(
-            zero_copy_only=False)
+        pos, neg = _binary(text, self.label.positive, self.label.negative)
         allowed = sorted(set(self.label.positive) | set(self.label.negative))
         problems.add(~(pos | neg), self.label.column,
                      f"invalid label; allowed: {allowed} (set label.positive / label.negative)", text)
         return pos.astype(np.float32)
 
-    def _number_label(self, raw: pa.ChunkedArray, problems: Problems) -> np.ndarray:
-        """A regression label as float32 (N,); missing, non-numeric, infinite and out-of-float32 cells are bad."""
+    def _tasks_label(self, chunk: Chunk, problems: Problems) -> np.ndarray:
+        """A multitask label as float32 (N, T): per task 1/0 (binary) or the number (regression); NaN where the
+        cell is missing or empty (not known for this row). A value that is neither is bad, as for one label."""
+        assert self.label is not None and self.label.tasks is not None
+        out = np.empty((chunk.table.num_rows, len(self.label.tasks)), dtype=np.float32)
+        for t, task in enumerate(self.label.tasks):
+            raw = chunk.table.column(task.column)
+            if task.kind == "regression":
+                out[:, t] = self._number_label(raw, problems, task.column, optional=True)
+                continue
+            text = as_strings(raw, task.column)
+            known = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(text), ""), False).to_numpy(zero_copy_only=False)
+            pos, neg = _binary(text, task.positive, task.negative)
+            allowed = sorted(set(task.positive) | set(task.negative))
+            problems.add(known & ~(pos | neg), task.column, f"invalid label of task {task.column!r}; allowed: "
+                         f"{allowed} or an empty cell (set the task's positive / negative)", text)
+            out[:, t] = np.where(known, pos, np.nan)
+        return out
+
+    def _number_label(self, raw: pa.ChunkedArray, problems: Problems, name: str | None = None,
+                      optional: bool = False) -> np.ndarray:
+        """A regression label as float32 (N,); non-numeric, infinite and out-of-float32 cells are bad, and so are
+        missing ones unless ``optional`` (a task's label: NaN there, left out of its loss and metrics)."""
         assert self.label is not None
-        name, col = self.label.column, raw.combine_chunks()
+        name, col = name or self.label.column, raw.combine_chunks()
         if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
             values = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
         else:
             text = as_strings(col, name)
+            empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), True).to_numpy(zero_copy_only=False)
             ok = pc.fill_null(pc.match_substring_regex(text, NUMBER), False).to_numpy(zero_copy_only=False)
-            problems.add(~ok, name, "invalid label: a regression label must be a number", text)
+            problems.add(~ok & ~empty if optional else ~ok, name,
+                         "invalid label: a regression label must be a number", text)
             clean = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
-            values = np.where(ok, pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False), 0.0)
+            values = np.where(ok, pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False),
+                              np.nan if optional else 0.0)  # a bad cell is reported once, as invalid
         missing = np.isnan(values)
-        problems.add(missing, name, "missing label (regression)", col)
+        if not optional:
+            problems.add(missing, name, "missing label (regression)", col)
         big = ~missing & (np.abs(values) > FLOAT32_MAX)
         problems.add(big, name, f"label outside float32's range, -{FLOAT32_MAX:.8g} to {FLOAT32_MAX:.8g}", col)
-        return np.where(missing | big, 0.0, values).astype(np.float32)
+        return np.where(big, 0.0, values if optional else np.where(missing, 0.0, values)).astype(np.float32)
 
     def _tags_label(self, raw: pa.ChunkedArray, problems: Problems) -> np.ndarray:
         """A multilabel label as float32 (N, T): 1 where the row has tag t. A missing or empty cell has no tags; a
@@ -347,12 +382,15 @@ class Encoder:
             "classes": self.classes_,
             "fit_rows": self.fit_rows_,
             **({} if self.target_ is None else {"target": list(self.target_)}),
+            **({"targets": [None if t is None else list(t) for t in self.targets_]} if self.multitask else {}),
         }
 
     def _not_saved(self) -> set[str]:
         """Label fields of other kinds, left out of the saved form (it stays what it was before they existed)."""
+        if self.multitask:
+            return set(LabelConfig.model_fields) - {"kind", "tasks", "heads"}
         return ({"loss", "huber_delta"} if not self.regression else set()) | (
-            {"separator"} if not self.multilabel else set())
+            {"separator"} if not self.multilabel else set()) | {"tasks", "heads"}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Encoder:
@@ -369,7 +407,16 @@ class Encoder:
         enc.fit_rows_ = int(d.get("fit_rows", 0))
         target = d.get("target")
         enc.target_ = None if target is None else (float(target[0]), float(target[1]))
+        enc.targets_ = [None if t is None else (float(t[0]), float(t[1])) for t in d.get("targets", [])]
         return enc
+
+
+def _binary(text: pa.Array | pa.ChunkedArray, positive: list[str],
+            negative: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(is positive, is negative) of each cell, as bool arrays (a missing cell is neither)."""
+    pos = pc.fill_null(pc.is_in(text, value_set=pa.array(positive)), False).to_numpy(zero_copy_only=False)
+    neg = pc.fill_null(pc.is_in(text, value_set=pa.array(negative)), False).to_numpy(zero_copy_only=False)
+    return np.asarray(pos, dtype=bool), np.asarray(neg, dtype=bool)
 
 
 def _tag_lists(raw: pa.ChunkedArray | pa.Array, separator: str) -> pa.Array:

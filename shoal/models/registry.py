@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from shoal.config import HeadsConfig
 from shoal.data.features.media import MediaInput
 
 __all__ = ["available", "build", "register"]
@@ -46,14 +47,26 @@ def available() -> list[str]:
 
 def build(config: Any, dense_dim: int, buckets: list[int], outputs: int = 1,
           sequences: list[int] | tuple[int, ...] = (), target: tuple[float, float] | None = None,
-          media: Sequence[MediaInput] = ()) -> nn.Module:
+          media: Sequence[MediaInput] = (), heads: HeadsConfig | None = None,
+          targets: Sequence[tuple[float, float] | None] = ()) -> nn.Module:
     """Instantiate the model named ``config.name`` for inputs of the given shape and ``outputs`` logits.
 
     ``target``: a regression label's training (mean, std); the model then answers in the label's units
     (:class:`~shoal.models.target.TargetScale`).
 
     ``media``: the image and audio features at the end of the dense input; each is encoded into a vector by a
-    CNN before the model sees it (:class:`~shoal.models.media.WithMedia`)."""
+    CNN before the model sees it (:class:`~shoal.models.media.WithMedia`).
+
+    ``heads``: a multitask label's heads; the model is then built with ``heads.width`` outputs and answers one
+    column per task (:class:`~shoal.models.multitask.MultiTask`), ``targets`` giving each regression task's
+    training (mean, std) and None for a binary task."""
+    if heads is not None:
+        from shoal.models.multitask import MultiTask
+
+        if len(targets) != outputs:
+            raise ValueError(f"a multitask model of {outputs} outputs needs {outputs} targets, not {len(targets)}")
+        body = build(config, dense_dim, buckets, heads.width, sequences, media=media)
+        return MultiTask(body, heads, targets)
     cls = _MODELS.get(config.name)
     if cls is None:
         raise ValueError(f"unknown model {config.name!r}; available: {', '.join(available())}")

@@ -29,12 +29,14 @@ from shoal.data.encoder import Encoder
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.split import HeldOutSplit, valid_mask
 from shoal.data.stream import chunks
+from shoal.metrics import TaskPrior
 from shoal.training.callbacks import Callbacks
 
 __all__ = ["BatchCache", "EvalSet", "FileRows", "Prior", "TrainRows", "TrainingData"]
 
-Prior = float | list[float] | dict[str, float]  # training base rate (binary), class frequencies (multiclass),
-#                                                tag rates (multilabel), {"mean", "std"} of the label (regression)
+Prior = float | list[float] | dict[str, float] | list[TaskPrior]
+# training base rate (binary), class frequencies (multiclass), tag rates (multilabel), {"mean", "std"} of the label
+# (regression), each task's base rate or mean (multitask)
 
 
 class BatchCache:
@@ -120,6 +122,10 @@ class TrainingData:
 
     @property
     def prior(self) -> Prior:
+        if self.encoder.multitask:
+            return [TaskPrior(t["name"], t["kind"], float(t["train_base_rate"] if t["kind"] == "binary"
+                                                           else t["train_label_mean"]))
+                    for t in self.summary["tasks"]]
         if self.encoder.regression:
             return {"mean": float(self.summary["train_label_mean"]), "std": float(self.summary["train_label_std"])}
         if self.encoder.multilabel:
@@ -163,6 +169,7 @@ class TrainingData:
         rows = held_rows = truncated = 0
         counts = np.zeros(max(encoder.outputs, 2), dtype=np.int64)  # rows per class (binary: negatives, positives)
         moments = np.zeros(3, dtype=np.float64)  # regression: rows, sum and sum of squares of the label
+        task_moments = np.zeros((encoder.outputs, 3))  # multitask: per task the same, over the rows that know it
         split = HeldOutSplit(run_dir, cfg.data.format)
         try:
             with split:
@@ -182,7 +189,9 @@ class TrainingData:
                     truncated += batch.truncated
                     assert batch.label is not None
                     rows += len(batch)
-                    if encoder.regression:
+                    if encoder.multitask:
+                        task_moments += _task_moments(batch.label)
+                    elif encoder.regression:
                         moments += _moments(batch.label)
                     elif encoder.multilabel:
                         counts[:encoder.outputs] += batch.label.sum(axis=0).astype(np.int64)  # rows per tag
@@ -193,7 +202,8 @@ class TrainingData:
             sink.close()
         if rows == 0:
             raise ValueError(f"{cfg.data.train}: no usable training rows (all rows were bad or held out)")
-        label = _target(encoder, moments) if encoder.regression else _label_counts(encoder, counts, rows)
+        label = (_tasks(encoder, task_moments) if encoder.multitask else _target(encoder, moments)
+                 if encoder.regression else _label_counts(encoder, counts, rows))
         summary: dict[str, Any] = {"train_rows": rows, **sink.summary(), **label}
         if encoder.text_features:
             summary["text_truncated_rows"] = truncated  # texts longer than max_bytes, cut (training file)
@@ -215,7 +225,7 @@ def _fit(encoder: Encoder, cfg: RunConfig) -> None:
     """Fit the class names, the dense statistics and the sparse vocabularies (bad rows are skipped here, reported
     in the first pass)."""
     if encoder.needs_classes:
-        encoder.fit_classes(chunks(cfg.data.train, cfg.data, [cfg.label.column], BadRowSink("count")))
+        encoder.fit_classes(chunks(cfg.data.train, cfg.data, cfg.label.columns, BadRowSink("count")))
     if encoder.needs_fit:
         encoder.fit(chunks(cfg.data.train, cfg.data, encoder.columns(), BadRowSink("count")),
                     BadRowSink("count"), max_rows=2**62)
@@ -242,6 +252,39 @@ def _target(encoder: Encoder, moments: np.ndarray) -> dict[str, Any]:
                          "row: there is nothing to learn; is it the right column?")
     encoder.target_ = (mean, std)
     return {"train_label_mean": mean, "train_label_std": std}
+
+
+def _task_moments(labels: np.ndarray) -> np.ndarray:
+    """Per task (column of (N, T) ``labels``): (rows that know it, sum, sum of squares), in float64."""
+    x = labels.astype(np.float64)
+    known = ~np.isnan(x)
+    x = np.where(known, x, 0.0)
+    return np.stack([known.sum(axis=0), x.sum(axis=0), np.square(x).sum(axis=0)], axis=1)  # (T, 3)
+
+
+def _tasks(encoder: Encoder, moments: np.ndarray) -> dict[str, Any]:
+    """The run summary's ``tasks``: per task its rows and base rate (binary) or mean and standard deviation
+    (regression); sets ``encoder.targets_``. A task no training row knows, or that never varies, is refused."""
+    assert encoder.label is not None and encoder.label.tasks is not None
+    tasks, targets = [], []  # type: tuple[list[dict[str, Any]], list[tuple[float, float] | None]]
+    for task, (n, total, squares) in zip(encoder.label.tasks, moments.tolist(), strict=True):
+        if n == 0:
+            raise ValueError(f"task {task.column!r}: no training row has a label (every cell is empty or missing)")
+        mean = total / n
+        std = max(squares / n - mean * mean, 0.0) ** 0.5
+        if std <= 1e-12 * max(1.0, abs(mean)):
+            raise ValueError(f"task {task.column!r} has the same label ({mean:g}) in every training row that has "
+                             "one: there is nothing to learn; is it the right column?")
+        entry: dict[str, Any] = {"name": task.column, "kind": task.kind, "train_rows": int(n)}
+        if task.kind == "binary":
+            entry.update(train_positives=int(round(total)), train_base_rate=mean)
+            targets.append(None)
+        else:
+            entry.update(train_label_mean=mean, train_label_std=std)
+            targets.append((mean, std))
+        tasks.append(entry)
+    encoder.targets_ = targets
+    return {"tasks": tasks}
 
 
 def _label_counts(encoder: Encoder, counts: np.ndarray, rows: int) -> dict[str, Any]:

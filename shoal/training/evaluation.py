@@ -18,10 +18,12 @@ from torch import nn
 
 from shoal.data.batch import Batch
 from shoal.metrics import (
+    TaskPrior,
     binary_report,
     confusion_matrix,
     multiclass_report,
     multilabel_report,
+    multitask_report,
     probabilities,
     regression_report,
     sigmoid,
@@ -65,21 +67,28 @@ def scores(model: nn.Module, batches: Iterable[Batch], batch_size: int = SCORE_B
 def report(labels: np.ndarray, logits: np.ndarray, prior: Prior) -> dict[str, float]:
     """Binary metrics (AUC, NE against the training base rate, ...), multiclass ones (accuracy, macro-F1, ...)
     or, when ``prior`` is a regression label's ``{"mean", "std"}``, regression ones (RMSE, MAE, R^2, NMSE);
-    multilabel ones (micro/macro-F1, mean AUC, log loss) when ``labels`` are (N, T) tags."""
-    if labels.ndim == 2:
-        assert isinstance(prior, list)
-        return multilabel_report(labels, sigmoid(logits), prior=prior)
+    multilabel ones (micro/macro-F1, mean AUC, log loss) when ``labels`` are (N, T) tags; each task's and their
+    means when ``prior`` lists the tasks of a multitask label (:func:`~shoal.metrics.multitask_report`)."""
     if isinstance(prior, dict):
         return regression_report(labels, logits, train_mean=prior["mean"])
-    if logits.ndim == 1:
-        assert isinstance(prior, float | int)
+    if isinstance(prior, float | int):
         return binary_report(labels, probabilities(logits), base_rate=float(prior))
-    return multiclass_report(labels, probabilities(logits), prior=prior)
+    tasks = [p for p in prior if isinstance(p, TaskPrior)]
+    if tasks:
+        return multitask_report(labels, logits, tasks)
+    rates = [float(p) for p in prior if not isinstance(p, TaskPrior)]
+    if labels.ndim == 2:
+        return multilabel_report(labels, sigmoid(logits), prior=rates)
+    return multiclass_report(labels, probabilities(logits), prior=rates)
 
 
 def selection_loss(metrics: dict[str, float]) -> float:
-    """What validation minimises to keep the best weights: the log loss, or a regression label's NMSE."""
-    return float(metrics["logloss"] if "logloss" in metrics else metrics["nmse"])
+    """What validation minimises to keep the best weights: the log loss, a regression label's NMSE, or the mean
+    of a multitask label's NE and NMSE (each task's loss over its prior's: tasks of any scale count alike)."""
+    for key in ("logloss", "nmse", "mean_ne"):
+        if key in metrics:
+            return float(metrics[key])
+    raise KeyError(f"no loss to select weights by in metrics {sorted(metrics)}")
 
 
 class Scorer(Protocol):
@@ -139,6 +148,8 @@ class Evaluator:
                 continue
             labels, logits = self.scorer.scores(model, self.data, rows)
             metrics.update({f"{rows.name}_{k}": v for k, v in report(labels, logits, self.data.prior).items()})
+            if encoder.multitask:
+                continue
             if encoder.multilabel:
                 aucs = tag_aucs(labels, sigmoid(logits)) if len(labels) else []
                 summary[f"{rows.name}_tag_auc"] = {t: (None if a != a else a) for t, a in  # nan -> null in JSON

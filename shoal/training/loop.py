@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,15 @@ class TrainResult:
 
 
 def training_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None,
-                  label: LabelConfig | None = None, target: tuple[float, float] | None = None) -> torch.Tensor:
+                  label: LabelConfig | None = None, target: tuple[float, float] | None = None,
+                  targets: Sequence[tuple[float, float] | None] = ()) -> torch.Tensor:
     """The mean loss of a mini-batch: cross-entropy ((B, C) logits) or binary cross-entropy ((B,) logits), each
     row weighted by ``weight`` when given (a distributed rank's padding rows weigh 0). A regression ``label``:
     the squared (or Huber) error of predictions ``logits`` in standard deviations ``target[1]`` of the label.
-    Multilabel ((B, T) 0/1 ``labels``): binary cross-entropy per tag, averaged over the tags of a row."""
+    Multilabel ((B, T) 0/1 ``labels``): binary cross-entropy per tag, averaged over the tags of a row.
+    Multitask: :func:`multitask_loss`, with ``targets`` each regression task's (mean, std)."""
+    if label is not None and label.kind == "multitask":
+        return multitask_loss(logits, labels, weight, label, targets)
     reduction = "mean" if weight is None else "none"
     if labels.ndim == 2:  # multilabel: (B, T) tags
         loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
@@ -74,6 +78,31 @@ def training_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tens
     else:
         loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
     return loss if weight is None else (loss * weight).mean()
+
+
+def multitask_loss(out: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None, label: LabelConfig,
+                   targets: Sequence[tuple[float, float] | None]) -> torch.Tensor:
+    """The tasks' losses weighted by their ``weight`` (their weighted mean): per task, binary cross-entropy of a
+    binary task's logit or the squared (Huber) error of a regression task's value in standard deviations, each the
+    mean over the rows that know the task's label (NaN labels are left out; a mini-batch with none adds 0)."""
+    assert label.tasks is not None and len(targets) == len(label.tasks) == out.shape[1]
+    total = out.new_zeros(())
+    rows = torch.ones(len(out)) if weight is None else weight  # (B,)
+    for t, task in enumerate(label.tasks):
+        known = ~torch.isnan(labels[:, t])  # (B,)
+        y = torch.where(known, labels[:, t], torch.zeros_like(labels[:, t]))
+        if task.kind == "binary":
+            each = nn.functional.binary_cross_entropy_with_logits(out[:, t], y, reduction="none")
+        else:
+            std = targets[t]
+            assert std is not None
+            err = (out[:, t] - y) / std[1]  # in standard deviations of the task's training label
+            zero = torch.zeros_like(err)
+            each = (nn.functional.huber_loss(err, zero, reduction="none", delta=task.huber_delta)
+                    if task.loss == "huber" else nn.functional.mse_loss(err, zero, reduction="none"))
+        w = rows * known  # (B,)
+        total = total + task.weight * (each * w).sum() / w.sum().clamp(min=1.0)
+    return total / sum(task.weight for task in label.tasks)
 
 
 class Trainer:
@@ -95,6 +124,7 @@ class Trainer:
             require_tensorboard()  # before the first pass, not after it
         self.loss = loss
         self._target: tuple[float, float] | None = None  # a regression label's (mean, std), after the first pass
+        self._targets: list[tuple[float, float] | None] = []  # a multitask label's, per task
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train, validate and save the bundle; ``resume`` continues from the run folder's checkpoint."""
@@ -105,9 +135,11 @@ class Trainer:
         data = self.strategy.prepare(cfg, self.run_dir, self.callbacks)  # the first pass
         torch.manual_seed(t.seed)
         enc = data.encoder
-        self._target = enc.target_
+        self._target, self._targets = enc.target_, enc.targets_
+        heads = cfg.label.task_heads if enc.multitask else None
         model = self.strategy.setup(build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots,
-                                          target=enc.target_, media=enc.media_inputs))
+                                          target=enc.target_, media=enc.media_inputs, heads=heads,
+                                          targets=enc.targets_))
         opts: Optimizers = list(build_optimizers(model, t, self.strategy.fuse_sparse_step))
         checkpoints = self.strategy.checkpointer(self.run_dir)
         pos = self._start(checkpoints, model, opts, resume)
@@ -183,7 +215,8 @@ class Trainer:
             loss = self.loss(out, mb)
         else:
             weight = None if mb.weight is None else torch.from_numpy(mb.weight)
-            loss = training_loss(out, torch.from_numpy(mb.label), weight, self.config.label, self._target)
+            loss = training_loss(out, torch.from_numpy(mb.label), weight, self.config.label, self._target,
+                                 self._targets)
         loss.backward()
         for o in opts:
             if o is not None:
@@ -193,7 +226,8 @@ class Trainer:
     def _save_bundle(self, model: nn.Module, data: TrainingData, metrics: dict[str, Any],
                      summary: dict[str, Any]) -> Path:
         enc, prior = data.encoder, data.prior
-        labels: dict[str, Any] = ({"classes": enc.classes_, "train_class_prior": prior} if enc.multiclass
+        labels: dict[str, Any] = ({"task": "multitask", "tasks": data.summary["tasks"]} if enc.multitask
+                                  else {"classes": enc.classes_, "train_class_prior": prior} if enc.multiclass
                                   else {"task": "regression", "target": prior} if enc.regression
                                   else {"task": "multilabel", "tags": enc.classes_, "train_tag_prior": prior}
                                   if enc.multilabel

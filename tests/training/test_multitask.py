@@ -1,0 +1,173 @@
+"""Multitask labels: config, encoder (unknown cells), heads, loss, metrics, training and the bundle."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import shoal
+from shoal.config import DLRMConfig, HeadsConfig, LabelConfig, LogisticConfig, parse_config
+from shoal.data.encoder import Encoder
+from shoal.data.readers import BadRowSink, Chunk
+from shoal.metrics import TaskPrior, multitask_report, sigmoid
+from shoal.models.registry import build
+from shoal.training.loop import multitask_loss
+
+TASKS = [{"column": "click"}, {"column": "conv"}, {"column": "spend", "kind": "regression"}]
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    """click <- x1 + shop effect; conv only after a click, from the same shop effect; spend known after a click."""
+    rng = np.random.default_rng(seed)
+    x1, shop = rng.normal(size=n), rng.integers(0, 20, n)
+    eff = np.random.default_rng(99).normal(size=20)[shop]
+    click = rng.random(n) < 1 / (1 + np.exp(-(x1 + eff - 1)))
+    conv = click & (rng.random(n) < 1 / (1 + np.exp(-(1.5 * eff - 1))))
+    spend = np.where(click, 10 + 3 * eff + rng.normal(size=n), np.nan)
+    return pd.DataFrame({"x1": x1, "shop": [f"s{v}" for v in shop], "click": click.astype(int),
+                         "conv": conv.astype(int), "spend": spend})
+
+
+def _config(train: Path, heads: str = "shared_bottom") -> dict:
+    return {
+        "name": "mt",
+        "data": {"train": str(train), "valid_fraction": 0.2},
+        "label": {"kind": "multitask", "tasks": TASKS, "heads": {"kind": heads}},
+        "features": [{"name": "x1", "kind": "dense"}, {"name": "shop", "kind": "sparse", "buckets": 64}],
+        "model": {"name": "mlp", "embedding_dim": 4, "hidden": [32]},
+        "train": {"epochs": 4, "batch_size": 64, "lr": 0.01, "seed": 0, "pictures": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, shoal.RunRecord]:
+    root = tmp_path_factory.mktemp("multitask")
+    _frame(3000, 0).to_csv(root / "train.csv", index=False)
+    return root, shoal.train(parse_config(_config(root / "train.csv", "mmoe")), home=root / "home")
+
+
+# -- config ----------------------------------------------------------------------------------------------------------
+def test_config_rules() -> None:
+    label = LabelConfig(kind="multitask", tasks=TASKS)
+    assert label.columns == ["click", "conv", "spend"] and label.task_heads.kind == "shared_bottom"
+    with pytest.raises(ValueError, match="kind: multitask needs tasks"):
+        LabelConfig(kind="multitask")
+    with pytest.raises(ValueError, match=r"\['column'\] of a multitask label go in each of its tasks"):
+        LabelConfig(kind="multitask", column="click", tasks=TASKS)
+    with pytest.raises(ValueError, match="tasks and heads apply to kind: multitask"):
+        LabelConfig(column="y", tasks=TASKS)
+    with pytest.raises(ValueError, match=r"tasks \['a'\] are listed twice"):
+        LabelConfig(kind="multitask", tasks=[{"column": "a"}, {"column": "a"}])
+    with pytest.raises(ValueError, match="label.column is required"):
+        LabelConfig()
+    with pytest.raises(ValueError, match="experts and expert apply to heads kind: mmoe"):
+        HeadsConfig(experts=3)
+    with pytest.raises(ValueError, match="loss and huber_delta apply to kind: regression"):
+        LabelConfig(kind="multitask", tasks=[{"column": "a", "loss": "huber"}, {"column": "b"}])
+    with pytest.raises(ValueError, match="label column 'click' is also listed as a feature"):
+        parse_config({**_config(Path("t.csv")), "features": [{"name": "click", "kind": "dense"}]})
+
+
+# -- encoder ---------------------------------------------------------------------------------------------------------
+def test_encoder_leaves_unknown_cells_out_and_reports_bad_ones() -> None:
+    enc = Encoder([], LabelConfig(kind="multitask", tasks=TASKS))
+    table = pa.table({"click": ["1", "0", "1", "yes", "1"], "conv": ["0", "", None, "0", "1"],
+                      "spend": ["2.5", "", "x", "1", None]})
+    sink = BadRowSink("keep")
+    batch = enc.encode(Chunk(table, np.arange(2, 7), "f.csv"), sink)
+    assert batch.label is not None and batch.lines.tolist() == [2, 3, 6]
+    np.testing.assert_array_equal(batch.label, [[1, 0, 2.5], [0, np.nan, np.nan], [1, 1, np.nan]])
+    reasons = {(b.line, b.column): b.reason for b in sink.rows}
+    assert set(reasons) == {(4, "spend"), (5, "click")}
+    assert "a regression label must be a number" in reasons[4, "spend"]
+    assert "invalid label of task 'click'" in reasons[5, "click"] and "or an empty cell" in reasons[5, "click"]
+    assert enc.outputs == 3 and enc.task == "multitask" and enc.columns() == ["click", "conv", "spend"]
+    enc.targets_ = [None, None, (2.0, 1.5)]
+    again = Encoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert again.multitask and again.label == enc.label and again.targets_ == enc.targets_
+    assert set(enc.to_dict()["label"]) == {"kind", "tasks", "heads"}
+
+
+# -- model, loss, metrics --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["shared_bottom", "mmoe"])
+@pytest.mark.parametrize("model", [DLRMConfig(name="dlrm"), LogisticConfig(name="logistic")])
+def test_heads_give_one_column_per_task_in_the_labels_units(kind: str, model: object) -> None:
+    torch.manual_seed(0)
+    net = build(model, 4, [10, 20], outputs=2, heads=HeadsConfig(kind=kind), targets=[None, (5.0, 2.0)]).eval()
+    inputs = (torch.randn(3, 4), [torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])],
+              [torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])])
+    out = net(*inputs)
+    assert out.shape == (3, 2)
+    net.std.fill_(1.0)
+    net.mean.zero_()
+    raw = net(*inputs)
+    torch.testing.assert_close(out[:, 1], raw[:, 1] * 2.0 + 5.0)  # a regression task: mean + std * tower
+    torch.testing.assert_close(out[:, 0], raw[:, 0])  # a binary task: the logit
+    with pytest.raises(ValueError, match="needs 2 targets, not 1"):
+        build(model, 4, [10, 20], outputs=2, heads=HeadsConfig(), targets=[None])
+
+
+def test_loss_leaves_unknown_labels_out_and_weighs_tasks() -> None:
+    label = LabelConfig(kind="multitask", tasks=[{"column": "a", "weight": 3.0},
+                                                 {"column": "b", "kind": "regression"}])
+    out = torch.tensor([[0.5, 4.0], [-1.0, 6.0], [2.0, 0.0]])
+    y = torch.tensor([[1.0, 5.0], [0.0, math.nan], [math.nan, math.nan]])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(out[:2, 0], y[:2, 0])
+    mse = ((4.0 - 5.0) / 2.0) ** 2  # in standard deviations (std 2)
+    want = (3.0 * bce.item() + mse) / 4.0
+    assert multitask_loss(out, y, None, label, [None, (0.0, 2.0)]).item() == pytest.approx(want)
+    weighted = multitask_loss(out, y, torch.tensor([1.0, 0.0, 1.0]), label, [None, (0.0, 2.0)])
+    bce0 = torch.nn.functional.binary_cross_entropy_with_logits(out[0, 0], y[0, 0])  # the padding row weighs 0
+    assert weighted.item() == pytest.approx((3.0 * bce0.item() + mse) / 4.0)
+
+
+def test_metrics_per_task_on_the_rows_that_know_it() -> None:
+    rng = np.random.default_rng(0)
+    y = np.stack([rng.random(300) < 0.4, rng.normal(size=300) + 3], axis=1).astype(float)
+    y[:100, 1] = np.nan
+    out = np.stack([y[:, 0] * 2 - 1 + rng.normal(size=300), np.nan_to_num(y[:, 1], nan=0.0) + 0.1], axis=1)
+    r = multitask_report(y, out, [TaskPrior("click", "binary", 0.4), TaskPrior("spend", "regression", 3.0)])
+    assert r["click.auc"] == pytest.approx(roc_auc_score(y[:, 0], sigmoid(out[:, 0])))
+    assert r["spend.rows"] == 200 and r["spend.rmse"] == pytest.approx(0.1)
+    assert r["mean_ne"] == pytest.approx((r["click.ne"] + r["spend.nmse"]) / 2)
+    assert r["mean_task_score"] == pytest.approx((r["click.auc"] + r["spend.r2"]) / 2)
+    y[:, 1] = np.nan  # no row knows the task: no metric, and the means are of the others
+    r = multitask_report(y, out, [TaskPrior("click", "binary", 0.4), TaskPrior("spend", "regression", 3.0)])
+    assert "spend.rmse" not in r and r["mean_ne"] == r["click.ne"]
+
+
+# -- training and the bundle -----------------------------------------------------------------------------------------
+def test_training_learns_every_task_and_the_bundle_answers_per_task(trained: tuple[Path, shoal.RunRecord]) -> None:
+    root, run = trained
+    m = run.metrics
+    assert m["valid_click.auc"] > 0.7 and m["valid_conv.auc"] > 0.7 and m["valid_spend.r2"] > 0.5, m
+    assert m["valid_spend.rows"] < m["valid_conv.rows"] == m["valid_rows"]  # spend is known after a click only
+    assert m["valid_mean_task_score"] == pytest.approx(
+        (m["valid_click.auc"] + m["valid_conv.auc"] + m["valid_spend.r2"]) / 3)
+    bundle = shoal.load(run.run_id, home=root / "home")
+    assert bundle.task == "multitask" and bundle.tasks == ["click", "conv", "spend"]
+    assert bundle.task_kinds == ["binary", "binary", "regression"]
+    rows = _frame(50, 7)
+    chunk = Chunk(pa.Table.from_pandas(rows, preserve_index=False), np.arange(2, 52), "x.csv")
+    batch = bundle.encoder.encode(chunk, BadRowSink("raise"), with_label=False)
+    proba = bundle.predict_proba(batch)
+    logits = bundle.predict_logits(batch)
+    assert proba.shape == (50, 3)
+    np.testing.assert_allclose(proba[:, :2], sigmoid(logits[:, :2]))
+    np.testing.assert_allclose(proba[:, 2], logits[:, 2], rtol=1e-6)  # spend in its own units
+    assert 5 < float(np.mean(proba[:, 2])) < 20
+
+
+def test_a_task_without_signal_is_refused(tmp_path: Path) -> None:
+    frame = _frame(300, 1).assign(conv=0)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match="task 'conv' has the same label .0. in every training row"):
+        shoal.train(parse_config(_config(tmp_path / "t.csv")), home=tmp_path / "home")
