@@ -10,17 +10,17 @@ it must be a regular file within the size limits, and a symlink must stay inside
 bundle that fails any check, or whose JSON is damaged or of the wrong shape, raises one :class:`BundleError`
 naming the file and what is wrong with it (the server answers 400 on reload; ``shoal serve`` prints one line).
 
-Writes are atomic (a temporary file, then a rename), and a full disk raises :class:`DiskFullError` naming the
-device and the file, with the partial file removed (:func:`write_atomically`).
+Writes are atomic (a temporary file, then a rename), and a full disk raises
+:class:`~shoal.artifacts.disk.DiskFullError` naming the device, the file and the bytes free, with the partial
+file removed (:func:`~shoal.artifacts.disk.write_atomically`).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from shoal.artifacts.disk import DiskFullError, no_space_left, write_atomically  # re-exported: older imports
 from shoal.config import HeadsConfig, ModelConfig, RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
@@ -146,54 +147,6 @@ class BundleError(ShoalError, ValueError):
     """A bundle folder that cannot be loaded; the message names the file and what is wrong with it."""
 
 
-class DiskFullError(ShoalError, OSError):
-    """No space left on the device while writing a file (the partial file was removed)."""
-
-
-def no_space_left(path: Path, err: BaseException | None = None) -> DiskFullError:
-    """The clear error for a full disk (or quota) while writing ``path``: names the device and the file."""
-    mount = Path(path).resolve().parent
-    while not os.path.ismount(mount) and mount != mount.parent:
-        mount = mount.parent
-    quota = isinstance(err, OSError) and err.errno == errno.EDQUOT
-    what = "disk quota exceeded on" if quota else "no space left on device"
-    return DiskFullError(f"{what} {mount} while writing {path}; free some space there (or write to another "
-                         "disk, e.g. with --home) and run again (a run resumes: shoal train --resume RUN)")
-
-
-def _disk_full(err: BaseException, tmp: Path) -> bool:
-    """Whether a failed write ran out of space: ENOSPC/EDQUOT anywhere in the chain (safetensors and torch wrap
-    it in their own errors, sometimes only as text), or no free block left where ``tmp`` was being written."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(text in str(seen) for text in ("No space left on device", "StorageFull", "Disk quota exceeded")):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    try:
-        fs = os.statvfs(tmp.parent)
-    except OSError:
-        return False
-    return isinstance(err, OSError | RuntimeError) and fs.f_bavail == 0
-
-
-def write_atomically(path: Path, write: Callable[[Path], object], tmp: Path | None = None) -> Path:
-    """``write(tmp)`` then rename ``tmp`` to ``path``: a kill never leaves half a file. On any error the partial
-    ``tmp`` is removed; a full disk raises :class:`DiskFullError` naming the device and ``path``."""
-    tmp = tmp if tmp is not None else path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        full = isinstance(err, Exception) and _disk_full(err, tmp)
-        tmp.unlink(missing_ok=True)
-        if full:
-            raise no_space_left(path, err if isinstance(err, OSError) else None) from err
-        raise
-    return path
-
-
 def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfig, meta: dict[str, Any]) -> Path:
     """Write a bundle folder; returns its path."""
     path.mkdir(parents=True, exist_ok=True)
@@ -232,6 +185,9 @@ def check_bundle_files(folder: Path) -> None:
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise BundleError(f"{weights}: missing; a bundle holds bundle.json and model.safetensors "
+                          "(save or export it again)")
+    if not weights.is_file():
+        raise BundleError(f"{weights}: a folder, not a file; a bundle holds bundle.json and model.safetensors "
                           "(save or export it again)")
     _check_safetensors_size(weights)
 
@@ -291,8 +247,9 @@ def load_bundle(path: Path) -> Bundle:
     doc_path = path / "bundle.json"
     try:
         doc = json.loads(doc_path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise BundleError(f"{doc_path}: not valid JSON ({err}); the file is damaged: save or export the bundle "
+    except (ValueError, OSError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        what = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise BundleError(f"{doc_path}: not valid JSON ({what}); the file is damaged: save or export the bundle "
                           "again") from None
     if not isinstance(doc, dict):
         raise BundleError(f"{doc_path}: a JSON {type(doc).__name__}, not an object; not a shoal bundle")

@@ -31,11 +31,17 @@ That is computed on read, not written back: reads stay reads (no write lock, not
 reads the same), and a write-back could race a resume that has just taken the lock. The row keeps ``running``
 until a resume or the end of a run writes its status. A run without a lock file (made by an older shoal) reads as
 stored.
+
+A full disk is :class:`~shoal.artifacts.disk.DiskFullError` here too: SQLite's "database or disk is full" (or its
+"disk I/O error" on a disk with no room left) names the database, the bytes free and the fix. ``recording`` turns any
+ENOSPC of a run into that error with the command that resumes the run; when the registry cannot record the failure
+either, the error says so and the run reads ``killed``, its last checkpoint kept.
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
 import json
 import logging
 import os
@@ -48,6 +54,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from shoal.artifacts.disk import DiskFullError, disk_full, no_space_left
 from shoal.artifacts.run import (
     RunBusyError,
     RunKind,
@@ -200,6 +207,33 @@ def _is_busy(exc: BaseException | None) -> bool:
     return "locked" in message or "busy" in message
 
 
+def _full(exc: sqlite3.DatabaseError, db_path: Path) -> bool:
+    """Whether SQLite failed for want of room: SQLITE_FULL, or SQLITE_IOERR (its "disk I/O error", which is what
+    some writes on a full disk report) with the disk all but full."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc):
+        return True
+    return (primary == sqlite3.SQLITE_IOERR or "disk I/O error" in str(exc)) and disk_full(exc, db_path)
+
+
+def _as_disk_full(err: BaseException, run_dir: Path) -> DiskFullError | None:
+    """``err`` as a :class:`DiskFullError` when a full disk caused it (an ENOSPC/EDQUOT ``OSError`` from any
+    write of the run: a picture, the quarantine file), naming the file it names, else the run folder."""
+    if isinstance(err, DiskFullError):
+        return err
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return no_space_left(Path(err.filename) if err.filename else run_dir, err)
+    return None
+
+
+def _stopped_like(full: DiskFullError, message: str) -> DiskFullError:
+    """A :class:`DiskFullError` with ``message`` and the path, mount and free bytes of ``full``."""
+    stopped = DiskFullError(message)
+    stopped.path, stopped.mount, stopped.free = full.path, full.mount, full.free
+    return stopped
+
+
 def _new_run_id(now: float) -> str:
     """``YYYYMMDD-HHMMSS-xxxxxx``: UTC timestamp (sortable) plus 24 random bits (unique)."""
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(3)}"
@@ -290,6 +324,8 @@ class Registry:
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise
+                if _full(exc, self.db_path):  # "database or disk is full", or an I/O error on a full disk
+                    raise no_space_left(self.db_path, exc, what="the run registry ") from exc
                 raise RegistryError(f"run registry {self.db_path}: {exc}") from exc
 
     @contextmanager
@@ -413,6 +449,11 @@ class Registry:
         except RunNotFoundError:
             release_run(self._artifact_dir(run_id))
             raise
+        except (RegistryError, DiskFullError):
+            if status is not None and status != RunStatus.RUNNING:
+                # the run has stopped, recorded or not: let go, so that it reads `killed` and can be resumed
+                release_run(self._artifact_dir(run_id))
+            raise
         if status is not None and status != RunStatus.RUNNING:
             release_run(self._artifact_dir(run_id))
         return self.get(run_id)
@@ -532,12 +573,38 @@ class Registry:
 
     @contextmanager
     def recording(self, run_id: str) -> Iterator[None]:
-        """Run the body of a run; when it raises, record the run as failed or killed (:meth:`fail`) and re-raise."""
+        """Run the body of a run; when it raises, record the run as failed or killed (:meth:`fail`) and re-raise.
+
+        A full disk (a :class:`DiskFullError`, or any ENOSPC/EDQUOT ``OSError``) is re-raised as a
+        :class:`DiskFullError` that also says how to resume the run; when the registry cannot record the failure
+        either (the same full disk), the error says so: the run then reads ``killed`` and keeps its last checkpoint.
+        """
         try:
             yield
         except BaseException as err:
-            self.fail(run_id, err)
-            raise
+            full = _as_disk_full(err, self._artifact_dir(run_id))
+            if full is None:
+                self.fail(run_id, err)
+                raise
+            resume = f"shoal {'auto' if self._kind(run_id) == RunKind.AUTO else 'train'} --resume {run_id}"
+            stopped = DiskFullError(f"{full}. Run {run_id} is recorded failed and keeps its last checkpoint: once "
+                                    f"there is room, resume it with `{resume}`")
+            try:
+                self.fail(run_id, stopped)
+            except DiskFullError as unrecorded:
+                raise _stopped_like(full, f"{full}. The run registry {self.db_path} could not be written either (no "
+                                          f"space left on device {unrecorded.mount}), so run {run_id} is not recorded "
+                                          "failed; it reads `killed` and keeps its last checkpoint: once there is "
+                                          f"room, resume it with `{resume}`") from err
+            raise _stopped_like(full, str(stopped)) from err
+
+    def _kind(self, run_id: str) -> RunKind | None:
+        try:
+            with self._connect() as conn:
+                row = conn.execute("SELECT kind FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        except RegistryError:
+            return None
+        return None if row is None else RunKind(row[0])
 
     def complete(self, run_id: str, metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> RunRecord:
         """Record a run's results and mark it ``completed``."""

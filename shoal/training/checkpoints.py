@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from shoal.artifacts.bundle import write_atomically
+from shoal.artifacts.disk import write_atomically
 
 __all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CheckpointExtras", "Checkpointer", "Optimizers", "Position"]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.disk import DiskFullError
 from shoal.artifacts.lineage import file_lineage
 from shoal.artifacts.refs import resolve
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
@@ -45,7 +46,12 @@ def fit_run(registry: Registry, record: RunRecord, cfg: RunConfig, callbacks: Ca
                    if (found := cfg.data.file(split)) is not None and (Path(found[0]).exists() or is_multi(found[0]))}
         result = Trainer(cfg, record.artifact_dir, callbacks, loss=loss).fit(resume=resume)
     summary = {**result.summary, "bundle": str(result.bundle), "lineage": {"data": lineage}}
-    return registry.complete(record.run_id, result.metrics, summary)
+    try:
+        return registry.complete(record.run_id, result.metrics, summary)
+    except DiskFullError as full:  # the registry's disk filled up at the very end
+        raise DiskFullError(f"{full}. Run {record.run_id} trained to the end (bundle {result.bundle}) but is not "
+                            f"recorded completed; it reads `killed`: once there is room, `shoal train --resume "
+                            f"{record.run_id}` records it (training again from its last checkpoint)") from full
 
 
 def train(config: RunConfig | str | Path, home: str | Path = "shoal-runs",

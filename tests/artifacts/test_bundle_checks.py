@@ -81,6 +81,15 @@ def _fifo(folder: Path) -> None:
     os.mkfifo(folder / "model.safetensors")
 
 
+def _weights_a_folder(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").mkdir()
+
+
+def _nested_json(folder: Path) -> None:
+    (folder / "bundle.json").write_text("[" * 100_000 + "]" * 100_000)  # json.loads: a RecursionError
+
+
 def _set_inputs(doc: dict[str, Any]) -> None:
     doc["inputs"]["buckets"] = "abc"
 
@@ -109,6 +118,8 @@ CASES: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "symlink outside": (_symlink_out, "model.safetensors", "outside the bundle folder"),
     "symlink to /dev/zero": (_symlink_dev_zero, "model.safetensors", "a symlink to /dev/zero, outside"),
     "named pipe": (_fifo, "model.safetensors", "a named pipe; a bundle holds regular files only"),
+    "weights a folder": (_weights_a_folder, "model.safetensors", "a folder, not a file"),
+    "json nested too deeply": (_nested_json, "bundle.json", "not valid JSON (nested too deeply)"),
 }
 
 
