@@ -24,6 +24,12 @@ Systems (one JSON row per metric, ``{"bench": "serve", "dataset", "system", "met
 * ``shoal-batched-onnx``: ``shoal serve`` on the bundle exported with ``shoal export --onnx`` (ONNX Runtime);
   left out with ``--no-onnx``.
 
+* ``shoal-e2e``: in process, no HTTP: a raw row (a dict, as a JSON request becomes) -> probability through the raw
+  graph (``shoal export --raw``, :func:`shoal.export.raw_runtime.bench_end_to_end`), next to ``shoal-e2e-encoder``
+  (the Python encoder + PyTorch) and ``shoal-e2e-encoder-onnx`` (the Python encoder + ``model.onnx``) in the same
+  run: ``latency_ms_p50``/``latency_ms_p99`` at batch 1, ``infer_rows_per_s`` at batch 256 (``clients`` 1); left
+  out with ``--no-onnx``.
+
 At 1, 8 and 64 clients: ``requests_per_s`` (answered requests / seconds), ``latency_ms_p50``, ``latency_ms_p99``,
 ``errors_4xx``, ``errors_5xx`` (a 5xx or a connection error), and ``load_avg_1m``: the machine's 1-minute load
 average after the run (the benchmark shares its cores with whatever else runs: read the other numbers with it).
@@ -174,6 +180,29 @@ def alive(url: str) -> bool:
 
 
 # -- the benchmark --------------------------------------------------------------------------------------------
+E2E_SYSTEMS = {"e2e-raw": "shoal-e2e", "e2e-torch": "shoal-e2e-encoder", "e2e-onnx-fp32": "shoal-e2e-encoder-onnx"}
+
+
+def end_to_end(exported: Path, rows: list[dict[str, Any]], budget: Budget) -> list[dict[str, Any]]:
+    """Raw row -> probability in process: the raw graph (written here with ``--raw``) against the Python encoder."""
+    import pyarrow as pa
+
+    from shoal.export.raw import export_raw_onnx
+    from shoal.export.raw_runtime import bench_end_to_end
+
+    export_raw_onnx(exported)  # checks parity with the Python encoder + PyTorch on the way
+    results = bench_end_to_end(exported, pa.Table.from_pylist(rows), threads=THREADS,
+                               seconds=min(budget.seconds, 3.0))
+    out: list[dict[str, Any]] = []
+    for r in results:
+        m = {"latency_ms_p50": r.p50_ms, "latency_ms_p99": r.p99_ms, "infer_rows_per_s": r.rows_per_s,
+             "load_avg_1m": os.getloadavg()[0]}
+        out += _rows(E2E_SYSTEMS[r.system], 1, m)
+        print(f"{E2E_SYSTEMS[r.system]:24s} in process: p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms (batch 1)  "
+              f"{r.rows_per_s:,.0f} rows/s (batch {r.batch})", flush=True)
+    return out
+
+
 def _rows(system: str, clients: int, metrics: dict[str, float]) -> list[dict[str, Any]]:
     return [{**row(BENCH, DATASET, system, k, v), "clients": clients} for k, v in metrics.items()]
 
@@ -191,6 +220,7 @@ def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool
 
         bundles["shoal-batched-onnx"] = exported = shutil.copytree(v1, work / "exported" / "bundle")
         export_onnx(exported)  # checks parity with PyTorch on the way
+        out += end_to_end(exported, rows, budget)
     for system in SYSTEMS:
         if system.endswith("-onnx") and not onnx:
             continue
@@ -250,6 +280,11 @@ def report(rows: list[dict[str, Any]]) -> str:
             lines.append(f"- {system} / naive requests/s at 64 clients: {rps / naive:.2f}x "
                          f"(p99 {get[(system, 64, 'latency_ms_p99')]:.1f} ms vs naive "
                          f"{get[('naive', 64, 'latency_ms_p99')]:.1f} ms)")
+    e2e = {r["system"]: r["value"] for r in rows if r["system"] in E2E_SYSTEMS.values()
+           and r["metric"] == "latency_ms_p99"}
+    if "shoal-e2e" in e2e and "shoal-e2e-encoder" in e2e:
+        lines.append(f"- shoal-e2e (raw graph) / shoal-e2e-encoder (Python encoder + PyTorch), raw row -> "
+                     f"probability in process, batch-1 p99: {e2e['shoal-e2e-encoder'] / e2e['shoal-e2e']:.2f}x faster")
     extra = [r for r in rows if r["system"] not in SYSTEMS]
     if extra:
         lines.append("")

@@ -86,13 +86,18 @@ def bench(
     isolate: Annotated[bool, typer.Option(help="Each system in a fresh process (its own peak RSS).")] = True,
     export_missing: Annotated[bool, typer.Option(
         "--export/--no-export", help="Export to a temporary folder when BUNDLE/onnx is missing.")] = True,
+    end_to_end: Annotated[bool, typer.Option(
+        "--e2e/--no-e2e", help="Also time raw row -> answer in process (encoder included; the raw graph where "
+                               "exported with --raw).")] = True,
     home: HomeOption = None,
 ) -> None:
-    """p50/p99 latency at batch 1, rows/s at batch 256, size and peak RSS: PyTorch vs ONNX Runtime fp32/int8."""
+    """p50/p99 latency at batch 1, rows/s at batch 256, size and peak RSS: PyTorch vs ONNX Runtime fp32/int8 (the
+    model call alone), then raw row -> answer end to end (the Python encoder + model, and the raw graph)."""
     import tempfile
 
     from shoal.artifacts.bundle import load_bundle
     from shoal.export.onnx import export_onnx, sample_rows
+    from shoal.export.raw_runtime import bench_end_to_end, raw_timing_rows
     from shoal.runtime.latency import bench_bundle, bench_rows
 
     with user_errors():
@@ -115,8 +120,14 @@ def bench(
             with console.status("measuring" + (" (one process per system)" if isolate else "")):
                 results = bench_bundle(folder, rows, onnx_dir, batch=batch, threads=threads, seconds=seconds,
                                        isolate=isolate)
+            e2e = []
+            if end_to_end:
+                raw_rows, raw_source = raw_timing_rows(bundle, folder, max(batch, 256))
+                with console.status("measuring raw row -> answer, in process"):
+                    e2e = bench_end_to_end(folder, raw_rows, batch=batch, threads=threads, seconds=seconds)
         torch_p99 = next((r.p99_ms for r in results if r.system == "torch"), None)
-        table = Table(title=f"bench {bundle.config.name} ({len(rows)} rows of {source}, {threads} threads)")
+        table = Table(title=f"bench {bundle.config.name}: the model call alone, on encoded rows ({len(rows)} rows "
+                            f"of {source}, {threads} threads)")
         for col in ("system", "p50 ms (batch 1)", "p99 ms (batch 1)", f"rows/s (batch {batch})", "size MiB",
                     "peak RSS MiB", "p99 speed-up"):
             table.add_column(col, justify="left" if col == "system" else "right")
@@ -127,10 +138,35 @@ def bench(
         console.print(table)
         if not isolate:
             console.print("peak RSS is cumulative: all systems ran in this process (--isolate measures each alone)")
+        if e2e:
+            _print_end_to_end(e2e, results, batch, f"{len(raw_rows)} raw rows of {raw_source}", run)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(bench_rows(results, bundle.config.name), indent=1) + "\n", encoding="utf-8")
+            json_out.write_text(json.dumps(bench_rows([*results, *e2e], bundle.config.name), indent=1) + "\n",
+                                encoding="utf-8")
             console.print(f"wrote {json_out}")
+
+
+def _print_end_to_end(e2e: list[Any], model_only: list[Any], batch: int, source: str, run: str) -> None:
+    """The end-to-end table, each row beside the model call alone of the same model (``e2e-torch`` / ``torch``)."""
+    alone = {r.system: r for r in model_only}
+    table = Table(title=f"end to end: raw row -> answer in process, encoder included ({source})")
+    for col in ("path", "p50 ms (batch 1)", "p99 ms (batch 1)", f"rows/s (batch {batch})",
+                "model call alone p50 / p99 ms", "p99 vs e2e-torch"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    base = next((r.p99_ms for r in e2e if r.system == "e2e-torch"), None)
+    for r in e2e:
+        model = alone.get({"e2e-torch": "torch", "e2e-onnx-fp32": "onnx-fp32"}.get(r.system, ""))
+        table.add_row({"e2e-torch": "e2e-torch (Python encoder + PyTorch)",
+                       "e2e-onnx-fp32": "e2e-onnx-fp32 (Python encoder + model.onnx)",
+                       "e2e-raw": "e2e-raw (model.raw.onnx, one call)"}.get(r.system, r.system),
+                      f"{r.p50_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.rows_per_s:,.0f}",
+                      f"{model.p50_ms:.3f} / {model.p99_ms:.3f}" if model else "-",
+                      f"{base / r.p99_ms:.2f}x" if base else "")
+    console.print(table)
+    if not any(r.system == "e2e-raw" for r in e2e):
+        console.print(f"no raw graph beside the bundle: write one with shoal export {run} --raw, and serving takes "
+                      "it where it is faster (docs/serving.md)")
 
 
 def register(app: typer.Typer) -> None:

@@ -49,7 +49,15 @@ BUDGET_S = 1.0  # the whole measurement, every size and backend, warmup included
 
 
 class _Scorer(Protocol):
-    def predict_proba(self, batch: Batch) -> np.ndarray: ...
+    def predict_proba(self, batch: Any) -> np.ndarray: ...
+
+
+class _Rows(Protocol):
+    """What :func:`measure` times on: encoded rows (a :class:`~shoal.data.batch.Batch`) or raw ones (a table)."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, indices: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ def _crossover(lo: int, hi: int, at_lo: Mapping[str, float], at_hi: Mapping[str,
 
 
 # -- measuring ---------------------------------------------------------------------------------------------------
-def measure(predictors: Mapping[str, _Scorer], rows: Batch, sizes: Sequence[int], *, budget_s: float = BUDGET_S,
+def measure(predictors: Mapping[str, _Scorer], rows: _Rows, sizes: Sequence[int], *, budget_s: float = BUDGET_S,
             clock: Callable[[], float] = time.perf_counter, rows_source: str = "given") -> BackendChoice:
     """Time every predictor at every batch size on ``rows`` (repeated when fewer), then :func:`decide`.
 
@@ -178,7 +186,7 @@ def measure(predictors: Mapping[str, _Scorer], rows: Batch, sizes: Sequence[int]
     return BackendChoice(decide(measured), measured, rows_source, round(clock() - started, 3))
 
 
-def _batches(rows: Batch, n: int) -> list[Batch]:
+def _batches(rows: _Rows, n: int) -> list[Any]:
     """A few different batches of ``n`` rows (cycling through the rows, repeated when there are fewer)."""
     count = max(1, min(16, len(rows) // n))
     return [rows.take((np.arange(n) + i * n) % len(rows)) for i in range(count)]
@@ -243,13 +251,19 @@ def _random_rows(bundle: Bundle, layout: InputLayout, rows: int) -> Batch:
 
 # -- the cache ---------------------------------------------------------------------------------------------------
 def choice_key(version: str, export_dir: Path, sizes: Sequence[int], torch_threads: int,
-               onnx_threads: int) -> dict[str, Any]:
-    """What a cached decision depends on: the bundle, its export, the batch sizes, the machine, the threads."""
+               onnx_threads: int, *, raw_graph: Path | None = None) -> dict[str, Any]:
+    """What a cached decision depends on: the bundle, its export (and its raw graph, when ``raw_graph`` names
+    the one timed end to end), the batch sizes, the machine, the threads."""
     import onnxruntime
     import torch
 
-    export_doc = (export_dir / "export.json").read_bytes()
-    return {"bundle_version": version, "export": hashlib.sha256(export_doc).hexdigest()[:12],
+    doc = export_dir / "export.json"
+    export = hashlib.sha256(doc.read_bytes()).hexdigest()[:12] if doc.is_file() else "none"
+    if raw_graph is not None:  # its contract and its file's identity: a re-export is measured again
+        stat = raw_graph.stat()
+        contract = (raw_graph.parent / "raw_inputs.json").read_bytes()
+        export += "+raw:" + hashlib.sha256(contract + f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return {"bundle_version": version, "export": export,
             "sizes": sorted({min(max(int(n), 1), MAX_MEASURED_ROWS) for n in sizes}),
             "machine": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count() or 0,
             "torch_threads": torch_threads, "onnx_threads": onnx_threads,

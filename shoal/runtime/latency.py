@@ -9,7 +9,11 @@ The helpers are generic (any ``fn()``)::
 :func:`bench_bundle` measures every system of a bundle (``torch`` and each exported ONNX variant), by default
 each in a fresh process so that its peak RSS is its own: p50/p99 latency at batch 1 (one encoded row per call,
 cycling through real rows), rows/s at batch 256, size on disk. Encoding is not timed; the conversion of a
-batch to each system's inputs is (jagged tensors for torch, the padded form for ONNX).
+batch to each system's inputs is (jagged tensors for torch, the padded form for ONNX): the model call alone.
+
+:func:`~shoal.export.raw_runtime.bench_end_to_end` times what a request costs in process: a raw row (a dict, as a
+JSON request becomes) -> answer, encoder included. Its systems are ``e2e-torch`` and ``e2e-onnx-fp32`` (the Python
+encoder, then the model) and ``e2e-raw`` (the self-contained graph, ``model.raw.onnx``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["BenchResult", "LatencyStats", "bench_bundle", "bench_rows", "latency", "peak_rss_mib", "percentiles",
-           "throughput", "time_calls"]
+           "throughput", "time_calls", "time_system"]
 
 SYSTEMS = {"torch": None, "onnx-fp32": "fp32", "onnx-int8": "int8", "onnx-fp16": "fp16"}  # system -> ONNX variant
 
@@ -160,7 +164,7 @@ def _measure(system: str, bundle_dir: str, onnx_dir: str, ones: list[Any], big: 
         torch.set_num_threads(threads)
         try:
             predict = load_bundle(Path(bundle_dir)).predict_logits
-            result = _time(system, predict, ones, big, seconds)
+            result = time_system(system, predict, ones, big, seconds)
         finally:
             torch.set_num_threads(saved)
         size = (Path(bundle_dir) / "model.safetensors").stat().st_size / 2**20
@@ -168,12 +172,12 @@ def _measure(system: str, bundle_dir: str, onnx_dir: str, ones: list[Any], big: 
         from shoal.runtime.onnx import FILES, OnnxPredictor
 
         predict = OnnxPredictor(onnx_dir, variant=variant, threads=threads).predict_logits
-        result = _time(system, predict, ones, big, seconds)
+        result = time_system(system, predict, ones, big, seconds)
         size = (Path(onnx_dir) / FILES[variant]).stat().st_size / 2**20
     return BenchResult(system, result[0].p50_ms, result[0].p99_ms, result[1], len(big), size, peak_rss_mib(), isolated)
 
 
-def _time(system: str, predict: Callable[[Any], Any], ones: list[Any], big: Any,
+def time_system(system: str, predict: Callable[[Any], Any], ones: list[Any], big: Any,
           seconds: float) -> tuple[LatencyStats, float]:
     cycle = itertools.cycle(ones)
     stats = latency(lambda: predict(next(cycle)), seconds=seconds)

@@ -2,28 +2,37 @@
 
 A version is named by the content of its bundle (a hash of ``bundle.json`` and the weights), so reloading an
 unchanged bundle keeps the version and retraining into the same folder changes it.
+
+Validated rows take one of two paths (:class:`~shoal.export.raw_runtime.EndToEndPredictor` says which, per batch size):
+the raw graph (``bundle/onnx/model.raw.onnx``: raw rows -> one ONNX Runtime call), or the Python encoder then
+the encoded predictor. The encoded path also answers every batch the raw graph cannot take, so a bad row gets the
+encoder's report, the same 422 as without a raw graph.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
+from shoal.export.raw_runtime import EndToEndPredictor, select_end_to_end
 from shoal.runtime.choice import BackendChoice
-from shoal.runtime.predictor import Predictor, select_predictor
 from shoal.runtime.refs import content_version
 from shoal.serving.schema import MAX_MEDIA_BYTES, RequestSchema
 
 __all__ = ["RowsRejected", "ServedModel", "backend_choice", "load_served"]
+
+log = logging.getLogger(__name__)
 
 
 class RowsRejected(ValueError):
@@ -40,7 +49,7 @@ class ServedModel:
     """One loaded version. Immutable: a reload builds a new one and swaps the reference."""
 
     bundle: Bundle
-    predictor: Predictor
+    predictor: EndToEndPredictor
     schema: RequestSchema
     folder: Path
     version: str
@@ -61,13 +70,16 @@ class ServedModel:
         return self.bundle.task
 
     def predict_rows(self, rows: list[BaseModel]) -> np.ndarray:
-        """Validated request rows -> probabilities (or values), through the bundle's encoder (from a worker thread)."""
-        chunk = Chunk(self.schema.table(rows), np.arange(len(rows), dtype=np.int64), "request")
-        sink = BadRowSink("keep")  # serving has no quarantine file: rejected rows answer the request
-        batch = self.bundle.encoder.encode(chunk, sink, with_label=False)
-        if sink.rows:
-            raise RowsRejected(sink.rows)
-        proba = self.predict_batch(batch)
+        """Validated request rows -> probabilities (or values), through the raw graph or the bundle's encoder
+        (from a worker thread)."""
+        proba = self._predict_raw(rows)
+        if proba is None:
+            chunk = Chunk(self.schema.table(rows), np.arange(len(rows), dtype=np.int64), "request")
+            sink = BadRowSink("keep")  # serving has no quarantine file: rejected rows answer the request
+            batch = self.bundle.encoder.encode(chunk, sink, with_label=False)
+            if sink.rows:
+                raise RowsRejected(sink.rows)
+            proba = self.predict_batch(batch)
         finite = np.isfinite(proba).reshape(len(proba), -1).all(axis=1)
         if not finite.all():  # the last guard: NaN never leaves the server, whatever overflowed inside the model
             raise RowsRejected([BadRow("request", int(i), _largest_dense(self.schema, rows[i]), None,
@@ -78,6 +90,22 @@ class ServedModel:
 
     def predict_batch(self, batch: Batch) -> np.ndarray:
         return self.predictor.predict_proba(batch)
+
+    def _predict_raw(self, rows: list[BaseModel]) -> np.ndarray | None:
+        """The raw graph's answer, or None where the encoded path answers: a batch size routed to it, or rows the
+        graph cannot take (an id over the export's max_bytes, ...: the encoder then reports the row, or answers)."""
+        raw = self.predictor.raw_for(len(rows))
+        if raw is None:
+            return None
+        # a few rows as dicts (raw_feed's plain-Python path); more, or a column read both as numbers and ids, as
+        # the table the encoder would read
+        small = len(rows) <= 32 and not any(len(f.kinds) > 1 for f in self.schema.fields)
+        try:
+            return raw.predict_rows([r.model_dump(by_alias=True) for r in rows] if small
+                                    else self.schema.table(rows))
+        except (ValueError, KeyError, pa.ArrowException) as err:
+            log.debug("raw graph refused a batch of %d rows (%s): the encoded path answers", len(rows), err)
+            return None
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /model`` shows."""
@@ -95,7 +123,7 @@ class ServedModel:
         }
 
 
-def backend_choice(predictor: Predictor) -> dict[str, Any] | None:
+def backend_choice(predictor: object) -> dict[str, Any] | None:
     """``auto``'s measured decision (routes by batch size, median ms per call), None for an explicit backend."""
     choice = getattr(predictor, "choice", None)
     return choice.to_dict() if isinstance(choice, BackendChoice) else None
@@ -119,12 +147,13 @@ def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
                 max_id_bytes: int = 2048, max_list_ids: int = 1024, max_batch_rows: int = 256,
                 max_media_bytes: int = MAX_MEDIA_BYTES) -> ServedModel:
     """Load and warm up a bundle for serving (slow: call it off the event loop). ``auto`` times the backends at
-    batches of 1 and ``max_batch_rows`` rows (once per bundle, export and machine: the decision is cached)."""
+    batches of 1 and ``max_batch_rows`` rows (once per bundle, export and machine: the decision is cached); with
+    a raw graph beside the bundle, end to end (:func:`~shoal.export.raw_runtime.select_end_to_end`)."""
     found = resolve(ref, home)
     folder, run = found.folder, found.run_id
     bundle = load_bundle(folder)  # checks the files first (no symlink out, no device): then hashing them is safe
     version = content_version(folder)
-    predictor = select_predictor(bundle, folder, backend, batch_sizes=(1, max_batch_rows), version=version)
+    predictor = select_end_to_end(bundle, folder, backend, batch_sizes=(1, max_batch_rows), version=version)
     served = ServedModel(bundle=bundle, predictor=predictor,
                          schema=RequestSchema(bundle.encoder, max_rows, max_text_bytes,
                                               max_id_bytes=max_id_bytes, max_list_ids=max_list_ids,
@@ -132,4 +161,7 @@ def load_served(ref: str | Path, home: Path, max_rows: int, max_text_bytes: int,
                          folder=folder.resolve(), version=version, run=run)
     served.predict_rows([served.schema.placeholder()])  # first call allocates; not on a request's time (media:
     # a tiny valid image or silent sound of the feature's kind, so the encoder and the CNN run too)
+    if predictor.raw_for(1) is not None:  # the raw graph answered that row: warm the encoded fallback too
+        chunk = Chunk(served.schema.table([served.schema.placeholder()]), np.zeros(1, np.int64), "warm-up")
+        served.predict_batch(bundle.encoder.encode(chunk, BadRowSink("keep"), with_label=False))
     return served

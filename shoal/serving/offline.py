@@ -1,9 +1,12 @@
 """Batch scoring of a file (``shoal predict``): the server's encoder and predictor, streamed chunk by chunk.
 
 The file is read with the reading options of the training data (header, delimiter, missing markers; the format
-follows the file's extension), encoded by the bundle's encoder and scored by the predictor the server would use
-(:func:`~shoal.runtime.predictor.select_predictor`), so a row gets the same probabilities here as from
-``POST /predict``. Output columns, Parquet or CSV by the extension of ``out``::
+follows the file's extension) and scored by the path the server would take
+(:func:`~shoal.export.raw_runtime.select_end_to_end`): each chunk through the raw graph (``model.raw.onnx``) where it
+answers chunks of that size, else encoded by the bundle's encoder and scored by the encoded predictor. A chunk the
+raw graph cannot take (a cell that is not a number, an id over the export's max_bytes) takes the encoder's path,
+which quarantines its bad rows; so a row gets the same probabilities here as from ``POST /predict``. Output
+columns, Parquet or CSV by the extension of ``out``::
 
     line          the row's line (CSV/TSV, header counted) or 1-based row number (Parquet, JSONL) in the input
     <kept>        columns copied from the input (``keep``), e.g. an id to join on
@@ -18,6 +21,7 @@ Rows the encoder refuses go to a quarantine file (JSONL: file, line, column, val
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,13 +35,14 @@ import pyarrow.parquet as pq
 
 from shoal.artifacts.bundle import load_bundle
 from shoal.artifacts.refs import resolve
-from shoal.data.batch import Batch
 from shoal.data.readers import BadInputError, BadRow, BadRowSink, detect_format
 from shoal.data.stream import chunks
-from shoal.runtime.predictor import select_predictor
+from shoal.export.raw_runtime import EndToEndPredictor, select_end_to_end
 from shoal.serving.model import backend_choice
 
 __all__ = ["PredictSummary", "output_schema", "predict_file"]
+
+log = logging.getLogger(__name__)
 
 _OUTPUTS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
@@ -129,7 +134,7 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
         fmt = bundle.config.data.format
     reading = bundle.config.data.model_copy(update={"format": fmt})
     # every call scores one chunk: ``auto`` times the backends at that size (capped, see shoal.runtime.choice)
-    predictor = select_predictor(bundle, folder, backend, batch_sizes=(reading.chunk_rows,))
+    predictor = select_end_to_end(bundle, folder, backend, batch_sizes=(reading.chunk_rows,))
     keep = [c for c in (keep or []) if c not in ("line",)]
     quarantine = quarantine or out.with_name(f"{out.name.split('.')[0]}.quarantine.jsonl")
     quarantine.unlink(missing_ok=True)
@@ -142,20 +147,23 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     ok = False
     try:
         for chunk in chunks(data, reading, columns, sink):
-            batch = encoder.encode(chunk, sink, with_label=False)
-            proba = predictor.predict_proba(batch) if len(batch) else np.zeros((0,) if classes is None
-                                                                                else (0, len(classes)))
-            batch, proba = _finite(batch, proba, chunk.file, sink)
+            scored = _score_raw(predictor, chunk.table.select(features), chunk.lines)
+            if scored is None:
+                batch = encoder.encode(chunk, sink, with_label=False)
+                proba = predictor.predict_proba(batch) if len(batch) else np.zeros((0,) if classes is None
+                                                                                    else (0, len(classes)))
+                scored = batch.lines, proba
+            lines, proba = _finite(*scored, chunk.file, sink)
             kept = chunk.table.select(keep)
-            if len(batch) < len(chunk):
-                kept = kept.filter(pa.array(np.isin(chunk.lines, batch.lines)))
+            if len(lines) < len(chunk):
+                kept = kept.filter(pa.array(np.isin(chunk.lines, lines)))
             if writer is None:
                 writer = _Writer(out, output_schema(classes, [(c, kept.schema.field(c).type) for c in keep],
                                                          bundle.task))
-            writer.write(pa.Table.from_arrays([pa.array(batch.lines, pa.int64()), *kept.columns,
+            writer.write(pa.Table.from_arrays([pa.array(lines, pa.int64()), *kept.columns,
                                                *_columns(proba, classes, separator)], schema=writer.schema))
             read += len(chunk)
-            predicted += len(batch)
+            predicted += len(lines)
             if progress is not None:
                 progress(read, total)
         ok = True
@@ -171,16 +179,30 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
                           backend=predictor.backend, backend_choice=backend_choice(predictor))
 
 
-def _finite(batch: Batch, proba: np.ndarray, file: str, sink: BadRowSink) -> tuple[Batch, np.ndarray]:
-    """The rows whose outputs are all finite numbers; each other row is quarantined (never a NaN written)."""
+def _score_raw(predictor: EndToEndPredictor, table: pa.Table,
+               lines: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lines, outputs) of a chunk scored by the raw graph, or None where the encoded path scores it (a chunk
+    size not routed to the graph, or a chunk holding a row the graph cannot take: the encoder reports it)."""
+    raw = predictor.raw_for(len(table))
+    if raw is None or len(table) == 0:
+        return None
+    try:
+        return lines, raw.predict_rows(table)
+    except (ValueError, KeyError, pa.ArrowException) as err:
+        log.debug("raw graph refused a chunk (%s): encoding it in Python", err)
+        return None
+
+
+def _finite(lines: np.ndarray, proba: np.ndarray, file: str, sink: BadRowSink) -> tuple[np.ndarray, np.ndarray]:
+    """The lines whose outputs are all finite numbers; each other row is quarantined (never a NaN written)."""
     ok = np.isfinite(proba) if proba.ndim == 1 else np.isfinite(proba).all(axis=1)
     if ok.all():
-        return batch, proba
-    for line in batch.lines[~ok]:
+        return lines, proba
+    for line in lines[~ok]:
         sink.add(BadRow(file, int(line), None, None, "the model's output is not a finite number (NaN or inf): "
                                                      "a value far outside what the model saw in training?"))
     keep = np.flatnonzero(ok)
-    return batch.take(keep), proba[keep]
+    return lines[keep], proba[keep]
 
 
 def _reader_rejects(sink: BadRowSink, predicted: int, read: int) -> int:

@@ -42,8 +42,9 @@ class ServeSettings(BaseModel):
                             "connection")
     admin_token: str | None = Field(None, min_length=8, repr=False, description="None: admin endpoints off")
     workers: int = Field(1, ge=1, description="server processes (reload them with SIGHUP when > 1)")
-    backend: Literal["auto", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(
-        "auto", description="auto: ONNX Runtime where the bundle was exported, else PyTorch")
+    backend: Literal["auto", "raw", "torch", "onnx", "onnx-int8", "onnx-fp16"] = Field(
+        "auto", description="auto: the fastest path measured end to end (the raw graph, model.raw.onnx, where "
+                            "exported); raw: the raw graph always; else the Python encoder and this backend")
     follow_s: float = Field(2.0, ge=0, le=3600, description="serving a model alias (NAME@ALIAS): check every this "
                                                            "many seconds whether it moved, and reload (0: never)")
     freeze_heap: bool = Field(False, description="gc.freeze() after a model loads (shoal serve: on); a process "

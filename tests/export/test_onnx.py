@@ -288,7 +288,8 @@ def test_cli_export_and_bench(trained: tuple[Path, str], tmp_path: Path, monkeyp
     out = _ok("bench", run, "--home", str(home), "--json", str(bench_json), "--seconds", "0.05", "--no-isolate")
     assert "onnx-int8" in out and "p99" in out
     rows = json.loads(bench_json.read_text())
-    assert {r["system"] for r in rows} == {"torch", "onnx-fp32", "onnx-int8"}
+    # the model call alone, then raw row -> answer end to end (no raw graph exported here: the encoder's paths)
+    assert {r["system"] for r in rows} == {"torch", "onnx-fp32", "onnx-int8", "e2e-torch", "e2e-onnx-fp32"}
     assert {r["metric"] for r in rows} == {"latency_ms_p50", "latency_ms_p99", "infer_rows_per_s", "size_mib",
                                           "peak_rss_mib"}
     assert all(set(r) == {"bench", "dataset", "system", "metric", "value"} and r["value"] >= 0 for r in rows)

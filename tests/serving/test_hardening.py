@@ -289,7 +289,7 @@ def test_shoal_predict_never_writes_nan(bundle: Path, tmp_path: Path, monkeypatc
 
     src = tmp_path / "in.csv"
     src.write_text("d0,d1,d2,s0,s1,s2,s3,title\n" + "1,2,3,a,b,c,x|y,hello\n" * 3, encoding="utf-8")
-    real = offline.select_predictor
+    real = offline.select_end_to_end
 
     def overflowing(*args: Any, **kwargs: Any) -> Any:
         predictor = real(*args, **kwargs)
@@ -297,7 +297,7 @@ def test_shoal_predict_never_writes_nan(bundle: Path, tmp_path: Path, monkeypatc
         predictor.predict_proba = lambda batch: np.where(np.arange(len(batch)) == 1, np.inf, inner(batch))
         return predictor
 
-    monkeypatch.setattr(offline, "select_predictor", overflowing)
+    monkeypatch.setattr(offline, "select_end_to_end", overflowing)
     out = tmp_path / "p.parquet"
     summary = offline.predict_file(bundle, src, out)
     assert (summary.rows_predicted, summary.quarantined) == (2, 1)
