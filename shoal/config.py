@@ -307,7 +307,9 @@ class HeadsConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> HeadsConfig:
-        if self.kind == "shared_bottom" and ("experts" in self.model_fields_set or "expert" in self.model_fields_set):
+        fields = HeadsConfig.model_fields  # a saved config repeats the defaults: only other values are refused
+        if self.kind == "shared_bottom" and any(getattr(self, k) != fields[k].get_default(call_default_factory=True)
+                                                for k in ("experts", "expert")):
             raise ValueError("experts and expert apply to heads kind: mmoe (these heads are shared_bottom)")
         return self
 

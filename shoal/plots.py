@@ -107,12 +107,13 @@ def learning_curve_png(history: Sequence[dict[str, float]], path: Path, title: s
     if any("train_loss" in h for h in history):
         pts = [(s, h["train_loss"]) for s, h in zip(steps, history, strict=True) if h.get("train_loss") is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:gray", label="training loss (smoothed)")
-    loss, name = ("logloss", "log loss") if all("logloss" in h for h in history) else ("nmse", "normalised MSE")
+    loss, name = (("logloss", "log loss") if all("logloss" in h for h in history)
+                  else ("mean_ne", "mean NE / NMSE of the tasks") if all("mean_ne" in h for h in history)
+                  else ("nmse", "normalised MSE"))
     ax.plot(steps, [h[loss] for h in history], "o-", color="tab:blue", label=f"validation {name}")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel(name if loss == "nmse" else "log loss")
-    metric = "auc" if all("auc" in h for h in history) else "accuracy" if all("accuracy" in h for h in history) \
-        else "rmse" if all("rmse" in h for h in history) else None
+    ax.set_ylabel(name)
+    metric = next((m for m in ("auc", "accuracy", "rmse", "mean_task_score") if all(m in h for h in history)), None)
     lines, labels = ax.get_legend_handles_labels()
     if metric is not None:
         right = ax.twinx()

@@ -170,7 +170,7 @@ class Model:
 
     @property
     def task(self) -> str:
-        """What the model predicts: ``binary``, ``multiclass`` or ``regression``."""
+        """What the model predicts: ``binary``, ``multiclass``, ``regression``, ``multilabel`` or ``multitask``."""
         return self.bundle.task
 
     def _batch(self, data: Any, with_label: bool) -> Any:
@@ -179,8 +179,10 @@ class Model:
         return self.bundle.encoder.encode(chunk, BadRowSink("error"), with_label=with_label)
 
     def predict_proba(self, data: Any) -> np.ndarray:
-        """(N,) probability of the positive class (binary label), or (N, C) class probabilities. A bad row (a value
-        that cannot be read) raises :class:`~shoal.data.readers.BadInputError` naming its row (1-based) and field."""
+        """(N,) probability of the positive class (binary label), or (N, C) class probabilities; for a multitask
+        label (N, T), per task (``bundle.tasks`` order) the probability of a binary task, the value of a regression
+        one. A bad row (a value that cannot be read) raises :class:`~shoal.data.readers.BadInputError` naming its
+        row (1-based) and field."""
         if self.task == "regression":
             raise TypeError("this model predicts a number (a regression label), not probabilities: use predict()")
         return self.bundle.predict_proba(self._batch(data, with_label=False))
@@ -188,10 +190,13 @@ class Model:
     def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
         """Predicted labels: 1/0 for a binary label (P >= ``threshold``), class names for a multiclass one, the
         values (N,) float64 for a regression label, (N, T) 1/0 per tag (``bundle.tags`` order) for a multilabel
-        one."""
+        one; for a multitask label (N, T), 1/0 for a binary task, the value of a regression one."""
         if self.task == "regression":
             return self.bundle.predict_proba(self._batch(data, with_label=False))
         p = self.predict_proba(data)
+        if self.task == "multitask":
+            binary = np.array([k == "binary" for k in self.bundle.task_kinds or []])
+            return np.where(binary, (p >= threshold).astype(np.float64), p)
         if self.classes:
             return np.asarray(self.classes, dtype=object)[p.argmax(axis=1)]
         return (p >= threshold).astype(np.int64)

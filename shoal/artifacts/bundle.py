@@ -38,7 +38,7 @@ from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
 from shoal.data.features.media import MediaInput
 from shoal.errors import ShoalError
-from shoal.metrics import probabilities, sigmoid
+from shoal.metrics import TaskPrior, probabilities, sigmoid
 from shoal.models import build
 
 __all__ = ["Bundle", "BundleError", "DiskFullError", "answers", "check_bundle_files", "load_bundle", "no_space_left",
@@ -110,7 +110,7 @@ class Bundle:
         return float(self.meta["train_base_rate"])
 
     @property
-    def prior(self) -> float | list[float] | dict[str, float]:
+    def prior(self) -> float | list[float] | dict[str, float] | list[TaskPrior]:
         """What NE is relative to: the training base rate (binary) or class frequencies (multiclass); for a
         regression label, its training ``mean`` and ``std`` (what the normalised MSE is relative to)."""
         if self.task == "regression":
@@ -118,7 +118,8 @@ class Bundle:
         if self.task == "multilabel":
             return [float(q) for q in self.meta["train_tag_prior"]]
         if self.task == "multitask":
-            raise ValueError("a multitask model has one prior per task: read them from meta['tasks']")
+            return [TaskPrior(t["name"], t["kind"], float(t["train_base_rate"] if t["kind"] == "binary"
+                                                          else t["train_label_mean"])) for t in self.meta["tasks"]]
         if self.classes:
             return [float(q) for q in self.meta["train_class_prior"]]
         return self.base_rate

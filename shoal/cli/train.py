@@ -178,7 +178,7 @@ def runs_(home: HomeOption = None, limit: int = 20) -> None:
             found = headline(m, "valid_")
             quality = ("" if found is None else f"{found[1]:.2%}" if found[0] == "accuracy"
                        else f"{found[1]:.4f}" if found[0] == "auc" else f"{found[0]} {found[1]:.4f}")
-            ne = m.get("valid_ne", m.get("valid_nmse"))
+            ne = m.get("valid_ne", m.get("valid_nmse", m.get("valid_mean_ne")))
             table.add_row(
                 r.run_id, r.name, r.kind.value, r.status.value, str(r.config.get("model", {}).get("name", "")),
                 quality, f"{ne:.4f}" if ne is not None else "",

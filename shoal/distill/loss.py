@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -50,13 +52,32 @@ def regression_distillation_loss(student: torch.Tensor, labels: torch.Tensor, te
     return (w * hard + (1.0 - w) * soft).mean()
 
 
+def multitask_distillation_loss(student: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor,
+                                temperature: float, alpha: float, scales: list[float | None], weights: list[float],
+                                labelled: torch.Tensor | None = None) -> torch.Tensor:
+    """A multitask student: per task (column of (B, T) ``student``, ``labels``, ``teacher``), :func:`distillation_loss`
+    of a binary task (``scales[t]`` None) or :func:`regression_distillation_loss` of a regression one (``scales[t]``
+    its training label's standard deviation), weighted by ``weights``. A row whose label of a task is unknown (NaN)
+    learns that task from the teacher alone, as a transfer row does."""
+    rows = torch.ones(len(student), dtype=torch.bool) if labelled is None else labelled.bool()
+    total = student.new_zeros(())
+    for t, (scale, weight) in enumerate(zip(scales, weights, strict=True)):
+        known = ~torch.isnan(labels[:, t])
+        y = torch.where(known, labels[:, t], torch.zeros_like(labels[:, t]))
+        hard = rows & known  # (B,)
+        loss = (distillation_loss(student[:, t], y, teacher[:, t], temperature, alpha, hard) if scale is None
+                else regression_distillation_loss(student[:, t], y, teacher[:, t], alpha, scale, hard))
+        total = total + weight * loss
+    return total / sum(weights)
+
+
 class DistillLoss:
     """The :class:`~shoal.training.loop.Trainer` loss of a student: :func:`distillation_loss` against the teacher's
     logits of each mini-batch's rows, looked up by ``batch.lines``; for a regression label (``scale``: the
     training label's standard deviation), :func:`regression_distillation_loss` against its predictions."""
 
     def __init__(self, teacher: TeacherOutputs, temperature: float = 2.0, alpha: float = 0.5,
-                 scale: float | None = None) -> None:
+                 scale: float | None = None, tasks: list[dict[str, Any]] | None = None) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, not {temperature!r} (1 is the plain softmax; try 2 to 4)")
         if not 0.0 <= alpha <= 1.0:
@@ -65,6 +86,7 @@ class DistillLoss:
         self.temperature = temperature
         self.alpha = alpha
         self.scale = scale
+        self.tasks = tasks  # a multitask label's: [{"kind", "weight", "scale"}] per task
 
     def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert batch.label is not None
@@ -72,6 +94,11 @@ class DistillLoss:
         if t_logits.shape[1:] != logits.shape[1:]:
             raise ValueError(f"teacher logits have shape {t_logits.shape[1:]} per row, the student's "
                              f"{tuple(logits.shape[1:])}: teacher and student must predict the same label")
+        if self.tasks is not None:
+            return multitask_distillation_loss(
+                logits, torch.from_numpy(batch.label), torch.from_numpy(t_logits), self.temperature, self.alpha,
+                [t.get("scale") for t in self.tasks], [float(t.get("weight", 1.0)) for t in self.tasks],
+                torch.from_numpy(labelled))
         if self.scale is not None:
             return regression_distillation_loss(logits, torch.from_numpy(batch.label), torch.from_numpy(t_logits),
                                                 self.alpha, self.scale, torch.from_numpy(labelled))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from shoal.artifacts.bundle import Bundle
 from shoal.artifacts.registry import Registry, RunKind, RunRecord
 from shoal.config import RunConfig, parse_config
 from shoal.distill.augment import Augmentation
@@ -66,6 +67,10 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
         raise ValueError(f"teacher run {ids[0]} predicts tags (label.kind: multilabel), which distillation does not "
                          "support yet (it needs a per-tag binary KL loss); train the student on the labels with "
                          "shoal train instead")
+    if bundles[0].task == "multitask" and (transfer is not None or augmentation.copies):
+        raise ValueError(f"teacher run {ids[0]} predicts several tasks (label.kind: multitask): distillation with a "
+                         "transfer set or --augment does not support it yet (the transfer rows would need one label "
+                         "column per task); distil on the training rows (leave out --transfer and --augment)")
     _same_teachers([b.config for b in bundles], ids)
     teachers = _as_teachers(bundles)
     cfg = student_config(bundles[0].config, student, name)
@@ -83,11 +88,12 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
         cache = outputs.save(run_dir / TEACHER_FILE)
     prior = bundles[0].prior
     scale = float(prior["std"]) if isinstance(prior, dict) else None  # a regression teacher: values, not logits
+    tasks = _task_settings(bundles[0], cfg)
     settings = {"teacher": ids[0], "teacher_model": bundles[0].config.model.name,  # the first teacher's
                 "teacher_metrics": t_records[0].metrics,
                 "teachers": ids, "teacher_models": [b.config.model.name for b in bundles],
                 "ensemble": "mean of probabilities" if len(ids) > 1 else None,
-                "temperature": temperature, "alpha": alpha, "scale": scale,
+                "temperature": temperature, "alpha": alpha, "scale": scale, "tasks": tasks,
                 "teacher_rows": len(outputs), "teacher_outputs": str(cache),
                 "transfer": None if transfer is None else str(transfer),
                 "transfer_rows": int((~outputs.labelled).sum()),  # the transfer file's and the augmented rows
@@ -98,7 +104,17 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
                             if augmentation.copies else None),
                 "config": cfg.resolved()}  # what the trainer reads (with a transfer set: the joined file)
     record = registry.update(record.run_id, summary={"distill": settings})
-    return fit_run(registry, record, cfg, callbacks, loss=DistillLoss(outputs, temperature, alpha, scale))
+    return fit_run(registry, record, cfg, callbacks, loss=DistillLoss(outputs, temperature, alpha, scale, tasks))
+
+
+def _task_settings(bundle: Bundle, cfg: RunConfig) -> list[dict[str, Any]] | None:
+    """A multitask teacher's tasks as the student's loss needs them: kind, weight (the student's config) and, for
+    a regression task, its training label's standard deviation (the teacher's)."""
+    if bundle.task != "multitask" or cfg.label.tasks is None:
+        return None
+    return [{"name": t["name"], "kind": t["kind"], "weight": task.weight,
+             "scale": float(t["train_label_std"]) if t["kind"] == "regression" else None}
+            for t, task in zip(bundle.meta["tasks"], cfg.label.tasks, strict=True)]
 
 
 def resume(ref: str, home: str | Path = "shoal-runs", callbacks: Callbacks | None = None) -> RunRecord:
@@ -129,5 +145,5 @@ def resume_distill(registry: Registry, record: RunRecord, callbacks: Callbacks |
     with registry.recording(record.run_id):
         cfg = parse_config(settings["config"], source=f"run {record.run_id}")
         loss = DistillLoss(TeacherOutputs.load(cache), settings["temperature"], settings["alpha"],
-                           settings.get("scale"))
+                           settings.get("scale"), settings.get("tasks"))
     return fit_run(registry, record, cfg, callbacks, resume=True, loss=loss)

@@ -76,7 +76,8 @@ def _logsumexp(x: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def ensemble_logits(logits: Sequence[np.ndarray], regression: bool = False) -> np.ndarray:
+def ensemble_logits(logits: Sequence[np.ndarray], regression: bool = False,
+                    kinds: Sequence[str] | None = None) -> np.ndarray:
     """The logits of the mean of several teachers' probabilities, float32.
 
     ``logits`` holds one array per teacher for the same rows in the same order: (N,) binary logits or (N, C)
@@ -85,7 +86,8 @@ def ensemble_logits(logits: Sequence[np.ndarray], regression: bool = False) -> n
     arithmetic mean: a teacher that is unsure pulls the mean toward uncertainty instead of being outvoted by one
     confident logit. It is computed in log space (``log mean_k p_k = logsumexp_k log p_k - log K``), so very
     confident teachers still give finite logits. ``regression``: the outputs are values, and their mean is the
-    ensemble's.
+    ensemble's. ``kinds``: a multitask label's task kinds, one per column of (N, T) outputs, each combined as its
+    kind says.
     """
     if len(logits) == 0:
         raise ValueError("no teacher logits to average; give at least one teacher")
@@ -93,6 +95,9 @@ def ensemble_logits(logits: Sequence[np.ndarray], regression: bool = False) -> n
     if len(shapes) != 1:
         raise ValueError(f"the teachers' logits have different shapes {shapes}: an ensemble's teachers must score "
                          "the same rows and predict the same label")
+    if kinds is not None:
+        return np.stack([ensemble_logits([x[:, t] for x in logits], regression=kind == "regression")
+                         for t, kind in enumerate(kinds)], axis=1)  # (N, T)
     z = np.stack([np.asarray(x, np.float64) for x in logits])  # (K, N) or (K, N, C)
     if regression:
         return z.mean(axis=0).astype(np.float32)  # (N,)
@@ -122,7 +127,7 @@ def _score(teachers: Sequence[Bundle], chunk: Chunk, sink: BadRowSink,
     for own, z in scored:
         order = np.argsort(own, kind="stable")
         aligned.append(z[order[np.searchsorted(own, lines, sorter=order)]])
-    return lines, ensemble_logits(aligned, regression=teachers[0].task == "regression")
+    return lines, ensemble_logits(aligned, regression=teachers[0].task == "regression", kinds=teachers[0].task_kinds)
 
 
 def _training_chunks(columns: list[str], cfg: RunConfig, path: Path | None = None) -> Iterator[Chunk]:

@@ -33,7 +33,7 @@ from shoal.data.split import HeldOutSplit
 from shoal.errors import ShoalError
 from shoal.export.graph import count_loops, embeddings_to_fp16, quantize_int8
 from shoal.export.padded import layout_for, trace_to_onnx
-from shoal.metrics import probabilities, sigmoid
+from shoal.metrics import TaskPrior, probabilities, sigmoid
 from shoal.runtime.feed import InputLayout
 from shoal.runtime.onnx import EXPORT_FORMAT, EXPORT_VERSION, FILES, OnnxPredictor
 
@@ -224,7 +224,8 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
 
     doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "opset": OPSET, "layout": layout.to_dict(),
            "outputs": _outputs(b), "classes": b.classes, "task": b.task,
-           **({"tags": b.tags} if b.tags else {}), "files": files, "sizes_mib": sizes}
+           **({"tags": b.tags} if b.tags else {}),
+           **({"tasks": b.meta["tasks"]} if b.task == "multitask" else {}), "files": files, "sizes_mib": sizes}
     _write_json(out / "export.json", doc)  # OnnxPredictor reads the layout from here
 
     reference = b.predict_logits(rows)
@@ -232,7 +233,9 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
     tolerances = {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE}
     for variant in files:
         got = OnnxPredictor(out, variant=variant, threads=threads).predict_logits(rows)
-        parity[variant] = _compare(reference, got, rows.label, tolerances.get(variant), b.prior, b.task)
+        parity[variant] = (_compare_tasks(reference, got, rows.label, tolerances.get(variant), b)
+                           if b.task == "multitask" else
+                           _compare(reference, got, rows.label, tolerances.get(variant), b.prior, b.task))
     report = ExportReport(dir=out, files=files, sizes_mib=sizes, parity=parity, rows=len(rows), rows_source=source,
                           layout=layout.to_dict(), seconds=time.perf_counter() - started, loops=count_loops(fp32))
     _write_json(out / "export.json", {**doc, "parity": parity, "rows": len(rows), "rows_source": source,
@@ -250,7 +253,7 @@ def export_onnx(bundle: Bundle | str | Path, out_dir: str | Path | None = None, 
 
 
 def _outputs(b: Bundle) -> int:
-    names = b.classes or b.tags
+    names = b.classes or b.tags or b.tasks
     return len(names) if names else 1
 
 
@@ -290,6 +293,30 @@ def _quality(proba: np.ndarray, label: np.ndarray, regression: bool = False) -> 
     y = label.astype(np.int64)
     picked = np.clip(proba[np.arange(len(y)), y], eps, 1.0)
     return {"accuracy": float((proba.argmax(axis=1) == y).mean()), "logloss": float(-np.log(picked).mean())}
+
+
+def _compare_tasks(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None, tolerance: float | None,
+                   b: Bundle) -> dict[str, Any]:
+    """:func:`_compare` for a multitask model's (N, T) outputs: a regression task's difference counts in standard
+    deviations of its training label, a binary task's as a logit; the metric is the mean of each task's AUC or R^2
+    (:func:`~shoal.metrics.multitask_report`, the rows with unknown labels left out)."""
+    from shoal.metrics import multitask_report
+
+    prior = b.prior
+    tasks = [t for t in prior if isinstance(t, TaskPrior)] if isinstance(prior, list) else []
+    scale = np.array([float(t.get("train_label_std", 1.0)) for t in b.meta["tasks"]])
+    diff = np.abs(reference.astype(np.float64) - got.astype(np.float64)) / scale
+    out: dict[str, Any] = {"max_abs_logit_diff": float(diff.max()) if diff.size else 0.0}
+    ok = True if tolerance is None else out["max_abs_logit_diff"] <= tolerance
+    if label is not None and len(label):
+        ref_q = multitask_report(label, reference, tasks)["mean_task_score"]
+        got_q = multitask_report(label, got, tasks)["mean_task_score"]
+        out["torch_mean_task_score"], out["mean_task_score"] = ref_q, got_q
+        if tolerance is None and ref_q == ref_q:  # int8: judged by the metric change
+            ok = abs(got_q - ref_q) <= INT8_TOLERANCE
+    out["tolerance"] = tolerance if tolerance is not None else {"metric_change": INT8_TOLERANCE}
+    out["ok"] = bool(ok)
+    return out
 
 
 def _compare(reference: np.ndarray, got: np.ndarray, label: np.ndarray | None,

@@ -138,13 +138,19 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
         raise ExportError("two features give the same raw input name; rename one (e.g. 'x' and a sparse 'x.bytes')")
     return {"format": RAW_FORMAT, "version": RAW_VERSION, "opset": OPSET, "max_bytes": max_bytes,
             "features": features, "inputs": inputs,
-            "outputs": ({"predictions": "(N,) the predicted values, in the label's units",
+            "outputs": ({"predictions": "(N, T): per task, the probability of a binary task (a sigmoid), the value of "
+                                        "a regression one (in its label's units)",
+                         "logits": "the same shape: a binary task's logit, a regression task's value"}
+                        if encoder.multitask else
+                        {"predictions": "(N,) the predicted values, in the label's units",
                          "logits": "the same values (a regression model has no link function)"} if encoder.regression
                         else {"probabilities": "(N,) sigmoid for a binary label, (N, C) softmax for a multiclass one, "
                                                "(N, T) a sigmoid per tag for a multilabel one",
                               "logits": "the same shape, before the sigmoid/softmax"}),
             "classes": list(encoder.classes_) if encoder.multiclass else None, "task": encoder.task,
-            **({"tags": list(encoder.classes_)} if encoder.multilabel else {})}
+            **({"tags": list(encoder.classes_)} if encoder.multilabel else {}),
+            **({"tasks": [{"name": t.column, "kind": t.kind} for t in encoder.label.tasks]}
+               if encoder.multitask and encoder.label is not None and encoder.label.tasks else {})}
 
 
 # -- graph building -----------------------------------------------------------------------------------------------
@@ -382,21 +388,30 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
     logits = merged.graph.output[0].name
     multiclass = contract["classes"] is not None
     tags = contract.get("tags") if contract.get("task") == "multilabel" else None  # a sigmoid per tag
+    tasks = contract.get("tasks") if contract.get("task") == "multitask" else None  # a sigmoid per binary task
     first = _first_output(contract)
-    node = (helper.make_node("Identity", [logits], [first], name=first) if first == "predictions"
+    if tasks:
+        binary = helper.make_tensor(f"{PREFIX}binary_tasks", T.BOOL, [len(tasks)],
+                                    [t["kind"] == "binary" for t in tasks])
+        merged.graph.initializer.append(binary)
+        merged.graph.node.extend([
+            helper.make_node("Sigmoid", [logits], [f"{PREFIX}task_sigmoid"], name=f"{PREFIX}task_sigmoid"),
+            helper.make_node("Where", [binary.name, f"{PREFIX}task_sigmoid", logits], [first], name=first)])
+    else:
+        merged.graph.node.append(
+            helper.make_node("Identity", [logits], [first], name=first) if first == "predictions"
             else helper.make_node("Softmax", [logits], [first], axis=1, name=first) if multiclass
             else helper.make_node("Sigmoid", [logits], [first], name=first))
-    merged.graph.node.append(node)
-    merged.graph.output.insert(0, helper.make_tensor_value_info(first, T.FLOAT,
-                                                                ["N", len(contract["classes"])] if multiclass
-                                                                else ["N", len(tags)] if tags else ["N"]))
+    width = len(contract["classes"]) if multiclass else len(tags) if tags else len(tasks) if tasks else None
+    merged.graph.output.insert(0, helper.make_tensor_value_info(first, T.FLOAT, ["N", width] if width else ["N"]))
     helper.set_model_props(merged, {METADATA_KEY: json.dumps(contract, default=str)})
     return merged
 
 
 def _first_output(contract: dict[str, Any]) -> str:
-    """The graph's first output: ``predictions`` (a regression label's values) or ``probabilities``."""
-    return "predictions" if contract.get("task") == "regression" else "probabilities"
+    """The graph's first output: ``predictions`` (a regression label's values, a multitask label's answers) or
+    ``probabilities``."""
+    return "predictions" if contract.get("task") in ("regression", "multitask") else "probabilities"
 
 
 class RawOnnxModel:
@@ -427,7 +442,7 @@ class RawOnnxModel:
 
     def _run(self, output: str, rows: pa.Table | Sequence[Mapping[str, Any]]) -> np.ndarray:
         if len(rows) == 0:
-            classes = self.contract.get("classes") or self.contract.get("tags")
+            classes = self.contract.get("classes") or self.contract.get("tags") or self.contract.get("tasks")
             return np.zeros((0, len(classes)) if classes else (0,), np.float32)
         return self.session.run([output], self.feed(rows))[0]
 
@@ -493,5 +508,7 @@ def parity(bundle: Bundle, model: RawOnnxModel, table: pa.Table) -> float:
                                   with_label=False)
     reference = bundle.predict_proba(batch)
     got = model.predict_proba(table).astype(np.float64)
-    scale = float(bundle.encoder.target_[1]) if bundle.encoder.target_ is not None else 1.0
-    return float(np.abs(reference - got).max()) / scale if len(reference) else 0.0
+    scale: float | np.ndarray = float(bundle.encoder.target_[1]) if bundle.encoder.target_ is not None else 1.0
+    if bundle.encoder.multitask:  # a regression task's values in standard deviations of its training label
+        scale = np.array([1.0 if t is None else t[1] for t in bundle.encoder.targets_])
+    return float((np.abs(reference - got) / scale).max()) if len(reference) else 0.0

@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shoal.artifacts.bundle import Bundle, task_of
+from shoal.artifacts.bundle import Bundle, answers, task_of
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink, Chunk
-from shoal.metrics import probabilities, sigmoid
 from shoal.runtime.choice import BackendChoice, ChoiceCache, Route, choice_key, decide, measure
 from shoal.runtime.latency import BenchResult, peak_rss_mib, time_system
 from shoal.runtime.predictor import Predictor, RoutedPredictor, TorchPredictor, select_predictor
@@ -65,8 +64,8 @@ class RawGraphPredictor:
         from shoal.export.raw import raw_feed
 
         logits = self.model.session.run(["logits"], raw_feed(rows, self.contract))[0]
-        return (logits.astype(np.float64) if self.task == "regression" else sigmoid(logits)
-                if self.task == "multilabel" else probabilities(logits))
+        kinds = [t["kind"] for t in self.contract["tasks"]] if self.task == "multitask" else None
+        return answers(logits, self.task, kinds)
 
     def predict_proba(self, rows: pa.Table) -> np.ndarray:
         """Rows as a table (what ``auto`` times): a few rows go as row dicts, as the server sends them."""

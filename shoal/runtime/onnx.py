@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from shoal.artifacts.bundle import task_of
+from shoal.artifacts.bundle import answers, task_of
 from shoal.data.batch import Batch
-from shoal.metrics import probabilities, sigmoid
 from shoal.runtime.feed import InputLayout, padded_feed
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "FILES", "OnnxPredictor", "session_options"]
@@ -115,11 +114,10 @@ class OnnxPredictor:
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
         """Probabilities: shape (B,) for a binary label (of the positive class), (B, C) for a multiclass one,
-        (B, T) sigmoids for a multilabel one; for a regression label, the predicted values (B,)."""
-        logits = self.predict_logits(batch)
-        task = self.task
-        return (logits.astype(np.float64) if task == "regression" else sigmoid(logits) if task == "multilabel"
-                else probabilities(logits))
+        (B, T) sigmoids for a multilabel one; for a regression label, the predicted values (B,); for a multitask
+        one (B, T), per task the probability or the value."""
+        kinds = [t["kind"] for t in self.meta["tasks"]] if self.task == "multitask" else None
+        return answers(self.predict_logits(batch), self.task, kinds)
 
     @property
     def task(self) -> str:

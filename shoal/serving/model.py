@@ -62,8 +62,9 @@ class ServedModel:
 
     @property
     def classes(self) -> list[str] | None:
-        """The class names (multiclass) or tag names (multilabel) of the outputs, in order; None otherwise."""
-        return self.bundle.classes or self.bundle.tags
+        """The class names (multiclass), tag names (multilabel) or task names (multitask) of the outputs, in
+        order; None otherwise."""
+        return self.bundle.classes or self.bundle.tags or self.bundle.tasks
 
     @property
     def task(self) -> str:
@@ -115,7 +116,10 @@ class ServedModel:
             "backend": self.predictor.backend, "backend_choice": backend_choice(self.predictor),
             "loaded_at": self.loaded_at,
             "model": self.bundle.config.model.model_dump(mode="json"),
-            "output": {"kind": "regression", "field": "prediction"} if self.task == "regression"
+            "output": {"kind": "multitask", "field": "tasks",
+                       "tasks": [{"name": t["name"], "kind": t["kind"]} for t in meta["tasks"]]}
+            if self.task == "multitask"
+            else {"kind": "regression", "field": "prediction"} if self.task == "regression"
             else {"kind": "multilabel", "tags": self.classes, "threshold": 0.5} if self.task == "multilabel"
             else {"kind": "binary", "field": "probability"} if self.classes is None
             else {"kind": "multiclass", "classes": self.classes},

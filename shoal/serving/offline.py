@@ -15,6 +15,8 @@ columns, Parquet or CSV by the extension of ``out``::
     class, p_<c>  multiclass label: the most probable class, then one probability column per class
     tags, p_<t>   multilabel label: the tags at p >= 0.5 joined by the label's separator ("" for none), then
                   one probability column per tag
+    p_<t>, predicted_<t>  multitask label: one column per task: ``p_<t>`` the probability of binary task t,
+                  ``predicted_<t>`` the value of regression task t (so the label columns themselves can be kept)
 
 Rows the encoder refuses go to a quarantine file (JSONL: file, line, column, value, reason) and are counted.
 """
@@ -33,7 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shoal.artifacts.bundle import load_bundle
+from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
 from shoal.data.readers import BadInputError, BadRow, BadRowSink, detect_format
 from shoal.data.stream import chunks
@@ -66,6 +68,8 @@ def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]]
     fields = [pa.field("line", pa.int64()), *(pa.field(n, t) for n, t in kept)]
     if classes is None:
         return pa.schema([*fields, pa.field("prediction" if task == "regression" else "probability", pa.float64())])
+    if task == "multitask":
+        return pa.schema([*fields, *(pa.field(t, pa.float64()) for t in classes)])  # classes: the column names
     first = "tags" if task == "multilabel" else "class"
     return pa.schema([*fields, pa.field(first, pa.string()), *(pa.field(f"p_{c}", pa.float64()) for c in classes)])
 
@@ -78,10 +82,21 @@ def _output_format(out: Path) -> str:
     return fmt
 
 
-def _columns(proba: np.ndarray, classes: list[str] | None, separator: str | None = None) -> list[pa.Array]:
+def _task_columns(bundle: Bundle) -> list[str] | None:
+    """A multitask bundle's output columns: ``p_<task>`` (binary) or ``predicted_<task>`` (regression)."""
+    if bundle.tasks is None or bundle.task_kinds is None:
+        return None
+    return [f"{'p' if k == 'binary' else 'predicted'}_{t}" for t, k in zip(bundle.tasks, bundle.task_kinds,
+                                                                           strict=True)]
+
+
+def _columns(proba: np.ndarray, classes: list[str] | None, separator: str | None = None,
+             task: str = "") -> list[pa.Array]:
     """The predicted columns; ``separator`` set: a multilabel label's tags at p >= 0.5, joined by it."""
     if classes is None:
         return [pa.array(proba, pa.float64())]
+    if task == "multitask":
+        return [pa.array(proba[:, k], pa.float64()) for k in range(len(classes))]
     if separator is not None:
         names = np.asarray(classes, dtype=object)
         tags = pa.array([separator.join(names[row]) for row in proba >= 0.5], pa.string())
@@ -125,7 +140,7 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     _output_format(out)
     folder = resolve(ref, home).folder
     bundle = load_bundle(folder)
-    encoder, classes = bundle.encoder, bundle.classes or bundle.tags
+    encoder, classes = bundle.encoder, bundle.classes or bundle.tags or _task_columns(bundle)
     separator = encoder.label.separator if bundle.task == "multilabel" and encoder.label is not None else None
     fmt: str | None
     try:  # the file's own format when its name says it (x.parquet, x.csv.gz, a folder of parts), else training's
@@ -160,8 +175,9 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
             if writer is None:
                 writer = _Writer(out, output_schema(classes, [(c, kept.schema.field(c).type) for c in keep],
                                                          bundle.task))
-            writer.write(pa.Table.from_arrays([pa.array(lines, pa.int64()), *kept.columns,
-                                               *_columns(proba, classes, separator)], schema=writer.schema))
+            answers = _columns(proba, classes, separator, bundle.task)
+            writer.write(pa.Table.from_arrays([pa.array(lines, pa.int64()), *kept.columns, *answers],
+                                              schema=writer.schema))
             read += len(chunk)
             predicted += len(lines)
             if progress is not None:

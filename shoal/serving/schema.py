@@ -79,12 +79,19 @@ class TagsPrediction(BaseModel):
     probabilities: dict[str, float]
 
 
+class TasksPrediction(BaseModel):
+    """Multitask label: per task, the probability (a binary task) or the value (a regression one)."""
+
+    tasks: dict[str, float]
+
+
 class PredictResponse(BaseModel):
     """The answer to ``POST /predict``: one prediction per row, in request order."""
 
     model: str
     version: str
-    predictions: list[Probability] | list[ClassPrediction] | list[Prediction] | list[TagsPrediction]
+    predictions: (list[Probability] | list[ClassPrediction] | list[Prediction] | list[TagsPrediction]
+                  | list[TasksPrediction])
 
 
 @dataclass(frozen=True)
@@ -322,7 +329,11 @@ class RequestSchema:
 
 def predictions(proba: np.ndarray, classes: list[str] | None, task: str = "binary") -> list[dict[str, Any]]:
     """Rows of :class:`Probability` / :class:`ClassPrediction` / :class:`Prediction` / :class:`TagsPrediction`
-    as plain dicts (JSON-ready); ``classes`` are the tags of a multilabel label."""
+    as plain dicts (JSON-ready); ``classes`` are the tags of a multilabel label, the tasks of a multitask one
+    (:class:`TasksPrediction`)."""
+    if task == "multitask":
+        assert classes is not None
+        return [{"tasks": dict(zip(classes, p, strict=True))} for p in proba.tolist()]
     if task == "regression":
         return [{"prediction": v} for v in proba.tolist()]
     if task == "multilabel":

@@ -22,6 +22,7 @@ from shoal.models.registry import build
 from shoal.training.loop import multitask_loss
 
 TASKS = [{"column": "click"}, {"column": "conv"}, {"column": "spend", "kind": "regression"}]
+TASK_NAMES = ["click", "conv", "spend"]
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
@@ -70,6 +71,9 @@ def test_config_rules() -> None:
         LabelConfig()
     with pytest.raises(ValueError, match="experts and expert apply to heads kind: mmoe"):
         HeadsConfig(experts=3)
+    saved = LabelConfig(kind="multitask", tasks=TASKS).model_dump(mode="json")  # as a bundle saves it
+    assert LabelConfig.model_validate(saved).task_heads == HeadsConfig.model_validate(saved["heads"] or {})
+    assert HeadsConfig.model_validate(HeadsConfig().model_dump()).kind == "shared_bottom"
     with pytest.raises(ValueError, match="loss and huber_delta apply to kind: regression"):
         LabelConfig(kind="multitask", tasks=[{"column": "a", "loss": "huber"}, {"column": "b"}])
     with pytest.raises(ValueError, match="label column 'click' is also listed as a feature"):
@@ -171,3 +175,62 @@ def test_a_task_without_signal_is_refused(tmp_path: Path) -> None:
     frame.to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(ValueError, match="task 'conv' has the same label .0. in every training row"):
         shoal.train(parse_config(_config(tmp_path / "t.csv")), home=tmp_path / "home")
+
+
+def test_predict_serve_and_export_answer_per_task(trained: tuple[Path, shoal.RunRecord]) -> None:
+    from fastapi.testclient import TestClient
+
+    from shoal.export.raw import RawOnnxModel, export_raw_onnx
+    from shoal.serving.app import ServeSettings, create_app
+    from shoal.serving.offline import predict_file
+
+    root, run = trained
+    home = root / "home"
+    folder = home / "runs" / run.run_id / "bundle"
+    out = root / "pred.csv"
+    predict_file(run.run_id, root / "train.csv", out, home=home, keep=["click"])
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["line", "click", "p_click", "p_conv", "predicted_spend"] and len(pred) == 3000
+    assert roc_auc_score(pred["click"], pred["p_click"]) > 0.7 and pred["p_conv"].between(0, 1).all()
+
+    rows = [{"x1": 2.0, "shop": "s0"}, {"x1": -2.0, "shop": "s9"}]
+    with TestClient(create_app(folder, ServeSettings(backend="torch"))) as client:
+        output = client.get("/model").json()["output"]
+        assert output == {"kind": "multitask", "field": "tasks", "tasks": [
+            {"name": "click", "kind": "binary"}, {"name": "conv", "kind": "binary"},
+            {"name": "spend", "kind": "regression"}]}
+        answer = client.post("/predict", json={"rows": rows})
+        assert answer.status_code == 200, answer.text
+        served = [p["tasks"] for p in answer.json()["predictions"]]
+    assert [set(p) for p in served] == [{"click", "conv", "spend"}] * 2
+    assert served[0]["click"] > served[1]["click"] and 0 <= served[0]["conv"] <= 1 and served[0]["spend"] > 1
+
+    report = shoal.export_onnx(folder, parity_rows=300)
+    fp32 = report.parity["fp32"]
+    assert fp32["ok"] and fp32["max_abs_logit_diff"] < 1e-4
+    assert abs(fp32["mean_task_score"] - fp32["torch_mean_task_score"]) < 1e-6
+    doc = json.loads((report.dir / "export.json").read_text())
+    assert doc["task"] == "multitask" and doc["outputs"] == 3 and [t["name"] for t in doc["tasks"]] == TASK_NAMES
+    raw = export_raw_onnx(folder, report.dir / "model.raw.onnx", parity_rows=64)
+    assert raw.max_abs_proba_diff < 1e-5
+    graph = RawOnnxModel(raw.path)
+    assert graph.contract["tasks"] == [{"name": "click", "kind": "binary"}, {"name": "conv", "kind": "binary"},
+                                       {"name": "spend", "kind": "regression"}]
+    got = graph.predict_proba(rows)
+    np.testing.assert_allclose(got, [[p[t] for t in TASK_NAMES] for p in served], rtol=1e-5, atol=1e-5)
+    with TestClient(create_app(folder, ServeSettings(backend="raw"))) as client:  # the raw graph serves it too
+        raw_served = [p["tasks"] for p in client.post("/predict", json={"rows": rows}).json()["predictions"]]
+    np.testing.assert_allclose([[p[t] for t in TASK_NAMES] for p in raw_served],
+                               [[p[t] for t in TASK_NAMES] for p in served], rtol=1e-5, atol=1e-5)
+
+
+def test_a_multitask_teacher_teaches_a_student(trained: tuple[Path, shoal.RunRecord]) -> None:
+    from shoal.distill import distill
+
+    root, run = trained
+    student = distill(run.run_id, "logistic", home=root / "home", train={"epochs": 2})
+    m = student.metrics
+    assert m["valid_click.auc"] > 0.65 and m["valid_conv.auc"] > 0.65 and m["valid_spend.r2"] > 0.3, m
+    assert [t["name"] for t in student.summary["distill"]["tasks"]] == TASK_NAMES
+    with pytest.raises(ValueError, match="several tasks .label.kind: multitask.*leave out --transfer and --augment"):
+        distill(run.run_id, "logistic", home=root / "home", augment=1)
