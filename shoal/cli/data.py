@@ -69,7 +69,8 @@ def synth(
 
 def inspect(
     file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL file.")],
-    label: Annotated[str | None, typer.Option(help="The label column (guessed when omitted).")] = None,
+    label: Annotated[str | None, typer.Option(help="The label column (guessed when omitted); several, comma-"
+                                                   "separated (click,conversion): a multitask label.")] = None,
     write: Annotated[Path | None, typer.Option("--write", "-w", help="Write a starter config here.")] = None,
     max_rows: int = 200_000,
 ) -> None:

@@ -97,6 +97,7 @@ class FileProfile:
     label_kind: str = "binary"  # binary, multiclass, regression or multilabel
     label_separator: str | None = None  # a multilabel label's tag separator
     label_candidates: tuple[str, ...] = ()  # no label given: the other columns that could be it
+    label_tasks: tuple[dict[str, Any], ...] = ()  # several labels given: {column, kind, positive, negative} each
 
     def column(self, name: str) -> ColumnProfile:
         """The profile of column ``name``; ``KeyError`` when there is none."""
@@ -154,8 +155,9 @@ def inspect_file(
     else:
         names = read_header(path, fmt)
         has_header, file_sep = True, None
-    if label is not None and label not in names:
-        raise ValueError(f"label column {label!r} not found in {path}; the columns are: {', '.join(names)}")
+    for one in [] if label is None else [c.strip() for c in label.split(",")] if "," in label else [label]:
+        if one not in names:
+            raise ValueError(f"label column {one!r} not found in {path}; the columns are: {', '.join(names)}")
 
     typed = fmt not in ("csv", "tsv")
     separators = [s for s in _LIST_SEPARATORS if s != file_sep]
@@ -192,6 +194,11 @@ def inspect_file(
             close()
 
     columns = [_media_profile(_profile(s, rows), s, path) for s in stats]
+    if label is not None and "," in label:
+        tasks = _tasks(label, names, stats, columns)
+        return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns, rows=rows,
+                           label=tasks[0]["column"], missing=tuple(markers), truncated=truncated,
+                           bad_rows=sink.count, label_kind="multitask", label_tasks=tasks)
     chosen, why = (label, "given as the label") if label is not None else _choose_label(stats, columns)
     candidates = () if label is not None else tuple(c for c in _label_candidates(stats, columns) if c != chosen)
     positive: tuple[str, ...] = ()
@@ -448,6 +455,35 @@ def _label_candidates(stats: Sequence[_ColumnStats], columns: Sequence[ColumnPro
     return tuple(s.name for s, c in zip(stats, columns, strict=True) if c.kind != "ignore" and (
         len(s.distinct) == 2
         or (text and s.name in ends and 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None)))
+
+
+def _tasks(label: str, names: list[str], stats: Sequence[_ColumnStats],
+           columns: list[ColumnProfile]) -> tuple[dict[str, Any], ...]:
+    """Several label columns (``click,conversion``): each a task, binary (two values) or regression (a number);
+    their columns become ``label`` in ``columns``. An empty cell of a task is a row whose label it does not know."""
+    given = [c.strip() for c in label.split(",")]
+    if len(given) < 2 or any(not c for c in given) or len(set(given)) < len(given):
+        raise ValueError(f"--label {label!r}: give the label columns of several tasks separated by commas, each "
+                         "once (e.g. click,conversion)")
+    tasks: list[dict[str, Any]] = []
+    for column in given:
+        k = names.index(column)
+        s = stats[k]
+        unknown = f"; {s.missing:,} rows have no label: unknown for this task" if s.missing else ""
+        if _regression_like(s):
+            task: dict[str, Any] = {"column": column, "kind": "regression"}
+            note = _regression_note(s).split("; warning")[0] + unknown
+        elif s.counts is not None and len(s.counts) == 2:
+            positive, negative, note = _label_values(s)
+            task = {"column": column, "kind": "binary", "positive": list(positive), "negative": list(negative)}
+            note = note.split("; warning")[0] + unknown
+        else:
+            many = _distinct_text(s) if s.counts is None else f"{len(s.counts)} distinct values"
+            raise ValueError(f"label column {column!r} has {many}: a task of a multitask label is binary (2 values) "
+                             "or regression (a number); train a multiclass or multilabel label on its own")
+        columns[k] = _as_label(columns[k], s, f"task {len(tasks) + 1} of the label; {note}")
+        tasks.append(task)
+    return tuple(tasks)
 
 
 def _class_values(s: _ColumnStats) -> tuple[tuple[str, ...], str]:

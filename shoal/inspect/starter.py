@@ -157,7 +157,16 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     out.append(f"  valid_fraction: {_VALID_FRACTION}")
     if profile.bad_rows:
         out.append(f"  on_bad_rows: quarantine  # {profile.bad_rows:,} rows had the wrong number of columns")
-    out += ["label:", f"  column: {_y(profile.label)}  # {_comment(label.reason)}"]
+    if profile.label_kind == "multitask":
+        out += ["label:", "  kind: multitask  # several labels, one model (an empty cell: unknown for that task)",
+                "  tasks:"]
+        for task in profile.label_tasks:
+            fields = [f"column: {_y(task['column'])}"] + ([f"kind: {task['kind']}"] if task["kind"] != "binary" else [])
+            fields += [f"{k}: {_y(task[k])}" for k in ("positive", "negative") if task.get(k)]
+            out.append(f"    - {{{', '.join(fields)}}}  # {_comment(profile.column(task['column']).reason)}")
+        out.append("  heads: {kind: shared_bottom}  # or mmoe: experts mixed per task, for tasks that pull apart")
+    else:
+        out += ["label:", f"  column: {_y(profile.label)}  # {_comment(label.reason)}"]
     if profile.label_kind == "regression":
         out.append("  kind: regression")
     if profile.label_kind == "multilabel":

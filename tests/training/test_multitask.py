@@ -234,3 +234,25 @@ def test_a_multitask_teacher_teaches_a_student(trained: tuple[Path, shoal.RunRec
     assert [t["name"] for t in student.summary["distill"]["tasks"]] == TASK_NAMES
     with pytest.raises(ValueError, match="several tasks .label.kind: multitask.*leave out --transfer and --augment"):
         distill(run.run_id, "logistic", home=root / "home", augment=1)
+
+
+def test_inspect_writes_a_multitask_starter_that_trains(tmp_path: Path) -> None:
+    from shoal.inspect import inspect_file, starter_config
+
+    _frame(600, 3).to_csv(tmp_path / "t.csv", index=False)
+    profile = inspect_file(tmp_path / "t.csv", label="click, conv,spend")
+    assert profile.label_kind == "multitask" and [t["column"] for t in profile.label_tasks] == TASK_NAMES
+    assert [t["kind"] for t in profile.label_tasks] == ["binary", "binary", "regression"]
+    assert "unknown for this task" in profile.column("spend").reason
+    assert {c.name for c in profile.columns if c.kind == "label"} == set(TASK_NAMES)
+    text = starter_config(profile, tmp_path / "starter.yaml")
+    (tmp_path / "starter.yaml").write_text(text, encoding="utf-8")
+    cfg = shoal.load_config(tmp_path / "starter.yaml")
+    assert cfg.label.kind == "multitask" and cfg.label.columns == TASK_NAMES
+    assert {f.source for f in cfg.features} == {"x1", "shop"}
+    with pytest.raises(ValueError, match="label column 'nope' not found"):
+        inspect_file(tmp_path / "t.csv", label="click,nope")
+    with pytest.raises(ValueError, match="each once"):
+        inspect_file(tmp_path / "t.csv", label="click,click")
+    with pytest.raises(ValueError, match="'shop' has .*a task of a multitask label is binary"):
+        inspect_file(tmp_path / "t.csv", label="click,shop")
