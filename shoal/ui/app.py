@@ -37,7 +37,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 PICTURES = ("learning_curve_png", "valid_curves_png", "test_curves_png", "valid_confusion_png", "test_confusion_png",
             "valid_regression_png", "test_regression_png")
 _LIST_METRICS = ("valid_auc", "valid_ne", "valid_accuracy", "valid_macro_f1", "valid_rmse", "valid_r2", "valid_nmse",
-                 "test_auc", "test_ne", "test_accuracy", "test_rmse")
+                 "valid_micro_f1", "valid_mean_task_score", "valid_mean_ne", "test_auc", "test_ne", "test_accuracy",
+                 "test_rmse")
 
 
 class AliasMove(BaseModel):

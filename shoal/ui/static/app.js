@@ -21,13 +21,16 @@ const COLUMNS = [
 ];
 let runsState = {rows: [], sort: "created_at", asc: false, q: "", status: "", picked: new Set()};
 
-function quality(r) { return r.metrics.valid_auc ?? r.metrics.valid_accuracy ?? r.metrics.valid_r2 ?? null; }
+function quality(r) {
+  const m = r.metrics;  // the headline of each label kind (shoal.metrics.HEADLINE)
+  return m.valid_auc ?? m.valid_accuracy ?? m.valid_r2 ?? m.valid_micro_f1 ?? m.valid_mean_task_score ?? null;
+}
 
 async function showRuns() {
   const t0 = performance.now();
   const data = await api("/api/runs?limit=100000");
   $("#home").textContent = data.home;
-  runsState.rows = data.runs.map((r) => ({...r, quality: quality(r), ne: r.metrics.valid_ne ?? r.metrics.valid_nmse ?? null}));
+  runsState.rows = data.runs.map((r) => ({...r, quality: quality(r), ne: r.metrics.valid_ne ?? r.metrics.valid_nmse ?? r.metrics.valid_mean_ne ?? null}));
   main().innerHTML = `
     <div class="toolbar">
       <input id="filter" placeholder="filter: id, name or model" size="30" value="${esc(runsState.q)}">
