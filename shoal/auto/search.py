@@ -45,11 +45,13 @@ __all__ = ["METRICS", "AutoResult", "AutoSettings", "SearchView", "auto", "resum
 log = logging.getLogger(__name__)
 
 METRICS = {"auc": True, "ne": False, "accuracy": True, "macro_f1": True, "rmse": False, "mae": False, "r2": True,
-           "nmse": False, "micro_f1": True, "mean_auc": True}  # name -> maximize
+           "nmse": False, "micro_f1": True, "mean_auc": True, "mean_task_score": True,
+           "mean_ne": False}  # name -> maximize
 BINARY_METRICS = ("auc", "ne", "accuracy")
 MULTICLASS_METRICS = ("accuracy", "macro_f1", "ne")
 REGRESSION_METRICS = ("rmse", "mae", "r2", "nmse")
 MULTILABEL_METRICS = ("micro_f1", "macro_f1", "mean_auc", "ne")
+MULTITASK_METRICS = ("mean_task_score", "mean_ne")
 STUDY = "auto"
 STUDY_FILE = "optuna.db"
 FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one bad draw
@@ -142,7 +144,7 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
         base, shape = prepare(settings.data, settings.label, settings.valid, record.artifact_dir)
         if settings.test is not None:
             file_spec(settings.test, base.data)  # a test file that cannot be read fails now, not after the budget
-        metric = _metric(settings.metric, shape.multiclass, shape.regression, shape.multilabel)
+        metric = _metric(settings.metric, shape.multiclass, shape.regression, shape.multilabel, shape.multitask)
         fams = families(shape, base, settings.budget_s, settings.families)
         state = {"metric": metric.name, "direction": metric.direction, "families": fams, "seed": settings.seed,
                  "shape": asdict(shape), "study": str(record.artifact_dir / STUDY_FILE), "sessions": [],
@@ -197,12 +199,13 @@ def _absolute(s: AutoSettings) -> AutoSettings:
                    families=tuple(s.families) if s.families is not None else None)
 
 
-def _metric(name: str | None, multiclass: bool, regression: bool = False, multilabel: bool = False) -> Metric:
-    kind = ("regression" if regression else "multilabel" if multilabel else "multiclass" if multiclass
-            else "binary")
+def _metric(name: str | None, multiclass: bool, regression: bool = False, multilabel: bool = False,
+            multitask: bool = False) -> Metric:
+    kind = ("multitask" if multitask else "regression" if regression else "multilabel" if multilabel
+            else "multiclass" if multiclass else "binary")
     allowed = {"regression": REGRESSION_METRICS, "multiclass": MULTICLASS_METRICS, "binary": BINARY_METRICS,
-               "multilabel": MULTILABEL_METRICS}[kind]
-    name = name or allowed[0]  # auc, accuracy, rmse or micro_f1
+               "multilabel": MULTILABEL_METRICS, "multitask": MULTITASK_METRICS}[kind]
+    name = name or allowed[0]  # auc, accuracy, rmse, micro_f1 or mean_task_score
     if name not in allowed:
         raise ValueError(f"metric {name!r} does not apply to a {kind} label; choose from {', '.join(allowed)}")
     return Metric(name, METRICS[name])

@@ -55,6 +55,7 @@ class DataShape:
     text_bytes: dict[str, int] = field(default_factory=dict)  # text feature -> 99th percentile length in bytes
     regression: bool = False  # a number to predict
     multilabel: bool = False  # a set of tags per row
+    multitask: bool = False  # several labels, one model
 
     @classmethod
     def of(cls, base: RunConfig, profile: FileProfile, text_bytes: dict[str, int]) -> DataShape:
@@ -67,7 +68,7 @@ class DataShape:
         id_like = {f.name: seen[f.source].cardinality for f in base.dense if f.source in seen
                    and 2 < seen[f.source].cardinality <= ID_LIKE_MAX and not seen[f.source].cardinality_capped}
         return cls(profile.rows, base.label.kind == "multiclass", dense, skewed, card, id_like, text_bytes,
-                   base.label.kind == "regression", base.label.kind == "multilabel")
+                   base.label.kind == "regression", base.label.kind == "multilabel", base.label.kind == "multitask")
 
     @property
     def max_epochs(self) -> int:

@@ -56,8 +56,8 @@ def auto(
         "--time-budget", help="Wall-clock budget of the search: 90s, 10m, 1h30m.")] = "10m",
     metric: Annotated[str | None, typer.Option(
         "--metric", help="auc, ne or accuracy (binary label); accuracy, macro_f1 or ne (classes); rmse, mae, r2 "
-                         "or nmse (a number); micro_f1, macro_f1, mean_auc or ne (tags). Default: the first "
-                         "of each.")] = None,
+                         "or nmse (a number); micro_f1, macro_f1, mean_auc or ne (tags); mean_task_score or "
+                         "mean_ne (several labels: --label a,b). Default: the first of each.")] = None,
     latency_budget_ms: Annotated[float | None, typer.Option(
         "--latency-budget-ms", help="Then compress the winner to this p99 per row (batch 1).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler, the split and every trial.")] = 0,

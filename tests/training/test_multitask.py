@@ -256,3 +256,12 @@ def test_inspect_writes_a_multitask_starter_that_trains(tmp_path: Path) -> None:
         inspect_file(tmp_path / "t.csv", label="click,click")
     with pytest.raises(ValueError, match="'shop' has .*a task of a multitask label is binary"):
         inspect_file(tmp_path / "t.csv", label="click,shop")
+
+
+def test_auto_searches_a_multitask_label_by_its_mean_task_score() -> None:
+    from shoal.auto.search import _metric
+
+    assert _metric(None, False, multitask=True).name == "mean_task_score"
+    assert _metric(None, False, multitask=True).maximize and not _metric("mean_ne", False, multitask=True).maximize
+    with pytest.raises(ValueError, match="'auc' does not apply to a multitask label"):
+        _metric("auc", False, multitask=True)
