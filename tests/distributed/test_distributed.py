@@ -455,3 +455,27 @@ def test_distributed_guide_examples_are_valid() -> None:
     for command in commands:
         for flag in re.findall(r"(--[a-z-]+)", command):
             assert flag in options, (flag, command)
+
+
+def test_two_processes_over_a_folder_of_parts_match_one_process(tmp_path: Path, clicks: Path) -> None:
+    """The click log split into 4 hive parts (``day=K/part-0.parquet``): each rank reads only its chunks' row
+    groups of the parts, and the run matches one process over the same folder (rows are numbered per part, so
+    the held-out split is the folder's own, not the single file's)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(clicks)
+    parts = tmp_path / "parts"
+    for k in range(4):
+        (parts / f"day={k}").mkdir(parents=True)
+        pq.write_table(table.slice(k * 3000, 3000), parts / f"day={k}" / "part-0.parquet", row_group_size=1500)
+    cfg = _config(tmp_path / "two", parts, cache_mb=0)
+    run_id = launch(cfg, tmp_path / "two" / "home", nproc=2, device="cpu")
+    assert run_id is not None
+    two = Registry(tmp_path / "two" / "home").get(run_id)
+    one = Trainer(load_config(_config(tmp_path / "one", parts)), tmp_path / "one" / "run").fit()
+    assert two.summary["input_shards"] == "parquet row groups" and two.summary["world_size"] == 2
+    for rows in ("train_rows", "valid_rows"):
+        assert two.summary[rows] == one.summary[rows]
+    assert abs(two.metrics["valid_auc"] - one.metrics["valid_auc"]) < RUN_AUC_TOL, (two.metrics, one.metrics)
+    rel = abs(two.metrics["valid_logloss"] / one.metrics["valid_logloss"] - 1)
+    assert rel < RUN_LOGLOSS_TOL, (two.metrics, one.metrics)
