@@ -240,6 +240,22 @@ def _check_safetensors_size(path: Path) -> None:
                           "or damaged; save or export the bundle again")
 
 
+def _check_shapes(model: nn.Module, weights: Path, doc_path: Path) -> None:
+    """The tensors the model of ``bundle.json`` would allocate must be the ones ``weights`` holds, checked on the
+    safetensors header before any table is allocated (a tampered ``inputs.buckets`` of 3e8 rows is refused at
+    once, not after gigabytes)."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with weights.open("rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    have = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    for name in sorted(set(want) | set(have)):
+        if want.get(name) != have.get(name):
+            raise BundleError(f"{weights}: does not hold the weights of the model in {doc_path.name} (tensor "
+                              f"{name!r}: shape {want.get(name)} there, {have.get(name)} here; the files do not "
+                              "belong together, one is damaged or edited); save or export the bundle again")
+
+
 def load_bundle(path: Path) -> Bundle:
     """Read a bundle folder (weights via safetensors, everything else JSON), checked first
     (:func:`check_bundle_files`); a damaged bundle raises :class:`BundleError` naming the file."""
@@ -266,12 +282,24 @@ def load_bundle(path: Path) -> Bundle:
         inputs = doc["inputs"]
         target = inputs.get("target")
         heads = inputs.get("heads")
-        model = build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
-                      list(inputs.get("sequences", [])),
-                      target=None if target is None else (float(target[0]), float(target[1])),
-                      media=[MediaInput.from_dict(m) for m in inputs.get("media", [])],
-                      heads=None if heads is None else HeadsConfig.model_validate(heads),
-                      targets=[None if t is None else (float(t[0]), float(t[1])) for t in inputs.get("targets", [])])
+
+        def model_of_inputs() -> nn.Module:
+            return build(model_cfg, inputs["dense_dim"], list(inputs["buckets"]), int(inputs.get("outputs", 1)),
+                         list(inputs.get("sequences", [])),
+                         target=None if target is None else (float(target[0]), float(target[1])),
+                         media=[MediaInput.from_dict(m) for m in inputs.get("media", [])],
+                         heads=None if heads is None else HeadsConfig.model_validate(heads),
+                         targets=[None if t is None else (float(t[0]), float(t[1]))
+                                  for t in inputs.get("targets", [])])
+
+        try:
+            with torch.device("meta"):  # shapes only, no memory: a bundle.json asking for huge tables fails here
+                skeleton: nn.Module | None = model_of_inputs()
+        except (RuntimeError, NotImplementedError):  # a module that needs real memory to build: checked on load
+            skeleton = None
+        if skeleton is not None:
+            _check_shapes(skeleton, path / "model.safetensors", doc_path)
+        model = model_of_inputs()
         part = "encoder"
         encoder = Encoder.from_dict(doc["encoder"])
         part = "config"

@@ -162,8 +162,9 @@ class SparseArch(nn.Module):
         starts[1:] = torch.cumsum(torch.tensor(buckets, dtype=torch.int64), 0)
         self.table_offsets: torch.Tensor
         self.register_buffer("table_offsets", starts, persistent=False)
-        self.bag = nn.EmbeddingBag(int(starts[-1]), dim, mode="sum", sparse=True,  # the weight of all tables
-                                   _weight=torch.empty(int(starts[-1]), dim))
+        rows = sum(buckets)  # from the list, not the tensor: builds on the meta device too (shape checks)
+        self.bag = nn.EmbeddingBag(rows, dim, mode="sum", sparse=True,  # the weight of all tables
+                                   _weight=torch.empty(rows, dim))
         nn.init.normal_(self.bag.weight, std=init_std)
         self._rows_used = -1  # rows gathered by the last training forward
         self._fused: SparseStep | None = None  # applied inside the backward (:meth:`fuse`), or None

@@ -171,3 +171,20 @@ def test_shoal_serve_on_a_broken_bundle_prints_one_line_and_exits_2(good: Path, 
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and words in result.output
     assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
+
+
+def test_huge_tables_in_bundle_json_are_refused_before_any_memory_is_taken(good: Path, tmp_path: Path) -> None:
+    """A bundle.json edited to ask for 300M embedding rows is refused from the weights' header, at once."""
+    import resource
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(good, folder)
+    doc = json.loads((folder / "bundle.json").read_text())
+    doc["inputs"]["buckets"] = [300_000_000]
+    (folder / "bundle.json").write_text(json.dumps(doc))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(BundleError, match="does not hold the weights of the model in bundle.json .tensor"):
+        load_bundle(folder)
+    assert time.perf_counter() - started < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: not the table's 1.2 GB
