@@ -63,14 +63,12 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
         raise ValueError(f"teacher run {twice[0]} is given more than once ({refs}); name each teacher of an "
                          "ensemble once")
     bundles = [load(run_id, home) for run_id in ids]
-    if bundles[0].task == "multilabel":
-        raise ValueError(f"teacher run {ids[0]} predicts tags (label.kind: multilabel), which distillation does not "
-                         "support yet (it needs a per-tag binary KL loss); train the student on the labels with "
-                         "shoal train instead")
-    if bundles[0].task == "multitask" and (transfer is not None or augmentation.copies):
-        raise ValueError(f"teacher run {ids[0]} predicts several tasks (label.kind: multitask): distillation with a "
-                         "transfer set or --augment does not support it yet (the transfer rows would need one label "
-                         "column per task); distil on the training rows (leave out --transfer and --augment)")
+    if bundles[0].task in ("multitask", "multilabel") and (transfer is not None or augmentation.copies):
+        what = "several tasks" if bundles[0].task == "multitask" else "tags"
+        raise ValueError(f"teacher run {ids[0]} predicts {what} (label.kind: {bundles[0].task}): distillation with "
+                         "a transfer set or --augment does not support it yet (the transfer rows would need the "
+                         "teacher's answers written as labels); distil on the training rows (leave out --transfer "
+                         "and --augment)")
     _same_teachers([b.config for b in bundles], ids)
     teachers = _as_teachers(bundles)
     cfg = student_config(bundles[0].config, student, name)
@@ -109,7 +107,10 @@ def distill(teacher: str | Sequence[str], student: str | Path | RunConfig | dict
 
 def _task_settings(bundle: Bundle, cfg: RunConfig) -> list[dict[str, Any]] | None:
     """A multitask teacher's tasks as the student's loss needs them: kind, weight (the student's config) and, for
-    a regression task, its training label's standard deviation (the teacher's)."""
+    a regression task, its training label's standard deviation (the teacher's). A multilabel teacher's tags are
+    binary tasks of weight 1 each (every row knows every tag)."""
+    if bundle.task == "multilabel" and bundle.tags:
+        return [{"name": t, "kind": "binary", "weight": 1.0, "scale": None} for t in bundle.tags]
     if bundle.task != "multitask" or cfg.label.tasks is None:
         return None
     return [{"name": t["name"], "kind": t["kind"], "weight": task.weight,

@@ -127,7 +127,8 @@ def _score(teachers: Sequence[Bundle], chunk: Chunk, sink: BadRowSink,
     for own, z in scored:
         order = np.argsort(own, kind="stable")
         aligned.append(z[order[np.searchsorted(own, lines, sorter=order)]])
-    return lines, ensemble_logits(aligned, regression=teachers[0].task == "regression", kinds=teachers[0].task_kinds)
+    kinds = teachers[0].task_kinds or (["binary"] * len(teachers[0].tags or []) or None)  # a tag: a binary task
+    return lines, ensemble_logits(aligned, regression=teachers[0].task == "regression", kinds=kinds)
 
 
 def _training_chunks(columns: list[str], cfg: RunConfig, path: Path | None = None) -> Iterator[Chunk]:

@@ -217,3 +217,15 @@ def test_auto_searches_tags_by_micro_f1(trained: tuple[Path, Path, shoal.RunReco
                   tmp_path / "home")
     assert result.metric.name == "micro_f1" and result.metric.maximize
     assert result.best is not None and result.best.family == "starter" and result.best.value > 0.8
+
+
+def test_a_multilabel_teacher_teaches_a_student_tag_by_tag(trained: tuple[Path, Path, shoal.RunRecord]) -> None:
+    from shoal.distill import distill
+
+    root, home, run = trained
+    student = distill(run.run_id, "logistic", home=home, train={"epochs": 2})
+    assert student.metrics["valid_mean_auc"] > 0.8, student.metrics
+    assert [t["name"] for t in student.summary["distill"]["tasks"]] == TAGS
+    assert shoal.load(student.run_id, home=home).tags == TAGS
+    with pytest.raises(ValueError, match="predicts tags .label.kind: multilabel.*leave out --transfer"):
+        distill(run.run_id, "logistic", home=home, augment=1)
