@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import tempfile
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,6 +75,7 @@ __all__ = [
     "SQL_BASE_HEADER",
     "SparseFeature",
     "TextFeature",
+    "TimeFeature",
     "TrainConfig",
     "load_config",
     "parse_config",
@@ -401,7 +403,7 @@ class LabelConfig(_Strict):
         return self.heads or HeadsConfig()
 
 
-FeatureKind = Literal["dense", "sparse", "text", "image", "audio"]
+FeatureKind = Literal["dense", "sparse", "text", "image", "audio", "time"]
 
 
 class FeatureConfig(_Strict):
@@ -542,10 +544,68 @@ class AudioFeature(_MediaFeature):
         return self
 
 
+TimePart = Literal["hour", "weekday", "day", "month"]
+#: Values of each calendar part of a time feature: hour of day 0-23, day of week 0-6 (Monday 0), day of month
+#: 1-31, month 1-12. Its embedding table has one more row: id 0 is a missing time.
+TIME_PARTS: dict[str, int] = {"hour": 24, "weekday": 7, "day": 31, "month": 12}
+DEFAULT_TIME_PARTS: tuple[TimePart, ...] = ("hour", "weekday")
+
+
+class TimeFeature(FeatureConfig):
+    """A point in time: an ISO 8601 string (with or without an offset or ``Z``), epoch seconds or milliseconds,
+    or a Parquet/Arrow timestamp or date. Its calendar ``parts`` in ``timezone`` are ids (each its own small
+    embedding table); with ``relative_to`` (another time feature, the row's time) also its age in days, a
+    dense value (signed log1p, standardized, with a missing flag)."""
+
+    kind: Literal["time"]
+    parts: list[TimePart] = Field(default_factory=lambda: list(DEFAULT_TIME_PARTS), max_length=len(TIME_PARTS))
+    timezone: str = "UTC"  # IANA name: calendar parts, and text without an offset, are in this zone's local time
+    relative_to: str | None = Field(None, min_length=1)  # another time feature: this one's age at that time, in days
+    format: str | None = Field(None, min_length=2)  # strptime format of text cells (default: ISO 8601)
+    unit: Literal["auto", "s", "ms"] = "auto"  # epoch numbers: auto reads |v| >= 1e11 as milliseconds
+
+    @model_validator(mode="after")
+    def _time_options(self) -> TimeFeature:
+        if len(set(self.parts)) != len(self.parts):
+            raise ValueError(f"feature {self.name!r}: parts {self.parts} lists a part twice; choose each of "
+                             f"{', '.join(TIME_PARTS)} at most once")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"feature {self.name!r}: timezone {self.timezone!r} is not a known IANA time zone; "
+                             "use a name such as UTC, Europe/Paris or America/New_York") from None
+        if self.format is not None and "%" not in self.format:
+            raise ValueError(f"feature {self.name!r}: format {self.format!r} has no % directive; give a strptime "
+                             "format such as '%d/%m/%Y %H:%M', or leave it out for ISO 8601")
+        if self.relative_to == self.name:
+            raise ValueError(f"feature {self.name!r}: relative_to names the feature itself; name another time "
+                             "feature (the row's time, e.g. the event's timestamp)")
+        return self
+
+
 _KINDS: dict[Any, type[FeatureConfig]] = {"dense": DenseFeature, "sparse": SparseFeature, "text": TextFeature,
-                                          "image": ImageFeature, "audio": AudioFeature}
-AnyFeature = Annotated[DenseFeature | SparseFeature | TextFeature | ImageFeature | AudioFeature,
+                                          "image": ImageFeature, "audio": AudioFeature, "time": TimeFeature}
+AnyFeature = Annotated[DenseFeature | SparseFeature | TextFeature | ImageFeature | AudioFeature | TimeFeature,
                        Field(discriminator="kind")]
+
+
+def check_time_references(features: Sequence[FeatureConfig]) -> None:
+    """Refuse a time feature whose ``relative_to`` does not name another time feature, and one that encodes
+    nothing (no parts, no relative_to, and no other feature's reference). Raises ``ValueError``."""
+    times = {f.name: f for f in features if isinstance(f, TimeFeature)}
+    kinds = {f.name: f.kind for f in features}
+    for f in times.values():
+        ref = f.relative_to
+        if ref is not None and ref not in times:
+            what = (f"{ref!r} is a {kinds[ref]} feature" if ref in kinds else f"there is no feature {ref!r}")
+            others = ", ".join(repr(n) for n in times if n != f.name) or "none"
+            raise ValueError(f"feature {f.name!r}: relative_to must name another time feature, and {what}; "
+                             f"the time features are: {others}")
+    referenced = {f.relative_to for f in times.values()}
+    for f in times.values():
+        if not f.parts and f.relative_to is None and f.name not in referenced:
+            raise ValueError(f"feature {f.name!r} encodes nothing: parts is empty, it has no relative_to and no "
+                             "feature is relative to it; give it parts (e.g. [hour, weekday]) or remove it")
 
 
 MAX_WIDTH = 65_536
@@ -659,6 +719,7 @@ class RunConfig(_Strict):
         for column in self.label.columns:
             if column in {f.source for f in self.features}:
                 raise ValueError(f"the label column {column!r} is also listed as a feature")
+        check_time_references(self.features)
         if self.model.name == "bytecnn" and not any(f.tokens == "bytes" for f in self.text):
             raise ValueError("model bytecnn reads byte sequences: give at least one text feature `tokens: bytes`")
         return self
@@ -708,6 +769,8 @@ def embedding_tables(cfg: RunConfig) -> list[tuple[str, int, int, int]]:
     for t in cfg.text:
         tables.append((t.name, t.buckets, width, 3 if cfg.model.name == "bytecnn" and t.tokens == "bytes" else 1))
     tables += [(f.name, f.bins + 1, width, 1) for f in cfg.dense if f.bins]
+    tables += [(f"{f.name}:{p}", TIME_PARTS[p] + 1, width, 1) for f in cfg.features if isinstance(f, TimeFeature)
+               for p in f.parts]
     return tables
 
 

@@ -67,7 +67,7 @@ def test_bad_value_shows_value_and_allowed(tmp_path: Path) -> None:
         load_config(_write(tmp_path, bad))
     msg = str(err.value)
     assert "features.0.kind" in msg and "'categorical'" in msg
-    assert "'dense', 'sparse', 'text', 'image' or 'audio'" in msg
+    assert "'dense', 'sparse', 'text', 'image', 'audio' or 'time'" in msg
 
 
 def test_bad_model_name_lists_models(tmp_path: Path) -> None:

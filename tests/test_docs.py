@@ -56,12 +56,13 @@ def test_config_reference_lists_every_field() -> None:
         LabelConfig,
         SparseFeature,
         TextFeature,
+        TimeFeature,
         TrainConfig,
     )
 
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
     for model in (DataConfig, FileSpec, LabelConfig, FeatureConfig, DenseFeature, SparseFeature, TextFeature,
-                  TrainConfig):
+                  TimeFeature, TrainConfig):
         for name in model.model_fields:
             assert f"| `{name}` |" in text, f"docs/configs.md does not document {model.__name__}.{name}"
 

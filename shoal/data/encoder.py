@@ -9,6 +9,9 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
 - text (:class:`~shoal.data.features.TextColumn`): a bag of hashed byte and word n-grams, or the bytes in order.
 - image, audio (:class:`~shoal.data.features.ImageColumn`, :class:`~shoal.data.features.AudioColumn`): the
   decoded pixels or log-mel spectrogram, flattened at the end of the dense values (:mod:`shoal.data.features.media`).
+- time (:class:`~shoal.data.features.TimeColumn`): each calendar part (hour of day, day of week, ...) in the
+  feature's time zone as an id, 0 for missing; with ``relative_to``, also the age in days at the row's time
+  (signed log1p, standardized, a missing flag), as a dense value after the dense features'.
 - label: binary: the configured positive/negative values -> 1/0; multiclass: the class index (class names,
   or their aliases, in ``classes`` order; the classes are found in the training file when not configured);
   regression: the number itself (its training mean and standard deviation, ``target_``, are set after the
@@ -19,8 +22,16 @@ It holds one column per feature, of the class of its kind (:mod:`shoal.data.feat
 
 A batch lays the columns out by kind, each kind in config order::
 
-    dense    (B, 2 * n_dense + media)   the dense values, their missing flags, then each media feature's values
-    ids      sparse features, then text features, then the bins of binned dense features
+    dense    (B, 2 * (n_dense + n_age) + media)   the dense values and the time ages, their missing flags (same
+                                                  order), then each media feature's values
+    ids      sparse features, then text features, then the bins of binned dense features, then each time
+             feature's parts (in its ``parts`` order)
+
+For example dense ``d``, sparse ``s``, time ``ts`` (parts hour, weekday) and time ``signup`` (relative_to ts,
+parts month)::
+
+    dense  [ d | signup age | d missing | signup age missing ]
+    ids    [ s, ts:hour, ts:weekday, signup:month ]          buckets [s.buckets, 25, 8, 13]
 
 Values that cannot be used (a non-numeric or infinite dense value, an unreadable image, a missing or unknown
 label) are reported to a :class:`~shoal.data.readers.BadRowSink` with the file, line, column and value, and the
@@ -36,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shoal.config import MAX_CLASSES, FeatureConfig, LabelConfig
+from shoal.config import MAX_CLASSES, FeatureConfig, LabelConfig, check_time_references
 from shoal.data.batch import Batch
 from shoal.data.features import (
     DenseColumn,
@@ -46,6 +57,7 @@ from shoal.data.features import (
     Problems,
     SparseColumn,
     TextColumn,
+    TimeColumn,
     as_strings,
     column_for,
     column_from_dict,
@@ -78,6 +90,7 @@ class Encoder:
     """
 
     def __init__(self, features: Sequence[FeatureConfig], label: LabelConfig | None) -> None:
+        check_time_references(features)
         self.features: list[FeatureColumn] = [column_for(f) for f in features]
         self.label = label
         self.classes_: list[str] = list(label.classes) if label is not None and label.classes else []
@@ -96,10 +109,19 @@ class Encoder:
         return [f for f in self.features if isinstance(f, SparseColumn)]
 
     @property
+    def time_features(self) -> list[TimeColumn]:
+        return [f for f in self.features if isinstance(f, TimeColumn)]
+
+    @property
+    def age_features(self) -> list[TimeColumn]:
+        """Time features with ``relative_to``: their age in days follows the dense features' values."""
+        return [f for f in self.time_features if f.relative_to is not None]
+
+    @property
     def dense_dim(self) -> int:
-        """Encoded dense width: one value and one missing flag per dense feature, then each media feature's
-        values (an image's C*H*W pixels, a sound's spectrogram: :mod:`shoal.data.features.media`)."""
-        return 2 * len(self.dense_features) + sum(f.size for f in self.media_features)
+        """Encoded dense width: one value and one missing flag per dense feature and per time age, then each
+        media feature's values (an image's C*H*W pixels, a sound's spectrogram: :mod:`shoal.data.features.media`)."""
+        return 2 * (len(self.dense_features) + len(self.age_features)) + sum(f.size for f in self.media_features)
 
     @property
     def media_features(self) -> list[MediaColumn]:
@@ -122,9 +144,11 @@ class Encoder:
 
     @property
     def buckets(self) -> list[int]:
-        """Embedding table sizes, in batch order: sparse features, text features, then binned dense features."""
+        """Embedding table sizes, in batch order: sparse features, text features, binned dense features, then the
+        parts of time features."""
         return ([f.buckets for f in self.sparse_features] + [f.buckets for f in self.text_features]
-                + [f.bin_buckets for f in self.binned_features])
+                + [f.bin_buckets for f in self.binned_features]
+                + [b for f in self.time_features for b in f.part_buckets])
 
     @property
     def sequence_slots(self) -> list[int]:
@@ -169,7 +193,8 @@ class Encoder:
     @property
     def needs_fit(self) -> bool:
         """Whether encoding uses statistics of the training data (dense statistics, sparse vocabularies)."""
-        return any(f.needs_fit for f in self.dense_features) or any(f.needs_fit for f in self.sparse_features)
+        return (any(f.needs_fit for f in self.dense_features) or any(f.needs_fit for f in self.sparse_features)
+                or bool(self.age_features))
 
     def columns(self, with_label: bool = True) -> list[str]:
         cols = [f.column for f in self.features]
@@ -181,19 +206,25 @@ class Encoder:
     def fit(self, chunks: Iterable[Chunk], sink: BadRowSink, max_rows: int = 2_000_000,
             sample_size: int = 200_000) -> Encoder:
         """Learn dense statistics from up to ``max_rows`` rows: mean and std of the transformed values, and
-        quantile bin edges from a uniform sample (reservoir, fixed seed) of ``sample_size`` values; and the
-        vocabulary of each ``encoding: vocab`` sparse feature, from its id counts over the same rows."""
+        quantile bin edges from a uniform sample (reservoir, fixed seed) of ``sample_size`` values; the
+        vocabulary of each ``encoding: vocab`` sparse feature, from its id counts over the same rows; and the mean
+        and std of each time feature's log1p age."""
         dense = self.dense_features
         stats = [f.stats(sample_size) for f in dense]
         vocab = [f for f in self.sparse_features if f.needs_fit]
         counters = [f.counter() for f in vocab]
+        ages = self.age_features
+        age_stats = [f.stats() for f in ages]
         rows = 0
         for chunk in chunks:
             problems = Problems()
             raw = [f.read(chunk.table, problems) for f in dense]
-            good = problems.report(chunk, sink)  # a row bad in one dense column counts in none
+            age_raw = self._ages(chunk.table, problems)
+            good = problems.report(chunk, sink)  # a row bad in one dense or time column counts in none
             for f, acc, values in zip(dense, stats, raw, strict=True):
                 acc.add(f, values[good])
+            for t, t_acc, days in zip(ages, age_stats, age_raw, strict=True):
+                t_acc.add(t, days[good])
             table = chunk.table if good.all() else chunk.table.filter(pa.array(good))
             for s, counter in zip(vocab, counters, strict=True):
                 counter.add(s.values(table.column(s.column)))
@@ -204,6 +235,8 @@ class Encoder:
             f.learn(acc)
         for s, counter in zip(vocab, counters, strict=True):
             s.learn(counter)
+        for t, t_acc in zip(ages, age_stats, strict=True):
+            t.learn(t_acc)
         self.fitted_ = True
         self.fit_rows_ = rows
         return self
@@ -240,16 +273,21 @@ class Encoder:
         """Encode a chunk. Bad rows go to ``sink`` and are left out of the batch."""
         problems = Problems()
         dense_raw = [f.read(chunk.table, problems) for f in self.dense_features]
+        instants = {f.name: f.read(chunk.table, problems) for f in self.time_features}
+        age_raw = self._ages(chunk.table, problems, instants)
         media = self.media_features
         media_raw = [f.read(chunk.table, data_folder(chunk.file), problems) for f in media] if media else []
         label = self._label(chunk, problems) if with_label and self.label is not None else None
         good = problems.report(chunk, sink)
         table = chunk.table if good.all() else chunk.table.filter(pa.array(good))
         n = table.num_rows
-        dense = np.zeros((n, self.dense_dim), dtype=np.float32)  # (B, 2 * n_dense): values, then missing flags
-        nd = len(self.dense_features)
-        for k, (f, values) in enumerate(zip(self.dense_features, dense_raw, strict=True)):
-            v = f.transformed(values[good], standardize=True)
+        dense = np.zeros((n, self.dense_dim), dtype=np.float32)  # (B, 2 * nd): values and ages, then missing flags
+        nd = len(self.dense_features) + len(self.age_features)
+        values_in_order = [f.transformed(values[good], standardize=True)
+                           for f, values in zip(self.dense_features, dense_raw, strict=True)]
+        values_in_order += [t.transformed(days[good], standardize=True)
+                            for t, days in zip(self.age_features, age_raw, strict=True)]
+        for k, v in enumerate(values_in_order):
             missing = np.isnan(v)
             dense[:, k] = np.where(missing, 0.0, v)
             dense[:, nd + k] = missing
@@ -269,8 +307,28 @@ class Encoder:
             if f.bins:
                 ids.append(f.bin_ids(values[good]))
                 offsets.append(one_per_row)
+        for t in self.time_features:
+            at = instants[t.name] if good.all() else instants[t.name].filter(pa.array(good))
+            for part in t.part_ids(at):
+                ids.append(part)
+                offsets.append(one_per_row)
         return Batch(dense=dense, ids=ids, offsets=offsets,
                      label=None if label is None else label[good], lines=chunk.lines[good], truncated=truncated)
+
+    def _ages(self, table: pa.Table, problems: Problems,
+              instants: dict[str, pa.Array] | None = None) -> list[np.ndarray]:
+        """The age in days (N,) of each time feature with ``relative_to`` (NaN where either time is missing);
+        ``instants`` are the times already read, by feature name (the others are read, their problems recorded)."""
+        ages = self.age_features
+        if not ages:
+            return []
+        found = dict(instants or {})
+        by_name = {t.name: t for t in self.time_features}
+        for name in [n for t in ages for n in (t.name, t.relative_to)]:
+            assert name is not None
+            if name not in found:
+                found[name] = by_name[name].read(table, problems)
+        return [t.ages(found[t.name], found[str(t.relative_to)]) for t in ages]
 
     def _label(self, chunk: Chunk, problems: Problems) -> np.ndarray:
         assert self.label is not None

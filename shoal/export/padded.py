@@ -30,13 +30,14 @@ __all__ = ["PaddedSparseArch", "layout_for", "trace_to_onnx"]
 
 
 def layout_for(encoder: Any, model: nn.Module | None = None) -> InputLayout:
-    """The layout of an encoder's inputs: sparse features without a separator and dense bins hold one id per
-    row; lists (separator) and text hold several. Inputs the encoder does not describe are taken as lists."""
+    """The layout of an encoder's inputs: sparse features without a separator, dense bins and time parts hold one
+    id per row; lists (separator) and text hold several. Inputs the encoder does not describe are taken as lists."""
     buckets = list(encoder.buckets)
+    parts = [f"{f.name}:{p}" for f in getattr(encoder, "time_features", []) for p in f.parts]  # one id per row
     single: list[bool] = ([f.separator is None for f in encoder.sparse_features] + [False] * len(encoder.text_features)
-                          + [True] * len(encoder.binned_features))
+                          + [True] * len(encoder.binned_features) + [True] * len(parts))
     names = ([f.name for f in encoder.sparse_features] + [f.name for f in encoder.text_features]
-             + [f"{f.name}:bin" for f in encoder.binned_features])
+             + [f"{f.name}:bin" for f in encoder.binned_features] + parts)
     if len(single) != len(buckets):  # an encoder this module does not know: lists are always correct
         single, names = [False] * len(buckets), [f"input {k}" for k in range(len(buckets))]
     return InputLayout(int(encoder.dense_dim), tuple(k for k, s in enumerate(single) if s),

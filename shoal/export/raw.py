@@ -30,6 +30,7 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
   id of the batch, row after row (split on the separator, trimmed, empty ids dropped: the caller's job), and
   ``NAME.counts`` int64 (N,) how many ids each row has; a row with none pools embedding row 0, as the encoder's
   reserved id does. The graph pads them into the ``ids_k`` / ``weights_k`` form of :mod:`shoal.runtime.feed`.
+- time features are refused (:func:`time_refusal`): ``--onnx`` exports them as encoded inputs instead.
 - text ``NAME``: ``NAME.bytes`` uint8 (N, W): each text's UTF-8 bytes as they are (not trimmed), zero-padded, W
   free; ``NAME.lengths`` int64 (N,), 0 or -1 for an empty or missing text. The graph cuts each text to the
   feature's ``max_bytes`` and computes the byte / word n-gram ids or the byte sequence bit for bit
@@ -75,7 +76,8 @@ from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
 from shoal.runtime.feed import InputLayout
 
 __all__ = ["DEFAULT_MAX_BYTES", "LOOP_BLOCK", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
-           "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed", "synthetic_raw_rows"]
+           "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed", "synthetic_raw_rows",
+           "time_refusal"]
 
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
@@ -88,12 +90,28 @@ VALUE_TOLERANCE = 1e-4  # a regression label's values, in its standard deviation
 
 
 # -- the contract -----------------------------------------------------------------------------------------------
+def time_refusal(encoder: Encoder) -> str | None:
+    """Why the raw graph does not compute this encoder's time features (None: it has none).
+
+    Calendar parts in a time zone need the zone's daylight-saving rules and text parsing (ISO 8601, offsets):
+    ONNX has neither, and hand-built tables of transitions would be a second implementation to keep in step."""
+    times = [t.name for t in encoder.time_features]
+    if not times:
+        return None
+    return (f"time features {times} are not computed by the raw ONNX export (ONNX has no date parsing nor time "
+            "zones); export with --onnx instead (encoded inputs, with parity): `shoal serve` and `shoal predict` "
+            "then encode the time features in Python")
+
+
 def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """The input contract of a raw export of ``encoder`` (plain JSON): the features in graph order and, per ONNX
     input, its dtype, shape, missing value and an example. ``max_bytes`` None: bytes inputs of any width (Loop).
 
     Raises :class:`ExportError` for a feature of a kind (or a text ``tokens`` mode) the raw graph does not compute.
     """
+    refusal = time_refusal(encoder)
+    if refusal is not None:
+        raise ExportError(refusal)
     known = (set(map(id, encoder.dense_features)) | set(map(id, encoder.sparse_features))
              | set(map(id, encoder.text_features)))
     other = [f.name for f in encoder.features if id(f) not in known]

@@ -126,9 +126,13 @@ def raw_graph_refusal(bundle: Bundle, folder: Path) -> str | None:
 
     Refused: no ``onnx/model.raw.onnx``; a graph older than the weights (retrained after the export); a graph
     whose input contract is not the one this bundle's encoder gives (another encoder, an older export format);
-    a bundle the raw export does not compute (media features, ``encoding: vocab``)."""
+    a bundle the raw export does not compute (media features, ``encoding: vocab``, time features)."""
     from shoal.export.onnx import ExportError
-    from shoal.export.raw import RAW_FILE, raw_contract
+    from shoal.export.raw import RAW_FILE, raw_contract, time_refusal
+
+    refusal = time_refusal(bundle.encoder)
+    if refusal is not None:
+        return refusal
 
     path = folder / "onnx" / RAW_FILE
     if not path.is_file():

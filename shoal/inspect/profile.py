@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from shoal.config import LabelConfig, TextFeature
+from shoal.data.features.time import ISO_TIME
 from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
 from shoal.inspect.media import sniff_media
 from shoal.inspect.sniff import _first_lines, _guess_delimiter, _guess_header, _is_number, _rows
@@ -39,6 +40,11 @@ from shoal.inspect.stats import (
 )
 
 _TEXT_DEFAULT_BYTES = int(TextFeature.model_fields["max_bytes"].default)
+_ISO_TIME = re.compile(ISO_TIME)
+#: Name parts of a column of epoch numbers that is a time (``created_at``, ``event_ts``, ``signupTime``).
+TIME_NAME_PARTS = ("time", "timestamp", "ts", "date", "datetime", "at", "epoch")
+_MIN_DATES = 7  # a column of fewer distinct dates (no time of day) stays ids: a week of days at least for kind time
+_EPOCH_SECONDS = (946_684_800, 2_524_608_000)  # 2000-01-01 .. 2050-01-01: integers in this range may be epochs
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class ColumnProfile:
     values: tuple[str, ...] = ()  # sparse (or also_ids): every distinct value, when there are at most 64
     also_ids: bool = False  # dense only: integers that may be codes, also given to the model as ids
     media: dict[str, Any] | None = None  # image/audio only: the options suggested from the first files
+    time_parts: tuple[str, ...] = ()  # time only: the calendar parts proposed (a date without times: no hour)
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,13 @@ def _has_more(stream: Iterable[object]) -> bool:
 
 
 def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
+    timed = _time_kind(s)
+    if timed is not None:
+        reason, parts = timed
+        return ColumnProfile(
+            name=s.name, kind="time", dtype=s.dtype(), rows=rows, missing=s.missing,
+            missing_pct=round(100.0 * s.missing / rows, 2) if rows else 0.0, cardinality=len(s.distinct),
+            cardinality_capped=s.distinct.capped, example=s.example, reason=reason, time_parts=parts)
     kind, reason, transform, sep = _kind(s)
     card, capped = len(s.distinct), s.distinct.capped
     listed = s.separator() if sep is not None else None
@@ -262,9 +276,40 @@ def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
     )
 
 
+def _time_kind(s: _ColumnStats) -> tuple[str, tuple[str, ...]] | None:
+    """(reason, calendar parts) for a column of times, else None: a Parquet/Arrow timestamp or date column; text
+    whose first values are all ISO 8601 times; integers named like a time (``created_at``) that are all epoch
+    seconds or milliseconds of 2000-2050. Dates without a time of day get [weekday, month] (their hour is 0), when
+    there are at least 7 distinct ones (fewer, such as a partition column's, stay ids)."""
+    t = s.arrow_type
+    if s.present == 0 or s.unsupported is not None:
+        return None
+    hourly = ("hour", "weekday")
+    few_days = len(s.distinct) < _MIN_DATES  # a few dates (a partition column): their days of week teach little
+    if t is not None and pa.types.is_date(t) and not few_days:
+        return f"{t} column: dates, read as kind time (day of week and month as ids)", ("weekday", "month")
+    if t is not None and pa.types.is_timestamp(t):
+        return f"{t} column: read as kind time (hour of day and day of week as ids)", hourly
+    head = [v.strip() for v in s.head if isinstance(v, str)]
+    if not s.numeric and head and len(head) == len(s.head) and all(_ISO_TIME.match(v) for v in head):
+        if all(len(v) == 10 for v in head):
+            if few_days:
+                return None
+            return (f"ISO 8601 dates (e.g. {head[0]!r}): read as kind time (day of week and month as ids)",
+                    ("weekday", "month"))
+        return f"ISO 8601 timestamps (e.g. {head[0]!r}): read as kind time (hour of day and day of week as ids)", hourly
+    if s.numeric and s.integer and _name_parts(s.name) & set(TIME_NAME_PARTS):
+        low, high = _EPOCH_SECONDS
+        for unit, scale in (("seconds", 1), ("milliseconds", 1000)):
+            if low * scale <= s.minimum and s.maximum < high * scale:
+                return (f"integers named like a time, all epoch {unit} of 2000-2050: read as kind time (hour of "
+                        "day and day of week as ids)", hourly)
+    return None
+
+
 def _media_profile(c: ColumnProfile, s: _ColumnStats, path: Path) -> ColumnProfile:
     """The profile of an image or audio column (:mod:`shoal.inspect.media`), else ``c`` unchanged."""
-    if c.kind == "dense" or s.present == 0:
+    if c.kind in ("dense", "time") or s.present == 0:
         return c
     guess = sniff_media(s.head, path.parent.resolve())
     if guess is None:

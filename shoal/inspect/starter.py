@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,20 @@ def _comment(text: str) -> str:
     return " ".join(text.split())
 
 
+def _row_time(profile: FileProfile) -> str | None:
+    """With several time columns, the row's time that the others' ages are measured at: the first named like an
+    event's time (``ts``, ``timestamp``, ``event_time``), else the first with an hour of day (not dates only),
+    else the first; None with fewer than 2."""
+    times = [c for c in profile.columns if c.kind == "time"]
+    if len(times) < 2:
+        return None
+    for c in times:
+        if c.name.lower() in ("ts", "timestamp", "time", "event_time", "event_ts", "datetime"):
+            return c.name
+    hourly = [c for c in times if "hour" in c.time_parts]
+    return (hourly or times)[0].name
+
+
 def starter_config(profile: FileProfile, config_path: Path) -> str:
     """YAML text of a run config for ``profile`` that :func:`shoal.config.load_config` accepts once written
     to ``config_path`` (``data.train`` is relative to that file's folder). Model ``dlrm`` with the default
@@ -124,7 +139,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     """
     if profile.label is None:
         raise ValueError(no_label_message(profile))
-    features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text", "image", "audio")]
+    features = [c for c in profile.columns if c.kind in ("dense", "sparse", "text", "image", "audio", "time")]
     if not features:
         raise ValueError(f"{profile.path}: no usable feature columns besides the label {profile.label!r}")
     label = profile.column(profile.label)
@@ -140,7 +155,8 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         "#     sparse (an id or integer code; encoding: vocab gives each id seen in training a row of its own,",
         f"#     for columns with at most {VOCAB_MAX_DISTINCT:,} distinct ids; else buckets = embedding rows, 8-64x",
         "#     the distinct ids seen, so that ids rarely share a row) or text (raw text; max_bytes holds 99% of the",
-        "#     texts whole);",
+        "#     texts whole) or time (a timestamp: hour of day, day of week... as ids; relative_to: its age in days",
+        "#     at the row's time);",
         "#   - the columns left out (commented out under features) and columns with many missing values;",
         "#   - model and train settings: epochs and batch size sized for the rows read (a text-only file: bag).",
         f"name: {_y(Path(profile.path).stem)}",
@@ -180,6 +196,7 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         out.append(f"  negative: {_y(list(profile.label_negative))}")
     out.append("features:")
     taken = {c.name for c in profile.columns}
+    row_time = _row_time(profile)
     for c in profile.columns:
         if c.kind == "label":
             continue
@@ -203,6 +220,15 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         elif c.kind == "text":
             max_bytes = f", max_bytes: {c.max_bytes}" if c.max_bytes else ""
             entry = f"{{name: {_y(c.name)}, kind: text, buckets: 1000000{max_bytes}}}"
+        elif c.kind == "time":
+            parts = f", parts: [{', '.join(c.time_parts)}]" if c.time_parts and list(c.time_parts) != ["hour",
+                                                                                                      "weekday"] else ""
+            relative = f", relative_to: {_y(row_time)}" if row_time is not None and c.name != row_time else ""
+            entry = f"{{name: {_y(c.name)}, kind: time{parts}{relative}}}"
+            if relative:
+                c = replace(c, reason=f"{c.reason}; and its age in days at {row_time} (the row's time)")
+            elif row_time is not None:
+                c = replace(c, reason=f"{c.reason}; the row's time (the other times' ages are measured at it)")
         elif c.kind in ("image", "audio"):
             options = "".join(f", {k}: {_y(v)}" for k, v in (c.media or {}).items())
             entry = f"{{name: {_y(c.name)}, kind: {c.kind}{options}}}"

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from shoal.data.hashing import hash_strings
 
-Kind = Literal["label", "dense", "sparse", "text", "image", "audio", "ignore"]
+Kind = Literal["label", "dense", "sparse", "text", "image", "audio", "time", "ignore"]
 _HEAD = 32  # first non-missing values kept as they are (media sniffing: paths, bytes, base64)
 _TEXT_SPACED_SHARE = 0.5  # a string column is text when most values contain spaces ...
 _TEXT_MIN_BYTES = 16  # ... and they are not short labels

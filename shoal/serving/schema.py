@@ -13,6 +13,9 @@ Per column, by the kind of the features that read it:
     text    a string of at most ``max_text_bytes`` UTF-8 bytes
     image   base64 of a PNG/JPEG/WebP file (or a ``data:<type>;base64,`` URI) of at most ``max_media_bytes``
     audio   base64 of a mono 16-bit PCM WAV file, the same way
+    time    an ISO 8601 string (``"2024-03-01T08:30:00Z"``; without an offset: the feature's time zone), epoch
+            seconds or milliseconds (a number, or a string of one), or null; a value that is not a time is a 422
+            naming the field and the value, before any model work
 
 A media value is never a file path: the encoder's media columns are told that cells are base64
 (:attr:`~shoal.data.features.media.MediaColumn.read_paths` False), so a request cannot make the server read its
@@ -38,14 +41,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from shoal.data.encoder import Encoder
+from shoal.data.features.base import Problems
 from shoal.data.features.dense import FLOAT32_MAX
 from shoal.data.features.media import MediaColumn, MediaError, base64_bytes
+from shoal.data.features.time import TimeColumn
 from shoal.errors import ShoalError
 
 __all__ = ["FLOAT32_MAX", "MAX_MEDIA_BYTES", "ClassPrediction", "FieldSpec", "PredictResponse", "Probability",
            "RequestSchema", "TagsPrediction"]
 
-_EXPECT = {"dense": "a number or null", "sparse": "a string, an integer or null", "text": "a string"}
+_EXPECT = {"dense": "a number or null", "sparse": "a string, an integer or null", "text": "a string",
+           "time": "an ISO 8601 time (2024-03-01T08:30:00Z), epoch seconds or milliseconds, or null"}
 _MEDIA = frozenset({"image", "audio"})
 _MAX_ERRORS = 20
 MAX_MEDIA_BYTES = 4 << 20  # default cap on one media value (decoded), per request field
@@ -99,7 +105,7 @@ class FieldSpec:
     """One request field: a raw column and the kind of value it takes."""
 
     column: str
-    kind: str  # dense | sparse | text | image | audio: dense wins when features of several kinds read one column
+    kind: str  # dense | sparse | text | image | audio | time: dense wins, then time, when several kinds read one
     features: tuple[str, ...]
     kinds: frozenset[str]  # the kinds of all the features reading this column
     separators: tuple[str, ...] = ()  # of the list features reading this column (a cell of ids "a|b|c")
@@ -130,8 +136,8 @@ def _fields(encoder: Encoder) -> list[FieldSpec]:
             raise NotServableError(f"column {column!r} is read as {' and '.join(sorted(set(ks)))} "
                                    f"({', '.join(names[column])}): `shoal serve` takes a media column only when "
                                    "every feature reading it is of one media kind; score files with `shoal predict`")
-        kind = (next(iter(media)) if media else "dense" if "dense" in ks else "text" if "text" in ks
-                else "sparse")
+        kind = (next(iter(media)) if media else "dense" if "dense" in ks else "time" if "time" in ks
+                else "text" if "text" in ks else "sparse")
         out.append(FieldSpec(column, kind, tuple(names[column]), frozenset(ks),
                              tuple(dict.fromkeys(separators.get(column, [])))))
     return out
@@ -192,6 +198,29 @@ def _media_check(column: MediaColumn, limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _time_check(columns: list[TimeColumn]) -> AfterValidator:
+    """A time value (text, or an epoch number) that every time feature reading the column can read."""
+
+    readers = [TimeColumn.from_dict({**c.to_dict(), "column": "v"}) for c in columns]  # each reads a cell "v"
+
+    def check(value: str | int | float | None) -> str | int | float | None:
+        if value is None:
+            return value
+        cell = pa.table({"v": pa.array([value], pa.string() if isinstance(value, str) else pa.float64())})
+        for reader in readers:
+            problems = Problems()
+            reader.read(cell, problems)
+            if problems.reasons:
+                shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+                reason = problems.reasons[0].replace(" (time feature)", "").replace("time feature; ", "")
+                reason = reason.split(": expected")[0]  # "not a time", "a time outside the years 1 to 9999 (...)"
+                raise ValueError(f"{shown} is {reason if reason.startswith('not') else 'not a time: ' + reason}; "
+                                 f"send {_EXPECT['time']}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _in_float32(value: float | int | None) -> float | int | None:
     if value is not None and abs(value) > FLOAT32_MAX:
         raise PydanticCustomError("float32_range", "outside float32's range")
@@ -225,6 +254,9 @@ class RequestSchema:
                 typ = Annotated[str | int | None, _id_limit(max_id_bytes, max_list_ids, f.separators)]
             elif f.kind in _MEDIA:
                 typ = Annotated[str, _media_check(self._media[f.column], max_media_bytes)]
+            elif f.kind == "time":
+                times = [t for t in encoder.time_features if t.column == f.column]
+                typ = Annotated[str | int | float | None, _time_check(times)]
             else:
                 typ = Annotated[str, _text_limit(max_text_bytes)]
             about = (f": {self._expect(f)} (never a file path), at most {max_media_bytes:,} bytes decoded"
@@ -286,7 +318,7 @@ class RequestSchema:
             return f"field {field!r}{what}: {pydantic_msg.removeprefix('Value error, ')}"
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        if kind in ("finite_number", "float32_range"):  # inf, NaN, or finite but beyond float32 (1e39)
+        if kind in ("finite_number", "float32_range") and spec.kind != "time":  # inf, NaN, or beyond float32
             return (f"field {field!r} ({spec.kind}) must be a number within float32's range, -{FLOAT32_MAX:.8g} to "
                     f"{FLOAT32_MAX:.8g} (the model computes in float32), or null, not {shown}")
         return f"field {field!r} ({spec.kind}) must be {self._expect(spec)}, not {shown}"
@@ -301,6 +333,8 @@ class RequestSchema:
                 arrays.append(pa.array(values, pa.binary()))
             elif f.kind == "dense" and all(v is None or isinstance(v, float) for v in values):
                 arrays.append(pa.array(values, pa.float64()))
+            elif f.kind == "time" and all(v is None or isinstance(v, int | float) for v in values):
+                arrays.append(pa.array(values, pa.float64()))  # epoch numbers, as a Parquet number column
             else:  # ids and texts are strings, as in a CSV file (an integer id 17 is the string "17")
                 arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values],
                                        pa.string()))

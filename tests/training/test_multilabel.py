@@ -201,14 +201,6 @@ def test_inspect_recognises_a_given_label_of_tags(tmp_path: Path) -> None:
     assert cfg.label.kind == "multilabel" and cfg.label.separator == "|"
 
 
-def test_distill_refuses_tags_clearly(trained: tuple[Path, Path, shoal.RunRecord]) -> None:
-    from shoal.distill import distill
-
-    root, home, run = trained
-    with pytest.raises(ValueError, match="predicts tags \\(label.kind: multilabel\\), which distillation"):
-        distill(run.run_id, "logistic", home=home)
-
-
 def test_auto_searches_tags_by_micro_f1(trained: tuple[Path, Path, shoal.RunRecord], tmp_path: Path) -> None:
     from shoal.auto.search import AutoSettings, auto
 
