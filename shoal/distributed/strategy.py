@@ -92,13 +92,14 @@ def _missing_rows(encoder: Encoder, rows: int) -> Batch:
     ids = [np.zeros(rows, dtype=np.int64) for _ in encoder.buckets]
     offsets = [np.arange(rows + 1, dtype=np.int64)] * len(ids)
     return Batch(dense=np.zeros((rows, encoder.dense_dim), dtype=np.float32), ids=ids, offsets=offsets,
-                 label=np.zeros((rows, encoder.outputs) if encoder.multilabel else rows, dtype=np.float32),
+                 label=np.zeros((rows, encoder.outputs) if encoder.multilabel or encoder.multitask else rows,
+                                dtype=np.float32),
                  lines=np.arange(rows, dtype=np.int64))
 
 
 def _stand_in(encoder: Encoder) -> Scores:
     """(labels, logits) of 2 rows (one per class, all logits 0) for a rank whose scores are not used."""
-    if encoder.multilabel:  # (2, T): no tags, every tag
+    if encoder.multilabel or encoder.multitask:  # (2, T): no tags (every task 0), every tag (every task 1)
         return np.array([[0.0], [1.0]], dtype=np.float32).repeat(encoder.outputs, axis=1), np.zeros(
             (2, encoder.outputs), dtype=np.float32)
     classes = max(encoder.outputs, 2)

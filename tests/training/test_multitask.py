@@ -265,3 +265,17 @@ def test_auto_searches_a_multitask_label_by_its_mean_task_score() -> None:
     assert _metric(None, False, multitask=True).maximize and not _metric("mean_ne", False, multitask=True).maximize
     with pytest.raises(ValueError, match="'auc' does not apply to a multitask label"):
         _metric("auc", False, multitask=True)
+
+
+def test_a_rank_without_scores_stands_in_with_one_column_per_task() -> None:
+    """``--nproc 2``: a rank whose validation scores are not used reports stand-in scores of the label's shape."""
+    from shoal.distributed.strategy import _missing_rows, _stand_in
+    from shoal.training.evaluation import report
+
+    enc = Encoder([], LabelConfig(kind="multitask", tasks=TASKS))
+    labels, logits = _stand_in(enc)
+    assert labels.shape == logits.shape == (2, 3)
+    priors = [TaskPrior("click", "binary", 0.3), TaskPrior("conv", "binary", 0.1),
+              TaskPrior("spend", "regression", 1.0)]
+    assert math.isfinite(report(labels, logits, priors)["mean_ne"])
+    assert _missing_rows(enc, 4).label.shape == (4, 3)
