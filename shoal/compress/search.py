@@ -13,7 +13,9 @@ picks the most accurate candidate whose p99 is within the budget (the teacher it
                     budget
 
 Quality is measured on the validation rows (never the test file), latency with :func:`shoal.runtime.latency.latency`
-on real validation rows, one thread. The chosen bundle is copied into a new run (kind ``compress``, parent:
+on real validation rows, one thread, **end to end**: each call takes one raw row (as read from the file), encodes it
+with the bundle's encoder and runs the model, as a served request does; the model call alone is kept beside it
+(``model_p99_ms``). The chosen bundle is copied into a new run (kind ``compress``, parent:
 the teacher) with the chosen serving form recorded in its ``bundle.json``; a PNG of quality against latency
 is saved beside it. When no candidate meets the budget, nothing is chosen and the nearest one is reported.
 """
@@ -38,9 +40,9 @@ from torch import nn
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunSummary
 from shoal.data.batch import Batch
-from shoal.data.readers import BadRowSink
+from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.split import HeldOutSplit
-from shoal.data.stream import batches
+from shoal.data.stream import batches, chunks
 from shoal.distill import STUDENTS, distill, student_config, teacher_outputs
 from shoal.export.onnx import export_onnx
 from shoal.metrics import HEADLINE
@@ -85,9 +87,10 @@ class Candidate:
     system: str  # one of SYSTEMS
     metric: str  # the task's headline metric (shoal.metrics.HEADLINE): higher is better
     quality: float  # on the validation rows
-    p50_ms: float
+    p50_ms: float  # raw row -> answer (encoder included)
     p99_ms: float
     size_mib: float
+    model_p99_ms: float = float("nan")  # the model call alone, on an encoded row
     on_frontier: bool = False
     within_budget: bool = False
 
@@ -125,6 +128,23 @@ def frontier(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 # -- measuring one bundle ---------------------------------------------------------------------------------------
+def raw_validation_rows(bundle: Bundle, run_dir: Path, n: int = LATENCY_ROWS) -> list[Chunk]:
+    """Up to ``n`` of the run's validation rows as read from the file (raw columns), one-row chunks: what a
+    latency measured end to end encodes on every call."""
+    found = bundle.config.data.file("valid")
+    columns = bundle.encoder.columns(with_label=False)
+    first: Chunk | None
+    if found is not None:
+        first = next(iter(chunks(found[0], found[1], columns, BadRowSink("count"))), None)
+    else:
+        split = HeldOutSplit(run_dir)
+        first = split.read() if split.exists() else None
+    if first is None or not len(first):
+        return []
+    table = first.table.select(columns)
+    return [Chunk(table.slice(i, 1), first.lines[i:i + 1], first.file) for i in range(min(n, len(first)))]
+
+
 def validation_rows(bundle: Bundle, run_dir: Path) -> Batch:
     """The run's validation rows, encoded by ``bundle``: its ``data.valid`` file, else the held-out split."""
     found = bundle.config.data.file("valid")
@@ -160,8 +180,9 @@ def _predictor(bundle: Bundle, onnx_dir: Path, system: str) -> Callable[[Batch],
 
 
 def measure(bundle: Bundle, onnx_dir: Path, rows: Batch, systems: Sequence[str], student: str, run_id: str,
-            sizes: dict[str, float], seconds: float = 0.5) -> list[Candidate]:
-    """Validation quality and one-row latency (one thread) of ``bundle`` served as each of ``systems``."""
+            sizes: dict[str, float], seconds: float = 0.5, raw: Sequence[Chunk] = ()) -> list[Candidate]:
+    """Validation quality and one-row latency (one thread) of ``bundle`` served as each of ``systems``: end to end
+    on the ``raw`` one-row chunks (encoded on every call), and the model call alone on encoded rows."""
     assert rows.label is not None
     metric = HEADLINE[bundle.task]  # higher is better
     ones = [rows.slice(i, i + 1) for i in range(min(len(rows), LATENCY_ROWS))]
@@ -174,10 +195,18 @@ def measure(bundle: Bundle, onnx_dir: Path, rows: Batch, systems: Sequence[str],
             predict = _predictor(bundle, onnx_dir, system)
             quality = report(rows.label, predict(rows), bundle.prior)[metric]
             cycle = itertools.cycle(ones)
-            stats = latency(lambda: predict(next(cycle)), seconds=seconds, warmup=10)  # noqa: B023 - called here
+            alone = latency(lambda: predict(next(cycle)), seconds=seconds, warmup=10)  # noqa: B023 - called here
+            stats = alone
+            if raw:
+                sink = BadRowSink("count")  # validation rows were checked when the run read them
+                encode = bundle.encoder.encode
+                rows_in = itertools.cycle(raw)
+                stats = latency(lambda: predict(encode(next(rows_in), sink, with_label=False)),  # noqa: B023
+                                seconds=seconds, warmup=10)
             size = sizes[system.split("-")[1]] if system.startswith("onnx") else sizes["torch"] - (
                 0.75 * linear_mib if system == "torch-int8" else 0.0)
-            out.append(Candidate(student, run_id, system, metric, float(quality), stats.p50_ms, stats.p99_ms, size))
+            out.append(Candidate(student, run_id, system, metric, float(quality), stats.p50_ms, stats.p99_ms, size,
+                                 model_p99_ms=alone.p99_ms))
     finally:
         torch.set_num_threads(saved)
     return out
@@ -233,7 +262,8 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
             t_dir = t_record.artifact_dir / "bundle"
             rep = export_onnx(t_dir, work / "teacher-onnx", int8=int8)
             candidates += measure(t_bundle, rep.dir, validation_rows(t_bundle, t_record.artifact_dir), systems,
-                                  "teacher", t_record.run_id, rep.sizes_mib, seconds)
+                                  "teacher", t_record.run_id, rep.sizes_mib, seconds,
+                                  raw_validation_rows(t_bundle, t_record.artifact_dir))
         for spec in specs:
             tell(f"distil {spec.label}")
             cfg = student_config(t_bundle.config, spec.model, name=f"{t_bundle.config.name}-{spec.label}-student")
@@ -245,7 +275,8 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
             rep = export_onnx(s_dir, int8=int8)
             s_bundle = load_bundle(s_dir)
             candidates += measure(s_bundle, rep.dir, validation_rows(s_bundle, rec.artifact_dir), systems,
-                                  spec.label, rec.run_id, rep.sizes_mib, seconds)
+                                  spec.label, rec.run_id, rep.sizes_mib, seconds,
+                                  raw_validation_rows(s_bundle, rec.artifact_dir))
         tell("choose")
     for c in frontier(candidates):
         c.on_frontier = True

@@ -226,7 +226,7 @@ def test_teacher_outputs_skip_held_out_rows(teacher_home: tuple[Path, str, Path]
 
 # -- compress ---------------------------------------------------------------------------------------------------
 def test_compress_picks_within_budget_and_reports_an_impossible_one(teacher_home: tuple[Path, str, Path]) -> None:
-    from shoal.compress.search import StudentSpec, compress
+    from shoal.compress.search import StudentSpec, compress, raw_validation_rows
 
     home, teacher, _ = teacher_home
     students = [StudentSpec("logistic", {"name": "logistic"}), StudentSpec("mlp-2", {"name": "mlp",
@@ -243,6 +243,10 @@ def test_compress_picks_within_budget_and_reports_an_impossible_one(teacher_home
     bundle = load_bundle(Path(rec.summary["bundle"]))
     assert bundle.meta["compressed"]["system"] == result.chosen.system
     assert any(c.on_frontier for c in result.candidates) and steps[0].startswith("score")
+    # latency is end to end (a raw row encoded on every call), the model call alone beside it
+    assert all(c.p99_ms > 0 and 0 < c.model_p99_ms < float("inf") for c in result.candidates)
+    raw = raw_validation_rows(bundle, Registry(home).get(teacher).artifact_dir)  # what the teacher was timed on
+    assert raw and all(len(c) == 1 and "label" not in c.table.column_names for c in raw)
 
     nothing = compress(teacher, 1e-6, home, students=students[:1], systems=("onnx-fp32",), seconds=0.05,
                        include_teacher=False)
