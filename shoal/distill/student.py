@@ -1,5 +1,9 @@
 """The student's config: the teacher's, with a small model, reading the same rows with the same split.
 
+A named student also gets smaller media encoders than its teacher: each image or audio feature's CNN at half
+the channels (at least 4) with one block per stage (:func:`smaller_media`), since the CNN, not the head, is
+what costs time per row.
+
 A student must train on the rows its teacher scored and hold out the same validation rows (otherwise it would
 learn the teacher's outputs on rows it is then scored on); these checks say which setting differs and how to fix
 it. The teachers of an ensemble are checked the same way against each other.
@@ -24,6 +28,17 @@ STUDENTS: dict[str, dict[str, Any]] = {
 NGRAM_TEXT = {"tokens": "ngrams", "buckets": 1_000_000, "ngram_min": 3, "ngram_max": 5, "word_ngrams": 2}
 # ... and then trains with the rates of a bag model (those of configs/agnews.yaml and configs/sst2.yaml).
 NGRAM_TRAIN = {"lr": 0.01, "embedding_lr": 0.1}
+
+
+# An image or audio feature's CNN in a named student: ``widths`` divided by this (at least MIN_WIDTH), one block.
+MEDIA_STUDENT_DIVISOR = 2
+MEDIA_STUDENT_MIN_WIDTH = 4
+
+
+def smaller_media(feature: dict[str, Any]) -> dict[str, Any]:
+    """A media feature's config (resolved) with the student's smaller CNN: half the channels, one block per stage."""
+    widths = [max(MEDIA_STUDENT_MIN_WIDTH, w // MEDIA_STUDENT_DIVISOR) for w in feature["widths"]]
+    return {**feature, "widths": [min(w, v) for w, v in zip(widths, feature["widths"], strict=True)], "blocks": 1}
 
 
 # -- the student's config ---------------------------------------------------------------------------------------
@@ -75,7 +90,8 @@ def student_config(teacher: RunConfig, student: str | Path | RunConfig | dict[st
 
     ``student`` is a model name of :data:`STUDENTS` or a model config (``{"name": "mlp", "hidden": [16]}``): the
     teacher's config with that model (a byte-sequence text feature becomes hashed n-grams, with a bag model's
-    learning rates, for any model but ``bytecnn``); or a YAML file or a :class:`RunConfig`, which must read the
+    learning rates, for any model but ``bytecnn``; an image or audio feature's CNN is halved,
+    :func:`smaller_media`); or a YAML file or a :class:`RunConfig`, which must read the
     teacher's data with the same split.
     """
     if isinstance(student, RunConfig) or (not isinstance(student, dict) and (
@@ -105,6 +121,7 @@ def student_config(teacher: RunConfig, student: str | Path | RunConfig | dict[st
                 f.update(NGRAM_TEXT)
             features.append(f)
         doc["features"] = features
+    doc["features"] = [smaller_media(f) if f["kind"] in ("image", "audio") else f for f in doc["features"]]
     if switched:
         doc["train"].update(NGRAM_TRAIN)
     return parse_config(doc, source=f"student {key!r} of {teacher.name!r}")

@@ -9,7 +9,7 @@ channels, then global average pooling::
         -> global average pool (B, widths[-1])
 
 Training-time augmentation (:class:`Augment`) runs on each mini-batch in training mode only: random shifts
-(the crops of a padded image), small rotations and, when asked, left-right flips, in one affine resampling.
+(the edge pixels repeated), small rotations and, when asked, left-right flips, in one affine resampling.
 """
 
 from __future__ import annotations
@@ -66,10 +66,15 @@ class ResNet(nn.Module):
 
 class Augment(nn.Module):
     """Random shifts of up to ``shift`` of the size, rotations of up to ``degrees`` and (``flip``) mirror images,
-    one draw per example, applied by one bilinear resampling (``affine_grid`` + ``grid_sample``; pixels moved
-    in from outside are zeros). The identity in evaluation mode."""
+    one draw per example, applied by one bilinear resampling (``affine_grid`` + ``grid_sample``). Pixels moved in
+    from outside repeat the nearest edge pixel: the input is already normalised, so a zero there would be a
+    frame of mean grey that no real image has (a digit's black background, a photo's border). The identity in
+    evaluation mode."""
 
-    def __init__(self, flip: bool, shift: float = 0.125, degrees: float = 10.0) -> None:
+    SHIFT = 0.125  # of the image's height and width
+    DEGREES = 10.0
+
+    def __init__(self, flip: bool, shift: float = SHIFT, degrees: float = DEGREES) -> None:
         super().__init__()
         self.flip = flip
         self.shift = shift
@@ -86,7 +91,7 @@ class Augment(nn.Module):
         theta = torch.stack([torch.stack([cos * mirror, -sin, move[:, 0]], dim=1),
                              torch.stack([sin * mirror, cos, move[:, 1]], dim=1)], dim=1)  # (B, 2, 3)
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class ImageEncoder(nn.Module):

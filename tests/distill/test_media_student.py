@@ -1,0 +1,81 @@
+"""Distillation of image and audio models: a named student gets a smaller CNN, and a media teacher distils end to
+end (the teacher's outputs looked up by line, the student's bundle predicts from image files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shoal.config import parse_config
+from shoal.distill import distill, student_config
+from shoal.distill.student import smaller_media
+
+
+def _teacher_config(train: str = "rows.csv", widths: list[int] | None = None, blocks: int = 2):  # noqa: ANN202
+    return parse_config({
+        "name": "digits", "data": {"train": train, "valid_fraction": 0.25},
+        "label": {"column": "kind", "kind": "multiclass"},
+        "features": [{"name": "picture", "kind": "image", "channels": 1, "size": [8, 8],
+                      "widths": widths or [8, 16], "blocks": blocks, "augment": True, "flip": False},
+                     {"name": "sound", "kind": "audio", "widths": [16, 6, 3], "blocks": 3},
+                     {"name": "shop", "kind": "sparse", "buckets": 16}],
+        "model": {"name": "mlp", "embedding_dim": 4, "hidden": [16]},
+        "train": {"epochs": 1, "batch_size": 16, "pictures": False, "threads": 1},
+    })
+
+
+def test_named_student_halves_each_media_cnn() -> None:
+    cfg = student_config(_teacher_config(), "mlp")
+    picture, sound, shop = cfg.features
+    assert (picture.widths, picture.blocks) == ([4, 8], 1)
+    assert picture.augment and not picture.flip and picture.size == (8, 8)  # the rest as the teacher reads it
+    assert (sound.widths, sound.blocks) == ([8, 4, 3], 1)  # at least 4 channels, never more than the teacher's
+    assert shop.kind == "sparse" and cfg.model.name == "mlp"
+
+
+def test_smaller_media_keeps_other_options() -> None:
+    f = {"name": "p", "kind": "image", "widths": [32, 64, 128], "blocks": 2, "size": [28, 28]}
+    assert smaller_media(f) == {**f, "widths": [16, 32, 64], "blocks": 1}
+    assert f["widths"] == [32, 64, 128]  # the teacher's config is not changed
+
+
+def test_student_config_file_keeps_its_own_media_cnn() -> None:
+    teacher = _teacher_config()
+    mine = _teacher_config(widths=[6, 12], blocks=1)
+    assert student_config(teacher, mine).features[0].widths == [6, 12]
+
+
+def _digit_rows(root: Path, rows: int = 40) -> Path:
+    """8x8 images: a bright square top left (class a) or bottom right (b); the label only in the picture."""
+    rng = np.random.default_rng(0)
+    lines = ["picture,shop,kind"]
+    for i in range(rows):
+        y = i % 2
+        img = (rng.random((8, 8)) * 60).astype(np.uint8)
+        img[:4, :4] += 150 * (y == 0)
+        img[4:, 4:] += 150 * (y == 1)
+        Image.fromarray(img).save(root / f"{i}.png")
+        lines.append(f"{i}.png,s{i % 4},{'ab'[y]}")
+    (root / "rows.csv").write_text("\n".join(lines) + "\n")
+    return root / "rows.csv"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_image_teacher_distils_into_a_smaller_cnn(tmp_path: Path) -> None:
+    import shoal
+
+    data = _digit_rows(tmp_path)
+    doc = _teacher_config(str(data)).resolved()
+    doc["features"] = [f for f in doc["features"] if f["kind"] != "audio"]
+    teacher = shoal.train(parse_config(doc), home=tmp_path / "runs")
+    student = distill(teacher.run_id, "mlp", home=tmp_path / "runs")
+    bundle = shoal.load(student.run_id, home=tmp_path / "runs")
+    media = bundle.encoder.media_inputs[0]
+    assert (media.widths, media.blocks) == ((4, 8), 1)
+    settings = student.summary["distill"]
+    assert settings["teacher"] == teacher.run_id and 0 < settings["teacher_rows"] <= 40  # held-out rows left out
+    report = shoal.evaluate_file(student.run_id, data, home=tmp_path / "runs")
+    assert report["rows"] == 40 and 0.0 <= report["accuracy"] <= 1.0
