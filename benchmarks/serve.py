@@ -23,6 +23,8 @@ Systems (one JSON row per metric, ``{"bench": "serve", "dataset", "system", "met
   with the bundle's encoder and runs the PyTorch model once per request, served by the same uvicorn settings;
 * ``shoal-batched-onnx``: ``shoal serve`` on the bundle exported with ``shoal export --onnx`` (ONNX Runtime);
   left out with ``--no-onnx``.
+* ``shoal-raw``: ``shoal serve --backend raw`` on the same bundle with its raw graph (``shoal export --raw``): each
+  micro-batch one ONNX Runtime call, preprocessing included, no Python encoder; left out with ``--no-onnx``.
 
 * ``shoal-e2e``: in process, no HTTP: a raw row (a dict, as a JSON request becomes) -> probability through the raw
   graph (``shoal export --raw``, :func:`shoal.export.raw_runtime.bench_end_to_end`), next to ``shoal-e2e-encoder``
@@ -68,7 +70,7 @@ except ImportError:  # pragma: no cover - depends on how the file is run
 
 BENCH = "serve"
 DATASET = "synthetic"
-SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive", "shoal-batched-onnx")
+SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive", "shoal-batched-onnx", "shoal-raw")
 CLIENTS = (1, 8, 64)
 METRICS = ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_4xx", "errors_5xx", "load_avg_1m")
 THREADS = 1  # torch threads per server: the load generator needs the other core
@@ -158,7 +160,8 @@ def server(system: str, bundle: Path, log: Path) -> Iterator[str]:
         cmd = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port)]
     else:
         cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--port", str(port),
-               "--threads", str(THREADS), "--backend", "onnx" if system.endswith("-onnx") else "torch",
+               "--threads", str(THREADS),
+               "--backend", "onnx" if system.endswith("-onnx") else "raw" if system == "shoal-raw" else "torch",
                *(["--no-batching"] if system == "shoal-nobatch" else [])]
     url = f"http://127.0.0.1:{port}"
 
@@ -218,11 +221,12 @@ def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool
 
         from shoal.export.onnx import export_onnx
 
-        bundles["shoal-batched-onnx"] = exported = shutil.copytree(v1, work / "exported" / "bundle")
+        bundles["shoal-batched-onnx"] = bundles["shoal-raw"] = exported = shutil.copytree(v1, work / "exported"
+                                                                                         / "bundle")
         export_onnx(exported)  # checks parity with PyTorch on the way
         out += end_to_end(exported, rows, budget)
     for system in SYSTEMS:
-        if system.endswith("-onnx") and not onnx:
+        if (system.endswith("-onnx") or system == "shoal-raw") and not onnx:
             continue
         with server(system, bundles[system], log) as url:
             for clients in CLIENTS:
@@ -274,12 +278,16 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines = [table, ""]
     get = {(r["system"], r["clients"], r["metric"]): r["value"] for r in rows}
     naive = get.get(("naive", 64, "requests_per_s"))
-    for system in ("shoal-batched", "shoal-nobatch", "shoal-batched-onnx"):
+    for system in ("shoal-batched", "shoal-nobatch", "shoal-batched-onnx", "shoal-raw"):
         rps = get.get((system, 64, "requests_per_s"))
         if naive and rps:
             lines.append(f"- {system} / naive requests/s at 64 clients: {rps / naive:.2f}x "
                          f"(p99 {get[(system, 64, 'latency_ms_p99')]:.1f} ms vs naive "
                          f"{get[('naive', 64, 'latency_ms_p99')]:.1f} ms)")
+    raw_p50, batched_p50 = get.get(("shoal-raw", 1, "latency_ms_p50")), get.get(("shoal-batched", 1, "latency_ms_p50"))
+    if raw_p50 and batched_p50:
+        lines.append(f"- shoal-raw / shoal-batched over HTTP, one client: p50 {raw_p50:.2f} vs {batched_p50:.2f} ms "
+                     f"({batched_p50 / raw_p50:.2f}x faster)")
     e2e = {r["system"]: r["value"] for r in rows if r["system"] in E2E_SYSTEMS.values()
            and r["metric"] == "latency_ms_p99"}
     if "shoal-e2e" in e2e and "shoal-e2e-encoder" in e2e:
