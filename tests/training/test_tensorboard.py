@@ -117,3 +117,23 @@ def test_cli_tensorboard_dir(tmp_path: Path, clicks: Path) -> None:
     assert out.exit_code == 0, out.output
     run = Registry(home).get("latest")
     assert "train/loss" in _scalars(tmp_path / "tb" / run.run_id)
+
+
+@needs_tensorboard
+def test_two_processes_write_one_event_log_from_rank_0(tmp_path: Path, clicks: Path) -> None:
+    """``--nproc 2``: rank 0 alone writes the scalars (the global steps), in the registry's run folder."""
+    from shoal.distributed.launch import launch
+
+    cfg = _config(tmp_path, clicks, tensorboard=True, batch_size=128)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["data"]["chunk_rows"] = 400  # chunks for both ranks
+    cfg.write_text(yaml.safe_dump(doc))
+    run_id = launch(cfg, tmp_path / "home", nproc=2, device="cpu")
+    assert run_id is not None
+    run = Registry(tmp_path / "home").get(run_id)
+    logs = sorted((run.artifact_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert logs and len({p.name.split(".")[4] for p in logs}) == 1, logs  # written by one process (its pid), rank 0
+    s = _scalars(run.artifact_dir / "tensorboard")
+    history = run.summary["history"]
+    assert s["valid/auc"] == [(h["step"], pytest.approx(h["auc"], rel=1e-6)) for h in history]
+    assert s["train/loss"] and s["final/valid_auc"][0][1] == pytest.approx(run.metrics["valid_auc"], rel=1e-6)
