@@ -135,38 +135,49 @@ class Side:
     name: str
     run_id: str
     metrics: dict[str, Any]  # the run's valid_/test_ metrics
-    bench: BenchResult
+    bench: BenchResult  # end to end: raw row -> answer (encoder included, or inside the raw graph)
+    model: BenchResult | None = None  # the model call alone, on encoded rows (None: the raw graph has no such call)
 
 
 def distil_and_compare(teacher_run: str, home: Path, callbacks: Callbacks | None = None,
                        student: str = DEMO_STUDENT, seconds: float = 1.0) -> tuple[RunRecord, list[Side]]:
-    """Distil ``student`` from the teacher, export it to ONNX, and measure teacher (PyTorch) against student
-    (PyTorch and ONNX Runtime): p50/p99 latency at batch 1 and rows/s at batch 256, one thread each."""
+    """Distil ``student`` from the teacher, export it to ONNX (and its raw graph), and measure teacher (PyTorch)
+    against student (PyTorch, ONNX Runtime after the Python encoder, and the raw graph): p50/p99 latency at batch 1
+    and rows/s at batch 256 **end to end** (a raw row in, the answer out), one thread each; the model call alone
+    beside it."""
     from shoal.artifacts.bundle import load_bundle
     from shoal.artifacts.registry import Registry
     from shoal.distill import distill
     from shoal.export.onnx import export_onnx, sample_rows
+    from shoal.export.raw import export_raw_onnx
+    from shoal.export.raw_runtime import bench_end_to_end, raw_timing_rows
     from shoal.runtime.latency import bench_bundle
 
     teacher = Registry(home).get(teacher_run)
     record = distill(teacher.run_id, student, home, callbacks=callbacks)
     t_dir, s_dir = teacher.artifact_dir / "bundle", record.artifact_dir / "bundle"
     report = export_onnx(s_dir)
-    rows, _ = sample_rows(load_bundle(t_dir), t_dir, rows=256)
-    s_rows, _ = sample_rows(load_bundle(s_dir), s_dir, rows=256)
+    export_raw_onnx(s_dir)  # checks its parity with the encoder + PyTorch on the way
+    t_bundle, s_bundle = load_bundle(t_dir), load_bundle(s_dir)
+    rows, _ = sample_rows(t_bundle, t_dir, rows=256)
+    s_rows, _ = sample_rows(s_bundle, s_dir, rows=256)
     (t_torch,) = bench_bundle(t_dir, rows, systems=["torch"], seconds=seconds, isolate=False)
     s_torch, s_onnx = bench_bundle(s_dir, s_rows, report.dir, systems=["torch", "onnx-fp32"], seconds=seconds,
                                    isolate=False)
-    return record, [Side(f"teacher: {teacher.config['model']['name']} (PyTorch)", teacher.run_id, teacher.metrics,
-                         t_torch),
-                    Side(f"student: {student} (PyTorch)", record.run_id, record.metrics, s_torch),
-                    Side(f"student: {student} (ONNX)", record.run_id, record.metrics, s_onnx)]
+    raw_rows, _ = raw_timing_rows(t_bundle, t_dir, 256)
+    (t_e2e,) = [r for r in bench_end_to_end(t_dir, raw_rows, seconds=seconds) if r.system == "e2e-torch"]
+    s_e2e = {r.system: r for r in bench_end_to_end(s_dir, raw_rows, seconds=seconds)}
+    t_name = teacher.config["model"]["name"]
+    return record, [Side(f"teacher: {t_name} (PyTorch)", teacher.run_id, teacher.metrics, t_e2e, t_torch),
+                    Side(f"student: {student} (PyTorch)", record.run_id, record.metrics, s_e2e["e2e-torch"], s_torch),
+                    Side(f"student: {student} (ONNX)", record.run_id, record.metrics, s_e2e["e2e-onnx-fp32"], s_onnx),
+                    Side(f"student: {student} (raw graph)", record.run_id, record.metrics, s_e2e["e2e-raw"])]
 
 
 def _comparison_table(teacher: RunRecord, student: RunRecord, sides: list[Side]) -> Table:
     """Teacher against student: quality, latency, size, speed-up and the share of the AUC gain kept."""
     table = Table(title=f"teacher {teacher.run_id} vs student {student.run_id} (validation split; latency: "
-                        "1 thread, encoding excluded)")
+                        "1 thread, end to end: a raw row in, the answer out)")
     table.add_column("")
     for side in sides:
         table.add_column(side.name, justify="right")
@@ -174,6 +185,7 @@ def _comparison_table(teacher: RunRecord, student: RunRecord, sides: list[Side])
              ("p50 ms (batch 1)", lambda x: f"{x.bench.p50_ms:.3f}"),
              ("p99 ms (batch 1)", lambda x: f"{x.bench.p99_ms:.3f}"),
              ("rows/s (batch 256)", lambda x: f"{x.bench.rows_per_s:,.0f}"),
+             ("model call alone p99 ms", lambda x: f"{x.model.p99_ms:.3f}" if x.model is not None else "-"),
              ("size MiB", lambda x: f"{x.bench.size_mib:.2f}")]
     for label, cell in cells:
         table.add_row(label, *(cell(side) for side in sides))
