@@ -34,7 +34,8 @@ def export(
     raw: Annotated[bool, typer.Option(
         "--raw", help="Also write model.raw.onnx: the encoding in the graph, so it takes the RAW columns (dense: "
                       "float32, NaN for missing; ids: their UTF-8 bytes + lengths; lists: + per-row counts; texts: "
-                      "their UTF-8 bytes + lengths) and gives probabilities; raw_inputs.json describes them.")] = False,
+                      "their UTF-8 bytes + lengths; images: decoded pixels + sizes; sounds: samples + lengths) and "
+                      "gives probabilities; raw_inputs.json describes them.")] = False,
     raw_max_bytes: Annotated[int, typer.Option(help="With --raw: the most bytes an id may have.")] = 64,
     home: HomeOption = None,
 ) -> None:

@@ -2,8 +2,8 @@
 
 :func:`~shoal.export.onnx.export_onnx` writes a graph that starts after the Python encoder (hashed ids,
 transformed numbers), so every caller needs shoal's encoder. :func:`export_raw_onnx` puts the encoding of dense,
-sparse and text features in front of that graph, in standard ONNX ops (opset 18, ``ai.onnx``), so a caller in any
-language feeds raw values and gets probabilities::
+sparse, text, image and audio features in front of that graph, in standard ONNX ops (opset 18, ``ai.onnx``), so a
+caller in any language feeds raw values (decoded pixels and samples for media) and gets probabilities::
 
     report = export_raw_onnx("runs/2024.../bundle")        # writes bundle/onnx/model.raw.onnx + raw_inputs.json
     model = RawOnnxModel(report.path)
@@ -35,9 +35,18 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
   free; ``NAME.lengths`` int64 (N,), 0 or -1 for an empty or missing text. The graph cuts each text to the
   feature's ``max_bytes`` and computes the byte / word n-gram ids or the byte sequence bit for bit
   (:mod:`shoal.export.raw_text`).
+- image ``NAME``: ``NAME.pixels`` uint8 (N, h, w, C): each image decoded (the caller's job, as UTF-8 is for text)
+  and converted to grey or RGB, top-left aligned and zero-padded to the batch's largest; ``NAME.sizes`` int64 (N, 2)
+  each image's (height, width). The graph resizes with Pillow's bilinear filter bit for bit, then / 255 and
+  normalises: the encoder's pixels exactly (:mod:`shoal.export.raw_media`).
+- audio ``NAME``: ``NAME.wave`` float32 (N, S): samples at the feature's rate (decoding and resampling are the
+  caller's job); ``NAME.lengths`` int64 (N,). The graph cuts or pads to ``seconds`` and computes the log-mel
+  spectrogram (DFT as a ``Conv``, mel ``MatMul``, ``Log``) within 1e-3 of the encoder's (float32 sums reordered).
+  A missing or undecodable image or sound is a bad row: :func:`raw_feed` raises ValueError for it.
 
 The pieces live beside this module: :mod:`.raw_graph` (the graph builder, SplitMix64, pooling), :mod:`.raw_ids`
-(the id hash), :mod:`.raw_text` (text features), :mod:`.raw_feed` (:func:`raw_feed`: raw rows -> the inputs).
+(the id hash), :mod:`.raw_text` (text features), :mod:`.raw_media` (image and audio features), :mod:`.raw_feed`
+(:func:`raw_feed`: raw rows -> the inputs).
 
 ``L`` is the export's ``max_bytes``: with the default ``form="unrolled"`` the FNV loop is unrolled over ``L`` byte
 columns and the bytes inputs have that fixed width (ONNX Runtime refuses any other width: a longer id is refused,
@@ -72,6 +81,7 @@ from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.export.raw_feed import raw_feed
 from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, pool
 from shoal.export.raw_ids import LOOP_BLOCK, hash_ids
+from shoal.export.raw_media import media_contract, media_graph, synthetic_media, vertical_first_rule
 from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
 from shoal.runtime.feed import InputLayout
 
@@ -82,7 +92,8 @@ __all__ = ["DEFAULT_MAX_BYTES", "LOOP_BLOCK", "OPSET", "RAW_FILE", "RAW_FORMAT",
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
 RAW_FORMAT = "shoal-raw-onnx"
-RAW_VERSION = 2  # 2: text features (NAME.bytes + NAME.lengths); 1 had dense and sparse features only
+RAW_VERSION = 3  # 3: image and audio features; 2: text features (NAME.bytes + NAME.lengths); 1: dense and sparse
+TEXT_VERSION = 2  # the version of a contract without media inputs (exports written before media stay valid)
 METADATA_KEY = "shoal.raw_inputs"
 DEFAULT_MAX_BYTES = 64  # id bytes per row the unrolled hash reads; longer ids are refused (re-export with more)
 PARITY_TOLERANCE = 1e-5  # max |p(raw graph) - p(Python encoder + torch)| on synthetic raw rows
@@ -113,7 +124,7 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
     if refusal is not None:
         raise ExportError(refusal)
     known = (set(map(id, encoder.dense_features)) | set(map(id, encoder.sparse_features))
-             | set(map(id, encoder.text_features)))
+             | set(map(id, encoder.text_features)) | set(map(id, encoder.media_features)))
     other = [f.name for f in encoder.features if id(f) not in known]
     if other:
         raise ExportError(f"features {other} are of a kind the raw export does not know")
@@ -152,10 +163,16 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
         feature, text_inputs = text_contract(t)
         features.append(feature)
         inputs |= text_inputs
+    media = encoder.media_features
+    vertical_first = any(m.kind == "image" for m in media) and vertical_first_rule()
+    for m in media:  # decoded pixels + sizes, or samples + lengths: see shoal.export.raw_media
+        feature, media_inputs = media_contract(m, vertical_first)
+        features.append(feature)
+        inputs |= media_inputs
     if len(inputs) != sum(len(f["inputs"]) for f in features):
         raise ExportError("two features give the same raw input name; rename one (e.g. 'x' and a sparse 'x.bytes')")
-    return {"format": RAW_FORMAT, "version": RAW_VERSION, "opset": OPSET, "max_bytes": max_bytes,
-            "features": features, "inputs": inputs,
+    return {"format": RAW_FORMAT, "version": RAW_VERSION if media else TEXT_VERSION, "opset": OPSET,
+            "max_bytes": max_bytes, "features": features, "inputs": inputs,
             "outputs": ({"predictions": "(N, T): per task, the probability of a binary task (a sigmoid), the value of "
                                         "a regression one (in its label's units)",
                          "logits": "the same shape: a binary task's logit, a regression task's value"}
@@ -257,17 +274,20 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
         if bin_id is not None:
             bins.append(bin_id)
     outputs: dict[str, str] = {}
-    if values:
-        outputs["dense"] = g.op("Concat", [g.op("Unsqueeze", [v, g.const([1], np.int64)])
-                                           for v in values + flags], out=f"{PREFIX}out/dense", axis=1)
-    else:  # no dense features: (N, 0) float32, N from the first id or text input
+    vertical_first = any(f.get("vertical_first", False) for f in contract["features"])
+    blocks = [media_graph(g, m, vertical_first) for m in encoder.media_features]  # (N, C*H*W) each, config order
+    if values or blocks:  # [values | missing flags | media blocks], as Encoder.encode lays them out
+        outputs["dense"] = g.op("Concat", [g.op("Unsqueeze", [v, g.const([1], np.int64)]) for v in values + flags]
+                                + blocks, out=f"{PREFIX}out/dense", axis=1)
+    else:  # no dense nor media features: (N, 0) float32, N from the first id or text input
         first = [*encoder.sparse_features, *encoder.text_features][0]
         per_row = f"{first.name}.counts" if getattr(first, "separator", None) else f"{first.name}.lengths"
         rows = g.op("Shape", [per_row])
         outputs["dense"] = g.op("ConstantOfShape", [g.op("Concat", [rows, g.const([0], np.int64)], axis=0)],
                                 out=f"{PREFIX}out/dense", value=helper.make_tensor("zero", T.FLOAT, [1], [0.0]))
     sparse = encoder.sparse_features
-    extra: list[Any] = []
+    extra: list[Any] = [helper.make_tensor_value_info(b, T.FLOAT, ["N", f"{m.name}.size"])
+                        for m, b in zip(encoder.media_features, blocks, strict=True)]
     per_input: list[str] = []  # encoded ids of each layout position: (N,) for one per row, (M,) for lists
     if sparse:
         ids, hashes = hash_ids(g, [(f"{s.name}.bytes", f"{s.name}.lengths", s.seed, s.buckets) for s in sparse],
@@ -516,6 +536,8 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
         columns[s.column] = pa.array(cells, pa.string())
     for t in encoder.text_features:  # words, whitespace runs, multi-byte characters, texts past max_bytes
         columns[t.column] = pa.array(synthetic_texts(rng, rows, t.max_bytes), pa.string())
+    for m in encoder.media_features:  # encoded files as bytes: PNG / JPEG of odd sizes and modes, WAV at odd rates
+        columns[m.column] = pa.array(synthetic_media(rng, m, rows), pa.binary())
     return pa.table(columns)
 
 

@@ -2,7 +2,8 @@
 
 :func:`raw_feed` does the caller's part of the contract (``raw_inputs.json``) as the encoder does: numbers as
 float32 (NaN for missing), ids trimmed and as UTF-8 bytes + lengths, lists split on their separator, texts as
-their UTF-8 bytes + lengths (cut to the feature's ``max_bytes``). A few row dicts take a plain-Python path (no
+their UTF-8 bytes + lengths (cut to the feature's ``max_bytes``), images and sounds decoded (bytes or base64, never
+a path: :func:`~shoal.export.raw_media.media_feed`). A few row dicts take a plain-Python path (no
 pyarrow call), ~10x less time at batch 1.
 """
 
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 
 from shoal.data.features import DenseColumn, Problems, as_strings
 from shoal.data.features.dense import FLOAT32_MAX
+from shoal.export.raw_media import media_feed
 from shoal.export.raw_text import text_cells_feed, text_feed
 
 __all__ = ["FAST_ROWS", "raw_feed"]
@@ -82,6 +84,9 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
         if all(c is _ABSENT for c in cells):
             return None
         names = f["inputs"]
+        if f["kind"] in ("image", "audio"):
+            feed |= media_feed(f, [None if c is _ABSENT else c for c in cells])
+            continue
         if f["kind"] == "text":
             packed = text_cells_feed([None if c is _ABSENT else c for c in cells], int(f["max_bytes"]))
             if packed is None:
@@ -137,7 +142,8 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
 
     Does the caller's part of the contract as the encoder does: dense cells as numbers (text parsed; a bad or
     infinite value raises ValueError, where the encoder would leave the row out), ids as trimmed strings, lists
-    split on the separator with empty ids dropped, texts as their UTF-8 bytes (not trimmed), nulls as empty texts.
+    split on the separator with empty ids dropped, texts as their UTF-8 bytes (not trimmed), nulls as empty texts,
+    images and sounds decoded from their bytes or base64 (a missing, undecodable or path cell raises ValueError).
     """
     if not isinstance(rows, pa.Table) and len(rows) <= FAST_ROWS:
         fast = _fast_feed(rows, contract)
@@ -149,6 +155,9 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
     for f in contract["features"]:
         col = _column(table, f["column"])
         names = f["inputs"]
+        if f["kind"] in ("image", "audio"):  # decoded here (the caller's part), resized / log-mel in the graph
+            feed |= media_feed(f, col.to_pylist())
+            continue
         if f["kind"] == "text":  # the bytes as they are, cut to the feature's max_bytes; null: empty
             feed[names["bytes"]], feed[names["lengths"]] = text_feed(col, int(f["max_bytes"]))
             continue

@@ -125,8 +125,12 @@ def raw_graph_refusal(bundle: Bundle, folder: Path) -> str | None:
     """Why the raw graph beside the bundle in ``folder`` cannot answer for it (None: it can).
 
     Refused: no ``onnx/model.raw.onnx``; a graph older than the weights (retrained after the export); a graph
-    whose input contract is not the one this bundle's encoder gives (another encoder, an older export format);
-    a bundle the raw export does not compute (media features, ``encoding: vocab``, time features)."""
+    whose input contract is not the one this bundle's encoder gives (another encoder, an older export format, an
+    image graph written under a Pillow whose resize takes its passes in the other order); a bundle the raw export
+    does not compute (``encoding: vocab``, time features). Image and audio features are computed (decoded by
+    :func:`~shoal.export.raw.raw_feed`, resized or turned into log-mel in the graph, with parity checked at export),
+    so a media bundle's raw graph answers; a media cell the feed cannot take (a path, a bad file) goes to the
+    encoder's path."""
     from shoal.export.onnx import ExportError
     from shoal.export.raw import RAW_FILE, raw_contract, time_refusal
 

@@ -1,0 +1,169 @@
+"""Image and audio features in the raw ONNX export: the in-graph resize equals Pillow's bit for bit, the in-graph
+log-mel equals the encoder's within LOGMEL_TOLERANCE, and image / audio bundles give the Python encoder +
+PyTorch's probabilities within 1e-5."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pytest
+import torch
+from PIL import Image
+
+from shoal.artifacts.bundle import Bundle, load_bundle, save_bundle
+from shoal.config import parse_config
+from shoal.data.encoder import Encoder
+from shoal.data.readers import BadRowSink, Chunk
+from shoal.export.raw import (
+    RawOnnxModel,
+    export_raw_onnx,
+    parity,
+    preprocess_model,
+    raw_contract,
+    raw_feed,
+    synthetic_raw_rows,
+)
+from shoal.export.raw_media import LOGMEL_TOLERANCE
+from shoal.export.raw_runtime import raw_graph_refusal
+from shoal.models import build
+
+IMAGE = {"name": "picture", "kind": "image", "channels": 3, "size": [7, 10], "mean": 0.4, "std": 0.3, "widths": [4]}
+GREY = {"name": "digit", "kind": "image", "channels": 1, "size": [8, 8], "widths": [4]}
+AUDIO = {"name": "sound", "kind": "audio", "sample_rate": 4000, "seconds": 0.1, "n_mels": 8, "window_ms": 16,
+         "hop_ms": 8, "widths": [4]}
+SPEECH = {"name": "speech", "kind": "audio", "sample_rate": 16000, "seconds": 0.25, "n_mels": 40, "widths": [4]}
+
+
+def _encoder(features: list[dict[str, Any]]) -> Encoder:
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": features,
+                        "model": {"name": "mlp", "hidden": [8]}})
+    return Encoder(cfg.features, cfg.label)
+
+
+def _blocks(encoder: Encoder, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(the graph's media blocks, the encoder's), each (N, sum of C*H*W)."""
+    session = ort.InferenceSession(preprocess_model(encoder).SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [f"raw/media/{m.name}" for m in encoder.media_features]
+    got = np.concatenate(session.run(names, raw_feed(table, raw_contract(encoder))), axis=1)
+    batch = encoder.encode(Chunk(table, np.arange(1, table.num_rows + 1), "rows"), BadRowSink("error"),
+                           with_label=False)
+    return got, batch.dense[:, batch.dense.shape[1] - got.shape[1]:]
+
+
+def test_in_graph_resize_equals_pillow_bit_for_bit() -> None:
+    """PNG and JPEG, grey / RGB / RGBA / palette, 1 x 1 to 4x the size, upscaled and shrunk on either axis (both
+    Pillow pass orders), in one padded batch."""
+    encoder = _encoder([IMAGE, GREY | {"mean": 0.0, "std": 1.0}])
+    table = synthetic_raw_rows(encoder, 120, seed=1)
+    got, want = _blocks(encoder, table)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_in_graph_logmel_is_close_to_the_encoder() -> None:
+    """Sounds at the feature's rate and others (resampled in the feed), shorter and longer than ``seconds``,
+    silence; two settings (n_fft 64 and 512)."""
+    encoder = _encoder([AUDIO, SPEECH])
+    got, want = _blocks(encoder, synthetic_raw_rows(encoder, 60, seed=2))
+    assert np.abs(got - want).max() <= LOGMEL_TOLERANCE
+
+
+def test_the_graph_cuts_and_pads_the_wave() -> None:
+    """A caller's waveform longer than ``seconds`` is cut, a shorter one padded; samples past a row's length are
+    silence, whatever the padding holds."""
+    encoder = _encoder([AUDIO])
+    col = encoder.media_features[0]
+    session = ort.InferenceSession(preprocess_model(encoder).SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    wave = (rng.standard_normal((3, col.samples + 50)) * 0.3).astype(np.float32)
+    lengths = np.array([col.samples + 50, col.samples // 2, 0], np.int64)
+    (got,) = session.run(["raw/media/sound"], {"sound.wave": wave, "sound.lengths": lengths})
+    expected = np.zeros((3, col.samples), np.float32)
+    expected[0] = wave[0, : col.samples]
+    expected[1, : col.samples // 2] = wave[1, : col.samples // 2]
+    np.testing.assert_allclose(got, col.finish(expected).reshape(3, -1), atol=LOGMEL_TOLERANCE)
+    (short,) = session.run(["raw/media/sound"], {"sound.wave": wave[:, :10], "sound.lengths": np.full(3, 10)})
+    cut = np.zeros((3, col.samples), np.float32)
+    cut[:, :10] = wave[:, :10]
+    np.testing.assert_allclose(short, col.finish(cut).reshape(3, -1), atol=LOGMEL_TOLERANCE)
+
+
+def test_contract_describes_the_media_inputs() -> None:
+    contract = raw_contract(_encoder([IMAGE, AUDIO, {"name": "x", "kind": "dense"}]))
+    assert contract["version"] == 3
+    pixels, sizes = contract["inputs"]["picture.pixels"], contract["inputs"]["picture.sizes"]
+    assert pixels["dtype"] == "uint8" and pixels["shape"] == ["N", "h", "w", 3] and sizes["shape"] == ["N", 2]
+    wave, lengths = contract["inputs"]["sound.wave"], contract["inputs"]["sound.lengths"]
+    assert wave["dtype"] == "float32" and wave["shape"] == ["N", "S"] and lengths["dtype"] == "int64"
+    audio = next(f for f in contract["features"] if f["kind"] == "audio")
+    assert (audio["samples"], audio["frames"], audio["n_fft"], audio["hop_length"]) == (400, 13, 64, 32)
+    assert "bad row" in pixels["missing"] and "4000 Hz" in wave["about"]
+    assert raw_contract(_encoder([{"name": "x", "kind": "dense"}]))["version"] == 2  # older exports stay valid
+
+
+def test_feed_takes_bytes_and_base64_never_a_path(tmp_path: Path) -> None:
+    encoder = _encoder([GREY])
+    contract = raw_contract(encoder)
+    out = io.BytesIO()
+    Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20).save(out, format="PNG")
+    png = out.getvalue()
+    (tmp_path / "a.png").write_bytes(png)
+    b64 = base64.b64encode(png).decode()
+    feeds = [raw_feed([{"digit": cell}], contract) for cell in (png, b64, f"data:image/png;base64,{b64}")]
+    for feed in feeds:
+        np.testing.assert_array_equal(feed["digit.pixels"], feeds[0]["digit.pixels"])
+        np.testing.assert_array_equal(feed["digit.sizes"], [[3, 4]])
+    table = pa.table({"digit": pa.array([png, png], pa.binary())})
+    np.testing.assert_array_equal(raw_feed(table, contract)["digit.pixels"][0], feeds[0]["digit.pixels"][0])
+    with pytest.raises(ValueError, match=r"row 1, column 'digit': .*never a path"):
+        raw_feed([{"digit": png}, {"digit": str(tmp_path / "a.png")}], contract)
+    with pytest.raises(ValueError, match=r"row 0, column 'digit': missing"):
+        raw_feed([{"digit": None}], contract)
+    with pytest.raises(ValueError, match=r"not an image Pillow can read"):
+        raw_feed([{"digit": b"GIF89a not really"}], contract)
+
+
+# -- models: probabilities against the Python encoder + PyTorch ----------------------------------------------------
+def _bundle(tmp: Path, features: list[dict[str, Any]], classes: list[str] | None = None) -> tuple[Path, Bundle]:
+    label: dict[str, Any] = {"column": "y"} if classes is None else {"column": "y", "kind": "multiclass",
+                                                                        "classes": classes}
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": label, "features": features,
+                        "model": {"name": "mlp", "embedding_dim": 4, "hidden": [8]}})
+    encoder = Encoder(cfg.features, cfg.label)
+    encoder.fit([Chunk(synthetic_raw_rows(encoder, 40, seed=5), np.arange(1, 41), "fit")], BadRowSink("error"))
+    torch.manual_seed(0)
+    net = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots,
+                media=encoder.media_inputs).eval()
+    meta: dict[str, Any] = {"train_base_rate": 0.3}
+    if classes:
+        meta |= {"classes": classes, "train_class_prior": [1 / len(classes)] * len(classes)}
+    save_bundle(tmp / "bundle", net, encoder, cfg, meta)
+    return tmp / "bundle", load_bundle(tmp / "bundle")
+
+
+def test_image_audio_id_and_number_bundle(tmp_path: Path) -> None:
+    features = [IMAGE, AUDIO, {"name": "shop", "kind": "sparse", "buckets": 16},
+                {"name": "price", "kind": "dense", "transform": "log1p"}]
+    folder, bundle = _bundle(tmp_path, features)
+    report = export_raw_onnx(folder, parity_rows=64)
+    assert report.max_abs_proba_diff <= 1e-5
+    model = RawOnnxModel(report.path)
+    for rows in (1, 9):
+        assert parity(bundle, model, synthetic_raw_rows(bundle.encoder, rows, seed=rows)) <= 1e-5
+    written = json.loads(report.contract_path.read_text(encoding="utf-8"))
+    assert {"picture.pixels", "picture.sizes", "sound.wave", "sound.lengths"} <= set(written["inputs"])
+    assert raw_graph_refusal(bundle, folder) is None  # serving takes the raw graph for this bundle
+
+
+def test_multiclass_media_only_bundle(tmp_path: Path) -> None:
+    """No dense, id or text feature: the dense input is the media blocks alone."""
+    folder, bundle = _bundle(tmp_path, [GREY, SPEECH], classes=["a", "b", "c"])
+    model = RawOnnxModel(export_raw_onnx(folder, parity_rows=24).path)
+    table = synthetic_raw_rows(bundle.encoder, 12, seed=3)
+    assert model.predict_proba(table).shape == (12, 3) and parity(bundle, model, table) <= 1e-5
