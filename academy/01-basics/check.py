@@ -38,10 +38,12 @@ def check_standardize(ctx: LabContext) -> str:
     a = expect_tensor(out[0], "standardize(x_train, x_other)[0]", (50, 4))
     b = expect_tensor(out[1], "standardize(x_train, x_other)[1]", (7, 4))
     if not torch.allclose(a.mean(dim=0), torch.zeros(4), atol=1e-4):
-        raise CheckFailed(f"each training column should have mean 0 after standardize, got {a.mean(dim=0).tolist()}: "
+        means = [round(v, 3) for v in a.mean(dim=0).tolist()]
+        raise CheckFailed(f"each training column should have mean 0 after standardize, got {means}: "
                           "subtract the column means x_train.mean(dim=0)")
     if not torch.allclose(a.std(dim=0), torch.ones(4), atol=0.03):
-        raise CheckFailed(f"each training column should have std 1 after standardize, got {a.std(dim=0).tolist()}: "
+        stds = [round(v, 3) for v in a.std(dim=0).tolist()]
+        raise CheckFailed(f"each training column should have std 1 after standardize, got {stds}: "
                           "divide by the column standard deviations x_train.std(dim=0)")
     if not torch.allclose(b, a[:7], atol=1e-4):
         raise CheckFailed("x_other must be scaled with the *training* mean and std (not its own): "

@@ -270,7 +270,11 @@ TRAIN = "training loop: the loss goes down"
 HELD_OUT = f"held out: accuracy >= {DIGITS_TARGET} (8x8 digits)"
 
 CHECKS = [
-    Check("shapes: conv2d_output_size", check_output_size, time_limit_s=10),
+    Check("shapes: conv2d_output_size", check_output_size, time_limit_s=10, hints=(
+        "Draw it: a row of size + 2 * padding cells; the kernel covers kernel_size of them and moves stride cells at "
+        "a time. Its first position is 0, its last the one where it ends at the row's end.",
+        "The last start is size + 2 * padding - kernel_size; the starts 0, stride, 2 * stride, ... up to it.",
+        "return (size + 2 * padding - kernel_size) // stride + 1")),
     Check(CONV, check_conv2d, time_limit_s=10, hints=(
         "Start from the definition: out[b, o, i, j] = sum over c, k, l of x[b, c, i + k, j + l] * weight[o, c, k, l] "
         "+ bias[o]. The output is (B, C_out, H - kH + 1, W - kW + 1).",
@@ -279,15 +283,29 @@ CHECKS = [
         "torch.einsum('bckl,ockl->bo', patch, weight) + bias gives the (B, C_out) values of position (i, j); write "
         "them into out[:, :, i, j] of a tensor made with x.new_zeros(...).")),
     Check("autograd: gradients through your conv2d", check_conv2d_grad, time_limit_s=10, needs=(CONV,)),
-    Check(MODEL, check_cnn, time_limit_s=10),
-    Check("feature maps: the first layer's output", check_feature_maps, time_limit_s=10, needs=(MODEL,)),
-    Check(TRAIN, check_train, time_limit_s=30, needs=(MODEL,)),
-    Check("predict: class ids from logits", check_predict, time_limit_s=10, needs=(MODEL,)),
+    Check(MODEL, check_cnn, time_limit_s=10, hints=(
+        "Follow the shapes of an 8x8 image: a padded 3x3 convolution keeps 8x8, a 2x2 pool halves it to 4x4, the "
+        "next pair gives 2x2; with C channels the linear layer sees C * 2 * 2 numbers per image.",
+        "self.conv1 = nn.Conv2d(1, c1, kernel_size=3, padding=1), self.conv2 = nn.Conv2d(c1, c2, 3, padding=1); "
+        "s = conv2d_output_size(image_size, 3, 1, 1) // 2, twice; self.head = nn.Linear(c2 * s * s, n_classes).",
+        "forward: F.max_pool2d(F.relu(self.conv1(x)), 2), the same with conv2, then self.head(x.flatten(1)).")),
+    Check("feature maps: the first layer's output", check_feature_maps, time_limit_s=10, needs=(MODEL,), hints=(
+        "What the first layer computes for x, before the first pool.",
+        "return F.relu(model.conv1(x))")),
+    Check(TRAIN, check_train, time_limit_s=30, needs=(MODEL,), hints=(
+        "Lab 1's loop, with a loss for 10 classes that takes the raw logits (B, 10) and the class ids (B,).",
+        "loss = F.cross_entropy(model(x[idx]), y[idx]); optimizer.zero_grad(); loss.backward(); optimizer.step()")),
+    Check("predict: class ids from logits", check_predict, time_limit_s=10, needs=(MODEL,), hints=(
+        "The class is the position of the largest of the 10 logits of each row.",
+        "model.eval(); return model(x).argmax(dim=1)")),
     Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(MODEL, TRAIN)),
     Check("plot: filters.png", check_plot_filters, time_limit_s=30, needs=(HELD_OUT,), hints=(
         "One small image per filter of conv1: its weight is (C_out, 1, kH, kW).",
         "plt.subplots(rows, cols) gives a grid of axes; ax.imshow(model.conv1.weight[k, 0].detach().numpy()) on "
         "the k-th, then fig.savefig(path).")),
-    Check("plot: feature_maps.png", check_plot_feature_maps, time_limit_s=30, needs=(HELD_OUT,)),
+    Check("plot: feature_maps.png", check_plot_feature_maps, time_limit_s=30, needs=(HELD_OUT,), hints=(
+        "feature_maps(model, image.unsqueeze(0))[0] is (c1, S', S'): one small image per channel, and the input.",
+        "fig, axes = plt.subplots(rows, cols); axes.flat[0].imshow(image[0]); axes.flat[k + 1].imshow(maps[k]) for "
+        "each k; fig.savefig(path); plt.close(fig)")),
     Check(f"MNIST: accuracy >= {MNIST_TARGET} (28x28, optional)", check_mnist, time_limit_s=120, needs=(HELD_OUT,)),
 ]

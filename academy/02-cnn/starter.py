@@ -23,7 +23,8 @@ def conv2d_output_size(size: int, kernel_size: int, stride: int = 1, padding: in
 
     Example: an 8-pixel row, a 3-pixel kernel, stride 1, no padding -> 6 positions.
     """
-    # TODO: pad both sides by `padding`, then count the kernel's positions, stepping by `stride`
+    # TODO: the padded row is `size` plus `padding` on *both* sides; the kernel starts at position 0 and moves by
+    #       `stride` until it would stick out. Count its positions (integers in, an int out). README: "Shapes".
     raise NotImplementedError("TODO: conv2d_output_size: the output size from size, kernel, stride and padding")
 
 
@@ -33,10 +34,11 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     x: (B, C, H, W), weight: (C_out, C, kH, kW), bias: (C_out,) -> (B, C_out, H - kH + 1, W - kW + 1).
     out[b, o, i, j] = sum over c, k, l of x[b, c, i + k, j + l] * weight[o, c, k, l], plus bias[o].
     """
-    # TODO: loop over the output positions (i, j). At each one, take the patch x[:, :, i:i + kH, j:j + kW]
-    #       (B, C, kH, kW), multiply it with every filter and sum over (C, kH, kW) -> (B, C_out); add the bias.
-    #       torch.einsum("bckl,ockl->bo", patch, weight) does the multiply-and-sum in one call.
-    #       Use torch operations only, so that autograd can compute the gradients.
+    # TODO: slide the window yourself: each output position (i, j) sees the patch of x under the kernel,
+    #       (B, C, kH, kW); every filter (C, kH, kW) gives one number per image there, so a position holds
+    #       (B, C_out) values, plus each filter's bias. The kernel is not flipped, and kH may differ from kW.
+    #       Torch operations only, so that autograd can compute the gradients (the check runs without F.conv2d
+    #       and F.unfold). README: "Convolution = cross-correlation".
     raise NotImplementedError("TODO: conv2d by hand: slide the filters over x, one output pixel at a time")
 
 
@@ -51,19 +53,23 @@ class CNN(nn.Module):
 
     def __init__(self, image_size: int = 8, n_classes: int = 10) -> None:
         super().__init__()
-        # TODO: conv1 = nn.Conv2d(1, c1, kernel_size=3, padding=1), a second conv, and a final nn.Linear.
-        #       The linear layer's input size depends on image_size: compute it with conv2d_output_size
-        #       (and divide by 2 after each 2x2 max-pool), so CNN(8) and CNN(28) both work.
+        # TODO: two convolutions (grey images: 1 input channel; small kernels, padded to keep the size) and a
+        #       linear head to n_classes logits. The head's input size is channels x height x width after the
+        #       second 2x2 pool: derive it from image_size with conv2d_output_size (a pool halves, rounding
+        #       down), so that CNN(8) and CNN(28) both work. README: "Shapes", "The network".
         raise NotImplementedError("TODO: create the CNN's layers: self.conv1, a second conv, a linear head")
 
     def forward(self, x: Tensor) -> Tensor:
-        # TODO: conv1 -> relu -> max_pool2d(2) -> conv2 -> relu -> max_pool2d(2) -> flatten(1) -> linear
+        # TODO: (B, 1, S, S) -> each convolution followed by a non-linearity and a 2x2 max-pool -> one vector per
+        #       image, (B, C * S' * S') -> (B, n_classes) logits (no softmax: the loss applies it).
+        #       README: "The network".
         raise NotImplementedError("TODO: CNN.forward: convolutions, ReLUs, pooling, then the linear head")
 
 
 def feature_maps(model: CNN, x: Tensor) -> Tensor:
     """What the first layer sees: relu(conv1(x)), (B, 1, S, S) -> (B, c1, S', S')."""
-    raise NotImplementedError("TODO: feature_maps: return relu(model.conv1(x))")
+    # TODO: the first layer's response, after its non-linearity and before any pooling: one map per filter.
+    raise NotImplementedError("TODO: feature_maps: the first convolution's output for x, after its ReLU")
 
 
 # ---------------------------------------------------------------------------------------------- 3. training
@@ -75,14 +81,16 @@ def train(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, lr: float, bat
 
     x: (N, 1, S, S) float images, y: (N,) int64 class ids. `lr` is Adam's learning rate.
     """
-    # TODO: the loop from lab 1, with F.cross_entropy(logits, y) as the loss (it takes raw logits)
+    # TODO: the loop from lab 1 (a seeded shuffle per epoch, mini-batches, Adam, fresh gradients each step), with
+    #       the loss for 10 classes: the cross-entropy of the logits (B, 10) against the class ids (B,).
     raise NotImplementedError("TODO: write the training loop with F.cross_entropy")
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor) -> Tensor:
     """Class ids (N,): the index of the largest logit."""
-    raise NotImplementedError("TODO: predict: model.eval(), then the argmax of the logits over dim=1")
+    # TODO: evaluation mode; each image's class is the index of its largest logit, (N, 10) -> (N,) int64.
+    raise NotImplementedError("TODO: predict: the class with the largest logit, one per image")
 
 
 def fit(x_train: Tensor, y_train: Tensor, image_size: int = 8, seed: int = 0) -> tuple[CNN, list[float]]:
@@ -91,7 +99,8 @@ def fit(x_train: Tensor, y_train: Tensor, image_size: int = 8, seed: int = 0) ->
     Your choice of channels, epochs, learning rate and batch size. The check wants >= 0.95 held-out accuracy
     on 8x8 digits (and on 28x28 MNIST when present), each within a time limit of 120 seconds.
     """
-    # TODO: torch.manual_seed(seed), build CNN(image_size), train it, return (model, losses)
+    # TODO: seed torch (the initial weights), build a CNN for image_size, train it with your choice of
+    #       hyperparameters, return (model, the losses per epoch).
     raise NotImplementedError("TODO: fit: build a CNN, train it, return (model, losses)")
 
 
@@ -106,13 +115,19 @@ def plot_filters(model: CNN, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: F401
 
-    # TODO: model.conv1.weight is (c1, 1, 3, 3): show each [k, 0] with ax.imshow in a grid of subplots
-    #       (plt.subplots(rows, cols)), then fig.savefig(path) and plt.close(fig)
+    # TODO: conv1's weight is (c1, 1, kH, kW): draw each filter as its own small image (its weights, unscaled)
+    #       in a grid of axes; save the figure as a PNG at `path` and close it. The grader reads the figure.
     raise NotImplementedError("TODO: plot_filters: draw conv1's filters in a grid and save the PNG")
 
 
 @torch.no_grad()
 def plot_feature_maps(model: CNN, image: Tensor, path: Path) -> None:
     """Save the first layer's feature maps for one (1, S, S) image as a PNG at `path`."""
-    # TODO: feature_maps(model, image.unsqueeze(0))[0] is (c1, S', S'): draw the image and each map in a grid
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: F401
+
+    # TODO: your feature_maps of this one image (add a batch dimension of 1) give (c1, S', S'): draw the image
+    #       and each map as its own small image in a grid; save the PNG at `path` and close the figure.
     raise NotImplementedError("TODO: plot_feature_maps: draw the image's conv1 feature maps and save the PNG")

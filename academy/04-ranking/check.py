@@ -116,11 +116,21 @@ def _fixed_arrays() -> tuple[np.ndarray, np.ndarray]:
 def check_metrics(ctx: LabContext) -> str:
     expected_ne = {b: metrics.normalized_entropy(*_fixed_arrays(), base_rate=b) for b in (None, 0.25)}
     expected_cal = metrics.calibration(*_fixed_arrays())
+    expected_sure = metrics.normalized_entropy(*_sure_arrays())
     with without(ctx.lab, LIBRARY_METRICS, "compute the log loss and the base rate's entropy with numpy"):
-        return _check_metrics(ctx, expected_ne, expected_cal)
+        return _check_metrics(ctx, expected_ne, expected_cal, expected_sure)
 
 
-def _check_metrics(ctx: LabContext, expected_ne: dict[float | None, float], expected_cal: float) -> str:
+def _sure_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The fixed labels with predictions that are right and certain, exactly 0 or 1 (two of them 0.5)."""
+    y, _ = _fixed_arrays()
+    sure = np.where(y == 1, 1.0, 0.0)
+    sure[:2] = 0.5
+    return y, sure
+
+
+def _check_metrics(ctx: LabContext, expected_ne: dict[float | None, float], expected_cal: float,
+                   expected_sure: float) -> str:
     y, p = _fixed_arrays()
     for base_rate in (None, 0.25):
         expected = expected_ne[base_rate]
@@ -132,6 +142,11 @@ def _check_metrics(ctx: LabContext, expected_ne: dict[float | None, float], expe
     constant = np.full_like(p, y.mean())
     if not math.isclose(float(ctx.lab.normalized_entropy(y, constant)), 1.0, rel_tol=1e-5):
         raise CheckFailed("predicting the base rate everywhere should give NE = 1 exactly")
+    got_sure = float(ctx.lab.normalized_entropy(*_sure_arrays()))  # a model can output exactly 0 and 1
+    if not math.isclose(got_sure, expected_sure, rel_tol=1e-3, abs_tol=1e-6):
+        raise CheckFailed(f"normalized_entropy = {got_sure} when some predictions are exactly 0 or 1 (expected "
+                          f"{expected_sure:.4f}): 0 * log(0) is nan; keep p away from 0 and 1 first, e.g. "
+                          "np.clip(p, 1e-7, 1 - 1e-7)")
     expected = expected_cal
     got = float(ctx.lab.calibration(y, p))
     if not math.isclose(got, expected, rel_tol=1e-6):

@@ -517,7 +517,9 @@ MEASURE = "each candidate: AUC and p99 latency"
 LOSS = "distillation loss matches shoal.distill.distillation_loss"
 
 CHECKS = [
-    Check("soft targets: sigmoid / softmax of logits / T", check_soft_targets, time_limit_s=10),
+    Check("soft targets: sigmoid / softmax of logits / T", check_soft_targets, time_limit_s=10, hints=(
+        "Divide first, then squash: a higher T brings every probability nearer to uniform.",
+        "logits.ndim == 1: torch.sigmoid(logits / temperature); else torch.softmax(logits / temperature, dim=1).")),
     Check(LOSS, check_loss, time_limit_s=10, hints=(
         "Two terms: the ordinary cross-entropy of the student's logits with the labels (at T = 1), and the KL "
         "divergence of the softened teacher from the softened student, times T^2; alpha weighs the first.",
@@ -540,7 +542,12 @@ CHECKS = [
         "Time each call on its own with time.perf_counter(); the p99 is the time that 99 % of the calls beat.",
         "return float(np.percentile(times_s * 1e3, 99)) over ~500 timed calls.")),
     Check(EXPORT, check_export, time_limit_s=60, needs=(DISTILLED,)),
-    Check(MEASURE, check_measure, time_limit_s=90, needs=(ALONE, LATENCY, EXPORT)),
+    Check(MEASURE, check_measure, time_limit_s=90, needs=(ALONE, LATENCY, EXPORT), hints=(
+        "The AUC is over all the rows at once (a ranking metric); the latency is your p99, one row at a time.",
+        "Candidate(name, shoal.metrics.auc(rows.label, predict(rows)), p99_latency_ms(predict, rows))")),
     Check("pick the most accurate within a budget", check_pick, time_limit_s=10),
-    Check("plot: quality_vs_latency.png", check_plot, time_limit_s=30, needs=(MEASURE,)),
+    Check("plot: quality_vs_latency.png", check_plot, time_limit_s=30, needs=(MEASURE,), hints=(
+        "fig, ax = plt.subplots(); ax.scatter(c.p99_ms, c.auc) and ax.annotate(c.name, (c.p99_ms, c.auc)) for each.",
+        "ax.axvline(budget_ms) for the budget, ax.set_xscale('log'), ax.set_xlabel('p99 latency (ms)'), "
+        "ax.set_ylabel('AUC'); fig.savefig(path); plt.close(fig)")),
 ]

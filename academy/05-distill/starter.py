@@ -38,8 +38,9 @@ def soft_targets(logits: Tensor, temperature: float) -> Tensor:
     T = 1 is the ordinary sigmoid / softmax; a higher T flattens the distribution, so the small probabilities
     that the teacher gives to the wrong answers (its "dark knowledge") become large enough to learn from.
     """
-    # TODO: divide the logits by the temperature; then torch.sigmoid for (B,) logits (one binary output per row),
-    #       torch.softmax(..., dim=1) for (B, C) logits (logits.ndim tells which)
+    # TODO: soften the logits by the temperature, then turn them into probabilities: one per row for (B,) logits
+    #       (a binary output), a distribution over the C classes of each row for (B, C). Same shape out.
+    #       README: "Temperature".
     raise NotImplementedError("TODO: soft_targets: sigmoid(logits / T) for (B,) logits, softmax(logits / T) for (B, C)")
 
 
@@ -111,11 +112,10 @@ def p99_latency_ms(predict: Callable[[Batch], Any], rows: Batch, warmup: int = 2
     ``warmup`` untimed calls first (caches, lazy initialisation), then ``calls`` timed calls cycling through
     the rows, each timed on its own (a p99 needs the distribution, not the total).
     """
-    # TODO: 1. ones = [rows.slice(i, i + 1) for i in range(min(len(rows), 256))]: single rows, sliced before timing
-    #       2. warmup calls of predict, not timed
-    #       3. calls timed calls, cycling through ones: start = time.perf_counter(); predict(row);
-    #          times.append(time.perf_counter() - start)
-    #       4. return the 99th percentile in milliseconds: float(np.percentile(np.array(times) * 1e3, 99))
+    # TODO: a serving request is one row: prepare single-row batches before any timing (slicing is not the
+    #       model's cost), run `warmup` untimed calls, then time `calls` calls one by one with a monotonic clock
+    #       (time.perf_counter). Return the time that 99 % of the calls beat, as a float in milliseconds.
+    #       README: "p50, p99" (why a percentile, not the mean). The check runs without shoal.runtime.latency.
     raise NotImplementedError("TODO: p99_latency_ms: warm up, time one-row calls one by one, take the 99th percentile")
 
 
@@ -140,8 +140,8 @@ class Candidate:
 
 def measure(name: str, predict: Callable[[Batch], Any], rows: Batch) -> Candidate:
     """A candidate's AUC on ``rows`` (``predict`` gives click probabilities) and its p99 latency by hand."""
-    # TODO: auc = shoal.metrics.auc(rows.label, predict(rows)) on all the rows at once;
-    #       p99 = p99_latency_ms(predict, rows); return Candidate(name, auc, p99)
+    # TODO: the AUC of predict's probabilities on all the rows at once (shoal.metrics has it), and the p99 of
+    #       predict with your p99_latency_ms; return them as a Candidate.
     raise NotImplementedError("TODO: measure: the AUC of predict(rows) and p99_latency_ms(predict, rows)")
 
 
@@ -167,7 +167,7 @@ def plot_quality_vs_latency(candidates: Sequence[Candidate], budget_ms: float, c
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: F401
 
-    # TODO: fig, ax = plt.subplots(); for each candidate ax.scatter(c.p99_ms, c.auc) and ax.annotate(c.name, ...);
-    #       mark the chosen one; ax.axvline(budget_ms) for the budget; ax.set_xscale("log") (latencies span 10x);
-    #       label the axes, fig.savefig(path), plt.close(fig)
+    # TODO: one point per candidate, AUC against p99 latency and named; the chosen one marked; the budget as a
+    #       vertical line; a log scale for the latency (it spans 10x); labelled axes (with units). Save the PNG at
+    #       `path` and close the figure. The grader reads the figure.
     raise NotImplementedError("TODO: plot AUC against p99 latency, the budget as a vertical line, save to `path`")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from shoal.academy.grader import (
@@ -126,7 +127,8 @@ def check_command(
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         marks = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]–[/]"}
         for r in results:
-            table.add_row(marks[r.status], r.name, f"{r.seconds:.1f}", r.message)
+            # messages quote code ("bias[o]", "x[idx]"): escaped, or rich reads the brackets as markup and drops them
+            table.add_row(marks[r.status], escape(r.name), f"{r.seconds:.1f}", escape(r.message))
         console.print(table)
         if not solution:
             record_progress(home_dir(home), number, file.parent, results)
@@ -149,13 +151,13 @@ def hint_command(
     """Reveal the next hint for lab N's check: the idea first, more detail each time. Hints used are recorded."""
     with user_errors():
         c, level, hints = next_hint(home_dir(home), number, name)
-        console.rule(f"Lab {number}: {c.name}")
+        console.rule(f"Lab {number}: {escape(c.name)}")
         if not hints:
             console.print("this check has no hints: its failure message in `shoal academy check` is the hint",
                           highlight=False)
             return
         for k, text in enumerate(hints, start=1):
-            console.print(f"[bold]hint {k}/{len(c.hints)}[/] {text}", highlight=False)
+            console.print(f"[bold]hint {k}/{len(c.hints)}[/] {escape(text)}", highlight=False)
         more = "run it again for the next one" if level < len(c.hints) else "that is all the help there is"
         console.print(f"[dim]{more}[/]")
 

@@ -279,6 +279,10 @@ def test_lab4_hints_for_common_mistakes(tmp_path: Path) -> None:
     failed = _variant(4, tmp_path, "return float(np.mean(p) / np.mean(y))", "return float(np.mean(y) / np.mean(p))")
     assert "upside down" in failed["metrics by hand: NE and calibration match shoal.metrics"]
 
+    failed = _variant(4, tmp_path, "p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)",
+                      "p = np.asarray(p, dtype=np.float64)")
+    assert "exactly 0 or 1" in failed["metrics by hand: NE and calibration match shoal.metrics"]
+
     dlrm = '"model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [32, 16]}'
     failed = _variant(4, tmp_path, dlrm,
                       '"model": {"name": "mlp", "embedding_dim": 8, "hidden": [16, 8]}')
@@ -692,8 +696,27 @@ def test_hints_are_revealed_step_by_step_and_counted(tmp_path: Path) -> None:
     start(5, ws)
     academy.record_progress(Path(home), 5, ws, check(5, ws)[:2])
     code, out = _invoke("academy", "hint", "5", "--home", home)
-    assert code == 0 and "soft targets" in out and "this check has no hints" in out
+    assert code == 0 and "soft targets" in out and "hint 1/2" in out
+    code, out = _invoke("academy", "hint", "5", "gradients", "--home", home)
+    assert code == 0 and "this check has no hints" in out
     code, out = _invoke("academy", "progress", "--home", home)
-    assert "3 hints used" in out
+    assert "4 hints used" in out
     code, out = _invoke("academy", "hint", "2", "no such check", "--home", home)
     assert code == 2 and "lab 2 has no check 'no such check'" in out
+
+
+def test_cli_shows_code_in_hints_and_results_verbatim(tmp_path: Path) -> None:
+    # hints and results quote code ("bias[o]", "-[y log s(z) ...]"): rich must not read the brackets as markup
+    home, ws = str(tmp_path / "home"), tmp_path / "ws"
+    code, out = _invoke("academy", "hint", "1", "autograd", "--home", home)
+    assert code == 0 and "loss_i = -[y log s(z) + (1 - y) log(1 - s(z))]" in " ".join(out.split()), out
+    start(2, ws)
+    lab = (ws / "lab.py").read_text(encoding="utf-8")
+    (ws / "lab.py").write_text(lab.replace(
+        '    raise NotImplementedError("TODO: conv2d by hand',
+        "    return torch.stack([torch.stack([torch.einsum('bckl,ockl->bo', x[:, :, i:i + weight.shape[2], "
+        "j:j + weight.shape[3]], weight) for j in range(x.shape[3] - weight.shape[3] + 1)], -1) "
+        "for i in range(x.shape[2] - weight.shape[2] + 1)], -2)\n"
+        '    raise NotImplementedError("TODO: conv2d by hand', 1), encoding="utf-8")
+    code, out = _invoke("academy", "check", "2", "--dir", str(ws), "--home", home)
+    assert code == 1 and "add bias[o] to every output pixel" in " ".join(out.replace("│", " ").split()), out
