@@ -34,6 +34,7 @@ from shoal.artifacts.registry import RunRecord, resolve_home
 from shoal.config import apply_overrides, parse_config
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.inspect import inspect_file, starter_config
+from shoal.inspect.starter import REGRESSION_TRAIN
 from shoal.metrics import probabilities
 from shoal.training.callbacks import Callbacks
 from shoal.training.evaluation import report
@@ -121,6 +122,8 @@ def fit(data: Any, label: str, *, model: str | None = None, task: str | None = N
             raise ValueError(f"task must be 'binary', 'multiclass', 'regression' or 'multilabel', not {task!r}")
         if raw["label"].get("kind", "binary") != task:
             raw["label"] = {"column": label, "kind": task}
+            if task == "regression":  # the settings a regression starter gets (inspect saw another kind)
+                raw.setdefault("train", {}).update(REGRESSION_TRAIN)
     if model is not None:
         raw["model"] = {"name": model}
     if name is not None:

@@ -18,6 +18,10 @@ from shoal.inspect.profile import FileProfile
 from shoal.inspect.stats import _MAX_BUCKETS, _MIN_BUCKETS, LABEL_NAMES
 
 TEXT_BAG_TRAIN = {"epochs": 5, "batch_size": 256, "lr": 0.01, "embedding_lr": 0.1}
+#: A regression label's training settings: L2 on the embedding rows. A squared error keeps moving an id's row
+#: toward the residuals of its few rows, so the tables of sparse ids fit noise; the penalty shrinks a rarely seen
+#: id's row toward zero (the overall effect) as ridge regression shrinks its coefficient.
+REGRESSION_TRAIN = {"embedding_weight_decay": 1e-3}
 #: Optimizer steps a starter config aims for (within MAX_EPOCHS); early stopping ends it sooner when it overfits.
 TARGET_STEPS = 2000
 MAX_EPOCHS = 20
@@ -67,15 +71,17 @@ def sparse_options(name: str, values: tuple[str, ...], cardinality: int, capped:
     return f"buckets: {unshared_buckets(name, values, sparse_buckets(cardinality, capped))}"
 
 
-def train_settings(rows: int | None, valid_fraction: float, text_bag: bool) -> dict[str, int | float]:
+def train_settings(rows: int | None, valid_fraction: float, text_bag: bool,
+                   regression: bool = False) -> dict[str, int | float]:
     """Training settings sized for ``rows`` training rows (None: more than were read, so a large file).
 
     The defaults suit millions of rows; on a few thousand they make a handful of optimizer steps. So the batch
     is about 1% of the rows (a power of two in [32, 1024], at most 256 for a text bag) and the epochs reach
     about :data:`TARGET_STEPS` steps (at least the defaults', at most :data:`MAX_EPOCHS`), with one more epoch
-    of patience once there are more than 5. A text bag keeps fastText-like rates (:data:`TEXT_BAG_TRAIN`).
+    of patience once there are more than 5. A text bag keeps fastText-like rates (:data:`TEXT_BAG_TRAIN`); a
+    regression label adds :data:`REGRESSION_TRAIN`.
     """
-    base: dict[str, int | float] = dict(TEXT_BAG_TRAIN) if text_bag else {}
+    base: dict[str, int | float] = {**(TEXT_BAG_TRAIN if text_bag else {}), **(REGRESSION_TRAIN if regression else {})}
     if rows is None:
         return base
     n = max(1, int(rows * (1.0 - valid_fraction)))
@@ -245,13 +251,16 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
     model = family.model_validate({"name": name}).model_dump(mode="json")
     out += ["model:", f"  name: {_y(name)}"]
     out += [f"  {k}: {_y(v)}" for k, v in model.items() if k != "name"]
-    settings = train_settings(None if profile.truncated else profile.rows, _VALID_FRACTION, name == "bag")
+    regression = profile.label_kind == "regression"
+    settings = train_settings(None if profile.truncated else profile.rows, _VALID_FRACTION, name == "bag", regression)
     training = TrainConfig.model_validate(settings)
     steps = math.ceil(profile.rows * (1 - _VALID_FRACTION) / training.batch_size) * training.epochs
     sized = ("the defaults (a large file)" if profile.truncated else
              f"sized for {profile.rows:,} rows: batch about 1% of them, epochs for about {TARGET_STEPS:,} steps "
              f"(here {steps:,} at most), early stopping on the validation loss keeps the best epoch")
-    out.append(f"train:  # {sized}" + ("; fastText-like rates for a bag of text n-grams" if name == "bag" else ""))
+    out.append(f"train:  # {sized}" + ("; fastText-like rates for a bag of text n-grams" if name == "bag" else "")
+               + ("; L2 on the embedding rows for a regression label (ids seen a few times fit noise)"
+                  if regression else ""))
     out += [f"  {k}: {_y(v)}" for k, v in training.model_dump(mode="json").items()]
     return "\n".join(out) + "\n"
 

@@ -21,6 +21,7 @@ from shoal.inspect import (
     starter_config,
     train_settings,
 )
+from shoal.inspect.starter import REGRESSION_TRAIN
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -260,6 +261,23 @@ def test_train_settings_sized_by_rows() -> None:
     assert large["batch_size"] == 1024 and large["epochs"] == TrainConfig().epochs  # 1,758 steps each: the default
     assert train_settings(None, 0.1, text_bag=False) == {}  # a file larger than was read: the defaults
     assert train_settings(100_000, 0.1, text_bag=True)["batch_size"] == 256  # a text bag's batch at most 256
+
+
+def test_regression_starter_regularises_embeddings(tmp_path: Path) -> None:
+    """A regression label's starter adds L2 on the embedding rows; a binary label's keeps the default (none)."""
+    assert train_settings(None, 0.1, text_bag=False, regression=True) == REGRESSION_TRAIN  # also for a large file
+    rng = np.random.default_rng(0)
+    lines = ["shop,amount,clicked"] + [f"s{int(rng.integers(0, 20))},{rng.normal(10, 3):.3f},{i % 2}"
+                                       for i in range(300)]
+    path = _write(tmp_path / "r.csv", lines)
+    weight_decay = {}
+    for label in ("amount", "clicked"):
+        profile = inspect_file(path, label=label)
+        cfg_path = tmp_path / f"{label}.yaml"
+        cfg_path.write_text(starter_config(profile, cfg_path))
+        weight_decay[profile.label_kind] = load_config(cfg_path).train.embedding_weight_decay
+    assert weight_decay == {"regression": REGRESSION_TRAIN["embedding_weight_decay"],
+                            "binary": TrainConfig().embedding_weight_decay}
 
 
 def test_unknown_label(tmp_path: Path) -> None:

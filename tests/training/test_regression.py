@@ -192,3 +192,16 @@ def test_python_api_and_sklearn_regressor(tmp_path: Path) -> None:
     X, y = frame[["x1", "x2"]], frame["amount"]
     scores = cross_val_score(ShoalRegressor(model="logistic", epochs=3, home=str(tmp_path / "cv")), X, y, cv=2)
     assert (scores > 0.5).all(), scores  # R^2: x1 and log1p(x2) explain most of the variance
+
+
+def test_fit_as_regression_gets_the_regression_starter_settings(tmp_path: Path) -> None:
+    """Integer ratings 1-5 look like classes to inspect; task="regression" also brings the regression starter's
+    L2 on embedding rows (shoal.inspect.starter.REGRESSION_TRAIN)."""
+    from shoal.inspect.starter import REGRESSION_TRAIN
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x1": rng.normal(size=300), "shop": [f"s{v}" for v in rng.integers(0, 9, 300)],
+                          "stars": rng.integers(1, 6, 300)})
+    m = shoal.fit(frame, label="stars", task="regression", home=tmp_path / "h", train__epochs=1)
+    assert m.task == "regression"
+    assert m.bundle.config.train.embedding_weight_decay == REGRESSION_TRAIN["embedding_weight_decay"]
