@@ -35,13 +35,14 @@ from shoal.analysis.sample import AnalysisError, Rows, run_folder, source_rows, 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
 from shoal.data.readers import BadRowSink, Chunk
+from shoal.metrics import HEADLINE
 from shoal.training.evaluation import report
 
 __all__ = ["METRICS", "Explanation", "Importance", "explain", "main_metric", "permutation_importance"]
 
 log = logging.getLogger(__name__)
 
-METRICS = {"binary": "auc", "multiclass": "accuracy", "regression": "r2"}  # the main metric of each task
+METRICS = HEADLINE  # the main metric of each label kind (multilabel: micro-F1; multitask: the mean task score)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Explanation:
 
 
 def main_metric(task: str) -> str:
-    """The metric ``explain`` ranks by for a task (``binary``, ``multiclass``, ``regression``)."""
+    """The metric ``explain`` ranks by for a label kind (``binary``, ``multiclass``, ``regression``, ...)."""
     return METRICS[task]
 
 
@@ -171,8 +172,8 @@ def _score(bundle: Bundle, table: pa.Table, source: str, metric: str) -> float:
     assert batch.label is not None and len(batch) == n  # only good rows are shuffled, so all stay good
     value = report(batch.label, bundle.predict_logits(batch), bundle.prior)[metric]
     if not np.isfinite(value):
-        label = bundle.encoder.label.column if bundle.encoder.label is not None else "label"
+        label = ",".join(bundle.encoder.label.columns) if bundle.encoder.label is not None else "label"
         raise AnalysisError(f"{source}: {metric} is undefined on these {n:,} rows (column {label!r} holds one value "
-                            f"only: {sorted(set(batch.label.tolist()))[:5]}); pass rows of every class")
+                            f"only: {sorted(set(np.ravel(batch.label).tolist()))[:5]}); pass rows of every class")
     return float(value)
 

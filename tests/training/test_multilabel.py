@@ -221,3 +221,11 @@ def test_a_multilabel_teacher_teaches_a_student_tag_by_tag(trained: tuple[Path, 
     assert shoal.load(student.run_id, home=home).tags == TAGS
     with pytest.raises(ValueError, match="predicts tags .label.kind: multilabel.*leave out --transfer"):
         distill(run.run_id, "logistic", home=home, augment=1)
+
+
+def test_explain_ranks_features_by_micro_f1(trained: tuple[Path, Path, shoal.RunRecord]) -> None:
+    from shoal.analysis.explain import explain
+
+    root, home, run = trained
+    result = explain(run.run_id, home, rows=500, repeats=1, png=False)
+    assert result.metric == "micro_f1" and all(i.drop > 0 for i in result.importances)  # each feature plants a tag

@@ -279,3 +279,12 @@ def test_a_rank_without_scores_stands_in_with_one_column_per_task() -> None:
               TaskPrior("spend", "regression", 1.0)]
     assert math.isfinite(report(labels, logits, priors)["mean_ne"])
     assert _missing_rows(enc, 4).label.shape == (4, 3)
+
+
+def test_explain_ranks_features_by_the_mean_task_score(trained: tuple[Path, shoal.RunRecord]) -> None:
+    from shoal.analysis.explain import explain
+
+    root, run = trained
+    result = explain(run.run_id, root / "home", rows=600, repeats=1, png=False)
+    assert result.metric == "mean_task_score"
+    assert [i.column for i in result.importances][0] == "shop"  # every task's planted effect is per shop
