@@ -20,6 +20,8 @@ between). Shares are floored at :data:`EPS` so an empty bin costs a large but fi
   out-of-vocabulary rate: the share of the new ids never seen in a sample of training ids (beside the same rate of
   one half of the training sample against the other, what an unchanged stream shows for a sample of this size).
 - text: deciles of the training text lengths (bytes), and a bin for missing.
+- time: each calendar part's values (hour, weekday, ...) and a bin for missing; the part with the largest PSI
+  counts (a log that moved from evenings to mornings shows in ``hour``).
 
 A feature is flagged when its PSI is above the threshold, or (sparse) its out-of-vocabulary rate exceeds the
 training sample's own by more than the threshold. Image and audio features are not measured.
@@ -39,7 +41,16 @@ import pyarrow.compute as pc
 from shoal.analysis.sample import AnalysisError, Rows, source_rows, training_source
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
-from shoal.data.features import DenseColumn, FeatureColumn, Problems, SparseColumn, TextColumn, as_strings
+from shoal.config import TIME_PARTS
+from shoal.data.features import (
+    DenseColumn,
+    FeatureColumn,
+    Problems,
+    SparseColumn,
+    TextColumn,
+    TimeColumn,
+    as_strings,
+)
 
 __all__ = ["EPS", "TOP_IDS", "DriftReport", "FeatureDrift", "drift", "feature_drift", "psi"]
 
@@ -143,11 +154,29 @@ def feature_drift(f: FeatureColumn, train: pa.Table, new: pa.Table, threshold: f
         return _sparse(f, train, new, threshold)
     if isinstance(f, TextColumn):
         return _text(f, train, new, threshold)
+    if isinstance(f, TimeColumn) and f.parts:
+        return _time(f, train, new, threshold)
     return FeatureDrift(f.name, f.kind, f.column, None, False, f"not measured ({f.kind} features)")
 
 
 def _verdict(value: float, threshold: float) -> tuple[bool, str]:
     return value > threshold, f"PSI {value:.3f} {'>' if value > threshold else '<='} {threshold:g}"
+
+
+# -- time ------------------------------------------------------------------------------------------------------------
+def _time(f: TimeColumn, train: pa.Table, new: pa.Table, threshold: float) -> FeatureDrift:
+    """A time feature's drift: the PSI of each calendar part's histogram (missing included), the largest named;
+    cells that are not a time count as missing (the encoder would refuse their rows)."""
+    parts = {}
+    for name, t, a in zip(f.parts, f.part_ids(f.read(train, Problems())), f.part_ids(f.read(new, Problems())),
+                          strict=True):
+        k = TIME_PARTS[name] + 1
+        parts[name] = psi(np.bincount(t, minlength=k), np.bincount(a, minlength=k))
+    worst = max(parts, key=lambda p: parts[p])
+    flagged, why = _verdict(parts[worst], threshold)
+    detail = ", ".join(f"{p} {v:.3f}" for p, v in parts.items())
+    return FeatureDrift(f.name, f.kind, f.column, parts[worst], flagged, f"{why} ({detail})",
+                        stats={f"psi_{p}": v for p, v in parts.items()})
 
 
 # -- dense -----------------------------------------------------------------------------------------------------------

@@ -108,3 +108,23 @@ def test_dense_bins_saved_at_training_are_used_and_list_ids_are_split() -> None:
     assert same.psi == 0.0 and same.oov_rate == 0.0 and same.stats["train_missing"] == 0.25
     new = feature_drift(tags, old, pa.table({"t": ["a|z", "y", "", "z"] * 50}), 0.2)
     assert new.flagged and new.oov_rate == pytest.approx(3 / 4)  # a is known; z, y, z are not
+
+
+def test_a_time_feature_drifts_by_its_calendar_parts() -> None:
+    """Evenings in training, mornings now: the hour's PSI is flagged and named; the weekday did not move."""
+    import pyarrow as pa
+
+    from shoal.analysis.drift import feature_drift
+    from shoal.config import FeatureConfig
+    from shoal.data.features import column_for
+
+    f = column_for(FeatureConfig(name="ts", kind="time"))
+    days = [f"2026-11-{d:02d}" for d in range(2, 30)]
+    train = pa.table({"ts": [f"{d}T{h:02d}:15:00Z" for d in days for h in (18, 19, 20, 21)]})
+    same = pa.table({"ts": [f"{d}T{h:02d}:45:00Z" for d in days for h in (18, 19, 20, 21)]})
+    moved = pa.table({"ts": [f"{d}T{h:02d}:15:00Z" for d in days for h in (7, 8, 9, 10)]})
+    calm = feature_drift(f, train, same, 0.2)
+    assert not calm.flagged and calm.psi == pytest.approx(0.0, abs=1e-6)
+    drifted = feature_drift(f, train, moved, 0.2)
+    assert drifted.flagged and drifted.stats["psi_hour"] > 1 and drifted.stats["psi_weekday"] < 0.01
+    assert "hour" in drifted.why
