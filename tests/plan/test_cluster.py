@@ -50,3 +50,13 @@ def test_errors_name_field_and_value() -> None:
 def test_missing_file_says_where_to_look(tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match="does not exist; see configs/clusters/"):
         load_cluster(tmp_path / "none.yaml")
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """A "billion laughs" cluster file is refused by the bounded YAML reader, naming the file, not expanded."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ClusterError, match="bomb.yaml: YAML aliases expand to over"):
+        load_cluster(bomb)
