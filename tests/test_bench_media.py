@@ -1,8 +1,10 @@
-"""benchmarks/media.py's parts that run anywhere: the plain-PyTorch peer is shoal's network, layer for layer, and
-configs/mnist.yaml reads the split the docs name. The benchmark itself needs ../shared/data and minutes."""
+"""benchmarks/media.py's parts that run anywhere: the plain-PyTorch peers are shoal's networks, layer for layer, with
+shoal's log-mel, configs/mnist.yaml reads the split the docs name, and the held-out speaker is one speaker. The
+benchmark itself needs ../shared/data and minutes."""
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,9 @@ import torch
 from PIL import Image
 
 from benchmarks import media as bench
+from benchmarks import media_script as script
 from shoal.config import load_config
+from shoal.data.features.audio import AudioColumn
 from shoal.data.features.media import MediaInput
 from shoal.models import build
 
@@ -20,13 +24,61 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_torch_script_builds_the_network_shoal_trains() -> None:
     cfg = load_config(CONFIGS / "mnist.yaml")
     f = cfg.features[0]
-    _, plain = bench._plain_modules()
-    script = plain(f.channels, f.widths, f.blocks, cfg.model.hidden[0], 10)
+    plain = script.PlainResNet(f.channels, f.widths, f.blocks, cfg.model.hidden[0], 10)
     media = [MediaInput("image", (f.channels, *f.size), tuple(f.widths), f.blocks)]
     ours = build(cfg.model, f.channels * f.size[0] * f.size[1], [], 10, media=media)
-    shapes = sorted(tuple(p.shape) for p in script.parameters())
+    shapes = sorted(tuple(p.shape) for p in plain.parameters())
     assert shapes == sorted(tuple(p.shape) for p in ours.parameters() if p.numel())  # no (0, d) table here
-    assert script(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert plain(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_torch_script_builds_the_spectrogram_cnn_shoal_trains(tmp_path: Path) -> None:
+    cfg = bench.config("fsdd", tmp_path / "train.csv", "digit", bench.SOUND, 2, 1)
+    col = AudioColumn.from_config(cfg.features[0])
+    plain = script.PlainSpectrogramCNN(col.widths, col.blocks, cfg.model.hidden[0], 10)
+    media = [MediaInput("audio", col.shape, col.widths, col.blocks)]
+    ours = build(cfg.model, int(np.prod(col.shape)), [], 10, media=media)
+    shapes = sorted(tuple(p.shape) for p in plain.parameters())
+    assert shapes == sorted(tuple(p.shape) for p in ours.parameters() if p.numel())
+    assert plain(torch.zeros(2, *col.shape)).shape == (2, 10)
+
+
+def test_fsdd_feature_is_the_ready_configs() -> None:
+    ready = load_config(CONFIGS / "fsdd.yaml")
+    ran = bench.config("fsdd", ready.data.train, "digit", bench.SOUND, 24, 2)
+    assert ran.features == ready.features and ran.model == ready.model
+
+
+def test_torch_script_logmel_is_shoals(tmp_path: Path) -> None:
+    """The script's WAV reading and torch.stft log-mel give shoal's audio feature's spectrogram."""
+    rng = np.random.default_rng(0)
+    t = np.arange(6000) / 8000
+    pcm = (8000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 500, t.size)).astype("<i2")  # 0.75 s: padded to 1 s
+    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.tobytes())
+    data = (tmp_path / "a.wav").read_bytes()
+    col = AudioColumn.from_config(bench.config("fsdd", tmp_path / "t.csv", "digit", bench.SOUND, 2, 1).features[0])
+    ours = col.finish(col.decode(data)[None])[:, 0]  # (1, M, T)
+    wave_ = script.wav_array(data, 8000, col.samples)
+    np.testing.assert_allclose(wave_, col.decode(data), atol=1e-7)
+    got = script.PlainLogMel(8000, 40, 25.0, 10.0)(torch.from_numpy(wave_)[None]).numpy()
+    assert got.shape == ours.shape == (1, 40, 101)
+    np.testing.assert_allclose(got, ours, atol=1e-3)
+
+
+def test_heldout_speaker_is_the_first_speaker(tmp_path: Path) -> None:
+    fsdd = tmp_path / "fsdd"
+    fsdd.mkdir()
+    (fsdd / "train.csv").write_text("path,digit,speaker\nr/0_theo_9.wav,0,theo\nr/1_george_9.wav,1,george\n")
+    (fsdd / "test.csv").write_text("path,digit,speaker\nr/0_theo_0.wav,0,theo\nr/1_george_0.wav,1,george\n")
+    train, test, speaker = bench.write_heldout_speaker(fsdd, tmp_path / "out")
+    assert speaker == "george"
+    here = fsdd.resolve() / "r"
+    assert [r["path"] for r in bench._read_csv(train)] == [str(here / "0_theo_9.wav"), str(here / "0_theo_0.wav")]
+    assert [r["path"] for r in bench._read_csv(test)] == [str(here / "1_george_9.wav"), str(here / "1_george_0.wav")]
 
 
 def test_mnist_config_reads_the_written_split(tmp_path: Path) -> None:
@@ -45,5 +97,5 @@ def test_mnist_config_reads_the_written_split(tmp_path: Path) -> None:
 def test_png_array_is_the_pixels_over_255(tmp_path: Path) -> None:
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     Image.fromarray(pixels).save(tmp_path / "a.png")
-    got = bench._png_array((tmp_path / "a.png").read_bytes())
+    got = script.png_array((tmp_path / "a.png").read_bytes())
     np.testing.assert_allclose(got, pixels[None] / 255, rtol=1e-6)
