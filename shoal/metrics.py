@@ -435,6 +435,12 @@ class TaskPrior:
     kind: str
     prior: float
 
+    @classmethod
+    def of(cls, task: dict[str, Any]) -> TaskPrior:
+        """From a run summary's (or bundle meta's) ``tasks`` entry: its base rate, or its label mean."""
+        return cls(task["name"], task["kind"],
+                   float(task["train_base_rate"] if task["kind"] == "binary" else task["train_label_mean"]))
+
 
 def multitask_report(y: ArrayLike, out: ArrayLike, tasks: list[TaskPrior]) -> dict[str, float]:
     """Metrics of a multitask model: each task's own, on the rows whose label it knows (not NaN), as

@@ -123,9 +123,7 @@ class TrainingData:
     @property
     def prior(self) -> Prior:
         if self.encoder.multitask:
-            return [TaskPrior(t["name"], t["kind"], float(t["train_base_rate"] if t["kind"] == "binary"
-                                                           else t["train_label_mean"]))
-                    for t in self.summary["tasks"]]
+            return [TaskPrior.of(t) for t in self.summary["tasks"]]
         if self.encoder.regression:
             return {"mean": float(self.summary["train_label_mean"]), "std": float(self.summary["train_label_std"])}
         if self.encoder.multilabel:
