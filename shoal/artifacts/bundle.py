@@ -118,8 +118,7 @@ class Bundle:
         if self.task == "multilabel":
             return [float(q) for q in self.meta["train_tag_prior"]]
         if self.task == "multitask":
-            return [TaskPrior(t["name"], t["kind"], float(t["train_base_rate"] if t["kind"] == "binary"
-                                                          else t["train_label_mean"])) for t in self.meta["tasks"]]
+            return [TaskPrior.of(t) for t in self.meta["tasks"]]
         if self.classes:
             return [float(q) for q in self.meta["train_class_prior"]]
         return self.base_rate
@@ -173,10 +172,11 @@ def save_bundle(path: Path, model: nn.Module, encoder: Encoder, config: RunConfi
     return path
 
 
-def check_bundle_files(folder: Path) -> None:
+def check_bundle_files(folder: Path) -> dict[str, tuple[int, ...]]:
     """Refuse a bundle folder before reading any of it: every entry must be a regular file or folder inside it
     (a symlink may point within the folder only), ``bundle.json`` and ``model.safetensors`` must exist, JSON
-    files must be under :data:`MAX_JSON_BYTES`, and the weights as long as their header says."""
+    files must be under :data:`MAX_JSON_BYTES`, and the weights as long as their header says. Returns the
+    weights' tensor shapes, from that header."""
     folder = Path(folder)
     if not (folder / "bundle.json").is_file() and not (folder / "bundle.json").is_symlink():
         raise FileNotFoundError(f"{folder}: not a shoal bundle (no bundle.json); pass a run id or a bundle folder")
@@ -190,7 +190,7 @@ def check_bundle_files(folder: Path) -> None:
     if not weights.is_file():
         raise BundleError(f"{weights}: a folder, not a file; a bundle holds bundle.json and model.safetensors "
                           "(save or export it again)")
-    _check_safetensors_size(weights)
+    return _check_safetensors_size(weights)
 
 
 def _entries(folder: Path) -> Iterator[Path]:
@@ -220,8 +220,9 @@ def _check_entry(entry: Path, root: Path) -> None:
                           "bundle's JSON file; is it the right file?")
 
 
-def _check_safetensors_size(path: Path) -> None:
-    """The weights file must be exactly as long as its header says (a truncated copy fails here, named)."""
+def _check_safetensors_size(path: Path) -> dict[str, tuple[int, ...]]:
+    """The weights file must be exactly as long as its header says (a truncated copy fails here, named); returns
+    each tensor's shape, as the header says."""
     size = path.stat().st_size
     with path.open("rb") as fh:
         prefix = fh.read(8)
@@ -231,24 +232,23 @@ def _check_safetensors_size(path: Path) -> None:
                               "bundle again")
         try:
             header = json.loads(fh.read(n))
-            end = max([int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"], default=0)
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max([int(v["data_offsets"][1]) for v in tensors.values()], default=0)
+            shapes = {k: tuple(int(d) for d in v["shape"]) for k, v in tensors.items()}
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
             raise BundleError(f"{path}: a damaged safetensors header ({err}); save or export the bundle again") \
                 from None
     if 8 + n + end != size:
         raise BundleError(f"{path}: {size:,} bytes, but its header describes {8 + n + end:,}: the file is truncated "
                           "or damaged; save or export the bundle again")
+    return shapes
 
 
-def _check_shapes(model: nn.Module, weights: Path, doc_path: Path) -> None:
-    """The tensors the model of ``bundle.json`` would allocate must be the ones ``weights`` holds, checked on the
-    safetensors header before any table is allocated (a tampered ``inputs.buckets`` of 3e8 rows is refused at
-    once, not after gigabytes)."""
+def _check_shapes(model: nn.Module, have: dict[str, tuple[int, ...]], weights: Path, doc_path: Path) -> None:
+    """The tensors the model of ``bundle.json`` would allocate must be the ones ``weights`` holds (``have``: its
+    header's shapes), checked before any table is allocated (a tampered ``inputs.buckets`` of 3e8 rows is refused
+    at once, not after gigabytes)."""
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    with weights.open("rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(n))
-    have = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
     for name in sorted(set(want) | set(have)):
         if want.get(name) != have.get(name):
             raise BundleError(f"{weights}: does not hold the weights of the model in {doc_path.name} (tensor "
@@ -260,7 +260,7 @@ def load_bundle(path: Path) -> Bundle:
     """Read a bundle folder (weights via safetensors, everything else JSON), checked first
     (:func:`check_bundle_files`); a damaged bundle raises :class:`BundleError` naming the file."""
     path = Path(path)
-    check_bundle_files(path)
+    shapes = check_bundle_files(path)
     doc_path = path / "bundle.json"
     try:
         doc = json.loads(doc_path.read_text(encoding="utf-8"))
@@ -298,7 +298,7 @@ def load_bundle(path: Path) -> Bundle:
         except (RuntimeError, NotImplementedError):  # a module that needs real memory to build: checked on load
             skeleton = None
         if skeleton is not None:
-            _check_shapes(skeleton, path / "model.safetensors", doc_path)
+            _check_shapes(skeleton, shapes, path / "model.safetensors", doc_path)
         model = model_of_inputs()
         part = "encoder"
         encoder = Encoder.from_dict(doc["encoder"])
