@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from shoal.serving.app import ServeSettings, create_app
 from shoal.serving.fairness import MAX_HOLD_S, ClientLimits, Limiter
+from tests.serving.conftest import serving_on_loopback
 from tests.serving.test_slow_clients import served  # noqa: F401  (a module fixture: a small trained bundle)
 
 
@@ -99,21 +98,8 @@ def test_good_answers_take_no_tokens_and_auto_keys_loopback_per_connection() -> 
 @pytest.fixture(scope="module")
 def port(served: tuple[Path, dict[str, Any]]) -> Iterator[int]:  # noqa: F811
     app = create_app(served[0], ServeSettings(client_error_burst=10, client_error_rate=2))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
+    with serving_on_loopback(app) as free:
         yield free
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _post(s: socket.socket, body: bytes) -> tuple[int, bytes]:

@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -22,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
 
 from shoal.config import parse_config
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.serving.app import ServeSettings, create_app
 from shoal.training.loop import Trainer
+from tests.serving.conftest import serving_on_loopback
 
 with warnings.catch_warnings():  # starlette asks for httpx2 here; the client works the same
     warnings.simplefilter("ignore")
@@ -168,24 +167,10 @@ def test_a_stalled_body_is_408_and_stops_holding_the_batcher(bundle: Path) -> No
     assert "did not arrive within 0.3 s (body_timeout_s)" in json.loads(body["body"])["detail"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_real_server_answers_408_to_stalled_clients_and_serves_the_others(bundle: Path,
                                                                             row: dict[str, Any]) -> None:
     app = create_app(bundle, ServeSettings(body_timeout_s=0.5))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
+    with serving_on_loopback(app) as port:
         stalled = []
         for _ in range(20):  # headers and half a body, then nothing
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -205,9 +190,6 @@ def test_a_real_server_answers_408_to_stalled_clients_and_serves_the_others(bund
                     answer += chunk
                 answers.append(answer)
         assert all(a.startswith(b"HTTP/1.1 408") and b"body_timeout_s" in a for a in answers), answers[0]
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 # -- 2. numbers beyond float32 -----------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
 
 from shoal.config import parse_config
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.serving.app import ServeSettings, create_app
 from shoal.serving.protocol import deadline_protocol
 from shoal.training.loop import Trainer
+from tests.serving.conftest import serving_on_loopback
 
 DEADLINE_S = 0.6  # header and body deadlines of the server under test
 SLACK_S = 1.5  # a shared 2-core machine: the cut may come this late
@@ -50,22 +50,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
 @pytest.fixture(scope="module")
 def port(served: tuple[Path, dict[str, Any]]) -> Iterator[int]:
     app = create_app(served[0], ServeSettings(body_timeout_s=DEADLINE_S, header_timeout_s=DEADLINE_S))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free, log_level="warning",
-                                           http=deadline_protocol(DEADLINE_S, max_header_bytes=8192)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
+    with serving_on_loopback(app, http=deadline_protocol(DEADLINE_S, max_header_bytes=8192)) as free:
         yield free
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _request(row: dict[str, Any]) -> bytes:
