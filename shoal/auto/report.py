@@ -34,6 +34,7 @@ class TrialRow:
     run_id: str | None
     epochs: int
     params: dict[str, Any]
+    cut: bool = False  # completed at its deadline, with the best weights of its validations so far
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,7 +52,7 @@ def rows_of(study: Any) -> list[TrialRow]:
         rows.append(TrialRow(t.number, str(a.get("family", t.params.get("family", "?"))), str(a["state"]),
                              None if value is None else float(value), float(a.get("seconds", 0.0)),
                              float(a.get("elapsed_s", 0.0)), a.get("run_id"), int(a.get("epochs", 0)),
-                             {k: v for k, v in t.params.items() if k != "family"}))
+                             {k: v for k, v in t.params.items() if k != "family"}, bool(a.get("cut", False))))
     return sorted(rows, key=lambda r: r.number)
 
 

@@ -319,6 +319,8 @@ def _tell(study: optuna.Study, trial: optuna.Trial, family: str, outcome: TrialO
         trial.set_user_attr(key, value)
     if outcome.error:
         trial.set_user_attr("error", outcome.error[:500])
+    if outcome.cut:
+        trial.set_user_attr("cut", True)
     if outcome.state == "complete" and outcome.value is not None:
         study.tell(trial, outcome.value)
     elif outcome.state in ("pruned", "timeout"):

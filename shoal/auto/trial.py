@@ -1,11 +1,15 @@
 """One trial of the search: a child run trained with a drawn config, reported to Optuna after every validation.
 
     Trainer ── on_eval(metrics) ──> TrialCallbacks ── trial.report(value, n) ──> pruner: stop? ── TrialPruned
-            ── on_step ───────────> TrialCallbacks ── past the trial's deadline? ──────────────── TrialTimeout
+            ── on_step ───────────> TrialCallbacks ── past the trial's deadline? ─┬ validated: stop_requested
+                                                                                  └ not yet:   TrialTimeout
 
-A trial that ends early is recorded as it ended, never as a crash: ``killed`` in the registry with
-``auto.stopped`` = ``pruned``, ``timeout`` or ``interrupted`` (Ctrl-C), and Optuna's trial ``PRUNED`` (its
-validations so far still inform the sampler) or ``FAIL`` (interrupted, or an error).
+A trial at its deadline that has been validated at least once ends as early stopping does: its best weights
+so far become its bundle and it completes (``auto.cut`` in the registry, ``cut`` on the leaderboard), so a slow
+but strong config still competes. A trial that ends early otherwise is recorded as it ended, never as a crash:
+``killed`` in the registry with ``auto.stopped`` = ``pruned``, ``timeout`` (no validation yet) or
+``interrupted`` (Ctrl-C), and Optuna's trial ``PRUNED`` (its validations so far still inform the sampler) or
+``FAIL`` (interrupted, or an error).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class TrialCallbacks(Callbacks):
         self.evals = 0
         self.last: float | None = None  # the metric at the latest validation
         self.train_started: float | None = None  # clock() when the first pass ended and training began
+        self.cut = False  # past the deadline after a validation: training is asked to stop with its best weights
 
     def on_scan(self, rows: int) -> None:
         self.view.on_scan(rows)
@@ -76,8 +81,16 @@ class TrialCallbacks(Callbacks):
         self._check_time()
 
     def _check_time(self) -> None:
-        if self.clock() > self.deadline:
+        if self.clock() <= self.deadline:
+            return
+        if self.last is None:  # nothing validated to keep
             raise TrialTimeout(f"trial {self.trial.number} ran past its share of the time budget")
+        self.cut = True
+
+    def stop_requested(self) -> str | None:
+        if not self.cut:
+            return None
+        return f"trial {self.trial.number} reached its share of the time budget after {self.evals} validations"
 
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         self.view.on_eval(epoch, step, metrics)
@@ -108,17 +121,20 @@ class TrialOutcome:
     epochs: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    cut: bool = False  # completed at its deadline with the best weights of its validations so far
 
 
 def run_trial(registry: Registry, parent: str, trial: optuna.Trial, cfg: RunConfig, metric: Metric,
-              deadline: float, view: Callbacks | None = None) -> TrialOutcome:
-    """Train ``cfg`` as a child run of ``parent`` and say how it ended. KeyboardInterrupt is recorded (the run
-    ``killed``) and re-raised; any other error is recorded (the run ``failed``) and returned."""
+              deadline: float, view: Callbacks | None = None,
+              clock: Callable[[], float] = time.monotonic) -> TrialOutcome:
+    """Train ``cfg`` as a child run of ``parent`` until ``deadline`` (a ``clock()`` time) and say how it ended.
+    KeyboardInterrupt is recorded (the run ``killed``) and re-raised; any other error is recorded (the run
+    ``failed``) and returned."""
     record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=parent)
     trial.set_user_attr("run_id", record.run_id)
     note = {"trial": trial.number, "params": trial.params}
     registry.update(record.run_id, summary={"auto": note})
-    callbacks = TrialCallbacks(trial, metric, deadline, view)
+    callbacks = TrialCallbacks(trial, metric, deadline, view, clock)
     started = time.monotonic()
 
     def stopped(state: str, err: BaseException) -> TrialOutcome:
@@ -143,9 +159,11 @@ def run_trial(registry: Registry, parent: str, trial: optuna.Trial, cfg: RunConf
         return TrialOutcome("failed", record.run_id, None, time.monotonic() - started,
                             error=f"{type(err).__name__}: {err}")
     seconds = time.monotonic() - started
-    summary = {**result.summary, "bundle": str(result.bundle), "auto": {**note, "evals": callbacks.evals}}
+    cut = "stopped_by" in result.summary
+    summary = {**result.summary, "bundle": str(result.bundle),
+               "auto": {**note, "evals": callbacks.evals, **({"cut": True} if cut else {})}}
     registry.complete(record.run_id, result.metrics, summary)
     value = result.metrics.get(f"valid_{metric.name}")
     return TrialOutcome("complete", record.run_id, None if value is None else float(value), seconds,
                         float(result.summary.get("train_seconds", 0.0)), int(result.summary.get("epochs_run", 0)),
-                        result.metrics)
+                        result.metrics, cut=cut)

@@ -169,7 +169,8 @@ def _trials_table(rows: list[Any], metric: str, title: str) -> Table:
         d = r if isinstance(r, dict) else r.to_dict()
         value = d.get("value")
         style = "" if d["state"] == "complete" else "dim"
-        table.add_row(str(d["number"]), d["family"], d["state"], "-" if value is None else f"{value:.4f}",
+        state = f"{d['state']} (cut)" if d.get("cut") else d["state"]  # at its deadline, best weights kept
+        table.add_row(str(d["number"]), d["family"], state, "-" if value is None else f"{value:.4f}",
                       str(d.get("epochs", "")), f"{d['seconds']:.1f}", str(d.get("run_id") or ""), style=style)
     return table
 

@@ -24,5 +24,10 @@ class Callbacks:
 
     def on_end(self, stopped_early: bool) -> None: ...
 
+    def stop_requested(self) -> str | None:
+        """Asked after every step: a reason to end training now as early stopping does (the best weights so far
+        become the bundle), or None to go on. Single-process runs only: a distributed job does not ask."""
+        return None
+
     def on_final(self, metrics: dict[str, Any]) -> None:
         """The run's final metrics (``valid_*`` and ``test_*``, of the weights kept), once the last one is known."""

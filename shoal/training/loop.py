@@ -152,6 +152,8 @@ class Trainer:
         net = self.strategy.training_module(model)  # what the steps call: the model itself, or its DDP wrapper
         started = time.perf_counter() - pos.train_seconds
         running: float | None = None  # the training loss, smoothed
+        stopped_by: str | None = None  # a callback's reason to stop now (e.g. a search trial's deadline)
+        may_stop = isinstance(self.strategy, SingleProcess)  # a job's ranks would all have to agree, every step
 
         while pos.epoch < t.epochs and not pos.stopped_early:  # epochs -> mini-batches -> a step each
             for ci, bi, mb in data.minibatches(pos.epoch, pos.chunk, pos.batch):
@@ -161,6 +163,11 @@ class Trainer:
                 pos.train_seconds = time.perf_counter() - started
                 reports.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
                 stop = bool(t.eval_every and pos.step % t.eval_every == 0) and evaluate(model, pos, running)
+                stopped_by = reports.stop_requested() if may_stop and not stop else None
+                if stopped_by is not None:  # no checkpoint: the run ends here and keeps its best weights
+                    log.info("stopping at step %d: %s", pos.step, stopped_by)
+                    pos.stopped_early = True
+                    break
                 if pos.step % t.checkpoint_every == 0 or stop:
                     checkpoints.save(model, opts, pos)
                 if stop:
@@ -181,6 +188,8 @@ class Trainer:
         metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history, t.pictures)
         reports.on_final(metrics)
         summary = {**data.summary, **confusion, **pos.summary()}
+        if stopped_by is not None:
+            summary["stopped_by"] = stopped_by
         return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
 
     def _start(self, checkpoints: Checkpointer, model: nn.Module, opts: Optimizers, resume: bool) -> Position:

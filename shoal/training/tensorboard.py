@@ -78,6 +78,9 @@ class Tee(Callbacks):
         for c in self.callbacks:
             c.on_end(stopped_early)
 
+    def stop_requested(self) -> str | None:
+        return next((why for c in self.callbacks if (why := c.stop_requested())), None)
+
     def on_final(self, metrics: dict[str, Any]) -> None:
         for c in self.callbacks:
             c.on_final(metrics)

@@ -1,0 +1,73 @@
+"""A search trial at its deadline: cut like early stopping once validated (best weights kept, the trial complete),
+discarded as ``timeout`` before its first validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from shoal.artifacts.registry import Registry, RunKind, RunStatus
+from shoal.auto.files import prepare
+from shoal.auto.trial import Metric, run_trial
+from shoal.data.synthetic import SynthSpec, generate
+from shoal.training.callbacks import Callbacks
+
+
+class Clock:
+    """A clock that jumps past every deadline once ``late_after`` validations have been seen."""
+
+    def __init__(self, late_after: int) -> None:
+        self.now, self.late_after, self.evals = 0.0, late_after, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Watch(Callbacks):
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.aucs = clock, []
+
+    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        self.aucs.append(metrics["auc"])
+        if len(self.aucs) >= self.clock.late_after:
+            self.clock.now = 1e9
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a RunConfig
+    folder = tmp_path_factory.mktemp("cut")
+    generate(folder / "train.parquet", SynthSpec(rows=2000, dense=3, sparse=4, base_rate=0.25, max_cardinality=300))
+    base, _ = prepare(folder / "train.parquet", "label", None, folder)
+    return base.model_copy(update={"train": base.train.model_copy(update={
+        "epochs": 12, "batch_size": 64, "early_stopping_patience": 100, "pictures": False, "tensorboard": False})})
+
+
+def _trial(tmp_path: Path, cfg, clock: Clock, view: Callbacks | None = None):  # noqa: ANN001, ANN202
+    registry = Registry(tmp_path)
+    parent = registry.create_run("search", {}, kind=RunKind.AUTO)
+    study = optuna.create_study(direction="maximize")
+    outcome = run_trial(registry, parent.run_id, study.ask(), cfg, Metric("auc", True), deadline=100.0,
+                        view=view, clock=clock)
+    return outcome, registry.get(outcome.run_id)
+
+
+def test_a_validated_trial_at_its_deadline_completes_with_its_best_weights(tmp_path: Path, cfg) -> None:  # noqa: ANN001
+    clock = Clock(late_after=3)
+    watch = Watch(clock)
+    outcome, run = _trial(tmp_path, cfg, clock, watch)
+    assert outcome.state == "complete" and outcome.cut
+    assert len(watch.aucs) == 3 and outcome.epochs == 3  # stopped in the fourth epoch, long before the twelfth
+    assert outcome.value == pytest.approx(max(watch.aucs), abs=1e-9)  # the best validation's weights, not the last
+    assert run.status == RunStatus.COMPLETED and run.summary["auto"]["cut"] is True
+    assert "reached its share of the time budget after 3 validations" in run.summary["stopped_by"]
+    assert (run.artifact_dir / "bundle" / "bundle.json").is_file()
+
+
+def test_a_trial_not_yet_validated_at_its_deadline_is_a_timeout(tmp_path: Path, cfg) -> None:  # noqa: ANN001
+    clock = Clock(late_after=0)
+    clock.now = 1e9
+    outcome, run = _trial(tmp_path, cfg, clock)
+    assert outcome.state == "timeout" and not outcome.cut and outcome.value is None
+    assert run.status == RunStatus.KILLED and run.summary["auto"]["stopped"] == "timeout"
