@@ -37,6 +37,10 @@ def export(
                       "their UTF-8 bytes + lengths; images: decoded pixels + sizes; sounds: samples + lengths) and "
                       "gives probabilities; raw_inputs.json describes them.")] = False,
     raw_max_bytes: Annotated[int, typer.Option(help="With --raw: the most bytes an id may have.")] = 64,
+    raw_form: Annotated[str, typer.Option(
+        help="With --raw: how ids are hashed in the graph: 'unrolled' (ids at most --raw-max-bytes long), 'loop' "
+             "(an ONNX Loop, ids of any length) or 'auto' (both timed end to end on the run's rows at batch 1 and "
+             "256; the faster is written).")] = "auto",
     home: HomeOption = None,
 ) -> None:
     """Export a trained bundle to ONNX (fp32, optionally int8 and fp16 embeddings) and check parity."""
@@ -48,7 +52,7 @@ def export(
                              "shoal export RUN --onnx --int8")
         folder = resolve(run, home_dir(home)).folder
         if not onnx:  # --raw alone
-            _export_raw(folder, out, raw_max_bytes)
+            _export_raw(folder, out, raw_max_bytes, raw_form)
             return
         with console.status("exporting and checking parity"):
             report = export_onnx(folder, out, int8=int8, fp16_embeddings=fp16_embeddings, parity_rows=rows, data=data)
@@ -64,18 +68,22 @@ def export(
         console.print(f"inputs: {', '.join(report.layout['input_names'])}; Loop nodes: {report.loops}; "
                       f"{report.seconds:.1f} s. Serve it with OnnxPredictor, measure it with: shoal bench {run}")
         if raw:
-            _export_raw(folder, out, raw_max_bytes)
+            _export_raw(folder, out, raw_max_bytes, raw_form)
 
 
-def _export_raw(folder: Path, out: Path | None, max_bytes: int) -> None:
+def _export_raw(folder: Path, out: Path | None, max_bytes: int, form: str) -> None:
     """``--raw``: write model.raw.onnx and raw_inputs.json (:mod:`shoal.export.raw`) and say what they take."""
     from shoal.export.raw import export_raw_onnx
 
     with console.status("exporting the raw-input graph and checking parity"):
-        report = export_raw_onnx(folder, out, max_bytes=max_bytes)
+        report = export_raw_onnx(folder, out, max_bytes=max_bytes, form=form)
     console.print(f"raw inputs -> {report.path}: {', '.join(report.inputs)} (described in {report.contract_path}); "
                   f"max |Δ p| vs the Python encoder {report.max_abs_proba_diff:.1e} on {report.parity_rows} "
                   "synthetic rows")
+    if report.form_ms:
+        times = "; ".join(f"{f} " + ", ".join(f"{ms:.3f} ms at batch {b}" for b, ms in t.items())
+                          for f, t in report.form_ms.items())
+        console.print(f"id hashing: {report.form} form, the faster end to end ({times})")
 
 
 def bench(

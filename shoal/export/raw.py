@@ -65,7 +65,7 @@ import json
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +80,14 @@ from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.export.raw_feed import raw_feed
 from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, pool
-from shoal.export.raw_ids import LOOP_BLOCK, hash_ids
+from shoal.export.raw_ids import LOOP_BLOCK, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
 from shoal.export.raw_media import media_contract, media_graph, synthetic_media, vertical_first_rule
 from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
 from shoal.runtime.feed import InputLayout
 
 __all__ = ["DEFAULT_MAX_BYTES", "LOOP_BLOCK", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
-           "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed", "synthetic_raw_rows",
-           "time_refusal"]
+           "choose_form", "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed",
+           "synthetic_raw_rows", "time_raw_graph", "time_refusal"]
 
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
@@ -96,6 +96,8 @@ RAW_VERSION = 3  # 3: image and audio features; 2: text features (NAME.bytes + N
 TEXT_VERSION = 2  # the version of a contract without media inputs (exports written before media stay valid)
 METADATA_KEY = "shoal.raw_inputs"
 DEFAULT_MAX_BYTES = 64  # id bytes per row the unrolled hash reads; longer ids are refused (re-export with more)
+FORMS = ("unrolled", "loop", "auto")
+FORM_BATCHES = (1, 256)  # the batch sizes form="auto" times
 PARITY_TOLERANCE = 1e-5  # max |p(raw graph) - p(Python encoder + torch)| on synthetic raw rows
 VALUE_TOLERANCE = 1e-4  # a regression label's values, in its standard deviations: fp32 sums reordered, as logits
 
@@ -128,11 +130,6 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
     other = [f.name for f in encoder.features if id(f) not in known]
     if other:
         raise ExportError(f"features {other} are of a kind the raw export does not know")
-    vocab = [s.name for s in encoder.sparse_features if s.vocab is not None]
-    if vocab:
-        raise ExportError(f"sparse features {vocab} use encoding: vocab, which the raw export does not compute (it "
-                          "hashes ids in the graph); export with --onnx instead (encoded ids in, as shoal serve takes "
-                          "them), or train these features with encoding: hash")
     width: Any = max_bytes if max_bytes is not None else "L"
     features: list[dict[str, Any]] = []
     inputs: dict[str, dict[str, Any]] = {}
@@ -157,8 +154,9 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
                 "dtype": "int64", "shape": ["N"], "missing": "0 (the row pools id 0)", "example": [1, 0],
                 "about": f"how many ids each row of {s.name!r} has (split on {s.separator!r}, empty ids dropped); "
                          f"the rows of {names['bytes']} are these ids, row after row"}
+        vocab = {} if s.vocab is None else {"encoding": "vocab", "vocab_size": s.vocab.size}  # hashed: as before
         features.append({"name": s.name, "kind": "sparse", "column": s.column, "separator": s.separator,
-                         "buckets": s.buckets, "seed": s.seed, "inputs": names})
+                         "buckets": s.buckets, "seed": s.seed, **vocab, "inputs": names})
     for t in encoder.text_features:  # NAME.bytes (N, W) + NAME.lengths (N,): see shoal.export.raw_text
         feature, text_inputs = text_contract(t)
         features.append(feature)
@@ -291,7 +289,7 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     per_input: list[str] = []  # encoded ids of each layout position: (N,) for one per row, (M,) for lists
     if sparse:
         ids, hashes = hash_ids(g, [(f"{s.name}.bytes", f"{s.name}.lengths", s.seed, s.buckets) for s in sparse],
-                                max_bytes)
+                                max_bytes, [vocab_keys(s) for s in sparse])
         for s, i in zip(sparse, ids, strict=True):
             named = g.op("Identity", [i], out=f"{PREFIX}ids/{s.name}")
             extra.append(helper.make_tensor_value_info(named, T.INT64, [f"{s.name}.ids"]))
@@ -321,7 +319,9 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     out_info = [helper.make_tensor_value_info(v, T.FLOAT if n == "dense" or n.startswith("weights_") else T.INT64,
                                               ["N", f"{n}.width"]) for n, v in outputs.items()]
     graph = helper.make_graph(g.nodes, "shoal_raw_preprocess", inputs, out_info + extra, initializer=g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shoal")
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(ML_DOMAIN, ML_OPSET)]
+                                                 if any(s.vocab is not None for s in sparse) else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="shoal")
     if ir_version is not None:
         model.ir_version = ir_version
     onnx.checker.check_model(model)
@@ -342,6 +342,7 @@ class RawExportReport:
     parity_rows: int
     max_abs_proba_diff: float
     seconds: float
+    form_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # form="auto": median ms by batch size
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -355,15 +356,17 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     """Write ``model.raw.onnx`` (raw inputs -> probabilities and logits) and ``raw_inputs.json`` (the contract).
 
     ``out_path``: a folder (default ``bundle/onnx``) or a ``.onnx`` file (the contract goes beside it).
-    ``form``: ``unrolled`` (bytes inputs exactly ``max_bytes`` wide) or ``loop`` (an ONNX Loop, any width).
+    ``form``: ``unrolled`` (bytes inputs exactly ``max_bytes`` wide), ``loop`` (an ONNX Loop, any width) or
+    ``auto`` (both built and timed end to end on raw rows at batch 1 and 256, :func:`choose_form`; the faster is
+    written, the timings go in the report; with no id features there is one form: ``unrolled``).
     The result is checked on ``parity_rows`` synthetic raw rows (missing values, unicode, empty ids) against the
     Python encoder + PyTorch; :class:`ExportError` when a probability differs by more than 1e-5.
     """
     import onnx
 
     started = time.perf_counter()
-    if form not in ("unrolled", "loop"):
-        raise ExportError(f"form must be 'unrolled' or 'loop', not {form!r}")
+    if form not in FORMS:
+        raise ExportError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
     if max_bytes < 1:
         raise ExportError(f"max_bytes must be at least 1 (got {max_bytes})")
     if isinstance(bundle_path, Bundle):
@@ -376,16 +379,30 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     out = Path(out_path) if out_path is not None else Path(bundle_dir or ".") / "onnx"
     path = out if out.suffix == ".onnx" else out / RAW_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    width = max_bytes if form == "unrolled" else None
-    contract = raw_contract(bundle.encoder, width)  # refuses text features before any work
+    contract = raw_contract(bundle.encoder, max_bytes if form != "loop" else None)  # refusals before any work
     layout = layout_for(bundle.encoder, bundle.model)
     with tempfile.TemporaryDirectory(prefix="shoal-raw-") as tmp:
         traced = Path(tmp) / "model.onnx"
         trace_to_onnx(bundle.model, layout, traced, list(bundle.encoder.buckets), opset=OPSET)
         model = onnx.load(str(traced))
-    pre = preprocess_model(bundle.encoder, layout, width, ir_version=model.ir_version)
-    merged = _merge(pre, model, contract)
-    onnx.checker.check_model(merged)
+        forms = [form] if form != "auto" else ["unrolled", "loop"] if _has_ids(bundle.encoder) else ["unrolled"]
+        built: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for f in forms:
+            width = max_bytes if f == "unrolled" else None
+            shaped = raw_contract(bundle.encoder, width)
+            merged = _merge(preprocess_model(bundle.encoder, layout, width, ir_version=model.ir_version), model, shaped)
+            onnx.checker.check_model(merged)
+            built[f] = merged, shaped
+        timings: dict[str, dict[int, float]] = {}
+        if len(built) > 1:
+            files = {f: Path(tmp) / f"{f}.onnx" for f in built}
+            for f, (merged, _) in built.items():
+                onnx.save(merged, str(files[f]))
+            rows = _timing_rows(bundle, bundle_dir)
+            timings = {f: time_raw_graph(RawOnnxModel(p), rows) for f, p in files.items()}
+        form = choose_form(timings) if timings else forms[0]
+        merged, contract = built[form]
+        width = contract.get("max_bytes")
     onnx.save(merged, str(path))
     contract_path = path.parent / CONTRACT_FILE
     contract_path.write_text(json.dumps(contract, indent=2, default=str) + "\n", encoding="utf-8")
@@ -400,7 +417,54 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
                               "shoal's raw export, please report it")
     return RawExportReport(path=path, contract_path=contract_path, inputs=list(contract["inputs"]),
                            max_bytes=width, form=form, nodes=len(merged.graph.node), parity_rows=parity_rows,
-                           max_abs_proba_diff=diff, seconds=time.perf_counter() - started)
+                           max_abs_proba_diff=diff, seconds=time.perf_counter() - started,
+                           form_ms={f: {str(b): ms for b, ms in t.items()} for f, t in timings.items()})
+
+
+def _has_ids(encoder: Encoder) -> bool:
+    """Whether the export hashes ids (the part whose form ``auto`` chooses): any sparse feature."""
+    return any(f["kind"] == "sparse" for f in raw_contract(encoder, DEFAULT_MAX_BYTES)["features"])
+
+
+def _timing_rows(bundle: Bundle, folder: Path | None) -> pa.Table:
+    """Raw rows to time the forms on: the run's own (held-out, validation, test or training rows, so the ids have
+    their real lengths), else synthetic ones."""
+    if folder is not None:
+        from shoal.export.raw_runtime import raw_timing_rows
+
+        return raw_timing_rows(bundle, folder, FORM_BATCHES[-1])[0]
+    return synthetic_raw_rows(bundle.encoder, FORM_BATCHES[-1])
+
+
+def time_raw_graph(model: RawOnnxModel, rows: pa.Table, batches: Sequence[int] = FORM_BATCHES,
+                   repeats: int = 7) -> dict[int, float]:
+    """The median milliseconds of raw rows -> probabilities (:func:`raw_feed` + the session) for each of
+    ``batches`` rows (row dicts up to 32 rows, as a request arrives; a table above, as ``shoal predict`` reads)."""
+    out: dict[int, float] = {}
+    for b in batches:
+        batch = rows.take(np.arange(b) % rows.num_rows)
+        feed_rows: pa.Table | list[dict[str, Any]] = batch.to_pylist() if b <= 32 else batch
+        model.predict_proba(feed_rows)  # warm-up: the session's first run allocates
+        times = []
+        for _ in range(repeats if b > 1 else 5 * repeats):
+            t0 = time.perf_counter()
+            model.predict_proba(feed_rows)
+            times.append(time.perf_counter() - t0)
+        out[b] = float(np.median(times) * 1e3)
+    return out
+
+
+def choose_form(timings: Mapping[str, Mapping[int, float]]) -> str:
+    """The form whose time, relative to the others', is lowest over the batch sizes (the geometric mean of its
+    ratios to the first form, so batch 1 and batch 256 count alike); a tie keeps the first (``unrolled``)."""
+    forms = list(timings)
+    base = timings[forms[0]]
+
+    def score(f: str) -> float:
+        ratios = [timings[f][b] / max(base[b], 1e-9) for b in base]
+        return float(np.exp(np.mean(np.log(ratios))))
+
+    return min(forms, key=lambda f: (round(score(f), 3), forms.index(f)))
 
 
 def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
@@ -421,7 +485,9 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
               for n in model_inputs]
     graph = helper.make_graph([*pre.graph.node, *bridge, *model.graph.node], "shoal_raw", list(pre.graph.input),
                               list(model.graph.output), initializer=[*pre.graph.initializer, *model.graph.initializer])
-    merged = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="shoal")
+    domains = {o.domain for o in model.opset_import}
+    merged = helper.make_model(graph, opset_imports=list(model.opset_import) + [
+        o for o in pre.opset_import if o.domain not in domains], producer_name="shoal")
     merged.ir_version = model.ir_version
     logits = merged.graph.output[0].name
     multiclass = contract["classes"] is not None
@@ -496,13 +562,17 @@ class RawOnnxModel:
 # -- checking -----------------------------------------------------------------------------------------------------
 def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -> pa.Table:
     """Random raw rows for ``encoder``'s columns: float32-exact numbers with ~10% missing (and values around the
-    bin edges), ids with unicode, spaces to trim, empty and missing cells, lists of 0..4 ids, texts (see
+    bin edges), ids with unicode, spaces to trim, empty and missing cells, lists of 0..4 ids (a vocabulary
+    feature's mostly its own ids, some with spaces around), texts (see
     :func:`~shoal.export.raw_text.synthetic_texts`)."""
     rng = np.random.default_rng(seed)
     alphabet = list("abcxyz019 _-é中🙂")
     columns: dict[str, pa.Array] = {}
 
-    def an_id() -> str:
+    def an_id(known: list[str]) -> str:  # a vocabulary's own ids most of the time, so its lookups are checked
+        if known and rng.random() < 0.7:
+            v = known[int(rng.integers(0, len(known)))]
+            return v if rng.random() < 0.8 else f" {v} "
         size = int(rng.integers(1, 12))
         s = "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size))
         while len(s.strip().encode("utf-8")) > max_bytes:
@@ -523,6 +593,9 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
         columns[d.column] = pa.array(values, pa.float64(), from_pandas=True)
     for s in encoder.sparse_features:
         cells: list[str | None] = []
+        known = [v for v in (s.vocab.values_ or []) if len(v.strip().encode("utf-8")) <= max_bytes] \
+            if s.vocab is not None else []
+
         for _ in range(rows):
             r = rng.random()
             if r < 0.05:
@@ -530,9 +603,9 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
             elif r < 0.08:
                 cells.append("" if rng.random() < 0.5 else "  ")
             elif s.separator is not None:
-                cells.append(s.separator.join(an_id() for _ in range(int(rng.integers(0, 5)))))
+                cells.append(s.separator.join(an_id(known) for _ in range(int(rng.integers(0, 5)))))
             else:
-                cells.append(an_id())
+                cells.append(an_id(known))
         columns[s.column] = pa.array(cells, pa.string())
     for t in encoder.text_features:  # words, whitespace runs, multi-byte characters, texts past max_bytes
         columns[t.column] = pa.array(synthetic_texts(rng, rows, t.max_bytes), pa.string())

@@ -1,4 +1,5 @@
-"""Id hashing inside the raw ONNX graph: 64-bit FNV-1a from the feature's seed, xor the length, SplitMix64.
+"""Id hashing inside the raw ONNX graph: 64-bit FNV-1a from the feature's seed, xor the length, SplitMix64; then
+the bucket (``encoding: hash``) or the vocabulary row, looked up by that hash (``encoding: vocab``).
 
 Bit for bit the ids of :mod:`shoal.data.hashing`, in uint64 ops (opset 18). Two forms: the FNV loop unrolled over
 ``max_bytes`` byte columns (fixed-width inputs), or an ONNX ``Loop`` taking :data:`LOOP_BLOCK` bytes a turn (any
@@ -7,24 +8,50 @@ width). :mod:`shoal.export.raw` explains when each is faster.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
 
+import numpy as np
+import pyarrow as pa
+
+from shoal.data.features.sparse import SparseColumn
+from shoal.data.hashing import hash_strings
 from shoal.export.raw_graph import PREFIX, GraphBuilder, mix64
 
-__all__ = ["LOOP_BLOCK", "fnv_loop", "hash_ids"]
+__all__ = ["LOOP_BLOCK", "ML_DOMAIN", "ML_OPSET", "fnv_loop", "hash_ids", "vocab_keys"]
 
 LOOP_BLOCK = 8  # bytes hashed per turn of the Loop form
+ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys: a vocabulary feature's lookup
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 
 
-def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes: int | None) -> tuple[list[str], str]:
+def vocab_keys(feature: SparseColumn) -> np.ndarray | None:
+    """The lookup keys of a vocabulary feature's ids, in row order (row 1 first): each id's 64-bit hash shifted
+    right by one bit, so it is a non-negative int64 (``LabelEncoder`` keys are int64). None for a hashed feature.
+    Two ids with the same key (odds about V^2 / 2^64) are refused: the lookup would be ambiguous."""
+    if feature.vocab is None:
+        return None
+    values = feature.vocab.values_ or []
+    keys = (hash_strings(pa.array(values, pa.string()), feature.seed) >> np.uint64(1)).astype(np.int64) \
+        if values else np.zeros(0, np.int64)
+    if len(np.unique(keys)) != len(keys):
+        from shoal.export.onnx import ExportError
+
+        raise ExportError(f"two ids of {feature.name!r}'s vocabulary have the same 63-bit hash; the raw export "
+                          "cannot tell them apart (export with --onnx, or use encoding: hash)")
+    return keys
+
+
+def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes: int | None,
+             vocabularies: Sequence[np.ndarray | None] = ()) -> tuple[list[str], str]:
     """Bucket ids (int64, one tensor per part) of id bytes, and the raw hashes (uint64 (T,), all parts).
 
     ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
     hashed together in one chain of elementwise uint64 ops. The FNV-1a step ``h = (h ^ b) * P`` is made a no-op
     past an id's length by feeding ``b = 0, P = 1`` there (ONNX Runtime has no uint64 ``Where``).
+    ``vocabularies``: per part, None (hashed into its buckets) or the keys of its vocabulary (:func:`vocab_keys`):
+    its ids are then looked up (``ai.onnx.ml`` ``LabelEncoder``, key -> row 1..V, any other key -> V+1).
     """
     from onnx import TensorProto as T
 
@@ -81,10 +108,24 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     hashes = mix64(g, h)  # SplitMix64's finalizer
     ids = g.op("Add", [g.op("Cast", [g.op("Mod", [hashes, modulus], fmod=0)], to=T.INT64), g.const(1, np.int64)])
     ids = g.op("Where", [g.op("Less", [lengths, g.const(1, np.int64)]), g.const(0, np.int64), ids], "ids")
+    vocabularies = list(vocabularies) or [None] * len(parts)
     if len(parts) == 1:
-        return [ids], hashes
-    sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in parts], axis=0)
-    return g.ops("Split", [ids, sizes], len(parts), "ids", axis=0), hashes
+        per_part, per_hash = [ids], [hashes]
+    else:
+        sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in parts], axis=0)
+        per_part = g.ops("Split", [ids, sizes], len(parts), "ids", axis=0)
+        per_hash = (g.ops("Split", [hashes, sizes], len(parts), "hashes", axis=0)
+                    if any(v is not None for v in vocabularies) else [hashes] * len(parts))
+    for k, keys in enumerate(vocabularies):
+        if keys is None:
+            continue
+        key = g.op("Cast", [g.op("BitShift", [per_hash[k], g.const(1, u64)], direction="RIGHT")], "key",
+                   to=T.INT64)
+        row = g.op("LabelEncoder", [key], "vocab_row", domain=ML_DOMAIN, keys_int64s=[int(x) for x in keys],
+                   values_int64s=list(range(1, len(keys) + 1)), default_int64=len(keys) + 1)
+        per_part[k] = g.op("Where", [g.op("Less", [parts[k][1], g.const(1, np.int64)]), g.const(0, np.int64), row],
+                           "ids")
+    return per_part, hashes
 
 
 def fnv_loop(g: GraphBuilder, data: str, primes: str, blocks: str, h: str) -> str:

@@ -16,7 +16,6 @@ from shoal.config import FeatureConfig, LabelConfig, parse_config
 from shoal.data.encoder import Encoder
 from shoal.data.features import SparseColumn, column_from_dict
 from shoal.data.readers import BadRowSink, Chunk
-from shoal.export.onnx import ExportError
 
 
 def _chunk(**columns: list[str | None]) -> Chunk:
@@ -114,7 +113,9 @@ def test_trains_end_to_end_and_the_raw_export_refuses(tmp_path: Path) -> None:
     assert batch.ids[0].tolist()[2] == 7
     p = bundle.predict_proba(batch)
     assert p[0] > p[1]  # shops s0..s2 push y up
-    from shoal.export.raw import export_raw_onnx
+    from shoal.export.raw import RawOnnxModel, export_raw_onnx
 
-    with pytest.raises(ExportError, match=r"sparse features \['shop'\] use encoding: vocab, which the raw export"):
-        export_raw_onnx(tmp_path / "home" / "runs" / run.run_id / "bundle", tmp_path / "raw.onnx")
+    report = export_raw_onnx(tmp_path / "home" / "runs" / run.run_id / "bundle", tmp_path / "raw.onnx")
+    assert report.max_abs_proba_diff <= 1e-5  # the vocabulary looked up inside the graph
+    raw = RawOnnxModel(report.path).predict_proba(rows)
+    np.testing.assert_allclose(raw, p, atol=1e-5)

@@ -175,13 +175,60 @@ def test_cli_export_raw(exported: tuple[Path, Bundle, Any], tmp_path: Path) -> N
     from shoal.cli.main import app
 
     folder, _, _ = exported
-    result = CliRunner().invoke(app, ["export", str(folder), "--raw", "--out", str(tmp_path), "--raw-max-bytes", "40"])
+    result = CliRunner().invoke(app, ["export", str(folder), "--raw", "--out", str(tmp_path), "--raw-max-bytes", "40",
+                                      "--raw-form", "unrolled"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model.raw.onnx").is_file() and "tags.counts" in result.output
     assert RawOnnxModel(tmp_path).contract["max_bytes"] == 40
     assert "--raw" in CliRunner().invoke(app, ["export", "--help"]).output
     result = CliRunner().invoke(app, ["export", str(folder)])
     assert result.exit_code == 2 and "--onnx" in result.output and "--raw" in result.output
+
+
+def test_form_auto_times_both_forms_and_writes_the_faster(exported: tuple[Path, Bundle, Any], tmp_path: Path) -> None:
+    from shoal.export.raw import choose_form
+
+    folder, bundle, _ = exported
+    report = export_raw_onnx(folder, tmp_path, form="auto", parity_rows=64)
+    assert set(report.form_ms) == {"unrolled", "loop"} and all(set(t) == {"1", "256"} for t in report.form_ms.values())
+    assert report.form == choose_form({f: {int(b): ms for b, ms in t.items()} for f, t in report.form_ms.items()})
+    written = RawOnnxModel(report.path)
+    assert written.contract["max_bytes"] == (64 if report.form == "unrolled" else None)
+    assert report.max_abs_proba_diff <= 1e-5
+    # the rule: the geometric mean of the ratios to unrolled over the batch sizes; a tie keeps unrolled
+    assert choose_form({"unrolled": {1: 1.0, 256: 10.0}, "loop": {1: 1.1, 256: 6.0}}) == "loop"
+    assert choose_form({"unrolled": {1: 1.0, 256: 10.0}, "loop": {1: 2.0, 256: 6.0}}) == "unrolled"
+    assert choose_form({"unrolled": {1: 1.0, 256: 10.0}, "loop": {1: 1.0, 256: 10.0}}) == "unrolled"
+
+
+@pytest.mark.parametrize("form", ["unrolled", "loop"])
+def test_vocabulary_features_are_looked_up_in_the_graph(tmp_path: Path, form: str) -> None:
+    """encoding: vocab (one id per row and a list): the graph's rows are the encoder's exactly, out-of-vocabulary
+    ids (never seen, or too rare) on row V+1, missing on 0; probabilities to 1e-5."""
+    features = [{"name": "user", "kind": "sparse", "encoding": "vocab", "min_count": 2},
+                {"name": "item", "kind": "sparse", "buckets": 37},
+                {"name": "tags", "kind": "sparse", "encoding": "vocab", "separator": "|"},
+                {"name": "price", "kind": "dense"}]
+    folder, bundle = _make_bundle(tmp_path, features, fit_rows=1500)
+    report = export_raw_onnx(folder, form=form, parity_rows=300)
+    assert report.max_abs_proba_diff <= 1e-5
+    user, _, tags = bundle.encoder.sparse_features
+    assert user.vocab is not None and tags.vocab is not None and user.vocab.size > 10
+    contract = RawOnnxModel(report.path).contract
+    assert [f.get("encoding") for f in contract["features"] if f["kind"] == "sparse"] == ["vocab", None, "vocab"]
+    table = synthetic_raw_rows(bundle.encoder, 400, seed=11)
+    table = table.set_column(table.column_names.index("user"), "user", pa.concat_arrays(
+        [pa.array(["never-seen", "", None, f" {user.vocab.values_[0]} "], pa.string()),
+         table.column("user").combine_chunks().slice(4)]))
+    session = _session(preprocess_model(bundle.encoder, max_bytes=64 if form == "unrolled" else None))
+    got_user, got_tags = session.run(["raw/ids/user", "raw/ids/tags"], raw_feed(table, contract))
+    want_user, _, _ = user.ids(table.column("user"), np.arange(table.num_rows + 1))
+    np.testing.assert_array_equal(got_user, want_user)
+    assert want_user[0] == user.vocab.size + 1 and list(want_user[1:3]) == [0, 0]  # unseen; missing
+    assert 1 < (want_user == user.vocab.size + 1).sum() < 200 and (want_user == 1).any()  # both kinds present
+    tag_ids, tag_off, _ = tags.ids(table.column("tags"), np.arange(table.num_rows + 1))
+    counts = raw_feed(table, contract)["tags.counts"]
+    np.testing.assert_array_equal(got_tags, tag_ids[np.repeat(counts > 0, np.maximum(counts, 1))])
 
 
 # -- the hash ---------------------------------------------------------------------------------------------------------
