@@ -62,9 +62,10 @@ graph's size does not grow with the number of features. Outputs: ``logits`` and 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,9 @@ from shoal.runtime.feed import InputLayout
 
 __all__ = ["DEFAULT_MAX_BYTES", "LOOP_BLOCK", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
            "choose_form", "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed",
-           "synthetic_raw_rows", "time_raw_graph", "time_refusal"]
+           "synthetic_raw_rows", "time_raw_graph", "time_refusal", "timing_rows"]
+
+log = logging.getLogger(__name__)
 
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
@@ -430,10 +433,51 @@ def _timing_rows(bundle: Bundle, folder: Path | None) -> pa.Table:
     """Raw rows to time the forms on: the run's own (held-out, validation, test or training rows, so the ids have
     their real lengths), else synthetic ones."""
     if folder is not None:
-        from shoal.export.raw_runtime import raw_timing_rows
-
-        return raw_timing_rows(bundle, folder, FORM_BATCHES[-1])[0]
+        return timing_rows(bundle, folder, FORM_BATCHES[-1])[0]
     return synthetic_raw_rows(bundle.encoder, FORM_BATCHES[-1])
+
+
+def timing_rows(bundle: Bundle, folder: Path, rows: int,
+                check: Callable[[pa.Table], Any] | None = None) -> tuple[pa.Table, str]:
+    """Up to ``rows`` raw rows to time on, and where they came from: the run's held-out split or the config's
+    validation, test and training files (rows the encoder refuses left out; a source whose rows ``check`` raises
+    for, e.g. a raw graph that cannot take them, skipped), else synthetic rows."""
+    from shoal.data.split import HeldOutSplit
+    from shoal.data.stream import chunks
+
+    encoder = bundle.encoder
+    columns = encoder.columns(with_label=False)
+
+    def usable(chunk: Chunk) -> pa.Table | None:
+        batch = encoder.encode(chunk, BadRowSink("count"), with_label=False)
+        table = chunk.table.select(columns).filter(pa.array(np.isin(chunk.lines, batch.lines)))
+        if check is not None:
+            check(table.slice(0, 1))  # raises ValueError for a table the graph cannot take
+        return table if table.num_rows else None
+
+    held = HeldOutSplit(folder.parent)
+    sources: list[tuple[str, Any]] = []
+    if held.exists():
+        sources.append((str(held.path), lambda: next(held.chunks(rows))))
+    for split in ("valid", "test", "train"):
+        try:
+            where = bundle.config.data.file(split)
+        except ValueError:
+            continue
+        if where is not None and where[0].exists():
+            path, options = where
+            sources.append((str(path), lambda p=path, o=options: next(chunks(
+                p, o.model_copy(update={"chunk_rows": rows}), columns, BadRowSink("count")))))
+    for name, read in sources:
+        try:
+            table = usable(read())
+            if table is not None:
+                if check is not None:
+                    check(table)
+                return table.slice(0, rows), name
+        except Exception as err:  # unreadable, or rows the graph cannot take: try the next source
+            log.warning("could not time on rows of %s: %s", name, err)
+    return synthetic_raw_rows(encoder, rows), "synthetic"
 
 
 def time_raw_graph(model: RawOnnxModel, rows: pa.Table, batches: Sequence[int] = FORM_BATCHES,

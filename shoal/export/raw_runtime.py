@@ -214,45 +214,11 @@ def _measured(bundle: Bundle, folder: Path, batch_sizes: Sequence[int], version:
 
 def raw_timing_rows(bundle: Bundle, folder: Path, rows: int,
                     raw: RawGraphPredictor | None = None) -> tuple[pa.Table, str]:
-    """Up to ``rows`` raw rows to time on, and where they came from: the run's held-out split or the config's
-    validation, test and training files (rows the encoder or the graph refuse left out), else synthetic rows."""
-    from shoal.data.split import HeldOutSplit
-    from shoal.data.stream import chunks
-    from shoal.export.raw import synthetic_raw_rows
+    """Up to ``rows`` raw rows to time on, and where they came from (:func:`shoal.export.raw.timing_rows`); with
+    ``raw``, only rows that graph takes."""
+    from shoal.export.raw import timing_rows
 
-    encoder = bundle.encoder
-    columns = encoder.columns(with_label=False)
-
-    def usable(chunk: Chunk) -> pa.Table | None:
-        batch = encoder.encode(chunk, BadRowSink("count"), with_label=False)
-        table = chunk.table.select(columns).filter(pa.array(np.isin(chunk.lines, batch.lines)))
-        if raw is not None:
-            raw.predict_rows(table.slice(0, 1))  # raises ValueError for a table the graph cannot take
-        return table if table.num_rows else None
-
-    held = HeldOutSplit(folder.parent)
-    sources: list[tuple[str, Any]] = []
-    if held.exists():
-        sources.append((str(held.path), lambda: next(held.chunks(rows))))
-    for split in ("valid", "test", "train"):
-        try:
-            where = bundle.config.data.file(split)
-        except ValueError:
-            continue
-        if where is not None and where[0].exists():
-            path, options = where
-            sources.append((str(path), lambda p=path, o=options: next(chunks(
-                p, o.model_copy(update={"chunk_rows": rows}), columns, BadRowSink("count")))))
-    for name, read in sources:
-        try:
-            table = usable(read())
-            if table is not None:
-                if raw is not None:
-                    raw.predict_rows(table)
-                return table.slice(0, rows), name
-        except Exception as err:  # unreadable, or rows the graph cannot take: try the next source
-            log.warning("could not time on rows of %s: %s", name, err)
-    return synthetic_raw_rows(encoder, rows), "synthetic"
+    return timing_rows(bundle, folder, rows, None if raw is None else raw.predict_rows)
 
 
 def bench_end_to_end(bundle_dir: str | Path, table: Any, *, batch: int = 256, seconds: float = 2.0,

@@ -148,13 +148,29 @@ class Trainer:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
         evaluate = Evaluator(data, self.strategy, checkpoints, reports, t.early_stopping_patience)
         reports.on_start(int(data.summary["train_rows"]), t.epochs, pos.rows)
+        stopped_by = self._epochs(model, opts, data, pos, evaluate, reports, checkpoints)
+
+        # the end: the best weights, their metrics, the bundle
+        reports.on_end(pos.stopped_early)
+        checkpoints.restore_best(model)
+        metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history, t.pictures)
+        reports.on_final(metrics)
+        summary = {**data.summary, **confusion, **pos.summary()}
+        if stopped_by is not None:
+            summary["stopped_by"] = stopped_by
+        return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
+
+    def _epochs(self, model: nn.Module, opts: Optimizers, data: TrainingData, pos: Position, evaluate: Evaluator,
+                reports: Callbacks, checkpoints: Checkpointer) -> str | None:
+        """Train from ``pos`` until the last epoch, early stopping, or a callback's stop request (its reason is
+        returned: the run ends there, without a checkpoint, and keeps its best weights)."""
+        t = self.config.train
         model.train()
         net = self.strategy.training_module(model)  # what the steps call: the model itself, or its DDP wrapper
         started = time.perf_counter() - pos.train_seconds
         running: float | None = None  # the training loss, smoothed
-        stopped_by: str | None = None  # a callback's reason to stop now (e.g. a search trial's deadline)
         may_stop = isinstance(self.strategy, SingleProcess)  # a job's ranks would all have to agree, every step
-
+        stopped_by: str | None = None
         while pos.epoch < t.epochs and not pos.stopped_early:  # epochs -> mini-batches -> a step each
             for ci, bi, mb in data.minibatches(pos.epoch, pos.chunk, pos.batch):
                 loss = float(self._step(net, opts, mb))
@@ -164,7 +180,7 @@ class Trainer:
                 reports.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
                 stop = bool(t.eval_every and pos.step % t.eval_every == 0) and evaluate(model, pos, running)
                 stopped_by = reports.stop_requested() if may_stop and not stop else None
-                if stopped_by is not None:  # no checkpoint: the run ends here and keeps its best weights
+                if stopped_by is not None:
                     log.info("stopping at step %d: %s", pos.step, stopped_by)
                     pos.stopped_early = True
                     break
@@ -180,17 +196,8 @@ class Trainer:
                 pos.stopped_early = evaluate(model, pos, running)
             if checkpoints.epoch_end_due():
                 checkpoints.save(model, opts, pos)
-
-        # the end: the best weights, their metrics, the bundle
         pos.train_seconds = time.perf_counter() - started
-        reports.on_end(pos.stopped_early)
-        checkpoints.restore_best(model)
-        metrics, confusion = evaluate.final(model, self.run_dir, cfg.name, pos.history, t.pictures)
-        reports.on_final(metrics)
-        summary = {**data.summary, **confusion, **pos.summary()}
-        if stopped_by is not None:
-            summary["stopped_by"] = stopped_by
-        return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
+        return stopped_by
 
     def _start(self, checkpoints: Checkpointer, model: nn.Module, opts: Optimizers, resume: bool) -> Position:
         """The position to train from: the checkpoint's when resuming (model and optimizers restored)."""
