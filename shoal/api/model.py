@@ -10,7 +10,7 @@ pandas DataFrame, a pyarrow Table, a list of row dicts or one dict::
     p = m.predict_proba(new_rows)     # (N,) P(positive), or (N, C) for a multiclass label
     m.evaluate(labelled_rows)         # AUC, NE, calibration, ... as `shoal eval`
     r = shoal.fit(df, label="watch_seconds", task="regression")      # a number: r.predict(rows) -> values
-    m = shoal.load_model(m.run_id)    # later, from the registry
+    m = shoal.load_model(m.run_id)    # later, from the registry (backend="raw": the exported raw graph)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,9 @@ from shoal.metrics import probabilities
 from shoal.training.callbacks import Callbacks
 from shoal.training.evaluation import report
 from shoal.training.runs import load, train
+
+if TYPE_CHECKING:
+    from shoal.export.raw_runtime import EndToEndPredictor
 
 __all__ = ["Model", "as_table", "fit", "load_model"]
 
@@ -143,11 +146,25 @@ def fit(data: Any, label: str, *, model: str | None = None, task: str | None = N
     return Model(load(record.run_id, h), record)
 
 
-def load_model(ref: str, home: str | os.PathLike[str] | None = None) -> Model:
+def load_model(ref: str, home: str | os.PathLike[str] | None = None, backend: str = "torch") -> Model:
     """A trained model by model reference (``ctr-feed@production``, ``ctr-feed@v3``), run id (or unique prefix, or
-    ``latest``) or bundle folder."""
+    ``latest``) or bundle folder.
+
+    ``backend``: what ``predict`` and ``predict_proba`` run. ``torch`` (default): the Python encoder and PyTorch.
+    ``raw``: the self-contained graph ``bundle/onnx/model.raw.onnx`` (``shoal export RUN --raw``), one ONNX Runtime
+    call per call, preprocessing inside; ValueError naming the reason and the fix when the bundle has no usable one.
+    ``auto``: as ``shoal serve --backend auto``, each batch size to the path measured fastest end to end. Either
+    way, rows the graph cannot take (an id past the export's ``max_bytes``, a cell that is not a number) take the
+    encoder's path, which answers or names the bad row. ``evaluate`` always runs the encoder and PyTorch."""
     found = resolve(ref, _home(home))
-    return Model(load_bundle(found.folder), found.record)
+    bundle = load_bundle(found.folder)
+    if backend == "torch":
+        return Model(bundle, found.record)
+    if backend not in ("raw", "auto"):
+        raise ValueError(f"backend must be 'torch', 'raw' or 'auto', not {backend!r}")
+    from shoal.export.raw_runtime import select_end_to_end
+
+    return Model(bundle, found.record, select_end_to_end(bundle, Path(found.folder), backend))
 
 
 @dataclass
@@ -156,6 +173,12 @@ class Model:
 
     bundle: Bundle
     record: RunRecord | None = None
+    predictor: EndToEndPredictor | None = None  # load_model(backend="raw" | "auto"): the raw graph where it answers
+
+    @property
+    def backend(self) -> str:
+        """What ``predict`` runs: ``torch``, or the end-to-end choice (``onnxruntime-raw``, ``auto: ...``)."""
+        return "torch" if self.predictor is None else self.predictor.backend
 
     @property
     def run_id(self) -> str | None:
@@ -188,14 +211,28 @@ class Model:
         row (1-based) and field."""
         if self.task == "regression":
             raise TypeError("this model predicts a number (a regression label), not probabilities: use predict()")
-        return self.bundle.predict_proba(self._batch(data, with_label=False))
+        return self._answer(data)
+
+    def _answer(self, data: Any) -> np.ndarray:
+        """Probabilities (values for a regression label): the raw graph's where it answers these rows, else the
+        encoder's path."""
+        if self.predictor is None:
+            return self.bundle.predict_proba(self._batch(data, with_label=False))
+        table = as_table(data)
+        raw = self.predictor.raw_for(table.num_rows)
+        if raw is not None:
+            try:
+                return raw.predict_rows(table)
+            except (ValueError, KeyError, pa.ArrowException):
+                pass  # rows the graph cannot take: the encoder answers, or names the bad row
+        return self.predictor.predict_proba(self._batch(table, with_label=False))
 
     def predict(self, data: Any, threshold: float = 0.5) -> np.ndarray:
         """Predicted labels: 1/0 for a binary label (P >= ``threshold``), class names for a multiclass one, the
         values (N,) float64 for a regression label, (N, T) 1/0 per tag (``bundle.tags`` order) for a multilabel
         one; for a multitask label (N, T), 1/0 for a binary task, the value of a regression one."""
         if self.task == "regression":
-            return self.bundle.predict_proba(self._batch(data, with_label=False))
+            return self._answer(data)
         p = self.predict_proba(data)
         if self.task == "multitask":
             binary = np.array([k == "binary" for k in self.bundle.task_kinds or []])

@@ -160,3 +160,29 @@ def test_sklearn_regressor_estimator_checks() -> None:
     failed = sorted({r["check_name"] for r in results if r["status"] == "failed"})
     assert failed == [], failed
     assert sum(r["status"] == "passed" for r in results) >= 45
+
+
+def test_load_model_with_the_raw_graph(tmp_path: Path) -> None:
+    """backend="raw": the exported raw graph answers (the encoder's answers to 1e-5); rows it cannot take go the
+    encoder's way, which names a bad row; no export -> an error naming the fix."""
+    from shoal.export.raw import export_raw_onnx
+
+    m = shoal.fit(_frame(1500), label="clicked", home=tmp_path, train__epochs=1)
+    with pytest.raises(ValueError, match="shoal export RUN --raw"):
+        shoal.load_model(m.run_id, home=tmp_path, backend="raw")
+    with pytest.raises(ValueError, match="backend must be 'torch', 'raw' or 'auto'"):
+        shoal.load_model(m.run_id, home=tmp_path, backend="tensorrt")
+    from shoal.artifacts.registry import Registry
+
+    folder = Registry(tmp_path).get(str(m.run_id)).artifact_dir / "bundle"
+    export_raw_onnx(folder, max_bytes=4, parity_rows=32)  # ids over 4 bytes cannot take the graph
+    raw = shoal.load_model(m.run_id, home=tmp_path, backend="raw")
+    assert raw.backend == "onnxruntime-raw" and m.backend == "torch"
+    rows = _frame(300, seed=2).drop(columns="clicked")
+    rows["city"] = rows["city"].str[:4]  # "paris" -> "pari": 4 bytes, unseen in training
+    np.testing.assert_allclose(raw.predict_proba(rows), m.predict_proba(rows), atol=1e-5)
+    long_ids = rows.assign(city="lisbon")  # 6 bytes: the graph refuses the batch, the encoder answers it
+    np.testing.assert_allclose(raw.predict_proba(long_ids), m.predict_proba(long_ids), atol=1e-6)
+    assert set(np.unique(raw.predict(rows))) <= {0, 1}
+    with pytest.raises(BadInputError, match="visits"):
+        raw.predict_proba([{"city": "rome", "visits": "many", "price": 3.0}])
