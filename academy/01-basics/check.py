@@ -196,7 +196,18 @@ CHECKS = [
         "loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx]); optimizer.zero_grad(); loss.backward(); "
         "optimizer.step(); total += loss.item() * len(idx)",
     )),
-    Check("predict: labels from logits", check_predict, time_limit_s=10, needs=(MODEL,)),
-    Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(STANDARDIZE, MODEL, TRAIN)),
-    Check("plot: loss_curve.png", check_plot, time_limit_s=30, needs=(HELD_OUT,)),
+    Check("predict: labels from logits", check_predict, time_limit_s=10, needs=(MODEL,), hints=(
+        "sigmoid(z) > 0.5 exactly when z > 0: the label comes from the logit's sign, no sigmoid needed. Predicting "
+        "needs no gradients.",
+        "@torch.no_grad() above def predict; return (model(x) > 0).long()")),
+    Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(STANDARDIZE, MODEL, TRAIN), hints=(
+        "fit builds an MLP(x_train.shape[1], hidden) after torch.manual_seed(seed) and trains it with your train "
+        "loop; 569 rows of 30 standardized numbers need a small network and a few dozen epochs.",
+        "Watch the losses fit returns: falling steadily means more epochs help; jumping around means a smaller "
+        "learning rate.",
+        "MLP(x_train.shape[1], 32) trained 60 epochs at lr 1e-3, batch size 32, passes with room to spare.")),
+    Check("plot: loss_curve.png", check_plot, time_limit_s=30, needs=(HELD_OUT,), hints=(
+        "One line: the loss of each epoch against its number, both axes labelled, saved to the path given.",
+        "fig, ax = plt.subplots(); ax.plot(range(1, len(losses) + 1), losses); ax.set_xlabel('epoch'); "
+        "ax.set_ylabel('loss'); fig.savefig(path); plt.close(fig)")),
 ]

@@ -282,7 +282,12 @@ CHECKS = [
         "and contract it with weight (C_out, C, kH, kW) over C, kH and kW.",
         "torch.einsum('bckl,ockl->bo', patch, weight) + bias gives the (B, C_out) values of position (i, j); write "
         "them into out[:, :, i, j] of a tensor made with x.new_zeros(...).")),
-    Check("autograd: gradients through your conv2d", check_conv2d_grad, time_limit_s=10, needs=(CONV,)),
+    Check("autograd: gradients through your conv2d", check_conv2d_grad, time_limit_s=10, needs=(CONV,), hints=(
+        "Autograd follows only torch operations on the tensors it was given: build the output from x, weight and "
+        "bias with indexing, multiplication and sums, never from Python numbers (.item(), .tolist()) or "
+        "torch.tensor(...) of results.",
+        "Collect the output pieces in a list and torch.stack them (or write into a tensor made with torch.zeros "
+        "and assign slices): both keep the graph; then add bias.view(1, -1, 1, 1).")),
     Check(MODEL, check_cnn, time_limit_s=10, hints=(
         "Follow the shapes of an 8x8 image: a padded 3x3 convolution keeps 8x8, a 2x2 pool halves it to 4x4, the "
         "next pair gives 2x2; with C channels the linear layer sees C * 2 * 2 numbers per image.",
@@ -298,7 +303,11 @@ CHECKS = [
     Check("predict: class ids from logits", check_predict, time_limit_s=10, needs=(MODEL,), hints=(
         "The class is the position of the largest of the 10 logits of each row.",
         "model.eval(); return model(x).argmax(dim=1)")),
-    Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(MODEL, TRAIN)),
+    Check(HELD_OUT, check_held_out, time_limit_s=120, needs=(MODEL, TRAIN), hints=(
+        "fit seeds torch, builds CNN(image_size) and trains it with your train loop; 8x8 digits with pixels in "
+        "[0, 1] need no scaling, a couple of thousand images need a couple of dozen epochs.",
+        "Watch the losses fit returns: still falling at the end means more epochs; jumping means a smaller lr.",
+        "CNN(8, channels=(16, 32)) trained 20 epochs at lr 3e-3, batch size 32, passes with room to spare.")),
     Check("plot: filters.png", check_plot_filters, time_limit_s=30, needs=(HELD_OUT,), hints=(
         "One small image per filter of conv1: its weight is (C_out, 1, kH, kW).",
         "plt.subplots(rows, cols) gives a grid of axes; ax.imshow(model.conv1.weight[k, 0].detach().numpy()) on "
@@ -307,5 +316,10 @@ CHECKS = [
         "feature_maps(model, image.unsqueeze(0))[0] is (c1, S', S'): one small image per channel, and the input.",
         "fig, axes = plt.subplots(rows, cols); axes.flat[0].imshow(image[0]); axes.flat[k + 1].imshow(maps[k]) for "
         "each k; fig.savefig(path); plt.close(fig)")),
-    Check(f"MNIST: accuracy >= {MNIST_TARGET} (28x28, optional)", check_mnist, time_limit_s=120, needs=(HELD_OUT,)),
+    Check(f"MNIST: accuracy >= {MNIST_TARGET} (28x28, optional)", check_mnist, time_limit_s=120, needs=(HELD_OUT,),
+          hints=(
+              "28x28 images are 12x the pixels of 8x8 ones: the same fit must size the linear layer from image_size "
+              "(conv2d_output_size) and stay within the time limit.",
+              "For image_size > 8: fewer channels (8, 16) and fewer epochs (5, batch size 64) are enough for the "
+              "8,000 training images.")),
 ]

@@ -239,10 +239,27 @@ CONFIG = "shoal's DLRM: make_config"
 TRAIN = f"train with shoal.train: valid AUC >= {AUC_TARGET}, NE < 1"
 
 CHECKS = [
-    Check("hashing ids into buckets", check_hash, time_limit_s=10),
-    Check("embedding bag (mean) matches nn.EmbeddingBag", check_embedding_bag, time_limit_s=10),
-    Check("DLRM dot interaction", check_interaction, time_limit_s=10),
-    Check("metrics by hand: NE and calibration match shoal.metrics", check_metrics, time_limit_s=10),
+    Check("hashing ids into buckets", check_hash, time_limit_s=10, hints=(
+        "The bucket must be the same in every process and every machine, and spread ids evenly: a fixed hash of "
+        "the id's bytes, modulo the number of buckets. Python's hash() of a str changes from one process to the next.",
+        "zlib.crc32(value.encode('utf-8')) % buckets")),
+    Check("embedding bag (mean) matches nn.EmbeddingBag", check_embedding_bag, time_limit_s=10, hints=(
+        "Bag b holds ids[offsets[b]:offsets[b + 1]] (the last bag runs to the end); its vector is the mean of "
+        "those rows of weight, and an empty bag is a row of zeros.",
+        "rows = weight[ids]; bag = the bag number of each id (torch.repeat_interleave(torch.arange(B), sizes)); "
+        "sums = torch.zeros(B, D).index_add(0, bag, rows)",
+        "return sums / sizes.clamp(min=1).unsqueeze(1).to(sums.dtype), with sizes = the difference of offsets "
+        "and len(ids)")),
+    Check("DLRM dot interaction", check_interaction, time_limit_s=10, hints=(
+        "Each row has F vectors; the interaction is the dot product of every pair (i, j) with i < j, listed row "
+        "by row: F * (F - 1) / 2 numbers.",
+        "i, j = torch.triu_indices(F, F, offset=1); return (vectors[:, i] * vectors[:, j]).sum(-1)")),
+    Check("metrics by hand: NE and calibration match shoal.metrics", check_metrics, time_limit_s=10, hints=(
+        "NE is the model's mean log loss divided by the log loss of always predicting the base rate; below 1 the "
+        "model beats the base rate. Calibration is the clicks predicted over the clicks seen.",
+        "p = np.clip(p, 1e-7, 1 - 1e-7); loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)); q = base_rate "
+        "or y.mean(); return loss / -(q * np.log(q) + (1 - q) * np.log(1 - q))",
+        "calibration: return float(np.mean(p) / np.mean(y))")),
     Check(CONFIG, check_config, time_limit_s=30, hints=(
         "A RunConfig is what a YAML file holds, as a dict: name, data, label, features, model, train. "
         "configs/synthetic.yaml is a complete one; parse_config(the_dict) validates it and names any wrong field.",
@@ -252,7 +269,18 @@ CHECKS = [
         '"model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [32, 16]}, "train": '
         '{"epochs": ..., "batch_size": ..., "seed": 0}',
     )),
-    Check(TRAIN, check_train, time_limit_s=150, needs=(CONFIG,)),
-    Check("against the Bayes-optimal ceiling", check_truth, time_limit_s=10, needs=(TRAIN,)),
-    Check("plot: auc_per_epoch.png", check_plot, time_limit_s=30, needs=(TRAIN,)),
+    Check(TRAIN, check_train, time_limit_s=150, needs=(CONFIG,), hints=(
+        "train_ranker is one call to shoal's public API with the registry at home; the work is in the config: "
+        "log1p on the counts, the '|' list, enough buckets, 1 to 3 epochs.",
+        "return shoal.train(config, home=home)")),
+    Check("against the Bayes-optimal ceiling", check_truth, time_limit_s=10, needs=(TRAIN,), hints=(
+        "The generated log knows the best possible AUC and NE (truth.bayes_auc, truth.bayes_ne): measure how far "
+        "the run is from them, each gap positive for a real model.",
+        "{'auc_gap': truth.bayes_auc - auc, 'ne_gap': ne - truth.bayes_ne, 'signal_captured': (auc - 0.5) / "
+        "(truth.bayes_auc - 0.5)} with auc, ne = metrics['valid_auc'], metrics['valid_ne']")),
+    Check("plot: auc_per_epoch.png", check_plot, time_limit_s=30, needs=(TRAIN,), hints=(
+        "One line of the validation AUC per epoch, and the Bayes-optimal AUC as a horizontal line: the ceiling "
+        "no model of this data can pass. Label both axes.",
+        "ax.plot([h['epoch'] for h in history], [h['auc'] for h in history], marker='o'); ax.axhline(bayes_auc, "
+        "linestyle='--'); ax.set_xlabel('epoch'); ax.set_ylabel('validation AUC'); fig.savefig(path)")),
 ]

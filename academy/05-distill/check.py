@@ -528,9 +528,18 @@ CHECKS = [
         "logits: the sum over classes of p_t (log_softmax(t / T) - log_softmax(s / T)).",
         "alpha * F.binary_cross_entropy_with_logits(s, labels.float()) + (1 - alpha) * T * T * kl.mean() "
         "(F.cross_entropy(s, labels) for (B, C)).")),
-    Check("gradients: T^2 keeps the soft term's scale", check_gradients, time_limit_s=10, needs=(LOSS,)),
-    Check(TEACHER, check_teacher, time_limit_s=150),
-    Check(ALONE, check_alone, time_limit_s=120, needs=(TEACHER,)),
+    Check("gradients: T^2 keeps the soft term's scale", check_gradients, time_limit_s=10, needs=(LOSS,), hints=(
+        "Dividing the logits by T shrinks the soft term's gradient by about 1/T^2; multiplying the KL by T^2 puts "
+        "it back, so changing T does not silently change how much the teacher counts.",
+        "(1 - alpha) * temperature ** 2 * kl.mean(): the KL between the softened teacher and the softened student "
+        "(both logits divided by T), averaged over the rows.")),
+    Check(TEACHER, check_teacher, time_limit_s=150, hints=(
+        "teacher_config is given: train it unchanged and return the finished run's record.",
+        "return shoal.train(config, home=home)")),
+    Check(ALONE, check_alone, time_limit_s=120, needs=(TEACHER,), hints=(
+        "The baseline distillation must beat: the same small model trained on the labels only, same rows, same "
+        "settings, so the only difference is the teacher.",
+        "return shoal.train(student_config(teacher, STUDENT, name='student-alone'), home=home)")),
     Check(DISTILLED, check_distilled, time_limit_s=120, needs=(TEACHER, ALONE), hints=(
         "The student alone learns from 6,400 labelled rows. Distillation gives it more to learn from: the teacher's "
         "probabilities, on the labelled rows and on rows no one labelled.",
@@ -541,11 +550,19 @@ CHECKS = [
         "Call predict on one row at a time (rows.slice(i, i + 1), sliced before timing), a few times untimed first.",
         "Time each call on its own with time.perf_counter(); the p99 is the time that 99 % of the calls beat.",
         "return float(np.percentile(times_s * 1e3, 99)) over ~500 timed calls.")),
-    Check(EXPORT, check_export, time_limit_s=60, needs=(DISTILLED,)),
+    Check(EXPORT, check_export, time_limit_s=60, needs=(DISTILLED,), hints=(
+        "ONNX makes the student a file any runtime serves; int8 stores the weights in 8 bits (smaller, often "
+        "faster) at a small cost in AUC that the report measures.",
+        "return export_onnx(bundle_dir, int8=True) for the distilled student's bundle folder")),
     Check(MEASURE, check_measure, time_limit_s=90, needs=(ALONE, LATENCY, EXPORT), hints=(
         "The AUC is over all the rows at once (a ranking metric); the latency is your p99, one row at a time.",
         "Candidate(name, shoal.metrics.auc(rows.label, predict(rows)), p99_latency_ms(predict, rows))")),
-    Check("pick the most accurate within a budget", check_pick, time_limit_s=10),
+    Check("pick the most accurate within a budget", check_pick, time_limit_s=10, hints=(
+        "Two questions: which candidates meet the budget (p99 <= budget: at the budget counts as meeting it), and "
+        "among them which is most accurate; a tie in AUC goes to the faster. The fastest overall comes back too.",
+        "within = [c for c in candidates if c.p99_ms <= budget_ms]; best = max(within, key=lambda c: (c.auc, "
+        "-c.p99_ms)) if within else None; fastest = min(candidates, key=lambda c: (c.p99_ms, -c.auc)); an empty "
+        "list raises ValueError; never sort the list in place.")),
     Check("plot: quality_vs_latency.png", check_plot, time_limit_s=30, needs=(MEASURE,), hints=(
         "fig, ax = plt.subplots(); ax.scatter(c.p99_ms, c.auc) and ax.annotate(c.name, (c.p99_ms, c.auc)) for each.",
         "ax.axvline(budget_ms) for the budget, ax.set_xscale('log'), ax.set_xlabel('p99 latency (ms)'), "

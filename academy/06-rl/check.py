@@ -188,11 +188,37 @@ EPISODE = "acting: run_episode on CartPole-v1"
 LEARNS = f"learning: average return >= {RETURN_TARGET:.0f} over {EVAL_EPISODES} episodes"
 
 CHECKS = [
-    Check(RTG, check_rewards_to_go, time_limit_s=10),
-    Check(NETS, check_networks, time_limit_s=10),
-    Check(ADV, check_advantages, time_limit_s=10),
-    Check(LOSS, check_policy_loss, time_limit_s=10),
-    Check(EPISODE, check_episode, time_limit_s=20, needs=(NETS,)),
+    Check(RTG, check_rewards_to_go, time_limit_s=10, hints=(
+        "Walk the rewards from the last to the first: the return after the last step is 0, and each step's "
+        "return is its reward plus gamma times the return of the step after it.",
+        "Keep a running G = 0.0; for r in reversed(rewards): G = r + gamma * G, and remember each G; the list you "
+        "built is back to front.",
+        "torch.tensor(list_of_G[::-1], dtype=torch.float32): index t holds G_t.")),
+    Check(NETS, check_networks, time_limit_s=10, hints=(
+        "Both are small MLPs over the 4 numbers of a CartPole state: the Policy ends in one logit per action, the "
+        "Baseline in one number, the return it expects from that state.",
+        "nn.Sequential(nn.Linear(obs_dim, hidden), nn.Tanh(), nn.Linear(hidden, n_actions)) for the Policy; the "
+        "same with 1 output for the Baseline.",
+        "Baseline.forward returns self.net(obs).squeeze(-1): shape (B,), not (B, 1).")),
+    Check(ADV, check_advantages, time_limit_s=10, hints=(
+        "An advantage says how much better a step went than the baseline expected: the return minus the value. "
+        "The policy must not push the baseline around, so no gradient flows into the values.",
+        "a = returns - values.detach(); then scale it: subtract its mean, divide by its standard deviation "
+        "(+ 1e-8 so a constant batch does not divide by 0).")),
+    Check(LOSS, check_policy_loss, time_limit_s=10, hints=(
+        "REINFORCE raises the log-probability of each action taken in proportion to its advantage; an optimizer "
+        "minimizes, so the loss is the negative of that, averaged over the steps.",
+        "log_probs = F.log_softmax(logits, dim=-1) is (T, n_actions); pick each step's action with "
+        "log_probs[torch.arange(len(actions)), actions] (or .gather(1, actions.unsqueeze(1)).squeeze(1)).",
+        "return -(picked * advantages).mean(): keep the log-probabilities attached to the graph.")),
+    Check(EPISODE, check_episode, time_limit_s=20, needs=(NETS,), hints=(
+        "obs, _ = env.reset(seed=seed); then loop: record obs, choose an action from the policy, "
+        "obs, reward, terminated, truncated, _ = env.step(action), record the action and reward, stop when "
+        "terminated or truncated.",
+        "Sample, do not take the argmax, while training: torch.distributions.Categorical(logits=policy(x)).sample() "
+        "with x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0); act with int(action), under no_grad.",
+        "Keep each state as a float32 tensor before acting on it; at the end return "
+        "Episode(torch.stack(states), torch.tensor(actions), rewards).")),
     Check(LEARNS, check_learns, time_limit_s=240, needs=(RTG, NETS, ADV, LOSS, EPISODE), hints=(
         "One update per batch of ~8 episodes, all played by the current policy; seed the reset of episode k of "
         "update u differently (e.g. seed * 100_000 + its number) so that no two are alike.",
@@ -201,5 +227,8 @@ CHECKS = [
         "The baseline's loss: 0.5 * F.mse_loss(values, returns) / (returns.var() + 1) (returns reach hundreds); "
         "one Adam over both networks, lr 1e-2; stop when the last 20 returns average >= 475.",
     )),
-    Check("plot: returns.png", check_plot, time_limit_s=30, needs=(LEARNS,)),
+    Check("plot: returns.png", check_plot, time_limit_s=30, needs=(LEARNS,), hints=(
+        "One line: the return of each training episode against its number; label both axes.",
+        "fig, ax = plt.subplots(); ax.plot(range(1, len(returns) + 1), returns); ax.set_xlabel('episode'); "
+        "ax.set_ylabel('return'); fig.savefig(path); plt.close(fig)")),
 ]
