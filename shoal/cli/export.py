@@ -98,10 +98,15 @@ def bench(
     end_to_end: Annotated[bool, typer.Option(
         "--e2e/--no-e2e", help="Also time raw row -> answer in process (encoder included; the raw graph where "
                                "exported with --raw).")] = True,
+    http: Annotated[bool, typer.Option(
+        "--http", help="Also start `shoal serve` on loopback and time POST /predict, one row per request: one "
+                       "client, then --clients clients (p50/p99, requests/s).")] = False,
+    clients: Annotated[int, typer.Option(help="With --http: the concurrent clients of the second load.")] = 64,
     home: HomeOption = None,
 ) -> None:
     """p50/p99 latency at batch 1, rows/s at batch 256, size and peak RSS: PyTorch vs ONNX Runtime fp32/int8 (the
-    model call alone), then raw row -> answer end to end (the Python encoder + model, and the raw graph)."""
+    model call alone), then raw row -> answer end to end (the Python encoder + model, and the raw graph), and
+    with --http over HTTP (shoal serve on loopback, one client and many)."""
     import tempfile
 
     from shoal.artifacts.bundle import load_bundle
@@ -110,8 +115,9 @@ def bench(
     from shoal.runtime.latency import bench_bundle, bench_rows
 
     with user_errors():
-        if batch < 1 or seconds <= 0 or threads < 1:
-            raise ValueError(f"batch, seconds and threads must be positive (got {batch}, {seconds}, {threads})")
+        if batch < 1 or seconds <= 0 or threads < 1 or clients < 1:
+            raise ValueError(f"batch, seconds, threads and clients must be positive (got {batch}, {seconds}, "
+                             f"{threads}, {clients})")
         folder = resolve(run, home_dir(home)).folder
         bundle = load_bundle(folder)
         onnx_dir = folder / "onnx"
@@ -129,11 +135,20 @@ def bench(
             with console.status("measuring" + (" (one process per system)" if isolate else "")):
                 results = bench_bundle(folder, rows, onnx_dir, batch=batch, threads=threads, seconds=seconds,
                                        isolate=isolate)
-            e2e = []
-            if end_to_end:
+            e2e: list[Any] = []
+            over_http: list[dict[str, Any]] = []
+            if end_to_end or http:
                 raw_rows, raw_source = raw_timing_rows(bundle, folder, max(batch, 256))
+            if end_to_end:
                 with console.status("measuring raw row -> answer, in process"):
                     e2e = bench_end_to_end(folder, raw_rows, batch=batch, threads=threads, seconds=seconds)
+            if http:
+                from shoal.runtime.http_load import bench_http
+
+                with console.status(f"measuring POST /predict: shoal serve on loopback, 1 and {clients} clients"):
+                    over_http = bench_http(folder, raw_rows.to_pylist(), Path(tmp) / "serve.log",
+                                           clients=sorted({1, clients}), seconds=seconds,
+                                           args=("--threads", str(threads)))
         torch_p99 = next((r.p99_ms for r in results if r.system == "torch"), None)
         table = Table(title=f"bench {bundle.config.name}: the model call alone, on encoded rows ({len(rows)} rows "
                             f"of {source}, {threads} threads)")
@@ -149,10 +164,15 @@ def bench(
             console.print("peak RSS is cumulative: all systems ran in this process (--isolate measures each alone)")
         if e2e:
             _print_end_to_end(e2e, results, batch, f"{len(raw_rows)} raw rows of {raw_source}", run)
+        if over_http:
+            _print_http(over_http, f"{len(raw_rows)} raw rows of {raw_source}")
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(bench_rows([*results, *e2e], bundle.config.name), indent=1) + "\n",
-                                encoding="utf-8")
+            figures = bench_rows([*results, *e2e], bundle.config.name) + [
+                {"bench": "bench", "dataset": bundle.config.name, "system": f"http-{h['clients']}-clients",
+                 "metric": m, "value": float(h[m])}
+                for h in over_http for m in ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_5xx")]
+            json_out.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
             console.print(f"wrote {json_out}")
 
 
@@ -176,6 +196,19 @@ def _print_end_to_end(e2e: list[Any], model_only: list[Any], batch: int, source:
     if not any(r.system == "e2e-raw" for r in e2e):
         console.print(f"no raw graph beside the bundle: write one with shoal export {run} --raw, and serving takes "
                       "it where it is faster (docs/serving.md)")
+
+
+def _print_http(loads: list[dict[str, Any]], source: str) -> None:
+    """The HTTP table: per load, requests/s and the latency a client sees (request written -> answer read)."""
+    table = Table(title=f"over HTTP: POST /predict, one row per request, shoal serve on loopback ({source}; "
+                        f"backend {loads[0]['backend']})")
+    for col in ("clients", "requests/s", "p50 ms", "p99 ms", "4xx", "5xx"):
+        table.add_column(col, justify="right")
+    for h in loads:
+        table.add_row(str(h["clients"]), f"{h['requests_per_s']:,.0f}", f"{h['latency_ms_p50']:.3f}",
+                      f"{h['latency_ms_p99']:.3f}", str(h["errors_4xx"]), str(h["errors_5xx"]))
+    console.print(table)
+    console.print("the load generator shares the machine with the server: on few cores it slows the server too")
 
 
 def register(app: typer.Typer) -> None:

@@ -295,6 +295,20 @@ def test_cli_export_and_bench(trained: tuple[Path, str], tmp_path: Path, monkeyp
     assert all(set(r) == {"bench", "dataset", "system", "metric", "value"} and r["value"] >= 0 for r in rows)
 
 
+def test_bench_over_http(trained: tuple[Path, str], tmp_path: Path) -> None:
+    """--http: shoal serve on loopback, one client then --clients; every request answered, the figures written."""
+    home, run = trained
+    bench_json = tmp_path / "http.json"
+    out = _ok("bench", run, "--home", str(home), "--json", str(bench_json), "--seconds", "0.3", "--no-isolate",
+              "--no-e2e", "--http", "--clients", "4")
+    assert "over HTTP: POST /predict" in out and "backend" in out
+    rows = [r for r in json.loads(bench_json.read_text()) if r["system"].startswith("http-")]
+    figures = {(r["system"], r["metric"]): r["value"] for r in rows}
+    assert {s for s, _ in figures} == {"http-1-clients", "http-4-clients"}
+    assert all(figures[s, "requests_per_s"] > 0 and figures[s, "errors_5xx"] == 0 for s, _ in figures)
+    assert all(0 < figures[s, "latency_ms_p50"] <= figures[s, "latency_ms_p99"] for s, _ in figures)
+
+
 def test_bench_in_an_isolated_process(trained: tuple[Path, str]) -> None:
     """A system measured in its own process reports its own figures (the default of `shoal bench`)."""
     home, _ = trained
