@@ -36,7 +36,7 @@ from shoal.auto.files import STARTER_FILE, file_spec, prepare, search_config, te
 from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, rows_of
 from shoal.auto.space import STARTER, DataShape, Draw, Space, families
 from shoal.auto.trial import Metric, TrialOutcome, run_trial
-from shoal.config import load_config, parse_config
+from shoal.config import DataConfig, FileSpec, load_config, parse_config
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import BEST_FILE, CHECKPOINT_FILE
 
@@ -74,6 +74,7 @@ class AutoSettings:
     latency_budget_ms: float | None = None
     families: tuple[str, ...] | None = None  # None: every family that fits the columns
     max_trials: int | None = None  # None: as many as the budget allows
+    ensemble: int = 0  # >= 2: report the mean of the best trials' probabilities (shoal.auto.ensemble)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -137,6 +138,9 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
         raise ValueError(f"the time budget must be more than 0 seconds, not {settings.budget_s!r}")
     if settings.metric is not None and settings.metric not in METRICS:
         raise ValueError(f"unknown metric {settings.metric!r}; choose from {', '.join(METRICS)}")
+    if settings.ensemble and not 2 <= settings.ensemble <= KEEP_BUNDLES:
+        raise ValueError(f"--ensemble takes 2 to {KEEP_BUNDLES} trials (the best {KEEP_BUNDLES} keep their bundles), "
+                         f"not {settings.ensemble}")
     budget = Budget(settings.budget_s)
     registry = Registry(Path(home))
     record = registry.create_run(f"{settings.data.stem}-auto", settings.to_dict(), kind=RunKind.AUTO)
@@ -387,6 +391,8 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
                 test = test_report(best.run_id, test_spec, winner_data, registry.home)
                 metrics.update({f"test_{k}": v for k, v in test.items() if k != "bad_rows"})
                 state["test"] = {"file": str(settings.test), "run_id": best.run_id, **test}
+            if settings.ensemble >= 2 and not interrupted:
+                state["ensemble"] = _ensemble(registry, board, settings, winner_data, test_spec, view, best)
         state["spent_s"] = round(before + budget.spent, 3)
         state["sessions"][-1].update({"spent_s": round(budget.spent, 3), "interrupted": interrupted})
         state.update({"budget_s": sum(s["budget_s"] for s in state["sessions"]), "trials": _counts(rows),
@@ -407,6 +413,27 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         result.compress = _compress(registry, final, best, settings.latency_budget_ms, view, state)
         result.record = registry.get(final.run_id)
     return result
+
+
+def _ensemble(registry: Registry, board: list[TrialRow], settings: AutoSettings, data: DataConfig,
+              test: Path | FileSpec | None, view: SearchView, best: TrialRow) -> dict[str, Any]:
+    """The ensemble of the ``settings.ensemble`` best trials, scored beside the winner (:mod:`.ensemble`), and
+    the command that distils it into one model; ``{"error": ...}`` when it cannot be built."""
+    from shoal.auto.ensemble import ensemble_members, ensemble_report
+
+    members = ensemble_members(registry, board, settings.ensemble)
+    if len(members) < 2:
+        return {"error": f"only {len(members)} complete trial(s) with a bundle read the winner's rows; an ensemble "
+                         "needs 2"}
+    view.on_phase(f"ensemble: the mean of the {len(members)} best trials' probabilities")
+    valid = file_spec(settings.valid, data) if settings.valid is not None else None
+    try:
+        out = ensemble_report(registry, members, valid, test)
+    except ValueError as err:
+        return {"members": members, "error": str(err)}
+    student = parse_config(registry.get(str(best.run_id)).config, source="the winner").model.name
+    out["distill"] = f"shoal distill {' '.join(members)} --student {student}"
+    return out
 
 
 def _link_bundle(source: Path, target: Path) -> None:

@@ -61,6 +61,9 @@ def auto(
     latency_budget_ms: Annotated[float | None, typer.Option(
         "--latency-budget-ms", help="Then compress the winner to this p99 per row (batch 1).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler, the split and every trial.")] = 0,
+    ensemble: Annotated[int, typer.Option(
+        "--ensemble", help="Also score the mean of the K best trials' probabilities (2-5) beside the winner, and "
+                           "print the shoal distill command that makes it one model.")] = 0,
     family: Annotated[list[str] | None, typer.Option(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(
@@ -87,7 +90,7 @@ def auto(
                                      "search)")
                 settings = search.AutoSettings(data=data, label=label, valid=valid, test=test, budget_s=budget,
                                                metric=metric, seed=seed, latency_budget_ms=latency_budget_ms,
-                                               families=tuple(family) if family else None)
+                                               families=tuple(family) if family else None, ensemble=ensemble)
                 result = search.auto(settings, h, view=view)
         report(result)
         if result.best is not None:
@@ -99,6 +102,23 @@ def auto(
                             f"{result.best.value:.4f}")
         if result.interrupted:
             raise typer.Exit(130)
+
+
+def _print_ensemble(ens: dict[str, Any] | None, metric: str, winner: dict[str, Any]) -> None:
+    """The ensemble beside the winner (``--ensemble K``), and how to make it one model."""
+    if not ens:
+        return
+    if "error" in ens:
+        console.print(f"[yellow]no ensemble[/]: {ens['error']}")
+        return
+    parts = []
+    for split in ("valid", "test"):
+        if split in ens and metric in ens[split]:
+            mine = winner.get(f"{split}_{metric}")
+            parts.append(f"{split} {metric} {ens[split][metric]:.4f}"
+                         + (f" (winner {mine:.4f})" if isinstance(mine, float) else ""))
+    console.print(f"ensemble of the {len(ens['members'])} best trials (mean probability): {'; '.join(parts)}")
+    console.print(f"  one model with its quality: {ens['distill']}")
 
 
 class LiveView:
@@ -211,6 +231,7 @@ def report(result: Any) -> None:
     seeds = ", ".join(str(s.get("sampler_seed")) for s in state.get("sessions", []))
     console.print(f"auto run {record.run_id} ({record.status}): seed {state.get('seed')}, sampler seeds {seeds}; "
                   f"spent {result.spent_s:.1f} s of {state['sessions'][-1]['budget_s']:g} s this session")
+    _print_ensemble(state.get("ensemble"), result.metric.name, record.metrics)
     compress = state.get("compress")
     if compress:
         chosen = compress.get("chosen")
