@@ -1,7 +1,7 @@
 """Image and audio columns, recognised by the file extension of their values or the magic bytes of their content.
 
 A column is media when most of the first values sampled are file paths ending in an image (``.png``, ``.jpg``,
-...) or audio (``.wav``) extension, or are bytes (or base64 text) that start like such a file. The first file
+...) or audio (``.wav``, ``.flac``) extension, or are bytes (or base64 text) that start like such a file. The first file
 that can be read also suggests the options of the starter config: an image's channels and a size near its own;
 a sound's sample rate and a length that holds the sampled sounds.
 """
@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shoal.data.features.audio import AUDIO_EXTENSIONS, audio_magic
+from shoal.data.features.audio import AUDIO_EXTENSIONS, audio_magic, sound_info
 from shoal.data.features.image import IMAGE_EXTENSIONS, image_magic
 from shoal.data.features.media import MediaError, cell_bytes
 
@@ -116,12 +115,10 @@ def _image_options(files: list[bytes]) -> dict[str, Any]:
 def _audio_options(files: list[bytes]) -> dict[str, Any]:
     rates, seconds = [], []
     for data in files:
-        try:
-            with wave.open(io.BytesIO(data), "rb") as w:
-                rates.append(w.getframerate())
-                seconds.append(w.getnframes() / max(w.getframerate(), 1))
-        except (wave.Error, EOFError):
-            continue
+        info = sound_info(data)
+        if info is not None:
+            rates.append(info[0])
+            seconds.append(info[1])
     if not rates:
         return {}
     longest = max(seconds)

@@ -16,6 +16,7 @@ from PIL import Image
 from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
 from shoal.data.encoder import Encoder
 from shoal.data.features import AudioColumn, ImageColumn, Problems
+from shoal.data.features.audio import audio_magic
 from shoal.data.features.media import MediaError, cell_bytes
 from shoal.data.logmel import LogMel, mel_filterbank, resample
 from shoal.data.readers import BadInputError, BadRowSink, Chunk
@@ -116,11 +117,33 @@ def test_audio_decodes_resamples_and_pads() -> None:
     assert col.shape == (1, 16, 1 + 2000 // 64)
 
 
+def test_flac_stereo_and_other_widths_decode_as_the_16_bit_mono_wav() -> None:
+    """FLAC (lossless: the same samples), stereo (channels averaged), 24-bit and float WAV, via libsndfile."""
+    import soundfile
+
+    col = AudioColumn("a", "a", 0, sample_rate=8000, seconds=0.5)
+    pcm = tone(440, seconds=0.3)
+    reference = col.decode(wav(pcm))
+
+    def encoded(samples: np.ndarray, fmt: str, subtype: str) -> bytes:
+        buf = io.BytesIO()
+        soundfile.write(buf, samples, 8000, format=fmt, subtype=subtype)
+        return buf.getvalue()
+
+    flac = encoded(pcm, "FLAC", "PCM_16")
+    assert flac[:4] == b"fLaC" and audio_magic(flac)
+    np.testing.assert_array_equal(col.decode(flac), reference)
+    stereo = wav(np.stack([pcm, np.zeros_like(pcm)], axis=1).reshape(-1), channels=2)
+    np.testing.assert_allclose(col.decode(stereo), reference / 2, atol=1e-7)
+    for subtype in ("PCM_24", "FLOAT"):
+        np.testing.assert_allclose(col.decode(encoded(pcm / 32768.0, "WAV", subtype)), reference, atol=1e-6)
+    np.testing.assert_allclose(col.decode(encoded(pcm.astype(np.int16), "FLAC", "PCM_24")), reference, atol=1e-6)
+
+
 @pytest.mark.parametrize(("data", "reason"), [
-    (wav(np.zeros(200, "<i2").repeat(2), channels=2), "2 channels; only mono"),
-    (wav(np.zeros(200, np.uint8), width=1), "8-bit samples; only 16-bit PCM"),
-    (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a PCM WAV file"),
-    (b"ID3 an mp3", "not a WAV file"),
+    (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a readable WAV or FLAC file"),
+    (b"fLaC\x00\x00\x00\x22 a truncated header", "not a readable WAV or FLAC file"),
+    (b"ID3 an mp3", "not a WAV or FLAC file"),
 ])
 def test_audio_refusals_say_how_to_convert(data: bytes, reason: str) -> None:
     col = AudioColumn("a", "a", 0, sample_rate=8000)
@@ -174,6 +197,11 @@ def test_inspect_recognises_media(tmp_path: Path) -> None:
     assert image is not None and image.kind == "image" and image.options == {"channels": 1, "size": [30, 40]}
     sound = sniff_media(["b.wav"] * 4, tmp_path)
     assert sound is not None and sound.kind == "audio" and sound.options["sample_rate"] == 8000
+    import soundfile
+
+    soundfile.write(tmp_path / "c.flac", tone(300, 1.6, 22050), 22050, format="FLAC")
+    flac = sniff_media(["c.flac"] * 4, tmp_path)  # by extension, then its rate and length read by libsndfile
+    assert flac is not None and flac.kind == "audio" and flac.options == {"sample_rate": 16_000, "seconds": 1.75}
     by_bytes = sniff_media([png(np.zeros((4, 4)))] * 3, tmp_path)
     assert by_bytes is not None and by_bytes.kind == "image" and "bytes" in by_bytes.reason
     assert sniff_media(["a", "b", "c"], tmp_path) is None

@@ -129,7 +129,7 @@ def test_train_load_predict_and_export_parity(tmp_path: Path) -> None:
     assert all(not f.read_paths for f in bundle.encoder.media_features)
     kinds = {f["name"]: (f["kind"], f["type"], f.get("encoding")) for f in schema.describe()}
     assert kinds["picture"][0] == "image" and kinds["picture"][1].startswith("base64 of a PNG/JPEG/WebP")
-    assert kinds["sound"] == ("audio", "base64 of a mono 16-bit PCM WAV file", "base64")
+    assert kinds["sound"] == ("audio", "base64 of a WAV or FLAC file", "base64")
     warm = bundle.encoder.encode(Chunk(schema.table([schema.placeholder()]), np.arange(1), "warm-up"),
                                  BadRowSink("keep"), with_label=False)  # a grey image, a silent sound: good rows
     assert len(warm) == 1

@@ -117,7 +117,7 @@ def test_model_describes_media_fields(served: tuple[TestClient, Path, list[dict[
     fields = {f["name"]: f for f in client.get("/model").json()["fields"]}
     assert fields["picture"]["kind"] == "image" and fields["picture"]["encoding"] == "base64"
     assert fields["picture"]["type"].startswith("base64 of a PNG/JPEG/WebP")
-    assert fields["sound"]["type"] == "base64 of a mono 16-bit PCM WAV file"
+    assert fields["sound"]["type"] == "base64 of a WAV or FLAC file"
     assert fields["picture"]["max_bytes"] == MAX_MEDIA
     spec = client.get("/openapi.json").json()["components"]["schemas"]["Row"]["properties"]
     assert "never a file path" in spec["picture"]["description"]
@@ -174,7 +174,7 @@ def test_bad_values_name_row_and_field(served: tuple[TestClient, Path, list[dict
         "not base64": (dict(rows[1], picture="not base64!"), "picture", "not valid base64"),
         "not an image": (dict(rows[1], picture=base64.b64encode(b"hello, this is text" * 5).decode()), "picture",
                          "not a PNG/JPEG/WebP image"),
-        "a png for the sound": (dict(rows[1], sound=rows[1]["picture"]), "sound", "not a mono 16-bit PCM WAV"),
+        "a png for the sound": (dict(rows[1], sound=rows[1]["picture"]), "sound", "not a WAV or FLAC file"),
         "oversize": (dict(rows[1], picture=base64.b64encode(big.getvalue()).decode()), "picture",
                      f"over the limit of {MAX_MEDIA:,} bytes"),
         "null": (dict(rows[1], picture=None), "picture", "must be base64 of a PNG/JPEG/WebP"),

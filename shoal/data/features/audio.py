@@ -1,7 +1,8 @@
 """Audio features: a WAV file as a log-mel spectrogram of fixed size.
 
-Each sound is read with the standard library's ``wave`` (mono, 16-bit PCM; anything else is a bad row that says
-how to convert it), scaled to [-1, 1], resampled to ``sample_rate`` (:func:`~shoal.data.logmel.resample`), cut
+Each sound is read with the standard library's ``wave`` (mono 16-bit PCM) or libsndfile (``soundfile``: FLAC,
+stereo, 8/24/32-bit or float WAV; channels averaged; anything else is a bad row that says how to convert it),
+scaled to [-1, 1], resampled to ``sample_rate`` (:func:`~shoal.data.logmel.resample`), cut
 or padded with silence at its end to ``seconds``, then turned into a log-mel spectrogram with torch ops
 (:class:`~shoal.data.logmel.LogMel`)::
 
@@ -28,21 +29,74 @@ from shoal.data.logmel import LogMel, resample
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioColumn", "audio_magic"]
 
-AUDIO_EXTENSIONS = (".wav", ".wave")
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac")
 FINISH_ROWS = 256  # sounds turned into spectrograms at once
 CONVERT = "convert it, e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`"
 
 
 def audio_magic(data: bytes) -> bool:
-    """Whether ``data`` starts like a WAV file (RIFF ... WAVE)."""
-    return data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    """Whether ``data`` starts like a WAV file (RIFF ... WAVE) or a FLAC file (fLaC)."""
+    return (data[:4] == b"RIFF" and data[8:12] == b"WAVE") or data[:4] == b"fLaC"
+
+
+def _pcm16_mono(data: bytes) -> tuple[bytes, int] | None:
+    """The 16-bit samples and rate of a mono 16-bit PCM WAV, read with ``wave`` (the common case, exact); None for
+    any other file (``soundfile`` reads those)."""
+    if data[:4] != b"RIFF":
+        return None
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            if w.getnchannels() != 1 or w.getsampwidth() != 2:
+                return None
+            return w.readframes(w.getnframes()), w.getframerate()
+    except (wave.Error, EOFError):
+        return None
+
+
+def sound_info(data: bytes) -> tuple[int, float] | None:
+    """(sample rate, seconds) of a WAV or FLAC file, None when it cannot be read."""
+    if data[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(data), "rb") as w:
+                return w.getframerate(), w.getnframes() / max(w.getframerate(), 1)
+        except (wave.Error, EOFError):
+            pass
+    import soundfile
+
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return int(info.samplerate), float(info.frames) / max(int(info.samplerate), 1)
+
+
+def read_sound(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """A WAV or FLAC file -> (samples (S,) float32 in [-1, 1], rate): channels averaged to mono; 16-bit mono WAV
+    by the standard library's ``wave``, anything else (FLAC, stereo, 8/24/32-bit or float WAV) by libsndfile
+    (``soundfile``). ``max_seconds``: read at most that much. MediaError when it is neither or damaged."""
+    pcm = _pcm16_mono(data)
+    if pcm is not None:
+        raw, rate = pcm
+        need = len(raw) // 2 if max_seconds is None else min(len(raw) // 2, int(np.ceil(max_seconds * rate)) + 1)
+        return np.frombuffer(raw[: need * 2], dtype="<i2").astype(np.float32) / 32768.0, rate
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as f:
+            rate = int(f.samplerate)
+            frames = -1 if max_seconds is None else int(np.ceil(max_seconds * rate)) + 1
+            x = f.read(frames=frames, dtype="float32", always_2d=True)  # (S, channels)
+    except (RuntimeError, TypeError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
+        raise MediaError(f"not a readable WAV or FLAC file ({err}); {CONVERT}") from None
+    return x.mean(axis=1, dtype=np.float32), rate
 
 
 class AudioColumn(MediaColumn):
-    """An audio feature: mono 16-bit WAV -> ``sample_rate`` -> ``seconds`` -> log-mel (1, n_mels, frames)."""
+    """An audio feature: WAV or FLAC (channels averaged) -> ``sample_rate`` -> ``seconds`` -> log-mel
+    (1, n_mels, frames)."""
 
     kind = "audio"
-    formats = "base64 of a mono 16-bit PCM WAV file"
+    formats = "base64 of a WAV or FLAC file"
 
     def __init__(self, name: str, column: str, seed: int, sample_rate: int = 16_000, seconds: float = 1.0,
                  n_mels: int = 40, window_ms: float = 25.0, hop_ms: float = 10.0,
@@ -83,21 +137,11 @@ class AudioColumn(MediaColumn):
         return self._logmel
 
     def decode(self, data: bytes) -> np.ndarray:
-        """A WAV file -> its first ``seconds`` at ``sample_rate`` (samples,) float32, padded with silence."""
+        """A WAV or FLAC file -> its first ``seconds`` at ``sample_rate`` (samples,) float32, mono, padded with
+        silence."""
         if not audio_magic(data):
-            raise MediaError(f"not a WAV file ({len(data):,} bytes starting {data[:12]!r}); {CONVERT}")
-        try:
-            with wave.open(io.BytesIO(data), "rb") as w:
-                channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-                if channels != 1:
-                    raise MediaError(f"a WAV of {channels} channels; only mono is read: {CONVERT}")
-                if width != 2:
-                    raise MediaError(f"a WAV of {8 * width}-bit samples; only 16-bit PCM is read: {CONVERT}")
-                need = int(np.ceil(self.seconds * rate)) + 1
-                pcm = w.readframes(min(w.getnframes(), need))
-        except (wave.Error, EOFError) as err:
-            raise MediaError(f"not a PCM WAV file ({err}); {CONVERT}") from None
-        x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0  # (S0,) in [-1, 1)
+            raise MediaError(f"not a WAV or FLAC file ({len(data):,} bytes starting {data[:12]!r}); {CONVERT}")
+        x, rate = read_sound(data, self.seconds)  # (S0,) in [-1, 1)
         x = resample(x, rate, self.sample_rate)[: self.samples]
         out = np.zeros(self.samples, np.float32)
         out[: len(x)] = x  # silence after a shorter sound
