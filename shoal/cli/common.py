@@ -138,7 +138,8 @@ def print_run(record: RunRecord) -> None:
                            ("test", s.get("test_confusion"), s.get("test_confusion_png"))):
         if cm is not None:
             console.print(confusion_table(f"{split} confusion matrix", s.get("classes", []), cm))
-            console.print(f"saved {png}")
+            if png:  # none when the run draws no pictures (train.pictures: false, e.g. a search's trials)
+                console.print(f"saved {png}")
     pictures = [s[k] for k in ("learning_curve_png", "valid_curves_png", "test_curves_png", "valid_regression_png",
                                "test_regression_png") if s.get(k)]
     if pictures:

@@ -75,8 +75,6 @@ def distill(
         if settings.get("augment"):
             console.print(f"augmented transfer set: {settings['augment']['rows']:,} rows ({augment} per training "
                           "row), soft targets only")
-        if len(ids) > 1:
-            console.print(f"teachers (an ensemble, the mean of their probabilities): {' '.join(ids)}")
         title = f"teacher {ids[0]}" if len(ids) == 1 else f"{len(ids)} teachers"
         table = Table(title=f"{title} -> student {record.run_id} (T={temperature:g}, a={alpha:g})")
         for col in ("", "model", "valid", "test"):
