@@ -44,7 +44,7 @@ from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.split import HeldOutSplit
 from shoal.data.stream import batches, chunks
 from shoal.distill import STUDENTS, distill, student_config, teacher_outputs
-from shoal.export.onnx import export_onnx
+from shoal.export.onnx import ExportError, export_onnx
 from shoal.metrics import HEADLINE
 from shoal.runtime.latency import latency
 from shoal.runtime.onnx import OnnxPredictor
@@ -55,7 +55,7 @@ __all__ = ["SYSTEMS", "Candidate", "CompressResult", "StudentSpec", "compress", 
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8")
+SYSTEMS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-raw")  # onnx-raw: model.raw.onnx, one call
 LATENCY_ROWS = 256  # one-row calls cycle through this many validation rows
 
 
@@ -145,6 +145,38 @@ def raw_validation_rows(bundle: Bundle, run_dir: Path, n: int = LATENCY_ROWS) ->
     return [Chunk(table.slice(i, 1), first.lines[i:i + 1], first.file) for i in range(min(n, len(first)))]
 
 
+def raw_validation_table(bundle: Bundle, run_dir: Path) -> Chunk | None:
+    """All the run's validation rows as read from the file (raw columns, with their line numbers), for the raw
+    graph's quality: its ``data.valid`` file, else the held-out split; None when it has neither."""
+    found = bundle.config.data.file("valid")
+    columns = bundle.encoder.columns(with_label=False)
+    if found is not None:
+        parts = list(chunks(found[0], found[1], columns, BadRowSink("count")))
+        if not parts:
+            return None
+        import pyarrow as pa
+
+        return Chunk(pa.concat_tables([c.table.select(columns) for c in parts]),
+                     np.concatenate([c.lines for c in parts]), parts[0].file)
+    split = HeldOutSplit(run_dir)
+    if not split.exists():
+        return None
+    whole = split.read()
+    return Chunk(whole.table.select(columns), whole.lines, whole.file)
+
+
+def export_raw(bundle_dir: Path, out: Path) -> Path | None:
+    """``model.raw.onnx`` of the bundle in ``bundle_dir`` written to ``out`` (parity checked), or None (logged)
+    when the raw export does not compute this bundle (e.g. time features)."""
+    from shoal.export.raw import export_raw_onnx
+
+    try:
+        return export_raw_onnx(bundle_dir, out, form="auto", parity_rows=64).path
+    except ExportError as err:
+        log.info("no raw graph for %s: %s", bundle_dir, err)
+        return None
+
+
 def validation_rows(bundle: Bundle, run_dir: Path) -> Batch:
     """The run's validation rows, encoded by ``bundle``: its ``data.valid`` file, else the held-out split."""
     found = bundle.config.data.file("valid")
@@ -180,10 +212,21 @@ def _predictor(bundle: Bundle, onnx_dir: Path, system: str) -> Callable[[Batch],
 
 
 def measure(bundle: Bundle, onnx_dir: Path, rows: Batch, systems: Sequence[str], student: str, run_id: str,
-            sizes: dict[str, float], seconds: float = 0.5, raw: Sequence[Chunk] = ()) -> list[Candidate]:
+            sizes: dict[str, float], seconds: float = 0.5, raw: Sequence[Chunk] = (),
+            raw_graph: tuple[Path, Chunk] | None = None) -> list[Candidate]:
     """Validation quality and one-row latency (one thread) of ``bundle`` served as each of ``systems``: end to end
-    on the ``raw`` one-row chunks (encoded on every call), and the model call alone on encoded rows."""
+    on the ``raw`` one-row chunks (encoded on every call), and the model call alone on encoded rows. ``onnx-raw``
+    (with ``raw_graph``: the graph and the raw validation rows) is measured on the raw rows themselves: quality on
+    those the encoder kept, latency on one row dict per call (raw_feed + one session run)."""
     assert rows.label is not None
+    extra: list[Candidate] = []
+    if "onnx-raw" in systems:
+        systems = [s for s in systems if s != "onnx-raw"]
+        if raw_graph is not None and len(np.unique(rows.lines)) == len(rows):  # rows matched by line number
+            try:
+                extra.append(_measure_raw(bundle, rows, *raw_graph, student, run_id, seconds))
+            except ValueError as err:  # a validation row the graph cannot take (an id past its max_bytes)
+                log.info("no onnx-raw candidate for %s: %s", student, err)
     metric = HEADLINE[bundle.task]  # higher is better
     ones = [rows.slice(i, i + 1) for i in range(min(len(rows), LATENCY_ROWS))]
     linear_mib = sum(m.weight.numel() * 4 for m in bundle.model.modules() if isinstance(m, nn.Linear)) / 2**20
@@ -209,7 +252,30 @@ def measure(bundle: Bundle, onnx_dir: Path, rows: Batch, systems: Sequence[str],
                                  model_p99_ms=alone.p99_ms))
     finally:
         torch.set_num_threads(saved)
-    return out
+    return out + extra
+
+
+def _measure_raw(bundle: Bundle, rows: Batch, path: Path, table: Chunk, student: str, run_id: str,
+                 seconds: float) -> Candidate:
+    """The raw graph as a candidate: quality on the validation rows the encoder kept (the graph reads their raw
+    columns), p99 of one raw row dict per call; its model call is the whole call."""
+    from shoal.export.raw import RawOnnxModel
+
+    assert rows.label is not None
+    metric = HEADLINE[bundle.task]
+    model = RawOnnxModel(path, threads=1)
+    keep = np.isin(table.lines, rows.lines)
+    kept = table.table.filter(keep)
+    order = np.argsort(table.lines[keep], kind="stable")  # the batch's rows are in line order too
+    logits = model.predict_logits(kept.take(order))
+    by_line = np.argsort(np.asarray(rows.lines), kind="stable")
+    labels = np.asarray(rows.label)[by_line]
+    quality = report(labels, np.asarray(logits), bundle.prior)[metric]
+    ones = [[r] for r in kept.slice(0, LATENCY_ROWS).to_pylist()]
+    cycle = itertools.cycle(ones)
+    stats = latency(lambda: model.predict_logits(next(cycle)), seconds=seconds, warmup=10)
+    return Candidate(student, run_id, "onnx-raw", metric, float(quality), stats.p50_ms, stats.p99_ms,
+                     path.stat().st_size / 2**20, model_p99_ms=stats.p99_ms)
 
 
 # -- the search -------------------------------------------------------------------------------------------------
@@ -263,7 +329,8 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
             rep = export_onnx(t_dir, work / "teacher-onnx", int8=int8)
             candidates += measure(t_bundle, rep.dir, validation_rows(t_bundle, t_record.artifact_dir), systems,
                                   "teacher", t_record.run_id, rep.sizes_mib, seconds,
-                                  raw_validation_rows(t_bundle, t_record.artifact_dir))
+                                  raw_validation_rows(t_bundle, t_record.artifact_dir),
+                                  _raw_graph(systems, t_dir, rep.dir, t_bundle, t_record.artifact_dir))
         for spec in specs:
             tell(f"distil {spec.label}")
             cfg = student_config(t_bundle.config, spec.model, name=f"{t_bundle.config.name}-{spec.label}-student")
@@ -276,7 +343,8 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
             s_bundle = load_bundle(s_dir)
             candidates += measure(s_bundle, rep.dir, validation_rows(s_bundle, rec.artifact_dir), systems,
                                   spec.label, rec.run_id, rep.sizes_mib, seconds,
-                                  raw_validation_rows(s_bundle, rec.artifact_dir))
+                                  raw_validation_rows(s_bundle, rec.artifact_dir),
+                                  _raw_graph(systems, s_dir, rep.dir, s_bundle, rec.artifact_dir))
         tell("choose")
     for c in frontier(candidates):
         c.on_frontier = True
@@ -299,6 +367,17 @@ def compress(teacher: str, budget_ms: float, home: str | Path = "shoal-runs", *,
         registry.update(record.run_id, summary={"chosen_config": source.config})
     result.record = registry.complete(record.run_id, metrics, summary)
     return result
+
+
+def _raw_graph(systems: Sequence[str], bundle_dir: Path, onnx_dir: Path, bundle: Bundle,
+               run_dir: Path) -> tuple[Path, Chunk] | None:
+    """The raw graph (written into ``onnx_dir``) and the raw validation rows, when ``onnx-raw`` is asked for and
+    the bundle has both."""
+    if "onnx-raw" not in systems:
+        return None
+    table = raw_validation_table(bundle, run_dir)
+    path = export_raw(bundle_dir, onnx_dir) if table is not None and len(table) else None
+    return None if path is None or table is None else (path, table)
 
 
 def _register_bundle(source: Path, work: Path, chosen: Candidate, onnx_dir: Path | None) -> Path:

@@ -232,11 +232,16 @@ def test_compress_picks_within_budget_and_reports_an_impossible_one(teacher_home
     students = [StudentSpec("logistic", {"name": "logistic"}), StudentSpec("mlp-2", {"name": "mlp",
                                                                                    "embedding_dim": 2, "hidden": []})]
     steps: list[str] = []
-    result = compress(teacher, 1000.0, home, students=students, systems=("torch-fp32", "onnx-fp32"), seconds=0.05,
-                      progress=lambda what, done, total: steps.append(what))
-    assert len(result.candidates) == 6  # (teacher + 2 students) x 2 systems
+    result = compress(teacher, 1000.0, home, students=students, systems=("torch-fp32", "onnx-fp32", "onnx-raw"),
+                      seconds=0.05, progress=lambda what, done, total: steps.append(what))
+    assert len(result.candidates) == 9  # (teacher + 2 students) x 3 systems
     assert result.chosen is not None and result.chosen.within_budget
     assert result.chosen.quality == max(c.quality for c in result.candidates)
+    # the self-contained graph: the same quality as the encoder + model (fp32), measured on the raw rows
+    by = {(c.student, c.system): c for c in result.candidates}
+    for who in ("teacher", "logistic", "mlp-2"):
+        assert by[who, "onnx-raw"].quality == pytest.approx(by[who, "onnx-fp32"].quality, abs=1e-6)
+        assert by[who, "onnx-raw"].p99_ms == by[who, "onnx-raw"].model_p99_ms > 0  # one call: the whole request
     assert result.png.is_file() and result.png.stat().st_size > 1000
     rec = result.record
     assert rec.kind == "compress" and rec.parent == teacher and rec.status == "completed"
