@@ -162,6 +162,25 @@ def shoal_one(run_id: str, home: Path) -> Callable[[bytes], int]:
     return one
 
 
+def shoal_raw_one(run_id: str, home: Path) -> Callable[[bytes], int]:
+    """A run's bundle through its self-contained graph (``shoal export --raw``, written here): a file's bytes in
+    (decoded by ``raw_feed``: Pillow or the WAV/FLAC reader), resize / log-mel and the model in one ONNX Runtime
+    call, the class index out."""
+    import shoal
+    from shoal.export.raw import RawOnnxModel, export_raw_onnx
+
+    record = shoal.load_model(run_id, home=home).record
+    assert record is not None
+    report = export_raw_onnx(record.artifact_dir / "bundle", parity_rows=32)
+    model = RawOnnxModel(report.path, threads=1)
+    column = shoal.load(run_id, home=home).encoder.media_features[0].column
+
+    def one(data: bytes) -> int:
+        return int(model.predict_proba([{column: data}])[0].argmax())
+
+    return one
+
+
 def end_to_end(systems: dict[str, Callable[[bytes], int]], images: Sequence[bytes], seconds: float,
                threads: int) -> dict[str, tuple[float, float]]:
     """(p50, p99) ms per call of each system at batch 1, one thread, in :data:`LATENCY_ROUNDS` interleaved rounds
@@ -250,6 +269,8 @@ def run_systems(dataset: str, cfg: Any, train: Path, test: Path, home: Path, scr
     results += [r if r["metric"] != "train_s" else {**r, "value": t.seconds} for r in rows]
     files = [(test.parent / r[cfg.features[0].source]).read_bytes() for r in _read_csv(test)[:256]]
     served = end_to_end({"shoal": shoal_one(teacher.run_id, home), "shoal-student": shoal_one(student.run_id, home),
+                         "shoal-raw": shoal_raw_one(teacher.run_id, home),
+                         "shoal-student-raw": shoal_raw_one(student.run_id, home),
                          "torch-script": script_one}, files, args.latency_seconds, args.threads)
     for system, (p50, p99) in served.items():
         results += [row(BENCH, dataset, system, "latency_ms_p50", p50),
@@ -257,6 +278,8 @@ def run_systems(dataset: str, cfg: Any, train: Path, test: Path, home: Path, scr
     base = majority(train, test, cfg.label.column)
     got = {(r["system"], r["metric"]): r["value"] for r in results}
     results.append(row(BENCH, dataset, "shoal-student", "speedup_p99", served["shoal"][1] / served["shoal-student"][1]))
+    results.append(row(BENCH, dataset, "shoal-student-raw", "speedup_p99",
+                       served["shoal-raw"][1] / served["shoal-student-raw"][1]))
     if got["shoal", "accuracy"] > base:  # a teacher no better than the majority class has no gain to keep
         results.append(row(BENCH, dataset, "shoal-student", "gain_kept", (got["shoal-student", "accuracy"] - base)
                            / (got["shoal", "accuracy"] - base)))
