@@ -678,12 +678,20 @@ class EmbeddingsConfig(_Strict):
     sharding: Literal["table_wise", "row_wise", "column_wise"] = "table_wise"  # torchrec only
 
 
+LRSchedule = Literal["constant", "cosine", "onecycle"]
+# the warm-up a schedule gets when train.warmup is left out: onecycle's is torch's OneCycleLR pct_start
+DEFAULT_WARMUP: dict[str, float] = {"constant": 0.0, "cosine": 0.05, "onecycle": 0.3}
+
+
 class TrainConfig(_Strict):
-    """Optimisation: Adagrad on embedding rows (sparse gradients), Adam on everything else."""
+    """Optimisation: Adagrad on embedding rows (sparse gradients), Adam on everything else; Adam's learning rate
+    follows ``lr_schedule`` (:func:`shoal.training.optimizers.lr_schedule`)."""
 
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(1024, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0)  # Adam's; a schedule's peak
+    lr_schedule: LRSchedule = "constant"
+    warmup: float = Field(0.0, ge=0, le=0.5)  # fraction of the steps rising to lr; left out: DEFAULT_WARMUP
     embedding_lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     embedding_weight_decay: float = Field(0.0, ge=0)  # L2 on the embedding rows a batch touches
@@ -697,6 +705,22 @@ class TrainConfig(_Strict):
     # TensorBoard event files: true -> the run folder's tensorboard/; a folder -> FOLDER/<run id>/ (needs tensorboard)
     tensorboard: bool | Path = False
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_warmup(cls, data: Any) -> Any:
+        """A left-out ``warmup`` is the schedule's default, so the saved config shows the one used."""
+        if isinstance(data, dict) and data.get("warmup") is None:
+            schedule = data.get("lr_schedule", "constant")
+            data = {**data, "warmup": DEFAULT_WARMUP.get(schedule, 0.0) if isinstance(schedule, str) else 0.0}
+        return data
+
+    @model_validator(mode="after")
+    def _warmup_needs_schedule(self) -> TrainConfig:
+        if self.lr_schedule == "constant" and self.warmup:
+            raise ValueError(f"warmup {self.warmup} needs a schedule: set lr_schedule to cosine or onecycle, or "
+                             "leave warmup out (a constant learning rate has no warm-up)")
+        return self
 
 
 class RunConfig(_Strict):

@@ -1,13 +1,14 @@
 """One trial of the search: a child run trained with a drawn config, reported to Optuna after every validation.
 
     Trainer ── on_eval(metrics) ──> TrialCallbacks ── trial.report(value, n) ──> pruner: stop? ── TrialPruned
-            ── on_step ───────────> TrialCallbacks ── past the trial's deadline? ─┬ validated: stop_requested
-                                                                                  └ not yet:   TrialTimeout
+            ── on_step ───────────> TrialCallbacks ── past the trial's deadline? ── stop_requested
+            ── on_scan ───────────> TrialCallbacks ── past it in the first pass? ────── TrialTimeout
 
-A trial at its deadline that has been validated at least once ends as early stopping does: its best weights
-so far become its bundle and it completes (``auto.cut`` in the registry, ``cut`` on the leaderboard), so a slow
-but strong config still competes. A trial that ends early otherwise is recorded as it ended, never as a crash:
-``killed`` in the registry with ``auto.stopped`` = ``pruned``, ``timeout`` (no validation yet) or
+A trial at its deadline once training has begun ends as early stopping does: validated once more if it had not
+been yet, its best weights so far become its bundle and it completes (``auto.cut`` in the registry, ``cut`` on the
+leaderboard), so a slow but strong config (a first epoch longer than the trial's share) still competes. A trial
+that ends early otherwise is recorded as it ended, never as a crash: ``killed`` in the registry with
+``auto.stopped`` = ``pruned``, ``timeout`` (its first pass, before training, ran past the deadline) or
 ``interrupted`` (Ctrl-C), and Optuna's trial ``PRUNED`` (its validations so far still inform the sampler) or
 ``FAIL`` (interrupted, or an error).
 """
@@ -83,9 +84,9 @@ class TrialCallbacks(Callbacks):
     def _check_time(self) -> None:
         if self.clock() <= self.deadline:
             return
-        if self.last is None:  # nothing validated to keep
-            raise TrialTimeout(f"trial {self.trial.number} ran past its share of the time budget")
-        self.cut = True
+        if self.train_started is None:  # still in the first pass: nothing trained to keep
+            raise TrialTimeout(f"trial {self.trial.number} ran past its share of the time budget before training")
+        self.cut = True  # the trainer stops, validating once if it had not yet, and keeps its best weights
 
     def stop_requested(self) -> str | None:
         if not self.cut:

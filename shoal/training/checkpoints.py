@@ -1,10 +1,12 @@
 """Checkpoints and best weights: what lets a killed run resume where it stood, and keeps the weights to ship.
 
-A checkpoint (``checkpoint.pt``, written atomically) holds the model, both optimizers and the
-:class:`Position`; it loads with ``torch.load(weights_only=True)`` (tensors and plain data, no code)::
+A checkpoint (``checkpoint.pt``, written atomically) holds the model, both optimizers, the learning-rate
+schedule's state when the run has one, and the :class:`Position`; it loads with ``torch.load(weights_only=True)``
+(tensors and plain data, no code)::
 
     {"model": state_dict, "optimizers": [dense, sparse or None], "position": {epoch, chunk, batch, step, ...},
-     "history": [[(metric, value), ...] per validation], ...extras (e.g. the distributed world size)}
+     "history": [[(metric, value), ...] per validation], "schedule": LambdaLR state (scheduled runs only),
+     ...extras (e.g. the distributed world size)}
 
 The best weights so far (lowest validation log loss) wait in memory when small and are written to
 ``best.safetensors`` with the next checkpoint, so a checkpoint never refers to best weights not on disk.
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from shoal.artifacts.disk import write_atomically
 
@@ -97,8 +100,9 @@ class Checkpointer:
         self._last = time.perf_counter()  # when the last checkpoint was written
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def save(self, model: nn.Module, opts: Optimizers, pos: Position) -> None:
-        """Write model, optimizers and position atomically: a kill never leaves half a checkpoint."""
+    def save(self, model: nn.Module, opts: Optimizers, pos: Position, schedule: LRScheduler | None = None) -> None:
+        """Write model, optimizers, the learning-rate ``schedule`` (if any) and position atomically: a kill never
+        leaves half a checkpoint."""
         model_state = model.state_dict()  # with TorchRec, a gather that every rank joins
         extra = self.extras.checkpoint_state() if self.extras is not None else {}
         if not self.writes:
@@ -112,16 +116,25 @@ class Checkpointer:
             "history": [list(h.items()) for h in pos.history],
             **extra,
         }
+        if schedule is not None:  # a constant learning rate's checkpoint stays as it was
+            state["schedule"] = schedule.state_dict()
         # a full disk: DiskFullError naming the device and the file, and no checkpoint.tmp left to keep it full
         write_atomically(self.path, lambda tmp: torch.save(state, tmp), tmp=self.path.with_suffix(".tmp"))
 
-    def load(self, model: nn.Module, opts: Optimizers) -> Position:
-        """Restore model and optimizers from the checkpoint; returns its position."""
+    def load(self, model: nn.Module, opts: Optimizers, schedule: LRScheduler | None = None) -> Position:
+        """Restore model, optimizers and the learning-rate ``schedule`` from the checkpoint; returns its position.
+        A checkpoint and a run that disagree on having a schedule raise a :class:`ValueError`."""
         state = torch.load(self.path, weights_only=True)  # tensors and plain data only, no code
+        if (schedule is None) != ("schedule" not in state):
+            raise ValueError(f"{self.path} was written {'with' if schedule is None else 'without'} a learning-rate "
+                             f"schedule, and this run has {'none' if schedule is None else 'one'}: resume with the "
+                             "train.lr_schedule the run started with, or start a new run")
         model.load_state_dict(state["model"])
         for o, s in zip(opts, state["optimizers"], strict=True):
             if o is not None and s is not None:
                 o.load_state_dict(s)
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
         if self.extras is not None:
             self.extras.restore_checkpoint_state(state)
         pos = Position(**state["position"])

@@ -4,10 +4,10 @@
    the validation rows.
 2. Each epoch the training rows come in chunks, each shuffled by (seed, epoch, chunk) and cut into
    mini-batches; a step is Adam on the dense parameters and row-wise Adagrad on the embedding rows a batch
-   touches (sparse gradients).
+   touches (sparse gradients); Adam's learning rate follows ``train.lr_schedule`` over the run's steps.
 3. Every ``checkpoint_every`` steps, and at an epoch end when the last checkpoint is old enough, the model, both
-   optimizers and the position are checkpointed (:mod:`shoal.training.checkpoints`); resuming continues from
-   there, so a killed run that is resumed ends where an uninterrupted run ends.
+   optimizers, the schedule and the position are checkpointed (:mod:`shoal.training.checkpoints`); resuming
+   continues from there, so a killed run that is resumed ends where an uninterrupted run ends.
 4. After each epoch (or every ``eval_every`` steps) validation decides early stopping and keeps the best
    weights (:mod:`shoal.training.evaluation`); they become the bundle.
 
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from shoal.artifacts.bundle import save_bundle
 from shoal.config import LabelConfig, RunConfig
@@ -35,7 +36,7 @@ from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import Checkpointer, Optimizers, Position
 from shoal.training.data import TrainingData
 from shoal.training.evaluation import Evaluator
-from shoal.training.strategy import SingleProcess, Strategy, build_optimizers
+from shoal.training.strategy import SingleProcess, Strategy, build_optimizers, build_schedule
 from shoal.training.tensorboard import Tee, TensorBoardCallbacks, log_dir, require_tensorboard, run_hparams
 
 __all__ = ["BatchLoss", "TrainResult", "Trainer"]
@@ -140,15 +141,17 @@ class Trainer:
         model = self.strategy.setup(build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots,
                                           target=enc.target_, media=enc.media_inputs, heads=heads,
                                           targets=enc.targets_))
-        opts: Optimizers = list(build_optimizers(model, t, self.strategy.fuse_sparse_step))
+        opt_dense, opt_sparse = build_optimizers(model, t, self.strategy.fuse_sparse_step)
+        opts: Optimizers = [opt_dense, opt_sparse]
+        schedule = build_schedule(opt_dense, data)  # Adam's learning rate; None: constant
         checkpoints = self.strategy.checkpointer(self.run_dir)
-        pos = self._start(checkpoints, model, opts, resume)
+        pos = self._start(checkpoints, model, opts, resume, schedule)
         reports = self._reports(opts, pos.step)  # the callbacks, and TensorBoard's with train.tensorboard
         if data.valid is None:
             log.warning("no validation rows: early stopping is off and the last weights are kept")
         evaluate = Evaluator(data, self.strategy, checkpoints, reports, t.early_stopping_patience)
         reports.on_start(int(data.summary["train_rows"]), t.epochs, pos.rows)
-        stopped_by = self._epochs(model, opts, data, pos, evaluate, reports, checkpoints)
+        stopped_by = self._epochs(model, (opts, schedule), data, pos, evaluate, reports, checkpoints)
 
         # the end: the best weights, their metrics, the bundle
         reports.on_end(pos.stopped_early)
@@ -160,11 +163,13 @@ class Trainer:
             summary["stopped_by"] = stopped_by
         return TrainResult(metrics=metrics, summary=summary, bundle=self._save_bundle(model, data, metrics, summary))
 
-    def _epochs(self, model: nn.Module, opts: Optimizers, data: TrainingData, pos: Position, evaluate: Evaluator,
-                reports: Callbacks, checkpoints: Checkpointer) -> str | None:
+    def _epochs(self, model: nn.Module, optimizing: tuple[Optimizers, LRScheduler | None], data: TrainingData,
+                pos: Position, evaluate: Evaluator, reports: Callbacks, checkpoints: Checkpointer) -> str | None:
         """Train from ``pos`` until the last epoch, early stopping, or a callback's stop request (its reason is
-        returned: the run ends there, without a checkpoint, and keeps its best weights)."""
+        returned: the run ends there, without a checkpoint, validated once if it had not been yet, and keeps its
+        best weights)."""
         t = self.config.train
+        opts, schedule = optimizing
         model.train()
         net = self.strategy.training_module(model)  # what the steps call: the model itself, or its DDP wrapper
         started = time.perf_counter() - pos.train_seconds
@@ -178,14 +183,18 @@ class Trainer:
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 pos.train_seconds = time.perf_counter() - started
                 reports.on_step(pos.rows, running, pos.rows / max(pos.train_seconds, 1e-9))
+                if schedule is not None:
+                    schedule.step()  # the next step's lr (after on_step: TensorBoard logs the lr this step used)
                 stop = bool(t.eval_every and pos.step % t.eval_every == 0) and evaluate(model, pos, running)
                 stopped_by = reports.stop_requested() if may_stop and not stop else None
                 if stopped_by is not None:
                     log.info("stopping at step %d: %s", pos.step, stopped_by)
+                    if not pos.history and data.valid is not None:
+                        evaluate(model, pos, running)  # the weights so far, validated: they become the best
                     pos.stopped_early = True
                     break
                 if pos.step % t.checkpoint_every == 0 or stop:
-                    checkpoints.save(model, opts, pos)
+                    checkpoints.save(model, opts, pos, schedule)
                 if stop:
                     pos.stopped_early = True
                     break
@@ -195,16 +204,17 @@ class Trainer:
             if not t.eval_every:
                 pos.stopped_early = evaluate(model, pos, running)
             if checkpoints.epoch_end_due():
-                checkpoints.save(model, opts, pos)
+                checkpoints.save(model, opts, pos, schedule)
         pos.train_seconds = time.perf_counter() - started
         return stopped_by
 
-    def _start(self, checkpoints: Checkpointer, model: nn.Module, opts: Optimizers, resume: bool) -> Position:
-        """The position to train from: the checkpoint's when resuming (model and optimizers restored)."""
+    def _start(self, checkpoints: Checkpointer, model: nn.Module, opts: Optimizers, resume: bool,
+               schedule: LRScheduler | None) -> Position:
+        """The position to train from: the checkpoint's when resuming (model, optimizers and schedule restored)."""
         if resume:
             checkpoints.discard_partial()  # half a file from the killed process
         if resume and checkpoints.path.exists():
-            pos = checkpoints.load(model, opts)
+            pos = checkpoints.load(model, opts, schedule)
             log.info("resuming at epoch %d chunk %d batch %d (step %d)", pos.epoch, pos.chunk, pos.batch, pos.step)
             return pos
         if resume:

@@ -1,26 +1,86 @@
-"""Row-wise Adagrad for embedding tables with sparse gradients.
+"""The training's optimizer parts: row-wise Adagrad for embedding tables with sparse gradients, and the
+learning-rate schedules of Adam.
 
-As in DLRM's and FBGEMM's ``rowwise_adagrad``: one accumulator per embedding row (the mean of the row's
-squared gradient) instead of one per value, so the optimizer state is 1/dim of the table, and only the rows
+Row-wise Adagrad, as in DLRM's and FBGEMM's ``rowwise_adagrad``: one accumulator per embedding row (the mean of the
+row's squared gradient) instead of one per value, so the optimizer state is 1/dim of the table, and only the rows
 a batch touched are read and written::
 
     g_r  += weight_decay * w_r          (L2 on the rows a batch touched: "lazy" regularisation)
     G_r  += mean_j(g_rj^2)
     w_r  -= lr * g_r / (sqrt(G_r) + eps)
+
+The schedules (``train.lr_schedule``, :func:`lr_schedule`) scale Adam's ``lr`` by a factor of the step, through
+``torch.optim.lr_scheduler.LambdaLR``; ``warmup`` is the fraction of the ``total`` steps spent rising::
+
+    constant   1 (no scheduler: the optimizer is left as built)
+    cosine     a line up to 1 over the warm-up, then (1 + cos(pi * progress)) / 2 down to ~0
+               (Loshchilov & Hutter 2017, "SGDR", with the linear warm-up of Goyal et al. 2017)
+    onecycle   lr/25 up to lr over the warm-up, then down to lr/2.5e5, both halves cosine: the learning rates
+               of torch.optim.lr_scheduler.OneCycleLR (Smith & Topin 2019) with its defaults, without its
+               momentum cycling (Adam's betas stay as set)
+
+Row-wise Adagrad is not scheduled: it already anneals each row by the row's own gradient history, and a row of a
+rare id steps seldom, so a schedule by global step would give rows first seen late in the run a rate near 0.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from shoal.jit import lazy_njit
 from shoal.models.embeddings import PooledScratch
 
-__all__ = ["RowWiseAdagrad"]
+__all__ = ["LR_SCHEDULES", "RowWiseAdagrad", "cosine_factor", "lr_schedule", "onecycle_factor"]
+
+ONECYCLE_DIV = 25.0  # OneCycleLR's div_factor: the first learning rate is lr / 25
+ONECYCLE_FINAL_DIV = 1e4  # its final_div_factor: the last is the first / 1e4
+
+
+def cosine_factor(step: int, total: int, warmup: float) -> float:
+    """Step ``step``'s (from 0) share of the peak learning rate: a line from 1/(W+1) up to 1 at step W = ``warmup``
+    * ``total``, then a cosine down to ~0 at the last step; 0 after ``total`` steps."""
+    rise = warmup * total
+    if step < rise:
+        return (step + 1) / (rise + 1)
+    progress = min((step - rise) / (total - rise), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def onecycle_factor(step: int, total: int, warmup: float) -> float:
+    """Step ``step``'s share of the peak learning rate under ``torch.optim.lr_scheduler.OneCycleLR(max_lr=1,
+    total_steps=total, pct_start=warmup)``, the same float arithmetic; past the last step, the last value (where
+    OneCycleLR raises)."""
+    first, last = 1.0 / ONECYCLE_DIV, 1.0 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+    peak = float(warmup * total) - 1  # OneCycleLR's end of its first phase
+    if step <= peak:
+        return _cos_anneal(first, 1.0, step / peak if peak > 0 else 1.0)  # peak 0: a first phase of one step
+    return _cos_anneal(1.0, last, min((step - peak) / (total - 1 - peak), 1.0))
+
+
+def _cos_anneal(start: float, end: float, pct: float) -> float:
+    """OneCycleLR's ``_annealing_cos``: from ``start`` at ``pct`` 0 to ``end`` at 1."""
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+LR_SCHEDULES = {"cosine": cosine_factor, "onecycle": onecycle_factor}  # train.lr_schedule -> its factor
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, name: str, total: int, warmup: float) -> LambdaLR | None:
+    """The scheduler of ``optimizer``'s learning rate for schedule ``name`` over ``total`` steps (see the module
+    docstring), to step once after every optimizer step; None for ``constant``. Its state (the steps taken) goes
+    into the checkpoint; the factor itself is rebuilt from the config, so the checkpoint holds no code."""
+    if name == "constant":
+        return None
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of constant, {', '.join(LR_SCHEDULES)}, not {name!r}")
+    return LambdaLR(optimizer, partial(LR_SCHEDULES[name], total=max(total, 1), warmup=warmup))
 
 
 class RowWiseAdagrad(torch.optim.Optimizer):

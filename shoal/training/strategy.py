@@ -21,16 +21,17 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from shoal.config import RunConfig, TrainConfig
 from shoal.models.embeddings import SparseArch
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import Checkpointer
-from shoal.training.data import EvalSet, TrainingData
+from shoal.training.data import EvalSet, FileRows, TrainingData
 from shoal.training.evaluation import Scores, scores
-from shoal.training.optimizers import RowWiseAdagrad
+from shoal.training.optimizers import RowWiseAdagrad, lr_schedule
 
-__all__ = ["SingleProcess", "Strategy", "build_optimizers"]
+__all__ = ["SingleProcess", "Strategy", "build_optimizers", "build_schedule", "steps_per_epoch"]
 
 
 class Strategy(Protocol):
@@ -98,3 +99,26 @@ def build_optimizers(model: nn.Module, train: TrainConfig,
             if isinstance(m, SparseArch):
                 m.fuse(opt_sparse)
     return opt_dense, opt_sparse
+
+
+def build_schedule(opt_dense: torch.optim.Optimizer, data: TrainingData) -> LRScheduler | None:
+    """The scheduler of Adam's learning rate (``train.lr_schedule``) over the run's ``epochs`` x
+    :func:`steps_per_epoch` steps; None for ``constant``. Row-wise Adagrad is not scheduled (see
+    :mod:`shoal.training.optimizers`)."""
+    t = data.config.train
+    return lr_schedule(opt_dense, t.lr_schedule, t.epochs * steps_per_epoch(data), t.warmup)
+
+
+def steps_per_epoch(data: TrainingData) -> int:
+    """The steps an epoch of this process takes, known after the first pass: a distributed rank's step plan (every
+    rank takes as many; in the run summary), else one per ``batch_size`` rows of each training chunk (the loop cuts
+    the mini-batches chunk by chunk). Rows streamed from disk (not cached) are known only as a total, so then it is
+    the most their chunks can take, one partial batch more each: the run may end a few steps before its schedule
+    does, never after (a schedule past its end would keep its last rate)."""
+    if "steps_per_epoch" in data.summary:
+        return int(data.summary["steps_per_epoch"])
+    b = data.config.train.batch_size
+    if isinstance(data.train, FileRows) and data.train.cached is not None:
+        return sum(-(-len(rows) // b) for rows in data.train.cached)
+    rows, chunks = int(data.summary["train_rows"]), max(len(data.chunk_spans), 1)
+    return (rows + chunks * (b - 1)) // b

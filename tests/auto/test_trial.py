@@ -1,5 +1,5 @@
-"""A search trial at its deadline: cut like early stopping once validated (best weights kept, the trial complete),
-discarded as ``timeout`` before its first validation."""
+"""A search trial at its deadline: cut like early stopping once training has begun (validated once if it had not
+been, best weights kept, the trial complete); discarded as ``timeout`` while still in its first pass."""
 
 from __future__ import annotations
 
@@ -65,7 +65,31 @@ def test_a_validated_trial_at_its_deadline_completes_with_its_best_weights(tmp_p
     assert (run.artifact_dir / "bundle" / "bundle.json").is_file()
 
 
-def test_a_trial_not_yet_validated_at_its_deadline_is_a_timeout(tmp_path: Path, cfg) -> None:  # noqa: ANN001
+class Steps(Callbacks):
+    """Jumps the clock past the deadline after ``n`` training steps (in the first epoch: nothing validated yet)."""
+
+    def __init__(self, clock: Clock, n: int) -> None:
+        self.clock, self.n, self.aucs = clock, n, []
+
+    def on_step(self, rows: int, loss: float, rows_per_s: float) -> None:
+        self.n -= 1
+        if self.n == 0:
+            self.clock.now = 1e9
+
+    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        self.aucs.append(metrics["auc"])
+
+
+def test_a_trial_cut_in_its_first_epoch_is_validated_once_and_completes(tmp_path: Path, cfg) -> None:  # noqa: ANN001
+    clock = Clock(late_after=10**6)
+    watch = Steps(clock, 5)
+    outcome, run = _trial(tmp_path, cfg, clock, watch)
+    assert outcome.state == "complete" and outcome.cut and outcome.epochs == 0
+    assert len(watch.aucs) == 1 and outcome.value == pytest.approx(watch.aucs[0], abs=1e-9)
+    assert run.summary["steps"] == 5 and run.summary["auto"]["cut"] is True
+
+
+def test_a_trial_still_in_its_first_pass_at_its_deadline_is_a_timeout(tmp_path: Path, cfg) -> None:  # noqa: ANN001
     clock = Clock(late_after=0)
     clock.now = 1e9
     outcome, run = _trial(tmp_path, cfg, clock)
