@@ -6,10 +6,10 @@ DuckDB query (a ``.sql`` file, :mod:`shoal.data.sql`); CSV/TSV/JSONL may be gzip
 streamed (line numbers still right). ``row_filter`` (``data.filter``, :mod:`shoal.data.filters`) keeps the rows that
 pass it, skipping the partitions and Parquet row groups that cannot.
 
-Every chunk carries the physical line number (CSV/TSV, header counted) or the 1-based row number
-(Parquet, JSONL) of each row, so later stages can name the exact place of a bad value. Rows with the wrong
-number of columns never reach the caller: they go to a :class:`BadRowSink`, which either raises a
-:class:`BadInputError` naming file, line and content, or quarantines them (``on_bad_rows: quarantine``).
+Every chunk carries the physical line number (CSV/TSV, header counted, and the line breaks inside quoted cells)
+or the 1-based row number (Parquet, JSONL) of each row, so later stages can name the exact place of a bad value.
+Rows with the wrong number of columns never reach the caller: they go to a :class:`BadRowSink`, which either raises
+a :class:`BadInputError` naming file, line and content, or quarantines them (``on_bad_rows: quarantine``).
 
 Memory stays bounded by ``chunk_rows`` whatever the file size.
 """
@@ -33,6 +33,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from shoal.config import RowFilter
+from shoal.data.csv_records import BlockLines, OverCap, Syntax, record_blocks, run_ahead
 from shoal.data.filters import filter_columns, keep_mask, parquet_row_groups, partition_may_match, where
 from shoal.data.sources import BadInputError, is_multi, partition_values, source_files, source_parts
 from shoal.data.sql import sql_chunks, sql_header
@@ -46,9 +47,10 @@ log = logging.getLogger(__name__)
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".data": "csv", ".test": "csv",
                ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".sql": "sql"}
-# A CSV/JSONL row must fit in one pyarrow block. Blocks are sized from chunk_rows within [MIN, MAX]; a file with a
-# longer row is read again with a block fitted to its longest line (found by a streaming scan), up to
-# ROW_BYTES_CAP; a line over the cap is one bad row. Module constants, so that tests can make them small.
+# Blocks are sized from chunk_rows within [MIN, MAX]. A CSV/TSV block grows to hold a longer row whole
+# (shoal.data.csv_records); a JSONL file with a longer row is read again with a block fitted to its longest line
+# (found by a streaming scan). A row over ROW_BYTES_CAP is one bad row. Module constants, so that tests can make
+# them small.
 CSV_BLOCK_MIN_BYTES = 1 << 16
 CSV_BLOCK_MAX_BYTES = 64 << 20
 ROW_BYTES_CAP = 256 << 20
@@ -398,88 +400,85 @@ def _csv_chunks(
     names: Sequence[str] | None, delimiter: str | None, missing: Sequence[str], chunk_rows: int,
     quoting: bool = True,
 ) -> Iterator[Chunk]:
+    """The chunks of a CSV/TSV file, read in one pass in blocks of whole records (:mod:`shoal.data.csv_records`):
+    each row keeps the physical line it starts on, also after quoted cells that hold line breaks."""
     sep = delimiter or ("\t" if fmt == "tsv" else ",")
     file_names = list(names) if names is not None else read_header(path, fmt, sep)
     _missing_columns(path, file_names, columns)
-    skipped: list[int] = []  # physical line numbers of rows with the wrong column count
-    failed: list[BadInputError] = []  # error mode: pyarrow swallows exceptions raised in the handler
     name = str(path)
-
-    reported: set[int] = set()  # bad lines given to the sink: a pass after a retry meets them again
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        line = row.number if row.number is not None else -1
-        if line not in reported:
-            try:
-                sink.add(BadRow(name, line, None, row.text[:200],
-                                f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
-            except BadInputError as err:
-                failed.append(err)
-                return "error"
-            reported.add(line)
-        skipped.append(line)
-        return "skip"
-
-    def on_over_cap(line: int, size: int, head: bytes) -> None:
-        reported.add(line)
-        sink.add(_over_cap_row(name, line, size, head))
-
     if header and _only_header(path):  # pyarrow's error would be cryptic
         raise BadInputError(f"{path}: file has only a header; expected at least one data row")
-    # block_size bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
+    # the block bounds memory; rows per chunk follow from it (about chunk_rows rows of ~100 bytes)
     block = max(CSV_BLOCK_MIN_BYTES, min(CSV_BLOCK_MAX_BYTES, chunk_rows * 128))
-    scan: _LineScan | None = None
-    done = 0  # good rows already yielded: a pass after a retry skips them
-    first_data_line = 2 if header else 1
-    while True:  # one pass, or more when a row straddles the block (each retry with a bigger block)
-        skipped.clear()
-        if scan is not None and scan.over_cap:
-            source: object = _LinesDropped(path, scan.over_cap, (sep * len(file_names)).encode())
-        else:
-            source = _open(path) if compression(path) else path
-        good = 0
-        try:
-            reader = pacsv.open_csv(source, **_csv_options(file_names, 1 if header else 0, block, sep, on_invalid,
-                                                           quoting, columns, missing))
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                n = batch.num_rows
-                lines = _good_lines(np.arange(good, good + n, dtype=np.int64), skipped, first_data_line)
-                good += n
-                if good <= done:  # yielded by an earlier pass
-                    continue
-                if good - n < done:
-                    batch, lines, n = batch.slice(done - good + n), lines[done - good + n:], good - done
-                table, keep = _valid_utf8(pa.Table.from_batches([batch]), lines, name, sink)
-                if keep is not None:
-                    lines, n = lines[keep], int(keep.sum())
-                table = _trimmed_nulls(table, missing)
-                for start in range(0, n, chunk_rows):
-                    stop = min(n, start + chunk_rows)
-                    yield Chunk(table.slice(start, stop - start), lines[start:stop], name)
-                done = good
-            return
-        except pa.ArrowInvalid as err:
-            if failed:
-                raise failed[0] from None
-            if not _straddles(err):
-                raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
-            scan = scan or _scan_lines(path, on_over_cap)
-            block = _bigger_block(path, block, scan, good)
+    parse = _CsvBlockParser(file_names, header, sep, quoting, columns, missing)
+    cap = ROW_BYTES_CAP
+
+    def blocks() -> Iterator[tuple[_ParsedBlock, BlockLines] | OverCap]:  # run by a thread a block or two ahead
+        with _open(path) as stream:
+            yield from record_blocks(stream, Syntax.of(sep, quoting), parse, block=block, cap=cap, name=name)
+
+    good = 0  # rows read so far, to place an error
+    try:
+        for item in run_ahead(blocks) if path.stat().st_size > block else blocks():  # one block: no thread
+            if isinstance(item, OverCap):
+                sink.add(_over_cap_row(name, item.line, item.size, item.head, item.lines))
+                continue
+            (table, invalid, first_row), lines = item
+            for number, text, reason in invalid:
+                sink.add(BadRow(name, int(lines.of(np.array([number]))[0]), None, text, reason))
+            records = _good_lines(np.arange(table.num_rows, dtype=np.int64), [n for n, _, _ in invalid],
+                                  first_row)  # (N,) each good row's record number in the block
+            chunk_lines = lines.of(records)  # (N,) the line each starts on
+            good += table.num_rows
+            table, keep = _valid_utf8(table, chunk_lines, name, sink)
+            if keep is not None:
+                chunk_lines = chunk_lines[keep]
+            table = _trimmed_nulls(table, missing)
+            n = len(chunk_lines)
+            for start in range(0, n, chunk_rows):
+                stop = min(n, start + chunk_rows)
+                yield Chunk(table.slice(start, stop - start), chunk_lines[start:stop], name)
+    except pa.ArrowInvalid as err:
+        raise BadInputError(f"{path}: cannot read as {fmt.upper()} after row {good}: {err}") from None
+
+
+_ParsedBlock = tuple[pa.Table, list[tuple[int, str, str]], int]
+
+
+class _CsvBlockParser:
+    """pyarrow's parse of one block of whole records: (the table, its rows with the wrong column count as
+    (record number in the block, text, reason), the record number of its first row) and the records it parsed
+    (a skipped header included)."""
+
+    def __init__(self, file_names: Sequence[str], header: bool, sep: str, quoting: bool, columns: Sequence[str],
+                 missing: Sequence[str]) -> None:
+        self._options = (file_names, sep, quoting, columns, missing)
+        self._header = header
+
+    def __call__(self, data: memoryview, first: bool) -> tuple[_ParsedBlock, int]:
+        invalid: list[tuple[int, str, str]] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append((row.number if row.number is not None else 1, row.text[:200],
+                            f"wrong column count: expected {row.expected_columns}, got {row.actual_columns}"))
+            return "skip"
+
+        file_names, sep, quoting, columns, missing = self._options
+        skip = 1 if first and self._header else 0
+        table = pacsv.read_csv(pa.py_buffer(data), **_csv_options(file_names, skip, len(data) + 1, sep, on_invalid,
+                                                                  quoting, columns, missing))
+        return (table, invalid, skip + 1), table.num_rows + len(invalid) + skip
 
 
 def _straddles(err: pa.ArrowInvalid) -> bool:
-    """pyarrow's error for a row (CSV) or object (JSON) longer than the block being parsed."""
+    """pyarrow's error for an object (JSON) longer than the block being parsed."""
     return "straddl" in str(err)
 
 
 def _bigger_block(path: Path, block: int, scan: _LineScan, row: int) -> int:
-    """The block for the next pass after a row straddled ``block``: one fitting the longest line kept (the scan's),
-    doubled when that already failed (a quoted cell holding line breaks makes a row longer than its lines), at most
-    a little over :data:`ROW_BYTES_CAP`; past it a :class:`BadInputError` naming the file and the fix."""
+    """The block for the next pass after a JSONL row straddled ``block``: one fitting the longest line kept (the
+    scan's), doubled when that already failed, at most a little over :data:`ROW_BYTES_CAP`; past it a
+    :class:`BadInputError` naming the file and the fix."""
     fitted = 1 << max(16, (scan.longest + 2).bit_length())  # a power of two over the longest line and its end
     bigger = fitted if fitted > block else 2 * block
     if bigger > 2 * ROW_BYTES_CAP:
@@ -534,8 +533,8 @@ def _scan_lines(path: Path, on_over_cap: Callable[[int, int, bytes], None]) -> _
 
 class _LinesDropped:
     """A file's bytes (decompressed) with each line of ``dropped`` (1-based) replaced by ``marker``, a short line
-    that the parser refuses (a CSV row with one column too many; ``{}`` for JSONL), so that every later line keeps
-    its number. A file-like object for pyarrow's readers; used only for a file with a line over the cap."""
+    that the parser refuses (``{}`` for JSONL), so that every later line keeps its number. A file-like object for
+    pyarrow's readers; used only for a file with a line over the cap."""
 
     def __init__(self, path: Path, dropped: dict[int, tuple[int, bytes]], marker: bytes) -> None:
         self._fh = _open(path)
@@ -578,8 +577,14 @@ class _LinesDropped:
         self.closed = True
 
 
-def _over_cap_row(file: str, line: int, size: int, head: bytes) -> BadRow:
-    """The bad row of a line over :data:`ROW_BYTES_CAP` (error mode: the sink raises it, naming file and line)."""
+def _over_cap_row(file: str, line: int, size: int, head: bytes, lines: int = 1) -> BadRow:
+    """The bad row of a row over :data:`ROW_BYTES_CAP` starting on ``line`` and spanning ``lines`` lines (quoted
+    cells holding line breaks); error mode: the sink raises it, naming file and line."""
+    if lines > 1:
+        return BadRow(file, line, None, repr(head[:80]) + "...",
+                      f"row over the size limit: {size:,} bytes on lines {line}-{line + lines - 1} (quoted cells "
+                      f"holding line breaks), over the reader's limit of {ROW_BYTES_CAP:,} bytes per row; close a "
+                      "quote left open (it runs on to the next quote), or shorten or split the row")
     return BadRow(file, line, None, repr(head[:80]) + "...",
                   f"row over the size limit: {size:,} bytes, over the reader's limit of {ROW_BYTES_CAP:,} bytes per "
                   "row; shorten or split it (a value this long is rarely a feature)")
@@ -613,9 +618,9 @@ def _csv_options(file_names: Sequence[str], skip_rows: int, block: int, sep: str
 
 
 def _good_lines(good: np.ndarray, skipped: Sequence[int], first_line: int) -> np.ndarray:
-    """The physical lines of the good rows numbered ``good`` (0-based among good rows, from ``first_line``), jumping
-    over the ``skipped`` lines (rows with the wrong column count)."""
-    # S_i - i - first_line = number of good rows before the i-th skipped line.
+    """The record numbers of the good rows numbered ``good`` (0-based among good rows, from ``first_line``), jumping
+    over the ``skipped`` records (rows with the wrong column count); one record a line, their lines."""
+    # S_i - i - first_line = number of good rows before the i-th skipped record.
     s = np.sort(np.asarray(skipped, dtype=np.int64))
     return good + first_line + np.searchsorted(s - np.arange(len(s)) - first_line, good, side="right")
 
@@ -820,7 +825,8 @@ def byte_ranges(path: Path, chunks: Sequence[tuple[int, int, int]]) -> list[Byte
     ``ci`` runs from the start of its first line to the start of chunk ``ci + 1`` (the rows with the wrong column
     count in between go with it, to be skipped again). That holds when every record is one line ended by
     ``\\n``; so the scan returns None, and the caller reads the whole file, when the file's lines are not its
-    records: a lone ``\\r`` ending a line, a quoted value holding a line end, or JSONL blank lines (the line count
+    records: a lone ``\\r`` ending a line, a CSV/TSV quoted value that may hold a line end (an odd count of
+    quotes before a line end; a quote inside an unquoted value counts too), or JSONL blank lines (the line count
     then differs from the last chunk's last line number), or bad rows after the last good one.
     """
     path = Path(path)
@@ -830,6 +836,7 @@ def byte_ranges(path: Path, chunks: Sequence[tuple[int, int, int]]) -> list[Byte
     starts = np.zeros(len(wanted), dtype=np.int64)
     ends = 0  # line ends seen so far
     lone_cr = cr_pending = False  # a "\r" not followed by "\n"; the last block ended with "\r"
+    quotes: int | None = None if _EXTENSIONS.get(_suffix(path)) == "jsonl" else 0  # quotes seen (JSONL: not counted)
     last = b""
     with path.open("rb") as fh:
         offset = 0
@@ -840,6 +847,11 @@ def byte_ranges(path: Path, chunks: Sequence[tuple[int, int, int]]) -> list[Byte
             lone_cr = (lone_cr or (cr_pending and buf[0] != 10)
                        or bool(np.any(buf[after[after < len(buf)]] != 10)))
             cr_pending = bool(buf[-1] == 13)
+            if quotes is not None and b'"' in block:
+                marks = np.flatnonzero(buf == 34)  # (q,) positions of '"'
+                if np.any((np.searchsorted(marks, at) + quotes) & 1):  # a line end after an odd count of quotes
+                    return None
+                quotes += len(marks)
             here = (wanted > ends) & (wanted <= ends + len(at))  # first lines that start in this block
             starts[here] = offset + at[wanted[here] - ends - 1] + 1
             ends += len(at)
@@ -888,16 +900,20 @@ def read_range(
         else:
             sep = delimiter or ("\t" if fmt == "tsv" else ",")
             file_names = list(names) if names is not None else read_header(path, fmt, sep)
-            skipped: list[int] = []
-
-            def on_invalid(row: pacsv.InvalidRow) -> str:
-                skipped.append(span.first_line + (row.number or 1) - 1)  # row.number counts from 1 in these bytes
-                return "skip"
-
-            block = max(1 << 16, min(span.stop - span.start + 1, 1 << 30))
-            table = pacsv.read_csv(pa.BufferReader(data), **_csv_options(file_names, 0, block, sep, on_invalid,
-                                                                         quoting, columns, missing))
-            lines = _good_lines(np.arange(table.num_rows, dtype=np.int64), skipped, span.first_line)
+            parse = _CsvBlockParser(file_names, False, sep, quoting, columns, missing)
+            tables, parts = [], []
+            for item in record_blocks(pa.BufferReader(data), Syntax.of(sep, quoting), parse, block=len(data) + 1,
+                                      cap=ROW_BYTES_CAP, name=name, first_line=span.first_line):
+                if isinstance(item, OverCap):  # the bad rows: reported by the first pass
+                    continue
+                (table, invalid, first_row), block_lines = item
+                rows = _good_lines(np.arange(table.num_rows, dtype=np.int64), [n for n, _, _ in invalid], first_row)
+                tables.append(table)
+                parts.append(block_lines.of(rows))
+            if not tables:
+                raise BadInputError(f"{path}: bytes {span.start}-{span.stop} hold no rows, the first pass found "
+                                    f"{span.rows} there; did the file change during the run?")
+            table, lines = pa.concat_tables(tables), np.concatenate(parts)
             table, keep = _valid_utf8(table, lines, name, BadRowSink("count"))  # the first pass reported them
             if keep is not None:
                 lines = lines[keep]
