@@ -5,7 +5,8 @@ serves it as a subprocess with its default limits and deadlines (1 MiB bodies, 1
 one well-behaved client sends one-row requests in a closed loop over a keep-alive connection. Each phase lasts
 ``--seconds``; in every phase after the first, 2 attacker processes of one kind run beside it:
 
-    huge          valid requests near every limit (a body just under max_body_bytes, ids near max_id_bytes)
+    huge          valid requests near every limit (a body just under max_body_bytes, ids near max_id_bytes);
+                  past its byte budget (client_bytes_rate) each attacker's next request waits its turn
     half_body     100 connections each: headers and half a body, then nothing (reopened when cut off)
     slow_headers  100 connections each: the request's headers sent one byte a second (slowloris)
     bad_json      malformed JSON bodies in a closed loop, as fast as the server answers them
@@ -18,6 +19,7 @@ Rows ``{bench: "abuse", dataset: <attack>, system: "shoal", metric, value}``; me
 
     python benchmarks/abuse.py --json abuse.json             # 10 s per phase
     python benchmarks/abuse.py --json abuse.json --quick     # 3 s per phase
+    python benchmarks/abuse.py --json abuse.json --quick --attacks huge   # the quiet phase and one attack
 """
 
 from __future__ import annotations
@@ -169,8 +171,10 @@ async def held(port: int, prefix: bytes, trickle: bytes, every_s: float, seconds
 
 
 def attacker(kind: str, port: int, seconds: float, sample: dict[str, Any], out: Any) -> None:
-    """One attacker process: attack ``port`` for ``seconds`` with ``kind``; put its counts on the queue ``out``."""
+    """One attacker process: put "ready" on the queue ``out``, attack ``port`` for ``seconds`` with ``kind``, then
+    put its counts on ``out``."""
     counts: Counter[str] = Counter()
+    out.put("ready")  # imports done: a spawned process takes a second or more to get here on a busy machine
 
     async def main() -> None:
         if kind == "huge":
@@ -209,6 +213,8 @@ def phase(port: int, sample: dict[str, Any], kind: str | None, seconds: float) -
              for _ in range(ATTACKERS if kind else 0)]
     for p in procs:
         p.start()
+    for _ in procs:  # the warm-up below starts with the attack, not before it
+        assert queue.get(timeout=120) == "ready"
     latencies: list[float] = []
     counts: Counter[str] = Counter()
     request = post(json.dumps({"rows": [sample]}).encode())
@@ -232,12 +238,12 @@ def phase(port: int, sample: dict[str, Any], kind: str | None, seconds: float) -
             "attack_cut_off": attack["cut_off"], "attack_429": attack["429"]}
 
 
-def run(seconds: float, work: Path) -> list[dict[str, Any]]:
+def run(seconds: float, work: Path, attacks: tuple[str, ...] = ATTACKS) -> list[dict[str, Any]]:
     bundle, sample = make_bundle(work)
     results: list[dict[str, Any]] = []
     with server(bundle, work / "server.log") as port:
         quiet = phase(port, sample, None, seconds)
-        for kind in (None, *ATTACKS):
+        for kind in (None, *attacks):
             got = quiet if kind is None else phase(port, sample, kind, seconds)
             got = {**got, "legit_p50_ratio": got["legit_p50_ms"] / quiet["legit_p50_ms"],
                    "legit_p99_ratio": got["legit_p99_ms"] / quiet["legit_p99_ms"]}
@@ -253,12 +259,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True, help="write the result rows here")
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 s per phase")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help=f"comma-separated, of {', '.join(ATTACKS)} (default: all)")
     args = parser.parse_args()
     seconds = 3.0 if args.quick else args.seconds
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        parser.error(f"--attacks {args.attacks}: unknown {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {seconds:g} s per phase",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="shoal-abuse-") as tmp:
-        rows = run(seconds, Path(tmp))
+        rows = run(seconds, Path(tmp), attacks)
     write_json(rows, args.json)
     print(markdown_table(rows, ["dataset"], "metric"))
 

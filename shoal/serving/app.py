@@ -40,7 +40,7 @@ from shoal.artifacts.models import is_model_ref
 from shoal.errors import ShoalError
 from shoal.serving.docs import offline_docs
 from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, check_json_content_type, read_body
-from shoal.serving.fairness import ClientLimits, Limiter
+from shoal.serving.fairness import CLIENT_SCOPE_KEY, ClientLimits, Limiter
 from shoal.serving.metrics import ServeMetrics
 from shoal.serving.model import load_served
 from shoal.serving.schema import PredictResponse
@@ -155,7 +155,8 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
     app.state.service = service
     offline_docs(app)
     limiter = Limiter(settings.max_inflight_per_client, settings.client_error_rate, settings.client_error_burst,
-                      settings.client_key)  # one per app: both ways in share the counts
+                      settings.client_key, byte_rate=settings.client_bytes_rate,
+                      byte_burst=settings.client_bytes_burst)  # one per app: both ways in share the counts
     app.add_middleware(ClientLimits, limiter=limiter)
     app.add_middleware(_Observe, metrics=service.metrics)
     endpoint = PredictEndpoint(service)
@@ -172,7 +173,8 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
         """Probabilities for raw rows, named and typed as in training (see GET /model)."""
         # Reached only when the fast path does not apply (a mounted app, ...); the same answer either way.
         status, payload = await endpoint.answer(request.receive, request.headers.get("content-length"),
-                                                request.headers.get("content-type"))
+                                                request.headers.get("content-type"),
+                                                request.scope.get(CLIENT_SCOPE_KEY, ""))
         return Response(payload, status_code=status, media_type="application/json")
 
     @app.get("/healthz")

@@ -1,14 +1,17 @@
 """Micro-batching: concurrent requests merged into one model call, bounded by rows and by wait.
 
-Requests wait in an asyncio queue as jobs of at most ``max_batch_rows`` rows (a bigger request is split, and
-its parts are joined again in order). One consumer task takes the first job, then keeps taking jobs until the
-batch would exceed ``max_batch_rows`` or ``max_wait_ms`` has passed since the first one, and runs the batch in a
-worker thread, so the event loop keeps accepting requests meanwhile::
+Requests wait as jobs of at most ``max_batch_rows`` rows (a bigger request is split, and its parts are joined
+again in order) in a fair queue (:class:`~shoal.serving.fair_queue.FairQueue`): the jobs of different clients are
+taken in turn by cost, so one client's big request or many requests do not make another client's wait behind all
+of them. One consumer task takes the first job, then keeps taking jobs until the batch would exceed
+``max_batch_rows`` or ``max_wait_ms`` has passed since the first one, and runs the batch in a worker thread, so
+the event loop keeps accepting requests meanwhile::
 
     requests   A(1 row)  B(3 rows)  C(1 row)      D(300 rows, max_batch_rows=256)
     queue      [A] [B] [C]                        [D:0-256] [D:256-300]
     batches    |--A B C (5 rows)--|  |--D:0-256--|  |--D:256-300 ...--|
                <= max_wait_ms                      (full: no wait)
+    E(1 row) of another client, sent while D:0-256 runs, is taken before D:256-300.
 
 While a batch runs, the next one fills up, so under load batches grow by themselves. A batch waits for company
 only while other requests are on their way (``arriving``: being read or validated by the server), so a lone
@@ -20,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from shoal.serving.fair_queue import FairQueue
 from shoal.serving.metrics import ServeMetrics
 
 __all__ = ["MicroBatcher"]
@@ -60,10 +64,10 @@ class MicroBatcher:
         self.max_wait_s = max_wait_ms / 1000.0
         self.metrics = metrics
         self.batching = batching
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._queue: FairQueue[_Job] | None = None
+        self._queued: asyncio.Event | None = None  # set when jobs are queued
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._carry: _Job | None = None
         self._busy = False  # a batch is on the worker thread
         self.arriving = 0  # requests being read and validated: they may join the batch being collected
 
@@ -71,8 +75,14 @@ class MicroBatcher:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def queued_jobs(self) -> int:
+        """Jobs waiting for a batch (a request of more than ``max_batch_rows`` rows is several)."""
+        return len(self._queue) if self._queue is not None else 0
+
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._queue = FairQueue()
+        self._queued = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-model")
         self._task = asyncio.create_task(self._consume(), name="shoal-batcher")
 
@@ -86,22 +96,27 @@ class MicroBatcher:
                 await self._task
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        self._task = self._executor = self._queue = None
+        self._task = self._executor = self._queue = self._queued = None
 
     async def _drain(self) -> None:
         assert self._queue is not None
-        while (not self._queue.empty() or self._carry is not None or self._busy) and self.running:
+        while (self._queue or self._busy) and self.running:
             await asyncio.sleep(0.001)
 
-    async def submit(self, model: Any, rows: Sequence[Any]) -> np.ndarray:
-        """Probabilities for ``rows`` (validated against ``model``), in order."""
-        if self._queue is None or not self.running:
+    async def submit(self, model: Any, rows: Sequence[Any], client: Hashable = "",
+                     cost: float | None = None) -> np.ndarray:
+        """Probabilities for ``rows`` (validated against ``model``), in order. ``client``: who sent them (the
+        jobs of different clients are taken in turn); ``cost``: what the request costs (default: its rows; the
+        server gives its body bytes), shared among its jobs by rows."""
+        if self._queue is None or self._queued is None or not self.running:
             raise RuntimeError("the batcher is not running (start the app's lifespan first)")
         loop = asyncio.get_running_loop()
         jobs = [_Job(model, rows[i:i + self.max_batch_rows], loop.create_future())
                 for i in range(0, len(rows), self.max_batch_rows)]
+        per_row = 1.0 if cost is None else cost / max(1, len(rows))
         for job in jobs:
-            self._queue.put_nowait(job)
+            self._queue.push(job, client, per_row * len(job.rows))
+        self._queued.set()
         self.metrics.queue_rows.inc(len(rows))
         if len(jobs) == 1:
             return await jobs[0].future
@@ -109,30 +124,33 @@ class MicroBatcher:
         return np.concatenate(parts)
 
     async def _next_batch(self) -> list[_Job]:
-        assert self._queue is not None
-        first = self._carry if self._carry is not None else await self._queue.get()
-        self._carry = None
+        queue, queued = self._queue, self._queued
+        assert queue is not None and queued is not None
+        while not queue:
+            queued.clear()
+            await queued.wait()
+        first = queue.pop()
         batch, rows = [first], len(first.rows)
         if not self.batching:
             return batch
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
         while rows < self.max_batch_rows:
-            try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+            if not queue:
                 if self.arriving == 0:
                     break  # nobody else is on the way: waiting would only add latency
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
+                queued.clear()
                 try:
-                    job = await asyncio.wait_for(self._queue.get(), left)
+                    await asyncio.wait_for(queued.wait(), left)
                 except TimeoutError:
                     break
+                continue
+            job = queue.peek()
             if job.model is not first.model or rows + len(job.rows) > self.max_batch_rows:
-                self._carry = job  # opens the next batch
-                break
-            batch.append(job)
+                break  # it opens the next batch
+            batch.append(queue.pop())
             rows += len(job.rows)
         return batch
 

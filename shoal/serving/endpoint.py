@@ -7,6 +7,9 @@ the OpenAPI spec and calls the same :meth:`PredictEndpoint.answer`, so both give
 
     bytes -> RequestSchema.parse (pydantic, 422 naming the field) -> MicroBatcher.submit -> JSON bytes
 
+The batcher takes the jobs of different clients in turn (the client as keyed by :mod:`shoal.serving.fairness`), each
+request costing its body bytes.
+
 The body must arrive within ``body_timeout_s`` of the request's start: a client that sends half a body and
 stalls gets a 408 and its connection is closed, so it holds neither a connection nor the batcher (a request
 being read counts as on its way to the batch for ``max_wait_ms`` at most, see :meth:`PredictEndpoint.answer`).
@@ -22,6 +25,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shoal.serving.fairness import CLIENT_SCOPE_KEY
 from shoal.serving.model import RowsRejected
 from shoal.serving.schema import predictions
 
@@ -107,11 +111,11 @@ class PredictEndpoint:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    async def answer(self, receive: Receive, declared: str | None,
-                     content_type: str | None = None) -> tuple[int, bytes]:
+    async def answer(self, receive: Receive, declared: str | None, content_type: str | None = None,
+                     client: str = "") -> tuple[int, bytes]:
         """(HTTP status, JSON body) for one request; a 4xx for a bad request, an exception for anything else.
         ``declared``: the Content-Length header; ``content_type``: the Content-Type header (415 unless JSON, checked
-        before a byte of the body is read)."""
+        before a byte of the body is read); ``client``: who sent it (the batcher serves clients in turn)."""
         try:
             check_json_content_type(content_type)
         except ServeError as err:
@@ -143,7 +147,7 @@ class PredictEndpoint:
             slow.cancel()
             stop_counting()
         try:
-            proba = await batcher.submit(served, rows)
+            proba = await batcher.submit(served, rows, client, cost=len(body))
         except RowsRejected as err:
             return 422, json.dumps({"detail": str(err)}).encode()
         service.metrics.predicted_rows.inc(len(rows))
@@ -159,7 +163,7 @@ class PredictEndpoint:
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
         try:
-            status, payload = await self.answer(receive, declared, content_type)
+            status, payload = await self.answer(receive, declared, content_type, scope.get(CLIENT_SCOPE_KEY, ""))
         except ClientGone:
             return
         headers = [*_JSON, (b"content-length", b"%d" % len(payload))]

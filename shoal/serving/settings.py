@@ -37,6 +37,10 @@ class ServeSettings(BaseModel):
     client_error_rate: float = Field(10.0, ge=0, le=1e6, description="4xx answers a second one client may sustain "
                                                                      "(token bucket); past it: 429 (0: no limit)")
     client_error_burst: int = Field(50, ge=1, description="4xx answers one client may get in a burst")
+    client_bytes_rate: float = Field(8 << 20, ge=0, description="request body bytes a second one client may sustain "
+                                                               "(token bucket); past it its requests wait their "
+                                                               "turn, up to 1 s, then 429 (0: no limit)")
+    client_bytes_burst: int = Field(8 << 20, ge=1, description="request body bytes one client may send at once")
     client_key: Literal["auto", "ip", "connection"] = Field(
         "auto", description="one client is one address (ip), one connection, or auto: per address, loopback per "
                             "connection")
