@@ -69,6 +69,10 @@ def serve(
     client_error_rate: Annotated[float, typer.Option(
         help="4xx answers a second one client may sustain (after a burst); past it: 429 (0: no limit).")] = 10.0,
     client_error_burst: Annotated[int, typer.Option(help="4xx answers one client may get in a burst.")] = 50,
+    client_bytes_rate: Annotated[float, typer.Option(
+        help="Request body bytes a second one client may sustain (after a burst); past it its next request waits, "
+             "over 1 s: 429 (0: no limit).")] = float(8 << 20),
+    client_bytes_burst: Annotated[int, typer.Option(help="Request body bytes one client may send at once.")] = 8 << 20,
     client_key: Annotated[str, typer.Option(
         help="One client is: ip, connection, or auto (per address; loopback per connection).")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
@@ -99,6 +103,7 @@ def serve(
                                      max_media_bytes=max_media_bytes,
                                      max_inflight_per_client=max_inflight_per_client,
                                      client_error_rate=client_error_rate, client_error_burst=client_error_burst,
+                                     client_bytes_rate=client_bytes_rate, client_bytes_burst=client_bytes_burst,
                                      client_key=client_key,
                                      admin_token=admin_token, workers=workers, backend=backend,
                                      follow_s=follow_s, freeze_heap=True)
