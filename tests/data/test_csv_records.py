@@ -189,7 +189,7 @@ def _python_lines(text: str) -> list[tuple[int, int]]:
     return out[1:]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.lists(_PIECES, min_size=1, max_size=80).map("".join), block=st.sampled_from([3, 16, 1 << 16]))
 def test_lines_match_the_csv_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, block: int) -> None:
     """Any text of quotes, delimiters, line ends (a quote inside an unquoted value, bytes after a closing quote,
