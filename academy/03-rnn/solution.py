@@ -1,9 +1,10 @@
 """Lab 3, reference solution: recurrent networks and byte-level text.
 
-Two-clause reviews in several languages and scripts ("the crème brûlée was not great but the 寿司 seemed schön 😀")
-are read as raw UTF-8 bytes, with no vocabulary, by a GRU and by a small byte CNN. The label is the sentiment of
-the clause after "but" (a "not" flips a clause), so word order decides: no order-blind model can beat 0.645 held
-out. The GRU gets ~1.00, the byte CNN ~0.97.
+Two-clause reviews in several languages and scripts, with asides ("the crème brûlée was not great, to be honest,
+but the 寿司 seemed schön, this time 😀"), are read as raw UTF-8 bytes, with no vocabulary, by a GRU and by a small
+byte CNN. The label is the sentiment of the clause after "but" (a "not" flips a clause), so word order decides: no
+order-blind model can beat 0.645 held out. The GRU reads across the asides; the CNN's 9-byte window cannot, so it
+is right only when nothing stands between the first clause and "but" (README: "What a window cannot see").
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _VERBS = ["was", "is", "seemed", "felt", "looked"]
 _POSITIVE = ["good", "great", "lovely", "délicieux", "superb", "schön"]
 _NEGATIVE = ["bad", "awful", "bland", "rude", "horrible", "schlecht"]
 _OPENERS = ["", "", "", "honestly, ", "well… ", "ok so ", "¡ay! "]
+_ASIDES = ["to be honest", "if I am fair", "on the whole", "after a long wait", "for a Tuesday", "at first",
+           "as my friend said", "in the evening", "all things considered", "this time", "ehrlich gesagt", "la verdad",
+           "正直に言うと", "à vrai dire"]
 _ENDINGS = ["", "", ".", "!", " 😀", " 🙁", "..."]
 
 
@@ -39,17 +43,25 @@ def _clause(rng: random.Random) -> tuple[str, int]:
     return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {'not ' if negated else ''}{word}", int(positive != negated)
 
 
-def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
-    """n reviews "<clause> but <clause>" and their labels (1 positive, 0 negative): the clause after "but" decides.
+def _aside(rng: random.Random, parts: int) -> str:
+    """`parts` asides after commas (", to be honest, this time"): noise, with no sentiment word and no "not"."""
+    return "".join(f", {rng.choice(_ASIDES)}" for _ in range(parts))
 
-    Both clauses are drawn alike, so a model that ignores word order cannot tell which one decides: none can beat
-    64.5 % accuracy (README: "Why order matters")."""
+
+def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """n reviews "<clause>[, <aside>,] but <clause>, <aside>" and their labels (1 positive, 0 negative): the clause
+    after "but" decides.
+
+    Half of the reviews (the "far" ones) have an aside of 1 or 2 parts between the first clause and "but"; every
+    review has one after the second clause. Both clauses are drawn alike, so a model that ignores word order cannot
+    tell which one decides: none can beat 64.5 % accuracy (README: "Why order matters")."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(n):
         opener = rng.choice(_OPENERS)
         (first, _), (second, label) = _clause(rng), _clause(rng)
-        texts.append(f"{opener}{first} but {second}{rng.choice(_ENDINGS)}")
+        before = (_aside(rng, rng.choice((1, 2))) + ",") if rng.random() < 0.5 else ""
+        texts.append(f"{opener}{first}{before} but {second}{_aside(rng, 1)}{rng.choice(_ENDINGS)}")
         labels.append(label)
     return texts, labels
 
@@ -57,7 +69,7 @@ def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
 # ---------------------------------------------------------------------------------------------- 1. text -> bytes
 
 
-def encode(texts: list[str], max_len: int = 96) -> tuple[Tensor, Tensor]:
+def encode(texts: list[str], max_len: int = 256) -> tuple[Tensor, Tensor]:
     """UTF-8 bytes of each text as tokens byte + 1, cut to max_len and padded with PAD = 0.
 
     Returns ids (B, T) long, T = the longest (cut) text, and lengths (B,) long. Text that is not valid
@@ -149,15 +161,15 @@ def train_classifier(model: nn.Module, ids: Tensor, lengths: Tensor, labels: Ten
 def fit_gru(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tuple[nn.Module, list[float]]:
     """A GRUClassifier trained on the data; returns (model, losses per epoch)."""
     torch.manual_seed(seed)
-    model = GRUClassifier()  # big batches: a GRU steps through time one byte at a time, so fewer steps = faster
-    return model, train_classifier(model, ids, lengths, labels, epochs=3, lr=1e-2, batch_size=128, seed=seed)
+    model = GRUClassifier()  # a GRU steps through time one byte at a time: batches of 64 keep the steps few
+    return model, train_classifier(model, ids, lengths, labels, epochs=8, lr=1.5e-2, batch_size=64, seed=seed)
 
 
 def fit_cnn(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tuple[nn.Module, list[float]]:
     """A ByteCNN trained on the data; returns (model, losses per epoch)."""
     torch.manual_seed(seed)
     model = ByteCNN()
-    return model, train_classifier(model, ids, lengths, labels, epochs=3, lr=5e-3, batch_size=64, seed=seed)
+    return model, train_classifier(model, ids, lengths, labels, epochs=8, lr=3e-3, batch_size=64, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------- 4. the curves

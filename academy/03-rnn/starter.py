@@ -1,8 +1,9 @@
 """Lab 3: recurrent networks and byte-level text.
 
-Two-clause reviews in several languages and scripts ("the crème brûlée was not great but the 寿司 seemed schön 😀")
-are read as raw UTF-8 bytes, with no vocabulary, by a GRU and by a small byte CNN; the label is the sentiment of
-the clause after "but", so word order decides (README: "Why order matters"). Fill in every TODO, top to bottom,
+Two-clause reviews in several languages and scripts, with asides ("the crème brûlée was not great, to be honest,
+but the 寿司 seemed schön, this time 😀"), are read as raw UTF-8 bytes, with no vocabulary, by a GRU and by a small
+byte CNN; the label is the sentiment of the clause after "but", so word order decides (README: "Why order matters",
+"What a window cannot see"). Fill in every TODO, top to bottom,
 and run `shoal academy check 3` after each one (`shoal academy hint 3` when stuck): the checks go in the same
 order as this file. make_reviews is given.
 """
@@ -29,6 +30,9 @@ _VERBS = ["was", "is", "seemed", "felt", "looked"]
 _POSITIVE = ["good", "great", "lovely", "délicieux", "superb", "schön"]
 _NEGATIVE = ["bad", "awful", "bland", "rude", "horrible", "schlecht"]
 _OPENERS = ["", "", "", "honestly, ", "well… ", "ok so ", "¡ay! "]
+_ASIDES = ["to be honest", "if I am fair", "on the whole", "after a long wait", "for a Tuesday", "at first",
+           "as my friend said", "in the evening", "all things considered", "this time", "ehrlich gesagt", "la verdad",
+           "正直に言うと", "à vrai dire"]
 _ENDINGS = ["", "", ".", "!", " 😀", " 🙁", "..."]
 
 
@@ -40,17 +44,25 @@ def _clause(rng: random.Random) -> tuple[str, int]:
     return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {'not ' if negated else ''}{word}", int(positive != negated)
 
 
-def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
-    """n reviews "<clause> but <clause>" and their labels (1 positive, 0 negative): the clause after "but" decides.
+def _aside(rng: random.Random, parts: int) -> str:
+    """`parts` asides after commas (", to be honest, this time"): noise, with no sentiment word and no "not"."""
+    return "".join(f", {rng.choice(_ASIDES)}" for _ in range(parts))
 
-    Both clauses are drawn alike, so a model that ignores word order cannot tell which one decides: none can beat
-    64.5 % accuracy (README: "Why order matters")."""
+
+def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """n reviews "<clause>[, <aside>,] but <clause>, <aside>" and their labels (1 positive, 0 negative): the clause
+    after "but" decides.
+
+    Half of the reviews (the "far" ones) have an aside of 1 or 2 parts between the first clause and "but"; every
+    review has one after the second clause. Both clauses are drawn alike, so a model that ignores word order cannot
+    tell which one decides: none can beat 64.5 % accuracy (README: "Why order matters")."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(n):
         opener = rng.choice(_OPENERS)
         (first, _), (second, label) = _clause(rng), _clause(rng)
-        texts.append(f"{opener}{first} but {second}{rng.choice(_ENDINGS)}")
+        before = (_aside(rng, rng.choice((1, 2))) + ",") if rng.random() < 0.5 else ""
+        texts.append(f"{opener}{first}{before} but {second}{_aside(rng, 1)}{rng.choice(_ENDINGS)}")
         labels.append(label)
     return texts, labels
 
@@ -58,7 +70,7 @@ def make_reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
 # ---------------------------------------------------------------------------------------------- 1. text -> bytes
 
 
-def encode(texts: list[str], max_len: int = 96) -> tuple[Tensor, Tensor]:
+def encode(texts: list[str], max_len: int = 256) -> tuple[Tensor, Tensor]:
     """UTF-8 bytes of each text as tokens byte + 1, cut to max_len and padded with PAD = 0.
 
     Returns ids (B, T) long, T = the longest (cut) text, and lengths (B,) long. Text that is not valid
@@ -103,15 +115,16 @@ class ByteCNN(nn.Module):
 
     def __init__(self, vocab: int = VOCAB, emb: int = 32, channels: int = 64, kernel: int = 5) -> None:
         super().__init__()
-        # TODO: an embedding as in the GRU; one or two 1-d convolutions over the byte positions (emb -> channels,
-        #       a window of `kernel` bytes, padded so that the length stays T); a linear map from channels to 1.
+        # TODO: an embedding as in the GRU; two 1-d convolutions over the byte positions (emb -> channels ->
+        #       channels, each a window of `kernel` bytes, padded so that the length stays T: together they see
+        #       2 * kernel - 1 = 9 bytes); a linear map from channels to 1.
         raise NotImplementedError("TODO: create the ByteCNN's layers (embedding, Conv1d, linear)")
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         # TODO: ids (B, T) -> embeddings -> (B, E, T) (convolutions want channels first) -> convolution + ReLU,
         #       (B, C, T) -> a max over time that padded positions can never win -> (B, C) -> one logit, (B,).
-        #       Convolve *before* pooling: the windows are what sees the order of the bytes. With two
-        #       convolutions, the padding must look like "the text ended" to the second one too.
+        #       Convolve *before* pooling: the windows are what sees the order of the bytes. Between the two
+        #       convolutions, the padding must look like "the text ended" to the second one (zeros).
         #       README: "Byte CNNs".
         raise NotImplementedError("TODO: ByteCNN.forward: embed, conv, relu, masked max over time, linear")
 
@@ -135,8 +148,9 @@ def train_classifier(model: nn.Module, ids: Tensor, lengths: Tensor, labels: Ten
 def fit_gru(ids: Tensor, lengths: Tensor, labels: Tensor, seed: int = 0) -> tuple[nn.Module, list[float]]:
     """A GRUClassifier trained on the data; returns (model, losses per epoch)."""
     # TODO: seed torch, build a GRUClassifier, train it with your choice of epochs, learning rate and batch size
-    #       (the check wants >= 0.9 on unseen reviews within 120 s; a GRU steps through time, so fewer, larger
-    #       batches are faster). Return (model, the losses per epoch).
+    #       (the check wants >= 0.95 on unseen reviews within 120 s; a GRU steps through time, so fewer, larger
+    #       batches are faster; its loss sits near 0.69 for a few epochs before it falls: README, "Recurrent
+    #       networks"). Return (model, the losses per epoch).
     raise NotImplementedError("TODO: fit_gru: build a GRUClassifier, train it, return (model, losses)")
 
 
