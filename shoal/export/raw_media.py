@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,13 +55,13 @@ from typing import Any
 import numpy as np
 
 from shoal.data.features.audio import AudioColumn
-from shoal.data.features.image import MAX_IMAGE_PIXELS, ImageColumn
+from shoal.data.features.image import ImageColumn
 from shoal.data.features.media import MediaColumn, MediaError, cell_bytes
 from shoal.data.logmel import LOG_FLOOR
 from shoal.export.onnx import ExportError
 from shoal.export.raw_graph import PREFIX, GraphBuilder
 
-__all__ = ["LOGMEL_TOLERANCE", "PRECISION_BITS", "decoded_pixels", "media_column", "media_contract", "media_feed",
+__all__ = ["LOGMEL_TOLERANCE", "PRECISION_BITS", "media_column", "media_contract", "media_feed",
            "media_graph", "synthetic_media", "vertical_first_rule"]
 
 PRECISION_BITS = 22  # Pillow's fixed point for 8-bit images: 32 - 8 - 2 bits
@@ -131,29 +130,6 @@ def media_column(feature: dict[str, Any]) -> MediaColumn:
 
 
 # -- the caller's part: decoding ------------------------------------------------------------------------------------
-def decoded_pixels(col: ImageColumn, data: bytes) -> np.ndarray:
-    """An encoded image -> (h, w, C) uint8 at its decoded size, as :meth:`ImageColumn.decode` decodes it before
-    resizing (a JPEG decoded smaller by ``draft`` where Pillow can, then converted to "L" or "RGB")."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if col.channels == 1 else "RGB"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise MediaError(f"an image of {im.width} x {im.height} pixels, over the limit of "
-                                     f"{MAX_IMAGE_PIXELS:,}")
-                im.draft(mode, (col.width, col.height))  # as the encoder: the same decoded pixels
-                pixels = np.asarray(im.convert(mode), dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise MediaError(f"not an image Pillow can read ({len(data):,} bytes starting {data[:8]!r})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as err:
-        raise MediaError(f"a damaged or truncated image: {err}") from None
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], col.channels)
-
-
 def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.ndarray]:
     """The two inputs of media feature ``feature`` (a contract entry) for ``cells``: each the encoded file's
     bytes, or base64 text (or a ``data:`` URI), never a path (this never reads a file). Raises ValueError naming
@@ -165,7 +141,7 @@ def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.nd
     for row, cell in enumerate(cells):
         try:
             data = cell_bytes(cell, Path("."), paths=False)
-            decoded.append(decoded_pixels(col, data) if isinstance(col, ImageColumn) else col.decode(data))
+            decoded.append(col.pixels(data) if isinstance(col, ImageColumn) else col.decode(data))
         except MediaError as err:
             raise ValueError(f"row {row}, column {col.column!r}: {err} ({col.kind} feature {col.name!r}; the raw "
                              "graph takes bytes or base64, never a path)") from None

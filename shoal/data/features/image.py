@@ -64,8 +64,25 @@ class ImageColumn(MediaColumn):
         return self.channels, self.height, self.width
 
     def decode(self, data: bytes) -> np.ndarray:
+        from PIL import Image
+
+        small = self._converted(data).resize((self.width, self.height), Image.Resampling.BILINEAR)
+        x = np.asarray(small, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3) in [0, 1]
+        x = x[None] if self.channels == 1 else x.transpose(2, 0, 1)  # (C, H, W)
+        return (x - self.mean) / self.std
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """An encoded image -> (h, w, C) uint8 at its decoded size, as :meth:`decode` has it before the resize
+        (what the raw graph is fed; it resizes)."""
+        pixels = np.asarray(self._converted(data), dtype=np.uint8)
+        return pixels.reshape(pixels.shape[0], pixels.shape[1], self.channels)
+
+    def _converted(self, data: bytes) -> Any:
+        """The decoded image (a PIL image), "L" or "RGB": a JPEG decoded smaller by ``draft`` where Pillow can.
+        MediaError for a file that is not an image, a damaged one or one over :data:`MAX_IMAGE_PIXELS`."""
         from PIL import Image, UnidentifiedImageError
 
+        mode = "L" if self.channels == 1 else "RGB"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -73,18 +90,14 @@ class ImageColumn(MediaColumn):
                     if im.width * im.height > MAX_IMAGE_PIXELS:
                         raise MediaError(f"an image of {im.width} x {im.height} pixels, over the limit of "
                                          f"{MAX_IMAGE_PIXELS:,}")
-                    im.draft("L" if self.channels == 1 else "RGB", (self.width, self.height))  # JPEG: decode smaller
-                    rgb = im.convert("L" if self.channels == 1 else "RGB")
-                    small = rgb.resize((self.width, self.height), Image.Resampling.BILINEAR)
+                    im.draft(mode, (self.width, self.height))  # JPEG: decode smaller
+                    return im.convert(mode)
         except UnidentifiedImageError:
             raise MediaError(f"not an image Pillow can read ({len(data):,} bytes starting {data[:8]!r}); "
                              f"expected {', '.join(e[1:].upper() for e in IMAGE_EXTENSIONS)}") from None
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as err:
             raise MediaError(f"a damaged or truncated image: {err}") from None
-        x = np.asarray(small, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3) in [0, 1]
-        x = x[None] if self.channels == 1 else x.transpose(2, 0, 1)  # (C, H, W)
-        return (x - self.mean) / self.std
 
     def magic(self, data: bytes) -> bool:
         return image_magic(data)
