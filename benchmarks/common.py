@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, SupportsFloat
+
+from shoal.runtime.http_load import free_port, server_process  # noqa: F401 - the benchmarks import them from here
 
 __all__ = ["Timer", "free_port", "markdown_table", "peak_rss_mib", "row", "server_process", "timer", "write_json"]
 
@@ -83,34 +81,3 @@ def markdown_table(rows: Sequence[dict[str, Any]], index: Sequence[str], columns
     for key, got in cells.items():
         lines.append("| " + " | ".join([*(str(k) for k in key), *(_fmt(got.get(c)) for c in cols)]) + " |")
     return "\n".join(lines)
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface (for a server the benchmark starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def server_process(cmd: Sequence[str], log: Path, ready: Callable[[], bool], env: dict[str, str] | None = None,
-                   timeout_s: float = 90.0) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``cmd`` (a server) with its output appended to ``log``; yield once ``ready()`` is true; stop it with
-    SIGTERM, then SIGKILL after 30 s. Raises when it exits or is not ready within ``timeout_s``."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(list(cmd), env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})},
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not ready():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(cmd[:4])} ... did not start; see {log}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = ["Budget", "Connection", "Reply", "Tally", "bench_http", "free_port", "json_rows", "load", "local_server",
-           "run_async"]
+           "run_async", "server_process"]
 
 TOLERANCE = 1e-6  # an answer's probability against the expected one
 
@@ -225,24 +225,21 @@ def _ready(url: str) -> bool:
 
 
 @contextmanager
-def local_server(bundle: Path, log: Path, args: Sequence[str] = (), timeout_s: float = 90.0) -> Iterator[str]:
-    """``shoal serve BUNDLE`` on a free loopback port (its output appended to ``log``), with ``args``; yields its
-    URL once ``/readyz`` answers 200; stops it (SIGTERM, then SIGKILL after 30 s). RuntimeError naming the log
-    when it exits or is not ready within ``timeout_s``."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--host", "127.0.0.1", "--port", str(port),
-           *args]
+def server_process(cmd: Sequence[str], log: Path, ready: Callable[[], bool], env: dict[str, str] | None = None,
+                   timeout_s: float = 90.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` (a server) with its output appended to ``log``; yield once ``ready()`` is true; stop it with
+    SIGTERM, then SIGKILL after 30 s. RuntimeError naming the log when it exits or is not ready within
+    ``timeout_s``."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(cmd), env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})},
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout_s
-        while not _ready(url):
+        while not ready():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"shoal serve {bundle} did not start within {timeout_s:.0f} s; see {log}")
+                raise RuntimeError(f"{' '.join(cmd[:4])} ... did not start within {timeout_s:.0f} s; see {log}")
             time.sleep(0.1)
-        yield url
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -250,6 +247,18 @@ def local_server(bundle: Path, log: Path, args: Sequence[str] = (), timeout_s: f
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def local_server(bundle: Path, log: Path, args: Sequence[str] = (), timeout_s: float = 90.0) -> Iterator[str]:
+    """``shoal serve BUNDLE`` on a free loopback port (:func:`server_process`), with ``args``; yields its URL once
+    ``/readyz`` answers 200."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--host", "127.0.0.1", "--port", str(port),
+           *args]
+    with server_process(cmd, log, lambda: _ready(url), timeout_s=timeout_s):
+        yield url
 
 
 def json_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
