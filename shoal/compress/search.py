@@ -131,27 +131,20 @@ def frontier(candidates: Sequence[Candidate]) -> list[Candidate]:
 def raw_validation_rows(bundle: Bundle, run_dir: Path, n: int = LATENCY_ROWS) -> list[Chunk]:
     """Up to ``n`` of the run's validation rows as read from the file (raw columns), one-row chunks: what a
     latency measured end to end encodes on every call."""
-    found = bundle.config.data.file("valid")
-    columns = bundle.encoder.columns(with_label=False)
-    first: Chunk | None
-    if found is not None:
-        first = next(iter(chunks(found[0], found[1], columns, BadRowSink("count"))), None)
-    else:
-        split = HeldOutSplit(run_dir)
-        first = split.read() if split.exists() else None
+    first = raw_validation_table(bundle, run_dir, whole=False)
     if first is None or not len(first):
         return []
-    table = first.table.select(columns)
-    return [Chunk(table.slice(i, 1), first.lines[i:i + 1], first.file) for i in range(min(n, len(first)))]
+    return [Chunk(first.table.slice(i, 1), first.lines[i:i + 1], first.file) for i in range(min(n, len(first)))]
 
 
-def raw_validation_table(bundle: Bundle, run_dir: Path) -> Chunk | None:
-    """All the run's validation rows as read from the file (raw columns, with their line numbers), for the raw
-    graph's quality: its ``data.valid`` file, else the held-out split; None when it has neither."""
+def raw_validation_table(bundle: Bundle, run_dir: Path, whole: bool = True) -> Chunk | None:
+    """The run's validation rows as read from the file (raw columns, with their line numbers): its ``data.valid``
+    file (``whole`` False: its first chunk only), else the held-out split; None when it has neither."""
     found = bundle.config.data.file("valid")
     columns = bundle.encoder.columns(with_label=False)
     if found is not None:
-        parts = list(chunks(found[0], found[1], columns, BadRowSink("count")))
+        read = chunks(found[0], found[1], columns, BadRowSink("count"))
+        parts = list(read) if whole else list(itertools.islice(read, 1))
         if not parts:
             return None
         import pyarrow as pa
@@ -161,8 +154,8 @@ def raw_validation_table(bundle: Bundle, run_dir: Path) -> Chunk | None:
     split = HeldOutSplit(run_dir)
     if not split.exists():
         return None
-    whole = split.read()
-    return Chunk(whole.table.select(columns), whole.lines, whole.file)
+    rows = split.read()
+    return Chunk(rows.table.select(columns), rows.lines, rows.file)
 
 
 def export_raw(bundle_dir: Path, out: Path) -> Path | None:

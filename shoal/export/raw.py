@@ -388,7 +388,8 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
         traced = Path(tmp) / "model.onnx"
         trace_to_onnx(bundle.model, layout, traced, list(bundle.encoder.buckets), opset=OPSET)
         model = onnx.load(str(traced))
-        forms = [form] if form != "auto" else ["unrolled", "loop"] if _has_ids(bundle.encoder) else ["unrolled"]
+        # auto: both forms where ids are hashed (the part the form changes); with no sparse feature they are one
+        forms = [form] if form != "auto" else ["unrolled", "loop"] if bundle.encoder.sparse_features else ["unrolled"]
         built: dict[str, tuple[Any, dict[str, Any]]] = {}
         for f in forms:
             width = max_bytes if f == "unrolled" else None
@@ -422,11 +423,6 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
                            max_bytes=width, form=form, nodes=len(merged.graph.node), parity_rows=parity_rows,
                            max_abs_proba_diff=diff, seconds=time.perf_counter() - started,
                            form_ms={f: {str(b): ms for b, ms in t.items()} for f, t in timings.items()})
-
-
-def _has_ids(encoder: Encoder) -> bool:
-    """Whether the export hashes ids (the part whose form ``auto`` chooses): any sparse feature."""
-    return any(f["kind"] == "sparse" for f in raw_contract(encoder, DEFAULT_MAX_BYTES)["features"])
 
 
 def _timing_rows(bundle: Bundle, folder: Path | None) -> pa.Table:
