@@ -29,7 +29,7 @@ def _table(rows: pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
-    if column not in table.column_names:
+    if table.schema.get_field_index(column) < 0:
         raise KeyError(f"the rows have no column {column!r} (the raw model reads {column!r}); send it, null for "
                        "missing")
     return table.column(column)
@@ -37,33 +37,43 @@ def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
 
 def _bytes_matrix(text: pa.Array, width: int | None, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(bytes (n, W) uint8, lengths (n,) int64) of a string array; nulls and "" have length 0 (missing)."""
-    arr = pc.fill_null(text, "") if text.null_count else text
+    arr = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     if pa.types.is_large_string(arr.type):
         arr = pc.cast(arr, pa.string())
     n = len(arr)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1 + arr.offset)[arr.offset:].astype(np.int64)
     buf = arr.buffers()[2]
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
-    return _pack(data, offsets, width, name)
+    valid = None
+    if arr.null_count:  # a null's slot may hold bytes: its length is 0 whatever the offsets say
+        bits = np.frombuffer(arr.buffers()[0], np.uint8)
+        valid = np.unpackbits(bits, bitorder="little")[arr.offset: arr.offset + n].astype(bool)
+    return _pack(data, offsets, width, name, valid)
 
 
-def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` -> (bytes (n, W) uint8 padded with 0, lengths (n,) int64)."""
+def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
+          valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` (length 0 where ``valid`` is False) -> (bytes (n, W)
+    uint8 padded with 0, lengths (n,) int64). The work is the ids' bytes, not n x W."""
     n = len(offsets) - 1
     lengths = np.diff(offsets)
+    if valid is not None:
+        lengths = np.where(valid, lengths, 0)
     longest = int(lengths.max(initial=0))
     if width is not None and longest > width:
         raise ValueError(f"an id of {name!r} is {longest} bytes long; this raw export reads at most {width} bytes "
                          "per id: re-export with a larger max_bytes")
     w = width if width is not None else max(longest, 1)
+    out = np.zeros((n, w), np.uint8)
     if n == 1:  # serving one row: a copy, no gather
-        out = np.zeros((1, w), np.uint8)
-        out[0, :longest] = data[offsets[0]: offsets[1]]
+        out[0, :longest] = data[offsets[0]: offsets[0] + longest]
         return out, lengths
-    pos = np.arange(w)
-    inside = pos[None, :] < lengths[:, None]
-    index = np.where(inside, offsets[:-1, None] + pos[None, :], 0)
-    out = np.where(inside, data[index] if len(data) else 0, 0).astype(np.uint8)
+    total = int(lengths.sum())
+    if total:
+        ends = np.cumsum(lengths)
+        within = np.arange(total) - np.repeat(ends - lengths, lengths)  # each byte's place in its id
+        row = np.repeat(np.arange(n), lengths)
+        out.reshape(-1)[row * w + within] = data[offsets[:-1][row] + within]
     return out, lengths
 
 
@@ -71,69 +81,107 @@ _ABSENT = object()
 FAST_ROWS = 32  # row dicts up to this many are fed in plain Python (no pyarrow call: ~10x less time at batch 1)
 
 
+def _dense_cell(c: Any) -> float | None:
+    """A dense cell as a float (NaN for missing), or None when pyarrow's rules must decide (text, bool, a huge
+    int, a value beyond float32: :func:`raw_feed` then names it)."""
+    if c is None or c is _ABSENT:
+        return float("nan")
+    if type(c) is float or (type(c) is int and abs(c) <= 2**53):
+        return c if -FLOAT32_MAX <= c <= FLOAT32_MAX or c != c else None
+    return None
+
+
+def _id_text(c: Any) -> str | None:
+    """An id cell's text ("" for missing), or None for a cell pyarrow must cast (a float, a bool)."""
+    if c is None or c is _ABSENT:
+        return ""
+    if type(c) is str:
+        return c
+    if type(c) is int:
+        return str(c)
+    return None
+
+
 def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     """:func:`raw_feed` of a few row dicts without pyarrow, or None when a cell needs pyarrow's rules (text in a
     dense column, a float or bool id, a column no row has, a value to refuse). ``str.strip()`` trims exactly the
     characters ``utf8_trim_whitespace`` does (the 29 code points Python calls whitespace; the tests check it), and
-    an int id's text is its ``str``, as pyarrow's cast writes it."""
+    an int id's text is its ``str``, as pyarrow's cast writes it. The dense values, and the single ids, of every
+    feature go in one array each, the inputs being views of its rows: a few numpy calls per request, not a few
+    per feature."""
+    n = len(rows)
     feed: dict[str, np.ndarray] = {}
     width = contract.get("max_bytes")
+    dense_names: list[str] = []
+    dense_values: list[float] = []
+    single_names: list[tuple[str, str, str]] = []  # (feature, bytes input, lengths input)
+    single_ids: list[bytes] = []
     for f in contract["features"]:
         column = f["column"]
         cells = [r.get(column, _ABSENT) for r in rows]
         if all(c is _ABSENT for c in cells):
             return None
         names = f["inputs"]
-        if f["kind"] in ("image", "audio"):
+        kind = f["kind"]
+        if kind == "dense":
+            for c in cells:
+                v = _dense_cell(c)
+                if v is None:
+                    return None
+                dense_values.append(v)
+            dense_names.append(names["value"])
+            continue
+        if kind in ("image", "audio"):
             feed |= media_feed(f, [None if c is _ABSENT else c for c in cells])
             continue
-        if f["kind"] == "text":
+        if kind == "text":
             packed = text_cells_feed([None if c is _ABSENT else c for c in cells], int(f["max_bytes"]))
             if packed is None:
                 return None
             feed[names["bytes"]], feed[names["lengths"]] = packed
             continue
-        if f["kind"] == "dense":
-            values = np.empty(len(cells), np.float64)
-            for i, c in enumerate(cells):
-                if c is None or c is _ABSENT:
-                    values[i] = np.nan
-                elif type(c) is float or (type(c) is int and abs(c) <= 2**53):
-                    values[i] = c
-                else:
-                    return None
-            if (np.abs(values) > FLOAT32_MAX).any():  # infinite or beyond float32: raw_feed's error says which
-                return None
-            feed[names["value"]] = values.astype(np.float32)
-            continue
-        ids: list[bytes] = []
-        counts: list[int] = []
         separator = f.get("separator")
-        for c in cells:
-            if c is None or c is _ABSENT:
-                text = ""
-            elif type(c) is str:
-                text = c
-            elif type(c) is int:
-                text = str(c)
-            else:
-                return None
-            try:
-                if separator is None:
-                    ids.append(text.strip().encode("utf-8"))
-                else:
-                    items = [t.strip() for t in text.split(separator)] if text else []
-                    kept = [t.encode("utf-8") for t in items if t]
-                    ids += kept
-                    counts.append(len(kept))
-            except UnicodeEncodeError:  # a lone surrogate: pyarrow refuses it with its own message
-                return None
+        try:
+            if separator is None:
+                for c in cells:
+                    text = _id_text(c)
+                    if text is None:
+                        return None
+                    single_ids.append(text.strip().encode("utf-8"))
+                single_names.append((f["name"], names["bytes"], names["lengths"]))
+                continue
+            ids: list[bytes] = []
+            counts: list[int] = []
+            for c in cells:
+                text = _id_text(c)
+                if text is None:
+                    return None
+                kept = [t.encode("utf-8") for t in (t.strip() for t in text.split(separator)) if t] if text else []
+                ids += kept
+                counts.append(len(kept))
+        except UnicodeEncodeError:  # a lone surrogate: pyarrow refuses it with its own message
+            return None
         offsets = np.zeros(len(ids) + 1, np.int64)
         np.cumsum([len(b) for b in ids], out=offsets[1:])
         feed[names["bytes"]], feed[names["lengths"]] = _pack(np.frombuffer(b"".join(ids), np.uint8), offsets, width,
                                                              f["name"])
-        if separator is not None:
-            feed[names["counts"]] = np.array(counts, np.int64)
+        feed[names["counts"]] = np.array(counts, np.int64)
+    if dense_names:
+        block = np.array(dense_values, np.float32).reshape(len(dense_names), n)
+        for k, name in enumerate(dense_names):
+            feed[name] = block[k]
+    if single_names:
+        lengths = np.array([len(b) for b in single_ids], np.int64)
+        longest = int(lengths.max(initial=0))
+        if width is not None and longest > width:
+            k = int(np.flatnonzero(lengths > width)[0]) // n  # the first feature with an id too long
+            raise ValueError(f"an id of {single_names[k][0]!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes "
+                             f"long; this raw export reads at most {width} bytes per id: re-export with a larger "
+                             "max_bytes")
+        w = width if width is not None else max(longest, 1)
+        data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in single_ids), np.uint8).reshape(len(single_ids), w)
+        for k, (_, b, ln) in enumerate(single_names):
+            feed[b], feed[ln] = data[k * n:(k + 1) * n], lengths[k * n:(k + 1) * n]
     return feed
 
 
@@ -151,6 +199,7 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
             return fast
     table = _table(rows)
     feed: dict[str, np.ndarray] = {}
+    singles: list[tuple[Mapping[str, Any], pa.ChunkedArray]] = []
     width = contract.get("max_bytes")
     for f in contract["features"]:
         col = _column(table, f["column"])
@@ -181,13 +230,36 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
                                  f"(value {problems.values[0][bad].as_py()!r})")
             feed[names["value"]] = values.astype(np.float32)
             continue
+        if f.get("separator") is None:  # one id per row: all such features trimmed and packed at once, below
+            singles.append((f, col))
+            continue
         text = as_strings(col, f["column"])
-        if f.get("separator") is not None:
-            lists = pc.split_pattern(text, f["separator"])
-            flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
-            keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
-            parent = pc.list_parent_indices(lists).to_numpy()[keep]
-            feed[names["counts"]] = np.bincount(parent, minlength=len(text)).astype(np.int64)
-            text = flat.filter(pa.array(keep))
-        feed[names["bytes"]], feed[names["lengths"]] = _bytes_matrix(text, width, f["name"])
+        lists = pc.split_pattern(text, f["separator"])
+        flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+        keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
+        parent = pc.list_parent_indices(lists).to_numpy()[keep]
+        feed[names["counts"]] = np.bincount(parent, minlength=len(text)).astype(np.int64)
+        feed[names["bytes"]], feed[names["lengths"]] = _bytes_matrix(flat.filter(pa.array(keep)), width, f["name"])
+    if singles:
+        _single_ids(feed, singles, width, table.num_rows)
     return feed
+
+
+def _single_ids(feed: dict[str, np.ndarray], singles: list[tuple[Mapping[str, Any], pa.ChunkedArray]],
+                width: int | None, n: int) -> None:
+    """The bytes and lengths of every one-id-per-row feature, trimmed and packed as one array (one pyarrow and
+    one numpy pass, not one per feature); each feature's inputs are views of its rows. An id too long is
+    named by its feature, the first in the contract's order."""
+    texts = [as_strings(col, f["column"]) for f, col in singles]
+    data, lengths = _bytes_matrix(pa.concat_arrays(texts) if len(texts) > 1 else texts[0], None, "")
+    too_long = np.flatnonzero(lengths > width) if width is not None else np.zeros(0, np.int64)
+    if len(too_long):
+        k = int(too_long[0]) // n
+        raise ValueError(f"an id of {singles[k][0]['name']!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes "
+                         f"long; this raw export reads at most {width} bytes per id: re-export with a larger "
+                         "max_bytes")
+    if width is not None and data.shape[1] != width:
+        data = np.pad(data, ((0, 0), (0, width - data.shape[1])))
+    for k, (f, _) in enumerate(singles):
+        names = f["inputs"]
+        feed[names["bytes"]], feed[names["lengths"]] = data[k * n:(k + 1) * n], lengths[k * n:(k + 1) * n]

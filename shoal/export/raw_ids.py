@@ -20,6 +20,7 @@ from shoal.export.raw_graph import PREFIX, GraphBuilder, mix64
 __all__ = ["LOOP_BLOCK", "ML_DOMAIN", "ML_OPSET", "fnv_loop", "hash_ids", "vocab_keys"]
 
 LOOP_BLOCK = 8  # bytes hashed per turn of the Loop form
+LOOP_HEAD = 16  # bytes the Loop form hashes unrolled before its first turn (a multiple of LOOP_BLOCK)
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys: a vocabulary feature's lookup
 
 _FNV_OFFSET = 0xCBF29CE484222325
@@ -44,7 +45,7 @@ def vocab_keys(feature: SparseColumn) -> np.ndarray | None:
 
 
 def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes: int | None,
-             vocabularies: Sequence[np.ndarray | None] = ()) -> tuple[list[str], str]:
+             vocabularies: Sequence[np.ndarray | None] = (), per_row: Sequence[bool] = ()) -> tuple[list[str], str]:
     """Bucket ids (int64, one tensor per part) of id bytes, and the raw hashes (uint64 (T,), all parts).
 
     ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
@@ -52,8 +53,10 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     past an id's length by feeding ``b = 0, P = 1`` there (ONNX Runtime has no uint64 ``Where``).
     ``vocabularies``: per part, None (hashed into its buckets) or the keys of its vocabulary (:func:`vocab_keys`):
     its ids are then looked up (``ai.onnx.ml`` ``LabelEncoder``, key -> row 1..V, any other key -> V+1).
+    ``per_row``: per part, True when it has one id per row (all such parts have N ids: one Shape serves them).
     """
     from onnx import TensorProto as T
+    from onnx import helper
 
     u64 = np.uint64
 
@@ -68,17 +71,40 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         byte_inputs = [g.op("Pad", [b, g.op("Concat", [g.const([0, 0, 0], np.int64), g.op("Sub", [widest, w])],
                                             axis=0)], "bytes_padded") for b, w in zip(byte_inputs, widths, strict=True)]
     raw_bytes = cat(byte_inputs)  # (T, L) uint8
-    if max_bytes is None:  # the Loop takes LOOP_BLOCK bytes a turn: pad the width to a multiple of it
+    if max_bytes is None:  # LOOP_HEAD bytes unrolled, then LOOP_BLOCK a turn: pad to LOOP_HEAD + k LOOP_BLOCK
         w = g.op("Slice", [g.op("Shape", [raw_bytes]), g.const([1], np.int64), g.const([2], np.int64)])
         short = g.op("Mod", [g.op("Sub", [g.const([LOOP_BLOCK], np.int64), g.op("Mod", [w, g.const([LOOP_BLOCK],
                                                                                                     np.int64)])]),
                              g.const([LOOP_BLOCK], np.int64)])
+        short = g.op("Sub", [g.op("Max", [g.op("Add", [w, short]), g.i64([LOOP_HEAD])]), w])
         raw_bytes = g.op("Pad", [raw_bytes, g.op("Concat", [g.const([0, 0, 0], np.int64), short], axis=0)])
     lengths = cat([n for _, n, _, _ in parts])  # (T,)
-    basis = cat([g.op("Expand", [g.const([(_FNV_OFFSET ^ seed) & 0xFFFFFFFFFFFFFFFF], u64, "basis"),
-                                 g.op("Shape", [n])]) for _, n, seed, _ in parts])
-    modulus = cat([g.op("Expand", [g.const([buckets - 1], u64, "modulus"), g.op("Shape", [n])])
-                   for _, n, _, buckets in parts])
+    seeds = np.array([(_FNV_OFFSET ^ seed) & 0xFFFFFFFFFFFFFFFF for _, _, seed, _ in parts], u64)
+    moduli = np.array([buckets - 1 for _, _, _, buckets in parts], u64)
+    sizes = None
+    if len(parts) > 1:
+        one = list(per_row) or [False] * len(parts)
+        rows = g.op("Shape", [parts[one.index(True)][1]]) if any(one) else ""
+        sizes = g.op("Concat", [rows if single else g.op("Shape", [n])
+                                for (_, n, _, _), single in zip(parts, one, strict=True)], axis=0)
+    if sizes is None:
+        basis = g.op("Expand", [g.const(seeds, u64, "basis"), g.op("Shape", [lengths])])
+        modulus = g.op("Expand", [g.const(moduli, u64, "modulus"), g.op("Shape", [lengths])])
+    elif all(per_row):  # F parts of N ids each: the F constants repeated N times
+        rows = g.op("Shape", [parts[0][1]])
+        grid = g.op("Concat", [g.i64([len(parts)]), rows], axis=0)  # (F, N)
+        basis, modulus = (g.op("Reshape", [g.op("Expand", [g.const(c.reshape(-1, 1), u64, hint), grid]),
+                                           g.i64([-1])], hint) for c, hint in ((seeds, "basis"), (moduli, "modulus")))
+    else:  # each id's part: a 1 at each part's end, summed up to the id (a few nodes, not four per part)
+        ends = g.op("CumSum", [sizes, g.i64(0)])
+        total = g.op("Shape", [lengths])
+        marks = g.op("ScatterElements", [g.op("ConstantOfShape", [g.op("Add", [total, g.i64([1])])],
+                                              value=helper.make_tensor("zero", T.INT64, [1], [0])),
+                                         ends, g.op("Expand", [g.i64([1]), g.op("Shape", [ends])])],
+                     reduction="add")  # (T + 1,)
+        part = g.op("CumSum", [g.slice(marks, 0, -1, 0), g.i64(0)], "part")  # (T,): the part of each id
+        basis = g.op("Gather", [g.const(seeds, u64, "basis"), part])
+        modulus = g.op("Gather", [g.const(moduli, u64, "modulus"), part])
     columns = g.op("Cast", [g.op("Transpose", [raw_bytes], perm=[1, 0])], "bytes_u64", to=T.UINT64)  # (L, T)
     width = g.op("Gather", [g.op("Shape", [raw_bytes]), g.const(1, np.int64)])  # L, a scalar
     position = g.op("Unsqueeze", [g.op("Range", [g.const(0, np.int64), width, g.const(1, np.int64)]),
@@ -89,20 +115,15 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     primes = g.op("Add", [g.op("Mul", [inside, g.const(_FNV_PRIME - 1, u64)]), g.const(1, u64)], "primes")
     h = g.op("Unsqueeze", [basis, g.const([0], np.int64)])  # (1, T)
     if max_bytes is not None:
-        if max_bytes == 1:
-            byte_cols, prime_cols = [data], [primes]
-        else:
-            byte_cols = g.ops("Split", [data], max_bytes, "byte", axis=0, num_outputs=max_bytes)
-            prime_cols = g.ops("Split", [primes], max_bytes, "prime", axis=0, num_outputs=max_bytes)
-        for b, p in zip(byte_cols, prime_cols, strict=True):
-            h = g.op("Mul", [g.op("BitwiseXor", [h, b], "fnv_xor"), p], "fnv")
-        h = g.op("Squeeze", [h, g.const([0], np.int64)])
-    else:
-        blocks = g.op("Div", [width, g.const(LOOP_BLOCK, np.int64)])
-        shape = g.op("Concat", [g.op("Unsqueeze", [blocks, g.const([0], np.int64)]),
-                                g.const([LOOP_BLOCK, -1], np.int64)], axis=0)  # (L / B, B, T)
-        h = fnv_loop(g, g.op("Reshape", [data, shape]), g.op("Reshape", [primes, shape]), blocks, h)
-        h = g.op("Squeeze", [h, g.const([0], np.int64)])
+        h = fnv_unrolled(g, data, primes, max_bytes, h)
+    else:  # the first LOOP_HEAD bytes unrolled (most ids end there), the rest in a Loop (no turn for short ids)
+        h = fnv_unrolled(g, g.slice(data, 0, LOOP_HEAD, 0), g.slice(primes, 0, LOOP_HEAD, 0), LOOP_HEAD, h)
+        blocks = g.op("Div", [g.op("Sub", [width, g.i64(LOOP_HEAD)]), g.const(LOOP_BLOCK, np.int64)])
+        shape = g.op("Concat", [g.op("Unsqueeze", [blocks, g.const([0], np.int64)]), g.i64([LOOP_BLOCK]),
+                                g.op("Shape", [lengths])], axis=0)  # ((L - H) / B, B, T): T, not -1, as L - H may be 0
+        tail_data, tail_primes = (g.op("Reshape", [g.slice(x, LOOP_HEAD, 2**62, 0), shape]) for x in (data, primes))
+        h = fnv_loop(g, tail_data, tail_primes, blocks, h)
+    h = g.op("Squeeze", [h, g.const([0], np.int64)])
     length_u64 = g.op("Cast", [g.op("Max", [lengths, g.const(0, np.int64)])], to=T.UINT64)
     h = g.op("BitwiseXor", [h, length_u64])
     hashes = mix64(g, h)  # SplitMix64's finalizer
@@ -112,7 +133,7 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     if len(parts) == 1:
         per_part, per_hash = [ids], [hashes]
     else:
-        sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in parts], axis=0)
+        assert sizes is not None
         per_part = g.ops("Split", [ids, sizes], len(parts), "ids", axis=0)
         per_hash = (g.ops("Split", [hashes, sizes], len(parts), "hashes", axis=0)
                     if any(v is not None for v in vocabularies) else [hashes] * len(parts))
@@ -126,6 +147,18 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         per_part[k] = g.op("Where", [g.op("Less", [parts[k][1], g.const(1, np.int64)]), g.const(0, np.int64), row],
                            "ids")
     return per_part, hashes
+
+
+def fnv_unrolled(g: GraphBuilder, data: str, primes: str, width: int, h: str) -> str:
+    """The FNV-1a steps over the ``width`` rows of ``data`` / ``primes`` (width, T), two nodes a byte; ``h`` (1, T)."""
+    if width == 1:
+        byte_cols, prime_cols = [data], [primes]
+    else:
+        byte_cols = g.ops("Split", [data], width, "byte", axis=0, num_outputs=width)
+        prime_cols = g.ops("Split", [primes], width, "prime", axis=0, num_outputs=width)
+    for b, p in zip(byte_cols, prime_cols, strict=True):
+        h = g.op("Mul", [g.op("BitwiseXor", [h, b], "fnv_xor"), p], "fnv")
+    return h
 
 
 def fnv_loop(g: GraphBuilder, data: str, primes: str, blocks: str, h: str) -> str:

@@ -32,6 +32,7 @@ from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.runtime.choice import BackendChoice, ChoiceCache, Route, choice_key, decide, measure
 from shoal.runtime.latency import BenchResult, peak_rss_mib, time_system
+from shoal.runtime.onnx import run_session
 from shoal.runtime.predictor import Predictor, RoutedPredictor, TorchPredictor, select_predictor
 from shoal.runtime.refs import content_version
 
@@ -63,7 +64,7 @@ class RawGraphPredictor:
     def predict_rows(self, rows: pa.Table | Sequence[Mapping[str, Any]]) -> np.ndarray:
         from shoal.export.raw import raw_feed
 
-        logits = self.model.session.run(["logits"], raw_feed(rows, self.contract))[0]
+        logits = run_session(self.model.session, ["logits"], raw_feed(rows, self.contract))[0]
         kinds = [t["kind"] for t in self.contract["tasks"]] if self.task == "multitask" else None
         return answers(logits, self.task, kinds)
 

@@ -18,7 +18,7 @@ from shoal.artifacts.bundle import answers, task_of
 from shoal.data.batch import Batch
 from shoal.runtime.feed import InputLayout, padded_feed
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "FILES", "OnnxPredictor", "session_options"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "FILES", "OnnxPredictor", "run_session", "session_options"]
 
 EXPORT_FORMAT = "shoal-onnx"
 EXPORT_VERSION = 1
@@ -44,6 +44,17 @@ def session_options(threads: int | None = None) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return so
+
+
+def run_session(session: Any, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``session.run(outputs, feed)`` without the Python wrapper's input check: it compares every input name
+    with a list of the fed names (quadratic: ~30 us of a raw graph's 66 inputs, as long as the rest of a batch-1
+    call), and the C++ call below makes the same check, naming a missing input. The wrapper where the binding
+    differs."""
+    inner = getattr(session, "_sess", None)
+    if inner is None or not hasattr(inner, "run"):
+        return list(session.run(outputs, feed))
+    return list(inner.run(outputs, feed, None))
 
 
 @dataclass
