@@ -20,7 +20,7 @@ from shoal.export.raw_graph import PREFIX, GraphBuilder, mix64
 __all__ = ["LOOP_BLOCK", "ML_DOMAIN", "ML_OPSET", "fnv_loop", "hash_ids", "vocab_keys"]
 
 LOOP_BLOCK = 8  # bytes hashed per turn of the Loop form
-LOOP_HEAD = 16  # bytes the Loop form hashes unrolled before its first turn (a multiple of LOOP_BLOCK)
+FNV_HEAD = 16  # bytes hashed unrolled in both forms; the rest only when an id is longer (a multiple of LOOP_BLOCK)
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys: a vocabulary feature's lookup
 
 _FNV_OFFSET = 0xCBF29CE484222325
@@ -71,12 +71,12 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         byte_inputs = [g.op("Pad", [b, g.op("Concat", [g.const([0, 0, 0], np.int64), g.op("Sub", [widest, w])],
                                             axis=0)], "bytes_padded") for b, w in zip(byte_inputs, widths, strict=True)]
     raw_bytes = cat(byte_inputs)  # (T, L) uint8
-    if max_bytes is None:  # LOOP_HEAD bytes unrolled, then LOOP_BLOCK a turn: pad to LOOP_HEAD + k LOOP_BLOCK
+    if max_bytes is None:  # FNV_HEAD bytes unrolled, then LOOP_BLOCK a turn: pad to FNV_HEAD + k LOOP_BLOCK
         w = g.op("Slice", [g.op("Shape", [raw_bytes]), g.const([1], np.int64), g.const([2], np.int64)])
         short = g.op("Mod", [g.op("Sub", [g.const([LOOP_BLOCK], np.int64), g.op("Mod", [w, g.const([LOOP_BLOCK],
                                                                                                     np.int64)])]),
                              g.const([LOOP_BLOCK], np.int64)])
-        short = g.op("Sub", [g.op("Max", [g.op("Add", [w, short]), g.i64([LOOP_HEAD])]), w])
+        short = g.op("Sub", [g.op("Max", [g.op("Add", [w, short]), g.i64([FNV_HEAD])]), w])
         raw_bytes = g.op("Pad", [raw_bytes, g.op("Concat", [g.const([0, 0, 0], np.int64), short], axis=0)])
     lengths = cat([n for _, n, _, _ in parts])  # (T,)
     seeds = np.array([(_FNV_OFFSET ^ seed) & 0xFFFFFFFFFFFFFFFF for _, _, seed, _ in parts], u64)
@@ -105,25 +105,7 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         part = g.op("CumSum", [g.slice(marks, 0, -1, 0), g.i64(0)], "part")  # (T,): the part of each id
         basis = g.op("Gather", [g.const(seeds, u64, "basis"), part])
         modulus = g.op("Gather", [g.const(moduli, u64, "modulus"), part])
-    columns = g.op("Cast", [g.op("Transpose", [raw_bytes], perm=[1, 0])], "bytes_u64", to=T.UINT64)  # (L, T)
-    width = g.op("Gather", [g.op("Shape", [raw_bytes]), g.const(1, np.int64)])  # L, a scalar
-    position = g.op("Unsqueeze", [g.op("Range", [g.const(0, np.int64), width, g.const(1, np.int64)]),
-                                  g.const([1], np.int64)])  # (L, 1)
-    inside = g.op("Cast", [g.op("Less", [position, g.op("Unsqueeze", [lengths, g.const([0], np.int64)])])],
-                  "inside", to=T.UINT64)  # (L, T): 1 for a byte of the id, 0 past its end
-    data = g.op("Mul", [columns, inside], "bytes_masked")
-    primes = g.op("Add", [g.op("Mul", [inside, g.const(_FNV_PRIME - 1, u64)]), g.const(1, u64)], "primes")
-    h = g.op("Unsqueeze", [basis, g.const([0], np.int64)])  # (1, T)
-    if max_bytes is not None:
-        h = fnv_unrolled(g, data, primes, max_bytes, h)
-    else:  # the first LOOP_HEAD bytes unrolled (most ids end there), the rest in a Loop (no turn for short ids)
-        h = fnv_unrolled(g, g.slice(data, 0, LOOP_HEAD, 0), g.slice(primes, 0, LOOP_HEAD, 0), LOOP_HEAD, h)
-        blocks = g.op("Div", [g.op("Sub", [width, g.i64(LOOP_HEAD)]), g.const(LOOP_BLOCK, np.int64)])
-        shape = g.op("Concat", [g.op("Unsqueeze", [blocks, g.const([0], np.int64)]), g.i64([LOOP_BLOCK]),
-                                g.op("Shape", [lengths])], axis=0)  # ((L - H) / B, B, T): T, not -1, as L - H may be 0
-        tail_data, tail_primes = (g.op("Reshape", [g.slice(x, LOOP_HEAD, 2**62, 0), shape]) for x in (data, primes))
-        h = fnv_loop(g, tail_data, tail_primes, blocks, h)
-    h = g.op("Squeeze", [h, g.const([0], np.int64)])
+    h = fnv(g, raw_bytes, lengths, basis, max_bytes)
     length_u64 = g.op("Cast", [g.op("Max", [lengths, g.const(0, np.int64)])], to=T.UINT64)
     h = g.op("BitwiseXor", [h, length_u64])
     hashes = mix64(g, h)  # SplitMix64's finalizer
@@ -147,6 +129,54 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         per_part[k] = g.op("Where", [g.op("Less", [parts[k][1], g.const(1, np.int64)]), g.const(0, np.int64), row],
                            "ids")
     return per_part, hashes
+
+
+def _masked(g: GraphBuilder, raw: str, lengths: str, start: int) -> tuple[str, str]:
+    """(bytes, primes), (w, T) uint64, of the id bytes ``raw`` (T, w) that are bytes ``start``.. of each id: past an
+    id's length the byte is 0 and the prime 1, so the FNV-1a step ``h = (h ^ b) * P`` does nothing there (ONNX
+    Runtime has no uint64 ``Where``)."""
+    from onnx import TensorProto as T
+
+    columns = g.op("Cast", [g.op("Transpose", [raw], perm=[1, 0])], "bytes_u64", to=T.UINT64)
+    position = g.unsqueeze(g.op("Range", [g.i64(start), g.op("Add", [g.dim(raw, 1), g.i64(start)]), g.i64(1)]), 1)
+    inside = g.op("Cast", [g.op("Less", [position, g.unsqueeze(lengths, 0)])], "inside", to=T.UINT64)
+    data = g.op("Mul", [columns, inside], "bytes_masked")
+    primes = g.op("Add", [g.op("Mul", [inside, g.const(_FNV_PRIME - 1, np.uint64)]), g.const(1, np.uint64)], "primes")
+    return data, primes
+
+
+def fnv(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: int | None) -> str:
+    """FNV-1a (T,) uint64 of the ids' bytes ``raw`` (T, L), before the length and SplitMix64's finalizer.
+
+    The first :data:`FNV_HEAD` bytes are unrolled (most ids end there); the rest, unrolled up to ``max_bytes`` or
+    a ``Loop`` (``max_bytes`` None: L is HEAD + k :data:`LOOP_BLOCK`), runs inside an ``If`` taken only when an
+    id is longer than the head, so a batch of short ids pays for HEAD bytes, not L."""
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    h = g.unsqueeze(basis, 0)  # (1, T)
+    head = min(max_bytes, FNV_HEAD) if max_bytes is not None else FNV_HEAD
+    data, primes = _masked(g, raw if head == max_bytes else g.slice(raw, 0, head, 1), lengths, 0)
+    h = fnv_unrolled(g, data, primes, head, h)
+    if head == max_bytes:
+        return g.op("Squeeze", [h, g.i64([0])])
+    outer, g.nodes = g.nodes, []  # the If's then-branch: its nodes read the outer graph's values
+    tail_data, tail_primes = _masked(g, g.slice(raw, FNV_HEAD, 2**62, 1), lengths, FNV_HEAD)
+    if max_bytes is not None:
+        tail = fnv_unrolled(g, tail_data, tail_primes, max_bytes - FNV_HEAD, h)
+    else:
+        blocks = g.op("Div", [g.op("Sub", [g.dim(raw, 1), g.i64(FNV_HEAD)]), g.i64(LOOP_BLOCK)])
+        shape = g.op("Concat", [g.unsqueeze(blocks, 0), g.i64([LOOP_BLOCK]), g.op("Shape", [lengths])], axis=0)
+        tail = fnv_loop(g, g.op("Reshape", [tail_data, shape]), g.op("Reshape", [tail_primes, shape]), blocks, h)
+    branch, g.nodes = g.nodes, outer
+    short = g.name("fnv_head")
+    longest = g.op("ReduceMax", [g.op("Concat", [lengths, g.i64([0])], axis=0)], keepdims=0)
+    h = g.op("If", [g.op("Greater", [longest, g.i64(FNV_HEAD)])], "fnv",
+             then_branch=helper.make_graph(branch, "fnv_tail", [], [
+                 helper.make_tensor_value_info(tail, T.UINT64, [1, None])]),
+             else_branch=helper.make_graph([helper.make_node("Identity", [h], [short])], "fnv_head", [], [
+                 helper.make_tensor_value_info(short, T.UINT64, [1, None])]))
+    return g.op("Squeeze", [h, g.i64([0])])
 
 
 def fnv_unrolled(g: GraphBuilder, data: str, primes: str, width: int, h: str) -> str:
