@@ -62,8 +62,9 @@ def serve(
     max_id_bytes: Annotated[int, typer.Option(help="UTF-8 bytes per id; over it: 422.")] = 2048,
     max_list_ids: Annotated[int, typer.Option(help="Ids in one list feature's cell; over it: 422.")] = 1024,
     max_media_bytes: Annotated[int, typer.Option(
-        help="Bytes of one image or audio value (base64 decoded); over it: 422. Media values are base64, never "
-             "paths; raise --max-body-bytes too for large ones.")] = 4 << 20,
+        help="Bytes of one image or audio value (base64 decoded, or a multipart file part); over it: 422 (a file "
+             "part: 413). Media values are base64 or uploaded files, never paths; raise --max-body-bytes too for "
+             "large ones.")] = 4 << 20,
     max_inflight_per_client: Annotated[int, typer.Option(
         help="Requests of one client in flight at once; one more: 429 with Retry-After.")] = 32,
     client_error_rate: Annotated[float, typer.Option(

@@ -1,6 +1,7 @@
 """The HTTP server: an app factory over a served model, a micro-batcher and Prometheus metrics.
 
-    POST /predict         raw rows -> probabilities (binary) or class and class probabilities
+    POST /predict         raw rows -> probabilities (binary) or class and class probabilities; JSON rows, or one
+                          row as multipart/form-data (a file part per image or audio field)
     GET  /healthz         the process is up
     GET  /readyz          a model is loaded and the batcher runs (503 before start and while shutting down)
     GET  /model           name, version, fields, output, training metrics, limits
@@ -39,10 +40,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shoal.artifacts.models import is_model_ref
 from shoal.errors import ShoalError
 from shoal.serving.docs import offline_docs
-from shoal.serving.endpoint import PredictEndpoint, ServeError, ShoalApp, check_json_content_type, read_body
+from shoal.serving.endpoint import PredictEndpoint, ShoalApp, check_json_content_type, read_body
+from shoal.serving.errors import ServeError
 from shoal.serving.fairness import CLIENT_SCOPE_KEY, ClientLimits, Limiter
 from shoal.serving.metrics import ServeMetrics
 from shoal.serving.model import load_served
+from shoal.serving.multipart import FORM, form_json_schema
 from shoal.serving.schema import PredictResponse
 from shoal.serving.service import Service
 from shoal.serving.settings import ServeSettings
@@ -119,8 +122,11 @@ class _Observe:
 
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"description": "Body over max_body_bytes"},
-    415: {"description": "Content-Type not JSON (application/json; a missing Content-Type is read as JSON)"},
+    400: {"description": "multipart/form-data without a boundary, or a malformed multipart body"},
+    413: {"description": "Body over max_body_bytes; a multipart body with too many parts, or a media part over "
+                         "max_media_bytes"},
+    415: {"description": "Content-Type neither JSON (application/json; a missing Content-Type is read as JSON) nor "
+                         "multipart/form-data"},
     422: {"description": "Invalid rows: each error's msg names the field and what it accepts"},
     500: {"description": "Internal error: the response carries an error_id to find in the server log"},
 }
@@ -167,8 +173,9 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
         return JSONResponse({"detail": err.message}, status_code=err.status)
 
     @app.post("/predict", response_model=None, responses={200: {"model": PredictResponse}, **_ERROR_RESPONSES},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+                  FORM: {"schema": {"$ref": "#/components/schemas/PredictForm"}}}}})
     async def predict(request: Request) -> Response:
         """Probabilities for raw rows, named and typed as in training (see GET /model)."""
         # Reached only when the fast path does not apply (a mounted app, ...); the same answer either way.
@@ -239,6 +246,7 @@ def create_app(ref: str | Path, settings: ServeSettings | None = None, home: Pat
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(request.pop("$defs", {}))
             schemas["PredictRequest"] = request
+            schemas["PredictForm"] = form_json_schema(service.model.schema)
             spec["x-shoal-version"] = service.model.version
             app.openapi_schema = spec
         return app.openapi_schema

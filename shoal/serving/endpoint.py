@@ -6,6 +6,7 @@ server in all, so the app answers ``POST /predict`` here, before FastAPI (see
 the OpenAPI spec and calls the same :meth:`PredictEndpoint.answer`, so both give the same answers.
 
     bytes -> RequestSchema.parse (pydantic, 422 naming the field) -> MicroBatcher.submit -> JSON bytes
+    multipart/form-data bytes -> multipart.form_rows (one row; the same checks) ---^
 
 The batcher takes the jobs of different clients in turn (the client as keyed by :mod:`shoal.serving.fairness`), each
 request costing its body bytes.
@@ -25,8 +26,10 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shoal.serving.errors import ServeError
 from shoal.serving.fairness import CLIENT_SCOPE_KEY
 from shoal.serving.model import RowsRejected
+from shoal.serving.multipart import form_boundary, form_rows
 from shoal.serving.schema import predictions
 
 if TYPE_CHECKING:
@@ -36,17 +39,8 @@ __all__ = ["PredictEndpoint", "ServeError", "ShoalApp", "check_json_content_type
 
 _DRAIN_FACTOR = 16  # an oversized body is read (and dropped) up to this many times the limit, to answer cleanly
 _JSON = [(b"content-type", b"application/json")]
-_CLOSE = [(b"connection", b"close")]  # after a 408 or 415: the rest of the body was never read, so no keep-alive
+_CLOSE = [(b"connection", b"close")]  # after a 400, 408 or 415: the rest of the body may be unread, so no keep-alive
 _UTF8 = ("utf-8", "utf8")
-
-
-class ServeError(Exception):
-    """A request the server refuses: an HTTP status and a message for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def check_json_content_type(value: str | None) -> None:
@@ -114,10 +108,13 @@ class PredictEndpoint:
     async def answer(self, receive: Receive, declared: str | None, content_type: str | None = None,
                      client: str = "") -> tuple[int, bytes]:
         """(HTTP status, JSON body) for one request; a 4xx for a bad request, an exception for anything else.
-        ``declared``: the Content-Length header; ``content_type``: the Content-Type header (415 unless JSON, checked
-        before a byte of the body is read); ``client``: who sent it (the batcher serves clients in turn)."""
+        ``declared``: the Content-Length header; ``content_type``: the Content-Type header (415 unless JSON or
+        multipart/form-data, 400 for multipart without a boundary, checked before a byte of the body is read);
+        ``client``: who sent it (the batcher serves clients in turn)."""
         try:
-            check_json_content_type(content_type)
+            boundary = form_boundary(content_type)
+            if boundary is None:
+                check_json_content_type(content_type)
         except ServeError as err:
             return err.status, json.dumps({"detail": err.message}).encode()
         service = self.service
@@ -138,7 +135,7 @@ class PredictEndpoint:
         try:
             body = await read_body(receive, declared, settings.max_body_bytes, settings.body_timeout_s)
             served = service.model  # this request stays on this version, even if a reload swaps it meanwhile
-            rows = served.schema.parse(body)
+            rows = served.schema.parse(body) if boundary is None else form_rows(served.schema, body, boundary)
         except ServeError as err:
             return err.status, json.dumps({"detail": err.message}).encode()
         except ValidationError as err:
@@ -168,7 +165,7 @@ class PredictEndpoint:
             return
         headers = [*_JSON, (b"content-length", b"%d" % len(payload))]
         await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, *_CLOSE] if status in (408, 415) else headers})
+                    "headers": [*headers, *_CLOSE] if status in (400, 408, 415) else headers})
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -23,6 +23,9 @@ own files. Base64 that does not decode, a value over ``max_media_bytes`` or one 
 kind's files is a 422 naming the row and the field, before any model work; a file that starts right but cannot
 be decoded is a 422 from the encoder, naming the row and the field too.
 
+A ``multipart/form-data`` request (:mod:`shoal.serving.multipart`) carries one row, a part per column: it is
+validated by the same checks (:meth:`RequestSchema.parse_form`), a media value being the file's bytes, not base64.
+
 Every column must be present in every row; an unknown column, a wrong type, a missing column or a value over a
 limit is a 422 that names the field (and the limit). The limits bound the work of a request before any of it is
 done: with ``max_rows`` and the body size, no request costs more than a fixed multiple of a normal one.
@@ -182,16 +185,24 @@ def _id_limit(max_id_bytes: int, max_list_ids: int, separators: tuple[str, ...])
 
 
 def _media_check(column: MediaColumn, limit: int) -> AfterValidator:
-    """base64 text -> the file's bytes (never a path), at most ``limit`` bytes, starting like the kind's files."""
+    """base64 text (JSON) or a file's bytes (a multipart part) -> the file's bytes (never a path), at most ``limit``
+    bytes, starting like the kind's files."""
 
-    def check(value: str) -> bytes:
-        try:
-            data = base64_bytes(value, limit)
-        except MediaError as err:
-            raise ValueError(f"{err} (server max_media_bytes: {limit:,})" if "limit" in str(err) else str(err)) \
-                from None
+    def check(value: str | bytes) -> bytes:
+        if isinstance(value, bytes):  # a multipart file part: the file itself
+            data, what = value, "the file is"
+            if len(data) > limit:
+                raise ValueError(f"a file of {len(data):,} bytes is over the limit of {limit:,} bytes for one media "
+                                 "value (server max_media_bytes)")
+        else:
+            what = "the base64 decodes to"
+            try:
+                data = base64_bytes(value, limit)
+            except MediaError as err:
+                raise ValueError(f"{err} (server max_media_bytes: {limit:,})" if "limit" in str(err) else str(err)) \
+                    from None
         if not column.magic(data):
-            raise ValueError(f"the base64 decodes to {len(data):,} bytes starting {data[:12]!r}, not "
+            raise ValueError(f"{what} {len(data):,} bytes starting {data[:12]!r}, not "
                              f"{column.formats.removeprefix('base64 of ')}")
         return data
 
@@ -246,6 +257,7 @@ class RequestSchema:
         # Internal names c0, c1, ... with the column as alias: columns need not be Python identifiers.
         self._names = [f"c{i}" for i in range(len(self.fields))]
         defs: dict[str, Any] = {}
+        form: dict[str, Any] = {}  # a multipart row's: the same, but a media value is the file's bytes
         for name, f in zip(self._names, self.fields, strict=True):
             if f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
                 typ: Any = (int | float | None) if len(f.kinds) > 1 else (float | None)
@@ -253,7 +265,9 @@ class RequestSchema:
             elif f.kind == "sparse":
                 typ = Annotated[str | int | None, _id_limit(max_id_bytes, max_list_ids, f.separators)]
             elif f.kind in _MEDIA:
-                typ = Annotated[str, _media_check(self._media[f.column], max_media_bytes)]
+                check = _media_check(self._media[f.column], max_media_bytes)
+                typ = Annotated[str, check]
+                form[name] = (Annotated[bytes, check], Field(alias=f.column))
             elif f.kind == "time":
                 times = [t for t in encoder.time_features if t.column == f.column]
                 typ = Annotated[str | int | float | None, _time_check(times)]
@@ -264,6 +278,9 @@ class RequestSchema:
             defs[name] = (typ, Field(alias=f.column, description=f"{f.kind} ({', '.join(f.features)}){about}"))
         config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
         self.row_model: type[BaseModel] = create_model("Row", __config__=config, **defs)
+        form_row: Any = create_model("FormRow", __config__=config, **{**defs, **form})
+        self._form_model: type[BaseModel] = create_model(
+            "PredictForm", __config__=config, rows=(list[form_row], Field(min_length=1, max_length=1)))
         row_list: Any = list[self.row_model]  # type: ignore[name-defined]
         self.request_model: type[BaseModel] = create_model(
             "PredictRequest", __config__=config,
@@ -279,6 +296,12 @@ class RequestSchema:
     def parse(self, body: bytes) -> list[BaseModel]:
         """Validated rows of a JSON body; raises :class:`ValidationError`."""
         rows: list[BaseModel] = self.request_model.model_validate_json(body).rows  # type: ignore[attr-defined]
+        return rows
+
+    def parse_form(self, row: dict[str, Any]) -> list[BaseModel]:
+        """The validated row of a multipart request (:mod:`shoal.serving.multipart`): ``row`` maps column names to
+        Python values (a media column's: the file's bytes); the same checks, and errors, as a JSON row's."""
+        rows: list[BaseModel] = self._form_model.model_validate({"rows": [row]}).rows  # type: ignore[attr-defined]
         return rows
 
     def describe_errors(self, err: ValidationError) -> list[dict[str, Any]]:

@@ -29,9 +29,10 @@ class ServeSettings(BaseModel):
     max_id_bytes: int = Field(2048, ge=1, description="UTF-8 bytes per id (sparse field, or each id of a list); "
                                                       "over it: 422")
     max_list_ids: int = Field(1024, ge=1, description="ids in one list feature's cell; over it: 422")
-    max_media_bytes: int = Field(4 << 20, ge=1, description="bytes of one image or audio value (base64 decoded); "
-                                                            "over it: 422 (the body limit, max_body_bytes, also "
-                                                            "bounds a request: raise it for large media)")
+    max_media_bytes: int = Field(4 << 20, ge=1, description="bytes of one image or audio value (base64 decoded, "
+                                                            "or a multipart file part); over it: 422 (a file part: "
+                                                            "413; the body limit, max_body_bytes, also bounds a "
+                                                            "request: raise it for large media)")
     max_inflight_per_client: int = Field(32, ge=1, description="requests of one client in flight at once; one "
                                                                "more: 429 and a close (shoal.serving.fairness)")
     client_error_rate: float = Field(10.0, ge=0, le=1e6, description="4xx answers a second one client may sustain "

@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # starlette asks for httpx2 here; the client wo
 
 TOKEN = "content-type-token"
 NOT_JSON = "is not JSON: send the body as JSON with the header 'Content-Type: application/json'"
-REFUSED = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml",
+REFUSED = ["text/plain", "application/x-www-form-urlencoded", "multipart/mixed; boundary=x", "application/xml",
            "application/jsonx", "text/json", "application/json; charset=latin-1", "*/*"]
 ACCEPTED = [None, "application/json", "application/json; charset=utf-8", 'Application/JSON; Charset="UTF-8"',
             "application/vnd.api+json", "application/json;charset=utf8"]
