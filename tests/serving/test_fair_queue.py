@@ -139,3 +139,39 @@ def test_without_clients_the_batcher_keeps_the_order_of_arrival() -> None:
 
     _run(gate, 4, scenario)
     assert gate.batches == [["x"] * 4, ["x"] * 2 + ["r0"], ["r1"] * 2, ["r2"] * 3]
+
+
+def test_a_lone_request_to_a_fast_model_runs_on_the_event_loop_a_slow_one_in_the_worker(monkeypatch: Any) -> None:
+    """The hop to the worker thread is skipped only for a lone request (nothing queued, nothing arriving) when the
+    last batch ran under INLINE_S; the first batch (duration unknown), a slow model's and concurrent ones hop."""
+    from shoal.serving import batcher as batcher_module
+
+    threads: list[int] = []
+    slow = {"on": False}
+
+    def model(_: Any, rows: Sequence[str]) -> np.ndarray:
+        threads.append(threading.get_ident())
+        if slow["on"]:
+            threading.Event().wait(0.02)
+        return np.zeros(len(rows))
+
+    monkeypatch.setattr(batcher_module, "INLINE_S", 0.01)
+    batcher = MicroBatcher(model, max_batch_rows=8, max_wait_ms=0, metrics=ServeMetrics())
+
+    async def main() -> tuple[int, list[bool]]:
+        await batcher.start()
+        try:
+            on_loop = []
+            for step in range(4):  # unknown -> worker; fast -> loop; then slow (on the loop once) -> worker
+                slow["on"] = step >= 2
+                await batcher.submit("model", ["r"])
+                on_loop.append(threads[-1] == threading.get_ident())
+            slow["on"] = False
+            await asyncio.gather(*(batcher.submit("model", ["c"], client=str(i)) for i in range(3)))
+            return threading.get_ident(), on_loop
+        finally:
+            await batcher.stop()
+
+    loop_thread, on_loop = asyncio.run(main())
+    assert on_loop == [False, True, True, False]
+    assert threads[-1] != loop_thread  # jobs queued together: the worker runs them, the loop keeps reading
