@@ -26,8 +26,14 @@ from shoal.academy.grader import (
 
 REQUIRES = ("sklearn", "matplotlib")
 DIGITS_TARGET = 0.95
-MNIST_TARGET = 0.95
-MNIST_TRAIN = 8_000  # of the 10,000 MNIST test images, shuffled with a fixed seed; the other 2,000 are held out
+# MNIST: of the 10,000 test images, shuffled with a fixed seed, fit sees the first 3,000 and is graded on the last
+# 2,000. The reference (channels (8, 16), 3 epochs at lr 6e-3, batches of 64: 9,000 image passes) scores 0.933 to
+# 0.955 over seeds 0-9 (mean 0.946); the bar leaves 0.013 below its worst seed. Graded the same way, a model that
+# ignores the image scores 0.115, the CNN after 1 epoch 0.878, a logistic regression on the pixels 0.901, an MLP
+# (784-128-10) 0.911, an 8x8 CNN on the image pooled 4x 0.794: all fail. (The first edition fit 8,000 images for 5
+# epochs, 40,000 passes, 0.971 against a bar of 0.95, in 4x the time; numbers in the lesson's "Get it checked".)
+MNIST_TARGET = 0.92
+MNIST_TRAIN, MNIST_HELD_OUT = 3_000, 2_000
 # what conv2d by hand may not call: every library function that would slide the window for it
 LIBRARY_CONV = {"F.conv2d": [(F, "conv2d"), (torch, "conv2d")], "F.conv1d": [(F, "conv1d"), (torch, "conv1d")],
                 "F.conv3d": [(F, "conv3d"), (torch, "conv3d")], "F.unfold": [(F, "unfold")],
@@ -257,11 +263,11 @@ def check_mnist(ctx: LabContext) -> str:
     x = torch.tensor(images[order] / 255.0, dtype=torch.float32).unsqueeze(1)  # (N, 1, 28, 28)
     y = torch.tensor(labels[order].astype(np.int64))
     model, _ = _fit(ctx, x[:MNIST_TRAIN], y[:MNIST_TRAIN], image_size=28)
-    accuracy = _accuracy(model, x[MNIST_TRAIN:], y[MNIST_TRAIN:])
+    accuracy = _accuracy(model, x[-MNIST_HELD_OUT:], y[-MNIST_HELD_OUT:])
     if accuracy < MNIST_TARGET:
         raise CheckFailed(f"MNIST held-out accuracy {accuracy:.3f} < {MNIST_TARGET}: does CNN(28) size its linear "
                           "layer with conv2d_output_size? train longer if the loss is still falling")
-    return f"accuracy {accuracy:.3f} >= {MNIST_TARGET} on {len(y) - MNIST_TRAIN:,} held-out MNIST digits"
+    return f"accuracy {accuracy:.3f} >= {MNIST_TARGET} on {MNIST_HELD_OUT:,} held-out MNIST digits"
 
 
 CONV = "convolution by hand matches nn.Conv2d"
@@ -320,6 +326,6 @@ CHECKS = [
           hints=(
               "28x28 images are 12x the pixels of 8x8 ones: the same fit must size the linear layer from image_size "
               "(conv2d_output_size) and stay within the time limit.",
-              "For image_size > 8: fewer channels (8, 16) and fewer epochs (5, batch size 64) are enough for the "
-              "8,000 training images.")),
+              "For image_size > 8: fewer channels (8, 16), 3 epochs at lr 6e-3 and batches of 64 are enough for the "
+              "3,000 training images.")),
 ]

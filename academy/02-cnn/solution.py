@@ -111,7 +111,7 @@ def fit(x_train: Tensor, y_train: Tensor, image_size: int = 8, seed: int = 0) ->
         losses = train(model, x_train, y_train, epochs=20, lr=3e-3, batch_size=32, seed=seed)
     else:  # 12x the pixels of 8x8 digits: fewer channels keep MNIST fast; more images need fewer epochs
         model = CNN(image_size, channels=(8, 16))
-        losses = train(model, x_train, y_train, epochs=5, lr=3e-3, batch_size=64, seed=seed)
+        losses = train(model, x_train, y_train, epochs=3, lr=6e-3, batch_size=64, seed=seed)
     return model, losses
 
 

@@ -150,16 +150,30 @@ def test_lab1_hints_for_common_mistakes(tmp_path: Path) -> None:
 
 
 def test_lab2_and_lab6_hints_for_common_mistakes(tmp_path: Path) -> None:
-    failed = _variant(2, tmp_path, 'torch.einsum("bckl,ockl->bo", patch, weight) + bias',
-                      'torch.einsum("bckl,ockl->bo", patch, weight.flip(2, 3)) + bias')
-    assert "you flipped the kernel" in failed["convolution by hand matches nn.Conv2d"]
-    assert "autograd: gradients through your conv2d" in failed  # not run: it needs the values right first
+    conv, grad = "convolution by hand matches nn.Conv2d", "autograd: gradients through your conv2d"
+    flipped = _solution(2, 'torch.einsum("bckl,ockl->bo", patch, weight) + bias',
+                        'torch.einsum("bckl,ockl->bo", patch, weight.flip(2, 3)) + bias')
+    failed = _checks(2, tmp_path, flipped, [conv, grad])  # only these: the training checks do not use conv2d
+    assert "you flipped the kernel" in failed[conv] and grad in failed
 
     failed = _variant(6, tmp_path, "return -(taken * advantages).mean()", "return (taken * advantages).mean()")
     assert "wrong sign" in failed["policy gradient: the REINFORCE loss"]
 
     failed = _variant(6, tmp_path, "adv = returns - values.detach()", "adv = returns - values")
     assert "values.detach()" in failed["baseline: advantages"]
+
+
+@pytest.mark.skipif(not (academy.SHARED_DATA / "mnist_test").is_dir(), reason="MNIST is not in ../shared/data")
+def test_lab2_mnist_bar_needs_a_cnn(tmp_path: Path) -> None:
+    """The MNIST check trains on a small subset (3,000 images), its bar re-measured for it: a logistic regression on
+    the pixels, trained like the reference CNN, stays under it (0.901 < 0.92)."""
+    linear = _solution(2, append="\n\ndef fit(x_train, y_train, image_size=8, seed=0):\n    torch.manual_seed(seed)\n"
+                       "    model = nn.Sequential(nn.Flatten(), nn.Linear(image_size ** 2, 10))\n"
+                       "    return model, train(model, x_train, y_train, epochs=3, lr=6e-3, batch_size=64, "
+                       "seed=seed)\n")
+    name = next(c.name for c in academy.checks_of(2) if c.name.startswith("MNIST"))
+    failed = _checks(2, tmp_path, linear, [name])
+    assert failed[name].startswith("MNIST held-out accuracy 0.90") and "< 0.92" in failed[name], failed
 
 
 def test_a_file_that_does_not_import_is_one_clear_failure(tmp_path: Path) -> None:
@@ -311,28 +325,6 @@ def test_lab4_hints_for_common_mistakes(tmp_path: Path) -> None:
                             "against the Bayes-optimal ceiling", "plot: auc_per_epoch.png"]
 
 
-def test_lab3_grader_generates_the_labs_reviews() -> None:
-    import importlib.util
-
-    from shoal.academy.grader import _load
-
-    grader = _load(get_lab(3).path / "check.py", "shoal_test_lab3_check")
-    spec = importlib.util.spec_from_file_location("shoal_test_lab3_solution", get_lab(3).solution)
-    assert spec is not None and spec.loader is not None
-    solution = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(solution)
-    for seed in (0, 1, 7):
-        assert grader.reviews(200, seed) == solution.make_reviews(200, seed)
-    texts, labels = solution.make_reviews(1000, 0)
-    assert 0.35 < sum(labels) / len(labels) < 0.65 and max(len(t.encode()) for t in texts) <= grader.MAX_LEN
-    assert any(not t.isascii() for t in texts)
-    rows = grader.draw_reviews(5000, 0)
-    assert [r.text for r in rows[:1000]] == texts and 0.45 < sum(r.far for r in rows) / len(rows) < 0.55
-    sizes = [len(r.text.encode()) for r in rows]
-    assert min(sizes) >= 43 and max(sizes) <= 168  # the README's range
-    assert "43 to 168 bytes" in get_lab(3).readme.read_text(encoding="utf-8")
-
-
 def test_lab3_starter_hints_name_the_function_to_write(tmp_path: Path) -> None:
     results = {r.name: r.message for r in check(3, start(3, tmp_path / "ws"))}
     assert "in encode" in results["bytes: UTF-8 encoding, padding, invalid text"]
@@ -400,21 +392,18 @@ def test_lab3_a_gru_stopped_on_its_plateau_is_told_to_train_on(tmp_path: Path) -
 def test_lab3_the_gru_must_beat_a_9_byte_window(tmp_path: Path) -> None:
     """On far reviews the README's CNN stays near its 0.75 ceiling: a GRU beats it. A CNN that sees further, or a
     GRU handed in as the CNN, is told so. The lab's rule stands in for a trained GRU (it is right on every review)."""
-    import sys
-
     import torch
 
-    grader = academy._load(get_lab(3).path / "check.py", "shoal_test_lab3_window")
-    sys.modules.pop("shoal_test_lab3_window", None)
+    from shoal.academy.reviews import POSITIVE, draw_reviews
 
     class Rule(torch.nn.Module):
         def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
             texts = [bytes(int(t) - 1 for t in row[:n]).decode() for row, n in zip(ids, lengths, strict=True)]
             second = [t.split(" but ", 1)[1].split(",")[0] for t in texts]  # the clause after "but"
-            positive = [any(w in c for w in grader._POSITIVE) != (" not " in c) for c in second]
+            positive = [any(w in c for w in POSITIVE) != (" not " in c) for c in second]
             return torch.tensor([4.0 if p else -4.0 for p in positive])
 
-    state = {"held_out": grader.draw_reviews(1000, seed=11), "models": {"GRU": Rule()}}
+    state = {"held_out": draw_reviews(1000, seed=11), "models": {"GRU": Rule()}}
     # (the reference CNN against the reference GRU: test_solution_passes_every_check)
     wide = _solution(3, "self.conv2 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)",
                      "self.conv2 = nn.Conv1d(channels, channels, kernel, padding=8 * (kernel // 2), dilation=8)")
@@ -426,22 +415,6 @@ def test_lab3_the_gru_must_beat_a_9_byte_window(tmp_path: Path) -> None:
                                      "    return GRUClassifier(), [0.7]\n")
     failed = _checks(3, tmp_path, gru_as_cnn, [CNN_HELD_OUT3], state)
     assert failed[CNN_HELD_OUT3] == "fit_cnn should return the model it trained, with its nn.Conv1d; got GRUClassifier"
-
-
-def test_lab3_order_blind_ceiling_is_the_lessons() -> None:
-    grader = academy._load(get_lab(3).path / "check.py", "shoal_test_lab3_ceiling")
-    try:
-        assert abs(grader.ORDER_BLIND_CEILING - 0.645) < 1e-9
-        assert grader.order_blind_ceiling(0.0) == pytest.approx(0.75)  # no negation: right whenever both words agree
-        texts, labels = grader.reviews(50, 3)
-        swapped, swapped_labels = grader.reviews(50, 3, swapped=True)
-        assert [sorted(t.encode()) for t in texts] == [sorted(t.encode()) for t in swapped]  # the same bag of bytes
-        assert labels != swapped_labels
-    finally:
-        import sys
-
-        sys.modules.pop("shoal_test_lab3_ceiling", None)
-    assert "64.5 %" in get_lab(3).readme.read_text(encoding="utf-8")
 
 
 # -- lab 5 (distillation and fast inference) ------------------------------------------------------------------
