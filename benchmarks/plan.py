@@ -3,8 +3,9 @@
     python benchmarks/plan.py --json bench-plan.json [--quick] [--home HOME]
 
 This machine is calibrated first (``shoal plan --calibrate``, stored in HOME; ``--reuse-profile`` keeps an
-existing one). Data: ``shoal synth`` with 13 dense and 26 sparse features whose ids go up to 10M (200,000 rows;
-60,000 with ``--quick``). Each configuration is one epoch, no validation split (the loop's time is the steps and,
+existing one), with OpenMP's idle threads asleep (``OMP_WAIT_POLICY=PASSIVE``) as in the runs. Data:
+``shoal synth`` with 13 dense and 26 sparse features whose ids go up to 10M (200,000 rows; 60,000 with
+``--quick``). Each configuration is one epoch, no validation split (the loop's time is the steps and,
 with 2 processes, the epoch-end checkpoint), ``checkpoint_every`` beyond the epoch, every row cached; 1 process
 with 2 threads or 2 processes (torchrun, gloo) with 1 thread each.
 
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# before torch starts its threads: calibrate under the policy ``shoal train`` runs with (idle threads sleep)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:  # run as ``python benchmarks/plan.py`` (script folder on sys.path) or imported as ``benchmarks.plan``
     from benchmarks.common import markdown_table, row, write_json

@@ -10,7 +10,8 @@ Each measurement takes a second or two and is the median of repeated calls (the 
   and unfused (a distributed rank: sparse gradient, then ``step()``), for a table in cache and one far larger
   than the last-level cache, at dimensions 8 and 64 (the cost is linear in the dimension between them);
 * ``overhead``: seconds of a whole training step of tiny models (batch 8): a fixed part per step, per layer and
-  per embedding feature, the part FLOPs and bytes do not see;
+  per embedding feature, the part FLOPs and bytes do not see; and the same per op the step dispatches
+  (:mod:`shoal.plan.ops`), which the planner multiplies by a model's own count of ops;
 * ``allreduce``: gloo all-reduce and all-gather between 2 processes on loopback: a latency and a bandwidth;
 * ``base_rss``, ``first_step_s``: the resident memory of a fresh process that has loaded the training stack and
   taken a few steps, and how much longer its first step took (compiled code loaded, first calls); ``train_rss``:
@@ -18,7 +19,11 @@ Each measurement takes a second or two and is the median of repeated calls (the 
   reader, bundle writer);
 * ``disk_bw``: bytes/s of writing a checkpoint-sized file.
 
-The profile is JSON (:func:`profile_path`: ``<registry home>/plan-profile.json``).
+The profile is JSON (:func:`profile_path`: ``<registry home>/plan-profile.json``). It records the OpenMP wait
+policy it was measured under: ``shoal train`` lets idle threads sleep (``OMP_WAIT_POLICY=PASSIVE``), so every
+parallel kernel wakes them; spinning threads (OpenMP's default) measure multi-threaded kernels faster than
+training runs them. ``shoal plan --calibrate`` sets the training's policy; a program calling :func:`calibrate`
+must set it before torch starts its threads.
 """
 
 from __future__ import annotations
@@ -40,12 +45,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["PROFILE_FILE", "calibrate", "load_profile", "profile_path"]
+from shoal.plan.ops import count_ops, training_step
+
+__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "load_profile", "profile_path"]
 
 log = logging.getLogger(__name__)
 
 PROFILE_FILE = "plan-profile.json"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 3  # 3: per-op overhead, OpenMP wait policy (2 was an unmerged experiment's)
+TRAINING_OMP_WAIT_POLICY = "PASSIVE"  # what ``shoal train`` runs OpenMP's threads with (shoal.cli.main sets it)
 WIDTHS = (16, 64, 256, 1024)
 
 
@@ -162,37 +170,35 @@ def _embedding(threads: int, table_rows: dict[str, int], ids_per_step: int, seco
 
 
 def _tiny_step(layers: int, features: int) -> Callable[[], None]:
+    """A training step of a tiny model (batch 8: its FLOPs and bytes are negligible), as the trainer takes it."""
     from shoal.config import MLPConfig, TrainConfig
     from shoal.models import build
     from shoal.training.loop import training_loss
-    from shoal.training.strategy import build_optimizers
 
     model = build(MLPConfig(name="mlp", embedding_dim=4, hidden=[8] * (layers - 1)), 2, [100] * features)
-    opts = build_optimizers(model, TrainConfig(), fuse_sparse_step=True)
     dense = torch.randn(8, 2)
     ids = [torch.randint(1, 100, (8,)) for _ in range(features)]
     offsets = [torch.arange(8)] * features
     label = torch.zeros(8)
-
-    def step() -> None:
-        for o in opts:
-            if o is not None:
-                o.zero_grad(set_to_none=True)
-        training_loss(model(dense, ids, offsets), label, None).backward()
-        for o in opts:
-            if o is not None:
-                o.step()
-    return step
+    return training_step(model, (dense, ids, offsets), TrainConfig(), fused=True,
+                         loss=lambda out: training_loss(out, label, None))
 
 
-def _overhead(threads: int, seconds: float) -> dict[str, float]:
-    """A step's fixed cost: t(layers, features) = step + layers x layer + features x feature."""
-    def t(layers: int, features: int) -> float:
-        return float(_with_threads(threads, lambda: _median_seconds(_tiny_step(layers, features), seconds, 5)))
-    base, more_layers, more_features = t(1, 1), t(7, 1), t(1, 9)
+def _overhead(threads: int, seconds: float) -> dict[str, Any]:
+    """A step's fixed cost, from tiny models of 1 or 7 layers and 1 or 9 features: per step, layer and feature
+    (``t(layers, features) = step + layers x layer + features x feature``), and per op dispatched
+    (``t = op_step + ops x op``, least squares over the three models' op counts, :mod:`shoal.plan.ops`)."""
+    times, ops = [], []
+    for layers, features in ((1, 1), (7, 1), (1, 9)):
+        step = _tiny_step(layers, features)
+        ops.append(count_ops(step))
+        times.append(float(_with_threads(threads, partial(_median_seconds, step, seconds, 5))))
+    base, more_layers, more_features = times
     layer = max((more_layers - base) / 6, 0.0)
     feature = max((more_features - base) / 8, 0.0)
-    return {"step_s": max(base - layer - feature, 0.0), "layer_s": layer, "feature_s": feature}
+    op = max(float(np.polyfit(ops, times, 1)[0]), 0.0)
+    return {"step_s": max(base - layer - feature, 0.0), "layer_s": layer, "feature_s": feature, "op_s": op,
+            "op_step_s": max(float(np.mean(times)) - op * float(np.mean(ops)), 0.0), "ops": ops, "times": times}
 
 
 def _collectives(rank: int, world: int, port: int, sizes: list[int], seconds: float, out: str) -> None:
@@ -249,8 +255,10 @@ def _allreduce(seconds: float) -> dict[str, float]:
 BASE_RSS_CODE = """
 import torch
 import shoal.cli.main, shoal.training.runs, shoal.distributed.strategy, pyarrow.parquet
+from shoal.data.hash_kernel import hash_rows
 from shoal.plan.calibrate import _tiny_step
-import time
+import numpy, time
+hash_rows(numpy.zeros(1, numpy.uint8), numpy.zeros(1), numpy.ones(1), 0)  # numba loaded, as by the first pass
 step = _tiny_step(2, 2)
 times = []
 for _ in range(5):
@@ -264,7 +272,8 @@ print([line.split()[1] for line in open("/proc/self/status") if line.startswith(
 
 def _fresh_process() -> tuple[float, float]:
     """(peak RSS in bytes, seconds the first step takes beyond the others) of a fresh interpreter that loads the
-    training stack and takes a few steps (numba's compiled step loaded from its cache, torch's first calls)."""
+    training stack and numba (the first pass hashes ids with it before any step) and takes a few steps (the
+    compiled step loaded from numba's cache, torch's first calls)."""
     done = subprocess.run([sys.executable, "-c", BASE_RSS_CODE], capture_output=True, text=True, check=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     first, hwm = done.stdout.split()[-2:]
@@ -340,10 +349,15 @@ def calibrate(home: Path, quick: bool = False, processes: bool = True) -> dict[s
     llc = _llc_bytes()
     big_rows = (1 << 18) if quick else max(8 * llc // 32, 1 << 20)  # dimension 8: 32 bytes a row, 8 x the LLC
     started = time.perf_counter()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() != TRAINING_OMP_WAIT_POLICY:
+        log.warning("calibrating with OMP_WAIT_POLICY=%r, training runs with %s: multi-threaded rates will be "
+                    "too fast; set OMP_WAIT_POLICY=%s before torch starts", os.environ.get("OMP_WAIT_POLICY", ""),
+                    TRAINING_OMP_WAIT_POLICY, TRAINING_OMP_WAIT_POLICY)
     profile: dict[str, Any] = {
         "version": PROFILE_VERSION, "host": platform.node(), "machine": platform.machine(), "cores": cores,
         "torch": torch.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "llc_bytes": llc,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "table_rows": {"small": 1 << 14, "large": big_rows},
     }
     profile["matmul"] = {str(t): _with_threads(t, lambda: _matmul(WIDTHS[1:3] if quick else WIDTHS, seconds))

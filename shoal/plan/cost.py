@@ -13,6 +13,9 @@ FLOPs, as in the MLPerf and DeepSpeed counts)::
 
 Embedding bytes per row (float32): forward ``n d 4`` read; backward ``n d 4`` (gradient sums) and, per distinct
 row touched, the row read and written and its accumulator: ``u (2 d 4 + 2 x 4)``.
+
+The same twin, trained for a step, gives the ops a step dispatches (:mod:`shoal.plan.ops`), with the tables'
+optimizer fused into the backward (one CPU process) and not (a distributed rank).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from shoal.config import RunConfig
 from shoal.models import build
 from shoal.models.embeddings import SparseArch
 from shoal.plan.inputs import InputShape
+from shoal.plan.ops import step_ops
 
 __all__ = ["LayerCost", "ModelCost", "TableCost", "conv1d_flops", "cross_flops", "interaction_flops",
            "linear_flops", "model_cost"]
@@ -105,6 +109,7 @@ class ModelCost:
     tables: list[TableCost]
     features: int  # embedding inputs (each costs a few ops per step)
     notes: list[str] = field(default_factory=list)
+    ops: dict[str, int] = field(default_factory=dict)  # ops of a training step: "fused" / "unfused" tables' step
 
     @property
     def dense_params(self) -> int:
@@ -202,4 +207,6 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
         first = layers[0]
         layers[0] = LayerCost(first.name, first.kind, first.params, first.fwd_flops, first.fwd_flops,
                               first.act_bytes, first.width)
-    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes))
+    # unfused first: fusing the twin's tables cannot be undone
+    ops = {path: step_ops(twin, (dense, ids, offsets), config.train, path == "fused") for path in ("unfused", "fused")}
+    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes), ops)

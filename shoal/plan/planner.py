@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.config import RunConfig
+from shoal.plan.calibrate import TRAINING_OMP_WAIT_POLICY
 from shoal.plan.cluster import ClusterSpec
 from shoal.plan.cost import ModelCost, model_cost
 from shoal.plan.inputs import InputShape, input_shape
@@ -58,6 +59,7 @@ class Plan:
             "processes_per_node": self.processes_per_node, "world": self.step.world, "nodes": self.step.nodes,
             "dense_params": self.cost.dense_params, "table_params": self.cost.table_params,
             "fwd_flops_per_row": self.cost.fwd_flops, "bwd_flops_per_row": self.cost.bwd_flops,
+            "ops_per_step": self.cost.ops,
             "tables": [t.__dict__ for t in self.cost.tables],
             "inputs": {"dense_dim": self.shape.dense_dim, "ids_per_row": self.shape.ids_per_row,
                        "unique_fraction": self.shape.unique_fraction, "rows": self.shape.rows,
@@ -120,6 +122,11 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     if train_rows:
         step.epoch_s = epoch_seconds(step, train_rows, checkpoint, rates)
     notes = list(shape.notes)
+    policy = None if profile is None else str(profile.get("omp_wait_policy", "")).upper()
+    if policy is not None and policy != TRAINING_OMP_WAIT_POLICY:
+        notes.append(f"calibrated with OMP_WAIT_POLICY={policy or 'unset'} (spinning threads), training sleeps them "
+                     f"({TRAINING_OMP_WAIT_POLICY}): multi-threaded steps are predicted too fast; calibrate again with "
+                     "shoal plan --calibrate")
     if profile is None and not cluster.gpus:
         notes.append("CPU rates from the cluster file's peaks x efficiency, not measured: calibrate for --cluster "
                      "local")

@@ -6,9 +6,11 @@ laptop and a described GPU cluster:
 
 * ``matmul_s(flops, width)``: seconds of dense FLOPs in matmuls whose smallest dimension is ``width``;
 * ``embedding_s(lookups, unique, dim, table_bytes, fused)``: seconds of an embedding forward + backward with
-  the row-wise Adagrad update, ``lookups`` ids and ``unique`` distinct rows of a ``table_bytes`` table;
+  the row-wise Adagrad update, ``lookups`` ids and ``unique`` distinct rows, whose random reads and writes range
+  over ``table_bytes`` (whether they hit the cache: every table a step touches, with its accumulators);
 * ``memory_s(bytes)``: seconds of streaming memory (inputs, elementwise layers, Adam);
-* the fixed overheads of a step, a layer and an embedding feature; the links (bandwidth, latency).
+* the fixed overheads: calibrated, per step and per op dispatched (:mod:`shoal.plan.ops`); from a cluster file,
+  per step, layer and embedding feature; the links (bandwidth, latency).
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ class Rates:
     gpu: bool
     calibrated: bool
     first_step_s: float = 0.0  # what a run's first step costs beyond the others (compiled code loaded, ...)
+    op_s: float = 0.0  # per op a step dispatches (calibrated); 0: the per-layer and per-feature overheads instead
 
     def matmul_flops(self, width: int) -> float:
-        """Achieved FLOP/s of a matmul of this width (interpolated in log width between the measured points)."""
+        """Achieved FLOP/s of a matmul of this width (interpolated in log width between the measured points; below
+        the narrowest, bounded by streaming the wide operand from memory)."""
         pts = self.matmul_points
         w = max(width, 1)
         if w <= pts[0][0]:
-            return pts[0][1] * w / pts[0][0]  # below the smallest measured width: proportionally less
+            # narrower than measured, e.g. Linear(i, 1): a w-column product streams its wide operand (4 bytes an
+            # element, 2 w FLOPs an element), so it runs at the narrowest measured rate or as fast as memory allows
+            return min(pts[0][1], w * self.memory_bw / 2)
         for (w0, f0), (w1, f1) in zip(pts[:-1], pts[1:], strict=True):
             if w <= w1:
                 x = (math.log(w) - math.log(w0)) / (math.log(w1) - math.log(w0))
@@ -124,7 +130,8 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             interaction_flops=float(_near(profile["interaction"], threads)),
             memory_bw=float(_near(profile["memory_bw"], threads)), embedding=_near(profile["embedding"], threads),
             embedding_bw=float(_near(profile["memory_bw"], threads)), llc_bytes=float(profile["llc_bytes"]),
-            step_s=o["step_s"], layer_s=o["layer_s"], feature_s=o["feature_s"], intra=node.intra, inter=cluster.inter,
+            step_s=o["op_step_s"], layer_s=o["layer_s"], feature_s=o["feature_s"], op_s=o["op_s"], intra=node.intra,
+            inter=cluster.inter,
             device_memory=node.cpu.memory_gib * 2**30 / processes_per_node,
             base_bytes=float(profile["train_rss"] if processes_per_node == 1 else profile["base_rss"]),
             disk_bw=float(profile["disk_bw"]), overlap=0.5, gpu=False, calibrated=True,

@@ -2,10 +2,13 @@
 
 A step of W processes (global batch B, b = B / W rows each) is, on each process::
 
-    overhead   the Python loop, autograd and the optimizers' calls: step + layers x layer + features x feature
+    overhead   the Python loop, autograd and the optimizers' calls: calibrated, step + ops x op (the ops the step
+               dispatches, :mod:`shoal.plan.ops`); from a cluster file, step + layers x layer + features x feature
     input      the mini-batch cut from the cached rows: encoded bytes x 3 / memory bandwidth
     forward    each layer: its FLOPs / the FLOP/s reached at its width; elementwise layers: bytes / bandwidth
-    embeddings lookups, gradient sums and the row-wise Adagrad update of the distinct rows touched
+    embeddings lookups, gradient sums and the row-wise Adagrad update of the distinct rows touched, at the rates
+               of a table as large as all of them with their accumulators (one weight holds every table, and a
+               step's random rows range over all of it)
     backward   each layer's backward FLOPs (2 x forward)
     Adam       28 bytes per dense parameter (read p, g, m, v; write p, m, v) / memory bandwidth
     all-reduce the dense gradients (DDP, ring), overlapped with the backward up to ``overlap``
@@ -109,8 +112,9 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         compute.append(Phase(name, "compute", t, seconds, kind))
         t += seconds
 
-    layers_run = [la for la in cost.layers if la.kind != "elementwise"]
-    add("overhead", rates.step_s + rates.layer_s * len(layers_run) + rates.feature_s * cost.features, "overhead")
+    ops = cost.ops.get("fused" if fused else "unfused", 0)
+    add(f"overhead ({ops} ops)" if rates.op_s > 0 and ops else "overhead", _overhead_s(cost, rates, fused),
+        "overhead")
     add("input", rates.memory_s(3 * shape.encoded_bytes_per_row * b), "input")
 
     def layer_s(flops: float, layer_kind: str, width: int, act_bytes: float) -> float:
@@ -120,7 +124,8 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
             return flops * b / rates.interaction_flops
         return rates.matmul_s(flops * b, width)
 
-    emb_s = sum(rates.embedding_s(tc.lookups * b, tc.unique * b, tc.dim, tc.bytes * sharding.table_share, fused)
+    footprint = _footprint(cost, fused) * sharding.table_share
+    emb_s = sum(rates.embedding_s(tc.lookups * b, tc.unique * b, tc.dim, footprint, fused)
                 for tc in cost.tables) * sharding.lookup_share
     fwd_share = 1 / 3  # the forward reads rows once; the backward sums gradients and updates rows (2 passes)
     fwd = [(la.name, la.fwd_flops * b, layer_s(la.fwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
@@ -162,7 +167,7 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         exposed += gather
         union = min(sum(tc.unique for tc in cost.tables) * b * world, sum(tc.rows for tc in cost.tables))
         add("coalesce + Adagrad (all ranks' rows)",
-            rates.embedding_s(0, union - rows, dim, sum(tc.bytes for tc in cost.tables), fused=False), "embedding")
+            rates.embedding_s(0, union - rows, dim, _footprint(cost, fused=False), fused=False), "embedding")
     add("Adam (dense)", rates.memory_s(ADAM_BYTES_PER_PARAM * cost.dense_params), "optimizer")
 
     memory = _memory(cost, shape, rates, world, b, sharding, fused, cache_bytes, chunk_rows)
@@ -171,6 +176,21 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     return StepPlan(world=world, nodes=nodes, batch=batch, rank_batch=b, phases=compute + network, step_s=t,
                     exposed_comm_s=exposed + comm_fwd + comm_bwd, comm_bytes=comm, memory=memory,
                     layer_seconds=[(n, f + fb, s + sb) for (n, f, s), (_, fb, sb) in zip(fwd, bwd, strict=True)])
+
+
+def _overhead_s(cost: ModelCost, rates: Rates, fused: bool) -> float:
+    """A step's fixed cost: per op dispatched where calibrated, else per layer and embedding feature."""
+    ops = cost.ops.get("fused" if fused else "unfused")
+    if rates.op_s > 0 and ops:
+        return rates.step_s + rates.op_s * ops
+    layers_run = [la for la in cost.layers if la.kind != "elementwise"]
+    return rates.step_s + rates.layer_s * len(layers_run) + rates.feature_s * cost.features
+
+
+def _footprint(cost: ModelCost, fused: bool) -> float:
+    """Bytes a step's random row reads and writes range over: every table (one weight holds them all), its row-wise
+    Adagrad accumulators (4 bytes a row) and, fused, the step's row slots (4 bytes a row)."""
+    return sum(tc.bytes + tc.rows * (8 if fused else 4) for tc in cost.tables)
 
 
 def _memory(cost: ModelCost, shape: InputShape, rates: Rates, world: int, b: int, sharding: ShardingOption,
