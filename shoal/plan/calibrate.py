@@ -4,6 +4,8 @@ Each measurement takes a second or two and is the median of repeated calls (the 
 
 * ``matmul``: FP32 FLOP/s of a ``Linear(w, w)`` + ReLU forward and backward on 1024 rows for a few widths w,
   with 1 thread and with every core; ``interaction``: the same for DLRM's dot interaction (batched small matmuls);
+* ``conv``: the same for a ``Conv2d(c, c, 3)`` + ReLU on 64 images of 14 x 14, for c in 16, 32, 64 (a CNN's
+  convolutions; priced by their GEMM's inner width, :mod:`shoal.plan.cost`);
 * ``memory_bw``: bytes/s of a 128 MiB copy (read + write);
 * ``embedding``: seconds per id looked up and per distinct row updated by shoal's own embedding step
   (:class:`~shoal.models.embeddings.SparseArch` forward + backward with row-wise Adagrad), fused (one process)
@@ -47,7 +49,7 @@ import torch
 
 from shoal.plan.ops import count_ops, training_step
 
-__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "load_profile", "profile_path"]
+__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "load_profile", "median_seconds", "profile_path"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ PROFILE_FILE = "plan-profile.json"
 PROFILE_VERSION = 3  # 3: per-op overhead, OpenMP wait policy (2 was an unmerged experiment's)
 TRAINING_OMP_WAIT_POLICY = "PASSIVE"  # what ``shoal train`` runs OpenMP's threads with (shoal.cli.main sets it)
 WIDTHS = (16, 64, 256, 1024)
+CONV_WIDTHS = (16, 32, 64)  # channels of the calibrated convolutions
 
 
 def profile_path(home: Path) -> Path:
@@ -74,7 +77,8 @@ def load_profile(home: Path) -> dict[str, Any]:
     return profile
 
 
-def _median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
+def median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
+    """The median seconds of a call of ``fn`` over ``seconds`` of calls (at least ``min_calls``), after ``warmup``."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
@@ -106,8 +110,23 @@ def _matmul(widths: tuple[int, ...], seconds: float) -> list[list[float]]:
 
         def step(layer: torch.nn.Linear = layer, x: torch.Tensor = x) -> None:
             torch.relu(layer(x)).sum().backward()
-        t = _median_seconds(step, seconds)
+        t = median_seconds(step, seconds)
         out.append([w, 3 * 2 * 1024 * w * w / t])
+    return out
+
+
+def _conv(widths: tuple[int, ...], seconds: float, rows: int = 64, size: int = 14) -> list[list[float]]:
+    """FLOP/s of a training convolution of each width c: ``relu(Conv2d(c, c, 3, padding=1))`` forward and
+    backward on ``rows`` images of c x size x size (3 x the forward's 2 c 9 c size^2 FLOPs an image). A
+    convolution's GEMM has ``rows x size^2`` rows, 50x a Linear's 1024 here: its per-call costs are spread far
+    thinner, so the Linear rates of the same inner width under-price it several times at small widths."""
+    out = []
+    for w in widths:
+        conv, x = torch.nn.Conv2d(w, w, 3, padding=1), torch.randn(rows, w, size, size, requires_grad=True)
+
+        def step(conv: torch.nn.Conv2d = conv, x: torch.Tensor = x) -> None:
+            torch.relu(conv(x)).sum().backward()
+        out.append([w, 3 * 2 * w * 9 * w * size * size * rows / median_seconds(step, seconds)])
     return out
 
 
@@ -120,13 +139,13 @@ def _interaction(seconds: float, vectors: int = 27, dim: int = 16) -> float:
     def step() -> None:
         z = torch.bmm(x, x.transpose(1, 2))  # (B, F, F)
         z[:, rows, cols].sum().backward()
-    return 3 * 2 * vectors * vectors * dim * 1024 / _median_seconds(step, seconds)
+    return 3 * 2 * vectors * vectors * dim * 1024 / median_seconds(step, seconds)
 
 
 def _memory_bw(mib: int, seconds: float) -> float:
     src = torch.ones(mib << 18)  # float32: mib MiB
     dst = torch.empty_like(src)
-    return 2 * src.nbytes / _median_seconds(lambda: dst.copy_(src), seconds)
+    return 2 * src.nbytes / median_seconds(lambda: dst.copy_(src), seconds)
 
 
 def _embedding_step(rows: int, dim: int, ids: torch.Tensor, fused: bool) -> Callable[[], None]:
@@ -160,7 +179,7 @@ def _embedding(threads: int, table_rows: dict[str, int], ids_per_step: int, seco
                     ids = (torch.randint(1, 17, (ids_per_step,), generator=gen) if kind == "repeat"
                            else torch.randperm(n - 1, generator=gen)[:ids_per_step] + 1)
                     step = _embedding_step(n, dim, ids, path == "fused")
-                    t[dim, kind] = float(_with_threads(threads, partial(_median_seconds, step, seconds)))
+                    t[dim, kind] = float(_with_threads(threads, partial(median_seconds, step, seconds)))
             per_lookup = {d: t[d, "repeat"] / ids_per_step for d in (8, 64)}
             per_row = {d: max(t[d, "distinct"] - t[d, "repeat"], 0.0) / ids_per_step for d in (8, 64)}
             b = (per_lookup[64] - per_lookup[8]) / 56
@@ -192,7 +211,7 @@ def _overhead(threads: int, seconds: float) -> dict[str, Any]:
     for layers, features in ((1, 1), (7, 1), (1, 9)):
         step = _tiny_step(layers, features)
         ops.append(count_ops(step))
-        times.append(float(_with_threads(threads, partial(_median_seconds, step, seconds, 5))))
+        times.append(float(_with_threads(threads, partial(median_seconds, step, seconds, 5))))
     base, more_layers, more_features = times
     layer = max((more_layers - base) / 6, 0.0)
     feature = max((more_features - base) / 8, 0.0)
@@ -362,6 +381,8 @@ def calibrate(home: Path, quick: bool = False, processes: bool = True) -> dict[s
     }
     profile["matmul"] = {str(t): _with_threads(t, lambda: _matmul(WIDTHS[1:3] if quick else WIDTHS, seconds))
                          for t in threads}
+    profile["conv"] = {str(t): _with_threads(t, lambda: _conv(CONV_WIDTHS[:2] if quick else CONV_WIDTHS, seconds))
+                       for t in threads}
     profile["interaction"] = {str(t): _with_threads(t, lambda: _interaction(seconds)) for t in threads}
     profile["memory_bw"] = {str(t): _with_threads(t, lambda: _memory_bw(16 if quick else 128, seconds))
                             for t in threads}

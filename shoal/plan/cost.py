@@ -7,9 +7,17 @@ FLOPs, as in the MLPerf and DeepSpeed counts)::
 
     Linear(i, o)              forward 2 i o + o (bias)        backward 2 x forward (input and weight gradients)
     Conv1d(c, o, k) -> L      forward 2 c k o L + o L         backward 2 x forward
+    Conv2d(c, o, kh x kw)     forward 2 c kh kw o Ho Wo       backward 2 x forward (weight gradient only, 1 x,
+      -> (Ho, Wo)               (+ o Ho Wo with a bias)         where the conv reads the image itself)
     DotInteraction (F, d)     forward 2 F F d (one bmm)       backward 2 x forward
     EmbeddingBag, n ids of d  forward 2 n d (weighted sum)    backward: the ids' gradients summed per row, then
                                                               row-wise Adagrad on the distinct rows (bytes, below)
+
+A convolution runs on a CPU as a GEMM of (B Ho Wo) x (c kh kw / groups) by (c kh kw / groups) x o (im2col, or
+oneDNN's direct kernels of the same arithmetic), so its ``width`` (the rate it is priced at) is that GEMM's
+smaller inner dimension, ``min(c kh kw / groups, o)``, as a Linear's is ``min(i, o)``. Batch normalisation,
+pooling, activations, a residual block's functional ReLUs and sum, and the media encoders' training-time
+augmentation are elementwise: bytes, not FLOPs (``act_bytes``, the output read and written; pooling's input).
 
 Embedding bytes per row (float32): forward ``n d 4`` read; backward ``n d 4`` (gradient sums) and, per distinct
 row touched, the row read and written and its accumulator: ``u (2 d 4 + 2 x 4)``.
@@ -20,6 +28,7 @@ optimizer fused into the backward (one CPU process) and not (a distributed rank)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -28,11 +37,12 @@ from torch import nn
 from shoal.config import RunConfig
 from shoal.models import build
 from shoal.models.embeddings import SparseArch
+from shoal.models.media import WithMedia
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import step_ops
 
-__all__ = ["LayerCost", "ModelCost", "TableCost", "conv1d_flops", "cross_flops", "interaction_flops",
-           "linear_flops", "model_cost"]
+__all__ = ["LayerCost", "ModelCost", "TableCost", "conv1d_flops", "conv2d_flops", "cross_flops",
+           "interaction_flops", "linear_flops", "model_cost"]
 
 TRACE_ROWS = 16
 TWIN_ROWS = 64  # table rows of the twin the shapes are traced on
@@ -47,6 +57,13 @@ def conv1d_flops(channels_in: int, channels_out: int, kernel: int, length_out: i
                  groups: int = 1) -> int:
     """Forward FLOPs of one row through ``nn.Conv1d`` with an output of ``length_out`` positions."""
     return (2 * channels_in // groups * kernel * channels_out + (channels_out if bias else 0)) * length_out
+
+
+def conv2d_flops(channels_in: int, channels_out: int, kernel: tuple[int, int], out: tuple[int, int],
+                 bias: bool = True, groups: int = 1) -> int:
+    """Forward FLOPs of one row through ``nn.Conv2d`` with an output of ``out`` = (Ho, Wo) positions."""
+    kh, kw = kernel
+    return (2 * channels_in // groups * kh * kw * channels_out + (channels_out if bias else 0)) * out[0] * out[1]
 
 
 def interaction_flops(vectors: int, dim: int) -> int:
@@ -78,13 +95,16 @@ class LayerCost:
 @dataclass(frozen=True)
 class TableCost:
     """One embedding table: ``rows`` x ``dim``, looked up ``lookups`` times per row; a batch touches ``unique``
-    distinct rows per batch row. ``fused``: updated inside the backward (row-wise Adagrad)."""
+    distinct rows per batch row. ``arch``: the SparseArch that holds it (its tables share one weight);
+    ``feature``: the input it looks up (-1: unknown, e.g. a table described without a model)."""
 
     name: str
     rows: int
     dim: int
     lookups: float
     unique: float
+    arch: str = ""
+    feature: int = -1
 
     @property
     def bytes(self) -> int:
@@ -155,11 +175,20 @@ def _fake_batch(shape: InputShape, rows: int) -> tuple[torch.Tensor, list[torch.
 def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
     """The cost of ``config``'s model on inputs of ``shape`` (see the module docstring)."""
     twin_buckets = [b if k in shape.sequences else min(b, TWIN_ROWS) for k, b in enumerate(shape.buckets)]
-    twin = build(config.model, shape.dense_dim, twin_buckets, shape.outputs, shape.sequences).eval()
+    twin = build(config.model, shape.dense_dim, twin_buckets, shape.outputs, shape.sequences,
+                 media=shape.media).eval()
     dense, ids, offsets = _fake_batch(shape, TRACE_ROWS)
     which = {id(t): k for k, t in enumerate(ids)}  # an ids tensor -> its input, to find a table's real size
     layers: list[LayerCost] = []
     tables: list[TableCost] = []
+    images: set[int] = set()  # the media blocks as the encoders receive them: a conv reading one needs no input grad
+
+    def media_in(module: nn.Module, args: tuple[object, ...]) -> None:
+        images.add(id(args[0]))
+
+    def elementwise(name: str, values: float, params: int = 0) -> None:
+        """An elementwise layer of ``values`` floats a row (read and written, forward and backward)."""
+        layers.append(LayerCost(name, "elementwise", params, values, values, 4 * values))
 
     def record(name: str) -> object:
         def hook(module: nn.Module, args: tuple[object, ...], out: object) -> None:
@@ -175,6 +204,21 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
                                  module.bias is not None, module.groups)
                 layers.append(LayerCost(name, "conv", sum(p.numel() for p in module.parameters()), f, 2 * f,
                                         4 * out.numel() / rows, min(module.in_channels, module.out_channels)))  # type: ignore[attr-defined]
+            elif isinstance(module, nn.Conv2d):
+                _, _, h, w = out.shape  # type: ignore[attr-defined]  # (B, o, Ho, Wo)
+                f = conv2d_flops(module.in_channels, module.out_channels, module.kernel_size,  # type: ignore[arg-type]
+                                 (h, w), module.bias is not None, module.groups)
+                gemm = min(module.in_channels // module.groups * math.prod(module.kernel_size), module.out_channels)
+                layers.append(LayerCost(name, "conv", sum(p.numel() for p in module.parameters()), f,
+                                        f if id(args[0]) in images else 2 * f, 4 * out.numel() / rows, gemm))  # type: ignore[attr-defined]
+            elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+                elementwise(name, out.numel() / rows, sum(p.numel() for p in module.parameters()))  # type: ignore[attr-defined]
+            elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
+                elementwise(name, args[0].numel() / rows)  # type: ignore[attr-defined]  # reads its whole input
+            elif type(module).__name__ in ("BasicBlock", "Augment", "SpecAugment"):
+                # a block's functional ReLUs (2) and residual sum; training-only augmentation: a resampling (its
+                # grid's 2 coordinates a value, then the sample), or a shift and 2 masks
+                elementwise(name, 3 * out.numel() / rows)  # type: ignore[attr-defined]
             elif type(module).__name__ == "DotInteraction":
                 _, vectors, dim = args[0].shape  # type: ignore[attr-defined]  # (B, F, d)
                 f = interaction_flops(vectors, dim)
@@ -184,7 +228,7 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
                     k = which[id(k_ids)]
                     n = len(k_ids) / rows
                     tables.append(TableCost(f"{name}[{k}]", shape.buckets[k], module.dim, n,
-                                            n * shape.unique_fraction[k]))
+                                            n * shape.unique_fraction[k], name, k))
             elif isinstance(module, nn.Embedding):
                 n = args[0].numel() / rows  # type: ignore[attr-defined]  # (B, L) bytes
                 layers.append(LayerCost(name, "elementwise", module.weight.numel(), 2 * n * module.embedding_dim,
@@ -194,9 +238,14 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
                                         4 * out.numel() / rows))  # type: ignore[attr-defined]
         return hook
 
+    hooked = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding, nn.ReLU, nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d,
+              nn.MaxPool2d, nn.AvgPool2d, SparseArch)
     handles = [m.register_forward_hook(record(name)) for name, m in twin.named_modules()
-               if isinstance(m, nn.Linear | nn.Conv1d | nn.Embedding | nn.ReLU | nn.Dropout | SparseArch)
-               or type(m).__name__ == "DotInteraction"]
+               if isinstance(m, hooked) or type(m).__name__ in ("DotInteraction", "BasicBlock", "Augment",
+                                                                 "SpecAugment")]
+    for m in twin.modules():
+        if isinstance(m, WithMedia):
+            handles += [e.register_forward_pre_hook(media_in) for e in m.encoders]
     try:
         with torch.no_grad():
             twin(dense, ids, offsets)

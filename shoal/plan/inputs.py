@@ -21,6 +21,7 @@ import numpy as np
 from shoal.config import RunConfig
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
+from shoal.data.features.media import MediaInput
 from shoal.data.readers import BadRowSink
 from shoal.data.stream import chunks
 
@@ -54,6 +55,7 @@ class InputShape:
     read_rows: int = 0  # rows the reader decodes at once beyond a chunk (a Parquet row group), 0: a chunk
     measured: bool = False
     notes: list[str] = field(default_factory=list)
+    media: list[MediaInput] = field(default_factory=list)  # image and audio blocks at the end of the dense input
 
     @property
     def encoded_bytes_per_row(self) -> float:
@@ -149,8 +151,11 @@ def input_shape(config: RunConfig, batch: int, rows: int | None = None, read_dat
     # a batch cannot touch more rows than a table holds
     unique = [min(u, buckets[k] / max(n * batch, 1e-9)) for k, (u, n) in enumerate(zip(unique, ids_per_row,
                                                                                       strict=True))]
+    if any(m.kind == "audio" for m in encoder.media_inputs):
+        notes.append("audio: the log-mel spectrogram is computed once a row in the first pass (encoding), not in a "
+                     "step; the first pass is not in the epoch time")
     file_rows, group = _file_rows(config)
     return InputShape(dense_dim=encoder.dense_dim, buckets=list(buckets), outputs=outputs,
                       sequences=list(encoder.sequence_slots), ids_per_row=ids_per_row, unique_fraction=unique,
                       seq_len=seq_len, batch=batch, rows=rows if rows is not None else file_rows,
-                      read_rows=group, measured=sample is not None, notes=notes)
+                      read_rows=group, measured=sample is not None, notes=notes, media=encoder.media_inputs)

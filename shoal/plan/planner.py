@@ -19,6 +19,7 @@ from shoal.plan.inputs import InputShape, input_shape
 from shoal.plan.rates import Rates, rates_for
 from shoal.plan.serving import ServingPlan, measure_serving, predict_serving
 from shoal.plan.sharding import PLACEMENTS, placement
+from shoal.plan.sparse_step import time_sparse_steps
 from shoal.plan.step import StepPlan, epoch_seconds, plan_step
 
 __all__ = ["Plan", "make_plan"]
@@ -96,8 +97,10 @@ def _recommend(options: dict[str, StepPlan], memory: float) -> tuple[str, str]:
 
 def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any] | None = None,
               nproc: int | None = None, rows: int | None = None, qps: float | None = None,
-              run_bundle: Path | None = None, read_data: bool = True, shape: InputShape | None = None) -> Plan:
-    """Plan ``config`` on ``cluster`` (``profile``: the calibration of this machine, for ``--cluster local``)."""
+              run_bundle: Path | None = None, read_data: bool = True, shape: InputShape | None = None,
+              time_embeddings: bool = True) -> Plan:
+    """Plan ``config`` on ``cluster`` (``profile``: the calibration of this machine, for ``--cluster local``;
+    ``time_embeddings``: with a profile, time the model's own embedding step here, :mod:`shoal.plan.sparse_step`)."""
     per_node = cluster.processes_per_node(nproc)
     world = per_node * cluster.nodes
     batch = config.train.batch_size
@@ -110,9 +113,14 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     cache_rows = (train_rows or 0)
     cache = cache_rows * shape.encoded_bytes_per_row
     cache = cache if cache <= config.train.cache_mb * 2**20 else 0.0
+    sparse = None
+    if profile is not None and time_embeddings:  # this machine, calibrated: time the model's own embedding step
+        threads = max(1, int(profile["cores"]) // per_node)
+        sparse = time_sparse_steps(cost, shape, batch // world, fused=world == 1, threads=threads,
+                                   llc_bytes=float(profile["llc_bytes"]))
     options = {name: plan_step(cost, shape, rates, world=world, nodes=cluster.nodes, batch=batch,
                                sharding=placement(name, cost, world), cache_bytes=cache,
-                               chunk_rows=config.data.chunk_rows)
+                               chunk_rows=config.data.chunk_rows, sparse=sparse)
                for name in (PLACEMENTS if world > 1 else PLACEMENTS[:1])}
     recommended, reason = _recommend(options, rates.device_memory)
     emb = config.train.embeddings

@@ -5,6 +5,7 @@ The step model (:mod:`shoal.plan.step`) asks only these questions, so the same f
 laptop and a described GPU cluster:
 
 * ``matmul_s(flops, width)``: seconds of dense FLOPs in matmuls whose smallest dimension is ``width``;
+  ``conv_s(flops, width)`` the same for convolutions (their own calibrated rates, else the matmul ones);
 * ``embedding_s(lookups, unique, dim, table_bytes, fused)``: seconds of an embedding forward + backward with
   the row-wise Adagrad update, ``lookups`` ids and ``unique`` distinct rows, whose random reads and writes range
   over ``table_bytes`` (whether they hit the cache: every table a step touches, with its accumulators);
@@ -52,11 +53,19 @@ class Rates:
     calibrated: bool
     first_step_s: float = 0.0  # what a run's first step costs beyond the others (compiled code loaded, ...)
     op_s: float = 0.0  # per op a step dispatches (calibrated); 0: the per-layer and per-feature overheads instead
+    conv_points: tuple[tuple[int, float], ...] = ()  # (width, FLOP/s) of convolutions; empty: the matmul rates
 
     def matmul_flops(self, width: int) -> float:
         """Achieved FLOP/s of a matmul of this width (interpolated in log width between the measured points; below
         the narrowest, bounded by streaming the wide operand from memory)."""
-        pts = self.matmul_points
+        return self._flops(self.matmul_points, width)
+
+    def conv_s(self, flops: float, width: int) -> float:
+        """Seconds of a convolution's FLOPs whose GEMM's inner width is ``width``: at the calibrated convolution
+        rates, else (a cluster file, an older profile) at the matmul rates of that width."""
+        return flops / self._flops(self.conv_points or self.matmul_points, width)
+
+    def _flops(self, pts: tuple[tuple[int, float], ...], width: int) -> float:
         w = max(width, 1)
         if w <= pts[0][0]:
             # narrower than measured, e.g. Linear(i, 1): a w-column product streams its wide operand (4 bytes an
@@ -135,7 +144,9 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             device_memory=node.cpu.memory_gib * 2**30 / processes_per_node,
             base_bytes=float(profile["train_rss"] if processes_per_node == 1 else profile["base_rss"]),
             disk_bw=float(profile["disk_bw"]), overlap=0.5, gpu=False, calibrated=True,
-            first_step_s=float(profile.get("first_step_s", 0.0)))
+            first_step_s=float(profile.get("first_step_s", 0.0)),
+            conv_points=tuple((int(w), float(f)) for w, f in _near(profile["conv"], threads)) if "conv" in profile
+            else ())
     if node.gpu is not None:
         dev = node.gpu.spec
         peak = dev.flops[cluster.dtype] if cluster.dtype in dev.flops else dev.flops["fp32"]

@@ -33,6 +33,7 @@ from shoal.plan.cost import ModelCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.rates import Rates
 from shoal.plan.sharding import ShardingOption
+from shoal.plan.sparse_step import SparseTime
 
 __all__ = ["Phase", "StepPlan", "plan_step"]
 
@@ -99,11 +100,15 @@ class StepPlan:
 
 
 def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, nodes: int, batch: int,
-              sharding: ShardingOption, cache_bytes: float, chunk_rows: int) -> StepPlan:
+              sharding: ShardingOption, cache_bytes: float, chunk_rows: int,
+              sparse: SparseTime | None = None) -> StepPlan:
     """The step of one of ``world`` processes (``nodes`` nodes) at global ``batch``, tables placed as
-    ``sharding`` says; ``cache_bytes``: the encoded rows this process keeps in memory."""
+    ``sharding`` says; ``cache_bytes``: the encoded rows this process keeps in memory; ``sparse``: the model's own
+    embedding step timed on this machine (:mod:`shoal.plan.sparse_step`), used for the native tables."""
     b = batch // world
     fused = world == 1 and not rates.gpu and sharding.name == "data_parallel"
+    if sparse is not None and (sharding.name != "data_parallel" or sparse.fused != fused or not cost.tables):
+        sparse = None  # timed for another path: TorchRec's placements keep the per-id rates
     t = 0.0
     compute: list[Phase] = []
 
@@ -112,8 +117,8 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         compute.append(Phase(name, "compute", t, seconds, kind))
         t += seconds
 
-    ops = cost.ops.get("fused" if fused else "unfused", 0)
-    add(f"overhead ({ops} ops)" if rates.op_s > 0 and ops else "overhead", _overhead_s(cost, rates, fused),
+    ops = max(cost.ops.get("fused" if fused else "unfused", 0) - (sparse.ops if sparse else 0), 0)
+    add(f"overhead ({ops} ops)" if rates.op_s > 0 and ops else "overhead", _overhead_s(cost, rates, fused, sparse),
         "overhead")
     add("input", rates.memory_s(3 * shape.encoded_bytes_per_row * b), "input")
 
@@ -122,11 +127,16 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
             return rates.memory_s(2 * act_bytes * b)
         if layer_kind == "interaction":
             return flops * b / rates.interaction_flops
+        if layer_kind == "conv":
+            return rates.conv_s(flops * b, width)
         return rates.matmul_s(flops * b, width)
 
     footprint = _footprint(cost, fused) * sharding.table_share
-    emb_s = sum(rates.embedding_s(tc.lookups * b, tc.unique * b, tc.dim, footprint, fused)
-                for tc in cost.tables) * sharding.lookup_share
+    if sparse is not None:  # timed on this machine, the tables' cache misses included
+        emb_s = sparse.seconds
+    else:
+        emb_s = sum(rates.embedding_s(tc.lookups * b, tc.unique * b, tc.dim, footprint, fused)
+                    for tc in cost.tables) * sharding.lookup_share
     fwd_share = 1 / 3  # the forward reads rows once; the backward sums gradients and updates rows (2 passes)
     fwd = [(la.name, la.fwd_flops * b, layer_s(la.fwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
     bwd = [(la.name, la.bwd_flops * b, layer_s(la.bwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
@@ -178,11 +188,12 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
                     layer_seconds=[(n, f + fb, s + sb) for (n, f, s), (_, fb, sb) in zip(fwd, bwd, strict=True)])
 
 
-def _overhead_s(cost: ModelCost, rates: Rates, fused: bool) -> float:
-    """A step's fixed cost: per op dispatched where calibrated, else per layer and embedding feature."""
+def _overhead_s(cost: ModelCost, rates: Rates, fused: bool, sparse: SparseTime | None) -> float:
+    """A step's fixed cost: per op dispatched where calibrated (less the timed embedding step's ops, whose time
+    holds them), else per layer and embedding feature."""
     ops = cost.ops.get("fused" if fused else "unfused")
     if rates.op_s > 0 and ops:
-        return rates.step_s + rates.op_s * ops
+        return rates.step_s + rates.op_s * max(ops - (sparse.ops if sparse else 0), 0)
     layers_run = [la for la in cost.layers if la.kind != "elementwise"]
     return rates.step_s + rates.layer_s * len(layers_run) + rates.feature_s * cost.features
 

@@ -1,0 +1,120 @@
+"""The embedding step as the trainer takes it, timed on this machine with the config's own features.
+
+A step's embedding work is more than its ids and rows: :class:`~shoal.models.embeddings.SparseArch` offsets every
+feature's ids into the one weight, counts and concatenates the bags, weights the ids of list features for mean
+pooling, and its compiled fused backward walks the ids feature by feature, bag by bag. The calibration's
+one-table, one-id-a-row step sees none of that (a 26-feature step costs about three times what its ids predict).
+So a calibrated local plan times the model's own embedding step, as one training step runs it::
+
+    mini-batch (numpy)  --Batch.slice, .inputs-->  ids[k] (N_k,), offsets[k] (b,)  for each feature k
+        --SparseArch forward-->  (b, F, d)  --backward-->  row-wise Adagrad on the touched rows
+                                                           (fused: inside the backward; else .grad, then step())
+
+on the real per-process batch ``b``, with the real features, ids per row (list features with several), distinct
+rows per feature and dimension, the distinct rows scattered over tables of the real sizes, so that they miss the
+cache as a run's rows do. Tables over :data:`MAX_TIMED_LLC` x the last-level cache are shrunk to that (a random
+row misses the cache either way; a 10M-row table is never allocated). The forward and backward's ``aten`` ops are
+counted, so that the planner's per-op overhead (:mod:`shoal.plan.ops`) does not count them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shoal.data.batch import Batch
+from shoal.plan.calibrate import median_seconds
+from shoal.plan.cost import ModelCost, TableCost
+from shoal.plan.inputs import InputShape
+from shoal.plan.ops import count_ops
+
+__all__ = ["MAX_TIMED_LLC", "SparseTime", "sparse_step", "time_sparse_steps"]
+
+MAX_TIMED_LLC = 8  # timed tables hold at most this many last-level caches (beyond it, every random row misses)
+
+
+@dataclass(frozen=True)
+class SparseTime:
+    """Measured seconds of one process's embedding steps (every SparseArch of the model, the mini-batch's cut
+    included), the ``aten`` ops of their forward and backward, and whether the optimizer was fused."""
+
+    seconds: float
+    ops: int
+    fused: bool
+
+
+def _feature_ids(ids_per_row: float, unique: float, rows: int, table_rows: int,
+                 gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,), offsets (rows + 1,)): ``ids_per_row`` ids a row on average (at least one, as the twin's batch),
+    ``unique`` x N of them distinct, spread at random over rows 1..table_rows - 1 (0 is the missing id)."""
+    total = max(round(ids_per_row * rows), rows)
+    lengths = np.full(rows, total // rows, np.int64)
+    lengths[: total % rows] += 1
+    distinct = min(max(round(unique * total), 1), total, table_rows - 1)
+    chosen = gen.choice(table_rows - 1, distinct, replace=False) + 1  # (R,) the rows this batch touches
+    ids = np.concatenate([chosen, gen.choice(chosen, total - distinct)])  # every chosen row once, then repeats
+    gen.shuffle(ids)
+    offsets = np.zeros(rows + 1, np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    return ids.astype(np.int64), offsets
+
+
+def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bool, max_bytes: float,
+                seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(the step, its forward and backward alone) of one SparseArch over ``tables`` on ``rows`` rows: the
+    mini-batch cut and handed to torch as the trainer does (:meth:`Batch.slice`, :meth:`Batch.inputs`), the
+    forward, the backward and row-wise Adagrad (``fused``: inside the backward). The tables together hold at most
+    ``max_bytes`` (weights, accumulators and the fused step's row slots), shrunk in proportion beyond it."""
+    from shoal.models.embeddings import SparseArch
+    from shoal.training.optimizers import RowWiseAdagrad
+
+    dim = tables[0].dim
+    per_row = dim * 4 + (8 if fused else 4)
+    scale = min(1.0, max_bytes / max(sum(t.rows for t in tables) * per_row, 1))
+    sizes = [max(int(t.rows * scale), 2) for t in tables]
+    gen = np.random.default_rng(seed)
+    feats = [_feature_ids(shape.ids_per_row[t.feature], shape.unique_fraction[t.feature], rows, n, gen)
+             for t, n in zip(tables, sizes, strict=True)]
+    arch = SparseArch(sizes, dim)
+    opt = RowWiseAdagrad([arch.bag.weight], lr=0.01)
+    if fused:
+        arch.fuse(opt)
+    batch = Batch(dense=np.zeros((rows, 0), np.float32), ids=[i for i, _ in feats], offsets=[o for _, o in feats],
+                  label=np.zeros(rows, np.float32), lines=np.arange(rows, dtype=np.int64))
+    cut = batch.slice(0, rows).inputs()
+
+    def arch_step(inputs: tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]] = cut) -> None:
+        _, ids, offsets = inputs
+        arch(ids, offsets).sum().backward()
+        if not fused:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    def step() -> None:
+        arch_step(batch.slice(0, rows).inputs())
+    return step, arch_step
+
+
+def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool, threads: int, llc_bytes: float,
+                      seconds: float = 0.3) -> SparseTime | None:
+    """The embedding steps of ``cost``'s tables (grouped by the SparseArch that holds them) on ``rows`` rows, with
+    ``threads`` threads: timed (the median of repeated calls) and their ops counted; None without tables."""
+    groups: dict[str, list[TableCost]] = {}
+    for t in cost.tables:
+        groups.setdefault(t.arch, []).append(t)
+    if not groups or any(t.feature < 0 for t in cost.tables):
+        return None
+    total_s, ops = 0.0, 0
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for tables in groups.values():
+            step, arch_step = sparse_step(tables, shape, rows, fused, MAX_TIMED_LLC * llc_bytes)
+            total_s += median_seconds(step, seconds)
+            ops += count_ops(arch_step)
+    finally:
+        torch.set_num_threads(saved)
+    return SparseTime(total_s, ops, fused)

@@ -1,0 +1,49 @@
+"""The model's own embedding step, timed with its real features, in place of the per-id rates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shoal.plan.cluster import load_cluster
+from shoal.plan.cost import model_cost
+from shoal.plan.inputs import input_shape
+from shoal.plan.rates import rates_for
+from shoal.plan.sharding import placement
+from shoal.plan.sparse_step import SparseTime, _feature_ids, time_sparse_steps
+from shoal.plan.step import plan_step
+from tests.plan.conftest import run_config
+
+CPU = Path(__file__).resolve().parents[2] / "configs" / "clusters" / "local-2core.yaml"
+
+
+def test_feature_ids_have_the_asked_lengths_and_distinct_rows() -> None:
+    ids, offsets = _feature_ids(2.5, 0.4, 100, 1000, np.random.default_rng(0))
+    assert len(offsets) == 101 and offsets[-1] == len(ids) == 250
+    assert len(np.unique(ids)) == 100  # 0.4 x 250
+    assert ids.min() >= 1 and ids.max() < 1000  # 0 is the missing id
+
+
+def test_the_timed_step_counts_the_embedding_ops_once() -> None:
+    cfg = run_config({"name": "logistic"}, sparse=4, buckets=500, batch=64)
+    shape = input_shape(cfg, 64)
+    cost = model_cost(cfg, shape)
+    # a distributed rank's step (unfused: sparse .grad, then step()); the fused one differs only in its backward
+    timed = time_sparse_steps(cost, shape, 32, fused=False, threads=1, llc_bytes=1 << 20, seconds=0.01)
+    assert timed is not None and timed.seconds > 0
+    assert 0 < timed.ops < cost.ops["unfused"]  # the tables' forward, backward and step, not the dense part or Adam
+    rates = replace(rates_for(load_cluster(CPU), 2), op_s=1e-6, step_s=0.0)
+    sparse = SparseTime(seconds=0.004, ops=timed.ops, fused=False)
+    step = plan_step(cost, shape, rates, world=2, nodes=1, batch=64, sharding=placement("data_parallel", cost, 2),
+                     cache_bytes=0, chunk_rows=64, sparse=sparse)
+    phases = {p.name: p.seconds for p in step.phases}
+    assert abs(phases["embedding lookups"] + phases["embedding backward + Adagrad"] - 0.004) < 1e-12
+    ops = cost.ops["unfused"] - timed.ops
+    assert phases[f"overhead ({ops} ops)"] == pytest.approx(1e-6 * ops)
+    # timed for a distributed rank: one process's fused step keeps the per-id rates
+    one = plan_step(cost, shape, rates, world=1, nodes=1, batch=64, sharding=placement("data_parallel", cost, 1),
+                    cache_bytes=0, chunk_rows=64, sparse=sparse)
+    assert f"overhead ({cost.ops['fused']} ops)" in {p.name for p in one.phases}
