@@ -2,18 +2,23 @@
 Python encoder + the exported graph (today's serving path), end to end, one ONNX Runtime thread.
 
     python benchmarks/raw_text.py [--json OUT] [--rounds 3] [--calls 1000] [--seconds 1.5]
+                                  [--save-raw FILE] [--baseline FILE]
 
 The model is configs/sst2.yaml's bag (byte 3..5-grams + word 1..2-grams in 2M buckets, dim 16) with random
 weights (speed does not depend on them; parity is checked on the rows), fed SST-2 test sentences
 (../shared/data/sst2/test.tsv; generated texts when absent) as row dicts, as the server receives them. Rounds
 alternate the systems; the median round is reported: batch 1 p50 / p99 ms (one row per call, cycling), and
-rows/s at batch 256.
+rows/s at batch 256. ``--save-raw`` keeps the raw graph this code wrote; ``--baseline`` times such a file (written
+by another version of shoal: the same model, as the weights are seeded) as a third system in the same rounds, so
+two versions compare under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -86,6 +91,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--save-raw", type=Path, default=None, help="copy the raw graph written here")
+    parser.add_argument("--baseline", type=Path, default=None, help="a raw graph to time as a third system")
     args = parser.parse_args()
 
     from shoal.data.readers import BadRowSink, Chunk
@@ -103,6 +110,8 @@ def main() -> None:
         encoded = OnnxPredictor(Path(tmp) / "encoded")
         raw = RawOnnxModel(report.path)
         diff = parity(bundle, raw, pa.Table.from_pylist(rows[:512]))
+        if args.save_raw:
+            shutil.copy(report.path, args.save_raw)
         sink = BadRowSink("error")
 
         def python_path(batch: list[dict[str, Any]]) -> np.ndarray:
@@ -113,6 +122,11 @@ def main() -> None:
         batches = [rows[i: i + 256] for i in range(0, len(rows) - 255, 256)]
         systems: dict[str, Callable[[list[dict[str, Any]]], np.ndarray]] = {
             "python-encoder+onnx": python_path, "raw-onnx": raw.predict_proba}
+        baseline_diff = 0.0
+        if args.baseline:
+            baseline = RawOnnxModel(args.baseline)
+            systems["raw-onnx-baseline"] = baseline.predict_proba
+            baseline_diff = parity(bundle, baseline, pa.Table.from_pylist(rows[:512]))
         results: dict[str, list[tuple[float, float, float]]] = {s: [] for s in systems}
         for _ in range(args.rounds):
             for name, fn in systems.items():
@@ -127,8 +141,11 @@ def main() -> None:
                 row("raw_text", dataset, name, "latency_ms_p99", median[1]),
                 row("raw_text", dataset, name, "infer_rows_per_s", statistics.median(r[2] for r in rounds))]
     out.append(row("raw_text", dataset, "raw-onnx", "max_abs_proba_diff", diff))
+    if args.baseline:
+        out.append(row("raw_text", dataset, "raw-onnx-baseline", "max_abs_proba_diff", baseline_diff))
     mean_bytes = float(np.mean([len(t.encode("utf-8")) for t in texts]))
-    print(f"{dataset}: {len(texts)} texts, mean {mean_bytes:.0f} bytes; raw graph vs Python path max |dp| {diff:.1e}")
+    print(f"{dataset}: {len(texts)} texts, mean {mean_bytes:.0f} bytes; raw graph vs Python path max |dp| {diff:.1e}; "
+          f"load average {os.getloadavg()[0]:.2f} at the end")
     print(markdown_table(out, index=["system"], columns="metric"))
     if args.json:
         write_json(out, args.json)

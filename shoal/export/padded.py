@@ -1,11 +1,17 @@
-"""The exported graph: the model traced to ONNX over the padded form of its sparse inputs.
+"""The exported graph: the model traced to ONNX over the padded or flat form of its sparse inputs.
 
-``nn.EmbeddingBag`` exports as an ONNX ``Loop``, so the graph takes each sparse input padded
-(:mod:`shoal.runtime.feed` describes the form and builds it from a batch) and computes
-``sum_l W[ids + start] * weights`` = the mean embedding of each row's ids, which is exactly what
-:class:`~shoal.models.embeddings.SparseArch` computes (mode ``sum``, per-sample weights ``1/len``), as Gather +
-Mul + ReduceSum. A row with no ids pools to zeros, as an empty bag does. The batch axis and every list length are
-dynamic; the output is ``logits``: (B,) binary or (B, C) multiclass.
+``nn.EmbeddingBag`` exports as an ONNX ``Loop``, so the graph takes each list input in one of two forms
+(:mod:`shoal.runtime.feed` describes both and builds them from a batch) and computes
+``sum_i W[ids_i + start] * weights_i`` over each row's ids = the mean embedding of the row, which is exactly what
+:class:`~shoal.models.embeddings.SparseArch` computes (mode ``sum``, per-sample weights ``1/len``):
+
+- padded (the encoded export, ``model.onnx``): ids and weights (B, L), as Gather + Mul + ReduceSum over L;
+- flat (the raw export's bags, the layout's ``flat``): ids, weights and rows (M,), as Gather + Mul + a segment sum
+  (``ScatterND`` with ``reduction="add"`` into (B, d) zeros, B the dense input's rows), so a batch pays for the
+  ids it has, not for B times its longest bag.
+
+A row with no ids pools to zeros, as an empty bag does. The batch axis and every list length are dynamic; the
+output is ``logits``: (B,) binary or (B, C) multiclass.
 """
 
 from __future__ import annotations
@@ -26,22 +32,28 @@ from torch import nn
 from shoal.models.embeddings import SparseArch
 from shoal.runtime.feed import InputLayout
 
-__all__ = ["PaddedSparseArch", "layout_for", "trace_to_onnx"]
+__all__ = ["PaddedSparseArch", "SegmentSum", "layout_for", "trace_to_onnx"]
 
 
-def layout_for(encoder: Any, model: nn.Module | None = None) -> InputLayout:
+def layout_for(encoder: Any, model: nn.Module | None = None, flat: bool = False) -> InputLayout:
     """The layout of an encoder's inputs: sparse features without a separator, dense bins and time parts hold one
-    id per row; lists (separator) and text hold several. Inputs the encoder does not describe are taken as lists."""
+    id per row; lists (separator) and text hold several. Inputs the encoder does not describe are taken as lists.
+
+    ``flat``: take the bags flat (the raw export), all lists but the byte sequences (``tokens: bytes``), which a
+    sequence model reads padded; the lists of an encoder this module does not know stay padded."""
     buckets = list(encoder.buckets)
     parts = [f"{f.name}:{p}" for f in getattr(encoder, "time_features", []) for p in f.parts]  # one id per row
     single: list[bool] = ([f.separator is None for f in encoder.sparse_features] + [False] * len(encoder.text_features)
                           + [True] * len(encoder.binned_features) + [True] * len(parts))
     names = ([f.name for f in encoder.sparse_features] + [f.name for f in encoder.text_features]
              + [f"{f.name}:bin" for f in encoder.binned_features] + parts)
-    if len(single) != len(buckets):  # an encoder this module does not know: lists are always correct
+    known = len(single) == len(buckets)
+    if not known:  # an encoder this module does not know: lists are always correct
         single, names = [False] * len(buckets), [f"input {k}" for k in range(len(buckets))]
-    return InputLayout(int(encoder.dense_dim), tuple(k for k, s in enumerate(single) if s),
-                       tuple(k for k, s in enumerate(single) if not s), tuple(names))
+    lists = tuple(k for k, s in enumerate(single) if not s)
+    sequences = set(getattr(encoder, "sequence_slots", []))
+    bags = tuple(k for k in lists if k not in sequences) if flat and known else ()
+    return InputLayout(int(encoder.dense_dim), tuple(k for k, s in enumerate(single) if s), lists, tuple(names), bags)
 
 
 # -- export-time modules ----------------------------------------------------------------------------------------
@@ -56,16 +68,38 @@ class _Slot:
     position: int
     group: torch.Tensor | None = None  # single_ids (B, S), with column ``col``
     col: int = 0
-    ids: torch.Tensor | None = None  # (B, L) padded ids of a list input
-    weights: torch.Tensor | None = None  # (B, L)
+    ids: torch.Tensor | None = None  # (B, L) padded ids of a list input, or (M,) flat ids with ``rows``
+    weights: torch.Tensor | None = None  # (B, L), or (M,)
+    rows: torch.Tensor | None = None  # (M,) the row of each flat id; None: the input is padded
+    batch: torch.Tensor | None = None  # any (B, ...) tensor (the dense input): B, the rows a flat input pools to
 
     def padded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ids (B, L), weights (B, L)) of this input, whatever its kind."""
+        """(ids (B, L), weights (B, L)) of this input, one id per row or padded list."""
         if self.group is not None:
             ids = self.group[:, self.col: self.col + 1]  # (B, 1)
             return ids, torch.ones_like(ids, dtype=torch.float32)
-        assert self.ids is not None and self.weights is not None
+        assert self.ids is not None and self.weights is not None and self.rows is None, "a flat input is not padded"
         return self.ids, self.weights
+
+
+class SegmentSum(torch.autograd.Function):
+    """``out[b] = sum of values[i] with rows[i] == b``: (M, d) values + (M,) rows -> (B, d), B = ``like.shape[0]``;
+    a row no value names stays 0.
+
+    Exported as one ``ScatterND`` with ``reduction="add"`` (opset 16) into zeros. The exporter's own forms of
+    ``index_add`` / ``index_put(accumulate=True)`` scatter without a reduction (wrong for repeated rows) and
+    ``scatter_add`` needs an (M, d) index, which ONNX Runtime's ``ScatterElements`` walks element by element."""
+
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.new_zeros(like.shape[0], values.shape[1]).index_add_(0, rows, values)  # (B, d)
+
+    @staticmethod
+    def symbolic(g: Any, values: Any, rows: Any, like: Any) -> Any:
+        shape = g.op("Concat", g.op("Shape", like, end_i=1), g.op("Shape", values, start_i=1), axis_i=0)  # [B, d]
+        zeros = g.op("ConstantOfShape", shape, value_t=torch.zeros(1, dtype=torch.float32))
+        index = g.op("Unsqueeze", rows, g.op("Constant", value_t=torch.tensor([1])))  # (M, 1)
+        return g.op("ScatterND", zeros, index, values, reduction_s="add")
 
 
 class PaddedSparseArch(nn.Module):
@@ -95,6 +129,12 @@ class PaddedSparseArch(nn.Module):
             rows = picked + torch.tensor([self.starts[i] for i, _ in singles])  # (B, S) rows of the big table
             pieces.append(F.embedding(rows, self.weight))  # (B, S, d)
         for i, s in lists:
+            if s.rows is not None:  # flat: (M,) ids, weights and rows
+                assert s.ids is not None and s.weights is not None and s.batch is not None
+                emb = F.embedding(s.ids + self.starts[i], self.weight)  # (M, d)
+                pooled = SegmentSum.apply(emb * s.weights.unsqueeze(-1), s.rows, s.batch)  # (B, d): the weighted mean
+                pieces.append(pooled.unsqueeze(1))  # (B, 1, d)
+                continue
             padded, weights = s.padded()
             emb = F.embedding(padded + self.starts[i], self.weight)  # (B, L, d)
             pieces.append((emb * weights.unsqueeze(-1)).sum(dim=1, keepdim=True))  # (B, 1, d): the weighted mean
@@ -159,8 +199,12 @@ class ExportModule(nn.Module):
                 slots[k] = _Slot(k, group=padded[0], col=j)
             pos = 1
         for k in self.layout.lists:
-            slots[k] = _Slot(k, ids=padded[pos], weights=padded[pos + 1])
-            pos += 2
+            if k in self.layout.flat:
+                slots[k] = _Slot(k, ids=padded[pos], weights=padded[pos + 1], rows=padded[pos + 2], batch=dense)
+                pos += 3
+            else:
+                slots[k] = _Slot(k, ids=padded[pos], weights=padded[pos + 1])
+                pos += 2
         return self.model(dense, slots, slots)
 
 
@@ -170,12 +214,17 @@ def _example(layout: InputLayout, buckets: list[int], rows: int = 3) -> list[tor
     if layout.singles:
         feed.append(torch.stack([torch.arange(rows) % buckets[k] for k in layout.singles], dim=1))
     for k in layout.lists:
-        feed += [torch.arange(rows * 2).reshape(rows, 2) % buckets[k], torch.full((rows, 2), 0.5)]
+        if k in layout.flat:  # (2 * rows,) ids, weights and rows: two ids a row
+            feed += [torch.arange(rows * 2) % buckets[k], torch.full((rows * 2,), 0.5),
+                     torch.arange(rows).repeat_interleave(2)]
+        else:
+            feed += [torch.arange(rows * 2).reshape(rows, 2) % buckets[k], torch.full((rows, 2), 0.5)]
     return feed
 
 
 def trace_to_onnx(model: nn.Module, layout: InputLayout, path: Path, buckets: list[int], opset: int = 17) -> None:
-    """Write ``model`` over the padded inputs as ONNX, with a dynamic batch axis and dynamic list lengths.
+    """Write ``model`` over the padded (and the layout's flat) inputs as ONNX, with a dynamic batch axis and
+    dynamic list lengths.
 
     Uses the TorchScript exporter (``dynamo=False``): the graph is static apart from its shapes, it exports in
     about a second, and it keeps the parameter names.
@@ -184,6 +233,8 @@ def trace_to_onnx(model: nn.Module, layout: InputLayout, path: Path, buckets: li
     axes: dict[str, dict[int, str]] = {"dense": {0: "batch"}, "logits": {0: "batch"}, "single_ids": {0: "batch"}}
     for k in layout.lists:
         axes[f"ids_{k}"] = axes[f"weights_{k}"] = {0: "batch", 1: f"length_{k}"}
+        if k in layout.flat:
+            axes[f"ids_{k}"] = axes[f"weights_{k}"] = axes[f"rows_{k}"] = {0: f"ids_{k}.count"}
     names = layout.input_names
     with torch.no_grad(), _patched_padders(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter; parity is checked on the result

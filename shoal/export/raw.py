@@ -29,7 +29,8 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
 - sparse ``NAME`` with a ``separator`` (a list per row): ``NAME.bytes`` (M, L) and ``NAME.lengths`` (M,) hold every
   id of the batch, row after row (split on the separator, trimmed, empty ids dropped: the caller's job), and
   ``NAME.counts`` int64 (N,) how many ids each row has; a row with none pools embedding row 0, as the encoder's
-  reserved id does. The graph pads them into the ``ids_k`` / ``weights_k`` form of :mod:`shoal.runtime.feed`.
+  reserved id does. The graph hands them to the model flat (``ids_k`` / ``weights_k`` / ``rows_k``, the form of
+  :mod:`shoal.runtime.feed`), as it does a text bag's n-gram ids: nothing is padded.
 - time features are refused (:func:`time_refusal`): ``--onnx`` exports them as encoded inputs instead.
 - text ``NAME``: ``NAME.bytes`` uint8 (N, W): each text's UTF-8 bytes as they are (not trimmed), zero-padded, W
   free; ``NAME.lengths`` int64 (N,), 0 or -1 for an empty or missing text. The graph cuts each text to the
@@ -80,7 +81,7 @@ from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.export.raw_feed import raw_feed
-from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, pool
+from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag
 from shoal.export.raw_ids import LOOP_BLOCK, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
 from shoal.export.raw_media import media_contract, media_graph, synthetic_media, vertical_first_rule
 from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
@@ -266,16 +267,20 @@ def _dense(g: GraphBuilder, cols: Sequence[DenseColumn]) -> tuple[str, str, list
 
 def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
                      ir_version: int | None = None) -> Any:
-    """The preprocessing alone as an ONNX model: raw inputs (:func:`raw_contract`) -> the encoded inputs of the
-    padded graph (named ``raw/out/<input name>``), plus ``raw/ids/<feature>`` (the bucket ids: (N,) one per row,
-    (M,) one per listed id or text id: the encoder's flat ids) and ``raw/hashes`` (the uint64 hashes of every id,
-    features in order) for tests."""
+    """The preprocessing alone as an ONNX model: raw inputs (:func:`raw_contract`) -> the inputs of the traced
+    graph (named ``raw/out/<input name>``; bags flat, byte sequences padded: ``layout_for(encoder, flat=True)``),
+    plus ``raw/ids/<feature>`` (the bucket ids: (N,) one per row, (M,) one per listed id or text id: the encoder's
+    flat ids) and ``raw/hashes`` (the uint64 hashes of every id, features in order) for tests."""
     import onnx
     from onnx import TensorProto as T
     from onnx import helper
 
     contract = raw_contract(encoder, max_bytes)
-    layout = layout or layout_for(encoder)
+    layout = layout or layout_for(encoder, flat=True)
+    bags = set(layout_for(encoder, flat=True).flat)
+    if set(layout.flat) != bags:
+        raise ExportError(f"the raw graph takes inputs {sorted(bags)} flat, the layout {sorted(layout.flat)}; "
+                          "build it with layout_for(encoder, flat=True)")
     g = GraphBuilder()
     inputs = []
     for name, spec in contract["inputs"].items():
@@ -308,11 +313,10 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
             per_input.append(named)
         extra.append(helper.make_tensor_value_info(g.op("Identity", [hashes], out=f"{PREFIX}hashes"), T.UINT64,
                                                    ["all_ids"]))
-    texts: dict[int, tuple[str, str]] = {}  # layout position -> (padded ids, weights) of each text feature
+    texts: dict[int, dict[str, str]] = {}  # layout position -> the model inputs of each text feature
     for j, t in enumerate(encoder.text_features):
         k = len(sparse) + j
-        padded, weights, flat = text_graph(g, t, k)
-        texts[k] = (padded, weights)
+        texts[k], flat = text_graph(g, t, k)
         extra.append(helper.make_tensor_value_info(flat, T.INT64, [f"{t.name}.ids"]))
         per_input.append(flat)
     per_input += bins
@@ -325,13 +329,15 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
                                      out=f"{PREFIX}out/single_ids", perm=[1, 0])
     for k in layout.lists:
         if k in texts:
-            outputs[f"ids_{k}"], outputs[f"weights_{k}"] = texts[k]
+            outputs |= texts[k]
             continue
         if k >= len(sparse) or sparse[k].separator is None:
             raise ExportError(f"input {layout.name(k)} is a list in the model but not a sparse list or text feature")
-        outputs[f"ids_{k}"], outputs[f"weights_{k}"] = pool(g, per_input[k], f"{sparse[k].name}.counts", k)
+        outputs |= bag(g, per_input[k], f"{sparse[k].name}.counts", k)
+    flat_names = {f"{x}_{k}" for k in layout.flat for x in ("ids", "weights", "rows")}  # (M,); the others (N, .)
     out_info = [helper.make_tensor_value_info(v, T.FLOAT if n == "dense" or n.startswith("weights_") else T.INT64,
-                                              ["N", f"{n}.width"]) for n, v in outputs.items()]
+                                              [f"{n}.count"] if n in flat_names else ["N", f"{n}.width"])
+                for n, v in outputs.items()]
     graph = helper.make_graph(g.nodes, "shoal_raw_preprocess", inputs, out_info + extra, initializer=g.inits)
     opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(ML_DOMAIN, ML_OPSET)]
                                                  if any(s.vocab is not None for s in sparse) else [])
@@ -394,7 +400,7 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     path = out if out.suffix == ".onnx" else out / RAW_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     contract = raw_contract(bundle.encoder, max_bytes if form != "loop" else None)  # refusals before any work
-    layout = layout_for(bundle.encoder, bundle.model)
+    layout = layout_for(bundle.encoder, bundle.model, flat=True)  # bags flat: nothing padded
     with tempfile.TemporaryDirectory(prefix="shoal-raw-") as tmp:
         traced = Path(tmp) / "model.onnx"
         trace_to_onnx(bundle.model, layout, traced, list(bundle.encoder.buckets), opset=OPSET)

@@ -2,8 +2,9 @@
 
 :class:`GraphBuilder` collects nodes and constants, each named under :data:`PREFIX` so they never clash with the
 traced model's names; :func:`mix64` is SplitMix64's finalizer in uint64 ops (the last step of every id hash in
-:mod:`shoal.data.hashing` and :mod:`shoal.data.text`); :func:`pool` turns a flat id list + per-row counts into the
-padded ``ids_k`` / ``weights_k`` form of :mod:`shoal.runtime.feed`.
+:mod:`shoal.data.hashing` and :mod:`shoal.data.text`); :func:`bag` turns a flat id list + per-row counts into the
+flat ``ids_k`` / ``weights_k`` / ``rows_k`` form of :mod:`shoal.runtime.feed` (:func:`bag_weights` gives a text
+bag its weights).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OPSET", "PREFIX", "GraphBuilder", "mix64", "pool"]
+__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "mix64"]
 
 OPSET = 18
 PREFIX = "raw/"  # every value the preprocessing adds is named under it, clear of the traced model's names
@@ -67,6 +68,11 @@ class GraphBuilder:
         """``x[start:end]`` along ``axis`` (negative ``end`` counts from the end; an empty result is fine)."""
         return self.op("Slice", [x, self.i64([start]), self.i64([end]), self.i64([axis])])
 
+    def take(self, data: str, index: str, hint: str | None = None, out: str | None = None) -> str:
+        """``data[index]`` for 1-D ``data`` and ``index``: ``GatherElements``, which ONNX Runtime runs ~10x faster
+        than ``Gather`` (that copies one scalar at a time: ~0.6 ms for 77,000 indices on one thread)."""
+        return self.op("GatherElements", [data, index], hint or "take", out, axis=0)
+
     def dim(self, x: str, axis: int) -> str:
         """``x.shape[axis]`` as an int64 scalar."""
         return self.op("Gather", [self.op("Shape", [x]), self.i64(axis)])
@@ -82,23 +88,42 @@ def mix64(g: GraphBuilder, h: str) -> str:
     return h
 
 
-def pool(g: GraphBuilder, flat: str, counts: str, k: int) -> tuple[str, str]:
-    """A list input's flat ids (M,) + per-row counts (N,) -> padded ids (N, W) and mean weights (N, W), as
-    :func:`shoal.runtime.feed.padded_feed` builds them: a row without ids holds the one id 0 (weight 1)."""
+def bag(g: GraphBuilder, flat: str, counts: str, k: int) -> dict[str, str]:
+    """A list input's flat ids (M,) + per-row counts (N,) -> the flat form of :mod:`shoal.runtime.feed`:
+    ``raw/out/ids_k``, ``weights_k`` (1/len) and ``rows_k`` (M',), where a row without ids holds the one id 0, as the
+    encoder's reserved id (M' = M + the rows without ids). Nothing is padded::
+
+        flat [7, 3, 9]  counts [2, 0, 1]  ->  ids [7, 3, 0, 9]  weights [.5, .5, 1, 1]  rows [0, 0, 1, 2]
+    """
+    listed = g.op("Greater", [counts, g.i64(0)])  # (N,)
+    counts_at_least_1 = g.op("Max", [counts, g.i64(1)])
+    starts = g.op("CumSum", [counts_at_least_1, g.i64(0)], exclusive=1)  # (N,) each row's first slot
+    rows = _rows_of_slots(g, counts_at_least_1, starts, k)  # (M',)
+    # slot j of row r holds flat[j - (empty rows before r)], read from [0, *flat] (at + 1); an empty row: index 0
+    shift = g.op("Sub", [g.op("CumSum", [counts, g.i64(0)], exclusive=1), g.op("Sub", [starts, g.i64(1)])])  # (N,)
+    slot = g.op("Range", [g.i64(0), g.dim(rows, 0), g.i64(1)])  # (M',)
+    index = g.op("Where", [g.take(listed, rows), g.op("Add", [slot, g.take(shift, rows)]), g.i64(0)])
+    ids = g.take(g.op("Concat", [g.i64([0]), flat], axis=0), index, out=f"{PREFIX}out/ids_{k}")
+    return {f"ids_{k}": ids, f"weights_{k}": bag_weights(g, counts_at_least_1, rows, k), f"rows_{k}": rows}
+
+
+def _rows_of_slots(g: GraphBuilder, counts: str, starts: str, k: int) -> str:
+    """``raw/out/rows_k``: the row of each slot (M,) of a bag whose rows hold ``counts`` (N,) ids, each at least 1,
+    starting at ``starts`` (N,): a 1 at each row's first slot, summed (``repeat_interleave`` in ONNX ops)."""
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    total = g.op("ReduceSum", [counts, g.i64([0])], keepdims=1)  # (1,) M
+    zeros = g.op("ConstantOfShape", [total], value=helper.make_tensor("zero", T.INT64, [1], [0]))  # (M,)
+    firsts = g.op("ScatterElements", [zeros, starts, g.op("Expand", [g.i64(1), g.op("Shape", [counts])])], axis=0)
+    return g.op("Sub", [g.op("CumSum", [firsts, g.i64(0)]), g.i64(1)], out=f"{PREFIX}out/rows_{k}")
+
+
+def bag_weights(g: GraphBuilder, counts: str, rows: str, k: int) -> str:
+    """``raw/out/weights_k``: float32 1/len of each id's row (``rows`` (M,), any order), as
+    :class:`~shoal.models.embeddings.SparseArch` computes it (``1.0 / lengths.float()``); ``counts`` (N,) at least
+    1."""
     from onnx import TensorProto as T
 
-    one = g.i64([1])
-    counts_at_least_1 = g.op("Max", [counts, g.i64(1)])
-    width = g.op("ReduceMax", [counts_at_least_1], keepdims=1)  # (1,)
-    col = g.op("Unsqueeze", [g.op("Range", [g.i64(0), g.op("Squeeze", [width]), g.i64(1)]), g.i64([0])])  # (1, W)
-    starts = g.op("Unsqueeze", [g.op("CumSum", [counts, g.i64(0)], exclusive=1), one])  # (N, 1)
-    real = g.op("Less", [col, g.op("Unsqueeze", [counts, one])])  # (N, W): a listed id
-    index = g.op("Where", [real, g.op("Add", [g.op("Add", [starts, col]), g.i64(1)]),
-                           g.i64(0)])  # into [0, *flat]: 0 picks the reserved id
-    padded_from = g.op("Concat", [g.i64([0]), flat], axis=0)
-    ids = g.op("Gather", [padded_from, index], out=f"{PREFIX}out/ids_{k}", axis=0)
-    share = g.op("Div", [g.const(1.0, np.float32), g.op("Cast", [counts_at_least_1], to=T.FLOAT)])  # float32 1/len
-    pooled = g.op("Less", [col, g.op("Unsqueeze", [counts_at_least_1, one])])
-    weights = g.op("Where", [pooled, g.op("Unsqueeze", [share, one]), g.const(0.0, np.float32)],
-                   out=f"{PREFIX}out/weights_{k}")
-    return ids, weights
+    share = g.op("Div", [g.const(1.0, np.float32), g.op("Cast", [counts], to=T.FLOAT)])  # (N,)
+    return g.take(share, rows, out=f"{PREFIX}out/weights_{k}")

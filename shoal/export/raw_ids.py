@@ -103,8 +103,8 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
                                          ends, g.op("Expand", [g.i64([1]), g.op("Shape", [ends])])],
                      reduction="add")  # (T + 1,)
         part = g.op("CumSum", [g.slice(marks, 0, -1, 0), g.i64(0)], "part")  # (T,): the part of each id
-        basis = g.op("Gather", [g.const(seeds, u64, "basis"), part])
-        modulus = g.op("Gather", [g.const(moduli, u64, "modulus"), part])
+        basis = g.take(g.const(seeds, u64, "basis"), part)
+        modulus = g.take(g.const(moduli, u64, "modulus"), part)
     h = fnv(g, raw_bytes, lengths, basis, max_bytes)
     length_u64 = g.op("Cast", [g.op("Max", [lengths, g.const(0, np.int64)])], to=T.UINT64)
     h = g.op("BitwiseXor", [h, length_u64])

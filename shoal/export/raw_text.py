@@ -14,14 +14,16 @@ the encoder) and then does what :mod:`shoal.data.text` does:
 
 - ``tokens: bytes``: ids ``byte + 1`` in order, padded, for sequence models (``bytecnn``) and bags of bytes.
 - ``tokens: ngrams``: byte n-grams (``ngram_min``..``ngram_max``): a rolling FNV-1a from the feature's seed over
-  columns of the byte matrix, one (N, W - n + 1) uint64 step per order, ``mix64(h ^ n)``; whitespace-word n-grams
-  (up to ``word_ngrams``): the word bytes are compressed out of the matrix (``Compress``), each byte's position
-  in its word comes from the word starts (``NonZero`` + ``CumSum``), its ``mix64(byte ^ pos << 8 ^ word seed)`` is
-  summed per word as two 32-bit halves in int64 prefix sums (ONNX Runtime has no uint64 ``CumSum``; the halves
-  never overflow and recombine to the wrapping uint64 sum), and consecutive words of a row chain as
-  ``h * P ^ next``. Every id lands in the encoder's slot (its row, then its n-gram order, then its position)
-  with one ``ScatterElements``, so the flat ids equal ``text_bag``'s in value and order; then they are padded
-  into the ``ids_k`` / ``weights_k`` form the model takes.
+  columns of the byte matrix, one (N, W) uint64 step per order (zero bytes past the end), ``mix64(h ^ n)``;
+  whitespace-word n-grams (up to ``word_ngrams``): the word bytes are compressed out of the matrix (``Compress``),
+  each byte's position in its word comes from the word starts (``NonZero`` + ``CumSum``), its
+  ``mix64(byte ^ pos << 8 ^ word seed)`` is summed per word as two 32-bit halves in int64 prefix sums (ONNX
+  Runtime has no uint64 ``CumSum``; the halves never overflow and recombine to the wrapping uint64 sum), and
+  consecutive words of a row chain as ``h * P ^ next``. Every id lands in the encoder's slot (its row, then its
+  n-gram order, then its position) with one ``ScatterElements``, so the flat ids (``raw/ids/NAME``) equal
+  ``text_bag``'s in value and order. The model takes the same ids part by part, each with its row and weight
+  1/len (the flat ``ids_k`` / ``weights_k`` / ``rows_k`` of :mod:`shoal.runtime.feed`; a sum needs no order, so
+  the served graph drops the scatter): nothing is padded, so one long text costs the batch only its own ids.
 
 Whitespace is the six bytes the encoder splits words on (space, \\t, \\n, \\v, \\f, \\r); nothing is trimmed or
 lowercased. Both ``tokens`` modes are exported; a mode this module does not know is refused by name.
@@ -38,7 +40,7 @@ import pyarrow.compute as pc
 
 from shoal.data.features.text import TextColumn
 from shoal.export.onnx import ExportError
-from shoal.export.raw_graph import PREFIX, GraphBuilder, mix64, pool
+from shoal.export.raw_graph import PREFIX, GraphBuilder, bag_weights, mix64
 
 __all__ = ["TEXT_TOKENS", "WORD_SEED", "synthetic_texts", "text_cells_feed", "text_contract", "text_feed",
            "text_graph"]
@@ -77,9 +79,10 @@ def text_contract(col: TextColumn) -> tuple[dict[str, Any], dict[str, dict[str, 
 
 
 # -- the graph ----------------------------------------------------------------------------------------------------
-def text_graph(g: GraphBuilder, col: TextColumn, k: int) -> tuple[str, str, str]:
-    """Add text feature ``col`` (model input ``k``) to ``g``: returns (padded ids ``raw/out/ids_k`` (N, L) int64,
-    weights ``raw/out/weights_k`` (N, L) float32, flat ids ``raw/ids/<name>`` (M,) int64 = the encoder's ids)."""
+def text_graph(g: GraphBuilder, col: TextColumn, k: int) -> tuple[dict[str, str], str]:
+    """Add text feature ``col`` (model input ``k``) to ``g``: returns (the model's inputs by name: an n-gram bag's
+    flat ``ids_k`` / ``weights_k`` / ``rows_k`` (M,), a byte sequence's padded ``ids_k`` / ``weights_k`` (N, L);
+    the flat ids ``raw/ids/<name>`` (M,) int64 = the encoder's ids)."""
     text_contract(col)  # refuses an unknown mode
     raw, lengths = f"{col.name}.bytes", f"{col.name}.lengths"
     cut = g.slice(raw, 0, col.max_bytes, axis=1)  # (N, Wc): the first max_bytes bytes
@@ -91,7 +94,7 @@ def text_graph(g: GraphBuilder, col: TextColumn, k: int) -> tuple[str, str, str]
     return _ngram_bag(g, col, k, cut, n_cut)
 
 
-def _byte_sequence(g: GraphBuilder, col: TextColumn, k: int, cut: str, n_cut: str) -> tuple[str, str, str]:
+def _byte_sequence(g: GraphBuilder, col: TextColumn, k: int, cut: str, n_cut: str) -> tuple[dict[str, str], str]:
     """``tokens: bytes``: ids byte + 1 (N, L), 0 past each end, L the longest kept text (at least 1, as
     :func:`shoal.runtime.feed.padded_feed` pads: a sequence model's pooling windows depend on the width); an empty
     text is the single id 0."""
@@ -109,17 +112,22 @@ def _byte_sequence(g: GraphBuilder, col: TextColumn, k: int, cut: str, n_cut: st
     listed = g.op("Less", [col_index, g.unsqueeze(count, 1)])
     weights = g.op("Where", [listed, g.unsqueeze(share, 1), g.const(0.0, np.float32)], out=f"{PREFIX}out/weights_{k}")
     flat = g.op("Compress", [ids, listed], out=f"{PREFIX}ids/{col.name}")  # row-major: the encoder's order
-    return ids, weights, flat
+    return {f"ids_{k}": ids, f"weights_{k}": weights}, flat
 
 
-def _ngram_bag(g: GraphBuilder, col: TextColumn, k: int, cut: str, n_cut: str) -> tuple[str, str, str]:
-    """``tokens: ngrams``: every byte and word n-gram id, in the encoder's order, then padded and weighted."""
+def _ngram_bag(g: GraphBuilder, col: TextColumn, k: int, cut: str, n_cut: str) -> tuple[dict[str, str], str]:
+    """``tokens: ngrams``: every byte and word n-gram id, in the encoder's order, with its row and weight."""
     from onnx import TensorProto as T
 
     u64 = np.uint64
     seed = col.seed & 0xFFFFFFFFFFFFFFFF
-    b64 = g.op("Cast", [cut], "bytes_u64", to=T.UINT64)  # (N, Wc)
+    # zero bytes past the end, so every order's hashes keep the width Wc: no slice of the hashes, one position
+    # and row grid for all orders (a hash past a text's end is never kept)
+    b64 = g.op("Cast", [g.op("Pad", [cut, g.i64([0, 0, 0, col.ngram_max - 1])])], "bytes_u64",
+               to=T.UINT64)  # (N, Wc + ngram_max - 1)
     rows = g.dim(cut, 0)
+    position = g.unsqueeze(g.op("Range", [g.i64(0), g.dim(cut, 1), g.i64(1)]), 0)  # (1, Wc)
+    row_grid = g.op("Expand", [g.unsqueeze(g.op("Range", [g.i64(0), rows, g.i64(1)]), 1), g.op("Shape", [cut])])
     # (values to mix (X,) uint64, their slot relative to the row's first id (X,) int64 ...) of every part, and
     # each part's ids per row (N,), in the encoder's order: byte n-grams by n, then word n-grams by n
     values: list[str] = []
@@ -136,36 +144,43 @@ def _ngram_bag(g: GraphBuilder, col: TextColumn, k: int, cut: str, n_cut: str) -
 
     h = g.const([[seed]], u64, "seed")  # (1, 1), broadcast at the first step
     for n in range(1, col.ngram_max + 1):
-        # h_n[:, i] covers bytes i .. i + n - 1: extend every hash by the next byte (contiguous slices only)
-        prev = h if n == 1 else g.slice(h, 0, -1, axis=1)
-        h = g.op("Mul", [g.op("BitwiseXor", [prev, g.slice(b64, n - 1, _INF, axis=1)]), g.const(_PRIME, u64)],
-                 f"fnv{n}")  # (N, Wc - n + 1)
+        # h_n[:, i] covers bytes i .. i + n - 1: extend every hash by the next byte (a contiguous slice)
+        end = n - col.ngram_max if n < col.ngram_max else _INF
+        h = g.op("Mul", [g.op("BitwiseXor", [h, g.slice(b64, n - 1, end, axis=1)]), g.const(_PRIME, u64)],
+                 f"fnv{n}")  # (N, Wc)
         if n < col.ngram_min:
             continue
         count = g.op("Max", [g.op("Sub", [n_cut, g.i64(n - 1)]), g.i64(0)])  # (N,) n-grams inside each text
-        position = g.unsqueeze(g.op("Range", [g.i64(0), g.dim(h, 1), g.i64(1)]), 0)  # (1, Wc - n + 1)
-        keep = g.op("Less", [position, g.unsqueeze(count, 1)])  # (N, Wc - n + 1)
+        keep = g.op("Less", [position, g.unsqueeze(count, 1)])  # (N, Wc)
         slot = g.op("Add", [g.unsqueeze(before(), 1), position])
-        values.append(g.op("Compress", [g.op("BitwiseXor", [h, g.const(n, u64)]), keep]))
+        values.append(g.op("BitwiseXor", [g.op("Compress", [h, keep]), g.const(n, u64)]))  # the kept ones only
         local_slots.append(g.op("Compress", [g.op("Expand", [slot, g.op("Shape", [h])]), keep]))
-        row_of.append(g.op("Compress", [g.op("Expand", [g.unsqueeze(g.op("Range", [g.i64(0), rows, g.i64(1)]), 1),
-                                                        g.op("Shape", [h])]), keep]))
+        row_of.append(g.op("Compress", [row_grid, keep]))
         per_row.append(count)
     if col.word_ngrams > 0:
         _word_ngrams(g, col, cut, n_cut, before, values, local_slots, row_of, per_row)
-    counts = g.op("Max", [before(), g.i64(1)], "counts")  # (N,) an empty bag holds the one id 0
-    starts = g.op("CumSum", [counts, g.i64(0)], exclusive=1)  # (N,) first slot of each row
-    total = g.op("ReduceSum", [counts, g.i64([0])], keepdims=1)  # (1,) M
-    mixed = mix64(g, g.op("Concat", values, axis=0) if len(values) > 1 else values[0])
+    found = before()  # (N,) ids of each row; an empty bag holds the one id 0
+    counts = g.op("Max", [found, g.i64(1)], "counts")
+    mixed = mix64(g, _concat(g, values))
     ids = g.op("Add", [g.op("Cast", [g.op("Mod", [mixed, g.const(col.buckets - 1, u64)], fmod=0)], to=T.INT64),
-                       g.i64(1)])
-    slots = g.op("Add", [g.op("Gather", [starts, g.op("Concat", row_of, axis=0) if len(row_of) > 1 else row_of[0]],
-                                   axis=0),
-                         g.op("Concat", local_slots, axis=0) if len(local_slots) > 1 else local_slots[0]])
-    zeros = g.op("ConstantOfShape", [total], value=_int64_zero())
+                       g.i64(1)])  # (X,) by part: byte n-grams by n, then word n-grams by n
+    id_rows = _concat(g, row_of)  # (X,)
+    # the model's bag: the ids by part, each with its row (a sum needs no order), then id 0 for each empty row
+    empty = g.op("Compress", [g.op("Range", [g.i64(0), rows, g.i64(1)]), g.op("Equal", [found, g.i64(0)])])  # (E,)
+    bag_rows = g.op("Concat", [id_rows, empty], out=f"{PREFIX}out/rows_{k}", axis=0)  # (M,) = (X + E,)
+    out = {f"ids_{k}": g.op("Concat", [ids, g.op("Mul", [empty, g.i64(0)])], out=f"{PREFIX}out/ids_{k}", axis=0),
+           f"weights_{k}": bag_weights(g, counts, bag_rows, k), f"rows_{k}": bag_rows}
+    # the encoder's order (row, then part, then position), for raw/ids/<name>: tests read it, the served graph
+    # drops it
+    starts = g.op("CumSum", [counts, g.i64(0)], exclusive=1)  # (N,) first slot of each row
+    slots = g.op("Add", [g.take(starts, id_rows), _concat(g, local_slots)])
+    zeros = g.op("ConstantOfShape", [g.op("ReduceSum", [counts, g.i64([0])], keepdims=1)], value=_int64_zero())
     flat = g.op("ScatterElements", [zeros, slots, ids], out=f"{PREFIX}ids/{col.name}", axis=0)  # (M,)
-    padded, weights = pool(g, flat, counts, k)
-    return padded, weights, flat
+    return out, flat
+
+
+def _concat(g: GraphBuilder, parts: list[str]) -> str:
+    return g.op("Concat", parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def _word_ngrams(g: GraphBuilder, col: TextColumn, cut: str, n_cut: str, before: Any, values: list[str],
@@ -179,10 +194,9 @@ def _word_ngrams(g: GraphBuilder, col: TextColumn, cut: str, n_cut: str, before:
     wp = g.dim(padded, 1)
     col_index = g.unsqueeze(g.op("Range", [g.i64(0), wp, g.i64(1)]), 0)  # (1, Wp)
     inside = g.op("Less", [col_index, g.unsqueeze(n_cut, 1)])
-    word = g.op("And", [g.op("Gather", [g.const(_IS_WORD_BYTE, np.bool_, "is_word"),
-                                        g.op("Cast", [padded], to=T.INT64)], axis=0), inside])  # (N, Wp)
-    flat_word = g.op("Reshape", [word, g.i64([-1])])  # (N * Wp,): rows end on a non-word column, so words
-    flat_bytes = g.op("Reshape", [padded, g.i64([-1])])  # never run from one row into the next
+    flat_bytes = g.op("Reshape", [padded, g.i64([-1])])  # (N * Wp,): rows end on a non-word column, so words
+    is_word = g.take(g.const(_IS_WORD_BYTE, np.bool_, "is_word"), g.op("Cast", [flat_bytes], to=T.INT64))
+    flat_word = g.op("And", [is_word, g.op("Reshape", [inside, g.i64([-1])])])  # never run from one row into the next
     false = g.const([False], np.bool_)
     previous = g.op("Concat", [false, g.slice(flat_word, 0, -1, axis=0)], axis=0)
     following = g.op("Concat", [g.slice(flat_word, 1, _INF, axis=0), false], axis=0)
@@ -198,7 +212,7 @@ def _word_ngrams(g: GraphBuilder, col: TextColumn, cut: str, n_cut: str, before:
     word_of = g.op("Sub", [g.op("CumSum", [g.op("Cast", [g.op("Compress", [begin, flat_word])], to=T.INT64),
                                            g.i64(0)]), g.i64(1)])  # (B,) the word of each word byte
     position = g.op("Sub", [g.op("Range", [g.i64(0), g.dim(word_bytes, 0), g.i64(1)]),
-                            g.op("Gather", [word_start, word_of], axis=0)])  # (B,) position inside its word
+                            g.take(word_start, word_of)])  # (B,) position inside its word
     shifted = g.op("BitShift", [g.op("Cast", [position], to=T.UINT64), g.const(8, u64)], direction="LEFT")
     contrib = mix64(g, g.op("BitwiseXor", [g.op("BitwiseXor", [g.op("Cast", [word_bytes], to=T.UINT64), shifted]),
                                            g.const(word_seed, u64)]))  # (B,) uint64
@@ -207,8 +221,7 @@ def _word_ngrams(g: GraphBuilder, col: TextColumn, cut: str, n_cut: str, before:
     for part in (g.op("BitwiseAnd", [contrib, g.const(0xFFFFFFFF, u64)]),
                  g.op("BitShift", [contrib, g.const(32, u64)], direction="RIGHT")):
         prefix = g.op("Concat", [g.i64([0]), g.op("CumSum", [g.op("Cast", [part], to=T.INT64), g.i64(0)])], axis=0)
-        halves.append(g.op("Sub", [g.op("Gather", [prefix, word_end], axis=0),
-                                   g.op("Gather", [prefix, word_start], axis=0)]))  # (K,)
+        halves.append(g.op("Sub", [g.take(prefix, word_end), g.take(prefix, word_start)]))  # (K,)
     high = g.op("BitShift", [g.op("Cast", [halves[1]], to=T.UINT64), g.const(32, u64)], direction="LEFT")
     word_hash = g.op("Add", [high, g.op("Cast", [halves[0]], to=T.UINT64)], "word_hash")  # (K,)
     word_row = g.op("Div", [first, wp])  # (K,) row of each word
@@ -225,8 +238,8 @@ def _word_ngrams(g: GraphBuilder, col: TextColumn, cut: str, n_cut: str, before:
         keep = g.op("Equal", [rows_n, g.slice(word_row, n - 1, _INF, axis=0)]) if n > 1 else None
         # slot inside the row: the parts before + the n-gram's rank among the row's n-grams (its first word's)
         rank = g.op("Sub", [g.slice(index, 0, -(n - 1), axis=0) if n > 1 else index,
-                            g.op("Gather", [first_word, rows_n], axis=0)])
-        local = g.op("Add", [g.op("Gather", [before(), rows_n], axis=0), rank])
+                            g.take(first_word, rows_n)])
+        local = g.op("Add", [g.take(before(), rows_n), rank])
         value = g.op("BitwiseXor", [h, g.const(n << 40, u64)])
         if keep is not None:
             value, local, rows_n = (g.op("Compress", [x, keep], axis=0) for x in (value, local, rows_n))

@@ -1,4 +1,4 @@
-"""The inputs an exported ONNX graph takes: the padded form of a batch's sparse inputs.
+"""The inputs an exported ONNX graph takes: the padded (or flat) form of a batch's sparse inputs.
 
 A :class:`~shoal.data.batch.Batch` keeps each sparse input jagged (flat ids + offsets). ONNX has no fast
 jagged embedding bag (``nn.EmbeddingBag`` exports as a ``Loop``), so the graph takes, per input::
@@ -13,6 +13,12 @@ jagged embedding bag (``nn.EmbeddingBag`` exports as a ``Loop``), so the graph t
 valid row). Input names are stable: ``dense`` (B, D) float32, ``single_ids`` (B, S) int64, and for each list
 input ``k`` (its position in the batch's ``ids``) ``ids_k`` (B, L_k) int64 and ``weights_k`` (B, L_k) float32.
 :mod:`shoal.export.padded` builds the graph that takes them; :mod:`shoal.runtime.onnx` feeds it.
+
+The raw graph (:mod:`shoal.export.raw`) computes its ids itself and takes bag inputs FLAT instead (the layout's
+``flat`` positions), so nothing is padded: ``ids_k`` (M_k,) int64, ``weights_k`` (M_k,) float32 and ``rows_k``
+(M_k,) int64, the row of each id (in any order: the graph sums them); a row no id names pools to zeros::
+
+    ids_k [7, 3, 9, 4, 8, 2]   weights_k [.5, .5, 1, .33, .33, .33]   rows_k [0, 0, 1, 3, 3, 3]   (row 2: no ids)
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ __all__ = ["InputLayout", "padded_feed"]
 
 @dataclass(frozen=True)
 class InputLayout:
-    """Which sparse inputs are one id per row (packed in ``single_ids``) and which are lists (padded)."""
+    """Which sparse inputs are one id per row (packed in ``single_ids``) and which are lists (padded, or flat
+    for the positions in ``flat``: see the module docstring)."""
 
     dense_dim: int
     singles: tuple[int, ...]  # input positions, in ``single_ids`` column order
     lists: tuple[int, ...]
     names: tuple[str, ...] = ()  # feature name of each input position, for messages and docs
+    flat: tuple[int, ...] = ()  # the lists taken flat (ids_k, weights_k, rows_k), each also in ``lists``
 
     @property
     def num_inputs(self) -> int:
@@ -44,19 +52,21 @@ class InputLayout:
     def input_names(self) -> list[str]:
         names = ["dense"] + (["single_ids"] if self.singles else [])
         for k in self.lists:
-            names += [f"ids_{k}", f"weights_{k}"]
+            names += [f"ids_{k}", f"weights_{k}"] + ([f"rows_{k}"] if k in self.flat else [])
         return names
 
     def name(self, k: int) -> str:
         return self.names[k] if k < len(self.names) else f"input {k}"
 
     def to_dict(self) -> dict[str, Any]:
+        flat = {"flat": list(self.flat)} if self.flat else {}  # padded exports keep their metadata as it was
         return {"dense_dim": self.dense_dim, "singles": list(self.singles), "lists": list(self.lists),
-                "names": list(self.names), "input_names": self.input_names}
+                "names": list(self.names), **flat, "input_names": self.input_names}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> InputLayout:
-        return InputLayout(int(d["dense_dim"]), tuple(d["singles"]), tuple(d["lists"]), tuple(d.get("names", ())))
+        return InputLayout(int(d["dense_dim"]), tuple(d["singles"]), tuple(d["lists"]), tuple(d.get("names", ())),
+                           tuple(d.get("flat", ())))
 
 
 
@@ -81,7 +91,10 @@ def padded_feed(batch: Batch, layout: InputLayout) -> dict[str, np.ndarray]:
         stacked = np.concatenate([batch.ids[k] for k in layout.singles]).astype(np.int64, copy=False)
         feed["single_ids"] = np.ascontiguousarray(stacked.reshape(len(layout.singles), rows).T)
     for k in layout.lists:
-        feed[f"ids_{k}"], feed[f"weights_{k}"] = _pad(batch.ids[k], batch.offsets[k], rows)
+        if k in layout.flat:
+            feed[f"ids_{k}"], feed[f"weights_{k}"], feed[f"rows_{k}"] = _flat(batch.ids[k], batch.offsets[k], rows)
+        else:
+            feed[f"ids_{k}"], feed[f"weights_{k}"] = _pad(batch.ids[k], batch.offsets[k], rows)
     return feed
 
 
@@ -112,3 +125,12 @@ def _pad(ids: np.ndarray, offsets: np.ndarray, rows: int) -> tuple[np.ndarray, n
     # 1/len in float32, as SparseArch computes it (1.0 / lengths.float()): both are the correctly rounded quotient
     weights[r, c] = np.repeat((1.0 / np.maximum(lengths, 1)).astype(np.float32), lengths)
     return padded, weights
+
+
+def _flat(ids: np.ndarray, offsets: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Jagged ids (N,) + offsets (B + 1,) -> the flat form: ids (N,), weights 1/len (N,), row of each id (N,).
+    A row without ids has no entry: it pools to zeros, as an empty bag does."""
+    flat = ids[offsets[0]: offsets[-1]].astype(np.int64, copy=False)
+    lengths = np.diff(offsets)[:rows]  # (B,)
+    weights = np.repeat((1.0 / np.maximum(lengths, 1)).astype(np.float32), lengths)
+    return flat, weights, np.repeat(np.arange(rows, dtype=np.int64), lengths)

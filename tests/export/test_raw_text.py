@@ -81,12 +81,20 @@ def _check_ids(mode: str, texts: list[str | None], cut_in_feed: bool = True) -> 
                                                               for b, t in zip(encoded, texts, strict=True)], np.int64)}
     got = session.run(["raw/ids/body"], feed)[0]
     np.testing.assert_array_equal(got, expected)
-    ids, weights = session.run(["raw/out/ids_0", "raw/out/weights_0"], feed)
     counts = np.diff(offsets)
-    assert (weights > 0).sum(axis=1).tolist() == counts.tolist()
-    for r in range(len(texts)):  # the padded form holds each row's ids in order, then id 0
-        np.testing.assert_array_equal(ids[r, : counts[r]], expected[offsets[r]: offsets[r + 1]])
-        assert not ids[r, counts[r]:].any()
+    if col.sequence:  # a byte sequence, padded: each row's ids in order, then id 0
+        ids, weights = session.run(["raw/out/ids_0", "raw/out/weights_0"], feed)
+        assert (weights > 0).sum(axis=1).tolist() == counts.tolist()
+        for r in range(len(texts)):
+            np.testing.assert_array_equal(ids[r, : counts[r]], expected[offsets[r]: offsets[r + 1]])
+            assert not ids[r, counts[r]:].any()
+        return
+    # a bag, flat: each row's ids (the encoder's, in any order), each with its row and 1/len
+    ids, weights, rows = session.run(["raw/out/ids_0", "raw/out/weights_0", "raw/out/rows_0"], feed)
+    expected_rows = np.repeat(np.arange(len(texts)), counts)
+    got, want = np.lexsort((ids, rows)), np.lexsort((expected, expected_rows))
+    np.testing.assert_array_equal(np.stack([rows[got], ids[got]]), np.stack([expected_rows[want], expected[want]]))
+    np.testing.assert_array_equal(weights, (1 / counts).astype(np.float32)[rows])
 
 
 @pytest.mark.parametrize("mode", list(TEXT_FEATURES))
