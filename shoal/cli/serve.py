@@ -28,6 +28,7 @@ __all__ = ["register", "worker_app", "worker_protocol"]
 SPEC_ENV = "SHOAL_SERVE_SPEC"  # how `shoal serve --workers N` hands its options to the worker processes
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_PORT = 65_535
+LOOPS = ("auto", "uvloop", "asyncio")  # uvicorn's names; auto: uvloop where installed
 
 BackendOption = Annotated[str, typer.Option(
     help="auto (where the bundle was exported with `shoal export`: PyTorch and ONNX Runtime timed at the batch "
@@ -79,6 +80,8 @@ def serve(
     threads: Annotated[int | None, typer.Option(help="Torch threads per process (default: torch's).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn access log).")] = False,
     backend: BackendOption = "auto",
+    loop: Annotated[str, typer.Option(
+        help="Event loop: auto (uvloop where installed, else asyncio's), uvloop or asyncio.")] = "auto",
     follow_s: Annotated[float, typer.Option(
         "--follow-s", min=0, help="Serving NAME@ALIAS: check every this many seconds whether the alias moved, "
                                   "and swap to its version (0: never).")] = 2.0,
@@ -89,6 +92,8 @@ def serve(
     with user_errors():
         if not 0 <= port <= MAX_PORT:
             raise ValueError(f"--port {port}: a TCP port is 0 to {MAX_PORT} (0: a free port the system picks)")
+        if loop not in LOOPS:
+            raise ValueError(f"--loop {loop!r}: choose one of {', '.join(LOOPS)}")
         import uvicorn
         from pydantic import ValidationError
 
@@ -127,11 +132,11 @@ def serve(
             # A replacement worker loads torch and the model before it counts as ready; uvicorn's 5 s default
             # would abort a SIGHUP restart on a busy machine, keeping the old workers.
             uvicorn.run("shoal.cli.serve:worker_app", factory=True, host=host, port=port, workers=workers,
-                        http="shoal.cli.serve:worker_protocol", access_log=access_log,
-                        timeout_graceful_shutdown=30, timeout_worker_healthcheck=60)
+                        http="shoal.cli.serve:worker_protocol", access_log=access_log, loop=loop,
+                        proxy_headers=False, timeout_graceful_shutdown=30, timeout_worker_healthcheck=60)
             return
         from shoal.serving.app import create_app
-        from shoal.serving.protocol import deadline_protocol
+        from shoal.serving.protocol import server_config
 
         _set_threads(threads)
         app = create_app(run, settings, h)
@@ -139,9 +144,11 @@ def serve(
         m = service.model
         console.print(f"serving {m.name} version {m.version} ({m.predictor.backend}) from {m.folder} on "
                       f"http://{host}:{port}; admin {'on' if admin_token else 'off'}; SIGHUP reloads")
-        config = uvicorn.Config(app, host=host, port=port, access_log=access_log, timeout_graceful_shutdown=30,
-                                http=deadline_protocol(settings.header_timeout_s))
-        asyncio.run(_serve(uvicorn.Server(config), service))
+        config = server_config(app, settings.header_timeout_s, host=host, port=port, access_log=access_log,
+                               timeout_graceful_shutdown=30, loop=loop)
+        # uvicorn.run would make the loop itself; serving through our own runner (for SIGHUP) must ask for it
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve(uvicorn.Server(config), service))
 
 
 async def _serve(server: uvicorn.Server, service: Service) -> None:

@@ -41,13 +41,15 @@ _DRAIN_FACTOR = 16  # an oversized body is read (and dropped) up to this many ti
 _JSON = [(b"content-type", b"application/json")]
 _CLOSE = [(b"connection", b"close")]  # after a 400, 408 or 415: the rest of the body may be unread, so no keep-alive
 _UTF8 = ("utf-8", "utf8")
+_PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8",
+                         "application/json; charset=UTF-8"})  # what clients send, accepted without parsing
 
 
 def check_json_content_type(value: str | None) -> None:
     """Raise a 415 unless a request's Content-Type is JSON: ``application/json`` or ``application/*+json``, with
     no charset or UTF-8 (JSON is UTF-8, RFC 8259). A missing (or empty) Content-Type is read as JSON, so that a
     client that sends none still works; ``curl -d`` sends ``application/x-www-form-urlencoded`` and is refused."""
-    if not value or not value.strip():
+    if not value or value in _PLAIN_JSON or not value.strip():
         return
     media, *params = value.split(";")
     media = media.strip().lower()

@@ -100,7 +100,7 @@ class ServedModel:
             return None
         # a few rows as dicts (raw_feed's plain-Python path); more, or a column read both as numbers and ids, as
         # the table the encoder would read
-        small = len(rows) <= 32 and not any(len(f.kinds) > 1 for f in self.schema.fields)
+        small = len(rows) <= 32 and not self.schema.shared_columns
         try:
             return raw.predict_rows([r.model_dump(by_alias=True) for r in rows] if small
                                     else self.schema.table(rows))

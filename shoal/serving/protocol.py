@@ -15,6 +15,10 @@ On the deadline a client that sent part of a request gets ``408 Request Timeout`
 connection is closed; one that sent nothing since the connection opened is closed without an answer (a 408 on an
 idle connection confuses clients that reuse it). Headers over ``max_header_bytes`` get ``431`` and a close.
 Between requests uvicorn's own keep-alive timer still applies.
+
+The same protocol writes each response in one call (:class:`OneWrite`): uvicorn writes a response's head and body
+apart, two system calls and two packets for a one-row answer. :func:`server_config` is the ``uvicorn.Config`` that
+``shoal serve`` runs: this protocol, uvloop where installed, and no ``X-Forwarded-*`` headers read.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import json
 import logging
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["MAX_HEADER_BYTES", "deadline_protocol"]
+__all__ = ["MAX_HEADER_BYTES", "OneWrite", "deadline_protocol", "server_config"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,53 @@ def _answer(status: int, reason: str, detail: str) -> bytes:
     body = json.dumps({"detail": detail}).encode()
     return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
             % (status, reason.encode(), len(body)) + body)
+
+
+class OneWrite:
+    """A transport that holds what is written to it until :meth:`flush`, the end of the loop's iteration, or a
+    close, then writes it in one call: a response's head and body go out in one system call (and one packet)."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = [data]
+            self._loop.call_soon(self.flush)  # a response that does not complete at once (streamed) still goes out
+        else:
+            self._held.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():  # the peer went away meanwhile: nobody to write to
+                self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def is_closing(self) -> bool:  # asked on every request: no __getattr__ detour
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _HeaderDeadline:
@@ -55,6 +107,7 @@ class _HeaderDeadline:
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        self.transport = OneWrite(transport, self.loop)  # type: ignore[assignment]
         self._header_bytes = 0  # bytes of the request whose headers are being read
         self._sent_any = False
         self._header_timer: asyncio.TimerHandle | None = None
@@ -77,6 +130,7 @@ class _HeaderDeadline:
                          f"request headers over {self.max_header_bytes} bytes; send fewer or shorter headers")
 
     def on_response_complete(self) -> None:
+        self.transport.flush()  # type: ignore[attr-defined]
         super().on_response_complete()  # type: ignore[misc]
         self._sent_any = False  # the next request's deadline starts with its first byte (keep-alive covers idle)
 
@@ -125,3 +179,13 @@ def deadline_protocol(header_timeout_s: float, max_header_bytes: int = MAX_HEADE
         base = HttpToolsProtocol
     return type(f"HeaderDeadline{base.__name__}", (_HeaderDeadline, base),
                 {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes})
+
+
+def server_config(app: Any, header_timeout_s: float, **options: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` of a shoal server: ``app`` with :func:`deadline_protocol`'s header deadline, the
+    event loop ``options["loop"]`` (default ``auto``: uvloop where installed), and ``options`` (host, port, ...).
+
+    ``X-Forwarded-For`` is never read (``proxy_headers`` off): uvicorn would otherwise trust it from loopback peers,
+    so any local process could name itself any client to :mod:`shoal.serving.fairness`.
+    """
+    return uvicorn.Config(app, http=deadline_protocol(header_timeout_s), proxy_headers=False, **options)

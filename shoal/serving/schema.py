@@ -250,6 +250,7 @@ class RequestSchema:
         self.max_list_ids = max_list_ids
         self.max_media_bytes = max_media_bytes
         self._by_column = {f.column: f for f in self.fields}
+        self.shared_columns = any(len(f.kinds) > 1 for f in self.fields)  # a column read as numbers and as ids
         self._media: dict[str, MediaColumn] = {}  # column -> the first media feature reading it
         for feature in encoder.media_features:
             feature.read_paths = False  # a request's cell is base64, never a path to the server's files
