@@ -10,6 +10,7 @@ pyarrow call), ~10x less time at batch 1.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,83 @@ def _id_text(c: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one row of a contract of numbers and single ids needs, worked out once per contract."""
+
+    columns: frozenset[str]
+    dense: tuple[tuple[str, str], ...]  # (column, value input)
+    ids: tuple[tuple[str, str, str, str], ...]  # (column, bytes input, lengths input, feature)
+    lists: tuple[tuple[str, str, str, str, str], ...]  # (column, bytes input, lengths input, counts input, separator)
+
+
+_PLANS: dict[int, tuple[Mapping[str, Any], _Plan | None]] = {}
+
+
+def _plan(contract: Mapping[str, Any]) -> _Plan | None:
+    """The one-row plan of ``contract``, or None when it has texts or media (the general path feeds them)."""
+    hit = _PLANS.get(id(contract))
+    if hit is not None and hit[0] is contract:
+        return hit[1]
+    features = contract["features"]
+    simple = all(f["kind"] in ("dense", "sparse") for f in features)
+    plan = _Plan(frozenset(f["column"] for f in features),
+                 tuple((f["column"], f["inputs"]["value"]) for f in features if f["kind"] == "dense"),
+                 tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["name"])
+                       for f in features if f["kind"] == "sparse" and f.get("separator") is None),
+                 tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["inputs"]["counts"],
+                        f["separator"]) for f in features if f["kind"] == "sparse" and f.get("separator") is not None)
+                 ) if simple else None
+    if len(_PLANS) >= 64:
+        _PLANS.clear()
+    _PLANS[id(contract)] = (contract, plan)  # the contract is kept, so its id is not reused while cached
+    return plan
+
+
+def _one_row(row: Mapping[str, Any], plan: _Plan, width: int | None) -> dict[str, np.ndarray] | None:
+    """:func:`_fast_feed` of one row of numbers and single ids (a request's usual row): a list comprehension per
+    kind, one array for the numbers and one for the ids' bytes; None where :func:`_fast_feed` would say None."""
+    if not plan.columns <= row.keys():
+        return None
+    values = [_dense_cell(row[c]) for c, _ in plan.dense]
+    texts = [_id_text(row[c]) for c, _, _, _ in plan.ids]
+    if None in values or None in texts:
+        return None
+    try:
+        encoded = [t.strip().encode("utf-8") for t in texts]  # type: ignore[union-attr]
+    except UnicodeEncodeError:
+        return None
+    feed: dict[str, np.ndarray] = {}
+    block = np.array(values, np.float32)
+    for k, (_, name) in enumerate(plan.dense):
+        feed[name] = block[k:k + 1]
+    if encoded:
+        lengths = np.array([len(b) for b in encoded], np.int64)
+        longest = int(lengths.max())
+        if width is not None and longest > width:
+            return None  # _fast_feed names the feature
+        w = width if width is not None else max(longest, 1)
+        data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in encoded), np.uint8).reshape(len(encoded), 1, w)
+        for k, (_, b, ln, _) in enumerate(plan.ids):
+            feed[b], feed[ln] = data[k], lengths[k:k + 1]
+    for column, b, ln, counts, separator in plan.lists:
+        text = _id_text(row[column])
+        if text is None:
+            return None
+        try:
+            kept = [t.encode("utf-8") for t in (t.strip() for t in text.split(separator)) if t] if text else []
+        except UnicodeEncodeError:
+            return None
+        longest = max(map(len, kept), default=0)
+        if width is not None and longest > width:
+            return None
+        w = width if width is not None else max(longest, 1)
+        feed[b] = np.frombuffer(b"".join(x.ljust(w, b"\0") for x in kept), np.uint8).reshape(len(kept), w)
+        feed[ln] = np.array([len(x) for x in kept], np.int64)
+        feed[counts] = np.array([len(kept)], np.int64)
+    return feed
+
+
 def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     """:func:`raw_feed` of a few row dicts without pyarrow, or None when a cell needs pyarrow's rules (text in a
     dense column, a float or bool id, a column no row has, a value to refuse). ``str.strip()`` trims exactly the
@@ -110,8 +188,13 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
     feature go in one array each, the inputs being views of its rows: a few numpy calls per request, not a few
     per feature."""
     n = len(rows)
-    feed: dict[str, np.ndarray] = {}
     width = contract.get("max_bytes")
+    plan = _plan(contract) if n == 1 else None
+    if plan is not None:
+        one = _one_row(rows[0], plan, width)
+        if one is not None:
+            return one
+    feed: dict[str, np.ndarray] = {}
     dense_names: list[str] = []
     dense_values: list[float] = []
     single_names: list[tuple[str, str, str]] = []  # (feature, bytes input, lengths input)

@@ -132,6 +132,31 @@ def test_fast_feed_of_row_dicts_equals_the_table_feed(rows: list[dict[str, Any]]
         assert fast[k].dtype == slow[k].dtype, k
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.fixed_dictionaries({
+    "price": st.one_of(st.none(), st.floats(allow_nan=True, width=64), st.integers(-2**60, 2**60)),
+    "clicks": st.one_of(st.none(), st.floats(0, 1e9, width=32)), "age": st.one_of(st.none(), st.just("41")),
+    "user": st.one_of(st.none(), st.integers(-5, 10**12), st.text(max_size=6)),
+    "item": st.one_of(st.none(), st.text(alphabet=" \t\u3000ab\u2028é", max_size=5)),
+    "tags": st.one_of(st.none(), st.text(alphabet="ab |\u00a0中", max_size=12))}))
+def test_one_row_feed_equals_the_table_feed(row: dict[str, Any]) -> None:
+    """A request's single row takes its own short path (numbers, ids and lists, one array each): the same inputs
+    as the table path, or the table path's own answer where a cell needs pyarrow's rules (text in a dense column,
+    a number beyond float32, an int too large for a double)."""
+    contract = _CONTRACT["c"]
+    try:
+        slow = raw_feed(pa.Table.from_pylist([row]), contract)
+    except (ValueError, pa.ArrowException) as err:
+        with pytest.raises(type(err)):
+            raw_feed([row], contract)
+        return
+    fast = raw_feed([row], contract)
+    assert fast.keys() == slow.keys()
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], slow[k], err_msg=k)
+        assert fast[k].dtype == slow[k].dtype and fast[k].shape == slow[k].shape, k
+
+
 _CONTRACT: dict[str, Any] = {}
 
 
