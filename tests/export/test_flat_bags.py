@@ -14,13 +14,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from shoal.artifacts.bundle import Bundle, load_bundle, save_bundle
+from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.config import parse_config
 from shoal.data.batch import Batch
 from shoal.data.encoder import Encoder
-from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.padded import layout_for, trace_to_onnx
-from shoal.export.raw import RawOnnxModel, export_raw_onnx, parity, synthetic_raw_rows
+from shoal.export.raw import RawOnnxModel, export_raw_onnx, parity
 from shoal.models import build
 from shoal.runtime.feed import InputLayout, padded_feed
 
@@ -33,20 +32,10 @@ FEATURES: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Bundle, RawOnnxModel]:
+def bundle(tmp_path_factory: pytest.TempPathFactory, random_bundle: Any) -> tuple[Bundle, RawOnnxModel]:
     """A bag model over a text, a list, an id and a number, tables made to matter; its raw export."""
     tmp = tmp_path_factory.mktemp("flat")
-    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": FEATURES,
-                        "model": {"name": "bag", "embedding_dim": 8}})
-    encoder = Encoder(cfg.features, cfg.label)
-    encoder.fit([Chunk(synthetic_raw_rows(encoder, 300, seed=5), np.arange(1, 301), "fit")], BadRowSink("error"))
-    torch.manual_seed(0)
-    net = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith("bag.weight"):
-                torch.nn.init.normal_(p, std=0.5)
-    save_bundle(tmp / "bundle", net, encoder, cfg, {"train_base_rate": 0.3})
+    random_bundle(tmp, FEATURES, {"name": "bag", "embedding_dim": 8}, seed=5)
     report = export_raw_onnx(tmp / "bundle", parity_rows=64)
     return load_bundle(tmp / "bundle"), RawOnnxModel(report.path)
 

@@ -19,14 +19,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
-from shoal.artifacts.bundle import Bundle, load_bundle, save_bundle
-from shoal.config import parse_config
-from shoal.data.encoder import Encoder
-from shoal.data.readers import BadRowSink, Chunk
+from shoal.artifacts.bundle import Bundle
 from shoal.export.raw import RawOnnxModel, export_raw_onnx, parity, synthetic_raw_rows
-from shoal.models import build
 
 PROGRAM = Path(__file__).resolve().parents[2] / "docs" / "examples" / "raw_predict.cjs"
 NPM_PACKAGE = "onnxruntime-node@1"
@@ -56,24 +51,13 @@ def _node_modules() -> Path:
     return modules
 
 
-def _bundle(tmp: Path) -> tuple[Path, Bundle]:
+def _bundle(random_bundle: Any, tmp: Path) -> tuple[Path, Bundle]:
     """A bag over a text's n-grams, an id, a list of ids and a binned number: every kind of raw input."""
     features = [{"name": "review", "kind": "text", "buckets": 3000, "max_bytes": 40, "ngram_min": 2, "ngram_max": 3},
                 {"name": "user", "kind": "sparse", "buckets": 100},
                 {"name": "tags", "kind": "sparse", "buckets": 20, "separator": "|"},
                 {"name": "price", "kind": "dense", "transform": "log1p", "bins": 4}]
-    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": features,
-                        "model": {"name": "bag", "embedding_dim": 4}})
-    encoder = Encoder(cfg.features, cfg.label)
-    encoder.fit([Chunk(synthetic_raw_rows(encoder, 300, seed=1), np.arange(1, 301), "fit")], BadRowSink("error"))
-    torch.manual_seed(0)
-    net = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith("bag.weight"):
-                torch.nn.init.normal_(p, std=0.5)
-    save_bundle(tmp / "bundle", net, encoder, cfg, {"train_base_rate": 0.3})
-    return tmp / "bundle", load_bundle(tmp / "bundle")
+    return random_bundle(tmp, features, {"name": "bag", "embedding_dim": 4}, seed=1)
 
 
 def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -87,9 +71,9 @@ def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def test_node_scores_raw_rows_like_python(tmp_path: Path) -> None:
+def test_node_scores_raw_rows_like_python(tmp_path: Path, random_bundle: Any) -> None:
     modules = _node_modules()
-    folder, bundle = _bundle(tmp_path)
+    folder, bundle = _bundle(random_bundle, tmp_path)
     report = export_raw_onnx(folder, parity_rows=64)
     table = synthetic_raw_rows(bundle.encoder, 60, seed=2)
     rows = _json_rows(table) + [{"review": "", "user": " ü-42 ", "tags": "a| b ||c", "price": 0},

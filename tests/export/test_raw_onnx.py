@@ -11,11 +11,10 @@ import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoal.artifacts.bundle import Bundle, load_bundle, save_bundle
+from shoal.artifacts.bundle import Bundle
 from shoal.config import parse_config
 from shoal.data.encoder import Encoder
 from shoal.data.features import SparseColumn
@@ -30,7 +29,6 @@ from shoal.export.raw import (
     raw_feed,
     synthetic_raw_rows,
 )
-from shoal.models import build
 
 FEATURES: list[dict[str, Any]] = [
     {"name": "price", "kind": "dense", "transform": "standardize", "bins": 6},
@@ -42,32 +40,18 @@ FEATURES: list[dict[str, Any]] = [
 ]
 
 
-def _make_bundle(tmp: Path, features: list[dict[str, Any]] = FEATURES, fit_rows: int = 3000,
+DLRM = {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]}
+
+
+def _make_bundle(random_bundle: Any, tmp: Path, features: list[dict[str, Any]] = FEATURES, fit_rows: int = 3000,
                  classes: list[str] | None = None) -> tuple[Path, Bundle]:
     """A DLRM bundle with random weights (tables made to matter) and an encoder fitted on synthetic raw rows."""
-    label: dict[str, Any] = {"column": "y"} if classes is None else {"column": "y", "kind": "multiclass",
-                                                                        "classes": classes}
-    cfg = parse_config({"data": {"train": "unused.csv"}, "label": label, "features": features,
-                        "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]}})
-    encoder = Encoder(cfg.features, cfg.label)
-    table = synthetic_raw_rows(encoder, fit_rows, seed=7)
-    encoder.fit([Chunk(table, np.arange(1, fit_rows + 1), "fit")], BadRowSink("error"))
-    torch.manual_seed(0)
-    model = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith("bag.weight"):
-                torch.nn.init.normal_(p, std=0.3)
-    meta: dict[str, Any] = {"train_base_rate": 0.3}
-    if classes:
-        meta |= {"classes": classes, "train_class_prior": [1 / len(classes)] * len(classes)}
-    save_bundle(tmp / "bundle", model, encoder, cfg, meta)
-    return tmp / "bundle", load_bundle(tmp / "bundle")
+    return random_bundle(tmp, features, DLRM, fit_rows=fit_rows, seed=7, std=0.3, classes=classes)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Bundle, Any]:
-    folder, bundle = _make_bundle(tmp_path_factory.mktemp("raw"))
+def exported(tmp_path_factory: pytest.TempPathFactory, random_bundle: Any) -> tuple[Path, Bundle, Any]:
+    folder, bundle = _make_bundle(random_bundle, tmp_path_factory.mktemp("raw"))
     report = export_raw_onnx(folder)  # the default: unrolled over 64 bytes
     return folder, bundle, report
 
@@ -179,11 +163,11 @@ def test_bins_match_the_encoder_exactly(exported: tuple[Path, Bundle, Any]) -> N
         np.testing.assert_array_equal(got, expected)
 
 
-def test_multiclass_and_lists_only(tmp_path: Path) -> None:
+def test_multiclass_and_lists_only(tmp_path: Path, random_bundle: Any) -> None:
     """Softmax probabilities (N, C); a bundle without dense features; no rows gives no probabilities."""
     features = [{"name": "u", "kind": "sparse", "buckets": 40},
                 {"name": "tags", "kind": "sparse", "buckets": 30, "separator": ","}]
-    folder, bundle = _make_bundle(tmp_path, features, fit_rows=200, classes=["a", "b", "c"])
+    folder, bundle = _make_bundle(random_bundle, tmp_path, features, fit_rows=200, classes=["a", "b", "c"])
     report = export_raw_onnx(folder, tmp_path / "out" / "mc.onnx", max_bytes=48)
     assert report.path == tmp_path / "out" / "mc.onnx" and (tmp_path / "out" / "raw_inputs.json").is_file()
     model = RawOnnxModel(report.path)
@@ -227,14 +211,14 @@ def test_form_auto_times_both_forms_and_writes_the_faster(exported: tuple[Path, 
 
 
 @pytest.mark.parametrize("form", ["unrolled", "loop"])
-def test_vocabulary_features_are_looked_up_in_the_graph(tmp_path: Path, form: str) -> None:
+def test_vocabulary_features_are_looked_up_in_the_graph(tmp_path: Path, form: str, random_bundle: Any) -> None:
     """encoding: vocab (one id per row and a list): the graph's rows are the encoder's exactly, out-of-vocabulary
     ids (never seen, or too rare) on row V+1, missing on 0; probabilities to 1e-5."""
     features = [{"name": "user", "kind": "sparse", "encoding": "vocab", "min_count": 2},
                 {"name": "item", "kind": "sparse", "buckets": 37},
                 {"name": "tags", "kind": "sparse", "encoding": "vocab", "separator": "|"},
                 {"name": "price", "kind": "dense"}]
-    folder, bundle = _make_bundle(tmp_path, features, fit_rows=1500)
+    folder, bundle = _make_bundle(random_bundle, tmp_path, features, fit_rows=1500)
     report = export_raw_onnx(folder, form=form, parity_rows=300)
     assert report.max_abs_proba_diff <= 1e-5
     user, _, tags = bundle.encoder.sparse_features
