@@ -7,7 +7,6 @@ import base64
 import io
 import pathlib
 import warnings
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from shoal.data.features.base import Problems
 from shoal.data.features.image import ImageColumn
 from shoal.serving.app import ServeSettings, create_app
 from shoal.serving.offline import predict_file
+from tests.serving.conftest import png, wav
 
 with warnings.catch_warnings():  # starlette asks for httpx2 here; the client works the same
     warnings.simplefilter("ignore")
@@ -30,27 +30,6 @@ with warnings.catch_warnings():  # starlette asks for httpx2 here; the client wo
 
 ROWS = 24
 MAX_MEDIA = 2048  # bytes: the test images and sounds are under it, a larger PNG is over
-
-
-def _png(rng: np.random.Generator, y: int, size: int = 8) -> bytes:
-    img = (rng.random((size, size)) * 60).astype(np.uint8)
-    img[:4, :4] += np.uint8(150 * (y == 0))
-    img[4:, 4:] += np.uint8(150 * (y == 1))
-    out = io.BytesIO()
-    Image.fromarray(img).save(out, format="PNG")
-    return out.getvalue()
-
-
-def _wav(y: int) -> bytes:
-    t = np.arange(400) / 4000
-    pcm = (0.5 * np.sin(2 * np.pi * (300 + 600 * y) * t) * 32767).astype("<i2")
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(4000)
-        w.writeframes(pcm.tobytes())
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +42,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     rng = np.random.default_rng(0)
     pictures, sounds = [], []
     for i in range(ROWS):
-        pictures.append(_png(rng, i % 3))
-        sounds.append(_wav(i % 3))
+        pictures.append(png(rng, i % 3))
+        sounds.append(wav(i % 3))
     table = pa.table({"picture": pa.array(pictures, pa.binary()), "sound": pa.array(sounds, pa.binary()),
                       "shop": [f"s{i % 4}" for i in range(ROWS)], "price": rng.random(ROWS).round(3),
                       "kind": ["abc"[i % 3] for i in range(ROWS)]})
@@ -126,10 +105,10 @@ def test_model_describes_media_fields(served: tuple[TestClient, Path, list[dict[
 def test_a_path_is_refused_and_never_opened(served: tuple[TestClient, Path, list[dict[str, Any]]],
                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client, _, rows = served
-    png = base64.b64decode(rows[0]["picture"])
+    picture = base64.b64decode(rows[0]["picture"])
     named = tmp_path / "abcdPNG0"  # a name that is valid base64 too, and a real image the old reader would read
-    named.write_bytes(png)
-    (tmp_path / "x.png").write_bytes(png)
+    named.write_bytes(picture)
+    (tmp_path / "x.png").write_bytes(picture)
     monkeypatch.chdir(tmp_path)
     opened: list[str] = []
     for name in ("is_file", "exists", "stat", "read_bytes", "open"):
@@ -152,7 +131,7 @@ def test_a_path_is_refused_and_never_opened(served: tuple[TestClient, Path, list
 
 def test_encoder_in_base64_mode_never_reads_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     column = ImageColumn("picture", "picture", 0, channels=1, size=(8, 8))
-    (tmp_path / "abcdPNG0").write_bytes(_png(np.random.default_rng(0), 0))
+    (tmp_path / "abcdPNG0").write_bytes(png(np.random.default_rng(0), 0))
     table = pa.table({"picture": ["abcdPNG0"]})
     assert not Problems().rows
     problems = Problems()

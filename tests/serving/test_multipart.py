@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import warnings
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from shoal.config import parse_config
 from shoal.serving import fairness
 from shoal.serving.app import ServeSettings, create_app
+from tests.serving.conftest import png, wav
 
 with warnings.catch_warnings():  # starlette asks for httpx2 here; the client works the same
     warnings.simplefilter("ignore")
@@ -34,26 +32,6 @@ BOUNDARY = "shoal-test-boundary"
 FORM = f"multipart/form-data; boundary={BOUNDARY}"
 
 
-def _png(rng: np.random.Generator, y: int) -> bytes:
-    img = (rng.random((8, 8)) * 60).astype(np.uint8)
-    img[:4, :4] += np.uint8(150 * (y == 0))
-    img[4:, 4:] += np.uint8(150 * (y == 1))
-    out = io.BytesIO()
-    Image.fromarray(img).save(out, format="PNG")
-    return out.getvalue()
-
-
-def _wav(y: int) -> bytes:
-    t = np.arange(400) / 4000
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(4000)
-        w.writeframes((0.5 * np.sin(2 * np.pi * (300 + 600 * y) * t) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny multiclass bundle reading an image, a sound, an id and a number."""
@@ -61,8 +39,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("multipart")
     rng = np.random.default_rng(0)
-    table = pa.table({"picture": pa.array([_png(rng, i % 3) for i in range(ROWS)], pa.binary()),
-                      "sound": pa.array([_wav(i % 3) for i in range(ROWS)], pa.binary()),
+    table = pa.table({"picture": pa.array([png(rng, i % 3) for i in range(ROWS)], pa.binary()),
+                      "sound": pa.array([wav(i % 3) for i in range(ROWS)], pa.binary()),
                       "shop": [f"s{i % 4}" for i in range(ROWS)], "price": rng.random(ROWS).round(3),
                       "kind": ["abc"[i % 3] for i in range(ROWS)]})
     pq.write_table(table, root / "rows.parquet")
@@ -89,7 +67,7 @@ def client(bundle: Path) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def row() -> dict[str, Any]:
     rng = np.random.default_rng(1)
-    return {"picture": _png(rng, 1), "sound": _wav(1), "shop": "s2", "price": 0.25}
+    return {"picture": png(rng, 1), "sound": wav(1), "shop": "s2", "price": 0.25}
 
 
 def _form(parts: list[tuple[str, bytes]], boundary: str = BOUNDARY, close: bool = True) -> bytes:

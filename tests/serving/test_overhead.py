@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +16,9 @@ from typer.testing import CliRunner
 from uvicorn.server import ServerState
 
 from shoal.cli import main as cli
+from shoal.runtime.http_load import free_port
 from shoal.serving.protocol import OneWrite, server_config
+from tests.serving.conftest import running
 
 REQUEST = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -141,22 +141,10 @@ def _echo_server(**options: Any) -> Iterator[tuple[int, uvicorn.Config]]:
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     config = server_config(app, 10.0, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
+    with running(config, timeout_s=30):
         yield port, config
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_x_forwarded_for_from_a_loopback_client_is_not_read() -> None:
