@@ -52,6 +52,18 @@ def _bytes_matrix(text: pa.Array, width: int | None, name: str) -> tuple[np.ndar
     return _pack(data, offsets, width, name, valid)
 
 
+def _refuse_long(lengths: np.ndarray, width: int | None, names: Sequence[str], n: int) -> None:
+    """A ValueError naming the first feature with an id over ``width`` bytes; ``lengths`` holds ``n`` ids of each
+    feature of ``names`` in turn."""
+    if width is None:
+        return
+    over = np.flatnonzero(lengths > width)
+    if len(over):
+        k = int(over[0]) // n
+        raise ValueError(f"an id of {names[k]!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes long; this raw "
+                         f"export reads at most {width} bytes per id: re-export with a larger max_bytes")
+
+
 def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
           valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` (length 0 where ``valid`` is False) -> (bytes (n, W)
@@ -60,10 +72,8 @@ def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
     lengths = np.diff(offsets)
     if valid is not None:
         lengths = np.where(valid, lengths, 0)
+    _refuse_long(lengths, width, [name], max(n, 1))
     longest = int(lengths.max(initial=0))
-    if width is not None and longest > width:
-        raise ValueError(f"an id of {name!r} is {longest} bytes long; this raw export reads at most {width} bytes "
-                         "per id: re-export with a larger max_bytes")
     w = width if width is not None else max(longest, 1)
     out = np.zeros((n, w), np.uint8)
     if n == 1:  # serving one row: a copy, no gather
@@ -255,13 +265,8 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
             feed[name] = block[k]
     if single_names:
         lengths = np.array([len(b) for b in single_ids], np.int64)
-        longest = int(lengths.max(initial=0))
-        if width is not None and longest > width:
-            k = int(np.flatnonzero(lengths > width)[0]) // n  # the first feature with an id too long
-            raise ValueError(f"an id of {single_names[k][0]!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes "
-                             f"long; this raw export reads at most {width} bytes per id: re-export with a larger "
-                             "max_bytes")
-        w = width if width is not None else max(longest, 1)
+        _refuse_long(lengths, width, [name for name, _, _ in single_names], n)
+        w = width if width is not None else max(int(lengths.max(initial=0)), 1)
         data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in single_ids), np.uint8).reshape(len(single_ids), w)
         for k, (_, b, ln) in enumerate(single_names):
             feed[b], feed[ln] = data[k * n:(k + 1) * n], lengths[k * n:(k + 1) * n]
@@ -335,12 +340,7 @@ def _single_ids(feed: dict[str, np.ndarray], singles: list[tuple[Mapping[str, An
     named by its feature, the first in the contract's order."""
     texts = [as_strings(col, f["column"]) for f, col in singles]
     data, lengths = _bytes_matrix(pa.concat_arrays(texts) if len(texts) > 1 else texts[0], None, "")
-    too_long = np.flatnonzero(lengths > width) if width is not None else np.zeros(0, np.int64)
-    if len(too_long):
-        k = int(too_long[0]) // n
-        raise ValueError(f"an id of {singles[k][0]['name']!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes "
-                         f"long; this raw export reads at most {width} bytes per id: re-export with a larger "
-                         "max_bytes")
+    _refuse_long(lengths, width, [f["name"] for f, _ in singles], n)
     if width is not None and data.shape[1] != width:
         data = np.pad(data, ((0, 0), (0, width - data.shape[1])))
     for k, (f, _) in enumerate(singles):
