@@ -30,6 +30,7 @@ import pyarrow as pa
 from shoal.artifacts.bundle import Bundle, answers, task_of
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRowSink, Chunk
+from shoal.export.raw_feed import FAST_ROWS
 from shoal.runtime.choice import BackendChoice, ChoiceCache, Route, choice_key, decide, measure
 from shoal.runtime.latency import BenchResult, peak_rss_mib, time_system
 from shoal.runtime.onnx import run_session
@@ -42,7 +43,6 @@ __all__ = ["RAW_BACKEND", "EncodedPath", "EndToEndPredictor", "RawGraphPredictor
 log = logging.getLogger(__name__)
 
 RAW_BACKEND = "onnxruntime-raw"
-_FAST_ROWS = 32  # up to this many rows go to raw_feed as row dicts (its plain-Python path; shoal.export.raw_feed)
 
 
 class RawGraphPredictor:
@@ -70,7 +70,7 @@ class RawGraphPredictor:
 
     def predict_proba(self, rows: pa.Table) -> np.ndarray:
         """Rows as a table (what ``auto`` times): a few rows go as row dicts, as the server sends them."""
-        return self.predict_rows(rows.to_pylist() if len(rows) <= _FAST_ROWS else rows)
+        return self.predict_rows(rows.to_pylist() if len(rows) <= FAST_ROWS else rows)
 
 
 class EncodedPath:

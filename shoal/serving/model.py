@@ -25,6 +25,7 @@ from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.refs import resolve
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
+from shoal.export.raw_feed import FAST_ROWS
 from shoal.export.raw_runtime import EndToEndPredictor, select_end_to_end
 from shoal.runtime.choice import BackendChoice
 from shoal.runtime.refs import content_version
@@ -100,7 +101,7 @@ class ServedModel:
             return None
         # a few rows as dicts (raw_feed's plain-Python path); more, or a column read both as numbers and ids, as
         # the table the encoder would read
-        small = len(rows) <= 32 and not self.schema.shared_columns
+        small = len(rows) <= FAST_ROWS and not self.schema.shared_columns
         try:
             return raw.predict_rows([r.model_dump(by_alias=True) for r in rows] if small
                                     else self.schema.table(rows))
