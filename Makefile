@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shoal-installed
 
-.PHONY: demo test lint typecheck browser bench-ctr bench-text bench-ui bench-distill install-scale bench-scale clean
+.PHONY: demo test lint typecheck browser bench-ctr bench-text bench-ui bench-distill install-scale bench-scale install-bentoml bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,5 +55,16 @@ install-scale: $(STAMP)
 bench-scale: install-scale
 	$(BIN)/python benchmarks/scale.py --json bench-scale.json
 
+# BentoML, a peer of the serving benchmark, in its own environment on top of .venv's packages (a .pth file adds
+# them), so it neither changes .venv nor installs another torch.
+install-bentoml: $(STAMP)
+	test -x .venv-bentoml/bin/python || $(BIN)/python -m venv .venv-bentoml
+	echo "import site; site.addsitedir('$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")')" \
+	  > "$$(.venv-bentoml/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_shoal_venv.pth"
+	.venv-bentoml/bin/python -m pip install --quiet bentoml==1.4.40
+
+bench-serve: install-bentoml
+	$(BIN)/python benchmarks/serve.py --json bench-serve.json --bentoml-python .venv-bentoml/bin/python
+
 clean:
-	rm -rf $(VENV) shoal-runs data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bentoml shoal-runs data .pytest_cache .mypy_cache .ruff_cache

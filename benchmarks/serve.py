@@ -24,7 +24,13 @@ Systems (one JSON row per metric, ``{"bench": "serve", "dataset", "system", "met
 * ``shoal-batched-onnx``: ``shoal serve`` on the bundle exported with ``shoal export --onnx`` (ONNX Runtime);
   left out with ``--no-onnx``.
 * ``shoal-raw``: ``shoal serve --backend raw`` on the same bundle with its raw graph (``shoal export --raw``): each
-  micro-batch one ONNX Runtime call, preprocessing included, no Python encoder; left out with ``--no-onnx``.
+  micro-batch one ONNX Runtime call, preprocessing included, no Python encoder; left out with ``--no-onnx``;
+  ``shoal-raw-2workers`` the same with ``--workers 2`` (two server processes on one port);
+* ``naive-onnx``: the ``naive`` endpoint with ONNX Runtime on ``model.onnx`` instead of PyTorch (the Python encoder
+  + ONNX Runtime: the design before the raw graph);
+* ``bentoml``: the same encoder + ONNX Runtime call as a BentoML service (``serve_bentoml.py``, one worker, no
+  adaptive batching), with ``--bentoml-python VENV/bin/python`` (``make install-bentoml`` makes ``.venv-bentoml``,
+  BentoML on top of ``.venv``'s packages); the peers live in ``serve_peers.py``.
 
 * ``shoal-e2e``: in process, no HTTP: a raw row (a dict, as a JSON request becomes) -> probability through the raw
   graph (``shoal export --raw``, :func:`shoal.export.raw_runtime.bench_end_to_end`), next to ``shoal-e2e-encoder``
@@ -64,16 +70,19 @@ import uvloop
 try:  # run as ``python benchmarks/serve.py`` (script folder on sys.path) or imported as ``benchmarks.serve``
     from benchmarks.common import free_port, markdown_table, row, server_process, write_json
     from benchmarks.serve_load import CLIENT_KINDS, MIXED_CLIENTS, TOKEN, Budget, load, run_async, swap_under_load
+    from benchmarks.serve_peers import THREADS, naive_app
 except ImportError:  # pragma: no cover - depends on how the file is run
     from common import free_port, markdown_table, row, server_process, write_json  # type: ignore[no-redef]
     from serve_load import CLIENT_KINDS, MIXED_CLIENTS, TOKEN, Budget, load, run_async, swap_under_load  # type: ignore[no-redef]
+    from serve_peers import THREADS, naive_app  # type: ignore[no-redef]
 
 BENCH = "serve"
 DATASET = "synthetic"
-SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive", "shoal-batched-onnx", "shoal-raw")
+SYSTEMS = ("shoal-batched", "shoal-nobatch", "naive", "shoal-batched-onnx", "shoal-raw", "shoal-raw-2workers",
+           "naive-onnx", "bentoml")
+ONNX_SYSTEMS = ("shoal-batched-onnx", "shoal-raw", "shoal-raw-2workers", "naive-onnx", "bentoml")
 CLIENTS = (1, 8, 64)
 METRICS = ("requests_per_s", "latency_ms_p50", "latency_ms_p99", "errors_4xx", "errors_5xx", "load_avg_1m")
-THREADS = 1  # torch threads per server: the load generator needs the other core
 MALFORMED_SHARE = 0.10
 TRAIN_ROWS, TRAIN_ROWS_QUICK = 50_000, 20_000
 
@@ -125,44 +134,28 @@ def offline(bundle: Path, rows: list[dict[str, Any]], work: Path) -> np.ndarray:
 
 
 # -- servers --------------------------------------------------------------------------------------------------
-def naive_app(bundle_dir: Path) -> Any:
-    """The baseline: a plain FastAPI endpoint, PyTorch run once per request (no batching, no validation)."""
-    import pyarrow as pa
-    from fastapi import FastAPI
-
-    from shoal.artifacts.bundle import load_bundle
-    from shoal.data.readers import BadRowSink, Chunk
-
-    bundle = load_bundle(bundle_dir)
-    schema = pa.schema([(f.column, pa.float64() if f.kind == "dense" else pa.string())
-                        for f in bundle.encoder.features])
-    app = FastAPI()
-
-    @app.post("/predict")
-    def predict(body: dict[str, Any]) -> dict[str, Any]:
-        table = pa.Table.from_pylist(body["rows"], schema=schema)
-        batch = bundle.encoder.encode(Chunk(table, np.arange(table.num_rows), "request"), BadRowSink("error"),
-                                      with_label=False)
-        return {"predictions": [{"probability": p} for p in bundle.predict_proba(batch).tolist()]}
-
-    @app.get("/readyz")
-    def readyz() -> dict[str, str]:
-        return {"status": "ready"}
-
-    return app
-
-
 @contextmanager
-def server(system: str, bundle: Path, log: Path) -> Iterator[str]:
+def server(system: str, bundle: Path, log: Path, bentoml_python: str | None = None) -> Iterator[str]:
     """Start a server subprocess on a free loopback port; yield its URL; stop it (SIGTERM, then SIGKILL)."""
     port = free_port()
-    if system == "naive":
-        cmd = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port)]
+    env = {"SHOAL_ADMIN_TOKEN": TOKEN}
+    if system in ("naive", "naive-onnx"):
+        cmd = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port),
+               "--naive-backend", "onnx" if system == "naive-onnx" else "torch"]
+    elif system == "bentoml":
+        if bentoml_python is None:
+            raise ValueError("the bentoml system needs --bentoml-python (make install-bentoml)")
+        here = Path(__file__).resolve().parent
+        cmd = [str(Path(bentoml_python).parent / "bentoml"), "serve", "serve_bentoml:ShoalPeer", "--port", str(port),
+               "--host", "127.0.0.1", "--working-dir", str(here)]
+        env.update(SHOAL_BENCH_BUNDLE=str(bundle), OMP_NUM_THREADS=str(THREADS),
+                   PYTHONPATH=os.pathsep.join([str(here), str(here.parent)]))
     else:
+        backend = ("onnx" if system.endswith("-onnx") else "raw" if system.startswith("shoal-raw") else "torch")
         cmd = [sys.executable, "-m", "shoal.cli", "serve", str(bundle), "--port", str(port),
-               "--threads", str(THREADS),
-               "--backend", "onnx" if system.endswith("-onnx") else "raw" if system == "shoal-raw" else "torch",
-               *(["--no-batching"] if system == "shoal-nobatch" else [])]
+               "--threads", str(THREADS), "--backend", backend,
+               *(["--no-batching"] if system == "shoal-nobatch" else []),
+               *(["--workers", "2"] if system.endswith("-2workers") else [])]
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -171,7 +164,7 @@ def server(system: str, bundle: Path, log: Path) -> Iterator[str]:
         except httpx.TransportError:
             return False
 
-    with server_process(cmd, log, ready, env={"SHOAL_ADMIN_TOKEN": TOKEN}):
+    with server_process(cmd, log, ready, env=env):
         yield url
 
 
@@ -210,7 +203,8 @@ def _rows(system: str, clients: int, metrics: dict[str, float]) -> list[dict[str
     return [{**row(BENCH, DATASET, system, k, v), "clients": clients} for k, v in metrics.items()]
 
 
-def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool = True) -> list[dict[str, Any]]:
+def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool = True,
+        systems: tuple[str, ...] = SYSTEMS, bentoml_python: str | None = None) -> list[dict[str, Any]]:
     data, v1, v2 = make_bundles(work, TRAIN_ROWS_QUICK if quick else TRAIN_ROWS)
     rows = request_rows(data, 2000)
     out: list[dict[str, Any]] = []
@@ -221,14 +215,14 @@ def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool
 
         from shoal.export.onnx import export_onnx
 
-        bundles["shoal-batched-onnx"] = bundles["shoal-raw"] = exported = shutil.copytree(v1, work / "exported"
-                                                                                         / "bundle")
+        exported = shutil.copytree(v1, work / "exported" / "bundle")
+        bundles.update({system: exported for system in ONNX_SYSTEMS})
         export_onnx(exported)  # checks parity with PyTorch on the way
         out += end_to_end(exported, rows, budget)
-    for system in SYSTEMS:
-        if (system.endswith("-onnx") or system == "shoal-raw") and not onnx:
+    for system in systems:
+        if system in ONNX_SYSTEMS and not onnx or system == "bentoml" and bentoml_python is None:
             continue
-        with server(system, bundles[system], log) as url:
+        with server(system, bundles[system], log, bentoml_python) as url:
             for clients in CLIENTS:
                 run_async(load(url, clients, rows, budget, measure=False, client=client))
                 tally = run_async(load(url, clients, rows, budget, client=client))
@@ -237,6 +231,8 @@ def run(work: Path, budget: Budget, quick: bool, client: str = "raw", onnx: bool
                 print(f"{system:18s} {clients:3d} clients: {m['requests_per_s']:8.1f} req/s  "
                       f"p50 {m['latency_ms_p50']:6.1f} ms  p99 {m['latency_ms_p99']:6.1f} ms  "
                       f"4xx {tally.errors_4xx}  5xx {tally.errors_5xx}  load {m['load_avg_1m']:.1f}", flush=True)
+    if "shoal-batched" not in systems:
+        return out
     # mixed load with malformed requests, then a hot swap, on the batched server
     expected = {"v1": offline(v1, rows, work), "v2": offline(v2, rows, work)}
     with server("shoal-batched", v1, log) as url:
@@ -278,7 +274,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines = [table, ""]
     get = {(r["system"], r["clients"], r["metric"]): r["value"] for r in rows}
     naive = get.get(("naive", 64, "requests_per_s"))
-    for system in ("shoal-batched", "shoal-nobatch", "shoal-batched-onnx", "shoal-raw"):
+    for system in ("shoal-batched", "shoal-nobatch", "shoal-batched-onnx", "shoal-raw", "shoal-raw-2workers"):
         rps = get.get((system, 64, "requests_per_s"))
         if naive and rps:
             lines.append(f"- {system} / naive requests/s at 64 clients: {rps / naive:.2f}x "
@@ -288,6 +284,14 @@ def report(rows: list[dict[str, Any]]) -> str:
     if raw_p50 and batched_p50:
         lines.append(f"- shoal-raw / shoal-batched over HTTP, one client: p50 {raw_p50:.2f} vs {batched_p50:.2f} ms "
                      f"({batched_p50 / raw_p50:.2f}x faster)")
+    for peer in ("naive-onnx", "bentoml"):
+        for clients in (1, 64):
+            ours = get.get(("shoal-raw-2workers" if clients == 64 else "shoal-raw", clients, "requests_per_s"))
+            theirs = get.get((peer, clients, "requests_per_s"))
+            if ours and theirs:
+                lines.append(f"- shoal-raw{'-2workers' if clients == 64 else ''} / {peer}, {clients} client(s): "
+                             f"{ours / theirs:.2f}x the requests/s (p50 {get[(peer, clients, 'latency_ms_p50')]:.2f} "
+                             f"ms for {peer})")
     e2e = {r["system"]: r["value"] for r in rows if r["system"] in E2E_SYSTEMS.values()
            and r["metric"] == "latency_ms_p99"}
     if "shoal-e2e" in e2e and "shoal-e2e-encoder" in e2e:
@@ -311,7 +315,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="load generator: raw (serve_load.py's minimal HTTP/1.1 client) or httpx, to cross-check")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false",
                         help="leave out shoal-batched-onnx (ONNX export and its server)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="the servers to load, comma-separated (default: all; bentoml needs --bentoml-python)")
+    parser.add_argument("--bentoml-python", default=None,
+                        help="the python of a virtual environment with BentoML (make install-bentoml makes "
+                             ".venv-bentoml); without it the bentoml system is left out")
     parser.add_argument("--naive-server", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline
+    parser.add_argument("--naive-backend", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_server is not None:
@@ -321,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         from shoal.serving.app import freeze_heap
 
         torch.set_num_threads(THREADS)
-        app = naive_app(args.naive_server)
+        app = naive_app(args.naive_server, args.naive_backend)
         freeze_heap()  # as `shoal serve` does: the same process and uvicorn settings for every system
         uvicorn.run(app, host="127.0.0.1", port=args.port, access_log=False, log_level="warning",
                     timeout_graceful_shutdown=30)
@@ -330,7 +340,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--json OUT.json is required")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="shoal-bench-serve-") as tmp:
-        rows = run(Path(tmp), QUICK if args.quick else FULL, args.quick, args.client, args.onnx)
+        unknown = set(args.systems.split(",")) - set(SYSTEMS)
+        if unknown:
+            parser.error(f"unknown systems {', '.join(sorted(unknown))}; choose from {', '.join(SYSTEMS)}")
+        rows = run(Path(tmp), QUICK if args.quick else FULL, args.quick, args.client, args.onnx,
+                   tuple(args.systems.split(",")), args.bentoml_python)
     write_json(rows, args.json)
     print()
     print(report(rows))
