@@ -80,6 +80,7 @@ from shoal.data.features import DenseColumn
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
+from shoal.export.raw_bound import BoundRows
 from shoal.export.raw_feed import raw_feed
 from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag
 from shoal.export.raw_ids import LOOP_BLOCK, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
@@ -621,6 +622,7 @@ class RawOnnxModel:
         if METADATA_KEY not in meta:
             raise ValueError(f"{path}: not a shoal raw export (no {METADATA_KEY} metadata)")
         self.contract: dict[str, Any] = json.loads(meta[METADATA_KEY])
+        self._bound: dict[str, BoundRows] = {}
 
     def feed(self, rows: pa.Table | Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         return raw_feed(rows, self.contract)
@@ -629,6 +631,13 @@ class RawOnnxModel:
         if len(rows) == 0:
             classes = self.contract.get("classes") or self.contract.get("tags") or self.contract.get("tasks")
             return np.zeros((0, len(classes)) if classes else (0,), np.float32)
+        if len(rows) == 1 and not isinstance(rows, pa.Table):  # a request's row: through inputs bound once
+            bound = self._bound.get(output)
+            if bound is None:
+                bound = self._bound[output] = BoundRows(self.session, self.contract, output)
+            answer = bound.run(rows[0])
+            if answer is not None:
+                return answer
         return run_session(self.session, [output], self.feed(rows))[0]
 
     def predict_logits(self, rows: pa.Table | Sequence[Mapping[str, Any]]) -> np.ndarray:

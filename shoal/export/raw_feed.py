@@ -22,7 +22,7 @@ from shoal.data.features.dense import FLOAT32_MAX
 from shoal.export.raw_media import media_feed
 from shoal.export.raw_text import text_cells_feed, text_feed
 
-__all__ = ["FAST_ROWS", "raw_feed"]
+__all__ = ["FAST_ROWS", "RowParts", "RowPlan", "raw_feed", "row_parts", "row_plan"]
 
 
 def _table(rows: pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -114,7 +114,7 @@ def _id_text(c: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class RowPlan:
     """What one row of a contract of numbers and single ids needs, worked out once per contract."""
 
     columns: frozenset[str]
@@ -123,17 +123,17 @@ class _Plan:
     lists: tuple[tuple[str, str, str, str, str], ...]  # (column, bytes input, lengths input, counts input, separator)
 
 
-_PLANS: dict[int, tuple[Mapping[str, Any], _Plan | None]] = {}
+_PLANS: dict[int, tuple[Mapping[str, Any], RowPlan | None]] = {}
 
 
-def _plan(contract: Mapping[str, Any]) -> _Plan | None:
+def row_plan(contract: Mapping[str, Any]) -> RowPlan | None:
     """The one-row plan of ``contract``, or None when it has texts or media (the general path feeds them)."""
     hit = _PLANS.get(id(contract))
     if hit is not None and hit[0] is contract:
         return hit[1]
     features = contract["features"]
     simple = all(f["kind"] in ("dense", "sparse") for f in features)
-    plan = _Plan(frozenset(f["column"] for f in features),
+    plan = RowPlan(frozenset(f["column"] for f in features),
                  tuple((f["column"], f["inputs"]["value"]) for f in features if f["kind"] == "dense"),
                  tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["name"])
                        for f in features if f["kind"] == "sparse" and f.get("separator") is None),
@@ -146,9 +146,21 @@ def _plan(contract: Mapping[str, Any]) -> _Plan | None:
     return plan
 
 
-def _one_row(row: Mapping[str, Any], plan: _Plan, width: int | None) -> dict[str, np.ndarray] | None:
-    """:func:`_fast_feed` of one row of numbers and single ids (a request's usual row): a list comprehension per
-    kind, one array for the numbers and one for the ids' bytes; None where :func:`_fast_feed` would say None."""
+@dataclass(frozen=True)
+class RowParts:
+    """One row of a :class:`RowPlan`, checked and encoded: what :func:`_one_row` and a bound call
+    (:mod:`shoal.export.raw_bound`) write into their arrays."""
+
+    values: list[float]  # the dense cells in plan order, NaN for missing
+    ids: list[bytes]  # the single ids in plan order, trimmed UTF-8 ("" for missing)
+    lengths: list[int]
+    width: int  # the bytes inputs' width: the export's max_bytes, else the longest id (at least 1)
+    lists: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per list feature: bytes (k, W), lengths (k,), counts (1,)
+
+
+def row_parts(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> RowParts | None:
+    """``row`` checked against ``plan`` and encoded, or None where :func:`_fast_feed` would say None (a missing
+    column, a cell needing pyarrow's rules, an id too long: the general path names it)."""
     if not plan.columns <= row.keys():
         return None
     values = [_dense_cell(row[c]) for c, _ in plan.dense]
@@ -159,20 +171,12 @@ def _one_row(row: Mapping[str, Any], plan: _Plan, width: int | None) -> dict[str
         encoded = [t.strip().encode("utf-8") for t in texts]  # type: ignore[union-attr]
     except UnicodeEncodeError:
         return None
-    feed: dict[str, np.ndarray] = {}
-    block = np.array(values, np.float32)
-    for k, (_, name) in enumerate(plan.dense):
-        feed[name] = block[k:k + 1]
-    if encoded:
-        lengths = np.array([len(b) for b in encoded], np.int64)
-        longest = int(lengths.max())
-        if width is not None and longest > width:
-            return None  # _fast_feed names the feature
-        w = width if width is not None else max(longest, 1)
-        data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in encoded), np.uint8).reshape(len(encoded), 1, w)
-        for k, (_, b, ln, _) in enumerate(plan.ids):
-            feed[b], feed[ln] = data[k], lengths[k:k + 1]
-    for column, b, ln, counts, separator in plan.lists:
+    lengths = [len(b) for b in encoded]
+    longest = max(lengths, default=0)
+    if width is not None and longest > width:
+        return None  # _fast_feed names the feature
+    lists: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for column, _, _, _, separator in plan.lists:
         text = _id_text(row[column])
         if text is None:
             return None
@@ -180,13 +184,33 @@ def _one_row(row: Mapping[str, Any], plan: _Plan, width: int | None) -> dict[str
             kept = [t.encode("utf-8") for t in (t.strip() for t in text.split(separator)) if t] if text else []
         except UnicodeEncodeError:
             return None
-        longest = max(map(len, kept), default=0)
-        if width is not None and longest > width:
+        most = max(map(len, kept), default=0)
+        if width is not None and most > width:
             return None
-        w = width if width is not None else max(longest, 1)
-        feed[b] = np.frombuffer(b"".join(x.ljust(w, b"\0") for x in kept), np.uint8).reshape(len(kept), w)
-        feed[ln] = np.array([len(x) for x in kept], np.int64)
-        feed[counts] = np.array([len(kept)], np.int64)
+        w = width if width is not None else max(most, 1)
+        lists.append((np.frombuffer(b"".join(x.ljust(w, b"\0") for x in kept), np.uint8).reshape(len(kept), w),
+                      np.array([len(x) for x in kept], np.int64), np.array([len(kept)], np.int64)))
+    return RowParts(values, encoded, lengths, width if width is not None else max(longest, 1), lists)  # type: ignore[arg-type]
+
+
+def _one_row(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> dict[str, np.ndarray] | None:
+    """:func:`_fast_feed` of one row of numbers and single ids (a request's usual row): one array for the numbers
+    and one for the ids' bytes, the inputs being views of them; None where :func:`_fast_feed` would say None."""
+    parts = row_parts(row, plan, width)
+    if parts is None:
+        return None
+    feed: dict[str, np.ndarray] = {}
+    block = np.array(parts.values, np.float32)
+    for k, (_, name) in enumerate(plan.dense):
+        feed[name] = block[k:k + 1]
+    if parts.ids:
+        w = parts.width
+        data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in parts.ids), np.uint8).reshape(len(parts.ids), 1, w)
+        lengths = np.array(parts.lengths, np.int64)
+        for k, (_, b, ln, _) in enumerate(plan.ids):
+            feed[b], feed[ln] = data[k], lengths[k:k + 1]
+    for (_, b, ln, counts, _), (data_, lengths_, counts_) in zip(plan.lists, parts.lists, strict=True):
+        feed[b], feed[ln], feed[counts] = data_, lengths_, counts_
     return feed
 
 
@@ -199,7 +223,7 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
     per feature."""
     n = len(rows)
     width = contract.get("max_bytes")
-    plan = _plan(contract) if n == 1 else None
+    plan = row_plan(contract) if n == 1 else None
     if plan is not None:
         one = _one_row(rows[0], plan, width)
         if one is not None:

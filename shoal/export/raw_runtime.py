@@ -33,7 +33,6 @@ from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.raw_feed import FAST_ROWS
 from shoal.runtime.choice import BackendChoice, ChoiceCache, Route, choice_key, decide, measure
 from shoal.runtime.latency import BenchResult, peak_rss_mib, time_system
-from shoal.runtime.onnx import run_session
 from shoal.runtime.predictor import Predictor, RoutedPredictor, TorchPredictor, select_predictor
 from shoal.runtime.refs import content_version
 
@@ -62,9 +61,7 @@ class RawGraphPredictor:
         self.task = task_of(self.contract)
 
     def predict_rows(self, rows: pa.Table | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        from shoal.export.raw import raw_feed
-
-        logits = run_session(self.model.session, ["logits"], raw_feed(rows, self.contract))[0]
+        logits = self.model.predict_logits(rows)
         kinds = [t["kind"] for t in self.contract["tasks"]] if self.task == "multitask" else None
         return answers(logits, self.task, kinds)
 
