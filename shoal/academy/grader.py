@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import re
 import shutil
-import signal
 import sys
 import sysconfig
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any, Literal
 
 from shoal.academy.checks import CheckFailed, CheckSkipped, assert_png, expect_floats, expect_tensor, read_text
@@ -50,6 +45,7 @@ from shoal.academy.progress import (
     record_hint,
     record_progress,
 )
+from shoal.academy.running import CheckTimeout, explain, seed_everything, time_limit
 from shoal.errors import ShoalError
 
 __all__ = [
@@ -110,10 +106,6 @@ SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # optiona
 
 class AcademyError(ShoalError):
     """A user error: unknown lab, missing workspace, missing dependency. The message says how to fix it."""
-
-
-class _CheckTimeout(BaseException):
-    """Raised inside a check that ran past its time limit (a BaseException, so ``except Exception`` misses it)."""
 
 
 @dataclass
@@ -317,7 +309,7 @@ def check(
         except BaseException as err:  # a learner's file that does not import: say where and why
             if isinstance(err, KeyboardInterrupt | SystemExit):
                 raise
-            load = CheckResult(f"import {file.name}", "fail", _explain(err, file), time.perf_counter() - started)
+            load = CheckResult(f"import {file.name}", "fail", explain(err, file), time.perf_counter() - started)
             return [load] + [CheckResult(c.name, "fail", f"not run: {file.name} does not import", 0.0) for c in checks]
         ctx = LabContext(lab=module, workdir=out_dir)
         results: list[CheckResult] = []
@@ -336,75 +328,23 @@ def _run_one(c: Check, ctx: LabContext, file: Path, done: dict[str, CheckResult]
     blocked = [name for name in c.needs if name in done and done[name].status != "pass"]
     if blocked:
         return CheckResult(c.name, "fail", f"not run: needs {', '.join(repr(b) for b in blocked)} to pass first", 0.0)
-    _seed_everything(0)
+    seed_everything(0)
     started = time.perf_counter()
     try:
-        with _time_limit(c.time_limit_s):
+        with time_limit(c.time_limit_s):
             note = c.fn(ctx)
         seconds = time.perf_counter() - started
         if seconds > c.time_limit_s:
-            raise _CheckTimeout()
+            raise CheckTimeout()
         return CheckResult(c.name, "pass", note or "", seconds)
     except CheckSkipped as err:
         return CheckResult(c.name, "skip", str(err), time.perf_counter() - started)
-    except _CheckTimeout:
+    except CheckTimeout:
         seconds = time.perf_counter() - started
         return CheckResult(c.name, "fail", f"took {seconds:.0f} s, over the {c.time_limit_s:.0f} s limit: "
                            "train for fewer epochs, use a smaller model, or batch your work", seconds)
     except (Exception, SystemExit) as err:  # SystemExit: a sys.exit() in the learner's code ends the check, not us
-        return CheckResult(c.name, "fail", _explain(err, file), time.perf_counter() - started)
-
-
-def _explain(err: BaseException, file: Path) -> str:
-    """A one-line hint for an exception: the check's own words, or what went wrong where in the learner's file."""
-    text = " ".join(_describe(err, file).split())  # one line, whatever the exception's message looked like
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
-def _describe(err: BaseException, file: Path) -> str:
-    if isinstance(err, CheckFailed):
-        return str(err)
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == file.resolve()]
-    where = f" ({file.name} line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-    if isinstance(err, SyntaxError):
-        return f"{file.name} line {err.lineno}: syntax error: {err.msg}"
-    if isinstance(err, NotImplementedError):  # the starter's TODOs
-        return f"{err}{where}" if str(err).startswith("TODO") else f"not implemented yet{where}: {err}"
-    if isinstance(err, AssertionError):
-        return f"{err}{where}" if str(err) else f"an assertion failed{where}"
-    return f"{type(err).__name__}{where}: {err}"
-
-
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` (SIGALRM: main thread on Unix; elsewhere the time is checked after)."""
-    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise _CheckTimeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer_delay > 0:  # someone else's alarm (e.g. a test timeout) was pending: put it back
-            remaining = max(outer_delay - (time.monotonic() - started), 1e-3)
-            signal.setitimer(signal.ITIMER_REAL, remaining, outer_interval)
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+        return CheckResult(c.name, "fail", explain(err, file), time.perf_counter() - started)
 
 
 def _load(path: Path, name: str) -> ModuleType:
