@@ -36,8 +36,9 @@ def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
     return table.column(column)
 
 
-def _bytes_matrix(text: pa.Array, width: int | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes (n, W) uint8, lengths (n,) int64) of a string array; nulls and "" have length 0 (missing)."""
+def _bytes_matrix(text: pa.Array, width: int | None, name: str, min_width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes (n, W) uint8, lengths (n,) int64) of a string array; nulls and "" have length 0 (missing). W is
+    ``width``, else the longest id's length but at least ``min_width``."""
     arr = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     if pa.types.is_large_string(arr.type):
         arr = pc.cast(arr, pa.string())
@@ -49,7 +50,7 @@ def _bytes_matrix(text: pa.Array, width: int | None, name: str) -> tuple[np.ndar
     if arr.null_count:  # a null's slot may hold bytes: its length is 0 whatever the offsets say
         bits = np.frombuffer(arr.buffers()[0], np.uint8)
         valid = np.unpackbits(bits, bitorder="little")[arr.offset: arr.offset + n].astype(bool)
-    return _pack(data, offsets, width, name, valid)
+    return _pack(data, offsets, width, name, valid, min_width)
 
 
 def _refuse_long(lengths: np.ndarray, width: int | None, names: Sequence[str], n: int) -> None:
@@ -65,7 +66,7 @@ def _refuse_long(lengths: np.ndarray, width: int | None, names: Sequence[str], n
 
 
 def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
-          valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+          valid: np.ndarray | None = None, min_width: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` (length 0 where ``valid`` is False) -> (bytes (n, W)
     uint8 padded with 0, lengths (n,) int64). The work is the ids' bytes, not n x W."""
     n = len(offsets) - 1
@@ -74,7 +75,7 @@ def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
         lengths = np.where(valid, lengths, 0)
     _refuse_long(lengths, width, [name], max(n, 1))
     longest = int(lengths.max(initial=0))
-    w = width if width is not None else max(longest, 1)
+    w = width if width is not None else max(longest, min_width)
     out = np.zeros((n, w), np.uint8)
     if n == 1:  # serving one row: a copy, no gather
         out[0, :longest] = data[offsets[0]: offsets[0] + longest]
@@ -312,6 +313,7 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
     table = _table(rows)
     feed: dict[str, np.ndarray] = {}
     singles: list[tuple[Mapping[str, Any], pa.ChunkedArray]] = []
+    numbers: list[tuple[Mapping[str, Any], pa.ChunkedArray]] = []
     width = contract.get("max_bytes")
     for f in contract["features"]:
         col = _column(table, f["column"])
@@ -326,13 +328,8 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
             if pa.types.is_null(col.type):  # every cell missing (row dicts with None only)
                 feed[names["value"]] = np.full(len(col), np.nan, np.float32)
                 continue
-            if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):  # numbers: no parsing to do
-                values = np.asarray(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float64)
-                if not np.isfinite(values[~np.isnan(values)]).all() or (np.abs(values) > FLOAT32_MAX).any():
-                    bad = int(np.flatnonzero(np.isinf(values) | (np.abs(values) > FLOAT32_MAX))[0])
-                    raise ValueError(f"row {bad}, column {f['column']!r}: {values[bad]!r} is infinite or beyond "
-                                     "float32's range (dense feature)")
-                feed[names["value"]] = values.astype(np.float32)
+            if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):  # numbers: checked as one block
+                numbers.append((f, col))
                 continue
             problems = Problems()
             values = DenseColumn(f["name"], f["column"], 0).read(pa.table({f["column"]: col}), problems)
@@ -352,9 +349,29 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
         parent = pc.list_parent_indices(lists).to_numpy()[keep]
         feed[names["counts"]] = np.bincount(parent, minlength=len(text)).astype(np.int64)
         feed[names["bytes"]], feed[names["lengths"]] = _bytes_matrix(flat.filter(pa.array(keep)), width, f["name"])
+    if numbers:
+        _numbers(feed, numbers, table.num_rows)
     if singles:
         _single_ids(feed, singles, width, table.num_rows)
     return feed
+
+
+def _numbers(feed: dict[str, np.ndarray], numbers: list[tuple[Mapping[str, Any], pa.ChunkedArray]], n: int) -> None:
+    """The values of every dense feature read as numbers, as one (F, N) block checked at once (an infinite value,
+    or one beyond float32's range, raises ValueError naming the first such feature in the contract's order and
+    its first such row); each feature's input is a view of its row of the block."""
+    block = np.empty((len(numbers), n), np.float64)
+    for k, (_, col) in enumerate(numbers):
+        block[k] = pc.cast(col, pa.float64()).to_numpy()
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(block) | (np.abs(block) > FLOAT32_MAX)
+    if bad.any():
+        k, row = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"row {row}, column {numbers[k][0]['column']!r}: {block[k, row]!r} is infinite or beyond "
+                         "float32's range (dense feature)")
+    values = block.astype(np.float32)
+    for k, (f, _) in enumerate(numbers):
+        feed[f["inputs"]["value"]] = values[k]
 
 
 def _single_ids(feed: dict[str, np.ndarray], singles: list[tuple[Mapping[str, Any], pa.ChunkedArray]],
@@ -362,11 +379,10 @@ def _single_ids(feed: dict[str, np.ndarray], singles: list[tuple[Mapping[str, An
     """The bytes and lengths of every one-id-per-row feature, trimmed and packed as one array (one pyarrow and
     one numpy pass, not one per feature); each feature's inputs are views of its rows. An id too long is
     named by its feature, the first in the contract's order."""
-    texts = [as_strings(col, f["column"]) for f, col in singles]
-    data, lengths = _bytes_matrix(pa.concat_arrays(texts) if len(texts) > 1 else texts[0], None, "")
+    texts = [as_strings(col, f["column"], trim=False) for f, col in singles]
+    data, lengths = _bytes_matrix(pc.utf8_trim_whitespace(pa.concat_arrays(texts) if len(texts) > 1 else texts[0]),
+                                  None, "", width or 1)
     _refuse_long(lengths, width, [f["name"] for f, _ in singles], n)
-    if width is not None and data.shape[1] != width:
-        data = np.pad(data, ((0, 0), (0, width - data.shape[1])))
     for k, (f, _) in enumerate(singles):
         names = f["inputs"]
         feed[names["bytes"]], feed[names["lengths"]] = data[k * n:(k + 1) * n], lengths[k * n:(k + 1) * n]

@@ -40,8 +40,9 @@ def feature_seed(name: str) -> int:
     return seed_for(name) & 0xFFFFFFFF
 
 
-def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?") -> pa.Array:
-    """A column as one string array, whitespace trimmed (ids and labels read the same from any file format).
+def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?", trim: bool = True) -> pa.Array:
+    """A column as one string array, whitespace trimmed (ids and labels read the same from any file format;
+    ``trim=False``: left to the caller, e.g. once over several columns concatenated).
     A column of lists, structs or maps (Parquet, JSONL) is refused naming column ``name`` and its type."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_nested(arr.type):
@@ -52,7 +53,7 @@ def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?") -> pa.Array:
                             "with separator: \"|\"); join the list when writing the file")
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
-    return pc.utf8_trim_whitespace(arr)
+    return pc.utf8_trim_whitespace(arr) if trim else arr
 
 
 @dataclass
