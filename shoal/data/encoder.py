@@ -68,7 +68,7 @@ from shoal.data.readers import BadRowSink, Chunk
 
 __all__ = ["Encoder"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ids hashed by two polynomials mod 2^31 - 1 (shoal.data.hashing); 1: FNV-1a 64
 
 
 def _is_number(text: str) -> bool:
@@ -453,9 +453,13 @@ class Encoder:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Encoder:
         if d.get("format_version") != FORMAT_VERSION:
+            why = (": format 1 hashed ids with FNV-1a, this shoal hashes them differently (one matrix product in "
+                   "the exported graph), so the model's embedding rows would belong to other ids"
+                   if d.get("format_version") == 1 else "")
             raise ValueError(
-                f"encoder format_version {d.get('format_version')!r} is not supported (expected {FORMAT_VERSION}); "
-                "re-train the model with this version of shoal"
+                f"encoder format_version {d.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
+                f"{why}; re-train the model with this version of shoal (shoal train CONFIG), or load it with the "
+                "shoal that trained it"
             )
         enc = Encoder.__new__(Encoder)
         enc.features = [column_from_dict(f) for f in d["features"]]

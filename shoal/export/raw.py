@@ -24,8 +24,9 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
   with 0; ``NAME.lengths`` int64 (N,): the byte length of each id; **0 or -1 means missing** (id 0, as the encoder
   maps a missing or empty cell); a length above the bytes' width is the caller's bug (only the width is hashed).
   Whitespace trimming is the caller's job (the encoder trims the 29 code points Python's ``str.isspace`` names, at
-  both ends, as ``str.strip()`` does; :func:`raw_feed` does it). In the graph: 64-bit FNV-1a from the feature's
-  seed, xor the length, SplitMix64, then ``hash % (buckets - 1) + 1`` (:mod:`shoal.data.hashing`), all in uint64.
+  both ends, as ``str.strip()`` does; :func:`raw_feed` does it). In the graph: the two polynomial hashes of the bytes
+  mod 2^31 - 1 from the feature's seed and the length (one exact float64 ``MatMul``), SplitMix64 of the 62 bits,
+  then ``hash % (buckets - 1) + 1`` (:mod:`shoal.data.hashing`).
 - sparse ``NAME`` with a ``separator`` (a list per row): ``NAME.bytes`` (M, L) and ``NAME.lengths`` (M,) hold every
   id of the batch, row after row (split on the separator, trimmed, empty ids dropped: the caller's job), and
   ``NAME.counts`` int64 (N,) how many ids each row has; a row with none pools embedding row 0, as the encoder's
@@ -49,13 +50,11 @@ The pieces live beside this module: :mod:`.raw_graph` (the graph builder, SplitM
 (the id hash), :mod:`.raw_text` (text features), :mod:`.raw_media` (image and audio features), :mod:`.raw_feed`
 (:func:`raw_feed`: raw rows -> the inputs).
 
-``L`` is the export's ``max_bytes``: with the default ``form="unrolled"`` the FNV loop is unrolled over ``L`` byte
-columns and the bytes inputs have that fixed width (ONNX Runtime refuses any other width: a longer id is refused,
-never silently cut); with ``form="loop"`` the loop is an ONNX ``Loop`` taking 8 bytes a turn and the width is
-whatever the caller sends (any id length; the cost follows the longest id of the batch). At equal width the unrolled
-form is faster (4 id features on a shared 2-core box, hash sub-graph only: width 64, 92 vs 128 us at batch 1, 400 vs
-420 us at batch 256; width 16, 46 vs 66 us), so it is the default; the Loop form wins when ids are much shorter than
-``L`` or unbounded. All id features of a batch go through one hashing chain (their bytes concatenated), so the
+``L`` is the export's ``max_bytes``: with the default ``form="unrolled"`` the bytes inputs have that fixed width
+(ONNX Runtime refuses any other width: a longer id is refused, never silently cut) and the bases' powers are a
+constant of ``L`` rows; with ``form="loop"`` the width is whatever the caller sends, up to
+:data:`~shoal.export.raw_ids.ANY_WIDTH_MAX` bytes (the powers sliced to it; the cost follows the longest id of the
+batch). All id features of a batch go through one hashing chain (their bytes concatenated), so the
 graph's size does not grow with the number of features. Outputs: ``logits`` and ``probabilities`` ((N,) binary,
 (N, C) multiclass).
 """
@@ -83,13 +82,13 @@ from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.export.raw_bound import BoundRows
 from shoal.export.raw_feed import raw_feed
 from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag
-from shoal.export.raw_ids import LOOP_BLOCK, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
+from shoal.export.raw_ids import ANY_WIDTH_MAX, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
 from shoal.export.raw_media import media_contract, media_graph, synthetic_media, vertical_first_rule
 from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
 from shoal.runtime.feed import InputLayout
 from shoal.runtime.onnx import run_session
 
-__all__ = ["DEFAULT_MAX_BYTES", "LOOP_BLOCK", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
+__all__ = ["ANY_WIDTH_MAX", "DEFAULT_MAX_BYTES", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
            "choose_form", "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed",
            "synthetic_raw_rows", "time_raw_graph", "time_refusal", "timing_rows"]
 

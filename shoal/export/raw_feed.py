@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from shoal.data.features import DenseColumn, Problems, as_strings
 from shoal.data.features.dense import FLOAT32_MAX
+from shoal.export.raw_ids import ANY_WIDTH_MAX
 from shoal.export.raw_media import media_feed
 from shoal.export.raw_text import text_cells_feed, text_feed
 
@@ -54,15 +55,16 @@ def _bytes_matrix(text: pa.Array, width: int | None, name: str, min_width: int =
 
 
 def _refuse_long(lengths: np.ndarray, width: int | None, names: Sequence[str], n: int) -> None:
-    """A ValueError naming the first feature with an id over ``width`` bytes; ``lengths`` holds ``n`` ids of each
-    feature of ``names`` in turn."""
-    if width is None:
-        return
-    over = np.flatnonzero(lengths > width)
+    """A ValueError naming the first feature with an id over ``width`` bytes (the any-width form, ``width``
+    None: over :data:`~shoal.export.raw_ids.ANY_WIDTH_MAX`); ``lengths`` holds ``n`` ids of each feature of ``names``
+    in turn."""
+    limit = width if width is not None else ANY_WIDTH_MAX
+    over = np.flatnonzero(lengths > limit)
     if len(over):
         k = int(over[0]) // n
+        fix = "re-export with a larger max_bytes" if width is not None else "its id is too long to be hashed here"
         raise ValueError(f"an id of {names[k]!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes long; this raw "
-                         f"export reads at most {width} bytes per id: re-export with a larger max_bytes")
+                         f"export reads at most {limit} bytes per id: {fix}")
 
 
 def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
@@ -174,7 +176,7 @@ def row_parts(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> RowPa
         return None
     lengths = [len(b) for b in encoded]
     longest = max(lengths, default=0)
-    if width is not None and longest > width:
+    if longest > (width if width is not None else ANY_WIDTH_MAX):
         return None  # _fast_feed names the feature
     lists: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for column, _, _, _, separator in plan.lists:
@@ -186,7 +188,7 @@ def row_parts(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> RowPa
         except UnicodeEncodeError:
             return None
         most = max(map(len, kept), default=0)
-        if width is not None and most > width:
+        if most > (width if width is not None else ANY_WIDTH_MAX):
             return None
         w = width if width is not None else max(most, 1)
         lists.append((np.frombuffer(b"".join(x.ljust(w, b"\0") for x in kept), np.uint8).reshape(len(kept), w),

@@ -1,9 +1,10 @@
-"""Id hashing inside the raw ONNX graph: 64-bit FNV-1a from the feature's seed, xor the length, SplitMix64; then
-the bucket (``encoding: hash``) or the vocabulary row, looked up by that hash (``encoding: vocab``).
+"""Id hashing inside the raw ONNX graph: the two polynomial hashes of :mod:`shoal.data.hashing` (one float64
+``MatMul`` of every id's bytes with the bases' powers, exact: every term is an integer below 2^53), the seed's
+offsets and the length, ``mod 2^31 - 1``, joined into 62 bits, SplitMix64; then the bucket (``encoding: hash``) or
+the vocabulary row, looked up by that hash (``encoding: vocab``).
 
-Bit for bit the ids of :mod:`shoal.data.hashing`, in uint64 ops (opset 18). Two forms: the FNV loop unrolled over
-``max_bytes`` byte columns (fixed-width inputs), or an ONNX ``Loop`` taking :data:`LOOP_BLOCK` bytes a turn (any
-width). :mod:`shoal.export.raw` explains when each is faster.
+Bit for bit the ids of :mod:`shoal.data.hashing`. Two forms: ``max_bytes`` wide inputs (the powers a constant of
+that many rows), or any width up to :data:`ANY_WIDTH_MAX` bytes (the powers sliced to the batch's width).
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import numpy as np
 import pyarrow as pa
 
 from shoal.data.features.sparse import SparseColumn
-from shoal.data.hashing import hash_strings
-from shoal.export.raw_graph import PREFIX, GraphBuilder, mix64
+from shoal.data.hashing import LENGTH_WEIGHTS, PRIME, hash_strings, offsets, powers
+from shoal.export.raw_graph import GraphBuilder, mix64
 
-__all__ = ["LOOP_BLOCK", "ML_DOMAIN", "ML_OPSET", "fnv_loop", "hash_ids", "vocab_keys"]
+__all__ = ["ANY_WIDTH_MAX", "ML_DOMAIN", "ML_OPSET", "hash_ids", "vocab_keys"]
 
-LOOP_BLOCK = 8  # bytes hashed per turn of the Loop form
-FNV_HEAD = 16  # bytes hashed unrolled in both forms; the rest only when an id is longer (a multiple of LOOP_BLOCK)
+# the any-width form's longest id: 255 * (2^31 - 1) * 8192 < 2^53, so the byte sums stay exact in float64
+ANY_WIDTH_MAX = 8192
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys: a vocabulary feature's lookup
-
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
 
 
 def vocab_keys(feature: SparseColumn) -> np.ndarray | None:
@@ -49,8 +47,7 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     """Bucket ids (int64, one tensor per part) of id bytes, and the raw hashes (uint64 (T,), all parts).
 
     ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
-    hashed together in one chain of elementwise uint64 ops. The FNV-1a step ``h = (h ^ b) * P`` is made a no-op
-    past an id's length by feeding ``b = 0, P = 1`` there (ONNX Runtime has no uint64 ``Where``).
+    hashed together: one ``MatMul`` of all their bytes (zeroed past each id's length) with the bases' powers.
     ``vocabularies``: per part, None (hashed into its buckets) or the keys of its vocabulary (:func:`vocab_keys`):
     its ids are then looked up (``ai.onnx.ml`` ``LabelEncoder``, key -> row 1..V, any other key -> V+1).
     ``per_row``: per part, True when it has one id per row (all such parts have N ids: one Shape serves them).
@@ -71,15 +68,8 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         byte_inputs = [g.op("Pad", [b, g.op("Concat", [g.const([0, 0, 0], np.int64), g.op("Sub", [widest, w])],
                                             axis=0)], "bytes_padded") for b, w in zip(byte_inputs, widths, strict=True)]
     raw_bytes = cat(byte_inputs)  # (T, L) uint8
-    if max_bytes is None:  # FNV_HEAD bytes unrolled, then LOOP_BLOCK a turn: pad to FNV_HEAD + k LOOP_BLOCK
-        w = g.op("Slice", [g.op("Shape", [raw_bytes]), g.const([1], np.int64), g.const([2], np.int64)])
-        short = g.op("Mod", [g.op("Sub", [g.const([LOOP_BLOCK], np.int64), g.op("Mod", [w, g.const([LOOP_BLOCK],
-                                                                                                    np.int64)])]),
-                             g.const([LOOP_BLOCK], np.int64)])
-        short = g.op("Sub", [g.op("Max", [g.op("Add", [w, short]), g.i64([FNV_HEAD])]), w])
-        raw_bytes = g.op("Pad", [raw_bytes, g.op("Concat", [g.const([0, 0, 0], np.int64), short], axis=0)])
     lengths = cat([n for _, n, _, _ in parts])  # (T,)
-    seeds = np.array([(_FNV_OFFSET ^ seed) & 0xFFFFFFFFFFFFFFFF for _, _, seed, _ in parts], u64)
+    seeds = np.array([offsets(seed) for _, _, seed, _ in parts], np.float64)  # (F, 2): each part's S_1, S_2
     moduli = np.array([buckets - 1 for _, _, _, buckets in parts], u64)
     sizes = None
     if len(parts) > 1:
@@ -88,13 +78,16 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         sizes = g.op("Concat", [rows if single else g.op("Shape", [n])
                                 for (_, n, _, _), single in zip(parts, one, strict=True)], axis=0)
     if sizes is None:
-        basis = g.op("Expand", [g.const(seeds, u64, "basis"), g.op("Shape", [lengths])])
+        basis = g.const(seeds, np.float64, "basis")  # (1, 2): broadcast over the ids
         modulus = g.op("Expand", [g.const(moduli, u64, "modulus"), g.op("Shape", [lengths])])
     elif all(per_row):  # F parts of N ids each: the F constants repeated N times
         rows = g.op("Shape", [parts[0][1]])
         grid = g.op("Concat", [g.i64([len(parts)]), rows], axis=0)  # (F, N)
-        basis, modulus = (g.op("Reshape", [g.op("Expand", [g.const(c.reshape(-1, 1), u64, hint), grid]),
-                                           g.i64([-1])], hint) for c, hint in ((seeds, "basis"), (moduli, "modulus")))
+        modulus = g.op("Reshape", [g.op("Expand", [g.const(moduli.reshape(-1, 1), u64, "modulus"), grid]),
+                                   g.i64([-1])], "modulus")
+        basis = g.op("Reshape", [g.op("Expand", [g.const(seeds.reshape(-1, 1, 2), np.float64, "basis"),
+                                                 g.op("Concat", [grid, g.i64([2])], axis=0)]), g.i64([-1, 2])],
+                     "basis")
     else:  # each id's part: a 1 at each part's end, summed up to the id (a few nodes, not four per part)
         ends = g.op("CumSum", [sizes, g.i64(0)])
         total = g.op("Shape", [lengths])
@@ -103,12 +96,9 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
                                          ends, g.op("Expand", [g.i64([1]), g.op("Shape", [ends])])],
                      reduction="add")  # (T + 1,)
         part = g.op("CumSum", [g.slice(marks, 0, -1, 0), g.i64(0)], "part")  # (T,): the part of each id
-        basis = g.take(g.const(seeds, u64, "basis"), part)
+        basis = g.op("Gather", [g.const(seeds, np.float64, "basis"), part], "basis", axis=0)  # (T, 2)
         modulus = g.take(g.const(moduli, u64, "modulus"), part)
-    h = fnv(g, raw_bytes, lengths, basis, max_bytes)
-    length_u64 = g.op("Cast", [g.op("Max", [lengths, g.const(0, np.int64)])], to=T.UINT64)
-    h = g.op("BitwiseXor", [h, length_u64])
-    hashes = mix64(g, h)  # SplitMix64's finalizer
+    hashes = mix64(g, polynomial(g, raw_bytes, lengths, basis, max_bytes))  # SplitMix64's finalizer
     ids = g.op("Add", [g.op("Cast", [g.op("Mod", [hashes, modulus], fmod=0)], to=T.INT64), g.const(1, np.int64)])
     ids = g.op("Where", [g.op("Less", [lengths, g.const(1, np.int64)]), g.const(0, np.int64), ids], "ids")
     vocabularies = list(vocabularies) or [None] * len(parts)
@@ -131,92 +121,34 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     return per_part, hashes
 
 
-def _masked(g: GraphBuilder, raw: str, lengths: str, start: int) -> tuple[str, str]:
-    """(bytes, primes), (w, T) uint64, of the id bytes ``raw`` (T, w) that are bytes ``start``.. of each id: past an
-    id's length the byte is 0 and the prime 1, so the FNV-1a step ``h = (h ^ b) * P`` does nothing there (ONNX
-    Runtime has no uint64 ``Where``)."""
+def polynomial(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: int | None) -> str:
+    """``(h_1 << 31) | h_2`` (T,) uint64 of the ids' bytes ``raw`` (T, L), before SplitMix64's finalizer:
+    ``h_k = (S_k + L Q_k + sum_i b_i B_k^i) mod P`` with ``basis`` the ids' ``S`` ((T, 2) or (1, 2) float64).
+
+    The bytes past each id's length are zeroed (a caller's padding is not trusted), then one float64 ``MatMul``
+    with the powers ``B_k^i mod P`` sums them: every product is below 2^39 and the sum of up to
+    :data:`ANY_WIDTH_MAX` of them below 2^53, so the float64 sums are exact."""
     from onnx import TensorProto as T
 
-    columns = g.op("Cast", [g.op("Transpose", [raw], perm=[1, 0])], "bytes_u64", to=T.UINT64)
-    position = g.unsqueeze(g.op("Range", [g.i64(start), g.op("Add", [g.dim(raw, 1), g.i64(start)]), g.i64(1)]), 1)
-    inside = g.op("Cast", [g.op("Less", [position, g.unsqueeze(lengths, 0)])], "inside", to=T.UINT64)
-    data = g.op("Mul", [columns, inside], "bytes_masked")
-    primes = g.op("Add", [g.op("Mul", [inside, g.const(_FNV_PRIME - 1, np.uint64)]), g.const(1, np.uint64)], "primes")
-    return data, primes
-
-
-def fnv(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: int | None) -> str:
-    """FNV-1a (T,) uint64 of the ids' bytes ``raw`` (T, L), before the length and SplitMix64's finalizer.
-
-    The first :data:`FNV_HEAD` bytes are unrolled (most ids end there); the rest, unrolled up to ``max_bytes`` or
-    a ``Loop`` (``max_bytes`` None: L is HEAD + k :data:`LOOP_BLOCK`), runs inside an ``If`` taken only when an
-    id is longer than the head, so a batch of short ids pays for HEAD bytes, not L."""
-    from onnx import TensorProto as T
-    from onnx import helper
-
-    h = g.unsqueeze(basis, 0)  # (1, T)
-    head = min(max_bytes, FNV_HEAD) if max_bytes is not None else FNV_HEAD
-    data, primes = _masked(g, raw if head == max_bytes else g.slice(raw, 0, head, 1), lengths, 0)
-    h = fnv_unrolled(g, data, primes, head, h)
-    if head == max_bytes:
-        return g.op("Squeeze", [h, g.i64([0])])
-    outer, g.nodes = g.nodes, []  # the If's then-branch: its nodes read the outer graph's values
-    tail_data, tail_primes = _masked(g, g.slice(raw, FNV_HEAD, 2**62, 1), lengths, FNV_HEAD)
-    if max_bytes is not None:
-        tail = fnv_unrolled(g, tail_data, tail_primes, max_bytes - FNV_HEAD, h)
-    else:
-        blocks = g.op("Div", [g.op("Sub", [g.dim(raw, 1), g.i64(FNV_HEAD)]), g.i64(LOOP_BLOCK)])
-        shape = g.op("Concat", [g.unsqueeze(blocks, 0), g.i64([LOOP_BLOCK]), g.op("Shape", [lengths])], axis=0)
-        tail = fnv_loop(g, g.op("Reshape", [tail_data, shape]), g.op("Reshape", [tail_primes, shape]), blocks, h)
-    branch, g.nodes = g.nodes, outer
-    short = g.name("fnv_head")
-    longest = g.op("ReduceMax", [g.op("Concat", [lengths, g.i64([0])], axis=0)], keepdims=0)
-    h = g.op("If", [g.op("Greater", [longest, g.i64(FNV_HEAD)])], "fnv",
-             then_branch=helper.make_graph(branch, "fnv_tail", [], [
-                 helper.make_tensor_value_info(tail, T.UINT64, [1, None])]),
-             else_branch=helper.make_graph([helper.make_node("Identity", [h], [short])], "fnv_head", [], [
-                 helper.make_tensor_value_info(short, T.UINT64, [1, None])]))
-    return g.op("Squeeze", [h, g.i64([0])])
-
-
-def fnv_unrolled(g: GraphBuilder, data: str, primes: str, width: int, h: str) -> str:
-    """The FNV-1a steps over the ``width`` rows of ``data`` / ``primes`` (width, T), two nodes a byte; ``h`` (1, T)."""
-    if width == 1:
-        byte_cols, prime_cols = [data], [primes]
-    else:
-        byte_cols = g.ops("Split", [data], width, "byte", axis=0, num_outputs=width)
-        prime_cols = g.ops("Split", [primes], width, "prime", axis=0, num_outputs=width)
-    for b, p in zip(byte_cols, prime_cols, strict=True):
-        h = g.op("Mul", [g.op("BitwiseXor", [h, b], "fnv_xor"), p], "fnv")
-    return h
-
-
-def fnv_loop(g: GraphBuilder, data: str, primes: str, blocks: str, h: str) -> str:
-    """The FNV-1a steps as an ONNX ``Loop`` of ``blocks`` turns, each :data:`LOOP_BLOCK` steps unrolled over one
-    (B, T) block of ``data`` / ``primes`` (L / B, B, T); ``h`` is (1, T). A turn per byte costs ONNX Runtime about
-    twice the time of the unrolled steps; B bytes a turn make the loop's overhead small."""
-    from onnx import TensorProto as T
-    from onnx import helper
-
-    loop = f"{PREFIX}loop/"
-    nodes = [helper.make_node("Gather", [data, f"{loop}j"], [f"{loop}b"], axis=0),
-             helper.make_node("Gather", [primes, f"{loop}j"], [f"{loop}p"], axis=0),
-             helper.make_node("Split", [f"{loop}b"], [f"{loop}b{i}" for i in range(LOOP_BLOCK)], axis=0,
-                              num_outputs=LOOP_BLOCK),
-             helper.make_node("Split", [f"{loop}p"], [f"{loop}p{i}" for i in range(LOOP_BLOCK)], axis=0,
-                              num_outputs=LOOP_BLOCK),
-             helper.make_node("Identity", [f"{loop}cond"], [f"{loop}cond_out"])]
-    current = f"{loop}h"
-    for i in range(LOOP_BLOCK):
-        step = f"{loop}h{i}" if i < LOOP_BLOCK - 1 else f"{loop}h_out"
-        nodes += [helper.make_node("BitwiseXor", [current, f"{loop}b{i}"], [f"{loop}x{i}"]),
-                  helper.make_node("Mul", [f"{loop}x{i}", f"{loop}p{i}"], [step])]
-        current = step
-    body = helper.make_graph(
-        nodes, "fnv1a_block",
-        [helper.make_tensor_value_info(f"{loop}j", T.INT64, []),
-         helper.make_tensor_value_info(f"{loop}cond", T.BOOL, []),
-         helper.make_tensor_value_info(f"{loop}h", T.UINT64, [1, "T"])],
-        [helper.make_tensor_value_info(f"{loop}cond_out", T.BOOL, []),
-         helper.make_tensor_value_info(f"{loop}h_out", T.UINT64, [1, "T"])])
-    return g.op("Loop", [blocks, "", h], "fnv", body=body)
+    f64 = np.float64
+    rows = max_bytes if max_bytes is not None else ANY_WIDTH_MAX
+    length = g.op("Max", [lengths, g.const(0, np.int64)])
+    # only the batch's longest id's bytes: most ids are far shorter than the inputs' width
+    longest = g.op("ReduceMax", [g.op("Concat", [length, g.i64([0])], axis=0)], keepdims=1)  # (1,)
+    # a length over the bytes' width (a caller's bug) hashes the width, as many bytes as there are
+    widths = [g.i64([rows])] if max_bytes is not None else [g.i64([rows]), g.op("Slice", [
+        g.op("Shape", [raw]), g.i64([1]), g.i64([2])])]
+    longest = g.op("Min", [longest, *widths])
+    cut = g.op("Slice", [raw, g.i64([0]), longest, g.i64([1])])  # (T, W)
+    table = g.op("Slice", [g.const(powers(rows).astype(f64), f64, "powers"), g.i64([0]), longest, g.i64([0])])
+    positions = g.op("Slice", [g.const(np.arange(rows, dtype=np.int64).reshape(1, -1), np.int64, "position"),
+                               g.i64([0]), longest, g.i64([1])])  # (1, W)
+    inside = g.op("Less", [positions, g.unsqueeze(length, 1)], "inside")
+    data = g.op("Cast", [g.op("Where", [inside, cut, g.const(0, np.uint8)])], "bytes_f64", to=T.DOUBLE)  # (T, W)
+    weighted = g.op("Mul", [g.unsqueeze(g.op("Cast", [length], to=T.DOUBLE), 1),
+                            g.const(np.array([LENGTH_WEIGHTS], f64), f64, "length_weights")])  # (T, 2)
+    total = g.op("Add", [g.op("Add", [g.op("MatMul", [data, table], "byte_sums"), basis]), weighted])
+    halves = g.op("Cast", [g.op("Mod", [total, g.const(float(PRIME), f64)], "mod_p", fmod=1)], to=T.UINT64)
+    high, low = g.ops("Split", [halves], 2, "half", axis=1, num_outputs=2)  # (T, 1) each; uint64: exact
+    joined = g.op("BitwiseOr", [g.op("BitShift", [high, g.const(31, np.uint64)], direction="LEFT"), low])
+    return g.op("Reshape", [joined, g.i64([-1])], "poly")

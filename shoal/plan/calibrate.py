@@ -277,7 +277,7 @@ import shoal.cli.main, shoal.training.runs, shoal.distributed.strategy, pyarrow.
 from shoal.data.hash_kernel import hash_rows
 from shoal.plan.calibrate import _tiny_step
 import numpy, time
-hash_rows(numpy.zeros(1, numpy.uint8), numpy.zeros(1), numpy.ones(1), 0)  # numba loaded, as by the first pass
+hash_rows(numpy.zeros(1, numpy.uint8), numpy.zeros(1), numpy.ones(1), (0, 0), (1, 1), (1, 1))  # numba loaded
 step = _tiny_step(2, 2)
 times = []
 for _ in range(5):

@@ -312,6 +312,14 @@ def test_from_dict_rejects_other_versions() -> None:
         Encoder.from_dict(d)
 
 
+def test_a_format_1_encoder_is_refused_saying_why_and_the_fix() -> None:
+    """Format 1 hashed ids with FNV-1a: its embedding rows belong to other ids under today's hash."""
+    d = Encoder([dense("a")], None).to_dict()
+    d["format_version"] = 1
+    with pytest.raises(ValueError, match=r"format_version 1 .*FNV-1a.*re-train the model"):
+        Encoder.from_dict(d)
+
+
 # -- Batch ----------------------------------------------------------------------------------------------------
 def make_batch(lengths: list[list[int]], with_label: bool = True) -> Batch:
     """A batch with one jagged feature per entry of ``lengths``; ids encode (row, feature, position)."""

@@ -1,7 +1,8 @@
 """Tests for the per-kind feature columns (``shoal.data.features``) that the Encoder composes.
 
 The parity test pins the Encoder's output and its saved form to ``encoder_parity.json``, recorded from the
-Encoder before it was split into one class per kind: a saved bundle must load and predict the same.
+Encoder before it was split into one class per kind (and again for encoder format 2, whose id hash changed: only
+the sparse ids and the format moved): a saved bundle must load and predict the same.
 """
 
 from __future__ import annotations

@@ -237,10 +237,12 @@ def test_compress_picks_within_budget_and_reports_an_impossible_one(teacher_home
     assert len(result.candidates) == 9  # (teacher + 2 students) x 3 systems
     assert result.chosen is not None and result.chosen.within_budget
     assert result.chosen.quality == max(c.quality for c in result.candidates)
-    # the self-contained graph: the same quality as the encoder + model (fp32), measured on the raw rows
+    # the self-contained graph: the same quality as the encoder + model (fp32), measured on the raw rows; the
+    # probabilities agree to ~1e-7 (float32 sums in another order), so two near-tied rows may swap: one pair of
+    # this set's positives and negatives is ~5e-6 of AUC, and wrong ids would cost far more than 1e-4
     by = {(c.student, c.system): c for c in result.candidates}
     for who in ("teacher", "logistic", "mlp-2"):
-        assert by[who, "onnx-raw"].quality == pytest.approx(by[who, "onnx-fp32"].quality, abs=1e-6)
+        assert by[who, "onnx-raw"].quality == pytest.approx(by[who, "onnx-fp32"].quality, abs=1e-4)
         assert by[who, "onnx-raw"].p99_ms == by[who, "onnx-raw"].model_p99_ms > 0  # one call: the whole request
     assert result.png.is_file() and result.png.stat().st_size > 1000
     rec = result.record
