@@ -55,7 +55,8 @@ MULTITASK_METRICS = ("mean_task_score", "mean_ne")
 STUDY = "auto"
 STUDY_FILE = "optuna.db"
 FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one bad draw
-SKIPS_IN_A_ROW = 3  # drawn trials that did not fit the time left, in a row: the search is over
+SKIPS_IN_A_ROW = 30  # drawn trials that did not fit the time left, in a row: the search is over (a safety stop;
+# it ends once every family still to draw was drawn and did not fit, see _nothing_fits)
 PRUNE_AFTER = 2  # validations a trial makes before the median pruner may stop it
 KEEP_BUNDLES = 5  # the best trials keep their bundles; the others' are removed (their configs stay)
 
@@ -124,6 +125,13 @@ class AutoResult:
     interrupted: bool = False
     test_metrics: dict[str, Any] = field(default_factory=dict)
     compress: Any = None  # a shoal.compress CompressResult, with --latency-budget-ms
+
+
+def _nothing_fits(families: Sequence[str], too_slow: set[str], study: optuna.Study) -> bool:
+    """True when every family that can still be drawn had no time for one epoch (the starter, once run, is not
+    drawn again)."""
+    left = {f for f in families if not (f == STARTER and _ran_starter(study))}
+    return left <= too_slow
 
 
 def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchView | None = None,
@@ -253,6 +261,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
     interrupted = False
     trial: optuna.Trial | None = None
     failures = skips = 0
+    too_slow: set[str] = set()  # families drawn since the last trial ran that had no time for one epoch
     try:
         with registry.recording(record.run_id):
             while budget.left() > 0 and (settings.max_trials is None or session["trials"] < settings.max_trials):
@@ -265,14 +274,16 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                     trial = None
                     continue
                 epochs = budget.epochs_that_fit(family, cfg.train.epochs)
-                if epochs < 1:
+                if epochs < 1:  # this family does not fit; a cheaper one may (a slow first trial must not end it)
                     trial.set_user_attr("skipped", "no time left for one epoch")
                     study.tell(trial, state=TrialState.FAIL)
                     trial, skips = None, skips + 1
-                    if skips >= SKIPS_IN_A_ROW:
+                    too_slow.add(family)
+                    if skips >= SKIPS_IN_A_ROW or _nothing_fits(space.families, too_slow, study):
                         break
                     continue
                 skips = 0
+                too_slow.clear()
                 if epochs < cfg.train.epochs:
                     trial.set_user_attr("epochs_cut_to", epochs)
                 cfg = cfg.model_copy(update={"name": f"{record.name}-t{trial.number:03d}-{family}",

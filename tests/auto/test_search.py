@@ -181,3 +181,28 @@ def test_train_resume_of_an_auto_run_points_to_auto_resume(tmp_path: Path) -> No
     record = Registry(tmp_path).create_run("search", {}, kind=RunKind.AUTO)
     with pytest.raises(ValueError, match=f"is an auto search; continue it with: shoal auto --resume {record.run_id}"):
         resume(record.run_id, home=tmp_path)
+
+
+def test_a_family_too_slow_for_the_time_left_does_not_end_the_search(clicks: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A family whose first trial took a third of the budget is skipped, not the search: cheaper families go on
+    (on SST-2 one slow bytecnn trial ended a 10-minute search after 4 minutes). The search ends when every family
+    left is too slow."""
+    from shoal.auto import budget as budget_module
+
+    fits = budget_module.Budget.epochs_that_fit
+    monkeypatch.setattr(budget_module.Budget, "epochs_that_fit",
+                        lambda self, family, wanted: 0 if family == "mlp" else fits(self, family, wanted))
+    train, _ = clicks
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=3)
+    result = auto(settings, tmp_path, enqueue=[{"family": "mlp"}] * 4)
+    ran = [r for r in result.leaderboard if r.state in ("complete", "pruned")]
+    assert len(ran) == 3 and {r.family for r in ran} <= {"starter", "logistic"}, result.leaderboard
+    state = result.record.summary["auto"]
+    assert state["spent_s"] < 60  # ended by max_trials, not by the skips nor the clock
+
+    monkeypatch.setattr(budget_module.Budget, "epochs_that_fit", lambda self, family, wanted: 0)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="no trial finished"):  # every family too slow: over at once, said so
+        auto(AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp")), tmp_path / "none")
+    assert time.monotonic() - started < 30
