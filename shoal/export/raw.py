@@ -304,9 +304,17 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     extra: list[Any] = [helper.make_tensor_value_info(b, T.FLOAT, ["N", f"{m.name}.size"])
                         for m, b in zip(encoder.media_features, blocks, strict=True)]
     per_input: list[str] = []  # encoded ids of each layout position: (N,) for one per row, (M,) for lists
+    block = None  # the ids of every one-per-row sparse feature, side by side, when they are all hashed
     if sparse:
-        ids, hashes = hash_ids(g, [(f"{s.name}.bytes", f"{s.name}.lengths", s.seed, s.buckets) for s in sparse],
-                                max_bytes, [vocab_keys(s) for s in sparse], [s.separator is None for s in sparse])
+        vocabularies = [vocab_keys(s) for s in sparse]
+        singles = [k for k, s in enumerate(sparse) if s.separator is None]
+        together = bool(singles) and all(vocabularies[k] is None for k in singles)
+        order = singles + [k for k in range(len(sparse)) if k not in singles] if together else list(range(len(sparse)))
+        hashed, hashes, block = hash_ids(
+            g, [(f"{sparse[k].name}.bytes", f"{sparse[k].name}.lengths", sparse[k].seed, sparse[k].buckets)
+                for k in order], max_bytes, [vocabularies[k] for k in order],
+            [sparse[k].separator is None for k in order], lead=len(singles) if together else 0)
+        ids = [hashed[order.index(k)] for k in range(len(sparse))]
         for s, i in zip(sparse, ids, strict=True):
             named = g.op("Identity", [i], out=f"{PREFIX}ids/{s.name}")
             extra.append(helper.make_tensor_value_info(named, T.INT64, [f"{s.name}.ids"]))
@@ -323,8 +331,14 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     if layout.num_inputs != len(per_input):
         raise ExportError(f"the model has {layout.num_inputs} sparse inputs, the raw encoder gives {len(per_input)}")
     if layout.singles:
-        # (N,) each -> (N, K): one Concat, Reshape and Transpose, not an Unsqueeze per input
-        flat = g.op("Concat", [per_input[k] for k in layout.singles], axis=0)
+        # (N,) each -> (N, K): one Concat, Reshape and Transpose, not an Unsqueeze per input; the hashed sparse ids
+        # (layout.singles starts with them, in order) come as the one block they were hashed as
+        lead = [k for k, s in enumerate(sparse) if s.separator is None]
+        if block is not None and list(layout.singles[:len(lead)]) == lead:
+            others = [per_input[k] for k in layout.singles[len(lead):]]
+            flat = g.op("Concat", [block, *others], axis=0) if others else block
+        else:
+            flat = g.op("Concat", [per_input[k] for k in layout.singles], axis=0)
         outputs["single_ids"] = g.op("Transpose", [g.op("Reshape", [flat, g.i64([len(layout.singles), -1])])],
                                      out=f"{PREFIX}out/single_ids", perm=[1, 0])
     for k in layout.lists:

@@ -43,14 +43,19 @@ def vocab_keys(feature: SparseColumn) -> np.ndarray | None:
 
 
 def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes: int | None,
-             vocabularies: Sequence[np.ndarray | None] = (), per_row: Sequence[bool] = ()) -> tuple[list[str], str]:
-    """Bucket ids (int64, one tensor per part) of id bytes, and the raw hashes (uint64 (T,), all parts).
+             vocabularies: Sequence[np.ndarray | None] = (), per_row: Sequence[bool] = (),
+             lead: int = 0) -> tuple[list[str], str, str | None]:
+    """Bucket ids (int64, one tensor per part) of id bytes, the raw hashes (uint64 (T,), all parts), and the block of
+    the first ``lead`` parts' ids ((lead * N,), part after part; None when ``lead`` is 0).
 
     ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
     hashed together: one ``MatMul`` of all their bytes (zeroed past each id's length) with the bases' powers.
     ``vocabularies``: per part, None (hashed into its buckets) or the keys of its vocabulary (:func:`vocab_keys`):
     its ids are then looked up (``ai.onnx.ml`` ``LabelEncoder``, key -> row 1..V, any other key -> V+1).
     ``per_row``: per part, True when it has one id per row (all such parts have N ids: one Shape serves them).
+    ``lead``: how many of the first parts are one id per row and hashed (no vocabulary): their ids come out as one
+    block too, so a model taking them side by side reads one tensor, and the parts after them are split apart
+    without them (a served graph then has no node over every part).
     """
     from onnx import TensorProto as T
     from onnx import helper
@@ -102,8 +107,28 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     ids = g.op("Add", [g.op("Cast", [g.op("Mod", [hashes, modulus], fmod=0)], to=T.INT64), g.const(1, np.int64)])
     ids = g.op("Where", [g.op("Less", [lengths, g.const(1, np.int64)]), g.const(0, np.int64), ids], "ids")
     vocabularies = list(vocabularies) or [None] * len(parts)
+    if lead and not all(per_row[:lead]) or any(v is not None for v in vocabularies[:lead]):
+        raise ValueError("the lead parts must be one id per row and hashed")
+    block = None
     if len(parts) == 1:
         per_part, per_hash = [ids], [hashes]
+        block = ids if lead else None
+    elif lead:
+        cut = g.op("Mul", [g.op("Shape", [parts[0][1]]), g.i64([lead])])  # lead x N
+        block = g.op("Slice", [ids, g.i64([0]), cut, g.i64([0])], "single_block") if lead < len(parts) else ids
+        per_part = [block] if lead == 1 else g.ops("Split", [block], lead, "ids", axis=0, num_outputs=lead)
+        per_hash = [hashes] * lead
+        rest = parts[lead:]
+        if rest:
+            tail = g.op("Slice", [ids, cut, g.i64([2**62]), g.i64([0])], "tail")
+            tail_hash = g.op("Slice", [hashes, cut, g.i64([2**62]), g.i64([0])], "tail_hashes")
+            if len(rest) == 1:
+                per_part, per_hash = per_part + [tail], per_hash + [tail_hash]
+            else:
+                tail_sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in rest], axis=0)
+                per_part += g.ops("Split", [tail, tail_sizes], len(rest), "ids", axis=0)
+                per_hash += (g.ops("Split", [tail_hash, tail_sizes], len(rest), "hashes", axis=0)
+                             if any(v is not None for v in vocabularies[lead:]) else [tail_hash] * len(rest))
     else:
         assert sizes is not None
         per_part = g.ops("Split", [ids, sizes], len(parts), "ids", axis=0)
@@ -118,7 +143,7 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
                    values_int64s=list(range(1, len(keys) + 1)), default_int64=len(keys) + 1)
         per_part[k] = g.op("Where", [g.op("Less", [parts[k][1], g.const(1, np.int64)]), g.const(0, np.int64), row],
                            "ids")
-    return per_part, hashes
+    return per_part, hashes, block
 
 
 def polynomial(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: int | None) -> str:
