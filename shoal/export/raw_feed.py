@@ -125,6 +125,10 @@ class RowPlan:
     ids: tuple[tuple[str, str, str, str], ...]  # (column, bytes input, lengths input, feature)
     lists: tuple[tuple[str, str, str, str, str], ...]  # (column, bytes input, lengths input, counts input, separator)
 
+    def cells(self, row: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+        """The row's dense cells and single-id cells, in plan order (the row has every column)."""
+        return [row[c] for c, _ in self.dense], [row[c] for c, _, _, _ in self.ids]
+
 
 _PLANS: dict[int, tuple[Mapping[str, Any], RowPlan | None]] = {}
 
@@ -166,8 +170,10 @@ def row_parts(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> RowPa
     column, a cell needing pyarrow's rules, an id too long: the general path names it)."""
     if not plan.columns <= row.keys():
         return None
-    values = [_dense_cell(row[c]) for c, _ in plan.dense]
-    texts = [_id_text(row[c]) for c, _, _, _ in plan.ids]
+    dense, ids = plan.cells(row)
+    # the usual cells inline (a float in float32's range, a str), the rest through the checks
+    values = [c if type(c) is float and -FLOAT32_MAX <= c <= FLOAT32_MAX else _dense_cell(c) for c in dense]
+    texts = [c if type(c) is str else _id_text(c) for c in ids]
     if None in values or None in texts:
         return None
     try:
