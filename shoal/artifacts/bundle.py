@@ -35,7 +35,7 @@ from torch import nn
 from shoal.artifacts.disk import DiskFullError, no_space_left, write_atomically  # re-exported: older imports
 from shoal.config import HeadsConfig, ModelConfig, RunConfig
 from shoal.data.batch import Batch
-from shoal.data.encoder import Encoder
+from shoal.data.encoder import Encoder, format_problem
 from shoal.data.features.media import MediaInput
 from shoal.errors import ShoalError
 from shoal.metrics import TaskPrior, probabilities, sigmoid
@@ -301,6 +301,9 @@ def load_bundle(path: Path) -> Bundle:
             _check_shapes(skeleton, shapes, path / "model.safetensors", doc_path)
         model = model_of_inputs()
         part = "encoder"
+        problem = format_problem(doc["encoder"].get("format_version"))
+        if problem is not None:  # an older shoal's bundle: say so, not "damaged"
+            raise BundleError(f"{doc_path}: {problem}")
         encoder = Encoder.from_dict(doc["encoder"])
         part = "config"
         config = RunConfig.model_validate(doc["config"])

@@ -66,9 +66,19 @@ from shoal.data.features.dense import FLOAT32_MAX, NUMBER
 from shoal.data.features.media import data_folder
 from shoal.data.readers import BadRowSink, Chunk
 
-__all__ = ["Encoder"]
+__all__ = ["FORMAT_VERSION", "Encoder", "format_problem"]
 
 FORMAT_VERSION = 2  # 2: ids hashed by two polynomials mod 2^31 - 1 (shoal.data.hashing); 1: FNV-1a 64
+
+
+def format_problem(version: Any) -> str | None:
+    """Why an encoder saved with ``format_version`` ``version`` cannot be loaded (None: it can)."""
+    if version == FORMAT_VERSION:
+        return None
+    why = (": format 1 hashed ids with FNV-1a, this shoal hashes them differently (one matrix product in the "
+           "exported graph), so the model's embedding rows would belong to other ids" if version == 1 else "")
+    return (f"encoder format_version {version!r} is not supported (expected {FORMAT_VERSION}){why}; re-train the "
+            "model with this version of shoal (shoal train CONFIG), or load it with the shoal that trained it")
 
 
 def _is_number(text: str) -> bool:
@@ -452,15 +462,9 @@ class Encoder:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Encoder:
-        if d.get("format_version") != FORMAT_VERSION:
-            why = (": format 1 hashed ids with FNV-1a, this shoal hashes them differently (one matrix product in "
-                   "the exported graph), so the model's embedding rows would belong to other ids"
-                   if d.get("format_version") == 1 else "")
-            raise ValueError(
-                f"encoder format_version {d.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
-                f"{why}; re-train the model with this version of shoal (shoal train CONFIG), or load it with the "
-                "shoal that trained it"
-            )
+        problem = format_problem(d.get("format_version"))
+        if problem is not None:
+            raise ValueError(problem)
         enc = Encoder.__new__(Encoder)
         enc.features = [column_from_dict(f) for f in d["features"]]
         enc.label = None if d["label"] is None else LabelConfig.model_validate(d["label"])

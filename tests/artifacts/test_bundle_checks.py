@@ -188,3 +188,12 @@ def test_huge_tables_in_bundle_json_are_refused_before_any_memory_is_taken(good:
         load_bundle(folder)
     assert time.perf_counter() - started < 1.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: not the table's 1.2 GB
+
+
+def test_a_bundle_of_an_older_encoder_format_says_why_not_damaged(good: Path, tmp_path: Path) -> None:
+    """Encoder format 1 hashed ids with FNV-1a: such a bundle is refused for that reason, with the fix."""
+    folder = shutil.copytree(good, tmp_path / "bundle")
+    _edit_json(lambda doc: doc["encoder"].update(format_version=1))(folder)
+    with pytest.raises(BundleError, match=r"format_version 1 is not supported .*FNV-1a.*re-train") as err:
+        load_bundle(folder)
+    assert "damaged" not in str(err.value) and str(folder / "bundle.json") in str(err.value)
