@@ -270,7 +270,8 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     """The preprocessing alone as an ONNX model: raw inputs (:func:`raw_contract`) -> the inputs of the traced
     graph (named ``raw/out/<input name>``; bags flat, byte sequences padded: ``layout_for(encoder, flat=True)``),
     plus ``raw/ids/<feature>`` (the bucket ids: (N,) one per row, (M,) one per listed id or text id: the encoder's
-    flat ids) and ``raw/hashes`` (the uint64 hashes of every id, features in order) for tests."""
+    flat ids) and ``raw/hashes`` (the uint64 hashes of every id, features in the order hashed: the one-id-per-row
+    ones first when none has a vocabulary, then the others, each in config order) for tests."""
     import onnx
     from onnx import TensorProto as T
     from onnx import helper
