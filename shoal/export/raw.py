@@ -306,9 +306,9 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
                         for m, b in zip(encoder.media_features, blocks, strict=True)]
     per_input: list[str] = []  # encoded ids of each layout position: (N,) for one per row, (M,) for lists
     block = None  # the ids of every one-per-row sparse feature, side by side, when they are all hashed
+    singles = [k for k, s in enumerate(sparse) if s.separator is None]
     if sparse:
         vocabularies = [vocab_keys(s) for s in sparse]
-        singles = [k for k, s in enumerate(sparse) if s.separator is None]
         together = bool(singles) and all(vocabularies[k] is None for k in singles)
         order = singles + [k for k in range(len(sparse)) if k not in singles] if together else list(range(len(sparse)))
         hashed, hashes, block = hash_ids(
@@ -334,9 +334,8 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     if layout.singles:
         # (N,) each -> (N, K): one Concat, Reshape and Transpose, not an Unsqueeze per input; the hashed sparse ids
         # (layout.singles starts with them, in order) come as the one block they were hashed as
-        lead = [k for k, s in enumerate(sparse) if s.separator is None]
-        if block is not None and list(layout.singles[:len(lead)]) == lead:
-            others = [per_input[k] for k in layout.singles[len(lead):]]
+        if block is not None and list(layout.singles[:len(singles)]) == singles:
+            others = [per_input[k] for k in layout.singles[len(singles):]]
             flat = g.op("Concat", [block, *others], axis=0) if others else block
         else:
             flat = g.op("Concat", [per_input[k] for k in layout.singles], axis=0)

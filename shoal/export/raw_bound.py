@@ -19,7 +19,12 @@ import numpy as np
 
 from shoal.export.raw_feed import row_parts, row_plan
 
-__all__ = ["BoundRow", "BoundRows"]
+__all__ = ["BoundRow", "BoundRows", "bindable"]
+
+
+def bindable(contract: Mapping[str, Any]) -> bool:
+    """Whether one row of ``contract`` has inputs of fixed shapes: numbers and ids only, a fixed max_bytes."""
+    return row_plan(contract) is not None and contract.get("max_bytes") is not None
 
 
 class BoundRow:
@@ -29,13 +34,11 @@ class BoundRow:
         import onnxruntime as ort
 
         plan = row_plan(contract)
-        width = contract.get("max_bytes")
-        if plan is None or width is None:
+        if plan is None or not bindable(contract):
             raise ValueError("only a contract of numbers and ids with a fixed max_bytes can be bound")
-        self.plan, self.width, self.output = plan, int(width), output
+        self.plan, self.width, self.output = plan, int(contract["max_bytes"]), output
         self.values = np.zeros(len(plan.dense), np.float32)
         self.bytes = np.zeros((len(plan.ids), 1, self.width), np.uint8)
-        self.flat = self.bytes.reshape(-1)
         self.lengths = np.zeros(len(plan.ids), np.int64)
         self.binding = session.io_binding()
         self._run = session._sess.run_with_iobinding if hasattr(session, "_sess") else None
@@ -56,9 +59,8 @@ class BoundRow:
         if parts is None:
             return None
         self.values[:] = parts.values
-        if parts.ids:
-            w = self.width
-            self.flat[:] = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in parts.ids), np.uint8)
+        if self.plan.ids:
+            self.bytes[:, 0] = parts.ids
             self.lengths[:] = parts.lengths
         for (_, b, ln, counts, _), (data, lengths, count) in zip(self.plan.lists, parts.lists, strict=True):
             self.binding.bind_cpu_input(b, data)
@@ -78,7 +80,7 @@ class BoundRows:
 
     def __init__(self, session: Any, contract: Mapping[str, Any], output: str) -> None:
         self.session, self.contract, self.output = session, contract, output
-        self.possible = row_plan(contract) is not None and contract.get("max_bytes") is not None
+        self.possible = bindable(contract)
         self._local = threading.local()
 
     def run(self, row: Mapping[str, Any]) -> np.ndarray | None:

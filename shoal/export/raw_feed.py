@@ -91,6 +91,11 @@ def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
     return out, lengths
 
 
+def _padded(ids: Sequence[bytes], width: int) -> np.ndarray:
+    """Ids' bytes as one (k, width) uint8 array, each zero-padded (no id is longer than ``width``)."""
+    return np.frombuffer(b"".join(b.ljust(width, b"\0") for b in ids), np.uint8).reshape(len(ids), width)
+
+
 _ABSENT = object()
 FAST_ROWS = 32  # row dicts up to this many are fed in plain Python (no pyarrow call: ~10x less time at batch 1)
 
@@ -159,9 +164,9 @@ class RowParts:
     (:mod:`shoal.export.raw_bound`) write into their arrays."""
 
     values: list[float]  # the dense cells in plan order, NaN for missing
-    ids: list[bytes]  # the single ids in plan order, trimmed UTF-8 ("" for missing)
+    ids: np.ndarray  # (F, W) uint8: the single ids in plan order, trimmed UTF-8, zero-padded to the inputs' width
+    # (the export's max_bytes, else the longest id, at least 1); "" for missing
     lengths: list[int]
-    width: int  # the bytes inputs' width: the export's max_bytes, else the longest id (at least 1)
     lists: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per list feature: bytes (k, W), lengths (k,), counts (1,)
 
 
@@ -197,9 +202,9 @@ def row_parts(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> RowPa
         if most > (width if width is not None else ANY_WIDTH_MAX):
             return None
         w = width if width is not None else max(most, 1)
-        lists.append((np.frombuffer(b"".join(x.ljust(w, b"\0") for x in kept), np.uint8).reshape(len(kept), w),
-                      np.array([len(x) for x in kept], np.int64), np.array([len(kept)], np.int64)))
-    return RowParts(values, encoded, lengths, width if width is not None else max(longest, 1), lists)  # type: ignore[arg-type]
+        lists.append((_padded(kept, w), np.array([len(x) for x in kept], np.int64), np.array([len(kept)], np.int64)))
+    w = width if width is not None else max(longest, 1)
+    return RowParts(values, _padded(encoded, w), lengths, lists)  # type: ignore[arg-type]
 
 
 def _one_row(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> dict[str, np.ndarray] | None:
@@ -212,9 +217,8 @@ def _one_row(row: Mapping[str, Any], plan: RowPlan, width: int | None) -> dict[s
     block = np.array(parts.values, np.float32)
     for k, (_, name) in enumerate(plan.dense):
         feed[name] = block[k:k + 1]
-    if parts.ids:
-        w = parts.width
-        data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in parts.ids), np.uint8).reshape(len(parts.ids), 1, w)
+    if plan.ids:
+        data = parts.ids[:, None, :]  # (F, 1, W): each feature's input a (1, W) view
         lengths = np.array(parts.lengths, np.int64)
         for k, (_, b, ln, _) in enumerate(plan.ids):
             feed[b], feed[ln] = data[k], lengths[k:k + 1]
@@ -300,7 +304,7 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
         lengths = np.array([len(b) for b in single_ids], np.int64)
         _refuse_long(lengths, width, [name for name, _, _ in single_names], n)
         w = width if width is not None else max(int(lengths.max(initial=0)), 1)
-        data = np.frombuffer(b"".join(b.ljust(w, b"\0") for b in single_ids), np.uint8).reshape(len(single_ids), w)
+        data = _padded(single_ids, w)
         for k, (_, b, ln) in enumerate(single_names):
             feed[b], feed[ln] = data[k * n:(k + 1) * n], lengths[k * n:(k + 1) * n]
     return feed
