@@ -144,6 +144,7 @@ def shoal_auto(task: Task, budget_s: float, home: Path) -> dict[str, float]:
     result = auto(AutoSettings(data=task.train, label=task.label, valid=task.valid, test=task.test,
                                budget_s=budget_s, metric=task.metric), home)
     m = result.record.metrics
+    print(f"{task.name} shoal-auto selection: {result.record.summary['auto'].get('selection')}", flush=True)
     keys = ("accuracy", "macro_f1") if task.text else ("auc", "ne")
     out = {k: m[f"test_{k}"] for k in keys if f"test_{k}" in m}
     return {**out, "train_s": time.monotonic() - started, "trials": len(result.leaderboard)}
@@ -312,6 +313,9 @@ def main() -> None:
     parser.add_argument("--datasets", default="criteo_small,adult_census,ag_news,sst2")
     parser.add_argument("--systems", default="shoal-auto,shoal-starter,lightgbm-optuna,sklearn-logistic,"
                                              "fasttext-autotune,autogluon")
+    parser.add_argument("--home", type=Path, default=None,
+                        help="keep shoal's registry here (trials, bundles, the auto runs' selection) instead of a "
+                             "temporary folder")
     parser.add_argument("--autogluon-python", default=None,
                         help="the python of a virtual environment with autogluon.tabular (else it is skipped)")
     args = parser.parse_args()
@@ -326,8 +330,8 @@ def main() -> None:
             task = {"adult_census": adult, "criteo_small": criteo_small, "ag_news": ag_news, "sst2": sst2}[name](work)
             frames = read(task)
             runs: dict[str, Any] = {
-                "shoal-auto": lambda t=task: shoal_auto(t, budget, work / "home"),
-                "shoal-starter": lambda t=task: shoal_starter(t, work / "home"),
+                "shoal-auto": lambda t=task: shoal_auto(t, budget, args.home or work / "home"),
+                "shoal-starter": lambda t=task: shoal_starter(t, args.home or work / "home"),
                 "sklearn-logistic": lambda t=task, f=frames: sklearn_logistic(t, f),
             }
             if args.autogluon_python:

@@ -351,8 +351,9 @@ def _best(rows: list[TrialRow], metric: Metric) -> TrialRow | None:
 
 def _tidy(registry: Registry, rows: list[TrialRow], number: int, metric: Metric) -> None:
     """Free the disk a finished trial no longer needs: its checkpoint and best-weights files (trials are never
-    resumed), and the bundle of the trial that is not (or no longer) among the :data:`KEEP_BUNDLES` best."""
-    board = [r for r in leaderboard(rows, metric.maximize) if r.state == "complete"]
+    resumed), and the bundle of the trial that is not (or no longer) among the :data:`KEEP_BUNDLES` best. The
+    starter trial keeps its bundle: the winner is chosen against it at the end (:mod:`.select`)."""
+    board = [r for r in leaderboard(rows, metric.maximize) if r.state == "complete" and r.family != STARTER]
     this = next((r for r in rows if r.number == number), None)
     if this is None or this.run_id is None:
         return
@@ -384,6 +385,8 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         rows = rows_of(study)
         board = leaderboard(rows, metric.maximize)
         best = _best(rows, metric)
+        if best is not None and not interrupted:
+            best = _select(registry, board, metric, settings, view, state) or best
         png = progress_png(rows, metric.name, metric.maximize, folder / "auto.png",
                            f"{record.name}: validation {metric.name} by trial") if rows else None
         metrics: dict[str, Any] = {}
@@ -424,6 +427,25 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         result.compress = _compress(registry, final, best, settings.latency_budget_ms, view, state)
         result.record = registry.get(final.run_id)
     return result
+
+
+def _select(registry: Registry, board: list[TrialRow], metric: Metric, settings: AutoSettings,
+            view: SearchView, state: dict[str, Any]) -> TrialRow | None:
+    """The trial to keep (:mod:`.select`): the best on validation unless the starter is within its noise."""
+    from shoal.auto.select import choose
+
+    first = board[0]
+    if first.family == STARTER or not any(r.family == STARTER and r.state == "complete" for r in board):
+        return first
+    view.on_phase(f"selection: trial {first.number} against the starter config on the validation rows")
+    data = parse_config(registry.get(str(first.run_id)).config, source=f"run {first.run_id}").data
+    valid = file_spec(settings.valid, data) if settings.valid is not None else None
+    choice = choose(registry, board, metric, valid, data, settings.seed)
+    if choice is None:
+        return None
+    state["selection"] = choice.details
+    log.info("selection: %s", choice.details["reason"])
+    return choice.row
 
 
 def _ensemble(registry: Registry, board: list[TrialRow], settings: AutoSettings, data: DataConfig,

@@ -218,8 +218,12 @@ def report(result: Any) -> None:
     if best is None:
         console.print("[bold red]no trial finished[/]: give a larger --time-budget")
         return
-    console.print(f"[bold green]best:[/] trial {best.number} ({best.family}), valid {result.metric.name} "
+    selection = state.get("selection") or {}
+    kept = "kept" if selection.get("starter") == best.number else "best"
+    console.print(f"[bold green]{kept}:[/] trial {best.number} ({best.family}), valid {result.metric.name} "
                   f"{best.value:.4f} -> run {best.run_id}")
+    if "difference" in selection:
+        console.print(f"selection: {selection['reason']}")
     if record.metrics:
         console.print(metrics_table("the winner", split_metrics(record.metrics)))
     bad = (state.get("test") or {}).get("bad_rows")

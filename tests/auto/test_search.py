@@ -36,12 +36,13 @@ def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def searched(clicks: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One search of BUDGET_S seconds over logistic and mlp, with a test file."""
+    """One search of BUDGET_S seconds over logistic and dlrm (the starter's model: the starter is a trial), with a
+    test file."""
     home = tmp_path_factory.mktemp("home")
     train, test = clicks
     started = time.monotonic()
     result = auto(AutoSettings(data=train, label="label", test=test, budget_s=BUDGET_S, seed=3,
-                               families=("logistic", "mlp"), ensemble=2), home)
+                               families=("logistic", "dlrm"), ensemble=2), home)
     return {"result": result, "wall": time.monotonic() - started, "home": home}
 
 
@@ -98,7 +99,13 @@ def test_the_winner_is_tested_once_and_reported(searched: dict[str, Any]) -> Non
     best = result.best
     assert best is not None and best.state == "complete"
     values = [r.value for r in result.leaderboard if r.state == "complete"]
-    assert best.value == max(values)
+    selection = result.record.summary["auto"]["selection"]  # the best on validation, or the starter within its noise
+    assert selection["chosen"] == best.number
+    if best.family == "starter" and best.value != max(values):
+        assert selection["best"] == result.leaderboard[0].number and selection["difference"] <= selection[
+            "standard_error"]
+    else:
+        assert best.value == max(values)
     assert result.record.metrics["valid_auc"] == pytest.approx(best.value)
     assert 0.5 < result.record.metrics["test_auc"] <= 1.0
     assert result.png is not None and result.png.stat().st_size > 1000
@@ -206,3 +213,48 @@ def test_a_family_too_slow_for_the_time_left_does_not_end_the_search(clicks: tup
     with pytest.raises(ValueError, match="no trial finished"):  # every family too slow: over at once, said so
         auto(AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp")), tmp_path / "none")
     assert time.monotonic() - started < 30
+
+
+def test_the_best_trial_must_beat_the_starter_by_more_than_the_noise(searched: dict[str, Any]) -> None:
+    """shoal.auto.select on the search's real bundles and held-out rows, the second best trial standing in for the
+    starter: the difference and its paired standard error are the AUCs recomputed by hand and by resampling."""
+    import dataclasses
+
+    import numpy as np
+
+    from shoal.auto.ensemble import score_rows
+    from shoal.auto.select import RESAMPLES, choose, paired_difference
+    from shoal.auto.trial import Metric
+    from shoal.config import parse_config
+    from shoal.data.split import HeldOutSplit
+    from shoal.metrics import auc
+    from shoal.training.runs import load
+
+    result, registry = searched["result"], Registry(searched["home"])
+    done = [r for r in result.leaderboard if r.state == "complete" and r.family != "starter"][:2]
+    board = [done[0], dataclasses.replace(done[1], family="starter")]
+    data = parse_config(registry.get(str(done[0].run_id)).config, source="a trial").data
+    choice = choose(registry, board, Metric("auc", True), None, data, seed=5)
+    assert choice is not None
+    d, se = choice.details["difference"], choice.details["standard_error"]
+    scored = [score_rows(load(str(r.run_id), searched["home"]),
+                         HeldOutSplit(registry.get(str(r.run_id)).artifact_dir).chunks(10_000)) for r in done]
+    y = scored[0].labels
+
+    def auc_of(y: np.ndarray, z: np.ndarray) -> float:
+        return auc(y, 1 / (1 + np.exp(-z)))
+
+    assert d == pytest.approx(auc_of(y, scored[0].logits) - auc_of(y, scored[1].logits), abs=1e-6)
+    assert 0 < se < 0.1 and choice.details["rows"] == len(y)
+    assert choice.row is (done[0] if d > se else board[1]), choice.details
+    # the rule itself: a clear gain is kept, a tie is not, noise is measured on the same rows resampled together
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    good, noise = labels * 2.0 - 1 + rng.normal(0, 1, 2000), rng.normal(0, 1, 2000)
+    d, se = paired_difference(labels, good, noise, auc_of, maximize=True, resamples=RESAMPLES)
+    assert d > 0.3 and d > 10 * se
+    assert paired_difference(labels, good, good, auc_of, maximize=True) == (0.0, 0.0)
+    d, se = paired_difference(labels, good + rng.normal(0, 0.05, 2000), good, auc_of, maximize=True)
+    assert abs(d) < 3 * se  # two near-equal models: within the noise
+    d_min, _ = paired_difference(labels, good, noise, lambda y, z: -auc_of(y, z), maximize=False)
+    assert d_min > 0.3  # a loss to minimise: positive = the first is better
