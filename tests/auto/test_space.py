@@ -101,12 +101,21 @@ def test_sizes_follow_the_data() -> None:
 
 def test_a_text_search_runs_end_to_end(tmp_path: Path) -> None:
     data = _mixed_csv(tmp_path / "reviews.csv", text_only=True)
-    # the starter drawn again (here: enqueued) is skipped, not trained twice: three trials, the starter once
+    # the starter drawn again (here: enqueued) is skipped, not trained twice: three trials, the starter once; each
+    # skipped draw is told PRUNED (TPE ignores a FAIL, and drew the starter thousands of times) and the next trial
+    # is of another family
     result = auto(AutoSettings(data=data, label="label", budget_s=60, max_trials=3, families=("bag",)),
-                  tmp_path / "home", enqueue=[{"family": "starter"}])
+                  tmp_path / "home", enqueue=[{"family": "starter"}] * 2)
     families = [r.family for r in sorted(result.leaderboard, key=lambda r: r.number)]
     assert families == ["starter", "bag", "bag"], families
-    assert all(r.state == "complete" for r in result.leaderboard)
+    import optuna
+
+    study = optuna.load_study(study_name="auto", storage=f"sqlite:///{result.record.artifact_dir / 'optuna.db'}")
+    skipped = [t for t in study.trials if "skipped" in t.user_attrs]
+    assert [t.state for t in skipped] == [optuna.trial.TrialState.PRUNED] * 2
+    assert [t.params["family"] for t in study.trials if t.state.is_finished()][:5] == [
+        "starter", "bag", "starter", "starter", "bag"]
+    assert all(r.state in ("complete", "pruned") for r in result.leaderboard)  # the median pruner may stop one
     assert result.best is not None and result.best.value > 0.65  # 40 validation rows: the signal is clear
 
 
