@@ -16,6 +16,8 @@ from shoal.academy.grader import (
     LabContext,
     expect_floats,
     expect_tensor,
+    given_rows_only,
+    sklearn_data_set,
     without,
 )
 
@@ -26,6 +28,8 @@ AUTOGRAD = {"loss.backward()": [(torch.Tensor, "backward"), (torch.autograd, "ba
             "torch.autograd.grad": [(torch.autograd, "grad")],
             "torch.func": [(torch.func, "grad"), (torch.func, "vjp"), (torch.func, "jacrev")],
             "torch.autograd.functional": [(torch.autograd.functional, "vjp"), (torch.autograd.functional, "jacobian")]}
+OWN_ROWS = ("learn from x_train and y_train only: a quarter of the 569 rows is kept back to measure how the model "
+            "does on rows it never saw")
 
 
 def check_standardize(ctx: LabContext) -> str:
@@ -143,7 +147,9 @@ def check_held_out(ctx: LabContext) -> str:
                                               stratify=data.target)
     x_tr, x_te = ctx.lab.standardize(torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32))
     y_tr_t = torch.tensor(y_tr, dtype=torch.float32)
-    out = ctx.lab.fit(x_tr, y_tr_t, seed=0)
+    loaders, folders = sklearn_data_set("load_breast_cancer")  # what fit may not use: it holds every row
+    with given_rows_only(ctx.lab, loaders, folders, OWN_ROWS):
+        out = ctx.lab.fit(x_tr, y_tr_t, seed=0)
     if not isinstance(out, tuple) or len(out) != 2:
         raise CheckFailed("fit should return a pair: (the trained model, its list of losses per epoch)")
     model, losses = out

@@ -1,7 +1,7 @@
 """Lab 1, reference solution: tensors, autograd, an MLP and its training loop on tabular data.
 
 The task: tell malignant from benign breast tumours from 30 measurements of cell nuclei
-(scikit-learn's bundled Wisconsin breast-cancer data, 569 rows). A two-layer MLP gets ~97 % held out.
+(scikit-learn's bundled Wisconsin breast-cancer data, 569 rows). A two-layer MLP gets 0.958 held out.
 """
 
 from __future__ import annotations

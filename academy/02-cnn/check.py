@@ -20,7 +20,9 @@ from shoal.academy.grader import (
     expect_figure,
     expect_floats,
     expect_tensor,
+    given_rows_only,
     saved_figures,
+    sklearn_data_set,
     without,
 )
 
@@ -40,6 +42,8 @@ LIBRARY_CONV = {"F.conv2d": [(F, "conv2d"), (torch, "conv2d")], "F.conv1d": [(F,
                 "torch.convolution": [(torch, "convolution"), (torch, "_convolution")]}
 BY_HAND = ("write the sliding window yourself: for each output position (i, j), multiply the patch "
            "x[:, :, i:i+kH, j:j+kW] by each filter and sum")
+OWN_ROWS = ("learn from x_train and y_train only: the grader keeps other images back to measure how the model does "
+            "on digits it never saw")
 
 
 def _digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -198,7 +202,11 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 def _fit(ctx: LabContext, x: Tensor, y: Tensor, image_size: int) -> tuple[nn.Module, list[float]]:
-    out = ctx.lab.fit(x, y, image_size=image_size, seed=0)
+    """The learner's fit on the training rows, with the whole data sets out of its reach: scikit-learn's digits
+    (loader and files) and the shared data folder (MNIST)."""
+    loaders, folders = sklearn_data_set("load_digits")
+    with given_rows_only(ctx.lab, loaders, [*folders, ctx.data_dir], OWN_ROWS):
+        out = ctx.lab.fit(x, y, image_size=image_size, seed=0)
     if not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[0], nn.Module):
         raise CheckFailed("fit should return a pair: (the trained model, its list of losses per epoch)")
     return out[0], expect_floats(out[1], "the losses fit returns")

@@ -88,7 +88,8 @@ def decode(ids: Tensor) -> str:
     half by max_len) become the replacement character U+FFFD instead of raising."""
     # TODO: the inverse of encode for one row (T,): drop the padding, undo the shift, and decode so that bytes
     #       which are not valid UTF-8 (a character cut by max_len) become U+FFFD instead of raising.
-    raise NotImplementedError("TODO: decode: drop the padding, subtract 1, decode the bytes with errors='replace'")
+    raise NotImplementedError("TODO: decode: one row of ids (T,) back to its text, the inverse of encode; "
+                              "invalid UTF-8 must give U+FFFD, not an error")
 
 
 # ---------------------------------------------------------------------------------------------- 2. the models

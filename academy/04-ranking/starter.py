@@ -71,9 +71,11 @@ def normalized_entropy(y: np.ndarray, p: np.ndarray, base_rate: float | None = N
 
 
 def calibration(y: np.ndarray, p: np.ndarray) -> float:
-    """Predicted over observed click rate, mean(p) / mean(y): 1 is calibrated, > 1 over-predicts."""
-    # TODO: how many clicks the model predicts over how many there were. README: "Metrics for clicks".
-    raise NotImplementedError("TODO: calibration: mean(p) / mean(y)")
+    """Predicted over observed click rate: 1 is calibrated, > 1 over-predicts."""
+    # TODO: how many clicks the model predicts over how many there were. y (N,) 0/1, p (N,) probabilities
+    #       -> a float. README: "Metrics for clicks".
+    raise NotImplementedError("TODO: calibration: the clicks predicted over the clicks seen, a float near 1 for a "
+                              "calibrated model (README: \"Metrics for clicks\")")
 
 
 # ---------------------------------------------------------------------------------------------- 3. shoal's DLRM
@@ -93,7 +95,8 @@ def make_config(train_path: Path, dense: int = 4, sparse: int = 6) -> RunConfig:
 def train_ranker(config: RunConfig, home: Path) -> Any:
     """Train the config with shoal's public API, the registry at `home`; return the run record."""
     # TODO: one call to shoal's public training API, with the registry at `home`.
-    raise NotImplementedError("TODO: train_ranker: train the config with shoal.train(config, home=home)")
+    raise NotImplementedError("TODO: train_ranker: train the config with shoal's public training API, its "
+                              "registry at home; return the run record (docs/quickstart.md, \"From Python\")")
 
 
 def against_truth(metrics: dict[str, float], truth: SynthTruth) -> dict[str, float]:

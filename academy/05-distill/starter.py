@@ -77,7 +77,8 @@ def teacher_config(train_path: Path) -> RunConfig:
 
 def train_teacher(config: RunConfig, home: Path) -> Any:
     """Train the teacher with shoal's public API, the registry at ``home``; return the run record."""
-    raise NotImplementedError("TODO: train_teacher: train the config with shoal.train(config, home=home)")
+    raise NotImplementedError("TODO: train_teacher: train the config unchanged with shoal's public training "
+                              "API, its registry at home, and return the run record")
 
 
 def distill_student(teacher_run_id: str, home: Path, temperature: float = 2.0, alpha: float = 0.5,
@@ -93,14 +94,18 @@ def distill_student(teacher_run_id: str, home: Path, temperature: float = 2.0, a
 
 def train_student_alone(teacher: RunConfig, home: Path) -> Any:
     """The same STUDENT, data, split and training settings as the distilled one, trained on the labels alone."""
-    # TODO: student_config(teacher, STUDENT, name=...) is the teacher's config with the student's model; train it
-    #       with shoal.train(..., home=home)
-    raise NotImplementedError("TODO: train_student_alone: shoal.train(student_config(teacher, STUDENT), home=home)")
+    # TODO: the baseline distillation must beat: the teacher's config (data, split, features, training settings)
+    #       with STUDENT as its model, trained on the labels only with shoal's public training API, its registry
+    #       at `home`; return the run record. student_config (imported above) builds such a config: read its
+    #       docstring.
+    raise NotImplementedError("TODO: train_student_alone: the teacher's run with STUDENT as the model, trained on "
+                              "the labels alone; return the run record")
 
 
 def gain_kept(auc: float, teacher_auc: float) -> float:
     """The share of the teacher's AUC gain over random (0.5) that a model keeps: 1.0 = all of it."""
-    raise NotImplementedError("TODO: gain_kept: (auc - 0.5) / (teacher_auc - 0.5)")
+    raise NotImplementedError("TODO: gain_kept: the share of the teacher's AUC above chance (0.5) that auc "
+                              "reaches, a float: 1.0 when it equals the teacher's, 0.0 at chance")
 
 
 # ---------------------------------------------------------------------------------------------- 3. latency
@@ -124,9 +129,11 @@ def p99_latency_ms(predict: Callable[[Batch], Any], rows: Batch, warmup: int = 2
 
 def export_student(bundle_dir: Path) -> ExportReport:
     """Export a bundle to ONNX, fp32 and dynamic int8, with shoal's parity check (files in bundle_dir/onnx)."""
-    # TODO: shoal.export.onnx.export_onnx(bundle_dir, int8=True): writes bundle_dir/onnx/model.onnx and model.int8.onnx,
-    #       checks each against PyTorch on real rows, and returns the report (report.parity, report.sizes_mib)
-    raise NotImplementedError("TODO: export_student: export_onnx(bundle_dir, int8=True)")
+    # TODO: the bundle folder as ONNX files, full precision (fp32) and 8-bit weights (int8), each checked against
+    #       PyTorch on real rows by shoal's exporter (shoal.export.onnx; docs/export.md); return its report, which
+    #       says where the files are (report.dir), how they compare (report.parity) and their sizes.
+    raise NotImplementedError("TODO: export_student: the bundle as fp32 and int8 ONNX files, with shoal's parity "
+                              "report")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,6 +26,10 @@ REQUIRES = ("gymnasium", "matplotlib")
 RETURN_TARGET = 195.0  # CartPole's classic "solved" bar: average return >= 195 over 100 consecutive episodes
 EVAL_EPISODES = 100
 EVAL_SEED = 10_000  # evaluation episodes use seeds 10_000 ... 10_099, never seen in training (seed=0)
+LEARNS_LIMIT_S = 120  # the reference trains and is evaluated in ~20 s on 2 cores
+WATCHED = ("the check follows run_episode and policy_loss while train runs, to see that the policy it grades "
+           "learned from the episodes it played; play every training episode with run_episode and compute each "
+           "update's loss with policy_loss")
 
 
 def _reference_rtg(rewards: list[float], gamma: float) -> Tensor:
@@ -140,14 +150,85 @@ def check_episode(ctx: LabContext) -> str:
     return f"{n} steps"
 
 
+def _weights(policy: Any) -> list[Tensor]:
+    return [p.detach().clone() for p in policy.parameters()] if isinstance(policy, nn.Module) else []
+
+
+def _same(a: list[Tensor], b: list[Tensor]) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+class _Watch:
+    """Follows the learner's run_episode and policy_loss while their train runs, to see that the policy it returns
+    (or a copy of it) played the training episodes and was moved by the REINFORCE loss."""
+
+    def __init__(self, lab: ModuleType) -> None:
+        self.lab = lab
+        self.played: list[tuple[Any, list[Tensor], float]] = []  # (policy, its weights as it played, the return)
+        self.losses = 0  # calls of policy_loss on logits that carry a gradient
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        run_episode, policy_loss = self.lab.run_episode, self.lab.policy_loss
+
+        def watched_episode(env: Any, policy: Any, *args: Any, **kwargs: Any) -> Any:
+            weights = _weights(policy)
+            episode = run_episode(env, policy, *args, **kwargs)
+            self.played.append((policy, weights, float(sum(getattr(episode, "rewards", [])))))
+            return episode
+
+        def watched_loss(logits: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(logits, Tensor) and logits.requires_grad:
+                self.losses += 1
+            return policy_loss(logits, *args, **kwargs)
+
+        self.lab.run_episode, self.lab.policy_loss = watched_episode, watched_loss
+        try:
+            yield
+        finally:
+            self.lab.run_episode, self.lab.policy_loss = run_episode, policy_loss
+
+    def expect_trained(self, policy: nn.Module, returns: list[float]) -> None:
+        """Fail with a hint unless ``policy`` played training episodes through run_episode (it, or the policy it is
+        a copy of), learned from policy_loss (its weights moved), and ``returns`` are those episodes' returns."""
+        if not self.played:
+            raise CheckFailed(f"train never called your run_episode: {WATCHED}")
+        if not self.losses:
+            raise CheckFailed("train never computed your policy_loss on the policy's logits: each update is an "
+                              f"optimizer step on it ({WATCHED})")
+        mine = _weights(policy)
+        if not mine:
+            raise CheckFailed("the Policy train returns has no parameters to learn: build it from nn.Linear layers")
+        player = next((p for p, weights, _ in self.played if _same(weights, mine)), None)  # a copy, as it played
+        if player is None:  # the policy itself, or a copy of it as it ended
+            player = next((p for p, _, _ in self.played if _same(_weights(p), mine)), None)
+        if player is None:
+            raise CheckFailed("the policy train returns is not the one that played the training episodes (nor a copy "
+                              f"of it): return the Policy that played them with run_episode and learned ({WATCHED})")
+        first = next(weights for p, weights, _ in self.played if p is player)
+        if _same(first, mine):
+            raise CheckFailed("the policy's parameters are the same as when it played its first episode: the "
+                              "optimizer must hold policy.parameters() and step after each policy_loss backward")
+        totals = iter(total for _, _, total in self.played)
+        if not all(any(math.isclose(r, total) for total in totals) for r in returns):
+            raise CheckFailed("the returns train gives back are not those of the episodes your run_episode played: "
+                              "append each training episode's total reward, in the order they were played")
+
+
 def check_learns(ctx: LabContext) -> str:
     import gymnasium as gym
 
-    out = ctx.lab.train(seed=0)
-    if not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[0], nn.Module):
+    watch = _Watch(ctx.lab)
+    with watch.watching():
+        out = ctx.lab.train(seed=0)
+    if not isinstance(out, tuple) or len(out) != 2:
         raise CheckFailed("train should return a pair: (the trained policy, the list of training-episode returns)")
     policy, history = out
+    if not isinstance(policy, ctx.lab.Policy):
+        raise CheckFailed(f"train should return your Policy, trained by REINFORCE, got {type(policy).__name__}: the "
+                          "check grades the network that learned, not a controller written by hand")
     ctx.state["returns"] = expect_floats(history, "the returns train gives back")
+    watch.expect_trained(policy, ctx.state["returns"])
     env = gym.make("CartPole-v1")
     policy.eval()
     total = 0.0
@@ -219,9 +300,9 @@ CHECKS = [
         "with x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0); act with int(action), under no_grad.",
         "Keep each state as a float32 tensor before acting on it; at the end return "
         "Episode(torch.stack(states), torch.tensor(actions), rewards).")),
-    Check(LEARNS, check_learns, time_limit_s=240, needs=(RTG, NETS, ADV, LOSS, EPISODE), hints=(
-        "One update per batch of ~8 episodes, all played by the current policy; seed the reset of episode k of "
-        "update u differently (e.g. seed * 100_000 + its number) so that no two are alike.",
+    Check(LEARNS, check_learns, time_limit_s=LEARNS_LIMIT_S, needs=(RTG, NETS, ADV, LOSS, EPISODE), hints=(
+        "One update per batch of ~8 episodes, each played by the current policy with your run_episode; seed the "
+        "reset of episode k of update u differently (e.g. seed * 100_000 + its number) so that no two are alike.",
         "Join the episodes' observations, actions and rewards_to_go (gamma 0.99); values = baseline(obs); "
         "loss = policy_loss(policy(obs), actions, advantages(returns, values)) + the baseline's loss.",
         "The baseline's loss: 0.5 * F.mse_loss(values, returns) / (returns.var() + 1) (returns reach hundreds); "

@@ -86,7 +86,9 @@ def policy_loss(logits: Tensor, actions: Tensor, advantages: Tensor) -> Tensor:
     # TODO: the log-probability of the action actually taken at each step, (T, n_actions) -> (T,), computed
     #       stably from the logits; weighted by the advantages and averaged. The optimizer *minimises*: mind the
     #       sign, so that a step makes good actions more likely. README: "The policy gradient (REINFORCE)".
-    raise NotImplementedError("TODO: policy_loss: -mean(log pi(a_t | s_t) * A_t)")
+    raise NotImplementedError("TODO: policy_loss: from (T, n_actions) logits, (T,) actions and (T,) advantages, the "
+                              "scalar whose descent makes the actions that did better than expected more likely "
+                              "(README: \"The policy gradient (REINFORCE)\")")
 
 
 # ---------------------------------------------------------------------------------------------- 4. acting
@@ -123,7 +125,8 @@ def train(seed: int = 0) -> tuple[Policy, list[float]]:
     """REINFORCE with a learned baseline; returns the policy and the return of every training episode.
 
     The check evaluates your policy greedily on 100 new episodes: it needs an average return >= 195,
-    with training and evaluation within 240 seconds.
+    with training and evaluation within 120 seconds. It follows your run_episode and policy_loss while train
+    runs: play every training episode with run_episode, and learn from policy_loss.
     """
     # TODO: the REINFORCE loop, seeded (torch, and each episode's reset, so that a run repeats). Each update:
     #       play a batch of episodes with the current policy, join their steps into one batch (T_total rows),

@@ -14,7 +14,8 @@ per check, two torch threads and fixed seeds; every graded attempt and every hin
 registry's SQLite file of the learner's home (:func:`academy_home`; tables ``academy_progress`` and
 ``academy_hints``).  A check passes by returning (optionally a short note such as ``"accuracy 0.972"``) and fails
 by raising :class:`CheckFailed` (or ``AssertionError``) with a hint.  A check of a function written "by hand" runs
-it :func:`without` the reference implementations it replaces; a plot is graded on the figure saved
+it :func:`without` the reference implementations it replaces, and a learner's ``fit`` runs
+:func:`given_rows_only` (the whole data set's loaders and files out of reach); a plot is graded on the figure saved
 (:func:`saved_figures`, :func:`expect_figure`), not on the file's existence.
 """
 
@@ -35,7 +36,7 @@ from typing import Any, Literal
 
 from shoal.academy.checks import CheckFailed, CheckSkipped, assert_png, expect_floats, expect_tensor, read_text
 from shoal.academy.figures import expect_figure, plotted_lines, saved_figures
-from shoal.academy.guard import without
+from shoal.academy.guard import given_rows_only, sklearn_data_set, without
 from shoal.academy.progress import (
     HintRow,
     ProgressRow,
@@ -68,6 +69,7 @@ __all__ = [
     "expect_floats",
     "expect_tensor",
     "get_lab",
+    "given_rows_only",
     "hints_used",
     "list_labs",
     "next_hint",
@@ -76,6 +78,7 @@ __all__ = [
     "record_hint",
     "record_progress",
     "saved_figures",
+    "sklearn_data_set",
     "start",
     "synthetic_log",
     "without",
