@@ -1,10 +1,13 @@
 """``shoal auto`` side by side with peers given the same wall-clock budget and the same splits.
 
     python benchmarks/auto.py --json OUT.json [--quick] [--budget 10m] [--datasets adult_census,sst2]
+        [--ensemble 5] [--home DIR]
 
 Systems, each on the same training rows, validation rows and test file:
 
 - ``shoal-auto``: :func:`shoal.auto.auto` with the budget (test file read once at the end);
+- ``shoal-auto-ensemble`` (``--ensemble K``): the mean of the probabilities of that search's K best trials
+  (``shoal auto --ensemble K``; scored after the search, outside its budget);
 - ``shoal-starter``: ``shoal inspect`` -> ``shoal train`` of the starter config, unchanged;
 - ``lightgbm-optuna`` (tables): LightGBM tuned by Optuna (TPE) within the budget, early stopping on validation;
 - ``sklearn-logistic``: one-hot (tables) or TF-IDF word 1-2-grams (text) + logistic regression, C from a small
@@ -137,16 +140,24 @@ def scores(task: Task, y: np.ndarray, p: np.ndarray, base_rate: float) -> dict[s
 
 
 # -- the systems --------------------------------------------------------------------------------------------------
-def shoal_auto(task: Task, budget_s: float, home: Path) -> dict[str, float]:
+def shoal_auto(task: Task, budget_s: float, home: Path, ensemble: int = 0,
+               ensembles: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """``shoal auto`` within the budget, the winner's test metrics; with ``ensemble`` >= 2 the mean of the best
+    trials' probabilities is scored too (after the search, outside its budget) and left in ``ensembles``."""
     from shoal.auto import AutoSettings, auto
 
     started = time.monotonic()
     result = auto(AutoSettings(data=task.train, label=task.label, valid=task.valid, test=task.test,
-                               budget_s=budget_s, metric=task.metric), home)
+                               budget_s=budget_s, metric=task.metric, ensemble=ensemble), home)
     m = result.record.metrics
-    print(f"{task.name} shoal-auto selection: {result.record.summary['auto'].get('selection')}", flush=True)
+    state = result.record.summary["auto"]
+    print(f"{task.name} shoal-auto selection: {state.get('selection')}", flush=True)
     keys = ("accuracy", "macro_f1") if task.text else ("auc", "ne")
     out = {k: m[f"test_{k}"] for k in keys if f"test_{k}" in m}
+    test = (state.get("ensemble") or {}).get("test") or {}
+    if ensembles is not None and test:
+        ensembles[task.name] = {**{k: test[k] for k in keys if k in test},
+                                "trials": float(len(state["ensemble"]["members"]))}
     return {**out, "train_s": time.monotonic() - started, "trials": len(result.leaderboard)}
 
 
@@ -316,6 +327,8 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None,
                         help="keep shoal's registry here (trials, bundles, the auto runs' selection) instead of a "
                              "temporary folder")
+    parser.add_argument("--ensemble", type=int, default=0,
+                        help="also score the mean of shoal-auto's K best trials (system shoal-auto-ensemble)")
     parser.add_argument("--autogluon-python", default=None,
                         help="the python of a virtual environment with autogluon.tabular (else it is skipped)")
     args = parser.parse_args()
@@ -324,13 +337,15 @@ def main() -> None:
     budget = 60.0 if args.quick else parse_duration(args.budget)
     systems = args.systems.split(",")
     rows: list[dict[str, Any]] = []
+    ensembles: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.datasets.split(","):
             task = {"adult_census": adult, "criteo_small": criteo_small, "ag_news": ag_news, "sst2": sst2}[name](work)
             frames = read(task)
             runs: dict[str, Any] = {
-                "shoal-auto": lambda t=task: shoal_auto(t, budget, args.home or work / "home"),
+                "shoal-auto": lambda t=task: shoal_auto(t, budget, args.home or work / "home", args.ensemble,
+                                                        ensembles),
                 "shoal-starter": lambda t=task: shoal_starter(t, args.home or work / "home"),
                 "sklearn-logistic": lambda t=task, f=frames: sklearn_logistic(t, f),
             }
@@ -344,6 +359,9 @@ def main() -> None:
                 got = runs[system]()
                 print(f"{name} {system}: {got}", flush=True)
                 rows += [row(BENCH, name, system, k, v) for k, v in got.items()]
+                if system == "shoal-auto" and name in ensembles:
+                    print(f"{name} shoal-auto-ensemble: {ensembles[name]}", flush=True)
+                    rows += [row(BENCH, name, "shoal-auto-ensemble", k, v) for k, v in ensembles[name].items()]
     write_json(rows, args.json)
     print(markdown_table(rows, ("dataset", "system"), "metric"))
 
