@@ -12,15 +12,25 @@ So a calibrated local plan times the model's own embedding step, as one training
 
 on the real per-process batch ``b``, with the real features, ids per row (list features with several), distinct
 rows per feature and dimension, the distinct rows scattered over tables of the real sizes, so that they miss the
-cache as a run's rows do. Tables over :data:`MAX_TIMED_LLC` x the last-level cache are shrunk to that (a random
-row misses the cache either way; a 10M-row table is never allocated). The forward and backward's ``aten`` ops are
+cache as a run's rows do. With several processes on this machine the step is timed in that many processes at
+once, each exchanging its touched rows with the others as a rank does
+(:func:`~shoal.distributed.strategy.all_reduce_sparse_grad`: two gloo all-gathers, the union coalesced, then
+Adagrad): the collectives' waits for the slower rank and the ranks sharing the cores are in the figure (timed
+alone, one rank's step with idle collectives was 2.8x too fast for a two-process logistic model). Tables over
+:data:`MAX_TIMED_LLC` x the last-level cache are shrunk to that (a random row misses the cache either way; a
+10M-row table is never allocated). The forward and backward's ``aten`` ops are
 counted, so that the planner's per-op overhead (:mod:`shoal.plan.ops`) does not count them again.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +54,7 @@ class SparseTime:
     seconds: float
     ops: int
     fused: bool
+    world: int = 1  # > 1: timed in that many processes, the touched rows' exchange included
 
 
 def _feature_ids(ids_per_row: float, unique: float, rows: int, table_rows: int,
@@ -63,11 +74,14 @@ def _feature_ids(ids_per_row: float, unique: float, rows: int, table_rows: int,
 
 
 def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bool, max_bytes: float,
-                seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
+                seed: int = 0, exchange: Callable[[torch.Tensor], None] | None = None
+                ) -> tuple[Callable[[], None], Callable[[], None]]:
     """(the step, its forward and backward alone) of one SparseArch over ``tables`` on ``rows`` rows: the
     mini-batch cut and handed to torch as the trainer does (:meth:`Batch.slice`, :meth:`Batch.inputs`), the
     forward, the backward and row-wise Adagrad (``fused``: inside the backward). The tables together hold at most
-    ``max_bytes`` (weights, accumulators and the fused step's row slots), shrunk in proportion beyond it."""
+    ``max_bytes`` (weights, accumulators and the fused step's row slots), shrunk in proportion beyond it.
+    ``exchange`` (unfused only) is called with the weight between the backward and the step, as a rank's hook
+    exchanges the gradient with the other ranks."""
     from shoal.models.embeddings import SparseArch
     from shoal.training.optimizers import RowWiseAdagrad
 
@@ -90,6 +104,8 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
         _, ids, offsets = inputs
         arch(ids, offsets).sum().backward()
         if not fused:
+            if exchange is not None:
+                exchange(arch.bag.weight)
             opt.step()
             opt.zero_grad(set_to_none=True)
 
@@ -98,23 +114,90 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
     return step, arch_step
 
 
-def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool, threads: int, llc_bytes: float,
-                      seconds: float = 0.3) -> SparseTime | None:
-    """The embedding steps of ``cost``'s tables (grouped by the SparseArch that holds them) on ``rows`` rows, with
-    ``threads`` threads: timed (the median of repeated calls) and their ops counted; None without tables."""
+def _groups(cost: ModelCost) -> list[list[TableCost]]:
+    """The tables of each SparseArch of the model (empty when a table is not a feature's)."""
     groups: dict[str, list[TableCost]] = {}
     for t in cost.tables:
         groups.setdefault(t.arch, []).append(t)
-    if not groups or any(t.feature < 0 for t in cost.tables):
+    return [] if any(t.feature < 0 for t in cost.tables) else list(groups.values())
+
+
+def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool, threads: int, llc_bytes: float,
+                      seconds: float = 0.3, world: int = 1) -> SparseTime | None:
+    """The embedding steps of ``cost``'s tables (grouped by the SparseArch that holds them) on ``rows`` rows, with
+    ``threads`` threads: timed (the median of repeated calls) and their ops counted; None without tables.
+    ``world`` > 1 (unfused): timed in that many processes at once, each exchanging its rows as a rank does."""
+    groups = _groups(cost)
+    if not groups:
         return None
     total_s, ops = 0.0, 0
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for tables in groups.values():
+        for tables in groups:
             step, arch_step = sparse_step(tables, shape, rows, fused, MAX_TIMED_LLC * llc_bytes)
-            total_s += median_seconds(step, seconds)
+            if world == 1:
+                total_s += median_seconds(step, seconds)
             ops += count_ops(arch_step)
     finally:
         torch.set_num_threads(saved)
-    return SparseTime(total_s, ops, fused)
+    if world > 1:
+        total_s = _time_ranks(groups, shape, rows, world, threads, MAX_TIMED_LLC * llc_bytes, seconds)
+    return SparseTime(total_s, ops, fused, world)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, world: int, threads: int,
+                max_bytes: float, seconds: float) -> float:
+    """Seconds of one rank's embedding steps with the row exchange, ``world`` processes (gloo on loopback) taking
+    them at once: the slowest rank's median."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "ranks.json")
+        mp.start_processes(_rank, args=(world, _free_port(), groups, shape, rows, threads, max_bytes, seconds, out),
+                           nprocs=world, join=True, start_method="spawn")
+        return float(json.loads(Path(out).read_text(encoding="utf-8"))["seconds"])
+
+
+def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape: InputShape, rows: int,
+          threads: int, max_bytes: float, seconds: float, out: str) -> None:
+    """One of ``world`` processes: its embedding steps, each followed by the trainer's row exchange, timed over the
+    same number of calls on every rank (a time limit could differ and leave a rank waiting in a collective)."""
+    import torch.distributed as dist
+
+    from shoal.distributed.context import RankContext
+    from shoal.distributed.strategy import all_reduce_sparse_grad
+
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    ctx = RankContext(rank, world, rank, torch.device("cpu"), dist.new_group(backend="gloo"))
+    steps = [sparse_step(tables, shape, rows, False, max_bytes, seed=rank,
+                         exchange=lambda w: all_reduce_sparse_grad(w, ctx))[0] for tables in groups]
+
+    def step() -> None:
+        for s in steps:
+            s()
+
+    for _ in range(3):  # warm up
+        step()
+    start = time.perf_counter()
+    step()
+    calls = torch.tensor([max(5, min(200, int(seconds / max(time.perf_counter() - start, 1e-6))))])
+    dist.all_reduce(calls, op=dist.ReduceOp.MIN)
+    times = []
+    dist.barrier()
+    for _ in range(int(calls)):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    median = torch.tensor([float(np.median(times))], dtype=torch.float64)
+    dist.all_reduce(median, op=dist.ReduceOp.MAX)
+    if rank == 0:
+        Path(out).write_text(json.dumps({"seconds": float(median)}), encoding="utf-8")
+    dist.destroy_process_group()

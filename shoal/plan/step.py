@@ -153,7 +153,8 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     if comm_bwd > 0:
         add("all-to-all (gradients)", comm_bwd, "comm")
     if cost.tables:
-        add("embedding backward + Adagrad", emb_s * (1 - fwd_share), "embedding")
+        add("embedding backward + row exchange + Adagrad" if sparse is not None and sparse.world > 1
+            else "embedding backward + Adagrad", emb_s * (1 - fwd_share), "embedding")
 
     # the dense gradients' all-reduce, started as the backward produces them (DDP buckets)
     link = rates.link(nodes)
@@ -170,14 +171,14 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         rows = sum(tc.unique for tc in cost.tables) * b
         dim = max(tc.dim for tc in cost.tables)
         gather_bytes = rows * (8 + 4 * dim)
-        gather = all_gather_s(gather_bytes, world, link.bandwidth, link.latency) + all_gather_s(8, world,
-                                                                                              link.bandwidth,
-                                                                                              link.latency)
-        add("all-gather (sparse rows)", gather, "comm")
-        exposed += gather
-        union = min(sum(tc.unique for tc in cost.tables) * b * world, sum(tc.rows for tc in cost.tables))
-        add("coalesce + Adagrad (all ranks' rows)",
-            rates.embedding_s(0, union - rows, dim, _footprint(cost, fused=False), fused=False), "embedding")
+        if sparse is None or sparse.world == 1:  # else the exchange was timed with the ranks' steps (emb_s)
+            gather = all_gather_s(gather_bytes, world, link.bandwidth, link.latency) + all_gather_s(
+                8, world, link.bandwidth, link.latency)
+            add("all-gather (sparse rows)", gather, "comm")
+            exposed += gather
+            union = min(sum(tc.unique for tc in cost.tables) * b * world, sum(tc.rows for tc in cost.tables))
+            add("coalesce + Adagrad (all ranks' rows)",
+                rates.embedding_s(0, union - rows, dim, _footprint(cost, fused=False), fused=False), "embedding")
     add("Adam (dense)", rates.memory_s(ADAM_BYTES_PER_PARAM * cost.dense_params), "optimizer")
 
     memory = _memory(cost, shape, rates, world, b, sharding, fused, cache_bytes, chunk_rows)
