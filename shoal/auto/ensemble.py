@@ -30,7 +30,7 @@ from shoal.data.stream import chunks
 from shoal.distill.teachers import ensemble_logits
 from shoal.training.evaluation import report
 
-__all__ = ["Scored", "ensemble_members", "ensemble_report", "score_rows"]
+__all__ = ["Scored", "ensemble_members", "ensemble_report", "rows_key", "score_rows", "scored_together"]
 
 CHUNK_ROWS = 65_536
 
@@ -70,18 +70,18 @@ def ensemble_members(registry: Registry, board: Sequence[TrialRow], k: int) -> l
     if not done:
         return []
     first = registry.get(str(done[0].run_id))
-    same = _rows_key(first.config)
+    same = rows_key(first.config)
     out = []
     for r in done:
         record = registry.get(str(r.run_id))
-        if (record.artifact_dir / "bundle").is_dir() and _rows_key(record.config) == same:
+        if (record.artifact_dir / "bundle").is_dir() and rows_key(record.config) == same:
             out.append(record.run_id)
         if len(out) == k:
             break
     return out
 
 
-def _rows_key(config: dict[str, Any]) -> tuple[str, int]:
+def rows_key(config: dict[str, Any]) -> tuple[str, int]:
     """What decides the rows a trial trained on and validated on."""
     cfg = parse_config(config, source="a trial")
     return cfg.data.model_dump_json(), cfg.train.seed
@@ -113,18 +113,26 @@ def ensemble_report(registry: Registry, members: Sequence[str], valid: Path | Fi
     for name, source in (("valid", valid), ("test", test)):
         if name == "test" and source is None:
             continue
-        scored = [score_rows(b, _parts(registry, m, source if name == "test" else valid, data,
-                                       b.encoder.columns(True)))
-                  for m, b in zip(members, bundles, strict=True)]
-        common = scored[0].lines
-        for s in scored[1:]:
-            common = np.intersect1d(common, s.lines)
-        if not len(common):
-            raise ValueError(f"the ensemble's members share no {name} rows")
-        labels = scored[0].at(common)[0]
+        labels, outputs = scored_together(registry, members, bundles, source, data,
+                                          f"the ensemble's members share no {name} rows")
         first = bundles[0]
         kinds = (first.task_kinds if first.task == "multitask"
                  else ["binary"] * len(first.tags or []) if first.task == "multilabel" else None)
-        z = ensemble_logits([s.at(common)[1] for s in scored], regression=first.task == "regression", kinds=kinds)
-        out[name] = {**report(labels, z, first.prior), "rows": int(len(common))}
+        z = ensemble_logits(outputs, regression=first.task == "regression", kinds=kinds)
+        out[name] = {**report(labels, z, first.prior), "rows": int(len(labels))}
     return out
+
+
+def scored_together(registry: Registry, runs: Sequence[str], bundles: Sequence[Bundle],
+                    source: Path | FileSpec | None, data: DataConfig,
+                    none_shared: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The labels of the rows every run scored (``source``: a file; None: the rows each run held out), matched by
+    line number, and each run's outputs on them; ``none_shared``: the error when they share none."""
+    scored = [score_rows(b, _parts(registry, r, source, data, b.encoder.columns(True)))
+              for r, b in zip(runs, bundles, strict=True)]
+    common = scored[0].lines
+    for s in scored[1:]:
+        common = np.intersect1d(common, s.lines)
+    if not len(common):
+        raise ValueError(none_shared)
+    return scored[0].at(common)[0], [s.at(common)[1] for s in scored]

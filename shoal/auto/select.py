@@ -77,9 +77,9 @@ def choose(registry: Registry, board: list[TrialRow], metric: Metric, valid: Pat
         why = "no starter trial completed" if starter is None else "the starter config is the best on validation"
         return Choice(best, {"rule": "one standard error", "chosen": best.number, "reason": why})
     base = {"rule": "one standard error", "best": best.number, "starter": starter.number}
-    from shoal.auto.ensemble import _rows_key
+    from shoal.auto.ensemble import rows_key
 
-    if _rows_key(registry.get(str(best.run_id)).config) != _rows_key(registry.get(str(starter.run_id)).config):
+    if rows_key(registry.get(str(best.run_id)).config) != rows_key(registry.get(str(starter.run_id)).config):
         return Choice(best, {**base, "chosen": best.number, "reason": "the starter validated on other rows"})
     try:
         labels, outputs, prior = _validation_outputs(registry, [str(best.run_id), str(starter.run_id)], valid, data)
@@ -106,15 +106,9 @@ def choose(registry: Registry, board: list[TrialRow], metric: Metric, valid: Pat
 def _validation_outputs(registry: Registry, runs: list[str], valid: Path | FileSpec | None,
                         data: DataConfig) -> tuple[np.ndarray, list[np.ndarray], Any]:
     """The labels of the validation rows every run scored, each run's outputs on them, and the first's prior."""
-    from shoal.auto.ensemble import _parts, score_rows
+    from shoal.auto.ensemble import scored_together
     from shoal.training.runs import load
 
     bundles = [load(r, registry.home) for r in runs]
-    scored = [score_rows(b, _parts(registry, r, valid, data, b.encoder.columns(True)))
-              for r, b in zip(runs, bundles, strict=True)]
-    common = scored[0].lines
-    for s in scored[1:]:
-        common = np.intersect1d(common, s.lines)
-    if not len(common):
-        raise ValueError("the trials share no validation rows")
-    return scored[0].at(common)[0], [s.at(common)[1] for s in scored], bundles[0].prior
+    labels, outputs = scored_together(registry, runs, bundles, valid, data, "the trials share no validation rows")
+    return labels, outputs, bundles[0].prior

@@ -25,7 +25,6 @@ counted, so that the planner's per-op overhead (:mod:`shoal.plan.ops`) does not 
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import median_seconds
+from shoal.plan.calibrate import _free_port, median_seconds
 from shoal.plan.cost import ModelCost, TableCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
@@ -144,12 +143,6 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
     if world > 1:
         total_s = _time_ranks(groups, shape, rows, world, threads, MAX_TIMED_LLC * llc_bytes, seconds)
     return SparseTime(total_s, ops, fused, world)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, world: int, threads: int,
