@@ -7,7 +7,8 @@ existing one), with OpenMP's idle threads asleep (``OMP_WAIT_POLICY=PASSIVE``) a
 ``shoal synth`` with 13 dense and 26 sparse features whose ids go up to 10M (200,000 rows; 60,000 with
 ``--quick``). Each configuration is one epoch, no validation split (the loop's time is the steps and,
 with 2 processes, the epoch-end checkpoint), ``checkpoint_every`` beyond the epoch, every row cached; 1 process
-with 2 threads or 2 processes (torchrun, gloo) with 1 thread each.
+with 2 threads or 2 processes (torchrun, gloo) with 1 thread each, each run started after ``os.sync()`` (the
+previous run's gigabytes of checkpoint and bundle written out, not slowing this run's epoch-end checkpoint).
 
 Rows ``{"bench": "plan", "dataset": <configuration>, "system": "shoal-plan", "metric", "value"}``, metrics
 ``rows_per_s_predicted``, ``rows_per_s_measured`` (the run summary's ``train_rows_per_s``), ``peak_mb_predicted``,
@@ -55,6 +56,8 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[int, int]], int, int]] = {
                              "top_mlp": [256, 128]}, [(8, 1_000_000)], 1024, 1),
     "dlrm-d8-10M+12x10k-b2048": ({"name": "dlrm", "embedding_dim": 8}, [(1, 10_000_000), (12, 10_000)], 2048, 1),
     "bag-d32-26x10k-b512": ({"name": "bag", "embedding_dim": 32}, [(26, 10_000)], 512, 1),
+    "dcn-d16-26x100k-b1024": ({"name": "dcn_v2", "embedding_dim": 16, "cross_layers": 3, "hidden": [256, 128]},
+                              [(26, 100_000)], 1024, 1),
     "dlrm-d16-26x100k-b1024-2p": ({"name": "dlrm", "embedding_dim": 16}, [(26, 100_000)], 1024, 2),
     "mlp-d32-13x1M-b2048-2p": ({"name": "mlp", "embedding_dim": 32, "hidden": [256, 128]}, [(13, 1_000_000)],
                                2048, 2),
@@ -88,6 +91,7 @@ TRAIN_CODE = (
 
 def measure(cfg: Path, home: Path, nproc: int) -> dict[str, float]:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2" if nproc == 1 else "1"}
+    os.sync()  # the last run's files written out: their write-back would slow this run's checkpoint
     done = subprocess.run([sys.executable, "-c", TRAIN_CODE, str(cfg), str(home),
                            *(["--nproc", str(nproc)] if nproc > 1 else [])],
                           env=env, capture_output=True, text=True, check=False)
@@ -190,11 +194,18 @@ def run(work: Path, quick: bool, cases: Sequence[str], profile: dict[str, Any], 
         model, tables, batch, nproc = CASES[name]
         cfg = work / f"{name}.yaml"
         cfg.write_text(yaml.safe_dump(config(data, model, tables, batch, nproc, n)), encoding="utf-8")
-        pred = predict(cfg, nproc, profile, n)
+        preds, got = [], []
+        for i in range(repeats):  # prediction and measurement interleaved: both time this machine
+            preds.append(predict(cfg, nproc, profile, n))
+            if measured is None:
+                got.append(measure(cfg, work / f"home-{name}-{i}", nproc))
+            if repeats > 1:
+                log(f"  {name} #{i + 1}: rows/s predicted {preds[-1]['rows_per_s']:,.0f}"
+                    + (f" measured {got[-1]['rows_per_s']:,.0f}" if got else ""))
+        pred = {k: statistics.median(p[k] for p in preds) for k in ("rows_per_s", "peak_mb")}
         if measured is not None:
             meas = {k: measured[name, f"{k}_measured"] for k in ("rows_per_s", "peak_mb")}
         else:
-            got = [measure(cfg, work / f"home-{name}-{i}", nproc) for i in range(repeats)]
             meas = {k: statistics.median(g[k] for g in got) for k in ("rows_per_s", "peak_mb")}
         log(f"{name}: rows/s predicted {pred['rows_per_s']:,.0f} measured {meas['rows_per_s']:,.0f} "
             f"({pred['rows_per_s'] / meas['rows_per_s'] - 1:+.0%}); peak MiB predicted {pred['peak_mb']:,.0f} "
@@ -214,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--home", type=Path, default=None, help="where the calibration profile is (default: a temp dir)")
     ap.add_argument("--reuse-profile", action="store_true", help="use the profile in --home instead of measuring")
-    ap.add_argument("--repeats", type=int, default=1, help="runs per configuration (the median is reported)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="predictions and runs per configuration, interleaved (the medians are reported)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the work folder (data, configs) here")
     ap.add_argument("--measured", type=Path, default=None,
                     help="predict only, against the measured rows of an earlier --json (the model's iterations)")

@@ -18,8 +18,12 @@ Each measurement takes a second or two and is the median of repeated calls (the 
 * ``base_rss``, ``first_step_s``: the resident memory of a fresh process that has loaded the training stack and
   taken a few steps, and how much longer its first step took (compiled code loaded, first calls); ``train_rss``:
   the peak of ``shoal train`` of a tiny model on a tiny file (one process's baseline: command line, registry,
-  reader, bundle writer);
-* ``disk_bw``: bytes/s of writing a checkpoint-sized file.
+  reader, bundle writer); ``loop_s``: what that run's loop spends a step beyond the step itself (cutting the
+  mini-batch, the position, the progress callbacks), its mean step less the same model's step timed alone;
+* ``disk_bw``: bytes/s of ``torch.save`` of a 64 MiB tensor, the slowest of three, each after the page cache is
+  written out (``os.sync``: the write-back of whatever ran before must not be what is measured). The slowest,
+  because a checkpoint's pages are often fresh memory that a virtual machine must first map: on this VM the same
+  1.6 GB save took 9.7 s once and 0.7 s right after.
 
 The profile is JSON (:func:`profile_path`: ``<registry home>/plan-profile.json``). It records the OpenMP wait
 policy it was measured under: ``shoal train`` lets idle threads sleep (``OMP_WAIT_POLICY=PASSIVE``), so every
@@ -307,41 +311,67 @@ try:
     app()
 except SystemExit as e:
     assert not e.code, e.code
-print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
+from shoal.artifacts.registry import Registry
+summary = Registry(sys.argv[4]).list()[0].summary  # sys.argv is the command line set above
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(hwm, summary["train_seconds"], summary["rows_trained"])
 """
+LOOP_ROWS, LOOP_BATCH = 4096, 8  # the tiny run: 512 steps of a tiny model
 
 
-def _train_rss(folder: Path) -> float:
-    """Peak RSS (bytes) of ``shoal train`` on a tiny file and model: what one training process holds beyond its
-    model and rows (the command line, the registry, the first pass's reader, the bundle writer)."""
+def _train_run(folder: Path, first_step_s: float) -> tuple[float, float]:
+    """(peak RSS in bytes, loop seconds a step) of ``shoal train`` on a tiny file and model: what one training
+    process holds beyond its model and rows (the command line, the registry, the first pass's reader, the bundle
+    writer), and what its loop adds to each step (its mean step, less the first step's extra and the model's step
+    timed alone in this process, one thread as there)."""
     import yaml
 
+    from shoal.config import parse_config
     from shoal.data.synthetic import SynthSpec, generate
+    from shoal.models import build
+    from shoal.training.loop import training_loss
 
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         data = Path(tmp) / "tiny.parquet"
-        generate(data, SynthSpec(rows=4096, dense=2, sparse=4, max_cardinality=100, seed=0))
+        generate(data, SynthSpec(rows=LOOP_ROWS, dense=2, sparse=4, max_cardinality=100, seed=0))
         config = {"name": "calibrate", "data": {"train": str(data), "valid_fraction": 0.0},
                   "label": {"column": "label"},
                   "features": [{"name": "d0", "kind": "dense"}, *({"name": f"s{i}", "kind": "sparse", "buckets": 16}
                                                                   for i in range(3))],
-                  "model": {"name": "logistic"}, "train": {"epochs": 1, "batch_size": 512}}
+                  "model": {"name": "logistic"}, "train": {"epochs": 1, "batch_size": LOOP_BATCH}}
         path = Path(tmp) / "tiny.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         done = subprocess.run([sys.executable, "-c", TRAIN_RSS_CODE, str(path), str(Path(tmp) / "home")],
                               capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return float(done.stdout.split()[-1]) * 1024
+        hwm, seconds, rows = (float(v) for v in done.stdout.split()[-3:])
+        cfg = parse_config(config)
+    model = build(cfg.model, 2, [16] * 3)  # a dense value and its missing flag; 3 tables
+    dense = torch.randn(LOOP_BATCH, 2)
+    ids = [torch.randint(1, 16, (LOOP_BATCH,)) for _ in range(3)]
+    offsets = [torch.arange(LOOP_BATCH)] * 3
+    label = torch.zeros(LOOP_BATCH)
+    step = training_step(model, (dense, ids, offsets), cfg.train, fused=True,
+                         loss=lambda out: training_loss(out, label, None))
+    alone = float(_with_threads(1, partial(median_seconds, step, 0.3)))
+    steps = max(rows / LOOP_BATCH, 1.0)
+    return hwm * 1024, max((seconds - first_step_s) / steps - alone, 0.0)
 
 
 def _disk_bw(folder: Path, mib: int) -> float:
-    data = os.urandom(1 << 20) * mib
-    path = folder / ".plan-disk-probe"
+    """Bytes/s of a checkpoint's write: ``torch.save`` of ``mib`` MiB of weights."""
+    data = {"weight": torch.ones(mib << 18)}
+    path = folder / "plan-disk-probe.pt"
+    rates = []
     try:
-        start = time.perf_counter()
-        path.write_bytes(data)
-        return len(data) / (time.perf_counter() - start)
+        for _ in range(3):
+            os.sync()  # what ran before is written out: its write-back would slow this one
+            start = time.perf_counter()
+            torch.save(data, path)
+            rates.append((mib << 20) / (time.perf_counter() - start))
+            path.unlink()
     finally:
         path.unlink(missing_ok=True)
+    return min(rates)
 
 
 def _llc_bytes() -> int:
@@ -392,10 +422,10 @@ def calibrate(home: Path, quick: bool = False, processes: bool = True) -> dict[s
     if processes:
         profile["allreduce"] = _allreduce(seconds)
         profile["base_rss"], profile["first_step_s"] = _fresh_process()
-        profile["train_rss"] = _train_rss(home)
+        profile["train_rss"], profile["loop_s"] = _train_run(home, profile["first_step_s"])
     else:
         profile["first_step_s"] = 0.1
-        profile["train_rss"] = 500 * 2**20
+        profile["train_rss"], profile["loop_s"] = 500 * 2**20, 1e-4
         profile["allreduce"] = {"latency_s": 1e-4, "bandwidth": 1e9, "gather_bandwidth": 1e9, "measured": {}}
         profile["base_rss"] = 450 * 2**20
     profile["disk_bw"] = _disk_bw(home, 8 if quick else 64)

@@ -7,9 +7,10 @@ FLOPs, as in the MLPerf and DeepSpeed counts)::
 
     Linear(i, o)              forward 2 i o + o (bias)        backward 2 x forward (input and weight gradients)
     Conv1d(c, o, k) -> L      forward 2 c k o L + o L         backward 2 x forward
-    Conv2d(c, o, kh x kw)     forward 2 c kh kw o Ho Wo       backward 2 x forward (weight gradient only, 1 x,
-      -> (Ho, Wo)               (+ o Ho Wo with a bias)         where the conv reads the image itself)
+    Conv2d(c, o, kh x kw)     forward 2 c kh kw o Ho Wo       backward 2 x forward
+      -> (Ho, Wo)               (+ o Ho Wo with a bias)
     DotInteraction (F, d)     forward 2 F F d (one bmm)       backward 2 x forward
+    (a Linear or conv whose input needs no gradient: data, the dense values or an image)  backward 1 x forward
     EmbeddingBag, n ids of d  forward 2 n d (weighted sum)    backward: the ids' gradients summed per row, then
                                                               row-wise Adagrad on the distinct rows (bytes, below)
 
@@ -37,7 +38,6 @@ from torch import nn
 from shoal.config import RunConfig
 from shoal.models import build
 from shoal.models.embeddings import SparseArch
-from shoal.models.media import WithMedia
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import step_ops
 
@@ -130,6 +130,7 @@ class ModelCost:
     features: int  # embedding inputs (each costs a few ops per step)
     notes: list[str] = field(default_factory=list)
     ops: dict[str, int] = field(default_factory=dict)  # ops of a training step: "fused" / "unfused" tables' step
+    dense_tensors: list[int] = field(default_factory=list)  # sizes of the tensors Adam steps (its cost is per tensor)
 
     @property
     def dense_params(self) -> int:
@@ -181,11 +182,6 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
     which = {id(t): k for k, t in enumerate(ids)}  # an ids tensor -> its input, to find a table's real size
     layers: list[LayerCost] = []
     tables: list[TableCost] = []
-    images: set[int] = set()  # the media blocks as the encoders receive them: a conv reading one needs no input grad
-
-    def media_in(module: nn.Module, args: tuple[object, ...]) -> None:
-        images.add(id(args[0]))
-
     def elementwise(name: str, values: float, params: int = 0) -> None:
         """An elementwise layer of ``values`` floats a row (read and written, forward and backward)."""
         layers.append(LayerCost(name, "elementwise", params, values, values, 4 * values))
@@ -193,16 +189,17 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
     def record(name: str) -> object:
         def hook(module: nn.Module, args: tuple[object, ...], out: object) -> None:
             rows = TRACE_ROWS
+            grads = 2 if getattr(args[0], "requires_grad", True) else 1  # the input's gradient and the weight's
             if isinstance(module, nn.Linear):
                 calls = out.numel() / module.out_features / rows  # type: ignore[attr-defined]
                 f = linear_flops(module.in_features, module.out_features, module.bias is not None) * calls
-                layers.append(LayerCost(name, "linear", sum(p.numel() for p in module.parameters()), f, 2 * f,
+                layers.append(LayerCost(name, "linear", sum(p.numel() for p in module.parameters()), f, grads * f,
                                         4 * out.numel() / rows, min(module.in_features, module.out_features)))  # type: ignore[attr-defined]
             elif isinstance(module, nn.Conv1d):
                 length = out.shape[-1]  # type: ignore[attr-defined]
                 f = conv1d_flops(module.in_channels, module.out_channels, module.kernel_size[0], length,
                                  module.bias is not None, module.groups)
-                layers.append(LayerCost(name, "conv", sum(p.numel() for p in module.parameters()), f, 2 * f,
+                layers.append(LayerCost(name, "conv", sum(p.numel() for p in module.parameters()), f, grads * f,
                                         4 * out.numel() / rows, min(module.in_channels, module.out_channels)))  # type: ignore[attr-defined]
             elif isinstance(module, nn.Conv2d):
                 _, _, h, w = out.shape  # type: ignore[attr-defined]  # (B, o, Ho, Wo)
@@ -210,14 +207,15 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
                                  (h, w), module.bias is not None, module.groups)
                 gemm = min(module.in_channels // module.groups * math.prod(module.kernel_size), module.out_channels)
                 layers.append(LayerCost(name, "conv", sum(p.numel() for p in module.parameters()), f,
-                                        f if id(args[0]) in images else 2 * f, 4 * out.numel() / rows, gemm))  # type: ignore[attr-defined]
+                                        grads * f, 4 * out.numel() / rows, gemm))  # type: ignore[attr-defined]
             elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
                 elementwise(name, out.numel() / rows, sum(p.numel() for p in module.parameters()))  # type: ignore[attr-defined]
             elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
                 elementwise(name, args[0].numel() / rows)  # type: ignore[attr-defined]  # reads its whole input
-            elif type(module).__name__ in ("BasicBlock", "Augment", "SpecAugment"):
+            elif type(module).__name__ in ("BasicBlock", "Augment", "SpecAugment", "CrossLayer"):
                 # a block's functional ReLUs (2) and residual sum; training-only augmentation: a resampling (its
-                # grid's 2 coordinates a value, then the sample), or a shift and 2 masks
+                # grid's 2 coordinates a value, then the sample), or a shift and 2 masks; a DCN-v2 cross layer's
+                # product with x0 and residual sum
                 elementwise(name, 3 * out.numel() / rows)  # type: ignore[attr-defined]
             elif type(module).__name__ == "DotInteraction":
                 _, vectors, dim = args[0].shape  # type: ignore[attr-defined]  # (B, F, d)
@@ -242,20 +240,15 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
               nn.MaxPool2d, nn.AvgPool2d, SparseArch)
     handles = [m.register_forward_hook(record(name)) for name, m in twin.named_modules()
                if isinstance(m, hooked) or type(m).__name__ in ("DotInteraction", "BasicBlock", "Augment",
-                                                                 "SpecAugment")]
-    for m in twin.modules():
-        if isinstance(m, WithMedia):
-            handles += [e.register_forward_pre_hook(media_in) for e in m.encoders]
+                                                                 "SpecAugment", "CrossLayer")]
     try:
-        with torch.no_grad():
+        with torch.enable_grad():  # an input that needs no gradient (data, an image) shows as such
             twin(dense, ids, offsets)
     finally:
         for h in handles:
             h.remove()
-    if layers and layers[0].kind == "linear":  # the first layer's input is data: no input gradient
-        first = layers[0]
-        layers[0] = LayerCost(first.name, first.kind, first.params, first.fwd_flops, first.fwd_flops,
-                              first.act_bytes, first.width)
     # unfused first: fusing the twin's tables cannot be undone
     ops = {path: step_ops(twin, (dense, ids, offsets), config.train, path == "fused") for path in ("unfused", "fused")}
-    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes), ops)
+    sparse = {id(m.weight) for m in twin.modules() if isinstance(m, nn.EmbeddingBag) and m.sparse}
+    dense_tensors = [p.numel() for p in twin.parameters() if id(p) not in sparse]
+    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes), ops, dense_tensors)

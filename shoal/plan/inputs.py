@@ -56,6 +56,8 @@ class InputShape:
     measured: bool = False
     notes: list[str] = field(default_factory=list)
     media: list[MediaInput] = field(default_factory=list)  # image and audio blocks at the end of the dense input
+    # the encoded first chunk when read: the rows a calibrated plan times its steps on (:mod:`shoal.plan.sparse_step`)
+    sample: Batch | None = field(default=None, repr=False, compare=False)
 
     @property
     def encoded_bytes_per_row(self) -> float:
@@ -158,4 +160,5 @@ def input_shape(config: RunConfig, batch: int, rows: int | None = None, read_dat
     return InputShape(dense_dim=encoder.dense_dim, buckets=list(buckets), outputs=outputs,
                       sequences=list(encoder.sequence_slots), ids_per_row=ids_per_row, unique_fraction=unique,
                       seq_len=seq_len, batch=batch, rows=rows if rows is not None else file_rows,
-                      read_rows=group, measured=sample is not None, notes=notes, media=encoder.media_inputs)
+                      read_rows=group, measured=sample is not None, notes=notes, media=encoder.media_inputs,
+                      sample=sample if sample is not None and len(sample) else None)

@@ -16,6 +16,7 @@ from shoal.plan.calibrate import TRAINING_OMP_WAIT_POLICY
 from shoal.plan.cluster import ClusterSpec
 from shoal.plan.cost import ModelCost, model_cost
 from shoal.plan.inputs import InputShape, input_shape
+from shoal.plan.measured import time_parts
 from shoal.plan.rates import Rates, rates_for
 from shoal.plan.serving import ServingPlan, measure_serving, predict_serving
 from shoal.plan.sharding import PLACEMENTS, placement
@@ -113,14 +114,15 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     cache_rows = (train_rows or 0)
     cache = cache_rows * shape.encoded_bytes_per_row
     cache = cache if cache <= config.train.cache_mb * 2**20 else 0.0
-    sparse = None
-    if profile is not None and time_embeddings:  # this machine, calibrated: time the model's own embedding step
+    sparse = parts = None
+    if profile is not None and time_embeddings:  # this machine, calibrated: time the model's own step parts
         threads = max(1, int(profile["cores"]) // per_node)
         sparse = time_sparse_steps(cost, shape, batch // world, fused=world == 1, threads=threads,
                                    llc_bytes=float(profile["llc_bytes"]), world=world if cluster.nodes == 1 else 1)
+        parts = time_parts(cost.dense_tensors, shape, batch // world, config.train, threads)
     options = {name: plan_step(cost, shape, rates, world=world, nodes=cluster.nodes, batch=batch,
                                sharding=placement(name, cost, world), cache_bytes=cache,
-                               chunk_rows=config.data.chunk_rows, sparse=sparse)
+                               chunk_rows=config.data.chunk_rows, sparse=sparse, parts=parts)
                for name in (PLACEMENTS if world > 1 else PLACEMENTS[:1])}
     recommended, reason = _recommend(options, rates.device_memory)
     emb = config.train.embeddings

@@ -52,6 +52,7 @@ class Rates:
     gpu: bool
     calibrated: bool
     first_step_s: float = 0.0  # what a run's first step costs beyond the others (compiled code loaded, ...)
+    loop_s: float = 0.0  # what the training loop adds to each step (calibrated: cutting the batch, callbacks)
     op_s: float = 0.0  # per op a step dispatches (calibrated); 0: the per-layer and per-feature overheads instead
     conv_points: tuple[tuple[int, float], ...] = ()  # (width, FLOP/s) of convolutions; empty: the matmul rates
 
@@ -145,6 +146,7 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             base_bytes=float(profile["train_rss"] if processes_per_node == 1 else profile["base_rss"]),
             disk_bw=float(profile["disk_bw"]), overlap=0.5, gpu=False, calibrated=True,
             first_step_s=float(profile.get("first_step_s", 0.0)),
+            loop_s=float(profile.get("loop_s", 0.0)),
             conv_points=tuple((int(w), float(f)) for w, f in _near(profile["conv"], threads)) if "conv" in profile
             else ())
     if node.gpu is not None:

@@ -10,9 +10,11 @@ So a calibrated local plan times the model's own embedding step, as one training
         --SparseArch forward-->  (b, F, d)  --backward-->  row-wise Adagrad on the touched rows
                                                            (fused: inside the backward; else .grad, then step())
 
-on the real per-process batch ``b``, with the real features, ids per row (list features with several), distinct
-rows per feature and dimension, the distinct rows scattered over tables of the real sizes, so that they miss the
-cache as a run's rows do. With several processes on this machine the step is timed in that many processes at
+on the real per-process batch ``b`` and the real features, cycling through many mini-batches as an epoch does
+(the same batch again would find its rows in the cache): the training file's first chunk, encoded and shuffled,
+when the plan read it (its ids' repeats and popular rows as training meets them), else made-up batches with the
+measured or assumed ids per row (list features with several) and distinct rows, scattered over tables of the real
+sizes. With several processes on this machine the step is timed in that many processes at
 once, each exchanging its touched rows with the others as a rank does
 (:func:`~shoal.distributed.strategy.all_reduce_sparse_grad`: two gloo all-gathers, the union coalesced, then
 Adagrad): the collectives' waits for the slower rank and the ranks sharing the cores are in the figure (timed
@@ -24,6 +26,7 @@ counted, so that the planner's per-op overhead (:mod:`shoal.plan.ops`) does not 
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -43,6 +46,8 @@ from shoal.plan.ops import count_ops
 __all__ = ["MAX_TIMED_LLC", "SparseTime", "sparse_step", "time_sparse_steps"]
 
 MAX_TIMED_LLC = 8  # timed tables hold at most this many last-level caches (beyond it, every random row misses)
+POOL_BATCHES = 64  # distinct mini-batches a timed step cycles through ...
+POOL_BYTES = 64 << 20  # ... holding at most this many bytes of ids
 
 
 @dataclass(frozen=True)
@@ -88,16 +93,13 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
     per_row = dim * 4 + (8 if fused else 4)
     scale = min(1.0, max_bytes / max(sum(t.rows for t in tables) * per_row, 1))
     sizes = [max(int(t.rows * scale), 2) for t in tables]
-    gen = np.random.default_rng(seed)
-    feats = [_feature_ids(shape.ids_per_row[t.feature], shape.unique_fraction[t.feature], rows, n, gen)
-             for t, n in zip(tables, sizes, strict=True)]
+    pool = _pool(tables, shape, rows, sizes, seed)
     arch = SparseArch(sizes, dim)
     opt = RowWiseAdagrad([arch.bag.weight], lr=0.01)
     if fused:
         arch.fuse(opt)
-    batch = Batch(dense=np.zeros((rows, 0), np.float32), ids=[i for i, _ in feats], offsets=[o for _, o in feats],
-                  label=np.zeros(rows, np.float32), lines=np.arange(rows, dtype=np.int64))
-    cut = batch.slice(0, rows).inputs()
+    cut = pool[0].slice(0, rows).inputs()
+    turn = itertools.cycle(pool)
 
     def arch_step(inputs: tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]] = cut) -> None:
         _, ids, offsets = inputs
@@ -109,8 +111,32 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
             opt.zero_grad(set_to_none=True)
 
     def step() -> None:
-        arch_step(batch.slice(0, rows).inputs())
+        arch_step(next(turn).slice(0, rows).inputs())
     return step, arch_step
+
+
+def _pool(tables: list[TableCost], shape: InputShape, rows: int, sizes: list[int], seed: int) -> list[Batch]:
+    """Mini-batches of ``rows`` rows of ``tables`` (``sizes`` rows each) for a timed step to cycle through: the
+    sampled first chunk shuffled (ids folded into a shrunk table), else made-up batches (:func:`_feature_ids`)."""
+    gen = np.random.default_rng(seed)
+    ids_bytes = 8 * rows * sum(max(shape.ids_per_row[t.feature], 1.0) for t in tables)
+    count = max(1, min(POOL_BATCHES, int(POOL_BYTES // max(ids_bytes, 1.0))))
+    dense, label = np.zeros((rows, 0), np.float32), np.zeros(rows, np.float32)
+    lines = np.arange(rows, dtype=np.int64)
+    sample, pool = shape.sample, []
+    if sample is not None and len(sample) >= rows:
+        shuffled = sample.take(gen.permutation(len(sample)))
+        for start in range(0, min(len(sample) - rows, (count - 1) * rows) + 1, rows):
+            part = shuffled.slice(start, start + rows)
+            ids = [part.ids[t.feature] % n if n < t.rows else part.ids[t.feature]
+                   for t, n in zip(tables, sizes, strict=True)]
+            pool.append(Batch(dense, ids, [part.offsets[t.feature] for t in tables], label, lines))
+        return pool
+    for _ in range(count):
+        feats = [_feature_ids(shape.ids_per_row[t.feature], shape.unique_fraction[t.feature], rows, n, gen)
+                 for t, n in zip(tables, sizes, strict=True)]
+        pool.append(Batch(dense, [i for i, _ in feats], [o for _, o in feats], label, lines))
+    return pool
 
 
 def _groups(cost: ModelCost) -> list[list[TableCost]]:

@@ -2,15 +2,18 @@
 
 A step of W processes (global batch B, b = B / W rows each) is, on each process::
 
-    overhead   the Python loop, autograd and the optimizers' calls: calibrated, step + ops x op (the ops the step
-               dispatches, :mod:`shoal.plan.ops`); from a cluster file, step + layers x layer + features x feature
-    input      the mini-batch cut from the cached rows: encoded bytes x 3 / memory bandwidth
+    overhead   the Python loop, autograd and the optimizers' calls: calibrated, step + loop + ops x op (the ops
+               the step dispatches, :mod:`shoal.plan.ops`); from a cluster file, step + layers x layer + features
+               x feature
+    input      the mini-batch's share of its chunk's shuffle: encoded bytes x 3 / memory bandwidth, or timed
+               (calibrated, :mod:`shoal.plan.measured`)
     forward    each layer: its FLOPs / the FLOP/s reached at its width; elementwise layers: bytes / bandwidth
     embeddings lookups, gradient sums and the row-wise Adagrad update of the distinct rows touched, at the rates
                of a table as large as all of them with their accumulators (one weight holds every table, and a
                step's random rows range over all of it)
     backward   each layer's backward FLOPs (2 x forward)
-    Adam       28 bytes per dense parameter (read p, g, m, v; write p, m, v) / memory bandwidth
+    Adam       28 bytes per dense parameter (read p, g, m, v; write p, m, v) / memory bandwidth, or timed on the
+               model's own parameter sizes (calibrated, :mod:`shoal.plan.measured`)
     all-reduce the dense gradients (DDP, ring), overlapped with the backward up to ``overlap``
     sparse     native tables: the touched rows' gradients all-gathered (W > 1);
                TorchRec: ids and pooled embeddings all-to-all, forward and backward (:mod:`shoal.plan.sharding`)
@@ -31,6 +34,7 @@ from typing import Any
 from shoal.plan.comm import all_gather_s, all_reduce_bytes, all_reduce_s
 from shoal.plan.cost import ModelCost
 from shoal.plan.inputs import InputShape
+from shoal.plan.measured import MeasuredParts
 from shoal.plan.rates import Rates
 from shoal.plan.sharding import ShardingOption
 from shoal.plan.sparse_step import SparseTime
@@ -101,10 +105,11 @@ class StepPlan:
 
 def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, nodes: int, batch: int,
               sharding: ShardingOption, cache_bytes: float, chunk_rows: int,
-              sparse: SparseTime | None = None) -> StepPlan:
+              sparse: SparseTime | None = None, parts: MeasuredParts | None = None) -> StepPlan:
     """The step of one of ``world`` processes (``nodes`` nodes) at global ``batch``, tables placed as
     ``sharding`` says; ``cache_bytes``: the encoded rows this process keeps in memory; ``sparse``: the model's own
-    embedding step timed on this machine (:mod:`shoal.plan.sparse_step`), used for the native tables."""
+    embedding step timed on this machine (:mod:`shoal.plan.sparse_step`), used for the native tables; ``parts``:
+    the input and Adam timed on this machine (:mod:`shoal.plan.measured`)."""
     b = batch // world
     fused = world == 1 and not rates.gpu and sharding.name == "data_parallel"
     if sparse is not None and (sharding.name != "data_parallel" or sparse.fused != fused or not cost.tables):
@@ -117,10 +122,11 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         compute.append(Phase(name, "compute", t, seconds, kind))
         t += seconds
 
-    ops = max(cost.ops.get("fused" if fused else "unfused", 0) - (sparse.ops if sparse else 0), 0)
-    add(f"overhead ({ops} ops)" if rates.op_s > 0 and ops else "overhead", _overhead_s(cost, rates, fused, sparse),
+    timed_ops = (sparse.ops if sparse else 0) + (parts.adam_ops if parts else 0)  # their time holds their ops
+    ops = max(cost.ops.get("fused" if fused else "unfused", 0) - timed_ops, 0)
+    add(f"overhead ({ops} ops)" if rates.op_s > 0 and ops else "overhead", _overhead_s(cost, rates, fused, timed_ops),
         "overhead")
-    add("input", rates.memory_s(3 * shape.encoded_bytes_per_row * b), "input")
+    add("input", parts.input_s if parts else rates.memory_s(3 * shape.encoded_bytes_per_row * b), "input")
 
     def layer_s(flops: float, layer_kind: str, width: int, act_bytes: float) -> float:
         if layer_kind == "elementwise":
@@ -179,7 +185,8 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
             union = min(sum(tc.unique for tc in cost.tables) * b * world, sum(tc.rows for tc in cost.tables))
             add("coalesce + Adagrad (all ranks' rows)",
                 rates.embedding_s(0, union - rows, dim, _footprint(cost, fused=False), fused=False), "embedding")
-    add("Adam (dense)", rates.memory_s(ADAM_BYTES_PER_PARAM * cost.dense_params), "optimizer")
+    add("Adam (dense)", parts.adam_s if parts else rates.memory_s(ADAM_BYTES_PER_PARAM * cost.dense_params),
+        "optimizer")
 
     memory = _memory(cost, shape, rates, world, b, sharding, fused, cache_bytes, chunk_rows)
     comm = {"all_reduce": all_reduce_bytes(dense_bytes, world), "sparse_all_gather": gather_bytes * (world - 1),
@@ -189,12 +196,12 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
                     layer_seconds=[(n, f + fb, s + sb) for (n, f, s), (_, fb, sb) in zip(fwd, bwd, strict=True)])
 
 
-def _overhead_s(cost: ModelCost, rates: Rates, fused: bool, sparse: SparseTime | None) -> float:
-    """A step's fixed cost: per op dispatched where calibrated (less the timed embedding step's ops, whose time
-    holds them), else per layer and embedding feature."""
+def _overhead_s(cost: ModelCost, rates: Rates, fused: bool, timed_ops: int) -> float:
+    """A step's fixed cost: per op dispatched where calibrated (less the ``timed_ops`` of the parts timed whole,
+    whose time holds them), else per layer and embedding feature."""
     ops = cost.ops.get("fused" if fused else "unfused")
     if rates.op_s > 0 and ops:
-        return rates.step_s + rates.op_s * max(ops - (sparse.ops if sparse else 0), 0)
+        return rates.step_s + rates.loop_s + rates.op_s * max(ops - timed_ops, 0)
     layers_run = [la for la in cost.layers if la.kind != "elementwise"]
     return rates.step_s + rates.layer_s * len(layers_run) + rates.feature_s * cost.features
 

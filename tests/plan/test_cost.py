@@ -38,6 +38,22 @@ def test_dlrm_cost_follows_its_shapes() -> None:
     assert cost.dense_params == dense
     assert cost.table_params == 3 * 1000 * 8
     assert [(t.rows, t.dim, t.lookups) for t in cost.tables] == [(1000, 8, 1.0)] * 3
+    assert sum(cost.dense_tensors) == dense  # the sizes Adam steps, one a tensor
+    assert len(cost.dense_tensors) == sum(1 for n, _ in model.named_parameters() if "sparse_arch" not in n)
+
+
+def test_an_mlp_first_layer_passes_its_gradient_to_the_embeddings() -> None:
+    """The MLP's first Linear reads the dense values and the embeddings: its backward computes the input gradient
+    (for the tables) as well as the weight's, 2 x its forward; a Linear on data alone only the weight's."""
+    cfg = run_config({"name": "mlp", "embedding_dim": 4, "hidden": [16]}, sparse=3, buckets=100)
+    cost = model_cost(cfg, input_shape(cfg, 64))
+    first = next(la for la in cost.layers if la.kind == "linear")
+    assert first.fwd_flops == linear_flops(4 + 3 * 4, 16)
+    assert first.bwd_flops == 2 * first.fwd_flops
+    dense_only = model_cost(run_config({"name": "mlp", "hidden": [16]}, sparse=0), input_shape(
+        run_config({"name": "mlp", "hidden": [16]}, sparse=0), 64))
+    first = next(la for la in dense_only.layers if la.kind == "linear")
+    assert first.bwd_flops == first.fwd_flops
 
 
 def test_bytecnn_counts_its_convolutions() -> None:
@@ -51,3 +67,15 @@ def test_bytecnn_counts_its_convolutions() -> None:
     assert convs[0].fwd_flops == conv1d_flops(8, 16, 3, length)
     assert convs[1].fwd_flops == conv1d_flops(16, 16, 3, length // 2)
     assert convs[0].params == sum(p.numel() for p in nn.Conv1d(8, 16, 3).parameters())
+
+
+def test_dcn_v2_counts_its_cross_layers() -> None:
+    """A full-rank cross layer is a Linear(D, D) and an elementwise product with x0 plus the residual."""
+    cfg = run_config({"name": "dcn_v2", "embedding_dim": 4, "cross_layers": 2, "hidden": [8]}, sparse=3,
+                     buckets=100)
+    cost = model_cost(cfg, input_shape(cfg, 64))
+    width = 4 + 3 * 4  # 2 dense values + 2 missing flags, 3 embeddings of 4
+    crosses = [la for la in cost.layers if la.name.startswith("cross") and la.kind == "linear"]
+    assert [la.fwd_flops for la in crosses] == [linear_flops(width, width)] * 2
+    products = [la for la in cost.layers if la.kind == "elementwise" and la.name.startswith("cross")]
+    assert len(products) == 2 and all(la.fwd_flops == 3 * width for la in products)

@@ -68,3 +68,26 @@ def test_with_two_processes_the_ranks_are_timed_together_with_their_row_exchange
     alone = plan_step(cost, shape, rates, world=2, nodes=1, batch=64, sharding=placement("data_parallel", cost, 2),
                       cache_bytes=0, chunk_rows=64, sparse=replace(timed, world=1))
     assert "all-gather (sparse rows)" in {p.name for p in alone.phases}
+
+
+def test_the_timed_step_cycles_through_the_sampled_rows() -> None:
+    """A timed step must not take the same batch again (its rows would stay in the cache): it cycles through
+    mini-batches of the training file's first chunk when the plan read it, else through made-up ones."""
+    from shoal.data.batch import Batch
+    from shoal.plan.sparse_step import _pool
+
+    cfg = run_config({"name": "logistic"}, sparse=2, buckets=500, batch=64)
+    shape = input_shape(cfg, 64)
+    cost = model_cost(cfg, shape)
+    made_up = _pool(cost.tables, shape, 32, [t.rows for t in cost.tables], seed=0)
+    assert len(made_up) > 1 and not np.array_equal(made_up[0].ids[0], made_up[1].ids[0])
+    gen = np.random.default_rng(1)
+    ids = [gen.integers(1, 500, 200), gen.integers(1, 500, 200)]
+    sample = Batch(dense=np.zeros((200, 4), np.float32), ids=ids, offsets=[np.arange(201)] * 2,
+                   label=np.zeros(200, np.float32), lines=np.arange(200))
+    sampled = _pool(cost.tables, replace(shape, sample=sample), 32, [500, 100], seed=0)
+    assert len(sampled) == 200 // 32
+    rows = np.concatenate([b.ids[0] for b in sampled])
+    assert len(np.unique(rows)) > 100  # distinct rows across the batches, as an epoch meets them
+    assert set(rows) <= set(ids[0].tolist())
+    assert (np.concatenate([b.ids[1] for b in sampled]) < 100).all()  # folded into the shrunk table

@@ -1,0 +1,79 @@
+"""Two parts of a step that their bytes do not price, timed on this machine for a calibrated plan.
+
+* **input**: the loop shuffles each cached chunk once an epoch (:meth:`~shoal.data.batch.Batch.take`, a gather of
+  every dense value and, per jagged feature, of its rows' id runs) and cuts its mini-batches as views; a step pays
+  its rows' share of that gather. Priced as bytes it looks free (3 x the encoded bytes / memory bandwidth), but the
+  gather walks each feature's ids in Python-sized pieces: timed on the training file's first chunk (or made-up
+  rows of the same shape), it is ten times that.
+* **Adam**: one step of ``torch.optim.Adam`` over tensors of the model's own dense parameter sizes. On a CPU
+  the single-tensor implementation runs a dozen elementwise ops a tensor, each waking the thread pool once the
+  tensor is large enough to split, so the step costs far more than its 28 bytes a parameter (e.g. 1.3 ms instead
+  of 0.09 ms for a 143k-parameter MLP on 2 cores). Its ops are counted, so that the per-op overhead
+  (:mod:`shoal.plan.ops`) does not count them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shoal.config import TrainConfig
+from shoal.data.batch import Batch
+from shoal.plan.calibrate import median_seconds
+from shoal.plan.inputs import InputShape
+from shoal.plan.ops import count_ops
+from shoal.plan.sparse_step import _feature_ids
+
+__all__ = ["MeasuredParts", "time_parts"]
+
+MADE_UP_ROWS = 8192  # rows of the made-up chunk whose shuffle is timed when no data was read
+
+
+@dataclass(frozen=True)
+class MeasuredParts:
+    """Seconds a step of ``rows`` rows pays for its share of the chunk's shuffle, and for the dense Adam step (and
+    the ops of that step)."""
+
+    input_s: float
+    adam_s: float
+    adam_ops: int
+
+
+def _chunk(shape: InputShape) -> Batch:
+    """The rows whose shuffle is timed: the sampled first chunk, else made-up rows of ``shape``."""
+    if shape.sample is not None:
+        return shape.sample
+    gen, rows = np.random.default_rng(0), MADE_UP_ROWS
+    ids, offsets = [], []
+    for k, per_row in enumerate(shape.ids_per_row):
+        mean = shape.seq_len if k in shape.sequences else per_row
+        i, o = _feature_ids(mean, shape.unique_fraction[k], rows, max(shape.buckets[k], 2), gen)
+        ids.append(i)
+        offsets.append(o)
+    return Batch(dense=gen.random((rows, shape.dense_dim), dtype=np.float32), ids=ids, offsets=offsets,
+                 label=np.zeros(rows, np.float32), lines=np.arange(rows, dtype=np.int64))
+
+
+def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: TrainConfig, threads: int,
+               seconds: float = 0.2) -> MeasuredParts:
+    """Time the input and Adam parts of a step of ``rows`` rows (see the module docstring) with ``threads``."""
+    chunk = _chunk(shape)
+    order = np.random.default_rng(0).permutation(len(chunk))
+    input_s = median_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        params = [torch.zeros(n, requires_grad=True) for n in dense_tensors]
+        if not params:
+            return MeasuredParts(input_s, 0.0, 0)
+        gen = torch.Generator().manual_seed(0)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+        adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers makes it
+        adam_ops = count_ops(adam.step)
+        adam_s = median_seconds(adam.step, seconds)
+    finally:
+        torch.set_num_threads(saved)
+    return MeasuredParts(input_s, adam_s, adam_ops)
