@@ -33,6 +33,8 @@ def test_named_student_halves_each_media_cnn() -> None:
     assert (picture.widths, picture.blocks) == ([4, 8], 1)
     assert picture.augment and not picture.flip and picture.size == (8, 8)  # the rest as the teacher reads it
     assert (sound.widths, sound.blocks) == ([8, 4, 3], 1)  # at least 4 channels, never more than the teacher's
+    # and a cheaper spectrogram: a DFT of half the points, frames that do not overlap, half the bands
+    assert (sound.window_ms, sound.hop_ms, sound.n_mels) == (12.5, 12.5, 20)
     assert shop.kind == "sparse" and cfg.model.name == "mlp"
 
 
@@ -40,6 +42,10 @@ def test_smaller_media_keeps_other_options() -> None:
     f = {"name": "p", "kind": "image", "widths": [32, 64, 128], "blocks": 2, "size": [28, 28]}
     assert smaller_media(f) == {**f, "widths": [16, 32, 64], "blocks": 1}
     assert f["widths"] == [32, 64, 128]  # the teacher's config is not changed
+    sound = {"name": "s", "kind": "audio", "widths": [8], "blocks": 1, "window_ms": 30.0, "hop_ms": 20.0,
+             "n_mels": 24, "sample_rate": 16000}
+    # the hop never shorter than the teacher's, at least 16 bands
+    assert smaller_media(sound) == {**sound, "widths": [4], "window_ms": 15.0, "hop_ms": 20.0, "n_mels": 16}
 
 
 def test_student_config_file_keeps_its_own_media_cnn() -> None:
