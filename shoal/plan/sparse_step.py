@@ -17,8 +17,10 @@ measured or assumed ids per row (list features with several) and distinct rows, 
 sizes. With several processes on this machine the step is timed in that many processes at
 once, each exchanging its touched rows with the others as a rank does
 (:func:`~shoal.distributed.strategy.all_reduce_sparse_grad`: two gloo all-gathers, the union coalesced, then
-Adagrad): the collectives' waits for the slower rank and the ranks sharing the cores are in the figure (timed
-alone, one rank's step with idle collectives was 2.8x too fast for a two-process logistic model). Tables over
+Adagrad) and all-reducing gradients of the model's dense parameter sizes through DDP during the backward, as
+the trainer's DDP wrapper does: the collectives' waits for the slower rank and the ranks sharing the cores are in
+the figure (timed alone, one rank's step with idle collectives was 2.8x too fast for a two-process logistic
+model; without DDP's all-reduce, the ranks' step was still 1.5x too fast). Tables over
 :data:`MAX_TIMED_LLC` x the last-level cache are shrunk to that (a random row misses the cache either way; a
 10M-row table is never allocated). The forward and backward's ``aten`` ops are
 counted, so that the planner's per-op overhead (:mod:`shoal.plan.ops`) does not count them again.
@@ -59,6 +61,7 @@ class SparseTime:
     ops: int
     fused: bool
     world: int = 1  # > 1: timed in that many processes, the touched rows' exchange included
+    dense_all_reduce: bool = False  # the dense gradients' DDP all-reduce is in ``seconds`` (timed ranks)
 
 
 def _feature_ids(ids_per_row: float, unique: float, rows: int, table_rows: int,
@@ -167,27 +170,42 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
     finally:
         torch.set_num_threads(saved)
     if world > 1:
-        total_s = _time_ranks(groups, shape, rows, world, threads, MAX_TIMED_LLC * llc_bytes, seconds)
-    return SparseTime(total_s, ops, fused, world)
+        total_s = _time_ranks(groups, shape, rows, world, threads, MAX_TIMED_LLC * llc_bytes, seconds,
+                              cost.dense_tensors)
+    return SparseTime(total_s, ops, fused, world, dense_all_reduce=world > 1 and bool(cost.dense_tensors))
 
 
 def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, world: int, threads: int,
-                max_bytes: float, seconds: float) -> float:
-    """Seconds of one rank's embedding steps with the row exchange, ``world`` processes (gloo on loopback) taking
-    them at once: the slowest rank's median."""
+                max_bytes: float, seconds: float, dense_tensors: list[int]) -> float:
+    """Seconds of one rank's embedding steps with the row exchange and DDP's all-reduce of gradients of
+    ``dense_tensors`` sizes, ``world`` processes (gloo on loopback) taking them at once: the slowest rank's
+    median."""
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "ranks.json")
-        mp.start_processes(_rank, args=(world, _free_port(), groups, shape, rows, threads, max_bytes, seconds, out),
-                           nprocs=world, join=True, start_method="spawn")
+        mp.start_processes(_rank, args=(world, _free_port(), groups, shape, rows, threads, max_bytes, seconds,
+                                        dense_tensors, out), nprocs=world, join=True, start_method="spawn")
         return float(json.loads(Path(out).read_text(encoding="utf-8"))["seconds"])
 
 
+class _DenseGrads(torch.nn.Module):
+    """Parameters of the model's dense sizes whose gradients a backward produces (full size, as a layer's), for
+    DDP to all-reduce; their compute is the plan's dense phases, not timed here."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        self.weights = torch.nn.ParameterList(torch.nn.Parameter(torch.zeros(n)) for n in sizes)
+
+    def forward(self) -> torch.Tensor:
+        return torch.stack([w[0] for w in self.weights]).sum()
+
+
 def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape: InputShape, rows: int,
-          threads: int, max_bytes: float, seconds: float, out: str) -> None:
-    """One of ``world`` processes: its embedding steps, each followed by the trainer's row exchange, timed over the
-    same number of calls on every rank (a time limit could differ and leave a rank waiting in a collective)."""
+          threads: int, max_bytes: float, seconds: float, dense_tensors: list[int], out: str) -> None:
+    """One of ``world`` processes: its embedding steps, the dense gradients all-reduced by DDP during the backward
+    and each followed by the trainer's row exchange, timed over the same number of calls on every rank (a time
+    limit could differ and leave a rank waiting in a collective)."""
     import torch.distributed as dist
 
     from shoal.distributed.context import RankContext
@@ -198,8 +216,13 @@ def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape
     ctx = RankContext(rank, world, rank, torch.device("cpu"), dist.new_group(backend="gloo"))
     steps = [sparse_step(tables, shape, rows, False, max_bytes, seed=rank,
                          exchange=lambda w: all_reduce_sparse_grad(w, ctx))[0] for tables in groups]
+    dense = (torch.nn.parallel.DistributedDataParallel(_DenseGrads(dense_tensors)) if dense_tensors
+             else None)
 
     def step() -> None:
+        if dense is not None:
+            dense().backward()  # DDP's hooks all-reduce the gradients, as the trainer's wrapper does
+            dense.zero_grad(set_to_none=True)
         for s in steps:
             s()
 

@@ -14,7 +14,8 @@ A step of W processes (global batch B, b = B / W rows each) is, on each process:
     backward   each layer's backward FLOPs (2 x forward)
     Adam       28 bytes per dense parameter (read p, g, m, v; write p, m, v) / memory bandwidth, or timed on the
                model's own parameter sizes (calibrated, :mod:`shoal.plan.measured`)
-    all-reduce the dense gradients (DDP, ring), overlapped with the backward up to ``overlap``
+    all-reduce the dense gradients (DDP, ring), overlapped with the backward up to ``overlap`` (with the ranks
+               timed together on this machine: in their timed step)
     sparse     native tables: the touched rows' gradients all-gathered (W > 1);
                TorchRec: ids and pooled embeddings all-to-all, forward and backward (:mod:`shoal.plan.sharding`)
 
@@ -159,8 +160,9 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     if comm_bwd > 0:
         add("all-to-all (gradients)", comm_bwd, "comm")
     if cost.tables:
-        add("embedding backward + row exchange + Adagrad" if sparse is not None and sparse.world > 1
-            else "embedding backward + Adagrad", emb_s * (1 - fwd_share), "embedding")
+        add("embedding backward + row exchange + Adagrad" + (" + dense all-reduce" if sparse.dense_all_reduce else "")
+            if sparse is not None and sparse.world > 1 else "embedding backward + Adagrad", emb_s * (1 - fwd_share),
+            "embedding")
 
     # the dense gradients' all-reduce, started as the backward produces them (DDP buckets)
     link = rates.link(nodes)
@@ -169,6 +171,8 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     network = [Phase("all-reduce (dense grads)", "network", backward_start, ar, "comm")] if ar > 0 else []
     hidden = min(ar, rates.overlap * backward_dense)
     exposed = ar - hidden
+    if sparse is not None and sparse.world > 1 and sparse.dense_all_reduce:  # in the ranks' timed step (emb_s)
+        exposed, network = 0.0, []
     if exposed > 0:
         add("all-reduce (exposed)", exposed, "comm")
     # the native tables' touched rows, all-gathered once the backward has accumulated them

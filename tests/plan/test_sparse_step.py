@@ -57,13 +57,15 @@ def test_with_two_processes_the_ranks_are_timed_together_with_their_row_exchange
     cost = model_cost(cfg, shape)
     timed = time_sparse_steps(cost, shape, 32, fused=False, threads=1, llc_bytes=1 << 20, seconds=0.02, world=2)
     assert timed is not None and timed.world == 2 and timed.seconds > 0 and not timed.fused
+    assert timed.dense_all_reduce  # DDP all-reduced gradients of the model's dense sizes in the timed step
     rates = replace(rates_for(load_cluster(CPU), 2), op_s=1e-6, step_s=0.0)
     step = plan_step(cost, shape, rates, world=2, nodes=1, batch=64, sharding=placement("data_parallel", cost, 2),
                      cache_bytes=0, chunk_rows=64, sparse=timed)
     phases = {p.name: p.seconds for p in step.phases}
     assert "all-gather (sparse rows)" not in phases and "coalesce + Adagrad (all ranks' rows)" not in phases
-    assert phases["embedding lookups"] + phases["embedding backward + row exchange + Adagrad"] == pytest.approx(
-        timed.seconds)
+    assert "all-reduce (exposed)" not in phases and step.comm_bytes["all_reduce"] > 0  # timed, still reported
+    assert phases["embedding lookups"] + phases["embedding backward + row exchange + Adagrad + dense all-reduce"] \
+        == pytest.approx(timed.seconds)
     assert step.comm_bytes["sparse_all_gather"] > 0  # the volume is still reported
     alone = plan_step(cost, shape, rates, world=2, nodes=1, batch=64, sharding=placement("data_parallel", cost, 2),
                       cache_bytes=0, chunk_rows=64, sparse=replace(timed, world=1))
