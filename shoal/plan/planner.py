@@ -21,9 +21,11 @@ from shoal.plan.rates import Rates, rates_for
 from shoal.plan.serving import ServingPlan, measure_serving, predict_serving
 from shoal.plan.sharding import PLACEMENTS, placement
 from shoal.plan.sparse_step import time_sparse_steps
-from shoal.plan.step import StepPlan, epoch_seconds, plan_step
+from shoal.plan.step import StepPlan, checkpoint_in_epoch, epoch_seconds, plan_step
 
 __all__ = ["Plan", "make_plan"]
+
+LARGE_CHECKPOINT = 256 * 2**20  # bytes: a checkpoint whose write speed the calibration's probe may not tell
 
 
 @dataclass
@@ -129,9 +131,13 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     in_use = (emb.sharding if emb.backend == "torchrec" else "data_parallel") if world > 1 else "data_parallel"
     step = options[in_use]
     checkpoint = cost.table_params * 4 + 4 * sum(t.rows for t in cost.tables) + 12 * cost.dense_params
+    notes = list(shape.notes)
     if train_rows:
         step.epoch_s = epoch_seconds(step, train_rows, checkpoint, rates)
-    notes = list(shape.notes)
+        if checkpoint > LARGE_CHECKPOINT and checkpoint_in_epoch(step, train_rows):
+            notes.append(f"the epoch-end checkpoint ({checkpoint / 2**30:.2f} GiB) is priced at "
+                         f"{rates.disk_bw / 1e9:.2f} GB/s, a small write's speed; a disk (or a VM's) may write "
+                         "gigabytes far slower (here 1.7 GB took ~10 s at times)")
     policy = None if profile is None else str(profile.get("omp_wait_policy", "")).upper()
     if policy is not None and policy != TRAINING_OMP_WAIT_POLICY:
         notes.append(f"calibrated with OMP_WAIT_POLICY={policy or 'unset'} (spinning threads), training sleeps them "

@@ -235,11 +235,16 @@ def _memory(cost: ModelCost, shape: InputShape, rates: Rates, world: int, b: int
     }
 
 
+def checkpoint_in_epoch(step: StepPlan, rows: int) -> bool:
+    """Whether an epoch of ``rows`` rows ends with a checkpoint: always with several processes; with one, when the
+    epoch is longer than the checkpoint interval."""
+    return step.world > 1 or math.ceil(rows / step.batch) * step.step_s >= CHECKPOINT_EVERY_EPOCH_S
+
+
 def epoch_seconds(step: StepPlan, rows: int, checkpoint_bytes: float, rates: Rates) -> float:
-    """Seconds of one epoch of ``rows`` rows: its steps, and the epoch-end checkpoint where one is written (every
-    epoch with several processes; with one, when the epoch is longer than the checkpoint interval)."""
-    steps = math.ceil(rows / step.batch)
-    train = steps * step.step_s + rates.first_step_s
-    if step.world > 1 or train >= CHECKPOINT_EVERY_EPOCH_S:
+    """Seconds of one epoch of ``rows`` rows: its steps, and the epoch-end checkpoint where one is written
+    (:func:`checkpoint_in_epoch`)."""
+    train = math.ceil(rows / step.batch) * step.step_s + rates.first_step_s
+    if checkpoint_in_epoch(step, rows):
         train += checkpoint_bytes / rates.disk_bw
     return train

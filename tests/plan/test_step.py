@@ -61,3 +61,14 @@ def test_gpu_cluster_uses_the_datasheet() -> None:
     p = make_plan(cfg, gpu, rows=1_000_000, read_data=False)
     assert p.step.world == 8 and p.device_memory == 80 * 2**30
     assert p.epoch_cost == pytest.approx(p.epoch_s / 3600 * 10.0)  # type: ignore[operator]
+
+
+def test_a_large_epoch_end_checkpoint_is_said_to_be_a_guess() -> None:
+    """With several processes every epoch ends with a checkpoint; one of gigabytes is priced at the disk rate of a
+    small write, which a disk may not keep up: the plan says so; a small one is not mentioned."""
+    big = run_config({"name": "mlp", "embedding_dim": 64, "hidden": [16]}, sparse=2, buckets=2_000_000, batch=1024)
+    small = run_config({"name": "mlp", "embedding_dim": 8, "hidden": [16]}, sparse=2, buckets=1000, batch=1024)
+    big_plan = make_plan(big, CLUSTER, nproc=2, rows=100_000, read_data=False)
+    assert any("epoch-end checkpoint" in n for n in big_plan.notes)
+    assert not any("epoch-end checkpoint" in n for n in make_plan(small, CLUSTER, nproc=2, rows=100_000,
+                                                                   read_data=False).notes)
