@@ -72,12 +72,14 @@ class LogMel(nn.Module):
             raise ValueError(f"win_length {win_length} is longer than n_fft {n_fft}")
         self.n_fft = n_fft
         self.hop_length = hop_length
-        window = np.zeros(n_fft)
         left = (n_fft - win_length) // 2  # torch.stft centres a shorter window in the FFT frame
-        window[left:left + win_length] = np.hanning(win_length + 1)[:-1]  # periodic Hann, as torch.hann_window
+        # the frame's samples outside the window weigh 0: the kernel is the window's taps alone (a DFT of n_fft
+        # points over win_length samples), and the signal's padding shrinks by as much on each side
+        self.pads = (n_fft // 2 - left, n_fft // 2 - (n_fft - left - win_length))
+        window = np.hanning(win_length + 1)[:-1]  # periodic Hann, as torch.hann_window
         k = np.arange(n_fft // 2 + 1)[:, None]  # (F, 1) frequency bins
-        angle = 2 * np.pi * k * np.arange(n_fft)[None] / n_fft  # (F, N)
-        basis = np.concatenate([np.cos(angle), np.sin(angle)]) * window  # (2F, N): real, then imaginary parts
+        angle = 2 * np.pi * k * np.arange(left, left + win_length)[None] / n_fft  # (F, win_length)
+        basis = np.concatenate([np.cos(angle), np.sin(angle)]) * window  # (2F, win): real, then imaginary parts
         self.basis: torch.Tensor
         self.filterbank: torch.Tensor
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)).unsqueeze(1), persistent=False)
@@ -85,8 +87,7 @@ class LogMel(nn.Module):
                              persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        pad = self.n_fft // 2
-        x = F.pad(wave.unsqueeze(1), (pad, pad))  # (B, 1, S + n_fft): frames centred on their sample
+        x = F.pad(wave.unsqueeze(1), self.pads)  # (B, 1, S + n_fft - (n_fft - win)): frames centred on their sample
         spec = F.conv1d(x, self.basis, stride=self.hop_length)  # (B, 2F, T): real and imaginary parts
         b, _, t = spec.shape
         power = spec.reshape(b, 2, -1, t).square().sum(dim=1)  # (B, 2, F, T) -> (B, F, T) = re^2 + im^2

@@ -31,7 +31,8 @@ An audio feature ``NAME`` takes::
                                   with silence
 
 and the graph computes the log-mel spectrogram of :class:`~shoal.data.logmel.LogMel`: zero padding of
-``n_fft / 2`` at both ends, the windowed DFT as a strided ``Conv`` (the module's own basis), ``re^2 + im^2``, the
+``n_fft / 2`` at both ends less the frame's samples outside the window (``LogMel.pads``), the windowed DFT as a
+strided ``Conv`` over the window's taps alone (the module's own basis), ``re^2 + im^2``, the
 mel filterbank as a ``MatMul``, ``Log(mel + 1e-6)``. Float32 convolutions sum in another order than PyTorch's, so
 the spectrogram is close, not equal: within :data:`LOGMEL_TOLERANCE` in log units (the difference is float32
 rounding of the DFT sums, largest in bands near the 1e-6 floor; on the linear mel power it is ~2e-6 of the frame's
@@ -252,11 +253,11 @@ def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
     index = g.unsqueeze(g.op("Range", [g.i64(0), g.dim(wave_in, 1), g.i64(1)]), 0)  # (1, S)
     kept = g.op("Where", [g.op("Less", [index, g.unsqueeze(lengths, 1)]), wave_in, g.const(0.0, np.float32)])
     cut = g.slice(kept, 0, col.samples, axis=1)  # (N, min(S, samples))
-    pad = logmel.n_fft // 2
+    left, right = logmel.pads  # the window's taps alone: the frame's zero-weight samples are not padded for
     short = g.op("Sub", [g.i64(col.samples), g.dim(cut, 1)])  # silence to add at the end
-    pads = g.op("Concat", [g.i64([0, pad, 0]), g.unsqueeze(g.op("Add", [short, g.i64(pad)]), 0)], axis=0)
-    x = g.unsqueeze(g.op("Pad", [cut, pads]), 1)  # (N, 1, samples + n_fft): frames centred on their sample
-    basis = logmel.basis.numpy()  # (2F, 1, n_fft): the windowed DFT's real, then imaginary parts
+    pads = g.op("Concat", [g.i64([0, left, 0]), g.unsqueeze(g.op("Add", [short, g.i64(right)]), 0)], axis=0)
+    x = g.unsqueeze(g.op("Pad", [cut, pads]), 1)  # (N, 1, samples + left + right): frames centred on their sample
+    basis = logmel.basis.numpy()  # (2F, 1, win_length): the windowed DFT's real, then imaginary parts
     spec = g.op("Conv", [x, g.const(basis, np.float32, "dft")], strides=[logmel.hop_length])  # (N, 2F, T)
     bins = basis.shape[0] // 2
     re, im = g.slice(spec, 0, bins, axis=1), g.slice(spec, bins, 2 * bins, axis=1)  # (N, F, T) each
