@@ -53,7 +53,8 @@ import torch
 
 from shoal.plan.ops import count_ops, training_step
 
-__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "load_profile", "median_seconds", "profile_path"]
+__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "call_seconds", "load_profile", "mean_seconds",
+           "median_seconds", "profile_path"]
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ def load_profile(home: Path) -> dict[str, Any]:
     return profile
 
 
-def median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
-    """The median seconds of a call of ``fn`` over ``seconds`` of calls (at least ``min_calls``), after ``warmup``."""
+def call_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> list[float]:
+    """The seconds of each call of ``fn`` over ``seconds`` of calls (at least ``min_calls``, at most 1000), after
+    ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
@@ -93,7 +95,19 @@ def median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, mi
         times.append(time.perf_counter() - start)
         if len(times) >= 1000:
             break
-    return float(np.median(times))
+    return times
+
+
+def median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
+    """The median seconds of a call of ``fn`` (:func:`call_seconds`): a rate of this machine, robust to a slow
+    call."""
+    return float(np.median(call_seconds(fn, seconds, warmup, min_calls)))
+
+
+def mean_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
+    """The mean seconds of a call of ``fn`` (:func:`call_seconds`): what a run of such calls pays, the slow ones
+    too (a training run's rows/s is its rows over the sum of its steps)."""
+    return float(np.mean(call_seconds(fn, seconds, warmup, min_calls)))
 
 
 def _with_threads(threads: int, fn: Callable[[], Any]) -> Any:

@@ -1,4 +1,5 @@
-"""Two parts of a step that their bytes do not price, timed on this machine for a calibrated plan.
+"""Two parts of a step that their bytes do not price, timed on this machine for a calibrated plan (the mean of
+repeated calls, as a run pays them).
 
 * **input**: the loop shuffles each cached chunk once an epoch (:meth:`~shoal.data.batch.Batch.take`, a gather of
   every dense value and, per jagged feature, of its rows' id runs) and cuts its mini-batches as views; a step pays
@@ -21,7 +22,7 @@ import torch
 
 from shoal.config import TrainConfig
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import median_seconds
+from shoal.plan.calibrate import mean_seconds
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
 from shoal.plan.sparse_step import _feature_ids
@@ -61,7 +62,7 @@ def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: Tr
     """Time the input and Adam parts of a step of ``rows`` rows (see the module docstring) with ``threads``."""
     chunk = _chunk(shape)
     order = np.random.default_rng(0).permutation(len(chunk))
-    input_s = median_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
+    input_s = mean_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -73,7 +74,7 @@ def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: Tr
             p.grad = torch.randn(p.shape, generator=gen) * 1e-3
         adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers makes it
         adam_ops = count_ops(adam.step)
-        adam_s = median_seconds(adam.step, seconds)
+        adam_s = mean_seconds(adam.step, seconds)
     finally:
         torch.set_num_threads(saved)
     return MeasuredParts(input_s, adam_s, adam_ops)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import _free_port, median_seconds
+from shoal.plan.calibrate import _free_port, mean_seconds
 from shoal.plan.cost import ModelCost, TableCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
@@ -153,8 +153,9 @@ def _groups(cost: ModelCost) -> list[list[TableCost]]:
 def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool, threads: int, llc_bytes: float,
                       seconds: float = 0.3, world: int = 1) -> SparseTime | None:
     """The embedding steps of ``cost``'s tables (grouped by the SparseArch that holds them) on ``rows`` rows, with
-    ``threads`` threads: timed (the median of repeated calls) and their ops counted; None without tables.
-    ``world`` > 1 (unfused): timed in that many processes at once, each exchanging its rows as a rank does."""
+    ``threads`` threads: timed (the mean of repeated calls: a run pays its slow steps too) and their ops counted;
+    None without tables. ``world`` > 1 (unfused): timed in that many processes at once, each exchanging its rows as
+    a rank does."""
     groups = _groups(cost)
     if not groups:
         return None
@@ -165,7 +166,7 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
         for tables in groups:
             step, arch_step = sparse_step(tables, shape, rows, fused, MAX_TIMED_LLC * llc_bytes)
             if world == 1:
-                total_s += median_seconds(step, seconds)
+                total_s += mean_seconds(step, seconds)
             ops += count_ops(arch_step)
     finally:
         torch.set_num_threads(saved)
@@ -179,7 +180,7 @@ def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, wor
                 max_bytes: float, seconds: float, dense_tensors: list[int]) -> float:
     """Seconds of one rank's embedding steps with the row exchange and DDP's all-reduce of gradients of
     ``dense_tensors`` sizes, ``world`` processes (gloo on loopback) taking them at once: the slowest rank's
-    median."""
+    mean."""
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,8 +239,8 @@ def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    median = torch.tensor([float(np.median(times))], dtype=torch.float64)
-    dist.all_reduce(median, op=dist.ReduceOp.MAX)
+    mean = torch.tensor([float(np.mean(times))], dtype=torch.float64)
+    dist.all_reduce(mean, op=dist.ReduceOp.MAX)
     if rank == 0:
-        Path(out).write_text(json.dumps({"seconds": float(median)}), encoding="utf-8")
+        Path(out).write_text(json.dumps({"seconds": float(mean)}), encoding="utf-8")
     dist.destroy_process_group()
