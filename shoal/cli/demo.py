@@ -210,7 +210,6 @@ def serve_and_query(bundle_dir: Path, data: Path, home: Path, rows: int = 3,
                     timeout: float = 60.0) -> tuple[str, list[Exchange]]:
     """Serve ``bundle_dir`` with ``shoal serve``'s app on 127.0.0.1 (a free port), send it ``rows`` real rows of
     ``data``, one malformed request and a health check, then shut it down. Returns (backend, exchanges)."""
-    import socket
     import threading
     import urllib.error
     import urllib.request
@@ -218,12 +217,11 @@ def serve_and_query(bundle_dir: Path, data: Path, home: Path, rows: int = 3,
     import pyarrow.parquet as pq
     import uvicorn
 
+    from shoal.runtime.http_load import free_port
     from shoal.serving.app import ServeSettings, create_app
 
     app = create_app(bundle_dir, ServeSettings(), home)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="shoal-demo-server", daemon=True)
     thread.start()

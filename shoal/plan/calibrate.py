@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from shoal.config import TrainConfig
 from shoal.plan.ops import count_ops, training_step
+from shoal.runtime.http_load import free_port
 
 __all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "call_seconds", "load_profile", "mean_seconds",
            "median_seconds", "profile_path"]
@@ -207,17 +208,25 @@ def _embedding(threads: int, table_rows: dict[str, int], ids_per_step: int, seco
 
 
 def _tiny_step(layers: int, features: int) -> Callable[[], None]:
-    """A training step of a tiny model (batch 8: its FLOPs and bytes are negligible), as the trainer takes it."""
-    from shoal.config import MLPConfig, TrainConfig
+    """A training step of a tiny MLP (``layers`` layers, ``features`` tables) on 8 rows, as the trainer takes it."""
+    from shoal.config import MLPConfig
     from shoal.models import build
-    from shoal.training.loop import training_loss
 
     model = build(MLPConfig(name="mlp", embedding_dim=4, hidden=[8] * (layers - 1)), 2, [100] * features)
-    dense = torch.randn(8, 2)
-    ids = [torch.randint(1, 100, (8,)) for _ in range(features)]
-    offsets = [torch.arange(8)] * features
-    label = torch.zeros(8)
-    return training_step(model, (dense, ids, offsets), TrainConfig(), fused=True,
+    return _step_on(model, features, 100, TrainConfig())
+
+
+def _step_on(model: torch.nn.Module, features: int, buckets: int, train: TrainConfig,
+             rows: int = 8) -> Callable[[], None]:
+    """A training step of ``model`` (2 dense inputs, ``features`` tables of ``buckets`` rows) on ``rows`` made-up
+    rows (so few that its FLOPs and bytes are negligible), as the trainer takes it."""
+    from shoal.training.loop import training_loss
+
+    dense = torch.randn(rows, 2)
+    ids = [torch.randint(1, buckets, (rows,)) for _ in range(features)]
+    offsets = [torch.arange(rows)] * features
+    label = torch.zeros(rows)
+    return training_step(model, (dense, ids, offsets), train, fused=True,
                          loss=lambda out: training_loss(out, label, None))
 
 
@@ -264,12 +273,6 @@ def _collectives(rank: int, world: int, port: int, sizes: list[int], seconds: fl
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _allreduce(seconds: float) -> dict[str, float]:
     """Latency and bandwidth of gloo between 2 processes on loopback, fitted to t = latency + bytes / bw (a ring
     of 2 moves each byte once each way)."""
@@ -278,7 +281,7 @@ def _allreduce(seconds: float) -> dict[str, float]:
     sizes = [4 << 10, 4 << 20]
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "collectives.json")
-        mp.start_processes(_collectives, args=(2, _free_port(), sizes, seconds, out), nprocs=2, join=True,
+        mp.start_processes(_collectives, args=(2, free_port(), sizes, seconds, out), nprocs=2, join=True,
                            start_method="spawn")
         result = json.loads(Path(out).read_text(encoding="utf-8"))
     (small, t_small), (large, t_large) = result["all_reduce"]
@@ -343,7 +346,6 @@ def _train_run(folder: Path, first_step_s: float) -> tuple[float, float]:
     from shoal.config import parse_config
     from shoal.data.synthetic import SynthSpec, generate
     from shoal.models import build
-    from shoal.training.loop import training_loss
 
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         data = Path(tmp) / "tiny.parquet"
@@ -359,13 +361,8 @@ def _train_run(folder: Path, first_step_s: float) -> tuple[float, float]:
                               capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         hwm, seconds, rows = (float(v) for v in done.stdout.split()[-3:])
         cfg = parse_config(config)
-    model = build(cfg.model, 2, [16] * 3)  # a dense value and its missing flag; 3 tables
-    dense = torch.randn(LOOP_BATCH, 2)
-    ids = [torch.randint(1, 16, (LOOP_BATCH,)) for _ in range(3)]
-    offsets = [torch.arange(LOOP_BATCH)] * 3
-    label = torch.zeros(LOOP_BATCH)
-    step = training_step(model, (dense, ids, offsets), cfg.train, fused=True,
-                         loss=lambda out: training_loss(out, label, None))
+    # a dense value and its missing flag; 3 tables
+    step = _step_on(build(cfg.model, 2, [16] * 3), 3, 16, cfg.train, LOOP_BATCH)
     alone = float(_with_threads(1, partial(median_seconds, step, 0.3)))
     steps = max(rows / LOOP_BATCH, 1.0)
     return hwm * 1024, max((seconds - first_step_s) / steps - alone, 0.0)

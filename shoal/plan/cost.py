@@ -182,6 +182,7 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
     which = {id(t): k for k, t in enumerate(ids)}  # an ids tensor -> its input, to find a table's real size
     layers: list[LayerCost] = []
     tables: list[TableCost] = []
+
     def elementwise(name: str, values: float, params: int = 0) -> None:
         """An elementwise layer of ``values`` floats a row (read and written, forward and backward)."""
         layers.append(LayerCost(name, "elementwise", params, values, values, 4 * values))

@@ -25,7 +25,7 @@ from shoal.data.batch import Batch
 from shoal.plan.calibrate import mean_seconds
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
-from shoal.plan.sparse_step import _feature_ids
+from shoal.plan.sparse_step import made_up_batch
 
 __all__ = ["MeasuredParts", "time_parts"]
 
@@ -46,15 +46,9 @@ def _chunk(shape: InputShape) -> Batch:
     """The rows whose shuffle is timed: the sampled first chunk, else made-up rows of ``shape``."""
     if shape.sample is not None:
         return shape.sample
-    gen, rows = np.random.default_rng(0), MADE_UP_ROWS
-    ids, offsets = [], []
-    for k, per_row in enumerate(shape.ids_per_row):
-        mean = shape.seq_len if k in shape.sequences else per_row
-        i, o = _feature_ids(mean, shape.unique_fraction[k], rows, max(shape.buckets[k], 2), gen)
-        ids.append(i)
-        offsets.append(o)
-    return Batch(dense=gen.random((rows, shape.dense_dim), dtype=np.float32), ids=ids, offsets=offsets,
-                 label=np.zeros(rows, np.float32), lines=np.arange(rows, dtype=np.int64))
+    features = range(len(shape.ids_per_row))
+    return made_up_batch(shape, MADE_UP_ROWS, list(features), [max(shape.buckets[k], 2) for k in features],
+                         np.random.default_rng(0), dense=True)
 
 
 def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: TrainConfig, threads: int,

@@ -40,12 +40,13 @@ import numpy as np
 import torch
 
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import _free_port, mean_seconds
+from shoal.plan.calibrate import mean_seconds
 from shoal.plan.cost import ModelCost, TableCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
+from shoal.runtime.http_load import free_port
 
-__all__ = ["MAX_TIMED_LLC", "SparseTime", "sparse_step", "time_sparse_steps"]
+__all__ = ["MAX_TIMED_LLC", "SparseTime", "made_up_batch", "sparse_step", "time_sparse_steps"]
 
 MAX_TIMED_LLC = 8  # timed tables hold at most this many last-level caches (beyond it, every random row misses)
 POOL_BATCHES = 64  # distinct mini-batches a timed step cycles through ...
@@ -120,14 +121,14 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
 
 def _pool(tables: list[TableCost], shape: InputShape, rows: int, sizes: list[int], seed: int) -> list[Batch]:
     """Mini-batches of ``rows`` rows of ``tables`` (``sizes`` rows each) for a timed step to cycle through: the
-    sampled first chunk shuffled (ids folded into a shrunk table), else made-up batches (:func:`_feature_ids`)."""
+    sampled first chunk shuffled (ids folded into a shrunk table), else made-up batches (:func:`made_up_batch`)."""
     gen = np.random.default_rng(seed)
     ids_bytes = 8 * rows * sum(max(shape.ids_per_row[t.feature], 1.0) for t in tables)
     count = max(1, min(POOL_BATCHES, int(POOL_BYTES // max(ids_bytes, 1.0))))
-    dense, label = np.zeros((rows, 0), np.float32), np.zeros(rows, np.float32)
-    lines = np.arange(rows, dtype=np.int64)
-    sample, pool = shape.sample, []
+    sample = shape.sample
     if sample is not None and len(sample) >= rows:
+        dense, label = np.zeros((rows, 0), np.float32), np.zeros(rows, np.float32)
+        lines, pool = np.arange(rows, dtype=np.int64), []
         shuffled = sample.take(gen.permutation(len(sample)))
         for start in range(0, min(len(sample) - rows, (count - 1) * rows) + 1, rows):
             part = shuffled.slice(start, start + rows)
@@ -135,11 +136,18 @@ def _pool(tables: list[TableCost], shape: InputShape, rows: int, sizes: list[int
                    for t, n in zip(tables, sizes, strict=True)]
             pool.append(Batch(dense, ids, [part.offsets[t.feature] for t in tables], label, lines))
         return pool
-    for _ in range(count):
-        feats = [_feature_ids(shape.ids_per_row[t.feature], shape.unique_fraction[t.feature], rows, n, gen)
-                 for t, n in zip(tables, sizes, strict=True)]
-        pool.append(Batch(dense, [i for i, _ in feats], [o for _, o in feats], label, lines))
-    return pool
+    return [made_up_batch(shape, rows, [t.feature for t in tables], sizes, gen) for _ in range(count)]
+
+
+def made_up_batch(shape: InputShape, rows: int, features: list[int], sizes: list[int], gen: np.random.Generator,
+                  dense: bool = False) -> Batch:
+    """``rows`` made-up rows of ``shape``'s inputs ``features``, ids over ``sizes`` table rows
+    (:func:`_feature_ids`; a byte sequence at its padded length), and random dense values when ``dense``."""
+    feats = [_feature_ids(shape.seq_len if k in shape.sequences else shape.ids_per_row[k], shape.unique_fraction[k],
+                          rows, n, gen) for k, n in zip(features, sizes, strict=True)]
+    return Batch(dense=gen.random((rows, shape.dense_dim if dense else 0), dtype=np.float32),
+                 ids=[i for i, _ in feats], offsets=[o for _, o in feats], label=np.zeros(rows, np.float32),
+                 lines=np.arange(rows, dtype=np.int64))
 
 
 def _groups(cost: ModelCost) -> list[list[TableCost]]:
@@ -185,7 +193,7 @@ def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, wor
 
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "ranks.json")
-        mp.start_processes(_rank, args=(world, _free_port(), groups, shape, rows, threads, max_bytes, seconds,
+        mp.start_processes(_rank, args=(world, free_port(), groups, shape, rows, threads, max_bytes, seconds,
                                         dense_tensors, out), nprocs=world, join=True, start_method="spawn")
         return float(json.loads(Path(out).read_text(encoding="utf-8"))["seconds"])
 
