@@ -3,7 +3,8 @@
 Each dataset gets shoal's network written out layer for layer, the same input pipeline written the way a user
 would (Pillow for PNG files; the standard library's ``wave``, ``torch.stft`` and a mel filterbank for WAV files:
 torchvision and torchaudio are not installed here), and the same training budget as shoal's config: Adam, batch
-size, held-out fraction, epochs, early stopping on the held-out loss with the best weights restored, and the same
+size, held-out fraction, epochs, the learning rate's schedule (a one-cycle one as torch's ``OneCycleLR``, without
+its momentum cycling, as shoal's), early stopping on the held-out loss with the best weights restored, and the same
 augmentation (shifts and rotations for images; a time shift and SpecAugment masks for spectrograms)::
 
     mnist: PNG -> (1, 28, 28) / 255, (x - mean) / std -> PlainResNet        -> (B, 10)
@@ -182,13 +183,19 @@ class PlainLogMel:
 # -- training and scoring -------------------------------------------------------------------------------------------
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Any,
         augment: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
-    """``cfg.train``'s loop: Adam, shuffled batches, ``cfg.data.valid_fraction`` of the rows held out, early
-    stopping on their loss, the best weights restored."""
+    """``cfg.train``'s loop: Adam (its rate constant, or ``OneCycleLR`` stepped every batch), shuffled batches,
+    ``cfg.data.valid_fraction`` of the rows held out, early stopping on their loss, the best weights restored."""
     tr = cfg.train
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(tr.seed))
     cut = int(len(y) * cfg.data.valid_fraction)
     valid, rows = order[:cut], order[cut:]
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    schedule = None
+    if tr.lr_schedule == "onecycle":  # cycle_momentum=False: shoal's one-cycle moves the rate alone
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tr.lr, pct_start=tr.warmup, cycle_momentum=False,
+                                                       total_steps=tr.epochs * math.ceil(len(rows) / tr.batch_size))
+    elif tr.lr_schedule != "constant":
+        raise ValueError(f"the plain script has no {tr.lr_schedule!r} schedule")
     best, best_state, waited, best_epoch = math.inf, None, 0, 0
     for epoch in range(1, tr.epochs + 1):
         model.train()
@@ -197,6 +204,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Any,
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
         model.eval()
         with torch.no_grad():
             val = float(F.cross_entropy(model(x[valid]), y[valid]))
