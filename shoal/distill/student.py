@@ -2,11 +2,12 @@
 
 A named student also gets smaller media encoders than its teacher: each image or audio feature's CNN at half
 the channels (at least 4) with one block per stage (:func:`smaller_media`), since the CNN, not the head, is
-what costs time per row; and an audio feature a cheaper spectrogram: half the window (a DFT of half the points),
+what costs time per row; an image feature half the height and width (at least 16 pixels: a quarter of the
+CNN's work again); and an audio feature a cheaper spectrogram: half the window (a DFT of half the points),
 frames that do not overlap (every half window) and half the mel bands (at least 16). At batch 1 the teacher's
 front end (the windowed DFT over every frame) cost as much as the student's whole CNN, so a student with the
 teacher's spectrogram could not be much faster. Teacher and student meet on raw rows
-(:mod:`shoal.distill.teachers`), so each computes its own.
+(:mod:`shoal.distill.teachers`), so each computes its own input (resized image, spectrogram).
 
 A student must train on the rows its teacher scored and hold out the same validation rows (otherwise it would
 learn the teacher's outputs on rows it is then scored on); these checks say which setting differs and how to fix
@@ -38,14 +39,19 @@ NGRAM_TRAIN = {"lr": 0.01, "embedding_lr": 0.1}
 MEDIA_STUDENT_DIVISOR = 2
 MEDIA_STUDENT_MIN_WIDTH = 4
 MEDIA_STUDENT_MIN_MELS = 16  # an audio student's mel bands: the teacher's / MEDIA_STUDENT_DIVISOR, at least this
+MEDIA_STUDENT_MIN_SIDE = 16  # an image student's height and width: the teacher's / MEDIA_STUDENT_DIVISOR, at least this
 
 
 def smaller_media(feature: dict[str, Any]) -> dict[str, Any]:
     """A media feature's config (resolved) with the student's smaller CNN: half the channels, one block per stage;
-    for audio also the cheaper spectrogram: half the window, a hop of the half window (never shorter than the
-    teacher's), half the mel bands (at least :data:`MEDIA_STUDENT_MIN_MELS`, never more than the teacher's)."""
+    for an image also half the height and width (at least :data:`MEDIA_STUDENT_MIN_SIDE`, never more than the
+    teacher's); for audio the cheaper spectrogram: half the window, a hop of the half window (never shorter than
+    the teacher's), half the mel bands (at least :data:`MEDIA_STUDENT_MIN_MELS`, never more than the teacher's)."""
     widths = [max(MEDIA_STUDENT_MIN_WIDTH, w // MEDIA_STUDENT_DIVISOR) for w in feature["widths"]]
     out = {**feature, "widths": [min(w, v) for w, v in zip(widths, feature["widths"], strict=True)], "blocks": 1}
+    if feature["kind"] == "image":
+        out["size"] = [min(side, max(MEDIA_STUDENT_MIN_SIDE, side // MEDIA_STUDENT_DIVISOR))
+                       for side in feature["size"]]
     if feature["kind"] == "audio":
         window = feature["window_ms"] / MEDIA_STUDENT_DIVISOR
         out.update(window_ms=window, hop_ms=max(feature["hop_ms"], window),

@@ -40,7 +40,9 @@ def test_named_student_halves_each_media_cnn() -> None:
 
 def test_smaller_media_keeps_other_options() -> None:
     f = {"name": "p", "kind": "image", "widths": [32, 64, 128], "blocks": 2, "size": [28, 28]}
-    assert smaller_media(f) == {**f, "widths": [16, 32, 64], "blocks": 1}
+    # half the height and width, at least 16: 28 -> 16
+    assert smaller_media(f) == {**f, "widths": [16, 32, 64], "blocks": 1, "size": [16, 16]}
+    assert smaller_media({**f, "size": [64, 12]})["size"] == [32, 12]  # never larger than the teacher's
     assert f["widths"] == [32, 64, 128]  # the teacher's config is not changed
     sound = {"name": "s", "kind": "audio", "widths": [8], "blocks": 1, "window_ms": 30.0, "hop_ms": 20.0,
              "n_mels": 24, "sample_rate": 16000}
