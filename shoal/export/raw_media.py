@@ -148,6 +148,8 @@ def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.nd
                              "graph takes bytes or base64, never a path)") from None
     names = feature["inputs"]
     if isinstance(col, ImageColumn):
+        if len(decoded) == 1:  # a request's one image: nothing to pad
+            return {names["pixels"]: decoded[0][None], names["sizes"]: np.array([decoded[0].shape[:2]], np.int64)}
         sizes = np.array([d.shape[:2] for d in decoded], np.int64).reshape(len(decoded), 2)
         h, w = (int(v) for v in sizes.max(axis=0, initial=1))
         pixels = np.zeros((len(decoded), h, w, col.channels), np.uint8)
@@ -172,30 +174,41 @@ def media_graph(g: GraphBuilder, col: MediaColumn, vertical_first: bool = False)
     return g.op("Reshape", [block, g.i64([0, -1])], out=f"{PREFIX}media/{col.name}")
 
 
-def _filter_weights(g: GraphBuilder, in_sizes: str, in_width: str, out: int) -> str:
-    """Pillow's fixed-point BILINEAR coefficients of one axis (``precompute_coeffs`` + ``normalize_coeffs_8bpc``):
-    (N, in, out) float64 whole numbers, row j of image n weighting source pixel j; zero outside each pixel's
-    support and past the image's own size ``in_sizes`` (N,)."""
+def _filter_weights(g: GraphBuilder, sizes: str, in_width: str, outs: tuple[int, int]) -> str:
+    """Pillow's fixed-point BILINEAR coefficients (``precompute_coeffs`` + ``normalize_coeffs_8bpc``) of both
+    axes at once: (N, 2, in, out) float64 whole numbers, ``[n, a, j, i]`` weighting source pixel j of image n along
+    axis a (0: height, 1: width) for its output pixel i < ``outs[a]`` (later columns are not used); zero outside
+    each pixel's support and past the image's own size (``sizes`` (N, 2)); ``in_width``: the rows j, at least the
+    padded size of either axis. One set of nodes for both axes: at batch 1 a node costs more than its arithmetic."""
     from onnx import TensorProto as T
 
     f64 = np.float64
-    size = g.op("Unsqueeze", [g.op("Cast", [in_sizes], to=T.DOUBLE), g.i64([1, 2])])  # (N, 1, 1)
-    scale = g.op("Div", [size, g.const(float(out), f64)])
+    size = g.op("Unsqueeze", [g.op("Cast", [sizes], to=T.DOUBLE), g.i64([2, 3])])  # (N, 2, 1, 1)
+    scale = g.op("Div", [size, g.const(np.array(outs, f64).reshape(1, 2, 1, 1), f64)])
     support = g.op("Max", [scale, g.const(1.0, f64)])  # filterscale; the triangle's support is 1 * filterscale
-    center = g.op("Mul", [g.const((np.arange(out) + 0.5).reshape(1, 1, out), f64), scale])  # (N, 1, out)
+    center = g.op("Mul", [g.const((np.arange(max(outs)) + 0.5).reshape(1, 1, 1, -1), f64), scale])  # (N, 2, 1, out)
     half = g.const(0.5, f64)
     lo = g.op("Max", [g.op("Floor", [g.op("Add", [g.op("Sub", [center, support]), half])]), g.const(0.0, f64)])
     hi = g.op("Min", [g.op("Floor", [g.op("Add", [g.op("Add", [center, support]), half])]), size])
-    j = g.op("Cast", [g.unsqueeze(g.unsqueeze(g.op("Range", [g.i64(0), in_width, g.i64(1)]), 0), 2)], to=T.DOUBLE)
+    j = g.op("Cast", [g.op("Unsqueeze", [g.op("Range", [g.i64(0), in_width, g.i64(1)]), g.i64([0, 1, 3])])],
+             to=T.DOUBLE)  # (1, 1, in, 1)
     t = g.op("Abs", [g.op("Mul", [g.op("Add", [g.op("Sub", [j, center]), half]),
-                                  g.op("Div", [g.const(1.0, f64), support])])])  # (N, in, out)
+                                  g.op("Div", [g.const(1.0, f64), support])])])  # (N, 2, in, out)
     zero = g.const(0.0, f64)
     w = g.op("Where", [g.op("Less", [t, g.const(1.0, f64)]), g.op("Sub", [g.const(1.0, f64), t]), zero])
     inside = g.op("And", [g.op("GreaterOrEqual", [j, lo]), g.op("Less", [j, hi])])
     w = g.op("Where", [inside, w, zero])
-    total = g.slice(g.op("CumSum", [w, g.i64(1)]), -1, 2**62, axis=1)  # (N, 1, out): summed in Pillow's order
+    total = g.slice(g.op("CumSum", [w, g.i64(2)]), -1, 2**62, axis=2)  # (N, 2, 1, out): summed in Pillow's order
     k = g.op("Where", [g.op("Equal", [total, zero]), w, g.op("Div", [w, total])])
     return g.op("Floor", [g.op("Add", [g.op("Mul", [k, g.const(float(1 << PRECISION_BITS), f64)]), half])])
+
+
+def _axis_weights(g: GraphBuilder, weights: str, pixels: str, axis: int, out: int) -> str:
+    """Axis ``axis``'s (N, 1, in, out) weights from :func:`_filter_weights`' block: its rows cut to the pixels'
+    padded size along that axis (axis 1 + ``axis`` of (N, h, w, C)), its columns to ``out``."""
+    rows = g.op("Shape", [pixels], start=1 + axis, end=2 + axis)  # (1,)
+    ends = g.op("Concat", [g.i64([axis + 1]), rows, g.i64([out])], axis=0)
+    return g.op("Slice", [weights, g.i64([axis, 0, 0]), ends, g.i64([1, 2, 3])])
 
 
 def _pass(g: GraphBuilder, x: str) -> str:
@@ -228,16 +241,16 @@ def _image(g: GraphBuilder, col: ImageColumn, vertical_first: bool) -> str:
 
     pixels, sizes = f"{col.name}.pixels", f"{col.name}.sizes"
     x = g.op("Transpose", [g.op("Cast", [pixels], to=T.DOUBLE)], perm=[0, 3, 1, 2])  # (N, C, h, w)
-    heights = g.op("Squeeze", [g.slice(sizes, 0, 1, axis=1), g.i64([1])])  # (N,)
-    widths = g.op("Squeeze", [g.slice(sizes, 1, 2, axis=1), g.i64([1])])
-    across = g.unsqueeze(_filter_weights(g, widths, g.dim(pixels, 2), col.width), 1)  # (N, 1, w, W)
-    down = g.unsqueeze(g.op("Transpose", [_filter_weights(g, heights, g.dim(pixels, 1), col.height)],
-                            perm=[0, 2, 1]), 1)  # (N, 1, H, h)
+    padded = g.op("ReduceMax", [g.op("Shape", [pixels], start=1, end=3)], keepdims=0)  # max(h, w): a scalar
+    weights = _filter_weights(g, sizes, padded, (col.height, col.width))  # (N, 2, max(h, w), max(H, W))
+    across = _axis_weights(g, weights, pixels, 1, col.width)  # (N, 1, w, W)
+    down = g.op("Transpose", [_axis_weights(g, weights, pixels, 0, col.height)], perm=[0, 1, 3, 2])  # (N, 1, H, h)
     small = _pass(g, g.op("MatMul", [down, _pass(g, g.op("MatMul", [x, across]))]))  # (N, C, H, W) 0..255
     if vertical_first:  # the images that shrink most in height take the other order, as this Pillow does
         other = _pass(g, g.op("MatMul", [_pass(g, g.op("MatMul", [down, x])), across]))
-        shrink_h = g.op("Sub", [heights, g.i64(col.height)])
-        shrink_w = g.op("Sub", [widths, g.i64(col.width)])
+        shrink = g.op("Sub", [sizes, g.i64([[col.height, col.width]])])  # (N, 2)
+        shrink_h = g.op("Gather", [shrink, g.i64(0)], axis=1)  # (N,)
+        shrink_w = g.op("Gather", [shrink, g.i64(1)], axis=1)
         flip = g.op("And", [g.op("Greater", [shrink_h, g.i64(0)]),
                             g.op("Greater", [shrink_h, g.op("Mul", [shrink_w, g.i64(2)])])])  # (N,)
         small = g.op("Where", [g.op("Unsqueeze", [flip, g.i64([1, 2, 3])]), other, small])

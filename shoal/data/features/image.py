@@ -74,8 +74,9 @@ class ImageColumn(MediaColumn):
     def pixels(self, data: bytes) -> np.ndarray:
         """An encoded image -> (h, w, C) uint8 at its decoded size, as :meth:`decode` has it before the resize
         (what the raw graph is fed; it resizes)."""
-        pixels = np.asarray(self._converted(data), dtype=np.uint8)
-        return pixels.reshape(pixels.shape[0], pixels.shape[1], self.channels)
+        image = self._converted(data)
+        # its bytes as they are (read-only): np.asarray of a PIL image copies them twice
+        return np.frombuffer(image.tobytes(), np.uint8).reshape(image.height, image.width, self.channels)
 
     def _converted(self, data: bytes) -> Any:
         """The decoded image (a PIL image), "L" or "RGB": a JPEG decoded smaller by ``draft`` where Pillow can.
@@ -91,7 +92,8 @@ class ImageColumn(MediaColumn):
                         raise MediaError(f"an image of {im.width} x {im.height} pixels, over the limit of "
                                          f"{MAX_IMAGE_PIXELS:,}")
                     im.draft(mode, (self.width, self.height))  # JPEG: decode smaller
-                    return im.convert(mode)
+                    im.load()
+                    return im if im.mode == mode else im.convert(mode)  # convert would copy an image in its mode
         except UnidentifiedImageError:
             raise MediaError(f"not an image Pillow can read ({len(data):,} bytes starting {data[:8]!r}); "
                              f"expected {', '.join(e[1:].upper() for e in IMAGE_EXTENSIONS)}") from None
