@@ -54,8 +54,8 @@ from shoal.config import TrainConfig
 from shoal.plan.ops import count_ops, training_step
 from shoal.runtime.http_load import free_port
 
-__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "call_seconds", "load_profile", "mean_seconds",
-           "median_seconds", "profile_path"]
+__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "call_seconds", "interaction_step", "load_profile",
+           "mean_seconds", "median_seconds", "profile_path"]
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +149,21 @@ def _conv(widths: tuple[int, ...], seconds: float, rows: int = 64, size: int = 1
     return out
 
 
-def _interaction(seconds: float, vectors: int = 27, dim: int = 16) -> float:
-    """FLOP/s of DLRM's dot interaction forward and backward on 1024 rows: small batched matmuls and the gather
-    of the upper triangle (3 x the forward's 2 F F d FLOPs a row)."""
-    rows, cols = torch.triu_indices(vectors, vectors, offset=1)
-    x = torch.randn(1024, vectors, dim, requires_grad=True)
+def interaction_step(rows: int, vectors: int, dim: int) -> Callable[[], None]:
+    """DLRM's dot interaction forward and backward on ``rows`` rows of ``vectors`` vectors of ``dim``: small
+    batched matmuls and the gather of the upper triangle (3 x the forward's 2 F F d FLOPs a row)."""
+    upper, cols = torch.triu_indices(vectors, vectors, offset=1)
+    x = torch.randn(rows, vectors, dim, requires_grad=True)
 
     def step() -> None:
         z = torch.bmm(x, x.transpose(1, 2))  # (B, F, F)
-        z[:, rows, cols].sum().backward()
-    return 3 * 2 * vectors * vectors * dim * 1024 / median_seconds(step, seconds)
+        z[:, upper, cols].sum().backward()
+    return step
+
+
+def _interaction(seconds: float, vectors: int = 27, dim: int = 16) -> float:
+    """FLOP/s of :func:`interaction_step` on 1024 rows."""
+    return 3 * 2 * vectors * vectors * dim * 1024 / median_seconds(interaction_step(1024, vectors, dim), seconds)
 
 
 def _memory_bw(mib: int, seconds: float) -> float:

@@ -131,6 +131,7 @@ class ModelCost:
     notes: list[str] = field(default_factory=list)
     ops: dict[str, int] = field(default_factory=dict)  # ops of a training step: "fused" / "unfused" tables' step
     dense_tensors: list[int] = field(default_factory=list)  # sizes of the tensors Adam steps (its cost is per tensor)
+    interactions: dict[str, tuple[int, int]] = field(default_factory=dict)  # a dot interaction layer -> (F, d)
 
     @property
     def dense_params(self) -> int:
@@ -182,6 +183,7 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
     which = {id(t): k for k, t in enumerate(ids)}  # an ids tensor -> its input, to find a table's real size
     layers: list[LayerCost] = []
     tables: list[TableCost] = []
+    interactions: dict[str, tuple[int, int]] = {}
 
     def elementwise(name: str, values: float, params: int = 0) -> None:
         """An elementwise layer of ``values`` floats a row (read and written, forward and backward)."""
@@ -222,6 +224,7 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
                 _, vectors, dim = args[0].shape  # type: ignore[attr-defined]  # (B, F, d)
                 f = interaction_flops(vectors, dim)
                 layers.append(LayerCost(name, "interaction", 0, f, 2 * f, 4 * vectors * vectors, dim))
+                interactions[name] = (vectors, dim)
             elif isinstance(module, SparseArch):
                 for k_ids in args[0]:  # type: ignore[attr-defined]
                     k = which[id(k_ids)]
@@ -252,4 +255,5 @@ def model_cost(config: RunConfig, shape: InputShape) -> ModelCost:
     ops = {path: step_ops(twin, (dense, ids, offsets), config.train, path == "fused") for path in ("unfused", "fused")}
     sparse = {id(m.weight) for m in twin.modules() if isinstance(m, nn.EmbeddingBag) and m.sparse}
     dense_tensors = [p.numel() for p in twin.parameters() if id(p) not in sparse]
-    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes), ops, dense_tensors)
+    return ModelCost(config.model.name, layers, tables, len(tables), list(shape.notes), ops, dense_tensors,
+                     interactions)

@@ -11,18 +11,22 @@ repeated calls, as a run pays them).
   tensor is large enough to split, so the step costs far more than its 28 bytes a parameter (e.g. 1.3 ms instead
   of 0.09 ms for a 143k-parameter MLP on 2 cores). Its ops are counted, so that the per-op overhead
   (:mod:`shoal.plan.ops`) does not count them again.
+* **the dot interaction**: DLRM's batched (F, d) x (d, F) products and the gather of their upper triangle,
+  forward and backward, on the model's own F and d (:func:`~shoal.plan.calibrate.interaction_step`): their speed
+  moves with the shape more than one calibrated rate says (2 cores: 9 vectors of 64 ran at two thirds of the rate
+  measured on 27 of 16). Its ops are counted too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from shoal.config import TrainConfig
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import mean_seconds
+from shoal.plan.calibrate import interaction_step, mean_seconds
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
 from shoal.plan.sparse_step import made_up_batch
@@ -34,12 +38,14 @@ MADE_UP_ROWS = 8192  # rows of the made-up chunk whose shuffle is timed when no 
 
 @dataclass(frozen=True)
 class MeasuredParts:
-    """Seconds a step of ``rows`` rows pays for its share of the chunk's shuffle, and for the dense Adam step (and
-    the ops of that step)."""
+    """Seconds a step of ``rows`` rows pays for its share of the chunk's shuffle, for the dense Adam step (and the
+    ops of that step), and for each dot interaction layer's forward and backward (and their ops)."""
 
     input_s: float
     adam_s: float
     adam_ops: int
+    layer_s: dict[str, float] = field(default_factory=dict)
+    layer_ops: int = 0
 
 
 def _chunk(shape: InputShape) -> Batch:
@@ -52,23 +58,28 @@ def _chunk(shape: InputShape) -> Batch:
 
 
 def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: TrainConfig, threads: int,
-               seconds: float = 0.2) -> MeasuredParts:
-    """Time the input and Adam parts of a step of ``rows`` rows (see the module docstring) with ``threads``."""
+               seconds: float = 0.2, interactions: dict[str, tuple[int, int]] | None = None) -> MeasuredParts:
+    """Time the input, Adam and ``interactions`` (layer -> (F, d)) parts of a step of ``rows`` rows (see the
+    module docstring) with ``threads``."""
     chunk = _chunk(shape)
     order = np.random.default_rng(0).permutation(len(chunk))
     input_s = mean_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
+    adam_s, adam_ops, layer_s, layer_ops = 0.0, 0, {}, 0
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         params = [torch.zeros(n, requires_grad=True) for n in dense_tensors]
-        if not params:
-            return MeasuredParts(input_s, 0.0, 0)
-        gen = torch.Generator().manual_seed(0)
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=gen) * 1e-3
-        adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers makes it
-        adam_ops = count_ops(adam.step)
-        adam_s = mean_seconds(adam.step, seconds)
+        if params:
+            gen = torch.Generator().manual_seed(0)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+            adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers
+            adam_ops = count_ops(adam.step)
+            adam_s = mean_seconds(adam.step, seconds)
+        for name, (vectors, dim) in (interactions or {}).items():
+            step = interaction_step(rows, vectors, dim)
+            layer_ops += count_ops(step)
+            layer_s[name] = mean_seconds(step, seconds)
     finally:
         torch.set_num_threads(saved)
-    return MeasuredParts(input_s, adam_s, adam_ops)
+    return MeasuredParts(input_s, adam_s, adam_ops, layer_s, layer_ops)

@@ -12,6 +12,8 @@ A step of W processes (global batch B, b = B / W rows each) is, on each process:
                of a table as large as all of them with their accumulators (one weight holds every table, and a
                step's random rows range over all of it)
     backward   each layer's backward FLOPs (2 x forward)
+               (a dot interaction, calibrated: forward and backward timed on the model's own F and d, split
+               1:2, :mod:`shoal.plan.measured`)
     Adam       28 bytes per dense parameter (read p, g, m, v; write p, m, v) / memory bandwidth, or timed on the
                model's own parameter sizes (calibrated, :mod:`shoal.plan.measured`)
     all-reduce the dense gradients (DDP, ring), overlapped with the backward up to ``overlap`` (with the ranks
@@ -123,7 +125,7 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         compute.append(Phase(name, "compute", t, seconds, kind))
         t += seconds
 
-    timed_ops = (sparse.ops if sparse else 0) + (parts.adam_ops if parts else 0)  # their time holds their ops
+    timed_ops = (sparse.ops if sparse else 0) + (parts.adam_ops + parts.layer_ops if parts else 0)  # in their time
     ops = max(cost.ops.get("fused" if fused else "unfused", 0) - timed_ops, 0)
     add(f"overhead ({ops} ops)" if rates.op_s > 0 and ops else "overhead", _overhead_s(cost, rates, fused, timed_ops),
         "overhead")
@@ -145,8 +147,11 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
         emb_s = sum(rates.embedding_s(tc.lookups * b, tc.unique * b, tc.dim, footprint, fused)
                     for tc in cost.tables) * sharding.lookup_share
     fwd_share = 1 / 3  # the forward reads rows once; the backward sums gradients and updates rows (2 passes)
-    fwd = [(la.name, la.fwd_flops * b, layer_s(la.fwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
-    bwd = [(la.name, la.bwd_flops * b, layer_s(la.bwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
+    timed = parts.layer_s if parts else {}  # a timed layer's forward and backward, split as their FLOPs
+    fwd = [(la.name, la.fwd_flops * b, timed[la.name] * la.fwd_flops / (la.fwd_flops + la.bwd_flops)
+            if la.name in timed else layer_s(la.fwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
+    bwd = [(la.name, la.bwd_flops * b, timed[la.name] * la.bwd_flops / (la.fwd_flops + la.bwd_flops)
+            if la.name in timed else layer_s(la.bwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
     if cost.tables:
         add("embedding lookups", emb_s * fwd_share, "embedding")
     comm_fwd = sharding.forward_comm_s(b, cost, rates, world, nodes)
