@@ -52,7 +52,6 @@ import torch
 
 from shoal.config import TrainConfig
 from shoal.plan.ops import count_ops, training_step
-from shoal.runtime.http_load import free_port
 
 __all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "call_seconds", "interaction_step", "load_profile",
            "mean_seconds", "median_seconds", "profile_path"]
@@ -282,6 +281,8 @@ def _allreduce(seconds: float) -> dict[str, float]:
     """Latency and bandwidth of gloo between 2 processes on loopback, fitted to t = latency + bytes / bw (a ring
     of 2 moves each byte once each way)."""
     import torch.multiprocessing as mp
+
+    from shoal.runtime.http_load import free_port
 
     sizes = [4 << 10, 4 << 20]
     with tempfile.TemporaryDirectory() as tmp:

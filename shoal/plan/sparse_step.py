@@ -44,7 +44,6 @@ from shoal.plan.calibrate import mean_seconds
 from shoal.plan.cost import ModelCost, TableCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
-from shoal.runtime.http_load import free_port
 
 __all__ = ["MAX_TIMED_LLC", "SparseTime", "made_up_batch", "sparse_step", "time_sparse_steps"]
 
@@ -190,6 +189,8 @@ def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, wor
     ``dense_tensors`` sizes, ``world`` processes (gloo on loopback) taking them at once: the slowest rank's
     mean."""
     import torch.multiprocessing as mp
+
+    from shoal.runtime.http_load import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "ranks.json")
