@@ -27,6 +27,7 @@ import torch
 from shoal.config import TrainConfig
 from shoal.data.batch import Batch
 from shoal.plan.calibrate import interaction_step, mean_seconds
+from shoal.plan.cost import ModelCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
 from shoal.plan.sparse_step import made_up_batch
@@ -57,10 +58,10 @@ def _chunk(shape: InputShape) -> Batch:
                          np.random.default_rng(0), dense=True)
 
 
-def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: TrainConfig, threads: int,
-               seconds: float = 0.2, interactions: dict[str, tuple[int, int]] | None = None) -> MeasuredParts:
-    """Time the input, Adam and ``interactions`` (layer -> (F, d)) parts of a step of ``rows`` rows (see the
-    module docstring) with ``threads``."""
+def time_parts(cost: ModelCost, shape: InputShape, rows: int, train: TrainConfig, threads: int,
+               seconds: float = 0.2) -> MeasuredParts:
+    """Time the input, Adam (over ``cost.dense_tensors``) and dot interaction (``cost.interactions``) parts of a
+    step of ``rows`` rows (see the module docstring) with ``threads``."""
     chunk = _chunk(shape)
     order = np.random.default_rng(0).permutation(len(chunk))
     input_s = mean_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
@@ -68,7 +69,7 @@ def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: Tr
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        params = [torch.zeros(n, requires_grad=True) for n in dense_tensors]
+        params = [torch.zeros(n, requires_grad=True) for n in cost.dense_tensors]
         if params:
             gen = torch.Generator().manual_seed(0)
             for p in params:
@@ -76,7 +77,7 @@ def time_parts(dense_tensors: list[int], shape: InputShape, rows: int, train: Tr
             adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers
             adam_ops = count_ops(adam.step)
             adam_s = mean_seconds(adam.step, seconds)
-        for name, (vectors, dim) in (interactions or {}).items():
+        for name, (vectors, dim) in cost.interactions.items():
             step = interaction_step(rows, vectors, dim)
             layer_ops += count_ops(step)
             layer_s[name] = mean_seconds(step, seconds)

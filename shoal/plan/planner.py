@@ -121,8 +121,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
         threads = max(1, int(profile["cores"]) // per_node)
         sparse = time_sparse_steps(cost, shape, batch // world, fused=world == 1, threads=threads,
                                    llc_bytes=float(profile["llc_bytes"]), world=world if cluster.nodes == 1 else 1)
-        parts = time_parts(cost.dense_tensors, shape, batch // world, config.train, threads,
-                           interactions=cost.interactions)
+        parts = time_parts(cost, shape, batch // world, config.train, threads)
     options = {name: plan_step(cost, shape, rates, world=world, nodes=cluster.nodes, batch=batch,
                                sharding=placement(name, cost, world), cache_bytes=cache,
                                chunk_rows=config.data.chunk_rows, sparse=sparse, parts=parts)

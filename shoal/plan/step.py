@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.plan.comm import all_gather_s, all_reduce_bytes, all_reduce_s
-from shoal.plan.cost import ModelCost
+from shoal.plan.cost import LayerCost, ModelCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.measured import MeasuredParts
 from shoal.plan.rates import Rates
@@ -148,10 +148,14 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
                     for tc in cost.tables) * sharding.lookup_share
     fwd_share = 1 / 3  # the forward reads rows once; the backward sums gradients and updates rows (2 passes)
     timed = parts.layer_s if parts else {}  # a timed layer's forward and backward, split as their FLOPs
-    fwd = [(la.name, la.fwd_flops * b, timed[la.name] * la.fwd_flops / (la.fwd_flops + la.bwd_flops)
-            if la.name in timed else layer_s(la.fwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
-    bwd = [(la.name, la.bwd_flops * b, timed[la.name] * la.bwd_flops / (la.fwd_flops + la.bwd_flops)
-            if la.name in timed else layer_s(la.bwd_flops, la.kind, la.width, la.act_bytes)) for la in cost.layers]
+
+    def pass_s(la: LayerCost, flops: float) -> float:
+        if la.name in timed:
+            return timed[la.name] * flops / (la.fwd_flops + la.bwd_flops)
+        return layer_s(flops, la.kind, la.width, la.act_bytes)
+
+    fwd = [(la.name, la.fwd_flops * b, pass_s(la, la.fwd_flops)) for la in cost.layers]
+    bwd = [(la.name, la.bwd_flops * b, pass_s(la, la.bwd_flops)) for la in cost.layers]
     if cost.tables:
         add("embedding lookups", emb_s * fwd_share, "embedding")
     comm_fwd = sharding.forward_comm_s(b, cost, rates, world, nodes)

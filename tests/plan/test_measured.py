@@ -23,7 +23,7 @@ def test_timed_parts_take_the_place_of_the_byte_prices() -> None:
     cfg = run_config({"name": "mlp", "embedding_dim": 4, "hidden": [32, 16]}, sparse=3, buckets=200, batch=64)
     shape = input_shape(cfg, 64)
     cost = model_cost(cfg, shape)
-    timed = time_parts(cost.dense_tensors, shape, 64, cfg.train, threads=1, seconds=0.01)
+    timed = time_parts(cost, shape, 64, cfg.train, threads=1, seconds=0.01)
     # Adam: about a dozen ops a tensor (6 tensors: 3 weights, 3 biases), each timed, not priced by its bytes
     assert timed.adam_ops >= 6 * len(cost.dense_tensors) and timed.adam_s > 0 and timed.input_s > 0
     rates = replace(rates_for(load_cluster(CPU), 1), op_s=1e-6, step_s=0.0)
@@ -47,8 +47,7 @@ def test_a_timed_interaction_takes_the_place_of_its_flops() -> None:
     cost = model_cost(cfg, shape)
     (name, (vectors, dim)), = cost.interactions.items()
     assert (vectors, dim) == (4, 8)  # 3 tables and the bottom MLP's vector, of the embedding dimension
-    timed = time_parts(cost.dense_tensors, shape, 64, cfg.train, threads=1, seconds=0.01,
-                       interactions=cost.interactions)
+    timed = time_parts(cost, shape, 64, cfg.train, threads=1, seconds=0.01)
     assert timed.layer_s[name] > 0 and timed.layer_ops > 0
     rates = replace(rates_for(load_cluster(CPU), 1), op_s=1e-6, step_s=0.0)
     parts = MeasuredParts(input_s=0.0, adam_s=0.0, adam_ops=0, layer_s={name: 0.009}, layer_ops=timed.layer_ops)
