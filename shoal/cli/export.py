@@ -84,6 +84,9 @@ def _export_raw(folder: Path, out: Path | None, max_bytes: int, form: str) -> No
         times = "; ".join(f"{f} " + ", ".join(f"{ms:.3f} ms at batch {b}" for b, ms in t.items())
                           for f, t in report.form_ms.items())
         console.print(f"id hashing: {report.form} form, the faster end to end ({times})")
+    for name, (h, w) in report.usual_sizes.items():
+        console.print(f"image {name!r}: most images are {h} x {w}; a batch of only those takes constant resize "
+                      "weights")
 
 
 def bench(

@@ -83,14 +83,20 @@ from shoal.export.raw_bound import BoundRows
 from shoal.export.raw_feed import raw_feed
 from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag
 from shoal.export.raw_ids import ANY_WIDTH_MAX, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
-from shoal.export.raw_media import media_contract, media_graph, synthetic_media, vertical_first_rule
+from shoal.export.raw_media import (
+    media_contract,
+    media_graph,
+    synthetic_media,
+    usual_image_size,
+    vertical_first_rule,
+)
 from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
 from shoal.runtime.feed import InputLayout
 from shoal.runtime.onnx import run_session
 
 __all__ = ["ANY_WIDTH_MAX", "DEFAULT_MAX_BYTES", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
            "choose_form", "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed",
-           "synthetic_raw_rows", "time_raw_graph", "time_refusal", "timing_rows"]
+           "synthetic_raw_rows", "time_raw_graph", "time_refusal", "timing_rows", "usual_sizes"]
 
 log = logging.getLogger(__name__)
 
@@ -266,12 +272,14 @@ def _dense(g: GraphBuilder, cols: Sequence[DenseColumn]) -> tuple[str, str, list
 
 
 def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                     ir_version: int | None = None) -> Any:
+                     ir_version: int | None = None, usual_sizes: Mapping[str, tuple[int, int]] | None = None) -> Any:
     """The preprocessing alone as an ONNX model: raw inputs (:func:`raw_contract`) -> the inputs of the traced
     graph (named ``raw/out/<input name>``; bags flat, byte sequences padded: ``layout_for(encoder, flat=True)``),
     plus ``raw/ids/<feature>`` (the bucket ids: (N,) one per row, (M,) one per listed id or text id: the encoder's
     flat ids) and ``raw/hashes`` (the uint64 hashes of every id, features in the order hashed: the one-id-per-row
-    ones first when none has a vocabulary, then the others, each in config order) for tests."""
+    ones first when none has a vocabulary, then the others, each in config order) for tests. ``usual_sizes``: the
+    (height, width) most images of an image feature arrive at (:func:`usual_sizes`), resized with constant
+    weights."""
     import onnx
     from onnx import TensorProto as T
     from onnx import helper
@@ -292,7 +300,9 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     values, flags, bins = _dense(g, dense) if dense else ("", "", [])
     outputs: dict[str, str] = {}
     vertical_first = any(f.get("vertical_first", False) for f in contract["features"])
-    blocks = [media_graph(g, m, vertical_first) for m in encoder.media_features]  # (N, C*H*W) each, config order
+    usual = usual_sizes or {}
+    blocks = [media_graph(g, m, vertical_first, usual.get(m.name))  # (N, C*H*W) each, config order
+              for m in encoder.media_features]
     if dense or blocks:  # [values | missing flags | media blocks], as Encoder.encode lays them out
         outputs["dense"] = g.op("Concat", ([values, flags] if dense else []) + blocks, out=f"{PREFIX}out/dense", axis=1)
     else:  # no dense nor media features: (N, 0) float32, N from the first id or text input
@@ -377,6 +387,7 @@ class RawExportReport:
     max_abs_proba_diff: float
     seconds: float
     form_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # form="auto": median ms by batch size
+    usual_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # image feature -> its usual (h, w)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -415,6 +426,7 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     contract = raw_contract(bundle.encoder, max_bytes if form != "loop" else None)  # refusals before any work
     layout = layout_for(bundle.encoder, bundle.model, flat=True)  # bags flat: nothing padded
+    usual = usual_sizes(bundle) if bundle.encoder.media_features else {}
     with tempfile.TemporaryDirectory(prefix="shoal-raw-") as tmp:
         traced = Path(tmp) / "model.onnx"
         trace_to_onnx(bundle.model, layout, traced, list(bundle.encoder.buckets), opset=OPSET)
@@ -425,7 +437,8 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
         for f in forms:
             width = max_bytes if f == "unrolled" else None
             shaped = raw_contract(bundle.encoder, width)
-            merged = _merge(preprocess_model(bundle.encoder, layout, width, ir_version=model.ir_version), model, shaped)
+            merged = _merge(preprocess_model(bundle.encoder, layout, width, ir_version=model.ir_version,
+                                             usual_sizes=usual), model, shaped)
             onnx.checker.check_model(merged)
             built[f] = merged, shaped
         timings: dict[str, dict[int, float]] = {}
@@ -443,7 +456,7 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     contract_path.write_text(json.dumps(contract, indent=2, default=str) + "\n", encoding="utf-8")
     diff = 0.0
     if parity_rows > 0:
-        table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes)
+        table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes, usual_sizes=usual)
         diff = parity(bundle, RawOnnxModel(path), table)
         tolerance = VALUE_TOLERANCE if bundle.encoder.regression else PARITY_TOLERANCE
         if not diff <= tolerance:
@@ -453,7 +466,37 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     return RawExportReport(path=path, contract_path=contract_path, inputs=list(contract["inputs"]),
                            max_bytes=width, form=form, nodes=len(merged.graph.node), parity_rows=parity_rows,
                            max_abs_proba_diff=diff, seconds=time.perf_counter() - started,
-                           form_ms={f: {str(b): ms for b, ms in t.items()} for f, t in timings.items()})
+                           form_ms={f: {str(b): ms for b, ms in t.items()} for f, t in timings.items()},
+                           usual_sizes=usual)
+
+
+def usual_sizes(bundle: Bundle, rows: int = 256) -> dict[str, tuple[int, int]]:
+    """Each image feature's usual decoded (height, width) (:func:`~shoal.export.raw_media.usual_image_size`) among
+    the first ``rows`` rows of the config's validation, test or training file (the first that reads), paths read
+    from the file's folder as the encoder reads them; none when no file reads (a bundle moved without its data)."""
+    from shoal.data.features.image import ImageColumn
+    from shoal.data.features.media import data_folder
+    from shoal.data.stream import chunks
+
+    images = [m for m in bundle.encoder.media_features if isinstance(m, ImageColumn)]
+    for split in ("valid", "test", "train"):
+        try:
+            where = bundle.config.data.file(split)
+        except ValueError:
+            continue
+        if where is None or not where[0].exists():
+            continue
+        path, options = where
+        try:
+            chunk = next(chunks(path, options.model_copy(update={"chunk_rows": rows}), [m.column for m in images],
+                                BadRowSink("count")))
+        except Exception as err:  # unreadable: try the next file
+            log.warning("could not read image sizes from %s: %s", path, err)
+            continue
+        base = data_folder(chunk.file)
+        found = {m.name: usual_image_size(m, chunk.table.column(m.column).to_pylist(), base) for m in images}
+        return {name: size for name, size in found.items() if size is not None}
+    return {}
 
 
 def _timing_rows(bundle: Bundle, folder: Path | None) -> pa.Table:
@@ -663,11 +706,13 @@ class RawOnnxModel:
 
 
 # -- checking -----------------------------------------------------------------------------------------------------
-def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -> pa.Table:
+def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
+                       usual_sizes: Mapping[str, tuple[int, int]] | None = None) -> pa.Table:
     """Random raw rows for ``encoder``'s columns: float32-exact numbers with ~10% missing (and values around the
     bin edges), ids with unicode, spaces to trim, empty and missing cells, lists of 0..4 ids (a vocabulary
     feature's mostly its own ids, some with spaces around), texts (see
-    :func:`~shoal.export.raw_text.synthetic_texts`)."""
+    :func:`~shoal.export.raw_text.synthetic_texts`), encoded images and sounds (every other image of its
+    feature's ``usual_sizes`` entry, where it has one: :func:`~shoal.export.raw_media.synthetic_media`)."""
     rng = np.random.default_rng(seed)
     alphabet = list("abcxyz019 _-é中🙂")
     columns: dict[str, pa.Array] = {}
@@ -713,7 +758,7 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
     for t in encoder.text_features:  # words, whitespace runs, multi-byte characters, texts past max_bytes
         columns[t.column] = pa.array(synthetic_texts(rng, rows, t.max_bytes), pa.string())
     for m in encoder.media_features:  # encoded files as bytes: PNG / JPEG of odd sizes and modes, WAV at odd rates
-        columns[m.column] = pa.array(synthetic_media(rng, m, rows), pa.binary())
+        columns[m.column] = pa.array(synthetic_media(rng, m, rows, (usual_sizes or {}).get(m.name)), pa.binary())
     return pa.table(columns)
 
 

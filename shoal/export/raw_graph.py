@@ -9,7 +9,7 @@ bag its weights).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,19 @@ class GraphBuilder:
         names = [self.name(hint) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=f"{names[0]}:node", **attrs))
         return names
+
+    def branch(self, build: Callable[[], str], dtype: int) -> Any:
+        """The nodes ``build`` adds, as a subgraph (an ``If`` branch) whose one output is what ``build`` returns, of
+        ONNX type ``dtype``; its constants stay in the outer graph, which a branch reads as it reads any outer
+        value."""
+        from onnx import helper
+
+        saved, self.nodes = self.nodes, []
+        try:
+            out = build()
+        finally:
+            nodes, self.nodes = self.nodes, saved
+        return helper.make_graph(nodes, self.name("branch"), [], [helper.make_tensor_value_info(out, dtype, None)])
 
     # small conveniences for the int64 index arithmetic every graph does
     def i64(self, value: Any) -> str:

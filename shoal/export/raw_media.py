@@ -62,10 +62,11 @@ from shoal.data.logmel import LOG_FLOOR
 from shoal.export.onnx import ExportError
 from shoal.export.raw_graph import PREFIX, GraphBuilder
 
-__all__ = ["LOGMEL_TOLERANCE", "PRECISION_BITS", "media_column", "media_contract", "media_feed",
-           "media_graph", "synthetic_media", "vertical_first_rule"]
+__all__ = ["LOGMEL_TOLERANCE", "PRECISION_BITS", "USUAL_SHARE", "media_column", "media_contract", "media_feed",
+           "media_graph", "pillow_weights", "synthetic_media", "usual_image_size", "vertical_first_rule"]
 
 PRECISION_BITS = 22  # Pillow's fixed point for 8-bit images: 32 - 8 - 2 bits
+USUAL_SHARE = 0.5  # a size is an image feature's usual one when at least this share of the rows read has it
 LOGMEL_TOLERANCE = 1e-3  # max |log-mel(graph) - log-mel(torch)| in log units (measured 4e-4 at n_fft 512)
 
 
@@ -161,14 +162,34 @@ def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.nd
             names["lengths"]: np.full(len(decoded), waves.shape[1], np.int64)}
 
 
+def usual_image_size(col: ImageColumn, cells: Sequence[Any], base: Path) -> tuple[int, int] | None:
+    """The decoded (height, width) that at least :data:`USUAL_SHARE` of ``cells`` have (bytes, base64 or paths
+    relative to ``base``; cells that do not decode are left out of the count), or None."""
+    from collections import Counter
+
+    found: Counter[tuple[int, int]] = Counter()
+    for cell in cells:
+        try:
+            h, w = col.pixels(cell_bytes(cell, base)).shape[:2]
+        except MediaError:
+            continue
+        found[h, w] += 1
+    if not found:
+        return None
+    size, count = found.most_common(1)[0]
+    return size if count >= USUAL_SHARE * sum(found.values()) else None
+
+
 # -- the graph ----------------------------------------------------------------------------------------------------
-def media_graph(g: GraphBuilder, col: MediaColumn, vertical_first: bool = False) -> str:
+def media_graph(g: GraphBuilder, col: MediaColumn, vertical_first: bool = False,
+                usual: tuple[int, int] | None = None) -> str:
     """Add media feature ``col`` to ``g``: returns its block of the dense input, (N, C*H*W) float32, the encoder's
     values in the encoder's order (also the graph value ``raw/media/<name>``). ``vertical_first``: resize images
-    as Pillow 13 does (:func:`vertical_first_rule`)."""
+    as Pillow 13 does (:func:`vertical_first_rule`). ``usual``: an image feature's usual (height, width), whose
+    batches take constant weights (:func:`usual_image_size`)."""
     media_contract(col)  # refuses an unknown kind
     if isinstance(col, ImageColumn):
-        block = _image(g, col, vertical_first)
+        block = _image(g, col, vertical_first, usual)
     elif isinstance(col, AudioColumn):
         block = _logmel(g, col)
     return g.op("Reshape", [block, g.i64([0, -1])], out=f"{PREFIX}media/{col.name}")
@@ -235,12 +256,64 @@ def vertical_first_rule() -> bool:
     return bool(np.array_equal(both, vertical))
 
 
-def _image(g: GraphBuilder, col: ImageColumn, vertical_first: bool) -> str:
-    """(N, C, H, W) float32: resized as Pillow's BILINEAR does, then / 255 and (x - mean) / std."""
+def pillow_weights(size: int, out: int) -> np.ndarray:
+    """Pillow's fixed-point BILINEAR coefficients along one axis of ``size`` pixels resized to ``out``: (size, out)
+    float64 whole numbers, the arithmetic of :func:`_filter_weights` step for step (the same float64 operations in
+    the same order), for the constants of the usual size's branch."""
+    f64 = np.float64
+    scale = f64(size) / f64(out)
+    support = max(scale, f64(1.0))
+    center = (np.arange(out) + 0.5) * scale  # (out,)
+    lo = np.maximum(np.floor(center - support + 0.5), 0.0)
+    hi = np.minimum(np.floor(center + support + 0.5), f64(size))
+    j = np.arange(size, dtype=f64)[:, None]  # (size, 1)
+    t = np.abs((j - center + 0.5) * (f64(1.0) / support))
+    w = np.where((j >= lo) & (j < hi), np.where(t < 1.0, 1.0 - t, 0.0), 0.0)
+    total = np.cumsum(w, axis=0)[-1:]  # summed in Pillow's order, as the graph's CumSum
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.where(total == 0.0, w, w / total)
+    return np.floor(k * float(1 << PRECISION_BITS) + 0.5)
+
+
+def _image(g: GraphBuilder, col: ImageColumn, vertical_first: bool, usual: tuple[int, int] | None = None) -> str:
+    """(N, C, H, W) float32: resized as Pillow's BILINEAR does, then / 255 and (x - mean) / std. ``usual``: the
+    (height, width) most images arrive at; a batch of only such images takes a branch whose weights are constants
+    (two products and their roundings, or nothing at all when it is the feature's own size) instead of the ~60
+    nodes that work the weights out from each image's size."""
     from onnx import TensorProto as T
 
     pixels, sizes = f"{col.name}.pixels", f"{col.name}.sizes"
     x = g.op("Transpose", [g.op("Cast", [pixels], to=T.DOUBLE)], perm=[0, 3, 1, 2])  # (N, C, h, w)
+    if usual is None:
+        small = _any_size(g, col, vertical_first, x)
+    else:
+        padded = g.unsqueeze(g.op("Shape", [pixels], start=1, end=3), 0)  # (1, 2): the batch's (h, w)
+        off = g.op("Sub", [g.op("Concat", [padded, sizes], axis=0), g.i64([list(usual)])])  # (N + 1, 2)
+        only_usual = g.op("Equal", [g.op("ReduceSum", [g.op("Abs", [off])], keepdims=0), g.i64(0)])
+        small = g.op("If", [only_usual],
+                     then_branch=g.branch(lambda: _usual_size(g, col, vertical_first, x, usual), T.DOUBLE),
+                     else_branch=g.branch(lambda: _any_size(g, col, vertical_first, x), T.DOUBLE))
+    scaled = g.op("Div", [g.op("Cast", [small], to=T.FLOAT), g.const(255.0, np.float32)])
+    return g.op("Div", [g.op("Sub", [scaled, g.const(col.mean, np.float32)]), g.const(col.std, np.float32)])
+
+
+def _usual_size(g: GraphBuilder, col: ImageColumn, vertical_first: bool, x: str, usual: tuple[int, int]) -> str:
+    """(N, C, H, W) float64 0..255 of images all of (height, width) ``usual``: the passes with constant weights,
+    in the order this Pillow takes for that size; an image of the feature's own size is not resized (Pillow
+    copies it)."""
+    h, w = usual
+    if (h, w) == (col.height, col.width):
+        return g.op("Identity", [x])
+    across = g.const(pillow_weights(w, col.width), np.float64, "across")  # (w, W)
+    down = g.const(pillow_weights(h, col.height).T, np.float64, "down")  # (H, h)
+    if vertical_first and h - col.height > 0 and h - col.height > 2 * (w - col.width):
+        return _pass(g, g.op("MatMul", [_pass(g, g.op("MatMul", [down, x])), across]))
+    return _pass(g, g.op("MatMul", [down, _pass(g, g.op("MatMul", [x, across]))]))
+
+
+def _any_size(g: GraphBuilder, col: ImageColumn, vertical_first: bool, x: str) -> str:
+    """(N, C, H, W) float64 0..255 of images of any sizes: each image's weights worked out from its own size."""
+    pixels, sizes = f"{col.name}.pixels", f"{col.name}.sizes"
     padded = g.op("ReduceMax", [g.op("Shape", [pixels], start=1, end=3)], keepdims=0)  # max(h, w): a scalar
     weights = _filter_weights(g, sizes, padded, (col.height, col.width))  # (N, 2, max(h, w), max(H, W))
     across = _axis_weights(g, weights, pixels, 1, col.width)  # (N, 1, w, W)
@@ -254,8 +327,7 @@ def _image(g: GraphBuilder, col: ImageColumn, vertical_first: bool) -> str:
         flip = g.op("And", [g.op("Greater", [shrink_h, g.i64(0)]),
                             g.op("Greater", [shrink_h, g.op("Mul", [shrink_w, g.i64(2)])])])  # (N,)
         small = g.op("Where", [g.op("Unsqueeze", [flip, g.i64([1, 2, 3])]), other, small])
-    scaled = g.op("Div", [g.op("Cast", [small], to=T.FLOAT), g.const(255.0, np.float32)])
-    return g.op("Div", [g.op("Sub", [scaled, g.const(col.mean, np.float32)]), g.const(col.std, np.float32)])
+    return small
 
 
 def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
@@ -280,29 +352,33 @@ def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
 
 
 # -- synthetic rows -------------------------------------------------------------------------------------------------
-def synthetic_media(rng: np.random.Generator, col: MediaColumn, rows: int) -> list[bytes]:
+def synthetic_media(rng: np.random.Generator, col: MediaColumn, rows: int,
+                    usual: tuple[int, int] | None = None) -> list[bytes]:
     """Random encoded files for ``col``: images of odd sizes (smaller and larger than the feature's, up to 4x),
-    grey, RGB, RGBA and palette, PNG and JPEG; sounds at the feature's rate and others, shorter and longer than
-    ``seconds``, tones over noise, and silence."""
+    grey, RGB, RGBA and palette, PNG and JPEG (with ``usual``, every other image a PNG of that size, the first
+    one included, so a batch of one takes the usual size's branch); sounds at the feature's rate and others, shorter
+    and longer than ``seconds``, tones over noise, and silence."""
     if isinstance(col, ImageColumn):
-        return [_image_file(rng, col) for _ in range(rows)]
+        return [_image_file(rng, col, usual if usual is not None and i % 2 == 0 else None) for i in range(rows)]
     if isinstance(col, AudioColumn):
         return [_sound_file(rng, col) for _ in range(rows)]
     raise ExportError(f"no synthetic files for a {col.kind} feature ({col.name!r})")
 
 
-def _image_file(rng: np.random.Generator, col: ImageColumn) -> bytes:
+def _image_file(rng: np.random.Generator, col: ImageColumn, size: tuple[int, int] | None = None) -> bytes:
     from PIL import Image
 
     h = int(rng.integers(1, 4 * col.height + 2))
     w = int(rng.integers(1, 4 * col.width + 2))
+    if size is not None:
+        h, w = size
     mode = ("L", "RGB", "RGBA", "P")[int(rng.integers(0, 4))]
     smooth = np.cumsum(rng.integers(-40, 41, (h, w, 4)), axis=1)  # gradients and edges, not only noise
     pixels = np.clip(smooth + rng.integers(0, 256, (1, 1, 4)), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGBA")
     image = image.convert("RGB").quantize(16) if mode == "P" else image.convert(mode)
     out = io.BytesIO()
-    if mode in ("L", "RGB") and rng.random() < 0.4:
+    if mode in ("L", "RGB") and rng.random() < 0.4 and size is None:  # a usual size's JPEG might decode smaller
         image.save(out, format="JPEG", quality=int(rng.integers(50, 95)))  # larger ones decode smaller (draft)
     else:
         image.save(out, format="PNG")

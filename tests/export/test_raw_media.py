@@ -167,3 +167,84 @@ def test_multiclass_media_only_bundle(tmp_path: Path) -> None:
     model = RawOnnxModel(export_raw_onnx(folder, parity_rows=24).path)
     table = synthetic_raw_rows(bundle.encoder, 12, seed=3)
     assert model.predict_proba(table).shape == (12, 3) and parity(bundle, model, table) <= 1e-5
+
+
+# -- the usual size's branch: constant weights ---------------------------------------------------------------------
+def _png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("usual", [(28, 28), (8, 8), (5, 30), (40, 9), (3, 3)])
+def test_usual_size_branch_equals_pillow_bit_for_bit(usual: tuple[int, int]) -> None:
+    """A batch of only usual-size images takes the constant weights (shrunk, the feature's own size, grown, and
+    the sizes where Pillow 13 takes the vertical pass first); a batch with one other size takes the general
+    branch; both give Pillow's pixels."""
+    encoder = _encoder([GREY | {"mean": 0.0, "std": 1.0}])
+    col = encoder.media_features[0]
+    model = preprocess_model(encoder, usual_sizes={"digit": usual})
+    assert [n.op_type for n in model.graph.node].count("If") == 1
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(sum(usual))
+    same = [_png(rng.integers(0, 256, usual, dtype=np.uint8)) for _ in range(5)]
+    for cells in (same, same[:1], [*same, _png(rng.integers(0, 256, (7, 13), dtype=np.uint8))]):
+        (got,) = session.run(["raw/media/digit"], raw_feed([{"digit": c} for c in cells], raw_contract(encoder)))
+        want = np.stack([col.decode(c).reshape(-1) for c in cells])
+        np.testing.assert_array_equal(got, want)
+
+
+def test_pillow_weights_match_the_graph_and_sum_to_one() -> None:
+    from shoal.export.raw_media import PRECISION_BITS, pillow_weights
+
+    for size, out in ((28, 16), (16, 28), (28, 28), (1, 5), (97, 3)):
+        w = pillow_weights(size, out)
+        assert w.shape == (size, out) and np.all(w >= 0) and np.all(w == np.floor(w))
+        assert np.all(np.abs(w.sum(axis=0) - (1 << PRECISION_BITS)) <= size)  # each output's weights: ~1.0
+    np.testing.assert_array_equal(pillow_weights(6, 6), np.eye(6) * (1 << PRECISION_BITS))
+
+
+def test_usual_image_size_counts_the_decoded_sizes(tmp_path: Path) -> None:
+    from shoal.export.raw_media import usual_image_size
+
+    col = _encoder([GREY]).media_features[0]
+    a, b = _png(np.zeros((4, 6), np.uint8)), _png(np.zeros((9, 2), np.uint8))
+    (tmp_path / "a.png").write_bytes(a)
+    assert usual_image_size(col, [a, "a.png", b, None, b"not an image"], tmp_path) == (4, 6)  # 2 of 3 decoded
+    assert usual_image_size(col, [a, b, _png(np.zeros((1, 1), np.uint8))], tmp_path) is None  # none has half
+    assert usual_image_size(col, [None], tmp_path) is None
+
+
+def test_export_finds_the_usual_size_in_the_data_file(tmp_path: Path) -> None:
+    """The export reads the config's data file (image paths relative to it), takes the size most images have,
+    and checks parity on rows of that size too; the served graph answers both sizes."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = ["path,y"]
+    for i in range(12):
+        shape = (20, 14) if i % 4 else (9, 9)
+        (data / f"{i}.png").write_bytes(_png(rng.integers(0, 256, shape, dtype=np.uint8)))
+        lines.append(f"{i}.png,{i % 2}")
+    (data / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = parse_config({"data": {"train": str(data / "train.csv")}, "label": {"column": "y"},
+                        "features": [GREY | {"column": "path"}], "model": {"name": "mlp", "hidden": [8]}})
+    encoder = Encoder(cfg.features, cfg.label)
+    torch.manual_seed(0)
+    net = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots,
+                media=encoder.media_inputs).eval()
+    save_bundle(tmp_path / "bundle", net, encoder, cfg, {"train_base_rate": 0.5})
+    report = export_raw_onnx(tmp_path / "bundle", parity_rows=16)
+    assert report.usual_sizes == {"digit": (20, 14)} and report.max_abs_proba_diff <= 1e-5
+    bundle = load_bundle(tmp_path / "bundle")
+    model = RawOnnxModel(report.path)
+    cells = [(data / f"{i}.png").read_bytes() for i in range(4)]
+    table = pa.table({"path": pa.array(cells, pa.binary())})
+    assert parity(bundle, model, table) <= 1e-5 and parity(bundle, model, table.slice(1, 1)) <= 1e-5
+    from typer.testing import CliRunner
+
+    from shoal.cli.main import app
+
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "bundle"), "--raw", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert "most images are 20 x 14" in " ".join(result.output.split())
