@@ -72,9 +72,8 @@ def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
     """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` (length 0 where ``valid`` is False) -> (bytes (n, W)
     uint8 padded with 0, lengths (n,) int64). The work is the ids' bytes, not n x W."""
     n = len(offsets) - 1
-    lengths = np.diff(offsets)
-    if valid is not None:
-        lengths = np.where(valid, lengths, 0)
+    spans = np.diff(offsets)
+    lengths = spans if valid is None else np.where(valid, spans, 0)
     _refuse_long(lengths, width, [name], max(n, 1))
     longest = int(lengths.max(initial=0))
     w = width if width is not None else max(longest, min_width)
@@ -83,11 +82,16 @@ def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
         out[0, :longest] = data[offsets[0]: offsets[0] + longest]
         return out, lengths
     total = int(lengths.sum())
-    if total:
-        ends = np.cumsum(lengths)
-        within = np.arange(total) - np.repeat(ends - lengths, lengths)  # each byte's place in its id
-        row = np.repeat(np.arange(n), lengths)
-        out.reshape(-1)[row * w + within] = data[offsets[:-1][row] + within]
+    if not total:
+        return out, lengths
+    if total == int(offsets[-1] - offsets[0]):  # the ids' bytes are one run (no null holds bytes): scatter it
+        shift = np.arange(0, n * w, w, dtype=np.int64) - (offsets[:-1] - offsets[0])  # row start - id start
+        out.reshape(-1)[np.arange(total) + np.repeat(shift, lengths)] = data[offsets[0]: offsets[-1]]
+        return out, lengths
+    ends = np.cumsum(lengths)
+    within = np.arange(total) - np.repeat(ends - lengths, lengths)  # each byte's place in its id
+    row = np.repeat(np.arange(n), lengths)
+    out.reshape(-1)[row * w + within] = data[offsets[:-1][row] + within]
     return out, lengths
 
 

@@ -310,6 +310,32 @@ def test_a_too_long_id_is_refused_not_cut() -> None:
         session.run(None, {"u.bytes": np.zeros((1, 5), np.uint8), "u.lengths": np.array([5], np.int64)})
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=9)), min_size=2, max_size=30), st.sampled_from([None, 40]))
+def test_bytes_matrix_packs_each_id_left_aligned(values: list[str | None], width: int | None) -> None:
+    """Each id's UTF-8 bytes at the start of its row, zeros after, length 0 for a null: from a plain string array
+    (the bytes in one run), a slice of one, and an array whose nulls hold bytes (the general gather)."""
+    from shoal.export.raw_feed import _bytes_matrix
+
+    def check(arr: pa.Array, cells: list[str | None]) -> None:
+        out, lengths = _bytes_matrix(arr, width, "u")
+        encoded = [b"" if c is None else c.encode("utf-8") for c in cells]
+        assert list(lengths) == [len(b) for b in encoded]
+        assert out.shape[1] == (width if width is not None else max(1, max(map(len, encoded))))
+        for row, b in zip(out, encoded, strict=True):
+            assert bytes(row[: len(b)]) == b and not row[len(b):].any()
+
+    arr = pa.array(values, pa.string())
+    check(arr, values)
+    check(arr.slice(1), values[1:])
+    filled = pa.array(["x" * 3 if v is None else v for v in values], pa.string())  # nulls over bytes
+    mask = pa.array([v is None for v in values])
+    check(pc.if_else(mask, pa.scalar(None, pa.string()), filled), values)
+    holed = pa.Array.from_buffers(pa.string(), len(values), [pa.array([v is not None for v in values]).buffers()[1],
+                                                             *filled.buffers()[1:]])
+    check(holed, values)
+
+
 _HASH_SESSION: dict[str, Any] = {}
 
 
