@@ -132,17 +132,24 @@ def media_column(feature: dict[str, Any]) -> MediaColumn:
 
 
 # -- the caller's part: decoding ------------------------------------------------------------------------------------
+_HERE = Path(".")  # never read from: the feed takes no paths
+_columns: dict[int, tuple[dict[str, Any], MediaColumn]] = {}  # contract entry -> its column, made once per entry
 def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.ndarray]:
     """The two inputs of media feature ``feature`` (a contract entry) for ``cells``: each the encoded file's
     bytes, or base64 text (or a ``data:`` URI), never a path (this never reads a file). Raises ValueError naming
     the row and column for a missing or undecodable cell (the encoder's path then reports the row)."""
-    col = media_column(feature)
+    col = _columns.get(id(feature), (None, None))[1]
+    if col is None or _columns[id(feature)][0] is not feature:
+        col = media_column(feature)
+        if len(_columns) >= 64:
+            _columns.clear()
+        _columns[id(feature)] = (feature, col)  # the entry is kept, so its id is not reused while cached
     if not isinstance(col, ImageColumn | AudioColumn):  # pragma: no cover - media_column makes only these
         raise TypeError(f"no feed for a {col.kind} feature")
     decoded: list[np.ndarray] = []
     for row, cell in enumerate(cells):
         try:
-            data = cell_bytes(cell, Path("."), paths=False)
+            data = cell_bytes(cell, _HERE, paths=False)
             decoded.append(col.pixels(data) if isinstance(col, ImageColumn) else col.decode(data))
         except MediaError as err:
             raise ValueError(f"row {row}, column {col.column!r}: {err} ({col.kind} feature {col.name!r}; the raw "

@@ -78,6 +78,21 @@ def test_image_bytes_rgb_resize_and_normalise() -> None:
     np.testing.assert_allclose(x[1:], -2.0)  # (0 - 0.5) / 0.25
 
 
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PNG (read by Pillow's PNG reader) and GIF (through Image.open) alike: the header's size is checked first."""
+    import shoal.data.features.image as image
+
+    col = ImageColumn("im", "im", 0, channels=1, size=(4, 4))
+    gif = io.BytesIO()
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(gif, format="GIF")
+    for data in (png(np.zeros((5, 5))), gif.getvalue()):
+        assert col.pixels(data).shape == (5, 5, 1)
+        monkeypatch.setattr(image, "MAX_IMAGE_PIXELS", 24)
+        with pytest.raises(MediaError, match="an image of 5 x 5 pixels, over the limit of 24"):
+            col.pixels(data)
+        monkeypatch.undo()
+
+
 def test_bad_images_are_bad_rows_naming_file_line_column_and_path(tmp_path: Path) -> None:
     (tmp_path / "ok.png").write_bytes(png(np.zeros((4, 4))))
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

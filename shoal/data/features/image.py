@@ -38,17 +38,6 @@ def image_magic(data: bytes) -> bool:
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _open(data: bytes) -> Any:
-    """``Image.open`` of an encoded image; a PNG straight through Pillow's PNG reader (``Image.open`` asks each
-    format's reader in turn and checks the size against Pillow's bomb limits: ~15 us of a 28 x 28 PNG's ~60 us,
-    where :data:`MAX_IMAGE_PIXELS`, below those limits, is checked by the caller)."""
-    from PIL import Image, PngImagePlugin
-
-    if data[:8] == PNG_MAGIC:
-        return PngImagePlugin.PngImageFile(io.BytesIO(data))
-    return Image.open(io.BytesIO(data))
-
-
 class ImageColumn(MediaColumn):
     """An image feature: decoded, ``channels`` 1 or 3, resized to ``size`` (H, W), normalised."""
 
@@ -94,26 +83,37 @@ class ImageColumn(MediaColumn):
 
     def _converted(self, data: bytes) -> Any:
         """The decoded image (a PIL image), "L" or "RGB": a JPEG decoded smaller by ``draft`` where Pillow can.
-        MediaError for a file that is not an image, a damaged one or one over :data:`MAX_IMAGE_PIXELS`."""
-        from PIL import Image, UnidentifiedImageError
+        MediaError for a file that is not an image, a damaged one or one over :data:`MAX_IMAGE_PIXELS`.
+
+        A PNG goes straight to Pillow's PNG reader: ``Image.open`` asks each format's reader in turn and checks
+        Pillow's bomb limits (~15 us of a 28 x 28 PNG's ~60 us), and the warnings filter that turns its bomb
+        warning into an error is global state, costly to set and shared by a server's threads. Nothing in the PNG
+        reader warns, and :data:`MAX_IMAGE_PIXELS`, below Pillow's limits, is checked here."""
+        from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
         mode = "L" if self.channels == 1 else "RGB"
         try:
+            if data[:8] == PNG_MAGIC:
+                return self._loaded(PngImagePlugin.PngImageFile(io.BytesIO(data)), mode)
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with _open(data) as im:
-                    if im.width * im.height > MAX_IMAGE_PIXELS:
-                        raise MediaError(f"an image of {im.width} x {im.height} pixels, over the limit of "
-                                         f"{MAX_IMAGE_PIXELS:,}")
-                    im.draft(mode, (self.width, self.height))  # JPEG: decode smaller
-                    im.load()
-                    return im if im.mode == mode else im.convert(mode)  # convert would copy an image in its mode
+                return self._loaded(Image.open(io.BytesIO(data)), mode)
         except UnidentifiedImageError:
             raise MediaError(f"not an image Pillow can read ({len(data):,} bytes starting {data[:8]!r}); "
                              f"expected {', '.join(e[1:].upper() for e in IMAGE_EXTENSIONS)}") from None
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as err:
             raise MediaError(f"a damaged or truncated image: {err}") from None
+
+    def _loaded(self, opened: Any, mode: str) -> Any:
+        """An opened image decoded in ``mode`` (MediaError over :data:`MAX_IMAGE_PIXELS`)."""
+        with opened as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise MediaError(f"an image of {im.width} x {im.height} pixels, over the limit of "
+                                 f"{MAX_IMAGE_PIXELS:,}")
+            im.draft(mode, (self.width, self.height))  # JPEG: decode smaller
+            im.load()
+            return im if im.mode == mode else im.convert(mode)  # convert would copy an image in its mode
 
     def magic(self, data: bytes) -> bool:
         return image_magic(data)
