@@ -91,6 +91,19 @@ def test_sklearn_classifier_in_pipeline_cross_validation_and_grid_search() -> No
     assert grid.best_params_["epochs"] in (1, 2) and grid.best_score_ > 0.6
 
 
+def test_sklearn_fits_draw_no_pictures_unless_asked(tmp_path: Path) -> None:
+    from shoal.api.sklearn import ShoalClassifier
+
+    frame = _frame(300)
+    X, y = frame.drop(columns="clicked"), frame["clicked"]
+    plain = ShoalClassifier(epochs=1, home=str(tmp_path / "plain")).fit(X, y)
+    drawn = ShoalClassifier(epochs=1, home=str(tmp_path / "drawn"), overrides={"train.pictures": True}).fit(X, y)
+    for model, pictures in ((plain, []), (drawn, ["learning-curve.png"])):
+        record = model.model_.record
+        assert record is not None
+        assert [p.name for p in record.artifact_dir.glob("learning-curve.png")] == pictures
+
+
 def test_progress_and_callbacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from shoal.training.callbacks import Callbacks
 
