@@ -58,10 +58,11 @@ class WithMedia(nn.Module):
         self.encoders = nn.ModuleList(media_encoder(m) for m in self.media)
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
-        parts = [dense[:, : self.plain]]  # (B, P)
+        parts = [dense[:, : self.plain]] if self.plain else []  # (B, P); no empty slice to trace
         start = self.plain
         for m, encoder in zip(self.media, self.encoders, strict=True):
             block = dense[:, start:start + m.size].reshape(-1, *m.shape)  # (B, C*H*W) -> (B, C, H, W)
             parts.append(encoder(block))  # (B, widths[-1])
             start += m.size
-        return self.model(torch.cat(parts, dim=1), ids, offsets)  # (B, P + sum of vector widths) in
+        joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, P + sum of vector widths)
+        return self.model(joined, ids, offsets)

@@ -22,6 +22,6 @@ class MLP(nn.Module):
         self.net = mlp([width, *config.hidden, outputs], final_activation=False)
 
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
-        emb = self.sparse_arch(ids, offsets).flatten(1) if ids else dense[:, :0]  # (B, F*d); dense only: (B, 0)
-        x = torch.cat([dense, emb], dim=1)  # (B, D + F*d)
+        # (B, D + F*d); dense only: the dense input itself (no empty slice and copy in a traced graph)
+        x = torch.cat([dense, self.sparse_arch(ids, offsets).flatten(1)], dim=1) if ids else dense
         return squeeze_single(self.net(x))  # (B,) or (B, C)
