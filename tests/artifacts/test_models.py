@@ -26,7 +26,8 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     for seed in (0, 1):
         x = rng.normal(size=600)
         df = pd.DataFrame({"x": x, "g": rng.choice(["a", "b"], 600), "y": (x + rng.normal(size=600) > 0).astype(int)})
-        ids.append(shoal.fit(df, label="y", home=home, model="logistic", train__epochs=1, train__seed=seed).run_id)
+        ids.append(shoal.fit(df, label="y", home=home, model="logistic", train__epochs=1, train__seed=seed,
+                            train__pictures=False).run_id)
     return home, ids
 
 
@@ -112,7 +113,7 @@ def test_gc_frees_resume_files_by_rules(tmp_path: Path, monkeypatch: pytest.Monk
     x = rng.normal(size=400)
     df = pd.DataFrame({"x": x, "y": (x > 0).astype(int)})
     ids = [shoal.fit(df, label="y", home=tmp_path, model="logistic", train__epochs=1, train__seed=s,
-                     train__checkpoint_every=2).run_id
+                     train__checkpoint_every=2, train__pictures=False).run_id
            for s in range(4)]  # oldest first
     registry = Registry(tmp_path)
     registry.fail(ids[1], RuntimeError("killed in a test"))

@@ -42,5 +42,5 @@ def click_config(data: Path, model: dict[str, Any], epochs: int = 3) -> Any:
                      {"name": "c", "kind": "sparse", "buckets": 100}],
         "model": model,
         "train": {"epochs": epochs, "batch_size": 64, "lr": 0.01, "embedding_lr": 0.1, "seed": 3,
-                  "early_stopping_patience": 5},
+                  "early_stopping_patience": 5, "pictures": False},  # no test here looks at them
     })
