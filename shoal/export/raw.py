@@ -479,7 +479,7 @@ def usual_sizes(bundle: Bundle, rows: int = 256) -> dict[str, tuple[int, int]]:
     from shoal.data.stream import chunks
 
     images = [m for m in bundle.encoder.media_features if isinstance(m, ImageColumn)]
-    for split in ("valid", "test", "train"):
+    for split in ("valid", "test", "train") if images else ():
         try:
             where = bundle.config.data.file(split)
         except ValueError:
