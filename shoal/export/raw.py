@@ -67,6 +67,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -476,20 +477,11 @@ def usual_sizes(bundle: Bundle, rows: int = 256) -> dict[str, tuple[int, int]]:
     from the file's folder as the encoder reads them; none when no file reads (a bundle moved without its data)."""
     from shoal.data.features.image import ImageColumn
     from shoal.data.features.media import data_folder
-    from shoal.data.stream import chunks
 
     images = [m for m in bundle.encoder.media_features if isinstance(m, ImageColumn)]
-    for split in ("valid", "test", "train") if images else ():
+    for path, read in _data_files(bundle, rows, [m.column for m in images]) if images else []:
         try:
-            where = bundle.config.data.file(split)
-        except ValueError:
-            continue
-        if where is None or not where[0].exists():
-            continue
-        path, options = where
-        try:
-            chunk = next(chunks(path, options.model_copy(update={"chunk_rows": rows}), [m.column for m in images],
-                                BadRowSink("count")))
+            chunk = read()
         except Exception as err:  # unreadable: try the next file
             log.warning("could not read image sizes from %s: %s", path, err)
             continue
@@ -507,13 +499,34 @@ def _timing_rows(bundle: Bundle, folder: Path | None) -> pa.Table:
     return synthetic_raw_rows(bundle.encoder, FORM_BATCHES[-1])
 
 
+def _data_files(bundle: Bundle, rows: int, columns: list[str]) -> list[tuple[Path, Callable[[], Chunk]]]:
+    """The config's validation, test and training files that exist, in that order, each with a call reading its
+    first ``rows`` rows of ``columns`` (bad rows counted, not raised)."""
+    found: list[tuple[Path, Callable[[], Chunk]]] = []
+    for split in ("valid", "test", "train"):
+        try:
+            where = bundle.config.data.file(split)
+        except ValueError:
+            continue
+        if where is not None and where[0].exists():
+            path, options = where
+            found.append((path, partial(_first_chunk, path, options.model_copy(update={"chunk_rows": rows}),
+                                        columns)))
+    return found
+
+
+def _first_chunk(path: Path, options: Any, columns: list[str]) -> Chunk:
+    from shoal.data.stream import chunks
+
+    return next(chunks(path, options, columns, BadRowSink("count")))
+
+
 def timing_rows(bundle: Bundle, folder: Path, rows: int,
                 check: Callable[[pa.Table], Any] | None = None) -> tuple[pa.Table, str]:
     """Up to ``rows`` raw rows to time on, and where they came from: the run's held-out split or the config's
     validation, test and training files (rows the encoder refuses left out; a source whose rows ``check`` raises
     for, e.g. a raw graph that cannot take them, skipped), else synthetic rows."""
     from shoal.data.split import HeldOutSplit
-    from shoal.data.stream import chunks
 
     encoder = bundle.encoder
     columns = encoder.columns(with_label=False)
@@ -529,15 +542,7 @@ def timing_rows(bundle: Bundle, folder: Path, rows: int,
     sources: list[tuple[str, Any]] = []
     if held.exists():
         sources.append((str(held.path), lambda: next(held.chunks(rows))))
-    for split in ("valid", "test", "train"):
-        try:
-            where = bundle.config.data.file(split)
-        except ValueError:
-            continue
-        if where is not None and where[0].exists():
-            path, options = where
-            sources.append((str(path), lambda p=path, o=options: next(chunks(
-                p, o.model_copy(update={"chunk_rows": rows}), columns, BadRowSink("count")))))
+    sources += [(str(path), read) for path, read in _data_files(bundle, rows, columns)]
     for name, read in sources:
         try:
             table = usable(read())

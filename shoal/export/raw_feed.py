@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from shoal.data.features import DenseColumn, Problems, as_strings
 from shoal.data.features.dense import FLOAT32_MAX
+from shoal.export.raw_graph import per_object
 from shoal.export.raw_ids import ANY_WIDTH_MAX
 from shoal.export.raw_media import media_feed
 from shoal.export.raw_text import text_cells_feed, text_feed
@@ -139,27 +140,25 @@ class RowPlan:
         return [row[c] for c, _ in self.dense], [row[c] for c, _, _, _ in self.ids]
 
 
-_PLANS: dict[int, tuple[Mapping[str, Any], RowPlan | None]] = {}
+_PLANS: dict[int, tuple[Any, Any]] = {}
 
 
 def row_plan(contract: Mapping[str, Any]) -> RowPlan | None:
     """The one-row plan of ``contract``, or None when it has texts or media (the general path feeds them)."""
-    hit = _PLANS.get(id(contract))
-    if hit is not None and hit[0] is contract:
-        return hit[1]
+    return per_object(_PLANS, contract, _row_plan)
+
+
+def _row_plan(contract: Mapping[str, Any]) -> RowPlan | None:
     features = contract["features"]
-    simple = all(f["kind"] in ("dense", "sparse") for f in features)
-    plan = RowPlan(frozenset(f["column"] for f in features),
-                 tuple((f["column"], f["inputs"]["value"]) for f in features if f["kind"] == "dense"),
-                 tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["name"])
-                       for f in features if f["kind"] == "sparse" and f.get("separator") is None),
-                 tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["inputs"]["counts"],
-                        f["separator"]) for f in features if f["kind"] == "sparse" and f.get("separator") is not None)
-                 ) if simple else None
-    if len(_PLANS) >= 64:
-        _PLANS.clear()
-    _PLANS[id(contract)] = (contract, plan)  # the contract is kept, so its id is not reused while cached
-    return plan
+    if not all(f["kind"] in ("dense", "sparse") for f in features):
+        return None
+    ids = [f for f in features if f["kind"] == "sparse"]
+    return RowPlan(frozenset(f["column"] for f in features),
+                   tuple((f["column"], f["inputs"]["value"]) for f in features if f["kind"] == "dense"),
+                   tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["name"])
+                         for f in ids if f.get("separator") is None),
+                   tuple((f["column"], f["inputs"]["bytes"], f["inputs"]["lengths"], f["inputs"]["counts"],
+                          f["separator"]) for f in ids if f.get("separator") is not None))
 
 
 @dataclass(frozen=True)

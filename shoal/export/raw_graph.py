@@ -10,17 +10,33 @@ bag its weights).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "mix64"]
+__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "mix64", "per_object"]
+
+T_ = TypeVar("T_")
 
 OPSET = 18
 PREFIX = "raw/"  # every value the preprocessing adds is named under it, clear of the traced model's names
 
 M1 = 0xBF58476D1CE4E5B9
 M2 = 0x94D049BB133111EB
+
+
+def per_object(cache: dict[int, tuple[Any, Any]], obj: Any, make: Callable[[Any], T_], size: int = 64) -> T_:
+    """``make(obj)``, worked out once per object (a contract or one of its entries, which a call of the feed does
+    not change): ``cache`` keeps the object beside the value, so its id is not reused while cached; at ``size``
+    objects it starts again."""
+    hit = cache.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    value = make(obj)
+    if len(cache) >= size:
+        cache.clear()
+    cache[id(obj)] = (obj, value)
+    return value
 
 
 class GraphBuilder:

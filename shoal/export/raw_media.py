@@ -60,7 +60,7 @@ from shoal.data.features.image import ImageColumn
 from shoal.data.features.media import MediaColumn, MediaError, cell_bytes
 from shoal.data.logmel import LOG_FLOOR
 from shoal.export.onnx import ExportError
-from shoal.export.raw_graph import PREFIX, GraphBuilder
+from shoal.export.raw_graph import PREFIX, GraphBuilder, per_object
 
 __all__ = ["LOGMEL_TOLERANCE", "PRECISION_BITS", "USUAL_SHARE", "media_column", "media_contract", "media_feed",
            "media_graph", "pillow_weights", "synthetic_media", "usual_image_size", "vertical_first_rule"]
@@ -133,17 +133,14 @@ def media_column(feature: dict[str, Any]) -> MediaColumn:
 
 # -- the caller's part: decoding ------------------------------------------------------------------------------------
 _HERE = Path(".")  # never read from: the feed takes no paths
-_columns: dict[int, tuple[dict[str, Any], MediaColumn]] = {}  # contract entry -> its column, made once per entry
+_COLUMNS: dict[int, tuple[Any, Any]] = {}  # a contract entry -> its column (per_object)
+
+
 def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.ndarray]:
     """The two inputs of media feature ``feature`` (a contract entry) for ``cells``: each the encoded file's
     bytes, or base64 text (or a ``data:`` URI), never a path (this never reads a file). Raises ValueError naming
     the row and column for a missing or undecodable cell (the encoder's path then reports the row)."""
-    col = _columns.get(id(feature), (None, None))[1]
-    if col is None or _columns[id(feature)][0] is not feature:
-        col = media_column(feature)
-        if len(_columns) >= 64:
-            _columns.clear()
-        _columns[id(feature)] = (feature, col)  # the entry is kept, so its id is not reused while cached
+    col = per_object(_COLUMNS, feature, media_column)
     if not isinstance(col, ImageColumn | AudioColumn):  # pragma: no cover - media_column makes only these
         raise TypeError(f"no feed for a {col.kind} feature")
     decoded: list[np.ndarray] = []

@@ -25,17 +25,15 @@ from shoal.data.features.media import MediaColumn, MediaError
 __all__ = ["IMAGE_EXTENSIONS", "ImageColumn", "image_magic"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_PIXELS = 64_000_000  # a larger image is refused as a bad row (a decompression bomb, or a mistake)
 
 
 def image_magic(data: bytes) -> bool:
     """Whether ``data`` starts like an image file (PNG, JPEG, GIF, WebP, BMP, TIFF)."""
-    return (data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+    return (data.startswith((PNG_MAGIC, b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
                              b"MM\x00*"))
             or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
-
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageColumn(MediaColumn):
