@@ -53,8 +53,8 @@ import torch
 from shoal.config import TrainConfig
 from shoal.plan.ops import count_ops, training_step
 
-__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "calibrate", "call_seconds", "interaction_step", "load_profile",
-           "mean_seconds", "median_seconds", "profile_path"]
+__all__ = ["PROFILE_FILE", "TRAINING_OMP_WAIT_POLICY", "Evictor", "calibrate", "call_seconds", "evictor",
+           "interaction_step", "load_profile", "mean_seconds", "median_seconds", "profile_path"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ PROFILE_VERSION = 3  # 3: per-op overhead, OpenMP wait policy (2 was an unmerged
 TRAINING_OMP_WAIT_POLICY = "PASSIVE"  # what ``shoal train`` runs OpenMP's threads with (shoal.cli.main sets it)
 WIDTHS = (16, 64, 256, 1024)
 CONV_WIDTHS = (16, 32, 64)  # channels of the calibrated convolutions
+MAX_EVICT_LLC = 2  # an evictor walks at most this many last-level caches (beyond it, nothing is left to evict)
 
 
 def profile_path(home: Path) -> Path:
@@ -82,14 +83,17 @@ def load_profile(home: Path) -> dict[str, Any]:
     return profile
 
 
-def call_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> list[float]:
+def call_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5,
+                 before: Callable[[], object] | None = None) -> list[float]:
     """The seconds of each call of ``fn`` over ``seconds`` of calls (at least ``min_calls``, at most 1000), after
-    ``warmup`` calls."""
+    ``warmup`` calls; ``before`` (e.g. an :func:`evictor`) runs before each call, untimed."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while len(times) < min_calls or time.perf_counter() < deadline:
+        if before is not None:
+            before()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -104,10 +108,30 @@ def median_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, mi
     return float(np.median(call_seconds(fn, seconds, warmup, min_calls)))
 
 
-def mean_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5) -> float:
+def mean_seconds(fn: Callable[[], object], seconds: float, warmup: int = 2, min_calls: int = 5,
+                 before: Callable[[], object] | None = None) -> float:
     """The mean seconds of a call of ``fn`` (:func:`call_seconds`): what a run of such calls pays, the slow ones
     too (a training run's rows/s is its rows over the sum of its steps)."""
-    return float(np.mean(call_seconds(fn, seconds, warmup, min_calls)))
+    return float(np.mean(call_seconds(fn, seconds, warmup, min_calls, before)))
+
+
+class Evictor:
+    """Reads and writes its buffer, as the rest of a training step walks its activations, weights and rows
+    between two calls of a part timed alone (:func:`evictor`)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.buffer = torch.zeros(nbytes // 4)
+
+    def __call__(self) -> None:
+        self.buffer.add_(1.0)
+
+
+def evictor(nbytes: float, llc_bytes: float) -> Evictor | None:
+    """An :class:`Evictor` of ``nbytes`` (at most :data:`MAX_EVICT_LLC` last-level caches): a part timed back to
+    back finds its data in the cache, inside a step it does not (the dlrm step's embedding part of 1.25 ms took
+    1.55 ms after 16 MiB were walked, 1.85 ms after 32). None under 64 KiB."""
+    size = int(min(nbytes, MAX_EVICT_LLC * llc_bytes))
+    return Evictor(size) if size >= 64 << 10 else None
 
 
 def _with_threads(threads: int, fn: Callable[[], Any]) -> Any:

@@ -26,7 +26,7 @@ import torch
 
 from shoal.config import TrainConfig
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import interaction_step, mean_seconds
+from shoal.plan.calibrate import evictor, interaction_step, mean_seconds
 from shoal.plan.cost import ModelCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
@@ -59,9 +59,14 @@ def _chunk(shape: InputShape) -> Batch:
 
 
 def time_parts(cost: ModelCost, shape: InputShape, rows: int, train: TrainConfig, threads: int,
-               seconds: float = 0.2) -> MeasuredParts:
+               seconds: float = 0.2, llc_bytes: float = 0.0, walked: dict[str, float] | None = None) -> MeasuredParts:
     """Time the input, Adam (over ``cost.dense_tensors``) and dot interaction (``cost.interactions``) parts of a
-    step of ``rows`` rows (see the module docstring) with ``threads``."""
+    step of ``rows`` rows (see the module docstring) with ``threads``; ``walked``: the bytes of the step's parts
+    (:func:`~shoal.plan.step.walked_bytes`), the others' walked before each timed call of Adam and of an
+    interaction (:func:`~shoal.plan.calibrate.evictor`, at most a few ``llc_bytes``)."""
+    walked = walked or {}
+    after_step = evictor(walked.get("activations", 0.0) + walked.get("rows", 0.0), llc_bytes)
+    after_adam = evictor(sum(walked.values()), llc_bytes)
     chunk = _chunk(shape)
     order = np.random.default_rng(0).permutation(len(chunk))
     input_s = mean_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
@@ -76,11 +81,11 @@ def time_parts(cost: ModelCost, shape: InputShape, rows: int, train: TrainConfig
                 p.grad = torch.randn(p.shape, generator=gen) * 1e-3
             adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers
             adam_ops = count_ops(adam.step)
-            adam_s = mean_seconds(adam.step, seconds)
+            adam_s = mean_seconds(adam.step, seconds, before=after_step)
         for name, (vectors, dim) in cost.interactions.items():
             step = interaction_step(rows, vectors, dim)
             layer_ops += count_ops(step)
-            layer_s[name] = mean_seconds(step, seconds)
+            layer_s[name] = mean_seconds(step, seconds, before=after_adam)
     finally:
         torch.set_num_threads(saved)
     return MeasuredParts(input_s, adam_s, adam_ops, layer_s, layer_ops)

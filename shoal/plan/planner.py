@@ -21,7 +21,7 @@ from shoal.plan.rates import Rates, rates_for
 from shoal.plan.serving import ServingPlan, measure_serving, predict_serving
 from shoal.plan.sharding import PLACEMENTS, placement
 from shoal.plan.sparse_step import time_sparse_steps
-from shoal.plan.step import StepPlan, checkpoint_in_epoch, epoch_seconds, plan_step
+from shoal.plan.step import StepPlan, checkpoint_in_epoch, epoch_seconds, plan_step, walked_bytes
 
 __all__ = ["Plan", "make_plan"]
 
@@ -119,9 +119,12 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     sparse = parts = None
     if profile is not None and time_embeddings:  # this machine, calibrated: time the model's own step parts
         threads = max(1, int(profile["cores"]) // per_node)
-        sparse = time_sparse_steps(cost, shape, batch // world, fused=world == 1, threads=threads,
-                                   llc_bytes=float(profile["llc_bytes"]), world=world if cluster.nodes == 1 else 1)
-        parts = time_parts(cost, shape, batch // world, config.train, threads)
+        llc = float(profile["llc_bytes"])
+        walked = walked_bytes(cost, shape, batch // world, fused=world == 1)
+        sparse = time_sparse_steps(cost, shape, batch // world, fused=world == 1, threads=threads, llc_bytes=llc,
+                                   world=world if cluster.nodes == 1 else 1,
+                                   evict_bytes=walked["activations"] + walked["dense"])
+        parts = time_parts(cost, shape, batch // world, config.train, threads, llc_bytes=llc, walked=walked)
     options = {name: plan_step(cost, shape, rates, world=world, nodes=cluster.nodes, batch=batch,
                                sharding=placement(name, cost, world), cache_bytes=cache,
                                chunk_rows=config.data.chunk_rows, sparse=sparse, parts=parts)

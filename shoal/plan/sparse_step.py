@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from shoal.data.batch import Batch
-from shoal.plan.calibrate import mean_seconds
+from shoal.plan.calibrate import evictor, mean_seconds
 from shoal.plan.cost import ModelCost, TableCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
@@ -158,11 +158,12 @@ def _groups(cost: ModelCost) -> list[list[TableCost]]:
 
 
 def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool, threads: int, llc_bytes: float,
-                      seconds: float = 0.3, world: int = 1) -> SparseTime | None:
+                      seconds: float = 0.3, world: int = 1, evict_bytes: float = 0.0) -> SparseTime | None:
     """The embedding steps of ``cost``'s tables (grouped by the SparseArch that holds them) on ``rows`` rows, with
     ``threads`` threads: timed (the mean of repeated calls: a run pays its slow steps too) and their ops counted;
     None without tables. ``world`` > 1 (unfused): timed in that many processes at once, each exchanging its rows as
-    a rank does."""
+    a rank does. ``evict_bytes`` (the rest of the step's activations and dense state) are walked before each
+    timed step (:func:`~shoal.plan.calibrate.evictor`), as the dense layers walk them between two steps."""
     groups = _groups(cost)
     if not groups:
         return None
@@ -173,18 +174,19 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
         for tables in groups:
             step, arch_step = sparse_step(tables, shape, rows, fused, MAX_TIMED_LLC * llc_bytes)
             if world == 1:
-                total_s += mean_seconds(step, seconds)
+                total_s += mean_seconds(step, seconds, before=evictor(evict_bytes, llc_bytes))
             ops += count_ops(arch_step)
     finally:
         torch.set_num_threads(saved)
     if world > 1:
         total_s = _time_ranks(groups, shape, rows, world, threads, MAX_TIMED_LLC * llc_bytes, seconds,
-                              cost.dense_tensors)
+                              cost.dense_tensors, evict_bytes, llc_bytes)
     return SparseTime(total_s, ops, fused, world, dense_all_reduce=world > 1 and bool(cost.dense_tensors))
 
 
 def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, world: int, threads: int,
-                max_bytes: float, seconds: float, dense_tensors: list[int]) -> float:
+                max_bytes: float, seconds: float, dense_tensors: list[int], evict_bytes: float = 0.0,
+                llc_bytes: float = 0.0) -> float:
     """Seconds of one rank's embedding steps with the row exchange and DDP's all-reduce of gradients of
     ``dense_tensors`` sizes, ``world`` processes (gloo on loopback) taking them at once: the slowest rank's
     mean."""
@@ -195,7 +197,8 @@ def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, wor
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "ranks.json")
         mp.start_processes(_rank, args=(world, free_port(), groups, shape, rows, threads, max_bytes, seconds,
-                                        dense_tensors, out), nprocs=world, join=True, start_method="spawn")
+                                        dense_tensors, evict_bytes, llc_bytes, out),
+                           nprocs=world, join=True, start_method="spawn")
         return float(json.loads(Path(out).read_text(encoding="utf-8"))["seconds"])
 
 
@@ -212,7 +215,8 @@ class _DenseGrads(torch.nn.Module):
 
 
 def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape: InputShape, rows: int,
-          threads: int, max_bytes: float, seconds: float, dense_tensors: list[int], out: str) -> None:
+          threads: int, max_bytes: float, seconds: float, dense_tensors: list[int], evict_bytes: float,
+          llc_bytes: float, out: str) -> None:
     """One of ``world`` processes: its embedding steps, the dense gradients all-reduced by DDP during the backward
     and each followed by the trainer's row exchange, timed over the same number of calls on every rank (a time
     limit could differ and leave a rank waiting in a collective)."""
@@ -243,8 +247,11 @@ def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape
     calls = torch.tensor([max(5, min(200, int(seconds / max(time.perf_counter() - start, 1e-6))))])
     dist.all_reduce(calls, op=dist.ReduceOp.MIN)
     times = []
+    walk = evictor(evict_bytes, llc_bytes)
     dist.barrier()
     for _ in range(int(calls)):
+        if walk is not None:
+            walk()
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)

@@ -42,7 +42,7 @@ from shoal.plan.rates import Rates
 from shoal.plan.sharding import ShardingOption
 from shoal.plan.sparse_step import SparseTime
 
-__all__ = ["Phase", "StepPlan", "plan_step"]
+__all__ = ["Phase", "StepPlan", "plan_step", "walked_bytes"]
 
 ADAM_BYTES_PER_PARAM = 28
 CHECKPOINT_EVERY_EPOCH_S = 30.0  # one process checkpoints an epoch end only when the last one is older
@@ -223,6 +223,17 @@ def _footprint(cost: ModelCost, fused: bool) -> float:
     """Bytes a step's random row reads and writes range over: every table (one weight holds them all), its row-wise
     Adagrad accumulators (4 bytes a row) and, fused, the step's row slots (4 bytes a row)."""
     return sum(tc.bytes + tc.rows * (8 if fused else 4) for tc in cost.tables)
+
+
+def walked_bytes(cost: ModelCost, shape: InputShape, b: int, fused: bool) -> dict[str, float]:
+    """Bytes one step of ``b`` rows walks in each part: ``activations`` (kept for the backward, and their
+    gradients), ``dense`` (weights, gradients, Adam's moments) and ``rows`` (the distinct embedding rows touched,
+    read and written with their accumulators). A part timed alone is timed after the others' bytes are walked
+    (:func:`~shoal.plan.calibrate.evictor`)."""
+    distinct = [tc.unique * b for tc in cost.tables]
+    return {"activations": 2 * (cost.act_bytes * b + sum(tc.dim for tc in cost.tables) * b * 4) * (1 if fused else 2),
+            "dense": 16.0 * cost.dense_params,
+            "rows": sum(n * (tc.dim * 4 * 2 + 8) for n, tc in zip(distinct, cost.tables, strict=True))}
 
 
 def _memory(cost: ModelCost, shape: InputShape, rates: Rates, world: int, b: int, sharding: ShardingOption,

@@ -11,7 +11,7 @@ from shoal.plan.inputs import input_shape
 from shoal.plan.planner import make_plan
 from shoal.plan.rates import rates_for
 from shoal.plan.sharding import placement, table_wise_bins
-from shoal.plan.step import plan_step
+from shoal.plan.step import plan_step, walked_bytes
 from tests.plan.conftest import run_config
 
 CPU = {"cores": 8, "gflops_per_core": 50, "memory_bw_gbs": 40, "memory_gib": 64}
@@ -72,3 +72,17 @@ def test_a_large_epoch_end_checkpoint_is_said_to_be_a_guess() -> None:
     assert any("epoch-end checkpoint" in n for n in big_plan.notes)
     assert not any("epoch-end checkpoint" in n for n in make_plan(small, CLUSTER, nproc=2, rows=100_000,
                                                                    read_data=False).notes)
+
+
+def test_walked_bytes_are_the_step_parts_memory() -> None:
+    cfg = run_config({"name": "mlp", "embedding_dim": 8, "hidden": [16]}, sparse=2, buckets=5000)
+    shape = input_shape(cfg, 256)
+    cost = model_cost(cfg, shape)
+    step = plan_step(cost, shape, rates_for(CLUSTER, 1), world=1, nodes=1, batch=256,
+                     sharding=placement("data_parallel", cost, 1), cache_bytes=0, chunk_rows=1000)
+    walked = walked_bytes(cost, shape, 256, fused=True)
+    assert walked["activations"] == step.memory["activations + grads"]  # what the backward keeps, walked again
+    assert walked["dense"] == step.memory["dense weights, grads, Adam"]
+    distinct = sum(tc.unique * 256 for tc in cost.tables)  # rows a batch touches: weight read and written, accumulator
+    assert walked["rows"] == pytest.approx(distinct * (8 * 4 * 2 + 8)) and walked["rows"] > 0
+    assert walked_bytes(cost, shape, 256, fused=False)["activations"] == 2 * walked["activations"]
