@@ -305,7 +305,9 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     blocks = [media_graph(g, m, vertical_first, usual.get(m.name))  # (N, C*H*W) each, config order
               for m in encoder.media_features]
     if dense or blocks:  # [values | missing flags | media blocks], as Encoder.encode lays them out
-        outputs["dense"] = g.op("Concat", ([values, flags] if dense else []) + blocks, out=f"{PREFIX}out/dense", axis=1)
+        parts = ([values, flags] if dense else []) + blocks
+        outputs["dense"] = (g.op("Concat", parts, out=f"{PREFIX}out/dense", axis=1) if len(parts) > 1
+                            else g.op("Identity", parts, out=f"{PREFIX}out/dense"))  # one block: ORT drops it
     else:  # no dense nor media features: (N, 0) float32, N from the first id or text input
         first = [*encoder.sparse_features, *encoder.text_features][0]
         per_row = f"{first.name}.counts" if getattr(first, "separator", None) else f"{first.name}.lengths"

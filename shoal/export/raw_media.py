@@ -32,8 +32,9 @@ An audio feature ``NAME`` takes::
 
 and the graph computes the log-mel spectrogram of :class:`~shoal.data.logmel.LogMel`: zero padding of
 ``n_fft / 2`` at both ends less the frame's samples outside the window (``LogMel.pads``), the windowed DFT as a
-strided ``Conv`` over the window's taps alone (the module's own basis), ``re^2 + im^2``, the
-mel filterbank as a ``MatMul``, ``Log(mel + 1e-6)``. Float32 convolutions sum in another order than PyTorch's, so
+strided ``Conv`` over the window's taps alone (the module's own basis; frames end to end, hop = window, as a
+``Reshape`` into frames and one ``MatMul``), squared, and the mel filterbank written twice (``[fb, fb]``: it sums
+``re^2`` and ``im^2`` of each bin) as a ``MatMul``, ``Log(mel + 1e-6)``. Float32 convolutions sum in another order than PyTorch's, so
 the spectrogram is close, not equal: within :data:`LOGMEL_TOLERANCE` in log units (the difference is float32
 rounding of the DFT sums, largest in bands near the 1e-6 floor; on the linear mel power it is ~2e-6 of the frame's
 largest band). Resampling a file of another rate is the
@@ -161,6 +162,8 @@ def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.nd
         for i, d in enumerate(decoded):
             pixels[i, : d.shape[0], : d.shape[1]] = d
         return {names["pixels"]: pixels, names["sizes"]: sizes}
+    if len(decoded) == 1:  # a request's one sound: nothing to stack
+        return {names["wave"]: decoded[0][None], names["lengths"]: np.array([col.samples], np.int64)}
     waves = np.stack(decoded) if decoded else np.zeros((0, col.samples), np.float32)
     return {names["wave"]: waves.astype(np.float32, copy=False),
             names["lengths"]: np.full(len(decoded), waves.shape[1], np.int64)}
@@ -339,19 +342,26 @@ def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
     :class:`~shoal.data.logmel.LogMel` as ONNX ops."""
     logmel = col.logmel
     wave_in, lengths = f"{col.name}.wave", f"{col.name}.lengths"
-    index = g.unsqueeze(g.op("Range", [g.i64(0), g.dim(wave_in, 1), g.i64(1)]), 0)  # (1, S)
-    kept = g.op("Where", [g.op("Less", [index, g.unsqueeze(lengths, 1)]), wave_in, g.const(0.0, np.float32)])
-    cut = g.slice(kept, 0, col.samples, axis=1)  # (N, min(S, samples))
     left, right = logmel.pads  # the window's taps alone: the frame's zero-weight samples are not padded for
-    short = g.op("Sub", [g.i64(col.samples), g.dim(cut, 1)])  # silence to add at the end
-    pads = g.op("Concat", [g.i64([0, left, 0]), g.unsqueeze(g.op("Add", [short, g.i64(right)]), 0)], axis=0)
-    x = g.unsqueeze(g.op("Pad", [cut, pads]), 1)  # (N, 1, samples + left + right): frames centred on their sample
+    cut = g.slice(wave_in, 0, col.samples, axis=1)  # (N, min(S, samples))
+    short = g.op("Sub", [g.i64([col.samples + right]), g.op("Shape", [cut], start=1, end=2)])  # (1,) zeros to add
+    padded = g.op("Pad", [cut, g.op("Concat", [g.i64([0, left, 0]), short], axis=0)])  # (N, left + samples + right)
+    index = g.i64(np.arange(-left, col.samples + right)[None])  # (1, left + samples + right): the sound's sample
+    padded = g.op("Where", [g.op("Less", [index, g.unsqueeze(lengths, 1)]), padded, g.const(0.0, np.float32)])
     basis = logmel.basis.numpy()  # (2F, 1, win_length): the windowed DFT's real, then imaginary parts
-    spec = g.op("Conv", [x, g.const(basis, np.float32, "dft")], strides=[logmel.hop_length])  # (N, 2F, T)
-    bins = basis.shape[0] // 2
-    re, im = g.slice(spec, 0, bins, axis=1), g.slice(spec, bins, 2 * bins, axis=1)  # (N, F, T) each
-    power = g.op("Add", [g.op("Mul", [re, re]), g.op("Mul", [im, im])])
-    mel = g.op("MatMul", [g.const(logmel.filterbank.numpy(), np.float32, "mel"), power])  # (M, F) @ (N, F, T)
+    filterbank = logmel.filterbank.numpy()  # (M, F)
+    twice = np.concatenate([filterbank, filterbank], axis=1)  # (M, 2F): sums re^2 and im^2 of each bin's band
+    win, hop, frames = basis.shape[2], logmel.hop_length, col.frames
+    if hop == win:  # frames that neither overlap nor leave gaps: a Reshape, and the DFT one MatMul
+        if frames * win < left + col.samples + right:  # the last frame ends before the padding does
+            padded = g.slice(padded, 0, frames * win, axis=1)
+        x = g.op("Reshape", [padded, g.i64([0, frames, win])])  # (N, T, win)
+        spec = g.op("MatMul", [x, g.const(np.ascontiguousarray(basis[:, 0].T), np.float32, "dft")])  # (N, T, 2F)
+        mel = g.op("MatMul", [g.op("Mul", [spec, spec]), g.const(twice.T.copy(), np.float32, "mel")])  # (N, T, M)
+        mel = g.op("Transpose", [mel], perm=[0, 2, 1])  # (N, M, T)
+    else:
+        spec = g.op("Conv", [g.unsqueeze(padded, 1), g.const(basis, np.float32, "dft")], strides=[hop])  # (N, 2F, T)
+        mel = g.op("MatMul", [g.const(twice, np.float32, "mel"), g.op("Mul", [spec, spec])])  # (M, 2F) @ (N, 2F, T)
     return g.op("Log", [g.op("Add", [mel, g.const(LOG_FLOOR, np.float32)])])
 
 

@@ -61,7 +61,8 @@ class WithMedia(nn.Module):
         parts = [dense[:, : self.plain]] if self.plain else []  # (B, P); no empty slice to trace
         start = self.plain
         for m, encoder in zip(self.media, self.encoders, strict=True):
-            block = dense[:, start:start + m.size].reshape(-1, *m.shape)  # (B, C*H*W) -> (B, C, H, W)
+            whole = not self.plain and len(self.media) == 1  # the block is the whole dense tensor: no slice to trace
+            block = (dense if whole else dense[:, start:start + m.size]).reshape(-1, *m.shape)  # (B, C, H, W)
             parts.append(encoder(block))  # (B, widths[-1])
             start += m.size
         joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, P + sum of vector widths)

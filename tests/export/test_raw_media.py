@@ -39,6 +39,9 @@ GREY = {"name": "digit", "kind": "image", "channels": 1, "size": [8, 8], "widths
 AUDIO = {"name": "sound", "kind": "audio", "sample_rate": 4000, "seconds": 0.1, "n_mels": 8, "window_ms": 16,
          "hop_ms": 8, "widths": [4]}
 SPEECH = {"name": "speech", "kind": "audio", "sample_rate": 16000, "seconds": 0.25, "n_mels": 40, "widths": [4]}
+# frames that neither overlap nor leave gaps (a distilled student's spectrogram): the DFT as one MatMul
+FRAMED = {"name": "voice", "kind": "audio", "sample_rate": 8000, "seconds": 0.2, "n_mels": 16, "window_ms": 12.5,
+          "hop_ms": 12.5, "widths": [4]}
 
 
 def _encoder(features: list[dict[str, Any]]) -> Encoder:
@@ -68,30 +71,34 @@ def test_in_graph_resize_equals_pillow_bit_for_bit() -> None:
 
 def test_in_graph_logmel_is_close_to_the_encoder() -> None:
     """Sounds at the feature's rate and others (resampled in the feed), shorter and longer than ``seconds``,
-    silence; two settings (n_fft 64 and 512)."""
-    encoder = _encoder([AUDIO, SPEECH])
+    silence; three settings (n_fft 64 and 512 over overlapping frames, 128 over frames end to end)."""
+    encoder = _encoder([AUDIO, SPEECH, FRAMED])
     got, want = _blocks(encoder, synthetic_raw_rows(encoder, 60, seed=2))
     assert np.abs(got - want).max() <= LOGMEL_TOLERANCE
+    ops = [n.op_type for n in preprocess_model(encoder).graph.node]
+    assert ops.count("Conv") == 2  # the overlapping frames' DFT; the framed feature's is a Reshape and a MatMul
 
 
 def test_the_graph_cuts_and_pads_the_wave() -> None:
     """A caller's waveform longer than ``seconds`` is cut, a shorter one padded; samples past a row's length are
     silence, whatever the padding holds."""
-    encoder = _encoder([AUDIO])
-    col = encoder.media_features[0]
-    session = ort.InferenceSession(preprocess_model(encoder).SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    wave = (rng.standard_normal((3, col.samples + 50)) * 0.3).astype(np.float32)
-    lengths = np.array([col.samples + 50, col.samples // 2, 0], np.int64)
-    (got,) = session.run(["raw/media/sound"], {"sound.wave": wave, "sound.lengths": lengths})
-    expected = np.zeros((3, col.samples), np.float32)
-    expected[0] = wave[0, : col.samples]
-    expected[1, : col.samples // 2] = wave[1, : col.samples // 2]
-    np.testing.assert_allclose(got, col.finish(expected).reshape(3, -1), atol=LOGMEL_TOLERANCE)
-    (short,) = session.run(["raw/media/sound"], {"sound.wave": wave[:, :10], "sound.lengths": np.full(3, 10)})
-    cut = np.zeros((3, col.samples), np.float32)
-    cut[:, :10] = wave[:, :10]
-    np.testing.assert_allclose(short, col.finish(cut).reshape(3, -1), atol=LOGMEL_TOLERANCE)
+    for feature in (AUDIO, FRAMED):
+        encoder = _encoder([feature])
+        col, name = encoder.media_features[0], feature["name"]
+        session = ort.InferenceSession(preprocess_model(encoder).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        wave = (rng.standard_normal((3, col.samples + 50)) * 0.3).astype(np.float32)
+        lengths = np.array([col.samples + 50, col.samples // 2, 0], np.int64)
+        (got,) = session.run([f"raw/media/{name}"], {f"{name}.wave": wave, f"{name}.lengths": lengths})
+        expected = np.zeros((3, col.samples), np.float32)
+        expected[0] = wave[0, : col.samples]
+        expected[1, : col.samples // 2] = wave[1, : col.samples // 2]
+        np.testing.assert_allclose(got, col.finish(expected).reshape(3, -1), atol=LOGMEL_TOLERANCE)
+        (short,) = session.run([f"raw/media/{name}"], {f"{name}.wave": wave[:, :10], f"{name}.lengths": np.full(3, 10)})
+        cut = np.zeros((3, col.samples), np.float32)
+        cut[:, :10] = wave[:, :10]
+        np.testing.assert_allclose(short, col.finish(cut).reshape(3, -1), atol=LOGMEL_TOLERANCE)
 
 
 def test_contract_describes_the_media_inputs() -> None:

@@ -78,7 +78,9 @@ def read_sound(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarra
     if pcm is not None:
         raw, rate = pcm
         need = len(raw) // 2 if max_seconds is None else min(len(raw) // 2, int(np.ceil(max_seconds * rate)) + 1)
-        return np.frombuffer(raw[: need * 2], dtype="<i2").astype(np.float32) / 32768.0, rate
+        x = np.frombuffer(raw[: need * 2], dtype="<i2").astype(np.float32)
+        x *= np.float32(1 / 32768)  # a power of two: exactly x / 32768, in place
+        return x, rate
     import soundfile
 
     try:
@@ -143,6 +145,8 @@ class AudioColumn(MediaColumn):
             raise MediaError(f"not a WAV or FLAC file ({len(data):,} bytes starting {data[:12]!r}); {CONVERT}")
         x, rate = read_sound(data, self.seconds)  # (S0,) in [-1, 1)
         x = resample(x, rate, self.sample_rate)[: self.samples]
+        if len(x) == self.samples:  # a sound as long as the feature's or longer: its first samples, no copy
+            return x
         out = np.zeros(self.samples, np.float32)
         out[: len(x)] = x  # silence after a shorter sound
         return out
