@@ -30,16 +30,15 @@ An audio feature ``NAME`` takes::
     NAME.lengths  int64 (N,)      samples of each sound; the graph keeps the first ``seconds`` of them and pads
                                   with silence
 
-and the graph computes the log-mel spectrogram of :class:`~shoal.data.logmel.LogMel`: zero padding of
-``n_fft / 2`` at both ends less the frame's samples outside the window (``LogMel.pads``), the windowed DFT as a
-strided ``Conv`` over the window's taps alone (the module's own basis; frames end to end, hop = window, as a
-``Reshape`` into frames and one ``MatMul``), squared, and the mel filterbank written twice (``[fb, fb]``: it sums
-``re^2`` and ``im^2`` of each bin) as a ``MatMul``, ``Log(mel + 1e-6)``. Float32 convolutions sum in another order than PyTorch's, so
-the spectrogram is close, not equal: within :data:`LOGMEL_TOLERANCE` in log units (the difference is float32
-rounding of the DFT sums, largest in bands near the 1e-6 floor; on the linear mel power it is ~2e-6 of the frame's
-largest band). Resampling a file of another rate is the
-caller's part, with the encoder's recipe (:func:`~shoal.data.logmel.resample` of the first ``ceil(seconds *
-rate) + 1`` samples); :func:`media_feed` does it.
+and the graph computes the log-mel spectrogram of :class:`~shoal.data.logmel.LogMel`: zero padding of ``n_fft / 2``
+at both ends less the frame's samples outside the window (``LogMel.pads``), the windowed DFT as a strided ``Conv``
+over the window's taps alone (the module's own basis; frames end to end, hop = window, as a ``Reshape`` into frames
+and one ``MatMul``), squared, and the mel filterbank written twice (``[fb, fb]``: it sums ``re^2`` and ``im^2`` of
+each bin) as a ``MatMul``, ``Log(mel + 1e-6)``. Float32 convolutions sum in another order than PyTorch's, so the
+spectrogram is close, not equal: within :data:`LOGMEL_TOLERANCE` in log units (the difference is float32 rounding of
+the DFT sums, largest in bands near the 1e-6 floor; on the linear mel power it is ~2e-6 of the frame's largest
+band). Resampling a file of another rate is the caller's part, with the encoder's recipe
+(:func:`~shoal.data.logmel.resample` of the first ``ceil(seconds * rate) + 1`` samples); :func:`media_feed` does it.
 
 A missing or undecodable image or sound is a bad row for the encoder (left out, or the request refused), so
 :func:`media_feed` raises ValueError for it and the caller takes the encoder's path, whose report names the row.
