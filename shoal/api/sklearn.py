@@ -7,10 +7,10 @@
     GridSearchCV(clf, {"epochs": [2, 4], "overrides": [None, {"model.embedding_dim": 8}]}).fit(X, y)
     ShoalRegressor(model="mlp").fit(X, amount).predict(X_new)      # values; score() is R^2
 
-Each ``fit`` trains a run in ``home`` (default: a temporary registry of its own, removed with the process's temp
-files), so cross-validation does not fill ``./shoal-runs``; and draws no pictures (``train.pictures: false``: the
-learning and ROC curves took 0.7 of a small fit's 0.75 s, for a registry nobody opens; ``overrides={"train.pictures":
-True}`` draws them).
+Each ``fit`` trains a run in ``home`` (default: a temporary registry of its own, removed when the fit returns: the
+fitted model is in memory), so cross-validation fills neither ``./shoal-runs`` nor the temp folder; and draws no
+pictures (``train.pictures: false``: the learning and ROC curves took 0.7 of a small fit's 0.75 s, for a registry
+nobody opens; ``overrides={"train.pictures": True}`` draws them).
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ class _ShoalEstimator(BaseEstimator):
         if self.epochs is not None:
             settings["train.epochs"] = self.epochs
         settings.update(fixed)
-        home = self.home or tempfile.mkdtemp(prefix="shoal-sklearn-")
-        self.model_: Model = fit(frame, LABEL, model=self.model, task=task, home=home, overrides=settings)
+        if self.home is not None:
+            self.model_: Model = fit(frame, LABEL, model=self.model, task=task, home=self.home, overrides=settings)
+        else:  # the fitted model lives in memory: its registry goes when the fit returns
+            with tempfile.TemporaryDirectory(prefix="shoal-sklearn-") as home:
+                self.model_ = fit(frame, LABEL, model=self.model, task=task, home=home, overrides=settings)
         self.n_features_in_ = frame.shape[1] - 1
         self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -70,17 +71,22 @@ def test_multiclass_predicts_class_names(tmp_path: Path) -> None:
     assert m.evaluate(pd.DataFrame({"text": text[:100], "topic": topic[:100]}))["accuracy"] > 0.9
 
 
-def test_sklearn_classifier_in_pipeline_cross_validation_and_grid_search() -> None:
+def test_sklearn_classifier_in_pipeline_cross_validation_and_grid_search(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from sklearn.model_selection import GridSearchCV, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     from shoal.api.sklearn import ShoalClassifier
 
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the fits' own registries go
     frame = _frame(1200)
     X, y = frame.drop(columns="clicked"), np.where(frame["clicked"] == 1, "yes", "no")
     clf = ShoalClassifier(epochs=2)
     clf.fit(X, y)
+    assert not list(temp.iterdir())  # the fit's registry is gone, its model answers from memory
     assert list(clf.classes_) == ["no", "yes"] and clf.predict_proba(X.head(5)).shape == (5, 2)
     assert set(clf.predict(X.head(20))) <= {"no", "yes"} and clf.score(X, y) > 0.6
     capped = FunctionTransformer(lambda d: d.assign(visits=d["visits"].clip(0, 10)))
@@ -89,6 +95,7 @@ def test_sklearn_classifier_in_pipeline_cross_validation_and_grid_search() -> No
     assert scores.shape == (2,) and scores.min() > 0.6
     grid = GridSearchCV(ShoalClassifier(), {"epochs": [1, 2]}, cv=2, scoring="roc_auc").fit(X, y)
     assert grid.best_params_["epochs"] in (1, 2) and grid.best_score_ > 0.6
+    assert not list(temp.iterdir())  # 2 + 4 + 1 fits, no registry left behind
 
 
 def test_sklearn_fits_draw_no_pictures_unless_asked(tmp_path: Path) -> None:
