@@ -145,6 +145,7 @@ def launch(config: Path | None, home: Path, *, nproc: int, nnodes: int = 1, rdzv
         args += ["--resume", str(resume)] if resume is not None else [str(Path(str(config)).resolve())]
         env = dict(os.environ)
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env["TMPDIR"] = tmp  # torchrun's agent leaves a torchelastic_* folder a run in the temp folder: here, removed
         rc = subprocess.run(torchrun_command(args, nproc, nnodes, rdzv_endpoint,
                                              local_addr=local_addr), env=env, check=False).returncode
         if rc != 0:

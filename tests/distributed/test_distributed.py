@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -287,11 +288,17 @@ def test_killed_two_process_run_resumes_to_the_same_result(tmp_path: Path, click
 
 
 def test_streamed_ranks_read_their_row_groups_and_train_as_cached(tmp_path: Path, clicks: Path,
-                                                                   two_process_run: tuple[Path, str]) -> None:
+                                                                   two_process_run: tuple[Path, str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """cache_mb 0: each epoch every rank reads its own chunks' Parquet row groups from the file, and the run is
-    the cached 2-process run step for step."""
+    the cached 2-process run step for step; nothing is left in the temp folder (torchrun's agent's folder)."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     run_id = launch(_config(tmp_path, clicks, cache_mb=0), tmp_path / "home", nproc=2, device="cpu")
     assert run_id is not None
+    assert not list(temp.iterdir())
     run = Registry(tmp_path / "home").get(run_id)
     ref = Registry(two_process_run[0]).get(two_process_run[1])
     for k, v in ref.metrics.items():
