@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def test_config_reference_lists_every_field() -> None:
             assert f"| `{name}` |" in text, f"docs/configs.md does not document {model.__name__}.{name}"
 
 
-def test_text_guide_examples_run() -> None:
+def test_text_guide_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's mkdtemp folder: pytest's, cleaned
     doc = DOCS / "text.md"
     for example in blocks(doc, "yaml"):
         assert yaml.safe_load(example)  # valid YAML (the config pieces are checked by the ready-config tests)
@@ -75,7 +77,8 @@ def test_text_guide_examples_run() -> None:
     exec(compile(code, str(doc), "exec"), {})  # noqa: S102 - our own docs
 
 
-def test_python_guide_example_runs() -> None:
+def test_python_guide_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the example's mkdtemp folder: pytest's, cleaned
     doc = DOCS / "python.md"
     (code,) = blocks(doc, "python")
     exec(compile(code, str(doc), "exec"), {})  # noqa: S102 - our own docs
