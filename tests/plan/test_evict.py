@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from shoal.plan.calibrate import MAX_EVICT_LLC, call_seconds, evictor, mean_seconds
 
 
@@ -24,10 +22,9 @@ def test_what_runs_before_each_call_is_not_timed() -> None:
 
     def slow() -> None:
         before.append(len(calls))
-        time.sleep(0.02)
+        time.sleep(0.05)
 
     times = call_seconds(lambda: calls.append(1), seconds=0.0, warmup=1, min_calls=5, before=slow)
-    assert len(times) == 5 and max(times) < 0.01  # the 20 ms before each call is outside its time
+    assert len(times) == 5 and max(times) < 0.025  # the 50 ms before each call is outside its time
     assert before == [1, 2, 3, 4, 5]  # once before each timed call (after the warm-up's one)
-    assert mean_seconds(lambda: time.sleep(0.005), seconds=0.0, warmup=0, min_calls=3, before=slow) == pytest.approx(
-        0.005, abs=0.004)
+    assert 0.005 <= mean_seconds(lambda: time.sleep(0.005), seconds=0.0, warmup=0, min_calls=3, before=slow) < 0.03
