@@ -65,8 +65,8 @@ def time_parts(cost: ModelCost, shape: InputShape, rows: int, train: TrainConfig
     (:func:`~shoal.plan.step.walked_bytes`), the others' walked before each timed call of Adam and of an
     interaction (:func:`~shoal.plan.calibrate.evictor`, at most a few ``llc_bytes``)."""
     walked = walked or {}
-    after_step = evictor(walked.get("activations", 0.0) + walked.get("rows", 0.0), llc_bytes)
-    after_adam = evictor(sum(walked.values()), llc_bytes)
+    before_adam = evictor(walked.get("activations", 0.0) + walked.get("rows", 0.0), llc_bytes)
+    before_interaction = evictor(sum(walked.values()), llc_bytes)
     chunk = _chunk(shape)
     order = np.random.default_rng(0).permutation(len(chunk))
     input_s = mean_seconds(lambda: chunk.take(order), seconds, warmup=1) * rows / max(len(chunk), 1)
@@ -81,11 +81,11 @@ def time_parts(cost: ModelCost, shape: InputShape, rows: int, train: TrainConfig
                 p.grad = torch.randn(p.shape, generator=gen) * 1e-3
             adam = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)  # as build_optimizers
             adam_ops = count_ops(adam.step)
-            adam_s = mean_seconds(adam.step, seconds, before=after_step)
+            adam_s = mean_seconds(adam.step, seconds, before=before_adam)
         for name, (vectors, dim) in cost.interactions.items():
             step = interaction_step(rows, vectors, dim)
             layer_ops += count_ops(step)
-            layer_s[name] = mean_seconds(step, seconds, before=after_adam)
+            layer_s[name] = mean_seconds(step, seconds, before=before_interaction)
     finally:
         torch.set_num_threads(saved)
     return MeasuredParts(input_s, adam_s, adam_ops, layer_s, layer_ops)
