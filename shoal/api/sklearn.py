@@ -18,6 +18,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -80,11 +81,10 @@ class _ShoalEstimator(BaseEstimator):
         if self.epochs is not None:
             settings["train.epochs"] = self.epochs
         settings.update(fixed)
-        if self.home is not None:
-            self.model_: Model = fit(frame, LABEL, model=self.model, task=task, home=self.home, overrides=settings)
-        else:  # the fitted model lives in memory: its registry goes when the fit returns
-            with tempfile.TemporaryDirectory(prefix="shoal-sklearn-") as home:
-                self.model_ = fit(frame, LABEL, model=self.model, task=task, home=home, overrides=settings)
+        # without a home, the fitted model lives in memory and its registry goes when the fit returns
+        with (nullcontext(self.home) if self.home is not None
+              else tempfile.TemporaryDirectory(prefix="shoal-sklearn-")) as home:
+            self.model_: Model = fit(frame, LABEL, model=self.model, task=task, home=home, overrides=settings)
         self.n_features_in_ = frame.shape[1] - 1
         self.feature_names_in_ = np.asarray(frame.columns[:-1], dtype=object)
 

@@ -60,8 +60,8 @@ class WithMedia(nn.Module):
     def forward(self, dense: torch.Tensor, ids: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
         parts = [dense[:, : self.plain]] if self.plain else []  # (B, P); no empty slice to trace
         start = self.plain
+        whole = not self.plain and len(self.media) == 1  # the one block is the whole dense tensor: no slice to trace
         for m, encoder in zip(self.media, self.encoders, strict=True):
-            whole = not self.plain and len(self.media) == 1  # the block is the whole dense tensor: no slice to trace
             block = (dense if whole else dense[:, start:start + m.size]).reshape(-1, *m.shape)  # (B, C, H, W)
             parts.append(encoder(block))  # (B, widths[-1])
             start += m.size

@@ -120,7 +120,7 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     if profile is not None and time_embeddings:  # this machine, calibrated: time the model's own step parts
         threads = max(1, int(profile["cores"]) // per_node)
         llc = float(profile["llc_bytes"])
-        walked = walked_bytes(cost, shape, batch // world, fused=world == 1)
+        walked = walked_bytes(cost, batch // world, fused=world == 1)
         sparse = time_sparse_steps(cost, shape, batch // world, fused=world == 1, threads=threads, llc_bytes=llc,
                                    world=world if cluster.nodes == 1 else 1,
                                    evict_bytes=walked["activations"] + walked["dense"])

@@ -170,11 +170,12 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
     total_s, ops = 0.0, 0
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
+    walk = evictor(evict_bytes, llc_bytes) if world == 1 else None
     try:
         for tables in groups:
             step, arch_step = sparse_step(tables, shape, rows, fused, MAX_TIMED_LLC * llc_bytes)
             if world == 1:
-                total_s += mean_seconds(step, seconds, before=evictor(evict_bytes, llc_bytes))
+                total_s += mean_seconds(step, seconds, before=walk)
             ops += count_ops(arch_step)
     finally:
         torch.set_num_threads(saved)
@@ -185,8 +186,8 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
 
 
 def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, world: int, threads: int,
-                max_bytes: float, seconds: float, dense_tensors: list[int], evict_bytes: float = 0.0,
-                llc_bytes: float = 0.0) -> float:
+                max_bytes: float, seconds: float, dense_tensors: list[int], evict_bytes: float,
+                llc_bytes: float) -> float:
     """Seconds of one rank's embedding steps with the row exchange and DDP's all-reduce of gradients of
     ``dense_tensors`` sizes, ``world`` processes (gloo on loopback) taking them at once: the slowest rank's
     mean."""

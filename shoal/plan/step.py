@@ -225,30 +225,30 @@ def _footprint(cost: ModelCost, fused: bool) -> float:
     return sum(tc.bytes + tc.rows * (8 if fused else 4) for tc in cost.tables)
 
 
-def walked_bytes(cost: ModelCost, shape: InputShape, b: int, fused: bool) -> dict[str, float]:
+def walked_bytes(cost: ModelCost, b: int, fused: bool) -> dict[str, float]:
     """Bytes one step of ``b`` rows walks in each part: ``activations`` (kept for the backward, and their
     gradients), ``dense`` (weights, gradients, Adam's moments) and ``rows`` (the distinct embedding rows touched,
     read and written with their accumulators). A part timed alone is timed after the others' bytes are walked
     (:func:`~shoal.plan.calibrate.evictor`)."""
-    distinct = [tc.unique * b for tc in cost.tables]
-    return {"activations": 2 * (cost.act_bytes * b + sum(tc.dim for tc in cost.tables) * b * 4) * (1 if fused else 2),
+    pooled = sum(tc.dim for tc in cost.tables) * b * 4
+    return {"activations": 2 * (cost.act_bytes * b + pooled) * (1 if fused else 2),
             "dense": 16.0 * cost.dense_params,
-            "rows": sum(n * (tc.dim * 4 * 2 + 8) for n, tc in zip(distinct, cost.tables, strict=True))}
+            "rows": sum(tc.unique * b * (tc.dim * 4 * 2 + 8) for tc in cost.tables)}
 
 
 def _memory(cost: ModelCost, shape: InputShape, rates: Rates, world: int, b: int, sharding: ShardingOption,
             fused: bool, cache_bytes: float, chunk_rows: int) -> dict[str, float]:
     table_rows = sum(tc.rows for tc in cost.tables) * sharding.table_share
     table_bytes = sum(tc.bytes for tc in cost.tables) * sharding.table_share
-    pooled = sum(tc.dim for tc in cost.tables) * b * 4
+    walked = walked_bytes(cost, b, fused)
     raw_row = 8 * shape.dense_dim / 2 + 16 * sum(shape.ids_per_row)  # an Arrow row: float64s, short strings
     return {
         "baseline (process)": rates.base_bytes,
         "tables": table_bytes,
         "Adagrad accumulators": 4 * table_rows,
         "fused step row slots": 4 * table_rows if fused else 0.0,
-        "dense weights, grads, Adam": 16 * cost.dense_params,
-        "activations + grads": 2 * (cost.act_bytes * b + pooled) * (1 if fused else 2),
+        "dense weights, grads, Adam": walked["dense"],
+        "activations + grads": walked["activations"],
         "cached rows": cache_bytes,
         "passing (first pass)": (max(chunk_rows, shape.read_rows) * raw_row
                                  + 2 * chunk_rows * shape.encoded_bytes_per_row),

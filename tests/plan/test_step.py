@@ -80,9 +80,9 @@ def test_walked_bytes_are_the_step_parts_memory() -> None:
     cost = model_cost(cfg, shape)
     step = plan_step(cost, shape, rates_for(CLUSTER, 1), world=1, nodes=1, batch=256,
                      sharding=placement("data_parallel", cost, 1), cache_bytes=0, chunk_rows=1000)
-    walked = walked_bytes(cost, shape, 256, fused=True)
+    walked = walked_bytes(cost, 256, fused=True)
     assert walked["activations"] == step.memory["activations + grads"]  # what the backward keeps, walked again
     assert walked["dense"] == step.memory["dense weights, grads, Adam"]
     distinct = sum(tc.unique * 256 for tc in cost.tables)  # rows a batch touches: weight read and written, accumulator
     assert walked["rows"] == pytest.approx(distinct * (8 * 4 * 2 + 8)) and walked["rows"] > 0
-    assert walked_bytes(cost, shape, 256, fused=False)["activations"] == 2 * walked["activations"]
+    assert walked_bytes(cost, 256, fused=False)["activations"] == 2 * walked["activations"]
