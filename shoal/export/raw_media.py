@@ -342,23 +342,32 @@ def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
     logmel = col.logmel
     wave_in, lengths = f"{col.name}.wave", f"{col.name}.lengths"
     left, right = logmel.pads  # the window's taps alone: the frame's zero-weight samples are not padded for
-    cut = g.slice(wave_in, 0, col.samples, axis=1)  # (N, min(S, samples))
-    short = g.op("Sub", [g.i64([col.samples + right]), g.op("Shape", [cut], start=1, end=2)])  # (1,) zeros to add
-    padded = g.op("Pad", [cut, g.op("Concat", [g.i64([0, left, 0]), short], axis=0)])  # (N, left + samples + right)
-    index = g.i64(np.arange(-left, col.samples + right)[None])  # (1, left + samples + right): the sound's sample
-    padded = g.op("Where", [g.op("Less", [index, g.unsqueeze(lengths, 1)]), padded, g.const(0.0, np.float32)])
     basis = logmel.basis.numpy()  # (2F, 1, win_length): the windowed DFT's real, then imaginary parts
     filterbank = logmel.filterbank.numpy()  # (M, F)
     twice = np.concatenate([filterbank, filterbank], axis=1)  # (M, 2F): sums re^2 and im^2 of each bin's band
+    # the DFT's outputs that reach a band: not a bin outside every band, nor the imaginary part of the DC (and
+    # Nyquist) bin, zero whatever the sound
+    used = (twice != 0).any(axis=0) & (basis[:, 0] != 0).any(axis=1)  # (2F,)
+    basis, twice = basis[used], twice[:, used]
     win, hop, frames = basis.shape[2], logmel.hop_length, col.frames
+    # the samples the frames read: left + samples + right, or when frames end to end (hop = win) as far as the
+    # last frame reaches; zeros are padded whatever the width S sent, then the excess cut (two nodes with
+    # constant operands, where working out the padding from S took five)
+    width = left + col.samples + right
+    if hop == win:
+        width = min(width, frames * win)
+    pads = g.i64([0, left, 0, col.samples + right])
+    padded = g.slice(g.op("Pad", [wave_in, pads]), 0, width, axis=1)  # (N, width)
+    at = np.arange(-left, width - left)  # (width,): the sound's sample at each position
+    at[at >= col.samples] = np.iinfo(np.int64).max  # past `samples` (a longer sound's): silence, as cut
+    index = g.i64(at[None])  # (1, width)
+    padded = g.op("Where", [g.op("Less", [index, g.unsqueeze(lengths, 1)]), padded, g.const(0.0, np.float32)])
     if hop == win:  # frames that neither overlap nor leave gaps: a Reshape, and the DFT one MatMul
-        if frames * win < left + col.samples + right:  # the last frame ends before the padding does
-            padded = g.slice(padded, 0, frames * win, axis=1)
         x = g.op("Reshape", [padded, g.i64([0, frames, win])])  # (N, T, win)
         spec = g.op("MatMul", [x, g.const(np.ascontiguousarray(basis[:, 0].T), np.float32, "dft")])  # (N, T, 2F)
         mel = g.op("MatMul", [g.op("Mul", [spec, spec]), g.const(twice.T.copy(), np.float32, "mel")])  # (N, T, M)
         mel = g.op("Transpose", [mel], perm=[0, 2, 1])  # (N, M, T)
-    else:
+    else:  # a 1-channel strided Conv: ONNX Runtime's Gather of the overlapping frames ran slower than it
         spec = g.op("Conv", [g.unsqueeze(padded, 1), g.const(basis, np.float32, "dft")], strides=[hop])  # (N, 2F, T)
         mel = g.op("MatMul", [g.const(twice, np.float32, "mel"), g.op("Mul", [spec, spec])])  # (M, 2F) @ (N, 2F, T)
     return g.op("Log", [g.op("Add", [mel, g.const(LOG_FLOOR, np.float32)])])
