@@ -20,6 +20,7 @@ import csv
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ CSV_BLOCK_MIN_BYTES = 1 << 16
 CSV_BLOCK_MAX_BYTES = 64 << 20
 ROW_BYTES_CAP = 256 << 20
 _SCAN_LINES_BYTES = 4 << 20  # read size of the line-length scan
+_DETAIL = re.compile(r" \((?=[^)]*\d)")  # a reason's parenthesis holding a figure: that row's own detail
 _COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".lz4": "lz4"}
 
 
@@ -104,7 +106,9 @@ class BadRowSink:
                 f"{row.message()} (set data.on_bad_rows: quarantine to set such rows aside and go on)"
             )
         self.count += 1
-        key = row.reason.split(":")[0].split(";")[0]  # "invalid label; allowed: [...]" -> "invalid label"
+        # "invalid label; allowed: [...]" -> "invalid label"; a parenthesis with a figure is the row's own
+        # detail: "not a WAV file (14 bytes starting ...)" -> "not a WAV file"
+        key = _DETAIL.split(row.reason.split(":")[0].split(";")[0])[0]
         self.by_reason[key] = self.by_reason.get(key, 0) + 1
         if self.mode == "count":
             return

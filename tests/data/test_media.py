@@ -125,6 +125,28 @@ def test_cell_bytes_refusals(tmp_path: Path) -> None:
         cell_bytes("images/abcdefgh", tmp_path)  # base64 characters, but too short to be a file's base64
 
 
+def test_base64_with_a_run_too_long_for_a_file_name_is_read_as_base64(tmp_path: Path) -> None:
+    """Base64 of a few hundred bytes holds runs of over 255 characters without a '/', which no file system takes
+    as a name (ENAMETOOLONG): such a cell is base64, not a path that cannot be read."""
+    rng = np.random.default_rng(0)
+    for size in (300, 1000, 3000):
+        payload = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        text = base64.b64encode(payload).decode().replace("/", "+")  # no '/': one path component
+        assert cell_bytes(text, tmp_path) == base64.b64decode(text)
+    image = png(rng.integers(0, 256, (28, 28)))
+    assert cell_bytes(base64.b64encode(image).decode(), tmp_path) == image
+
+
+def test_a_truncated_wav_is_refused_and_a_streamed_one_read() -> None:
+    col = AudioColumn("a", "a", 0, sample_rate=8000, seconds=0.5)
+    whole = wav(tone(440, seconds=0.3))
+    with pytest.raises(MediaError, match="a truncated WAV file: its header says 2,400 samples, it holds 978"):
+        col.decode(whole[:2000])
+    at = whole.index(b"data") + 4  # the data chunk's size: a streaming writer's placeholder
+    streamed = whole[:at] + b"\xff\xff\xff\xff" + whole[at + 4:]
+    np.testing.assert_array_equal(col.decode(streamed), col.decode(whole))
+
+
 def test_audio_decodes_resamples_and_pads() -> None:
     col = AudioColumn("a", "a", 0, sample_rate=4000, seconds=0.5, n_mels=16, window_ms=32, hop_ms=16)
     x = col.decode(wav(tone(440, seconds=0.25, rate=8000)))
@@ -164,7 +186,7 @@ def test_audio_refusals_say_how_to_convert(data: bytes, reason: str) -> None:
     col = AudioColumn("a", "a", 0, sample_rate=8000)
     with pytest.raises(MediaError, match=reason) as err:
         col.decode(data)
-    assert "ffmpeg" in str(err.value)
+    assert "ffmpeg" in str(err.value) and "BytesIO" not in str(err.value)  # no in-memory file's address
 
 
 def test_logmel_finds_the_tone_band() -> None:

@@ -16,6 +16,7 @@ step between frames. Augmentation (time shifts, SpecAugment masks) happens in th
 from __future__ import annotations
 
 import io
+import re
 import wave
 from typing import Any, Self
 
@@ -32,6 +33,9 @@ __all__ = ["AUDIO_EXTENSIONS", "AudioColumn", "audio_magic"]
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac")
 FINISH_ROWS = 256  # sounds turned into spectrograms at once
 CONVERT = "convert it, e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`"
+#: A WAV header's sample count at or past this is a streaming writer's placeholder (a data size of ~4 GiB, written
+#: before the length was known), not a promise a truncated file breaks: media files are at most a few MiB.
+STREAMED_FRAMES = 1 << 30
 
 
 def audio_magic(data: bytes) -> bool:
@@ -48,9 +52,16 @@ def _pcm16_mono(data: bytes) -> tuple[bytes, int] | None:
         with wave.open(io.BytesIO(data), "rb") as w:
             if w.getnchannels() != 1 or w.getsampwidth() != 2:
                 return None
-            return w.readframes(w.getnframes()), w.getframerate()
+            frames = w.getnframes()
+            raw = w.readframes(frames)
     except (wave.Error, EOFError):
         return None
+    # a data chunk shorter than its header says: a truncated file, unless the size is a streaming writer's
+    # placeholder (0xFFFFFFFF bytes: the length was not known when the header was written)
+    if len(raw) < 2 * frames and frames < STREAMED_FRAMES:
+        raise MediaError(f"a truncated WAV file: its header says {frames:,} samples, it holds {len(raw) // 2:,} "
+                         "(cut short, e.g. by an interrupted copy)")
+    return raw, w.getframerate()
 
 
 def sound_info(data: bytes) -> tuple[int, float] | None:
@@ -89,7 +100,8 @@ def read_sound(data: bytes, max_seconds: float | None = None) -> tuple[np.ndarra
             frames = -1 if max_seconds is None else int(np.ceil(max_seconds * rate)) + 1
             x = f.read(frames=frames, dtype="float32", always_2d=True)  # (S, channels)
     except (RuntimeError, TypeError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
-        raise MediaError(f"not a readable WAV or FLAC file ({err}); {CONVERT}") from None
+        why = re.sub(r"^Error opening <[^>]*>: ", "", str(err))  # not the in-memory file's address
+        raise MediaError(f"not a readable WAV or FLAC file ({why}); {CONVERT}") from None
     return x.mean(axis=1, dtype=np.float32), rate
 
 

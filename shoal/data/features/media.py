@@ -138,11 +138,10 @@ def cell_bytes(value: Any, base: Path, *, paths: bool = True) -> bytes:
             raise MediaError("a data URI without ';base64,': write data:<type>;base64,<payload>")
         return _b64(payload, "the data URI's payload is not valid base64")
     path = Path(text) if Path(text).is_absolute() else base / text
-    if len(text) <= MAX_PATH_CHARS:
+    if len(text) <= MAX_PATH_CHARS and _is_file(path):
         try:
-            if path.is_file():
-                return _read_file(path)
-        except OSError as err:  # a name too long, no permission
+            return _read_file(path)
+        except OSError as err:  # no permission
             raise MediaError(f"cannot read {path}: {err.strerror or err}") from None
     # base64 never holds a '.' (a file name usually ends in one), and an image or a sound is longer than 48 bytes
     if len(text) >= MIN_BASE64_CHARS and "." not in text[-6:]:
@@ -152,6 +151,15 @@ def cell_bytes(value: Any, base: Path, *, paths: bool = True) -> bytes:
             pass
     raise MediaError(f"no such file: {path} (a path is read relative to the data file's folder, {base}, "
                      "or as an absolute path; other text is read as base64)")
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for text no file system takes as a name (base64 of a few hundred bytes
+    holds runs of more than 255 characters without a '/': the name too long for a path component)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _b64(text: str, reason: str) -> bytes:
