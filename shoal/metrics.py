@@ -272,15 +272,17 @@ def probabilities(logits: ArrayLike) -> np.ndarray:
     """A model's logits as probabilities (float64): sigmoid of (B,) binary logits, softmax of (B, C) ones."""
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim == 1:
-        return 1.0 / (1.0 + np.exp(-z))
+        return sigmoid(z)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
 def sigmoid(logits: ArrayLike) -> np.ndarray:
-    """Element-wise sigmoid in float64, of any shape (a multilabel model's (B, T) logits: one per tag)."""
-    z = np.asarray(logits, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(-z))
+    """Element-wise sigmoid in float64, of any shape (a multilabel model's (B, T) logits: one per tag); no overflow
+    warning for a logit below -709 (its probability is 0)."""
+    from scipy.special import expit
+
+    return np.asarray(expit(np.asarray(logits, dtype=np.float64)))
 
 
 def _validate_multilabel(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -220,7 +220,8 @@ def _metric(name: str | None, multiclass: bool, regression: bool = False, multil
                "multilabel": MULTILABEL_METRICS, "multitask": MULTITASK_METRICS}[kind]
     name = name or allowed[0]  # auc, accuracy, rmse, micro_f1 or mean_task_score
     if name not in allowed:
-        raise ValueError(f"metric {name!r} does not apply to a {kind} label; choose from {', '.join(allowed)}")
+        hint = "; macro_f1 is for classes (label.kind: multiclass) and tags" if name == "macro_f1" else ""
+        raise ValueError(f"metric {name!r} does not apply to a {kind} label; choose from {', '.join(allowed)}{hint}")
     return Metric(name, METRICS[name])
 
 
@@ -400,7 +401,7 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         rows = rows_of(study)
         board = leaderboard(rows, metric.maximize)
         best = _best(rows, metric)
-        if best is not None and not interrupted:
+        if best is not None:  # after Ctrl-C too: the model kept is the one the rule keeps
             best = _select(registry, board, metric, settings, view, state) or best
         png = progress_png(rows, metric.name, metric.maximize, folder / "auto.png",
                            f"{record.name}: validation {metric.name} by trial") if rows else None
@@ -507,7 +508,14 @@ def _compress(registry: Registry, record: RunRecord, best: TrialRow, budget_ms: 
     assert best.run_id is not None
     view.on_phase(f"compress the winner to p99 <= {budget_ms:g} ms per row")
     started = time.monotonic()
-    result = compress(best.run_id, budget_ms, registry.home)
+    try:
+        result = compress(best.run_id, budget_ms, registry.home)
+    except Exception as err:  # the search's report and winner stand; the failure is said beside them
+        log.debug("compress of the winner %s failed", best.run_id, exc_info=True)
+        state["compress"] = {"budget_ms": budget_ms, "seconds": round(time.monotonic() - started, 3),
+                             "error": str(err) or type(err).__name__}
+        registry.update(record.run_id, summary={"auto": state})
+        return None
     chosen = result.chosen
     state["compress"] = {"run_id": result.record.run_id, "budget_ms": budget_ms,
                          "seconds": round(time.monotonic() - started, 3),

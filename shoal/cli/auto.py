@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -203,7 +204,10 @@ def leaderboard_table(summary: dict[str, Any], limit: int = BOARD_ROWS) -> Table
     done = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "total")
     title = (f"leaderboard: {counts.get('total', len(board))} trials ({done}) in {state.get('spent_s', 0):.0f} s "
              f"of {state.get('budget_s', 0):.0f} s")
-    return _trials_table(board[:limit], str(state.get("metric", "metric")), title)
+    table = _trials_table(board[:limit], str(state.get("metric", "metric")), title)
+    if len(board) > limit:
+        table.caption = f"the best {limit} of {len(board)} trials; all of them: shoal show RUN --json"
+    return table
 
 
 def report(result: Any) -> None:
@@ -238,10 +242,48 @@ def report(result: Any) -> None:
     _print_ensemble(state.get("ensemble"), result.metric.name, record.metrics)
     compress = state.get("compress")
     if compress:
-        chosen = compress.get("chosen")
-        console.print(f"compress (p99 <= {compress['budget_ms']:g} ms, {compress['seconds']:.0f} s): "
-                      + (f"chosen {chosen['name']} at p99 {chosen['p99_ms']:.3f} ms -> run {compress['run_id']}"
-                         if chosen else f"[red]no candidate meets the budget[/] (nearest p99 "
-                                        f"{compress['nearest_p99_ms']:.3f} ms); see shoal show {compress['run_id']}"))
+        console.print(compress_line(compress))
     served = compress["run_id"] if compress and compress.get("chosen") else record.run_id
     console.print(f"next: shoal show {record.run_id}   |   shoal serve {served}")
+
+
+def compress_line(compress: dict[str, Any]) -> str:
+    """What compressing the winner gave (``auto.compress``): the model chosen, none within the budget, or the
+    error that stopped it."""
+    head = f"compress (p99 <= {compress['budget_ms']:g} ms, {compress['seconds']:.0f} s): "
+    if compress.get("error"):
+        return head + f"[red]failed[/]: {escape(compress['error'])}"
+    chosen = compress.get("chosen")
+    if chosen:
+        return head + f"chosen {chosen['name']} at p99 {chosen['p99_ms']:.3f} ms -> run {compress['run_id']}"
+    return head + (f"[red]no candidate meets the budget[/] (nearest p99 {compress['nearest_p99_ms']:.3f} ms); "
+                   f"see shoal show {compress['run_id']}")
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """An auto run's outcome as ``shoal show`` prints it: the trial kept and why, its config, the picture, the
+    seeds and time spent, compress."""
+    state = summary.get("auto") or {}
+    best = state.get("best")
+    out = []
+    if best:
+        selection = state.get("selection") or {}
+        kept = "kept" if selection.get("starter") == best.get("number") else "best"
+        value = best.get("value")
+        out.append(f"{kept}: trial {best.get('number')} ({best.get('family')}), valid {state.get('metric')} "
+                   + (f"{value:.4f}" if isinstance(value, int | float) else "-") + f" -> run {best.get('run_id')}")
+        if selection.get("reason"):
+            out.append(f"selection: {selection['reason']}")
+    if state.get("best_config"):
+        out.append(f"best config: {state['best_config']}")
+    if state.get("png"):
+        out.append(f"picture: {state['png']}")
+    sessions = state.get("sessions") or []
+    if sessions:
+        seeds = ", ".join(str(x.get("sampler_seed")) for x in sessions)
+        out.append(f"seed {state.get('seed')}, sampler seeds {seeds}; spent {state.get('spent_s', 0):.1f} s of "
+                   f"{state.get('budget_s', 0):g} s in {len(sessions)} session{'s' * (len(sessions) > 1)}"
+                   + (" (interrupted)" if state.get("interrupted") else ""))
+    if state.get("compress"):
+        out.append(compress_line(state["compress"]))
+    return out

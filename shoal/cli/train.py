@@ -205,12 +205,14 @@ def show(
             return
         print_run(record)
         if record.kind == "auto":
-            from shoal.cli.auto import leaderboard_table
+            from shoal.cli.auto import leaderboard_table, summary_lines
 
             console.print(leaderboard_table(dict(record.summary)))
+            for line in summary_lines(dict(record.summary)):
+                console.print(line, highlight=False)
         for line in _overview(record.config, dict(record.summary)):
             console.print(line, highlight=False)
-        console.print(f"more: shoal show {record.run_id[:12]} --json", style="dim")
+        console.print(f"more: shoal show {record.run_id} --json", style="dim")  # a prefix may match a trial's run
 
 
 def _overview(config: dict[str, Any], s: dict[str, Any]) -> list[str]:

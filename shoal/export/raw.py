@@ -747,9 +747,17 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
         values[rng.random(rows) < 0.1] = np.nan
         columns[d.column] = pa.array(values, pa.float64(), from_pandas=True)
     for s in encoder.sparse_features:
-        cells: list[str | None] = []
         known = [v for v in (s.vocab.values_ or []) if len(v.strip().encode("utf-8")) <= max_bytes] \
             if s.vocab is not None else []
+        if s.column in columns:  # a number also read as an id: its numbers are its ids, half of them its vocabulary's
+            numbers = [float(v) for v in known if _is_number(v)]
+            if numbers:
+                values = columns[s.column].to_numpy(zero_copy_only=False).copy()
+                pick = (rng.random(rows) < 0.5) & ~np.isnan(values)
+                values[pick] = np.array(numbers)[rng.integers(0, len(numbers), int(pick.sum()))]
+                columns[s.column] = pa.array(values, pa.float64(), from_pandas=True)
+            continue
+        cells: list[str | None] = []
 
         for _ in range(rows):
             r = rng.random()
@@ -767,6 +775,13 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
     for m in encoder.media_features:  # encoded files as bytes: PNG / JPEG of odd sizes and modes, WAV at odd rates
         columns[m.column] = pa.array(synthetic_media(rng, m, rows, (usual_sizes or {}).get(m.name)), pa.binary())
     return pa.table(columns)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return np.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def parity(bundle: Bundle, model: RawOnnxModel, table: pa.Table) -> float:

@@ -179,6 +179,52 @@ def test_the_command_shows_the_search_and_show_shows_it_again(clicks: tuple[Path
     shown = CliRunner().invoke(app, ["show", run_id, "--home", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     assert "leaderboard:" in shown.output and '"leaderboard"' not in shown.output
+    flat = " ".join(shown.output.split())
+    for line in ("best: trial", "best config:", "best.yaml", "picture:", "auto.png", "sampler seeds", "spent"):
+        assert line in flat, line
+    assert f"more: shoal show {run_id} --json" in flat  # the whole id: a prefix also matches the trials' runs
+
+
+def test_ctrl_c_keeps_the_trial_the_selection_rule_keeps(clicks: tuple[Path, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Ctrl-C the selection rule (:func:`shoal.auto.select.choose`: the best trial or the starter) still
+    decides which trial is kept; here a stand-in rule that keeps the worst complete trial."""
+    import shoal.auto.search as search
+
+    asked: list[int] = []
+
+    def the_worst(registry: Any, board: list[Any], *args: Any) -> Any:
+        asked.append(len(board))
+        return [r for r in board if r.state == "complete"][-1]
+
+    monkeypatch.setattr(search, "_select", the_worst)
+    train, _ = clicks
+    result = auto(AutoSettings(data=train, label="label", budget_s=60, families=("logistic",)), tmp_path,
+                  view=Interrupt(at=2))
+    complete = [r for r in result.leaderboard if r.state == "complete"]
+    assert result.interrupted and asked and len(complete) == 2
+    assert result.best is not None and result.best.number == complete[-1].number != complete[0].number
+
+
+def test_a_failed_compress_keeps_the_search_report(clicks: tuple[Path, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--latency-budget-ms: when compressing the winner fails, the leaderboard, the winner and best.yaml are
+    still reported, and the error beside them."""
+    import shoal.compress
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("raw rows, line 1, column 'c4': not a number")
+
+    monkeypatch.setattr(shoal.compress, "compress", broken)
+    train, _ = clicks
+    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--time-budget", "6s", "--family",
+                                   "logistic", "--latency-budget-ms", "0.5", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    flat = " ".join(out.output.split())
+    assert "leaderboard:" in flat and "best config:" in flat
+    assert "compress (p99 <= 0.5 ms" in flat and "failed: raw rows, line 1, column 'c4': not a number" in flat
+    run = next(r for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
+    assert run.status == RunStatus.COMPLETED and "not a number" in run.summary["auto"]["compress"]["error"]
 
 
 def test_train_resume_of_an_auto_run_points_to_auto_resume(tmp_path: Path) -> None:

@@ -240,6 +240,26 @@ def test_vocabulary_features_are_looked_up_in_the_graph(tmp_path: Path, form: st
     np.testing.assert_array_equal(got_tags, tag_ids[np.repeat(counts > 0, np.maximum(counts, 1))])
 
 
+def test_a_number_also_read_as_an_id(tmp_path: Path, random_bundle: Any) -> None:
+    """A column read both as a number and as ids (the starter's ``c4`` and ``c4_id``): the synthetic rows of the
+    export's parity check keep it numeric (the number parser refused the unicode ids written over it), half of
+    them its vocabulary's values, and the graph's ids are the encoder's."""
+    features = [{"name": "age", "kind": "dense", "bins": 4},
+                {"name": "age_id", "column": "age", "kind": "sparse", "encoding": "vocab"}]
+    folder, bundle = _make_bundle(random_bundle, tmp_path, features, fit_rows=400)
+    report = export_raw_onnx(folder, parity_rows=300)
+    assert report.max_abs_proba_diff <= 1e-5
+    table = synthetic_raw_rows(bundle.encoder, 300, seed=5)
+    assert table.schema.field("age").type == pa.float64()
+    (col,) = bundle.encoder.sparse_features
+    assert col.vocab is not None
+    session = _session(preprocess_model(bundle.encoder))
+    (got,) = session.run(["raw/ids/age_id"], raw_feed(table, RawOnnxModel(report.path).contract))
+    want, _, _ = col.ids(table.column("age"), np.arange(table.num_rows + 1))
+    np.testing.assert_array_equal(got, want)
+    assert 50 < ((want > 0) & (want <= col.vocab.size)).sum() < 250  # in the vocabulary about half the time
+
+
 # -- the hash ---------------------------------------------------------------------------------------------------------
 def _ids_graph(features: list[dict[str, Any]], max_bytes: int | None) -> tuple[Encoder, ort.InferenceSession]:
     cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"}, "features": features,
