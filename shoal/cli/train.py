@@ -148,8 +148,8 @@ def eval_(
     quarantine: Annotated[Path | None, typer.Option(help="Write bad rows here instead of failing.")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Metrics of a trained model on a file: AUC, NE, calibration, log loss, accuracy (binary labels), or
-    accuracy, macro-F1, log loss, NE and the confusion matrix (multiclass)."""
+    """Metrics of a trained model on a file: AUC, NE, calibration, log loss, accuracy and the confusion matrix at
+    p >= 0.5 (binary labels), or accuracy, macro-F1, log loss, NE and the confusion matrix (multiclass)."""
     from shoal.training import runs
 
     with user_errors():

@@ -77,6 +77,7 @@ import pyarrow as pa
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.encoder import Encoder
 from shoal.data.features import DenseColumn
+from shoal.data.features.media import cell_bytes, data_folder
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
@@ -536,6 +537,7 @@ def timing_rows(bundle: Bundle, folder: Path, rows: int,
     def usable(chunk: Chunk) -> pa.Table | None:
         batch = encoder.encode(chunk, BadRowSink("count"), with_label=False)
         table = chunk.table.select(columns).filter(pa.array(np.isin(chunk.lines, batch.lines)))
+        table = _media_as_bytes(table, encoder, data_folder(chunk.file))
         if check is not None:
             check(table.slice(0, 1))  # raises ValueError for a table the graph cannot take
         return table if table.num_rows else None
@@ -555,6 +557,17 @@ def timing_rows(bundle: Bundle, folder: Path, rows: int,
         except Exception as err:  # unreadable, or rows the graph cannot take: try the next source
             log.warning("could not time on rows of %s: %s", name, err)
     return synthetic_raw_rows(encoder, rows), "synthetic"
+
+
+def _media_as_bytes(table: pa.Table, encoder: Encoder, base: Path) -> pa.Table:
+    """``table`` with each media column's cells as the encoded files' bytes (the raw graph takes bytes or base64,
+    never a path: a caller reads the file): paths read from ``base``, as the encoder reads them."""
+    for m in encoder.media_features:
+        column = table.column(m.column)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            cells = [None if v is None else cell_bytes(v, base) for v in column.to_pylist()]
+            table = table.set_column(table.column_names.index(m.column), m.column, pa.array(cells, pa.binary()))
+    return table
 
 
 def time_raw_graph(model: RawOnnxModel, rows: pa.Table, batches: Sequence[int] = FORM_BATCHES,

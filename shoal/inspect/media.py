@@ -1,7 +1,8 @@
 """Image and audio columns, recognised by the file extension of their values or the magic bytes of their content.
 
 A column is media when most of the first values sampled are file paths ending in an image (``.png``, ``.jpg``,
-...) or audio (``.wav``, ``.flac``) extension, or are bytes (or base64 text) that start like such a file. The first file
+...) or audio (``.wav``, ``.flac``) extension, or naming files that start like one (no extension), or are bytes
+(or base64 text, or ``data:`` URIs) that start like such a file. The first file
 that can be read also suggests the options of the starter config: an image's channels and a size near its own;
 a sound's sample rate and a length that holds the sampled sounds.
 """
@@ -36,14 +37,38 @@ class MediaGuess:
 
 
 def _content(value: Any) -> bytes | None:
-    """The first bytes of a bytes cell or of base64 text (for the magic bytes), else None."""
+    """The first bytes of a bytes cell, of base64 text or of a ``data:<type>;base64,`` URI's payload (for the magic
+    bytes), else None."""
     if isinstance(value, bytes):
         return value[:16]
+    if isinstance(value, str) and value.startswith("data:"):
+        header, comma, payload = value[:256].partition(",")
+        value = payload if comma and header.endswith(";base64") else ""
     if isinstance(value, str) and len(value) >= 24 and "." not in value[-6:]:
         try:
             return base64.b64decode(value[:24], validate=True)
         except (binascii.Error, ValueError):
             return None
+    return None
+
+
+def _file_what(value: Any, folder: Path) -> tuple[str, str] | None:
+    """(kind, how) of a path without a media extension, by the magic bytes of the file it names, or None."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 1024 or "\n" in value:
+        return None
+    path = Path(value.strip())
+    path = path if path.is_absolute() else folder / path
+    try:
+        if not path.is_file():
+            return None
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if image_magic(head):
+        return "image", "file paths, by their content"
+    if audio_magic(head):
+        return "audio", "file paths, by their content"
     return None
 
 
@@ -72,6 +97,9 @@ def sniff_media(values: Sequence[Any], folder: Path) -> MediaGuess | None:
     if not values:
         return None
     found = [_what(v) for v in values]
+    if sum(f is not None for f in found) < MEDIA_SHARE * len(values) \
+            and any(_file_what(v, folder) for v in values[:MAX_OPENED]):  # files named without an extension
+        found = [f or _file_what(v, folder) for f, v in zip(found, values, strict=True)]
     kinds = [f[0] for f in found if f is not None]
     if len(kinds) < MEDIA_SHARE * len(values):
         return None

@@ -97,7 +97,8 @@ async def _read(receive: Receive, declared: str | None, limit: int) -> bytes:
     if too_big:
         shown = f"{int(declared):,}" if declared is not None and declared.isdigit() else f"over {size:,}"
         raise ServeError(413, f"request body of {shown} bytes is over the limit of {limit:,} bytes "
-                              f"(max_body_bytes); send fewer rows per request")
+                              f"(max_body_bytes); send fewer rows per request, or start the server with a "
+                              f"larger --max-body-bytes")
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

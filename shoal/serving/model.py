@@ -103,7 +103,8 @@ class ServedModel:
         # the table the encoder would read
         small = len(rows) <= FAST_ROWS and not self.schema.shared_columns
         try:
-            return raw.predict_rows([r.model_dump(by_alias=True) for r in rows] if small
+            # warnings=False: an uploaded file is bytes in a field typed for base64 text, as intended
+            return raw.predict_rows([r.model_dump(by_alias=True, warnings=False) for r in rows] if small
                                     else self.schema.table(rows))
         except (ValueError, KeyError, pa.ArrowException) as err:
             log.debug("raw graph refused a batch of %d rows (%s): the encoded path answers", len(rows), err)

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.artifacts.disk import DiskFullError
 from shoal.artifacts.lineage import file_lineage
@@ -102,8 +104,8 @@ def evaluate_file(ref: str | Path, data: str | Path, home: str | Path = "shoal-r
 
     The file is read with the run's reading options (those of its validation or test file when it is one of
     them). Bad rows raise (or, with ``quarantine`` given, are written there and counted). NE is relative to the
-    training base rate (class frequencies), as in training. A multiclass model's report also holds
-    ``classes`` and ``confusion`` (rows: true class, columns: predicted).
+    training base rate (class frequencies), as in training. A multiclass or binary model's report also holds
+    ``classes`` and ``confusion`` (rows: true class, columns: predicted; binary: negative, positive at p >= 0.5).
     """
     bundle = load(ref, home)
     sink = BadRowSink("quarantine", quarantine) if quarantine is not None else BadRowSink("error")
@@ -121,4 +123,10 @@ def evaluate_file(ref: str | Path, data: str | Path, home: str | Path = "shoal-r
     if bundle.classes:
         result["classes"] = bundle.classes
         result["confusion"] = confusion_matrix(labels, probabilities(logits)).tolist()
+    elif bundle.config.label.kind == "binary":  # predicted positive at p >= 0.5, as accuracy counts it
+        p = probabilities(logits)
+        label = bundle.config.label
+        result["classes"] = [f"negative ({label.negative[0]})", f"positive ({label.positive[0]})"]
+        truth = np.asarray(labels).astype(np.int64)
+        result["confusion"] = np.bincount(truth * 2 + (p >= 0.5), minlength=4).reshape(2, 2).tolist()
     return result

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import shoal
 from shoal.artifacts.registry import Registry
 from shoal.cli import main as cli
 from shoal.cli.main import app
@@ -58,6 +59,10 @@ def test_synth_inspect_train_eval_runs_show(tmp_path: Path) -> None:
 
     out = _ok("eval", run.run_id, "--data", str(data), "--home", str(home))
     assert "auc" in out and "ne" in out and "calibration" in out
+    assert "confusion matrix" in out and "positive (1)" in out  # binary: at p >= 0.5, as accuracy counts
+    report = shoal.evaluate_file(run.run_id, data, home=home)
+    (tn, fp), (fn, tp) = report["confusion"]
+    assert tn + fp + fn + tp == report["rows"] and abs((tn + tp) / report["rows"] - report["accuracy"]) < 1e-9
 
 
 def test_env_home_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -242,6 +242,19 @@ def test_inspect_recognises_media(tmp_path: Path) -> None:
     by_bytes = sniff_media([png(np.zeros((4, 4)))] * 3, tmp_path)
     assert by_bytes is not None and by_bytes.kind == "image" and "bytes" in by_bytes.reason
     assert sniff_media(["a", "b", "c"], tmp_path) is None
+    uris = [f"data:image/png;base64,{base64.b64encode(png(np.zeros((5, 6)))).decode()}"] * 3
+    by_uri = sniff_media(uris, tmp_path)  # the ';' and ':' once made it a list of ids
+    assert by_uri is not None and by_uri.kind == "image" and by_uri.options == {"channels": 1, "size": [5, 6]}
+    (tmp_path / "noext").mkdir()
+    for i in range(3):
+        (tmp_path / "noext" / f"{i:05d}").write_bytes(png(np.zeros((7, 9))))
+    (tmp_path / "noext" / "sound").write_bytes(wav(tone(300, 0.5, 8000)))
+    named = sniff_media([f"noext/{i:05d}" for i in range(3)], tmp_path)  # no extension: the files' magic bytes
+    assert named is not None and named.kind == "image" and "by their content" in named.reason
+    assert named.options == {"channels": 1, "size": [7, 9]}
+    heard = sniff_media(["noext/sound"] * 2, tmp_path)
+    assert heard is not None and heard.kind == "audio"
+    assert sniff_media(["noext", "a", "00000"], tmp_path) is None  # a folder, nothing, no file: not media
 
 
 def test_docs_example_config_is_valid() -> None:

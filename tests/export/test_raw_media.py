@@ -255,3 +255,31 @@ def test_export_finds_the_usual_size_in_the_data_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", str(tmp_path / "bundle"), "--raw", "--out", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
     assert "most images are 20 x 14" in " ".join(result.output.split())
+
+
+def test_form_auto_times_on_the_data_files_media_read_as_bytes(tmp_path: Path) -> None:
+    """``--raw-form auto`` (an id feature beside an image column of paths) times both forms on the run's rows:
+    each path's file is read as the caller would send it (the raw graph takes bytes, never a path)."""
+    from shoal.export.raw import timing_rows
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = ["path,shop,y"]
+    for i in range(10):
+        (data / f"{i}.png").write_bytes(_png(rng.integers(0, 256, (9, 9), dtype=np.uint8)))
+        lines.append(f"{i}.png,s{i % 3},{i % 2}")
+    (data / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = parse_config({"data": {"train": str(data / "train.csv")}, "label": {"column": "y"},
+                        "features": [GREY | {"column": "path"}, {"name": "shop", "kind": "sparse", "buckets": 16}],
+                        "model": {"name": "mlp", "hidden": [8]}})
+    encoder = Encoder(cfg.features, cfg.label)
+    torch.manual_seed(0)
+    net = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots,
+                media=encoder.media_inputs).eval()
+    save_bundle(tmp_path / "bundle", net, encoder, cfg, {"train_base_rate": 0.5})
+    report = export_raw_onnx(tmp_path / "bundle", parity_rows=16, form="auto")
+    assert set(report.form_ms) == {"unrolled", "loop"} and report.max_abs_proba_diff <= 1e-5
+    rows, source = timing_rows(load_bundle(tmp_path / "bundle"), tmp_path / "bundle", 8)
+    assert source == str(data / "train.csv") and rows.num_rows == 8
+    assert rows.column("path").to_pylist()[0] == (data / "0.png").read_bytes()
