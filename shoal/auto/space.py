@@ -36,6 +36,10 @@ __all__ = ["BYTECNN_MIN_BUDGET_S", "DataShape", "Draw", "Space", "families", "mo
 TABULAR = ("logistic", "mlp", "dlrm", "dcn_v2")  # dense and sparse columns
 TEXTUAL = ("bag", "logistic", "bytecnn")  # raw text only
 MIXED = ("bag", "logistic", "mlp", "dlrm", "dcn_v2", "bytecnn")  # text beside dense/sparse columns (text as n-grams)
+#: DCN-v2 on a wider input than this gets low-rank cross layers of WIDE_RANK (its paper's eq. 2): a full-rank
+#: layer holds width^2 weights (3 layers of a 5,760-wide input: 100M weights, for a few hundred rows)
+FULL_RANK_MAX_WIDTH = 1024
+WIDE_RANK = 64
 BYTECNN_MIN_BUDGET_S = 300.0  # a convolution over every byte is slow on a CPU: only with 5 minutes or more
 TEXT_SAMPLE_ROWS = 20_000  # rows read to measure text lengths
 LINEAR = ("logistic", "bag")  # one linear layer: larger learning rates
@@ -196,6 +200,8 @@ class Space:
         train = self._train(draw, family)
         features = self._features(draw, family)
         model = self._model(draw, family)
+        if getattr(model, "low_rank", 0) is None and _input_width(features, model) > FULL_RANK_MAX_WIDTH:
+            model = model.model_copy(update={"low_rank": WIDE_RANK})  # a full-rank cross layer is width^2 weights
         data = self.base.data
         return self.base.model_copy(update={"name": f"{self.base.name}-{family}", "data": data, "train": train,
                                             "features": features, "model": model})
@@ -291,7 +297,9 @@ class Space:
                 continue
             default = getattr(defaults, name)
             p = f"{family}.{name}"
-            if name == "embedding_dim":
+            if name == "low_rank":  # DCN-v2's cross layers: full rank (the default) or W = U V^T
+                values[name] = draw.choice(p, [None, 16, 64], default)
+            elif name == "embedding_dim":
                 values[name] = draw.choice(p, [4, 8, 16, 32, 64] if family not in LINEAR else [8, 16, 32, 64, 128],
                                            default)
             elif isinstance(default, list) and default and all(isinstance(v, int) for v in default):
@@ -303,6 +311,15 @@ class Space:
                 choices = sorted({min(max(v, low, 1), high) for v in (default // 2, default, default * 2)})
                 values[name] = draw.choice(p, choices, default)
         return cls.model_validate(values)
+
+
+def _input_width(features: Sequence[Any], model: BaseModel) -> int:
+    """About how wide a model's input vector is: each number with its missing flag, an embedding per table (an id
+    feature, a binned number, a text bag)."""
+    dim = int(getattr(model, "embedding_dim", 1))
+    tables = sum(1 for f in features if isinstance(f, SparseFeature | TextFeature)
+                 or (isinstance(f, DenseFeature) and f.bins))
+    return 2 * sum(1 for f in features if isinstance(f, DenseFeature)) + tables * dim
 
 
 def _layers(draw: Draw, name: str, default: list[int]) -> list[int]:

@@ -139,3 +139,31 @@ def test_a_validation_file_naming_its_columns_differently_is_read_by_position(tm
     with pytest.raises(ValueError, match=r"narrow.csv has the columns \['label', 'review'\], train.csv has "
                                          r"\['label', 'age', 'city', 'review'\]; give a file with the training file"):
         file_spec(narrow, data)
+
+
+def test_dcn_v2_cross_layers_go_low_rank_on_a_wide_input(tmp_path: Path) -> None:
+    """DCN-v2's rank is drawn (full, 16 or 64), and a full-rank draw on an input wider than
+    FULL_RANK_MAX_WIDTH takes rank WIDE_RANK: 30 ids x 64 dimensions would be 3 x 1,920^2 weights."""
+    from typing import Any
+
+    from shoal.auto.space import FULL_RANK_MAX_WIDTH, WIDE_RANK
+
+    rng = random.Random(0)
+    lines = ["label," + ",".join(f"c{j}" for j in range(30))]
+    lines += [f"{i % 2}," + ",".join(f"v{rng.randint(0, 50)}" for _ in range(30)) for i in range(300)]
+    data = tmp_path / "wide.csv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    base, shape = prepare(data, "label", None, tmp_path)
+    space = Space(base, shape, ["dcn_v2"], seed=0)
+
+    class Wide(Draw):
+        def choice(self, name: str, choices: Any, default: Any) -> Any:
+            return super().choice(name, choices, 64 if name == "dcn_v2.embedding_dim" else default)
+
+    narrow = space.config(Draw(), "dcn_v2").model
+    assert narrow.low_rank is None and 30 * narrow.embedding_dim <= FULL_RANK_MAX_WIDTH  # type: ignore[union-attr]
+    wide = space.config(Wide(), "dcn_v2").model
+    assert wide.embedding_dim == 64 and wide.low_rank == WIDE_RANK  # type: ignore[union-attr]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    ranks = {space.config(Draw(study.ask()), "dcn_v2").model.low_rank for _ in range(30)}  # type: ignore[union-attr]
+    assert {16, 64} <= ranks
