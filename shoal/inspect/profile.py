@@ -493,13 +493,14 @@ def _name_parts(name: str) -> set[str]:
 
 
 def _label_candidates(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile]) -> tuple[str, ...]:
-    """Columns that could be the label: two values anywhere, or (in a file with text) 3 to 100 values at either
-    end (the classes of a multiclass label)."""
+    """Columns that could be the label: two values anywhere, or 3 to 100 values (the classes of a multiclass
+    label) at either end of a file with text, anywhere in a file of images or sounds (path, class, speaker)."""
     ends = {stats[0].name, stats[-1].name}
     text = any(c.kind == "text" for c in columns)
-    return tuple(s.name for s, c in zip(stats, columns, strict=True) if c.kind != "ignore" and (
-        len(s.distinct) == 2
-        or (text and s.name in ends and 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES and s.counts is not None)))
+    media = any(c.kind in ("image", "audio") for c in columns)
+    return tuple(s.name for s, c in zip(stats, columns, strict=True) if c.kind not in ("ignore", "image", "audio")
+                 and (len(s.distinct) == 2 or ((media or (text and s.name in ends)) and s.counts is not None
+                                               and 3 <= len(s.distinct) <= MAX_GUESSED_CLASSES)))
 
 
 def _tasks(label: str, names: list[str], stats: Sequence[_ColumnStats],

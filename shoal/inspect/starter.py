@@ -106,7 +106,7 @@ def no_label_message(profile: FileProfile) -> str:
     """Why no starter config is written without a label, the candidate columns, and the fix (``--label``)."""
     names = ", ".join(LABEL_NAMES)
     if profile.label_candidates:
-        found = "; candidates (2 values, or the classes at either end): " + ", ".join(
+        found = "; candidates (2 values, or the classes of a multiclass label): " + ", ".join(
             f"{c} ({profile.column(c).cardinality} values)" for c in profile.label_candidates)
     else:
         found = "; no column has 2 values or looks like the classes of a multiclass label"

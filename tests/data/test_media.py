@@ -289,6 +289,12 @@ def test_inspect_file_proposes_image_for_parquet_bytes(tmp_path: Path) -> None:
     photo = profile.column("photo")
     assert photo.kind == "image" and photo.media == {"channels": 3, "size": [10, 12]}, photo.reason
 
+    # no label named: in a file of images, a column of 3..100 values anywhere is a candidate (path, class, who)
+    pq.write_table(pa.table({"photo": pa.array(images * 5, pa.binary()), "digit": [i % 4 for i in range(40)],
+                             "who": [f"p{i % 3}" for i in range(40)]}), tmp_path / "digits.parquet")
+    unnamed = inspect_file(tmp_path / "digits.parquet")
+    assert unnamed.label is None and unnamed.label_candidates == ("digit", "who")
+
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # the exporter's own notes
 def test_logmel_matches_torch_stft_and_exports_to_onnx(tmp_path: Path) -> None:
