@@ -236,7 +236,11 @@ def server_process(cmd: Sequence[str], log: Path, ready: Callable[[], bool], env
     try:
         deadline = time.monotonic() + timeout_s
         while not ready():
-            if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is not None:  # it died: say how, with the end of its log (which may be a temp file)
+                tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-12:])
+                raise RuntimeError(f"{' '.join(cmd[:4])} ... exited with code {proc.returncode} before it was ready; "
+                                   f"the end of its log ({log}):\n{tail}")
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"{' '.join(cmd[:4])} ... did not start within {timeout_s:.0f} s; see {log}")
             time.sleep(0.1)
         yield proc
@@ -261,8 +265,9 @@ def local_server(bundle: Path, log: Path, args: Sequence[str] = (), timeout_s: f
         yield url
 
 
-def json_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Raw rows as a JSON request body holds them: NaN as null, bytes (an image, a sound) as base64."""
+def json_rows(rows: Sequence[dict[str, Any]], texts: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Raw rows as a JSON request body holds them: NaN as null, bytes (an image, a sound) as base64, a missing
+    text (a column of ``texts``) as "" (the server takes a string for a text, "" when empty)."""
     import base64
     import math
 
@@ -273,7 +278,7 @@ def json_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             return base64.b64encode(v).decode("ascii")
         return v
 
-    return [{k: cell(v) for k, v in r.items()} for r in rows]
+    return [{k: "" if v is None and k in texts else cell(v) for k, v in r.items()} for r in rows]
 
 
 def bench_http(bundle: Path, rows: Sequence[dict[str, Any]], log: Path, *, clients: Sequence[int] = (1, 64),
@@ -281,12 +286,13 @@ def bench_http(bundle: Path, rows: Sequence[dict[str, Any]], log: Path, *, clien
     """``shoal serve BUNDLE`` (with ``args``) on loopback, loaded with one row per request by each number of
     ``clients`` in turn (a warm-up of a third of ``seconds`` first): per load, ``clients``, ``requests_per_s``,
     ``latency_ms_p50``, ``latency_ms_p99``, ``errors_4xx``, ``errors_5xx``, and the backend the server chose."""
-    body_rows = json_rows(rows)
     budget = Budget(seconds=seconds, requests=10**9, warmup_s=max(seconds / 3, 0.3))
     out: list[dict[str, Any]] = []
     with local_server(bundle, log, args) as url:
         with urllib.request.urlopen(f"{url}/model", timeout=10) as r:  # noqa: S310 - our own loopback server
-            backend = str(json.loads(r.read()).get("backend", "?"))
+            described = json.loads(r.read())
+        backend = str(described.get("backend", "?"))
+        body_rows = json_rows(rows, [f["name"] for f in described.get("fields", []) if f.get("kind") == "text"])
         for n in clients:
             run_async(load(url, n, body_rows, budget, measure=False))
             tally = run_async(load(url, n, body_rows, budget))

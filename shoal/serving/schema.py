@@ -255,8 +255,14 @@ class RequestSchema:
         for feature in encoder.media_features:
             feature.read_paths = False  # a request's cell is base64, never a path to the server's files
             self._media.setdefault(feature.column, feature)
-        # Internal names c0, c1, ... with the column as alias: columns need not be Python identifiers.
-        self._names = [f"c{i}" for i in range(len(self.fields))]
+        # Internal names f0, f1, ... with the column as alias (columns need not be Python identifiers), their prefix
+        # one no column starts with: pydantic reads a value by its alias first, so an internal name that is also
+        # another field's column (c2 of the columns c0, c1, c3, as `shoal inspect` names a headerless file's) would
+        # take that field's value.
+        prefix = "f"
+        while any(f.column.startswith(prefix) for f in self.fields):
+            prefix += "_"
+        self._names = [f"{prefix}{i}" for i in range(len(self.fields))]
         defs: dict[str, Any] = {}
         form: dict[str, Any] = {}  # a multipart row's: the same, but a media value is the file's bytes
         for name, f in zip(self._names, self.fields, strict=True):
