@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shoal.cli.common import HomeOption, console, home_dir, user_errors
@@ -25,7 +26,9 @@ def _mib(nbytes: float) -> str:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:,.3f}"
+    """Milliseconds with 3 decimals, or 3 significant digits below 0.01 ms (a GPU's layers: 0.000 said nothing)."""
+    ms = seconds * 1e3
+    return f"{ms:,.3f}" if ms >= 0.01 or ms == 0 else f"{ms:.3g}"
 
 
 def _print(p: Any) -> None:
@@ -39,8 +42,13 @@ def _print(p: Any) -> None:
                          f"{step.bottleneck}")
     for col in ("phase", "lane", "ms", "% of step"):
         phases.add_column(col, justify="left" if col in ("phase", "lane") else "right")
+    exposed = sum(ph.seconds for ph in step.phases if ph.name == "all-reduce (exposed)")
     for ph in step.phases:
-        share = f"{100 * ph.seconds / step.step_s:.1f}" if ph.lane == "compute" else "(under backward)"
+        if ph.lane == "compute":
+            share = f"{100 * ph.seconds / step.step_s:.1f}"
+        else:  # the all-reduce beside the backward: how much of it the backward hides (the rest: "exposed")
+            hidden = max(ph.seconds - exposed, 0.0) / ph.seconds if ph.seconds else 1.0
+            share = f"({100 * hidden:.0f}% under backward)"
         phases.add_row(ph.name, ph.lane, _ms(ph.seconds), share)
     console.print(phases)
     layers = Table(title="layers (per step, forward + backward)")
@@ -76,7 +84,8 @@ def _print(p: Any) -> None:
         console.print(f"serving ({how}): p50 {s.p50_ms:.3f} ms, p99 {s.p99_ms:.3f} ms at batch 1, "
                       f"{s.rows_per_s_per_core:,.0f} rows/s a core at batch 256{servers}")
     for note in p.notes:
-        console.print(f"[dim]note: {note}[/]")
+        loud = note.startswith("DOES NOT FIT")
+        console.print(f"[bold red]{escape(note)}[/]" if loud else f"[dim]note: {escape(note)}[/]")
 
 
 def plan(
@@ -120,9 +129,12 @@ def plan(
             bundle = resolve(run, folder).folder
         p = make_plan(cfg, spec, profile=measured, nproc=nproc, rows=rows, qps=qps, run_bundle=bundle)
         _print(p)
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(p.to_dict(), indent=1) + "\n", encoding="utf-8")
-            console.print(f"wrote {json_out}")
-        if png is not None:
-            console.print(f"wrote {save_timeline(p.step, png)}")
+        try:
+            if json_out is not None:
+                json_out.parent.mkdir(parents=True, exist_ok=True)
+                json_out.write_text(json.dumps(p.to_dict(), indent=1) + "\n", encoding="utf-8")
+                console.print(f"wrote {json_out}")
+            if png is not None:
+                console.print(f"wrote {save_timeline(p.step, png)}")
+        except OSError as err:  # a folder given as the file, no permission, a full disk
+            raise ValueError(f"cannot write {err.filename}: {err.strerror or err}") from None

@@ -388,7 +388,11 @@ def _train_run(folder: Path, first_step_s: float) -> tuple[float, float]:
         path = Path(tmp) / "tiny.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         done = subprocess.run([sys.executable, "-c", TRAIN_RSS_CODE, str(path), str(Path(tmp) / "home")],
-                              capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+            raise RuntimeError(f"the calibration's probe run of `shoal train` (a tiny model) failed with code "
+                               f"{done.returncode}:\n{tail}")
         hwm, seconds, rows = (float(v) for v in done.stdout.split()[-3:])
         cfg = parse_config(config)
     # a dense value and its missing flag; 3 tables
@@ -431,7 +435,7 @@ def calibrate(home: Path, quick: bool = False, processes: bool = True) -> dict[s
     ``quick``: smaller sizes and shorter timings (tests); ``processes``: also the 2-process gloo collectives and
     the base RSS of a fresh process (a few seconds each to start); without them, conservative stand-ins.
     """
-    home = Path(home)
+    home = Path(home).resolve()  # the probe run's config names its data absolutely (a relative home doubled it)
     home.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     seconds = 0.05 if quick else 0.3

@@ -7,6 +7,7 @@ an epoch, its price, and serving.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ class Plan:
 def _recommend(options: dict[str, StepPlan], memory: float) -> tuple[str, str]:
     fits = {k: v for k, v in options.items() if v.peak_bytes <= memory}
     if len(options) == 1:
+        (only,) = options.values()
+        if only.peak_bytes > memory:
+            return "data_parallel", (f"one process: nothing to shard, and it does not fit "
+                                     f"({only.peak_bytes / 2**30:.2f} of {memory / 2**30:.1f} GiB): add processes "
+                                     "(--nproc) or devices")
         return "data_parallel", "one process: nothing to shard"
     if not fits:
         best = min(options, key=lambda k: options[k].peak_bytes)
@@ -104,6 +110,12 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
               time_embeddings: bool = True) -> Plan:
     """Plan ``config`` on ``cluster`` (``profile``: the calibration of this machine, for ``--cluster local``;
     ``time_embeddings``: with a profile, time the model's own embedding step here, :mod:`shoal.plan.sparse_step`)."""
+    if nproc is not None and nproc < 1:
+        raise ValueError(f"--nproc must be at least 1 process a node, not {nproc}")
+    if rows is not None and rows < 1:
+        raise ValueError(f"--rows must be at least 1 training row, not {rows}")
+    if qps is not None and not (math.isfinite(qps) and qps > 0):
+        raise ValueError(f"--qps must be a positive number of queries a second, not {qps}")
     per_node = cluster.processes_per_node(nproc)
     world = per_node * cluster.nodes
     batch = config.train.batch_size
@@ -135,6 +147,9 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     step = options[in_use]
     checkpoint = cost.table_params * 4 + 4 * sum(t.rows for t in cost.tables) + 12 * cost.dense_params
     notes = list(shape.notes)
+    if step.peak_bytes > rates.device_memory:  # said first: the figures below are of a job that cannot run so
+        notes.insert(0, f"DOES NOT FIT: {step.peak_bytes / 2**30:.2f} GiB a process against "
+                        f"{rates.device_memory / 2**30:.1f} GiB; the step's figures assume it did")
     if train_rows:
         step.epoch_s = epoch_seconds(step, train_rows, checkpoint, rates)
         if checkpoint > LARGE_CHECKPOINT and checkpoint_in_epoch(step, train_rows):

@@ -96,8 +96,16 @@ class Rates:
         return lookups * max(a + b * dim, 0.0) + unique * max(c + e * dim, 0.0)
 
     def link(self, nodes: int) -> Link:
-        """The link a ring over all processes is bounded by: between nodes when there are several."""
-        return self.inter if nodes > 1 and self.inter is not None else self.intra
+        """The link a ring over all processes is bounded by: with several nodes the ring crosses both links, so the
+        slower bandwidth and the longer latency of the two."""
+        if nodes <= 1 or self.inter is None:
+            return self.intra
+        return Link(bandwidth_gbs=min(self.intra.bandwidth_gbs, self.inter.bandwidth_gbs),
+                    latency_us=max(self.intra.latency_us, self.inter.latency_us))
+
+
+def _derated(link: Link, fraction: float) -> Link:
+    return Link(bandwidth_gbs=link.bandwidth_gbs * fraction, latency_us=link.latency_us)
 
 
 def _near(table: dict[str, Any], threads: int) -> Any:
@@ -149,6 +157,9 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             loop_s=float(profile.get("loop_s", 0.0)),
             conv_points=tuple((int(w), float(f)) for w, f in _near(profile["conv"], threads)) if "conv" in profile
             else ())
+    # a cluster file's links are peaks: the achievable fraction of each (a calibration's were measured)
+    intra, inter = _derated(node.intra, eff.network), None if cluster.inter is None else _derated(cluster.inter,
+                                                                                                eff.network)
     if node.gpu is not None:
         dev = node.gpu.spec
         peak = dev.flops[cluster.dtype] if cluster.dtype in dev.flops else dev.flops["fp32"]
@@ -157,7 +168,7 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             matmul_points=points, interaction_flops=points[1][1], memory_bw=dev.memory_bw * eff.memory, embedding=None,
             embedding_bw=dev.memory_bw * eff.memory, llc_bytes=50 * 2**20,
             step_s=over.step_us * 1e-6, layer_s=over.layer_us * 1e-6, feature_s=over.feature_us * 1e-6,
-            intra=node.intra, inter=cluster.inter, device_memory=dev.memory_gib * 2**30,
+            intra=intra, inter=inter, device_memory=dev.memory_gib * 2**30,
             base_bytes=CUDA_CONTEXT_BYTES, disk_bw=2e9, overlap=eff.overlap, gpu=True, calibrated=False)
     threads = max(1, node.cpu.cores // processes_per_node)
     peak = node.cpu.gflops_per_core * 1e9 * threads * eff.matmul
@@ -166,6 +177,6 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
         matmul_points=tuple((w, peak * w / (w + 64)) for w in (16, 64, 256, 1024)),
         interaction_flops=peak * 16 / (16 + 64), memory_bw=share, embedding=None,
         embedding_bw=share, llc_bytes=32 * 2**20, step_s=over.step_us * 1e-6, layer_s=over.layer_us * 1e-6,
-        feature_s=over.feature_us * 1e-6, intra=node.intra, inter=cluster.inter,
+        feature_s=over.feature_us * 1e-6, intra=intra, inter=inter,
         device_memory=node.cpu.memory_gib * 2**30 / processes_per_node, base_bytes=CPU_BASE_BYTES, disk_bw=1e9,
         overlap=eff.overlap, gpu=False, calibrated=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,5 +26,10 @@ def profile_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from shoal.plan.calibrate import calibrate
 
     home = tmp_path_factory.mktemp("plan-home")
-    calibrate(home, quick=True, processes=False)
+    here = os.getcwd()
+    os.chdir(home.parent)
+    try:  # a relative home, as the default ./shoal-runs is (its probe run's data path was once doubled)
+        calibrate(Path(home.name), quick=True, processes=False)
+    finally:
+        os.chdir(here)
     return home

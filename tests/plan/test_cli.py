@@ -56,3 +56,26 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert "invalid cluster" in result.output and "node.cpu.gflops_per_core: required field is missing" in result.output
     result = runner.invoke(cli.app, ["plan", str(CONFIG), "--home", str(tmp_path)])
     assert result.exit_code == 2 and "shoal plan --calibrate" in result.output
+
+
+def test_bad_numbers_are_one_line_errors(tmp_path: Path) -> None:
+    cluster = str(CLUSTERS / "8xa100.yaml")
+    for args, message in ((["--rows", "0"], "--rows must be at least 1"),
+                          (["--qps", "-1"], "--qps must be a positive"), (["--qps", "inf"], "--qps must be a positive"),
+                          (["--nproc", "0"], "--nproc must be at least 1"),
+                          (["--json", str(tmp_path)], f"cannot write {tmp_path}")):
+        result = runner.invoke(cli.app, ["plan", str(CONFIG), "--cluster", cluster, *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (args, result.output)
+
+
+def test_a_job_that_does_not_fit_says_so_first(tmp_path: Path) -> None:
+    """One process whose tables are larger than its device: said in red before the notes, and in the reason."""
+    from shoal.plan.cluster import load_cluster
+    from shoal.plan.planner import make_plan
+    from tests.plan.conftest import run_config
+
+    cfg = run_config({"name": "dlrm", "embedding_dim": 64}, sparse=26, buckets=20_000_000)
+    plan = make_plan(cfg, load_cluster(CLUSTERS / "1xl4.yaml"), rows=1000)
+    assert plan.notes[0].startswith("DOES NOT FIT") and "does not fit" in plan.reason
+    fits = make_plan(run_config({"name": "dlrm"}), load_cluster(CLUSTERS / "1xl4.yaml"), rows=1000)
+    assert not any(n.startswith("DOES NOT FIT") for n in fits.notes) and fits.reason == "one process: nothing to shard"

@@ -60,3 +60,18 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
     bomb.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(ClusterError, match="bomb.yaml: YAML aliases expand to over"):
         load_cluster(bomb)
+
+
+def test_links_are_derated_and_a_ring_over_nodes_takes_the_slower_link() -> None:
+    """A cluster file's link bandwidths are peaks, times ``efficiency.network``; a ring over several nodes crosses
+    both links: the slower bandwidth, the longer latency."""
+    from shoal.plan.cluster import parse_cluster
+    from shoal.plan.rates import rates_for
+
+    cpu = {"cores": 32, "gflops_per_core": 50, "memory_bw_gbs": 200, "memory_gib": 512}
+    spec = parse_cluster({"nodes": 2, "node": {"cpu": cpu, "gpu": {"device": "A100", "count": 4},
+                                               "intra": {"bandwidth_gbs": 1.0, "latency_us": 2.0}},
+                          "inter": {"bandwidth_gbs": 100.0, "latency_us": 9.0}, "efficiency": {"network": 0.5}})
+    rates = rates_for(spec, 4)
+    assert rates.link(1).bandwidth_gbs == 0.5 and rates.link(1).latency_us == 2.0
+    assert rates.link(2).bandwidth_gbs == 0.5 and rates.link(2).latency_us == 9.0  # intra is the slower here
