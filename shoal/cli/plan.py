@@ -80,9 +80,9 @@ def _print(p: Any) -> None:
     if p.serving is not None:
         s = p.serving
         how = "measured" if s.measured else "predicted"
-        servers = f"; {s.servers} server(s) of {s.cores_per_server} cores for {s.qps:,.0f} QPS" if s.qps else ""
+        servers = f"; {s.servers} server(s) of {s.cores_per_server} {s.unit}s for {s.qps:,.0f} QPS" if s.qps else ""
         console.print(f"serving ({how}): p50 {s.p50_ms:.3f} ms, p99 {s.p99_ms:.3f} ms at batch 1, "
-                      f"{s.rows_per_s_per_core:,.0f} rows/s a core at batch 256{servers}")
+                      f"{s.rows_per_s_per_core:,.0f} rows/s a {s.unit} at batch 256{servers}")
     for note in p.notes:
         loud = note.startswith("DOES NOT FIT")
         console.print(f"[bold red]{escape(note)}[/]" if loud else f"[dim]note: {escape(note)}[/]")

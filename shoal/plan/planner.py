@@ -167,9 +167,14 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     if emb.backend == "native" and world > 1 and recommended != "data_parallel":
         notes.append(f"the config uses native (replicated) tables; {recommended} needs "
                      f"train.embeddings: {{backend: torchrec, sharding: {recommended}}}")
-    serve_rates = rates_for(cluster, cluster.node.cpu.cores, profile) if not cluster.gpus else rates
-    serving = (measure_serving(run_bundle, cluster.node.cpu.cores, qps) if run_bundle is not None
-               else predict_serving(cost, serve_rates, cluster.node.cpu.cores, qps))
+    if run_bundle is not None:
+        serving = measure_serving(run_bundle, cluster.node.cpu.cores, qps)
+    elif cluster.node.gpu is not None:  # a server of the node's GPUs, each at one GPU's rates (not one per core)
+        serving = predict_serving(cost, rates_for(cluster, cluster.node.gpu.count), cluster.node.gpu.count, qps,
+                                  unit="GPU")
+    else:
+        serving = predict_serving(cost, rates_for(cluster, cluster.node.cpu.cores, profile), cluster.node.cpu.cores,
+                                  qps)
     return Plan(config=config.name, model=config.model.name, cluster=cluster.name, processes_per_node=per_node,
                 shape=shape, cost=cost, step=step, sharding=in_use, options=options, recommended=recommended,
                 reason=reason, rates=rates, device_memory=rates.device_memory, price_per_hour=cluster.price_per_hour,

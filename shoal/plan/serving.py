@@ -33,6 +33,7 @@ class ServingPlan:
     qps: float | None
     servers: int | None
     measured: bool
+    unit: str = "core"  # what a server is counted in, and rows_per_s_per_core is per: a CPU core, or a GPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,12 +52,13 @@ def _servers(qps: float | None, rows_per_s_per_core: float, cores: int) -> int |
     return max(1, math.ceil(qps / (rows_per_s_per_core * cores * UTILIZATION)))
 
 
-def predict_serving(cost: ModelCost, rates: Rates, cores: int, qps: float | None) -> ServingPlan:
-    """Batch-1 latency and per-core throughput predicted from the model's forward (``rates``: one thread)."""
+def predict_serving(cost: ModelCost, rates: Rates, cores: int, qps: float | None, unit: str = "core") -> ServingPlan:
+    """Batch-1 latency and per-core throughput predicted from the model's forward (``rates``: one thread; or, with
+    ``unit="GPU"``, one GPU's rates, ``cores`` the GPUs of a server)."""
     one = _forward_s(cost, rates, 1)
     per_core = BATCH / _forward_s(cost, rates, BATCH)
     return ServingPlan(one * 1e3, one * 1e3 * P99_OVER_P50, per_core, cores, qps, _servers(qps, per_core, cores),
-                       False)
+                       False, unit)
 
 
 def measure_serving(bundle_dir: Path, cores: int, qps: float | None, seconds: float = 1.0) -> ServingPlan:

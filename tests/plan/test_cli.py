@@ -4,6 +4,7 @@ tables print, the JSON and the PNG are written; errors are one line and exit cod
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -79,3 +80,21 @@ def test_a_job_that_does_not_fit_says_so_first(tmp_path: Path) -> None:
     assert plan.notes[0].startswith("DOES NOT FIT") and "does not fit" in plan.reason
     fits = make_plan(run_config({"name": "dlrm"}), load_cluster(CLUSTERS / "1xl4.yaml"), rows=1000)
     assert not any(n.startswith("DOES NOT FIT") for n in fits.notes) and fits.reason == "one process: nothing to shard"
+
+
+def test_serving_on_a_gpu_cluster_counts_gpus_not_cores() -> None:
+    """A GPU node's serving is sized by its GPUs, each at one GPU's rate (it was a GPU's rate times the CPU's
+    cores: 128 'cores' of 1.6M rows/s each on 8 A100s)."""
+    from shoal.config import load_config
+    from shoal.plan.cluster import load_cluster
+    from shoal.plan.planner import make_plan
+
+    cfg = load_config(CONFIG)
+    gpus = make_plan(cfg, load_cluster(CLUSTERS / "8xa100.yaml"), rows=1000, qps=2e7).serving
+    assert gpus is not None and gpus.unit == "GPU" and gpus.cores_per_server == 8
+    assert gpus.servers == math.ceil(2e7 / (gpus.rows_per_s_per_core * 8 * 0.6))
+    cpus = make_plan(cfg, load_cluster(CLUSTERS / "local-2core.yaml"), rows=1000, qps=5000).serving
+    assert cpus is not None and cpus.unit == "core" and cpus.cores_per_server == 2
+    result = runner.invoke(cli.app, ["plan", str(CONFIG), "--cluster", str(CLUSTERS / "8xa100.yaml"), "--qps", "20000"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 0 and "rows/s a GPU" in flat and "server(s) of 8 GPUs" in flat
