@@ -33,6 +33,7 @@ from shoal.artifacts.refs import resolve
 from shoal.artifacts.registry import RunRecord, resolve_home
 from shoal.config import apply_overrides, parse_config
 from shoal.data.readers import BadRowSink, Chunk
+from shoal.data.rows import rows_table
 from shoal.inspect import inspect_file, starter_config
 from shoal.inspect.starter import REGRESSION_TRAIN
 from shoal.metrics import probabilities
@@ -61,11 +62,11 @@ def as_table(data: Any) -> pa.Table:
         values = list(data.values())
         if values and all(isinstance(v, list | tuple | np.ndarray) for v in values):
             return pa.table({str(k): list(v) for k, v in data.items()})
-        return pa.Table.from_pylist([dict(data)])
+        return rows_table([data])
     if isinstance(data, Sequence) and not isinstance(data, str | bytes):
         if not all(isinstance(r, Mapping) for r in data):
             raise TypeError("rows must be dicts of column -> value (a list of dicts)")
-        return pa.Table.from_pylist([dict(r) for r in data])
+        return rows_table(data)
     raise TypeError(f"expected a pandas DataFrame, a pyarrow Table, a list of dicts or a dict, "
                     f"not {type(data).__name__}")
 

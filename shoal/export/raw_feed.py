@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from shoal.data.features import DenseColumn, Problems, as_strings
 from shoal.data.features.dense import FLOAT32_MAX
+from shoal.data.rows import rows_table
 from shoal.export.raw_graph import per_object
 from shoal.export.raw_ids import ANY_WIDTH_MAX
 from shoal.export.raw_media import media_feed
@@ -28,7 +29,7 @@ __all__ = ["FAST_ROWS", "RowParts", "RowPlan", "raw_feed", "row_parts", "row_pla
 
 
 def _table(rows: pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
-    return rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    return rows if isinstance(rows, pa.Table) else rows_table(list(rows))
 
 
 def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
@@ -117,7 +118,7 @@ def _dense_cell(c: Any) -> float | None:
 
 def _id_text(c: Any) -> str | None:
     """An id cell's text ("" for missing), or None for a cell pyarrow must cast (a float, a bool)."""
-    if c is None or c is _ABSENT:
+    if c is None or c is _ABSENT or (type(c) is float and c != c):  # NaN: a data frame's missing value
         return ""
     if type(c) is str:
         return c
