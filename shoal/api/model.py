@@ -147,14 +147,16 @@ def fit(data: Any, label: str, *, model: str | None = None, task: str | None = N
     return Model(load(record.run_id, h), record)
 
 
-def load_model(ref: str, home: str | os.PathLike[str] | None = None, backend: str = "torch") -> Model:
+def load_model(ref: str, home: str | os.PathLike[str] | None = None, backend: str = "auto") -> Model:
     """A trained model by model reference (``ctr-feed@production``, ``ctr-feed@v3``), run id (or unique prefix, or
     ``latest``) or bundle folder.
 
-    ``backend``: what ``predict`` and ``predict_proba`` run. ``torch`` (default): the Python encoder and PyTorch.
+    ``backend``: what ``predict`` and ``predict_proba`` run. ``auto`` (default, as ``shoal serve`` and ``shoal
+    predict``): where the bundle was exported, each batch size to the path measured fastest end to end (the choice
+    is cached beside the export); else the Python encoder and PyTorch. ``torch``: the Python encoder and PyTorch.
     ``raw``: the self-contained graph ``bundle/onnx/model.raw.onnx`` (``shoal export RUN --raw``), one ONNX Runtime
-    call per call, preprocessing inside; ValueError naming the reason and the fix when the bundle has no usable one.
-    ``auto``: as ``shoal serve --backend auto``, each batch size to the path measured fastest end to end. Either
+    call per call, preprocessing inside; ValueError naming the reason and the fix when the bundle has no usable
+    one. Either
     way, rows the graph cannot take (an id past the export's ``max_bytes``, a cell that is not a number) take the
     encoder's path, which answers or names the bad row. ``evaluate`` always runs the encoder and PyTorch."""
     found = resolve(ref, _home(home))

@@ -65,13 +65,16 @@ def _print(p: Any) -> None:
             memory.add_row(k, _mib(v))
     console.print(memory)
     if len(p.options) > 1:
+        from shoal.plan.sharding import placement
+
         shard = Table(title=f"embedding placement: recommended [bold]{p.recommended}[/]")
-        for col in ("placement", "step ms", "rows/s", "peak memory", "table traffic / step", "fits"):
+        for col in ("placement", "step ms", "rows/s", "peak memory", "table traffic / step", "balance", "fits"):
             shard.add_column(col, justify="left" if col == "placement" else "right")
         for name, o in p.options.items():
             traffic = o.comm_bytes["all_to_all"] + o.comm_bytes["sparse_all_gather"]
+            balance = placement(name, p.cost, o.world).balance  # the fullest process's table bytes / the mean
             shard.add_row(name, _ms(o.step_s), f"{o.rows_per_s:,.0f}", _mib(o.peak_bytes), _mib(traffic),
-                          "yes" if o.peak_bytes <= p.device_memory else "no")
+                          f"{balance:.2f}x", "yes" if o.peak_bytes <= p.device_memory else "no")
         console.print(shard)
         console.print(f"why: {p.reason}")
     if p.epoch_s is not None:

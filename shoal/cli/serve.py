@@ -31,8 +31,9 @@ MAX_PORT = 65_535
 LOOPS = ("auto", "uvloop", "asyncio")  # uvicorn's names; auto: uvloop where installed
 
 BackendOption = Annotated[str, typer.Option(
-    help="auto (where the bundle was exported with `shoal export`: PyTorch and ONNX Runtime timed at the batch "
-         "sizes served, each batch to the faster; else PyTorch), torch, onnx, onnx-int8 or onnx-fp16.")]
+    help="auto (where the bundle was exported with `shoal export`: PyTorch, ONNX Runtime and the raw graph timed "
+         "end to end at the batch sizes served, each batch to the fastest; else PyTorch), torch, onnx, onnx-int8, "
+         "onnx-fp16 or raw (the self-contained graph of `shoal export --raw`: preprocessing inside).")]
 
 
 def register(app: typer.Typer) -> None:
