@@ -263,6 +263,7 @@ class RequestSchema:
         while any(f.column.startswith(prefix) for f in self.fields):
             prefix += "_"
         self._names = [f"{prefix}{i}" for i in range(len(self.fields))]
+        self._shared = [n for n, f in zip(self._names, self.fields, strict=True) if len(f.kinds) > 1]
         defs: dict[str, Any] = {}
         form: dict[str, Any] = {}  # a multipart row's: the same, but a media value is the file's bytes
         for name, f in zip(self._names, self.fields, strict=True):
@@ -369,6 +370,12 @@ class RequestSchema:
                 arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values],
                                        pa.string()))
         return pa.Table.from_arrays(arrays, names=[f.column for f in self.fields])
+
+    def as_dicts_safe(self, rows: list[BaseModel]) -> bool:
+        """Whether ``rows`` read as row dicts the way :meth:`table` reads them: no float in a column read both as a
+        number and as ids (the table writes 13.0 as the id "13.0", a dict's general feed casts it to "13"; an
+        integer is "13" both ways)."""
+        return all(type(getattr(r, n)) is not float for r in rows for n in self._shared)
 
     def placeholder(self) -> BaseModel:
         """A row with every value missing (texts empty, media a tiny valid file of the right kind): to warm a
