@@ -562,18 +562,27 @@ def timing_rows(bundle: Bundle, folder: Path, rows: int,
 def _as_requests(table: pa.Table, encoder: Encoder) -> pa.Table:
     """``table`` with the numbers of a CSV file's columns (strings as read) as numbers, as a JSON request holds
     them: a column read only as a number becomes float64 (a string number takes the row feed's slower general
-    path: timed so, a CSV-trained bundle's batch-1 latency read ~14x its served one). A column also read as ids
-    stays as read, as the server's table has it."""
+    path: timed so, a CSV-trained bundle's batch-1 latency read ~14x its served one); a column also read as ids
+    becomes int64 when its values are whole numbers (a request's integers there take the one-row feed), else
+    stays as read."""
     from shoal.data.features.base import Problems
 
     ids = {s.column for s in encoder.sparse_features} | {t.column for t in encoder.time_features}
+    done: set[str] = set()
     for d in encoder.dense_features:
         column = table.column(d.column)
-        if d.column in ids or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        if d.column in done or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
+        done.add(d.column)
         values = d.read(table, Problems())  # the encoder's parse: NaN for missing (the rows are good ones)
-        table = table.set_column(table.column_names.index(d.column), d.column,
-                                 pa.array(values, pa.float64(), from_pandas=True))
+        if d.column not in ids:
+            typed = pa.array(values, pa.float64(), from_pandas=True)
+        else:
+            known = values[~np.isnan(values)]
+            if not np.all((known == np.round(known)) & (np.abs(known) < 2**53)):
+                continue
+            typed = pa.array(np.nan_to_num(values).astype(np.int64), pa.int64(), mask=np.isnan(values))
+        table = table.set_column(table.column_names.index(d.column), d.column, typed)
     return table
 
 

@@ -427,7 +427,7 @@ def test_latency_raw_graph_vs_python_encoder(exported: tuple[Path, Bundle, Any],
 def test_timing_rows_hold_a_csv_files_numbers_as_numbers(tmp_path: Path) -> None:
     """The rows bench, compress and ``auto`` time on are typed as a JSON request's: a CSV's number column (strings
     as read) is float64, so a row takes the one-row feed a served request takes (as strings it took the general
-    feed, ~14x slower); a column also read as ids stays as read, as the server's table has it."""
+    feed, ~14x slower); a column also read as ids holds integers, as a request's whole numbers there."""
     import shoal
     from shoal.export.raw import timing_rows
 
@@ -442,5 +442,5 @@ def test_timing_rows_hold_a_csv_files_numbers_as_numbers(tmp_path: Path) -> None
     folder = Path(run.artifact_dir) / "bundle"
     rows, source = timing_rows(shoal.load(run.run_id, home=tmp_path / "home"), folder, 16)
     assert source.endswith("valid-split.parquet") and rows.num_rows == 16
-    assert rows.schema.field("x").type == pa.float64() and rows.schema.field("n").type == pa.string()
+    assert rows.schema.field("x").type == pa.float64() and rows.schema.field("n").type == pa.int64()
     assert all(isinstance(v, float) for v in rows.column("x").to_pylist())
