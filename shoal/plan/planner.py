@@ -112,6 +112,10 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     ``time_embeddings``: with a profile, time the model's own embedding step here, :mod:`shoal.plan.sparse_step`)."""
     if nproc is not None and nproc < 1:
         raise ValueError(f"--nproc must be at least 1 process a node, not {nproc}")
+    gpu = cluster.node.gpu
+    if nproc is not None and gpu is not None and nproc > gpu.count:
+        raise ValueError(f"--nproc {nproc} on nodes of {gpu.count} {gpu.device} GPU(s): training runs one process a "
+                         f"GPU (the plan would give each process a whole GPU); give --nproc {gpu.count} or less")
     if rows is not None and rows < 1:
         raise ValueError(f"--rows must be at least 1 training row, not {rows}")
     if qps is not None and not (math.isfinite(qps) and qps > 0):

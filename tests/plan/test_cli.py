@@ -64,6 +64,7 @@ def test_bad_numbers_are_one_line_errors(tmp_path: Path) -> None:
     for args, message in ((["--rows", "0"], "--rows must be at least 1"),
                           (["--qps", "-1"], "--qps must be a positive"), (["--qps", "inf"], "--qps must be a positive"),
                           (["--nproc", "0"], "--nproc must be at least 1"),
+                          (["--nproc", "9"], "--nproc 9 on nodes of 8 A100 GPU(s)"),
                           (["--json", str(tmp_path)], f"cannot write {tmp_path}")):
         result = runner.invoke(cli.app, ["plan", str(CONFIG), "--cluster", cluster, *args])
         assert result.exit_code == 2 and message in " ".join(result.output.split()), (args, result.output)
