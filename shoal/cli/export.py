@@ -77,9 +77,10 @@ def _export_raw(folder: Path, out: Path | None, max_bytes: int, form: str) -> No
 
     with console.status("exporting the raw-input graph and checking parity"):
         report = export_raw_onnx(folder, out, max_bytes=max_bytes, form=form)
+    own = (f", {report.own_rows_diff:.1e} on rows of {report.own_rows_source}" if report.own_rows_source else "")
     console.print(f"raw inputs -> {report.path}: {', '.join(report.inputs)} (described in {report.contract_path}); "
                   f"max |Δ p| vs the Python encoder {report.max_abs_proba_diff:.1e} on {report.parity_rows} "
-                  "synthetic rows")
+                  f"synthetic rows{own}")
     if report.form_ms:
         times = "; ".join(f"{f} " + ", ".join(f"{ms:.3f} ms at batch {b}" for b, ms in t.items())
                           for f, t in report.form_ms.items())

@@ -388,7 +388,9 @@ class RawExportReport:
     form: str
     nodes: int
     parity_rows: int
-    max_abs_proba_diff: float
+    max_abs_proba_diff: float  # on parity_rows synthetic rows
+    own_rows_diff: float  # on the run's own rows (held-out, validation, test or training), where they read
+    own_rows_source: str  # where those rows came from; "" when none read (a bundle moved without its data)
     seconds: float
     form_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # form="auto": median ms by batch size
     usual_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # image feature -> its usual (h, w)
@@ -458,18 +460,30 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
     onnx.save(merged, str(path))
     contract_path = path.parent / CONTRACT_FILE
     contract_path.write_text(json.dumps(contract, indent=2, default=str) + "\n", encoding="utf-8")
-    diff = 0.0
+    diff, real, source = 0.0, 0.0, ""
     if parity_rows > 0:
-        table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes, usual_sizes=usual)
-        diff = parity(bundle, RawOnnxModel(path), table)
         tolerance = VALUE_TOLERANCE if bundle.encoder.regression else PARITY_TOLERANCE
+        checked = RawOnnxModel(path)
+        table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes, usual_sizes=usual)
+        diff = parity(bundle, checked, table)
         if not diff <= tolerance:
             raise ExportError(f"{path}: outputs differ from the Python encoder + PyTorch by {diff:.3g} on "
                               f"{parity_rows} synthetic rows (tolerance {tolerance}); this is a bug in "
                               "shoal's raw export, please report it")
+        if bundle_dir is not None:  # and on the run's own rows (real ids, texts, images, sounds) where they read
+            own, source = timing_rows(bundle, bundle_dir, parity_rows, checked.predict_proba)
+            if source == "synthetic":
+                source = ""
+            else:
+                real = parity(bundle, checked, own)
+                if not real <= tolerance:
+                    raise ExportError(f"{path}: outputs differ from the Python encoder + PyTorch by {real:.3g} on "
+                                      f"{own.num_rows} rows of {source} (tolerance {tolerance}); this is a bug in "
+                                      "shoal's raw export, please report it")
     return RawExportReport(path=path, contract_path=contract_path, inputs=list(contract["inputs"]),
                            max_bytes=width, form=form, nodes=len(merged.graph.node), parity_rows=parity_rows,
-                           max_abs_proba_diff=diff, seconds=time.perf_counter() - started,
+                           max_abs_proba_diff=diff, own_rows_diff=real, own_rows_source=source,
+                           seconds=time.perf_counter() - started,
                            form_ms={f: {str(b): ms for b, ms in t.items()} for f, t in timings.items()},
                            usual_sizes=usual)
 

@@ -280,6 +280,8 @@ def test_form_auto_times_on_the_data_files_media_read_as_bytes(tmp_path: Path) -
     save_bundle(tmp_path / "bundle", net, encoder, cfg, {"train_base_rate": 0.5})
     report = export_raw_onnx(tmp_path / "bundle", parity_rows=16, form="auto")
     assert set(report.form_ms) == {"unrolled", "loop"} and report.max_abs_proba_diff <= 1e-5
+    # parity on the data file's own images too, not only on synthetic ones
+    assert report.own_rows_source == str(data / "train.csv") and report.own_rows_diff <= 1e-5
     rows, source = timing_rows(load_bundle(tmp_path / "bundle"), tmp_path / "bundle", 8)
     assert source == str(data / "train.csv") and rows.num_rows == 8
     assert rows.column("path").to_pylist()[0] == (data / "0.png").read_bytes()

@@ -170,6 +170,7 @@ def test_multiclass_and_lists_only(tmp_path: Path, random_bundle: Any) -> None:
     folder, bundle = _make_bundle(random_bundle, tmp_path, features, fit_rows=200, classes=["a", "b", "c"])
     report = export_raw_onnx(folder, tmp_path / "out" / "mc.onnx", max_bytes=48)
     assert report.path == tmp_path / "out" / "mc.onnx" and (tmp_path / "out" / "raw_inputs.json").is_file()
+    assert report.own_rows_source == "" and report.own_rows_diff == 0.0  # no data file beside it: synthetic only
     model = RawOnnxModel(report.path)
     table = synthetic_raw_rows(bundle.encoder, 50, seed=2, max_bytes=48)
     proba = model.predict_proba(table)
