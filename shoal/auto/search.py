@@ -38,6 +38,7 @@ from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, ro
 from shoal.auto.space import STARTER, DataShape, Draw, Space, families
 from shoal.auto.trial import Metric, TrialOutcome, run_trial
 from shoal.config import DataConfig, FileSpec, load_config, parse_config
+from shoal.data.readers import check_file
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import BEST_FILE, CHECKPOINT_FILE
 
@@ -150,6 +151,9 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
     if settings.ensemble and not 2 <= settings.ensemble <= KEEP_BUNDLES:
         raise ValueError(f"--ensemble takes 2 to {KEEP_BUNDLES} trials (the best {KEEP_BUNDLES} keep their bundles), "
                          f"not {settings.ensemble}")
+    for f in (settings.data, settings.valid, settings.test):  # a missing or empty file: refused, no run left behind
+        if f is not None:
+            check_file(f)
     budget = Budget(settings.budget_s)
     registry = Registry(Path(home))
     record = registry.create_run(f"{settings.data.stem}-auto", settings.to_dict(), kind=RunKind.AUTO)

@@ -153,6 +153,8 @@ def _describe(error: Any) -> str:
 
 def parse_cluster(data: Any, source: str = "<cluster>") -> ClusterSpec:
     """Validate plain data as a :class:`ClusterSpec`; errors name the source, the field and the value."""
+    if data is None:
+        raise ClusterError(f"{source}: the cluster file is empty; describe nodes, node.cpu (and node.gpu), links")
     if not isinstance(data, dict):
         raise ClusterError(f"{source}: a cluster must be a mapping of keys to values, not {type(data).__name__}")
     try:

@@ -167,3 +167,19 @@ def test_dcn_v2_cross_layers_go_low_rank_on_a_wide_input(tmp_path: Path) -> None
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     ranks = {space.config(Draw(study.ask()), "dcn_v2").model.low_rank for _ in range(30)}  # type: ignore[union-attr]
     assert {16, 64} <= ranks
+
+
+def test_a_missing_or_empty_file_is_refused_before_a_run_exists(tmp_path: Path) -> None:
+    from shoal.artifacts.registry import Registry
+    from shoal.data.readers import BadInputError
+
+    (tmp_path / "empty.csv").write_text("")
+    data = _mixed_csv(tmp_path / "reviews.csv")
+    for settings, message in ((AutoSettings(data=tmp_path / "missing.csv", label="label", budget_s=10),
+                               "does not exist"),
+                              (AutoSettings(data=tmp_path / "empty.csv", label="label", budget_s=10), "file is empty"),
+                              (AutoSettings(data=data, label="label", valid=tmp_path / "no.csv", budget_s=10),
+                               "no.csv: file does not exist")):
+        with pytest.raises(BadInputError, match=message):
+            auto(settings, tmp_path / "home")
+    assert Registry(tmp_path / "home").list() == []  # no failed auto run left behind

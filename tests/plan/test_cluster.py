@@ -75,3 +75,12 @@ def test_links_are_derated_and_a_ring_over_nodes_takes_the_slower_link() -> None
     rates = rates_for(spec, 4)
     assert rates.link(1).bandwidth_gbs == 0.5 and rates.link(1).latency_us == 2.0
     assert rates.link(2).bandwidth_gbs == 0.5 and rates.link(2).latency_us == 9.0  # intra is the slower here
+
+
+def test_an_empty_cluster_file_says_so() -> None:
+    import pytest
+
+    from shoal.plan.cluster import ClusterError, parse_cluster
+
+    with pytest.raises(ClusterError, match="c.yaml: the cluster file is empty"):
+        parse_cluster(None, "c.yaml")
