@@ -156,9 +156,9 @@ def load_model(ref: str, home: str | os.PathLike[str] | None = None, backend: st
     is cached beside the export); else the Python encoder and PyTorch. ``torch``: the Python encoder and PyTorch.
     ``raw``: the self-contained graph ``bundle/onnx/model.raw.onnx`` (``shoal export RUN --raw``), one ONNX Runtime
     call per call, preprocessing inside; ValueError naming the reason and the fix when the bundle has no usable
-    one. Either
-    way, rows the graph cannot take (an id past the export's ``max_bytes``, a cell that is not a number) take the
-    encoder's path, which answers or names the bad row. ``evaluate`` always runs the encoder and PyTorch."""
+    one. Either way, rows the graph cannot take (an id past the export's ``max_bytes``, a cell that is not a
+    number) take the encoder's path, which answers or names the bad row. ``evaluate`` always runs the encoder and
+    PyTorch."""
     found = resolve(ref, _home(home))
     bundle = load_bundle(found.folder)
     if backend == "torch":

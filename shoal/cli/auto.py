@@ -223,7 +223,7 @@ def report(result: Any) -> None:
         console.print("[bold red]no trial finished[/]: give a larger --time-budget")
         return
     selection = state.get("selection") or {}
-    kept = "kept" if selection.get("starter") == best.number else "best"
+    kept = _kept_or_best(selection, best.number)
     console.print(f"[bold green]{kept}:[/] trial {best.number} ({best.family}), valid {result.metric.name} "
                   f"{best.value:.4f} -> run {best.run_id}")
     if "difference" in selection:
@@ -247,6 +247,11 @@ def report(result: Any) -> None:
     console.print(f"next: shoal show {record.run_id}   |   shoal serve {served}")
 
 
+def _kept_or_best(selection: dict[str, Any], number: Any) -> str:
+    """"kept" when the selection rule kept the starter trial over a better one on validation, else "best"."""
+    return "kept" if selection.get("starter") == number else "best"
+
+
 def compress_line(compress: dict[str, Any]) -> str:
     """What compressing the winner gave (``auto.compress``): the model chosen, none within the budget, or the
     error that stopped it."""
@@ -268,8 +273,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     out = []
     if best:
         selection = state.get("selection") or {}
-        kept = "kept" if selection.get("starter") == best.get("number") else "best"
         value = best.get("value")
+        kept = _kept_or_best(selection, best.get("number"))
         out.append(f"{kept}: trial {best.get('number')} ({best.get('family')}), valid {state.get('metric')} "
                    + (f"{value:.4f}" if isinstance(value, int | float) else "-") + f" -> run {best.get('run_id')}")
         if selection.get("reason"):

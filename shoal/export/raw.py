@@ -76,7 +76,7 @@ import pyarrow as pa
 
 from shoal.artifacts.bundle import Bundle, load_bundle
 from shoal.data.encoder import Encoder
-from shoal.data.features import DenseColumn
+from shoal.data.features import DenseColumn, Problems
 from shoal.data.features.media import cell_bytes, data_folder
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.onnx import ExportError
@@ -579,8 +579,6 @@ def _as_requests(table: pa.Table, encoder: Encoder) -> pa.Table:
     path: timed so, a CSV-trained bundle's batch-1 latency read ~14x its served one); a column also read as ids
     becomes int64 when its values are whole numbers (a request's integers there take the one-row feed), else
     stays as read."""
-    from shoal.data.features.base import Problems
-
     ids = {s.column for s in encoder.sparse_features} | {t.column for t in encoder.time_features}
     done: set[str] = set()
     for d in encoder.dense_features:

@@ -158,8 +158,8 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             conv_points=tuple((int(w), float(f)) for w, f in _near(profile["conv"], threads)) if "conv" in profile
             else ())
     # a cluster file's links are peaks: the achievable fraction of each (a calibration's were measured)
-    intra, inter = _derated(node.intra, eff.network), None if cluster.inter is None else _derated(cluster.inter,
-                                                                                                eff.network)
+    intra = _derated(node.intra, eff.network)
+    inter = None if cluster.inter is None else _derated(cluster.inter, eff.network)
     if node.gpu is not None:
         dev = node.gpu.spec
         peak = dev.flops[cluster.dtype] if cluster.dtype in dev.flops else dev.flops["fp32"]

@@ -101,7 +101,7 @@ class ServedModel:
             return None
         # a few rows as dicts (raw_feed's plain-Python path, the one-row feed for one); more, or a float in a column
         # read both as a number and as ids, as the table the encoder would read
-        small = len(rows) <= FAST_ROWS and (not self.schema.shared_columns or self.schema.as_dicts_safe(rows))
+        small = len(rows) <= FAST_ROWS and self.schema.as_dicts_safe(rows)
         try:
             # warnings=False: an uploaded file is bytes in a field typed for base64 text, as intended
             return raw.predict_rows([r.model_dump(by_alias=True, warnings=False) for r in rows] if small

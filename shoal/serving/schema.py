@@ -250,7 +250,6 @@ class RequestSchema:
         self.max_list_ids = max_list_ids
         self.max_media_bytes = max_media_bytes
         self._by_column = {f.column: f for f in self.fields}
-        self.shared_columns = any(len(f.kinds) > 1 for f in self.fields)  # a column read as numbers and as ids
         self._media: dict[str, MediaColumn] = {}  # column -> the first media feature reading it
         for feature in encoder.media_features:
             feature.read_paths = False  # a request's cell is base64, never a path to the server's files
@@ -263,7 +262,9 @@ class RequestSchema:
         while any(f.column.startswith(prefix) for f in self.fields):
             prefix += "_"
         self._names = [f"{prefix}{i}" for i in range(len(self.fields))]
+        # the fields of a column read both as a number and as ids
         self._shared = [n for n, f in zip(self._names, self.fields, strict=True) if len(f.kinds) > 1]
+        self.shared_columns = bool(self._shared)
         defs: dict[str, Any] = {}
         form: dict[str, Any] = {}  # a multipart row's: the same, but a media value is the file's bytes
         for name, f in zip(self._names, self.fields, strict=True):
