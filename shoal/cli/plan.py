@@ -57,24 +57,34 @@ def _print(p: Any) -> None:
     for name, flops, seconds in sorted(step.layer_seconds, key=lambda x: -x[2])[:8]:
         layers.add_row(name, f"{flops / 1e9:.4f}", _ms(seconds))
     console.print(layers)
-    memory = Table(title=f"memory per process: {_mib(step.peak_bytes)} of {_mib(p.device_memory)}")
+    if p.host_memory is None:  # a CPU: one memory holds it all
+        title = f"memory per process: {_mib(step.peak_bytes)} of {_mib(p.device_memory)}"
+    else:
+        title = (f"memory per process: GPU {_mib(step.peak_bytes)} of {_mib(p.device_memory)}, host "
+                 f"{_mib(step.host_bytes)} of {_mib(p.host_memory)}")
+    memory = Table(title=title)
     memory.add_column("what")
+    if p.host_memory is not None:
+        memory.add_column("where")
     memory.add_column("size", justify="right")
-    for k, v in step.memory.items():
-        if v:
-            memory.add_row(k, _mib(v))
+    for where, items in (("GPU", step.memory), ("host", step.host_memory)):
+        for k, v in items.items():
+            if v:
+                memory.add_row(*([k] if p.host_memory is None else [k, where]), _mib(v))
     console.print(memory)
     if len(p.options) > 1:
+        from shoal.plan.planner import fits
         from shoal.plan.sharding import placement
 
         shard = Table(title=f"embedding placement: recommended [bold]{p.recommended}[/]")
-        for col in ("placement", "step ms", "rows/s", "peak memory", "table traffic / step", "balance", "fits"):
+        peak = "peak memory" if p.host_memory is None else "peak GPU memory"
+        for col in ("placement", "step ms", "rows/s", peak, "table traffic / step", "balance", "fits"):
             shard.add_column(col, justify="left" if col == "placement" else "right")
         for name, o in p.options.items():
             traffic = o.comm_bytes["all_to_all"] + o.comm_bytes["sparse_all_gather"]
             balance = placement(name, p.cost, o.world).balance  # the fullest process's table bytes / the mean
             shard.add_row(name, _ms(o.step_s), f"{o.rows_per_s:,.0f}", _mib(o.peak_bytes), _mib(traffic),
-                          f"{balance:.2f}x", "yes" if o.peak_bytes <= p.device_memory else "no")
+                          f"{balance:.2f}x", "yes" if fits(o, p.rates) else "no")
         console.print(shard)
         console.print(f"why: {p.reason}")
     if p.epoch_s is not None:

@@ -2,7 +2,10 @@
 an epoch, its price, and serving.
 
     plan = make_plan(load_config("configs/synthetic.yaml"), load_cluster("configs/clusters/8xa100.yaml"))
-    plan.step.rows_per_s, plan.step.peak_bytes, plan.recommended, plan.reason
+    plan.step.rows_per_s, plan.step.peak_bytes, plan.step.host_bytes, plan.recommended, plan.reason
+
+A step fits when its device's bytes fit ``device_memory`` (a GPU's HBM, else the process's share of the node's
+RAM) and, beside a GPU, its host bytes fit ``host_memory`` (the process's share of the node's RAM).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from shoal.plan.sharding import PLACEMENTS, placement
 from shoal.plan.sparse_step import time_sparse_steps
 from shoal.plan.step import StepPlan, checkpoint_in_epoch, epoch_seconds, plan_step, walked_bytes
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["Plan", "fits", "make_plan"]
 
 LARGE_CHECKPOINT = 256 * 2**20  # bytes: a checkpoint whose write speed the calibration's probe may not tell
 
@@ -47,6 +50,7 @@ class Plan:
     price_per_hour: float | None
     serving: ServingPlan | None = None
     notes: list[str] = field(default_factory=list)
+    host_memory: float | None = None  # beside GPUs: a process's share of the node's RAM (None: device_memory is it)
 
     @property
     def epoch_s(self) -> float | None:
@@ -71,32 +75,52 @@ class Plan:
                        "measured": self.shape.measured},
             "sharding": self.sharding, "step": self.step.to_dict(),
             "options": {k: {"step_s": v.step_s, "rows_per_s": v.rows_per_s, "peak_bytes": v.peak_bytes,
-                            "comm_bytes": v.comm_bytes, "fits": v.peak_bytes <= self.device_memory}
+                            "host_peak_bytes": v.host_bytes, "comm_bytes": v.comm_bytes,
+                            "fits": fits(v, self.rates)}
                         for k, v in self.options.items()},
             "recommended": self.recommended, "reason": self.reason, "device_memory_bytes": self.device_memory,
+            "host_memory_bytes": self.host_memory,
             "epoch_s": self.epoch_s, "price_per_hour": self.price_per_hour, "epoch_cost": self.epoch_cost,
             "serving": None if self.serving is None else self.serving.to_dict(), "notes": self.notes,
         }
 
 
-def _recommend(options: dict[str, StepPlan], memory: float) -> tuple[str, str]:
-    fits = {k: v for k, v in options.items() if v.peak_bytes <= memory}
+def fits(step: StepPlan, rates: Rates) -> bool:
+    """Whether ``step``'s device bytes fit the device and, beside a GPU, its host bytes the host's RAM."""
+    return step.peak_bytes <= rates.device_memory and (rates.host_memory is None
+                                                       or step.host_bytes <= rates.host_memory)
+
+
+def _shortfall(step: StepPlan, rates: Rates) -> tuple[str, str]:
+    """(what of ``step`` does not fit, against what; the fix): the device's bytes, else the host's beside a GPU."""
+    if step.peak_bytes > rates.device_memory or rates.host_memory is None:
+        return (f"{step.peak_bytes / 2**30:.2f} of {rates.device_memory / 2**30:.1f} GiB",
+                "add processes (--nproc) or devices")
+    return (f"host RAM {step.host_bytes / 2**30:.2f} of {rates.host_memory / 2**30:.1f} GiB",
+            "lower train.cache_mb, run fewer processes a node (--nproc) or use nodes with more RAM")
+
+
+def _recommend(options: dict[str, StepPlan], rates: Rates) -> tuple[str, str]:
+    memory = rates.device_memory
+    fitting = {k: v for k, v in options.items() if fits(v, rates)}
     if len(options) == 1:
         (only,) = options.values()
-        if only.peak_bytes > memory:
-            return "data_parallel", (f"one process: nothing to shard, and it does not fit "
-                                     f"({only.peak_bytes / 2**30:.2f} of {memory / 2**30:.1f} GiB): add processes "
-                                     "(--nproc) or devices")
+        if not fitting:
+            short, fix = _shortfall(only, rates)
+            return "data_parallel", f"one process: nothing to shard, and it does not fit ({short}): {fix}"
         return "data_parallel", "one process: nothing to shard"
-    if not fits:
+    if not fitting:
         best = min(options, key=lambda k: options[k].peak_bytes)
+        if options[best].peak_bytes <= memory:  # the device has room: the host's RAM is short (for every placement)
+            short, fix = _shortfall(options[best], rates)
+            return best, f"nothing fits per process ({short}, whatever the placement): {fix}"
         return best, (f"nothing fits {memory / 2**30:.1f} GiB per process; {best} needs the least "
                       f"({options[best].peak_bytes / 2**30:.1f} GiB): add processes or devices")
-    best = min(fits, key=lambda k: fits[k].step_s)
+    best = min(fitting, key=lambda k: fitting[k].step_s)
     others = ", ".join(f"{k} {v.step_s * 1e3:.2f} ms" for k, v in options.items() if k != best)
-    left_out = [k for k in options if k not in fits]
-    traffic = fits[best].comm_bytes["all_to_all"] + fits[best].comm_bytes["sparse_all_gather"]
-    why = (f"fastest step that fits ({fits[best].step_s * 1e3:.2f} ms, {fits[best].peak_bytes / 2**30:.2f} of "
+    left_out = [k for k in options if k not in fitting]
+    traffic = fitting[best].comm_bytes["all_to_all"] + fitting[best].comm_bytes["sparse_all_gather"]
+    why = (f"fastest step that fits ({fitting[best].step_s * 1e3:.2f} ms, {fitting[best].peak_bytes / 2**30:.2f} of "
            f"{memory / 2**30:.1f} GiB per process, {traffic / 1e6:.2f} MB of table traffic per step); "
            f"others: {others}")
     if left_out:
@@ -145,15 +169,20 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
                                sharding=placement(name, cost, world), cache_bytes=cache,
                                chunk_rows=config.data.chunk_rows, sparse=sparse, parts=parts)
                for name in (PLACEMENTS if world > 1 else PLACEMENTS[:1])}
-    recommended, reason = _recommend(options, rates.device_memory)
+    recommended, reason = _recommend(options, rates)
     emb = config.train.embeddings
     in_use = (emb.sharding if emb.backend == "torchrec" else "data_parallel") if world > 1 else "data_parallel"
     step = options[in_use]
     checkpoint = cost.table_params * 4 + 4 * sum(t.rows for t in cost.tables) + 12 * cost.dense_params
     notes = list(shape.notes)
-    if step.peak_bytes > rates.device_memory:  # said first: the figures below are of a job that cannot run so
-        notes.insert(0, f"DOES NOT FIT: {step.peak_bytes / 2**30:.2f} GiB a process against "
-                        f"{rates.device_memory / 2**30:.1f} GiB; the step's figures assume it did")
+    if not fits(step, rates):  # said first: the figures below are of a job that cannot run so
+        if step.peak_bytes > rates.device_memory:
+            short = (f"{step.peak_bytes / 2**30:.2f} GiB a process against {rates.device_memory / 2**30:.1f} GiB"
+                     + (" of GPU memory" if rates.gpu else ""))
+        else:  # beside a GPU with room, the host's RAM is short
+            short = (f"{step.host_bytes / 2**30:.2f} GiB of host RAM a process against "
+                     f"{(rates.host_memory or 0.0) / 2**30:.1f} GiB")
+        notes.insert(0, f"DOES NOT FIT: {short}; the step's figures assume it did")
     if train_rows:
         step.epoch_s = epoch_seconds(step, train_rows, checkpoint, rates)
         if checkpoint > LARGE_CHECKPOINT and checkpoint_in_epoch(step, train_rows):
@@ -182,4 +211,4 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
     return Plan(config=config.name, model=config.model.name, cluster=cluster.name, processes_per_node=per_node,
                 shape=shape, cost=cost, step=step, sharding=in_use, options=options, recommended=recommended,
                 reason=reason, rates=rates, device_memory=rates.device_memory, price_per_hour=cluster.price_per_hour,
-                serving=serving, notes=notes)
+                serving=serving, notes=notes, host_memory=rates.host_memory)

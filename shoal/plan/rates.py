@@ -45,8 +45,8 @@ class Rates:
     feature_s: float
     intra: Link
     inter: Link | None
-    device_memory: float  # bytes one process may use
-    base_bytes: float  # what a process holds before any model
+    device_memory: float  # bytes one process may use: a GPU's HBM, else its share of the node's RAM
+    base_bytes: float  # what a process holds before any model (on a GPU, its CUDA context there)
     disk_bw: float
     overlap: float
     gpu: bool
@@ -55,6 +55,8 @@ class Rates:
     loop_s: float = 0.0  # what the training loop adds to each step (calibrated: cutting the batch, callbacks)
     op_s: float = 0.0  # per op a step dispatches (calibrated); 0: the per-layer and per-feature overheads instead
     conv_points: tuple[tuple[int, float], ...] = ()  # (width, FLOP/s) of convolutions; empty: the matmul rates
+    host_memory: float | None = None  # beside a GPU: the process's share of the node's RAM; None: device_memory
+    host_base_bytes: float = 0.0  # beside a GPU: the process in host RAM (interpreter, torch, shoal)
 
     def matmul_flops(self, width: int) -> float:
         """Achieved FLOP/s of a matmul of this width (interpolated in log width between the measured points; below
@@ -169,7 +171,8 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             embedding_bw=dev.memory_bw * eff.memory, llc_bytes=50 * 2**20,
             step_s=over.step_us * 1e-6, layer_s=over.layer_us * 1e-6, feature_s=over.feature_us * 1e-6,
             intra=intra, inter=inter, device_memory=dev.memory_gib * 2**30,
-            base_bytes=CUDA_CONTEXT_BYTES, disk_bw=2e9, overlap=eff.overlap, gpu=True, calibrated=False)
+            base_bytes=CUDA_CONTEXT_BYTES, disk_bw=2e9, overlap=eff.overlap, gpu=True, calibrated=False,
+            host_memory=node.cpu.memory_gib * 2**30 / processes_per_node, host_base_bytes=CPU_BASE_BYTES)
     threads = max(1, node.cpu.cores // processes_per_node)
     peak = node.cpu.gflops_per_core * 1e9 * threads * eff.matmul
     share = node.cpu.memory_bw_gbs * 1e9 / processes_per_node * eff.memory

@@ -25,7 +25,15 @@ The step takes the sum of the compute phases plus the communication that the bac
 Memory per process: its share of the tables, the Adagrad accumulators (4 bytes a row) and the fused step's row
 slots (4 bytes a row, one process), the dense weights, gradients and Adam's two moments (16 bytes a
 parameter), activations kept for the backward and their gradients, the cached encoded rows, the process's
-baseline (interpreter and libraries, or a CUDA context), and the largest passing need (the first pass's chunk).
+baseline (interpreter and libraries), and the largest passing need (the first pass's chunk). On a GPU they are
+in two memories: the model's state (tables, accumulators, dense state, activations) and a CUDA context in the
+GPU's (``memory``), the process, the cached rows (numpy batches, each copied to the GPU when its step comes) and
+the first pass in the host's (``host_memory``)::
+
+                   CPU                       GPU: memory (HBM)            GPU: host_memory (RAM)
+    baseline       interpreter + libraries   CUDA context                 interpreter + libraries
+    model state    tables ... activations    tables ... activations       -
+    data           cached rows, first pass   -                            cached rows, first pass
 """
 
 from __future__ import annotations
@@ -71,10 +79,11 @@ class StepPlan:
     step_s: float
     exposed_comm_s: float
     comm_bytes: dict[str, float]
-    memory: dict[str, float]  # bytes per process, by what holds them
+    memory: dict[str, float]  # bytes per process, by what holds them: the device's (a GPU's HBM, else all RAM)
     layer_seconds: list[tuple[str, float, float]]  # (layer, FLOPs per step, seconds per step)
     epoch_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    host_memory: dict[str, float] = field(default_factory=dict)  # beside a GPU, in host RAM (empty on a CPU)
 
     @property
     def rows_per_s(self) -> float:
@@ -82,8 +91,13 @@ class StepPlan:
 
     @property
     def peak_bytes(self) -> float:
-        return sum(v for k, v in self.memory.items() if k != "passing (first pass)") + self.memory.get(
-            "passing (first pass)", 0.0)
+        """The device's bytes: a GPU's HBM, or on a CPU everything the process holds."""
+        return sum(self.memory.values())
+
+    @property
+    def host_bytes(self) -> float:
+        """The host RAM a GPU process holds beside its device's bytes (0 on a CPU: in :attr:`peak_bytes`)."""
+        return sum(self.host_memory.values())
 
     @property
     def bottleneck(self) -> str:
@@ -99,7 +113,8 @@ class StepPlan:
             "world": self.world, "nodes": self.nodes, "batch": self.batch, "rank_batch": self.rank_batch,
             "step_s": self.step_s, "rows_per_s": self.rows_per_s, "exposed_comm_s": self.exposed_comm_s,
             "bottleneck": self.bottleneck, "epoch_s": self.epoch_s, "peak_bytes": self.peak_bytes,
-            "memory_bytes": self.memory, "comm_bytes": self.comm_bytes,
+            "memory_bytes": self.memory, "host_peak_bytes": self.host_bytes, "host_memory_bytes": self.host_memory,
+            "comm_bytes": self.comm_bytes,
             "phases": [p.__dict__ for p in self.phases],
             "layers": [{"name": n, "flops": f, "seconds": s} for n, f, s in self.layer_seconds],
             "notes": self.notes,
@@ -201,11 +216,12 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     add("Adam (dense)", parts.adam_s if parts else rates.memory_s(ADAM_BYTES_PER_PARAM * cost.dense_params),
         "optimizer")
 
-    memory = _memory(cost, shape, rates, world, b, sharding, fused, cache_bytes, chunk_rows)
+    memory, host = _memory(cost, shape, rates, b, sharding, fused, cache_bytes, chunk_rows)
     comm = {"all_reduce": all_reduce_bytes(dense_bytes, world), "sparse_all_gather": gather_bytes * (world - 1),
             "all_to_all": sharding.bytes_per_step(b, cost, world)}
     return StepPlan(world=world, nodes=nodes, batch=batch, rank_batch=b, phases=compute + network, step_s=t,
                     exposed_comm_s=exposed + comm_fwd + comm_bwd, comm_bytes=comm, memory=memory,
+                    host_memory=host,
                     layer_seconds=[(n, f + fb, s + sb) for (n, f, s), (_, fb, sb) in zip(fwd, bwd, strict=True)])
 
 
@@ -236,23 +252,30 @@ def walked_bytes(cost: ModelCost, b: int, fused: bool) -> dict[str, float]:
             "rows": sum(tc.unique * b * (tc.dim * 4 * 2 + 8) for tc in cost.tables)}
 
 
-def _memory(cost: ModelCost, shape: InputShape, rates: Rates, world: int, b: int, sharding: ShardingOption,
-            fused: bool, cache_bytes: float, chunk_rows: int) -> dict[str, float]:
+def _memory(cost: ModelCost, shape: InputShape, rates: Rates, b: int, sharding: ShardingOption, fused: bool,
+            cache_bytes: float, chunk_rows: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(the device's bytes, the host's beside a GPU): on a CPU all in the first, the second empty (module
+    docstring)."""
     table_rows = sum(tc.rows for tc in cost.tables) * sharding.table_share
     table_bytes = sum(tc.bytes for tc in cost.tables) * sharding.table_share
     walked = walked_bytes(cost, b, fused)
     raw_row = 8 * shape.dense_dim / 2 + 16 * sum(shape.ids_per_row)  # an Arrow row: float64s, short strings
-    return {
-        "baseline (process)": rates.base_bytes,
+    state = {
         "tables": table_bytes,
         "Adagrad accumulators": 4 * table_rows,
         "fused step row slots": 4 * table_rows if fused else 0.0,
         "dense weights, grads, Adam": walked["dense"],
         "activations + grads": walked["activations"],
+    }
+    data = {  # numpy batches in host RAM: the trainer copies each mini-batch to the device at its step
         "cached rows": cache_bytes,
         "passing (first pass)": (max(chunk_rows, shape.read_rows) * raw_row
                                  + 2 * chunk_rows * shape.encoded_bytes_per_row),
     }
+    if rates.gpu:
+        return ({"CUDA context": rates.base_bytes, **state},
+                {"baseline (process)": rates.host_base_bytes, **data})
+    return {"baseline (process)": rates.base_bytes, **state, **data}, {}
 
 
 def checkpoint_in_epoch(step: StepPlan, rows: int) -> bool:

@@ -47,6 +47,12 @@ def test_plan_on_a_described_cluster_advises_sharding(tmp_path: Path) -> None:
     assert "embedding placement: recommended" in result.output and "USD" in result.output
     plan = json.loads((tmp_path / "p.json").read_text())
     assert plan["step"]["world"] == 8 and plan["recommended"] in plan["options"]
+    # the GPU's memory and the host's, each adding up; the first pass in the host's
+    step = plan["step"]
+    assert step["peak_bytes"] == sum(step["memory_bytes"].values()) < plan["device_memory_bytes"]
+    assert step["host_peak_bytes"] == sum(step["host_memory_bytes"].values()) < plan["host_memory_bytes"]
+    assert "passing (first pass)" in step["host_memory_bytes"] and "passing (first pass)" not in step["memory_bytes"]
+    assert "memory per process: GPU" in result.output and "host" in result.output
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
