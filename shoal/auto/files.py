@@ -1,6 +1,10 @@
 """The files a search reads: DATA profiled into its starter config, the validation and test files beside it, and
 the winner's one evaluation on the test file.
 
+DATA is profiled once, before the auto run exists (:func:`profile_data`): a label that is not a column, or one the
+search cannot learn (one value, or more distinct strings than a label's classes), is refused there and leaves no
+run behind; :func:`prepare` then writes that profile's starter config in the run's folder.
+
 A validation or test file whose header names DATA's columns differently (same number of columns) is read by
 position under DATA's names, with a warning; one with another number of columns is an error before the search.
 """
@@ -15,18 +19,48 @@ from shoal.auto.space import DataShape, text_lengths
 from shoal.config import DataConfig, FileSpec, RunConfig, load_config
 from shoal.data.readers import BadRowSink, detect_format, read_header
 from shoal.data.stream import batches
-from shoal.inspect import inspect_file, starter_config
+from shoal.inspect import FileProfile, inspect_file, no_label_message, starter_config
+from shoal.inspect.stats import COUNTED_VALUES as MAX_CLASSES  # the values inspect counts: a class label's most
 
-__all__ = ["STARTER_FILE", "file_spec", "prepare", "search_config", "test_report"]
+__all__ = ["STARTER_FILE", "check_label", "file_spec", "prepare", "profile_data", "search_config", "test_report"]
 
 log = logging.getLogger(__name__)
 
 STARTER_FILE = "starter.yaml"
 
 
-def prepare(data: Path, label: str | None, valid: Path | None, folder: Path) -> tuple[RunConfig, DataShape]:
-    """Profile the file (``shoal inspect``), write its starter config to ``folder``, measure its texts."""
+def profile_data(data: Path, label: str | None) -> FileProfile:
+    """Profile ``data`` (``shoal inspect``) and check its label can be learnt: ``ValueError`` for a label that is
+    not a column (the message lists the file's columns), none given or found, or one :func:`check_label` refuses.
+    """
     profile = inspect_file(data, label=label)
+    check_label(profile)
+    return profile
+
+
+def check_label(profile: FileProfile) -> None:
+    """Refuse a label with nothing to learn (no value or only one) or that is neither two values,
+    classes, a number nor tags (strings with more than :data:`MAX_CLASSES` distinct values: an id, a free text);
+    the message names columns with two values that could be the label instead."""
+    if profile.label is None:
+        raise ValueError(no_label_message(profile))
+    column = profile.column(profile.label)
+    if profile.label_kind != "binary" or column.cardinality == 2:
+        return  # two values, classes, a number, tags or several tasks (inspect_file checked each task)
+    if column.cardinality < 2:
+        what = ("no value (every cell is missing)" if column.cardinality == 0
+                else f"only one value ({column.example!r}): nothing to learn")
+    else:
+        many = f"{column.cardinality:,}{'+' if column.cardinality_capped else ''}"
+        what = f"{many} distinct values that are not numbers: more than a label's {MAX_CLASSES} classes"
+    others = [c.name for c in profile.columns if c.name != profile.label and c.cardinality == 2]
+    hint = f"; columns with 2 values: {', '.join(others)}" if others else ""
+    raise ValueError(f"label column {profile.label!r} of {profile.path.name} has {what}; a label is 2 values "
+                     f"(binary), 3 to {MAX_CLASSES} classes, a number (regression) or tags{hint}")
+
+
+def prepare(profile: FileProfile, valid: Path | None, folder: Path) -> tuple[RunConfig, DataShape]:
+    """Write the starter config of ``profile`` (:func:`profile_data`) to ``folder``, measure its texts."""
     starter = folder / STARTER_FILE
     starter.write_text(starter_config(profile, starter), encoding="utf-8")
     base = search_config(load_config(starter), valid)

@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 
 from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunStatus
 from shoal.auto.budget import Budget
-from shoal.auto.files import STARTER_FILE, file_spec, prepare, search_config, test_report
+from shoal.auto.files import STARTER_FILE, file_spec, prepare, profile_data, search_config, test_report
 from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, rows_of
 from shoal.auto.space import STARTER, DataShape, Draw, Space, families
 from shoal.auto.trial import Metric, TrialOutcome, run_trial
@@ -154,14 +154,18 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
     for f in (settings.data, settings.valid, settings.test):  # a missing or empty file: refused, no run left behind
         if f is not None:
             check_file(f)
-    budget = Budget(settings.budget_s)
+    budget = Budget(settings.budget_s)  # the profile is part of the search's time
+    # profiled once, before the run exists: a wrong --label or a --metric of another kind leaves no run behind
+    profile = profile_data(settings.data, settings.label)
+    kind = profile.label_kind
+    metric = _metric(settings.metric, kind == "multiclass", kind == "regression", kind == "multilabel",
+                     kind == "multitask")
     registry = Registry(Path(home))
     record = registry.create_run(f"{settings.data.stem}-auto", settings.to_dict(), kind=RunKind.AUTO)
     with registry.recording(record.run_id):
-        base, shape = prepare(settings.data, settings.label, settings.valid, record.artifact_dir)
+        base, shape = prepare(profile, settings.valid, record.artifact_dir)
         if settings.test is not None:
             file_spec(settings.test, base.data)  # a test file that cannot be read fails now, not after the budget
-        metric = _metric(settings.metric, shape.multiclass, shape.regression, shape.multilabel, shape.multitask)
         fams = families(shape, base, settings.budget_s, settings.families)
         state = {"metric": metric.name, "direction": metric.direction, "families": fams, "seed": settings.seed,
                  "shape": asdict(shape), "study": str(record.artifact_dir / STUDY_FILE), "sessions": [],

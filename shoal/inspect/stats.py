@@ -41,7 +41,8 @@ _LIST_SEPARATORS = ("|", ";", ",")
 _SNIFF_LINES = 64
 _SNIFF_BYTES = 1 << 20
 _SAMPLE_SIZE = 20_000  # numeric values kept per column for skewness
-_SMALL = 64  # value counts are kept while a column has at most this many distinct values
+COUNTED_VALUES = 64  # value counts are kept while a column has at most this many distinct values (a label of more
+# distinct strings is no class label)
 _SKEWED = 2.0  # sample skewness above which integer counts get log1p
 _UNIQUE_SHARE = 0.95
 _UNIQUE_MIN_ROWS = 1000
@@ -205,13 +206,13 @@ class _ColumnStats:
     def _count(self, values: pa.Array, batch_distinct: int) -> None:
         if self.counts is None:
             return
-        if batch_distinct > _SMALL:
+        if batch_distinct > COUNTED_VALUES:
             self.counts = None
             return
         vc = pc.value_counts(values)
         for v, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
             self.counts[v] = self.counts.get(v, 0) + int(n)
-        if len(self.counts) > _SMALL:
+        if len(self.counts) > COUNTED_VALUES:
             self.counts = None
 
     def _numbers(self, v: np.ndarray) -> None:

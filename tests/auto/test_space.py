@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from shoal.auto import AutoSettings, auto, parse_duration
 from shoal.auto.budget import Budget
-from shoal.auto.files import file_spec, prepare
+from shoal.auto.files import file_spec, prepare, profile_data
 from shoal.auto.search import _metric
 from shoal.auto.space import BYTECNN_MIN_BUDGET_S, DataShape, Draw, Space, families
 from shoal.cli.main import app
@@ -66,7 +66,7 @@ def test_a_trial_fits_the_time_left() -> None:
 def test_every_family_draws_valid_configs(tmp_path: Path, text_only: bool) -> None:
     data = _mixed_csv(tmp_path / "reviews.csv", text_only=text_only)
     settings = AutoSettings(data=data, label="label", budget_s=BYTECNN_MIN_BUDGET_S)
-    base, shape = prepare(settings.data, settings.label, None, tmp_path)
+    base, shape = prepare(profile_data(settings.data, settings.label), None, tmp_path)
     fams = families(shape, base, settings.budget_s)
     assert "bag" in fams and "bytecnn" in fams
     assert ("dlrm" in fams) == (not text_only)
@@ -153,7 +153,7 @@ def test_dcn_v2_cross_layers_go_low_rank_on_a_wide_input(tmp_path: Path) -> None
     lines += [f"{i % 2}," + ",".join(f"v{rng.randint(0, 50)}" for _ in range(30)) for i in range(300)]
     data = tmp_path / "wide.csv"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    base, shape = prepare(data, "label", None, tmp_path)
+    base, shape = prepare(profile_data(data, "label"), None, tmp_path)
     space = Space(base, shape, ["dcn_v2"], seed=0)
 
     class Wide(Draw):
@@ -183,3 +183,41 @@ def test_a_missing_or_empty_file_is_refused_before_a_run_exists(tmp_path: Path) 
         with pytest.raises(BadInputError, match=message):
             auto(settings, tmp_path / "home")
     assert Registry(tmp_path / "home").list() == []  # no failed auto run left behind
+
+
+LABEL_NEEDS = ("; a label is 2 values (binary), 3 to 64 classes, a number (regression) or tags; columns with 2 "
+               "values: label")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--label", "lable"], "label column 'lable' not found in {data}; the columns are: label, age, city, price, const, "
+                           "kind, uid"),
+    (["--label", "const"], "label column 'const' of d.csv has only one value ('7'): nothing to learn"
+                           + LABEL_NEEDS),
+    (["--label", "uid"], "label column 'uid' of d.csv has 80 distinct values that are not numbers: more than a "
+                         "label's 64 classes" + LABEL_NEEDS),
+    (["--label", "price", "--metric", "auc"], "metric 'auc' does not apply to a regression label; choose from rmse, "
+                                              "mae, r2, nmse"),
+    (["--label", "price", "--metric", "accuracy"], "metric 'accuracy' does not apply to a regression label"),
+    (["--label", "kind", "--metric", "auc"], "metric 'auc' does not apply to a multiclass label; choose from accuracy, "
+                                             "macro_f1, ne"),
+    (["--label", "label", "--metric", "macro_f1"], "metric 'macro_f1' does not apply to a binary label; choose from "
+                                                   "auc, ne, accuracy"),
+], ids=["missing-column", "constant", "id", "auc-on-a-number", "accuracy-on-a-number", "auc-on-classes",
+        "macro_f1-on-binary"])
+def test_a_wrong_label_or_metric_is_refused_before_a_run_exists(tmp_path: Path, args: list[str], message: str) -> None:
+    """One line naming what is valid, exit code 2, and no auto run (nor its folder) in the registry: DATA is profiled
+    once, before the run is created."""
+    from shoal.artifacts.registry import Registry
+
+    rng = random.Random(0)
+    lines = ["label,age,city,price,const,kind,uid"]
+    lines += [f"{i % 2},{rng.randint(18, 80)},c{rng.randint(0, 9)},{rng.random() * 100:.4f},7,k{i % 4},u{i}"
+              for i in range(80)]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    home = tmp_path / "home"
+    out = CliRunner().invoke(app, ["auto", str(data), *args, "--time-budget", "5s", "--home", str(home)])
+    assert out.exit_code == 2, out.output
+    assert f"error: {message.format(data=data)}" in out.output, out.output
+    assert Registry(home).list() == [] and not any((home / "runs").iterdir())  # no failed auto run left behind

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from shoal.artifacts.registry import Registry, RunKind, RunStatus
-from shoal.auto.files import prepare
+from shoal.auto.files import prepare, profile_data
 from shoal.auto.trial import Metric, run_trial
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.training.callbacks import Callbacks
@@ -39,7 +39,7 @@ class Watch(Callbacks):
 def cfg(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a RunConfig
     folder = tmp_path_factory.mktemp("cut")
     generate(folder / "train.parquet", SynthSpec(rows=2000, dense=3, sparse=4, base_rate=0.25, max_cardinality=300))
-    base, _ = prepare(folder / "train.parquet", "label", None, folder)
+    base, _ = prepare(profile_data(folder / "train.parquet", "label"), None, folder)
     return base.model_copy(update={"train": base.train.model_copy(update={
         "epochs": 12, "batch_size": 64, "early_stopping_patience": 100, "pictures": False, "tensorboard": False})})
 
