@@ -33,19 +33,20 @@ def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
 
 
 class Timer:
-    """Elapsed wall-clock seconds of a ``with timer() as t:`` block, in ``t.seconds``."""
+    """Elapsed wall-clock seconds of a ``with timer() as t:`` block, in ``t.seconds``; ``t.started``: its
+    ``time.perf_counter()`` at the start."""
 
     seconds: float = 0.0
+    started: float = 0.0
 
 
 @contextmanager
 def timer() -> Iterator[Timer]:
-    t = Timer()
-    start = time.perf_counter()
+    t = Timer(started=time.perf_counter())
     try:
         yield t
     finally:
-        t.seconds = time.perf_counter() - start
+        t.seconds = time.perf_counter() - t.started
 
 
 def peak_rss_mib() -> float:

@@ -37,7 +37,10 @@ from raw files to class probabilities, batches of 256); ``latency_ms_p50`` / ``l
 end, one thread: a PNG's or WAV's bytes in, the class out (shoal: a one-row Arrow table through the bundle's
 encoder and model; the script: its decoding, a tensor, its model); the student's ``gain_kept`` ((student -
 majority class) / (teacher - majority class) accuracy) and ``speedup_p99`` (teacher p99 / student p99). Torch
-trains with ``--threads`` threads (2).
+trains with ``--threads`` threads (2). At equal accuracy (:func:`equal_accuracy`): the script holds out shoal's
+validation rows, both record their held-out accuracy after each epoch, and ``train_s_to_common_accuracy`` is each
+one's seconds to the best held-out accuracy both reached (``held_out_accuracy_common``): early stopping ends the
+two runs after different numbers of epochs, at different accuracies, so ``train_s`` alone compares unlike models.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, row, timer, write_json  # noqa: E402
@@ -118,15 +122,34 @@ def mnist_config(train: Path, epochs: int | None, threads: int) -> Any:
     return parse_config(doc, source="configs/mnist.yaml, as the benchmark runs it")
 
 
+class Validations:
+    """Training callbacks that keep (seconds since ``started``, held-out accuracy) at each validation: shoal's side
+    of :data:`media_script.Curve`."""
+
+    def __init__(self, started: float) -> None:
+        from shoal.training.callbacks import Callbacks
+
+        self.started, self.curve = started, []
+        outer = self
+
+        class Hooks(Callbacks):
+            def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+                outer.curve.append((time.perf_counter() - outer.started, float(metrics["accuracy"])))
+
+        self.hooks = Hooks()
+
+
 def run_shoal(dataset: str, cfg: Any, test: Path, home: Path, system: str = "shoal",
-              record: Any = None) -> tuple[list[dict[str, Any]], Any]:
-    """Train ``cfg`` (or take the finished ``record``: a distilled student), score the test file; (rows, record)."""
+              record: Any = None) -> tuple[list[dict[str, Any]], Any, list[tuple[float, float]]]:
+    """Train ``cfg`` (or take the finished ``record``: a distilled student), score the test file; (rows, record,
+    the held-out accuracy after each epoch with the seconds since the call began: empty for a given record)."""
     import shoal
     from shoal.data.readers import BadRowSink
     from shoal.data.stream import chunks
 
     with timer() as t:
-        record = record or shoal.train(cfg, home=home)
+        seen = Validations(t.started)
+        record = record or shoal.train(cfg, home=home, callbacks=seen.hooks)
     report = shoal.evaluate_file(record.run_id, test, home=home)
     bundle = shoal.load(record.run_id, home=home)
     start = time.perf_counter()
@@ -140,7 +163,7 @@ def run_shoal(dataset: str, cfg: Any, test: Path, home: Path, system: str = "sho
     return [row(BENCH, dataset, system, "accuracy", report["accuracy"]),
             row(BENCH, dataset, system, "macro_f1", report["macro_f1"]),
             row(BENCH, dataset, system, "train_s", t.seconds),
-            row(BENCH, dataset, system, "infer_rows_per_s", infer)], record
+            row(BENCH, dataset, system, "infer_rows_per_s", infer)], record, seen.curve
 
 
 def shoal_one(run_id: str, home: Path) -> Callable[[bytes], int]:
@@ -248,6 +271,24 @@ def run_logistic(dataset: str, train: Path, test: Path, features: Any) -> list[d
             row(BENCH, dataset, "sklearn-logistic", "infer_rows_per_s", infer)]
 
 
+def _value(rows: Sequence[dict[str, Any]], system: str, metric: str) -> float:
+    return float(next(r["value"] for r in rows if r["system"] == system and r["metric"] == metric))
+
+
+def equal_accuracy(dataset: str, curves: dict[str, tuple[list[tuple[float, float]], float]]) -> list[dict[str, Any]]:
+    """Each system's seconds to a model as accurate on the same held-out rows as the least accurate system's best:
+    the time of its first epoch at that accuracy, plus what its call took after its last epoch (the best weights
+    restored, shoal's final validation and bundle). ``curves``: system -> (its (seconds, held-out accuracy) after
+    each epoch, its whole training seconds). Rows ``held_out_accuracy_common`` and ``train_s_to_common_accuracy``."""
+    common = min(max(a for _, a in curve) for curve, _ in curves.values())
+    rows = []
+    for system, (curve, total) in curves.items():
+        reached = next(s for s, a in curve if a >= common)
+        rows += [row(BENCH, dataset, system, "held_out_accuracy_common", common),
+                 row(BENCH, dataset, system, "train_s_to_common_accuracy", reached + total - curve[-1][0])]
+    return rows
+
+
 def majority(train: Path, test: Path, label: str) -> float:
     """The test accuracy of always answering the training rows' most frequent class."""
     counts = np.bincount([int(r[label]) for r in _read_csv(train)])
@@ -260,12 +301,15 @@ def run_systems(dataset: str, cfg: Any, train: Path, test: Path, home: Path, scr
     the latencies of all three at batch 1 and logistic regression on ``features`` of ``train`` / ``test``."""
     import shoal.distill
 
-    results, teacher = run_shoal(dataset, cfg, test, home)
-    rows, script_one = script(dataset, cfg, train, test)
-    results += rows
+    results, teacher, curve = run_shoal(dataset, cfg, test, home)
+    held_out = set(pq.read_table(teacher.artifact_dir / "valid-split.parquet", columns=[cfg.features[0].source])
+                   .column(0).to_pylist())  # the script holds out shoal's validation rows: one held-out accuracy
+    rows, script_one, script_curve = script(dataset, cfg, train, test, held_out)
+    results += rows + equal_accuracy(dataset, {"shoal": (curve, _value(results, "shoal", "train_s")),
+                                               "torch-script": (script_curve, _value(rows, "torch-script", "train_s"))})
     with timer() as t:  # the student's training time includes the teacher's pass over the training rows
         student = shoal.distill.distill(teacher.run_id, "mlp", home, train={"pictures": False})
-    rows, student = run_shoal(dataset, cfg, test, home, "shoal-student", student)
+    rows, student, _ = run_shoal(dataset, cfg, test, home, "shoal-student", student)
     results += [r if r["metric"] != "train_s" else {**r, "value": t.seconds} for r in rows]
     files = [(test.parent / r[cfg.features[0].source]).read_bytes() for r in _read_csv(test)[:256]]
     served = end_to_end({"shoal": shoal_one(teacher.run_id, home), "shoal-student": shoal_one(student.run_id, home),

@@ -3,15 +3,17 @@
 Each dataset gets shoal's network written out layer for layer, the same input pipeline written the way a user
 would (Pillow for PNG files; the standard library's ``wave``, ``torch.stft`` and a mel filterbank for WAV files:
 torchvision and torchaudio are not installed here), and the same training budget as shoal's config: Adam, batch
-size, held-out fraction, epochs, the learning rate's schedule (a one-cycle one as torch's ``OneCycleLR``, without
-its momentum cycling, as shoal's), early stopping on the held-out loss with the best weights restored, and the same
-augmentation (shifts and rotations for images; a time shift and SpecAugment masks for spectrograms)::
+size, held-out rows (shoal's own, when given), epochs, the learning rate's schedule (a one-cycle one as torch's
+``OneCycleLR``, without its momentum cycling, as shoal's), early stopping on the held-out loss with the best
+weights restored, and the same augmentation (shifts and rotations for images; a time shift and SpecAugment masks
+for spectrograms)::
 
     mnist: PNG -> (1, 28, 28) / 255, (x - mean) / std -> PlainResNet        -> (B, 10)
     fsdd:  WAV -> (S,) in [-1, 1) -> PlainLogMel (M, T) -> PlainSpectrogramCNN -> (B, 10)
 
-:func:`run_image_script` and :func:`run_audio_script` return the result rows and a one-request predict function
-(a file's bytes in, the class out) for the latency comparison.
+:func:`run_image_script` and :func:`run_audio_script` return the result rows, a one-request predict function
+(a file's bytes in, the class out) for the latency comparison, and the held-out accuracy after each epoch with the
+seconds since the call began (:data:`Curve`: the time each accuracy took, for a comparison at equal accuracy).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = ["PlainLogMel", "PlainResNet", "PlainSpectrogramCNN", "png_array", "ru
 BENCH = "media"
 SYSTEM = "torch-script"
 Predict = Callable[[bytes], int]
+Curve = list[tuple[float, float]]  # (seconds since the training call began, held-out accuracy) after each epoch
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -182,13 +185,21 @@ class PlainLogMel:
 
 # -- training and scoring -------------------------------------------------------------------------------------------
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Any,
-        augment: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
+        augment: Callable[[torch.Tensor], torch.Tensor], held_out: torch.Tensor | None = None,
+        started: float | None = None) -> tuple[nn.Module, Curve]:
     """``cfg.train``'s loop: Adam (its rate constant, or ``OneCycleLR`` stepped every batch), shuffled batches,
-    ``cfg.data.valid_fraction`` of the rows held out, early stopping on their loss, the best weights restored."""
+    the ``held_out`` rows (a bool mask; None: ``cfg.data.valid_fraction`` of the rows drawn) held out, early stopping
+    on their loss, the best weights restored; with the held-out accuracy after each epoch, timed from ``started``
+    (a ``time.perf_counter()``; None: from the call)."""
     tr = cfg.train
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(tr.seed))
-    cut = int(len(y) * cfg.data.valid_fraction)
-    valid, rows = order[:cut], order[cut:]
+    started = time.perf_counter() if started is None else started
+    if held_out is None:
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(tr.seed))
+        cut = int(len(y) * cfg.data.valid_fraction)
+        valid, rows = order[:cut], order[cut:]
+    else:
+        valid, rows = held_out.nonzero().ravel(), (~held_out).nonzero().ravel()
+    curve: Curve = []
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     schedule = None
     if tr.lr_schedule == "onecycle":  # cycle_momentum=False: shoal's one-cycle moves the rate alone
@@ -208,7 +219,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Any,
                 schedule.step()
         model.eval()
         with torch.no_grad():
-            val = float(F.cross_entropy(model(x[valid]), y[valid]))
+            logits = model(x[valid])
+            val = float(F.cross_entropy(logits, y[valid]))
+            curve.append((time.perf_counter() - started, float((logits.argmax(1) == y[valid]).float().mean())))
         if val < best:
             best, best_state, waited, best_epoch = val, {k: v.clone() for k, v in model.state_dict().items()}, 0, epoch
         else:
@@ -218,7 +231,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Any,
     sys.stderr.write(f"{SYSTEM}: {epoch} epochs, the best held-out loss after epoch {best_epoch}\n")
     assert best_state is not None
     model.load_state_dict(best_state)
-    return model.eval()
+    return model.eval(), curve
+
+
+def held_out_mask(paths: Sequence[str], held_out: set[str] | None) -> torch.Tensor | None:
+    """The rows whose file is in ``held_out`` (shoal's validation rows), as a bool mask; None when not given."""
+    return None if held_out is None else torch.tensor([p in held_out for p in paths])
 
 
 def score(dataset: str, model: nn.Module, load: Callable[[Path], tuple[torch.Tensor, torch.Tensor]], test: Path,
@@ -237,8 +255,9 @@ def score(dataset: str, model: nn.Module, load: Callable[[Path], tuple[torch.Ten
             row(BENCH, dataset, SYSTEM, "infer_rows_per_s", infer)]
 
 
-def run_image_script(dataset: str, cfg: Any, train: Path, test: Path) -> tuple[list[dict[str, Any]], Predict]:
-    """``cfg``'s image network and budget on ``train``, scored on ``test``."""
+def run_image_script(dataset: str, cfg: Any, train: Path, test: Path,
+                     held_out: set[str] | None = None) -> tuple[list[dict[str, Any]], Predict, Curve]:
+    """``cfg``'s image network and budget on ``train`` (``held_out``: the files to hold out), scored on ``test``."""
     from shoal.models.vision import Augment
 
     f = cfg.features[0]
@@ -255,17 +274,20 @@ def run_image_script(dataset: str, cfg: Any, train: Path, test: Path) -> tuple[l
     with timer() as t:
         x, y = load(train)
         model = PlainResNet(f.channels, f.widths, f.blocks, cfg.model.hidden[0], int(y.max()) + 1)
-        fit(model, x, y, cfg, augment)
+        _, curve = fit(model, x, y, cfg, augment, held_out_mask([r[f.source] for r in read_csv(train)], held_out),
+                       t.started)
 
     def one(data: bytes) -> int:
         with torch.no_grad():
             return int(model(torch.from_numpy((png_array(data)[None] - f.mean) / f.std)).argmax())
 
-    return score(dataset, model, load, test, t.seconds), one
+    return score(dataset, model, load, test, t.seconds), one, curve
 
 
-def run_audio_script(dataset: str, cfg: Any, train: Path, test: Path) -> tuple[list[dict[str, Any]], Predict]:
-    """``cfg``'s spectrogram network and budget on ``train``, scored on ``test``."""
+def run_audio_script(dataset: str, cfg: Any, train: Path, test: Path,
+                     held_out: set[str] | None = None) -> tuple[list[dict[str, Any]], Predict, Curve]:
+    """``cfg``'s spectrogram network and budget on ``train`` (``held_out``: the files to hold out), scored on
+    ``test``."""
     from shoal.models.audio import SpecAugment
 
     f = cfg.features[0]
@@ -287,11 +309,12 @@ def run_audio_script(dataset: str, cfg: Any, train: Path, test: Path) -> tuple[l
     with timer() as t:
         x, y = load(train)
         model = PlainSpectrogramCNN(f.widths, f.blocks, cfg.model.hidden[0], int(y.max()) + 1)
-        fit(model, x, y, cfg, augment)
+        _, curve = fit(model, x, y, cfg, augment, held_out_mask([r[f.source] for r in read_csv(train)], held_out),
+                       t.started)
 
     def one(data: bytes) -> int:
         with torch.no_grad():
             wave_ = torch.from_numpy(wav_array(data, f.sample_rate, samples))[None]  # (1, S)
             return int(model(logmel(wave_).unsqueeze(1)).argmax())
 
-    return score(dataset, model, load, test, t.seconds), one
+    return score(dataset, model, load, test, t.seconds), one, curve

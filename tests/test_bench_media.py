@@ -99,3 +99,38 @@ def test_png_array_is_the_pixels_over_255(tmp_path: Path) -> None:
     Image.fromarray(pixels).save(tmp_path / "a.png")
     got = script.png_array((tmp_path / "a.png").read_bytes())
     np.testing.assert_allclose(got, pixels[None] / 255, rtol=1e-6)
+
+
+def test_equal_accuracy_times_each_system_to_the_common_accuracy() -> None:
+    """The common accuracy is the least accurate system's best; each system's time is its first epoch at it plus
+    what its call took after its last epoch."""
+    rows = bench.equal_accuracy("fsdd", {"shoal": ([(10.0, 0.90), (14.0, 0.97), (18.0, 0.99)], 20.0),
+                                         "torch-script": ([(8.0, 0.95), (11.0, 0.97), (14.0, 0.96)], 14.5)})
+    got = {(r["system"], r["metric"]): r["value"] for r in rows}
+    assert got["shoal", "held_out_accuracy_common"] == got["torch-script", "held_out_accuracy_common"] == 0.97
+    assert got["shoal", "train_s_to_common_accuracy"] == 14.0 + (20.0 - 18.0)
+    assert got["torch-script", "train_s_to_common_accuracy"] == 11.0 + (14.5 - 14.0)
+
+
+def test_script_holds_out_the_rows_it_is_given(tmp_path: Path) -> None:
+    """With shoal's held-out files, the script validates on exactly those rows: its held-out accuracy after each
+    epoch is the share of them it gets right, and it trains on the others."""
+    torch.manual_seed(0)
+    cfg = bench.config("fsdd", tmp_path / "train.csv", "digit", bench.SOUND, 3, 1)
+    x, y = torch.randn(40, 3), torch.arange(40) % 2
+    held = script.held_out_mask([f"r/{i}.wav" for i in range(40)], {f"r/{i}.wav" for i in range(0, 40, 4)})
+    assert held is not None and int(held.sum()) == 10
+    seen: list[int] = []
+
+    class Spy(torch.nn.Linear):
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            seen.append(len(inp))
+            return super().forward(inp)
+
+    model, curve = script.fit(Spy(3, 2), x, y, cfg, lambda b: b, held)
+    assert len(curve) == 3 and [s for s, _ in curve] == sorted(s for s, _ in curve)
+    with torch.no_grad():
+        right = float((model(x[held]).argmax(1) == y[held]).float().mean())
+    assert right in {a for _, a in curve}  # the best epoch's weights, scored on the held-out rows
+    assert 10 in seen and max(seen) <= 30  # validations of the 10 held-out rows, batches from the other 30
+    assert script.held_out_mask(["a"], None) is None

@@ -98,9 +98,11 @@ def export_mlflow(ref: str, home: str | os.PathLike[str], out: str | os.PathLike
     series: dict[str, list[str]] = {}
     for k, h in enumerate(history):
         step = int(h.get("step", k))
+        at = start_ms + (int(1000 * h["seconds"]) if "seconds" in h else k)  # runs from before seconds: k ms
         for name, value in h.items():
-            if name not in ("step", "epoch") and isinstance(value, int | float) and math.isfinite(float(value)):
-                series.setdefault(name, []).append(f"{start_ms + k} {float(value)} {step}")
+            if name not in ("step", "epoch", "seconds") and isinstance(value, int | float) \
+                    and math.isfinite(float(value)):
+                series.setdefault(name, []).append(f"{at} {float(value)} {step}")
     for name, lines in series.items():
         target = "train_loss" if name == "train_loss" else f"valid_history_{name}"
         (run_dir / "metrics" / _key(target)).write_text("\n".join(lines) + "\n", encoding="utf-8")

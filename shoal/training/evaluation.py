@@ -120,6 +120,7 @@ class Evaluator:
             return False
         m = report(*self.scorer.scores(model, self.data, self.data.valid), self.data.prior)
         m = self.scorer.agree({**m, "epoch": pos.epoch, "step": pos.step})
+        m["seconds"] = round(pos.train_seconds, 3)  # the loop's seconds so far (earlier validations included)
         if train_loss is not None:
             m["train_loss"] = float(train_loss)
         pos.history.append(m)

@@ -120,7 +120,7 @@ class TensorBoardCallbacks(Callbacks):
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         self.step = step
         for key, value in _numbers(metrics).items():
-            if key not in ("epoch", "step"):
+            if key not in ("epoch", "step", "seconds"):  # seconds: TensorBoard's wall time says it
                 self.writer.add_scalar(f"valid/{key}", value, step)
         self.writer.flush()
 

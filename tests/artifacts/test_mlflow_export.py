@@ -34,6 +34,8 @@ def test_a_run_in_mlflow_layout(tmp_path: Path) -> None:
     assert abs(float(value) - m.metrics["valid_auc"]) < 1e-12 and step == "0"
     history = (run / "metrics" / "valid_history_logloss").read_text().splitlines()
     assert len(history) == len(m.record.summary["history"]) and all(len(h.split()) == 3 for h in history)
+    at = [int(h.split()[0]) for h in history]  # each validation at its time in the run (history's seconds)
+    assert at == sorted(at) and not (run / "metrics" / "valid_history_seconds").exists()
     assert (run / "tags" / "shoal.run_id").read_text() == m.run_id
     assert (run / "artifacts" / "bundle" / "bundle.json").is_file()
     assert (run / "artifacts" / "learning-curve.png").is_file()

@@ -56,6 +56,8 @@ def test_dlrm_learns_the_planted_signal(tmp_path: Path, clicks: Path) -> None:
     assert s["train_rows"] + s["valid_rows"] == 30_000  # every row is accounted for
     assert abs(s["valid_rows"] / 30_000 - 0.2) < 0.02
     assert s["epochs_run"] == 2 and len(s["history"]) == 2
+    seconds = [h["seconds"] for h in s["history"]]  # the loop's time at each validation
+    assert 0 < seconds[0] < seconds[1] <= s["train_seconds"]
     assert (result.bundle / "model.safetensors").is_file()
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 

@@ -66,6 +66,7 @@ def test_a_run_writes_its_loss_and_validation_metrics(tmp_path: Path, clicks: Pa
     for metric in ("auc", "ne", "logloss"):  # every validation at its step, with its value
         assert s[f"valid/{metric}"] == [(h["step"], pytest.approx(h[metric], rel=1e-6)) for h in history]
     assert s["final/valid_auc"][0][1] == pytest.approx(result.metrics["valid_auc"], rel=1e-6)
+    assert "valid/seconds" not in s  # a time, not a metric
 
 
 @needs_tensorboard
