@@ -42,7 +42,8 @@ class Timer:
 
 @contextmanager
 def timer() -> Iterator[Timer]:
-    t = Timer(started=time.perf_counter())
+    t = Timer()
+    t.started = time.perf_counter()
     try:
         yield t
     finally:

@@ -134,3 +134,11 @@ def test_script_holds_out_the_rows_it_is_given(tmp_path: Path) -> None:
     assert right in {a for _, a in curve}  # the best epoch's weights, scored on the held-out rows
     assert 10 in seen and max(seen) <= 30  # validations of the 10 held-out rows, batches from the other 30
     assert script.held_out_mask(["a"], None) is None
+
+
+def test_timer_gives_its_start() -> None:
+    from benchmarks.common import timer
+
+    with timer() as t:
+        inside = t.started
+    assert inside > 0 and t.seconds >= 0 and t.started == inside
