@@ -458,35 +458,51 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
         form = choose_form(timings) if timings else forms[0]
         merged, contract = built[form]
         width = contract.get("max_bytes")
-    onnx.save(merged, str(path))
+    # checked under another name, then moved into place: a graph that fails its parity is never served
+    staged = path.with_name(path.stem + ".checking.onnx")
+    onnx.save(merged, str(staged))
     contract_path = path.parent / CONTRACT_FILE
-    contract_path.write_text(json.dumps(contract, indent=2, default=str) + "\n", encoding="utf-8")
     diff, real, source = 0.0, 0.0, ""
-    if parity_rows > 0:
-        tolerance = VALUE_TOLERANCE if bundle.encoder.regression else PARITY_TOLERANCE
-        checked = RawOnnxModel(path)
-        table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes, usual_sizes=usual)
-        diff = parity(bundle, checked, table)
-        if not diff <= tolerance:
-            raise ExportError(f"{path}: outputs differ from the Python encoder + PyTorch by {diff:.3g} on "
-                              f"{parity_rows} synthetic rows (tolerance {tolerance}); this is a bug in "
-                              "shoal's raw export, please report it")
-        if bundle_dir is not None:  # and on the run's own rows (real ids, texts, images, sounds) where they read
-            rows, source = _own_rows(bundle, bundle_dir, parity_rows, checked, own)
-            if source == "synthetic":
-                source = ""
-            else:
-                real = parity(bundle, checked, rows)
-                if not real <= tolerance:
-                    raise ExportError(f"{path}: outputs differ from the Python encoder + PyTorch by {real:.3g} on "
-                                      f"{rows.num_rows} rows of {source} (tolerance {tolerance}); this is a bug in "
-                                      "shoal's raw export, please report it")
+    try:
+        if parity_rows > 0:
+            tolerance = VALUE_TOLERANCE if bundle.encoder.regression else PARITY_TOLERANCE
+            checked = RawOnnxModel(staged)
+            table = synthetic_raw_rows(bundle.encoder, parity_rows, seed=seed, max_bytes=max_bytes,
+                                       usual_sizes=usual)
+            diff = parity(bundle, checked, table)
+            if not diff <= tolerance:
+                _refuse(staged, path, f"{diff:.3g} on {parity_rows} synthetic rows (tolerance {tolerance})")
+            if bundle_dir is not None:  # and on the run's own rows (real ids, texts, images, sounds) where they read
+                rows, source = _own_rows(bundle, bundle_dir, parity_rows, checked, own)
+                if source == "synthetic":
+                    source = ""
+                else:
+                    real = parity(bundle, checked, rows)
+                    if not real <= tolerance:
+                        _refuse(staged, path, f"{real:.3g} on {rows.num_rows} rows of {source} "
+                                              f"(tolerance {tolerance})")
+        contract_path.write_text(json.dumps(contract, indent=2, default=str) + "\n", encoding="utf-8")
+        staged.replace(path)
+    finally:
+        staged.unlink(missing_ok=True)  # an error on the way: nothing half-checked left behind
     return RawExportReport(path=path, contract_path=contract_path, inputs=list(contract["inputs"]),
                            max_bytes=width, form=form, nodes=len(merged.graph.node), parity_rows=parity_rows,
                            max_abs_proba_diff=diff, own_rows_diff=real, own_rows_source=source,
                            seconds=time.perf_counter() - started,
                            form_ms={f: {str(b): ms for b, ms in t.items()} for f, t in timings.items()},
                            usual_sizes=usual)
+
+
+def _refuse(staged: Path, path: Path, by: str) -> None:
+    """A graph whose outputs differ from the Python path ``by`` that much: kept as ``*.failed.onnx`` to inspect,
+    and no ``path`` left beside the bundle (an earlier export's too: serve and predict must not pick it)."""
+    failed = path.with_name(path.stem + ".failed.onnx")
+    staged.replace(failed)
+    for old in (path, path.parent / CONTRACT_FILE):
+        old.unlink(missing_ok=True)
+    raise ExportError(f"{path.name}: outputs differ from the Python encoder + PyTorch by {by}; this is a bug in "
+                      f"shoal's raw export, please report it. The graph is kept to inspect as {failed}; nothing "
+                      "answers from it")
 
 
 def usual_sizes(bundle: Bundle, rows: int = 256) -> dict[str, tuple[int, int]]:

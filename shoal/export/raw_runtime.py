@@ -33,6 +33,7 @@ from shoal.data.readers import BadRowSink, Chunk
 from shoal.export.raw_feed import FAST_ROWS
 from shoal.runtime.choice import BackendChoice, ChoiceCache, Route, choice_key, decide, measure
 from shoal.runtime.latency import BenchResult, peak_rss_mib, time_system
+from shoal.runtime.onnx import failed_parity
 from shoal.runtime.predictor import Predictor, RoutedPredictor, TorchPredictor, select_predictor
 from shoal.runtime.refs import content_version
 
@@ -186,7 +187,7 @@ def _measured(bundle: Bundle, folder: Path, batch_sizes: Sequence[int], version:
         raise ValueError(f"batch_sizes must be one or more sizes of at least 1 row, not {list(batch_sizes)!r}")
     raw = RawGraphPredictor(folder)
     encoded: dict[str, Predictor] = {"torch": TorchPredictor(bundle)}
-    if (folder / "onnx" / "export.json").is_file():
+    if (folder / "onnx" / "export.json").is_file() and failed_parity(folder / "onnx") is None:
         onnx = OnnxRuntimePredictor(folder, "fp32")
         encoded[onnx.backend] = onnx
     export_dir = folder / "onnx"

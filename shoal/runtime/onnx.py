@@ -18,7 +18,8 @@ from shoal.artifacts.bundle import answers, task_of
 from shoal.data.batch import Batch
 from shoal.runtime.feed import InputLayout, padded_feed
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "FILES", "OnnxPredictor", "run_session", "session_options"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "FILES", "OnnxPredictor", "failed_parity", "run_session",
+           "session_options"]
 
 EXPORT_FORMAT = "shoal-onnx"
 EXPORT_VERSION = 1
@@ -55,6 +56,20 @@ def run_session(session: Any, outputs: list[str], feed: dict[str, np.ndarray]) -
     if inner is None or not hasattr(inner, "run"):
         return list(session.run(outputs, feed))
     return list(inner.run(outputs, feed, None))
+
+
+def failed_parity(export_dir: Path) -> str | None:
+    """Why the fp32 export in ``export_dir`` must not answer (its parity check with PyTorch failed: the files are
+    kept to inspect, ``export.json`` says by how much), or None."""
+    try:
+        doc = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no export, or one the predictor itself refuses with its own message
+    check = (doc.get("parity") or {}).get("fp32") or {}
+    if check.get("ok", True):
+        return None
+    return (f"{export_dir / FILES['fp32']} failed its parity check with PyTorch (max logit difference "
+            f"{check.get('max_abs_logit_diff', float('nan')):.3g}); it is kept to inspect, not served")
 
 
 @dataclass

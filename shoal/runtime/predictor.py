@@ -12,6 +12,7 @@ answers each batch with the faster one for its size (:class:`RoutedPredictor`, :
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +22,10 @@ import numpy as np
 from shoal.artifacts.bundle import Bundle
 from shoal.data.batch import Batch
 from shoal.runtime.choice import BackendChoice, ChoiceCache, choice_key, measure, timing_rows
+from shoal.runtime.onnx import failed_parity
 from shoal.runtime.refs import content_version
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "OnnxRuntimePredictor", "Predictor", "RoutedPredictor", "TorchPredictor", "select_predictor"]
 
@@ -106,7 +110,12 @@ def select_predictor(bundle: Bundle, folder: Path, backend: str = "auto", *, bat
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     exported = (folder / "onnx" / "export.json").is_file()
-    if backend == "torch" or (backend == "auto" and not exported):
+    failed = failed_parity(folder / "onnx") if exported else None
+    if backend != "torch" and backend != "auto" and failed is not None:
+        raise ValueError(f"--backend {backend}: {failed}; re-export (shoal export RUN --onnx) or use --backend torch")
+    if failed is not None and backend == "auto":
+        log.warning("%s: answering with PyTorch", failed)
+    if backend == "torch" or (backend == "auto" and (not exported or failed is not None)):
         return TorchPredictor(bundle)
     if backend == "auto":
         return _measured(bundle, folder, batch_sizes, version)

@@ -445,3 +445,55 @@ def test_timing_rows_hold_a_csv_files_numbers_as_numbers(tmp_path: Path) -> None
     assert source.endswith("valid-split.parquet") and rows.num_rows == 16
     assert rows.schema.field("x").type == pa.float64() and rows.schema.field("n").type == pa.int64()
     assert all(isinstance(v, float) for v in rows.column("x").to_pylist())
+
+
+def test_a_value_on_a_bin_edge_that_float32_cannot_hold(tmp_path: Path) -> None:
+    """Decimal values no float32 holds ('-0.028') become the bin edges; the same text then lands in the same bin in
+    the encoder and in the graph (the encoder reads numbers as the float32 the graph takes)."""
+    import torch
+
+    from shoal.artifacts.bundle import load_bundle, save_bundle
+    from shoal.models import build
+
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"},
+                        "features": [{"name": "x", "kind": "dense", "transform": "standardize", "bins": 4}],
+                        "model": {"name": "logistic"}})
+    encoder = Encoder(cfg.features, cfg.label)
+    values = ["-0.649"] * 50 + ["-0.028"] * 100 + ["0.749"] * 50  # the middle quantiles fall on -0.028
+    encoder.fit([Chunk(pa.table({"x": values, "y": ["0", "1"] * 100}), np.arange(1, 201), "fit")],
+                BadRowSink("error"))
+    edges = encoder.dense_features[0].edges_
+    assert -0.028 not in edges and float(np.float32(-0.028)) in edges  # learnt from the float32 values
+    torch.manual_seed(0)
+    net = build(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
+    with torch.no_grad():
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=2.0)
+    save_bundle(tmp_path / "bundle", net, encoder, cfg, {"train_base_rate": 0.5})
+    export_raw_onnx(tmp_path / "bundle", parity_rows=16)  # raises ExportError beyond the tolerance
+    bundle = load_bundle(tmp_path / "bundle")
+    rows = pa.table({"x": ["-0.649", "-0.028", "0.749", "1.31", "-0.0280001", "0.7490001"]})
+    batch = bundle.encoder.encode(Chunk(rows, np.arange(6), "t"), BadRowSink("error"), with_label=False)
+    np.testing.assert_allclose(RawOnnxModel(tmp_path / "bundle" / "onnx").predict_proba(rows),
+                               bundle.predict_proba(batch), atol=1e-6)
+    np.testing.assert_allclose(RawOnnxModel(tmp_path / "bundle" / "onnx").predict_proba(
+        [{"x": float(v)} for v in rows.column("x").to_pylist()]), bundle.predict_proba(batch), atol=1e-6)
+
+
+def test_a_graph_that_fails_its_parity_is_not_left_to_serve(tmp_path: Path, random_bundle: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed parity check leaves no model.raw.onnx nor contract (an earlier export's neither: the server would
+    pick it) and keeps the graph as model.raw.failed.onnx."""
+    import shoal.export.raw as raw_module
+    from shoal.export.onnx import ExportError
+    from shoal.export.raw_runtime import raw_graph_refusal
+
+    folder, bundle = _make_bundle(random_bundle, tmp_path, fit_rows=300)
+    export_raw_onnx(folder, parity_rows=8)
+    assert (folder / "onnx" / "model.raw.onnx").is_file() and raw_graph_refusal(bundle, folder) is None
+    monkeypatch.setattr(raw_module, "parity", lambda *a, **k: 0.002)
+    with pytest.raises(ExportError, match=r"model.raw.onnx: outputs differ from the Python encoder \+ PyTorch by "
+                                          r"0.002 on 8 synthetic rows .*kept to inspect as .*model.raw.failed.onnx"):
+        export_raw_onnx(folder, parity_rows=8)
+    assert sorted(p.name for p in (folder / "onnx").iterdir()) == ["model.raw.failed.onnx"]
+    assert raw_graph_refusal(bundle, folder) is not None

@@ -235,3 +235,17 @@ def test_a_bundle_copied_alone_is_timed_on_random_rows_both_backends_accept(expo
     rows, source = timing_rows(bundle, folder, onnx.onnx.layout, 50)
     assert source == "random" and len(rows) == 50
     np.testing.assert_allclose(onnx.predict_proba(rows), TorchPredictor(bundle).predict_proba(rows), atol=1e-5)
+
+
+def test_an_export_that_failed_its_parity_is_not_served(exported: Path, tmp_path: Path, forced: Forced) -> None:
+    """export_onnx keeps a file that failed its parity check to inspect (export.json says so): auto answers with
+    PyTorch, an explicit ONNX backend is refused, naming the file and the difference."""
+    folder = shutil.copytree(exported, tmp_path / "bundle")
+    bundle = load_bundle(folder)
+    doc = json.loads((folder / "onnx" / "export.json").read_text())
+    doc["parity"]["fp32"] = {**doc["parity"]["fp32"], "ok": False, "max_abs_logit_diff": 0.0015}
+    (folder / "onnx" / "export.json").write_text(json.dumps(doc))
+    assert isinstance(select_predictor(bundle, folder, "auto"), TorchPredictor) and forced.calls == []
+    with pytest.raises(ValueError, match=r"--backend onnx: .*model.onnx failed its parity check with PyTorch "
+                                         r"\(max logit difference 0.0015\).*--backend torch"):
+        select_predictor(bundle, folder, "onnx")

@@ -59,7 +59,8 @@ class DenseColumn(FeatureColumn):
         return self.transform == "standardize" or self.bins > 0
 
     def read(self, table: pa.Table, problems: Problems) -> np.ndarray:
-        """Float64 values (N,) with NaN for missing; non-numeric and infinite cells are recorded as problems."""
+        """Float64 values (N,), each a float32 (what the model reads), NaN for missing; non-numeric and infinite
+        cells are recorded as problems."""
         col = table.column(self.column).combine_chunks()
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             text = pc.utf8_trim_whitespace(col)
@@ -79,7 +80,10 @@ class DenseColumn(FeatureColumn):
         problems.add(infinite, self.column, "infinite value (dense feature)", col)
         problems.add(~infinite & (np.abs(values) > FLOAT32_MAX), self.column,
                      f"outside float32's range, -{FLOAT32_MAX:.8g} to {FLOAT32_MAX:.8g} (dense feature)", col)
-        return values
+        with np.errstate(over="ignore"):  # those out of range are their rows' problems (above)
+            # rounded to float32 as the model and the raw ONNX graph read them: '-0.028' on a bin edge learnt from
+            # float64 values fell in the edge's bin here and below it in the graph (float32 -0.0280000009)
+            return values.astype(np.float32).astype(np.float64)
 
     def transformed(self, v: np.ndarray, standardize: bool) -> np.ndarray:
         """``v`` (N,) after the transform; ``standardize=False`` leaves out the learned scaling (for fitting)."""
