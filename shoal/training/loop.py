@@ -31,7 +31,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from shoal.artifacts.bundle import save_bundle
 from shoal.config import LabelConfig, RunConfig
 from shoal.data.batch import Batch
-from shoal.models import build
+from shoal.models import build, init_output_bias
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import Checkpointer, Optimizers, Position
 from shoal.training.data import TrainingData
@@ -138,9 +138,11 @@ class Trainer:
         enc = data.encoder
         self._target, self._targets = enc.target_, enc.targets_
         heads = cfg.label.task_heads if enc.multitask else None
-        model = self.strategy.setup(build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots,
-                                          target=enc.target_, media=enc.media_inputs, heads=heads,
-                                          targets=enc.targets_))
+        built = build(cfg.model, enc.dense_dim, enc.buckets, enc.outputs, enc.sequence_slots, target=enc.target_,
+                      media=enc.media_inputs, heads=heads, targets=enc.targets_)
+        if not resume:  # a resumed run's weights come from its checkpoint
+            init_output_bias(built, enc.task, data.prior)
+        model = self.strategy.setup(built)
         opt_dense, opt_sparse = build_optimizers(model, t, self.strategy.fuse_sparse_step)
         opts: Optimizers = [opt_dense, opt_sparse]
         schedule = build_schedule(opt_dense, data)  # Adam's learning rate; None: constant

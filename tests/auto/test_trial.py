@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -27,10 +28,11 @@ class Clock:
 
 class Watch(Callbacks):
     def __init__(self, clock: Clock) -> None:
-        self.clock, self.aucs = clock, []
+        self.clock, self.aucs, self.losses = clock, [], []
 
     def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         self.aucs.append(metrics["auc"])
+        self.losses.append(metrics["logloss"])
         if len(self.aucs) >= self.clock.late_after:
             self.clock.now = 1e9
 
@@ -59,7 +61,8 @@ def test_a_validated_trial_at_its_deadline_completes_with_its_best_weights(tmp_p
     outcome, run = _trial(tmp_path, cfg, clock, watch)
     assert outcome.state == "complete" and outcome.cut
     assert len(watch.aucs) == 3 and outcome.epochs == 3  # stopped in the fourth epoch, long before the twelfth
-    assert outcome.value == pytest.approx(max(watch.aucs), abs=1e-9)  # the best validation's weights, not the last
+    kept = int(np.argmin(watch.losses))  # the weights of the validation with the lowest loss, as training keeps
+    assert outcome.value == pytest.approx(watch.aucs[kept], abs=1e-9)
     assert run.status == RunStatus.COMPLETED and run.summary["auto"]["cut"] is True
     assert "reached its share of the time budget after 3 validations" in run.summary["stopped_by"]
     assert (run.artifact_dir / "bundle" / "bundle.json").is_file()

@@ -169,3 +169,25 @@ def test_unknown_model_name_lists_choices() -> None:
     with pytest.raises(ValueError,
                        match=r"unknown model 'transformer'; available: bag, bytecnn, dcn_v2, dlrm, logistic, mlp"):
         build(Fake(), 2, [3])
+
+
+@pytest.mark.parametrize(("task", "outputs", "prior"), [("binary", 1, 0.01), ("multiclass", 3, [0.7, 0.2, 0.1]),
+                                                        ("multiclass", 4, [0.4, 0.3, 0.2, 0.1]),  # = embedding_dim
+                                                        ("multilabel", 3, [0.5, 0.05, 0.9])])
+def test_the_output_bias_starts_at_the_prior(name: str, task: str, outputs: int, prior: object) -> None:
+    """init_output_bias sets the bias that adds to the logits one for one (the output layer's), to the prior's
+    log-odds (binary, per tag) or log (classes); regression keeps its own."""
+    from shoal.models.registry import _output_bias, init_output_bias
+
+    model = _model(name, outputs=outputs).eval()
+    inputs = _batch(9, seed=2).inputs()
+    bias = _output_bias(model, outputs)
+    assert bias is not None
+    before, old = model(*inputs).detach(), bias.detach().clone()
+    assert init_output_bias(model, task, prior)
+    p = np.asarray(prior, dtype=np.float64)
+    expected = np.log(p) if task == "multiclass" else np.log(p / (1 - p))
+    np.testing.assert_allclose(bias.detach().numpy(), np.atleast_1d(expected), rtol=1e-6)
+    shift = (bias.detach() - old).reshape(-1) if outputs > 1 else (bias.detach() - old).reshape(())
+    torch.testing.assert_close(model(*inputs).detach(), before + shift, rtol=1e-5, atol=1e-5)
+    assert not init_output_bias(_model(name), "regression", 3.0)

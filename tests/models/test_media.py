@@ -133,3 +133,22 @@ def test_train_load_predict_and_export_parity(tmp_path: Path) -> None:
     warm = bundle.encoder.encode(Chunk(schema.table([schema.placeholder()]), np.arange(1), "warm-up"),
                                  BadRowSink("keep"), with_label=False)  # a grey image, a silent sound: good rows
     assert len(warm) == 1
+
+
+@pytest.mark.parametrize("name", sorted(set(available()) - {"bytecnn"}))
+def test_the_prior_sets_the_models_output_bias_not_an_encoders(name: str) -> None:
+    """With media, the family's output layer starts at the class priors (the logits move by exactly that), not a
+    layer of the image or sound CNN of the same width."""
+    from shoal.models import init_output_bias
+
+    torch.manual_seed(0)
+    dense, ids, offsets = _inputs()
+    model = build(_model_config(name), dense.shape[1], BUCKETS, 4, media=[IMAGE, SOUND]).eval()
+    before = model(dense, ids, offsets).detach()
+    encoders = [p.detach().clone() for p in model.encoders.parameters()]
+    prior = [0.4, 0.3, 0.2, 0.1]
+    assert init_output_bias(model, "multiclass", prior)
+    after = model(dense, ids, offsets).detach()
+    shift = after - before  # the same for every row: the bias moved by log(prior) - its random start
+    torch.testing.assert_close(shift, shift[:1].expand_as(shift), rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(encoders, model.encoders.parameters(), strict=True))
