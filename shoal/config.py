@@ -414,7 +414,8 @@ class FeatureConfig(_Strict):
     code that names no kind keeps working::
 
         >>> FeatureConfig(name="age", kind="dense", transform="log1p")
-        DenseFeature(name='age', kind='dense', column=None, transform='log1p', bins=None)
+        DenseFeature(name='age', kind='dense', column=None, transform='log1p', bins=None, decimal='.', thousands=None,
+        symbol=None, not_a_number='bad_row')
 
     An option of another kind is accepted at its default value and dropped (a saved config lists every kind's
     options for every feature); at any other value it is an error that names the kind it applies to.
@@ -453,11 +454,31 @@ class FeatureConfig(_Strict):
 
 
 class DenseFeature(FeatureConfig):
-    """A number: ``transform`` it, flag it when missing, and optionally embed its quantile bin."""
+    """A number: ``transform`` it, flag it when missing, and optionally embed its quantile bin.
+
+    Text cells are read with ``decimal`` as the decimal mark, ``thousands`` (if set) between groups of three
+    digits, and ``symbol`` (if set) dropped before or after the number: ``{decimal: ","}`` reads ``"0,3105"`` as
+    0.3105, ``{thousands: ",", symbol: "$"}`` reads ``"$1,858.39"`` as 1858.39, ``{symbol: "%"}`` reads ``"2.1%"``
+    as 2.1. A cell that is not a number makes its row bad, or with ``not_a_number: missing`` reads as missing.
+    """
 
     kind: Literal["dense"]
     transform: Literal["log1p", "standardize", "none"] = "standardize"
     bins: int | None = Field(None, ge=2, le=4096)  # also embed the value's quantile bin (learned from training)
+    decimal: Literal[".", ","] = "."
+    thousands: Literal[",", ".", " ", "'"] | None = None
+    symbol: str | None = Field(None, min_length=1, max_length=8)  # a currency sign or unit, e.g. "$", "%", "kg"
+    not_a_number: Literal["bad_row", "missing"] = "bad_row"
+
+    @model_validator(mode="after")
+    def _number_marks(self) -> DenseFeature:
+        if self.thousands == self.decimal:
+            raise ValueError(f"feature {self.name!r}: thousands {self.thousands!r} is also the decimal mark; set "
+                             "thousands to another mark (or leave it out), e.g. decimal: \",\", thousands: \".\"")
+        if self.symbol is not None and (not self.symbol.strip() or re.search(r"[\d.,+\-\s']", self.symbol)):
+            raise ValueError(f"feature {self.name!r}: symbol {self.symbol!r} must be a mark such as \"$\", \"%\" "
+                             "or \"kg\", without digits, signs, spaces, '.', ',' or \"'\"")
+        return self
 
 
 class SparseFeature(FeatureConfig):

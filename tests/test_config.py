@@ -155,7 +155,7 @@ def test_each_kind_is_its_own_class_with_its_own_options() -> None:
     assert [type(f) for f in cfg.features] == [DenseFeature, SparseFeature, TextFeature]
     assert (cfg.dense, cfg.sparse, cfg.text) == ([cfg.features[0]], [cfg.features[1]], [cfg.features[2]])
     assert [list(f) for f in cfg.resolved()["features"]] == [
-        ["name", "kind", "column", "transform", "bins"],
+        ["name", "kind", "column", "transform", "bins", "decimal", "thousands", "symbol", "not_a_number"],
         ["name", "kind", "column", "buckets", "separator", "encoding", "min_count", "max_size"],
         ["name", "kind", "column", "buckets", "tokens", "max_bytes", "ngram_min", "ngram_max", "word_ngrams"],
     ]
@@ -179,7 +179,8 @@ def test_a_config_saved_with_every_kinds_options_still_loads() -> None:
     assert isinstance(d, DenseFeature) and (d.transform, d.bins) == ("log1p", 8)
     assert isinstance(s, SparseFeature) and (s.source, s.buckets, s.separator) == ("c", 500, "|")
     assert isinstance(t, TextFeature) and (t.tokens, t.max_bytes) == ("bytes", 64)
-    added = {"encoding": "hash", "min_count": 1, "max_size": None}  # sparse options newer than the saved file
+    added = {"encoding": "hash", "min_count": 1, "max_size": None,  # options newer than the saved file
+             "decimal": ".", "thousands": None, "symbol": None, "not_a_number": "bad_row"}
     for old, new in zip(OLD_SAVED, cfg.resolved()["features"], strict=True):
         assert new == {k: old.get(k, added.get(k)) for k in new}  # the same values, other kinds' options left out
     assert parse_config(cfg.resolved()) == cfg
@@ -213,7 +214,8 @@ def test_feature_errors_name_the_field_value_and_choices() -> None:
         return lines[1]
 
     assert problem({"name": "x", "kind": "dense", "bin": 3}) == (
-        "  - features.0.dense.bin: unknown key 'bin'; allowed keys: bins, column, kind, name, transform")
+        "  - features.0.dense.bin: unknown key 'bin'; allowed keys: bins, column, decimal, kind, name, not_a_number, "
+        "symbol, thousands, transform")
     assert problem({"name": "x"}) == "  - features.0.kind: required field is missing"
     assert problem({"name": "x", "kind": "sparse", "buckets": 1}) == (
         "  - features.0.sparse.buckets: Input should be greater than or equal to 2 (got 1)")

@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 STARTER_FILE = "starter.yaml"
 
 
-def profile_data(data: Path, label: str | None) -> FileProfile:
-    """Profile ``data`` (``shoal inspect``) and check its label can be learnt: ``ValueError`` for a label that is
-    not a column (the message lists the file's columns), none given or found, or one :func:`check_label` refuses.
+def profile_data(data: Path, label: str | None, header: bool | None = None,
+                 label_kind: str | None = None) -> FileProfile:
+    """Profile ``data`` (``shoal inspect``; ``header`` and ``label_kind`` guessed when None) and check its label can
+    be learnt: ``ValueError`` for a label that is not a column (the message lists the file's columns), none given
+    or found, a ``label_kind`` its values do not allow, or one :func:`check_label` refuses.
     """
-    profile = inspect_file(data, label=label)
+    profile = inspect_file(data, label=label, header=header, label_kind=label_kind)
     check_label(profile)
     return profile
 

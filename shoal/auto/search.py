@@ -78,6 +78,8 @@ class AutoSettings:
     families: tuple[str, ...] | None = None  # None: every family that fits the columns
     max_trials: int | None = None  # None: as many as the budget allows
     ensemble: int = 0  # >= 2: report the mean of the best trials' probabilities (shoal.auto.ensemble)
+    header: bool | None = None  # whether DATA's first line names its columns (CSV/TSV); None: guessed
+    label_kind: str | None = None  # binary, multiclass, regression or multilabel; None: as inspect guesses
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,7 +158,7 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
             check_file(f)
     budget = Budget(settings.budget_s)  # the profile is part of the search's time
     # profiled once, before the run exists: a wrong --label or a --metric of another kind leaves no run behind
-    profile = profile_data(settings.data, settings.label)
+    profile = profile_data(settings.data, settings.label, header=settings.header, label_kind=settings.label_kind)
     kind = profile.label_kind
     metric = _metric(settings.metric, kind == "multiclass", kind == "regression", kind == "multilabel",
                      kind == "multitask")

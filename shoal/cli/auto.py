@@ -69,6 +69,13 @@ def auto(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Continue this auto run's search with --time-budget more.")] = None,
+    header: Annotated[bool | None, typer.Option(
+        "--header/--no-header", help="Whether the first line of a CSV/TSV DATA names the columns (default: "
+                                     "guessed).", show_default=False)] = None,
+    label_kind: Annotated[str | None, typer.Option(
+        "--label-kind", help="binary, multiclass, regression or multilabel: the label's kind when inspect guesses "
+                             "it wrong (e.g. integer class codes read as a number). Default: as inspect guesses.",
+        show_default=False)] = None,
     register_as: RegisterOption = None,
     alias: AliasOption = None,
     home: HomeOption = None,
@@ -91,7 +98,8 @@ def auto(
                                      "search)")
                 settings = search.AutoSettings(data=data, label=label, valid=valid, test=test, budget_s=budget,
                                                metric=metric, seed=seed, latency_budget_ms=latency_budget_ms,
-                                               families=tuple(family) if family else None, ensemble=ensemble)
+                                               families=tuple(family) if family else None, ensemble=ensemble,
+                                               header=header, label_kind=label_kind)
                 result = search.auto(settings, h, view=view)
         report(result)
         if result.best is not None:

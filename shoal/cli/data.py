@@ -73,12 +73,19 @@ def inspect(
                                                    "separated (click,conversion): a multitask label.")] = None,
     write: Annotated[Path | None, typer.Option("--write", "-w", help="Write a starter config here.")] = None,
     max_rows: int = 200_000,
+    header: Annotated[bool | None, typer.Option(
+        "--header/--no-header", help="Whether the first line of a CSV/TSV names the columns (default: guessed).",
+        show_default=False)] = None,
+    label_kind: Annotated[str | None, typer.Option(
+        "--label-kind", help="binary, multiclass, regression or multilabel: the label's kind when the guess is wrong "
+                             "(e.g. integer class codes read as a number). Default: guessed.",
+        show_default=False)] = None,
 ) -> None:
     """Infer a schema: columns, kind, cardinality, missing rate; optionally write a starter config."""
     from shoal.inspect import inspect_file, starter_config
 
     with user_errors():
-        profile = inspect_file(file, label=label, max_rows=max_rows)
+        profile = inspect_file(file, label=label, max_rows=max_rows, header=header, label_kind=label_kind)
         table = Table(title=f"{file} ({profile.format}, {profile.rows:,} rows read, "
                             f"header: {'yes' if profile.header else 'no'})")
         for col in ("column", "kind", "type", "distinct", "missing %", "example", "why"):

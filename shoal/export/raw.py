@@ -148,7 +148,7 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
     inputs: dict[str, dict[str, Any]] = {}
     for d in encoder.dense_features:
         features.append({"name": d.name, "kind": "dense", "column": d.column, "transform": d.transform,
-                         "bins": d.bins, "inputs": {"value": d.name}})
+                         "bins": d.bins, **d.number.options(), "inputs": {"value": d.name}})  # how text reads
         inputs[d.name] = {"dtype": "float32", "shape": ["N"], "missing": "NaN", "example": [1.5, -3.0],
                           "about": f"dense feature {d.name!r} (column {d.column!r}), the raw number"}
     for s in encoder.sparse_features:

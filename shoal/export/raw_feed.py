@@ -317,8 +317,9 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
 def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The raw model's inputs for ``rows`` (a pyarrow table, or a list of row dicts keyed by column name).
 
-    Does the caller's part of the contract as the encoder does: dense cells as numbers (text parsed; a bad or
-    infinite value raises ValueError, where the encoder would leave the row out), ids as trimmed strings, lists
+    Does the caller's part of the contract as the encoder does: dense cells as numbers (text parsed with the
+    feature's decimal, thousands and symbol marks; a bad or infinite value raises ValueError, where the encoder
+    would leave the row out; under ``not_a_number: missing`` a bad one reads as missing), ids as trimmed strings, lists
     split on the separator with empty ids dropped, texts as their UTF-8 bytes (not trimmed), nulls as empty texts,
     images and sounds decoded from their bytes or base64 (a missing, undecodable or path cell raises ValueError).
     """
@@ -348,7 +349,7 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
                 numbers.append((f, col))
                 continue
             problems = Problems()
-            values = DenseColumn(f["name"], f["column"], 0).read(pa.table({f["column"]: col}), problems)
+            values = DenseColumn.from_dict(f).read(pa.table({f["column"]: col}), problems)  # its number format
             if problems.rows:
                 bad = int(problems.rows[0][0])
                 raise ValueError(f"row {bad}, column {f['column']!r}: {problems.reasons[0]} "

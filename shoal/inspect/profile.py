@@ -12,13 +12,17 @@ import numpy as np
 import pyarrow as pa
 
 from shoal.config import LabelConfig, TextFeature
+from shoal.data.features.dense import NumberFormat
 from shoal.data.features.time import ISO_TIME
 from shoal.data.readers import BadInputError, BadRowSink, check_file, detect_format, read_chunks, read_header
 from shoal.inspect.media import sniff_media
 from shoal.inspect.sniff import _first_lines, _guess_delimiter, _guess_header, _is_number, _rows
 from shoal.inspect.stats import (
+    _ALL_UNIQUE_MIN_ROWS,
     _BIN_MIN_ROWS,
     _BINS,
+    _CONTIGUOUS_SPAN,
+    _ID_DIGITS,
     _ID_MAX_DISTINCT,
     _ID_MIN_ROWS,
     _ID_SMOOTHNESS,
@@ -29,8 +33,10 @@ from shoal.inspect.stats import (
     _UNIQUE_MIN_ROWS,
     _UNIQUE_SHARE,
     CARDINALITY_CAP,
+    COUNTED_VALUES,
     DEFAULT_MISSING,
     ID_NAME_PARTS,
+    IDENTIFIER_NAME_PARTS,
     LABEL_NAMES,
     MAX_GUESSED_CLASSES,
     MAX_INTEGER_CLASSES,
@@ -39,6 +45,8 @@ from shoal.inspect.stats import (
     _ColumnStats,
 )
 
+#: The label kinds a caller may impose on the label column (``label_kind``; ``shoal auto --label-kind``).
+LABEL_KINDS = ("binary", "multiclass", "regression", "multilabel")
 _TEXT_DEFAULT_BYTES = int(TextFeature.model_fields["max_bytes"].default)
 _ISO_TIME = re.compile(ISO_TIME)
 #: Name parts of a column of epoch numbers that is a time (``created_at``, ``event_ts``, ``signupTime``).
@@ -76,6 +84,7 @@ class ColumnProfile:
     also_ids: bool = False  # dense only: integers that may be codes, also given to the model as ids
     media: dict[str, Any] | None = None  # image/audio only: the options suggested from the first files
     time_parts: tuple[str, ...] = ()  # time only: the calendar parts proposed (a date without times: no hour)
+    number_format: dict[str, str] | None = None  # dense only: how its text reads (DenseFeature's decimal, ...)
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ def inspect_file(
     max_rows: int = 200_000,
     missing: Sequence[str] = DEFAULT_MISSING,
     cardinality_cap: int = CARDINALITY_CAP,
+    label_kind: str | None = None,
 ) -> FileProfile:
     """Profile the first ``max_rows`` rows of ``path`` and choose a kind for each column.
 
@@ -139,10 +149,12 @@ def inspect_file(
     bounded: rows are streamed in chunks and each column keeps at most ``cardinality_cap`` hashes.
     ``missing`` lists the CSV/TSV cells that mean "no value" (as ``data.missing`` does; a marker with spaces
     around it, like ``" ?"`` after a ``", "`` delimiter, counts too); in Parquet/JSONL only nulls (and NaN)
-    are missing.
+    are missing. ``label_kind`` (binary, multiclass, regression or multilabel) overrides the kind guessed for
+    the label column, when its values allow it.
 
     Raises :class:`~shoal.data.readers.BadInputError` for a missing, empty or header-only file (or one
-    where no row has the right number of columns) and ``ValueError`` for an unknown ``label``.
+    where no row has the right number of columns) and ``ValueError`` for an unknown ``label``, a header that
+    names a column twice, or a ``label_kind`` the label's values do not allow.
     """
     path = Path(path)
     if max_rows < 1:
@@ -162,9 +174,21 @@ def inspect_file(
     else:
         names = read_header(path, fmt)
         has_header, file_sep = True, None
+    if has_header:
+        _check_distinct(path, names)
+    if label_kind is not None and label_kind not in LABEL_KINDS:
+        raise ValueError(f"unknown label kind {label_kind!r}; choose from {', '.join(LABEL_KINDS)}")
+    if label_kind is not None and label is not None and "," in label:
+        raise ValueError(f"--label-kind {label_kind} applies to one label column, not to the tasks of --label "
+                         f"{label!r}")
     for one in [] if label is None else [c.strip() for c in label.split(",")] if "," in label else [label]:
-        if one not in names:
-            raise ValueError(f"label column {one!r} not found in {path}; the columns are: {', '.join(names)}")
+        if one in names:
+            continue
+        if header is None and not has_header and fmt in ("csv", "tsv"):
+            raise ValueError(f"label column {one!r} not found in {path}: its first line was read as data (no "
+                             f"header detected), so its columns are {names[0]}..{names[-1]}; pass --header if "
+                             "the first line names the columns")
+        raise ValueError(f"label column {one!r} not found in {path}; the columns are: {', '.join(names)}")
 
     typed = fmt not in ("csv", "tsv")
     separators = [s for s in _LIST_SEPARATORS if s != file_sep]
@@ -183,7 +207,7 @@ def inspect_file(
                 table = table.slice(0, max_rows - rows)
                 truncated = True
             for s, col in zip(stats, table.columns, strict=True):
-                s.add(col, marker_set)
+                s.add(col, marker_set, chunk.lines[: table.num_rows])
             rows += table.num_rows
             if rows >= max_rows:
                 truncated = truncated or _has_more(stream)
@@ -216,8 +240,17 @@ def inspect_file(
     if chosen is not None:
         k = names.index(chosen)
         listed = stats[k].separator() if label is not None else None  # tags are recognised in a given label only
-        if _regression_like(stats[k]):
+        if label_kind is not None:
+            listed = stats[k].separator()
+            _check_label_kind(label_kind, stats[k], listed is not None)
+        if label_kind == "regression" or (label_kind is None and _regression_like(stats[k])):
             kind, note = "regression", _regression_note(stats[k])
+        elif label_kind in ("multiclass", "binary"):
+            if label_kind == "multiclass":
+                kind = "multiclass"
+                classes, note = _class_values(stats[k])
+            else:
+                positive, negative, note = _label_values(stats[k])
         elif listed is not None:
             kind, separator = "multilabel", listed[0]
             tags = f"{len(listed[1].distinct):,}{'+' if listed[1].distinct.capped else ''}"
@@ -228,11 +261,38 @@ def inspect_file(
             classes, note = _class_values(stats[k])
         else:
             positive, negative, note = _label_values(stats[k])
-        columns[k] = _as_label(columns[k], stats[k], f"{why}; {note}")
+        given = f"; --label-kind {label_kind}" if label_kind is not None else ""
+        columns[k] = _as_label(columns[k], stats[k], f"{why}{given}; {note}")
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
                        label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes,
                        label_candidates=candidates, label_kind=kind, label_separator=separator)
+
+
+def _check_distinct(path: Path, names: Sequence[str]) -> None:
+    """Refuse a header that names a column twice: the config names columns, so each name must be one column."""
+    for j, name in enumerate(names):
+        if name in names[:j]:
+            first = names.index(name)
+            raise ValueError(f"{path}: the header names column {name!r} twice (columns {first + 1} and {j + 1}); "
+                             f"give each column its own name in the first line (e.g. {name!r} and '{name}.1')")
+
+
+def _check_label_kind(kind: str, s: _ColumnStats, tagged: bool) -> None:
+    """Refuse a ``label_kind`` that the label column's values do not allow, saying what they are."""
+    distinct = _distinct_text(s)
+    if kind == "regression" and not (s.numeric and s.present > 0):
+        example = f" (e.g. {s.example!r})" if s.example is not None else ""
+        raise ValueError(f"label column {s.name!r} has values that are not numbers{example}; --label-kind regression "
+                         "needs numbers")
+    if kind == "multiclass" and (s.counts is None or len(s.counts) < 2):
+        raise ValueError(f"label column {s.name!r} has {distinct} values; --label-kind multiclass needs 2 to "
+                         f"{COUNTED_VALUES} classes (the values inspect counts)")
+    if kind == "binary" and (s.counts is None or len(s.counts) != 2):
+        raise ValueError(f"label column {s.name!r} has {distinct} values; --label-kind binary needs exactly 2 values")
+    if kind == "multilabel" and not tagged:
+        raise ValueError(f"label column {s.name!r} has no tags joined by one of {' '.join(_LIST_SEPARATORS)} in "
+                         "its values; --label-kind multilabel needs them")
 
 
 def _has_more(stream: Iterable[object]) -> bool:
@@ -254,6 +314,9 @@ def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
     if listed is not None:
         card, capped = len(listed[1].distinct), listed[1].distinct.capped
     bins = _bins(s) if kind == "dense" else None
+    number_format = _number_format(s) if kind == "dense" else None
+    if number_format:
+        reason += _number_note(s)
     if bins is not None:
         reason += f"; {bins} quantile bins embedded beside the value (any shape of effect)"
     coded = _id_coded(s) if kind == "dense" and s.integer and len(s.distinct) > 2 else None
@@ -272,7 +335,7 @@ def _profile(s: _ColumnStats, rows: int) -> ColumnProfile:
         max_bytes=max_bytes, long_texts=long_texts,
         values=tuple(sorted(s.counts)) if (kind == "sparse" or coded) and sep is None and s.counts is not None
         else (),
-        also_ids=coded is not None,
+        also_ids=coded is not None, number_format=number_format or None,
     )
 
 
@@ -327,6 +390,56 @@ def _bins(s: _ColumnStats) -> int | None:
     while bins > len(s.distinct) or (bins > 4 and s.present / bins < _BIN_MIN_ROWS):
         bins //= 2
     return bins
+
+
+def _number_format(s: _ColumnStats) -> dict[str, str]:
+    """The options of a dense feature that read the column's text as inspect did (empty: plain numbers)."""
+    missing = {"not_a_number": "missing"} if s.not_numbers else {}
+    return {**s.number_format.options(), **missing}
+
+
+def _number_note(s: _ColumnStats) -> str:
+    """How the column's text reads as numbers, with an example, and a warning for the cells that are not numbers."""
+    fmt = s.number_format
+    marks = ([f"decimal mark {fmt.decimal!r}"] if fmt.decimal != "." else []) + (
+        [f"thousands mark {fmt.thousands!r}"] if fmt.thousands else []) + (
+        [f"symbol {fmt.symbol!r} dropped"] if fmt.symbol else [])
+    note = ""
+    if marks:
+        values, ok = fmt.parse(pa.array([s.example or ""], pa.string()))
+        shown = f" ({s.example!r} is {float(values[0]):g}" if ok[0] and s.example else ""
+        if shown and fmt.symbol == "%":
+            shown += ": a percentage reads as the number written, not divided by 100"
+        note = f"; text read with {', '.join(marks)}{shown}{')' if shown else ''}"
+    if s.not_numbers and s.not_number_at is not None:
+        value, line = s.not_number_at
+        cells = "1 cell is not a number" if s.not_numbers == 1 else f"{s.not_numbers:,} cells are not numbers"
+        note += f"; warning: {cells} (e.g. {value!r} on line {line:,}): read as missing (not_a_number: missing)"
+    return note
+
+
+def _identifier(s: _ColumnStats, unique: bool) -> str | None:
+    """Why a column of whole numbers holds identifiers, or None when they may be amounts.
+
+    Unique per row (or all distinct in at least 20 rows) and: named like an id or an index (``row_id``,
+    ``Unnamed: 0``: a saved pandas index); filling a range (span <= 1.1 x the rows: row numbers, sequential ids,
+    in any order); or of 9 digits or more in 99% of rows (random or hashed ids; amounts that large are rare).
+    Other unique integers are amounts (an income, a weight) and stay numbers.
+    """
+    everyone = not s.distinct.capped and len(s.distinct) == s.present >= _ALL_UNIQUE_MIN_ROWS
+    if not s.whole or not (unique or everyone):
+        return None
+    rows = f"{_distinct_text(s)} in {s.present:,} rows"
+    if _name_parts(s.name) & set(IDENTIFIER_NAME_PARTS):
+        return f"unique integer per row, named like an id or an index: {rows}"
+    span = s.maximum - s.minimum + 1
+    if span <= _CONTIGUOUS_SPAN * s.present:
+        order = "increasing" if s.increasing else "in any order"
+        return (f"unique integers filling {_number_text(s.minimum)}..{_number_text(s.maximum)}, {order} "
+                f"(row numbers or sequential ids): {rows}")
+    if np.mean(np.abs(s.sample.values) >= _ID_DIGITS) >= 0.99:
+        return f"unique integers of 9 digits or more (random or hashed ids): {rows}"
+    return None
 
 
 def _id_named(s: _ColumnStats) -> bool:
@@ -390,10 +503,9 @@ def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "
     if s.numeric:
         padded = (f"; warning: {s.padded_missing:,} missing markers have spaces around them (e.g. ' ?') and "
                   "may be read as not-a-number" if s.padded_missing else "")
-        if s.integer and unique:
-            what = "increasing unique integers (a row number?)" if s.increasing else \
-                "unique integer per row (an identifier?)"
-            return "ignore", f"{what}: {distinct} in {s.present:,} rows", None, None
+        identifier = _identifier(s, unique)
+        if identifier is not None:
+            return "ignore", identifier, None, None
         if binary:
             what = f"numbers, 2 distinct values (binary; a label candidate){padded}"
             return "dense", what, "standardize", None
@@ -469,9 +581,10 @@ def _choose_label(stats: Sequence[_ColumnStats], columns: Sequence[ColumnProfile
 
 def _regression_like(s: _ColumnStats) -> bool:
     """A number to predict rather than classes: numeric, more than 2 values, and some fractional or more than
-    :data:`MAX_INTEGER_CLASSES` integer ones (a 1-5 rating stays classes; a price, a duration is a number)."""
-    return (s.numeric and s.present > 0 and len(s.distinct) > 2
-            and (not s.integer or len(s.distinct) > MAX_INTEGER_CLASSES))
+    :data:`MAX_INTEGER_CLASSES` integer ones (a 1-5 rating stays classes; a price, a duration is a number). Plain
+    numbers only: a label is read without a dense feature's number format, and a cell that is not a number is bad."""
+    return (s.numeric and s.present > 0 and len(s.distinct) > 2 and s.number_format == NumberFormat()
+            and not s.not_numbers and (not s.integer or len(s.distinct) > MAX_INTEGER_CLASSES))
 
 
 def _regression_note(s: _ColumnStats) -> str:

@@ -208,7 +208,8 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
             continue
         if c.kind == "dense":
             bins = f", bins: {c.bins}" if c.bins else ""
-            entry = f"{{name: {_y(c.name)}, kind: dense, transform: {c.transform or 'standardize'}{bins}}}"
+            marks = "".join(f", {k}: {_y(v)}" for k, v in (c.number_format or {}).items())  # how its text reads
+            entry = f"{{name: {_y(c.name)}, kind: dense, transform: {c.transform or 'standardize'}{bins}{marks}}}"
             if c.also_ids:
                 twin = _twin_name(c.name, taken)
                 taken.add(twin)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shoal.data.features.dense import NumberFormat
 from shoal.data.hashing import hash_strings
 
 Kind = Literal["label", "dense", "sparse", "text", "image", "audio", "time", "ignore"]
@@ -31,6 +32,8 @@ LABEL_NAMES = ("label", "labels", "click", "clicked", "clicks", "target", "y", "
                "response", "converted", "conversion", "sentiment")
 #: Name parts that mark an integer column as an id or a category code (``user_id``, ``zipCode``).
 ID_NAME_PARTS = ("id", "code", "zip", "zipcode", "postcode")
+#: Name parts that mark a column of unique integers as an identifier or a row index (``row_id``, ``Unnamed: 0``).
+IDENTIFIER_NAME_PARTS = ("id", "ids", "idx", "index", "unnamed", "uuid", "guid", "key", "pk")
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # what the encoder accepts as a number
 _NUMBER_PATTERN = _NUMBER.pattern
@@ -52,6 +55,17 @@ _ID_MAX_DISTINCT = 4096  # an integer column with more distinct values is not re
 _ID_MIN_ROWS = 20  # ... nor one with fewer rows per distinct value (too few to learn an embedding row each)
 _ID_SMOOTHNESS = 0.5  # lag-1 autocorrelation of log row counts in value order below which the order means nothing
 _BINS, _BIN_MIN_ROWS = 32, 50  # quantile bins for a number with >= 16 distinct values, >= 50 rows each
+_ALL_UNIQUE_MIN_ROWS = 20  # fewer rows than _UNIQUE_MIN_ROWS, all distinct: an id when named so or contiguous
+_CONTIGUOUS_SPAN = 1.1  # unique integers spanning at most 1.1 x their count fill a range: row numbers, sequential ids
+_ID_DIGITS = 1e8  # unique integers of 9 digits or more (in 99% of rows) are random or hashed ids, not amounts
+#: Cells that are not numbers, of a column of numbers, read as missing up to this share of its values (a few typos)
+_NOT_NUMBER_SHARE, _NOT_NUMBER_MIN_ROWS = 0.01, 100  # ... once it has at least this many values
+_FORMAT_SAMPLE = 2000  # values of a chunk that choose the column's number format
+_SYMBOLS = ("%", "$", "€", "£", "¥")  # dropped before or after a number ("2.1%", "$139.45")
+#: (decimal, thousands) marks tried in this order (ties: the earlier); in a ';'-separated file, where ',' is the
+#: decimal mark, the decimal comma comes first ("12,345" is then 12.345)
+_FORMATS = ((".", None), (".", ","), (",", None), (",", "."), (".", " "), (",", " "), (".", "'"))
+_FORMATS_SEMICOLON = ((".", None), (",", None), (",", "."), (".", ","), (",", " "), (".", " "), (".", "'"))
 #: Share of the texts that the starter's max_bytes holds whole; the rest are cut (and counted).
 TEXT_COVER = 0.99
 _LENGTH_STEP, _LENGTH_CAP = 64, 8192  # text byte lengths are counted in steps of 64 bytes up to the cap
@@ -130,6 +144,10 @@ class _ColumnStats:
         self.numeric = True
         self.non_numeric: str | None = None
         self.integer = True
+        self.whole = True  # every value an integer as written (not 1.0), of any magnitude (integer: below 2**53)
+        self.number_format = NumberFormat()  # how its text reads as numbers (see _parse)
+        self.not_numbers = 0  # cells of a column of numbers that are not numbers (read as missing when few)
+        self.not_number_at: tuple[str, int] | None = None  # the first such cell and its line
         self.minimum = math.inf
         self.maximum = -math.inf
         self.sample = _Reservoir(_SAMPLE_SIZE)
@@ -147,8 +165,11 @@ class _ColumnStats:
     def present(self) -> int:
         return self.rows - self.missing
 
-    def add(self, col: pa.ChunkedArray | pa.Array, markers: pa.Array | None) -> None:
+    def add(self, col: pa.ChunkedArray | pa.Array, markers: pa.Array | None, lines: np.ndarray | None = None) -> None:
+        """Add a chunk of the column; ``lines`` (N,) are its rows' lines in the file (default: row numbers)."""
         arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if lines is None:
+            lines = self.rows + 1 + np.arange(len(arr), dtype=np.int64)
         self.rows += len(arr)
         if self.arrow_type is None:
             self.arrow_type = arr.type
@@ -160,6 +181,7 @@ class _ColumnStats:
         if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
             text = pc.utf8_trim_whitespace(arr)
         elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
+            self.whole = self.whole and pa.types.is_integer(arr.type)
             floats = np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
             nan = np.isnan(floats)  # nulls come out as NaN too: both are missing values
             if nan.any():
@@ -181,6 +203,8 @@ class _ColumnStats:
                 self.padded_missing += n_padded
                 text = pc.if_else(padded, pa.scalar(None, pa.string()), text)
         self.missing += text.null_count
+        if text.null_count:
+            lines = lines[np.asarray(text.is_valid().to_numpy(zero_copy_only=False), dtype=bool)]
         values = pc.drop_null(text) if text.null_count else text
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
@@ -191,17 +215,56 @@ class _ColumnStats:
         batch_distinct = self.distinct.add(values)
         self._count(values, len(batch_distinct))
         if floats is None and self.numeric:
-            ok = pc.match_substring_regex(values, _NUMBER_PATTERN)
-            if not pc.all(ok).as_py():
-                self.numeric = False
-                self.non_numeric = values.filter(pc.invert(ok))[0].as_py()
-            else:
-                parsed = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-                floats = np.asarray(parsed, dtype=np.float64)
+            floats = self._parse(values, lines)
         if self.numeric and floats is not None:
             self._numbers(floats)
         else:
             self._strings(values)
+
+    def _parse(self, values: pa.Array, lines: np.ndarray) -> np.ndarray | None:
+        """The numbers of text ``values`` (N,), read as :attr:`number_format` says (chosen by the first chunk whose
+        text is not all plain numbers); None once the cells that are not numbers are more than a few."""
+        plain = self.number_format == NumberFormat()
+        if plain and pc.all(pc.match_substring_regex(values, _NUMBER_PATTERN)).as_py():
+            self._written_whole(values)
+            return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        if plain:
+            self.number_format = self._choose_format(values)
+        parsed, ok = self.number_format.parse(values)
+        self._written_whole(values.filter(pa.array(ok)) if not ok.all() else values)
+        if not ok.all():
+            first = int(np.argmax(~ok))
+            self.not_number_at = self.not_number_at or (values[first].as_py(), int(lines[first]))
+            self.not_numbers += int((~ok).sum())
+            tolerated = _NOT_NUMBER_SHARE * self.present if self.present >= _NOT_NUMBER_MIN_ROWS else 0.0
+            if self.not_numbers > tolerated:
+                self.numeric = False
+                self.non_numeric = self.not_number_at[0]
+                return None
+        return parsed[ok]
+
+    def _written_whole(self, numbers: pa.Array) -> None:
+        """Clear :attr:`whole` when a number is written with a decimal mark or an exponent (``1.0``, ``1e3``)."""
+        if self.whole and len(numbers):
+            fraction = rf"[eE]|{re.escape(self.number_format.decimal)}"
+            self.whole = not pc.any(pc.match_substring_regex(numbers, fraction)).as_py()
+
+    def _choose_format(self, values: pa.Array) -> NumberFormat:
+        """The number format that reads the most of the first values: a symbol found in at least half of those
+        that are not plain numbers, and the (decimal, thousands) marks of :data:`_FORMATS` (ties: plain first)."""
+        head = values.slice(0, _FORMAT_SAMPLE)
+        odd = head.filter(pc.invert(pc.match_substring_regex(head, _NUMBER_PATTERN)))
+        found = [(pc.sum(pc.match_substring(odd, m)).as_py() or 0, m) for m in _SYMBOLS]
+        most, symbol = max(found)
+        mark = symbol if 2 * most >= len(odd) > 0 else None
+        best, best_ok = NumberFormat(), -1
+        # ";" is a candidate list separator unless it separates the file's fields: then "," is its decimal mark
+        for decimal, thousands in _FORMATS if ";" in self.lists else _FORMATS_SEMICOLON:
+            fmt = NumberFormat(decimal, thousands, mark, "bad_row")
+            n = int(fmt.parse(head)[1].sum())
+            if n > best_ok:
+                best, best_ok = fmt, n
+        return best
 
     def _count(self, values: pa.Array, batch_distinct: int) -> None:
         if self.counts is None:
@@ -222,7 +285,9 @@ class _ColumnStats:
             return
         self.minimum = min(self.minimum, float(v.min()))
         self.maximum = max(self.maximum, float(v.max()))
-        if self.integer and not (np.all(v == np.floor(v)) and np.all(np.abs(v) < 2.0**53)):
+        if self.whole and not np.all(v == np.floor(v)):
+            self.whole = False
+        if self.integer and not (self.whole and np.all(np.abs(v) < 2.0**53)):
             self.integer = False
         if self.increasing:
             self.increasing = bool(v[0] > self.last and np.all(np.diff(v) > 0))

@@ -143,16 +143,16 @@ def test_jsonl(tmp_path: Path) -> None:
     p = inspect_file(path)
     assert p.format == "jsonl" and p.label == "is_click"  # true/false values
     assert p.column("tags").multi_id_separator == ";" and p.column("tags").cardinality == 3
-    assert p.column("id").kind == "dense"  # only 60 rows: too few to call it an identifier
+    assert p.column("id").kind == "ignore"  # 60 distinct whole numbers, named id (and filling 0..59)
 
 
 def test_row_number_and_identifier_columns(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     ids = rng.permutation(3000)
-    lines = ["row,customer,y"] + [f"{i},{ids[i] * 17},{i % 2}" for i in range(3000)]
+    lines = ["row,customer_id,y"] + [f"{i},{ids[i] * 17},{i % 2}" for i in range(3000)]
     p = inspect_file(_write(tmp_path / "ids.csv", lines))
     assert p.column("row").kind == "ignore" and "row number" in p.column("row").reason
-    assert p.column("customer").kind == "ignore" and "identifier" in p.column("customer").reason
+    assert p.column("customer_id").kind == "ignore" and "named like an id" in p.column("customer_id").reason
 
 
 # ------------------------------------------------------------------------------------ header and delimiter
