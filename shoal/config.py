@@ -224,7 +224,8 @@ class DataConfig(_Strict):
     columns: list[str] | None = None  # required for headerless CSV/TSV
     delimiter: str | None = Field(None, min_length=1, max_length=1)
     quoting: bool = True  # CSV/TSV: '"' quotes cells; false reads quotes as plain text (e.g. SST-2)
-    missing: list[str] = Field(default_factory=lambda: ["", "NA", "NaN", "nan", "null", "?"])
+    missing: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "null", "NULL",
+                                                        "?"])
     on_bad_rows: Literal["error", "quarantine"] = "error"
     chunk_rows: int = Field(65_536, ge=1)
 

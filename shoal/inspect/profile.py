@@ -654,6 +654,11 @@ def _class_values(s: _ColumnStats) -> tuple[tuple[str, ...], str]:
     return tuple(names), f"multiclass, {len(names)} classes: {shares}" + _missing_note(s)
 
 
+#: Words whose meaning names the positive (True) or negative (False) value of a two-valued label, in any case
+_POLARITY = {**dict.fromkeys(("yes", "y", "true", "t", "positive", "pos"), True),
+             **dict.fromkeys(("no", "n", "false", "f", "negative", "neg"), False)}
+
+
 def _label_values(s: _ColumnStats) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """(positive, negative, note) for a label column; empty tuples when LabelConfig's defaults fit."""
     counts = s.counts or {}
@@ -673,6 +678,10 @@ def _label_values(s: _ColumnStats) -> tuple[tuple[str, ...], tuple[str, ...], st
     if _is_number(a) and _is_number(b):
         pos, neg = (a, b) if float(a) > float(b) else (b, a)
         return (pos,), (neg,), f"values {shares}; positive = the larger value {pos!r}" + _missing_note(s)
+    said = {v: _POLARITY.get(v.strip().lower()) for v in (a, b)}
+    if {said[a], said[b]} == {True, False}:  # yes / no, Positive / Negative: the word says which
+        pos, neg = (a, b) if said[a] else (b, a)
+        return (pos,), (neg,), f"values {shares}; positive {pos!r}" + _missing_note(s)
     pos, neg = (a, b) if (counts[a], b) < (counts[b], a) else (b, a)
     return (pos,), (neg,), f"values {shares}; positive = the minority value {pos!r}" + _missing_note(s)
 

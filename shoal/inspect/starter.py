@@ -177,8 +177,11 @@ def starter_config(profile: FileProfile, config_path: Path) -> str:
         out.append(f"  delimiter: {_y(profile.delimiter)}")
         out.append(f"  missing: {_y(list(profile.missing))}")
     out.append(f"  valid_fraction: {_VALID_FRACTION}")
-    if profile.bad_rows:
-        out.append(f"  on_bad_rows: quarantine  # {profile.bad_rows:,} rows had the wrong number of columns")
+    unlabelled = profile.column(profile.label).missing if profile.label and profile.label_kind != "multitask" else 0
+    if profile.bad_rows or unlabelled:  # set aside and counted, where the default would stop at the first
+        why = [f"{profile.bad_rows:,} rows had the wrong number of columns"] if profile.bad_rows else []
+        why += [f"{unlabelled:,} rows have no label"] if unlabelled else []
+        out.append(f"  on_bad_rows: quarantine  # {'; '.join(why)}")
     if profile.label_kind == "multitask":
         out += ["label:", "  kind: multitask  # several labels, one model (an empty cell: unknown for that task)",
                 "  tasks:"]

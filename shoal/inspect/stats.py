@@ -21,7 +21,7 @@ _TEXT_SPACED_SHARE = 0.5  # a string column is text when most values contain spa
 _TEXT_MIN_BYTES = 16  # ... and they are not short labels
 
 #: The missing-value markers of :class:`shoal.config.DataConfig` (its default for ``data.missing``).
-DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "?")
+DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "null", "NULL", "?")
 #: Distinct values are counted exactly up to this many per column, then reported as ">=".
 CARDINALITY_CAP = 1_000_000
 MAX_GUESSED_CLASSES = 100  # a column with more values is not guessed to be a multiclass label
