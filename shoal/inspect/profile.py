@@ -651,7 +651,20 @@ def _class_values(s: _ColumnStats) -> tuple[tuple[str, ...], str]:
     total = sum(counts.values()) or 1
     names = sorted(counts, key=lambda v: (float(v), v) if all(_is_number(c) for c in counts) else (0.0, v))
     shares = ", ".join(f"{v!r} {100.0 * counts[v] / total:.1f}%" for v in names)
-    return tuple(names), f"multiclass, {len(names)} classes: {shares}" + _missing_note(s)
+    return tuple(names), f"multiclass, {len(names)} classes: {shares}" + _case_note(names) + _missing_note(s)
+
+
+def _case_note(values: Sequence[str]) -> str:
+    """A warning when label values differ only in case or surrounding spaces ('yes' and 'YES': two classes)."""
+    seen: dict[str, list[str]] = {}
+    for v in values:
+        seen.setdefault(v.strip().casefold(), []).append(v)
+    alike = [group for group in seen.values() if len(group) > 1]
+    if not alike:
+        return ""
+    shown = "; ".join(" and ".join(repr(v) for v in group) for group in alike[:3])
+    return (f"; warning: {shown} differ only in case or spaces and are different classes (fix the file, or list "
+            "each class's spellings in label.positive / label.negative for a binary label)")
 
 
 #: Words whose meaning names the positive (True) or negative (False) value of a two-valued label, in any case
@@ -683,7 +696,8 @@ def _label_values(s: _ColumnStats) -> tuple[tuple[str, ...], tuple[str, ...], st
         pos, neg = (a, b) if said[a] else (b, a)
         return (pos,), (neg,), f"values {shares}; positive {pos!r}" + _missing_note(s)
     pos, neg = (a, b) if (counts[a], b) < (counts[b], a) else (b, a)
-    return (pos,), (neg,), f"values {shares}; positive = the minority value {pos!r}" + _missing_note(s)
+    return (pos,), (neg,), (f"values {shares}; positive = the minority value {pos!r}" + _case_note([a, b])
+                            + _missing_note(s))
 
 
 def _missing_note(s: _ColumnStats) -> str:

@@ -15,12 +15,26 @@ def _first_lines(path: Path) -> list[str]:
     from shoal.data.readers import head_bytes, is_multi, source_files
 
     path = source_files(path)[0] if is_multi(path) else path
-    head = head_bytes(path, _SNIFF_BYTES).decode("utf-8-sig", errors="replace")
-    whole = len(head.encode("utf-8", errors="replace")) < _SNIFF_BYTES
+    raw = head_bytes(path, _SNIFF_BYTES)
+    whole = len(raw) < _SNIFF_BYTES
+    _check_utf8(path, raw if whole else raw[:-3])  # the limit may cut a character's bytes
+    head = raw.decode("utf-8-sig", errors="replace")
     lines = head.splitlines()
     if not whole and lines:
         lines = lines[:-1]  # the last line may be cut at the limit
     return [ln for ln in lines if ln.strip()][:_SNIFF_LINES]
+
+
+def _check_utf8(path: Path, raw: bytes) -> None:
+    """Refuse text that is not UTF-8 (a Latin-1 or Windows-1252 export), naming the byte, its line and the fix: the
+    readers read UTF-8 only, and such a file used to be refused as having the wrong delimiter."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        byte = raw[err.start:err.start + 1].hex()
+        raise ValueError(f"{path}: line {line} is not UTF-8 (byte 0x{byte} at offset {err.start}); shoal reads UTF-8 "
+                         f"text: convert the file, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8.csv") from None
 
 
 def _rows(lines: Sequence[str], sep: str) -> list[list[str]]:

@@ -44,3 +44,20 @@ def test_the_usual_spellings_of_missing_are_missing(tmp_path: Path) -> None:
     profile = inspect_file(_write(tmp_path / "d.csv", lines), label="label")
     x = profile.column("x")
     assert x.kind == "dense" and x.missing == len([k for k in range(200) if k % 7 == 0 or k % 11 == 0])
+
+
+def test_labels_that_differ_only_in_case_are_warned_about(tmp_path: Path) -> None:
+    values = ["yes", "no", "YES", "NO"]
+    lines = ["x,label"] + [f"{k % 13 * 1.5},{values[k % 4]}" for k in range(200)]
+    reason = inspect_file(_write(tmp_path / "d.csv", lines), label="label").column("label").reason
+    assert "warning: 'NO' and 'no'; 'YES' and 'yes' differ only in case or spaces and are different classes" in reason
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("x,city,label\n1,Paris,0\n2,Orl\u00e9ans,1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv: line 3 is not UTF-8 \(byte 0xe9 at offset 28\); shoal reads "
+                                         r"UTF-8 text: convert the file, e.g. iconv -f latin1 -t utf-8"):
+        inspect_file(path, label="label")
+    path.write_bytes("x,city,label\n1,Paris,0\n2,Orl\u00e9ans,1\n".encode("utf-8-sig"))  # UTF-8, with a BOM
+    assert inspect_file(path, label="label").rows == 2
