@@ -46,7 +46,9 @@ from shoal.training.strategy import build_optimizers
 
 STEP_ATOL = 1e-5
 TORCHREC_ATOL = 1e-4
-RUN_AUC_TOL = 0.01
+# a whole run, 2 ranks against 1 process (rows dealt to ranks in another order; the steps themselves are checked to
+# STEP_ATOL): 0.012 apart on this weak-signal file (AUC ~0.64) once the output bias starts at the prior, 0.01 before
+RUN_AUC_TOL = 0.02
 RUN_LOGLOSS_TOL = 0.01
 RESUME_TOL = 1e-6
 
