@@ -42,7 +42,7 @@ from shoal.metrics import TaskPrior, probabilities, sigmoid
 from shoal.models import build
 
 __all__ = ["Bundle", "BundleError", "DiskFullError", "answers", "check_bundle_files", "load_bundle", "no_space_left",
-           "save_bundle", "task_of", "write_atomically"]
+           "positive_class", "save_bundle", "task_of", "write_atomically"]
 
 BUNDLE_FORMAT = "shoal-bundle"
 BUNDLE_VERSION = 1
@@ -133,6 +133,15 @@ def answers(logits: np.ndarray, task: str, kinds: list[str] | None = None) -> np
         return np.where(binary, sigmoid(logits), logits.astype(np.float64))
     return (logits.astype(np.float64) if task == "regression" else sigmoid(logits) if task == "multilabel"
             else probabilities(logits))
+
+
+def positive_class(bundle: Bundle) -> str | None:
+    """What a binary bundle's probability is of, in words: ``label 'COLUMN' is 'yes'`` (its positive values);
+    None for other tasks."""
+    label = bundle.config.label
+    if bundle.task != "binary" or label is None or bundle.classes:
+        return None
+    return f"label {label.column!r} is {' or '.join(repr(v) for v in label.positive)}"
 
 
 def task_of(meta: dict[str, Any]) -> str:

@@ -239,6 +239,8 @@ def predict(
         console.print(f"wrote {summary.out}: {summary.rows_predicted:,} rows predicted of "
                       f"{summary.rows_read:,} read in {summary.seconds:.1f} s ({rate:,.0f} rows/s)")
         console.print(f"backend: {summary.backend}{_measured(summary.backend_choice)}")
+        if summary.positive:
+            console.print(f"probability: that {summary.positive}")
         if summary.quarantined:
             console.print(f"[yellow]{summary.quarantined:,} bad rows quarantined[/] -> "
                           f"{summary.quarantine_file} {summary.by_reason}")

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel
 
-from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.bundle import Bundle, load_bundle, positive_class
 from shoal.artifacts.refs import resolve
 from shoal.data.batch import Batch
 from shoal.data.readers import BadRow, BadRowSink, Chunk
@@ -123,7 +123,7 @@ class ServedModel:
             if self.task == "multitask"
             else {"kind": "regression", "field": "prediction"} if self.task == "regression"
             else {"kind": "multilabel", "tags": self.classes, "threshold": 0.5} if self.task == "multilabel"
-            else {"kind": "binary", "field": "probability"} if self.classes is None
+            else {"kind": "binary", "field": "probability", "of": positive_class(self.bundle)} if self.classes is None
             else {"kind": "multiclass", "classes": self.classes},
             "fields": self.schema.describe(), "metrics": meta.get("metrics", {}),
         }

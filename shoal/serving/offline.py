@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shoal.artifacts.bundle import Bundle, load_bundle
+from shoal.artifacts.bundle import Bundle, load_bundle, positive_class
 from shoal.artifacts.refs import resolve
 from shoal.data.readers import BadInputError, BadRow, BadRowSink, detect_format
 from shoal.data.stream import chunks
@@ -62,6 +62,7 @@ class PredictSummary:
     by_reason: dict[str, int] = field(default_factory=dict)
     backend: str = ""  # the predictor's name; ``auto`` with an export: which backend scored which chunk sizes
     backend_choice: dict[str, Any] | None = None  # ``auto``'s measured decision (see GET /model)
+    positive: str | None = None  # a binary label's column and the values its probability is of, said by the CLI
 
 
 def output_schema(classes: list[str] | None, kept: list[tuple[str, pa.DataType]], task: str = "binary") -> pa.Schema:
@@ -192,7 +193,8 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     return PredictSummary(rows_read=read + _reader_rejects(sink, predicted, read), rows_predicted=predicted,
                           quarantined=sink.count, out=out, quarantine_file=quarantine if sink.count else None,
                           seconds=time.perf_counter() - started, by_reason=dict(sink.by_reason),
-                          backend=predictor.backend, backend_choice=backend_choice(predictor))
+                          backend=predictor.backend, backend_choice=backend_choice(predictor),
+                          positive=positive_class(bundle))
 
 
 def _score_raw(predictor: EndToEndPredictor, table: pa.Table,

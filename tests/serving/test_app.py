@@ -143,6 +143,7 @@ def test_predict_equals_bundle_and_shoal_predict(client: TestClient, rows: list[
         result = runner.invoke(cli.app, ["predict", str(bundle_v1), str(data), "-o", str(out), "--keep", "s0"])
         assert result.exit_code == 0, result.output
         assert "4,000 rows predicted of 4,000 read" in result.output
+        assert "probability: that label 'label' is '1' or '1.0' or 'true' or 'True'" in " ".join(result.output.split())
         table = pq.read_table(out) if out.suffix == ".parquet" else pacsv.read_csv(out)
         assert table.column_names == ["line", "s0", "probability"] and table.num_rows == 4000
         assert table.column("line").to_pylist()[:3] == [1, 2, 3]
@@ -360,7 +361,8 @@ def test_metrics_health_model_and_openapi(client: TestClient, rows: list[dict[st
         assert name in text, name
     assert client.get("/readyz").json()["status"] == "ready"
     info = client.get("/model").json()
-    assert info["output"] == {"kind": "binary", "field": "probability"}
+    assert info["output"] == {"kind": "binary", "field": "probability", "of": "label 'label' is '1' or "
+                              "'1.0' or 'true' or 'True'"}  # what the probability is of
     assert [f["name"] for f in info["fields"]] == ["d0", "d1", "d2", "s0", "s1", "s2", "s3", "title"]
     assert info["settings"]["max_rows_per_request"] == 50 and "admin_token" not in info["settings"]
     spec = client.get("/openapi.json").json()
