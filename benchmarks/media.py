@@ -62,6 +62,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, row, timer, write_json  # noqa: E402
 
+from shoal.training.callbacks import Callbacks  # noqa: E402 - light: no torch
+
 BENCH = "media"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -122,21 +124,16 @@ def mnist_config(train: Path, epochs: int | None, threads: int) -> Any:
     return parse_config(doc, source="configs/mnist.yaml, as the benchmark runs it")
 
 
-class Validations:
+class Validations(Callbacks):
     """Training callbacks that keep (seconds since ``started``, held-out accuracy) at each validation: shoal's side
     of :data:`media_script.Curve`."""
 
     def __init__(self, started: float) -> None:
-        from shoal.training.callbacks import Callbacks
+        self.started = started
+        self.curve: list[tuple[float, float]] = []
 
-        self.started, self.curve = started, []
-        outer = self
-
-        class Hooks(Callbacks):
-            def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
-                outer.curve.append((time.perf_counter() - outer.started, float(metrics["accuracy"])))
-
-        self.hooks = Hooks()
+    def on_eval(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        self.curve.append((time.perf_counter() - self.started, float(metrics["accuracy"])))
 
 
 def run_shoal(dataset: str, cfg: Any, test: Path, home: Path, system: str = "shoal",
@@ -149,7 +146,7 @@ def run_shoal(dataset: str, cfg: Any, test: Path, home: Path, system: str = "sho
 
     with timer() as t:
         seen = Validations(t.started)
-        record = record or shoal.train(cfg, home=home, callbacks=seen.hooks)
+        record = record or shoal.train(cfg, home=home, callbacks=seen)
     report = shoal.evaluate_file(record.run_id, test, home=home)
     bundle = shoal.load(record.run_id, home=home)
     start = time.perf_counter()

@@ -239,18 +239,17 @@ def inspect_file(
     separator: str | None = None
     if chosen is not None:
         k = names.index(chosen)
-        listed = stats[k].separator() if label is not None else None  # tags are recognised in a given label only
+        # tags are recognised in a given label only (or one given its kind)
+        listed = stats[k].separator() if label is not None or label_kind is not None else None
         if label_kind is not None:
-            listed = stats[k].separator()
             _check_label_kind(label_kind, stats[k], listed is not None)
         if label_kind == "regression" or (label_kind is None and _regression_like(stats[k])):
             kind, note = "regression", _regression_note(stats[k])
-        elif label_kind in ("multiclass", "binary"):
-            if label_kind == "multiclass":
-                kind = "multiclass"
-                classes, note = _class_values(stats[k])
-            else:
-                positive, negative, note = _label_values(stats[k])
+        elif label_kind == "multiclass":
+            kind = "multiclass"
+            classes, note = _class_values(stats[k])
+        elif label_kind == "binary":
+            positive, negative, note = _label_values(stats[k])
         elif listed is not None:
             kind, separator = "multilabel", listed[0]
             tags = f"{len(listed[1].distinct):,}{'+' if listed[1].distinct.capped else ''}"
