@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -78,7 +78,7 @@ def create_ui_app(home: str | Path, admin_token: str | None = None) -> FastAPI:
 
     @app.get("/api/runs")
     def runs(limit: int = Query(10_000, ge=1, le=1_000_000), status: str | None = None,
-             q: str | None = None) -> JSONResponse:
+             q: str | None = None) -> Response:
         """Runs newest first: id, name, kind, status, model, parent, times and headline metrics."""
         where, args = [], []
         if status:
@@ -87,18 +87,20 @@ def create_ui_app(home: str | Path, admin_token: str | None = None) -> FastAPI:
         if q:
             where.append("(run_id LIKE ? OR name LIKE ? OR json_extract(config, '$.model.name') LIKE ?)")
             args += [f"%{q}%"] * 3
-        sql = ("SELECT run_id, name, kind, status, created_at, finished_at, parent, metrics, "
-               "json_extract(config, '$.model.name') FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY created_at DESC, run_id DESC LIMIT ?")
+        # SQLite writes the JSON itself: 10,000 rows leave as one string, never as 10,000 Python dicts
+        keys = ", ".join(f"'{k}'" for k in _LIST_METRICS)
+        row = (f"json_object('run_id', run_id, 'name', name, 'kind', kind, 'status', status, 'created_at', created_at, "
+               f"'finished_at', finished_at, 'parent', parent, 'model', CASE WHEN json_type(config, '$.model.name') = "
+               f"'text' THEN json_extract(config, '$.model.name') END, 'metrics', "
+               f"(SELECT json_group_object(key, value) FROM json_each(CASE WHEN json_valid(metrics) THEN metrics "
+               f"ELSE '{{}}' END) WHERE key IN ({keys})))")
+        sql = (f"SELECT json_group_array(json(one)) FROM (SELECT {row} AS one FROM runs"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY created_at DESC, run_id DESC LIMIT ?)")
         with closing(connect()) as conn:
-            rows = conn.execute(sql, (*args, limit)).fetchall()
-        out = []
-        for run_id, name, kind, status_, created, finished, parent, metrics, model in rows:
-            m = json.loads(metrics) if metrics else {}
-            out.append({"run_id": run_id, "name": name, "kind": kind, "status": status_, "created_at": created,
-                        "finished_at": finished, "parent": parent, "model": model if isinstance(model, str) else None,
-                        "metrics": {k: m[k] for k in _LIST_METRICS if k in m}})
-        return JSONResponse({"home": str(home), "runs": out})
+            (runs_json,) = conn.execute(sql, (*args, limit)).fetchone()
+        return Response('{"home": ' + json.dumps(str(home)) + ', "runs": ' + (runs_json or "[]") + "}",
+                        media_type="application/json")
 
     def record(run_id: str) -> Any:
         if not db.is_file():

@@ -97,9 +97,16 @@ def test_ten_thousand_runs_list_in_under_a_second(tmp_path: Path) -> None:
     _fill(tmp_path, 10_000)
     client = TestClient(create_ui_app(tmp_path))
     client.get("/api/runs", params={"limit": 10})  # warm
-    started = time.perf_counter()
-    runs = client.get("/api/runs").json()["runs"]
-    assert len(runs) == 10_000 and time.perf_counter() - started < 1.0
+    seconds = []
+    for _ in range(3):  # the best of three: a shared 2-core machine's pauses are not the endpoint's cost
+        started = time.perf_counter()
+        runs = client.get("/api/runs").json()["runs"]
+        seconds.append(time.perf_counter() - started)
+    assert len(runs) == 10_000 and min(seconds) < 1.0, seconds
+    assert [r["name"] for r in runs[:3]] == ["run-0", "run-1", "run-2"]  # newest first
+    assert runs[0]["model"] == "dlrm" and runs[0]["metrics"] == {"valid_auc": 0.7, "valid_ne": 0.9}
+    created = [r["created_at"] for r in runs]
+    assert created == sorted(created, reverse=True)
 
 
 # -- in a real browser -----------------------------------------------------------------------------------------
