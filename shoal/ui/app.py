@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -43,6 +44,20 @@ _LIST_METRICS = ("valid_auc", "valid_ne", "valid_accuracy", "valid_macro_f1", "v
 
 class AliasMove(BaseModel):
     version: int = Field(ge=1)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as standard JSON: NaN and infinities (a one-class AUC, stored as Python's tokens) become null, and
+    what JSON has no type for becomes its string."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return str(value)
 
 
 def _pictures(record_summary: dict[str, Any], run_dir: Path) -> list[str]:
@@ -89,10 +104,12 @@ def create_ui_app(home: str | Path, admin_token: str | None = None) -> FastAPI:
             args += [f"%{q}%"] * 3
         # SQLite writes the JSON itself: 10,000 rows leave as one string, never as 10,000 Python dicts
         keys = ", ".join(f"'{k}'" for k in _LIST_METRICS)
+        # NaN and infinities are stored as Python's tokens (a one-class AUC): null in standard JSON
+        plain = "replace(replace(replace(metrics, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')"
         row = (f"json_object('run_id', run_id, 'name', name, 'kind', kind, 'status', status, 'created_at', created_at, "
                f"'finished_at', finished_at, 'parent', parent, 'model', CASE WHEN json_type(config, '$.model.name') = "
                f"'text' THEN json_extract(config, '$.model.name') END, 'metrics', "
-               f"(SELECT json_group_object(key, value) FROM json_each(CASE WHEN json_valid(metrics) THEN metrics "
+               f"(SELECT json_group_object(key, value) FROM json_each(CASE WHEN json_valid({plain}) THEN {plain} "
                f"ELSE '{{}}' END) WHERE key IN ({keys})))")
         sql = (f"SELECT json_group_array(json(one)) FROM (SELECT {row} AS one FROM runs"
                + (" WHERE " + " AND ".join(where) if where else "")
@@ -114,10 +131,10 @@ def create_ui_app(home: str | Path, admin_token: str | None = None) -> FastAPI:
     def run(run_id: str) -> JSONResponse:
         r = record(run_id)
         summary = {k: v for k, v in r.summary.items() if k != "traceback"}
-        return JSONResponse(json.loads(json.dumps({
+        return JSONResponse(_plain({
             "run_id": r.run_id, "name": r.name, "kind": r.kind, "status": r.status, "parent": r.parent,
             "created_at": r.created_at, "finished_at": r.finished_at, "config": r.config, "metrics": r.metrics,
-            "summary": summary, "pictures": _pictures(r.summary, r.artifact_dir)}, default=str)))
+            "summary": summary, "pictures": _pictures(r.summary, r.artifact_dir)}))
 
     @app.get("/api/runs/{run_id}/pictures/{name}")
     def picture(run_id: str, name: str) -> FileResponse:
@@ -137,7 +154,7 @@ def create_ui_app(home: str | Path, admin_token: str | None = None) -> FastAPI:
             out.append({"run_id": r.run_id, "name": r.name, "kind": r.kind, "metrics": r.metrics,
                         "model": (r.config.get("model") or {}).get("name") if isinstance(r.config.get("model"), dict)
                         else None, "history": r.summary.get("history") or []})
-        return JSONResponse({"runs": json.loads(json.dumps(out, default=str))})
+        return JSONResponse({"runs": _plain(out)})
 
     @app.get("/api/models")
     def models() -> JSONResponse:

@@ -109,6 +109,23 @@ def test_ten_thousand_runs_list_in_under_a_second(tmp_path: Path) -> None:
     assert created == sorted(created, reverse=True)
 
 
+def test_a_nan_metric_is_null_not_a_server_error(tmp_path: Path) -> None:
+    """AUC is NaN on one-class data and the registry keeps it: every endpoint answers standard JSON with null."""
+    registry = Registry(tmp_path)
+    one = registry.create_run("one-class", {"model": {"name": "mlp"}})
+    registry.complete(one.run_id, {"valid_auc": float("nan"), "valid_ne": 0.5, "valid_accuracy": float("inf")}, {})
+    other = registry.create_run("other", {"model": {"name": "mlp"}})
+    registry.complete(other.run_id, {"valid_auc": 0.7}, {})
+    client = TestClient(create_ui_app(tmp_path), raise_server_exceptions=False)
+    listed = {r["name"]: r["metrics"] for r in client.get("/api/runs").json()["runs"]}
+    assert listed == {"one-class": {"valid_auc": None, "valid_ne": 0.5, "valid_accuracy": None},
+                      "other": {"valid_auc": 0.7}}
+    detail = client.get(f"/api/runs/{one.run_id}")
+    assert detail.status_code == 200 and detail.json()["metrics"]["valid_auc"] is None
+    both = client.get("/api/compare", params={"ids": f"{one.run_id},{other.run_id}"})
+    assert both.status_code == 200 and both.json()["runs"][0]["metrics"]["valid_ne"] == 0.5
+
+
 # -- in a real browser -----------------------------------------------------------------------------------------
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
