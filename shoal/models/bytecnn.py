@@ -41,7 +41,11 @@ class _ConvStack(nn.Module):
 
     def __init__(self, vocab: int, config: ByteCNNConfig) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab, config.embedding_dim, padding_idx=0)
+        # torch's own init, but none on the meta device (a bundle's shape check), where normal_ imports torch._dynamo
+        self.embedding = nn.Embedding(vocab, config.embedding_dim, padding_idx=0,
+                                      _weight=torch.empty(vocab, config.embedding_dim))
+        if not self.embedding.weight.is_meta:
+            self.embedding.reset_parameters()
         sizes = [config.embedding_dim, *config.channels]
         self.convs = nn.ModuleList(nn.Conv1d(sizes[i], sizes[i + 1], config.kernel_size,
                                              padding=config.kernel_size // 2) for i in range(len(config.channels)))

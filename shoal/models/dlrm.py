@@ -8,6 +8,7 @@ vectors; the top MLP maps [bottom output, dot products] to a click logit (or one
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,8 @@ class DotInteraction(nn.Module):
 
     def __init__(self, num_vectors: int) -> None:
         super().__init__()
-        rows, cols = torch.triu_indices(num_vectors, num_vectors, offset=1)
+        # numpy's: torch's triu_indices on the meta device (a bundle's shape check) imports torch._dynamo, seconds
+        rows, cols = (torch.tensor(a, dtype=torch.int64) for a in np.triu_indices(num_vectors, k=1))
         self.rows: torch.Tensor
         self.cols: torch.Tensor
         self.register_buffer("rows", rows, persistent=False)

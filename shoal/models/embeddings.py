@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Protocol
 
 import numpy as np
@@ -158,14 +159,16 @@ class SparseArch(nn.Module):
         super().__init__()
         self.dim = dim
         self.num_features = len(buckets)
-        starts = torch.zeros(len(buckets) + 1, dtype=torch.int64)
-        starts[1:] = torch.cumsum(torch.tensor(buckets, dtype=torch.int64), 0)
+        # summed in Python and no random init on the meta device (where a bundle's model is built first to check
+        # its shapes): torch's meta cumsum and normal_ import torch._dynamo, seconds of every server worker's start
+        starts = torch.tensor([0, *itertools.accumulate(buckets)], dtype=torch.int64)
         self.table_offsets: torch.Tensor
         self.register_buffer("table_offsets", starts, persistent=False)
         rows = sum(buckets)  # from the list, not the tensor: builds on the meta device too (shape checks)
         self.bag = nn.EmbeddingBag(rows, dim, mode="sum", sparse=True,  # the weight of all tables
                                    _weight=torch.empty(rows, dim))
-        nn.init.normal_(self.bag.weight, std=init_std)
+        if not self.bag.weight.is_meta:
+            nn.init.normal_(self.bag.weight, std=init_std)
         self._rows_used = -1  # rows gathered by the last training forward
         self._fused: SparseStep | None = None  # applied inside the backward (:meth:`fuse`), or None
         self._scratch = PooledScratch()  # the compiled fused step's memory (one int32 per row, and more)
