@@ -7,7 +7,10 @@ A request carries raw rows, keyed by the column names the model was trained on::
 Per column, by the kind of the features that read it:
 
     dense   a number within float32's range (|v| <= 3.4028235e38) or null (null: missing, as an empty cell in a
-            file): the model computes in float32, where a larger number would become inf, then NaN
+            file): the model computes in float32, where a larger number would become inf, then NaN. When the
+            feature reads numbers written for people (its ``decimal``, ``thousands`` or ``symbol`` option, as
+            ``shoal inspect`` writes them), also a string written that way (``"30,220"``, ``"2,5 %"``), parsed as
+            the training file's cells were
     sparse  a string, an integer or null (an id never seen in training is fine: it hashes like any other), of at
             most ``max_id_bytes`` UTF-8 bytes; a list feature's cell at most ``max_list_ids`` ids
     text    a string of at most ``max_text_bytes`` UTF-8 bytes
@@ -45,7 +48,7 @@ from pydantic_core import PydanticCustomError
 
 from shoal.data.encoder import Encoder
 from shoal.data.features.base import Problems
-from shoal.data.features.dense import FLOAT32_MAX
+from shoal.data.features.dense import FLOAT32_MAX, NumberFormat
 from shoal.data.features.media import MediaColumn, MediaError, base64_bytes
 from shoal.data.features.time import TimeColumn
 from shoal.errors import ShoalError
@@ -232,6 +235,28 @@ def _time_check(columns: list[TimeColumn]) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _written_number(number: NumberFormat) -> AfterValidator:
+    """A dense value that is a number, or text written as the feature reads a file's cells (``number``'s decimal
+    and thousands marks and symbol: ``"30,220"``, ``"$1,858.39"``): parsed here, by the reader's own code, so the
+    model sees the number a file's cell gives."""
+
+    marks = ", ".join(f"{k} {v!r}" for k, v in number.options().items() if k != "not_a_number")
+
+    def check(value: float | str | None) -> float | None:
+        if not isinstance(value, str):
+            return _in_float32(value)
+        values, ok = number.parse(pa.array([value.strip()], pa.string()))
+        if not ok[0]:
+            if number.not_a_number == "missing":
+                return None
+            shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+            raise ValueError(f"{shown} is not a number as this feature reads them ({marks}); send a number, text "
+                             "written that way, or null")
+        return _in_float32(float(values[0]))
+
+    return AfterValidator(check)
+
+
 def _in_float32(value: float | int | None) -> float | int | None:
     if value is not None and abs(value) > FLOAT32_MAX:
         raise PydanticCustomError("float32_range", "outside float32's range")
@@ -254,6 +279,13 @@ class RequestSchema:
         for feature in encoder.media_features:
             feature.read_paths = False  # a request's cell is base64, never a path to the server's files
             self._media.setdefault(feature.column, feature)
+        # a column that only dense features read, with marks in its numbers (decimal ",", thousands, a symbol): a
+        # request may send its numbers as text written that way, as the training file had them
+        formats = {f.column: f.number for f in encoder.dense_features if f.number.options()}
+        self._written = {f.column: _written_number(formats[f.column]) for f in self.fields
+                         if f.kind == "dense" and len(f.kinds) == 1 and f.column in formats}
+        self._written_example = {c: "1.234,5" if formats[c].decimal == "," else "1,234.5" if formats[c].thousands
+                                 else f"{formats[c].symbol}12" for c in self._written}
         # Internal names f0, f1, ... with the column as alias (columns need not be Python identifiers), their prefix
         # one no column starts with: pydantic reads a value by its alias first, so an internal name that is also
         # another field's column (c2 of the columns c0, c1, c3, as `shoal inspect` names a headerless file's) would
@@ -268,8 +300,10 @@ class RequestSchema:
         defs: dict[str, Any] = {}
         form: dict[str, Any] = {}  # a multipart row's: the same, but a media value is the file's bytes
         for name, f in zip(self._names, self.fields, strict=True):
-            if f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
-                typ: Any = (int | float | None) if len(f.kinds) > 1 else (float | None)
+            if f.kind == "dense" and f.column in self._written:  # also "30,220", read as the feature reads a file
+                typ: Any = Annotated[float | str | None, self._written[f.column]]
+            elif f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
+                typ = (int | float | None) if len(f.kinds) > 1 else (float | None)
                 typ = Annotated[typ, AfterValidator(_in_float32)]
             elif f.kind == "sparse":
                 typ = Annotated[str | int | None, _id_limit(max_id_bytes, max_list_ids, f.separators)]
@@ -299,7 +333,11 @@ class RequestSchema:
 
     def _expect(self, spec: FieldSpec) -> str:
         """What a field takes, in words."""
-        return self._media[spec.column].formats if spec.kind in _MEDIA else _EXPECT[spec.kind]
+        if spec.kind in _MEDIA:
+            return self._media[spec.column].formats
+        if spec.column in self._written:
+            return f"a number, text written as the training file's (\"{self._written_example[spec.column]}\") or null"
+        return _EXPECT[spec.kind]
 
     # -- validation ------------------------------------------------------------------------------------------
     def parse(self, body: bytes) -> list[BaseModel]:
