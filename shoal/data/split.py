@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shoal.data.features.base import id_lists, is_id_list
 from shoal.data.readers import Chunk
 
 __all__ = ["HeldOutSplit", "valid_mask"]
@@ -75,7 +76,8 @@ class HeldOutSplit:
         """Append held-out rows with their line numbers (the file's schema is the first write's)."""
         table = rows.table
         if self.fmt == "jsonl":
-            table = pa.table({c: pc.cast(table.column(c), pa.string()) for c in table.column_names})
+            table = pa.table({c: id_lists(table.column(c)) if is_id_list(table.column(c).type)
+                              else pc.cast(table.column(c), pa.string()) for c in table.column_names})
         table = table.append_column(self.LINE, pa.array(rows.lines, pa.int64()))
         self._writer = self._writer or pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table.cast(self._writer.schema))

@@ -525,6 +525,13 @@ def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "
     if s.spaced > _TEXT_SPACED_SHARE * s.present and mean_bytes >= _TEXT_MIN_BYTES:
         return ("text", f"free text: {mean_bytes:.0f} bytes on average, {100.0 * s.spaced / s.present:.0f}% "
                 f"of values contain spaces; learned from raw bytes (n-gram bags)", None, None)
+    if s.list_separator is not None:  # a list column: a list feature whatever the share of rows with several ids
+        ls = s.lists.get(s.list_separator)
+        several = 100.0 * ls.rows / s.present if ls is not None else 0.0
+        ids = (f"{'>=' if ls.distinct.capped else ''}{len(ls.distinct) or len(s.distinct):,}" if ls is not None
+               else f"{len(s.distinct):,}")
+        return ("sparse", f"lists of ids (a {s.arrow_type} column; {several:.0f}% of rows have several), {ids} "
+                f"distinct ids", None, s.list_separator)
     listed = s.separator()
     if listed is not None:
         sep, ls = listed

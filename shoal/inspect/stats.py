@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shoal.data.features.base import id_lists, is_id_list
 from shoal.data.features.dense import NumberFormat
 from shoal.data.hashing import hash_strings
 
@@ -157,6 +158,7 @@ class _ColumnStats:
         self.text_bytes = 0  # total UTF-8 bytes of the string values
         self.spaced = 0  # string values containing a space: prose, not ids
         self.lists = {s: _ListStats() for s in separators}
+        self.list_separator: str | None = None  # a list column's (JSON-lines, Parquet): the ids joined by it
         # rows per text length: [0, 64], (64, 128], ... up to _LENGTH_CAP, then one slot for longer texts
         self.lengths = np.zeros(_LENGTH_CAP // _LENGTH_STEP + 1, dtype=np.int64)
         self.head: list[Any] = []  # the first non-missing values as read (str, bytes, ...)
@@ -178,6 +180,9 @@ class _ColumnStats:
         if self.unsupported is not None:
             return
         floats: np.ndarray | None = None
+        if is_id_list(arr.type):  # a JSON-lines / Parquet list of ids: profiled as the cell "a|b" a list feature reads
+            arr = self._joined(arr)
+            self.numeric = False  # [3] is the id "3", never a number
         if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
             text = pc.utf8_trim_whitespace(arr)
         elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
@@ -220,6 +225,18 @@ class _ColumnStats:
             self._numbers(floats)
         else:
             self._strings(values)
+
+    def _joined(self, arr: pa.Array) -> pa.Array:
+        """A list column's cells joined into text by :attr:`list_separator` (the first of the list separators that
+        no id of the first chunk holds, chosen once); an empty or missing list is a missing cell."""
+        lists = id_lists(arr)
+        if self.list_separator is None:
+            items = pc.drop_null(lists.values)
+            free = [sep for sep in self.lists if not pc.any(pc.match_substring(items, sep)).as_py()]
+            self.list_separator = free[0] if free else next(iter(self.lists), "|")
+        joined = pc.binary_join(lists, self.list_separator)
+        return pc.if_else(pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False), joined,
+                          pa.scalar(None, pa.string()))
 
     def _parse(self, values: pa.Array, lines: np.ndarray) -> np.ndarray | None:
         """The numbers of text ``values`` (N,), read as :attr:`number_format` says (chosen by the first chunk whose
@@ -357,6 +374,8 @@ class _ColumnStats:
     def dtype(self) -> str:
         if self.unsupported is not None:
             return self.unsupported
+        if self.list_separator is not None and self.arrow_type is not None:
+            return f"list<{self.arrow_type.value_type}>"
         if self.arrow_type is not None and pa.types.is_boolean(self.arrow_type):
             return "bool"
         if self.present == 0:

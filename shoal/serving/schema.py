@@ -12,7 +12,9 @@ Per column, by the kind of the features that read it:
             ``shoal inspect`` writes them), also a string written that way (``"30,220"``, ``"2,5 %"``), parsed as
             the training file's cells were
     sparse  a string, an integer or null (an id never seen in training is fine: it hashes like any other), of at
-            most ``max_id_bytes`` UTF-8 bytes; a list feature's cell at most ``max_list_ids`` ids
+            most ``max_id_bytes`` UTF-8 bytes; a list feature's cell at most ``max_list_ids`` ids, as text joined by
+            its separator (``"a|b"``) or a JSON array (``["a", "b"]``, as a JSON-lines training file had them;
+            ``[]``: missing; an id holding the separator is a 422)
     text    a string of at most ``max_text_bytes`` UTF-8 bytes
     image   base64 of a PNG/JPEG/WebP file (or a ``data:<type>;base64,`` URI) of at most ``max_media_bytes``
     audio   base64 of a mono 16-bit PCM WAV file, the same way
@@ -167,7 +169,9 @@ def _text_limit(limit: int) -> AfterValidator:
 
 
 def _id_limit(max_id_bytes: int, max_list_ids: int, separators: tuple[str, ...]) -> AfterValidator:
-    def check(value: str | int | None) -> str | int | None:
+    def check(value: str | int | list[str | int] | None) -> str | int | None:
+        if isinstance(value, list):  # a list feature's ids as a JSON array: the cell its separator joins
+            value = _joined(value, separators[0], max_list_ids)
         if value is None:
             return value
         text = value if isinstance(value, str) else str(value)
@@ -185,6 +189,18 @@ def _id_limit(max_id_bytes: int, max_list_ids: int, separators: tuple[str, ...])
         raise ValueError(f"an id of {size:,} bytes is over the limit of {max_id_bytes:,} bytes (server max_id_bytes)")
 
     return AfterValidator(check)
+
+
+def _joined(ids: list[str | int], separator: str, max_list_ids: int) -> str | None:
+    """A JSON array of ids as the text cell ``"a|b"`` a list feature reads (an empty array: a missing cell)."""
+    if len(ids) > max_list_ids:
+        raise ValueError(f"a list of {len(ids):,} ids is over the limit of {max_list_ids:,} ids (server max_list_ids)")
+    text = [i if isinstance(i, str) else str(i) for i in ids]
+    inside = next((i for i in text if separator in i), None)
+    if inside is not None:
+        raise ValueError(f"the id {inside[:40]!r} holds the feature's separator {separator!r}: it would read as "
+                         "several ids")
+    return separator.join(text) if text else None
 
 
 def _media_check(column: MediaColumn, limit: int) -> AfterValidator:
@@ -305,6 +321,9 @@ class RequestSchema:
             elif f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
                 typ = (int | float | None) if len(f.kinds) > 1 else (float | None)
                 typ = Annotated[typ, AfterValidator(_in_float32)]
+            elif f.kind == "sparse" and len(f.separators) == 1 and len(f.kinds) == 1:  # also a JSON array of ids
+                typ = Annotated[str | int | list[str | int] | None, _id_limit(max_id_bytes, max_list_ids,
+                                                                              f.separators)]
             elif f.kind == "sparse":
                 typ = Annotated[str | int | None, _id_limit(max_id_bytes, max_list_ids, f.separators)]
             elif f.kind in _MEDIA:
@@ -335,6 +354,9 @@ class RequestSchema:
         """What a field takes, in words."""
         if spec.kind in _MEDIA:
             return self._media[spec.column].formats
+        if spec.kind == "sparse" and len(spec.separators) == 1 and len(spec.kinds) == 1:
+            return (f"a string, an integer, an array of them (the list's ids, \"{spec.separators[0]}\" joins them) "
+                    "or null")
         if spec.column in self._written:
             return f"a number, text written as the training file's (\"{self._written_example[spec.column]}\") or null"
         return _EXPECT[spec.kind]

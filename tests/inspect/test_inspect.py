@@ -124,16 +124,18 @@ def test_parquet_typed_columns(tmp_path: Path) -> None:
         "flag": pa.array(rng.random(n) < 0.5),
         "shop": pa.array([f"s{i % 9}" for i in range(n)]),
         "empty": pa.array([None] * n, pa.string()),
-        "nested": pa.array([[1, 2]] * n),
+        "nested": pa.array([{"a": [1, 2]}] * n),
+        "same_list": pa.array([[1, 2]] * n),  # a list of ids (tests/inspect/test_list_columns.py), always the same
     })
     pq.write_table(table, tmp_path / "t.parquet")
     p = inspect_file(tmp_path / "t.parquet")
     assert (p.format, p.header, p.delimiter, p.label) == ("parquet", True, None, "target")
     assert _kinds(p) == {"target": "label", "amount": "dense", "flag": "sparse", "shop": "sparse",
-                         "empty": "ignore", "nested": "ignore"}
+                         "empty": "ignore", "nested": "ignore", "same_list": "ignore"}
     assert p.column("amount").missing == 50 and p.column("amount").dtype == "float"
     assert p.column("flag").dtype == "bool" and p.column("shop").cardinality == 9
     assert "unsupported" in p.column("nested").reason and "always missing" in p.column("empty").reason
+    assert p.column("same_list").reason == "constant: every row is '1|2'"
 
 
 def test_jsonl(tmp_path: Path) -> None:

@@ -40,6 +40,26 @@ def feature_seed(name: str) -> int:
     return seed_for(name) & 0xFFFFFFFF
 
 
+def is_id_list(typ: pa.DataType) -> bool:
+    """Whether a column of type ``typ`` holds a list of ids per row (a JSON-lines array, a Parquet list) of
+    strings or integers: read by a list feature (one with a ``separator``) as the cell ``"a|b"`` is."""
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)):
+        return False
+    item = typ.value_type
+    return pa.types.is_string(item) or pa.types.is_large_string(item) or pa.types.is_integer(item)
+
+
+def id_lists(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A list column (:func:`is_id_list`) as one list<string> array, each id whitespace trimmed; a null list is a
+    missing cell, a null id is dropped as an empty one is."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    target = pa.large_list(pa.string()) if pa.types.is_large_list(arr.type) else pa.list_(pa.string())
+    lists = pc.cast(arr, target)
+    items = pc.utf8_trim_whitespace(lists.values)
+    cls = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
+    return cls.from_arrays(lists.offsets, items, mask=lists.is_null())
+
+
 def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?", trim: bool = True) -> pa.Array:
     """A column as one string array, whitespace trimmed (ids and labels read the same from any file format;
     ``trim=False``: left to the caller, e.g. once over several columns concatenated).
@@ -48,9 +68,11 @@ def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?", trim: bool = Tr
     if pa.types.is_nested(arr.type):
         from shoal.data.readers import BadInputError
 
+        fix = ("give the feature a separator (separator: \"|\"): a list feature reads the list as it reads \"a|b\""
+               if is_id_list(arr.type) else "join the list when writing the file")
         raise BadInputError(f"column {name!r} holds {arr.type}, where ids are expected: one string or integer per "
                             "row, or several ids joined into one string by the feature's separator (e.g. \"a|b\" "
-                            "with separator: \"|\"); join the list when writing the file")
+                            f"with separator: \"|\"); {fix}")
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
     return pc.utf8_trim_whitespace(arr) if trim else arr

@@ -12,6 +12,9 @@ With a ``separator``, a cell holds a list (``"a|b|c"``); an empty or missing lis
 
     cells        "a|b"   ""    "c"          ids      [h(a), h(b), 0, h(c)]
                                             offsets  [0, 2, 3, 4]
+
+A list column of a JSON-lines or Parquet file (``["a", "b"]``, strings or integers) is read by such a feature as
+the cell ``"a|b"`` is, whatever its separator: ids 17 and "17" are the same id.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.config import SparseFeature
-from shoal.data.features.base import IdColumn, as_strings, feature_seed
+from shoal.data.features.base import IdColumn, as_strings, feature_seed, id_lists, is_id_list
 from shoal.data.features.vocab import Vocabulary, VocabularyCounter
 from shoal.data.hashing import bucketize, hash_strings
 
@@ -56,10 +59,18 @@ class SparseColumn(IdColumn):
 
     def values(self, col: pa.ChunkedArray) -> pa.Array:
         """The ids of a column as strings, missing and empty ones dropped (a list cell gives each of its ids)."""
-        text = as_strings(col, self.column)
-        if self.separator is not None:
-            text = pc.utf8_trim_whitespace(pc.list_flatten(pc.split_pattern(text, self.separator)))
+        text = pc.list_flatten(self._lists(col)) if self.separator is not None else as_strings(col, self.column)
         return text.filter(pc.fill_null(pc.not_equal(text, ""), False))
+
+    def _lists(self, col: pa.ChunkedArray | pa.Array) -> pa.Array:
+        """A list feature's cells as lists of trimmed id strings: a list column as it is, text split on the
+        separator."""
+        if is_id_list(col.type):
+            return id_lists(col)
+        assert self.separator is not None
+        lists = pc.split_pattern(as_strings(col, self.column), self.separator)
+        items = pc.utf8_trim_whitespace(lists.values)
+        return pa.ListArray.from_arrays(lists.offsets, items, mask=lists.is_null())
 
     def counter(self) -> VocabularyCounter:
         """An empty count of this feature's ids, for :meth:`learn`."""
@@ -78,19 +89,19 @@ class SparseColumn(IdColumn):
         return bucketize(hash_strings(present, self.seed), self.buckets)
 
     def ids(self, col: pa.ChunkedArray, one_per_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        text = as_strings(col, self.column)
-        n = len(text)
+        n = len(col)
         if self.separator is None:
+            text = as_strings(col, self.column)
             valid = pc.invert(pc.or_kleene(pc.is_null(text), pc.equal(text, ""))).to_numpy(zero_copy_only=False)
             valid = np.asarray(valid, dtype=bool)
             ids = np.zeros(n, dtype=np.int64)
             present = text.filter(pa.array(valid))
             ids[valid] = self._lookup(present)
             return ids, one_per_row, 0
-        lists = pc.split_pattern(text, self.separator)
-        flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+        lists = self._lists(col)
+        flat = pc.list_flatten(lists)
         parent = pc.list_parent_indices(lists).to_numpy()
-        keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
+        keep = np.asarray(pc.fill_null(pc.not_equal(flat, ""), False).to_numpy(zero_copy_only=False), dtype=bool)
         flat_ids = self._lookup(flat.filter(pa.array(keep)))
         parent = parent[keep]
         counts = np.bincount(parent, minlength=n)
