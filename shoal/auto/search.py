@@ -35,7 +35,7 @@ from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunStatus
 from shoal.auto.budget import Budget
 from shoal.auto.files import STARTER_FILE, file_spec, prepare, profile_data, search_config, test_report
 from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, rows_of
-from shoal.auto.space import STARTER, DataShape, Draw, Space, families
+from shoal.auto.space import STARTER, DataShape, Draw, Space, check_families, families
 from shoal.auto.trial import Metric, TrialOutcome, run_trial
 from shoal.config import DataConfig, FileSpec, load_config, parse_config
 from shoal.data.readers import check_file
@@ -159,6 +159,8 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
     budget = Budget(settings.budget_s)  # the profile is part of the search's time
     # profiled once, before the run exists: a wrong --label or a --metric of another kind leaves no run behind
     profile = profile_data(settings.data, settings.label, header=settings.header, label_kind=settings.label_kind)
+    kinds = {c.kind for c in profile.columns}
+    check_families(settings.families, "text" in kinds, bool(kinds & {"dense", "sparse"}))
     kind = profile.label_kind
     metric = _metric(settings.metric, kind == "multiclass", kind == "regression", kind == "multilabel",
                      kind == "multitask")

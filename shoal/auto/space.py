@@ -120,18 +120,28 @@ def families(shape: DataShape, base: RunConfig, budget_s: float, wanted: Sequenc
     :data:`STARTER` (the starter config as ``shoal inspect`` writes it: what a user gets without the search) unless
     ``wanted`` leaves out its model."""
     has_text, has_other = bool(base.text), bool(base.dense or base.sparse)
-    pool = MIXED if has_text and has_other else TEXTUAL if has_text else TABULAR
+    pool = check_families(wanted, has_text, has_other)
     known = set(available()) & set(_model_classes())
     if wanted is not None:
-        unknown = [f for f in wanted if f not in pool or f not in known]
-        if unknown:
-            fit = [f for f in pool if f in known]
-            raise ValueError(f"model families {unknown} do not fit these columns (or are not registered); "
-                             f"choose from {', '.join(fit)}")
         chosen = [f for f in pool if f in wanted]
     else:
         chosen = [f for f in pool if f in known and (f != "bytecnn" or budget_s >= BYTECNN_MIN_BUDGET_S)]
     return ([STARTER] if base.model.name in chosen else []) + chosen
+
+
+def check_families(wanted: Sequence[str] | None, has_text: bool, has_other: bool) -> tuple[str, ...]:
+    """The families that fit columns with text (``has_text``) and/or dense or sparse ones (``has_other``);
+    ``ValueError`` when one of ``wanted`` does not fit them or is not registered."""
+    pool = MIXED if has_text and has_other else TEXTUAL if has_text else TABULAR
+    known = set(available()) & set(_model_classes())
+    unknown = [f for f in wanted or () if f not in pool or f not in known]
+    if unknown:
+        fit = [f for f in pool if f in known]
+        what = ("text beside other columns" if has_text and has_other else "text only" if has_text
+                else "no text column")
+        raise ValueError(f"model families {unknown} do not fit these columns ({what}) or are not registered; "
+                         f"choose from {', '.join(fit)}")
+    return pool
 
 
 def _model_classes() -> dict[str, type[BaseModel]]:

@@ -203,8 +203,10 @@ LABEL_NEEDS = ("; a label is 2 values (binary), 3 to 64 classes, a number (regre
                                              "macro_f1, ne"),
     (["--label", "label", "--metric", "macro_f1"], "metric 'macro_f1' does not apply to a binary label; choose from "
                                                    "auc, ne, accuracy"),
+    (["--label", "label", "--family", "bag"], "model families ['bag'] do not fit these columns (no text column) or "
+                                              "are not registered; choose from logistic, mlp, dlrm, dcn_v2"),
 ], ids=["missing-column", "constant", "id", "auc-on-a-number", "accuracy-on-a-number", "auc-on-classes",
-        "macro_f1-on-binary"])
+        "macro_f1-on-binary", "family-without-its-columns"])
 def test_a_wrong_label_or_metric_is_refused_before_a_run_exists(tmp_path: Path, args: list[str], message: str) -> None:
     """One line naming what is valid, exit code 2, and no auto run (nor its folder) in the registry: DATA is profiled
     once, before the run is created."""
