@@ -191,8 +191,9 @@ def inspect_file(
         raise ValueError(f"label column {one!r} not found in {path}; the columns are: {', '.join(names)}")
 
     typed = fmt not in ("csv", "tsv")
-    separators = [s for s in _LIST_SEPARATORS if s != file_sep]
-    stats = [_ColumnStats(n, separators, cardinality_cap) for n in names]
+    # the file's own delimiter too, last: a cell holding it was quoted ("3,7,12" in a comma-separated file)
+    separators = [s for s in _LIST_SEPARATORS if s != file_sep] + ([file_sep] if file_sep in _LIST_SEPARATORS else [])
+    stats = [_ColumnStats(n, separators, cardinality_cap, file_sep) for n in names]
     marker_set = None if typed or not markers else pa.array(markers, pa.string())
     sink = BadRowSink("count")
     rows = 0

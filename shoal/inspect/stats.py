@@ -132,8 +132,9 @@ class _ListStats:
 class _ColumnStats:
     """Everything :func:`inspect_file` remembers about one column while streaming (bounded)."""
 
-    def __init__(self, name: str, separators: Sequence[str], cap: int) -> None:
+    def __init__(self, name: str, separators: Sequence[str], cap: int, file_sep: str | None = None) -> None:
         self.name = name
+        self.file_sep = file_sep  # the file's field delimiter (CSV/TSV), None for typed files
         self.rows = 0
         self.missing = 0
         self.padded_missing = 0  # markers with spaces around them, e.g. " ?" (not nulled by the reader)
@@ -275,8 +276,8 @@ class _ColumnStats:
         most, symbol = max(found)
         mark = symbol if 2 * most >= len(odd) > 0 else None
         best, best_ok = NumberFormat(), -1
-        # ";" is a candidate list separator unless it separates the file's fields: then "," is its decimal mark
-        for decimal, thousands in _FORMATS if ";" in self.lists else _FORMATS_SEMICOLON:
+        # in a file whose fields ";" separates, "," is the decimal mark
+        for decimal, thousands in _FORMATS if self.file_sep != ";" else _FORMATS_SEMICOLON:
             fmt = NumberFormat(decimal, thousands, mark, "bad_row")
             n = int(fmt.parse(head)[1].sum())
             if n > best_ok:

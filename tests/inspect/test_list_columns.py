@@ -88,3 +88,26 @@ def test_inspect_train_predict_and_serve_a_list_column(tmp_path: Path, suffix: s
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["msg"] == ("field 'tags': the id 'a|b' holds the feature's separator '|': "
                                                  "it would read as several ids")
+
+
+def test_quoted_lists_joined_by_the_files_own_delimiter(tmp_path: Path) -> None:
+    """"25,20,10" in a comma-separated file is quoted, so the comma inside can only be the list's: 40 ids, not
+    hundreds of combinations read as single ids."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "lists.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["x", "cats", "y"])
+        for _ in range(800):
+            cats = [int(c) for c in rng.integers(0, 40, size=int(rng.integers(1, 4)))]
+            writer.writerow([f"{rng.normal():.4f}", ",".join(map(str, cats)), int(min(cats) < 8 or rng.random() < 0.1)])
+    profile = inspect_file(path, label="y")
+    cats = profile.column("cats")
+    assert (cats.kind, cats.multi_id_separator) == ("sparse", ",")
+    assert "lists of ids separated by ','" in cats.reason and "40 distinct ids" in cats.reason
+    cfg_path = tmp_path / "starter.yaml"
+    cfg_path.write_text(starter_config(profile, cfg_path))
+    result = Trainer(load_config(cfg_path), tmp_path / "run").fit()
+    assert result.metrics["valid_auc"] > 0.8  # an id below 8 in the list decides most labels
