@@ -3,11 +3,13 @@
 A named student also gets smaller media encoders than its teacher: each image or audio feature's CNN at half
 the channels (at least 4) with one block per stage (:func:`smaller_media`), since the CNN, not the head, is
 what costs time per row; an image feature half the height and width (at least 16 pixels: a quarter of the
-CNN's work again); and an audio feature a cheaper spectrogram: half the window (a DFT of half the points),
-frames that do not overlap (every half window) and half the mel bands (at least 16). At batch 1 the teacher's
-front end (the windowed DFT over every frame) cost as much as the student's whole CNN, so a student with the
-teacher's spectrogram could not be much faster. Teacher and student meet on raw rows
-(:mod:`shoal.distill.teachers`), so each computes its own input (resized image, spectrogram).
+CNN's work again); and an audio feature a cheaper spectrogram: a DFT of half the points with the window filling
+all of them (half the teacher's window widened to the next power of two of samples: the DFT costs the same either
+way), frames end to end (every window: fewer frames for the CNN) and half the mel bands (at most one per 4 of
+its DFT's bins, at least 16). At batch 1 the teacher's front end (the windowed DFT over every frame) cost as much
+as the student's whole CNN, so a student with the teacher's spectrogram could not be much faster. Teacher and
+student meet on raw rows (:mod:`shoal.distill.teachers`), so each computes its own input (resized image,
+spectrogram).
 
 A student must train on the rows its teacher scored and hold out the same validation rows (otherwise it would
 learn the teacher's outputs on rows it is then scored on); these checks say which setting differs and how to fix
@@ -39,24 +41,37 @@ NGRAM_TRAIN = {"lr": 0.01, "embedding_lr": 0.1}
 MEDIA_STUDENT_DIVISOR = 2
 MEDIA_STUDENT_MIN_WIDTH = 4
 MEDIA_STUDENT_MIN_MELS = 16  # an audio student's mel bands: the teacher's / MEDIA_STUDENT_DIVISOR, at least this
+MEDIA_STUDENT_BINS_PER_BAND = 4  # ... and no more than its DFT's bins / this: bands its smaller DFT resolves
 MEDIA_STUDENT_MIN_SIDE = 16  # an image student's height and width: the teacher's / MEDIA_STUDENT_DIVISOR, at least this
+
+
+def _whole_dft_window(window_ms: float, sample_rate: int) -> float:
+    """``window_ms`` widened to the DFT it already pays for: the next power of two of its samples, in ms. The
+    spectrogram's DFT has that many points whatever the window's length (:class:`~shoal.data.logmel.LogMel`), so
+    the wider window costs nothing per frame, and with frames end to end there are fewer of them."""
+    taps = max(2, round(window_ms * sample_rate / 1000))
+    return (1 << (taps - 1).bit_length()) * 1000 / sample_rate
 
 
 def smaller_media(feature: dict[str, Any]) -> dict[str, Any]:
     """A media feature's config (resolved) with the student's smaller CNN: half the channels, one block per stage;
     for an image also half the height and width (at least :data:`MEDIA_STUDENT_MIN_SIDE`, never more than the
-    teacher's); for audio the cheaper spectrogram: half the window, a hop of the half window (never shorter than
-    the teacher's), half the mel bands (at least :data:`MEDIA_STUDENT_MIN_MELS`, never more than the teacher's)."""
+    teacher's); for audio the cheaper spectrogram: half the window widened to its DFT's whole length
+    (:func:`_whole_dft_window`; never wider than the teacher's), a hop of that window (never shorter than the
+    teacher's), half the mel bands but no more than a band per :data:`MEDIA_STUDENT_BINS_PER_BAND` bins of its
+    DFT (at least :data:`MEDIA_STUDENT_MIN_MELS`, never more than the teacher's)."""
     widths = [max(MEDIA_STUDENT_MIN_WIDTH, w // MEDIA_STUDENT_DIVISOR) for w in feature["widths"]]
     out = {**feature, "widths": [min(w, v) for w, v in zip(widths, feature["widths"], strict=True)], "blocks": 1}
     if feature["kind"] == "image":
         out["size"] = [min(side, max(MEDIA_STUDENT_MIN_SIDE, side // MEDIA_STUDENT_DIVISOR))
                        for side in feature["size"]]
     if feature["kind"] == "audio":
-        window = feature["window_ms"] / MEDIA_STUDENT_DIVISOR
+        window = min(feature["window_ms"],
+                     _whole_dft_window(feature["window_ms"] / MEDIA_STUDENT_DIVISOR, feature["sample_rate"]))
+        n_fft = 1 << (round(window * feature["sample_rate"] / 1000) - 1).bit_length()  # as AudioColumn's
+        bands = min(feature["n_mels"] // MEDIA_STUDENT_DIVISOR, n_fft // 2 // MEDIA_STUDENT_BINS_PER_BAND)
         out.update(window_ms=window, hop_ms=max(feature["hop_ms"], window),
-                   n_mels=min(feature["n_mels"], max(MEDIA_STUDENT_MIN_MELS,
-                                                     feature["n_mels"] // MEDIA_STUDENT_DIVISOR)))
+                   n_mels=min(feature["n_mels"], max(MEDIA_STUDENT_MIN_MELS, bands)))
     return out
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
 from shoal.data.encoder import Encoder
 from shoal.data.features import AudioColumn, ImageColumn, Problems
-from shoal.data.features.audio import audio_magic
+from shoal.data.features.audio import _pcm16_mono, _usual_pcm16_mono, audio_magic
 from shoal.data.features.media import MediaError, cell_bytes
 from shoal.data.logmel import LogMel, mel_filterbank, resample
 from shoal.data.readers import BadInputError, BadRowSink, Chunk
@@ -145,6 +145,78 @@ def test_a_truncated_wav_is_refused_and_a_streamed_one_read() -> None:
     at = whole.index(b"data") + 4  # the data chunk's size: a streaming writer's placeholder
     streamed = whole[:at] + b"\xff\xff\xff\xff" + whole[at + 4:]
     np.testing.assert_array_equal(col.decode(streamed), col.decode(whole))
+
+
+def _riff(fmt: bytes, chunks: list[tuple[bytes, bytes]], riff_size: int | None = None) -> bytes:
+    """A RIFF WAVE file of a fmt chunk then ``chunks`` (name, payload; odd ones padded), its RIFF size as given."""
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt + b"\0" * (len(fmt) % 2)
+    for name, payload in chunks:
+        body += name + len(payload).to_bytes(4, "little") + payload + b"\0" * (len(payload) % 2)
+    return b"RIFF" + (len(body) if riff_size is None else riff_size).to_bytes(4, "little") + body
+
+
+def _read_by_wave(data: bytes) -> tuple[bytes, int, int] | None:
+    """(samples' bytes, samples the header promises, rate) as the standard library reads them; None for a file
+    that is not mono 16-bit PCM or that ``wave`` refuses."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            if w.getnchannels() != 1 or w.getsampwidth() != 2:
+                return None
+            return w.readframes(w.getnframes()), w.getnframes(), w.getframerate()
+    except (wave.Error, EOFError):
+        return None
+
+
+def test_the_usual_wav_layout_reads_as_the_wave_module_reads_it() -> None:
+    """The header read by hand gives ``wave``'s bytes, sample count and rate for every file it takes (whole, cut
+    short, odd sizes, a RIFF size shorter or longer than the file, a fmt chunk with extra bytes), and leaves any
+    other layout (a chunk before the data, stereo, 8-bit, float, a fmt chunk too short) to ``wave``."""
+    pcm = (np.arange(-300, 301, dtype="<i2") * 97).tobytes()  # 601 samples
+
+    def fmt(tag: int = 1, channels: int = 1, bits: int = 16, rate: int = 8000, extra: bytes = b"") -> bytes:
+        align = channels * ((bits + 7) // 8)
+        return (tag.to_bytes(2, "little") + channels.to_bytes(2, "little") + rate.to_bytes(4, "little")
+                + (rate * align).to_bytes(4, "little") + align.to_bytes(2, "little") + bits.to_bytes(2, "little")
+                + extra)
+
+    whole = wav(np.frombuffer(pcm, "<i2"), rate=11025)
+    at = whole.index(b"data") + 8
+    taken = {
+        "whole": whole,
+        "cut short": whole[:at + 333],
+        "cut in the data header": whole[:at - 2],
+        "streamed": whole[:at - 4] + b"\xff\xff\xff\xff" + whole[at:],
+        "odd data size": _riff(fmt(), [(b"data", pcm + b"\x01")]),
+        "riff size short": _riff(fmt(), [(b"data", pcm)], riff_size=400),
+        "riff size past the file": _riff(fmt(), [(b"data", pcm)], riff_size=1 << 31),
+        "riff size before the data": _riff(fmt(), [(b"data", pcm)], riff_size=20),
+        "fmt with extra bytes": _riff(fmt(extra=b"\0\0"), [(b"data", pcm)]),
+        "fmt of odd size": _riff(fmt(extra=b"\0"), [(b"data", pcm)]),
+        "data and more": _riff(fmt(), [(b"data", pcm), (b"LIST", b"INFOabcd")]),
+        "empty data": _riff(fmt(), [(b"data", b"")]),
+    }
+    for name, data in taken.items():
+        usual = _usual_pcm16_mono(data)
+        if name == "riff size before the data" or name == "cut in the data header":
+            assert usual is None, name  # wave's own reading of it
+            continue
+        assert usual is not None, name
+        by_wave = _read_by_wave(data)
+        assert by_wave is not None, name
+        assert (bytes(usual[0]), usual[1], usual[2]) == by_wave, name
+    others = {
+        "a chunk before the data": _riff(fmt(), [(b"LIST", b"INFOabcd"), (b"data", pcm)]),
+        "stereo": _riff(fmt(channels=2), [(b"data", pcm)]),
+        "8-bit": _riff(fmt(bits=8), [(b"data", pcm)]),
+        "float": _riff(fmt(tag=3, bits=32), [(b"data", pcm)]),
+        "fmt too short": _riff(fmt()[:14], [(b"data", pcm)]),
+        "not RIFF": b"RIFX" + whole[4:],
+    }
+    for name, data in others.items():
+        assert _usual_pcm16_mono(data) is None, name
+    # a chunk before the data: wave reads it, and the decoder gives the same samples as for the usual layout
+    listed = _pcm16_mono(others["a chunk before the data"])
+    assert listed is not None and bytes(listed[0]) == pcm
 
 
 def test_audio_decodes_resamples_and_pads() -> None:

@@ -33,8 +33,9 @@ def test_named_student_halves_each_media_cnn() -> None:
     assert (picture.widths, picture.blocks) == ([4, 8], 1)
     assert picture.augment and not picture.flip and picture.size == (8, 8)  # the rest as the teacher reads it
     assert (sound.widths, sound.blocks) == ([8, 4, 3], 1)  # at least 4 channels, never more than the teacher's
-    # and a cheaper spectrogram: a DFT of half the points, frames that do not overlap, half the bands
-    assert (sound.window_ms, sound.hop_ms, sound.n_mels) == (12.5, 12.5, 20)
+    # and a cheaper spectrogram: a DFT of half the points (256 at 16 kHz), the window filling it, frames end to
+    # end, half the bands
+    assert (sound.window_ms, sound.hop_ms, sound.n_mels) == (16.0, 16.0, 20)
     assert shop.kind == "sparse" and cfg.model.name == "mlp"
 
 
@@ -46,8 +47,28 @@ def test_smaller_media_keeps_other_options() -> None:
     assert f["widths"] == [32, 64, 128]  # the teacher's config is not changed
     sound = {"name": "s", "kind": "audio", "widths": [8], "blocks": 1, "window_ms": 30.0, "hop_ms": 20.0,
              "n_mels": 24, "sample_rate": 16000}
-    # the hop never shorter than the teacher's, at least 16 bands
-    assert smaller_media(sound) == {**sound, "widths": [4], "window_ms": 15.0, "hop_ms": 20.0, "n_mels": 16}
+    # half the window (240 samples) widened to its DFT's 256, the hop never shorter than the teacher's, at least 16
+    # bands
+    assert smaller_media(sound) == {**sound, "widths": [4], "window_ms": 16.0, "hop_ms": 20.0, "n_mels": 16}
+
+
+@pytest.mark.parametrize(("rate", "window_ms", "hop_ms"), [(8000, 25.0, 10.0), (16000, 25.0, 10.0), (44100, 25.0, 10.0),
+                                                          (22050, 40.0, 30.0), (8000, 0.5, 0.25)])
+def test_audio_student_window_fills_its_dft(rate: int, window_ms: float, hop_ms: float) -> None:
+    """The student's window has as many samples as its DFT has points, half the teacher's DFT (or its own when
+    the teacher's window is already that short), never more samples than the teacher's window; frames every
+    window or the teacher's hop, whichever is longer."""
+    from shoal.data.features.audio import AudioColumn
+
+    sound = {"name": "s", "kind": "audio", "widths": [8], "blocks": 1, "window_ms": window_ms, "hop_ms": hop_ms,
+             "n_mels": 40, "sample_rate": rate}
+    small = smaller_media(sound)
+    teacher = AudioColumn("s", "s", 0, sample_rate=rate, window_ms=window_ms, hop_ms=hop_ms)
+    student = AudioColumn("s", "s", 0, sample_rate=rate, window_ms=small["window_ms"], hop_ms=small["hop_ms"])
+    assert student.win_length <= teacher.win_length
+    assert student.n_fft == max(2, teacher.n_fft // 2) or student.n_fft == teacher.n_fft == 2
+    assert student.win_length == student.n_fft or student.win_length == teacher.win_length
+    assert student.hop_length == max(teacher.hop_length, student.win_length)
 
 
 def test_student_config_file_keeps_its_own_media_cnn() -> None:

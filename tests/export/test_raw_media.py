@@ -42,6 +42,9 @@ SPEECH = {"name": "speech", "kind": "audio", "sample_rate": 16000, "seconds": 0.
 # frames that neither overlap nor leave gaps (a distilled student's spectrogram): the DFT as one MatMul
 FRAMED = {"name": "voice", "kind": "audio", "sample_rate": 8000, "seconds": 0.2, "n_mels": 16, "window_ms": 12.5,
           "hop_ms": 12.5, "widths": [4]}
+# ... with the window filling the DFT (a distilled student's since; no zero taps, so no padding saved on either side)
+WHOLE = {"name": "call", "kind": "audio", "sample_rate": 8000, "seconds": 0.3, "n_mels": 16, "window_ms": 16,
+         "hop_ms": 16, "widths": [4]}
 
 
 def _encoder(features: list[dict[str, Any]]) -> Encoder:
@@ -72,17 +75,17 @@ def test_in_graph_resize_equals_pillow_bit_for_bit() -> None:
 def test_in_graph_logmel_is_close_to_the_encoder() -> None:
     """Sounds at the feature's rate and others (resampled in the feed), shorter and longer than ``seconds``,
     silence; three settings (n_fft 64 and 512 over overlapping frames, 128 over frames end to end)."""
-    encoder = _encoder([AUDIO, SPEECH, FRAMED])
+    encoder = _encoder([AUDIO, SPEECH, FRAMED, WHOLE])
     got, want = _blocks(encoder, synthetic_raw_rows(encoder, 60, seed=2))
     assert np.abs(got - want).max() <= LOGMEL_TOLERANCE
     ops = [n.op_type for n in preprocess_model(encoder).graph.node]
-    assert ops.count("Conv") == 2  # the overlapping frames' DFT; the framed feature's is a Reshape and a MatMul
+    assert ops.count("Conv") == 2  # the overlapping frames' DFT; the framed features' is a Reshape and a MatMul
 
 
 def test_the_graph_cuts_and_pads_the_wave() -> None:
     """A caller's waveform longer than ``seconds`` is cut, a shorter one padded; samples past a row's length are
     silence, whatever the padding holds."""
-    for feature in (AUDIO, FRAMED):
+    for feature in (AUDIO, FRAMED, WHOLE):
         encoder = _encoder([feature])
         col, name = encoder.media_features[0], feature["name"]
         session = ort.InferenceSession(preprocess_model(encoder).SerializeToString(),
@@ -170,7 +173,7 @@ def test_image_audio_id_and_number_bundle(tmp_path: Path) -> None:
 
 def test_multiclass_media_only_bundle(tmp_path: Path) -> None:
     """No dense, id or text feature: the dense input is the media blocks alone."""
-    folder, bundle = _bundle(tmp_path, [GREY, SPEECH], classes=["a", "b", "c"])
+    folder, bundle = _bundle(tmp_path, [GREY, SPEECH, WHOLE], classes=["a", "b", "c"])
     model = RawOnnxModel(export_raw_onnx(folder, parity_rows=24).path)
     table = synthetic_raw_rows(bundle.encoder, 12, seed=3)
     assert model.predict_proba(table).shape == (12, 3) and parity(bundle, model, table) <= 1e-5
