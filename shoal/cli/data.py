@@ -94,6 +94,13 @@ def inspect(
             distinct = f"{'>=' if c.cardinality_capped else ''}{c.cardinality:,}"
             table.add_row(c.name, c.kind, c.dtype, distinct, f"{c.missing_pct:.1f}", str(c.example)[:24], c.reason)
         console.print(table)
+        if profile.bad_rows:
+            why = ", ".join(f"{reason}: {n:,}" for reason, n in profile.bad_reasons)
+            rows = f"{profile.bad_rows:,} row{'s' if profile.bad_rows != 1 else ''}"
+            console.print(f"[yellow]warning: {rows} could not be read ({why}) and are left out of these figures; "
+                          "the starter config sets such rows aside (data.on_bad_rows: quarantine), and `shoal "
+                          "train` counts them and writes each with its line to the quarantine file[/]",
+                          highlight=False)
         if profile.label is not None and label is None:
             why = profile.column(profile.label).reason
             others = f"; other candidates: {', '.join(profile.label_candidates)}" if profile.label_candidates else ""

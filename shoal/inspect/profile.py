@@ -109,6 +109,7 @@ class FileProfile:
     label_negative: tuple[str, ...] = ()
     truncated: bool = False
     bad_rows: int = 0
+    bad_reasons: tuple[tuple[str, int], ...] = ()  # (reason, rows) of the rows that could not be read, most first
     label_classes: tuple[str, ...] = ()  # a multiclass label's values (empty: a binary label)
     label_kind: str = "binary"  # binary, multiclass, regression or multilabel
     label_separator: str | None = None  # a multilabel label's tag separator
@@ -230,7 +231,8 @@ def inspect_file(
         tasks = _tasks(label, names, stats, columns)
         return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns, rows=rows,
                            label=tasks[0]["column"], missing=tuple(markers), truncated=truncated,
-                           bad_rows=sink.count, label_kind="multitask", label_tasks=tasks)
+                           bad_rows=sink.count, bad_reasons=_reasons(sink), label_kind="multitask",
+                           label_tasks=tasks)
     chosen, why = (label, "given as the label") if label is not None else _choose_label(stats, columns)
     candidates = () if label is not None else tuple(c for c in _label_candidates(stats, columns) if c != chosen)
     positive: tuple[str, ...] = ()
@@ -265,8 +267,13 @@ def inspect_file(
         columns[k] = _as_label(columns[k], stats[k], f"{why}{given}; {note}")
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
-                       label_negative=negative, truncated=truncated, bad_rows=sink.count, label_classes=classes,
+                       label_negative=negative, truncated=truncated, bad_rows=sink.count,
+                       bad_reasons=_reasons(sink), label_classes=classes,
                        label_candidates=candidates, label_kind=kind, label_separator=separator)
+
+
+def _reasons(sink: BadRowSink) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(sink.by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _check_distinct(path: Path, names: Sequence[str]) -> None:

@@ -311,8 +311,15 @@ def test_max_rows_and_cap(tmp_path: Path) -> None:
 def test_bad_rows_are_counted(tmp_path: Path) -> None:
     lines = ["y,a,b"] + [f"{i % 2},{i},w{i % 3}" for i in range(20)] + ["1,2"]
     p = inspect_file(_write(tmp_path / "bad.csv", lines))
-    assert p.rows == 20 and p.bad_rows == 1
+    assert p.rows == 20 and p.bad_rows == 1 and p.bad_reasons == (("wrong column count", 1),)
     assert "on_bad_rows: quarantine" in starter_config(p, tmp_path / "bad.yaml")
+    from typer.testing import CliRunner
+
+    from shoal.cli.main import app
+
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path / "bad.csv")], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert "warning: 1 row could not be read (wrong column count: 1) and are left out of these figures" in out.output
 
 
 @pytest.mark.parametrize(
