@@ -25,7 +25,7 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
   maps a missing or empty cell); a length above the bytes' width is the caller's bug (only the width is hashed).
   Whitespace trimming is the caller's job (the encoder trims the 29 code points Python's ``str.isspace`` names, at
   both ends, as ``str.strip()`` does; :func:`raw_feed` does it). In the graph: the two polynomial hashes of the bytes
-  mod 2^31 - 1 from the feature's seed and the length (one exact float64 ``MatMul``), SplitMix64 of the 62 bits,
+  mod 2^31 - 1 from the feature's seed and the length (one exact float64 ``Gemm``), SplitMix64 of the 62 bits,
   then ``hash % (buckets - 1) + 1`` (:mod:`shoal.data.hashing`).
 - sparse ``NAME`` with a ``separator`` (a list per row): ``NAME.bytes`` (M, L) and ``NAME.lengths`` (M,) hold every
   id of the batch, row after row (split on the separator, trimmed, empty ids dropped: the caller's job), and
@@ -48,7 +48,7 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
 
 The pieces live beside this module: :mod:`.raw_graph` (the graph builder, SplitMix64, pooling), :mod:`.raw_ids`
 (the id hash), :mod:`.raw_text` (text features), :mod:`.raw_media` (image and audio features), :mod:`.raw_feed`
-(:func:`raw_feed`: raw rows -> the inputs).
+(:func:`raw_feed`: raw rows -> the inputs) and :mod:`.raw_bytes` (ids packed as bytes + lengths).
 
 ``L`` is the export's ``max_bytes``: with the default ``form="unrolled"`` the bytes inputs have that fixed width
 (ONNX Runtime refuses any other width: a longer id is refused, never silently cut) and the bases' powers are a
@@ -83,7 +83,7 @@ from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.export.raw_bound import BoundRows
 from shoal.export.raw_feed import raw_feed
-from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag
+from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag, flat_lookups
 from shoal.export.raw_ids import ANY_WIDTH_MAX, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
 from shoal.export.raw_media import (
     media_contract,
@@ -687,11 +687,12 @@ def _merge(pre: Any, model: Any, contract: dict[str, Any]) -> Any:
     # the model's inputs become values the preprocessing computes: Identity nodes (ONNX Runtime removes them)
     bridge = [helper.make_node("Identity", [f"{PREFIX}out/{n}"], [n], name=f"{PREFIX}bridge/{n}")
               for n in model_inputs]
-    nodes = _needed([*pre.graph.node, *bridge, *model.graph.node], [o.name for o in model.graph.output])
+    lookups, flat_tables = flat_lookups(list(model.graph.node), list(model.graph.initializer))
+    nodes = _needed([*pre.graph.node, *bridge, *lookups], [o.name for o in model.graph.output])
     used = {i for n in nodes for i in n.input} | {i for n in nodes for a in n.attribute if a.g for i in _free(a.g)}
     graph = helper.make_graph(nodes, "shoal_raw", list(pre.graph.input), list(model.graph.output),
-                              initializer=[t for t in [*pre.graph.initializer, *model.graph.initializer]
-                                           if t.name in used])
+                              initializer=[t for t in [*pre.graph.initializer, *model.graph.initializer,
+                                                       *flat_tables] if t.name in used])
     domains = {o.domain for o in model.opset_import}
     merged = helper.make_model(graph, opset_imports=list(model.opset_import) + [
         o for o in pre.opset_import if o.domain not in domains], producer_name="shoal")

@@ -1,10 +1,10 @@
 """The inputs of a raw ONNX export (:mod:`shoal.export.raw`) from raw rows: a pyarrow table or row dicts.
 
 :func:`raw_feed` does the caller's part of the contract (``raw_inputs.json``) as the encoder does: numbers as
-float32 (NaN for missing), ids trimmed and as UTF-8 bytes + lengths, lists split on their separator, texts as
-their UTF-8 bytes + lengths (cut to the feature's ``max_bytes``), images and sounds decoded (bytes or base64, never
-a path: :func:`~shoal.export.raw_media.media_feed`). A few row dicts take a plain-Python path (no
-pyarrow call), ~10x less time at batch 1.
+float32 (NaN for missing), ids trimmed and as UTF-8 bytes + lengths (packed by :mod:`.raw_bytes`), lists split on
+their separator, texts as their UTF-8 bytes + lengths (cut to the feature's ``max_bytes``), images and sounds
+decoded (bytes or base64, never a path: :func:`~shoal.export.raw_media.media_feed`). A few row dicts take a
+plain-Python path (no pyarrow call), ~10x less time at batch 1.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from shoal.data.features import DenseColumn, Problems, as_strings
 from shoal.data.features.dense import FLOAT32_MAX
 from shoal.data.rows import rows_table
+from shoal.export.raw_bytes import pack, refuse_long, trimmed_matrix
 from shoal.export.raw_graph import per_object
 from shoal.export.raw_ids import ANY_WIDTH_MAX
 from shoal.export.raw_media import media_feed
@@ -37,64 +38,6 @@ def _column(table: pa.Table, column: str) -> pa.ChunkedArray:
         raise KeyError(f"the rows have no column {column!r} (the raw model reads {column!r}); send it, null for "
                        "missing")
     return table.column(column)
-
-
-def _bytes_matrix(text: pa.Array, width: int | None, name: str, min_width: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes (n, W) uint8, lengths (n,) int64) of a string array; nulls and "" have length 0 (missing). W is
-    ``width``, else the longest id's length but at least ``min_width``."""
-    arr = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    if pa.types.is_large_string(arr.type):
-        arr = pc.cast(arr, pa.string())
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1 + arr.offset)[arr.offset:].astype(np.int64)
-    buf = arr.buffers()[2]
-    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
-    valid = None
-    if arr.null_count:  # a null's slot may hold bytes: its length is 0 whatever the offsets say
-        bits = np.frombuffer(arr.buffers()[0], np.uint8)
-        valid = np.unpackbits(bits, bitorder="little")[arr.offset: arr.offset + n].astype(bool)
-    return _pack(data, offsets, width, name, valid, min_width)
-
-
-def _refuse_long(lengths: np.ndarray, width: int | None, names: Sequence[str], n: int) -> None:
-    """A ValueError naming the first feature with an id over ``width`` bytes (the any-width form, ``width``
-    None: over :data:`~shoal.export.raw_ids.ANY_WIDTH_MAX`); ``lengths`` holds ``n`` ids of each feature of ``names``
-    in turn."""
-    limit = width if width is not None else ANY_WIDTH_MAX
-    over = np.flatnonzero(lengths > limit)
-    if len(over):
-        k = int(over[0]) // n
-        fix = "re-export with a larger max_bytes" if width is not None else "its id is too long to be hashed here"
-        raise ValueError(f"an id of {names[k]!r} is {int(lengths[k * n:(k + 1) * n].max())} bytes long; this raw "
-                         f"export reads at most {limit} bytes per id: {fix}")
-
-
-def _pack(data: np.ndarray, offsets: np.ndarray, width: int | None, name: str,
-          valid: np.ndarray | None = None, min_width: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Ids as bytes ``data[offsets[i]:offsets[i + 1]]`` (length 0 where ``valid`` is False) -> (bytes (n, W)
-    uint8 padded with 0, lengths (n,) int64). The work is the ids' bytes, not n x W."""
-    n = len(offsets) - 1
-    spans = np.diff(offsets)
-    lengths = spans if valid is None else np.where(valid, spans, 0)
-    _refuse_long(lengths, width, [name], max(n, 1))
-    longest = int(lengths.max(initial=0))
-    w = width if width is not None else max(longest, min_width)
-    out = np.zeros((n, w), np.uint8)
-    if n == 1:  # serving one row: a copy, no gather
-        out[0, :longest] = data[offsets[0]: offsets[0] + longest]
-        return out, lengths
-    total = int(lengths.sum())
-    if not total:
-        return out, lengths
-    if total == int(offsets[-1] - offsets[0]):  # the ids' bytes are one run (no null holds bytes): scatter it
-        shift = np.arange(0, n * w, w, dtype=np.int64) - (offsets[:-1] - offsets[0])  # row start - id start
-        out.reshape(-1)[np.arange(total) + np.repeat(shift, lengths)] = data[offsets[0]: offsets[-1]]
-        return out, lengths
-    ends = np.cumsum(lengths)
-    within = np.arange(total) - np.repeat(ends - lengths, lengths)  # each byte's place in its id
-    row = np.repeat(np.arange(n), lengths)
-    out.reshape(-1)[row * w + within] = data[offsets[:-1][row] + within]
-    return out, lengths
 
 
 def _padded(ids: Sequence[bytes], width: int) -> np.ndarray:
@@ -297,7 +240,7 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
             return None
         offsets = np.zeros(len(ids) + 1, np.int64)
         np.cumsum([len(b) for b in ids], out=offsets[1:])
-        feed[names["bytes"]], feed[names["lengths"]] = _pack(np.frombuffer(b"".join(ids), np.uint8), offsets, width,
+        feed[names["bytes"]], feed[names["lengths"]] = pack(np.frombuffer(b"".join(ids), np.uint8), offsets, width,
                                                              f["name"])
         feed[names["counts"]] = np.array(counts, np.int64)
     if dense_names:
@@ -306,7 +249,7 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
             feed[name] = block[k]
     if single_names:
         lengths = np.array([len(b) for b in single_ids], np.int64)
-        _refuse_long(lengths, width, [name for name, _, _ in single_names], n)
+        refuse_long(lengths, width, [name for name, _, _ in single_names], n)
         w = width if width is not None else max(int(lengths.max(initial=0)), 1)
         data = _padded(single_ids, w)
         for k, (_, b, ln) in enumerate(single_names):
@@ -328,12 +271,14 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
         if fast is not None:
             return fast
     table = _table(rows)
+    names_ = table.column_names
+    by_name = dict(zip(names_, table.columns, strict=True)) if len(set(names_)) == len(names_) else {}
     feed: dict[str, np.ndarray] = {}
     singles: list[tuple[Mapping[str, Any], pa.ChunkedArray]] = []
     numbers: list[tuple[Mapping[str, Any], pa.ChunkedArray]] = []
     width = contract.get("max_bytes")
     for f in contract["features"]:
-        col = _column(table, f["column"])
+        col = by_name[f["column"]] if f["column"] in by_name else _column(table, f["column"])
         names = f["inputs"]
         if f["kind"] in ("image", "audio"):  # decoded here (the caller's part), resized / log-mel in the graph
             feed |= media_feed(f, col.to_pylist())
@@ -359,13 +304,7 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
         if f.get("separator") is None:  # one id per row: all such features trimmed and packed at once, below
             singles.append((f, col))
             continue
-        text = as_strings(col, f["column"])
-        lists = pc.split_pattern(text, f["separator"])
-        flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
-        keep = np.asarray(pc.not_equal(flat, "").to_numpy(zero_copy_only=False), dtype=bool)
-        parent = pc.list_parent_indices(lists).to_numpy()[keep]
-        feed[names["counts"]] = np.bincount(parent, minlength=len(text)).astype(np.int64)
-        feed[names["bytes"]], feed[names["lengths"]] = _bytes_matrix(flat.filter(pa.array(keep)), width, f["name"])
+        feed[names["bytes"]], feed[names["lengths"]], feed[names["counts"]] = _split_ids(col, f, width)
     if numbers:
         _numbers(feed, numbers, table.num_rows)
     if singles:
@@ -373,19 +312,35 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
     return feed
 
 
+def _split_ids(col: pa.ChunkedArray, f: Mapping[str, Any], width: int | None) -> tuple[np.ndarray, ...]:
+    """A list feature's (bytes (M, W), lengths (M,), counts (N,)): each cell split on the separator, each id
+    trimmed, empty ids dropped (trimming the cell first would change nothing: what it cuts is trimmed or
+    dropped)."""
+    lists = pc.split_pattern(as_strings(col, f["column"], trim=False), f["separator"])  # a null cell: a null list
+    flat = pc.list_flatten(lists)  # (M,) every id, row after row
+    data, lengths = trimmed_matrix(flat, width, [f["name"]], len(flat))
+    counts = np.diff(lists.offsets.to_numpy()).astype(np.int64)  # (N,) ids per row, empty ones included
+    empty = lengths == 0
+    if empty.any():
+        parent = pc.list_parent_indices(lists).to_numpy()
+        counts -= np.bincount(parent[empty], minlength=len(counts))
+        data, lengths = data[~empty], lengths[~empty]
+    return data, lengths, counts
+
+
 def _numbers(feed: dict[str, np.ndarray], numbers: list[tuple[Mapping[str, Any], pa.ChunkedArray]], n: int) -> None:
     """The values of every dense feature read as numbers, as one (F, N) block checked at once (an infinite value,
     or one beyond float32's range, raises ValueError naming the first such feature in the contract's order and
     its first such row); each feature's input is a view of its row of the block."""
     block = np.empty((len(numbers), n), np.float64)
-    for k, (_, col) in enumerate(numbers):
-        block[k] = pc.cast(col, pa.float64()).to_numpy()
+    for k, (_, col) in enumerate(numbers):  # floats as they are (nulls: NaN); integers cast, refusing a lossy one
+        block[k] = col.to_numpy() if pa.types.is_floating(col.type) else pc.cast(col, pa.float64()).to_numpy()
     with np.errstate(invalid="ignore"):
-        bad = np.isinf(block) | (np.abs(block) > FLOAT32_MAX)
+        bad = np.abs(block) > FLOAT32_MAX  # infinite too; NaN (missing) is not
     if bad.any():
         k, row = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"row {row}, column {numbers[k][0]['column']!r}: {block[k, row]!r} is infinite or beyond "
-                         "float32's range (dense feature)")
+        raise ValueError(f"row {row}, column {numbers[k][0]['column']!r}: {float(block[k, row])!r} is infinite or "
+                         "beyond float32's range (dense feature)")
     values = block.astype(np.float32)
     for k, (f, _) in enumerate(numbers):
         feed[f["inputs"]["value"]] = values[k]
@@ -396,10 +351,11 @@ def _single_ids(feed: dict[str, np.ndarray], singles: list[tuple[Mapping[str, An
     """The bytes and lengths of every one-id-per-row feature, trimmed and packed as one array (one pyarrow and
     one numpy pass, not one per feature); each feature's inputs are views of its rows. An id too long is
     named by its feature, the first in the contract's order."""
-    texts = [as_strings(col, f["column"], trim=False) for f, col in singles]
-    data, lengths = _bytes_matrix(pc.utf8_trim_whitespace(pa.concat_arrays(texts) if len(texts) > 1 else texts[0]),
-                                  None, "", width or 1)
-    _refuse_long(lengths, width, [f["name"] for f, _ in singles], n)
+    string = pa.string()  # a string column's chunks as they are, any other through as_strings (cast or refused)
+    texts = [c for f, col in singles for c in (col.chunks if col.type == string else
+                                               [as_strings(col, f["column"], trim=False)])]
+    text = pa.concat_arrays(texts) if len(texts) > 1 else texts[0] if texts else pa.array([], string)
+    data, lengths = trimmed_matrix(text, width, [f["name"] for f, _ in singles], n)
     for k, (f, _) in enumerate(singles):
         names = f["inputs"]
         feed[names["bytes"]], feed[names["lengths"]] = data[k * n:(k + 1) * n], lengths[k * n:(k + 1) * n]

@@ -4,7 +4,7 @@
 traced model's names; :func:`mix64` is SplitMix64's finalizer in uint64 ops (the last step of every id hash in
 :mod:`shoal.data.hashing` and :mod:`shoal.data.text`); :func:`bag` turns a flat id list + per-row counts into the
 flat ``ids_k`` / ``weights_k`` / ``rows_k`` form of :mod:`shoal.runtime.feed` (:func:`bag_weights` gives a text
-bag its weights).
+bag its weights); :func:`flat_lookups` rewrites the traced model's lookups in one-column tables.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "mix64", "per_object"]
+__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "flat_lookups", "mix64", "per_object"]
 
 T_ = TypeVar("T_")
 
@@ -156,3 +156,37 @@ def bag_weights(g: GraphBuilder, counts: str, rows: str, k: int) -> str:
 
     share = g.op("Div", [g.const(1.0, np.float32), g.op("Cast", [counts], to=T.FLOAT)])  # (N,)
     return g.take(share, rows, out=f"{PREFIX}out/weights_{k}")
+
+
+def flat_lookups(nodes: Sequence[Any], initializers: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """``nodes`` with each ``Gather`` (axis 0) of rows of a one-column constant table (V, 1) (a linear model's
+    weights per id) as a ``GatherElements`` over the table flattened (V,), and the constants to add (the flat
+    tables and the shapes): ONNX Runtime's ``Gather`` copies row by row (4 bytes each here), ``GatherElements``
+    runs one loop, ~3x faster::
+
+        Gather(W (V, 1), ids (N, F))  ->  Reshape(GatherElements(W' (V,), Reshape(ids, [-1])), [N, F, 1])
+    """
+    from onnx import helper, numpy_helper
+
+    columns = {t.name: t for t in initializers if len(t.dims) == 2 and t.dims[1] == 1}
+    out: list[Any] = []
+    tables: dict[str, Any] = {}  # a table's name -> its flat copy
+    shapes = [numpy_helper.from_array(np.array(v, np.int64), f"{PREFIX}lookup/{k}") for k, v in (("all", [-1]),
+                                                                                                  ("column", [1]))]
+    for node in nodes:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type != "Gather" or axis != 0 or node.input[0] not in columns:
+            out.append(node)
+            continue
+        table, index, name = node.input[0], node.input[1], f"{PREFIX}lookup/{len(out)}"
+        if table not in tables:
+            tables[table] = numpy_helper.from_array(numpy_helper.to_array(columns[table]).reshape(-1),
+                                                    f"{PREFIX}lookup/table/{table}")
+        out += [helper.make_node("Reshape", [index, shapes[0].name], [f"{name}/ids"], name=f"{name}/ids"),
+                helper.make_node("GatherElements", [tables[table].name, f"{name}/ids"], [f"{name}/rows"],
+                                 name=f"{name}/rows", axis=0),
+                helper.make_node("Shape", [index], [f"{name}/shape"], name=f"{name}/shape"),
+                helper.make_node("Concat", [f"{name}/shape", shapes[1].name], [f"{name}/shape1"],
+                                 name=f"{name}/shape1", axis=0),
+                helper.make_node("Reshape", [f"{name}/rows", f"{name}/shape1"], list(node.output), name=node.name)]
+    return out, [*tables.values(), *shapes] if tables else []

@@ -1,5 +1,5 @@
 """Id hashing inside the raw ONNX graph: the two polynomial hashes of :mod:`shoal.data.hashing` (one float64
-``MatMul`` of every id's bytes with the bases' powers, exact: every term is an integer below 2^53), the seed's
+``Gemm`` of every id's bytes with the bases' powers, exact: every term is an integer below 2^53), the seed's
 offsets and the length, ``mod 2^31 - 1``, joined into 62 bits, SplitMix64; then the bucket (``encoding: hash``) or
 the vocabulary row, looked up by that hash (``encoding: vocab``).
 
@@ -22,6 +22,7 @@ __all__ = ["ANY_WIDTH_MAX", "ML_DOMAIN", "ML_OPSET", "hash_ids", "vocab_keys"]
 
 # the any-width form's longest id: 255 * (2^31 - 1) * 8192 < 2^53, so the byte sums stay exact in float64
 ANY_WIDTH_MAX = 8192
+BELOW_MAX = 256  # up to this max_bytes, the byte masks are one constant (L + 1, L) float64 (512 KiB at most)
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys: a vocabulary feature's lookup
 
 
@@ -49,7 +50,7 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     the first ``lead`` parts' ids ((lead * N,), part after part; None when ``lead`` is 0).
 
     ``parts``: (bytes input (n, L) uint8, lengths input (n,) int64, seed, buckets) of each id feature; they are
-    hashed together: one ``MatMul`` of all their bytes (zeroed past each id's length) with the bases' powers.
+    hashed together: one ``Gemm`` of all their bytes (zeroed past each id's length) with the bases' powers.
     ``vocabularies``: per part, None (hashed into its buckets) or the keys of its vocabulary (:func:`vocab_keys`):
     its ids are then looked up (``ai.onnx.ml`` ``LabelEncoder``, key -> row 1..V, any other key -> V+1).
     ``per_row``: per part, True when it has one id per row (all such parts have N ids: one Shape serves them).
@@ -58,7 +59,6 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     without them (a served graph then has no node over every part).
     """
     from onnx import TensorProto as T
-    from onnx import helper
 
     u64 = np.uint64
 
@@ -76,33 +76,10 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     lengths = cat([n for _, n, _, _ in parts])  # (T,)
     seeds = np.array([offsets(seed) for _, _, seed, _ in parts], np.float64)  # (F, 2): each part's S_1, S_2
     moduli = np.array([buckets - 1 for _, _, _, buckets in parts], u64)
-    sizes = None
-    if len(parts) > 1:
-        one = list(per_row) or [False] * len(parts)
-        rows = g.op("Shape", [parts[one.index(True)][1]]) if any(one) else ""
-        sizes = g.op("Concat", [rows if single else g.op("Shape", [n])
-                                for (_, n, _, _), single in zip(parts, one, strict=True)], axis=0)
-    if sizes is None:
-        basis = g.const(seeds, np.float64, "basis")  # (1, 2): broadcast over the ids
-        modulus = g.op("Expand", [g.const(moduli, u64, "modulus"), g.op("Shape", [lengths])])
-    elif all(per_row):  # F parts of N ids each: the F constants repeated N times
-        rows = g.op("Shape", [parts[0][1]])
-        grid = g.op("Concat", [g.i64([len(parts)]), rows], axis=0)  # (F, N)
-        modulus = g.op("Reshape", [g.op("Expand", [g.const(moduli.reshape(-1, 1), u64, "modulus"), grid]),
-                                   g.i64([-1])], "modulus")
-        basis = g.op("Reshape", [g.op("Expand", [g.const(seeds.reshape(-1, 1, 2), np.float64, "basis"),
-                                                 g.op("Concat", [grid, g.i64([2])], axis=0)]), g.i64([-1, 2])],
-                     "basis")
-    else:  # each id's part: a 1 at each part's end, summed up to the id (a few nodes, not four per part)
-        ends = g.op("CumSum", [sizes, g.i64(0)])
-        total = g.op("Shape", [lengths])
-        marks = g.op("ScatterElements", [g.op("ConstantOfShape", [g.op("Add", [total, g.i64([1])])],
-                                              value=helper.make_tensor("zero", T.INT64, [1], [0])),
-                                         ends, g.op("Expand", [g.i64([1]), g.op("Shape", [ends])])],
-                     reduction="add")  # (T + 1,)
-        part = g.op("CumSum", [g.slice(marks, 0, -1, 0), g.i64(0)], "part")  # (T,): the part of each id
-        basis = g.op("Gather", [g.const(seeds, np.float64, "basis"), part], "basis", axis=0)  # (T, 2)
-        modulus = g.take(g.const(moduli, u64, "modulus"), part)
+    one = list(per_row) or [False] * len(parts)
+    shapes = _shapes(g, parts, one)
+    basis = _per_id(g, seeds.T, one, shapes, "basis")  # (2, T) or (2, 1): each id's S_1, S_2
+    modulus = _per_id(g, moduli, one, shapes, "modulus")  # (T,) or (1,): each id's buckets - 1
     hashes = mix64(g, polynomial(g, raw_bytes, lengths, basis, max_bytes))  # SplitMix64's finalizer
     ids = g.op("Add", [g.op("Cast", [g.op("Mod", [hashes, modulus], fmod=0)], to=T.INT64), g.const(1, np.int64)])
     ids = g.op("Where", [g.op("Less", [lengths, g.const(1, np.int64)]), g.const(0, np.int64), ids], "ids")
@@ -114,7 +91,7 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
         per_part, per_hash = [ids], [hashes]
         block = ids if lead else None
     elif lead:
-        cut = g.op("Mul", [g.op("Shape", [parts[0][1]]), g.i64([lead])])  # lead x N
+        cut = g.op("Mul", [shapes[0], g.i64([lead])])  # lead x N
         block = g.op("Slice", [ids, g.i64([0]), cut, g.i64([0])], "single_block") if lead < len(parts) else ids
         per_part = [block] if lead == 1 else g.ops("Split", [block], lead, "ids", axis=0, num_outputs=lead)
         per_hash = [hashes] * lead
@@ -125,12 +102,12 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
             if len(rest) == 1:
                 per_part, per_hash = per_part + [tail], per_hash + [tail_hash]
             else:
-                tail_sizes = g.op("Concat", [g.op("Shape", [n]) for _, n, _, _ in rest], axis=0)
+                tail_sizes = g.op("Concat", shapes[lead:], axis=0)
                 per_part += g.ops("Split", [tail, tail_sizes], len(rest), "ids", axis=0)
                 per_hash += (g.ops("Split", [tail_hash, tail_sizes], len(rest), "hashes", axis=0)
                              if any(v is not None for v in vocabularies[lead:]) else [tail_hash] * len(rest))
     else:
-        assert sizes is not None
+        sizes = g.op("Concat", shapes, axis=0)  # (F,) ids per part
         per_part = g.ops("Split", [ids, sizes], len(parts), "ids", axis=0)
         per_hash = (g.ops("Split", [hashes, sizes], len(parts), "hashes", axis=0)
                     if any(v is not None for v in vocabularies) else [hashes] * len(parts))
@@ -146,13 +123,49 @@ def hash_ids(g: GraphBuilder, parts: list[tuple[str, str, int, int]], max_bytes:
     return per_part, hashes, block
 
 
+def _shapes(g: GraphBuilder, parts: list[tuple[str, str, int, int]], per_row: Sequence[bool]) -> list[str]:
+    """Each part's id count as a (1,) int64: one ``Shape`` shared by the parts of one id per row (N each)."""
+    rows = g.op("Shape", [parts[per_row.index(True)][1]]) if any(per_row) else ""
+    return [rows if single else g.op("Shape", [n]) for (_, n, _, _), single in zip(parts, per_row, strict=True)]
+
+
+def _per_id(g: GraphBuilder, values: np.ndarray, per_row: Sequence[bool], shapes: Sequence[str], hint: str) -> str:
+    """Each id's constant of its part: ``values`` (F,) -> (T,), or (K, F) -> (K, T). One part, or a value every
+    part shares: the constant itself ((1,) or (K, 1)), broadcast by the op that reads it. Else a run of parts of
+    one id per row is one ``Expand`` ((K, F', 1) -> (K, F', N)) and a ``Reshape``, any other part one ``Expand``
+    of its (K, 1) to its count::
+
+        values [[a, b, c]]  parts s0, s1 (N = 2 each) and a list of 3 ids  ->  [[a, a, b, b, c, c, c]]
+    """
+    flat = values.ndim == 1
+    table = values.reshape(1, -1) if flat else values  # (K, F)
+    if (table == table[:, :1]).all():  # one part, or every part alike (the usual buckets): one constant
+        return g.const(table[:, 0] if flat else table[:, :1], table.dtype, hint)
+    pieces, start = [], 0
+    while start < len(per_row):
+        end = start + 1
+        if per_row[start]:
+            while end < len(per_row) and per_row[end]:
+                end += 1
+            block = g.const(table[:, start:end, None], table.dtype, hint)  # (K, F', 1)
+            grid = g.op("Expand", [block, shapes[start]])  # (K, F', N)
+            pieces.append(g.op("Reshape", [grid, g.i64([-1] if flat else [len(table), -1])]))
+        else:
+            part = g.const(table[0, start:end] if flat else table[:, start:end], table.dtype, hint)  # (1,), (K, 1)
+            pieces.append(g.op("Expand", [part, shapes[start]]))
+        start = end
+    return g.op("Concat", pieces, hint, axis=-1) if len(pieces) > 1 else pieces[0]
+
+
 def polynomial(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: int | None) -> str:
     """``(h_1 << 31) | h_2`` (T,) uint64 of the ids' bytes ``raw`` (T, L), before SplitMix64's finalizer:
-    ``h_k = (S_k + L Q_k + sum_i b_i B_k^i) mod P`` with ``basis`` the ids' ``S`` ((T, 2) or (1, 2) float64).
+    ``h_k = (S_k + L Q_k + sum_i b_i B_k^i) mod P`` with ``basis`` the ids' ``S`` ((2, T) or (2, 1) float64).
 
-    The bytes past each id's length are zeroed (a caller's padding is not trusted), then one float64 ``MatMul``
+    The bytes past each id's length are zeroed (a caller's padding is not trusted), then one float64 ``Gemm``
     with the powers ``B_k^i mod P`` sums them: every product is below 2^39 and the sum of up to
-    :data:`ANY_WIDTH_MAX` of them below 2^53, so the float64 sums are exact."""
+    :data:`ANY_WIDTH_MAX` of them below 2^53, so the float64 sums are exact. Every step after the ``Gemm`` works
+    on (2, T) or (T,), not (T, 2): ONNX Runtime runs an elementwise op with a scalar over a (T, 1) or (T, 2)
+    tensor a row at a time."""
     from onnx import TensorProto as T
 
     f64 = np.float64
@@ -165,15 +178,35 @@ def polynomial(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: i
         g.op("Shape", [raw]), g.i64([1]), g.i64([2])])]
     longest = g.op("Min", [longest, *widths])
     cut = g.op("Slice", [raw, g.i64([0]), longest, g.i64([1])])  # (T, W)
-    table = g.op("Slice", [g.const(powers(rows).astype(f64), f64, "powers"), g.i64([0]), longest, g.i64([0])])
-    positions = g.op("Slice", [g.const(np.arange(rows, dtype=np.int64).reshape(1, -1), np.int64, "position"),
-                               g.i64([0]), longest, g.i64([1])])  # (1, W)
-    inside = g.op("Less", [positions, g.unsqueeze(length, 1)], "inside")
-    data = g.op("Cast", [g.op("Where", [inside, cut, g.const(0, np.uint8)])], "bytes_f64", to=T.DOUBLE)  # (T, W)
-    weighted = g.op("Mul", [g.unsqueeze(g.op("Cast", [length], to=T.DOUBLE), 1),
-                            g.const(np.array([LENGTH_WEIGHTS], f64), f64, "length_weights")])  # (T, 2)
-    total = g.op("Add", [g.op("Add", [g.op("MatMul", [data, table], "byte_sums"), basis]), weighted])
-    halves = g.op("Cast", [g.op("Mod", [total, g.const(float(PRIME), f64)], "mod_p", fmod=1)], to=T.UINT64)
-    high, low = g.ops("Split", [halves], 2, "half", axis=1, num_outputs=2)  # (T, 1) each; uint64: exact
-    joined = g.op("BitwiseOr", [g.op("BitShift", [high, g.const(31, np.uint64)], direction="LEFT"), low])
-    return g.op("Reshape", [joined, g.i64([-1])], "poly")
+    # each id's mask, 1 before its length, 0 after: its row of `below` (row l: l ones, then zeros), gathered, as
+    # ONNX Runtime runs a compare of (T, 1) with (1, W) a row at a time; `below` is a constant up to BELOW_MAX
+    # bytes, else built per batch, and past BELOW_MAX bytes ((W + 1, W) would outgrow (T, W)) the compare
+    index = g.op("Min", [length, longest])  # (T,)
+    if rows <= BELOW_MAX:
+        steps = np.tril(np.ones((rows + 1, rows), f64), -1)  # (L + 1, L)
+        mask = g.op("Gather", [g.op("Slice", [g.const(steps, f64, "below"), g.i64([0]), longest, g.i64([1])]),
+                               index], "mask", axis=0)  # (T, W)
+    else:
+        positions = g.op("Slice", [g.const(np.arange(rows), np.int64, "position"), g.i64([0]), longest])  # (W,)
+
+        def gathered() -> str:
+            counts = g.op("Slice", [g.const(np.arange(rows + 1).reshape(-1, 1), np.int64, "count"), g.i64([0]),
+                                    g.op("Add", [longest, g.i64([1])])])  # (W + 1, 1)
+            below = g.op("Cast", [g.op("Less", [positions, counts])], "below", to=T.DOUBLE)  # (W + 1, W)
+            return g.op("Gather", [below, index], "mask", axis=0)
+
+        def compared() -> str:
+            return g.op("Cast", [g.op("Less", [positions, g.unsqueeze(length, 1)])], "mask", to=T.DOUBLE)
+
+        mask = g.op("If", [g.op("LessOrEqual", [longest, g.i64([BELOW_MAX])])], "mask",
+                    then_branch=g.branch(gathered, T.DOUBLE), else_branch=g.branch(compared, T.DOUBLE))
+    data = g.op("Mul", [g.op("Cast", [cut], to=T.DOUBLE), mask], "bytes_f64")  # (T, W)
+    table = g.op("Slice", [g.const(powers(rows).T.astype(f64), f64, "powers"), g.i64([0]), longest, g.i64([1])])
+    sums = g.op("Gemm", [table, data, basis], "byte_sums", transB=1)  # (2, W) x (W, T) + S: (2, T)
+    weighted = g.op("Mul", [g.const(np.array(LENGTH_WEIGHTS, f64).reshape(2, 1), f64, "length_weights"),
+                            g.op("Cast", [length], to=T.DOUBLE)])  # (2, T)
+    # mod P in uint64 (exact: the sums are integers below 2^53), faster than a float64 fmod
+    halves = g.op("Mod", [g.op("Cast", [g.op("Add", [sums, weighted])], to=T.UINT64),
+                          g.const(PRIME, np.uint64)], "mod_p")  # (2, T) h_1, h_2
+    # (h_1 << 31) | h_2 as [2^31, 1] @ halves: exact in uint64 (below 2^62)
+    return g.op("MatMul", [g.const(np.array([1 << 31, 1], np.uint64), np.uint64, "join"), halves], "poly")  # (T,)

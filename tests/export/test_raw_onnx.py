@@ -336,10 +336,10 @@ def test_a_too_long_id_is_refused_not_cut() -> None:
 def test_bytes_matrix_packs_each_id_left_aligned(values: list[str | None], width: int | None) -> None:
     """Each id's UTF-8 bytes at the start of its row, zeros after, length 0 for a null: from a plain string array
     (the bytes in one run), a slice of one, and an array whose nulls hold bytes (the general gather)."""
-    from shoal.export.raw_feed import _bytes_matrix
+    from shoal.export.raw_bytes import bytes_matrix
 
     def check(arr: pa.Array, cells: list[str | None]) -> None:
-        out, lengths = _bytes_matrix(arr, width, "u")
+        out, lengths = bytes_matrix(arr, width, "u")
         encoded = [b"" if c is None else c.encode("utf-8") for c in cells]
         assert list(lengths) == [len(b) for b in encoded]
         assert out.shape[1] == (width if width is not None else max(1, max(map(len, encoded))))
