@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.data.features import DenseColumn, Problems, as_strings
+from shoal.data.features.base import id_lists, is_id_list
 from shoal.data.features.dense import FLOAT32_MAX
 from shoal.data.rows import rows_table
 from shoal.export.raw_bytes import pack, refuse_long, trimmed_matrix
@@ -316,8 +317,12 @@ def _split_ids(col: pa.ChunkedArray, f: Mapping[str, Any], width: int | None) ->
     """A list feature's (bytes (M, W), lengths (M,), counts (N,)): each cell split on the separator, each id
     trimmed, empty ids dropped (trimming the cell first would change nothing: what it cuts is trimmed or
     dropped)."""
-    lists = pc.split_pattern(as_strings(col, f["column"], trim=False), f["separator"])  # a null cell: a null list
-    flat = pc.list_flatten(lists)  # (M,) every id, row after row
+    if is_id_list(col.type):  # a JSON-lines / Parquet list column: its ids as they are (a null id: an empty one)
+        lists = id_lists(col)
+        flat = pc.fill_null(pc.list_flatten(lists), "")
+    else:
+        lists = pc.split_pattern(as_strings(col, f["column"], trim=False), f["separator"])  # a null cell: null list
+        flat = pc.list_flatten(lists)  # (M,) every id, row after row
     data, lengths = trimmed_matrix(flat, width, [f["name"]], len(flat))
     counts = np.diff(lists.offsets.to_numpy()).astype(np.int64)  # (N,) ids per row, empty ones included
     empty = lengths == 0

@@ -42,6 +42,8 @@ def test_a_list_column_reads_as_its_joined_cells() -> None:
         np.testing.assert_array_equal(offsets_a, offsets_b)
         assert feature.values(a).to_pylist() == feature.values(b).to_pylist()
     assert feature.ids(lists, None)[1].tolist() == [0, 2, 3, 4, 5, 7]  # [] and null: the one id 0
+    empty = feature.ids(pa.array([[], None], pa.list_(pa.null())), None)  # a chunk of empty lists: list<null>
+    assert empty[0].tolist() == [0, 0] and empty[1].tolist() == [0, 1, 2]
 
 
 def test_a_single_id_feature_refuses_a_list_column_naming_the_fix() -> None:
@@ -75,6 +77,15 @@ def test_inspect_train_predict_and_serve_a_list_column(tmp_path: Path, suffix: s
     assert scored.exit_code == 0, scored.output
     proba = pacsv.read_csv(out).column("probability").to_numpy()
     assert len(proba) == len(rows) and proba[["a" in r["tags"] for r in rows]].min() > 0.5  # type: ignore[operator]
+    # the raw ONNX graph reads the list column too (its feed splits nothing: the ids are the list's)
+    from shoal.export.raw import export_raw_onnx
+
+    export_raw_onnx(tmp_path / "run" / "bundle")
+    raw_out = tmp_path / "scored_raw.csv"
+    scored = CliRunner().invoke(cli.app, ["predict", str(tmp_path / "run" / "bundle"), str(path), "-o", str(raw_out),
+                                          "--backend", "raw"])
+    assert scored.exit_code == 0 and "onnxruntime-raw" in scored.output, scored.output
+    np.testing.assert_allclose(pacsv.read_csv(raw_out).column("probability").to_numpy(), proba, atol=1e-5, rtol=0)
 
     from shoal.serving.app import ServeSettings, create_app
 

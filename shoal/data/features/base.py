@@ -45,8 +45,9 @@ def is_id_list(typ: pa.DataType) -> bool:
     strings or integers: read by a list feature (one with a ``separator``) as the cell ``"a|b"`` is."""
     if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)):
         return False
-    item = typ.value_type
-    return pa.types.is_string(item) or pa.types.is_large_string(item) or pa.types.is_integer(item)
+    item = typ.value_type  # null: a chunk whose lists are all empty
+    return pa.types.is_string(item) or pa.types.is_large_string(item) or pa.types.is_integer(item) \
+        or pa.types.is_null(item)
 
 
 def id_lists(col: pa.ChunkedArray | pa.Array) -> pa.Array:
