@@ -128,6 +128,22 @@ class _Writer:
             self.tmp.unlink(missing_ok=True)
 
 
+SMALL_FILE_BYTES = 16 << 20  # a file up to this size has its lines counted (a few ms) to size the timed batches
+_COUNTED = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".ndjson", ".parquet")  # not compressed: lines are rows
+
+
+def _batch_size(data: Path, chunk_rows: int) -> int:
+    """The rows of the batches ``predict_file`` will score: ``chunk_rows``, or for a small file (one file, at most
+    :data:`SMALL_FILE_BYTES`) with fewer lines, its line count rounded up to a power of two (files of similar
+    sizes share the timed decision)."""
+    suffix = data.suffix.lower()
+    if not data.is_file() or data.stat().st_size > SMALL_FILE_BYTES or suffix not in _COUNTED:
+        return chunk_rows
+    # text: lines bound the rows (a header, quoted line breaks and a last line without its newline add to them)
+    rows = pq.ParquetFile(data).metadata.num_rows if suffix == ".parquet" else data.read_bytes().count(b"\n") + 1
+    return min(chunk_rows, 1 << max(rows - 1, 0).bit_length())
+
+
 def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoal-runs"),
                  quarantine: Path | None = None, keep: list[str] | None = None,
                  progress: Callable[[int, int | None], None] | None = None, backend: str = "auto") -> PredictSummary:
@@ -149,8 +165,9 @@ def predict_file(ref: str | Path, data: Path, out: Path, home: Path = Path("shoa
     except BadInputError:
         fmt = bundle.config.data.format
     reading = bundle.config.data.model_copy(update={"format": fmt})
-    # every call scores one chunk: ``auto`` times the backends at that size (capped, see shoal.runtime.choice)
-    predictor = select_end_to_end(bundle, folder, backend, batch_sizes=(reading.chunk_rows,))
+    # every call scores one chunk: ``auto`` times the backends at that size (capped, see shoal.runtime.choice), or
+    # at the file's rows when it has fewer (300 long texts were timed at 1,024: 48 s for a 10 s file)
+    predictor = select_end_to_end(bundle, folder, backend, batch_sizes=(_batch_size(data, reading.chunk_rows),))
     keep = [c for c in (keep or []) if c not in ("line",)]
     quarantine = quarantine or out.with_name(f"{out.name.split('.')[0]}.quarantine.jsonl")
     quarantine.unlink(missing_ok=True)
