@@ -318,7 +318,7 @@ def _split_ids(col: pa.ChunkedArray, f: Mapping[str, Any], width: int | None) ->
     trimmed, empty ids dropped (trimming the cell first would change nothing: what it cuts is trimmed or
     dropped)."""
     if is_id_list(col.type):  # a JSON-lines / Parquet list column: its ids as they are (a null id: an empty one)
-        lists = id_lists(col)
+        lists = id_lists(col, trim=False)  # trimmed_matrix trims
         flat = pc.fill_null(pc.list_flatten(lists), "")
     else:
         lists = pc.split_pattern(as_strings(col, f["column"], trim=False), f["separator"])  # a null cell: null list

@@ -535,11 +535,10 @@ def _kind(s: _ColumnStats) -> tuple[Kind, str, Literal["log1p", "standardize", "
                 f"of values contain spaces; learned from raw bytes (n-gram bags)", None, None)
     if s.list_separator is not None:  # a list column: a list feature whatever the share of rows with several ids
         ls = s.lists.get(s.list_separator)
-        several = 100.0 * ls.rows / s.present if ls is not None else 0.0
-        ids = (f"{'>=' if ls.distinct.capped else ''}{len(ls.distinct) or len(s.distinct):,}" if ls is not None
-               else f"{len(s.distinct):,}")
-        return ("sparse", f"lists of ids (a {s.arrow_type} column; {several:.0f}% of rows have several), {ids} "
-                f"distinct ids", None, s.list_separator)
+        # no row with two ids: each list's one id is a value of the column
+        found, share = (ls.distinct, 100.0 * ls.rows / s.present) if ls is not None and ls.rows else (s.distinct, 0.0)
+        return ("sparse", f"lists of ids (a {s.arrow_type} column; {share:.0f}% of rows have several), "
+                f"{'>=' if found.capped else ''}{len(found):,} distinct ids", None, s.list_separator)
     listed = s.separator()
     if listed is not None:
         sep, ls = listed

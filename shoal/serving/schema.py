@@ -118,6 +118,11 @@ class FieldSpec:
     kinds: frozenset[str]  # the kinds of all the features reading this column
     separators: tuple[str, ...] = ()  # of the list features reading this column (a cell of ids "a|b|c")
 
+    @property
+    def takes_array(self) -> bool:
+        """Whether a JSON array of ids is this field's value too: only list features, of one separator, read it."""
+        return self.kind == "sparse" and len(self.separators) == 1 and len(self.kinds) == 1
+
 
 class NotServableError(ShoalError, ValueError):
     """A bundle whose inputs the HTTP server cannot take (a column read both as media and as another kind)."""
@@ -298,10 +303,8 @@ class RequestSchema:
         # a column that only dense features read, with marks in its numbers (decimal ",", thousands, a symbol): a
         # request may send its numbers as text written that way, as the training file had them
         formats = {f.column: f.number for f in encoder.dense_features if f.number.options()}
-        self._written = {f.column: _written_number(formats[f.column]) for f in self.fields
+        self._written = {f.column: formats[f.column] for f in self.fields
                          if f.kind == "dense" and len(f.kinds) == 1 and f.column in formats}
-        self._written_example = {c: "1.234,5" if formats[c].decimal == "," else "1,234.5" if formats[c].thousands
-                                 else f"{formats[c].symbol}12" for c in self._written}
         # Internal names f0, f1, ... with the column as alias (columns need not be Python identifiers), their prefix
         # one no column starts with: pydantic reads a value by its alias first, so an internal name that is also
         # another field's column (c2 of the columns c0, c1, c3, as `shoal inspect` names a headerless file's) would
@@ -317,11 +320,11 @@ class RequestSchema:
         form: dict[str, Any] = {}  # a multipart row's: the same, but a media value is the file's bytes
         for name, f in zip(self._names, self.fields, strict=True):
             if f.kind == "dense" and f.column in self._written:  # also "30,220", read as the feature reads a file
-                typ: Any = Annotated[float | str | None, self._written[f.column]]
+                typ: Any = Annotated[float | str | None, _written_number(self._written[f.column])]
             elif f.kind == "dense":  # a column also read as ids keeps integers as integers ("17", not "17.0")
                 typ = (int | float | None) if len(f.kinds) > 1 else (float | None)
                 typ = Annotated[typ, AfterValidator(_in_float32)]
-            elif f.kind == "sparse" and len(f.separators) == 1 and len(f.kinds) == 1:  # also a JSON array of ids
+            elif f.takes_array:  # also a JSON array of ids
                 typ = Annotated[str | int | list[str | int] | None, _id_limit(max_id_bytes, max_list_ids,
                                                                               f.separators)]
             elif f.kind == "sparse":
@@ -354,11 +357,13 @@ class RequestSchema:
         """What a field takes, in words."""
         if spec.kind in _MEDIA:
             return self._media[spec.column].formats
-        if spec.kind == "sparse" and len(spec.separators) == 1 and len(spec.kinds) == 1:
+        if spec.takes_array:
             return (f"a string, an integer, an array of them (the list's ids, \"{spec.separators[0]}\" joins them) "
                     "or null")
         if spec.column in self._written:
-            return f"a number, text written as the training file's (\"{self._written_example[spec.column]}\") or null"
+            number = self._written[spec.column]
+            example = "1.234,5" if number.decimal == "," else "1,234.5" if number.thousands else f"{number.symbol}12"
+            return f"a number, text written as the training file's (\"{example}\") or null"
         return _EXPECT[spec.kind]
 
     # -- validation ------------------------------------------------------------------------------------------

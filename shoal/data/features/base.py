@@ -50,15 +50,18 @@ def is_id_list(typ: pa.DataType) -> bool:
         or pa.types.is_null(item)
 
 
-def id_lists(col: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """A list column (:func:`is_id_list`) as one list<string> array, each id whitespace trimmed; a null list is a
-    missing cell, a null id is dropped as an empty one is."""
+def id_lists(col: pa.ChunkedArray | pa.Array, trim: bool = True) -> pa.Array:
+    """A list column (:func:`is_id_list`) as one list<string> array, each id whitespace trimmed (``trim=False``:
+    left to the caller); a null list is a missing cell, a null id is dropped as an empty one is."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    target = pa.large_list(pa.string()) if pa.types.is_large_list(arr.type) else pa.list_(pa.string())
-    lists = pc.cast(arr, target)
-    items = pc.utf8_trim_whitespace(lists.values)
-    cls = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
-    return cls.from_arrays(lists.offsets, items, mask=lists.is_null())
+    lists = pc.cast(arr, pa.large_list(pa.string()) if pa.types.is_large_list(arr.type) else pa.list_(pa.string()))
+    return trimmed_items(lists) if trim else lists
+
+
+def trimmed_items(lists: pa.Array) -> pa.Array:
+    """A list<string> array with each item whitespace trimmed (a null list stays null)."""
+    cls = pa.LargeListArray if pa.types.is_large_list(lists.type) else pa.ListArray
+    return cls.from_arrays(lists.offsets, pc.utf8_trim_whitespace(lists.values), mask=lists.is_null())
 
 
 def as_strings(col: pa.ChunkedArray | pa.Array, name: str = "?", trim: bool = True) -> pa.Array:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoal.config import SparseFeature
-from shoal.data.features.base import IdColumn, as_strings, feature_seed, id_lists, is_id_list
+from shoal.data.features.base import IdColumn, as_strings, feature_seed, id_lists, is_id_list, trimmed_items
 from shoal.data.features.vocab import Vocabulary, VocabularyCounter
 from shoal.data.hashing import bucketize, hash_strings
 
@@ -68,9 +68,7 @@ class SparseColumn(IdColumn):
         if is_id_list(col.type):
             return id_lists(col)
         assert self.separator is not None
-        lists = pc.split_pattern(as_strings(col, self.column), self.separator)
-        items = pc.utf8_trim_whitespace(lists.values)
-        return pa.ListArray.from_arrays(lists.offsets, items, mask=lists.is_null())
+        return trimmed_items(pc.split_pattern(as_strings(col, self.column, trim=False), self.separator))
 
     def counter(self) -> VocabularyCounter:
         """An empty count of this feature's ids, for :meth:`learn`."""
