@@ -105,7 +105,9 @@ log = logging.getLogger(__name__)
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
 RAW_FORMAT = "shoal-raw-onnx"
-RAW_VERSION = 3  # 3: image and audio features; 2: text features (NAME.bytes + NAME.lengths); 1: dense and sparse
+# 4: an audio feature's wave alone, zero-padded (3 also took NAME.lengths, a mask); 3: image and audio features;
+# 2: text features (NAME.bytes + NAME.lengths); 1: dense and sparse
+RAW_VERSION = 4
 TEXT_VERSION = 2  # the version of a contract without media inputs (exports written before media stay valid)
 METADATA_KEY = "shoal.raw_inputs"
 DEFAULT_MAX_BYTES = 64  # id bytes per row the unrolled hash reads; longer ids are refused (re-export with more)

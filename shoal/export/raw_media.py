@@ -26,9 +26,8 @@ whole numbers below 2**53, so they are exact whatever the summation order; the o
 An audio feature ``NAME`` takes::
 
     NAME.wave     float32 (N, S)  each sound's samples at the feature's ``sample_rate``, in [-1, 1) (16-bit PCM
-                                  / 32768), padded with 0; S is free
-    NAME.lengths  int64 (N,)      samples of each sound; the graph keeps the first ``seconds`` of them and pads
-                                  with silence
+                                  / 32768), a batch's shorter sounds padded with 0 (silence); S is free: the graph
+                                  keeps the first ``seconds`` and pads with silence
 
 and the graph computes the log-mel spectrogram of :class:`~shoal.data.logmel.LogMel`: zero padding of ``n_fft / 2``
 at both ends less the frame's samples outside the window (``LogMel.pads``), the windowed DFT as a strided ``Conv``
@@ -96,7 +95,7 @@ def media_contract(col: MediaColumn, vertical_first: bool = False) -> tuple[dict
                 "about": "each image's own (height, width) in pixels, at least 1 and at most (h, w)"}}
         return feature, inputs
     if isinstance(col, AudioColumn):
-        names = {"wave": f"{col.name}.wave", "lengths": f"{col.name}.lengths"}
+        names = {"wave": f"{col.name}.wave"}
         feature = {
             "name": col.name, "kind": "audio", "column": col.column, "sample_rate": col.sample_rate,
             "seconds": col.seconds, "samples": col.samples, "n_mels": col.n_mels, "window_ms": col.window_ms,
@@ -109,12 +108,10 @@ def media_contract(col: MediaColumn, vertical_first: bool = False) -> tuple[dict
                 "example": "two sounds of 3 and 1 samples: [[0.5, -0.25, 0.0], [0.125, 0.0, 0.0]]",
                 "about": f"each sound of {col.name!r} (column {col.column!r}) decoded (WAV: the caller's job; 16-bit "
                          f"PCM / 32768, in [-1, 1)) at {col.sample_rate} Hz (resampled by the caller if the file's "
-                         "rate differs), padded with 0; S is free; the graph keeps the first "
+                         "rate differs), a batch's shorter sounds padded with 0 (silence); S is free; the graph "
+                         "keeps the first "
                          f"{col.samples} samples ({col.seconds} s), pads with silence and computes the log-mel "
-                         f"spectrogram ({col.n_mels} bands x {col.frames} frames)"},
-            names["lengths"]: {
-                "dtype": "int64", "shape": ["N"], "missing": "none (0: silence)", "example": [3, 1],
-                "about": f"samples of each sound of {col.name!r}; those past it are read as silence"}}
+                         f"spectrogram ({col.n_mels} bands x {col.frames} frames)"}}
         return feature, inputs
     raise ExportError(f"media feature {col.name!r} is of kind {col.kind!r}, which the raw export does not compute "
                       "(it computes image and audio); export with --onnx instead")
@@ -162,10 +159,13 @@ def media_feed(feature: dict[str, Any], cells: Sequence[Any]) -> dict[str, np.nd
             pixels[i, : d.shape[0], : d.shape[1]] = d
         return {names["pixels"]: pixels, names["sizes"]: sizes}
     if len(decoded) == 1:  # a request's one sound: nothing to stack
-        return {names["wave"]: decoded[0][None], names["lengths"]: np.array([col.samples], np.int64)}
-    waves = np.stack(decoded) if decoded else np.zeros((0, col.samples), np.float32)
-    return {names["wave"]: waves.astype(np.float32, copy=False),
-            names["lengths"]: np.full(len(decoded), waves.shape[1], np.int64)}
+        feed = {names["wave"]: decoded[0][None]}
+    else:
+        waves = np.stack(decoded) if decoded else np.zeros((0, col.samples), np.float32)
+        feed = {names["wave"]: waves.astype(np.float32, copy=False)}
+    if "lengths" in names:  # a contract of version 3 (exports before 4): each sound's samples, all of them here
+        feed[names["lengths"]] = np.full(len(decoded), col.samples, np.int64)
+    return feed
 
 
 def usual_image_size(col: ImageColumn, cells: Sequence[Any], base: Path) -> tuple[int, int] | None:
@@ -340,7 +340,7 @@ def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
     """(N, n_mels, frames) float32: the first ``samples`` samples (silence after a shorter sound), then
     :class:`~shoal.data.logmel.LogMel` as ONNX ops."""
     logmel = col.logmel
-    wave_in, lengths = f"{col.name}.wave", f"{col.name}.lengths"
+    wave_in = f"{col.name}.wave"
     left, right = logmel.pads  # the window's taps alone: the frame's zero-weight samples are not padded for
     basis = logmel.basis.numpy()  # (2F, 1, win_length): the windowed DFT's real, then imaginary parts
     filterbank = logmel.filterbank.numpy()  # (M, F)
@@ -351,17 +351,14 @@ def _logmel(g: GraphBuilder, col: AudioColumn) -> str:
     basis, twice = basis[used], twice[:, used]
     win, hop, frames = basis.shape[2], logmel.hop_length, col.frames
     # the samples the frames read: left + samples + right, or when frames end to end (hop = win) as far as the
-    # last frame reaches; zeros are padded whatever the width S sent, then the excess cut (two nodes with
-    # constant operands, where working out the padding from S took five)
+    # last frame reaches; the sound's first `samples` (a longer one cut: only where the frames read past them),
+    # zeros padded whatever the width S sent, then the excess cut: nodes with constant operands, where working
+    # out the padding from S took five. The caller pads a batch's shorter sounds with zeros, which are silence.
     width = left + col.samples + right
     if hop == win:
         width = min(width, frames * win)
-    pads = g.i64([0, left, 0, col.samples + right])
-    padded = g.slice(g.op("Pad", [wave_in, pads]), 0, width, axis=1)  # (N, width)
-    at = np.arange(-left, width - left)  # (width,): the sound's sample at each position
-    at[at >= col.samples] = np.iinfo(np.int64).max  # past `samples` (a longer sound's): silence, as cut
-    index = g.i64(at[None])  # (1, width)
-    padded = g.op("Where", [g.op("Less", [index, g.unsqueeze(lengths, 1)]), padded, g.const(0.0, np.float32)])
+    wave = g.slice(wave_in, 0, col.samples, axis=1) if width > left + col.samples else wave_in
+    padded = g.slice(g.op("Pad", [wave, g.i64([0, left, 0, col.samples + right])]), 0, width, axis=1)  # (N, width)
     if hop == win:  # frames that neither overlap nor leave gaps: a Reshape, and the DFT one MatMul
         x = g.op("Reshape", [padded, g.i64([0, frames, win])])  # (N, T, win)
         spec = g.op("MatMul", [x, g.const(np.ascontiguousarray(basis[:, 0].T), np.float32, "dft")])  # (N, T, 2F)

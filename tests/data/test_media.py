@@ -16,7 +16,7 @@ from PIL import Image
 from shoal.config import ConfigError, FeatureConfig, LabelConfig, parse_config
 from shoal.data.encoder import Encoder
 from shoal.data.features import AudioColumn, ImageColumn, Problems
-from shoal.data.features.audio import _pcm16_mono, _usual_pcm16_mono, audio_magic
+from shoal.data.features.audio import _pcm16_mono, audio_magic, usual_pcm16_mono
 from shoal.data.features.media import MediaError, cell_bytes
 from shoal.data.logmel import LogMel, mel_filterbank, resample
 from shoal.data.readers import BadInputError, BadRowSink, Chunk
@@ -196,7 +196,7 @@ def test_the_usual_wav_layout_reads_as_the_wave_module_reads_it() -> None:
         "empty data": _riff(fmt(), [(b"data", b"")]),
     }
     for name, data in taken.items():
-        usual = _usual_pcm16_mono(data)
+        usual = usual_pcm16_mono(data)
         if name == "riff size before the data" or name == "cut in the data header":
             assert usual is None, name  # wave's own reading of it
             continue
@@ -213,7 +213,7 @@ def test_the_usual_wav_layout_reads_as_the_wave_module_reads_it() -> None:
         "not RIFF": b"RIFX" + whole[4:],
     }
     for name, data in others.items():
-        assert _usual_pcm16_mono(data) is None, name
+        assert usual_pcm16_mono(data) is None, name
     # a chunk before the data: wave reads it, and the decoder gives the same samples as for the usual layout
     listed = _pcm16_mono(others["a chunk before the data"])
     assert listed is not None and bytes(listed[0]) == pcm

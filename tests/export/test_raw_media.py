@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ from shoal.export.raw import (
     raw_feed,
     synthetic_raw_rows,
 )
-from shoal.export.raw_media import LOGMEL_TOLERANCE
+from shoal.export.raw_bound import BoundRows, BoundSound
+from shoal.export.raw_media import LOGMEL_TOLERANCE, media_column, media_feed, synthetic_media
 from shoal.export.raw_runtime import raw_graph_refusal
 from shoal.models import build
+from shoal.runtime.onnx import run_session
 
 IMAGE = {"name": "picture", "kind": "image", "channels": 3, "size": [7, 10], "mean": 0.4, "std": 0.3, "widths": [4]}
 GREY = {"name": "digit", "kind": "image", "channels": 1, "size": [8, 8], "widths": [4]}
@@ -83,22 +86,22 @@ def test_in_graph_logmel_is_close_to_the_encoder() -> None:
 
 
 def test_the_graph_cuts_and_pads_the_wave() -> None:
-    """A caller's waveform longer than ``seconds`` is cut, a shorter one padded; samples past a row's length are
-    silence, whatever the padding holds."""
+    """A caller's waveform longer than ``seconds`` is cut, a shorter one (a batch's shorter sounds padded with
+    zeros by the caller) padded with silence; the frames never read past the sound's ``seconds``."""
     for feature in (AUDIO, FRAMED, WHOLE):
         encoder = _encoder([feature])
         col, name = encoder.media_features[0], feature["name"]
         session = ort.InferenceSession(preprocess_model(encoder).SerializeToString(),
                                        providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == [f"{name}.wave"]
         rng = np.random.default_rng(0)
         wave = (rng.standard_normal((3, col.samples + 50)) * 0.3).astype(np.float32)
-        lengths = np.array([col.samples + 50, col.samples // 2, 0], np.int64)
-        (got,) = session.run([f"raw/media/{name}"], {f"{name}.wave": wave, f"{name}.lengths": lengths})
-        expected = np.zeros((3, col.samples), np.float32)
-        expected[0] = wave[0, : col.samples]
-        expected[1, : col.samples // 2] = wave[1, : col.samples // 2]
+        wave[1, col.samples // 2:] = 0  # a shorter sound in the batch
+        wave[2] = 0
+        (got,) = session.run([f"raw/media/{name}"], {f"{name}.wave": wave})
+        expected = wave[:, : col.samples]
         np.testing.assert_allclose(got, col.finish(expected).reshape(3, -1), atol=LOGMEL_TOLERANCE)
-        (short,) = session.run([f"raw/media/{name}"], {f"{name}.wave": wave[:, :10], f"{name}.lengths": np.full(3, 10)})
+        (short,) = session.run([f"raw/media/{name}"], {f"{name}.wave": wave[:, :10]})
         cut = np.zeros((3, col.samples), np.float32)
         cut[:, :10] = wave[:, :10]
         np.testing.assert_allclose(short, col.finish(cut).reshape(3, -1), atol=LOGMEL_TOLERANCE)
@@ -106,15 +109,18 @@ def test_the_graph_cuts_and_pads_the_wave() -> None:
 
 def test_contract_describes_the_media_inputs() -> None:
     contract = raw_contract(_encoder([IMAGE, AUDIO, {"name": "x", "kind": "dense"}]))
-    assert contract["version"] == 3
+    assert contract["version"] == 4
     pixels, sizes = contract["inputs"]["picture.pixels"], contract["inputs"]["picture.sizes"]
     assert pixels["dtype"] == "uint8" and pixels["shape"] == ["N", "h", "w", 3] and sizes["shape"] == ["N", 2]
-    wave, lengths = contract["inputs"]["sound.wave"], contract["inputs"]["sound.lengths"]
-    assert wave["dtype"] == "float32" and wave["shape"] == ["N", "S"] and lengths["dtype"] == "int64"
+    wave = contract["inputs"]["sound.wave"]
+    assert wave["dtype"] == "float32" and wave["shape"] == ["N", "S"] and "sound.lengths" not in contract["inputs"]
     audio = next(f for f in contract["features"] if f["kind"] == "audio")
     assert (audio["samples"], audio["frames"], audio["n_fft"], audio["hop_length"]) == (400, 13, 64, 32)
     assert "bad row" in pixels["missing"] and "4000 Hz" in wave["about"]
     assert raw_contract(_encoder([{"name": "x", "kind": "dense"}]))["version"] == 2  # older exports stay valid
+    old = {**audio, "inputs": {**audio["inputs"], "lengths": "sound.lengths"}}  # version 3 also took the lengths
+    fed = media_feed(old, [synthetic_media(np.random.default_rng(0), media_column(audio), 1)[0]] * 2)
+    assert fed["sound.lengths"].tolist() == [400, 400] and fed["sound.wave"].shape == (2, 400)
 
 
 def test_feed_takes_bytes_and_base64_never_a_path(tmp_path: Path) -> None:
@@ -167,7 +173,7 @@ def test_image_audio_id_and_number_bundle(tmp_path: Path) -> None:
     for rows in (1, 9):
         assert parity(bundle, model, synthetic_raw_rows(bundle.encoder, rows, seed=rows)) <= 1e-5
     written = json.loads(report.contract_path.read_text(encoding="utf-8"))
-    assert {"picture.pixels", "picture.sizes", "sound.wave", "sound.lengths"} <= set(written["inputs"])
+    assert {"picture.pixels", "picture.sizes", "sound.wave"} <= set(written["inputs"])
     assert raw_graph_refusal(bundle, folder) is None  # serving takes the raw graph for this bundle
 
 
@@ -177,6 +183,41 @@ def test_multiclass_media_only_bundle(tmp_path: Path) -> None:
     model = RawOnnxModel(export_raw_onnx(folder, parity_rows=24).path)
     table = synthetic_raw_rows(bundle.encoder, 12, seed=3)
     assert model.predict_proba(table).shape == (12, 3) and parity(bundle, model, table) <= 1e-5
+
+
+def _wav(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(samples.astype("<i2"), channels).tobytes())
+    return out.getvalue()
+
+
+def test_one_row_of_sounds_is_bound_and_answers_as_the_feed(tmp_path: Path) -> None:
+    """A row of sounds alone goes through inputs bound once (:class:`BoundSound`): usual WAVs converted straight
+    into the bound buffers give the plain feed's probabilities exactly, a shorter sound after a longer one keeps
+    nothing of it, and a sound the binding does not take (another rate, stereo, base64, missing) goes the plain
+    way: the same answer, or the feed's error naming the row."""
+    folder, bundle = _bundle(tmp_path, [WHOLE, FRAMED], classes=["a", "b", "c"])
+    model = RawOnnxModel(export_raw_onnx(folder, parity_rows=8).path)
+    assert BoundRows(model.session, model.contract, "probabilities").kind is BoundSound
+    rng = np.random.default_rng(4)
+    noise = [(rng.standard_normal(n) * 6000).clip(-32768, 32767) for n in (5000, 900, 1600, 2400, 10)]
+    rows = [{"call": _wav(noise[0], 8000), "voice": _wav(noise[1], 8000)},  # longer than 0.3 s; shorter than 0.2 s
+            {"call": _wav(noise[4], 8000), "voice": _wav(noise[2], 8000)},  # a tiny sound after a long one
+            {"call": _wav(noise[3], 16000), "voice": _wav(noise[2], 8000)},  # another rate: resampled by the feed
+            {"call": _wav(noise[3], 8000, channels=2), "voice": _wav(noise[1], 8000)},  # stereo
+            {"call": base64.b64encode(_wav(noise[3], 8000)).decode(), "voice": _wav(noise[2], 8000)}]
+    bound = BoundSound(model.session, model.contract, "probabilities")
+    assert [bound.run(r) is None for r in rows] == [False, False, True, True, False]
+    for row in rows:
+        want = run_session(model.session, ["probabilities"], raw_feed([row], model.contract))[0]
+        np.testing.assert_array_equal(model.predict_proba([row]), want)
+    assert parity(bundle, model, pa.Table.from_pylist(rows[:4])) <= 1e-5  # the encoder reads bytes in a binary column
+    with pytest.raises(ValueError, match="row 0, column 'call'"):
+        model.predict_proba([{"call": None, "voice": rows[0]["voice"]}])
 
 
 # -- the usual size's branch: constant weights ---------------------------------------------------------------------

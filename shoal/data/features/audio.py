@@ -29,7 +29,7 @@ from shoal.data.features.base import feature_seed
 from shoal.data.features.media import MediaColumn, MediaError
 from shoal.data.logmel import LogMel, resample
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioColumn", "audio_magic"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioColumn", "audio_magic", "usual_pcm16_mono"]
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac")
 FINISH_ROWS = 256  # sounds turned into spectrograms at once
@@ -50,7 +50,7 @@ _RIFF_FMT = struct.Struct("<4sI4s4sIHHIIHH")
 _CHUNK = struct.Struct("<4sI")
 
 
-def _usual_pcm16_mono(data: bytes) -> tuple[memoryview, int, int] | None:
+def usual_pcm16_mono(data: bytes) -> tuple[memoryview, int, int] | None:
     """(the samples as a view of ``data``, the samples the header promises, the rate) of a mono 16-bit PCM WAV laid
     out as most are (the fmt chunk first, the data chunk right after it), read as ``wave`` reads it: no further
     than the data chunk's whole samples, the RIFF chunk's size and the file; None for any other layout (``wave``
@@ -73,11 +73,11 @@ def _usual_pcm16_mono(data: bytes) -> tuple[memoryview, int, int] | None:
 
 def _pcm16_mono(data: bytes) -> tuple[bytes | memoryview, int] | None:
     """The 16-bit samples and rate of a mono 16-bit PCM WAV, read with ``wave`` (the common case, exact; the usual
-    layout by :func:`_usual_pcm16_mono`, the same bytes); None for any other file (``soundfile`` reads those)."""
+    layout by :func:`usual_pcm16_mono`, the same bytes); None for any other file (``soundfile`` reads those)."""
     if data[:4] != b"RIFF":
         return None
     raw: bytes | memoryview
-    usual = _usual_pcm16_mono(data)
+    usual = usual_pcm16_mono(data)
     if usual is not None:
         raw, frames, rate = usual
     else:
