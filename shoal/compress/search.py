@@ -160,7 +160,7 @@ def raw_validation_table(bundle: Bundle, run_dir: Path, whole: bool = True) -> C
 
 def export_raw(bundle_dir: Path, out: Path) -> Path | None:
     """``model.raw.onnx`` of the bundle in ``bundle_dir`` written to ``out`` (parity checked), or None (logged)
-    when the raw export does not compute this bundle (e.g. time features)."""
+    when the raw export does not compute this bundle (e.g. a text feature's unknown tokens mode)."""
     from shoal.export.raw import export_raw_onnx
 
     try:

@@ -32,7 +32,10 @@ The input contract (``raw_inputs.json``, and the same JSON in the model's ``meta
   ``NAME.counts`` int64 (N,) how many ids each row has; a row with none pools embedding row 0, as the encoder's
   reserved id does. The graph hands them to the model flat (``ids_k`` / ``weights_k`` / ``rows_k``, the form of
   :mod:`shoal.runtime.feed`), as it does a text bag's n-gram ids: nothing is padded.
-- time features are refused (:func:`time_refusal`): ``--onnx`` exports them as encoded inputs instead.
+- time ``NAME``: ``NAME.instant`` int64 (N,): microseconds since 1970-01-01Z (int64's smallest value: missing),
+  and for a feature in a zone other than UTC ``NAME.offset`` int64 (N,), the zone's UTC offset in seconds at that
+  instant: reading the text and the zone's rules are the caller's job. The graph computes the calendar ids and the
+  ages in integers (:mod:`shoal.export.raw_time`).
 - text ``NAME``: ``NAME.bytes`` uint8 (N, W): each text's UTF-8 bytes as they are (not trimmed), zero-padded, W
   free; ``NAME.lengths`` int64 (N,), 0 or -1 for an empty or missing text. The graph cuts each text to the
   feature's ``max_bytes`` and computes the byte / word n-gram ids or the byte sequence bit for bit
@@ -93,22 +96,24 @@ from shoal.export.raw_media import (
     vertical_first_rule,
 )
 from shoal.export.raw_text import synthetic_texts, text_contract, text_graph
+from shoal.export.raw_time import synthetic_times, time_contract, time_graph
 from shoal.runtime.feed import InputLayout
 from shoal.runtime.onnx import run_session
 
 __all__ = ["ANY_WIDTH_MAX", "DEFAULT_MAX_BYTES", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
            "choose_form", "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed",
-           "synthetic_raw_rows", "time_raw_graph", "time_refusal", "timing_rows", "usual_sizes"]
+           "synthetic_raw_rows", "time_raw_graph", "timing_rows", "usual_sizes"]
 
 log = logging.getLogger(__name__)
 
 RAW_FILE = "model.raw.onnx"
 CONTRACT_FILE = "raw_inputs.json"
 RAW_FORMAT = "shoal-raw-onnx"
-# 4: an audio feature's wave alone, zero-padded (3 also took NAME.lengths, a mask); 3: image and audio features;
+# 4: time features; an audio feature's wave alone, zero-padded (3 also took NAME.lengths, a mask); 3: image and
+# audio features;
 # 2: text features (NAME.bytes + NAME.lengths); 1: dense and sparse
 RAW_VERSION = 4
-TEXT_VERSION = 2  # the version of a contract without media inputs (exports written before media stay valid)
+TEXT_VERSION = 2  # the version of a contract without media or time inputs (exports written before stay valid)
 METADATA_KEY = "shoal.raw_inputs"
 DEFAULT_MAX_BYTES = 64  # id bytes per row the unrolled hash reads; longer ids are refused (re-export with more)
 FORMS = ("unrolled", "loop", "auto")
@@ -118,30 +123,15 @@ VALUE_TOLERANCE = 1e-4  # a regression label's values, in its standard deviation
 
 
 # -- the contract -----------------------------------------------------------------------------------------------
-def time_refusal(encoder: Encoder) -> str | None:
-    """Why the raw graph does not compute this encoder's time features (None: it has none).
-
-    Calendar parts in a time zone need the zone's daylight-saving rules and text parsing (ISO 8601, offsets):
-    ONNX has neither, and hand-built tables of transitions would be a second implementation to keep in step."""
-    times = [t.name for t in encoder.time_features]
-    if not times:
-        return None
-    return (f"time features {times} are not computed by the raw ONNX export (ONNX has no date parsing nor time "
-            "zones); export with --onnx instead (encoded inputs, with parity): `shoal serve` and `shoal predict` "
-            "then encode the time features in Python")
-
-
 def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """The input contract of a raw export of ``encoder`` (plain JSON): the features in graph order and, per ONNX
     input, its dtype, shape, missing value and an example. ``max_bytes`` None: bytes inputs of any width (Loop).
 
     Raises :class:`ExportError` for a feature of a kind (or a text ``tokens`` mode) the raw graph does not compute.
     """
-    refusal = time_refusal(encoder)
-    if refusal is not None:
-        raise ExportError(refusal)
     known = (set(map(id, encoder.dense_features)) | set(map(id, encoder.sparse_features))
-             | set(map(id, encoder.text_features)) | set(map(id, encoder.media_features)))
+             | set(map(id, encoder.text_features)) | set(map(id, encoder.media_features))
+             | set(map(id, encoder.time_features)))
     other = [f.name for f in encoder.features if id(f) not in known]
     if other:
         raise ExportError(f"features {other} are of a kind the raw export does not know")
@@ -182,9 +172,14 @@ def raw_contract(encoder: Encoder, max_bytes: int | None = DEFAULT_MAX_BYTES) ->
         feature, media_inputs = media_contract(m, vertical_first)
         features.append(feature)
         inputs |= media_inputs
+    for tc in encoder.time_features:  # instants + the zone's offsets: see shoal.export.raw_time
+        feature, time_inputs = time_contract(tc)
+        features.append(feature)
+        inputs |= time_inputs
     if len(inputs) != sum(len(f["inputs"]) for f in features):
         raise ExportError("two features give the same raw input name; rename one (e.g. 'x' and a sparse 'x.bytes')")
-    return {"format": RAW_FORMAT, "version": RAW_VERSION if media else TEXT_VERSION, "opset": OPSET,
+    return {"format": RAW_FORMAT, "version": RAW_VERSION if media or encoder.time_features else TEXT_VERSION,
+            "opset": OPSET,
             "max_bytes": max_bytes, "features": features, "inputs": inputs,
             "outputs": ({"predictions": "(N, T): per task, the probability of a binary task (a sigmoid), the value of "
                                         "a regression one (in its label's units)",
@@ -307,13 +302,16 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
     usual = usual_sizes or {}
     blocks = [media_graph(g, m, vertical_first, usual.get(m.name))  # (N, C*H*W) each, config order
               for m in encoder.media_features]
-    if dense or blocks:  # [values | missing flags | media blocks], as Encoder.encode lays them out
-        parts = ([values, flags] if dense else []) + blocks
+    ages, age_flags, time_ids = time_graph(g, encoder.time_features) if encoder.time_features else ([], [], [])
+    # [values | ages | missing flags | the ages' flags | media blocks], as Encoder.encode lays them out
+    parts = ([values] if dense else []) + ages + ([flags] if dense else []) + age_flags + blocks
+    if parts:
         outputs["dense"] = (g.op("Concat", parts, out=f"{PREFIX}out/dense", axis=1) if len(parts) > 1
                             else g.op("Identity", parts, out=f"{PREFIX}out/dense"))  # one block: ORT drops it
-    else:  # no dense nor media features: (N, 0) float32, N from the first id or text input
-        first = [*encoder.sparse_features, *encoder.text_features][0]
-        per_row = f"{first.name}.counts" if getattr(first, "separator", None) else f"{first.name}.lengths"
+    else:  # no dense, age nor media features: (N, 0) float32, N from the first id, text or time input
+        first = [*encoder.sparse_features, *encoder.text_features]
+        per_row = ((f"{first[0].name}.counts" if getattr(first[0], "separator", None) else f"{first[0].name}.lengths")
+                   if first else f"{encoder.time_features[0].name}.instant")
         rows = g.op("Shape", [per_row])
         outputs["dense"] = g.op("ConstantOfShape", [g.op("Concat", [rows, g.const([0], np.int64)], axis=0)],
                                 out=f"{PREFIX}out/dense", value=helper.make_tensor("zero", T.FLOAT, [1], [0.0]))
@@ -344,7 +342,7 @@ def preprocess_model(encoder: Encoder, layout: InputLayout | None = None, max_by
         texts[k], flat = text_graph(g, t, k)
         extra.append(helper.make_tensor_value_info(flat, T.INT64, [f"{t.name}.ids"]))
         per_input.append(flat)
-    per_input += bins
+    per_input += bins + time_ids  # the bins of binned numbers, then each time feature's parts, as the encoder's
     if layout.num_inputs != len(per_input):
         raise ExportError(f"the model has {layout.num_inputs} sparse inputs, the raw encoder gives {len(per_input)}")
     if layout.singles:
@@ -860,6 +858,8 @@ def synthetic_raw_rows(encoder: Encoder, rows: int, seed: int = 0, max_bytes: in
         columns[t.column] = pa.array(synthetic_texts(rng, rows, t.max_bytes), pa.string())
     for m in encoder.media_features:  # encoded files as bytes: PNG / JPEG of odd sizes and modes, WAV at odd rates
         columns[m.column] = pa.array(synthetic_media(rng, m, rows, (usual_sizes or {}).get(m.name)), pa.binary())
+    for tc in encoder.time_features:  # ISO 8601 with and without zones, dates, epochs, the feature's format
+        columns[tc.column] = pa.array(synthetic_times(rng, tc, rows), pa.string())
     return pa.table(columns)
 
 

@@ -26,6 +26,7 @@ from shoal.export.raw_graph import per_object
 from shoal.export.raw_ids import ANY_WIDTH_MAX
 from shoal.export.raw_media import media_feed
 from shoal.export.raw_text import text_cells_feed, text_feed
+from shoal.export.raw_time import time_feed
 
 __all__ = ["FAST_ROWS", "RowParts", "RowPlan", "raw_feed", "row_parts", "row_plan"]
 
@@ -209,6 +210,8 @@ def _fast_feed(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, Any]) -
                 dense_values.append(v)
             dense_names.append(names["value"])
             continue
+        if kind == "time":  # read by the encoder's reader, on a table: the general path
+            return None
         if kind in ("image", "audio"):
             feed |= media_feed(f, [None if c is _ABSENT else c for c in cells])
             continue
@@ -286,6 +289,9 @@ def raw_feed(rows: pa.Table | Sequence[Mapping[str, Any]], contract: Mapping[str
             continue
         if f["kind"] == "text":  # the bytes as they are, cut to the feature's max_bytes; null: empty
             feed[names["bytes"]], feed[names["lengths"]] = text_feed(col, int(f["max_bytes"]))
+            continue
+        if f["kind"] == "time":  # read as the encoder reads it: instants (and the zone's offsets)
+            feed |= time_feed(f, col)
             continue
         if f["kind"] == "dense":
             if pa.types.is_null(col.type):  # every cell missing (row dicts with None only)

@@ -125,17 +125,12 @@ def raw_graph_refusal(bundle: Bundle, folder: Path) -> str | None:
 
     Refused: no ``onnx/model.raw.onnx``; a graph older than the weights (retrained after the export); a graph
     whose input contract is not the one this bundle's encoder gives (another encoder, an older export format, an
-    image graph written under a Pillow whose resize takes its passes in the other order); a bundle the raw export
-    does not compute (time features). Image and audio features are computed (decoded by
-    :func:`~shoal.export.raw.raw_feed`, resized or turned into log-mel in the graph, with parity checked at export),
-    so a media bundle's raw graph answers; a media cell the feed cannot take (a path, a bad file) goes to the
-    encoder's path."""
+    image graph written under a Pillow whose resize takes its passes in the other order). Image and audio features
+    are computed (decoded by :func:`~shoal.export.raw.raw_feed`, resized or turned into log-mel in the graph, with
+    parity checked at export), so a media bundle's raw graph answers; a media cell the feed cannot take (a path, a
+    bad file) goes to the encoder's path, as does a time the feed cannot read."""
     from shoal.export.onnx import ExportError
-    from shoal.export.raw import RAW_FILE, raw_contract, time_refusal
-
-    refusal = time_refusal(bundle.encoder)
-    if refusal is not None:
-        return refusal
+    from shoal.export.raw import RAW_FILE, raw_contract
 
     path = folder / "onnx" / RAW_FILE
     if not path.is_file():

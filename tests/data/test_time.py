@@ -217,7 +217,7 @@ def _events(path: Path, n: int, seed: int) -> None:
 
 def test_a_planted_hour_of_day_effect_is_learned_and_predicted_served_and_exported(tmp_path: Path) -> None:
     from shoal.artifacts.bundle import load_bundle
-    from shoal.export.onnx import ExportError, export_onnx
+    from shoal.export.onnx import export_onnx
     from shoal.export.raw import export_raw_onnx
     from shoal.export.raw_runtime import raw_graph_refusal
     from shoal.metrics import auc
@@ -269,7 +269,6 @@ def test_a_planted_hour_of_day_effect_is_learned_and_predicted_served_and_export
 
     report = export_onnx(bundle)  # encoded inputs: parity checked inside (raises past the tolerance)
     assert report.parity["fp32"]["max_abs_proba_diff"] < 1e-5
-    with pytest.raises(ExportError, match=r"time features \['ts', 'first_seen'\] are not computed by the raw ONNX "
-                                          r"export .* export with --onnx instead"):
-        export_raw_onnx(bundle)
-    assert "export with --onnx instead" in str(raw_graph_refusal(load_bundle(bundle), bundle))
+    raw = export_raw_onnx(bundle)  # the times read by the caller, their calendar ids and ages in the graph
+    assert raw.max_abs_proba_diff < 1e-5 and raw.own_rows_diff < 1e-5
+    assert raw_graph_refusal(load_bundle(bundle), bundle) is None
