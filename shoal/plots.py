@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binary_curves_png", "confusion_png", "frontier_png", "learning_curve_png"]
+from shoal.metrics import auc
+
+__all__ = ["binary_curves_png", "confusion_png", "frontier_png", "learning_curve_png", "ranked_counts"]
 
 
 def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
@@ -129,22 +131,31 @@ def learning_curve_png(history: Sequence[dict[str, float]], path: Path, title: s
     return _save(fig, path)
 
 
+def ranked_counts(labels: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(true positives, false positives) (K,) above each of the K distinct scores of ``p``, highest first: the
+    points of the ROC and precision-recall curves (scikit-learn's ``_binary_clf_curve``, without importing it:
+    ~1.5 s of a run's end)."""
+    order = np.argsort(-p, kind="stable")
+    ranked, y = p[order], np.asarray(labels)[order]
+    last = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1]  # the last row of each score
+    tps = np.cumsum(y, dtype=np.float64)[last]
+    return tps, (last + 1) - tps
+
+
 def binary_curves_png(labels: np.ndarray, p: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
     """ROC, precision-recall and calibration (reliability) curves of P(positive) ``p`` against 0/1 ``labels``,
     side by side; returns ``path``."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
-
     plt = _pyplot()
     y = np.asarray(labels).astype(int)
     p = np.asarray(p, dtype=np.float64)
     fig, (roc, pr, cal) = plt.subplots(1, 3, figsize=(13.5, 4.3))
     if 0 < y.sum() < len(y):
-        fpr, tpr, _ = roc_curve(y, p)
-        roc.plot(fpr, tpr, color="tab:blue", label=f"AUC {roc_auc_score(y, p):.4f}")
-        precision, recall, _ = precision_recall_curve(y, p)
+        tps, fps = ranked_counts(y, p)
+        roc.plot(np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]], color="tab:blue", label=f"AUC {auc(y, p):.4f}")
+        precision, recall = tps / (tps + fps), tps / tps[-1]
+        ap = float(np.sum(np.diff(recall, prepend=0.0) * precision))  # scikit-learn's average precision
         keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), 400)).astype(int))  # enough for the eye
-        precision, recall = precision[keep], recall[keep]
-        pr.plot(recall, precision, color="tab:blue", label=f"average precision {average_precision_score(y, p):.4f}")
+        pr.plot(recall[keep], precision[keep], color="tab:blue", label=f"average precision {ap:.4f}")
     roc.plot([0, 1], [0, 1], color="tab:gray", ls=":", label="chance")
     roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     pr.axhline(y.mean(), color="tab:gray", ls=":", label=f"base rate {y.mean():.3f}")
