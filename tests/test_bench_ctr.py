@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from benchmarks import common, ctr
+from shoal.config import RunConfig
 
 KEYS = {"bench", "dataset", "system", "metric", "value"}
 REAL_METRICS = {"auc", "ne", "calibration", "infer_rows_per_s", "train_s"}
@@ -85,6 +88,16 @@ def test_common_helpers(tmp_path: Path) -> None:
     assert table.splitlines()[2] == "| criteo_small | lightgbm | 0.7500 | 0.9000 |"
 
 
+def _without_pictures(shoal_config: Callable[..., RunConfig]) -> Callable[..., RunConfig]:
+    """``shoal_config`` with ``train.pictures`` off: the end-of-run PNGs (matplotlib, ~1 s a fit) are no part of a
+    benchmark row, and took most of this test's 8 fits."""
+    def config(*args: Any, **kwargs: Any) -> RunConfig:
+        cfg = shoal_config(*args, **kwargs)
+        return cfg.model_copy(update={"train": cfg.train.model_copy(update={"pictures": False})})
+
+    return config
+
+
 def test_benchmark_rows_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
@@ -96,6 +109,7 @@ def test_benchmark_rows_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str
     monkeypatch.setattr(ctr, "QUICK_EPOCHS", 1)
     monkeypatch.setattr(ctr, "SYNTH_BATCH", 256)
     monkeypatch.setattr(ctr, "SYNTH_REPEATS_QUICK", 2)  # exercise keeping the faster of two runs
+    monkeypatch.setattr(ctr, "shoal_config", _without_pictures(ctr.shoal_config))
     assert ctr.main(["--json", str(out), "--quick", "--data-dir", str(data), "--synthetic-rows", "1500",
                      "--synthetic-buckets", "1000"]) == 0
     rows = json.loads(out.read_text())

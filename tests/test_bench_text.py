@@ -12,11 +12,13 @@ import multiprocessing
 import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from benchmarks import text
+from shoal.config import RunConfig
 
 KEYS = {"bench", "dataset", "system", "metric", "value"}
 SHOAL_METRICS = {"accuracy", "macro_f1", "train_s", "infer_rows_per_s", "latency_us_p50", "featurize_mb_per_s"}
@@ -59,6 +61,13 @@ def small(monkeypatch_module: pytest.MonkeyPatch) -> None:
             "model": {"name": "bytecnn", "embedding_dim": 4, "channels": [8, 8], "kernel_size": 3, "hidden": [8]},
             "train": {"epochs": 1, "batch_size": 64, "lr": 0.01}})
     monkeypatch_module.setattr(text, "LATENCY_ROWS", 20)
+    real_parse = text.parse_config
+
+    def without_pictures(doc: dict[str, Any], *args: Any, **kwargs: Any) -> RunConfig:
+        """Every fit's config with ``train.pictures`` off: the end-of-run PNGs are no part of a benchmark row."""
+        return real_parse({**doc, "train": {**doc.get("train", {}), "pictures": False}}, *args, **kwargs)
+
+    monkeypatch_module.setattr(text, "parse_config", without_pictures)
 
 
 @pytest.fixture(scope="module")

@@ -302,20 +302,29 @@ def test_lab4_starter_hints_name_the_function_to_write(tmp_path: Path) -> None:
         "not run: needs \"shoal's DLRM: make_config\" to pass first"
 
 
+HASH4 = "hashing ids into buckets"
+BAG4 = "embedding bag (mean) matches nn.EmbeddingBag"
+METRICS4 = "metrics by hand: NE and calibration match shoal.metrics"
+
+
 def test_lab4_hints_for_common_mistakes(tmp_path: Path) -> None:
-    failed = _variant(4, tmp_path, 'return zlib.crc32(value.encode("utf-8")) % buckets', "return hash(value) % buckets")
-    assert "salted per process" in failed["hashing ids into buckets"]
+    """The by-hand mistakes are graded by the check each concerns (called directly, as lab 3's: the whole grader
+    trained the DLRM for each, which none of them reaches); the wrong model, by the whole grader."""
+    failed = _checks(4, tmp_path, _solution(4, 'return zlib.crc32(value.encode("utf-8")) % buckets',
+                                            "return hash(value) % buckets"), [HASH4])
+    assert "salted per process" in failed[HASH4]
 
-    failed = _variant(4, tmp_path, "return sums / lengths.clamp_min(1).unsqueeze(1).to(weight.dtype)",
-                      "return sums")
-    assert "sums of their rows" in failed["embedding bag (mean) matches nn.EmbeddingBag"]
+    failed = _checks(4, tmp_path, _solution(4, "return sums / lengths.clamp_min(1).unsqueeze(1).to(weight.dtype)",
+                                            "return sums"), [BAG4])
+    assert "sums of their rows" in failed[BAG4]
 
-    failed = _variant(4, tmp_path, "return float(np.mean(p) / np.mean(y))", "return float(np.mean(y) / np.mean(p))")
-    assert "upside down" in failed["metrics by hand: NE and calibration match shoal.metrics"]
+    failed = _checks(4, tmp_path, _solution(4, "return float(np.mean(p) / np.mean(y))",
+                                            "return float(np.mean(y) / np.mean(p))"), [METRICS4])
+    assert "upside down" in failed[METRICS4]
 
-    failed = _variant(4, tmp_path, "p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)",
-                      "p = np.asarray(p, dtype=np.float64)")
-    assert "exactly 0 or 1" in failed["metrics by hand: NE and calibration match shoal.metrics"]
+    failed = _checks(4, tmp_path, _solution(4, "p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)",
+                                            "p = np.asarray(p, dtype=np.float64)"), [METRICS4])
+    assert "exactly 0 or 1" in failed[METRICS4]
 
     dlrm = '"model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [32, 16]}'
     failed = _variant(4, tmp_path, dlrm,
@@ -521,9 +530,9 @@ def test_lab5_hints_for_latency_and_budget_mistakes(tmp_path: Path) -> None:
 # -- second edition: shortcuts fail with their own hint (issue 22) ---------------------------------------------
 
 def _checks(number: int, tmp_path: Path, source: str, names: list[str],
-            state: dict[str, object] | None = None) -> dict[str, str]:
+            state: dict[str, object] | None = None, kept: dict[str, object] | None = None) -> dict[str, str]:
     """Run the named checks of lab ``number`` (their ``needs`` ignored, ``state`` given) on ``source``:
-    {check name: fail message}."""
+    {check name: fail message}. ``kept`` gets the state the checks leave, for later checks to start from."""
     import sys
 
     lab = get_lab(number)
@@ -535,6 +544,8 @@ def _checks(number: int, tmp_path: Path, source: str, names: list[str],
                          state=dict(state or {}))
         checks = {c.name: c for c in grader.CHECKS}
         results = [academy._run_one(checks[name], ctx, file, {}) for name in names]
+        if kept is not None:
+            kept.update(ctx.state)
     finally:
         sys.modules.pop(f"shoal_test_lab{number:02d}_check", None)
         sys.modules.pop(f"shoal_test_lab{number:02d}_lab", None)
@@ -797,11 +808,16 @@ DISTILLED5 = "student distilled: beats the student alone by >= 10% of the teache
 
 @pytest.mark.slow
 def test_lab5_distillation_must_matter(tmp_path: Path) -> None:
-    """alpha near 1, or distilling without rows for the teacher to label, does not beat the student alone enough."""
+    """alpha near 1, or distilling without rows for the teacher to label, does not beat the student alone enough.
+
+    Both mistakes are in ``distill_student``'s defaults only: the teacher and the student alone (other functions,
+    the same seeds) are trained and graded once, with the first mistake; the second is graded against them."""
+    trained: dict[str, object] = {}
     for old, new in (("alpha: float = 0.5,\n                    augment: int = 4", "alpha: float = 0.999,\n"
                       "                    augment: int = 0"),
                      ("augment: int = 4", "augment: int = 0")):
-        failed = _checks(5, tmp_path, _solution(5, old, new), [TEACHER5, ALONE5, DISTILLED5])
+        names = [DISTILLED5] if trained else [TEACHER5, ALONE5, DISTILLED5]
+        failed = _checks(5, tmp_path, _solution(5, old, new), names, trained, kept=trained)
         assert list(failed) == [DISTILLED5], failed
         assert "distillation added only" in failed[DISTILLED5] and "augment=4" in failed[DISTILLED5]
 

@@ -68,6 +68,9 @@ def clicks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(folder: Path, data: Path, **train: object) -> Path:
+    """The run config. Runs checked by their metrics only pass ``pictures=False``: the PNGs rank 0 draws at the end
+    (matplotlib's import and 3 figures, ~3 s while the other rank waits) change no metric; the reference 2-process
+    run draws them (and its test checks they are there)."""
     doc = {
         "name": "dist",
         "data": {"train": str(data), "valid_fraction": 0.2, "chunk_rows": 1500},
@@ -231,7 +234,7 @@ def test_two_processes_match_one_process_metrics(tmp_path: Path, clicks: Path,
     assert [r.run_id for r in runs] == [run_id]  # only rank 0 wrote the registry
     two = runs[0]
     assert two.status == "completed"
-    one = Trainer(load_config(_config(tmp_path, clicks)), tmp_path / "one").fit()
+    one = Trainer(load_config(_config(tmp_path, clicks, pictures=False)), tmp_path / "one").fit()
     assert abs(two.metrics["valid_auc"] - one.metrics["valid_auc"]) < RUN_AUC_TOL, (two.metrics, one.metrics)
     rel = abs(two.metrics["valid_logloss"] / one.metrics["valid_logloss"] - 1)
     assert rel < RUN_LOGLOSS_TOL, (two.metrics, one.metrics)
@@ -242,6 +245,7 @@ def test_two_processes_match_one_process_metrics(tmp_path: Path, clicks: Path,
     assert s["epochs_run"] == 2 and s["rows_trained"] == 2 * s["train_rows"]
     bundle = load_bundle(Path(s["bundle"]))
     assert isinstance(bundle.model.sparse_arch, SparseArch)
+    assert Path(s["learning_curve_png"]).is_file() and Path(s["valid_curves_png"]).is_file()  # drawn by rank 0
 
 
 def _descendants(pid: int) -> list[int]:
@@ -262,7 +266,7 @@ def _descendants(pid: int) -> list[int]:
 def test_killed_two_process_run_resumes_to_the_same_result(tmp_path: Path, clicks: Path,
                                                            two_process_run: tuple[Path, str]) -> None:
     home = tmp_path / "home"
-    cfg = _config(tmp_path, clicks)
+    cfg = _config(tmp_path, clicks, pictures=False)
     code = ("from pathlib import Path; from shoal.distributed.launch import launch; "
             f"launch(Path({str(cfg)!r}), Path({str(home)!r}), nproc=2, device='cpu')")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(tmp_path)},
@@ -298,7 +302,7 @@ def test_streamed_ranks_read_their_row_groups_and_train_as_cached(tmp_path: Path
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    run_id = launch(_config(tmp_path, clicks, cache_mb=0), tmp_path / "home", nproc=2, device="cpu")
+    run_id = launch(_config(tmp_path, clicks, cache_mb=0, pictures=False), tmp_path / "home", nproc=2, device="cpu")
     assert run_id is not None
     assert not list(temp.iterdir())
     run = Registry(tmp_path / "home").get(run_id)
@@ -327,7 +331,7 @@ def test_ranks_read_their_csv_byte_ranges_and_train_as_from_the_whole_file(tmp_p
     for name, tail in (("ranges", ""), ("whole", "1,2\n")):
         folder = tmp_path / name
         folder.mkdir()
-        cfg = _config(folder, _csv_clicks(folder, clicks, tail), cache_mb=0)
+        cfg = _config(folder, _csv_clicks(folder, clicks, tail), cache_mb=0, pictures=False)
         doc = yaml.safe_load(cfg.read_text())
         doc["data"]["on_bad_rows"] = "quarantine"
         cfg.write_text(yaml.safe_dump(doc))
@@ -389,7 +393,7 @@ def test_two_nodes_through_a_rendezvous_equal_one_node(tmp_path: Path, clicks: P
                                                        two_process_run: tuple[Path, str]) -> None:
     """Two "nodes" of one process each (two launchers, as on two machines) meet at a c10d rendezvous: the run is
     the 2-process one, step for step; only the node that got rank 0 writes its registry."""
-    cfg = _config(tmp_path, clicks)
+    cfg = _config(tmp_path, clicks, pictures=False)
     endpoint = f"127.0.0.1:{_free_port()}"
     homes = [tmp_path / f"node{i}" for i in range(2)]
     nodes = [subprocess.Popen(
@@ -419,7 +423,7 @@ def test_two_nodes_through_a_rendezvous_equal_one_node(tmp_path: Path, clicks: P
 @needs_torchrec
 def test_torchrec_run_saves_a_native_bundle(tmp_path: Path, clicks: Path,
                                             two_process_run: tuple[Path, str]) -> None:
-    cfg = _config(tmp_path, clicks, embeddings={"backend": "torchrec", "sharding": "row_wise"})
+    cfg = _config(tmp_path, clicks, embeddings={"backend": "torchrec", "sharding": "row_wise"}, pictures=False)
     run_id = launch(cfg, tmp_path / "home", nproc=2, device="cpu")
     assert run_id is not None
     run = Registry(tmp_path / "home").get(run_id)
@@ -477,11 +481,11 @@ def test_two_processes_over_a_folder_of_parts_match_one_process(tmp_path: Path, 
     for k in range(4):
         (parts / f"day={k}").mkdir(parents=True)
         pq.write_table(table.slice(k * 3000, 3000), parts / f"day={k}" / "part-0.parquet", row_group_size=1500)
-    cfg = _config(tmp_path / "two", parts, cache_mb=0)
+    cfg = _config(tmp_path / "two", parts, cache_mb=0, pictures=False)
     run_id = launch(cfg, tmp_path / "two" / "home", nproc=2, device="cpu")
     assert run_id is not None
     two = Registry(tmp_path / "two" / "home").get(run_id)
-    one = Trainer(load_config(_config(tmp_path / "one", parts)), tmp_path / "one" / "run").fit()
+    one = Trainer(load_config(_config(tmp_path / "one", parts, pictures=False)), tmp_path / "one" / "run").fit()
     assert two.summary["input_shards"] == "parquet row groups" and two.summary["world_size"] == 2
     for rows in ("train_rows", "valid_rows"):
         assert two.summary[rows] == one.summary[rows]

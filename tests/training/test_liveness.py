@@ -34,7 +34,7 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _config(tmp_path: Path) -> Path:
-    """A small run with many short epochs: long enough to be caught alive, quick to finish once resumed."""
+    """A small run of short epochs: caught alive (and held there, see below), quick to finish once resumed."""
     data = tmp_path / "clicks.parquet"
     generate(data, SynthSpec(rows=3_000, dense=2, sparse=4, base_rate=0.2, max_cardinality=200, seed=3))
     doc = {
@@ -45,14 +45,14 @@ def _config(tmp_path: Path) -> Path:
         + [{"name": f"s{i}", "kind": "sparse", "buckets": 256} for i in range(3)],
         "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
         "train": {"epochs": EPOCHS, "batch_size": 64, "seed": 1, "checkpoint_every": 20, "threads": 1,
-                  "early_stopping_patience": EPOCHS},
+                  "early_stopping_patience": EPOCHS, "pictures": False},
     }
     path = tmp_path / "live.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
 
 
-EPOCHS = 40
+EPOCHS = 8  # the first checkpoint (step 20) comes in epoch 1 of 8 (~300 steps); the live run is then stopped
 
 
 def test_live_run_refuses_a_second_resume_then_reads_killed_and_resumes(tmp_path: Path) -> None:
@@ -66,6 +66,9 @@ def test_live_run_refuses_a_second_resume_then_reads_killed_and_resumes(tmp_path
             found = list(home.glob(f"runs/*/{CHECKPOINT_FILE}"))
             if found:
                 checkpoint = found[0]
+                # SIGSTOP: the process lives on and holds its lock, but cannot finish during the checks below, on
+                # however loaded a machine (it took 40 epochs of margin before); SIGKILL ends it all the same
+                os.kill(proc.pid, signal.SIGSTOP)
                 break
             time.sleep(0.05)
         assert checkpoint is not None and proc.poll() is None, "the run finished before it could be caught"

@@ -17,7 +17,7 @@ import yaml
 from shoal.artifacts.registry import Registry
 from shoal.config import load_config
 from shoal.data.synthetic import SynthSpec, generate
-from shoal.training.loop import Trainer
+from shoal.training.loop import Trainer, TrainResult
 
 RESUME_TOLERANCE = 1e-6  # resumed vs uninterrupted metrics (same seed, same thread count): equal in practice
 
@@ -45,9 +45,16 @@ def _config(tmp_path: Path, data: Path, **train: object) -> Path:
     return path
 
 
-def test_dlrm_learns_the_planted_signal(tmp_path: Path, clicks: Path) -> None:
-    cfg = load_config(_config(tmp_path, clicks))
-    result = Trainer(cfg, tmp_path / "run").fit()
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, clicks: Path) -> tuple[TrainResult, Path]:
+    """The default run (in memory), trained once for the tests that read it, and its run folder."""
+    folder = tmp_path_factory.mktemp("trained")
+    result = Trainer(load_config(_config(folder, clicks)), folder / "run").fit()
+    return result, folder / "run"
+
+
+def test_dlrm_learns_the_planted_signal(trained: tuple[TrainResult, Path]) -> None:
+    result, run_dir = trained
     m = result.metrics
     assert m["valid_auc"] > 0.65, m  # the base-rate predictor has 0.5
     assert m["valid_ne"] < 0.98, m
@@ -59,7 +66,7 @@ def test_dlrm_learns_the_planted_signal(tmp_path: Path, clicks: Path) -> None:
     seconds = [h["seconds"] for h in s["history"]]  # the loop's time at each validation
     assert 0 < seconds[0] < seconds[1] <= s["train_seconds"]
     assert (result.bundle / "model.safetensors").is_file()
-    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert (run_dir / "checkpoint.pt").is_file()
 
 
 def test_early_stopping_stops_when_validation_stops_improving(tmp_path: Path, clicks: Path) -> None:
@@ -73,8 +80,9 @@ def test_early_stopping_stops_when_validation_stops_improving(tmp_path: Path, cl
     assert result.metrics["valid_logloss"] == pytest.approx(min(losses), abs=1e-9)  # best weights kept
 
 
-def test_rows_cached_in_memory_train_exactly_like_rows_streamed_from_disk(tmp_path: Path, clicks: Path) -> None:
-    cached = Trainer(load_config(_config(tmp_path, clicks)), tmp_path / "a").fit()
+def test_rows_cached_in_memory_train_exactly_like_rows_streamed_from_disk(tmp_path: Path, clicks: Path,
+                                                                         trained: tuple[TrainResult, Path]) -> None:
+    cached = trained[0]
     streamed = Trainer(load_config(_config(tmp_path, clicks, cache_mb=0)), tmp_path / "b").fit()
     # the same training; validation rows are scored in other batch sizes (held in memory per training chunk, or
     # re-read from the split file), which moves the last digits of a float sum
@@ -90,38 +98,44 @@ def _shoal(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, clicks: Path) -> None:
-    cfg_path = _config(tmp_path, clicks, epochs=2, checkpoint_every=5)
+    cfg_path = _config(tmp_path, clicks, epochs=2, checkpoint_every=5, pictures=False)  # metrics compared, not PNGs
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    # 1. the reference: uninterrupted
+    # 1. the reference: uninterrupted; it trains (threads: 1, so on a core of its own) beside steps 2 and 3 and is
+    # read at the end
     ref_home = tmp_path / "ref"
-    proc = _shoal("train", str(cfg_path), "--home", str(ref_home), env=env)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out.decode()
-    reference = Registry(ref_home).get("latest")
-    # 2. the same run, killed with SIGKILL once a few checkpoints are on disk
-    home = tmp_path / "killed"
-    proc = _shoal("train", str(cfg_path), "--home", str(home), env=env)
-    deadline = time.time() + 240
-    checkpoint = None
-    while time.time() < deadline and proc.poll() is None:
-        runs = Registry(home).list() if (home / "registry.db").exists() else []
-        if runs and (runs[0].artifact_dir / "checkpoint.pt").exists():
-            checkpoint = runs[0].artifact_dir / "checkpoint.pt"
-            time.sleep(0.5)  # let it train past the checkpoint, so the resumed run must replay steps
-            break
-        time.sleep(0.05)
-    assert checkpoint is not None and proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed = Registry(home).get("latest")
-    # a SIGKILL leaves no chance to record anything; the registry reads the run as killed (nobody holds its lock)
-    assert killed.status == "killed" and not killed.metrics
-    # 3. resume it
-    proc = _shoal("train", "--resume", killed.run_id, "--home", str(home), env=env)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out.decode()
-    resumed = Registry(home).get(killed.run_id)
-    assert resumed.status == "completed"
+    ref_proc = _shoal("train", str(cfg_path), "--home", str(ref_home), env=env)
+    try:
+        # 2. the same run, killed with SIGKILL once a few checkpoints are on disk
+        home = tmp_path / "killed"
+        proc = _shoal("train", str(cfg_path), "--home", str(home), env=env)
+        deadline = time.time() + 240
+        checkpoint = None
+        while time.time() < deadline and proc.poll() is None:
+            runs = Registry(home).list() if (home / "registry.db").exists() else []
+            if runs and (runs[0].artifact_dir / "checkpoint.pt").exists():
+                checkpoint = runs[0].artifact_dir / "checkpoint.pt"
+                time.sleep(0.5)  # let it train past the checkpoint, so the resumed run must replay steps
+                break
+            time.sleep(0.05)
+        assert checkpoint is not None and proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed = Registry(home).get("latest")
+        # a SIGKILL leaves no chance to record anything; the registry reads the run as killed (nobody holds its lock)
+        assert killed.status == "killed" and not killed.metrics
+        # 3. resume it
+        proc = _shoal("train", "--resume", killed.run_id, "--home", str(home), env=env)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()
+        resumed = Registry(home).get(killed.run_id)
+        assert resumed.status == "completed"
+        out, _ = ref_proc.communicate(timeout=300)
+        assert ref_proc.returncode == 0, out.decode()
+        reference = Registry(ref_home).get("latest")
+    finally:
+        if ref_proc.poll() is None:  # a failure above: stop the reference too
+            ref_proc.kill()
+            ref_proc.communicate()
     for key, value in reference.metrics.items():
         assert resumed.metrics[key] == pytest.approx(value, abs=RESUME_TOLERANCE), key
     assert resumed.summary["steps"] == reference.summary["steps"]
@@ -155,7 +169,7 @@ def test_two_trainings_at_once_share_one_registry(tmp_path: Path, clicks: Path) 
     """Two `shoal train` processes writing to the same home: both runs complete, the database stays intact."""
     import sqlite3
 
-    cfg_path = _config(tmp_path, clicks, epochs=1, checkpoint_every=5)
+    cfg_path = _config(tmp_path, clicks, epochs=1, checkpoint_every=5, pictures=False)  # the registry is the point
     home = tmp_path / "shared-home"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     procs = [_shoal("train", str(cfg_path), "--home", str(home), env=env) for _ in range(2)]
