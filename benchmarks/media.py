@@ -272,15 +272,17 @@ def _value(rows: Sequence[dict[str, Any]], system: str, metric: str) -> float:
     return float(next(r["value"] for r in rows if r["system"] == system and r["metric"] == metric))
 
 
-def equal_accuracy(dataset: str, curves: dict[str, tuple[list[tuple[float, float]], float]]) -> list[dict[str, Any]]:
+def equal_accuracy(dataset: str, curves: dict[str, tuple[list[tuple[float, float]], float]],
+                   level: float | None = None) -> list[dict[str, Any]]:
     """Each system's seconds to a model as accurate on the same held-out rows as the least accurate system's best:
     the time of its first epoch at that accuracy, plus what its call took after its last epoch (the best weights
     restored, shoal's final validation and bundle). ``curves``: system -> (its (seconds, held-out accuracy) after
-    each epoch, its whole training seconds). Rows ``held_out_accuracy_common`` and ``train_s_to_common_accuracy``."""
-    common = min(max(a for _, a in curve) for curve, _ in curves.values())
+    each epoch, its whole training seconds); ``level``: that accuracy, given (another pair of runs'). Rows
+    ``held_out_accuracy_common`` and ``train_s_to_common_accuracy``."""
+    common = min(max(a for _, a in curve) for curve, _ in curves.values()) if level is None else level
     rows = []
     for system, (curve, total) in curves.items():
-        reached = next(s for s, a in curve if a >= common)
+        reached = next((s for s, a in curve if a >= common), curve[-1][0])  # ``level`` never reached: all of it
         rows += [row(BENCH, dataset, system, "held_out_accuracy_common", common),
                  row(BENCH, dataset, system, "train_s_to_common_accuracy", reached + total - curve[-1][0])]
     return rows
@@ -302,8 +304,25 @@ def run_systems(dataset: str, cfg: Any, train: Path, test: Path, home: Path, scr
     held_out = set(pq.read_table(teacher.artifact_dir / "valid-split.parquet", columns=[cfg.features[0].source])
                    .column(0).to_pylist())  # the script holds out shoal's validation rows: one held-out accuracy
     rows, script_one, script_curve = script(dataset, cfg, train, test, held_out)
-    results += rows + equal_accuracy(dataset, {"shoal": (curve, _value(results, "shoal", "train_s")),
-                                               "torch-script": (script_curve, _value(rows, "torch-script", "train_s"))})
+    common = equal_accuracy(dataset, {"shoal": (curve, _value(results, "shoal", "train_s")),
+                                      "torch-script": (script_curve, _value(rows, "torch-script", "train_s"))})
+    results += rows
+    if args.abba:  # again in the other order (shoal, script, script, shoal): the means cancel a drifting machine
+        again, _, script_again = script(dataset, cfg, train, test, held_out)
+        shoal_again, _, curve_again = run_shoal(dataset, cfg, test, home)
+        seconds = {"shoal": [_value(results, "shoal", "train_s"), _value(shoal_again, "shoal", "train_s")],
+                   "torch-script": [_value(rows, "torch-script", "train_s"), _value(again, "torch-script", "train_s")]}
+        print(f"{dataset}: training seconds, shoal, script, script, shoal: {seconds['shoal'][0]:.1f}, "
+              f"{seconds['torch-script'][0]:.1f}, {seconds['torch-script'][1]:.1f}, {seconds['shoal'][1]:.1f}")
+        second = equal_accuracy(dataset, {"shoal": (curve_again, seconds["shoal"][1]),
+                                          "torch-script": (script_again, seconds["torch-script"][1])},
+                                level=_value(common, "shoal", "held_out_accuracy_common"))
+        results = [r if r["metric"] != "train_s" or r["system"] not in seconds
+                   else {**r, "value": float(np.mean(seconds[r["system"]]))} for r in results]
+        common = [r if r["metric"] != "train_s_to_common_accuracy" else {**r, "value": (r["value"] + b["value"]) / 2}
+                  for r, b in zip(common, second, strict=True)]  # to the first pair's common accuracy
+        results += [row(BENCH, dataset, system, "train_runs", 2) for system in seconds]
+    results += common
     with timer() as t:  # the student's training time includes the teacher's pass over the training rows
         student = shoal.distill.distill(teacher.run_id, "mlp", home, train={"pictures": False})
     rows, student, _ = run_shoal(dataset, cfg, test, home, "shoal-student", student)
@@ -382,6 +401,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="of batch-1 calls per system")
     parser.add_argument("--only", choices=["mnist", "fsdd"], default=None)
+    parser.add_argument("--abba", action="store_true",
+                        help="train shoal and the script twice each (shoal, script, script, shoal); train_s and "
+                             "train_s_to_common_accuracy are the means of the two runs")
     parser.add_argument("--write-mnist", type=Path, metavar="DIR",
                         help="only write the 10,000 MNIST PNG files and train.csv / test.csv (8,000 / 2,000) to DIR")
     args = parser.parse_args(argv)

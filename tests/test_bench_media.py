@@ -110,6 +110,12 @@ def test_equal_accuracy_times_each_system_to_the_common_accuracy() -> None:
     assert got["shoal", "held_out_accuracy_common"] == got["torch-script", "held_out_accuracy_common"] == 0.97
     assert got["shoal", "train_s_to_common_accuracy"] == 14.0 + (20.0 - 18.0)
     assert got["torch-script", "train_s_to_common_accuracy"] == 11.0 + (14.5 - 14.0)
+    # another pair of runs (--abba) is timed to the first pair's common accuracy; one that never reaches it, to its end
+    again = bench.equal_accuracy("fsdd", {"shoal": ([(9.0, 0.96), (12.0, 0.98)], 13.0),
+                                          "torch-script": ([(7.0, 0.93), (10.0, 0.95)], 10.5)}, level=0.97)
+    got = {(r["system"], r["metric"]): r["value"] for r in again}
+    assert got["shoal", "train_s_to_common_accuracy"] == 12.0 + 1.0
+    assert got["torch-script", "train_s_to_common_accuracy"] == 10.0 + 0.5
 
 
 def test_script_holds_out_the_rows_it_is_given(tmp_path: Path) -> None:
