@@ -19,6 +19,7 @@ from shoal.inspect.media import sniff_media
 from shoal.inspect.sniff import _first_lines, _guess_delimiter, _guess_header, _is_number, _rows
 from shoal.inspect.stats import (
     _ALL_UNIQUE_MIN_ROWS,
+    _BIN_MIN_RARE,
     _BIN_MIN_ROWS,
     _BINS,
     _CONTIGUOUS_SPAN,
@@ -265,6 +266,9 @@ def inspect_file(
             positive, negative, note = _label_values(stats[k])
         given = f"; --label-kind {label_kind}" if label_kind is not None else ""
         columns[k] = _as_label(columns[k], stats[k], f"{why}{given}; {note}")
+        counts = stats[k].counts
+        if kind == "binary" and counts is not None and len(counts) == 2:
+            columns = [_rare_label_bins(c, min(counts.values())) if j != k else c for j, c in enumerate(columns)]
     return FileProfile(path=path, format=fmt, header=has_header, delimiter=file_sep, columns=columns,
                        rows=rows, label=chosen, missing=tuple(markers), label_positive=positive,
                        label_negative=negative, truncated=truncated, bad_rows=sink.count,
@@ -397,6 +401,23 @@ def _bins(s: _ColumnStats) -> int | None:
     while bins > len(s.distinct) or (bins > 4 and s.present / bins < _BIN_MIN_ROWS):
         bins //= 2
     return bins
+
+
+def _rare_label_bins(c: ColumnProfile, rarer: int) -> ColumnProfile:
+    """``c`` with no more quantile bins than the ``rarer`` rows of a binary label's rarer value can teach: halved
+    until each bin holds :data:`_BIN_MIN_RARE` of them on average (at least 4 bins). A bin's embedding row learns
+    how that range of values moves the odds; with a few dozen positives, 32 bins of a number each see one or two,
+    and their rows learn noise (measured on files of 43-65 positives: test AUC 0.58-0.84 with 32 bins, 0.71-0.95
+    with 4)."""
+    if not c.bins or c.bins <= 4 or rarer / c.bins >= _BIN_MIN_RARE:
+        return c
+    bins = c.bins
+    while bins > 4 and rarer / bins < _BIN_MIN_RARE:
+        bins //= 2
+    said = f"; {c.bins} quantile bins embedded beside the value (any shape of effect)"
+    now = (f"; {bins} quantile bins embedded beside the value (any shape of effect; no more than the label's rarer "
+           f"value's {rarer:,} rows can teach, {_BIN_MIN_RARE} a bin)")
+    return replace(c, bins=bins, reason=c.reason.replace(said, now))
 
 
 def _number_format(s: _ColumnStats) -> dict[str, str]:

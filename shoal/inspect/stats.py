@@ -56,6 +56,7 @@ _ID_MAX_DISTINCT = 4096  # an integer column with more distinct values is not re
 _ID_MIN_ROWS = 20  # ... nor one with fewer rows per distinct value (too few to learn an embedding row each)
 _ID_SMOOTHNESS = 0.5  # lag-1 autocorrelation of log row counts in value order below which the order means nothing
 _BINS, _BIN_MIN_ROWS = 32, 50  # quantile bins for a number with >= 16 distinct values, >= 50 rows each
+_BIN_MIN_RARE = 16  # ... and >= 16 rows of a binary label's rarer value each (at least 4 bins)
 _ALL_UNIQUE_MIN_ROWS = 20  # fewer rows than _UNIQUE_MIN_ROWS, all distinct: an id when named so or contiguous
 _CONTIGUOUS_SPAN = 1.1  # unique integers spanning at most 1.1 x their count fill a range: row numbers, sequential ids
 _ID_DIGITS = 1e8  # unique integers of 9 digits or more (in 99% of rows) are random or hashed ids, not amounts

@@ -504,3 +504,23 @@ def test_text_file_with_classes_gets_a_multiclass_label_and_a_bag_model(tmp_path
     assert cfg.model.name == "bag" and cfg.features[0].kind == "text"
     # fastText-like rates; 270 training rows: the smallest batch and the most epochs (early stopping ends sooner)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.embedding_lr) == (20, 32, 0.1)
+
+
+@pytest.mark.parametrize(("positives", "bins"), [(40, 4), (100, 4), (130, 8), (300, 16), (600, 32), (3000, 32),
+                                                 (5870, 8)])
+def test_a_rare_binary_label_gets_fewer_bins(tmp_path: Path, positives: int, bins: int) -> None:
+    """Quantile bins of a number: no more than the label's rarer value can teach, 16 of its rows a bin on average
+    (at least 4); the rule is the rarer value's count, whichever value is positive, and only for a binary label."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    label = np.zeros(n, np.int64)
+    label[rng.choice(n, positives, replace=False)] = 1  # 5870 ones: the rarer value is 0, 130 rows
+    pq.write_table(pa.table({"x": rng.standard_normal(n), "y": label}), tmp_path / "f.parquet")
+    p = inspect_file(tmp_path / "f.parquet", label="y")
+    assert p.column("x").bins == bins
+    if bins < 32:
+        rarer = min(positives, n - positives)
+        assert f"no more than the label's rarer value's {rarer:,} rows can teach" in p.column("x").reason
+    classes = np.where(label == 1, "a", rng.choice(["b", "c"], n))  # three classes: the rule does not apply
+    pq.write_table(pa.table({"x": rng.standard_normal(n), "y": classes}), tmp_path / "m.parquet")
+    assert inspect_file(tmp_path / "m.parquet", label="y").column("x").bins == 32
