@@ -86,7 +86,7 @@ from shoal.export.onnx import ExportError
 from shoal.export.padded import layout_for, trace_to_onnx
 from shoal.export.raw_bound import BoundRows
 from shoal.export.raw_feed import raw_feed
-from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag, flat_lookups
+from shoal.export.raw_graph import OPSET, PREFIX, GraphBuilder, bag, flat_lookups, signed_log1p
 from shoal.export.raw_ids import ANY_WIDTH_MAX, ML_DOMAIN, ML_OPSET, hash_ids, vocab_keys
 from shoal.export.raw_media import (
     media_contract,
@@ -243,13 +243,7 @@ def _dense(g: GraphBuilder, cols: Sequence[DenseColumn]) -> tuple[str, str, list
     else:
         scaled = v
     if any(logs):
-        # sign(v) * log1p(|v|), log1p as log(u) * a / (u - 1) with u = 1 + a (exact to a few ulps; a when u == 1)
-        a = g.op("Abs", [v])
-        u = g.op("Add", [a, g.const(1.0, np.float64)])
-        e = g.op("Sub", [u, g.const(1.0, np.float64)])
-        ratio = g.op("Div", [g.op("Mul", [g.op("Log", [u]), a]), e])
-        log1p = g.op("Where", [g.op("Equal", [e, g.const(0.0, np.float64)]), a, ratio])
-        logged = g.op("Mul", [g.op("Sign", [v]), log1p], "log1p")
+        logged = signed_log1p(g, v)
         scaled = logged if all(logs) else g.op("Where", [g.const([logs], np.bool_, "is_log1p"), logged, scaled])
     missing = g.op("IsNaN", [scaled])
     values = g.op("Cast", [g.op("Where", [missing, g.const(0.0, np.float64), scaled])], "values", to=T.FLOAT)

@@ -42,29 +42,51 @@ def sounds_only(contract: Mapping[str, Any]) -> bool:
     return bool(contract["features"]) and all(f["kind"] == "audio" for f in contract["features"])
 
 
-class BoundRow:
+class _Binding:
+    """One IOBinding of ``session``'s ``output``: inputs bound once over a subclass's buffers, one call per row."""
+
+    def __init__(self, session: Any, output: str) -> None:
+        import onnxruntime as ort
+
+        self.output, self.binding, self._session = output, session.io_binding(), session
+        self._run = session._sess.run_with_iobinding if hasattr(session, "_sess") else None
+        self._options = ort.RunOptions()
+        self.binding.bind_output(output, "cpu")
+
+    def _bind(self, name: str, buffer: np.ndarray) -> None:
+        """Bind input ``name`` to ``buffer`` for good (a view of an array the instance keeps: the binding reads
+        its memory): the row's values are written into it."""
+        import onnxruntime as ort
+
+        self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(buffer))
+
+    def _answer(self) -> np.ndarray:
+        """Run the binding on what the buffers hold now: the graph's ``output``."""
+        if self._run is not None:
+            self._run(self.binding._iobinding, self._options)
+        else:  # pragma: no cover - a binding without the private call
+            self._session.run_with_iobinding(self.binding)
+        out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
+        return out
+
+
+class BoundRow(_Binding):
     """``session``'s inputs for one row of ``contract``, bound once over buffers (see the module's docstring)."""
 
     def __init__(self, session: Any, contract: Mapping[str, Any], output: str) -> None:
-        import onnxruntime as ort
-
         plan = row_plan(contract)
         if plan is None or not bindable(contract):
             raise ValueError("only a contract of numbers and ids with a fixed max_bytes can be bound")
-        self.plan, self.width, self.output = plan, int(contract["max_bytes"]), output
+        super().__init__(session, output)
+        self.plan, self.width = plan, int(contract["max_bytes"])
         self.values = np.zeros(len(plan.dense), np.float32)
         self.bytes = np.zeros((len(plan.ids), 1, self.width), np.uint8)
         self.lengths = np.zeros(len(plan.ids), np.int64)
-        self.binding = session.io_binding()
-        self._run = session._sess.run_with_iobinding if hasattr(session, "_sess") else None
-        self._session = session
-        self._options = ort.RunOptions()
         for k, (_, name) in enumerate(plan.dense):
-            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(self.values[k:k + 1]))
+            self._bind(name, self.values[k:k + 1])
         for k, (_, b, ln, _) in enumerate(plan.ids):
-            self.binding.bind_ortvalue_input(b, ort.OrtValue.ortvalue_from_numpy(self.bytes[k]))
-            self.binding.bind_ortvalue_input(ln, ort.OrtValue.ortvalue_from_numpy(self.lengths[k:k + 1]))
-        self.binding.bind_output(output, "cpu")
+            self._bind(b, self.bytes[k])
+            self._bind(ln, self.lengths[k:k + 1])
 
     def run(self, row: Mapping[str, Any]) -> np.ndarray | None:
         """The graph's ``output`` for ``row``, or None when the row needs the general feed (a missing column, a
@@ -81,34 +103,24 @@ class BoundRow:
             self.binding.bind_cpu_input(b, data)
             self.binding.bind_cpu_input(ln, lengths)
             self.binding.bind_cpu_input(counts, count)
-        if self._run is not None:
-            self._run(self.binding._iobinding, self._options)
-        else:  # pragma: no cover - a binding without the private call
-            self._session.run_with_iobinding(self.binding)
-        out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
-        return out
+        return self._answer()
 
 
-class BoundSound:
+class BoundSound(_Binding):
     """``session``'s inputs for one row of sounds (a contract of audio features alone: :func:`sounds_only`), bound
     once over one ``(1, samples)`` buffer per feature (see the module's docstring)."""
 
     def __init__(self, session: Any, contract: Mapping[str, Any], output: str) -> None:
-        import onnxruntime as ort
-
         if not sounds_only(contract):
             raise ValueError("only a contract of audio features alone binds as sounds")
+        super().__init__(session, output)
         self.features = [(f["column"], int(f["samples"]), int(f["sample_rate"])) for f in contract["features"]]
         self.waves = [np.zeros((1, samples), np.float32) for _, samples, _ in self.features]
-        self.output, self.binding, self._session = output, session.io_binding(), session
-        self._run = session._sess.run_with_iobinding if hasattr(session, "_sess") else None
-        self._options = ort.RunOptions()
-        for f, wave in zip(contract["features"], self.waves, strict=True):
-            self.binding.bind_ortvalue_input(f["inputs"]["wave"], ort.OrtValue.ortvalue_from_numpy(wave))
-            if "lengths" in f["inputs"]:  # a version 3 contract: each sound's samples, all of them here
-                lengths = np.full(1, wave.shape[1], np.int64)
-                self.binding.bind_ortvalue_input(f["inputs"]["lengths"], ort.OrtValue.ortvalue_from_numpy(lengths))
-        self.binding.bind_output(output, "cpu")
+        self.lengths = np.array([samples for _, samples, _ in self.features], np.int64)  # all of each sound
+        for k, (f, wave) in enumerate(zip(contract["features"], self.waves, strict=True)):
+            self._bind(f["inputs"]["wave"], wave)
+            if "lengths" in f["inputs"]:  # a version 3 contract: each sound's samples
+                self._bind(f["inputs"]["lengths"], self.lengths[k:k + 1])
 
     def run(self, row: Mapping[str, Any]) -> np.ndarray | None:
         """The graph's ``output`` for ``row``, or None when a sound needs the general feed (missing, not a usual
@@ -124,12 +136,7 @@ class BoundSound:
             pcm = np.frombuffer(usual[0], "<i2", count=min(len(usual[0]) // 2, samples))
             np.multiply(pcm, _PCM16, out=wave[0, : len(pcm)])  # as the decoder: float32(x) / 32768, exactly
             wave[0, len(pcm):] = 0  # silence after a shorter sound
-        if self._run is not None:
-            self._run(self.binding._iobinding, self._options)
-        else:  # pragma: no cover - a binding without the private call
-            self._session.run_with_iobinding(self.binding)
-        out: np.ndarray = self.binding.copy_outputs_to_cpu()[0]
-        return out
+        return self._answer()
 
 
 class BoundRows:
@@ -140,8 +147,11 @@ class BoundRows:
     def __init__(self, session: Any, contract: Mapping[str, Any], output: str) -> None:
         self.session, self.contract, self.output = session, contract, output
         self.kind = BoundRow if bindable(contract) else BoundSound if sounds_only(contract) else None
-        self.possible = self.kind is not None
         self._local = threading.local()
+
+    @property
+    def possible(self) -> bool:
+        return self.kind is not None
 
     def run(self, row: Mapping[str, Any]) -> np.ndarray | None:
         if self.kind is None:

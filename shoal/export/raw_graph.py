@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "flat_lookups", "mix64", "per_object"]
+__all__ = ["OPSET", "PREFIX", "GraphBuilder", "bag", "bag_weights", "flat_lookups", "mix64", "per_object",
+           "signed_log1p"]
 
 T_ = TypeVar("T_")
 
@@ -105,6 +106,17 @@ class GraphBuilder:
     def dim(self, x: str, axis: int) -> str:
         """``x.shape[axis]`` as an int64 scalar."""
         return self.op("Gather", [self.op("Shape", [x]), self.i64(axis)])
+
+
+def signed_log1p(g: GraphBuilder, v: str) -> str:
+    """``sign(v) * log1p(|v|)`` of float64 ``v``, as the encoder's numpy: ONNX has no Log1p, so log1p is
+    ``log(u) * a / (u - 1)`` with ``u = 1 + a`` (exact to a few ulps; ``a`` itself where ``u == 1``)."""
+    a = g.op("Abs", [v])
+    u = g.op("Add", [a, g.const(1.0, np.float64)])
+    e = g.op("Sub", [u, g.const(1.0, np.float64)])
+    log1p = g.op("Where", [g.op("Equal", [e, g.const(0.0, np.float64)]), a,
+                           g.op("Div", [g.op("Mul", [g.op("Log", [u]), a]), e])])
+    return g.op("Mul", [g.op("Sign", [v]), log1p], "log1p")
 
 
 def mix64(g: GraphBuilder, h: str) -> str:

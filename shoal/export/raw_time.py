@@ -39,9 +39,9 @@ import pyarrow.compute as pc
 
 from shoal.data.features.base import Problems
 from shoal.data.features.time import DAY_US, MILLIS_FROM, US, TimeColumn
-from shoal.export.raw_graph import GraphBuilder, per_object
+from shoal.export.raw_graph import GraphBuilder, per_object, signed_log1p
 
-__all__ = ["MISSING_INSTANT", "synthetic_times", "time_column", "time_contract", "time_feed", "time_graph"]
+__all__ = ["MISSING_INSTANT", "synthetic_times", "time_contract", "time_feed", "time_graph"]
 
 MISSING_INSTANT = np.iinfo(np.int64).min  # a missing time's instant
 HOUR_US = 3600 * US
@@ -72,16 +72,11 @@ def time_contract(col: TimeColumn) -> tuple[dict[str, Any], dict[str, dict[str, 
     return feature, inputs
 
 
-def time_column(feature: dict[str, Any]) -> TimeColumn:
-    """The encoder's column for a contract entry (its reading options and the ages' mean and std)."""
-    return TimeColumn.from_dict(feature)
-
-
 # -- the caller's part: reading ---------------------------------------------------------------------------------
 def time_feed(feature: dict[str, Any], cells: pa.ChunkedArray | pa.Array) -> dict[str, np.ndarray]:
     """The inputs of time feature ``feature`` (a contract entry) for ``cells``, read as the encoder reads them;
     ValueError naming the row and column for a cell it would not read (the encoder leaves that row out)."""
-    col = per_object(_COLUMNS, feature, time_column)
+    col = per_object(_COLUMNS, feature, TimeColumn.from_dict)  # its reading options, the ages' mean and std
     if pa.types.is_null(cells.type):  # every cell missing (row dicts with None only)
         cells = pa.nulls(len(cells), pa.string())
     problems = Problems()
@@ -172,13 +167,7 @@ def time_graph(g: GraphBuilder, cols: Sequence[TimeColumn]) -> tuple[list[str], 
             continue
         (this, this_missing), (ref, ref_missing) = instants[col.name], instants[col.relative_to]
         days = g.op("Div", [g.op("Cast", [g.op("Sub", [ref, this])], to=T.DOUBLE), g.const(float(DAY_US), np.float64)])
-        # sign(a) * log1p(|a|) as the dense numbers' log1p: log(u) * a / (u - 1), u = 1 + a (a where u == 1)
-        a = g.op("Abs", [days])
-        u = g.op("Add", [a, g.const(1.0, np.float64)])
-        e = g.op("Sub", [u, g.const(1.0, np.float64)])
-        log1p = g.op("Where", [g.op("Equal", [e, g.const(0.0, np.float64)]), a,
-                               g.op("Div", [g.op("Mul", [g.op("Log", [u]), a]), e])])
-        scaled = g.op("Div", [g.op("Sub", [g.op("Mul", [g.op("Sign", [days]), log1p]), g.const(col.mean_, np.float64)]),
+        scaled = g.op("Div", [g.op("Sub", [signed_log1p(g, days), g.const(col.mean_, np.float64)]),
                               g.const(col.std_, np.float64)])
         missing = g.op("Or", [this_missing, ref_missing])
         value = g.op("Cast", [g.op("Where", [missing, g.const(0.0, np.float64), scaled])], to=T.FLOAT)

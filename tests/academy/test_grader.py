@@ -310,21 +310,17 @@ METRICS4 = "metrics by hand: NE and calibration match shoal.metrics"
 def test_lab4_hints_for_common_mistakes(tmp_path: Path) -> None:
     """The by-hand mistakes are graded by the check each concerns (called directly, as lab 3's: the whole grader
     trained the DLRM for each, which none of them reaches); the wrong model, by the whole grader."""
-    failed = _checks(4, tmp_path, _solution(4, 'return zlib.crc32(value.encode("utf-8")) % buckets',
-                                            "return hash(value) % buckets"), [HASH4])
-    assert "salted per process" in failed[HASH4]
-
-    failed = _checks(4, tmp_path, _solution(4, "return sums / lengths.clamp_min(1).unsqueeze(1).to(weight.dtype)",
-                                            "return sums"), [BAG4])
-    assert "sums of their rows" in failed[BAG4]
-
-    failed = _checks(4, tmp_path, _solution(4, "return float(np.mean(p) / np.mean(y))",
-                                            "return float(np.mean(y) / np.mean(p))"), [METRICS4])
-    assert "upside down" in failed[METRICS4]
-
-    failed = _checks(4, tmp_path, _solution(4, "p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)",
-                                            "p = np.asarray(p, dtype=np.float64)"), [METRICS4])
-    assert "exactly 0 or 1" in failed[METRICS4]
+    mistakes = [  # (the solution's line, the mistake, the check it concerns, what its hint says)
+        ('return zlib.crc32(value.encode("utf-8")) % buckets', "return hash(value) % buckets", HASH4,
+         "salted per process"),
+        ("return sums / lengths.clamp_min(1).unsqueeze(1).to(weight.dtype)", "return sums", BAG4,
+         "sums of their rows"),
+        ("return float(np.mean(p) / np.mean(y))", "return float(np.mean(y) / np.mean(p))", METRICS4, "upside down"),
+        ("p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)", "p = np.asarray(p, dtype=np.float64)",
+         METRICS4, "exactly 0 or 1")]
+    for right, wrong, name, hint in mistakes:
+        failed = _checks(4, tmp_path, _solution(4, right, wrong), [name])
+        assert hint in failed[name]
 
     dlrm = '"model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [32, 16]}'
     failed = _variant(4, tmp_path, dlrm,
