@@ -129,10 +129,13 @@ def _free_port() -> int:
 def _retried(call: Callable[[], httpx.Response], closed: list[int]) -> httpx.Response:
     """``call()``, once more when the server closed the connection before reading the request: uvicorn closes its
     idle connections when a worker retires, so a connection that reaches an old worker in that instant is closed
-    unanswered (``closed`` counts them; the client's retry reaches a live worker)."""
+    unanswered — with a FIN (RemoteProtocolError) or, when the request's bytes sat unread in the socket, with a
+    reset (ReadError, ECONNRESET). ``closed`` counts them; the client's retry reaches a live worker."""
     try:
         return call()
-    except httpx.RemoteProtocolError:
+    except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+        if isinstance(e, httpx.ReadError) and "reset" not in str(e).lower():
+            raise
         closed.append(1)
         return call()
 
