@@ -6,9 +6,12 @@ one numpy buffer per kind, and answers a row by writing its values into the buff
 ONNX Runtime no longer converts every input on every call (~0.3 us each: ~30 us of a ~100 us call on a graph
 with 66 inputs). Lists of ids change shape with the row: they are bound on each call.
 
-A row of sounds alone (a speech model's request) is bound the same way by :class:`BoundSound`: each audio
-feature's ``(1, samples)`` wave is one buffer, into which a usual WAV (mono 16-bit PCM at the feature's rate) is
-converted straight from the file's bytes: no decoded copy, no feed dict, no conversion by ONNX Runtime.
+A row of media alone (an image or speech model's request) is bound the same way by :class:`BoundMedia`: each
+audio feature's ``(1, samples)`` wave is one buffer, into which a usual WAV (mono 16-bit PCM at the feature's rate)
+is converted straight from the file's bytes; each image feature's ``(1, h, w, C)`` pixels are one buffer (made
+again when an image of another size comes), into which a plain PNG is decoded straight from the file's bytes
+(:func:`~shoal.data.features.png.png_pixels`), another image by Pillow: no decoded copy, no feed dict, no
+conversion by ONNX Runtime.
 
 A bound row owns its buffers, so it serves one thread at a time: :class:`BoundRows` keeps one per thread.
 """
@@ -23,13 +26,17 @@ from typing import Any
 import numpy as np
 
 from shoal.data.features.audio import usual_pcm16_mono
+from shoal.data.features.image import ImageColumn
 from shoal.data.features.media import MediaError, cell_bytes
+from shoal.data.features.png import png_pixels, png_size
 from shoal.export.raw_feed import row_parts, row_plan
+from shoal.export.raw_media import media_column
 
-__all__ = ["BoundRow", "BoundRows", "BoundSound", "bindable", "sounds_only"]
+__all__ = ["BoundMedia", "BoundRow", "BoundRows", "bindable", "media_only"]
 
-_HERE = Path(".")  # never read from: a bound sound takes bytes or base64, never a path
+_HERE = Path(".")  # never read from: bound media take bytes or base64, never a path
 _PCM16 = np.float32(1 / 32768)  # a power of two: exactly the decoder's x / 32768
+BOUND_PIXELS = 1 << 20  # a larger image takes the plain feed: a thread's buffer is not kept that large
 
 
 def bindable(contract: Mapping[str, Any]) -> bool:
@@ -37,9 +44,9 @@ def bindable(contract: Mapping[str, Any]) -> bool:
     return row_plan(contract) is not None and contract.get("max_bytes") is not None
 
 
-def sounds_only(contract: Mapping[str, Any]) -> bool:
-    """Whether ``contract``'s features are all audio (:class:`BoundSound` binds a row of them)."""
-    return bool(contract["features"]) and all(f["kind"] == "audio" for f in contract["features"])
+def media_only(contract: Mapping[str, Any]) -> bool:
+    """Whether ``contract``'s features are all images and sounds (:class:`BoundMedia` binds a row of them)."""
+    return bool(contract["features"]) and all(f["kind"] in ("audio", "image") for f in contract["features"])
 
 
 class _Binding:
@@ -106,47 +113,95 @@ class BoundRow(_Binding):
         return self._answer()
 
 
-class BoundSound(_Binding):
-    """``session``'s inputs for one row of sounds (a contract of audio features alone: :func:`sounds_only`), bound
-    once over one ``(1, samples)`` buffer per feature (see the module's docstring)."""
+class BoundMedia(_Binding):
+    """``session``'s inputs for one row of images and sounds (a contract of media features alone:
+    :func:`media_only`), bound over one buffer per input (see the module's docstring)."""
 
     def __init__(self, session: Any, contract: Mapping[str, Any], output: str) -> None:
-        if not sounds_only(contract):
-            raise ValueError("only a contract of audio features alone binds as sounds")
+        if not media_only(contract):
+            raise ValueError("only a contract of image and audio features alone binds as media")
         super().__init__(session, output)
-        self.features = [(f["column"], int(f["samples"]), int(f["sample_rate"])) for f in contract["features"]]
-        self.waves = [np.zeros((1, samples), np.float32) for _, samples, _ in self.features]
-        self.lengths = np.array([samples for _, samples, _ in self.features], np.int64)  # all of each sound
-        for k, (f, wave) in enumerate(zip(contract["features"], self.waves, strict=True)):
-            self._bind(f["inputs"]["wave"], wave)
-            if "lengths" in f["inputs"]:  # a version 3 contract: each sound's samples
-                self._bind(f["inputs"]["lengths"], self.lengths[k:k + 1])
+        self.features = list(contract["features"])
+        self.buffers: list[np.ndarray] = []  # each feature's: a sound's (1, samples) wave, an image's (1, 2) size
+        self.pixels: list[np.ndarray | None] = [None] * len(self.features)  # an image's (1, h, w, C), once seen
+        for f in self.features:
+            if f["kind"] == "image":
+                self.buffers.append(np.zeros((1, 2), np.int64))
+                self._bind(f["inputs"]["sizes"], self.buffers[-1])
+            else:
+                self.buffers.append(np.zeros((1, int(f["samples"])), np.float32))
+                self._bind(f["inputs"]["wave"], self.buffers[-1])
+                if "lengths" in f["inputs"]:  # a version 3 contract: each sound's samples, all of them
+                    self._bind(f["inputs"]["lengths"], np.full(1, int(f["samples"]), np.int64))
+        self._images: dict[int, ImageColumn] = {}
 
     def run(self, row: Mapping[str, Any]) -> np.ndarray | None:
-        """The graph's ``output`` for ``row``, or None when a sound needs the general feed (missing, not a usual
-        WAV, another rate: :func:`~shoal.export.raw_media.media_feed` decodes it or names the row)."""
-        for (column, samples, rate), wave in zip(self.features, self.waves, strict=True):
+        """The graph's ``output`` for ``row``, or None when a cell needs the general feed (missing, not an image,
+        a sound not a usual WAV at the feature's rate, an image over :data:`BOUND_PIXELS`:
+        :func:`~shoal.export.raw_media.media_feed` decodes it or names the row)."""
+        for k, (f, buffer) in enumerate(zip(self.features, self.buffers, strict=True)):
             try:
-                data = cell_bytes(row.get(column), _HERE, paths=False)
+                data = cell_bytes(row.get(f["column"]), _HERE, paths=False)
             except MediaError:
                 return None
-            usual = usual_pcm16_mono(data)
-            if usual is None or usual[2] != rate:
+            if not (self._image(k, f, data) if f["kind"] == "image" else self._sound(f, data, buffer)):
                 return None
-            pcm = np.frombuffer(usual[0], "<i2", count=min(len(usual[0]) // 2, samples))
-            np.multiply(pcm, _PCM16, out=wave[0, : len(pcm)])  # as the decoder: float32(x) / 32768, exactly
-            wave[0, len(pcm):] = 0  # silence after a shorter sound
         return self._answer()
+
+    @staticmethod
+    def _sound(feature: Mapping[str, Any], data: bytes, wave: np.ndarray) -> bool:
+        usual = usual_pcm16_mono(data)
+        if usual is None or usual[2] != int(feature["sample_rate"]):
+            return False
+        pcm = np.frombuffer(usual[0], "<i2", count=min(len(usual[0]) // 2, wave.shape[1]))
+        np.multiply(pcm, _PCM16, out=wave[0, : len(pcm)])  # as the decoder: float32(x) / 32768, exactly
+        wave[0, len(pcm):] = 0  # silence after a shorter sound
+        return True
+
+    def _image(self, k: int, feature: Mapping[str, Any], data: bytes) -> bool:
+        channels = int(feature["channels"])
+        size = png_size(data, channels)
+        decoded = None
+        if size is None:  # not a plain PNG: Pillow decodes it (as the feed would)
+            try:
+                decoded = self._column(k, feature).pixels(data)
+            except MediaError:
+                return False
+            size = decoded.shape[0], decoded.shape[1]
+        if size[0] * size[1] > BOUND_PIXELS:
+            return False
+        pixels = self.pixels[k]
+        if pixels is None or pixels.shape[1:3] != size:  # another size: a buffer of its own, bound in place
+            pixels = self.pixels[k] = np.empty((1, *size, channels), np.uint8)
+            self._bind(feature["inputs"]["pixels"], pixels)
+            self.buffers[k][0] = size
+        if decoded is not None:
+            pixels[0] = decoded
+            return True
+        if png_pixels(data, channels, pixels[0]) is not None:
+            return True
+        try:  # an irregular PNG: Pillow decodes it, or says what is wrong (the feed then names the row)
+            pixels[0] = self._column(k, feature).pixels(data)
+        except (MediaError, ValueError):
+            return False
+        return True
+
+    def _column(self, k: int, feature: Mapping[str, Any]) -> ImageColumn:
+        if k not in self._images:
+            column = media_column(dict(feature))
+            assert isinstance(column, ImageColumn)
+            self._images[k] = column
+        return self._images[k]
 
 
 class BoundRows:
-    """A :class:`BoundRow` (or :class:`BoundSound`) per thread for ``session`` (made on a thread's first row), or
-    none at all when the contract cannot be bound (texts, images, the Loop form's variable width): :meth:`run` then
-    answers None."""
+    """A :class:`BoundRow` (or :class:`BoundMedia`) per thread for ``session`` (made on a thread's first row), or
+    none at all when the contract cannot be bound (texts, media beside numbers or ids, the Loop form's variable
+    width): :meth:`run` then answers None."""
 
     def __init__(self, session: Any, contract: Mapping[str, Any], output: str) -> None:
         self.session, self.contract, self.output = session, contract, output
-        self.kind = BoundRow if bindable(contract) else BoundSound if sounds_only(contract) else None
+        self.kind = BoundRow if bindable(contract) else BoundMedia if media_only(contract) else None
         self._local = threading.local()
 
     @property

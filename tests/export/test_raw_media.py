@@ -31,7 +31,7 @@ from shoal.export.raw import (
     raw_feed,
     synthetic_raw_rows,
 )
-from shoal.export.raw_bound import BoundRows, BoundSound
+from shoal.export.raw_bound import BoundMedia, BoundRows
 from shoal.export.raw_media import LOGMEL_TOLERANCE, media_column, media_feed, synthetic_media
 from shoal.export.raw_runtime import raw_graph_refusal
 from shoal.models import build
@@ -196,13 +196,13 @@ def _wav(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
 
 
 def test_one_row_of_sounds_is_bound_and_answers_as_the_feed(tmp_path: Path) -> None:
-    """A row of sounds alone goes through inputs bound once (:class:`BoundSound`): usual WAVs converted straight
+    """A row of sounds alone goes through inputs bound once (:class:`BoundMedia`): usual WAVs converted straight
     into the bound buffers give the plain feed's probabilities exactly, a shorter sound after a longer one keeps
     nothing of it, and a sound the binding does not take (another rate, stereo, base64, missing) goes the plain
     way: the same answer, or the feed's error naming the row."""
     folder, bundle = _bundle(tmp_path, [WHOLE, FRAMED], classes=["a", "b", "c"])
     model = RawOnnxModel(export_raw_onnx(folder, parity_rows=8).path)
-    assert BoundRows(model.session, model.contract, "probabilities").kind is BoundSound
+    assert BoundRows(model.session, model.contract, "probabilities").kind is BoundMedia
     rng = np.random.default_rng(4)
     noise = [(rng.standard_normal(n) * 6000).clip(-32768, 32767) for n in (5000, 900, 1600, 2400, 10)]
     rows = [{"call": _wav(noise[0], 8000), "voice": _wav(noise[1], 8000)},  # longer than 0.3 s; shorter than 0.2 s
@@ -210,7 +210,7 @@ def test_one_row_of_sounds_is_bound_and_answers_as_the_feed(tmp_path: Path) -> N
             {"call": _wav(noise[3], 16000), "voice": _wav(noise[2], 8000)},  # another rate: resampled by the feed
             {"call": _wav(noise[3], 8000, channels=2), "voice": _wav(noise[1], 8000)},  # stereo
             {"call": base64.b64encode(_wav(noise[3], 8000)).decode(), "voice": _wav(noise[2], 8000)}]
-    bound = BoundSound(model.session, model.contract, "probabilities")
+    bound = BoundMedia(model.session, model.contract, "probabilities")
     assert [bound.run(r) is None for r in rows] == [False, False, True, True, False]
     for row in rows:
         want = run_session(model.session, ["probabilities"], raw_feed([row], model.contract))[0]
@@ -218,6 +218,44 @@ def test_one_row_of_sounds_is_bound_and_answers_as_the_feed(tmp_path: Path) -> N
     assert parity(bundle, model, pa.Table.from_pylist(rows[:4])) <= 1e-5  # the encoder reads bytes in a binary column
     with pytest.raises(ValueError, match="row 0, column 'call'"):
         model.predict_proba([{"call": None, "voice": rows[0]["voice"]}])
+
+
+def _image(rng: np.random.Generator, h: int, w: int, mode: str, fmt: str = "PNG") -> bytes:
+    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(out, format=fmt)
+    return out.getvalue()
+
+
+def test_one_row_of_images_is_bound_and_answers_as_the_feed(tmp_path: Path) -> None:
+    """A row of images alone goes through inputs bound once (:class:`BoundMedia`): plain PNGs decoded straight
+    into the bound pixels, a new buffer when an image of another size comes (and the old one's pixels gone from
+    the answer), JPEGs and converted PNGs through Pillow, base64 too: the plain feed's probabilities exactly. A
+    missing cell or an image over BOUND_PIXELS goes the plain way (the feed's answer, or its error naming the
+    row)."""
+    folder, bundle = _bundle(tmp_path, [GREY, IMAGE], classes=["a", "b", "c"])
+    model = RawOnnxModel(export_raw_onnx(folder, parity_rows=8).path)
+    assert BoundRows(model.session, model.contract, "probabilities").kind is BoundMedia
+    rng = np.random.default_rng(5)
+    rows = [{"digit": _image(rng, 28, 28, "L"), "picture": _image(rng, 20, 30, "RGB")},
+            {"digit": _image(rng, 28, 28, "L"), "picture": _image(rng, 20, 30, "RGB")},  # the same buffers again
+            {"digit": _image(rng, 5, 3, "L"), "picture": _image(rng, 9, 4, "RGB")},  # other sizes: rebound
+            {"digit": _image(rng, 28, 28, "RGB"), "picture": _image(rng, 20, 30, "L")},  # converted by Pillow
+            {"digit": _image(rng, 12, 16, "L", "JPEG"), "picture": _image(rng, 20, 30, "RGB", "JPEG")},
+            {"digit": base64.b64encode(_image(rng, 28, 28, "L")).decode(), "picture": _image(rng, 7, 10, "RGB")},
+            {"digit": _image(rng, 1025, 1024, "L"), "picture": _image(rng, 7, 10, "RGB")}]  # over BOUND_PIXELS
+    bound = BoundMedia(model.session, model.contract, "probabilities")
+    answers = [bound.run(r) for r in rows]
+    assert [a is None for a in answers] == [False] * 6 + [True]
+    for row, answer in zip(rows, answers, strict=True):
+        want = run_session(model.session, ["probabilities"], raw_feed([row], model.contract))[0]
+        if answer is not None:
+            np.testing.assert_array_equal(answer, want)
+        np.testing.assert_array_equal(model.predict_proba([row]), want)
+    assert parity(bundle, model, pa.Table.from_pylist(rows[:5])) <= 1e-5
+    assert bound.run({"digit": None, "picture": rows[0]["picture"]}) is None
+    with pytest.raises(ValueError, match="row 0, column 'digit'"):
+        model.predict_proba([{"digit": b"not an image", "picture": rows[0]["picture"]}])
 
 
 # -- the usual size's branch: constant weights ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 from shoal.config import ImageFeature
 from shoal.data.features.base import feature_seed
 from shoal.data.features.media import MediaColumn, MediaError
+from shoal.data.features.png import png_pixels
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageColumn", "image_magic"]
 
@@ -74,7 +75,11 @@ class ImageColumn(MediaColumn):
 
     def pixels(self, data: bytes) -> np.ndarray:
         """An encoded image -> (h, w, C) uint8 at its decoded size, as :meth:`decode` has it before the resize
-        (what the raw graph is fed; it resizes)."""
+        (what the raw graph is fed; it resizes). A plain PNG is read without Pillow
+        (:func:`~shoal.data.features.png.png_pixels`: the same pixels in a fifth of the time)."""
+        plain = png_pixels(data, self.channels, max_pixels=MAX_IMAGE_PIXELS) if data[:8] == PNG_MAGIC else None
+        if plain is not None:
+            return plain
         image = self._converted(data)
         # its bytes as they are (read-only): np.asarray of a PIL image copies them twice
         return np.frombuffer(image.tobytes(), np.uint8).reshape(image.height, image.width, self.channels)
