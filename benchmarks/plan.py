@@ -62,11 +62,17 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[int, int]], int, int]] = {
     "mlp-d32-13x1M-b2048-2p": ({"name": "mlp", "embedding_dim": 32, "hidden": [256, 128]}, [(13, 1_000_000)],
                                2048, 2),
     "logistic-26x10k-b512-2p": ({"name": "logistic"}, [(26, 10_000)], 512, 2),
+    "dlrm-d16-26x100k-b1024-2p-torchrec-tw": ({"name": "dlrm", "embedding_dim": 16}, [(26, 100_000)], 1024, 2),
+    "mlp-d32-13x1M-b2048-2p-torchrec-rw": ({"name": "mlp", "embedding_dim": 32, "hidden": [256, 128]},
+                                           [(13, 1_000_000)], 2048, 2),
 }
+# the cases trained with TorchRec's sharded tables (train.embeddings); run where torchrec imports (make install-scale)
+TORCHREC = {"dlrm-d16-26x100k-b1024-2p-torchrec-tw": {"backend": "torchrec", "sharding": "table_wise"},
+            "mlp-d32-13x1M-b2048-2p-torchrec-rw": {"backend": "torchrec", "sharding": "row_wise"}}
 
 
 def config(data: Path, model: dict[str, Any], tables: list[tuple[int, int]], batch: int,
-           nproc: int, rows: int) -> dict[str, Any]:
+           nproc: int, rows: int, embeddings: dict[str, str] | None = None) -> dict[str, Any]:
     features: list[dict[str, Any]] = [{"name": f"d{i}", "kind": "dense", "transform": "log1p"} for i in range(DENSE)]
     k = 0
     for count, buckets in tables:
@@ -78,7 +84,16 @@ def config(data: Path, model: dict[str, Any], tables: list[tuple[int, int]], bat
     return {"name": "plan-bench", "data": {"train": str(data), "valid_fraction": 0.0, "chunk_rows": chunk_rows},
             "label": {"column": "label"}, "features": features, "model": model,
             "train": {"epochs": 1, "batch_size": batch, "seed": 0, "threads": 2 if nproc == 1 else 1,
-                      "checkpoint_every": 1_000_000, "cache_mb": 4096}}
+                      "checkpoint_every": 1_000_000, "cache_mb": 4096,
+                      **({"embeddings": embeddings} if embeddings else {})}}
+
+
+def default_cases() -> list[str]:
+    """Every case, the TorchRec ones only where torchrec imports (it is in the ``scale`` extra)."""
+    import importlib.util
+
+    has_torchrec = importlib.util.find_spec("torchrec") is not None
+    return [name for name in CASES if has_torchrec or name not in TORCHREC]
 
 
 TRAIN_CODE = (
@@ -193,7 +208,8 @@ def run(work: Path, quick: bool, cases: Sequence[str], profile: dict[str, Any], 
     for name in cases:
         model, tables, batch, nproc = CASES[name]
         cfg = work / f"{name}.yaml"
-        cfg.write_text(yaml.safe_dump(config(data, model, tables, batch, nproc, n)), encoding="utf-8")
+        cfg.write_text(yaml.safe_dump(config(data, model, tables, batch, nproc, n, TORCHREC.get(name))),
+                       encoding="utf-8")
         preds, got = [], []
         for i in range(repeats):  # prediction and measurement interleaved: both time this machine
             preds.append(predict(cfg, nproc, profile, n))
@@ -222,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", required=True, type=Path, help="where to write the result rows (a JSON array)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows instead of {ROWS:,}")
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--cases", nargs="+", default=None, choices=list(CASES),
+                    help="default: every case (the TorchRec ones where torchrec is installed: make install-scale)")
     ap.add_argument("--home", type=Path, default=None, help="where the calibration profile is (default: a temp dir)")
     ap.add_argument("--reuse-profile", action="store_true", help="use the profile in --home instead of measuring")
     ap.add_argument("--repeats", type=int, default=1,
@@ -245,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.measured is not None:
             earlier = json.loads(args.measured.read_text(encoding="utf-8"))
             measured = {(r["dataset"], r["metric"]): r["value"] for r in earlier if r["metric"].endswith("_measured")}
-        rows = run(work, args.quick, args.cases, profile, log=lambda s: print(s, flush=True), repeats=args.repeats,
-                   measured=measured)
+        rows = run(work, args.quick, args.cases or default_cases(), profile, log=lambda s: print(s, flush=True),
+                   repeats=args.repeats, measured=measured)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -419,6 +419,19 @@ def _disk_bw(folder: Path, mib: int) -> float:
     return min(rates)
 
 
+def _fresh_bw(mib: int) -> float:
+    """Bytes/s of filling memory just allocated (``torch.zeros`` then a fill: the first touch of every page), as a
+    gather of whole tables into a new tensor pays it: the best of 3."""
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        fresh = torch.zeros(mib << 18)
+        fresh.fill_(1.0)
+        rates.append((mib << 20) / (time.perf_counter() - start))
+        del fresh
+    return max(rates)
+
+
 def _llc_bytes() -> int:
     for index in (3, 2):
         f = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size")
@@ -474,6 +487,7 @@ def calibrate(home: Path, quick: bool = False, processes: bool = True) -> dict[s
         profile["allreduce"] = {"latency_s": 1e-4, "bandwidth": 1e9, "gather_bandwidth": 1e9, "measured": {}}
         profile["base_rss"] = 450 * 2**20
     profile["disk_bw"] = _disk_bw(home, 8 if quick else 64)
+    profile["fresh_bw"] = _fresh_bw(16 if quick else 256)
     profile["seconds"] = round(time.perf_counter() - started, 1)
     profile_path(home).write_text(json.dumps(profile, indent=1) + "\n", encoding="utf-8")
     log.info("calibrated in %.1f s -> %s", profile["seconds"], profile_path(home))

@@ -169,12 +169,27 @@ def make_plan(config: RunConfig, cluster: ClusterSpec, *, profile: dict[str, Any
                                sharding=placement(name, cost, world), cache_bytes=cache,
                                chunk_rows=config.data.chunk_rows, sparse=sparse, parts=parts)
                for name in (PLACEMENTS if world > 1 else PLACEMENTS[:1])}
-    recommended, reason = _recommend(options, rates)
     emb = config.train.embeddings
     in_use = (emb.sharding if emb.backend == "torchrec" else "data_parallel") if world > 1 else "data_parallel"
+    torchrec_note = None
+    if in_use != "data_parallel" and sparse is not None and cluster.nodes == 1:  # timed here: TorchRec's own step
+        from shoal.models.torchrec_backend import unavailable
+
+        why = unavailable()
+        if why is None:
+            timed = time_sparse_steps(cost, shape, batch // world, fused=False, threads=threads, llc_bytes=llc,
+                                      world=world, evict_bytes=walked["activations"] + walked["dense"],
+                                      placement=in_use)
+            options[in_use] = plan_step(cost, shape, rates, world=world, nodes=cluster.nodes, batch=batch,
+                                        sharding=placement(in_use, cost, world), cache_bytes=cache,
+                                        chunk_rows=config.data.chunk_rows, sparse=timed, parts=parts)
+        else:
+            torchrec_note = (f"TorchRec's {in_use} step is priced from per-id rates and link formulas, not timed "
+                             f"here: {why}")
+    recommended, reason = _recommend(options, rates)
     step = options[in_use]
     checkpoint = cost.table_params * 4 + 4 * sum(t.rows for t in cost.tables) + 12 * cost.dense_params
-    notes = list(shape.notes)
+    notes = list(shape.notes) + ([torchrec_note] if torchrec_note else [])
     if not fits(step, rates):  # said first: the figures below are of a job that cannot run so
         if step.peak_bytes > rates.device_memory:
             short = (f"{step.peak_bytes / 2**30:.2f} GiB a process against {rates.device_memory / 2**30:.1f} GiB"

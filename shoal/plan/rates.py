@@ -57,6 +57,7 @@ class Rates:
     conv_points: tuple[tuple[int, float], ...] = ()  # (width, FLOP/s) of convolutions; empty: the matmul rates
     host_memory: float | None = None  # beside a GPU: the process's share of the node's RAM; None: device_memory
     host_base_bytes: float = 0.0  # beside a GPU: the process in host RAM (interpreter, torch, shoal)
+    fresh_bw: float = 1e9  # bytes/s one process fills memory it has just allocated (first touch: page faults)
 
     def matmul_flops(self, width: int) -> float:
         """Achieved FLOP/s of a matmul of this width (interpolated in log width between the measured points; below
@@ -156,7 +157,7 @@ def rates_for(cluster: ClusterSpec, processes_per_node: int, profile: dict[str, 
             base_bytes=float(profile["train_rss"] if processes_per_node == 1 else profile["base_rss"]),
             disk_bw=float(profile["disk_bw"]), overlap=0.5, gpu=False, calibrated=True,
             first_step_s=float(profile.get("first_step_s", 0.0)),
-            loop_s=float(profile.get("loop_s", 0.0)),
+            loop_s=float(profile.get("loop_s", 0.0)), fresh_bw=float(profile.get("fresh_bw", 1e9)),
             conv_points=tuple((int(w), float(f)) for w, f in _near(profile["conv"], threads)) if "conv" in profile
             else ())
     # a cluster file's links are peaks: the achievable fraction of each (a calibration's were measured)

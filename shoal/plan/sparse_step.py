@@ -24,6 +24,11 @@ model; without DDP's all-reduce, the ranks' step was still 1.5x too fast). Table
 :data:`MAX_TIMED_LLC` x the last-level cache are shrunk to that (a random row misses the cache either way; a
 10M-row table is never allocated). The forward and backward's ``aten`` ops are
 counted, so that the planner's per-op overhead (:mod:`shoal.plan.ops`) does not count them again.
+
+A config whose tables TorchRec shards (``train.embeddings.backend: torchrec``) is timed the same way in its
+processes, each taking TorchRec's sharded step as the trainer builds it (:func:`torchrec_step`): its
+KeyedJaggedTensor, all-to-alls and fused Adagrad are then in the figure, where link formulas missed most of their
+cost on CPU (a two-process row-wise MLP was predicted 4x too fast).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from shoal.plan.cost import ModelCost, TableCost
 from shoal.plan.inputs import InputShape
 from shoal.plan.ops import count_ops
 
-__all__ = ["MAX_TIMED_LLC", "SparseTime", "made_up_batch", "sparse_step", "time_sparse_steps"]
+__all__ = ["MAX_TIMED_LLC", "SparseTime", "made_up_batch", "sparse_step", "time_sparse_steps", "torchrec_step"]
 
 MAX_TIMED_LLC = 8  # timed tables hold at most this many last-level caches (beyond it, every random row misses)
 POOL_BATCHES = 64  # distinct mini-batches a timed step cycles through ...
@@ -62,6 +67,7 @@ class SparseTime:
     fused: bool
     world: int = 1  # > 1: timed in that many processes, the touched rows' exchange included
     dense_all_reduce: bool = False  # the dense gradients' DDP all-reduce is in ``seconds`` (timed ranks)
+    placement: str = "data_parallel"  # else TorchRec's (table_wise, row_wise): its all-to-alls and fused Adagrad
 
 
 def _feature_ids(ids_per_row: float, unique: float, rows: int, table_rows: int,
@@ -118,6 +124,28 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
     return step, arch_step
 
 
+def torchrec_step(tables: list[TableCost], shape: InputShape, rows: int, max_bytes: float, placement: str,
+                  seed: int = 0) -> Callable[[], None]:
+    """One rank's step of ``tables`` sharded by TorchRec as the trainer shards them
+    (:class:`~shoal.models.torchrec_backend.TorchRecSparseArch`, ``placement`` table_wise or row_wise): the
+    mini-batch cut, the KeyedJaggedTensor, the input and output all-to-alls, the pooled lookup and, inside the
+    backward, FBGEMM's fused row-wise Adagrad. A collective: every rank of the default process group builds and
+    calls it together. Tables shrunk as :func:`sparse_step` shrinks them."""
+    from shoal.models.embeddings import SparseArch
+    from shoal.models.torchrec_backend import TorchRecSparseArch
+
+    dim = tables[0].dim
+    scale = min(1.0, max_bytes / max(sum(t.rows for t in tables) * (dim * 4 + 8), 1))
+    sizes = [max(int(t.rows * scale), 2) for t in tables]
+    turn = itertools.cycle(_pool(tables, shape, rows, sizes, seed))
+    arch = TorchRecSparseArch(SparseArch(sizes, dim), placement, {"lr": 0.01}, torch.device("cpu"))
+
+    def step() -> None:
+        _, ids, offsets = next(turn).slice(0, rows).inputs()
+        arch(ids, offsets).sum().backward()
+    return step
+
+
 def _pool(tables: list[TableCost], shape: InputShape, rows: int, sizes: list[int], seed: int) -> list[Batch]:
     """Mini-batches of ``rows`` rows of ``tables`` (``sizes`` rows each) for a timed step to cycle through: the
     sampled first chunk shuffled (ids folded into a shrunk table), else made-up batches (:func:`made_up_batch`)."""
@@ -158,12 +186,17 @@ def _groups(cost: ModelCost) -> list[list[TableCost]]:
 
 
 def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool, threads: int, llc_bytes: float,
-                      seconds: float = 0.3, world: int = 1, evict_bytes: float = 0.0) -> SparseTime | None:
+                      seconds: float = 0.3, world: int = 1, evict_bytes: float = 0.0,
+                      placement: str = "data_parallel") -> SparseTime | None:
     """The embedding steps of ``cost``'s tables (grouped by the SparseArch that holds them) on ``rows`` rows, with
     ``threads`` threads: timed (the mean of repeated calls: a run pays its slow steps too) and their ops counted;
     None without tables. ``world`` > 1 (unfused): timed in that many processes at once, each exchanging its rows as
-    a rank does. ``evict_bytes`` (the rest of the step's activations and dense state) are walked before each
-    timed step (:func:`~shoal.plan.calibrate.evictor`), as the dense layers walk them between two steps."""
+    a rank does, or with ``placement`` table_wise / row_wise, each taking TorchRec's sharded step
+    (:func:`torchrec_step`; TorchRec must import). ``evict_bytes`` (the rest of the step's activations and dense
+    state) are walked before each timed step (:func:`~shoal.plan.calibrate.evictor`), as the dense layers walk
+    them between two steps."""
+    if placement != "data_parallel" and world < 2:
+        raise ValueError(f"a {placement} placement shards tables over several processes, not {world}")
     groups = _groups(cost)
     if not groups:
         return None
@@ -181,13 +214,14 @@ def time_sparse_steps(cost: ModelCost, shape: InputShape, rows: int, fused: bool
         torch.set_num_threads(saved)
     if world > 1:
         total_s = _time_ranks(groups, shape, rows, world, threads, MAX_TIMED_LLC * llc_bytes, seconds,
-                              cost.dense_tensors, evict_bytes, llc_bytes)
-    return SparseTime(total_s, ops, fused, world, dense_all_reduce=world > 1 and bool(cost.dense_tensors))
+                              cost.dense_tensors, evict_bytes, llc_bytes, placement)
+    return SparseTime(total_s, ops, fused, world, dense_all_reduce=world > 1 and bool(cost.dense_tensors),
+                      placement=placement)
 
 
 def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, world: int, threads: int,
                 max_bytes: float, seconds: float, dense_tensors: list[int], evict_bytes: float,
-                llc_bytes: float) -> float:
+                llc_bytes: float, placement: str = "data_parallel") -> float:
     """Seconds of one rank's embedding steps with the row exchange and DDP's all-reduce of gradients of
     ``dense_tensors`` sizes, ``world`` processes (gloo on loopback) taking them at once: the slowest rank's
     mean."""
@@ -198,7 +232,7 @@ def _time_ranks(groups: list[list[TableCost]], shape: InputShape, rows: int, wor
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "ranks.json")
         mp.start_processes(_rank, args=(world, free_port(), groups, shape, rows, threads, max_bytes, seconds,
-                                        dense_tensors, evict_bytes, llc_bytes, out),
+                                        dense_tensors, evict_bytes, llc_bytes, out, placement),
                            nprocs=world, join=True, start_method="spawn")
         return float(json.loads(Path(out).read_text(encoding="utf-8"))["seconds"])
 
@@ -217,10 +251,11 @@ class _DenseGrads(torch.nn.Module):
 
 def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape: InputShape, rows: int,
           threads: int, max_bytes: float, seconds: float, dense_tensors: list[int], evict_bytes: float,
-          llc_bytes: float, out: str) -> None:
+          llc_bytes: float, out: str, placement: str = "data_parallel") -> None:
     """One of ``world`` processes: its embedding steps, the dense gradients all-reduced by DDP during the backward
-    and each followed by the trainer's row exchange, timed over the same number of calls on every rank (a time
-    limit could differ and leave a rank waiting in a collective)."""
+    and each followed by the trainer's row exchange (or TorchRec's sharded step, for its ``placement``), timed over
+    the same number of calls on every rank (a time limit could differ and leave a rank waiting in a
+    collective)."""
     import torch.distributed as dist
 
     from shoal.distributed.context import RankContext
@@ -229,8 +264,11 @@ def _rank(rank: int, world: int, port: int, groups: list[list[TableCost]], shape
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     ctx = RankContext(rank, world, rank, torch.device("cpu"), dist.new_group(backend="gloo"))
-    steps = [sparse_step(tables, shape, rows, False, max_bytes, seed=rank,
-                         exchange=lambda w: all_reduce_sparse_grad(w, ctx))[0] for tables in groups]
+    if placement == "data_parallel":
+        steps = [sparse_step(tables, shape, rows, False, max_bytes, seed=rank,
+                             exchange=lambda w: all_reduce_sparse_grad(w, ctx))[0] for tables in groups]
+    else:
+        steps = [torchrec_step(tables, shape, rows, max_bytes, placement, seed=rank) for tables in groups]
     dense = (torch.nn.parallel.DistributedDataParallel(_DenseGrads(dense_tensors)) if dense_tensors
              else None)
 

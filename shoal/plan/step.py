@@ -84,6 +84,7 @@ class StepPlan:
     epoch_s: float | None = None
     notes: list[str] = field(default_factory=list)
     host_memory: dict[str, float] = field(default_factory=dict)  # beside a GPU, in host RAM (empty on a CPU)
+    gather_bytes: float = 0.0  # TorchRec's tables gathered whole on every rank at each checkpoint (0: native)
 
     @property
     def rows_per_s(self) -> float:
@@ -130,8 +131,11 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     the input and Adam timed on this machine (:mod:`shoal.plan.measured`)."""
     b = batch // world
     fused = world == 1 and not rates.gpu and sharding.name == "data_parallel"
-    if sparse is not None and (sharding.name != "data_parallel" or sparse.fused != fused or not cost.tables):
-        sparse = None  # timed for another path: TorchRec's placements keep the per-id rates
+    torchrec_timed = (sparse is not None and sparse.placement == sharding.name != "data_parallel"
+                      and sparse.world == world)  # TorchRec's own step, its all-to-alls included
+    if sparse is not None and not torchrec_timed and (sharding.name != "data_parallel" or sparse.fused != fused
+                                                      or sparse.placement != "data_parallel" or not cost.tables):
+        sparse = None  # timed for another path: untimed TorchRec placements keep the per-id rates
     t = 0.0
     compute: list[Phase] = []
 
@@ -172,19 +176,21 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     fwd = [(la.name, la.fwd_flops * b, pass_s(la, la.fwd_flops)) for la in cost.layers]
     bwd = [(la.name, la.bwd_flops * b, pass_s(la, la.bwd_flops)) for la in cost.layers]
     if cost.tables:
-        add("embedding lookups", emb_s * fwd_share, "embedding")
-    comm_fwd = sharding.forward_comm_s(b, cost, rates, world, nodes)
+        add("TorchRec lookups + all-to-alls (timed)" if torchrec_timed else "embedding lookups", emb_s * fwd_share,
+            "embedding")
+    comm_fwd = 0.0 if torchrec_timed else sharding.forward_comm_s(b, cost, rates, world, nodes)
     if comm_fwd > 0:
         add("all-to-all (ids, pooled)", comm_fwd, "comm")
     add("forward (dense)", sum(s for _, _, s in fwd), "dense")
     backward_start = t
     backward_dense = sum(s for _, _, s in bwd)
     add("backward (dense)", backward_dense, "dense")
-    comm_bwd = sharding.backward_comm_s(b, cost, rates, world, nodes)
+    comm_bwd = 0.0 if torchrec_timed else sharding.backward_comm_s(b, cost, rates, world, nodes)
     if comm_bwd > 0:
         add("all-to-all (gradients)", comm_bwd, "comm")
     if cost.tables:
-        add("embedding backward + row exchange + Adagrad" + (" + dense all-reduce" if sparse.dense_all_reduce else "")
+        exchange = "all-to-all + fused Adagrad" if torchrec_timed else "row exchange + Adagrad"
+        add(f"embedding backward + {exchange}" + (" + dense all-reduce" if sparse.dense_all_reduce else "")
             if sparse is not None and sparse.world > 1 else "embedding backward + Adagrad", emb_s * (1 - fwd_share),
             "embedding")
 
@@ -219,7 +225,9 @@ def plan_step(cost: ModelCost, shape: InputShape, rates: Rates, *, world: int, n
     memory, host = _memory(cost, shape, rates, b, sharding, fused, cache_bytes, chunk_rows)
     comm = {"all_reduce": all_reduce_bytes(dense_bytes, world), "sparse_all_gather": gather_bytes * (world - 1),
             "all_to_all": sharding.bytes_per_step(b, cost, world)}
+    gathered = torchrec_gather_bytes(cost) if sharding.name != "data_parallel" and world > 1 else 0.0
     return StepPlan(world=world, nodes=nodes, batch=batch, rank_batch=b, phases=compute + network, step_s=t,
+                    gather_bytes=gathered,
                     exposed_comm_s=exposed + comm_fwd + comm_bwd, comm_bytes=comm, memory=memory,
                     host_memory=host,
                     layer_seconds=[(n, f + fb, s + sb) for (n, f, s), (_, fb, sb) in zip(fwd, bwd, strict=True)])
@@ -267,6 +275,10 @@ def _memory(cost: ModelCost, shape: InputShape, rates: Rates, b: int, sharding: 
         "dense weights, grads, Adam": walked["dense"],
         "activations + grads": walked["activations"],
     }
+    if sharding.name != "data_parallel" and sharding.world > 1:
+        # shoal's TorchRec tables are written in the native layout: each checkpoint, best weights and bundle
+        # gathers them whole on every rank (weights and accumulators), and the copy kept or serialized doubles it
+        state["TorchRec gathers (whole tables, twice)"] = 2 * torchrec_gather_bytes(cost)
     data = {  # numpy batches in host RAM: the trainer copies each mini-batch to the device at its step
         "cached rows": cache_bytes,
         "passing (first pass)": (max(chunk_rows, shape.read_rows) * raw_row
@@ -276,6 +288,23 @@ def _memory(cost: ModelCost, shape: InputShape, rates: Rates, b: int, sharding: 
         return ({"CUDA context": rates.base_bytes, **state},
                 {"baseline (process)": rates.host_base_bytes, **data})
     return {"baseline (process)": rates.base_bytes, **state, **data}, {}
+
+
+def torchrec_gather_bytes(cost: ModelCost) -> float:
+    """Bytes of the whole tables and their row-wise accumulators, as shoal's TorchRec backend gathers them on every
+    rank for a checkpoint, the best weights or the bundle (:meth:`TorchRecSparseArch.native_weight`)."""
+    return float(sum(tc.bytes + 4 * tc.rows for tc in cost.tables))
+
+
+def gather_seconds(step: StepPlan, rates: Rates) -> float:
+    """Seconds of one TorchRec gather of ``step.gather_bytes``: every rank of a node filling a fresh tensor of the
+    whole tables at once (first-touch memory, shared by the node's processes), then their ring all-reduce."""
+    if not step.gather_bytes:
+        return 0.0
+    link = rates.link(step.nodes)
+    per_node = max(step.world // max(step.nodes, 1), 1)
+    return (step.gather_bytes * per_node / rates.fresh_bw
+            + all_reduce_s(step.gather_bytes, step.world, link.bandwidth, link.latency))
 
 
 def checkpoint_in_epoch(step: StepPlan, rows: int) -> bool:
@@ -289,5 +318,5 @@ def epoch_seconds(step: StepPlan, rows: int, checkpoint_bytes: float, rates: Rat
     (:func:`checkpoint_in_epoch`)."""
     train = math.ceil(rows / step.batch) * step.step_s + rates.first_step_s
     if checkpoint_in_epoch(step, rows):
-        train += checkpoint_bytes / rates.disk_bw
+        train += checkpoint_bytes / rates.disk_bw + gather_seconds(step, rates)
     return train
