@@ -16,6 +16,12 @@ connection is closed; one that sent nothing since the connection opened is close
 idle connection confuses clients that reuse it). Headers over ``max_header_bytes`` get ``431`` and a close.
 Between requests uvicorn's own keep-alive timer still applies.
 
+A refusal closes gently ("lingering close", as nginx does): the answer, then the end of our side of the
+connection, then for at most :data:`LINGER_S` seconds whatever the client still sends is read and dropped. Closed
+at once, a connection with the client's bytes still arriving is reset by the kernel, and the reset can destroy
+the answer before the client reads it (a client still sending oversized headers saw ``ECONNRESET``, not its
+``431``).
+
 The same protocol writes each response in one call (:class:`OneWrite`): uvicorn writes a response's head and body
 apart, two system calls and two packets for a one-row answer. :func:`server_config` is the ``uvicorn.Config`` that
 ``shoal serve`` runs: this protocol, uvloop where installed, and no ``X-Forwarded-*`` headers read.
@@ -36,6 +42,7 @@ __all__ = ["MAX_HEADER_BYTES", "OneWrite", "deadline_protocol", "server_config"]
 
 log = logging.getLogger(__name__)
 
+LINGER_S = 2.0  # after a refusal: how long the client's bytes still in flight are read and dropped before closing
 MAX_HEADER_BYTES = 65_536  # request line + headers; h11 stops at 16 KB by itself, httptools (llhttp) nowhere
 
 
@@ -111,9 +118,12 @@ class _HeaderDeadline:
         self._header_bytes = 0  # bytes of the request whose headers are being read
         self._sent_any = False
         self._header_timer: asyncio.TimerHandle | None = None
+        self._lingering = False  # refused: the answer and our end sent, the client's bytes dropped until the close
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         before = self.cycle
         between_requests = before is None or before.response_complete
         if between_requests:
@@ -133,6 +143,13 @@ class _HeaderDeadline:
         self.transport.flush()  # type: ignore[attr-defined]
         super().on_response_complete()  # type: ignore[misc]
         self._sent_any = False  # the next request's deadline starts with its first byte (keep-alive covers idle)
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:  # the client is done too: close now
+            self.transport.close()
+            return None
+        result: bool | None = super().eof_received()  # type: ignore[misc]
+        return result
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -161,7 +178,12 @@ class _HeaderDeadline:
         self._disarm()
         log.info("closing a connection: %d %s", status, detail)
         self.transport.write(_answer(status, reason, detail))
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the answer, then our end: the client reads the answer whole
+        self._lingering = True
+        self.loop.call_later(LINGER_S, self.transport.close)  # meanwhile its bytes still arriving are dropped
 
 
 def deadline_protocol(header_timeout_s: float, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:

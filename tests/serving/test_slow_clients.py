@@ -41,7 +41,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
         "features": [{"name": "d0", "kind": "dense"}, {"name": "d1", "kind": "dense"},
                      {"name": "s0", "kind": "sparse", "buckets": 64}, {"name": "s1", "kind": "sparse", "buckets": 64}],
         "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [4], "top_mlp": [4]},
-        "train": {"epochs": 1, "batch_size": 128, "seed": 0, "threads": 1},
+        "train": {"epochs": 1, "batch_size": 128, "seed": 0, "threads": 1, "pictures": False},  # no PNGs: none is read
     }
     bundle = Trainer(parse_config(config, source="test"), folder / "run").fit().bundle
     return bundle, pq.read_table(data, columns=["d0", "d1", "s0", "s1"]).slice(0, 1).to_pylist()[0]
@@ -173,6 +173,22 @@ def test_oversized_headers_are_431(port: int) -> None:
         answer, _ = _until_closed(s)
     assert answer.startswith(b"HTTP/1.1 431"), answer
     assert "request headers over 8192 bytes" in json.loads(answer.partition(b"\r\n\r\n")[2])["detail"]
+
+
+def test_a_client_still_sending_reads_its_431_whole(port: int) -> None:
+    """The server closes a refused connection gently: a client whose oversized headers are still arriving when
+    the 431 is written reads the answer and the server's end, never a reset that would destroy them (a close at
+    once with the client's bytes unread makes the kernel reset the connection)."""
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            try:
+                for _ in range(40):  # ~160 KB of headers, sent on well after the server refused them
+                    s.sendall(b"x-pad: " + b"a" * 4000 + b"\r\n")
+            except OSError:
+                pass
+            answer, _ = _until_closed(s)
+        assert answer.startswith(b"HTTP/1.1 431"), answer
 
 
 def test_header_timeout_must_be_positive() -> None:
