@@ -5,6 +5,7 @@ root holds only the few modules every area shares (docs/architecture.md draws th
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +49,17 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@functools.cache
+def syntax_tree(path: Path) -> ast.Module:
+    """``path`` parsed, once a session: the tests below read the same ~200 files (parsing them took most of their
+    time). Nothing changes the trees."""
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def imports(name: str, path: Path, known: set[str]) -> list[Import]:
     """Every ``import``/``from ... import`` of a shoal module in ``path``, resolved to the module imported (a
     ``from package import module`` counts as importing the module)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    tree = syntax_tree(path)
     lazy_nodes = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
                   for n in ast.walk(f)}
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -80,10 +88,11 @@ def imports(name: str, path: Path, known: set[str]) -> list[Import]:
     return found
 
 
-def all_imports() -> list[Import]:
+@functools.cache
+def all_imports() -> tuple[Import, ...]:
     mods = modules()
     known = set(mods)
-    return [i for name, path in mods.items() for i in imports(name, path, known)]
+    return tuple(i for name, path in mods.items() for i in imports(name, path, known))
 
 
 def area(module: str) -> str:
@@ -198,7 +207,7 @@ def classes() -> dict[str, tuple[str, ast.ClassDef]]:
     """Every class in the package by name: (module, its definition)."""
     found = {}
     for name, path in modules().items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(syntax_tree(path)):
             if isinstance(node, ast.ClassDef):
                 found[node.name] = (name, node)
     return found

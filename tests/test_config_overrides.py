@@ -67,7 +67,7 @@ def test_cli_set_is_recorded_in_the_run(tmp_path: Path) -> None:
     path = _config(tmp_path)
     home = tmp_path / "home"
     result = CliRunner().invoke(app, ["train", str(path), "--home", str(home), "--set", "train.epochs=2",
-                                      "--set", "model.embedding_dim=4"])
+                                      "--set", "model.embedding_dim=4", "--set", "train.pictures=false"])
     assert result.exit_code == 0, result.output
     run = Registry(home).get("latest")
     assert run.config["train"]["epochs"] == 2 and run.config["model"]["embedding_dim"] == 4
@@ -78,7 +78,7 @@ def test_cli_set_is_recorded_in_the_run(tmp_path: Path) -> None:
 
 
 def test_python_overrides(tmp_path: Path) -> None:
-    record = runs.train(_config(tmp_path), tmp_path / "home", overrides={"train.epochs": 2})
+    record = runs.train(_config(tmp_path), tmp_path / "home", overrides={"train.epochs": 2, "train.pictures": False})
     assert record.config["train"]["epochs"] == 2
     assert record.summary.get("epochs_run", 2) <= 2
 

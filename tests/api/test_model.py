@@ -27,7 +27,8 @@ def _frame(n: int, seed: int = 0) -> pd.DataFrame:
 
 def test_fit_predict_evaluate_on_data_frames(tmp_path: Path) -> None:
     train, test = _frame(3000), _frame(600, seed=1)
-    m = shoal.fit(train, label="clicked", home=tmp_path, train__epochs=2, overrides={"model.embedding_dim": 8})
+    m = shoal.fit(train, label="clicked", home=tmp_path, train__epochs=2, overrides={"model.embedding_dim": 8},
+                  train__pictures=False)
     assert m.run_id is not None and m.bundle.config.train.epochs == 2 and m.bundle.config.model.embedding_dim == 8
     p = m.predict_proba(test.drop(columns="clicked"))
     assert p.shape == (600,) and np.all((p >= 0) & (p <= 1))
@@ -50,7 +51,7 @@ def test_fit_predict_evaluate_on_data_frames(tmp_path: Path) -> None:
 def test_model_choice_valid_rows_and_sklearn_style_errors(tmp_path: Path) -> None:
     train = _frame(1500)
     m = shoal.fit(train, label="clicked", model="logistic", valid=_frame(300, seed=2), home=tmp_path,
-                  train__epochs=1)
+                  train__epochs=1, train__pictures=False)
     assert m.bundle.config.model.name == "logistic" and m.bundle.config.data.valid is not None
     with pytest.raises(BadInputError, match="visits"):
         m.predict_proba([{"city": "rome", "visits": "many", "price": 10.0}])
@@ -65,7 +66,8 @@ def test_multiclass_predicts_class_names(tmp_path: Path) -> None:
     topic = rng.choice(["sport", "money", "tech"], size=900)
     words = {"sport": "goal match coach", "money": "bank shares market", "tech": "chip code browser"}
     text = [" ".join(rng.choice(words[t].split(), 3)) + " today" for t in topic]
-    m = shoal.fit(pd.DataFrame({"text": text, "topic": topic}), label="topic", home=tmp_path, train__epochs=3)
+    m = shoal.fit(pd.DataFrame({"text": text, "topic": topic}), label="topic", home=tmp_path, train__epochs=3,
+                  train__pictures=False)
     assert m.classes == ["money", "sport", "tech"]
     assert list(m.predict([{"text": "the coach and the goal"}, {"text": "bank shares fell"}])) == ["sport", "money"]
     assert m.evaluate(pd.DataFrame({"text": text[:100], "topic": topic[:100]}))["accuracy"] > 0.9
@@ -122,9 +124,9 @@ def test_progress_and_callbacks(tmp_path: Path, capsys: pytest.CaptureFixture[st
             self.seen.append((step, metrics["auc"]))
 
     keep = Keep()
-    shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=2, callbacks=keep)
+    shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=2, train__pictures=False, callbacks=keep)
     assert len(keep.seen) >= 1 and all(0 <= auc <= 1 for _, auc in keep.seen)
-    shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=1, progress=True)
+    shoal.fit(_frame(800), label="clicked", home=tmp_path, train__epochs=1, train__pictures=False, progress=True)
     assert "auc" in capsys.readouterr().out  # the bar's validation line
 
 
@@ -137,7 +139,7 @@ def test_dense_features_only_train_and_export(tmp_path: Path, model: str) -> Non
     rng = np.random.default_rng(0)
     x = rng.integers(0, 5, size=(60, 2)).astype(float)
     df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 2).astype(int)})
-    m = shoal.fit(df, label="y", model=model, home=tmp_path, train__epochs=1)
+    m = shoal.fit(df, label="y", model=model, home=tmp_path, train__epochs=1, train__pictures=False)
     assert not m.bundle.config.sparse and m.predict_proba(df.head(4)).shape == (4,)
     export_onnx(m.record.artifact_dir / "bundle")  # parity-checked against the PyTorch model
 
@@ -187,7 +189,7 @@ def test_load_model_with_the_raw_graph(tmp_path: Path) -> None:
     encoder's way, which names a bad row; no export -> an error naming the fix."""
     from shoal.export.raw import export_raw_onnx
 
-    m = shoal.fit(_frame(1500), label="clicked", home=tmp_path, train__epochs=1)
+    m = shoal.fit(_frame(1500), label="clicked", home=tmp_path, train__epochs=1, train__pictures=False)
     with pytest.raises(ValueError, match="shoal export RUN --raw"):
         shoal.load_model(m.run_id, home=tmp_path, backend="raw")
     with pytest.raises(ValueError, match="backend must be 'torch', 'raw' or 'auto'"):

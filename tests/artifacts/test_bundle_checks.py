@@ -42,7 +42,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "label": {"column": "label"},
         "features": [{"name": "d0", "kind": "dense"}, {"name": "s0", "kind": "sparse", "buckets": 64}],
         "model": {"name": "logistic"},
-        "train": {"epochs": 1, "batch_size": 64, "threads": 1},
+        "train": {"epochs": 1, "batch_size": 64, "threads": 1, "pictures": False},  # no PNGs: none is read
     }, source="test")
     return Trainer(cfg, folder / "run").fit().bundle
 

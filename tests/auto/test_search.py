@@ -117,7 +117,7 @@ def test_shoal_train_reproduces_the_best_config(searched: dict[str, Any], tmp_pa
     result = searched["result"]
     doc = yaml.safe_load(result.best_config.read_text())
     assert doc["data"]["test"] is not None  # the search's test file, for `shoal train` to report
-    again = shoal.train(result.best_config, home=tmp_path)
+    again = shoal.train(result.best_config, home=tmp_path, overrides={"train.pictures": False})  # metrics, no PNGs
     assert again.metrics["valid_auc"] == pytest.approx(result.best.value, abs=1e-9)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ import shoal
 from shoal.artifacts.registry import Registry
 from shoal.cli import main as cli
 from shoal.cli.main import app
+from shoal.config import RunConfig
 from shoal.data.synthetic import load_truth
 
 runner = CliRunner()
@@ -91,6 +93,14 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     # the side-by-side timings run 0.2 s a system, not 1 s (at least 50 calls each all the same): 14 timings took
     # half the test, and no assertion reads their values
     monkeypatch.setattr(demo, "distil_and_compare", functools.partial(demo.distil_and_compare, seconds=0.2))
+    # the teacher and its student draw no PNGs (4 figures, ~2 s of matplotlib): no assertion reads them
+    in_code = demo.synthetic_config
+
+    def without_pictures(*args: Any, **kwargs: Any) -> RunConfig:
+        cfg = in_code(*args, **kwargs)
+        return cfg.model_copy(update={"train": cfg.train.model_copy(update={"pictures": False})})
+
+    monkeypatch.setattr(demo, "synthetic_config", without_pictures)
     out = _ok("demo", "--rows", "50000", "--home", str(tmp_path / "home"), "--workdir", str(tmp_path / "data"))
     assert "Bayes-optimal ceiling" in out and "AUC" in out and "NE" in out
     student, run = Registry(tmp_path / "home").list(limit=2)  # newest first: the distilled student, then DLRM

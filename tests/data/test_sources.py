@@ -108,7 +108,7 @@ def test_a_folder_of_parquet_parts_with_hive_partitions(tmp_path: Path) -> None:
     assert profile.format == "parquet" and profile.rows == 480 and profile.column("date").kind == "sparse"
     cfg_path = tmp_path / "logs.yaml"
     cfg_path.write_text(starter_config(profile, cfg_path))
-    run = shoal.train(cfg_path, home=tmp_path / "home", overrides={"train.epochs": 1})
+    run = shoal.train(cfg_path, home=tmp_path / "home", overrides={"train.epochs": 1, "train.pictures": False})
     assert run.summary["train_rows"] + run.summary["valid_rows"] == 480
     assert run.summary["lineage"]["data"]["train"]["files"] == 4
 
@@ -133,7 +133,7 @@ def test_feather_and_compressed_tsv_train_end_to_end(tmp_path: Path) -> None:
         profile = inspect_file(source, label="label")
         cfg = tmp_path / f"{source.name}.yaml"
         cfg.write_text(starter_config(profile, cfg))
-        run = shoal.train(cfg, home=tmp_path / "home", overrides={"train.epochs": 1})
+        run = shoal.train(cfg, home=tmp_path / "home", overrides={"train.epochs": 1, "train.pictures": False})
         assert run.summary["train_rows"] + run.summary["valid_rows"] == 600 and run.metrics["valid_auc"] > 0.5
 
 
@@ -153,7 +153,7 @@ def test_a_list_column_where_ids_are_expected_is_named(tmp_path: Path) -> None:
 def _config(train: object, tmp_path: Path, **data: object) -> dict[str, object]:
     return {"data": {"train": train, "valid_fraction": 0.2, **data}, "label": {"column": "label"},
             "features": [{"name": "city", "kind": "sparse", "buckets": 64}, {"name": "x", "kind": "dense"}],
-            "model": {"name": "logistic"}, "train": {"epochs": 1, "batch_size": 64}}
+            "model": {"name": "logistic"}, "train": {"epochs": 1, "batch_size": 64, "pictures": False}}
 
 
 def test_a_list_of_sources_reads_in_order_with_each_parts_file_and_line(tmp_path: Path) -> None:

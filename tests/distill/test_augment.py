@@ -175,10 +175,11 @@ def test_distill_augments_training_rows_only(tmp_path: Path) -> None:
     cfg = parse_config({
         "name": "text", "data": {"train": str(data), "valid_fraction": 0.3, "quoting": False},
         "label": {"column": "label"}, "features": [{"name": "text", "kind": "text", "buckets": 5000}],
-        "model": {"name": "bag", "embedding_dim": 4}, "train": {"epochs": 1, "batch_size": 32, "seed": 1}})
+        "model": {"name": "bag", "embedding_dim": 4},
+        "train": {"epochs": 1, "batch_size": 32, "seed": 1, "pictures": False}})  # no PNGs: none is read
     home = tmp_path / "home"
     teacher = train(cfg, home)
-    rec = distill(teacher.run_id, "bag", home, augment=3, train={"epochs": 1})
+    rec = distill(teacher.run_id, "bag", home, augment=3, train={"epochs": 1, "pictures": False})
     s = rec.summary["distill"]
     lines = np.arange(2, 302)  # the rows' physical lines (line 1: the header)
     held = {f"row{i}" for i in np.flatnonzero(valid_mask(lines, 0.3, 1))}

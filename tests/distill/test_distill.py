@@ -201,7 +201,7 @@ def test_bytecnn_teacher_distils_into_bag(tmp_path: Path) -> None:
         "label": {"column": "label"},
         "features": [{"name": "text", "kind": "text", "tokens": "bytes", "max_bytes": 64}],
         "model": {"name": "bytecnn", "embedding_dim": 8, "channels": [16], "kernel_size": 3, "hidden": []},
-        "train": {"epochs": 2, "batch_size": 32, "lr": 0.01},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "pictures": False},  # no PNGs: none is read
     })
     home = tmp_path / "home"
     teacher = train(cfg, home)
@@ -212,7 +212,7 @@ def test_bytecnn_teacher_distils_into_bag(tmp_path: Path) -> None:
         {"name": "text_bytes", "column": "text", "kind": "text", "tokens": "bytes", "max_bytes": 64},
         {"name": "text_ngrams", "column": "text", "kind": "text"}]})
     assert [f.name for f in student_config(both, "bag").features] == ["text_ngrams"]
-    rec = distill(teacher.run_id, "bag", home, train={"epochs": 2})
+    rec = distill(teacher.run_id, "bag", home, train={"epochs": 2, "pictures": False})
     assert rec.status == "completed" and rec.config["features"][0]["tokens"] == "ngrams"
     assert rec.metrics["valid_auc"] > 0.8 and rec.summary["distill"]["teacher_model"] == "bytecnn"
 

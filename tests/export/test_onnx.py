@@ -255,7 +255,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
            + [{"name": f"s{i}", "kind": "sparse", "buckets": 512} for i in range(3)]
            + [{"name": "s3", "kind": "sparse", "buckets": 512, "separator": "|"}],
            "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
-           "train": {"epochs": 1, "batch_size": 256, "threads": 1}}
+           "train": {"epochs": 1, "batch_size": 256, "threads": 1, "pictures": False}}  # no PNGs: none is read
     (tmp / "run.yaml").write_text(yaml.safe_dump(doc))
     home = tmp / "home"
     result = runner.invoke(app, ["train", str(tmp / "run.yaml"), "--home", str(home)])

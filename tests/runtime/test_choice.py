@@ -133,7 +133,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
               "features": [{"name": "s0", "kind": "sparse", "buckets": 128},
                            {"name": "title", "kind": "text", "buckets": 512, "max_bytes": 64}],
               "model": {"name": "bag", "embedding_dim": 8},
-              "train": {"epochs": 1, "batch_size": 256, "threads": 1}}
+              "train": {"epochs": 1, "batch_size": 256, "threads": 1, "pictures": False}}  # no PNGs: none is read
     bundle = Trainer(parse_config(config, source="test"), folder / "run").fit().bundle
     export_onnx(bundle, parity_rows=200)
     return Path(bundle)

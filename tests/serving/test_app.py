@@ -75,7 +75,8 @@ def _config(data: Path, seed: int = 0) -> dict[str, Any]:
         + [{"name": "s3", "kind": "sparse", "buckets": 512, "separator": "|"},
            {"name": "title", "kind": "text", "buckets": 1024, "max_bytes": 64}],
         "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
-        "train": {"epochs": 1, "batch_size": 256, "seed": seed, "checkpoint_every": 1000, "threads": 1},
+        "train": {"epochs": 1, "batch_size": 256, "seed": seed, "checkpoint_every": 1000, "threads": 1,
+                  "pictures": False},  # no PNGs (~1 s a fit): a served bundle never reads them
     }
 
 

@@ -18,7 +18,8 @@ def test_moving_the_alias_swaps_the_server_under_load(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=800)
     df = pd.DataFrame({"x": x, "g": rng.choice(["a", "b", "c"], 800), "y": (x > 0).astype(int)})
-    runs = [shoal.fit(df, label="y", home=tmp_path, model="logistic", train__epochs=1, train__seed=s).run_id
+    runs = [shoal.fit(df, label="y", home=tmp_path, model="logistic", train__epochs=1, train__seed=s,
+                      train__pictures=False).run_id
             for s in (0, 1)]
     models = ModelRegistry(tmp_path)
     models.register("ctr", runs[0], alias="production")

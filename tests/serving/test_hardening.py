@@ -59,7 +59,8 @@ def bundle(data: Path) -> Path:
         + [{"name": "s3", "kind": "sparse", "buckets": 256, "separator": "|"},
            {"name": "title", "kind": "text", "buckets": 256, "max_bytes": 32}],
         "model": {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8], "top_mlp": [8]},
-        "train": {"epochs": 1, "batch_size": 256, "seed": 0, "checkpoint_every": 1000, "threads": 1},
+        "train": {"epochs": 1, "batch_size": 256, "seed": 0, "checkpoint_every": 1000, "threads": 1,
+                  "pictures": False},  # no PNGs (~1 s a fit): none is read
     }
     return Trainer(parse_config(config, source="test"), data.parent / "run").fit().bundle
 

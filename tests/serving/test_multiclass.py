@@ -73,7 +73,8 @@ def bundle(data: Path) -> Path:
         "label": {"column": "class", "kind": "multiclass", "classes": CLASSES},
         "features": [{"name": "text", "kind": "text", "buckets": 4096, "ngram_min": 3, "ngram_max": 4}],
         "model": {"name": "bag", "embedding_dim": 4},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "embedding_lr": 0.2, "seed": 0, "threads": 1},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "embedding_lr": 0.2, "seed": 0, "threads": 1,
+                  "pictures": False},  # no PNGs: none is read
     }, source="test")
     return Trainer(cfg, data.parent / "run").fit().bundle
 

@@ -40,7 +40,7 @@ def test_predict_file_asks_for_that_size(tmp_path: Path, monkeypatch: pytest.Mon
     rng = np.random.default_rng(0)
     x = rng.normal(size=400)
     frame = pd.DataFrame({"x": x, "y": (x > 0).astype(int)})
-    shoal.fit(frame, label="y", home=tmp_path / "home", model="logistic", train__epochs=1)
+    shoal.fit(frame, label="y", home=tmp_path / "home", model="logistic", train__epochs=1, train__pictures=False)
     data = tmp_path / "score.csv"
     frame.head(50).to_csv(data, index=False)
     asked: list[Any] = []

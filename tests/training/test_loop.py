@@ -47,9 +47,10 @@ def _config(tmp_path: Path, data: Path, **train: object) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, clicks: Path) -> tuple[TrainResult, Path]:
-    """The default run (in memory), trained once for the tests that read it, and its run folder."""
+    """The default run (in memory), trained once for the tests that read it, and its run folder. No PNGs (~1 s of
+    matplotlib): no test here reads them."""
     folder = tmp_path_factory.mktemp("trained")
-    result = Trainer(load_config(_config(folder, clicks)), folder / "run").fit()
+    result = Trainer(load_config(_config(folder, clicks, pictures=False)), folder / "run").fit()
     return result, folder / "run"
 
 
@@ -71,7 +72,8 @@ def test_dlrm_learns_the_planted_signal(trained: tuple[TrainResult, Path]) -> No
 
 def test_early_stopping_stops_when_validation_stops_improving(tmp_path: Path, clicks: Path) -> None:
     # a huge learning rate overfits quickly: validation log loss gets worse, patience 1 stops the run
-    cfg = load_config(_config(tmp_path, clicks, epochs=6, early_stopping_patience=1, lr=0.05, embedding_lr=1.0))
+    cfg = load_config(_config(tmp_path, clicks, epochs=6, early_stopping_patience=1, lr=0.05, embedding_lr=1.0,
+                              pictures=False))
     result = Trainer(cfg, tmp_path / "run").fit()
     s = result.summary
     losses = [h["logloss"] for h in s["history"]]
@@ -83,7 +85,7 @@ def test_early_stopping_stops_when_validation_stops_improving(tmp_path: Path, cl
 def test_rows_cached_in_memory_train_exactly_like_rows_streamed_from_disk(tmp_path: Path, clicks: Path,
                                                                          trained: tuple[TrainResult, Path]) -> None:
     cached = trained[0]
-    streamed = Trainer(load_config(_config(tmp_path, clicks, cache_mb=0)), tmp_path / "b").fit()
+    streamed = Trainer(load_config(_config(tmp_path, clicks, cache_mb=0, pictures=False)), tmp_path / "b").fit()
     # the same training; validation rows are scored in other batch sizes (held in memory per training chunk, or
     # re-read from the split file), which moves the last digits of a float sum
     assert cached.metrics == pytest.approx(streamed.metrics, rel=1e-9)
@@ -146,7 +148,7 @@ def test_checkpoint_holds_no_code(tmp_path: Path, clicks: Path) -> None:
     """Checkpoints load with torch.load(weights_only=True): tensors and plain data only."""
     import torch
 
-    cfg = load_config(_config(tmp_path, clicks, epochs=1))
+    cfg = load_config(_config(tmp_path, clicks, epochs=1, pictures=False))
     Trainer(cfg, tmp_path / "run").fit()
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert set(state) == {"model", "optimizers", "position", "history"}

@@ -184,7 +184,7 @@ def test_python_api_and_sklearn_regressor(tmp_path: Path) -> None:
     from shoal.api.sklearn import ShoalRegressor
 
     frame = _frame(1200, 3)
-    m = shoal.fit(frame, label="amount", model="mlp", home=tmp_path / "h", train__epochs=4)
+    m = shoal.fit(frame, label="amount", model="mlp", home=tmp_path / "h", train__epochs=4, train__pictures=False)
     assert m.task == "regression" and m.predict(frame.head(5)).shape == (5,)
     assert m.evaluate(frame)["r2"] > 0.8
     with pytest.raises(TypeError, match="predicts a number"):
@@ -202,6 +202,7 @@ def test_fit_as_regression_gets_the_regression_starter_settings(tmp_path: Path) 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x1": rng.normal(size=300), "shop": [f"s{v}" for v in rng.integers(0, 9, 300)],
                           "stars": rng.integers(1, 6, 300)})
-    m = shoal.fit(frame, label="stars", task="regression", home=tmp_path / "h", train__epochs=1)
+    m = shoal.fit(frame, label="stars", task="regression", home=tmp_path / "h", train__epochs=1,
+                  train__pictures=False)
     assert m.task == "regression"
     assert m.bundle.config.train.embedding_weight_decay == REGRESSION_TRAIN["embedding_weight_decay"]
