@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -133,7 +133,9 @@ class BoundMedia(_Binding):
                 self._bind(f["inputs"]["wave"], self.buffers[-1])
                 if "lengths" in f["inputs"]:  # a version 3 contract: each sound's samples, all of them
                     self._bind(f["inputs"]["lengths"], np.full(1, int(f["samples"]), np.int64))
-        self._images: dict[int, ImageColumn] = {}
+        # each image feature's decoder, for the images that are not plain PNGs (Pillow)
+        self._images = {k: cast(ImageColumn, media_column(f)) for k, f in enumerate(self.features)
+                        if f["kind"] == "image"}
 
     def run(self, row: Mapping[str, Any]) -> np.ndarray | None:
         """The graph's ``output`` for ``row``, or None when a cell needs the general feed (missing, not an image,
@@ -164,7 +166,7 @@ class BoundMedia(_Binding):
         decoded = None
         if size is None:  # not a plain PNG: Pillow decodes it (as the feed would)
             try:
-                decoded = self._column(k, feature).pixels(data)
+                decoded = self._images[k].pixels(data)
             except MediaError:
                 return False
             size = decoded.shape[0], decoded.shape[1]
@@ -181,17 +183,10 @@ class BoundMedia(_Binding):
         if png_pixels(data, channels, pixels[0]) is not None:
             return True
         try:  # an irregular PNG: Pillow decodes it, or says what is wrong (the feed then names the row)
-            pixels[0] = self._column(k, feature).pixels(data)
+            pixels[0] = self._images[k].pixels(data)
         except (MediaError, ValueError):
             return False
         return True
-
-    def _column(self, k: int, feature: Mapping[str, Any]) -> ImageColumn:
-        if k not in self._images:
-            column = media_column(dict(feature))
-            assert isinstance(column, ImageColumn)
-            self._images[k] = column
-        return self._images[k]
 
 
 class BoundRows:

@@ -99,9 +99,7 @@ def sparse_step(tables: list[TableCost], shape: InputShape, rows: int, fused: bo
     from shoal.training.optimizers import RowWiseAdagrad
 
     dim = tables[0].dim
-    per_row = dim * 4 + (8 if fused else 4)
-    scale = min(1.0, max_bytes / max(sum(t.rows for t in tables) * per_row, 1))
-    sizes = [max(int(t.rows * scale), 2) for t in tables]
+    sizes = _shrunk(tables, dim * 4 + (8 if fused else 4), max_bytes)
     pool = _pool(tables, shape, rows, sizes, seed)
     arch = SparseArch(sizes, dim)
     opt = RowWiseAdagrad([arch.bag.weight], lr=0.01)
@@ -135,8 +133,7 @@ def torchrec_step(tables: list[TableCost], shape: InputShape, rows: int, max_byt
     from shoal.models.torchrec_backend import TorchRecSparseArch
 
     dim = tables[0].dim
-    scale = min(1.0, max_bytes / max(sum(t.rows for t in tables) * (dim * 4 + 8), 1))
-    sizes = [max(int(t.rows * scale), 2) for t in tables]
+    sizes = _shrunk(tables, dim * 4 + 8, max_bytes)  # weights, accumulators, FBGEMM's fused step
     turn = itertools.cycle(_pool(tables, shape, rows, sizes, seed))
     arch = TorchRecSparseArch(SparseArch(sizes, dim), placement, {"lr": 0.01}, torch.device("cpu"))
 
@@ -144,6 +141,12 @@ def torchrec_step(tables: list[TableCost], shape: InputShape, rows: int, max_byt
         _, ids, offsets = next(turn).slice(0, rows).inputs()
         arch(ids, offsets).sum().backward()
     return step
+
+
+def _shrunk(tables: list[TableCost], bytes_per_row: float, max_bytes: float) -> list[int]:
+    """Each table's rows, shrunk in proportion so that all of them hold at most ``max_bytes``."""
+    scale = min(1.0, max_bytes / max(sum(t.rows for t in tables) * bytes_per_row, 1))
+    return [max(int(t.rows * scale), 2) for t in tables]
 
 
 def _pool(tables: list[TableCost], shape: InputShape, rows: int, sizes: list[int], seed: int) -> list[Batch]:
