@@ -6,8 +6,8 @@
 Systems, each on the same training rows, validation rows and test file:
 
 - ``shoal-auto``: :func:`shoal.auto.auto` with the budget (test file read once at the end);
-- ``shoal-auto-ensemble`` (``--ensemble K``): the mean of the probabilities of that search's K best trials
-  (``shoal auto --ensemble K``; scored after the search, outside its budget);
+- ``shoal-auto-ensemble`` (``--ensemble K``): that search's ensemble of up to K trials chosen by forward selection
+  on the validation rows (``shoal auto --ensemble K``; built in the search's reserve, within its budget);
 - ``shoal-starter``: ``shoal inspect`` -> ``shoal train`` of the starter config, unchanged;
 - ``lightgbm-optuna`` (tables): LightGBM tuned by Optuna (TPE) within the budget, early stopping on validation;
 - ``sklearn-logistic``: one-hot (tables) or TF-IDF word 1-2-grams (text) + logistic regression, C from a small
@@ -142,8 +142,8 @@ def scores(task: Task, y: np.ndarray, p: np.ndarray, base_rate: float) -> dict[s
 # -- the systems --------------------------------------------------------------------------------------------------
 def shoal_auto(task: Task, budget_s: float, home: Path, ensemble: int = 0,
                ensembles: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
-    """``shoal auto`` within the budget, the winner's test metrics; with ``ensemble`` >= 2 the mean of the best
-    trials' probabilities is scored too (after the search, outside its budget) and left in ``ensembles``."""
+    """``shoal auto`` within the budget, the winner's test metrics; with ``ensemble`` >= 2 its ensemble (forward
+    selection of up to that many trials) is scored too and left in ``ensembles``."""
     from shoal.auto import AutoSettings, auto
 
     started = time.monotonic()

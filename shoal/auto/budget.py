@@ -7,7 +7,7 @@
 A trial starts only when the time left before the reserve fits its estimated start-up and at least one epoch
 (estimated from the earlier trials of its family); its epochs are cut to what fits, and a trial still running at
 its own deadline is stopped (recorded as ``timeout``). The reserve pays for the end: the winner's test evaluation,
-the leaderboard and its PNG.
+the leaderboard and its PNG; twice as long with an ensemble, whose candidates are scored there too.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ class Budget:
     start: float = field(default_factory=time.monotonic)
     clock: Callable[[], float] = time.monotonic
     costs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # family -> (start-up s, s/epoch)
+    ensemble: bool = False  # an ensemble is built at the end: the reserve doubles
 
     @property
     def reserve(self) -> float:
-        """Seconds kept for the end: 2 s plus 3 % of the budget, at most 30 s."""
-        return 2.0 + min(0.03 * self.seconds, 28.0)
+        """Seconds kept for the end: 2 s plus 3 % of the budget, at most 30 s; twice that for an ensemble."""
+        return (2.0 + min(0.03 * self.seconds, 28.0)) * (2 if self.ensemble else 1)
 
     @property
     def spent(self) -> float:

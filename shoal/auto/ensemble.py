@@ -1,20 +1,30 @@
-"""An ensemble of a search's best trials (``shoal auto --ensemble K``): how the mean of their probabilities scores
-on the validation rows (and the test file), beside the winner alone.
+"""An ensemble of a search's trials (``shoal auto --ensemble K``): up to K trials chosen by forward selection on
+the validation rows, how the mean of their probabilities scores there (and on the test file), beside the winner.
 
-    members   the K best complete trials that still have their bundle and read the same rows as the winner
-              (same data block and train.seed, so no member trained on rows another is validated on)
-    rows      the validation rows each member held out (or --valid), matched by line number; a row a member
+    candidates the complete trials that still have their bundle (the best few and each family's best) and read the
+              same rows as the best one (same data block and train.seed, so none trained on rows another is
+              validated on)
+    selection  Caruana et al.'s ensemble selection (ICML 2004), as AutoGluon's and auto-sklearn's final ensembles:
+              start from the best trial, then add, with replacement, the candidate whose addition improves the
+              validation metric most; stop when none improves it (or after ROUNDS additions). A trial added twice
+              counts twice in the mean, so a strong model outweighs a diverse one it was paired with; at most K
+              distinct trials join.
+    rows      the validation rows each candidate held out (or --valid), matched by line number; a row a candidate
               rejects as bad is left out for all
-    outputs   the mean of the members' probabilities (:func:`shoal.distill.ensemble_logits`: Hinton et al.'s
-              arithmetic mean, in log space), values for a regression label, per tag or task as its kind says
+    outputs   the weighted mean of the members' probabilities (:func:`shoal.distill.ensemble_logits`: Hinton et
+              al.'s arithmetic mean, in log space), values for a regression label, per tag or task as its kind says
+
+The weights are chosen on the validation rows, so the ensemble's validation metric is optimistic, as the best trial's
+is; the test file, read once at the end, says what it is worth.
 
 An ensemble costs K model calls per row; to serve its quality at one model's cost, distil it: the report gives the
-``shoal distill`` command (the members as an ensemble of teachers, the winner's model as the student).
+``shoal distill`` command (the members as an ensemble of teachers, averaged equally; the winner's model as the
+student).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +40,11 @@ from shoal.data.stream import chunks
 from shoal.distill.teachers import ensemble_logits
 from shoal.training.evaluation import report
 
-__all__ = ["Scored", "ensemble_members", "ensemble_report", "rows_key", "score_rows", "scored_together"]
+__all__ = ["Scored", "ensemble_candidates", "ensemble_report", "forward_select", "rows_key", "score_rows",
+           "scored_together"]
 
 CHUNK_ROWS = 65_536
+ROUNDS = 20  # additions of the forward selection at most (Caruana et al. saw no gain past a few dozen)
 
 
 class Scored:
@@ -64,21 +76,46 @@ def score_rows(bundle: Bundle, parts: Iterable[Chunk]) -> Scored:
     return Scored(np.concatenate(lines), np.concatenate(labels), np.concatenate(logits))
 
 
-def ensemble_members(registry: Registry, board: Sequence[TrialRow], k: int) -> list[str]:
-    """The run ids of up to ``k`` best complete trials that kept their bundle and read the winner's rows."""
+def ensemble_candidates(registry: Registry, board: Sequence[TrialRow], k: int) -> list[str]:
+    """The run ids of the candidates of an ensemble of at most ``k`` trials, best first: among the complete trials
+    that kept their bundle and read the rows of the best one, each family's best, then the best others, up to
+    ``2 k`` in all (or one per family, if there are more families)."""
     done = [r for r in board if r.state == "complete" and r.run_id is not None]
     if not done:
         return []
-    first = registry.get(str(done[0].run_id))
-    same = rows_key(first.config)
-    out = []
+    same = rows_key(registry.get(str(done[0].run_id)).config)
+    usable = []
     for r in done:
         record = registry.get(str(r.run_id))
         if (record.artifact_dir / "bundle").is_dir() and rows_key(record.config) == same:
-            out.append(record.run_id)
-        if len(out) == k:
+            usable.append(r)
+    firsts = {r.family: r.number for r in reversed(usable)}
+    size = max(2 * k, len(firsts))
+    picked = {r.number for r in usable if firsts[r.family] == r.number}
+    picked.update(r.number for r in [r for r in usable if r.number not in picked][:max(0, size - len(picked))])
+    return [str(r.run_id) for r in usable if r.number in picked]
+
+
+def forward_select(labels: np.ndarray, outputs: Sequence[np.ndarray], combine: Callable[[list[np.ndarray]], np.ndarray],
+                   score: Callable[[np.ndarray, np.ndarray], float], maximize: bool, k: int,
+                   rounds: int = ROUNDS) -> list[int]:
+    """Caruana et al.'s forward selection with replacement: the indexes of ``outputs`` in the ensemble, a repeated
+    index counting once per repeat (``outputs[0]``, the best alone, first). Each round adds the output that makes
+    ``score(labels, combine(members))`` best, if it beats the ensemble so far; at most ``k`` distinct indexes."""
+    chosen = [0]
+    current = score(labels, combine([outputs[0]]))
+    for _ in range(rounds):
+        allowed = range(len(outputs)) if len(set(chosen)) < k else sorted(set(chosen))
+        best, best_score = None, current
+        for j in allowed:
+            value = score(labels, combine([outputs[i] for i in chosen + [j]]))
+            if np.isfinite(value) and (value > best_score if maximize else value < best_score):
+                best, best_score = j, value
+        if best is None:
             break
-    return out
+        chosen.append(best)
+        current = best_score
+    return chosen
 
 
 def rows_key(config: dict[str, Any]) -> tuple[str, int]:
@@ -99,27 +136,47 @@ def _parts(registry: Registry, run_id: str, valid: Path | FileSpec | None, data:
     return chunks(path, options.model_copy(update={"chunk_rows": CHUNK_ROWS}), columns, BadRowSink("count"))
 
 
-def ensemble_report(registry: Registry, members: Sequence[str], valid: Path | FileSpec | None,
-                    test: Path | FileSpec | None) -> dict[str, Any]:
-    """The ensemble's metrics on the validation rows (``valid``: a validation file; None: the rows each member
-    held out) and, with ``test``, on the test file: ``{"members", "rows", "valid": {...}, "test": {...}}``."""
+def ensemble_report(registry: Registry, candidates: Sequence[str], valid: Path | FileSpec | None,
+                    test: Path | FileSpec | None, metric: str, maximize: bool, k: int) -> dict[str, Any]:
+    """The ensemble that :func:`forward_select` builds from ``candidates`` (best first) on the validation rows
+    (``valid``: a validation file; None: the rows each candidate held out), at most ``k`` trials, and its metrics
+    there and, with ``test``, on the test file: ``{"candidates", "members", "weights", "valid": {...}, "test":
+    {...}}`` (``weights``: each member's share of the mean). ``{"candidates", "error"}`` when no trial improves the
+    best one's ``metric`` on validation."""
     from shoal.training.runs import load
 
-    if len(members) < 2:
+    if len(candidates) < 2:
         raise ValueError("an ensemble needs at least 2 trials with a bundle")
-    bundles = [load(m, registry.home) for m in members]
-    data = parse_config(registry.get(members[0]).config, source="the winner").data
-    out: dict[str, Any] = {"members": list(members)}
-    for name, source in (("valid", valid), ("test", test)):
-        if name == "test" and source is None:
-            continue
-        labels, outputs = scored_together(registry, members, bundles, source, data,
-                                          f"the ensemble's members share no {name} rows")
-        first = bundles[0]
-        kinds = (first.task_kinds if first.task == "multitask"
-                 else ["binary"] * len(first.tags or []) if first.task == "multilabel" else None)
-        z = ensemble_logits(outputs, regression=first.task == "regression", kinds=kinds)
-        out[name] = {**report(labels, z, first.prior), "rows": int(len(labels))}
+    bundles = [load(c, registry.home) for c in candidates]
+    data = parse_config(registry.get(candidates[0]).config, source="the winner").data
+    first = bundles[0]
+    kinds = (first.task_kinds if first.task == "multitask"
+             else ["binary"] * len(first.tags or []) if first.task == "multilabel" else None)
+
+    def combine(outputs: list[np.ndarray]) -> np.ndarray:
+        return ensemble_logits(outputs, regression=first.task == "regression", kinds=kinds)
+
+    def score(labels: np.ndarray, z: np.ndarray) -> float:
+        return float(report(labels, z, first.prior).get(metric, float("nan")))
+
+    labels, outputs = scored_together(registry, candidates, bundles, valid, data,
+                                      "the ensemble's candidates share no valid rows")
+    chosen = forward_select(labels, outputs, combine, score, maximize, k)
+    members = list(dict.fromkeys(chosen))  # distinct, in the order they joined
+    out: dict[str, Any] = {"candidates": list(candidates)}
+    if len(members) < 2:
+        return {**out, "error": f"no other trial improves the best one's validation {metric} when averaged in (of "
+                                f"{len(candidates)} candidates): the best trial stands alone"}
+    out["members"] = [candidates[i] for i in members]
+    out["weights"] = [chosen.count(i) / len(chosen) for i in members]
+    out["valid"] = {**report(labels, combine([outputs[i] for i in chosen]), first.prior), "rows": int(len(labels))}
+    if test is not None:
+        picked = [bundles[i] for i in members]
+        labels, scored = scored_together(registry, out["members"], picked, test, data,
+                                         "the ensemble's members share no test rows")
+        by_index = dict(zip(members, scored, strict=True))
+        out["test"] = {**report(labels, combine([by_index[i] for i in chosen]), first.prior),
+                       "rows": int(len(labels))}
     return out
 
 

@@ -60,7 +60,9 @@ FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one ba
 SKIPS_IN_A_ROW = 30  # drawn trials that did not fit the time left, in a row: the search is over (a safety stop;
 # it ends once every family still to draw was drawn and did not fit, see _nothing_fits)
 PRUNE_AFTER = 2  # validations a trial makes before the median pruner may stop it
-KEEP_BUNDLES = 5  # the best trials keep their bundles; the others' are removed (their configs stay)
+KEEP_BUNDLES = 5  # the best trials, and each family's best, keep their bundles; the others' are removed (their
+# configs stay): the ensemble's candidates (shoal.auto.ensemble)
+ENSEMBLE_MAX = 5  # --ensemble K: at most this many distinct trials
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,12 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
         raise ValueError(f"the time budget must be more than 0 seconds, not {settings.budget_s!r}")
     if settings.metric is not None and settings.metric not in METRICS:
         raise ValueError(f"unknown metric {settings.metric!r}; choose from {', '.join(METRICS)}")
-    if settings.ensemble and not 2 <= settings.ensemble <= KEEP_BUNDLES:
-        raise ValueError(f"--ensemble takes 2 to {KEEP_BUNDLES} trials (the best {KEEP_BUNDLES} keep their bundles), "
-                         f"not {settings.ensemble}")
+    if settings.ensemble and not 2 <= settings.ensemble <= ENSEMBLE_MAX:
+        raise ValueError(f"--ensemble takes 2 to {ENSEMBLE_MAX} trials, not {settings.ensemble}")
     for f in (settings.data, settings.valid, settings.test):  # a missing or empty file: refused, no run left behind
         if f is not None:
             check_file(f)
-    budget = Budget(settings.budget_s)  # the profile is part of the search's time
+    budget = Budget(settings.budget_s, ensemble=settings.ensemble >= 2)  # the profile is part of the search's time
     # profiled once, before the run exists: a wrong --label or a --metric of another kind leaves no run behind
     profile = profile_data(settings.data, settings.label, header=settings.header, label_kind=settings.label_kind)
     kinds = {c.kind for c in profile.columns}
@@ -195,7 +196,7 @@ def resume(ref: str, home: str | Path = "shoal-runs", budget_s: float | None = N
     settings = AutoSettings.from_dict(record.config)
     if budget_s is not None:
         settings = replace(settings, budget_s=budget_s)
-    budget = Budget(settings.budget_s)
+    budget = Budget(settings.budget_s, ensemble=settings.ensemble >= 2)
     state = dict(record.summary.get("auto") or {})  # type: ignore[call-overload]
     starter = record.artifact_dir / STARTER_FILE
     if not starter.is_file() or "shape" not in state:
@@ -379,8 +380,9 @@ def _best(rows: list[TrialRow], metric: Metric) -> TrialRow | None:
 
 def _tidy(registry: Registry, rows: list[TrialRow], number: int, metric: Metric) -> None:
     """Free the disk a finished trial no longer needs: its checkpoint and best-weights files (trials are never
-    resumed), and the bundle of the trial that is not (or no longer) among the :data:`KEEP_BUNDLES` best. The
-    starter trial keeps its bundle: the winner is chosen against it at the end (:mod:`.select`)."""
+    resumed), and the bundles this trial displaced, or its own: a trial keeps its bundle while it is among the
+    :data:`KEEP_BUNDLES` best or the best of its family (diverse candidates for the ensemble). The starter trial
+    keeps its bundle: the winner is chosen against it at the end (:mod:`.select`)."""
     board = [r for r in leaderboard(rows, metric.maximize) if r.state == "complete" and r.family != STARTER]
     this = next((r for r in rows if r.number == number), None)
     if this is None or this.run_id is None:
@@ -388,13 +390,20 @@ def _tidy(registry: Registry, rows: list[TrialRow], number: int, metric: Metric)
     folder = registry.get(this.run_id).artifact_dir
     for name in (CHECKPOINT_FILE, BEST_FILE):
         (folder / name).unlink(missing_ok=True)
-    dropped = board[KEEP_BUNDLES] if len(board) > KEEP_BUNDLES else None
-    if dropped is not None and dropped.run_id is not None:
+    keep = {r.number for r in board[:KEEP_BUNDLES]}
+    family: list[TrialRow] = [r for r in board if r.family == this.family]
+    keep.update(next((r.number for r in board if r.family == f), -1) for f in {r.family for r in board})
+    # what this trial can have displaced: the one pushed out of the best few, its family's best before it, itself
+    maybe = ([board[KEEP_BUNDLES]] if len(board) > KEEP_BUNDLES else []) + family[1:2] + [this]
+    for dropped in maybe:
+        if dropped.number in keep or dropped.run_id is None or dropped.state != "complete" or dropped.family == STARTER:
+            continue
         record = registry.get(dropped.run_id)
         if (record.artifact_dir / "bundle").exists():
             shutil.rmtree(record.artifact_dir / "bundle")
             registry.update(record.run_id, summary={"bundle": None, "bundle_removed": (
-                f"not among the {KEEP_BUNDLES} best trials of its search; train its config again to rebuild it")})
+                f"neither among the {KEEP_BUNDLES} best trials of its search nor its family's best; train its config "
+                "again to rebuild it")})
 
 
 def _counts(rows: list[TrialRow]) -> dict[str, int]:
@@ -434,7 +443,8 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
                 metrics.update({f"test_{k}": v for k, v in test.items() if k != "bad_rows"})
                 state["test"] = {"file": str(settings.test), "run_id": best.run_id, **test}
             if settings.ensemble >= 2 and not interrupted:
-                state["ensemble"] = _ensemble(registry, board, settings, winner_data, test_spec, view, best)
+                state["ensemble"] = _ensemble(registry, board, settings, metric, winner_data, test_spec, view,
+                                             best)
         state["spent_s"] = round(before + budget.spent, 3)
         state["sessions"][-1].update({"spent_s": round(budget.spent, 3), "interrupted": interrupted})
         state.update({"budget_s": sum(s["budget_s"] for s in state["sessions"]), "trials": _counts(rows),
@@ -476,24 +486,26 @@ def _select(registry: Registry, board: list[TrialRow], metric: Metric, settings:
     return choice.row
 
 
-def _ensemble(registry: Registry, board: list[TrialRow], settings: AutoSettings, data: DataConfig,
-              test: Path | FileSpec | None, view: SearchView, best: TrialRow) -> dict[str, Any]:
-    """The ensemble of the ``settings.ensemble`` best trials, scored beside the winner (:mod:`.ensemble`), and
-    the command that distils it into one model; ``{"error": ...}`` when it cannot be built."""
-    from shoal.auto.ensemble import ensemble_members, ensemble_report
+def _ensemble(registry: Registry, board: list[TrialRow], settings: AutoSettings, metric: Metric,
+              data: DataConfig, test: Path | FileSpec | None, view: SearchView, best: TrialRow) -> dict[str, Any]:
+    """The ensemble of at most ``settings.ensemble`` trials that forward selection picks on the validation rows,
+    scored beside the winner (:mod:`.ensemble`), and the command that distils it into one model; ``{"error": ...}``
+    when it cannot be built."""
+    from shoal.auto.ensemble import ensemble_candidates, ensemble_report
 
-    members = ensemble_members(registry, board, settings.ensemble)
-    if len(members) < 2:
-        return {"error": f"only {len(members)} complete trial(s) with a bundle read the winner's rows; an ensemble "
-                         "needs 2"}
-    view.on_phase(f"ensemble: the mean of the {len(members)} best trials' probabilities")
+    candidates = ensemble_candidates(registry, board, settings.ensemble)
+    if len(candidates) < 2:
+        return {"error": f"only {len(candidates)} complete trial(s) with a bundle read the winner's rows; an "
+                         "ensemble needs 2"}
+    view.on_phase(f"ensemble: forward selection of up to {settings.ensemble} of {len(candidates)} trials")
     valid = file_spec(settings.valid, data) if settings.valid is not None else None
     try:
-        out = ensemble_report(registry, members, valid, test)
+        out = ensemble_report(registry, candidates, valid, test, metric.name, metric.maximize, settings.ensemble)
     except ValueError as err:
-        return {"members": members, "error": str(err)}
-    student = parse_config(registry.get(str(best.run_id)).config, source="the winner").model.name
-    out["distill"] = f"shoal distill {' '.join(members)} --student {student}"
+        return {"candidates": candidates, "error": str(err)}
+    if "members" in out:
+        student = parse_config(registry.get(str(best.run_id)).config, source="the winner").model.name
+        out["distill"] = f"shoal distill {' '.join(out['members'])} --student {student}"
     return out
 
 

@@ -63,8 +63,9 @@ def auto(
         "--latency-budget-ms", help="Then compress the winner to this p99 per row (batch 1).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the sampler, the split and every trial.")] = 0,
     ensemble: Annotated[int, typer.Option(
-        "--ensemble", help="Also score the mean of the K best trials' probabilities (2-5) beside the winner, and "
-                           "print the shoal distill command that makes it one model.")] = 0,
+        "--ensemble", help="Also build an ensemble of up to K trials (2-5) by forward selection on the validation "
+                           "rows, score it beside the winner, and print the shoal distill command that makes it "
+                           "one model.")] = 0,
     family: Annotated[list[str] | None, typer.Option(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(
@@ -126,7 +127,9 @@ def _print_ensemble(ens: dict[str, Any] | None, metric: str, winner: dict[str, A
             mine = winner.get(f"{split}_{metric}")
             parts.append(f"{split} {metric} {ens[split][metric]:.4f}"
                          + (f" (winner {mine:.4f})" if isinstance(mine, float) else ""))
-    console.print(f"ensemble of the {len(ens['members'])} best trials (mean probability): {'; '.join(parts)}")
+    weights = "/".join(f"{w:.2f}" for w in ens["weights"])
+    console.print(f"ensemble of {len(ens['members'])} trials (forward selection of {len(ens['candidates'])}, weights "
+                  f"{weights}): {'; '.join(parts)}")
     console.print(f"  one model with its quality: {ens['distill']}")
 
 

@@ -56,8 +56,9 @@ def test_the_search_keeps_to_its_budget(searched: dict[str, Any]) -> None:
     assert state["seed"] == 3 and state["sessions"][0]["sampler_seed"] == 3
 
 
-def test_an_ensemble_of_the_best_trials_is_scored_beside_the_winner(searched: dict[str, Any]) -> None:
-    """--ensemble 2: the two best complete trials' mean probability on the held-out rows and the test file."""
+def test_an_ensemble_chosen_by_forward_selection_is_scored_beside_the_winner(searched: dict[str, Any]) -> None:
+    """--ensemble 2: forward selection over the trials that kept their bundle, recomputed by hand on the held-out
+    rows: the best trial first, a second joins only if the mean of the probabilities beats it; then the test file."""
     import numpy as np
 
     from shoal.auto.ensemble import score_rows
@@ -68,17 +69,50 @@ def test_an_ensemble_of_the_best_trials_is_scored_beside_the_winner(searched: di
 
     result, registry = searched["result"], Registry(searched["home"])
     ens = result.record.summary["auto"]["ensemble"]
-    done = [r.run_id for r in result.leaderboard if r.state == "complete"]
-    assert ens["members"] == done[:2] and ens["distill"].startswith(f"shoal distill {done[0]} {done[1]} --student")
-    assert 250 <= ens["valid"]["rows"] <= 350 and ens["test"]["rows"] == 800  # 10 % of 3,000 held out; the test file
-    # recomputed by hand: the mean of the two members' probabilities on the held-out rows, matched by line
+    with_bundle = [r for r in result.leaderboard if r.state == "complete"
+                   and (registry.get(str(r.run_id)).artifact_dir / "bundle").is_dir()]
+    firsts = [r for i, r in enumerate(with_bundle) if r.family not in {x.family for x in with_bundle[:i]}]
+    others = [r for r in with_bundle if r not in firsts][:max(0, 4 - len(firsts))]  # 2 K = 4 in all
+    assert ens["candidates"] == [r.run_id for r in with_bundle if r in firsts + others]
+    assert len(ens["candidates"]) >= 2 and len({r.family for r in firsts}) >= 2
     scored = [score_rows(load(m, searched["home"]), HeldOutSplit(registry.get(m).artifact_dir).chunks(10_000))
-              for m in ens["members"]]
-    np.testing.assert_array_equal(scored[0].lines, scored[1].lines)
-    z = ensemble_logits([s.logits for s in scored])
-    assert ens["valid"]["auc"] == pytest.approx(auc(scored[0].labels, 1 / (1 + np.exp(-z))), abs=1e-9)
+              for m in ens["candidates"]]
+    assert all(np.array_equal(scored[0].lines, s.lines) for s in scored)
+    y = scored[0].labels
+
+    def auc_of(*members: int) -> float:
+        z = ensemble_logits([scored[i].logits for i in members])
+        return auc(y, 1 / (1 + np.exp(-z)))
+
+    alone = auc_of(0)
+    pairs = [auc_of(0, j) for j in range(len(scored))]  # j = 0: the best twice, itself
+    if "error" in ens:  # nothing improved on the best trial alone
+        assert max(pairs) <= alone and "stands alone" in ens["error"]
+    else:
+        members = [ens["candidates"].index(m) for m in ens["members"]]
+        assert members[0] == 0 and len(set(members)) == len(members) == 2  # at most K = 2 distinct trials
+        assert ens["members"][1] == ens["candidates"][int(np.argmax(pairs))] and max(pairs) > alone
+        assert sum(ens["weights"]) == pytest.approx(1.0, abs=1e-5) and min(ens["weights"]) > 0
+        mean = sum(w / (1 + np.exp(-scored[i].logits)) for i, w in zip(members, ens["weights"], strict=True))
+        assert ens["valid"]["auc"] == pytest.approx(auc(y, mean), abs=1e-9)
+        assert ens["valid"]["auc"] >= max(pairs) - 1e-12 and 250 <= ens["valid"]["rows"] <= 350
+        assert ens["test"]["rows"] == 800  # the test file
+        assert ens["distill"].startswith(f"shoal distill {' '.join(ens['members'])} --student ")
     with pytest.raises(ValueError, match="--ensemble takes 2 to 5 trials"):
         auto(AutoSettings(data=Path("x.csv"), label="label", ensemble=9), searched["home"])
+
+
+def test_the_best_few_and_each_familys_best_keep_their_bundles(searched: dict[str, Any]) -> None:
+    from shoal.auto.search import KEEP_BUNDLES
+
+    result, registry = searched["result"], Registry(searched["home"])
+    done = [r for r in result.leaderboard if r.state == "complete" and r.family != "starter"]
+    firsts = {r.family: r.number for r in reversed(done)}
+    for rank, r in enumerate(done):
+        record = registry.get(str(r.run_id))
+        kept = rank < KEEP_BUNDLES or firsts[r.family] == r.number
+        assert (record.artifact_dir / "bundle").is_dir() == kept, (rank, r.family)
+        assert kept or "nor its family's best" in record.summary["bundle_removed"]
 
 
 def test_every_trial_is_a_child_run_of_the_auto_run(searched: dict[str, Any]) -> None:
