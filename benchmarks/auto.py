@@ -328,7 +328,7 @@ def main() -> None:
                         help="keep shoal's registry here (trials, bundles, the auto runs' selection) instead of a "
                              "temporary folder")
     parser.add_argument("--ensemble", type=int, default=0,
-                        help="also score the mean of shoal-auto's K best trials (system shoal-auto-ensemble)")
+                        help="also score shoal-auto's ensemble of up to K trials (system shoal-auto-ensemble)")
     parser.add_argument("--autogluon-python", default=None,
                         help="the python of a virtual environment with autogluon.tabular (else it is skipped)")
     args = parser.parse_args()

@@ -2,10 +2,12 @@
 Python encoder + the exported graph (today's serving path), end to end, one ONNX Runtime thread.
 
     python benchmarks/raw_text.py [--json OUT] [--rounds 3] [--calls 1000] [--seconds 1.5]
-                                  [--save-raw FILE] [--baseline FILE]
+                                  [--save-raw FILE] [--baseline FILE] [--model ready|student]
 
-The model is configs/sst2.yaml's bag (byte 3..5-grams + word 1..2-grams in 2M buckets, dim 16) with random
-weights (speed does not depend on them; parity is checked on the rows), fed SST-2 test sentences
+The model (``--model``) is configs/sst2.yaml's bag (``ready``: byte 3..5-grams + word 1..2-grams in 2M buckets,
+dim 16) or the text student of benchmarks/distill.py (``student``: byte 3..4-grams + words in 200k buckets, dim 8,
+what SST-2's teacher is distilled into), with random weights (speed does not depend on them; parity is checked on
+the rows), fed SST-2 test sentences
 (../shared/data/sst2/test.tsv; generated texts when absent) as row dicts, as the server receives them. Rounds
 alternate the systems; the median round is reported: batch 1 p50 / p99 ms (one row per call, cycling), and
 rows/s at batch 256. ``--save-raw`` keeps the raw graph this code wrote; ``--baseline`` times such a file (written
@@ -37,6 +39,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SST2_TEST = ROOT.parent / "shared" / "data" / "sst2" / "test.tsv"
 FEATURE = {"name": "sentence", "kind": "text", "buckets": 2_000_000, "max_bytes": 1024, "ngram_min": 3,
            "ngram_max": 5, "word_ngrams": 2}
+MODELS = {"ready": (FEATURE, {"name": "bag", "embedding_dim": 16})}  # + "student", from benchmarks/distill.py
+
+
+def model_spec(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(text feature, model) of ``--model``."""
+    if name == "student":
+        from distill import STUDENT_BAG, STUDENT_NGRAMS
+
+        return {"name": "sentence", **STUDENT_NGRAMS}, dict(STUDENT_BAG)
+    return MODELS[name]
 
 
 def sentences(limit: int = 2000) -> tuple[list[str], str]:
@@ -51,7 +63,7 @@ def sentences(limit: int = 2000) -> tuple[list[str], str]:
     return [t or "" for t in synthetic_texts(np.random.default_rng(0), limit, 200)], "generated"
 
 
-def build(folder: Path) -> Any:
+def build(folder: Path, model_name: str = "ready") -> Any:
     import torch
 
     from shoal.artifacts.bundle import load_bundle, save_bundle
@@ -59,8 +71,9 @@ def build(folder: Path) -> Any:
     from shoal.data.encoder import Encoder
     from shoal.models import build as build_model
 
-    cfg = parse_config({"data": {"train": "unused.tsv"}, "label": {"column": "label"}, "features": [FEATURE],
-                        "model": {"name": "bag", "embedding_dim": 16}})
+    feature, model_cfg = model_spec(model_name)
+    cfg = parse_config({"data": {"train": "unused.tsv"}, "label": {"column": "label"}, "features": [feature],
+                        "model": model_cfg})
     encoder = Encoder(cfg.features, cfg.label)
     torch.manual_seed(0)
     model = build_model(cfg.model, encoder.dense_dim, encoder.buckets, encoder.outputs, encoder.sequence_slots)
@@ -93,6 +106,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--save-raw", type=Path, default=None, help="copy the raw graph written here")
     parser.add_argument("--baseline", type=Path, default=None, help="a raw graph to time as a third system")
+    parser.add_argument("--model", choices=("ready", "student"), default="ready",
+                        help="configs/sst2.yaml's bag, or benchmarks/distill.py's text student")
     args = parser.parse_args()
 
     from shoal.data.readers import BadRowSink, Chunk
@@ -101,9 +116,10 @@ def main() -> None:
     from shoal.runtime.onnx import OnnxPredictor
 
     texts, dataset = sentences()
+    dataset += "-student" if args.model == "student" else ""
     rows = [{"sentence": t} for t in texts]
     with tempfile.TemporaryDirectory(prefix="shoal-bench-raw-text-") as tmp:
-        bundle = build(Path(tmp))
+        bundle = build(Path(tmp), args.model)
         folder = Path(tmp) / "bundle"
         export_onnx(folder, Path(tmp) / "encoded", parity_rows=200)
         report = export_raw_onnx(folder, Path(tmp) / "raw")
@@ -144,7 +160,8 @@ def main() -> None:
     if args.baseline:
         out.append(row("raw_text", dataset, "raw-onnx-baseline", "max_abs_proba_diff", baseline_diff))
     mean_bytes = float(np.mean([len(t.encode("utf-8")) for t in texts]))
-    print(f"{dataset}: {len(texts)} texts, mean {mean_bytes:.0f} bytes; raw graph vs Python path max |dp| {diff:.1e}; "
+    print(f"{dataset}, {args.model} bag: {len(texts)} texts, mean {mean_bytes:.0f} bytes; raw graph vs Python path "
+          f"max |dp| {diff:.1e}; "
           f"load average {os.getloadavg()[0]:.2f} at the end")
     print(markdown_table(out, index=["system"], columns="metric"))
     if args.json:
