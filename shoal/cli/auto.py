@@ -116,11 +116,16 @@ def auto(
 
 def _print_ensemble(ens: dict[str, Any] | None, metric: str, winner: dict[str, Any]) -> None:
     """The ensemble beside the winner (``--ensemble K``), and how to make it one model."""
+    for line in ensemble_lines(ens, metric, winner):
+        console.print(line, highlight=False)
+
+
+def ensemble_lines(ens: dict[str, Any] | None, metric: str, winner: dict[str, Any]) -> list[str]:
+    """An auto run's ensemble (its summary's ``auto.ensemble``) beside the winner's metrics, in a line or two."""
     if not ens:
-        return
+        return []
     if "error" in ens:
-        console.print(f"[yellow]no ensemble[/]: {ens['error']}")
-        return
+        return [f"[yellow]no ensemble[/]: {ens['error']}"]
     parts = []
     for split in ("valid", "test"):
         if split in ens and metric in ens[split]:
@@ -128,9 +133,8 @@ def _print_ensemble(ens: dict[str, Any] | None, metric: str, winner: dict[str, A
             parts.append(f"{split} {metric} {ens[split][metric]:.4f}"
                          + (f" (winner {mine:.4f})" if isinstance(mine, float) else ""))
     weights = "/".join(f"{w:.2f}" for w in ens["weights"])
-    console.print(f"ensemble of {len(ens['members'])} trials (forward selection of {len(ens['candidates'])}, weights "
-                  f"{weights}): {'; '.join(parts)}")
-    console.print(f"  one model with its quality: {ens['distill']}")
+    return [f"ensemble of {len(ens['members'])} trials (forward selection of {len(ens['candidates'])}, weights "
+            f"{weights}): {'; '.join(parts)}", f"  one model with its quality: {ens['distill']}"]
 
 
 class LiveView:
@@ -276,9 +280,9 @@ def compress_line(compress: dict[str, Any]) -> str:
                    f"see shoal show {compress['run_id']}")
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
+def summary_lines(summary: dict[str, Any], metrics: dict[str, Any] | None = None) -> list[str]:
     """An auto run's outcome as ``shoal show`` prints it: the trial kept and why, its config, the picture, the
-    seeds and time spent, compress."""
+    seeds and time spent, the ensemble (beside the winner's ``metrics``), compress."""
     state = summary.get("auto") or {}
     best = state.get("best")
     out = []
@@ -300,6 +304,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         out.append(f"seed {state.get('seed')}, sampler seeds {seeds}; spent {state.get('spent_s', 0):.1f} s of "
                    f"{state.get('budget_s', 0):g} s in {len(sessions)} session{'s' * (len(sessions) > 1)}"
                    + (" (interrupted)" if state.get("interrupted") else ""))
+    out += ensemble_lines(state.get("ensemble"), str(state.get("metric")), metrics or {})
     if state.get("compress"):
         out.append(compress_line(state["compress"]))
     return out

@@ -208,7 +208,7 @@ def show(
             from shoal.cli.auto import leaderboard_table, summary_lines
 
             console.print(leaderboard_table(dict(record.summary)))
-            for line in summary_lines(dict(record.summary)):
+            for line in summary_lines(dict(record.summary), dict(record.metrics)):
                 console.print(line, highlight=False)
         for line in _overview(record.config, dict(record.summary)):
             console.print(line, highlight=False)

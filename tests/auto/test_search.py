@@ -20,7 +20,7 @@ from shoal.cli.main import app
 from shoal.data.synthetic import SynthSpec, generate
 from shoal.training.callbacks import Callbacks
 
-BUDGET_S = 20.0
+BUDGET_S = 24.0  # the ensemble (--ensemble 2) doubles the reserve: 5.4 s of it
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,16 @@ def test_an_ensemble_chosen_by_forward_selection_is_scored_beside_the_winner(sea
         assert ens["valid"]["auc"] >= max(pairs) - 1e-12 and 250 <= ens["valid"]["rows"] <= 350
         assert ens["test"]["rows"] == 800  # the test file
         assert ens["distill"].startswith(f"shoal distill {' '.join(ens['members'])} --student ")
+    # shoal show of the auto run prints it again
+    shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(searched["home"])])
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.split())
+    if "error" in ens:
+        assert "no ensemble: no other trial improves" in flat
+    else:
+        assert (f"ensemble of 2 trials (forward selection of {len(ens['candidates'])}, weights "
+                f"{ens['weights'][0]:.2f}/{ens['weights'][1]:.2f}): valid auc {ens['valid']['auc']:.4f}") in flat
+        assert " ".join(ens["distill"].split()) in flat
     with pytest.raises(ValueError, match="--ensemble takes 2 to 5 trials"):
         auto(AutoSettings(data=Path("x.csv"), label="label", ensemble=9), searched["home"])
 
