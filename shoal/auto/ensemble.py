@@ -6,7 +6,8 @@ the validation rows, how the mean of their probabilities scores there (and on th
               validated on)
     selection  Caruana et al.'s ensemble selection (ICML 2004), as AutoGluon's and auto-sklearn's final ensembles:
               start from the best trial, then add, with replacement, the candidate whose addition improves the
-              validation metric most; stop when none improves it (or after ROUNDS additions). A trial added twice
+              validation metric most (a tie broken by the log loss: accuracy moves by whole rows); stop when none
+              improves it (or after ROUNDS additions). A trial added twice
               counts twice in the mean, so a strong model outweighs a diverse one it was paired with; at most K
               distinct trials join.
     rows      the validation rows each candidate held out (or --valid), matched by line number; a row a candidate
@@ -98,23 +99,37 @@ def ensemble_candidates(registry: Registry, board: Sequence[TrialRow], k: int) -
 
 def forward_select(labels: np.ndarray, outputs: Sequence[np.ndarray], combine: Callable[[list[np.ndarray]], np.ndarray],
                    score: Callable[[np.ndarray, np.ndarray], float], maximize: bool, k: int,
-                   rounds: int = ROUNDS) -> list[int]:
+                   rounds: int = ROUNDS,
+                   tiebreak: Callable[[np.ndarray, np.ndarray], float] | None = None) -> list[int]:
     """Caruana et al.'s forward selection with replacement: the indexes of ``outputs`` in the ensemble, a repeated
     index counting once per repeat (``outputs[0]``, the best alone, first). Each round adds the output that makes
-    ``score(labels, combine(members))`` best, if it beats the ensemble so far; at most ``k`` distinct indexes."""
+    ``score(labels, combine(members))`` best, if it beats the ensemble so far, or ties it and lowers ``tiebreak``
+    (e.g. the log loss, where the metric moves by whole rows, as accuracy does); at most ``k`` distinct indexes."""
+
+    def signed(value: float) -> float:
+        return value if maximize else -value
+
+    def negated_tiebreak(z: np.ndarray) -> float:
+        return -tiebreak(labels, z) if tiebreak is not None else 0.0
+
     chosen = [0]
-    current = score(labels, combine([outputs[0]]))
+    z = combine([outputs[0]])
+    current = (signed(score(labels, z)), negated_tiebreak(z))
     for _ in range(rounds):
         allowed = range(len(outputs)) if len(set(chosen)) < k else sorted(set(chosen))
-        best, best_score = None, current
+        best, best_key = None, current
         for j in allowed:
-            value = score(labels, combine([outputs[i] for i in chosen + [j]]))
-            if np.isfinite(value) and (value > best_score if maximize else value < best_score):
-                best, best_score = j, value
+            z = combine([outputs[i] for i in chosen + [j]])
+            value = signed(score(labels, z))
+            if not np.isfinite(value) or value < best_key[0]:
+                continue  # worse on the metric: the tiebreak is not needed
+            candidate = (value, negated_tiebreak(z))
+            if candidate > best_key:
+                best, best_key = j, candidate
         if best is None:
             break
         chosen.append(best)
-        current = best_score
+        current = best_key
     return chosen
 
 
@@ -159,9 +174,12 @@ def ensemble_report(registry: Registry, candidates: Sequence[str], valid: Path |
     def score(labels: np.ndarray, z: np.ndarray) -> float:
         return float(report(labels, z, first.prior).get(metric, float("nan")))
 
+    def logloss(labels: np.ndarray, z: np.ndarray) -> float:
+        return float(report(labels, z, first.prior).get("logloss", 0.0))
+
     labels, outputs = scored_together(registry, candidates, bundles, valid, data,
                                       "the ensemble's candidates share no valid rows")
-    chosen = forward_select(labels, outputs, combine, score, maximize, k)
+    chosen = forward_select(labels, outputs, combine, score, maximize, k, tiebreak=logloss)
     members = list(dict.fromkeys(chosen))  # distinct, in the order they joined
     out: dict[str, Any] = {"candidates": list(candidates)}
     if len(members) < 2:

@@ -69,3 +69,25 @@ def test_never_more_than_k_distinct(k: int) -> None:
     outputs = [y * 0.5 + rng.normal(size=3000) for _ in range(6)]  # six equally weak, independent views
     chosen = forward_select(y, outputs, ensemble_logits, _auc, maximize=True, k=k)
     assert len(set(chosen)) <= k and len(chosen) <= 21
+
+
+def test_a_tie_on_accuracy_is_broken_by_the_log_loss() -> None:
+    """Accuracy moves by whole rows: B has A's signs (the same accuracy, alone or averaged in) but is less
+    overconfident, so averaging it in lowers the log loss. Only the tiebreak lets it join."""
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.5).astype(np.float32)
+    margin = np.where(rng.random(2000) < 0.8, 1.0, -1.0) * (2 * y - 1)  # right on 80 % of the rows
+    a = 8 * margin  # overconfident
+    b = 0.5 * margin  # the same decisions, tempered
+
+    def accuracy(labels: np.ndarray, z: np.ndarray) -> float:
+        return float(np.mean((z > 0) == (labels > 0.5)))
+
+    def logloss(labels: np.ndarray, z: np.ndarray) -> float:
+        return float(np.mean(np.logaddexp(0, z) - labels * z))
+
+    assert forward_select(y, [a, b], ensemble_logits, accuracy, maximize=True, k=2) == [0]
+    chosen = forward_select(y, [a, b], ensemble_logits, accuracy, maximize=True, k=2, tiebreak=logloss)
+    assert chosen[:2] == [0, 1]
+    assert accuracy(y, ensemble_logits([[a, b][i] for i in chosen])) == accuracy(y, a)
+    assert logloss(y, ensemble_logits([[a, b][i] for i in chosen])) < logloss(y, a)
