@@ -33,7 +33,7 @@ import numpy as np
 
 from shoal.artifacts.bundle import Bundle
 from shoal.artifacts.registry import Registry
-from shoal.auto.report import TrialRow
+from shoal.auto.report import TrialRow, family_bests
 from shoal.config import DataConfig, FileSpec, parse_config
 from shoal.data.readers import BadRowSink, Chunk
 from shoal.data.split import HeldOutSplit
@@ -90,10 +90,9 @@ def ensemble_candidates(registry: Registry, board: Sequence[TrialRow], k: int) -
         record = registry.get(str(r.run_id))
         if (record.artifact_dir / "bundle").is_dir() and rows_key(record.config) == same:
             usable.append(r)
-    firsts = {r.family: r.number for r in reversed(usable)}
-    size = max(2 * k, len(firsts))
-    picked = {r.number for r in usable if firsts[r.family] == r.number}
-    picked.update(r.number for r in [r for r in usable if r.number not in picked][:max(0, size - len(picked))])
+    firsts = family_bests(usable)
+    others = [r.number for r in usable if r.number not in firsts]
+    picked = firsts | set(others[:max(0, 2 * k - len(firsts))])
     return [str(r.run_id) for r in usable if r.number in picked]
 
 

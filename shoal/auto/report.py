@@ -16,7 +16,7 @@ import yaml
 
 from shoal.config import FileSpec
 
-__all__ = ["TrialRow", "best_yaml", "leaderboard", "progress_png", "rows_of"]
+__all__ = ["TrialRow", "best_yaml", "family_bests", "leaderboard", "progress_png", "rows_of"]
 
 STATES = ("complete", "pruned", "timeout", "interrupted", "failed")
 
@@ -61,6 +61,11 @@ def leaderboard(rows: list[TrialRow], maximize: bool) -> list[TrialRow]:
     done = [r for r in rows if r.state == "complete" and r.value is not None]
     done.sort(key=lambda r: (-r.value if maximize else r.value, r.number))  # type: ignore[operator]
     return done + [r for r in rows if r not in done]
+
+
+def family_bests(board: list[TrialRow]) -> set[int]:
+    """The trial numbers of each family's first row of ``board`` (a leaderboard, best first): its best."""
+    return set({r.family: r.number for r in reversed(board)}.values())
 
 
 def best_yaml(config: dict[str, Any], path: Path, test: Path | FileSpec | None = None) -> Path:

@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from shoal.artifacts.registry import Registry, RunKind, RunRecord, RunStatus
 from shoal.auto.budget import Budget
 from shoal.auto.files import STARTER_FILE, file_spec, prepare, profile_data, search_config, test_report
-from shoal.auto.report import TrialRow, best_yaml, leaderboard, progress_png, rows_of
+from shoal.auto.report import TrialRow, best_yaml, family_bests, leaderboard, progress_png, rows_of
 from shoal.auto.space import STARTER, DataShape, Draw, Space, check_families, families
 from shoal.auto.trial import Metric, TrialOutcome, run_trial
 from shoal.config import DataConfig, FileSpec, load_config, parse_config
@@ -390,9 +390,8 @@ def _tidy(registry: Registry, rows: list[TrialRow], number: int, metric: Metric)
     folder = registry.get(this.run_id).artifact_dir
     for name in (CHECKPOINT_FILE, BEST_FILE):
         (folder / name).unlink(missing_ok=True)
-    keep = {r.number for r in board[:KEEP_BUNDLES]}
-    family: list[TrialRow] = [r for r in board if r.family == this.family]
-    keep.update(next((r.number for r in board if r.family == f), -1) for f in {r.family for r in board})
+    keep = {r.number for r in board[:KEEP_BUNDLES]} | family_bests(board)
+    family = [r for r in board if r.family == this.family]
     # what this trial can have displaced: the one pushed out of the best few, its family's best before it, itself
     maybe = ([board[KEEP_BUNDLES]] if len(board) > KEEP_BUNDLES else []) + family[1:2] + [this]
     for dropped in maybe:
