@@ -2,12 +2,16 @@
 
     start ─────────────── trials ─────────────────────┬─ reserve ─┐ deadline = start + budget
       profile, study      each capped at the time left │ winner,   │
-                          (and at MAX_TRIAL_SHARE)     │ test, PNG │
+                          (and at MAX_TRIAL_SHARE, or  │ test, PNG │
+                          PROBE_SHARE for a probe)     │           │
 
 A trial starts only when the time left before the reserve fits its estimated start-up and at least one epoch
 (estimated from the earlier trials of its family); its epochs are cut to what fits, and a trial still running at
-its own deadline is stopped (recorded as ``timeout``). The reserve pays for the end: the winner's test evaluation,
-the leaderboard and its PNG; twice as long with an ensemble, whose candidates are scored there too.
+its own deadline is stopped (recorded as ``timeout``). The first trial of a family whose cost is not known yet,
+once others' are, is a probe: it may take PROBE_SHARE of the budget or twice the longest trial so far, whichever
+is longer, so a family far slower than the others (a convolution over every byte of a large text set) costs an
+eighth of the search rather than a third before its cost is known. The reserve pays for the end: the winner's
+test evaluation, the leaderboard and its PNG; twice as long with an ensemble, whose candidates are scored there too.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_TRIAL_SHARE", "Budget", "parse_duration"]
+__all__ = ["MAX_TRIAL_SHARE", "PROBE_SHARE", "Budget", "parse_duration"]
 
 MAX_TRIAL_SHARE = 0.34  # no trial may take more than this share of the budget: at least three fit
+PROBE_SHARE = 0.125  # a family's first trial, its cost unknown, after others': an eighth (or twice the longest)
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -45,6 +50,7 @@ class Budget:
     clock: Callable[[], float] = time.monotonic
     costs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # family -> (start-up s, s/epoch)
     ensemble: bool = False  # an ensemble is built at the end: the reserve doubles
+    longest: float = 0.0  # the longest trial so far, seconds
 
     @property
     def reserve(self) -> float:
@@ -59,12 +65,22 @@ class Budget:
         """Seconds left for trials (before the reserve)."""
         return self.seconds - self.reserve - self.spent
 
-    def trial_deadline(self) -> float:
-        """The ``clock()`` time a trial starting now must end by."""
-        return self.clock() + min(self.left(), MAX_TRIAL_SHARE * self.seconds)
+    def room(self, family: str) -> float:
+        """Seconds a trial of ``family`` starting now may take: the time left, at most MAX_TRIAL_SHARE of the
+        budget; a probe (``family`` not timed yet, others timed) at most PROBE_SHARE or twice the longest trial."""
+        cap = MAX_TRIAL_SHARE * self.seconds
+        if self.costs and family not in self.costs:
+            cap = min(cap, max(PROBE_SHARE * self.seconds, 2 * self.longest))
+        return min(self.left(), cap)
 
-    def record(self, family: str, seconds: float, train_seconds: float, epochs: int) -> None:
-        """What a finished trial cost: its start-up (seconds not training) and its seconds per epoch."""
+    def trial_deadline(self, family: str) -> float:
+        """The ``clock()`` time a trial of ``family`` starting now must end by."""
+        return self.clock() + self.room(family)
+
+    def record(self, family: str, seconds: float, train_seconds: float, epochs: float) -> None:
+        """What a finished trial cost: its start-up (seconds not training) and its seconds per epoch (``epochs``
+        may be a fraction: a trial stopped inside its first)."""
+        self.longest = max(self.longest, seconds)
         if epochs > 0 and train_seconds > 0:
             self.costs.setdefault(family, []).append((max(seconds - train_seconds, 0.0), train_seconds / epochs))
 
@@ -80,7 +96,7 @@ class Budget:
 
     def epochs_that_fit(self, family: str, wanted: int) -> int:
         """How many of ``wanted`` epochs a trial of ``family`` starting now can train (0: it does not fit)."""
-        room = min(self.left(), MAX_TRIAL_SHARE * self.seconds)
+        room = self.room(family)
         if room <= 0:
             return 0
         cost = self.estimate(family)

@@ -310,10 +310,10 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 cfg = cfg.model_copy(update={"name": f"{record.name}-t{trial.number:03d}-{family}",
                                              "train": cfg.train.model_copy(update={  # trials draw and log nothing
                                                  "epochs": epochs, "pictures": False, "tensorboard": False})})
-                outcome = run_trial(registry, record.run_id, trial, cfg, metric, budget.trial_deadline(),
+                outcome = run_trial(registry, record.run_id, trial, cfg, metric, budget.trial_deadline(family),
                                     view.on_trial(trial.number, family, dict(trial.params)))
                 _tell(study, trial, family, outcome, before + budget.spent)
-                budget.record(family, outcome.seconds, outcome.train_seconds, outcome.epochs)
+                budget.record(family, outcome.seconds, outcome.train_seconds, outcome.passes or outcome.epochs)
                 session["trials"] += 1
                 number, trial = trial.number, None
                 failures = failures + 1 if outcome.state == "failed" else 0

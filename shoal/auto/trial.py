@@ -68,6 +68,13 @@ class TrialCallbacks(Callbacks):
         self.last: float | None = None  # the metric at the latest validation
         self.train_started: float | None = None  # clock() when the first pass ended and training began
         self.cut = False  # past the deadline after a validation: training is asked to stop with its best weights
+        self.rows_per_epoch = 0
+        self.rows = 0  # rows trained so far
+
+    @property
+    def passes(self) -> float:
+        """Epochs trained so far, a fraction while the first is under way."""
+        return self.rows / self.rows_per_epoch if self.rows_per_epoch else 0.0
 
     def on_scan(self, rows: int) -> None:
         self.view.on_scan(rows)
@@ -75,10 +82,12 @@ class TrialCallbacks(Callbacks):
 
     def on_start(self, rows_per_epoch: int, epochs: int, resumed_rows: int) -> None:
         self.train_started = self.clock()
+        self.rows_per_epoch, self.rows = rows_per_epoch, resumed_rows
         self.view.on_start(rows_per_epoch, epochs, resumed_rows)
 
     def on_step(self, rows: int, loss: float, rows_per_s: float) -> None:
         self.view.on_step(rows, loss, rows_per_s)
+        self.rows = rows
         self._check_time()
 
     def _check_time(self) -> None:
@@ -120,6 +129,7 @@ class TrialOutcome:
     seconds: float
     train_seconds: float = 0.0
     epochs: int = 0
+    passes: float = 0.0  # epochs trained, with the fraction of an unfinished one (what the time was spent on)
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     cut: bool = False  # completed at its deadline with the best weights of its validations so far
@@ -143,7 +153,8 @@ def run_trial(registry: Registry, parent: str, trial: optuna.Trial, cfg: RunConf
         train = now - callbacks.train_started if callbacks.train_started is not None else 0.0
         registry.update(record.run_id, status=RunStatus.KILLED, finished=True,
                         summary={"auto": {**note, "stopped": state, "why": str(err), "evals": callbacks.evals}})
-        return TrialOutcome(state, record.run_id, callbacks.last, now - started, train, callbacks.evals)
+        return TrialOutcome(state, record.run_id, callbacks.last, now - started, train, callbacks.evals,
+                            callbacks.passes)
 
     try:
         result = Trainer(cfg, record.artifact_dir, callbacks).fit()
@@ -167,4 +178,4 @@ def run_trial(registry: Registry, parent: str, trial: optuna.Trial, cfg: RunConf
     value = result.metrics.get(f"valid_{metric.name}")
     return TrialOutcome("complete", record.run_id, None if value is None else float(value), seconds,
                         float(result.summary.get("train_seconds", 0.0)), int(result.summary.get("epochs_run", 0)),
-                        result.metrics, cut=cut)
+                        callbacks.passes, result.metrics, cut=cut)

@@ -62,6 +62,23 @@ def test_a_trial_fits_the_time_left() -> None:
     assert budget.epochs_that_fit("mlp", 10) == 0
 
 
+def test_a_family_of_unknown_cost_is_probed_with_a_short_deadline() -> None:
+    now = [0.0]
+    budget = Budget(1000.0, start=0.0, clock=lambda: now[0])
+    assert budget.trial_deadline("starter") == pytest.approx(340.0)  # the first trial: MAX_TRIAL_SHARE
+    budget.record("starter", seconds=20.0, train_seconds=10.0, epochs=5)
+    assert budget.trial_deadline("starter") == pytest.approx(340.0)  # timed: the whole share
+    assert budget.trial_deadline("bytecnn") == pytest.approx(125.0)  # not timed: a probe, PROBE_SHARE
+    budget.record("mlp", seconds=80.0, train_seconds=70.0, epochs=7)
+    assert budget.trial_deadline("bytecnn") == pytest.approx(160.0)  # twice the longest trial, when longer
+    # the probe was stopped a fifth of the way through its first epoch: 100 s for 0.2 epochs, 500 s an epoch
+    now[0] = 170.0
+    budget.record("bytecnn", seconds=110.0, train_seconds=100.0, epochs=0.2)
+    assert budget.estimate("bytecnn") == pytest.approx((10.0, 500.0))
+    assert budget.epochs_that_fit("bytecnn", 8) == 0  # an epoch does not fit MAX_TRIAL_SHARE: not drawn again
+    assert budget.trial_deadline("bytecnn") == pytest.approx(170.0 + 340.0)
+
+
 @pytest.mark.parametrize("text_only", [False, True], ids=["mixed", "text"])
 def test_every_family_draws_valid_configs(tmp_path: Path, text_only: bool) -> None:
     data = _mixed_csv(tmp_path / "reviews.csv", text_only=text_only)
@@ -77,6 +94,9 @@ def test_every_family_draws_valid_configs(tmp_path: Path, text_only: bool) -> No
     starter = space.config(Draw(), "starter")
     assert starter.model_copy(update={"name": base.name}) == base.model_copy(
         update={"train": base.train.model_copy(update={"seed": 0})})
+    # a logistic model's text weights are averaged over hundreds of n-grams: its rates start ten times higher
+    assert space.config(Draw(), "logistic").train.embedding_lr == 1.0
+    assert space.config(Draw(), "bag").train.embedding_lr == 0.1
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     drawn = [space.config(Draw(), f) for f in fams] + [space.config(Draw(study.ask())) for _ in range(12)]
     for cfg in drawn:

@@ -61,6 +61,8 @@ def test_a_validated_trial_at_its_deadline_completes_with_its_best_weights(tmp_p
     outcome, run = _trial(tmp_path, cfg, clock, watch)
     assert outcome.state == "complete" and outcome.cut
     assert len(watch.aucs) == 3 and outcome.epochs == 3  # stopped in the fourth epoch, long before the twelfth
+    assert outcome.passes == pytest.approx(run.summary["rows_trained"] / run.summary["train_rows"])
+    assert 3 < outcome.passes < 4  # the time was spent on three epochs and a part of the fourth
     kept = int(np.argmin(watch.losses))  # the weights of the validation with the lowest loss, as training keeps
     assert outcome.value == pytest.approx(watch.aucs[kept], abs=1e-9)
     assert run.status == RunStatus.COMPLETED and run.summary["auto"]["cut"] is True
@@ -90,6 +92,8 @@ def test_a_trial_cut_in_its_first_epoch_is_validated_once_and_completes(tmp_path
     assert outcome.state == "complete" and outcome.cut and outcome.epochs == 0
     assert len(watch.aucs) == 1 and outcome.value == pytest.approx(watch.aucs[0], abs=1e-9)
     assert run.summary["steps"] == 5 and run.summary["auto"]["cut"] is True
+    # what the budget prices the family by: five steps of 64 rows are this share of an epoch, not none
+    assert outcome.passes == pytest.approx(5 * 64 / run.summary["train_rows"])
 
 
 def test_a_trial_still_in_its_first_pass_at_its_deadline_is_a_timeout(tmp_path: Path, cfg) -> None:  # noqa: ANN001
