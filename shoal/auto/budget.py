@@ -51,6 +51,7 @@ class Budget:
     costs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # family -> (start-up s, s/epoch)
     ensemble: bool = False  # an ensemble is built at the end: the reserve doubles
     longest: float = 0.0  # the longest trial so far, seconds
+    epoch_seen: bool = False  # a trial has trained a whole epoch: a trial far slower is stopped once its pace shows
 
     @property
     def reserve(self) -> float:
@@ -81,6 +82,7 @@ class Budget:
         """What a finished trial cost: its start-up (seconds not training) and its seconds per epoch (``epochs``
         may be a fraction: a trial stopped inside its first)."""
         self.longest = max(self.longest, seconds)
+        self.epoch_seen = self.epoch_seen or epochs >= 1
         if epochs > 0 and train_seconds > 0:
             self.costs.setdefault(family, []).append((max(seconds - train_seconds, 0.0), train_seconds / epochs))
 

@@ -311,7 +311,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                                              "train": cfg.train.model_copy(update={  # trials draw and log nothing
                                                  "epochs": epochs, "pictures": False, "tensorboard": False})})
                 outcome = run_trial(registry, record.run_id, trial, cfg, metric, budget.trial_deadline(family),
-                                    view.on_trial(trial.number, family, dict(trial.params)))
+                                    view.on_trial(trial.number, family, dict(trial.params)),
+                                    stop_slow=budget.epoch_seen)
                 _tell(study, trial, family, outcome, before + budget.spent)
                 budget.record(family, outcome.seconds, outcome.train_seconds, outcome.passes or outcome.epochs)
                 session["trials"] += 1

@@ -8,7 +8,8 @@ A trial at its deadline once training has begun ends as early stopping does: val
 been yet, its best weights so far become its bundle and it completes (``auto.cut`` in the registry, ``cut`` on the
 leaderboard), so a slow but strong config (a first epoch longer than the trial's share) still competes. A trial
 that ends early otherwise is recorded as it ended, never as a crash: ``killed`` in the registry with
-``auto.stopped`` = ``pruned``, ``timeout`` (its first pass, before training, ran past the deadline) or
+``auto.stopped`` = ``pruned``, ``timeout`` (its first pass, before training, ran past the deadline; or, once
+another trial has finished an epoch, its first epoch's pace says it would end well past it) or
 ``interrupted`` (Ctrl-C), and Optuna's trial ``PRUNED`` (its validations so far still inform the sampler) or
 ``FAIL`` (interrupted, or an error).
 """
@@ -49,6 +50,10 @@ class Metric:
         return a > b if self.maximize else a < b
 
 
+MEASURE_S = 3.0  # training seconds before a trial's pace is judged
+SLOW_MARGIN = 1.25  # a first epoch projected past this many times the trial's time is stopped
+
+
 class TrialTimeout(Exception):  # noqa: N818 - a stop signal, like optuna.TrialPruned
     """Raised from a training step when a trial runs past its deadline."""
 
@@ -58,10 +63,11 @@ class TrialCallbacks(Callbacks):
     event to ``view`` (the live display's callbacks)."""
 
     def __init__(self, trial: optuna.Trial, metric: Metric, deadline: float, view: Callbacks | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, stop_slow: bool = False) -> None:
         self.trial = trial
         self.metric = metric
         self.deadline = deadline
+        self.stop_slow = stop_slow  # stop a trial whose first epoch cannot end by its deadline (a timeout)
         self.view = view or Callbacks()
         self.clock = clock
         self.evals = 0
@@ -91,11 +97,29 @@ class TrialCallbacks(Callbacks):
         self._check_time()
 
     def _check_time(self) -> None:
-        if self.clock() <= self.deadline:
+        now = self.clock()
+        if now <= self.deadline:
+            if self.stop_slow and not self.evals:
+                self._check_pace(now)
             return
         if self.train_started is None:  # still in the first pass: nothing trained to keep
             raise TrialTimeout(f"trial {self.trial.number} ran past its share of the time budget before training")
         self.cut = True  # the trainer stops, validating once if it had not yet, and keeps its best weights
+
+    def _check_pace(self, now: float) -> None:
+        """Once the first epoch's pace is measured (MEASURE_S, or a twentieth of the trial's time), stop a trial
+        whose first epoch would end well past its deadline (SLOW_MARGIN): its time goes to trials that can
+        validate. The first pass's rows make the pace; the start-up of the first steps counts against it."""
+        if self.train_started is None or not self.rows or not self.rows_per_epoch:
+            return
+        spent, room = now - self.train_started, self.deadline - self.train_started
+        if spent < max(MEASURE_S, room / 20):
+            return
+        epoch = spent * self.rows_per_epoch / self.rows
+        if epoch > SLOW_MARGIN * room:
+            raise TrialTimeout(f"trial {self.trial.number}: its first epoch would take about {epoch:.0f} s "
+                               f"({self.rows:,} of {self.rows_per_epoch:,} rows in {spent:.1f} s), more than its "
+                               f"{room:.0f} s; stopped before it validates")
 
     def stop_requested(self) -> str | None:
         if not self.cut:
@@ -137,15 +161,16 @@ class TrialOutcome:
 
 def run_trial(registry: Registry, parent: str, trial: optuna.Trial, cfg: RunConfig, metric: Metric,
               deadline: float, view: Callbacks | None = None,
-              clock: Callable[[], float] = time.monotonic) -> TrialOutcome:
-    """Train ``cfg`` as a child run of ``parent`` until ``deadline`` (a ``clock()`` time) and say how it ended.
+              clock: Callable[[], float] = time.monotonic, stop_slow: bool = False) -> TrialOutcome:
+    """Train ``cfg`` as a child run of ``parent`` until ``deadline`` (a ``clock()`` time) and say how it ended;
+    ``stop_slow``: as a ``timeout`` as soon as its first epoch's pace says it would end well past the deadline.
     KeyboardInterrupt is recorded (the run ``killed``) and re-raised; any other error is recorded (the run
     ``failed``) and returned."""
     record = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=parent)
     trial.set_user_attr("run_id", record.run_id)
     note = {"trial": trial.number, "params": trial.params}
     registry.update(record.run_id, summary={"auto": note})
-    callbacks = TrialCallbacks(trial, metric, deadline, view, clock)
+    callbacks = TrialCallbacks(trial, metric, deadline, view, clock, stop_slow)
     started = time.monotonic()
 
     def stopped(state: str, err: BaseException) -> TrialOutcome:

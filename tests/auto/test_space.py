@@ -66,7 +66,10 @@ def test_a_family_of_unknown_cost_is_probed_with_a_short_deadline() -> None:
     now = [0.0]
     budget = Budget(1000.0, start=0.0, clock=lambda: now[0])
     assert budget.trial_deadline("starter") == pytest.approx(340.0)  # the first trial: MAX_TRIAL_SHARE
+    budget.record("starter", seconds=20.0, train_seconds=10.0, epochs=0.5)
+    assert not budget.epoch_seen  # half an epoch: a trial too slow to end its first is not stopped yet
     budget.record("starter", seconds=20.0, train_seconds=10.0, epochs=5)
+    assert budget.epoch_seen  # from now on it is, once its pace shows (shoal.auto.trial)
     assert budget.trial_deadline("starter") == pytest.approx(340.0)  # timed: the whole share
     assert budget.trial_deadline("bytecnn") == pytest.approx(125.0)  # not timed: a probe, PROBE_SHARE
     budget.record("mlp", seconds=80.0, train_seconds=70.0, epochs=7)

@@ -102,3 +102,38 @@ def test_a_trial_still_in_its_first_pass_at_its_deadline_is_a_timeout(tmp_path: 
     outcome, run = _trial(tmp_path, cfg, clock)
     assert outcome.state == "timeout" and not outcome.cut and outcome.value is None
     assert run.status == RunStatus.KILLED and run.summary["auto"]["stopped"] == "timeout"
+
+
+class Pace(Callbacks):
+    """Moves the clock ``seconds`` on at every training step."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock, self.seconds, self.steps = clock, seconds, 0
+
+    def on_step(self, rows: int, loss: float, rows_per_s: float) -> None:
+        self.steps += 1
+        self.clock.now += self.seconds
+
+
+def _paced(tmp_path: Path, cfg, seconds: float, stop_slow: bool):  # noqa: ANN001, ANN202
+    clock, registry = Clock(late_after=10**6), Registry(tmp_path)
+    pace = Pace(clock, seconds)
+    parent = registry.create_run("search", {}, kind=RunKind.AUTO)
+    outcome = run_trial(registry, parent.run_id, optuna.create_study(direction="maximize").ask(), cfg,
+                        Metric("auc", True), deadline=100.0, view=pace, clock=clock, stop_slow=stop_slow)
+    return outcome, registry.get(outcome.run_id), pace
+
+
+def test_a_trial_whose_first_epoch_cannot_end_by_its_deadline_is_stopped_once_its_pace_shows(
+        tmp_path: Path, cfg) -> None:  # noqa: ANN001
+    # 10 s a step of 64 rows: the first epoch (about 28 steps) would take about 280 s of the trial's 100
+    outcome, run, pace = _paced(tmp_path, cfg, 10.0, stop_slow=True)
+    assert outcome.state == "timeout" and outcome.value is None and pace.steps == 1
+    assert run.status == RunStatus.KILLED and "its first epoch would take about" in run.summary["auto"]["why"]
+    assert 0 < outcome.passes < 0.1  # priced by what it trained: an epoch costs the budget about 280 s
+    # without stop_slow (no trial has finished an epoch yet) it trains to its deadline and competes, cut
+    outcome, run, pace = _paced(tmp_path / "b", cfg, 10.0, stop_slow=False)
+    assert outcome.state == "complete" and outcome.cut and pace.steps == 11  # 110 s: past its deadline
+    # a pace that ends the first epoch in time goes on: 1 s a step, about 28 s an epoch
+    outcome, run, pace = _paced(tmp_path / "c", cfg, 1.0, stop_slow=True)
+    assert outcome.state == "complete" and outcome.epochs >= 3
