@@ -57,6 +57,9 @@ MULTITASK_METRICS = ("mean_task_score", "mean_ne")
 STUDY = "auto"
 STUDY_FILE = "optuna.db"
 FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one bad draw
+#: a family whose trials took this share of the budget, none better than the starter (and not the leading family),
+#: is drawn no more: a slow family that keeps losing (a byte CNN on a large text set) no longer eats the search
+RETIRE_SHARE = 0.2
 SKIPS_IN_A_ROW = 30  # drawn trials that did not fit the time left, in a row: the search is over (a safety stop;
 # it ends once every family still to draw was drawn and did not fit, see _nothing_fits)
 PRUNE_AFTER = 2  # validations a trial makes before the median pruner may stop it
@@ -277,6 +280,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
     trial: optuna.Trial | None = None
     failures = skips = 0
     too_slow: set[str] = set()  # families drawn since the last trial ran that had no time for one epoch
+    retired = _retired(rows_of(study), settings.budget_s, metric)  # family -> why it is drawn no more
     redraws = random.Random(seed)  # the family of the trial after a skipped draw
     try:
         with registry.recording(record.run_id):
@@ -289,8 +293,16 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                     # draws, a fifth of one 10-minute search); pruned ones count against it
                     trial.set_user_attr("skipped", "the starter config already ran")
                     study.tell(trial, state=TrialState.PRUNED)
-                    _redraw(study, space.families, {STARTER} | too_slow, redraws)
+                    _redraw(study, space.families, {STARTER} | too_slow | set(retired), redraws)
                     trial = None
+                    continue
+                if family in retired:  # as the starter drawn again: PRUNED, so TPE learns to leave it
+                    trial.set_user_attr("skipped", f"family {family} retired: {retired[family]}")
+                    study.tell(trial, state=TrialState.PRUNED)
+                    trial, skips = None, skips + 1
+                    if skips >= SKIPS_IN_A_ROW or _nothing_fits(space.families, too_slow | set(retired), study):
+                        break
+                    _redraw(study, space.families, {STARTER} | too_slow | set(retired), redraws)
                     continue
                 epochs = budget.epochs_that_fit(family, cfg.train.epochs)
                 if epochs < 1:  # this family does not fit; a cheaper one may (a slow first trial must not end it)
@@ -298,10 +310,10 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                     study.tell(trial, state=TrialState.FAIL)
                     trial, skips = None, skips + 1
                     too_slow.add(family)
-                    if skips >= SKIPS_IN_A_ROW or _nothing_fits(space.families, too_slow, study):
+                    if skips >= SKIPS_IN_A_ROW or _nothing_fits(space.families, too_slow | set(retired), study):
                         break
-                    _redraw(study, space.families, too_slow | ({STARTER} if _ran_starter(study) else set()),
-                            redraws)
+                    _redraw(study, space.families, too_slow | set(retired)
+                            | ({STARTER} if _ran_starter(study) else set()), redraws)
                     continue
                 skips = 0
                 too_slow.clear()
@@ -321,6 +333,12 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 rows = rows_of(study)
                 best = _best(rows, metric)
                 _tidy(registry, rows, number, metric)
+                for fam, why in _retired(rows, settings.budget_s, metric).items():
+                    if fam not in retired:
+                        retired[fam] = why
+                        view.on_phase(f"{fam} retired: {why}")
+                        log.info("family %s retired: %s", fam, why)
+                state["retired"] = dict(retired)
                 state["spent_s"] = before + budget.spent
                 registry.update(record.run_id, summary={"auto": {**state, "trials": _counts(rows),
                                                                  "best": best.to_dict() if best else None}})
@@ -339,6 +357,36 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
             trial.set_user_attr("elapsed_s", before + budget.spent)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     return _finish(registry, record, settings, study, metric, budget, view, state, before, interrupted)
+
+
+def _retired(rows: list[TrialRow], budget_s: float, metric: Metric) -> dict[str, str]:
+    """The families to draw no more, each with why: its trials took RETIRE_SHARE of ``budget_s`` or more and its
+    best validation (a complete trial's, or a stopped one's last) is no better than the starter's (without a
+    starter trial, the best complete trial's); never the family with the best value, so one is always left."""
+    def best_of(values: list[float]) -> float | None:
+        return (max if metric.maximize else min)(values) if values else None
+
+    bests = {f: best_of([r.value for r in rows if r.family == f and r.value is not None])
+             for f in {r.family for r in rows if r.family != STARTER}}
+    ranked = [f for f in bests if bests[f] is not None]
+    leader = best_of([bests[f] for f in ranked])  # type: ignore[misc]
+    leaders = {f for f in ranked if bests[f] == leader}
+    starter = [r.value for r in rows if r.family == STARTER and r.state == "complete" and r.value is not None]
+    reference = starter[0] if starter else best_of([r.value for r in rows if r.state == "complete"
+                                                    and r.value is not None])
+    if reference is None:
+        return {}
+    out = {}
+    for family, best in bests.items():
+        spent = sum(r.seconds for r in rows if r.family == family)
+        if family in leaders or spent < RETIRE_SHARE * budget_s or (best is not None and metric.better(best,
+                                                                                                     reference)):
+            continue
+        trials = sum(1 for r in rows if r.family == family)
+        shown = "none" if best is None else f"{best:.4f}"
+        out[family] = (f"{spent:.0f} s in {trials} trials, its best valid {metric.name} {shown} no better than the "
+                       f"{'starter' if starter else 'best trial'}'s {reference:.4f}")
+    return out
 
 
 def _redraw(study: optuna.Study, families: Sequence[str], exclude: set[str], rng: random.Random) -> None:

@@ -304,6 +304,8 @@ def summary_lines(summary: dict[str, Any], metrics: dict[str, Any] | None = None
         out.append(f"seed {state.get('seed')}, sampler seeds {seeds}; spent {state.get('spent_s', 0):.1f} s of "
                    f"{state.get('budget_s', 0):g} s in {len(sessions)} session{'s' * (len(sessions) > 1)}"
                    + (" (interrupted)" if state.get("interrupted") else ""))
+    for family, why in (state.get("retired") or {}).items():
+        out.append(f"{family} retired (drawn no more): {why}")
     out += ensemble_lines(state.get("ensemble"), str(state.get("metric")), metrics or {})
     if state.get("compress"):
         out.append(compress_line(state["compress"]))

@@ -350,3 +350,64 @@ def test_the_best_trial_must_beat_the_starter_by_more_than_the_noise(searched: d
     assert abs(d) < 3 * se  # two near-equal models: within the noise
     d_min, _ = paired_difference(labels, good, noise, lambda y, z: -auc_of(y, z), maximize=False)
     assert d_min > 0.3  # a loss to minimise: positive = the first is better
+
+
+def _row(number: int, family: str, value: float | None, seconds: float, state: str = "complete") -> Any:
+    from shoal.auto.report import TrialRow
+
+    return TrialRow(number, family, state, value, seconds, 0.0, None, 1, {})
+
+
+def test_a_slow_family_that_never_beats_the_starter_is_retired() -> None:
+    """On SST-2 bytecnn took 464 s of a 600 s search in 7 trials (best 0.59 against the starter's 0.82): a family
+    whose trials took a fifth of the budget without beating the starter is drawn no more; never the leading one."""
+    from shoal.auto.search import RETIRE_SHARE, _retired
+    from shoal.auto.trial import Metric
+
+    acc = Metric("accuracy", True)
+    rows = [_row(0, "starter", 0.80, 10), _row(1, "bag", 0.82, 50),
+            _row(2, "bytecnn", 0.58, 100), _row(3, "bytecnn", 0.51, 30, "pruned"),  # 130 s >= 120 s
+            _row(4, "logistic", 0.81, 130), _row(5, "mlp", 0.60, 100)]  # better than the starter; too cheap so far
+    assert RETIRE_SHARE * 600 == 120
+    retired = _retired(rows, 600, acc)
+    assert list(retired) == ["bytecnn"]
+    assert retired["bytecnn"] == ("130 s in 2 trials, its best valid accuracy 0.5800 no better than the starter's "
+                                  "0.8000")
+    assert _retired(rows, 1000, acc) == {}  # 130 s of 1,000 is not a fifth
+    # the family with the best value stays, even when the starter beats it (something must be searched)
+    assert _retired([_row(0, "starter", 0.9, 10), _row(1, "bag", 0.85, 300)], 600, acc) == {}
+    # a metric to minimise: the starter's NE 0.50; bytecnn's 0.55 is worse, logistic's 0.45 better
+    ne = Metric("ne", False)
+    rows = [_row(0, "starter", 0.50, 10), _row(1, "bytecnn", 0.55, 200), _row(2, "logistic", 0.45, 200),
+            _row(3, "bag", 0.40, 5)]
+    assert list(_retired(rows, 600, ne)) == ["bytecnn"]
+    # no starter: the reference is the best complete trial; a family with nothing but timeouts is retired too
+    rows = [_row(0, "bag", 0.8, 10), _row(1, "bytecnn", None, 150, "timeout")]
+    assert _retired(rows, 600, acc) == {"bytecnn": "150 s in 1 trials, its best valid accuracy none no better than "
+                                                   "the best trial's 0.8000"}
+
+
+def test_a_retired_family_is_drawn_no_more(clicks: tuple[Path, Path], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every family retired at once (a share of 0) but the leading one: the sampler's draws of the others are
+    skipped (told PRUNED, the reason recorded) and the trials that run are of the leading family."""
+    import optuna
+
+    from shoal.auto import search as search_module
+
+    monkeypatch.setattr(search_module, "RETIRE_SHARE", 0.0)
+    train, _ = clicks
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=5)
+    result = auto(settings, tmp_path, enqueue=[{"family": "logistic"}, {"family": "mlp"}] + [{"family": "logistic"},
+                                                                                          {"family": "mlp"}] * 3)
+    ran = sorted((r for r in result.leaderboard), key=lambda r: r.number)
+    retired = result.record.summary["auto"]["retired"]
+    leader = ({"logistic", "mlp"} - set(retired)).pop()
+    assert len(retired) == 1 and {r.family for r in ran[3:]} == {leader}, (retired, ran)
+    study = optuna.load_study(study_name="auto", storage=f"sqlite:///{result.record.artifact_dir / 'optuna.db'}")
+    skipped = [t for t in study.trials if str(t.user_attrs.get("skipped", "")).startswith("family ")]
+    assert skipped and all(t.state == optuna.trial.TrialState.PRUNED for t in skipped)
+    assert {t.params["family"] for t in skipped} == set(retired)
+    shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(tmp_path)])
+    family, why = next(iter(retired.items()))
+    assert f"{family} retired (drawn no more): {why}" in " ".join(shown.output.split())
