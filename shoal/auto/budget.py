@@ -66,17 +66,18 @@ class Budget:
         """Seconds left for trials (before the reserve)."""
         return self.seconds - self.reserve - self.spent
 
-    def room(self, family: str) -> float:
+    def room(self, family: str, cap: float | None = None) -> float:
         """Seconds a trial of ``family`` starting now may take: the time left, at most MAX_TRIAL_SHARE of the
-        budget; a probe (``family`` not timed yet, others timed) at most PROBE_SHARE or twice the longest trial."""
-        cap = MAX_TRIAL_SHARE * self.seconds
+        budget; a probe (``family`` not timed yet, others timed) at most PROBE_SHARE or twice the longest trial;
+        at most ``cap`` (the search's allowance for a losing family) when given."""
+        most = MAX_TRIAL_SHARE * self.seconds if cap is None else min(cap, MAX_TRIAL_SHARE * self.seconds)
         if self.costs and family not in self.costs:
-            cap = min(cap, max(PROBE_SHARE * self.seconds, 2 * self.longest))
-        return min(self.left(), cap)
+            most = min(most, max(PROBE_SHARE * self.seconds, 2 * self.longest))
+        return min(self.left(), most)
 
-    def trial_deadline(self, family: str) -> float:
+    def trial_deadline(self, family: str, cap: float | None = None) -> float:
         """The ``clock()`` time a trial of ``family`` starting now must end by."""
-        return self.clock() + self.room(family)
+        return self.clock() + self.room(family, cap)
 
     def record(self, family: str, seconds: float, train_seconds: float, epochs: float) -> None:
         """What a finished trial cost: its start-up (seconds not training) and its seconds per epoch (``epochs``
@@ -96,9 +97,9 @@ class Budget:
         per_epoch = statistics.median(c[1] for c in seen) if family in self.costs else max(c[1] for c in seen)
         return startup, per_epoch
 
-    def epochs_that_fit(self, family: str, wanted: int) -> int:
+    def epochs_that_fit(self, family: str, wanted: int, cap: float | None = None) -> int:
         """How many of ``wanted`` epochs a trial of ``family`` starting now can train (0: it does not fit)."""
-        room = self.room(family)
+        room = self.room(family, cap)
         if room <= 0:
             return 0
         cost = self.estimate(family)

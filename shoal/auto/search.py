@@ -304,7 +304,9 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                         break
                     _redraw(study, space.families, {STARTER} | too_slow | set(retired), redraws)
                     continue
-                epochs = budget.epochs_that_fit(family, cfg.train.epochs)
+                # a losing family's trial may take what is left of its allowance (a fifth of the budget in all)
+                allowance = _allowance(rows_of(study), family, settings.budget_s, metric)
+                epochs = budget.epochs_that_fit(family, cfg.train.epochs, allowance)
                 if epochs < 1:  # this family does not fit; a cheaper one may (a slow first trial must not end it)
                     trial.set_user_attr("skipped", "no time left for one epoch")
                     study.tell(trial, state=TrialState.FAIL)
@@ -322,7 +324,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 cfg = cfg.model_copy(update={"name": f"{record.name}-t{trial.number:03d}-{family}",
                                              "train": cfg.train.model_copy(update={  # trials draw and log nothing
                                                  "epochs": epochs, "pictures": False, "tensorboard": False})})
-                outcome = run_trial(registry, record.run_id, trial, cfg, metric, budget.trial_deadline(family),
+                deadline = budget.trial_deadline(family, allowance)
+                outcome = run_trial(registry, record.run_id, trial, cfg, metric, deadline,
                                     view.on_trial(trial.number, family, dict(trial.params)),
                                     stop_slow=budget.epoch_seen)
                 _tell(study, trial, family, outcome, before + budget.spent)
@@ -359,34 +362,55 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
     return _finish(registry, record, settings, study, metric, budget, view, state, before, interrupted)
 
 
-def _retired(rows: list[TrialRow], budget_s: float, metric: Metric) -> dict[str, str]:
-    """The families to draw no more, each with why: its trials took RETIRE_SHARE of ``budget_s`` or more and its
-    best validation (a complete trial's, or a stopped one's last) is no better than the starter's (without a
-    starter trial, the best complete trial's); never the family with the best value, so one is always left."""
+@dataclass(frozen=True)
+class Losing:
+    """A family none of whose trials has beaten the reference (the starter, else the best trial) so far."""
+
+    spent: float  # seconds its trials took
+    trials: int
+    best: float | None  # its best validation (a complete trial's, or a stopped one's last)
+    reference: float
+    against: str  # "starter" or "best trial"
+
+    def why(self, metric: str) -> str:
+        shown = "none" if self.best is None else f"{self.best:.4f}"
+        return (f"{self.spent:.0f} s in {self.trials} trials, its best valid {metric} {shown} no better than the "
+                f"{self.against}'s {self.reference:.4f}")
+
+
+def _losing(rows: list[TrialRow], metric: Metric) -> dict[str, Losing]:
+    """The families (not the starter) whose best validation is no better than the starter's (without a starter
+    trial, the best complete trial's), except the family with the best value: one is always left to search."""
     def best_of(values: list[float]) -> float | None:
         return (max if metric.maximize else min)(values) if values else None
 
     bests = {f: best_of([r.value for r in rows if r.family == f and r.value is not None])
              for f in {r.family for r in rows if r.family != STARTER}}
-    ranked = [f for f in bests if bests[f] is not None]
-    leader = best_of([bests[f] for f in ranked])  # type: ignore[misc]
-    leaders = {f for f in ranked if bests[f] == leader}
+    ranked = [b for b in bests.values() if b is not None]
+    leader = best_of(ranked)
     starter = [r.value for r in rows if r.family == STARTER and r.state == "complete" and r.value is not None]
     reference = starter[0] if starter else best_of([r.value for r in rows if r.state == "complete"
                                                     and r.value is not None])
     if reference is None:
         return {}
-    out = {}
-    for family, best in bests.items():
-        spent = sum(r.seconds for r in rows if r.family == family)
-        if family in leaders or spent < RETIRE_SHARE * budget_s or (best is not None and metric.better(best,
-                                                                                                     reference)):
-            continue
-        trials = sum(1 for r in rows if r.family == family)
-        shown = "none" if best is None else f"{best:.4f}"
-        out[family] = (f"{spent:.0f} s in {trials} trials, its best valid {metric.name} {shown} no better than the "
-                       f"{'starter' if starter else 'best trial'}'s {reference:.4f}")
-    return out
+    return {f: Losing(sum(r.seconds for r in rows if r.family == f), sum(1 for r in rows if r.family == f), best,
+                      reference, "starter" if starter else "best trial")
+            for f, best in bests.items()
+            if not (best is not None and (best == leader or metric.better(best, reference)))}
+
+
+def _retired(rows: list[TrialRow], budget_s: float, metric: Metric) -> dict[str, str]:
+    """The families to draw no more, each with why: losing (:func:`_losing`) after their trials took RETIRE_SHARE
+    of ``budget_s`` or more."""
+    return {f: lost.why(metric.name) for f, lost in _losing(rows, metric).items()
+            if lost.spent >= RETIRE_SHARE * budget_s}
+
+
+def _allowance(rows: list[TrialRow], family: str, budget_s: float, metric: Metric) -> float | None:
+    """Seconds a trial of ``family`` may take before its family would be retired: what is left of RETIRE_SHARE of
+    ``budget_s`` while it is losing; None (no cap) otherwise."""
+    lost = _losing(rows, metric).get(family)
+    return None if lost is None else max(RETIRE_SHARE * budget_s - lost.spent, 0.0)
 
 
 def _redraw(study: optuna.Study, families: Sequence[str], exclude: set[str], rng: random.Random) -> None:

@@ -291,7 +291,7 @@ def test_a_family_too_slow_for_the_time_left_does_not_end_the_search(clicks: tup
 
     fits = budget_module.Budget.epochs_that_fit
     monkeypatch.setattr(budget_module.Budget, "epochs_that_fit",
-                        lambda self, family, wanted: 0 if family == "mlp" else fits(self, family, wanted))
+                        lambda self, family, n, cap=None: 0 if family == "mlp" else fits(self, family, n, cap))
     train, _ = clicks
     settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=3)
     result = auto(settings, tmp_path, enqueue=[{"family": "mlp"}] * 4)
@@ -300,7 +300,7 @@ def test_a_family_too_slow_for_the_time_left_does_not_end_the_search(clicks: tup
     state = result.record.summary["auto"]
     assert state["spent_s"] < 60  # ended by max_trials, not by the skips nor the clock
 
-    monkeypatch.setattr(budget_module.Budget, "epochs_that_fit", lambda self, family, wanted: 0)
+    monkeypatch.setattr(budget_module.Budget, "epochs_that_fit", lambda self, family, wanted, cap=None: 0)
     started = time.monotonic()
     with pytest.raises(ValueError, match="no trial finished"):  # every family too slow: over at once, said so
         auto(AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp")), tmp_path / "none")
@@ -361,7 +361,8 @@ def _row(number: int, family: str, value: float | None, seconds: float, state: s
 def test_a_slow_family_that_never_beats_the_starter_is_retired() -> None:
     """On SST-2 bytecnn took 464 s of a 600 s search in 7 trials (best 0.59 against the starter's 0.82): a family
     whose trials took a fifth of the budget without beating the starter is drawn no more; never the leading one."""
-    from shoal.auto.search import RETIRE_SHARE, _retired
+    from shoal.auto.budget import Budget
+    from shoal.auto.search import RETIRE_SHARE, _allowance, _retired
     from shoal.auto.trial import Metric
 
     acc = Metric("accuracy", True)
@@ -374,6 +375,15 @@ def test_a_slow_family_that_never_beats_the_starter_is_retired() -> None:
     assert retired["bytecnn"] == ("130 s in 2 trials, its best valid accuracy 0.5800 no better than the starter's "
                                   "0.8000")
     assert _retired(rows, 1000, acc) == {}  # 130 s of 1,000 is not a fifth
+    # before that, a losing family's trial may take what is left of its fifth: 200 - 130 s; mlp 100 s
+    assert _allowance(rows, "bytecnn", 1000, acc) == pytest.approx(70.0)
+    assert _allowance(rows, "mlp", 1000, acc) == pytest.approx(100.0)
+    assert _allowance(rows, "bag", 1000, acc) is None and _allowance(rows, "dlrm", 1000, acc) is None
+    assert _allowance(rows, "bytecnn", 600, acc) == 0.0
+    budget = Budget(1000.0, start=0.0, clock=lambda: 0.0)
+    budget.record("bytecnn", seconds=20.0, train_seconds=10.0, epochs=1)  # 10 s start-up, 10 s an epoch
+    assert budget.trial_deadline("bytecnn", 70.0) == pytest.approx(70.0)  # not 340 s: its allowance
+    assert budget.epochs_that_fit("bytecnn", 10, 70.0) == 6 and budget.epochs_that_fit("bytecnn", 10) == 10
     # the family with the best value stays, even when the starter beats it (something must be searched)
     assert _retired([_row(0, "starter", 0.9, 10), _row(1, "bag", 0.85, 300)], 600, acc) == {}
     # a metric to minimise: the starter's NE 0.50; bytecnn's 0.55 is worse, logistic's 0.45 better
