@@ -99,7 +99,7 @@ class AutoSettings:
 
 class SearchView(Protocol):
     """What a search tells a display (the command line's live view). Subclass it to inherit hooks that do
-    nothing, or give any object these four methods."""
+    nothing, or give any object these methods (``on_retire`` may be left out)."""
 
     def on_begin(self, run_id: str, families: list[str], budget_s: float, metric: Metric) -> None:
         return None
@@ -113,6 +113,10 @@ class SearchView(Protocol):
 
     def on_phase(self, text: str) -> None:
         """The search moves on to ``text`` (the winner's test evaluation, compress, ...)."""
+        return None
+
+    def on_retire(self, family: str, why: str) -> None:
+        """``family`` is drawn no more (see RETIRE_SHARE)."""
         return None
 
 
@@ -339,7 +343,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 for fam, why in _retired(rows, settings.budget_s, metric).items():
                     if fam not in retired:
                         retired[fam] = why
-                        view.on_phase(f"{fam} retired: {why}")
+                        if hasattr(view, "on_retire"):  # a view of the four older methods has none
+                            view.on_retire(fam, why)
                         log.info("family %s retired: %s", fam, why)
                 state["retired"] = dict(retired)
                 state["spent_s"] = before + budget.spent

@@ -179,6 +179,9 @@ class LiveView:
     def on_phase(self, text: str) -> None:
         self.current = text
 
+    def on_retire(self, family: str, why: str) -> None:
+        self.live.console.print(f"[yellow]{family} retired[/] (drawn no more): {why}")
+
     def __rich__(self) -> RenderableType:
         spent = time.monotonic() - self.started
         bar = Table.grid(expand=True)

@@ -408,12 +408,21 @@ def test_a_retired_family_is_drawn_no_more(clicks: tuple[Path, Path], tmp_path: 
     monkeypatch.setattr(search_module, "RETIRE_SHARE", 0.0)
     train, _ = clicks
     settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=5)
-    result = auto(settings, tmp_path, enqueue=[{"family": "logistic"}, {"family": "mlp"}] + [{"family": "logistic"},
-                                                                                          {"family": "mlp"}] * 3)
+    class Told(SearchView):
+        def __init__(self) -> None:
+            self.retired: list[tuple[str, str]] = []
+
+        def on_retire(self, family: str, why: str) -> None:
+            self.retired.append((family, why))
+
+    told = Told()
+    result = auto(settings, tmp_path, view=told,
+                  enqueue=[{"family": "logistic"}, {"family": "mlp"}] + [{"family": "logistic"}, {"family": "mlp"}] * 3)
     ran = sorted((r for r in result.leaderboard), key=lambda r: r.number)
     retired = result.record.summary["auto"]["retired"]
     leader = ({"logistic", "mlp"} - set(retired)).pop()
     assert len(retired) == 1 and {r.family for r in ran[3:]} == {leader}, (retired, ran)
+    assert told.retired == list(retired.items())  # the live view is told once, when it happens
     study = optuna.load_study(study_name="auto", storage=f"sqlite:///{result.record.artifact_dir / 'optuna.db'}")
     skipped = [t for t in study.trials if str(t.user_attrs.get("skipped", "")).startswith("family ")]
     assert skipped and all(t.state == optuna.trial.TrialState.PRUNED for t in skipped)
