@@ -319,7 +319,9 @@ def test_bad_rows_are_counted(tmp_path: Path) -> None:
 
     out = CliRunner().invoke(app, ["inspect", str(tmp_path / "bad.csv")], env={"COLUMNS": "300"})
     assert out.exit_code == 0, out.output
-    assert "warning: 1 row could not be read (wrong column count: 1) and are left out of these figures" in out.output
+    # rich wraps at the console's width, which another test in the same process may have fixed: compare words
+    assert ("warning: 1 row could not be read (wrong column count: 1) and are left out of these figures"
+            in " ".join(out.output.split()))
 
 
 @pytest.mark.parametrize(
