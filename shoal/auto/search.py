@@ -284,7 +284,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
     trial: optuna.Trial | None = None
     failures = skips = 0
     too_slow: set[str] = set()  # families drawn since the last trial ran that had no time for one epoch
-    retired = _retired(rows_of(study), settings.budget_s, metric)  # family -> why it is drawn no more
+    rows = rows_of(study)  # the trials that ran (a skipped draw adds none): read again after each trial
+    retired = _retired(rows, settings.budget_s, metric)  # family -> why it is drawn no more
     redraws = random.Random(seed)  # the family of the trial after a skipped draw
     try:
         with registry.recording(record.run_id):
@@ -309,7 +310,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                     _redraw(study, space.families, {STARTER} | too_slow | set(retired), redraws)
                     continue
                 # a losing family's trial may take what is left of its allowance (a fifth of the budget in all)
-                allowance = _allowance(rows_of(study), family, settings.budget_s, metric)
+                allowance = _allowance(rows, family, settings.budget_s, metric)
                 epochs = budget.epochs_that_fit(family, cfg.train.epochs, allowance)
                 if epochs < 1:  # this family does not fit; a cheaper one may (a slow first trial must not end it)
                     trial.set_user_attr("skipped", "no time left for one epoch")
