@@ -102,7 +102,7 @@ from shoal.runtime.onnx import run_session
 
 __all__ = ["ANY_WIDTH_MAX", "DEFAULT_MAX_BYTES", "OPSET", "RAW_FILE", "RAW_FORMAT", "RawExportReport", "RawOnnxModel",
            "choose_form", "export_raw_onnx", "preprocess_model", "raw_contract", "raw_edges", "raw_feed",
-           "synthetic_raw_rows", "time_raw_graph", "timing_rows", "usual_sizes"]
+           "synthetic_raw_rows", "time_raw_graphs", "timing_rows", "usual_sizes"]
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ def export_raw_onnx(bundle_path: str | Path | Bundle, out_path: str | Path | Non
             for f, (merged, _) in built.items():
                 onnx.save(merged, str(files[f]))
             own = _timing_rows(bundle, bundle_dir)
-            timings = {f: time_raw_graph(RawOnnxModel(p), own[0]) for f, p in files.items()}
+            timings = time_raw_graphs({f: RawOnnxModel(p) for f, p in files.items()}, own[0])
         form = choose_form(timings) if timings else forms[0]
         merged, contract = built[form]
         width = contract.get("max_bytes")
@@ -634,21 +634,29 @@ def _media_as_bytes(table: pa.Table, encoder: Encoder, base: Path) -> pa.Table:
     return table
 
 
-def time_raw_graph(model: RawOnnxModel, rows: pa.Table, batches: Sequence[int] = FORM_BATCHES,
-                   repeats: int = 7) -> dict[int, float]:
-    """The median milliseconds of raw rows -> probabilities (:func:`raw_feed` + the session) for each of
-    ``batches`` rows (row dicts up to 32 rows, as a request arrives; a table above, as ``shoal predict`` reads)."""
-    out: dict[int, float] = {}
+def time_raw_graphs(models: Mapping[str, RawOnnxModel], rows: pa.Table, batches: Sequence[int] = FORM_BATCHES,
+                    repeats: int = 15) -> dict[str, dict[int, float]]:
+    """The median milliseconds of raw rows -> probabilities (:func:`raw_feed` + the session) of each model for each
+    of ``batches`` rows (row dicts up to 32 rows, as a request arrives; a table above, as ``shoal predict`` reads).
+
+    The models are timed call by call in turn, the order reversed every call, so a stretch of a busy machine
+    slows them alike: timed one after the other, a shared machine's slow spell of a second or two decides."""
+    out: dict[str, dict[int, float]] = {name: {} for name in models}
     for b in batches:
         batch = rows.take(np.arange(b) % rows.num_rows)
         feed_rows: pa.Table | list[dict[str, Any]] = batch.to_pylist() if b <= 32 else batch
-        model.predict_proba(feed_rows)  # warm-up: the session's first run allocates
-        times = []
-        for _ in range(repeats if b > 1 else 5 * repeats):
-            t0 = time.perf_counter()
-            model.predict_proba(feed_rows)
-            times.append(time.perf_counter() - t0)
-        out[b] = float(np.median(times) * 1e3)
+        for model in models.values():
+            model.predict_proba(feed_rows)  # warm-up: the session's first run allocates
+        times: dict[str, list[float]] = {name: [] for name in models}
+        order = list(models)
+        for _ in range(repeats if b > 1 else 10 * repeats):
+            for name in order:
+                t0 = time.perf_counter()
+                models[name].predict_proba(feed_rows)
+                times[name].append(time.perf_counter() - t0)
+            order.reverse()
+        for name in models:
+            out[name][b] = float(np.median(times[name]) * 1e3)
     return out
 
 

@@ -211,6 +211,28 @@ def test_form_auto_times_both_forms_and_writes_the_faster(exported: tuple[Path, 
     assert choose_form({"unrolled": {1: 1.0, 256: 10.0}, "loop": {1: 1.0, 256: 10.0}}) == "unrolled"
 
 
+def test_forms_are_timed_call_by_call_in_turn() -> None:
+    """A slow spell of the machine must slow both forms alike: calls alternate, the order reversed each time."""
+    from shoal.export.raw import time_raw_graphs
+
+    calls: list[tuple[str, int]] = []
+
+    class Fake:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def predict_proba(self, rows: Any) -> None:
+            calls.append((self.name, len(rows)))
+
+    table = pa.table({"x": [1.0, 2.0, 3.0]})
+    timings = time_raw_graphs({"unrolled": Fake("unrolled"), "loop": Fake("loop")},  # type: ignore[dict-item]
+                              table, batches=(1, 4), repeats=2)
+    assert set(timings) == {"unrolled", "loop"} and all(set(t) == {1, 4} for t in timings.values())
+    ones = [n for n, b in calls if b == 1][2:]  # after one warm-up call each
+    assert ones[:6] == ["unrolled", "loop", "loop", "unrolled", "unrolled", "loop"] and len(ones) == 40
+    assert [n for n, b in calls if b == 4][2:] == ["unrolled", "loop", "loop", "unrolled"]
+
+
 @pytest.mark.parametrize("form", ["unrolled", "loop"])
 def test_vocabulary_features_are_looked_up_in_the_graph(tmp_path: Path, form: str, random_bundle: Any) -> None:
     """encoding: vocab (one id per row and a list): the graph's rows are the encoder's exactly, out-of-vocabulary
