@@ -243,7 +243,7 @@ def _dense(g: GraphBuilder, cols: Sequence[DenseColumn]) -> tuple[str, str, list
     else:
         scaled = v
     if any(logs):
-        logged = signed_log1p(g, v)
+        logged = signed_log1p(g, v, of_float32=True)
         scaled = logged if all(logs) else g.op("Where", [g.const([logs], np.bool_, "is_log1p"), logged, scaled])
     missing = g.op("IsNaN", [scaled])
     values = g.op("Cast", [g.op("Where", [missing, g.const(0.0, np.float64), scaled])], "values", to=T.FLOAT)

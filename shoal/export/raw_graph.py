@@ -24,6 +24,7 @@ PREFIX = "raw/"  # every value the preprocessing adds is named under it, clear o
 
 M1 = 0xBF58476D1CE4E5B9
 M2 = 0x94D049BB133111EB
+LOG1P_EXACT = 2.0 ** -29  # from here up, 1 + |v| of a float32 v is exact in float64
 
 
 def per_object(cache: dict[int, tuple[Any, Any]], obj: Any, make: Callable[[Any], T_], size: int = 64) -> T_:
@@ -108,14 +109,21 @@ class GraphBuilder:
         return self.op("Gather", [self.op("Shape", [x]), self.i64(axis)])
 
 
-def signed_log1p(g: GraphBuilder, v: str) -> str:
+def signed_log1p(g: GraphBuilder, v: str, of_float32: bool = False) -> str:
     """``sign(v) * log1p(|v|)`` of float64 ``v``, as the encoder's numpy: ONNX has no Log1p, so log1p is
-    ``log(u) * a / (u - 1)`` with ``u = 1 + a`` (exact to a few ulps; ``a`` itself where ``u == 1``)."""
+    ``log(u) * a / (u - 1)`` with ``u = 1 + a`` (exact to a few ulps; ``a`` itself where ``u == 1``).
+
+    ``of_float32``: ``v`` holds float32 values (the dense inputs), whose answer is cast to float32: ``1 + |v|`` is
+    then exact in float64 for ``|v| >= 2^-29``, so ``log(u)`` is log1p to the last bit with three nodes fewer;
+    below, ``log1p(|v|)`` rounds to ``|v|`` itself in float32."""
     a = g.op("Abs", [v])
     u = g.op("Add", [a, g.const(1.0, np.float64)])
-    e = g.op("Sub", [u, g.const(1.0, np.float64)])
-    log1p = g.op("Where", [g.op("Equal", [e, g.const(0.0, np.float64)]), a,
-                           g.op("Div", [g.op("Mul", [g.op("Log", [u]), a]), e])])
+    if of_float32:
+        log1p = g.op("Where", [g.op("Less", [a, g.const(LOG1P_EXACT, np.float64)]), a, g.op("Log", [u])])
+    else:
+        e = g.op("Sub", [u, g.const(1.0, np.float64)])
+        log1p = g.op("Where", [g.op("Equal", [e, g.const(0.0, np.float64)]), a,
+                               g.op("Div", [g.op("Mul", [g.op("Log", [u]), a]), e])])
     return g.op("Mul", [g.op("Sign", [v]), log1p], "log1p")
 
 

@@ -25,6 +25,7 @@ from shoal.export.raw import (
     export_raw_onnx,
     parity,
     preprocess_model,
+    raw_contract,
     raw_edges,
     raw_feed,
     synthetic_raw_rows,
@@ -519,3 +520,26 @@ def test_a_graph_that_fails_its_parity_is_not_left_to_serve(tmp_path: Path, rand
         export_raw_onnx(folder, parity_rows=8)
     assert sorted(p.name for p in (folder / "onnx").iterdir()) == ["model.raw.failed.onnx"]
     assert raw_graph_refusal(bundle, folder) is not None
+
+
+def test_in_graph_log1p_equals_the_encoders_to_the_last_bit() -> None:
+    """The dense values of log1p columns, bit for bit, over float32s of every exponent: tiny ones (below and at
+    2^-29, where the graph takes |v| itself), negatives, zeros, the largest, NaN (missing)."""
+    cfg = parse_config({"data": {"train": "unused.csv"}, "label": {"column": "y"},
+                        "features": [{"name": "x", "kind": "dense", "transform": "log1p"}],
+                        "model": {"name": "logistic"}})
+    encoder = Encoder(cfg.features, cfg.label)
+    rng = np.random.default_rng(0)
+    floats = rng.integers(0, 2**32, 40_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edge = np.float32(2.0**-29)
+    special = np.array([0.0, -0.0, 1e-45, edge, np.nextafter(edge, np.float32(0)), np.nextafter(edge, np.float32(1)),
+                        -edge, 1.0, 3.4028235e38, -3.4028235e38, np.nan], np.float32)
+    values = np.concatenate([floats[np.isfinite(floats)], special, rng.uniform(-9, 9, 5_000).astype(np.float32),
+                             rng.uniform(-1e-7, 1e-7, 5_000).astype(np.float32)])
+    table = pa.table({"x": pa.array(values.astype(np.float64), pa.float64())})
+    encoder.fit([Chunk(table.append_column("y", pa.array(["0", "1"] * (len(values) // 2) + ["0"] * (len(values) % 2))),
+                       np.arange(1, len(values) + 1), "fit")], BadRowSink("error"))
+    want = encoder.encode(Chunk(table, np.arange(1, len(values) + 1), "t"), BadRowSink("error"),
+                          with_label=False).dense
+    (got,) = _session(preprocess_model(encoder)).run(["raw/out/dense"], raw_feed(table, raw_contract(encoder)))
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
