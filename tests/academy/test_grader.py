@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,13 @@ LABS = [lab.number for lab in list_labs()]
 NEW_LABS = [n for n in (3, 4) if n in LABS]
 # the RL lab trains CartPole for ~15 s (more on a loaded machine): slow, still part of `make test`
 SOLUTION_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n == 6 else n for n in LABS]
+
+
+def _budget(seconds: float) -> float:
+    """A lab's time budget, the brief's for 2 cores, for a check that shares the machine with the other workers of
+    ``pytest -n K`` (``make test``): K workers on C cores leave it C / K cores, so 2 / (C / K) times the time."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return seconds * max(1.0, 2 * workers / (os.cpu_count() or 2))
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +106,7 @@ def test_solution_passes_every_check(number: int, graded_solution: Callable[[int
     results, seconds, out = graded_solution(number)
     assert results and all(r.passed for r in results), _table(results)
     assert sum(r.status == "pass" for r in results) >= len(results) - 1  # at most the optional MNIST check skips
-    assert seconds < 120  # the issue's budget: 2 minutes on 2 cores; ~5-60 s here
+    assert seconds < _budget(120)  # the issue's budget: 2 minutes on 2 cores; ~5-90 s here
     assert sorted(p.name for p in out.glob("*.png"))  # plots were saved as PNGs
 
 
@@ -278,7 +286,7 @@ def test_solution_passes_quickly(number: int, graded_solution: Callable[[int], G
     results, seconds, out = graded_solution(number)
     assert results and all(r.status == "pass" for r in results), _table(results)
     # the briefs: a solution's full check in under a minute; lab 3's GRU reads long reviews, under two minutes
-    assert seconds < (120 if number == 3 else 60)
+    assert seconds < _budget(120 if number == 3 else 60)
     assert list(out.glob("*.png"))
 
 
