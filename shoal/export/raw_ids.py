@@ -22,7 +22,7 @@ __all__ = ["ANY_WIDTH_MAX", "ML_DOMAIN", "ML_OPSET", "hash_ids", "vocab_keys"]
 
 # the any-width form's longest id: 255 * (2^31 - 1) * 8192 < 2^53, so the byte sums stay exact in float64
 ANY_WIDTH_MAX = 8192
-BELOW_MAX = 256  # up to this max_bytes, the byte masks are one constant (L + 1, L) float64 (512 KiB at most)
+BELOW_MAX = 256  # up to this max_bytes, the byte masks are one constant (L + 1, L) uint8 (64 KiB at most)
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder with int64 keys: a vocabulary feature's lookup
 
 
@@ -183,8 +183,8 @@ def polynomial(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: i
     # bytes, else built per batch, and past BELOW_MAX bytes ((W + 1, W) would outgrow (T, W)) the compare
     index = g.op("Min", [length, longest])  # (T,)
     if rows <= BELOW_MAX:
-        steps = np.tril(np.ones((rows + 1, rows), f64), -1)  # (L + 1, L)
-        mask = g.op("Gather", [g.op("Slice", [g.const(steps, f64, "below"), g.i64([0]), longest, g.i64([1])]),
+        steps = np.tril(np.ones((rows + 1, rows), np.uint8), -1)  # (L + 1, L)
+        mask = g.op("Gather", [g.op("Slice", [g.const(steps, np.uint8, "below"), g.i64([0]), longest, g.i64([1])]),
                                index], "mask", axis=0)  # (T, W)
     else:
         positions = g.op("Slice", [g.const(np.arange(rows), np.int64, "position"), g.i64([0]), longest])  # (W,)
@@ -192,15 +192,16 @@ def polynomial(g: GraphBuilder, raw: str, lengths: str, basis: str, max_bytes: i
         def gathered() -> str:
             counts = g.op("Slice", [g.const(np.arange(rows + 1).reshape(-1, 1), np.int64, "count"), g.i64([0]),
                                     g.op("Add", [longest, g.i64([1])])])  # (W + 1, 1)
-            below = g.op("Cast", [g.op("Less", [positions, counts])], "below", to=T.DOUBLE)  # (W + 1, W)
+            below = g.op("Cast", [g.op("Less", [positions, counts])], "below", to=T.UINT8)  # (W + 1, W)
             return g.op("Gather", [below, index], "mask", axis=0)
 
         def compared() -> str:
-            return g.op("Cast", [g.op("Less", [positions, g.unsqueeze(length, 1)])], "mask", to=T.DOUBLE)
+            return g.op("Cast", [g.op("Less", [positions, g.unsqueeze(length, 1)])], "mask", to=T.UINT8)
 
         mask = g.op("If", [g.op("LessOrEqual", [longest, g.i64([BELOW_MAX])])], "mask",
-                    then_branch=g.branch(gathered, T.DOUBLE), else_branch=g.branch(compared, T.DOUBLE))
-    data = g.op("Mul", [g.op("Cast", [cut], to=T.DOUBLE), mask], "bytes_f64")  # (T, W)
+                    then_branch=g.branch(gathered, T.UINT8), else_branch=g.branch(compared, T.UINT8))
+    # masked in uint8 (a 0/1 mask: exact), then one cast: an eighth of the bytes through the gather and the product
+    data = g.op("Cast", [g.op("Mul", [cut, mask])], "bytes_f64", to=T.DOUBLE)  # (T, W)
     table = g.op("Slice", [g.const(powers(rows).T.astype(f64), f64, "powers"), g.i64([0]), longest, g.i64([1])])
     sums = g.op("Gemm", [table, data, basis], "byte_sums", transB=1)  # (2, W) x (W, T) + S: (2, T)
     weighted = g.op("Mul", [g.const(np.array(LENGTH_WEIGHTS, f64).reshape(2, 1), f64, "length_weights"),
