@@ -68,15 +68,17 @@ def family_bests(board: list[TrialRow]) -> set[int]:
     return set({r.family: r.number for r in reversed(board)}.values())
 
 
-def best_yaml(config: dict[str, Any], path: Path, test: Path | FileSpec | None = None) -> Path:
-    """Write the winner's resolved config (with the test file, when the search had one) as YAML to ``path``."""
+def best_yaml(config: dict[str, Any], path: Path, test: Path | FileSpec | None = None, refit: bool = False) -> Path:
+    """Write the winner's resolved config (with the test file, when the search had one) as YAML to ``path``;
+    ``refit``: the config is the winner's refit on every row (:mod:`shoal.auto.refit`)."""
     doc = dict(config)
     if isinstance(doc.get("train"), dict):  # trials skip the pictures; a run of the winner's config draws them
         doc["train"] = {**doc["train"], "pictures": True}
     if test is not None:
         doc["data"] = {**doc["data"], "test": str(test) if isinstance(test, Path) else test.model_dump(mode="json")}
     header = ("# The best config found by `shoal auto`; `shoal train` on this file trains the same model again\n"
-              "# (same data, validation rows, seed and settings, so the same validation metric).\n")
+              + ("# (same data, seed and settings: every row, for the epochs the search's validation chose).\n"
+                 if refit else "# (same data, validation rows, seed and settings, so the same validation metric).\n"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path

@@ -41,6 +41,7 @@ from shoal.config import DataConfig, FileSpec, load_config, parse_config
 from shoal.data.readers import check_file
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import BEST_FILE, CHECKPOINT_FILE
+from shoal.training.loop import Trainer
 
 __all__ = ["METRICS", "AutoResult", "AutoSettings", "SearchView", "auto", "resume"]
 
@@ -85,6 +86,7 @@ class AutoSettings:
     ensemble: int = 0  # >= 2: report the mean of the best trials' probabilities (shoal.auto.ensemble)
     header: bool | None = None  # whether DATA's first line names its columns (CSV/TSV); None: guessed
     label_kind: str | None = None  # binary, multiclass, regression or multilabel; None: as inspect guesses
+    refit: bool = False  # train the kept config again on every row of DATA (shoal.auto.refit)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -509,17 +511,22 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         config_path = None
         if best is not None and best.run_id is not None:
             winner = registry.get(best.run_id)
-            winner_data = parse_config(winner.config, source=f"run {winner.run_id}").data
+            final = winner  # the model kept: the trial's, or its refit on every row
+            if settings.refit and not interrupted and settings.latency_budget_ms is None:
+                left = 1.1 * settings.budget_s - before - budget.spent  # the budget and its 10 %
+                final = _refit(registry, record, best, winner, left, view, state) or winner
+            winner_data = parse_config(final.config, source=f"run {final.run_id}").data
             test_spec = file_spec(settings.test, winner_data) if settings.test is not None else None
-            config_path = best_yaml(winner.config, folder / "best.yaml", test_spec)
-            _link_bundle(winner.artifact_dir / "bundle", folder / "bundle")
+            config_path = best_yaml(final.config, folder / "best.yaml", test_spec, refit=final is not winner)
+            _link_bundle(final.artifact_dir / "bundle", folder / "bundle")
             metrics = {k: v for k, v in winner.metrics.items() if k.startswith("valid_")}
             if settings.test is not None:
-                view.on_phase(f"test: the winner (trial {best.number}) on {settings.test.name}, read once")
+                what = "its refit" if final is not winner else "the winner"
+                view.on_phase(f"test: {what} (trial {best.number}) on {settings.test.name}, read once")
                 assert test_spec is not None
-                test = test_report(best.run_id, test_spec, winner_data, registry.home)
+                test = test_report(final.run_id, test_spec, winner_data, registry.home)
                 metrics.update({f"test_{k}": v for k, v in test.items() if k != "bad_rows"})
-                state["test"] = {"file": str(settings.test), "run_id": best.run_id, **test}
+                state["test"] = {"file": str(settings.test), "run_id": final.run_id, **test}
             if settings.ensemble >= 2 and not interrupted:
                 state["ensemble"] = _ensemble(registry, board, settings, metric, winner_data, test_spec, view,
                                              best)
@@ -543,6 +550,50 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         result.compress = _compress(registry, final, best, settings.latency_budget_ms, view, state)
         result.record = registry.get(final.run_id)
     return result
+
+
+def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRecord, left_s: float,
+           view: SearchView, state: dict[str, Any]) -> RunRecord | None:
+    """The kept trial's config trained on every row of DATA for its best epochs, as a child run of the auto run
+    (:mod:`.refit`); None, with the reason in ``state["refit"]``, where it does not apply, would not fit in
+    ``left_s`` seconds or fails (the trial's model then stands)."""
+    from shoal.auto.refit import best_epochs, refit_config, refit_seconds
+
+    data = parse_config(winner.config, source=f"run {winner.run_id}").data
+    epochs = best_epochs(winner.summary.get("history") or [])
+    if not data.holds_out:
+        state["refit"] = {"skipped": "the validation rows are a file of their own (--valid): never trained on"}
+    elif epochs is None:
+        state["refit"] = {"skipped": f"trial {best.number} has no validation to take its epochs from"}
+    else:
+        cost = refit_seconds(best.seconds, best.epochs, epochs, data.valid_fraction)
+        if cost > left_s:
+            state["refit"] = {"skipped": f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget "
+                                         "(and its 10 %) are left"}
+    if "refit" in state:
+        view.on_phase(f"refit skipped: {state['refit']['skipped']}")
+        return None
+    assert epochs is not None
+    cfg = parse_config(refit_config(winner.config, epochs), source=f"the refit of run {winner.run_id}")
+    view.on_phase(f"refit: trial {best.number}'s config on every row of the data, {epochs} epoch"
+                  f"{'s' * (epochs > 1)} (its best)")
+    child = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=record.run_id)
+    started = time.monotonic()
+    try:
+        result = Trainer(cfg, child.artifact_dir).fit()
+    except KeyboardInterrupt:
+        registry.update(child.run_id, status=RunStatus.KILLED, finished=True)
+        state["refit"] = {"run_id": child.run_id, "error": "interrupted"}
+        return None
+    except Exception as err:  # the trial's model stands; the failure is said beside it
+        registry.fail(child.run_id, err)
+        state["refit"] = {"run_id": child.run_id, "error": f"{type(err).__name__}: {err}"}
+        return None
+    registry.complete(child.run_id, result.metrics, {**result.summary, "bundle": str(result.bundle),
+                                                     "auto": {"refit_of": best.number}})
+    state["refit"] = {"run_id": child.run_id, "trial": best.number, "epochs": epochs,
+                      "rows": result.summary.get("train_rows"), "seconds": round(time.monotonic() - started, 3)}
+    return registry.get(child.run_id)
 
 
 def _select(registry: Registry, board: list[TrialRow], metric: Metric, settings: AutoSettings,

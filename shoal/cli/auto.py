@@ -66,6 +66,10 @@ def auto(
         "--ensemble", help="Also build an ensemble of up to K trials (2-5) by forward selection on the validation "
                            "rows, score it beside the winner, and print the shoal distill command that makes it "
                            "one model.")] = 0,
+    refit: Annotated[bool, typer.Option(
+        "--refit", help="Then train the kept config again on every row of DATA, its validation rows too, for the "
+                        "epochs its validation chose; the test file scores that model, best.yaml is its config "
+                        "(not with --valid, nor --latency-budget-ms).")] = False,
     family: Annotated[list[str] | None, typer.Option(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(
@@ -100,7 +104,7 @@ def auto(
                 settings = search.AutoSettings(data=data, label=label, valid=valid, test=test, budget_s=budget,
                                                metric=metric, seed=seed, latency_budget_ms=latency_budget_ms,
                                                families=tuple(family) if family else None, ensemble=ensemble,
-                                               header=header, label_kind=label_kind)
+                                               header=header, label_kind=label_kind, refit=refit)
                 result = search.auto(settings, h, view=view)
         report(result)
         if result.best is not None:
@@ -246,6 +250,8 @@ def report(result: Any) -> None:
                   f"{best.value:.4f} -> run {best.run_id}")
     if "difference" in selection:
         console.print(f"selection: {selection['reason']}")
+    if state.get("refit"):
+        console.print(refit_line(state["refit"]))
     if record.metrics:
         console.print(metrics_table("the winner", split_metrics(record.metrics)))
     bad = (state.get("test") or {}).get("bad_rows")
@@ -263,6 +269,18 @@ def report(result: Any) -> None:
         console.print(compress_line(compress))
     served = compress["run_id"] if compress and compress.get("chosen") else record.run_id
     console.print(f"next: shoal show {record.run_id}   |   shoal serve {served}")
+
+
+def refit_line(refit: dict[str, Any]) -> str:
+    """What ``--refit`` did (``auto.refit``): the run trained on every row, or why the trial's model stands."""
+    if refit.get("skipped"):
+        return f"refit skipped: {escape(refit['skipped'])}"
+    if refit.get("error"):
+        return f"[yellow]refit failed[/] ({escape(refit['error'])}): the trial's model is kept"
+    rows = refit.get("rows")
+    return (f"refit: trial {refit['trial']}'s config on every row" + (f" ({rows:,})" if isinstance(rows, int) else "")
+            + f", {refit['epochs']} epochs, {refit['seconds']:.1f} s -> run {refit['run_id']} (the model tested and "
+            "served)")
 
 
 def _kept_or_best(selection: dict[str, Any], number: Any) -> str:
@@ -297,6 +315,8 @@ def summary_lines(summary: dict[str, Any], metrics: dict[str, Any] | None = None
                    + (f"{value:.4f}" if isinstance(value, int | float) else "-") + f" -> run {best.get('run_id')}")
         if selection.get("reason"):
             out.append(f"selection: {selection['reason']}")
+    if state.get("refit"):
+        out.append(refit_line(state["refit"]))
     if state.get("best_config"):
         out.append(f"best config: {state['best_config']}")
     if state.get("png"):

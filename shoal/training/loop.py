@@ -149,8 +149,9 @@ class Trainer:
         checkpoints = self.strategy.checkpointer(self.run_dir)
         pos = self._start(checkpoints, model, opts, resume, schedule)
         reports = self._reports(opts, pos.step)  # the callbacks, and TensorBoard's with train.tensorboard
-        if data.valid is None:
-            log.warning("no validation rows: early stopping is off and the last weights are kept")
+        if data.valid is None:  # asked for (valid_fraction 0: every row trains, as a refit does) or not
+            (log.info if self.config.data.valid_fraction == 0 else log.warning)(
+                "no validation rows: early stopping is off and the last weights are kept")
         evaluate = Evaluator(data, self.strategy, checkpoints, reports, t.early_stopping_patience)
         reports.on_start(int(data.summary["train_rows"]), t.epochs, pos.rows)
         stopped_by = self._epochs(model, (opts, schedule), data, pos, evaluate, reports, checkpoints)

@@ -1,0 +1,120 @@
+"""``shoal auto --refit``: the kept trial's config trained again on every row of DATA for its best epochs; the
+test file scores that model, best.yaml is its config, and where the refit does not apply the trial's model stands."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from shoal import evaluate_file
+from shoal.artifacts.registry import Registry, RunKind, RunStatus
+from shoal.auto import AutoSettings, auto
+from shoal.auto.refit import best_epochs, refit_config, refit_seconds
+from shoal.cli.main import app
+from shoal.data.synthetic import SynthSpec, generate
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A training file (2,000 rows: 3 dense counts, 4 sparse ids) and a test file (500 more rows of the same log)."""
+    folder = tmp_path_factory.mktemp("clicks")
+    generate(folder / "all.parquet", SynthSpec(rows=2500, dense=3, sparse=4, base_rate=0.2, max_cardinality=300))
+    table = pq.read_table(folder / "all.parquet")
+    pq.write_table(table.slice(0, 2000), folder / "train.parquet")
+    pq.write_table(table.slice(2000), folder / "test.parquet")
+    return folder / "train.parquet", folder / "test.parquet"
+
+
+def test_best_epochs_is_the_epoch_of_the_lowest_validation_loss() -> None:
+    history = [{"epoch": 1, "logloss": 0.5}, {"epoch": 2, "logloss": 0.4}, {"epoch": 3, "logloss": 0.4},
+               {"epoch": 4, "logloss": 0.45}]
+    assert best_epochs(history) == 2  # a tie keeps the first: the weights kept are the first to reach it
+    assert best_epochs([{"epoch": 1, "nmse": 0.9}, {"epoch": 2, "nmse": 0.7}]) == 2  # a number label's loss
+    assert best_epochs([{"epoch": 0.4, "logloss": 0.3}, {"epoch": 0.8, "logloss": 0.35}]) == 1  # begun: whole
+    assert best_epochs([]) is None and best_epochs([{"step": 10, "logloss": 0.3}]) is None
+
+
+def test_refit_config_trains_every_row_for_the_epochs_given() -> None:
+    config = {"name": "clicks-auto-t7-mlp", "data": {"train": "a.csv", "valid": None, "valid_fraction": 0.1},
+              "train": {"epochs": 20, "seed": 3}}
+    out = refit_config(config, 4)
+    assert out["data"] == {"train": "a.csv", "valid": None, "valid_fraction": 0.0}
+    assert out["train"] == {"epochs": 4, "seed": 3} and out["name"] == "clicks-auto-t7-mlp-refit"
+    assert config["data"]["valid_fraction"] == 0.1 and config["train"]["epochs"] == 20  # a copy
+    # 12 s for 6 epochs on 90 % of the rows -> 4 epochs on all of them
+    assert refit_seconds(12.0, 6, 4, 0.1) == pytest.approx(12.0 * 4 / 6 / 0.9)
+
+
+@pytest.fixture(scope="module")
+def refitted(clicks: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """One search with --refit (logistic trials, held-out validation rows, a test file) and its registry."""
+    train, test = clicks
+    home = tmp_path_factory.mktemp("home")
+    return auto(AutoSettings(data=train, label="label", test=test, budget_s=12, seed=1, families=("logistic",),
+                             max_trials=3, refit=True), home), home
+
+
+def test_the_refit_is_tested_served_and_written_as_best_yaml(clicks: tuple[Path, Path],
+                                                            refitted: tuple[Any, Path]) -> None:
+    _, test = clicks
+    result, home = refitted
+    state = result.record.summary["auto"]
+    refit = state["refit"]
+    assert result.best is not None and refit["trial"] == result.best.number, refit
+    registry = Registry(home)
+    run, winner = registry.get(refit["run_id"]), registry.get(str(result.best.run_id))
+    assert run.parent == result.record.run_id and run.kind == RunKind.TRAIN and run.status == RunStatus.COMPLETED
+    assert run.config["data"]["valid_fraction"] == 0.0 and run.summary["train_rows"] == 2000
+    assert refit["epochs"] == best_epochs(winner.summary["history"]) == run.config["train"]["epochs"]
+    assert winner.summary["train_rows"] < 2000  # the trial trained without its validation rows
+    # the test file scored the refit; the validation metrics stay the trial's (the refit has no validation rows)
+    assert state["test"]["run_id"] == run.run_id
+    assert result.record.metrics["test_auc"] == pytest.approx(evaluate_file(run.run_id, test, home=home)["auc"])
+    assert result.record.metrics["valid_auc"] == pytest.approx(result.best.value)
+    # the auto run's bundle (what serve, predict and export take) is the refit's
+    bundle = result.record.artifact_dir / "bundle"
+    assert filecmp.cmp(bundle / "model.safetensors", run.artifact_dir / "bundle" / "model.safetensors", shallow=False)
+    text = result.best_config.read_text()
+    assert "every row, for the epochs the search's validation chose" in text
+    doc = yaml.safe_load(text)
+    assert doc["data"]["valid_fraction"] == 0.0 and doc["train"]["epochs"] == refit["epochs"]
+    shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(home)])
+    assert f"refit: trial {result.best.number}'s config on every row (2,000)" in " ".join(shown.output.split())
+
+
+def test_a_refit_past_the_budget_is_skipped(refitted: tuple[Any, Path]) -> None:
+    from shoal.auto.search import SearchView, _refit
+
+    class Quiet(SearchView):  # the hooks that do nothing
+        pass
+
+    result, home = refitted
+    registry = Registry(home)
+    state: dict[str, Any] = {}
+    runs = len(registry.list(limit=1000))
+    kept = _refit(registry, result.record, result.best, registry.get(str(result.best.run_id)), 0.5, Quiet(),
+                  state)
+    assert kept is None and "of the budget (and its 10 %) are left" in state["refit"]["skipped"]
+    assert len(registry.list(limit=1000)) == runs  # nothing trained
+
+
+def test_no_refit_over_a_validation_file(clicks: tuple[Path, Path], tmp_path: Path) -> None:
+    """A --valid file is the user's to validate on: never trained on; the trial's model is tested and kept."""
+    train, test = clicks
+    valid = tmp_path / "valid.parquet"
+    pq.write_table(pq.read_table(test).slice(0, 250), valid)
+    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--valid", str(valid), "--test", str(test),
+                                   "--time-budget", "6s", "--family", "logistic", "--refit", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "refit skipped: the validation rows are a file of their own (--valid): never trained on" in " ".join(
+        out.output.split())
+    run = next(r for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
+    state = run.summary["auto"]
+    assert state["test"]["run_id"] == state["best"]["run_id"]
+    assert not any(r.config.get("name", "").endswith("-refit") for r in Registry(tmp_path).list(limit=100))
