@@ -25,7 +25,10 @@ __all__ = ["best_epochs", "refit_config", "refit_seconds"]
 def best_epochs(history: list[dict[str, Any]]) -> int | None:
     """The epochs a run trained up to its best validation (its kept weights): the epoch of the lowest selection
     loss in ``history`` (the first, on a tie), an epoch begun but not ended counted whole; None without one."""
-    scored = [(selection_loss(h), i, h) for i, h in enumerate(history) if "epoch" in h]
+    try:
+        scored = [(selection_loss(h), i, h) for i, h in enumerate(history) if "epoch" in h]
+    except KeyError:  # a history without the loss the trainer keeps its weights by
+        return None
     if not scored:
         return None
     _, _, best = min(scored, key=lambda s: (s[0], s[1]))

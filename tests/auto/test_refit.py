@@ -38,6 +38,7 @@ def test_best_epochs_is_the_epoch_of_the_lowest_validation_loss() -> None:
     assert best_epochs([{"epoch": 1, "nmse": 0.9}, {"epoch": 2, "nmse": 0.7}]) == 2  # a number label's loss
     assert best_epochs([{"epoch": 0.4, "logloss": 0.3}, {"epoch": 0.8, "logloss": 0.35}]) == 1  # begun: whole
     assert best_epochs([]) is None and best_epochs([{"step": 10, "logloss": 0.3}]) is None
+    assert best_epochs([{"epoch": 1, "auc": 0.7}]) is None  # no loss to tell the kept weights by
 
 
 def test_refit_config_trains_every_row_for_the_epochs_given() -> None:
