@@ -1,5 +1,5 @@
-"""The refit (``shoal auto --refit``): the kept trial's config trained once more on every row of DATA, its
-validation rows too, for the epochs it took to its best validation; the test file then scores that model.
+"""The refit (``shoal auto``'s default; ``--no-refit``): the kept trial's config trained once more on every row of
+DATA, its validation rows too, for the epochs it took to its best validation; the test file then scores that model.
 
 The search holds out a tenth of DATA to choose a model; once one is chosen, those rows can teach it too. The number
 of epochs cannot be chosen again without validation rows, so it is the one the trial's own validation chose::

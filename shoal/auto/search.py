@@ -86,7 +86,7 @@ class AutoSettings:
     ensemble: int = 0  # >= 2: report the mean of the best trials' probabilities (shoal.auto.ensemble)
     header: bool | None = None  # whether DATA's first line names its columns (CSV/TSV); None: guessed
     label_kind: str | None = None  # binary, multiclass, regression or multilabel; None: as inspect guesses
-    refit: bool = False  # train the kept config again on every row of DATA (shoal.auto.refit)
+    refit: bool = True  # train the kept config again on every row of DATA (shoal.auto.refit)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -512,6 +512,7 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
         if best is not None and best.run_id is not None:
             winner = registry.get(best.run_id)
             final = winner  # the model kept: the trial's, or its refit on every row
+            state.pop("refit", None)  # a resumed search's earlier refit: this session refits again, or says why not
             if settings.refit and not interrupted and settings.latency_budget_ms is None:
                 left = 1.1 * settings.budget_s - before - budget.spent  # the budget and its 10 %
                 final = _refit(registry, record, best, winner, left, view, state) or winner
@@ -561,19 +562,19 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
 
     data = parse_config(winner.config, source=f"run {winner.run_id}").data
     epochs = best_epochs(winner.summary.get("history") or [])
+    skipped = None
     if not data.holds_out:
-        state["refit"] = {"skipped": "the validation rows are a file of their own (--valid): never trained on"}
+        skipped = "the validation rows are a file of their own (--valid): never trained on"
     elif epochs is None:
-        state["refit"] = {"skipped": f"trial {best.number} has no validation to take its epochs from"}
+        skipped = f"trial {best.number} has no validation to take its epochs from"
     else:
         cost = refit_seconds(best.seconds, best.epochs, epochs, data.valid_fraction)
         if cost > left_s:
-            state["refit"] = {"skipped": f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget "
-                                         "(and its 10 %) are left"}
-    if "refit" in state:
-        view.on_phase(f"refit skipped: {state['refit']['skipped']}")
+            skipped = f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget (and its 10 %) are left"
+    if skipped is not None or epochs is None:
+        state["refit"] = {"skipped": skipped}
+        view.on_phase(f"refit skipped: {skipped}")
         return None
-    assert epochs is not None
     cfg = parse_config(refit_config(winner.config, epochs), source=f"the refit of run {winner.run_id}")
     view.on_phase(f"refit: trial {best.number}'s config on every row of the data, {epochs} epoch"
                   f"{'s' * (epochs > 1)} (its best)")

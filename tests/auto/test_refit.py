@@ -1,5 +1,6 @@
-"""``shoal auto --refit``: the kept trial's config trained again on every row of DATA for its best epochs; the
-test file scores that model, best.yaml is its config, and where the refit does not apply the trial's model stands."""
+"""``shoal auto``'s refit (its default): the kept trial's config trained again on every row of DATA for its best
+epochs; the test file scores that model, best.yaml is its config, and where it does not apply the trial's model
+stands."""
 
 from __future__ import annotations
 
@@ -118,4 +119,17 @@ def test_no_refit_over_a_validation_file(clicks: tuple[Path, Path], tmp_path: Pa
     run = next(r for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
     state = run.summary["auto"]
     assert state["test"]["run_id"] == state["best"]["run_id"]
+    assert not any(r.config.get("name", "").endswith("-refit") for r in Registry(tmp_path).list(limit=100))
+
+
+def test_no_refit_keeps_the_trials_model(clicks: tuple[Path, Path], tmp_path: Path) -> None:
+    """--no-refit: the winner is the trial's model, as the search trained it."""
+    train, _ = clicks
+    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--time-budget", "8s", "--family",
+                                   "logistic", "--no-refit", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    flat = " ".join(out.output.split())
+    assert "refit:" not in flat and "refit skipped" not in flat
+    run = next(r for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
+    assert "refit" not in run.summary["auto"] and run.config["refit"] is False
     assert not any(r.config.get("name", "").endswith("-refit") for r in Registry(tmp_path).list(limit=100))

@@ -42,7 +42,7 @@ def searched(clicks: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
     train, test = clicks
     started = time.monotonic()
     result = auto(AutoSettings(data=train, label="label", test=test, budget_s=BUDGET_S, seed=3,
-                               families=("logistic", "dlrm"), ensemble=2), home)
+                               families=("logistic", "dlrm"), ensemble=2, refit=False), home)  # refit: test_refit
     return {"result": result, "wall": time.monotonic() - started, "home": home}
 
 
