@@ -187,7 +187,7 @@ def test_pruning_resume_and_ctrl_c(clicks: tuple[Path, Path], tmp_path: Path) ->
     bad = {"family": "logistic", "logistic.lr": 1e-4, "logistic.embedding_lr": 1e-3, "logistic.epochs": 20,
            "logistic.batch_size": 128}
     good = {"family": "logistic", "logistic.epochs": 20}
-    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic",), max_trials=3)
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic",), max_trials=3, refit=False)
     first = auto(settings, tmp_path, enqueue=[good, bad])
     registry = Registry(tmp_path)
     states = [r.state for r in sorted(first.leaderboard, key=lambda r: r.number)]
@@ -293,7 +293,8 @@ def test_a_family_too_slow_for_the_time_left_does_not_end_the_search(clicks: tup
     monkeypatch.setattr(budget_module.Budget, "epochs_that_fit",
                         lambda self, family, n, cap=None: 0 if family == "mlp" else fits(self, family, n, cap))
     train, _ = clicks
-    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=3)
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=3,
+                            refit=False)
     result = auto(settings, tmp_path, enqueue=[{"family": "mlp"}] * 4)
     ran = [r for r in result.leaderboard if r.state in ("complete", "pruned")]
     assert len(ran) == 3 and {r.family for r in ran} <= {"starter", "logistic"}, result.leaderboard
@@ -407,7 +408,8 @@ def test_a_retired_family_is_drawn_no_more(clicks: tuple[Path, Path], tmp_path: 
 
     monkeypatch.setattr(search_module, "RETIRE_SHARE", 0.0)
     train, _ = clicks
-    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=5)
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic", "mlp"), max_trials=5,
+                            refit=False)
     class Told(SearchView):
         def __init__(self) -> None:
             self.retired: list[tuple[str, str]] = []

@@ -127,7 +127,7 @@ def test_a_text_search_runs_end_to_end(tmp_path: Path) -> None:
     # the starter drawn again (here: enqueued) is skipped, not trained twice: three trials, the starter once; each
     # skipped draw is told PRUNED (TPE ignores a FAIL, and drew the starter thousands of times) and the next trial
     # is of another family
-    result = auto(AutoSettings(data=data, label="label", budget_s=60, max_trials=3, families=("bag",)),
+    result = auto(AutoSettings(data=data, label="label", budget_s=60, max_trials=3, families=("bag",), refit=False),
                   tmp_path / "home", enqueue=[{"family": "starter"}] * 2)
     families = [r.family for r in sorted(result.leaderboard, key=lambda r: r.number)]
     assert families == ["starter", "bag", "bag"], families
