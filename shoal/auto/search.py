@@ -41,7 +41,7 @@ from shoal.config import DataConfig, FileSpec, load_config, parse_config
 from shoal.data.readers import check_file
 from shoal.training.callbacks import Callbacks
 from shoal.training.checkpoints import BEST_FILE, CHECKPOINT_FILE
-from shoal.training.loop import Trainer
+from shoal.training.runs import fit_run
 
 __all__ = ["METRICS", "AutoResult", "AutoSettings", "SearchView", "auto", "resume"]
 
@@ -562,15 +562,11 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
 
     data = parse_config(winner.config, source=f"run {winner.run_id}").data
     epochs = best_epochs(winner.summary.get("history") or [])
-    skipped = None
-    if not data.holds_out:
-        skipped = "the validation rows are a file of their own (--valid): never trained on"
-    elif epochs is None:
-        skipped = f"trial {best.number} has no validation to take its epochs from"
-    else:
-        cost = refit_seconds(best.seconds, best.epochs, epochs, data.valid_fraction)
-        if cost > left_s:
-            skipped = f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget (and its 10 %) are left"
+    cost = refit_seconds(best.seconds, best.epochs, epochs or 0, data.valid_fraction)
+    skipped = ("the validation rows are a file of their own (--valid): never trained on" if not data.holds_out
+               else f"trial {best.number} has no validation to take its epochs from" if epochs is None
+               else f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget (and its 10 %) are left"
+               if cost > left_s else None)
     if skipped is not None or epochs is None:
         state["refit"] = {"skipped": skipped}
         view.on_phase(f"refit skipped: {skipped}")
@@ -581,20 +577,16 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
     child = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=record.run_id)
     started = time.monotonic()
     try:
-        result = Trainer(cfg, child.artifact_dir).fit()
-    except KeyboardInterrupt:
-        registry.update(child.run_id, status=RunStatus.KILLED, finished=True)
-        state["refit"] = {"run_id": child.run_id, "error": "interrupted"}
+        done = fit_run(registry, child, cfg)  # a failure or Ctrl-C is recorded on the child run
+    except BaseException as err:  # the trial's model stands; the failure is said beside it
+        if not isinstance(err, Exception | KeyboardInterrupt):
+            raise
+        state["refit"] = {"run_id": child.run_id, "error": "interrupted" if isinstance(err, KeyboardInterrupt)
+                          else f"{type(err).__name__}: {err}"}
         return None
-    except Exception as err:  # the trial's model stands; the failure is said beside it
-        registry.fail(child.run_id, err)
-        state["refit"] = {"run_id": child.run_id, "error": f"{type(err).__name__}: {err}"}
-        return None
-    registry.complete(child.run_id, result.metrics, {**result.summary, "bundle": str(result.bundle),
-                                                     "auto": {"refit_of": best.number}})
     state["refit"] = {"run_id": child.run_id, "trial": best.number, "epochs": epochs,
-                      "rows": result.summary.get("train_rows"), "seconds": round(time.monotonic() - started, 3)}
-    return registry.get(child.run_id)
+                      "rows": done.summary.get("train_rows"), "seconds": round(time.monotonic() - started, 3)}
+    return registry.update(child.run_id, summary={"auto": {"refit_of": best.number}})
 
 
 def _select(registry: Registry, board: list[TrialRow], metric: Metric, settings: AutoSettings,

@@ -18,18 +18,13 @@ from shoal.artifacts.registry import Registry, RunKind, RunStatus
 from shoal.auto import AutoSettings, auto
 from shoal.auto.refit import best_epochs, refit_config, refit_seconds
 from shoal.cli.main import app
-from shoal.data.synthetic import SynthSpec, generate
+from tests.auto.conftest import click_log
 
 
 @pytest.fixture(scope="module")
 def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A training file (2,000 rows: 3 dense counts, 4 sparse ids) and a test file (500 more rows of the same log)."""
-    folder = tmp_path_factory.mktemp("clicks")
-    generate(folder / "all.parquet", SynthSpec(rows=2500, dense=3, sparse=4, base_rate=0.2, max_cardinality=300))
-    table = pq.read_table(folder / "all.parquet")
-    pq.write_table(table.slice(0, 2000), folder / "train.parquet")
-    pq.write_table(table.slice(2000), folder / "test.parquet")
-    return folder / "train.parquet", folder / "test.parquet"
+    return click_log(tmp_path_factory.mktemp("clicks"), rows=2500, train_rows=2000, dense=3, max_cardinality=300)
 
 
 def test_best_epochs_is_the_epoch_of_the_lowest_validation_loss() -> None:

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -17,8 +16,8 @@ from shoal.artifacts.registry import Registry, RunKind, RunStatus
 from shoal.auto import AutoSettings, SearchView, auto, resume
 from shoal.auto.search import STUDY_FILE
 from shoal.cli.main import app
-from shoal.data.synthetic import SynthSpec, generate
 from shoal.training.callbacks import Callbacks
+from tests.auto.conftest import click_log
 
 BUDGET_S = 24.0  # the ensemble (--ensemble 2) doubles the reserve: 5.4 s of it
 
@@ -26,12 +25,7 @@ BUDGET_S = 24.0  # the ensemble (--ensemble 2) doubles the reserve: 5.4 s of it
 @pytest.fixture(scope="module")
 def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A training file (3,000 rows: 4 dense counts, 4 sparse ids) and a test file (800 more rows of the same log)."""
-    folder = tmp_path_factory.mktemp("clicks")
-    generate(folder / "all.parquet", SynthSpec(rows=3800, dense=4, sparse=4, base_rate=0.2, max_cardinality=500))
-    table = pq.read_table(folder / "all.parquet")
-    pq.write_table(table.slice(0, 3000), folder / "train.parquet")
-    pq.write_table(table.slice(3000), folder / "test.parquet")
-    return folder / "train.parquet", folder / "test.parquet"
+    return click_log(tmp_path_factory.mktemp("clicks"), rows=3800, train_rows=3000, dense=4, max_cardinality=500)
 
 
 @pytest.fixture(scope="module")
