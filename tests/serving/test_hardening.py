@@ -119,18 +119,24 @@ def test_adversarial_sizes_cost_a_small_multiple_of_a_normal_request(bundle: Pat
     }
     with TestClient(create_app(bundle, settings)) as c:
         def timed(rows: list[dict[str, Any]]) -> float:
+            """The best of two calls: one busy moment of a shared machine is not the request's cost."""
             body = json.dumps({"rows": rows}).encode()
-            start = time.perf_counter()
-            response = c.post("/predict", content=body, headers={"content-type": "application/json"})
-            assert response.status_code == 200, response.text[:300]
-            return time.perf_counter() - start
+            best = math.inf
+            for _ in range(2):
+                start = time.perf_counter()
+                response = c.post("/predict", content=body, headers={"content-type": "application/json"})
+                assert response.status_code == 200, response.text[:300]
+                best = min(best, time.perf_counter() - start)
+            return best
 
         for rows in attacks.values():
             timed(rows)  # compile / warm up every path once
-        normal = float(np.median([timed([row]) for _ in range(5)]))
-        costs = {name: timed(rows) for name, rows in attacks.items()}
-    # a loose bound (a shared 2-core machine): before the compiled hash the 900 KB id alone took 1.3 s to 4 s
-    assert max(costs.values()) < max(100 * normal, 0.6), (normal, costs)
+        # each attack against a normal request of as many rows: 1,000 rows cost 1,000 rows, whatever their ids
+        normal = {n: timed([{**row, "s0": f"s0_{i}"} for i in range(n)]) for n in {len(r) for r in attacks.values()}}
+        ratios = {name: timed(rows) / normal[len(rows)] for name, rows in attacks.items()}
+    # a loose bound (a shared 2-core machine): before the compiled hash the 900 KB id alone cost 200 to 600 normal
+    # one-row requests (1.3 s to 4 s); now each attack costs a few
+    assert max(ratios.values()) < 25, (normal, ratios)
 
 
 # -- 1. a body sent half and held --------------------------------------------------------------------------------
