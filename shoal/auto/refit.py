@@ -1,25 +1,30 @@
-"""The refit (``shoal auto``'s default; ``--no-refit``): the kept trial's config trained once more on every row of
-DATA, its validation rows too, for the epochs it took to its best validation; the test file then scores that model.
+"""The refit (``shoal auto``'s default; ``--no-refit``): the kept trial's config trained once more on every row it
+was given, its validation rows too, for the epochs it took to its best validation; the test file then scores that
+model.
 
-The search holds out a tenth of DATA to choose a model; once one is chosen, those rows can teach it too. The number
-of epochs cannot be chosen again without validation rows, so it is the one the trial's own validation chose::
+Once a model is chosen, the rows that chose it can teach it too (AutoGluon's ``refit_full``). The number of epochs
+cannot be chosen again without validation rows, so it is the one the trial's own validation chose::
 
     search:  DATA = train rows (90 %) + validation rows (10 %)  ->  trial k, best validation at epoch E
     refit:   DATA = train rows (100 %), E epochs, no validation  ->  the model the test file scores, best.yaml
 
-Only where the validation rows were held out of DATA: a ``--valid`` file is the user's to validate on, never
-trained on. The refit must fit in the time left (the budget and its 10 %), else the trial's model stands.
+With a ``--valid`` file the refit reads the training source and that file as one list of sources (they must be read
+alike: the same format and options; a file read otherwise, or a SQL source, keeps the trial's model). The refit must
+fit in the time left (the budget and its 10 %), else the trial's model stands.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
+from shoal.config import DataConfig, FileSpec
+from shoal.data.readers import detect_format
 from shoal.training.evaluation import selection_loss
 
-__all__ = ["best_epochs", "refit_config", "refit_seconds"]
+__all__ = ["best_epochs", "merged_sources", "refit_config", "refit_seconds"]
 
 
 def best_epochs(history: list[dict[str, Any]]) -> int | None:
@@ -35,10 +40,33 @@ def best_epochs(history: list[dict[str, Any]]) -> int | None:
     return max(1, math.ceil(float(best["epoch"])))
 
 
-def refit_config(config: dict[str, Any], epochs: int) -> dict[str, Any]:
-    """``config`` (a run's resolved config) to train on all of DATA's rows for ``epochs`` epochs."""
+def merged_sources(data: DataConfig) -> list[str] | str:
+    """The training sources and the validation file as one list of paths, for a refit on both; a sentence saying
+    why they cannot be read as one (a validation file read with options of its own, a SQL source)."""
+    assert data.valid is not None
+    valid = data.valid
+    if isinstance(valid, FileSpec):
+        own = {k: v for k, v in valid.model_dump(exclude={"path"}).items() if v is not None}
+        differ = sorted(k for k, v in own.items() if getattr(data, k) != v)
+        if differ:
+            return f"the validation file is read with its own {', '.join(differ)}: it cannot join the training rows"
+        valid = valid.path
+    train, held = str(data.train).split("\n"), str(valid).split("\n")
+    if any(p.endswith(".sql") and Path(p).parent.name == "shoal-sql" for p in train + held):
+        return "a SQL source cannot be joined with the validation file"
+    formats = {detect_format(Path(p), data.format) for p in train + held}
+    if len(formats) > 1:
+        return f"the training and validation files are of different formats ({', '.join(sorted(formats))})"
+    return train + held
+
+
+def refit_config(config: dict[str, Any], epochs: int, train: list[str] | None = None) -> dict[str, Any]:
+    """``config`` (a run's resolved config) to train on all of DATA's rows for ``epochs`` epochs; ``train``: the
+    sources to train on instead (the training and validation files, :func:`merged_sources`)."""
     out = copy.deepcopy(config)
     out["name"] = f"{out.get('name') or 'auto'}-refit"
+    if train is not None:
+        out["data"]["train"], out["data"]["valid"] = train, None
     out["data"]["valid_fraction"] = 0.0
     out["train"]["epochs"] = epochs
     return out
@@ -46,5 +74,6 @@ def refit_config(config: dict[str, Any], epochs: int) -> dict[str, Any]:
 
 def refit_seconds(trial_seconds: float, trial_epochs: int, epochs: int, valid_fraction: float) -> float:
     """What the refit should take: the trial's time per epoch (its start-up included: a bound from above) for
-    ``epochs`` epochs, on ``1 / (1 - valid_fraction)`` times the rows."""
+    ``epochs`` epochs, on ``1 / (1 - valid_fraction)`` times the rows (the share of all rows the trial did not
+    train on)."""
     return trial_seconds * epochs / max(trial_epochs, 1) / max(1.0 - valid_fraction, 1e-6)

@@ -555,25 +555,33 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
 
 def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRecord, left_s: float,
            view: SearchView, state: dict[str, Any]) -> RunRecord | None:
-    """The kept trial's config trained on every row of DATA for its best epochs, as a child run of the auto run
-    (:mod:`.refit`); None, with the reason in ``state["refit"]``, where it does not apply, would not fit in
-    ``left_s`` seconds or fails (the trial's model then stands)."""
-    from shoal.auto.refit import best_epochs, refit_config, refit_seconds
+    """The kept trial's config trained on every row (DATA's, and a --valid file's) for its best epochs, as a child
+    run of the auto run (:mod:`.refit`); None, with the reason in ``state["refit"]``, where it does not apply,
+    would not fit in ``left_s`` seconds or fails (the trial's model then stands)."""
+    from shoal.auto.refit import best_epochs, merged_sources, refit_config, refit_seconds
 
     data = parse_config(winner.config, source=f"run {winner.run_id}").data
     epochs = best_epochs(winner.summary.get("history") or [])
-    cost = refit_seconds(best.seconds, best.epochs, epochs or 0, data.valid_fraction)
-    skipped = ("the validation rows are a file of their own (--valid): never trained on" if not data.holds_out
-               else f"trial {best.number} has no validation to take its epochs from" if epochs is None
-               else f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget (and its 10 %) are left"
-               if cost > left_s else None)
+    sources = merged_sources(data) if data.valid is not None else None
+    trained, held = winner.summary.get("train_rows"), winner.summary.get("valid_rows")
+    share = (data.valid_fraction if data.holds_out else held / (trained + held)
+             if isinstance(trained, int) and isinstance(held, int) and trained + held > 0 else 0.0)
+    cost = refit_seconds(best.seconds, best.epochs, epochs or 0, share)
+    skipped: str | None = None
+    if isinstance(sources, str):
+        skipped = sources
+    elif epochs is None:
+        skipped = f"trial {best.number} has no validation to take its epochs from"
+    elif cost > left_s:
+        skipped = f"it would take about {cost:.0f} s; {max(left_s, 0):.0f} s of the budget (and its 10 %) are left"
     if skipped is not None or epochs is None:
         state["refit"] = {"skipped": skipped}
         view.on_phase(f"refit skipped: {skipped}")
         return None
-    cfg = parse_config(refit_config(winner.config, epochs), source=f"the refit of run {winner.run_id}")
-    view.on_phase(f"refit: trial {best.number}'s config on every row of the data, {epochs} epoch"
-                  f"{'s' * (epochs > 1)} (its best)")
+    cfg = parse_config(refit_config(winner.config, epochs, sources if isinstance(sources, list) else None),
+                       source=f"the refit of run {winner.run_id}")
+    rows = "the training and validation files" if sources is not None else "every row of the data"
+    view.on_phase(f"refit: trial {best.number}'s config on {rows}, {epochs} epoch{'s' * (epochs > 1)} (its best)")
     child = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=record.run_id)
     started = time.monotonic()
     try:

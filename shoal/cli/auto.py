@@ -68,9 +68,9 @@ def auto(
                            "one model.")] = 0,
     refit: Annotated[bool, typer.Option(
         "--refit/--no-refit", help="Then train the kept config again on every row of DATA, its validation rows "
-                                   "too, for the epochs its validation chose; the test file scores that model, "
-                                   "best.yaml is its config (not with --valid, nor --latency-budget-ms). "
-                                   "--no-refit keeps the trial's model.")] = True,
+                                   "too (with --valid: DATA and that file), for the epochs its validation chose; "
+                                   "the test file scores that model, best.yaml is its config (not with "
+                                   "--latency-budget-ms). --no-refit keeps the trial's model.")] = True,
     family: Annotated[list[str] | None, typer.Option(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(

@@ -1,6 +1,6 @@
-"""``shoal auto``'s refit (its default): the kept trial's config trained again on every row of DATA for its best
-epochs; the test file scores that model, best.yaml is its config, and where it does not apply the trial's model
-stands."""
+"""``shoal auto``'s refit (its default): the kept trial's config trained again on every row (DATA's, a --valid
+file's) for its best epochs; the test file scores that model, best.yaml is its config, and where it does not apply
+the trial's model stands."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from shoal import evaluate_file
 from shoal.artifacts.registry import Registry, RunKind, RunStatus
 from shoal.auto import AutoSettings, auto
-from shoal.auto.refit import best_epochs, refit_config, refit_seconds
+from shoal.auto.refit import best_epochs, merged_sources, refit_config, refit_seconds
 from shoal.cli.main import app
 from tests.auto.conftest import click_log
 
@@ -101,20 +101,43 @@ def test_a_refit_past_the_budget_is_skipped(refitted: tuple[Any, Path]) -> None:
     assert len(registry.list(limit=1000)) == runs  # nothing trained
 
 
-def test_no_refit_over_a_validation_file(clicks: tuple[Path, Path], tmp_path: Path) -> None:
-    """A --valid file is the user's to validate on: never trained on; the trial's model is tested and kept."""
+def test_the_refit_trains_on_a_validation_file_too(clicks: tuple[Path, Path], tmp_path: Path) -> None:
+    """With --valid, the refit trains on DATA and the validation file as one list of sources (refit_full)."""
     train, test = clicks
-    valid = tmp_path / "valid.parquet"
-    pq.write_table(pq.read_table(test).slice(0, 250), valid)
-    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--valid", str(valid), "--test", str(test),
-                                   "--time-budget", "6s", "--family", "logistic", "--refit", "--home", str(tmp_path)])
+    table = pq.read_table(train)
+    pq.write_table(table.slice(0, 1700), tmp_path / "train.parquet")
+    pq.write_table(table.slice(1700), tmp_path / "valid.parquet")
+    out = CliRunner().invoke(app, ["auto", str(tmp_path / "train.parquet"), "--label", "label", "--valid",
+                                   str(tmp_path / "valid.parquet"), "--test", str(test), "--time-budget", "6s",
+                                   "--family", "logistic", "--home", str(tmp_path)])
     assert out.exit_code == 0, out.output
-    assert "refit skipped: the validation rows are a file of their own (--valid): never trained on" in " ".join(
-        out.output.split())
-    run = next(r for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
-    state = run.summary["auto"]
-    assert state["test"]["run_id"] == state["best"]["run_id"]
-    assert not any(r.config.get("name", "").endswith("-refit") for r in Registry(tmp_path).list(limit=100))
+    assert "refit: trial" in out.output and "on every row (2,000)" in " ".join(out.output.split())
+    registry = Registry(tmp_path)
+    state = next(r for r in registry.list(limit=100) if r.kind == RunKind.AUTO).summary["auto"]
+    run = registry.get(state["refit"]["run_id"])
+    assert run.summary["train_rows"] == 2000 and run.config["data"]["valid"] is None
+    assert run.config["data"]["train"] == [str(tmp_path / "train.parquet"), str(tmp_path / "valid.parquet")]
+    assert registry.get(state["best"]["run_id"]).summary["train_rows"] == 1700
+    assert state["test"]["run_id"] == run.run_id
+
+
+def test_a_validation_file_read_otherwise_is_not_joined(tmp_path: Path) -> None:
+    """Files that cannot be read as one list of sources keep the trial's model, and say why."""
+    from shoal.config import DataConfig
+
+    for name in ("a.csv", "b.csv", "c.parquet"):
+        (tmp_path / name).write_text("x,label\n1,0\n")
+    same = DataConfig(train=tmp_path / "a.csv", valid=tmp_path / "b.csv")
+    assert merged_sources(same) == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    spec = DataConfig(train=tmp_path / "a.csv", valid={"path": str(tmp_path / "b.csv"), "header": False,
+                                                       "columns": ["x", "label"]})
+    assert merged_sources(spec) == ("the validation file is read with its own columns, header: it cannot join the "
+                                    "training rows")
+    mixed = DataConfig(train=tmp_path / "a.csv", valid=tmp_path / "c.parquet")
+    assert merged_sources(mixed) == "the training and validation files are of different formats (csv, parquet)"
+    out = refit_config({"name": "n", "data": {"train": "a.csv", "valid": "b.csv", "valid_fraction": 0.1},
+                        "train": {"epochs": 9}}, 2, ["a.csv", "b.csv"])
+    assert out["data"] == {"train": ["a.csv", "b.csv"], "valid": None, "valid_fraction": 0.0}
 
 
 def test_no_refit_keeps_the_trials_model(clicks: tuple[Path, Path], tmp_path: Path) -> None:
