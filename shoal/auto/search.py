@@ -18,9 +18,11 @@ the winner. Ctrl-C stops the trial in flight, keeps the best so far and records 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import shutil
+import statistics
 import time
 import warnings
 from collections.abc import Sequence
@@ -87,6 +89,7 @@ class AutoSettings:
     header: bool | None = None  # whether DATA's first line names its columns (CSV/TSV); None: guessed
     label_kind: str | None = None  # binary, multiclass, regression or multilabel; None: as inspect guesses
     refit: bool = True  # train the kept config again on every row of DATA (shoal.auto.refit)
+    recheck: bool = True  # on few validation rows, the leaders trained again on fresh splits (shoal.auto.recheck)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -513,6 +516,11 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
             winner = registry.get(best.run_id)
             final = winner  # the model kept: the trial's, or its refit on every row
             state.pop("refit", None)  # a resumed search's earlier refit: this session refits again, or says why not
+            state.pop("recheck", None)
+            if settings.recheck and not interrupted and settings.latency_budget_ms is None:
+                left = 1.1 * settings.budget_s - before - budget.spent  # the budget and its 10 %
+                best = _recheck(registry, record, board, best, winner, metric, left, view, state) or best
+                winner = final = registry.get(str(best.run_id))
             if settings.refit and not interrupted and settings.latency_budget_ms is None:
                 left = 1.1 * settings.budget_s - before - budget.spent  # the budget and its 10 %
                 final = _refit(registry, record, best, winner, left, view, state) or winner
@@ -595,6 +603,75 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
     state["refit"] = {"run_id": child.run_id, "trial": best.number, "epochs": epochs,
                       "rows": done.summary.get("train_rows"), "seconds": round(time.monotonic() - started, 3)}
     return registry.update(child.run_id, summary={"auto": {"refit_of": best.number}})
+
+
+def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept: TrialRow, winner: RunRecord,
+             metric: Metric, left_s: float, view: SearchView, state: dict[str, Any]) -> TrialRow | None:
+    """On few validation rows, the leading trials trained again on fresh splits of every row (:mod:`.recheck`),
+    as child runs of the auto run; the leader with the best mean, or None (the kept trial stands) where it does not
+    apply or nothing would fit, with the reason in ``state["recheck"]``."""
+    from shoal.auto.recheck import FRACTION, RECHECK_ROWS, SPLITS, leaders, recheck_config, rechecked
+    from shoal.auto.refit import merged_sources
+
+    trained, held = winner.summary.get("train_rows"), winner.summary.get("valid_rows")
+    if not isinstance(trained, int) or not isinstance(held, int) or held >= RECHECK_ROWS or trained <= 0:
+        return None  # enough validation rows to choose by (or none known)
+    data = parse_config(winner.config, source=f"run {winner.run_id}").data
+    merged = merged_sources(data) if data.valid is not None else None
+    sources = merged if isinstance(merged, list) else None
+    total = trained + held if data.holds_out or sources is not None else trained
+    noise = (state.get("selection") or {}).get("standard_error")
+    usable = {r.number for r in board if r.run_id is not None
+              and (registry.get(r.run_id).artifact_dir / "bundle").exists()}
+    rows = leaders(board, kept, metric, noise, usable)
+    per_row = total * (1 - FRACTION) / trained  # a recheck's rows over the trial's
+    room = left_s - kept.seconds * total / trained  # what the refit will want after it
+    fit: list[TrialRow] = []
+    for row in rows:
+        if sum(SPLITS * r.seconds * per_row for r in [*fit, row]) > room:
+            break
+        fit.append(row)
+    if len(rows) < 2 or len(fit) < 2:
+        cost = sum(SPLITS * r.seconds * per_row for r in rows[:2])
+        state["recheck"] = {"skipped": "no other trial is within the validation rows' noise of the kept one"
+                            if len(rows) < 2 else f"rechecking the two leaders would take about {cost:.0f} s; "
+                            f"{max(room, 0):.0f} s of the budget (and its 10 %) are left beside the refit"}
+        view.on_phase(f"recheck skipped: {state['recheck']['skipped']}")
+        return None
+    view.on_phase(f"recheck: {held:,} validation rows; trials {', '.join(str(r.number) for r in fit)} on "
+                  f"{SPLITS} fresh splits of {total:,} rows ({FRACTION:.0%} held out each)")
+    started = time.monotonic()
+    scores: dict[int, list[float]] = {}
+    try:
+        for row in fit:
+            config = registry.get(str(row.run_id)).config
+            for split in range(1, SPLITS + 1):
+                cfg = parse_config(recheck_config(config, split, sources), source=f"the recheck of trial {row.number}")
+                child = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=record.run_id)
+                done = fit_run(registry, child, cfg)
+                value = done.metrics.get(f"valid_{metric.name}")
+                if isinstance(value, int | float) and math.isfinite(value):
+                    scores.setdefault(row.number, []).append(float(value))
+                if (done.artifact_dir / "bundle").exists():
+                    shutil.rmtree(done.artifact_dir / "bundle")
+                registry.update(done.run_id, summary={"bundle": None, "auto": {"recheck_of": row.number},
+                                                      "bundle_removed": "a recheck: its validation score is its use"})
+    except KeyboardInterrupt:
+        state["recheck"] = {"error": "interrupted"}
+        return None
+    except Exception as err:  # noqa: BLE001 - the kept trial stands; the failure is said beside it
+        state["recheck"] = {"error": f"{type(err).__name__}: {err}"}
+        view.on_phase(f"recheck failed ({type(err).__name__}: {err}): trial {kept.number} is kept")
+        return None
+    chosen = rechecked(scores, [r.number for r in fit], metric) if scores else kept.number
+    row = next(r for r in fit if r.number == chosen)
+    state["recheck"] = {
+        "valid_rows": held, "rows": total, "splits": SPLITS, "fraction": FRACTION, "chosen": chosen,
+        "seconds": round(time.monotonic() - started, 3),
+        "trials": [{"trial": r.number, "family": r.family, "valid": r.value, "scores": scores.get(r.number, []),
+                    "mean": statistics.fmean(scores[r.number]) if scores.get(r.number) else None} for r in fit]}
+    log.info("recheck: %s", state["recheck"])
+    return row
 
 
 def _select(registry: Registry, board: list[TrialRow], metric: Metric, settings: AutoSettings,

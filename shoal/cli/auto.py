@@ -71,6 +71,10 @@ def auto(
                                    "too (with --valid: DATA and that file), for the epochs its validation chose; "
                                    "the test file scores that model, best.yaml is its config (not with "
                                    "--latency-budget-ms). --no-refit keeps the trial's model.")] = True,
+    recheck: Annotated[bool, typer.Option(
+        "--recheck/--no-recheck", help="Under 10,000 validation rows, train the leading trials again on 3 fresh "
+                                       "splits of every row (DATA, and the --valid file: --no-recheck where it "
+                                       "is chosen to differ from DATA) and keep the best mean.")] = True,
     family: Annotated[list[str] | None, typer.Option(
         "--family", help="Search only this model family (repeat for several).")] = None,
     resume: Annotated[str | None, typer.Option(
@@ -105,7 +109,8 @@ def auto(
                 settings = search.AutoSettings(data=data, label=label, valid=valid, test=test, budget_s=budget,
                                                metric=metric, seed=seed, latency_budget_ms=latency_budget_ms,
                                                families=tuple(family) if family else None, ensemble=ensemble,
-                                               header=header, label_kind=label_kind, refit=refit)
+                                               header=header, label_kind=label_kind, refit=refit,
+                                               recheck=recheck)
                 result = search.auto(settings, h, view=view)
         report(result)
         if result.best is not None:
@@ -246,11 +251,13 @@ def report(result: Any) -> None:
         console.print("[bold red]no trial finished[/]: give a larger --time-budget")
         return
     selection = state.get("selection") or {}
-    kept = _kept_or_best(selection, best.number)
+    kept = _kept_or_best(state, best.number)
     console.print(f"[bold green]{kept}:[/] trial {best.number} ({best.family}), valid {result.metric.name} "
                   f"{best.value:.4f} -> run {best.run_id}")
     if "difference" in selection:
         console.print(f"selection: {selection['reason']}")
+    if state.get("recheck"):
+        console.print(recheck_line(state["recheck"], result.metric.name))
     if state.get("refit"):
         console.print(refit_line(state["refit"]))
     if record.metrics:
@@ -284,9 +291,26 @@ def refit_line(refit: dict[str, Any]) -> str:
             "served)")
 
 
-def _kept_or_best(selection: dict[str, Any], number: Any) -> str:
-    """"kept" when the selection rule kept the starter trial over a better one on validation, else "best"."""
-    return "kept" if selection.get("starter") == number else "best"
+def recheck_line(recheck: dict[str, Any], metric: str) -> str:
+    """What the recheck did (``auto.recheck``): each leader's mean on the fresh splits and the one kept, or why the
+    kept trial stands."""
+    if recheck.get("skipped"):
+        return f"recheck skipped: {escape(recheck['skipped'])}"
+    if recheck.get("error"):
+        return f"[yellow]recheck failed[/] ({escape(recheck['error'])}): the trial chosen on validation is kept"
+    leaders = ", ".join(f"trial {t['trial']} {t['mean']:.4f}" if isinstance(t.get("mean"), int | float)
+                        else f"trial {t['trial']} -" for t in recheck["trials"])
+    return (f"recheck ({recheck['valid_rows']:,} validation rows): mean {metric} on {recheck['splits']} fresh splits "
+            f"of {recheck['rows']:,} rows: {leaders} -> trial {recheck['chosen']} ({recheck['seconds']:.1f} s)")
+
+
+def _kept_or_best(state: dict[str, Any], number: Any) -> str:
+    """"kept" when the selection rule kept the starter trial over a better one on validation, or the recheck a
+    trial other than the first it rechecked, else "best"."""
+    selection, recheck = state.get("selection") or {}, state.get("recheck") or {}
+    trials = recheck.get("trials") or [{}]
+    moved = recheck.get("chosen") == number and trials[0].get("trial") != number
+    return "kept" if selection.get("starter") == number or moved else "best"
 
 
 def compress_line(compress: dict[str, Any]) -> str:
@@ -311,11 +335,13 @@ def summary_lines(summary: dict[str, Any], metrics: dict[str, Any] | None = None
     if best:
         selection = state.get("selection") or {}
         value = best.get("value")
-        kept = _kept_or_best(selection, best.get("number"))
+        kept = _kept_or_best(state, best.get("number"))
         out.append(f"{kept}: trial {best.get('number')} ({best.get('family')}), valid {state.get('metric')} "
                    + (f"{value:.4f}" if isinstance(value, int | float) else "-") + f" -> run {best.get('run_id')}")
         if selection.get("reason"):
             out.append(f"selection: {selection['reason']}")
+    if state.get("recheck"):
+        out.append(recheck_line(state["recheck"], str(state.get("metric"))))
     if state.get("refit"):
         out.append(refit_line(state["refit"]))
     if state.get("best_config"):

@@ -95,7 +95,7 @@ def test_a_refit_past_the_budget_is_skipped(refitted: tuple[Any, Path]) -> None:
     registry = Registry(home)
     state: dict[str, Any] = {}
     runs = len(registry.list(limit=1000))
-    kept = _refit(registry, result.record, result.best, registry.get(str(result.best.run_id)), 0.5, Quiet(),
+    kept = _refit(registry, result.record, result.best, registry.get(str(result.best.run_id)), 0.0, Quiet(),
                   state)
     assert kept is None and "of the budget (and its 10 %) are left" in state["refit"]["skipped"]
     assert len(registry.list(limit=1000)) == runs  # nothing trained

@@ -1,0 +1,140 @@
+"""``shoal auto``'s recheck (its default on few validation rows): the leading trials trained again on fresh splits
+of every row, the best mean kept; where it does not apply or fit, the trial chosen on validation stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from shoal.artifacts.registry import Registry, RunKind
+from shoal.auto import AutoSettings, auto
+from shoal.auto.recheck import FRACTION, LEADERS, SPLITS, leaders, recheck_config, rechecked
+from shoal.auto.report import TrialRow
+from shoal.auto.trial import Metric
+from shoal.cli.main import app
+from tests.auto.conftest import click_log
+
+AUC = Metric("auc", True)
+
+
+def _row(number: int, value: float | None, family: str = "mlp", state: str = "complete", **params: Any) -> TrialRow:
+    return TrialRow(number, family, state, value, 1.0, float(number), f"r{number}", 2, params or {"lr": number})
+
+
+def test_leaders_are_the_kept_trial_then_the_best_distinct_ones_within_the_noise() -> None:
+    board = [_row(5, 0.80), _row(6, 0.799, lr=5), _row(2, 0.79, state="pruned"), _row(3, 0.78), _row(4, 0.77),
+             _row(1, 0.70), _row(0, 0.79, family="starter")]
+    board = sorted(board, key=lambda r: -(r.value or 0))
+    usable = {r.number for r in board}
+    # trial 6 has trial 5's settings (a repeat draw): one of them is enough; a pruned trial is not a leader
+    assert [r.number for r in leaders(board, board[0], AUC, None, usable)] == [5, 0, 3, 4]
+    assert len(leaders(board, board[0], AUC, None, usable)) == LEADERS
+    # within two standard errors of the best only (0.80 - 2 * 0.006 = 0.788): the starter, not trial 3
+    assert [r.number for r in leaders(board, board[0], AUC, 0.006, usable)] == [5, 0]
+    # the kept trial comes first even when it is not the best (the selection kept the starter)
+    starter = next(r for r in board if r.family == "starter")
+    assert [r.number for r in leaders(board, starter, AUC, None, usable)][:2] == [0, 5]
+    assert [r.number for r in leaders(board, board[0], AUC, None, {5, 4})] == [5, 4]  # bundles kept only
+    loss = Metric("ne", False)  # lower is better: the noise bound measures from the lowest
+    low = [_row(1, 0.50), _row(2, 0.51), _row(3, 0.60)]
+    assert [r.number for r in leaders(low, low[0], loss, 0.01, {1, 2, 3})] == [1, 2]
+
+
+def test_recheck_config_holds_out_a_fresh_split() -> None:
+    config = {"name": "c-auto-t3-mlp", "data": {"train": "a.csv", "valid": "b.csv", "valid_fraction": 0.1},
+              "train": {"epochs": 9, "seed": 4, "pictures": True}}
+    out = recheck_config(config, 2, ["a.csv", "b.csv"])
+    assert out["name"] == "c-auto-t3-mlp-recheck2" and out["train"] == {"epochs": 9, "seed": 6, "pictures": False}
+    assert out["data"] == {"train": ["a.csv", "b.csv"], "valid": None, "valid_fraction": FRACTION}
+    assert config["train"]["seed"] == 4 and config["data"]["valid"] == "b.csv"  # a copy
+    assert recheck_config(config, 1)["data"]["train"] == "a.csv"  # DATA alone: the validation file not joined
+
+
+def test_rechecked_keeps_the_best_mean_and_the_earlier_on_a_tie() -> None:
+    assert rechecked({5: [0.70, 0.72, 0.71], 3: [0.73, 0.72, 0.74]}, [5, 3], AUC) == 3
+    assert rechecked({5: [0.72, 0.70], 3: [0.70, 0.72]}, [5, 3], AUC) == 5  # a tie: the kept trial
+    assert rechecked({5: [0.52], 3: [0.50]}, [5, 3], Metric("ne", False)) == 3
+    assert rechecked({5: [0.70], 3: []}, [5, 3], AUC) == 5  # a leader whose trainings failed drops out
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A training file of 1,600 rows, a validation file of 400 (few: the recheck applies) and a test file."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("clicks")
+    train, test = click_log(folder, rows=2500, train_rows=2000, dense=3, max_cardinality=300)
+    table = pq.read_table(train)
+    pq.write_table(table.slice(0, 1600), folder / "fit.parquet")
+    pq.write_table(table.slice(1600), folder / "valid.parquet")
+    return folder / "fit.parquet", folder / "valid.parquet", test
+
+
+def test_the_leaders_are_rechecked_and_the_refit_trains_the_one_kept(clicks: tuple[Path, Path, Path],
+                                                                     tmp_path: Path) -> None:
+    train, valid, test = clicks
+    result = auto(AutoSettings(data=train, label="label", valid=valid, test=test, budget_s=40, seed=2,
+                               families=("logistic",), max_trials=4), tmp_path)
+    state = result.record.summary["auto"]
+    recheck = state["recheck"]
+    assert recheck["valid_rows"] == 400 and recheck["rows"] == 2000 and recheck["splits"] == SPLITS
+    assert len(recheck["trials"]) >= 2 and all(len(t["scores"]) == SPLITS for t in recheck["trials"])
+    means = {t["trial"]: t["mean"] for t in recheck["trials"]}
+    assert recheck["chosen"] == max(means, key=lambda n: means[n]) == result.best.number  # type: ignore[union-attr]
+    registry = Registry(tmp_path)
+    runs = [r for r in registry.list(limit=200) if "-recheck" in r.config.get("name", "")]
+    assert len(runs) == SPLITS * len(recheck["trials"])
+    for run in runs:  # child runs of the search, each on its own split of every row, their bundles removed
+        assert run.parent == result.record.run_id and run.kind == RunKind.TRAIN
+        assert run.summary["train_rows"] + run.summary["valid_rows"] == 2000
+        assert not (run.artifact_dir / "bundle").exists() and run.summary["auto"]["recheck_of"] in means
+    assert len({r.config["train"]["seed"] for r in runs}) == SPLITS
+    assert state["refit"]["trial"] == recheck["chosen"]  # the refit trains the trial the recheck kept
+    shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(tmp_path)])
+    flat = " ".join(shown.output.split())
+    assert f"recheck (400 validation rows): mean auc on {SPLITS} fresh splits of 2,000 rows" in flat
+    assert f"-> trial {recheck['chosen']}" in flat
+
+
+def test_no_recheck_on_many_validation_rows_or_when_asked(clicks: tuple[Path, Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    train, valid, _ = clicks
+    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--valid", str(valid), "--time-budget",
+                                   "6s", "--family", "logistic", "--no-recheck", "--home", str(tmp_path / "a")])
+    assert out.exit_code == 0, out.output
+    assert "recheck (" not in out.output and "recheck skipped" not in out.output
+    run = next(r for r in Registry(tmp_path / "a").list(limit=100) if r.kind == RunKind.AUTO)
+    assert "recheck" not in run.summary["auto"] and run.config["recheck"] is False
+
+    monkeypatch.setattr("shoal.auto.recheck.RECHECK_ROWS", 400)  # 400 validation rows are now enough
+    result = auto(AutoSettings(data=train, label="label", valid=valid, budget_s=30, seed=2, families=("logistic",),
+                               max_trials=3), tmp_path / "b")
+    assert "recheck" not in result.record.summary["auto"]
+    assert not any("-recheck" in r.config.get("name", "") for r in Registry(tmp_path / "b").list(limit=100))
+
+
+def test_a_recheck_past_the_budget_is_skipped(clicks: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from shoal.auto.report import leaderboard, rows_of
+    from shoal.auto.search import SearchView, _recheck
+
+    class Quiet(SearchView):
+        pass
+
+    train, valid, _ = clicks
+    result = auto(AutoSettings(data=train, label="label", valid=valid, budget_s=30, seed=2, families=("logistic",),
+                               max_trials=3, recheck=False), tmp_path)
+    registry = Registry(tmp_path)
+    import optuna
+
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{result.record.artifact_dir / 'optuna.db'}")
+    board = leaderboard(rows_of(study), True)
+    assert result.best is not None
+    state: dict[str, Any] = {}
+    runs = len(registry.list(limit=1000))
+    kept = _recheck(registry, result.record, board, result.best, registry.get(str(result.best.run_id)), AUC, 0.0,
+                    Quiet(), state)
+    assert kept is None and "of the budget (and its 10 %) are left beside the refit" in state["recheck"]["skipped"]
+    assert len(registry.list(limit=1000)) == runs  # nothing trained
