@@ -138,3 +138,16 @@ def test_a_recheck_past_the_budget_is_skipped(clicks: tuple[Path, Path, Path], t
                     Quiet(), state)
     assert kept is None and "of the budget (and its 10 %) are left beside the refit" in state["recheck"]["skipped"]
     assert len(registry.list(limit=1000)) == runs  # nothing trained
+
+
+def test_the_flags_in_the_guides_examples_are_the_commands() -> None:
+    """Every option docs/auto.md's first example block gives `shoal auto` is one the command takes."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "auto.md").read_text(encoding="utf-8")
+    block = doc.split("```", 2)[1]
+    shown = {flag for line in block.splitlines() if line.startswith("shoal auto")
+             for flag in re.findall(r"(?<=\s)--[a-z][a-z-]*", line.split("#")[0])}
+    help_text = " ".join(CliRunner().invoke(app, ["auto", "--help"], terminal_width=200).output.split())
+    assert {"--no-recheck", "--no-refit", "--valid"} <= shown
+    assert not [f for f in shown if f not in help_text], shown
