@@ -73,18 +73,24 @@ def clicks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return folder / "fit.parquet", folder / "valid.parquet", test
 
 
-def test_the_leaders_are_rechecked_and_the_refit_trains_the_one_kept(clicks: tuple[Path, Path, Path],
-                                                                     tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def searched(clicks: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """One search over the 400-row validation file, with the recheck and the refit, and its registry."""
     train, valid, test = clicks
-    result = auto(AutoSettings(data=train, label="label", valid=valid, test=test, budget_s=40, seed=2,
-                               families=("logistic",), max_trials=4), tmp_path)
+    home = tmp_path_factory.mktemp("home")
+    return auto(AutoSettings(data=train, label="label", valid=valid, test=test, budget_s=40, seed=2,
+                             families=("logistic",), max_trials=4), home), home
+
+
+def test_the_leaders_are_rechecked_and_the_refit_trains_the_one_kept(searched: tuple[Any, Path]) -> None:
+    result, home = searched
     state = result.record.summary["auto"]
     recheck = state["recheck"]
     assert recheck["valid_rows"] == 400 and recheck["rows"] == 2000 and recheck["splits"] == SPLITS
     assert len(recheck["trials"]) >= 2 and all(len(t["scores"]) == SPLITS for t in recheck["trials"])
     means = {t["trial"]: t["mean"] for t in recheck["trials"]}
-    assert recheck["chosen"] == max(means, key=lambda n: means[n]) == result.best.number  # type: ignore[union-attr]
-    registry = Registry(tmp_path)
+    assert recheck["chosen"] == max(means, key=lambda n: means[n]) == result.best.number
+    registry = Registry(home)
     runs = [r for r in registry.list(limit=200) if "-recheck" in r.config.get("name", "")]
     assert len(runs) == SPLITS * len(recheck["trials"])
     for run in runs:  # child runs of the search, each on its own split of every row, their bundles removed
@@ -93,51 +99,47 @@ def test_the_leaders_are_rechecked_and_the_refit_trains_the_one_kept(clicks: tup
         assert not (run.artifact_dir / "bundle").exists() and run.summary["auto"]["recheck_of"] in means
     assert len({r.config["train"]["seed"] for r in runs}) == SPLITS
     assert state["refit"]["trial"] == recheck["chosen"]  # the refit trains the trial the recheck kept
-    shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(tmp_path)])
+    shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(home)])
     flat = " ".join(shown.output.split())
     assert f"recheck (400 validation rows): mean auc on {SPLITS} fresh splits of 2,000 rows" in flat
     assert f"-> trial {recheck['chosen']}" in flat
 
 
-def test_no_recheck_on_many_validation_rows_or_when_asked(clicks: tuple[Path, Path, Path], tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    train, valid, _ = clicks
-    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--valid", str(valid), "--time-budget",
-                                   "6s", "--family", "logistic", "--no-recheck", "--home", str(tmp_path / "a")])
-    assert out.exit_code == 0, out.output
-    assert "recheck (" not in out.output and "recheck skipped" not in out.output
-    run = next(r for r in Registry(tmp_path / "a").list(limit=100) if r.kind == RunKind.AUTO)
-    assert "recheck" not in run.summary["auto"] and run.config["recheck"] is False
+def test_a_recheck_past_the_budget_or_on_many_rows_is_not_done(searched: tuple[Any, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
 
-    monkeypatch.setattr("shoal.auto.recheck.RECHECK_ROWS", 400)  # 400 validation rows are now enough
-    result = auto(AutoSettings(data=train, label="label", valid=valid, budget_s=30, seed=2, families=("logistic",),
-                               max_trials=3), tmp_path / "b")
-    assert "recheck" not in result.record.summary["auto"]
-    assert not any("-recheck" in r.config.get("name", "") for r in Registry(tmp_path / "b").list(limit=100))
-
-
-def test_a_recheck_past_the_budget_is_skipped(clicks: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from shoal.auto.report import leaderboard, rows_of
     from shoal.auto.search import SearchView, _recheck
 
     class Quiet(SearchView):
         pass
 
-    train, valid, _ = clicks
-    result = auto(AutoSettings(data=train, label="label", valid=valid, budget_s=30, seed=2, families=("logistic",),
-                               max_trials=3, recheck=False), tmp_path)
-    registry = Registry(tmp_path)
-    import optuna
-
+    result, home = searched
+    registry = Registry(home)
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{result.record.artifact_dir / 'optuna.db'}")
     board = leaderboard(rows_of(study), True)
-    assert result.best is not None
-    state: dict[str, Any] = {}
+    kept = next(r for r in board if r.number == result.record.summary["auto"]["recheck"]["trials"][0]["trial"])
+    winner = registry.get(str(kept.run_id))
     runs = len(registry.list(limit=1000))
-    kept = _recheck(registry, result.record, board, result.best, registry.get(str(result.best.run_id)), AUC, 0.0,
-                    Quiet(), state)
-    assert kept is None and "of the budget (and its 10 %) are left beside the refit" in state["recheck"]["skipped"]
-    assert len(registry.list(limit=1000)) == runs  # nothing trained
+    state: dict[str, Any] = {}
+    assert _recheck(registry, result.record, board, kept, winner, AUC, 0.0, Quiet(), state) is None
+    assert "of the budget (and its 10 %) are left beside the refit" in state["recheck"]["skipped"]
+    monkeypatch.setattr("shoal.auto.recheck.RECHECK_ROWS", 400)  # 400 validation rows are now enough
+    state = {}
+    assert _recheck(registry, result.record, board, kept, winner, AUC, 1e6, Quiet(), state) is None
+    assert state == {} and len(registry.list(limit=1000)) == runs  # nothing trained, nothing said
+
+
+def test_no_recheck_when_asked(clicks: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    train, valid, _ = clicks
+    out = CliRunner().invoke(app, ["auto", str(train), "--label", "label", "--valid", str(valid), "--time-budget",
+                                   "6s", "--family", "logistic", "--no-recheck", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "recheck (" not in out.output and "recheck skipped" not in out.output
+    run = next(r for r in Registry(tmp_path).list(limit=100) if r.kind == RunKind.AUTO)
+    assert "recheck" not in run.summary["auto"] and run.config["recheck"] is False
+    assert not any("-recheck" in r.config.get("name", "") for r in Registry(tmp_path).list(limit=100))
 
 
 def test_the_flags_in_the_guides_examples_are_the_commands() -> None:
