@@ -518,7 +518,7 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
             state.pop("refit", None)  # a resumed search's earlier refit: this session refits again, or says why not
             state.pop("recheck", None)
             if settings.recheck and not interrupted and settings.latency_budget_ms is None:
-                left = 1.1 * settings.budget_s - before - budget.spent  # the budget and its 10 %
+                left = 1.1 * settings.budget_s - before - budget.spent - budget.reserve  # the reserve kept
                 best = _recheck(registry, record, board, best, winner, metric, left, view, state) or best
                 winner = final = registry.get(str(best.run_id))
             if settings.refit and not interrupted and settings.latency_budget_ms is None:
@@ -641,21 +641,30 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     view.on_phase(f"recheck: {held:,} validation rows; trials {', '.join(str(r.number) for r in fit)} on "
                   f"{SPLITS} fresh splits of {total:,} rows ({FRACTION:.0%} held out each)")
     started = time.monotonic()
-    scores: dict[int, list[float]] = {}
+    deadline = started + room
+    scores: dict[int, list[float]] = {r.number: [] for r in fit}
+    splits, pace = 0, 1.0  # the splits every leader finished; the slowest measured / estimated time so far
     try:
-        for row in fit:
-            config = registry.get(str(row.run_id)).config
-            for split in range(1, SPLITS + 1):
+        for split in range(1, SPLITS + 1):  # split by split: a recheck stopped by the clock is still paired
+            for row in fit:
+                guess = row.seconds * per_row
+                if time.monotonic() + guess * pace > deadline:
+                    raise TimeoutError
+                config = registry.get(str(row.run_id)).config
                 cfg = parse_config(recheck_config(config, split, sources), source=f"the recheck of trial {row.number}")
                 child = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=record.run_id)
+                begun = time.monotonic()
                 done = fit_run(registry, child, cfg)
+                pace = max(pace, (time.monotonic() - begun) / max(guess, 1e-3))
                 value = done.metrics.get(f"valid_{metric.name}")
-                if isinstance(value, int | float) and math.isfinite(value):
-                    scores.setdefault(row.number, []).append(float(value))
+                scores[row.number].append(float(value) if isinstance(value, int | float) else math.nan)
                 if (done.artifact_dir / "bundle").exists():
                     shutil.rmtree(done.artifact_dir / "bundle")
                 registry.update(done.run_id, summary={"bundle": None, "auto": {"recheck_of": row.number},
                                                       "bundle_removed": "a recheck: its validation score is its use"})
+            splits = split
+    except TimeoutError:
+        log.info("recheck: stopped by the budget after %d split(s)", splits)
     except KeyboardInterrupt:
         state["recheck"] = {"error": "interrupted"}
         return None
@@ -663,10 +672,17 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
         state["recheck"] = {"error": f"{type(err).__name__}: {err}"}
         view.on_phase(f"recheck failed ({type(err).__name__}: {err}): trial {kept.number} is kept")
         return None
-    chosen = rechecked(scores, [r.number for r in fit], metric) if scores else kept.number
+    # the splits every leader finished, and only the leaders that scored on each of them
+    scores = {n: v[:splits] for n, v in scores.items() if splits and all(math.isfinite(x) for x in v[:splits])}
+    if splits == 0 or kept.number not in scores:
+        state["recheck"] = {"skipped": f"the budget ran out before the leaders finished a split "
+                            f"({time.monotonic() - started:.0f} s)"}
+        view.on_phase(f"recheck stopped: {state['recheck']['skipped']}")
+        return None
+    chosen = rechecked(scores, [r.number for r in fit], metric)
     row = next(r for r in fit if r.number == chosen)
     state["recheck"] = {
-        "valid_rows": held, "rows": total, "splits": SPLITS, "fraction": FRACTION, "chosen": chosen,
+        "valid_rows": held, "rows": total, "splits": splits, "fraction": FRACTION, "chosen": chosen,
         "seconds": round(time.monotonic() - started, 3),
         "trials": [{"trial": r.number, "family": r.family, "valid": r.value, "scores": scores.get(r.number, []),
                     "mean": statistics.fmean(scores[r.number]) if scores.get(r.number) else None} for r in fit]}
