@@ -5,8 +5,9 @@ On a few hundred validation rows the best of hundreds of trials is partly the be
 one search of a 7,609-row click log kept a trial at 0.737 validation AUC that tested at 0.709, while trials a
 hair behind it on validation tested at 0.727-0.729. Scores on fresh splits do not share that luck::
 
-    leaders    the kept trial and the next best distinct complete trials (at most LEADERS), each within two
-               standard errors of the best on the validation rows (the selection's paired bootstrap, :mod:`.select`)
+    leaders    the kept trial, each other family's best, then the next best distinct complete trials (at most
+               LEADERS), each within two standard errors of the best on the validation rows (the selection's
+               paired bootstrap, :mod:`.select`)
     splits     SPLITS trainings of each, holding out FRACTION of every row (DATA, and a --valid file read alike)
                with the seeds seed + 1 .. seed + SPLITS: every leader meets the same splits
     kept       the leader with the best mean over its splits (a tie keeps the earlier: the kept trial first)
@@ -39,23 +40,22 @@ FRACTION = 0.2  # the share of the rows each split holds out
 
 def leaders(board: Sequence[TrialRow], kept: TrialRow, metric: Metric, noise: float | None,
             usable: set[int]) -> list[TrialRow]:
-    """The trials to recheck: ``kept`` first, then the best complete trials of ``board`` (its order) whose settings
-    differ from those before them, within ``2 * noise`` of the best validation value (``noise`` None: no bound),
-    among ``usable`` trial numbers (those that still have their bundle); at most LEADERS."""
-    complete = [r for r in board if r.state == "complete" and r.value is not None]
+    """The trials to recheck, at most LEADERS: ``kept`` first, then each other family's best, then the next best,
+    among the complete trials of ``board`` (best first) within ``2 * noise`` of the best validation value
+    (``noise`` None: no bound) whose settings differ from those taken, among ``usable`` trial numbers (those that
+    still have their bundle). Other families first: near copies of one trial that TPE drew late tell little."""
+    complete = [r for r in board if r.state == "complete" and r.value is not None and r.number in usable]
     best = max((r.value for r in complete if r.value is not None), key=lambda v: v if metric.maximize else -v,
                default=None)
+    near = [r for r in complete if noise is None or best is None or abs(best - (r.value or 0.0)) <= 2 * noise]
+    firsts = [r for i, r in enumerate(near) if all(o.family != r.family for o in near[:i])]
     out, seen = [kept], {_key(kept)}
-    for row in complete:
+    for row in [r for r in firsts if r.family != kept.family] + near:
         if len(out) == LEADERS:
             break
-        if row.number not in usable or _key(row) in seen:
-            continue
-        assert row.value is not None and best is not None
-        if noise is not None and abs(best - row.value) > 2 * noise:
-            break  # the board is sorted: the rest are further behind
-        out.append(row)
-        seen.add(_key(row))
+        if _key(row) not in seen:
+            out.append(row)
+            seen.add(_key(row))
     return out
 
 

@@ -29,8 +29,11 @@ def test_leaders_are_the_kept_trial_then_the_best_distinct_ones_within_the_noise
              _row(1, 0.70), _row(0, 0.79, family="starter")]
     board = sorted(board, key=lambda r: -(r.value or 0))
     usable = {r.number for r in board}
-    # trial 6 has trial 5's settings (a repeat draw): one of them is enough; a pruned trial is not a leader
+    # other families first (the starter); trial 6 has trial 5's settings (a repeat draw): one of them is enough;
+    # a pruned trial is not a leader
     assert [r.number for r in leaders(board, board[0], AUC, None, usable)] == [5, 0, 3, 4]
+    mixed = [_row(1, 0.80), _row(2, 0.799), _row(3, 0.798), _row(4, 0.797, family="dlrm"), _row(5, 0.70, "logistic")]
+    assert [r.number for r in leaders(mixed, mixed[0], AUC, 0.01, {1, 2, 3, 4, 5})] == [1, 4, 2, 3]
     assert len(leaders(board, board[0], AUC, None, usable)) == LEADERS
     # within two standard errors of the best only (0.80 - 2 * 0.006 = 0.788): the starter, not trial 3
     assert [r.number for r in leaders(board, board[0], AUC, 0.006, usable)] == [5, 0]
