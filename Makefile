@@ -22,9 +22,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shoal
 
-# the tests in one worker per core (pytest-xdist), a module's tests in one worker (its fixtures built once)
+# the tests in one worker per core (pytest-xdist), a module's tests in one worker (its fixtures built once); the
+# 20 slowest are listed at the end, where the suite's time goes
 test: $(STAMP) lint typecheck browser
-	$(BIN)/python -m pytest -q -n auto --dist loadscope
+	$(BIN)/python -m pytest -q -n auto --dist loadscope --durations=20
 
 # Debian's chromium and its driver for the UI's browser tests (tests/ui): installed with apt when missing; without
 # them (no root, no apt) those tests are skipped with a reason, never failed.
