@@ -12,11 +12,12 @@ hair behind it on validation tested at 0.727-0.729. Scores on fresh splits do no
                with the seeds seed + 1 .. seed + SPLITS: every leader meets the same splits
     kept       the leader with the best mean over its splits (a tie keeps the earlier: the kept trial first)
 
-Only where the validation rows are fewer than RECHECK_ROWS (on more, one split already tells the leaders apart)
-and the trainings fit in the time left (the budget and its 10 %, less the refit's estimate); the leaders that fit
-are rechecked, at least two, else the kept trial stands. With a ``--valid`` file the splits mix its rows with
-DATA's: they assume one distribution; where the validation file is chosen to differ (a later week, another
-market), ``--no-recheck`` leaves the choice to it.
+Only where the validation rows are fewer than RECHECK_ROWS (on more, one split already tells the leaders apart),
+where a ``--valid`` file can be read with DATA as one list of sources, and in the time left (the budget and its
+10 %, less the reserve and the refit's estimate): the leaders estimated to fit are rechecked, at least two, split
+by split, stopping before a training that would pass the time; they are compared on the splits all of them
+finished. With a ``--valid`` file the splits mix its rows with DATA's: they assume one distribution; where the
+validation file is chosen to differ (a later week, another market), ``--no-recheck`` leaves the choice to it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def recheck_config(config: dict[str, Any], split: int, train: list[str] | None =
     out = copy.deepcopy(config)
     out["name"] = f"{out.get('name') or 'auto'}-recheck{split}"
     if train is not None:
-        out["data"]["train"], out["data"]["valid"] = train, None
+        out["data"]["train"] = train
+    out["data"]["valid"] = None  # held out of the sources, never the validation file alone
     out["data"]["valid_fraction"] = FRACTION
     out["train"]["seed"] = int(out["train"].get("seed") or 0) + split
     out["train"]["pictures"] = False

@@ -614,12 +614,16 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     from shoal.auto.refit import merged_sources
 
     trained, held = winner.summary.get("train_rows"), winner.summary.get("valid_rows")
-    if not isinstance(trained, int) or not isinstance(held, int) or held >= RECHECK_ROWS or trained <= 0:
+    if not isinstance(trained, int) or not isinstance(held, int) or not 0 < held < RECHECK_ROWS or trained <= 0:
         return None  # enough validation rows to choose by (or none known)
     data = parse_config(winner.config, source=f"run {winner.run_id}").data
     merged = merged_sources(data) if data.valid is not None else None
-    sources = merged if isinstance(merged, list) else None
-    total = trained + held if data.holds_out or sources is not None else trained
+    if isinstance(merged, str):  # the splits would not see the validation file's rows
+        state["recheck"] = {"skipped": merged}
+        view.on_phase(f"recheck skipped: {merged}")
+        return None
+    sources = merged
+    total = trained + held
     noise = (state.get("selection") or {}).get("standard_error")
     usable = {r.number for r in board if r.run_id is not None
               and (registry.get(r.run_id).artifact_dir / "bundle").exists()}

@@ -53,7 +53,8 @@ def test_recheck_config_holds_out_a_fresh_split() -> None:
     assert out["name"] == "c-auto-t3-mlp-recheck2" and out["train"] == {"epochs": 9, "seed": 6, "pictures": False}
     assert out["data"] == {"train": ["a.csv", "b.csv"], "valid": None, "valid_fraction": FRACTION}
     assert config["train"]["seed"] == 4 and config["data"]["valid"] == "b.csv"  # a copy
-    assert recheck_config(config, 1)["data"]["train"] == "a.csv"  # DATA alone: the validation file not joined
+    alone = recheck_config({**config, "data": {"train": "a.csv", "valid": None, "valid_fraction": 0.1}}, 1)
+    assert alone["data"] == {"train": "a.csv", "valid": None, "valid_fraction": FRACTION}  # held out of DATA
 
 
 def test_rechecked_keeps_the_best_mean_and_the_earlier_on_a_tie() -> None:
@@ -128,6 +129,16 @@ def test_a_recheck_past_the_budget_or_on_many_rows_is_not_done(searched: tuple[A
     state: dict[str, Any] = {}
     assert _recheck(registry, result.record, board, kept, winner, AUC, 0.0, Quiet(), state) is None
     assert "of the budget (and its 10 %) are left beside the refit" in state["recheck"]["skipped"]
+    # a validation file read otherwise than DATA: the splits could not see its rows
+    import dataclasses
+
+    config = {**winner.config, "data": {**winner.config["data"], "valid": {"path": winner.config["data"]["valid"],
+                                                                          "delimiter": ";"}}}
+    state = {}
+    assert _recheck(registry, result.record, board, kept, dataclasses.replace(winner, config=config), AUC, 1e6,
+                    Quiet(), state) is None
+    assert state["recheck"]["skipped"] == ("the validation file is read with its own delimiter: it cannot join the "
+                                           "training rows")
     monkeypatch.setattr("shoal.auto.recheck.RECHECK_ROWS", 400)  # 400 validation rows are now enough
     state = {}
     assert _recheck(registry, result.record, board, kept, winner, AUC, 1e6, Quiet(), state) is None
