@@ -119,10 +119,10 @@ def test_adversarial_sizes_cost_a_small_multiple_of_a_normal_request(bundle: Pat
     }
     with TestClient(create_app(bundle, settings)) as c:
         def timed(rows: list[dict[str, Any]]) -> float:
-            """The best of two calls: one busy moment of a shared machine is not the request's cost."""
+            """The best of three calls: a busy moment of a shared machine is not the request's cost."""
             body = json.dumps({"rows": rows}).encode()
             best = math.inf
-            for _ in range(2):
+            for _ in range(3):
                 start = time.perf_counter()
                 response = c.post("/predict", content=body, headers={"content-type": "application/json"})
                 assert response.status_code == 200, response.text[:300]
@@ -133,10 +133,12 @@ def test_adversarial_sizes_cost_a_small_multiple_of_a_normal_request(bundle: Pat
             timed(rows)  # compile / warm up every path once
         # each attack against a normal request of as many rows: 1,000 rows cost 1,000 rows, whatever their ids
         normal = {n: timed([{**row, "s0": f"s0_{i}"} for i in range(n)]) for n in {len(r) for r in attacks.values()}}
-        ratios = {name: timed(rows) / normal[len(rows)] for name, rows in attacks.items()}
-    # a loose bound (a shared 2-core machine): before the compiled hash the 900 KB id alone cost 200 to 600 normal
-    # one-row requests (1.3 s to 4 s); now each attack costs a few
-    assert max(ratios.values()) < 25, (normal, ratios)
+        costs = {name: (timed(rows), normal[len(rows)]) for name, rows in attacks.items()}
+    # a loose bound for a shared 2-core machine, where one call can wait 0.1 s on another process: before the
+    # compiled hash the 900 KB id alone cost 200 to 600 normal one-row requests (1.3 s to 4 s); now each attack costs a
+    # few (ratios 1-7 here), or at most half a second
+    slow = {name: (round(t, 4), round(t / n, 1)) for name, (t, n) in costs.items() if t > max(25 * n, 0.5)}
+    assert not slow, (slow, normal)
 
 
 # -- 1. a body sent half and held --------------------------------------------------------------------------------
