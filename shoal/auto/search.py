@@ -625,16 +625,18 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     sources = merged
     total = trained + held
     noise = (state.get("selection") or {}).get("standard_error")
-    usable = {r.number for r in board if r.run_id is not None
+    usable = {r.number for r in board if r.state == "complete" and r.run_id is not None
               and (registry.get(r.run_id).artifact_dir / "bundle").exists()}
     rows = leaders(board, kept, metric, noise, usable)
     per_row = total * (1 - FRACTION) / trained  # a recheck's rows over the trial's
     room = left_s - kept.seconds * total / trained  # what the refit will want after it
     fit: list[TrialRow] = []
+    cost = 0.0  # the estimated seconds of the leaders taken
     for row in rows:
-        if sum(SPLITS * r.seconds * per_row for r in [*fit, row]) > room:
+        if cost + SPLITS * row.seconds * per_row > room:
             break
         fit.append(row)
+        cost += SPLITS * row.seconds * per_row
     if len(rows) < 2 or len(fit) < 2:
         cost = sum(SPLITS * r.seconds * per_row for r in rows[:2])
         state["recheck"] = {"skipped": "no other trial is within the validation rows' noise of the kept one"
