@@ -64,14 +64,14 @@ def _key(row: TrialRow) -> str:
     return json.dumps([row.family, row.params], sort_keys=True, default=str)
 
 
-def recheck_config(config: dict[str, Any], split: int, train: list[str] | None = None) -> dict[str, Any]:
+def recheck_config(config: dict[str, Any], split: int, merged: dict[str, Any] | None = None) -> dict[str, Any]:
     """``config`` (a trial's resolved config) trained on split ``split`` (1 .. SPLITS): FRACTION of the rows held
-    out with the seed ``train.seed + split``; ``train``: the sources to read instead (DATA and the validation file,
-    :func:`shoal.auto.refit.merged_sources`)."""
+    out with the seed ``train.seed + split``; ``merged``: DATA and the validation file read as one instead
+    (:func:`shoal.auto.refit.merged_sources`)."""
     out = copy.deepcopy(config)
     out["name"] = f"{out.get('name') or 'auto'}-recheck{split}"
-    if train is not None:
-        out["data"]["train"] = train
+    if merged is not None:
+        out["data"].update(copy.deepcopy(merged))
     out["data"]["valid"] = None  # held out of the sources, never the validation file alone
     out["data"]["valid_fraction"] = FRACTION
     out["train"]["seed"] = int(out["train"].get("seed") or 0) + split

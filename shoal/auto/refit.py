@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.config import DataConfig, FileSpec
-from shoal.data.readers import detect_format
+from shoal.data.readers import detect_format, read_header
 from shoal.training.evaluation import selection_loss
 
 __all__ = ["best_epochs", "merged_sources", "refit_config", "refit_seconds"]
@@ -40,33 +40,52 @@ def best_epochs(history: list[dict[str, Any]]) -> int | None:
     return max(1, math.ceil(float(best["epoch"])))
 
 
-def merged_sources(data: DataConfig) -> list[str] | str:
-    """The training sources and the validation file as one list of paths, for a refit on both; a sentence saying
-    why they cannot be read as one (a validation file read with options of its own, a SQL source)."""
+def merged_sources(data: DataConfig) -> dict[str, Any] | str:
+    """The ``data`` fields that read the training sources and the validation file as one list of sources, for a
+    refit on both: ``train`` (the list of paths), and ``columns`` where the validation file's header names DATA's
+    columns differently and it is read by position under DATA's names (:func:`shoal.auto.files.file_spec`), so
+    that every file is; or a sentence saying why they cannot be read as one (a validation file read with options
+    of its own, a SQL source, another format)."""
     assert data.valid is not None
-    valid = data.valid
+    valid, update = data.valid, {}
+    train = str(data.train).split("\n")
     if isinstance(valid, FileSpec):
         own = {k: v for k, v in valid.model_dump(exclude={"path"}).items() if v is not None}
         differ = sorted(k for k, v in own.items() if getattr(data, k) != v)
-        if differ:
+        if differ == ["columns"] and _by_position(data, train[0], own["columns"]):
+            update["columns"] = own["columns"]  # DATA's own header names: its rows read as before
+        elif differ:
             return f"the validation file is read with its own {', '.join(differ)}: it cannot join the training rows"
         valid = valid.path
-    train, held = str(data.train).split("\n"), str(valid).split("\n")
+    held = str(valid).split("\n")
     if any(p.endswith(".sql") and Path(p).parent.name == "shoal-sql" for p in train + held):
         return "a SQL source cannot be joined with the validation file"
     formats = {detect_format(Path(p), data.format) for p in train + held}
     if len(formats) > 1:
         return f"the training and validation files are of different formats ({', '.join(sorted(formats))})"
-    return train + held
+    return {"train": train + held, **update}
 
 
-def refit_config(config: dict[str, Any], epochs: int, train: list[str] | None = None) -> dict[str, Any]:
-    """``config`` (a run's resolved config) to train on all of DATA's rows for ``epochs`` epochs; ``train``: the
-    sources to train on instead (the training and validation files, :func:`merged_sources`)."""
+def _by_position(data: DataConfig, first: str, columns: list[str]) -> bool:
+    """Whether ``columns`` are the names DATA's first source gives its columns (its header), so that reading every
+    file by position under them leaves DATA's rows as they were."""
+    fmt = detect_format(Path(first), data.format)
+    if not data.header or fmt not in ("csv", "tsv") or data.columns is not None:
+        return False
+    try:
+        return read_header(Path(first), fmt, data.delimiter) == list(columns)
+    except (OSError, ValueError):
+        return False
+
+
+def refit_config(config: dict[str, Any], epochs: int, merged: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` (a run's resolved config) to train on all of DATA's rows for ``epochs`` epochs; ``merged``: the
+    training and validation files read as one (:func:`merged_sources`) instead."""
     out = copy.deepcopy(config)
     out["name"] = f"{out.get('name') or 'auto'}-refit"
-    if train is not None:
-        out["data"]["train"], out["data"]["valid"] = train, None
+    if merged is not None:
+        out["data"].update(copy.deepcopy(merged))
+        out["data"]["valid"] = None
     out["data"]["valid_fraction"] = 0.0
     out["train"]["epochs"] = epochs
     return out

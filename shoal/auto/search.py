@@ -586,7 +586,7 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
         state["refit"] = {"skipped": skipped}
         view.on_phase(f"refit skipped: {skipped}")
         return None
-    cfg = parse_config(refit_config(winner.config, epochs, sources if isinstance(sources, list) else None),
+    cfg = parse_config(refit_config(winner.config, epochs, sources if isinstance(sources, dict) else None),
                        source=f"the refit of run {winner.run_id}")
     rows = "the training and validation files" if sources is not None else "every row of the data"
     view.on_phase(f"refit: trial {best.number}'s config on {rows}, {epochs} epoch{'s' * (epochs > 1)} (its best)")

@@ -49,7 +49,7 @@ def test_leaders_are_the_kept_trial_then_the_best_distinct_ones_within_the_noise
 def test_recheck_config_holds_out_a_fresh_split() -> None:
     config = {"name": "c-auto-t3-mlp", "data": {"train": "a.csv", "valid": "b.csv", "valid_fraction": 0.1},
               "train": {"epochs": 9, "seed": 4, "pictures": True}}
-    out = recheck_config(config, 2, ["a.csv", "b.csv"])
+    out = recheck_config(config, 2, {"train": ["a.csv", "b.csv"]})
     assert out["name"] == "c-auto-t3-mlp-recheck2" and out["train"] == {"epochs": 9, "seed": 6, "pictures": False}
     assert out["data"] == {"train": ["a.csv", "b.csv"], "valid": None, "valid_fraction": FRACTION}
     assert config["train"]["seed"] == 4 and config["data"]["valid"] == "b.csv"  # a copy

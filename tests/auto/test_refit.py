@@ -121,6 +121,28 @@ def test_the_refit_trains_on_a_validation_file_too(clicks: tuple[Path, Path], tm
     assert state["test"]["run_id"] == run.run_id
 
 
+def test_a_validation_file_named_otherwise_joins_the_refit(clicks: tuple[Path, Path], tmp_path: Path) -> None:
+    """A --valid CSV whose header names the columns otherwise is read by position in the trials and joins the
+    refit's rows; best.yaml reads every file under DATA's names and trains again as the refit did."""
+    train, test = clicks
+    table = pq.read_table(train).to_pandas()
+    table.iloc[:1700].to_csv(tmp_path / "train.csv", index=False)
+    renamed = table.iloc[1700:].rename(columns={c: f"col{i}" for i, c in enumerate(table.columns)})
+    renamed.to_csv(tmp_path / "valid.csv", index=False)
+    out = CliRunner().invoke(app, ["auto", str(tmp_path / "train.csv"), "--label", "label", "--valid",
+                                   str(tmp_path / "valid.csv"), "--time-budget", "8s", "--family", "logistic",
+                                   "--no-recheck", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    registry = Registry(tmp_path)
+    state = next(r for r in registry.list(limit=100) if r.kind == RunKind.AUTO).summary["auto"]
+    assert "run_id" in state["refit"], state["refit"]
+    run = registry.get(state["refit"]["run_id"])
+    assert run.summary["train_rows"] == 2000 and run.config["data"]["columns"] == list(table.columns)
+    assert run.config["data"]["train"] == [str(tmp_path / "train.csv"), str(tmp_path / "valid.csv")]
+    doc = yaml.safe_load(Path(state["best_config"]).read_text())
+    assert doc["data"]["columns"] == list(table.columns) and doc["data"]["train"] == run.config["data"]["train"]
+
+
 def test_a_validation_file_read_otherwise_is_not_joined(tmp_path: Path) -> None:
     """Files that cannot be read as one list of sources keep the trial's model, and say why."""
     from shoal.config import DataConfig
@@ -128,7 +150,7 @@ def test_a_validation_file_read_otherwise_is_not_joined(tmp_path: Path) -> None:
     for name in ("a.csv", "b.csv", "c.parquet"):
         (tmp_path / name).write_text("x,label\n1,0\n")
     same = DataConfig(train=tmp_path / "a.csv", valid=tmp_path / "b.csv")
-    assert merged_sources(same) == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert merged_sources(same) == {"train": [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]}
     spec = DataConfig(train=tmp_path / "a.csv", valid={"path": str(tmp_path / "b.csv"), "header": False,
                                                        "columns": ["x", "label"]})
     assert merged_sources(spec) == ("the validation file is read with its own columns, header: it cannot join the "
@@ -136,8 +158,28 @@ def test_a_validation_file_read_otherwise_is_not_joined(tmp_path: Path) -> None:
     mixed = DataConfig(train=tmp_path / "a.csv", valid=tmp_path / "c.parquet")
     assert merged_sources(mixed) == "the training and validation files are of different formats (csv, parquet)"
     out = refit_config({"name": "n", "data": {"train": "a.csv", "valid": "b.csv", "valid_fraction": 0.1},
-                        "train": {"epochs": 9}}, 2, ["a.csv", "b.csv"])
+                        "train": {"epochs": 9}}, 2, {"train": ["a.csv", "b.csv"]})
     assert out["data"] == {"train": ["a.csv", "b.csv"], "valid": None, "valid_fraction": 0.0}
+
+
+def test_a_validation_file_read_by_position_joins_under_datas_names(tmp_path: Path) -> None:
+    """A validation file whose header names DATA's columns otherwise (read by position, files.file_spec) joins
+    the refit: every file is then read by position under DATA's header names; other names are refused."""
+    from shoal.auto.files import file_spec
+    from shoal.config import DataConfig
+
+    (tmp_path / "a.tsv").write_text("label\tsentence\n1\tgood\n0\tbad\n")
+    (tmp_path / "b.tsv").write_text("label\tcontent\n1\tfine\n")
+    data = DataConfig(train=tmp_path / "a.tsv")
+    data = data.model_copy(update={"valid": file_spec(tmp_path / "b.tsv", data)})
+    merged = merged_sources(data)
+    assert merged == {"train": [str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv")], "columns": ["label", "sentence"]}
+    other = DataConfig(train=tmp_path / "a.tsv", valid={"path": str(tmp_path / "b.tsv"), "columns": ["label", "text"]})
+    assert merged_sources(other) == (
+        "the validation file is read with its own columns: it cannot join the training rows")
+    out = refit_config({"name": "n", "data": {"train": "a.tsv", "valid": {"path": "b.tsv"}, "valid_fraction": 0.1},
+                        "train": {"epochs": 9}}, 2, merged)
+    assert out["data"]["columns"] == ["label", "sentence"] and out["data"]["valid"] is None
 
 
 def test_no_refit_keeps_the_trials_model(clicks: tuple[Path, Path], tmp_path: Path) -> None:
