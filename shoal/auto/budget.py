@@ -1,9 +1,10 @@
 """The wall-clock budget of a search: what is left, whether a trial still fits, and how long a trial may run.
 
-    start ─────────────── trials ─────────────────────┬─ reserve ─┐ deadline = start + budget
-      profile, study      each capped at the time left │ winner,   │
-                          (and at MAX_TRIAL_SHARE, or  │ test, PNG │
-                          PROBE_SHARE for a probe)     │           │
+    start ─────────────── trials ──────────────┬─ held ──┬─ reserve ─┐ deadline = start + budget
+      profile, study      each capped at the     │ recheck │ winner,   │
+                          time left (and at      │ (few    │ test, PNG │
+                          MAX_TRIAL_SHARE, or    │ valid.  │           │
+                          PROBE_SHARE: a probe)  │ rows)   │           │
 
 A trial starts only when the time left before the reserve fits its estimated start-up and at least one epoch
 (estimated from the earlier trials of its family); its epochs are cut to what fits, and a trial still running at
@@ -12,6 +13,8 @@ once others' are, is a probe: it may take PROBE_SHARE of the budget or twice the
 is longer, so a family far slower than the others (a convolution over every byte of a large text set) costs an
 eighth of the search rather than a third before its cost is known. The reserve pays for the end: the winner's
 test evaluation, the leaderboard and its PNG; twice as long with an ensemble, whose candidates are scored there too.
+``held`` is time the trials leave to the steps after them that the budget's 10 % would not pay for (the recheck on
+few validation rows, :func:`shoal.auto.recheck.hold_seconds`); the search sets it as the trials' cost shows.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Budget:
     ensemble: bool = False  # an ensemble is built at the end: the reserve doubles
     longest: float = 0.0  # the longest trial so far, seconds
     epoch_seen: bool = False  # a trial has trained a whole epoch: a trial far slower is stopped once its pace shows
+    held: float = 0.0  # seconds left to the steps after the trials (the recheck), before the reserve
 
     @property
     def reserve(self) -> float:
@@ -63,8 +67,8 @@ class Budget:
         return self.clock() - self.start
 
     def left(self) -> float:
-        """Seconds left for trials (before the reserve)."""
-        return self.seconds - self.reserve - self.spent
+        """Seconds left for trials (before the time held and the reserve)."""
+        return self.seconds - self.reserve - self.held - self.spent
 
     def room(self, family: str, cap: float | None = None) -> float:
         """Seconds a trial of ``family`` starting now may take: the time left, at most MAX_TRIAL_SHARE of the

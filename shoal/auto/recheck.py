@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -31,12 +32,27 @@ from typing import Any
 from shoal.auto.report import TrialRow
 from shoal.auto.trial import Metric
 
-__all__ = ["FRACTION", "LEADERS", "RECHECK_ROWS", "SPLITS", "leaders", "recheck_config", "rechecked"]
+__all__ = ["FRACTION", "HOLD_SHARE", "LEADERS", "RECHECK_ROWS", "SPLITS", "hold_seconds", "leaders", "recheck_config",
+           "rechecked"]
 
 RECHECK_ROWS = 10_000  # validation rows below which the leaders are rechecked
 LEADERS = 4  # trials rechecked at most
 SPLITS = 3  # fresh held-out splits each
 FRACTION = 0.2  # the share of the rows each split holds out
+HOLD_SHARE = 0.2  # the most of the budget the trials leave to the recheck (beyond the budget's 10 %)
+
+
+def hold_seconds(budget_s: float, trial_seconds: Sequence[float], trained: int, held: int) -> float:
+    """Seconds the trials stop short of the budget so that the recheck and the refit fit after them, on few
+    validation rows (``held`` of them, ``trained`` training rows in a trial): LEADERS leaders on SPLITS splits and
+    the refit, each estimated at the median of ``trial_seconds`` (the complete trials') scaled by its rows, less
+    the budget's 10 % (theirs already), at most HOLD_SHARE of the budget; 0 on enough validation rows."""
+    if not trial_seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
+        return 0.0
+    total = trained + held
+    trainings = LEADERS * SPLITS * total * (1 - FRACTION) / trained + total / trained  # in trials' rows
+    need = trainings * statistics.median(trial_seconds)
+    return min(HOLD_SHARE * budget_s, max(0.0, need - 0.1 * budget_s))
 
 
 def leaders(board: Sequence[TrialRow], kept: TrialRow, metric: Metric, noise: float | None,
@@ -79,9 +95,13 @@ def recheck_config(config: dict[str, Any], split: int, merged: dict[str, Any] | 
     return out
 
 
-def rechecked(scores: dict[int, list[float]], order: Sequence[int], metric: Metric) -> int:
-    """The trial number with the best mean score (``scores``: trial -> its splits' validation values); a tie keeps
-    the earliest in ``order``."""
+def rechecked(scores: dict[int, list[float]], order: Sequence[int], metric: Metric,
+              losses: dict[int, list[float]] | None = None) -> int:
+    """The trial number with the best mean score (``scores``: trial -> its splits' validation values); a tie goes
+    to the lower mean validation loss (``losses``, the same splits': a few dozen rows' accuracy often ties where
+    the log loss does not), then to the earliest in ``order``."""
     means = {n: statistics.fmean(v) for n, v in scores.items() if v}
+    loss = {n: statistics.fmean(v) for n, v in (losses or {}).items() if v and all(math.isfinite(x) for x in v)}
     ranked = [n for n in order if n in means]
-    return max(ranked, key=lambda n: (means[n] if metric.maximize else -means[n], -ranked.index(n)))
+    return max(ranked, key=lambda n: (means[n] if metric.maximize else -means[n], -loss.get(n, math.inf),
+                                      -ranked.index(n)))

@@ -345,6 +345,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 failures = failures + 1 if outcome.state == "failed" else 0
                 rows = rows_of(study)
                 best = _best(rows, metric)
+                if settings.recheck and settings.latency_budget_ms is None:
+                    budget.held = _hold(registry, rows, settings.budget_s, space.base.data)
                 _tidy(registry, rows, number, metric)
                 for fam, why in _retired(rows, settings.budget_s, metric).items():
                     if fam not in retired:
@@ -520,6 +522,8 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
             if settings.recheck and not interrupted and settings.latency_budget_ms is None:
                 left = 1.1 * settings.budget_s - before - budget.spent - budget.reserve  # the reserve kept
                 best = _recheck(registry, record, board, best, winner, metric, left, view, state) or best
+                if budget.held and "recheck" in state:  # what the trials left it, beyond the budget's 10 %
+                    state["recheck"]["held_s"] = round(budget.held, 3)
                 winner = final = registry.get(str(best.run_id))
             if settings.refit and not interrupted and settings.latency_budget_ms is None:
                 left = 1.1 * settings.budget_s - before - budget.spent  # the budget and its 10 %
@@ -605,6 +609,22 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
     return registry.update(child.run_id, summary={"auto": {"refit_of": best.number}})
 
 
+def _hold(registry: Registry, rows: list[TrialRow], budget_s: float, data: DataConfig) -> float:
+    """The seconds the trials leave to the recheck (:func:`shoal.auto.recheck.hold_seconds`), from the complete
+    trials' times and the rows of the latest (0 where the recheck would not run: a --valid file it cannot join)."""
+    from shoal.auto.recheck import hold_seconds
+    from shoal.auto.refit import merged_sources
+
+    complete = [r for r in rows if r.state == "complete" and r.run_id is not None]
+    if not complete or (data.valid is not None and isinstance(merged_sources(data), str)):
+        return 0.0
+    summary = registry.get(str(complete[-1].run_id)).summary
+    trained, held = summary.get("train_rows"), summary.get("valid_rows")
+    if not isinstance(trained, int) or not isinstance(held, int):
+        return 0.0
+    return hold_seconds(budget_s, [r.seconds for r in complete], trained, held)
+
+
 def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept: TrialRow, winner: RunRecord,
              metric: Metric, left_s: float, view: SearchView, state: dict[str, Any]) -> TrialRow | None:
     """On few validation rows, the leading trials trained again on fresh splits of every row (:mod:`.recheck`),
@@ -649,6 +669,7 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     started = time.monotonic()
     deadline = started + room
     scores: dict[int, list[float]] = {r.number: [] for r in fit}
+    losses: dict[int, list[float]] = {r.number: [] for r in fit}  # a tie of the metric goes to the lower loss
     splits, pace = 0, 1.0  # the splits every leader finished; the slowest measured / estimated time so far
     try:
         for split in range(1, SPLITS + 1):  # split by split: a recheck stopped by the clock is still paired
@@ -664,6 +685,7 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
                 pace = max(pace, (time.monotonic() - begun) / max(guess, 1e-3))
                 value = done.metrics.get(f"valid_{metric.name}")
                 scores[row.number].append(float(value) if isinstance(value, int | float) else math.nan)
+                losses[row.number].append(_valid_loss(done.metrics))
                 if (done.artifact_dir / "bundle").exists():
                     shutil.rmtree(done.artifact_dir / "bundle")
                 registry.update(done.run_id, summary={"bundle": None, "auto": {"recheck_of": row.number},
@@ -685,15 +707,26 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
                             f"({time.monotonic() - started:.0f} s)"}
         view.on_phase(f"recheck stopped: {state['recheck']['skipped']}")
         return None
-    chosen = rechecked(scores, [r.number for r in fit], metric)
+    chosen = rechecked(scores, [r.number for r in fit], metric, {n: v[:splits] for n, v in losses.items()})
     row = next(r for r in fit if r.number == chosen)
     state["recheck"] = {
         "valid_rows": held, "rows": total, "splits": splits, "fraction": FRACTION, "chosen": chosen,
         "seconds": round(time.monotonic() - started, 3),
         "trials": [{"trial": r.number, "family": r.family, "valid": r.value, "scores": scores.get(r.number, []),
+                    "losses": losses[r.number][:splits] if r.number in scores else [],
                     "mean": statistics.fmean(scores[r.number]) if scores.get(r.number) else None} for r in fit]}
     log.info("recheck: %s", state["recheck"])
     return row
+
+
+def _valid_loss(metrics: dict[str, Any]) -> float:
+    """A run's validation loss (:func:`shoal.training.evaluation.selection_loss`), NaN without one."""
+    from shoal.training.evaluation import selection_loss
+
+    try:
+        return selection_loss({k.removeprefix("valid_"): v for k, v in metrics.items() if k.startswith("valid_")})
+    except KeyError:
+        return math.nan
 
 
 def _select(registry: Registry, board: list[TrialRow], metric: Metric, settings: AutoSettings,

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from shoal.artifacts.registry import Registry, RunKind
 from shoal.auto import AutoSettings, auto
-from shoal.auto.recheck import FRACTION, LEADERS, SPLITS, leaders, recheck_config, rechecked
+from shoal.auto import recheck as rc
+from shoal.auto.budget import Budget
+from shoal.auto.recheck import FRACTION, LEADERS, SPLITS, hold_seconds, leaders, recheck_config, rechecked
 from shoal.auto.report import TrialRow
 from shoal.auto.trial import Metric
 from shoal.cli.main import app
@@ -62,6 +64,24 @@ def test_rechecked_keeps_the_best_mean_and_the_earlier_on_a_tie() -> None:
     assert rechecked({5: [0.72, 0.70], 3: [0.70, 0.72]}, [5, 3], AUC) == 5  # a tie: the kept trial
     assert rechecked({5: [0.52], 3: [0.50]}, [5, 3], Metric("ne", False)) == 3
     assert rechecked({5: [0.70], 3: []}, [5, 3], AUC) == 5  # a leader whose trainings failed drops out
+    accuracy = Metric("accuracy", True)  # a tie of a few dozen rows' accuracy goes to the lower log loss
+    assert rechecked({5: [1.0, 1.0], 3: [1.0, 1.0]}, [5, 3], accuracy, {5: [0.30, 0.20], 3: [0.10, 0.20]}) == 3
+    assert rechecked({5: [1.0, 1.0], 3: [1.0, 0.9]}, [5, 3], accuracy, {5: [0.30, 0.20], 3: [0.10, 0.20]}) == 5
+    assert rechecked({5: [1.0], 3: [1.0]}, [5, 3], accuracy, {5: [float("nan")], 3: [0.1]}) == 3
+
+
+def test_the_trials_leave_the_recheck_its_time_on_few_validation_rows() -> None:
+    # 900 training rows, 100 validation rows, a trial ~1 s: 4 leaders x 3 splits of 800 rows and a refit of 1,000
+    need = LEADERS * SPLITS * 1000 * (1 - FRACTION) / 900 + 1000 / 900
+    assert hold_seconds(60, [1.0, 1.0, 3.0], 900, 100) == pytest.approx(need - 6.0)  # less the budget's 10 %
+    assert hold_seconds(60, [10.0], 900, 100) == rc.HOLD_SHARE * 60  # at most a fifth of the budget
+    assert hold_seconds(600, [1.0], 900, 100) == 0.0  # the budget's 10 % pays for it
+    assert hold_seconds(60, [1.0], 90_000, rc.RECHECK_ROWS) == 0.0  # enough validation rows: no recheck
+    assert hold_seconds(60, [], 900, 100) == 0.0  # no trial's time known yet
+    budget = Budget(60, start=0.0, clock=lambda: 10.0)  # 10 s spent
+    assert budget.left() == pytest.approx(60 - budget.reserve - 10)
+    budget.held = 12.0
+    assert budget.left() == pytest.approx(60 - budget.reserve - 12 - 10)  # trials stop 12 s sooner
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +123,8 @@ def test_the_leaders_are_rechecked_and_the_refit_trains_the_one_kept(searched: t
         assert not (run.artifact_dir / "bundle").exists() and run.summary["auto"]["recheck_of"] in means
     assert len({r.config["train"]["seed"] for r in runs}) == SPLITS
     assert state["refit"]["trial"] == recheck["chosen"]  # the refit trains the trial the recheck kept
+    assert 0 < recheck["held_s"] <= rc.HOLD_SHARE * 40  # the trials left it time beyond the budget's 10 %
+    assert all(len(t["losses"]) == SPLITS for t in recheck["trials"])
     shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(home)])
     flat = " ".join(shown.output.split())
     assert f"recheck (400 validation rows): mean auc on {SPLITS} fresh splits of 2,000 rows" in flat
