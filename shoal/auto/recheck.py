@@ -32,27 +32,30 @@ from typing import Any
 from shoal.auto.report import TrialRow
 from shoal.auto.trial import Metric
 
-__all__ = ["FRACTION", "HOLD_SHARE", "LEADERS", "RECHECK_ROWS", "SPLITS", "hold_seconds", "leaders", "recheck_config",
-           "rechecked"]
+__all__ = ["FRACTION", "HOLD_MARGIN", "HOLD_SHARE", "LEADERS", "RECHECK_ROWS", "SPLITS", "hold_seconds", "leaders",
+           "recheck_config", "rechecked"]
 
 RECHECK_ROWS = 10_000  # validation rows below which the leaders are rechecked
 LEADERS = 4  # trials rechecked at most
 SPLITS = 3  # fresh held-out splits each
 FRACTION = 0.2  # the share of the rows each split holds out
 HOLD_SHARE = 0.2  # the most of the budget the trials leave to the recheck (beyond the budget's 10 %)
+#: the estimate's margin: the selection runs between the trials and the recheck (2 s of a 60 s search of a 442-row
+#: file), and leaders' times are their trials' (the first trial's holds the search's start-up)
+HOLD_MARGIN = 1.5
 
 
-def hold_seconds(budget_s: float, trial_seconds: Sequence[float], trained: int, held: int) -> float:
+def hold_seconds(budget_s: float, seconds: Sequence[float], trained: int, held: int) -> float:
     """Seconds the trials stop short of the budget so that the recheck and the refit fit after them, on few
-    validation rows (``held`` of them, ``trained`` training rows in a trial): LEADERS leaders on SPLITS splits and
-    the refit, each estimated at the median of ``trial_seconds`` (the complete trials') scaled by its rows, less
-    the budget's 10 % (theirs already), at most HOLD_SHARE of the budget; 0 on enough validation rows."""
-    if not trial_seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
+    validation rows (``held`` of them, ``trained`` training rows in a trial): SPLITS trainings of each likely leader
+    (``seconds``: their trials' times, at most LEADERS + 1) and the refit of the slowest, each scaled by its rows,
+    times HOLD_MARGIN, less the budget's 10 % (theirs already), at most HOLD_SHARE of the budget; 0 on enough
+    validation rows."""
+    if not seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
         return 0.0
     total = trained + held
-    trainings = LEADERS * SPLITS * total * (1 - FRACTION) / trained + total / trained  # in trials' rows
-    need = trainings * statistics.median(trial_seconds)
-    return min(HOLD_SHARE * budget_s, max(0.0, need - 0.1 * budget_s))
+    need = SPLITS * sum(seconds) * total * (1 - FRACTION) / trained + max(seconds) * total / trained
+    return min(HOLD_SHARE * budget_s, max(0.0, HOLD_MARGIN * need - 0.1 * budget_s))
 
 
 def leaders(board: Sequence[TrialRow], kept: TrialRow, metric: Metric, noise: float | None,

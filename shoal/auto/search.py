@@ -346,7 +346,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 rows = rows_of(study)
                 best = _best(rows, metric)
                 if settings.recheck and settings.latency_budget_ms is None:
-                    budget.held = _hold(registry, rows, settings.budget_s, space.base.data)
+                    budget.held = _hold(registry, rows, settings.budget_s, space.base.data, metric)
                 _tidy(registry, rows, number, metric)
                 for fam, why in _retired(rows, settings.budget_s, metric).items():
                     if fam not in retired:
@@ -609,20 +609,23 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
     return registry.update(child.run_id, summary={"auto": {"refit_of": best.number}})
 
 
-def _hold(registry: Registry, rows: list[TrialRow], budget_s: float, data: DataConfig) -> float:
-    """The seconds the trials leave to the recheck (:func:`shoal.auto.recheck.hold_seconds`), from the complete
-    trials' times and the rows of the latest (0 where the recheck would not run: a --valid file it cannot join)."""
-    from shoal.auto.recheck import hold_seconds
+def _hold(registry: Registry, rows: list[TrialRow], budget_s: float, data: DataConfig, metric: Metric) -> float:
+    """The seconds the trials leave to the recheck (:func:`shoal.auto.recheck.hold_seconds`): the times of its
+    likely leaders (the best complete trials so far, and the starter, which the selection rule may keep) and the
+    rows of the latest trial; 0 where the recheck would not run (a --valid file it cannot join)."""
+    from shoal.auto.recheck import LEADERS, hold_seconds
     from shoal.auto.refit import merged_sources
 
-    complete = [r for r in rows if r.state == "complete" and r.run_id is not None]
+    complete = [r for r in rows if r.state == "complete" and r.run_id is not None and r.value is not None]
     if not complete or (data.valid is not None and isinstance(merged_sources(data), str)):
         return 0.0
     summary = registry.get(str(complete[-1].run_id)).summary
     trained, held = summary.get("train_rows"), summary.get("valid_rows")
     if not isinstance(trained, int) or not isinstance(held, int):
         return 0.0
-    return hold_seconds(budget_s, [r.seconds for r in complete], trained, held)
+    likely = leaderboard(complete, metric.maximize)[:LEADERS]
+    likely += [r for r in complete if r.family == STARTER and r not in likely]
+    return hold_seconds(budget_s, [r.seconds for r in likely], trained, held)
 
 
 def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept: TrialRow, winner: RunRecord,
