@@ -49,13 +49,20 @@ def hold_seconds(budget_s: float, seconds: Sequence[float], trained: int, held: 
     """Seconds the trials stop short of the budget so that the recheck and the refit fit after them, on few
     validation rows (``held`` of them, ``trained`` training rows in a trial): SPLITS trainings of each likely leader
     (``seconds``: their trials' times, at most LEADERS + 1) and the refit of the slowest, each scaled by its rows,
-    times HOLD_MARGIN, less the budget's 10 % (theirs already), at most HOLD_SHARE of the budget; 0 on enough
-    validation rows."""
+    times HOLD_MARGIN, less the budget's 10 % (theirs already), at most HOLD_SHARE of the budget. 0 on enough
+    validation rows, and where even the two slowest leaders would not fit in that much: time held for a recheck
+    that is then skipped is time no trial had."""
     if not seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
         return 0.0
     total = trained + held
-    need = SPLITS * sum(seconds) * total * (1 - FRACTION) / trained + max(seconds) * total / trained
-    return min(HOLD_SHARE * budget_s, max(0.0, HOLD_MARGIN * need - 0.1 * budget_s))
+
+    def need(times: Sequence[float]) -> float:
+        trainings = SPLITS * sum(times) * total * (1 - FRACTION) / trained + max(times) * total / trained
+        return HOLD_MARGIN * trainings - 0.1 * budget_s
+
+    if need(sorted(seconds)[-2:]) > HOLD_SHARE * budget_s:
+        return 0.0
+    return min(HOLD_SHARE * budget_s, max(0.0, need(seconds)))
 
 
 def leaders(board: Sequence[TrialRow], kept: TrialRow, metric: Metric, noise: float | None,
