@@ -33,7 +33,7 @@ from shoal.auto.report import TrialRow
 from shoal.auto.trial import Metric
 
 __all__ = ["FRACTION", "HOLD_MARGIN", "HOLD_SHARE", "LEADERS", "RECHECK_ROWS", "SPLITS", "hold_seconds", "leaders",
-           "recheck_config", "rechecked"]
+           "recheck_config", "rechecked", "retrain_seconds"]
 
 RECHECK_ROWS = 10_000  # validation rows below which the leaders are rechecked
 LEADERS = 4  # trials rechecked at most
@@ -48,10 +48,10 @@ HOLD_MARGIN = 1.5
 def hold_seconds(budget_s: float, seconds: Sequence[float], trained: int, held: int) -> float:
     """Seconds the trials stop short of the budget so that the recheck and the refit fit after them, on few
     validation rows (``held`` of them, ``trained`` training rows in a trial): SPLITS trainings of each likely leader
-    (``seconds``: their trials' times, at most LEADERS + 1) and the refit of the slowest, each scaled by its rows,
-    times HOLD_MARGIN, less the budget's 10 % (theirs already), at most HOLD_SHARE of the budget. 0 on enough
-    validation rows, and where even the two slowest leaders would not fit in that much: time held for a recheck
-    that is then skipped is time no trial had."""
+    (``seconds``: their retraining times, the first two those a recheck takes first, at most LEADERS + 1) and the
+    refit of the slowest, each scaled by its rows, times HOLD_MARGIN, less the budget's 10 % (theirs already), at
+    most HOLD_SHARE of the budget. 0 on enough validation rows, and where even the first two would not fit in that
+    much: time held for a recheck that is then skipped is time no trial had."""
     if not seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
         return 0.0
     total = trained + held
@@ -60,9 +60,21 @@ def hold_seconds(budget_s: float, seconds: Sequence[float], trained: int, held: 
         trainings = SPLITS * sum(times) * total * (1 - FRACTION) / trained + max(times) * total / trained
         return HOLD_MARGIN * trainings - 0.1 * budget_s
 
-    if need(sorted(seconds)[-2:]) > HOLD_SHARE * budget_s:
+    if need(seconds[:2]) > HOLD_SHARE * budget_s:
         return 0.0
     return min(HOLD_SHARE * budget_s, max(0.0, need(seconds)))
+
+
+def retrain_seconds(rows: Sequence[TrialRow]) -> dict[int, float]:
+    """What training each complete trial of ``rows`` again should take: its training seconds plus the median
+    start-up (reading, encoding) of the trials that say theirs, not its own: the first trial's start-up holds the
+    search's (imports, caches warmed), 3.2 s where the later ones take 0.5 s on a 700-row file. A trial that does
+    not say its training seconds counts its whole time."""
+    complete = [r for r in rows if r.state == "complete"]
+    startups = [r.seconds - r.train_seconds for r in complete if r.train_seconds is not None]
+    startup = statistics.median(startups) if startups else 0.0
+    return {r.number: r.seconds if r.train_seconds is None else min(r.seconds, r.train_seconds + startup)
+            for r in complete}
 
 
 def leaders(board: Sequence[TrialRow], kept: TrialRow, metric: Metric, noise: float | None,

@@ -35,6 +35,7 @@ class TrialRow:
     epochs: int
     params: dict[str, Any]
     cut: bool = False  # completed at its deadline, with the best weights of its validations so far
+    train_seconds: float | None = None  # of ``seconds``, those training (the rest: reading, encoding, start-up)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +53,8 @@ def rows_of(study: Any) -> list[TrialRow]:
         rows.append(TrialRow(t.number, str(a.get("family", t.params.get("family", "?"))), str(a["state"]),
                              None if value is None else float(value), float(a.get("seconds", 0.0)),
                              float(a.get("elapsed_s", 0.0)), a.get("run_id"), int(a.get("epochs", 0)),
-                             {k: v for k, v in t.params.items() if k != "family"}, bool(a.get("cut", False))))
+                             {k: v for k, v in t.params.items() if k != "family"}, bool(a.get("cut", False)),
+                             None if a.get("train_seconds") is None else float(a["train_seconds"])))
     return sorted(rows, key=lambda r: r.number)
 
 

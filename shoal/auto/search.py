@@ -444,7 +444,8 @@ def _ran_starter(study: optuna.Study) -> bool:
 def _tell(study: optuna.Study, trial: optuna.Trial, family: str, outcome: TrialOutcome, elapsed: float) -> None:
     """Record how a trial ended in the study: its attributes, then its state and value."""
     for key, value in (("family", family), ("run_id", outcome.run_id), ("state", outcome.state),
-                       ("seconds", round(outcome.seconds, 3)), ("elapsed_s", round(elapsed, 3)),
+                       ("seconds", round(outcome.seconds, 3)), ("train_seconds", round(outcome.train_seconds, 3)),
+                       ("elapsed_s", round(elapsed, 3)),
                        ("epochs", outcome.epochs)):
         trial.set_user_attr(key, value)
     if outcome.error:
@@ -611,9 +612,9 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
 
 def _hold(registry: Registry, rows: list[TrialRow], budget_s: float, data: DataConfig, metric: Metric) -> float:
     """The seconds the trials leave to the recheck (:func:`shoal.auto.recheck.hold_seconds`): the times of its
-    likely leaders (the best complete trials so far, and the starter, which the selection rule may keep) and the
-    rows of the latest trial; 0 where the recheck would not run (a --valid file it cannot join)."""
-    from shoal.auto.recheck import LEADERS, hold_seconds
+    likely leaders (the best complete trial so far, the starter, which the selection rule may keep, then the next
+    best) and the rows of the latest trial; 0 where the recheck would not run (a --valid file it cannot join)."""
+    from shoal.auto.recheck import LEADERS, hold_seconds, retrain_seconds
     from shoal.auto.refit import merged_sources
 
     complete = [r for r in rows if r.state == "complete" and r.run_id is not None and r.value is not None]
@@ -623,9 +624,11 @@ def _hold(registry: Registry, rows: list[TrialRow], budget_s: float, data: DataC
     trained, held = summary.get("train_rows"), summary.get("valid_rows")
     if not isinstance(trained, int) or not isinstance(held, int):
         return 0.0
-    likely = leaderboard(complete, metric.maximize)[:LEADERS]
-    likely += [r for r in complete if r.family == STARTER and r not in likely]
-    return hold_seconds(budget_s, [r.seconds for r in likely], trained, held)
+    top = leaderboard(complete, metric.maximize)[:LEADERS]
+    starter = [r for r in complete if r.family == STARTER and r not in top[:1]]  # the rule may keep it
+    likely = top[:1] + starter + [r for r in top[1:] if r not in starter]
+    cost = retrain_seconds(complete)
+    return hold_seconds(budget_s, [cost[r.number] for r in likely], trained, held)
 
 
 def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept: TrialRow, winner: RunRecord,
@@ -633,7 +636,7 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     """On few validation rows, the leading trials trained again on fresh splits of every row (:mod:`.recheck`),
     as child runs of the auto run; the leader with the best mean, or None (the kept trial stands) where it does not
     apply or nothing would fit, with the reason in ``state["recheck"]``."""
-    from shoal.auto.recheck import FRACTION, RECHECK_ROWS, SPLITS, leaders, recheck_config, rechecked
+    from shoal.auto.recheck import FRACTION, RECHECK_ROWS, SPLITS, leaders, recheck_config, rechecked, retrain_seconds
     from shoal.auto.refit import merged_sources
 
     trained, held = winner.summary.get("train_rows"), winner.summary.get("valid_rows")
@@ -652,16 +655,17 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
               and (registry.get(r.run_id).artifact_dir / "bundle").exists()}
     rows = leaders(board, kept, metric, noise, usable)
     per_row = total * (1 - FRACTION) / trained  # a recheck's rows over the trial's
-    room = left_s - kept.seconds * total / trained  # what the refit will want after it
+    retrain = retrain_seconds(board)  # a trial's time with the median start-up (the first trial's holds the search's)
+    room = left_s - retrain.get(kept.number, kept.seconds) * total / trained  # what the refit will want after it
     fit: list[TrialRow] = []
     cost = 0.0  # the estimated seconds of the leaders taken
     for row in rows:
-        if cost + SPLITS * row.seconds * per_row > room:
+        if cost + SPLITS * retrain[row.number] * per_row > room:
             break
         fit.append(row)
-        cost += SPLITS * row.seconds * per_row
+        cost += SPLITS * retrain[row.number] * per_row
     if len(rows) < 2 or len(fit) < 2:
-        cost = sum(SPLITS * r.seconds * per_row for r in rows[:2])
+        cost = sum(SPLITS * retrain[r.number] * per_row for r in rows[:2])
         state["recheck"] = {"skipped": "no other trial is within the validation rows' noise of the kept one"
                             if len(rows) < 2 else f"rechecking the two leaders would take about {cost:.0f} s; "
                             f"{max(room, 0):.0f} s of the budget (and its 10 %) are left beside the refit"}
@@ -677,7 +681,7 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     try:
         for split in range(1, SPLITS + 1):  # split by split: a recheck stopped by the clock is still paired
             for row in fit:
-                guess = row.seconds * per_row
+                guess = retrain[row.number] * per_row
                 if time.monotonic() + guess * pace > deadline:
                     raise TimeoutError
                 config = registry.get(str(row.run_id)).config

@@ -300,8 +300,9 @@ def recheck_line(recheck: dict[str, Any], metric: str) -> str:
         return f"[yellow]recheck failed[/] ({escape(recheck['error'])}): the trial chosen on validation is kept"
     leaders = ", ".join(f"trial {t['trial']} {t['mean']:.4f}" if isinstance(t.get("mean"), int | float)
                         else f"trial {t['trial']} -" for t in recheck["trials"])
-    return (f"recheck ({recheck['valid_rows']:,} validation rows): mean {metric} on {recheck['splits']} fresh splits "
-            f"of {recheck['rows']:,} rows: {leaders} -> trial {recheck['chosen']} ({recheck['seconds']:.1f} s)")
+    splits = "1 fresh split" if recheck["splits"] == 1 else f"{recheck['splits']} fresh splits"
+    return (f"recheck ({recheck['valid_rows']:,} validation rows): mean {metric} on {splits} of "
+            f"{recheck['rows']:,} rows: {leaders} -> trial {recheck['chosen']} ({recheck['seconds']:.1f} s)")
 
 
 def _kept_or_best(state: dict[str, Any], number: Any) -> str:

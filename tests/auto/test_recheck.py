@@ -13,8 +13,18 @@ from shoal.artifacts.registry import Registry, RunKind
 from shoal.auto import AutoSettings, auto
 from shoal.auto import recheck as rc
 from shoal.auto.budget import Budget
-from shoal.auto.recheck import FRACTION, LEADERS, SPLITS, hold_seconds, leaders, recheck_config, rechecked
+from shoal.auto.recheck import (
+    FRACTION,
+    LEADERS,
+    SPLITS,
+    hold_seconds,
+    leaders,
+    recheck_config,
+    rechecked,
+    retrain_seconds,
+)
 from shoal.auto.report import TrialRow
+from shoal.auto.space import STARTER
 from shoal.auto.trial import Metric
 from shoal.cli.main import app
 from tests.auto.conftest import click_log
@@ -70,12 +80,24 @@ def test_rechecked_keeps_the_best_mean_and_the_earlier_on_a_tie() -> None:
     assert rechecked({5: [1.0], 3: [1.0]}, [5, 3], accuracy, {5: [float("nan")], 3: [0.1]}) == 3
 
 
+def test_a_trial_retrains_in_its_training_time_and_the_median_start_up() -> None:
+    first = TrialRow(0, "starter", "complete", 0.7, 3.2, 3.2, "r0", 6, {}, train_seconds=0.4)  # the search's start-up
+    later = [TrialRow(n, "mlp", "complete", 0.7, 0.5 + n / 10, 9.0, f"r{n}", 4, {}, train_seconds=0.2 + n / 10)
+             for n in (1, 2, 3)]
+    old = TrialRow(4, "mlp", "complete", 0.7, 0.9, 9.0, "r4", 4, {})  # recorded before train_seconds was
+    pruned = TrialRow(5, "mlp", "pruned", 0.6, 0.1, 9.0, "r5", 1, {}, train_seconds=0.05)
+    cost = retrain_seconds([first, *later, old, pruned])
+    assert cost == pytest.approx({0: 0.4 + 0.3, 1: 0.6, 2: 0.7, 3: 0.8, 4: 0.9})  # median start-up 0.3 s
+    assert retrain_seconds([old]) == {4: 0.9}
+
+
 def test_the_trials_leave_the_recheck_its_time_on_few_validation_rows() -> None:
     # 900 training rows, 100 validation rows; leaders of 1, 1 and 3 s: 3 splits of 800 rows each, a refit of 1,000
     need = SPLITS * 5.0 * 1000 * (1 - FRACTION) / 900 + 3.0 * 1000 / 900
     assert hold_seconds(120, [1.0, 1.0, 3.0], 900, 100) == pytest.approx(rc.HOLD_MARGIN * need - 12.0)  # less 10 %
     assert hold_seconds(60, [1.5, 1.5, 1.0], 900, 100) == rc.HOLD_SHARE * 60  # at most a fifth of the budget
     assert hold_seconds(60, [10.0, 10.0], 900, 100) == 0.0  # two leaders would not fit in it: no time is held
+    assert hold_seconds(60, [0.5, 0.5, 10.0], 900, 100) == rc.HOLD_SHARE * 60  # the first two fit: held
     assert hold_seconds(600, [1.0, 1.0], 900, 100) == 0.0  # the budget's 10 % pays for it
     assert hold_seconds(60, [1.0], 90_000, rc.RECHECK_ROWS) == 0.0  # enough validation rows: no recheck
     assert hold_seconds(60, [], 900, 100) == 0.0  # no trial's time known yet
@@ -124,12 +146,43 @@ def test_the_leaders_are_rechecked_and_the_refit_trains_the_one_kept(searched: t
         assert not (run.artifact_dir / "bundle").exists() and run.summary["auto"]["recheck_of"] in means
     assert len({r.config["train"]["seed"] for r in runs}) == SPLITS
     assert state["refit"]["trial"] == recheck["chosen"]  # the refit trains the trial the recheck kept
-    assert 0 < recheck["held_s"] <= rc.HOLD_SHARE * 40  # the trials left it time beyond the budget's 10 %
+    assert recheck.get("held_s", 0.0) <= rc.HOLD_SHARE * 40
     assert all(len(t["losses"]) == SPLITS for t in recheck["trials"])
     shown = CliRunner().invoke(app, ["show", result.record.run_id, "--home", str(home)])
     flat = " ".join(shown.output.split())
     assert f"recheck (400 validation rows): mean auc on {SPLITS} fresh splits of 2,000 rows" in flat
     assert f"-> trial {recheck['chosen']}" in flat
+
+
+def test_the_time_held_is_the_likely_leaders_retrained(searched: tuple[Any, Path]) -> None:
+    """The search holds what its best trials (and the starter) would take to recheck and refit, from the rows of
+    its trials; nothing where a --valid file cannot join DATA."""
+    import optuna
+
+    from shoal.auto.report import leaderboard, rows_of
+    from shoal.auto.search import _hold
+    from shoal.config import parse_config
+
+    result, home = searched
+    registry = Registry(home)
+    rows = rows_of(optuna.load_study(study_name=None,
+                                     storage=f"sqlite:///{result.record.artifact_dir / 'optuna.db'}"))
+    complete = [r for r in rows if r.state == "complete"]
+    assert complete and all(r.train_seconds is not None and r.train_seconds <= r.seconds for r in complete)
+    data = parse_config(registry.get(str(complete[0].run_id)).config, source="test").data
+    cost = retrain_seconds(complete)
+    top = leaderboard(complete, True)[:LEADERS]
+    starter = [r for r in complete if r.family == STARTER and r not in top[:1]]
+    likely = [cost[r.number] for r in top[:1] + starter + [r for r in top[1:] if r not in starter]]
+    # a budget where the first two fit in the most held (a fifth) and the 10 % does not pay for all of them
+    two = likely[:2]
+    some = 5 * rc.HOLD_MARGIN * (SPLITS * sum(two) * 2000 * (1 - FRACTION) / 1600 + max(two) * 2000 / 1600)
+    for budget_s in (4.0, some, 1000.0):
+        assert _hold(registry, rows, budget_s, data, AUC) == pytest.approx(hold_seconds(budget_s, likely, 1600, 400))
+    assert _hold(registry, rows, some, data, AUC) > 0
+    apart = type(data).model_validate({**data.model_dump(mode="json"),
+                                       "valid": {"path": str(data.valid), "delimiter": ";"}})
+    assert _hold(registry, rows, 10.0, apart, AUC) == 0.0  # read otherwise: no recheck, nothing held
 
 
 def test_a_recheck_past_the_budget_or_on_many_rows_is_not_done(searched: tuple[Any, Path],
