@@ -286,9 +286,9 @@ def refit_line(refit: dict[str, Any]) -> str:
     if refit.get("error"):
         return f"[yellow]refit failed[/] ({escape(refit['error'])}): the trial's model is kept"
     rows = refit.get("rows")
+    epochs = f"{refit['epochs']} epoch{'s' * (refit['epochs'] != 1)}"
     return (f"refit: trial {refit['trial']}'s config on every row" + (f" ({rows:,})" if isinstance(rows, int) else "")
-            + f", {refit['epochs']} epochs, {refit['seconds']:.1f} s -> run {refit['run_id']} (the model tested and "
-            "served)")
+            + f", {epochs}, {refit['seconds']:.1f} s -> run {refit['run_id']} (the model tested and served)")
 
 
 def recheck_line(recheck: dict[str, Any], metric: str) -> str:
