@@ -1,6 +1,6 @@
 """The wall-clock budget of a search: what is left, whether a trial still fits, and how long a trial may run.
 
-    start ─────────────── trials ──────────────┬─ held ──┬─ reserve ─┐ deadline = start + budget
+    start ─────────────── trials ────────────────┬─ held ──┬─ reserve ─┐ deadline = start + budget
       profile, study      each capped at the     │ recheck │ winner,   │
                           time left (and at      │ (few    │ test, PNG │
                           MAX_TRIAL_SHARE, or    │ valid.  │           │
