@@ -33,7 +33,7 @@ from shoal.auto.report import TrialRow
 from shoal.auto.trial import Metric
 
 __all__ = ["FRACTION", "HOLD_MARGIN", "HOLD_SHARE", "LEADERS", "RECHECK_ROWS", "SPLITS", "hold_seconds", "leaders",
-           "recheck_config", "rechecked", "retrain_seconds"]
+           "recheck_config", "rechecked", "retrain_seconds", "split_seconds"]
 
 RECHECK_ROWS = 10_000  # validation rows below which the leaders are rechecked
 LEADERS = 4  # trials rechecked at most
@@ -54,15 +54,21 @@ def hold_seconds(budget_s: float, seconds: Sequence[float], trained: int, held: 
     much: time held for a recheck that is then skipped is time no trial had."""
     if not seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
         return 0.0
-    total = trained + held
 
     def need(times: Sequence[float]) -> float:
-        trainings = SPLITS * sum(times) * total * (1 - FRACTION) / trained + max(times) * total / trained
+        splits = SPLITS * sum(split_seconds(t, trained, held) for t in times)
+        trainings = splits + max(times) * (trained + held) / trained  # and the refit of the slowest
         return HOLD_MARGIN * trainings - 0.1 * budget_s
 
     if need(seconds[:2]) > HOLD_SHARE * budget_s:
         return 0.0
     return min(HOLD_SHARE * budget_s, max(0.0, need(seconds)))
+
+
+def split_seconds(seconds: float, trained: int, held: int) -> float:
+    """What one recheck training (on 1 - FRACTION of every row) of a trial that took ``seconds`` on ``trained``
+    rows (``held`` more for validation) should take."""
+    return seconds * (trained + held) * (1 - FRACTION) / trained
 
 
 def retrain_seconds(rows: Sequence[TrialRow]) -> dict[int, float]:

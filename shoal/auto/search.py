@@ -292,6 +292,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
     rows = rows_of(study)  # the trials that ran (a skipped draw adds none): read again after each trial
     retired = _retired(rows, settings.budget_s, metric)  # family -> why it is drawn no more
     redraws = random.Random(seed)  # the family of the trial after a skipped draw
+    split: tuple[int, int] | None = None  # a trial's training and validation rows, once known (the recheck's)
     try:
         with registry.recording(record.run_id):
             while budget.left() > 0 and (settings.max_trials is None or session["trials"] < settings.max_trials):
@@ -346,7 +347,8 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 rows = rows_of(study)
                 best = _best(rows, metric)
                 if settings.recheck and settings.latency_budget_ms is None:
-                    budget.held = _hold(registry, rows, settings.budget_s, space.base.data, metric)
+                    split = split or _recheck_rows(registry, rows, space.base.data)
+                    budget.held = _hold(rows, settings.budget_s, split, metric) if split else 0.0
                 _tidy(registry, rows, number, metric)
                 for fam, why in _retired(rows, settings.budget_s, metric).items():
                     if fam not in retired:
@@ -610,25 +612,31 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
     return registry.update(child.run_id, summary={"auto": {"refit_of": best.number}})
 
 
-def _hold(registry: Registry, rows: list[TrialRow], budget_s: float, data: DataConfig, metric: Metric) -> float:
-    """The seconds the trials leave to the recheck (:func:`shoal.auto.recheck.hold_seconds`): the times of its
-    likely leaders (the best complete trial so far, the starter, which the selection rule may keep, then the next
-    best) and the rows of the latest trial; 0 where the recheck would not run (a --valid file it cannot join)."""
-    from shoal.auto.recheck import LEADERS, hold_seconds, retrain_seconds
+def _recheck_rows(registry: Registry, rows: list[TrialRow], data: DataConfig) -> tuple[int, int] | None:
+    """The training and validation rows of a trial (the same in every trial), where the recheck could run: None
+    where no complete trial says them yet or a --valid file cannot join DATA (read once by the search)."""
     from shoal.auto.refit import merged_sources
 
-    complete = [r for r in rows if r.state == "complete" and r.run_id is not None and r.value is not None]
+    complete = [r for r in rows if r.state == "complete" and r.run_id is not None]
     if not complete or (data.valid is not None and isinstance(merged_sources(data), str)):
-        return 0.0
-    summary = registry.get(str(complete[-1].run_id)).summary
+        return None
+    summary = registry.get(str(complete[0].run_id)).summary
     trained, held = summary.get("train_rows"), summary.get("valid_rows")
-    if not isinstance(trained, int) or not isinstance(held, int):
-        return 0.0
+    return (trained, held) if isinstance(trained, int) and isinstance(held, int) else None
+
+
+def _hold(rows: list[TrialRow], budget_s: float, split: tuple[int, int], metric: Metric) -> float:
+    """The seconds the trials leave to the recheck (:func:`shoal.auto.recheck.hold_seconds`): the times of its
+    likely leaders (the best complete trial so far, the starter, which the selection rule may keep, then the next
+    best) on ``split`` (a trial's training and validation rows, :func:`_recheck_rows`)."""
+    from shoal.auto.recheck import LEADERS, hold_seconds, retrain_seconds
+
+    complete = [r for r in rows if r.state == "complete" and r.value is not None]
     top = leaderboard(complete, metric.maximize)[:LEADERS]
     starter = [r for r in complete if r.family == STARTER and r not in top[:1]]  # the rule may keep it
     likely = top[:1] + starter + [r for r in top[1:] if r not in starter]
     cost = retrain_seconds(complete)
-    return hold_seconds(budget_s, [cost[r.number] for r in likely], trained, held)
+    return hold_seconds(budget_s, [cost[r.number] for r in likely], *split)
 
 
 def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept: TrialRow, winner: RunRecord,
@@ -636,7 +644,16 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     """On few validation rows, the leading trials trained again on fresh splits of every row (:mod:`.recheck`),
     as child runs of the auto run; the leader with the best mean, or None (the kept trial stands) where it does not
     apply or nothing would fit, with the reason in ``state["recheck"]``."""
-    from shoal.auto.recheck import FRACTION, RECHECK_ROWS, SPLITS, leaders, recheck_config, rechecked, retrain_seconds
+    from shoal.auto.recheck import (
+        FRACTION,
+        RECHECK_ROWS,
+        SPLITS,
+        leaders,
+        recheck_config,
+        rechecked,
+        retrain_seconds,
+        split_seconds,
+    )
     from shoal.auto.refit import merged_sources
 
     trained, held = winner.summary.get("train_rows"), winner.summary.get("valid_rows")
@@ -654,18 +671,18 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     usable = {r.number for r in board if r.state == "complete" and r.run_id is not None
               and (registry.get(r.run_id).artifact_dir / "bundle").exists()}
     rows = leaders(board, kept, metric, noise, usable)
-    per_row = total * (1 - FRACTION) / trained  # a recheck's rows over the trial's
     retrain = retrain_seconds(board)  # a trial's time with the median start-up (the first trial's holds the search's)
-    room = left_s - retrain.get(kept.number, kept.seconds) * total / trained  # what the refit will want after it
+    guess = {r.number: split_seconds(retrain[r.number], trained, held) for r in rows}  # one training on a split
+    room = left_s - retrain[kept.number] * total / trained  # what the refit will want after it
     fit: list[TrialRow] = []
     cost = 0.0  # the estimated seconds of the leaders taken
     for row in rows:
-        if cost + SPLITS * retrain[row.number] * per_row > room:
+        if cost + SPLITS * guess[row.number] > room:
             break
         fit.append(row)
-        cost += SPLITS * retrain[row.number] * per_row
+        cost += SPLITS * guess[row.number]
     if len(rows) < 2 or len(fit) < 2:
-        cost = sum(SPLITS * retrain[r.number] * per_row for r in rows[:2])
+        cost = sum(SPLITS * guess[r.number] for r in rows[:2])
         state["recheck"] = {"skipped": "no other trial is within the validation rows' noise of the kept one"
                             if len(rows) < 2 else f"rechecking the two leaders would take about {cost:.0f} s; "
                             f"{max(room, 0):.0f} s of the budget (and its 10 %) are left beside the refit"}
@@ -681,15 +698,14 @@ def _recheck(registry: Registry, record: RunRecord, board: list[TrialRow], kept:
     try:
         for split in range(1, SPLITS + 1):  # split by split: a recheck stopped by the clock is still paired
             for row in fit:
-                guess = retrain[row.number] * per_row
-                if time.monotonic() + guess * pace > deadline:
+                if time.monotonic() + guess[row.number] * pace > deadline:
                     raise TimeoutError
                 config = registry.get(str(row.run_id)).config
                 cfg = parse_config(recheck_config(config, split, sources), source=f"the recheck of trial {row.number}")
                 child = registry.create_run(cfg.name, cfg.resolved(), kind=RunKind.TRAIN, parent=record.run_id)
                 begun = time.monotonic()
                 done = fit_run(registry, child, cfg)
-                pace = max(pace, (time.monotonic() - begun) / max(guess, 1e-3))
+                pace = max(pace, (time.monotonic() - begun) / max(guess[row.number], 1e-3))
                 value = done.metrics.get(f"valid_{metric.name}")
                 scores[row.number].append(float(value) if isinstance(value, int | float) else math.nan)
                 losses[row.number].append(_valid_loss(done.metrics))

@@ -160,7 +160,7 @@ def test_the_time_held_is_the_likely_leaders_retrained(searched: tuple[Any, Path
     import optuna
 
     from shoal.auto.report import leaderboard, rows_of
-    from shoal.auto.search import _hold
+    from shoal.auto.search import _hold, _recheck_rows
     from shoal.config import parse_config
 
     result, home = searched
@@ -177,12 +177,14 @@ def test_the_time_held_is_the_likely_leaders_retrained(searched: tuple[Any, Path
     # a budget where the first two fit in the most held (a fifth) and the 10 % does not pay for all of them
     two = likely[:2]
     some = 5 * rc.HOLD_MARGIN * (SPLITS * sum(two) * 2000 * (1 - FRACTION) / 1600 + max(two) * 2000 / 1600)
+    split = _recheck_rows(registry, rows, data)
+    assert split == (1600, 400)
     for budget_s in (4.0, some, 1000.0):
-        assert _hold(registry, rows, budget_s, data, AUC) == pytest.approx(hold_seconds(budget_s, likely, 1600, 400))
-    assert _hold(registry, rows, some, data, AUC) > 0
+        assert _hold(rows, budget_s, split, AUC) == pytest.approx(hold_seconds(budget_s, likely, 1600, 400))
+    assert _hold(rows, some, split, AUC) > 0
     apart = type(data).model_validate({**data.model_dump(mode="json"),
                                        "valid": {"path": str(data.valid), "delimiter": ";"}})
-    assert _hold(registry, rows, 10.0, apart, AUC) == 0.0  # read otherwise: no recheck, nothing held
+    assert _recheck_rows(registry, rows, apart) is None  # read otherwise: no recheck, nothing held
 
 
 def test_a_recheck_past_the_budget_or_on_many_rows_is_not_done(searched: tuple[Any, Path],

@@ -138,7 +138,11 @@ def test_the_winner_is_tested_once_and_reported(searched: dict[str, Any]) -> Non
     assert best is not None and best.state == "complete"
     values = [r.value for r in result.leaderboard if r.state == "complete"]
     selection = result.record.summary["auto"].get("selection")  # the best, or the starter within its noise
-    if result.leaderboard[0].family == "starter":  # the starter best on validation: nothing to choose between
+    recheck = result.record.summary["auto"].get("recheck") or {}
+    if "chosen" in recheck:  # the leaders rechecked on fresh splits: the best mean there is kept
+        assert best.number == recheck["chosen"] and best.number in [t["trial"] for t in recheck["trials"]]
+        assert recheck["trials"][0]["trial"] == (selection["chosen"] if selection else result.leaderboard[0].number)
+    elif result.leaderboard[0].family == "starter":  # the starter best on validation: nothing to choose between
         assert selection is None and best.number == result.leaderboard[0].number and best.value == max(values)
     elif best.family == "starter":
         assert selection is not None and selection["chosen"] == best.number
@@ -181,7 +185,8 @@ def test_pruning_resume_and_ctrl_c(clicks: tuple[Path, Path], tmp_path: Path) ->
     bad = {"family": "logistic", "logistic.lr": 1e-4, "logistic.embedding_lr": 1e-3, "logistic.epochs": 20,
            "logistic.batch_size": 128}
     good = {"family": "logistic", "logistic.epochs": 20}
-    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic",), max_trials=3, refit=False)
+    settings = AutoSettings(data=train, label="label", budget_s=60, families=("logistic",), max_trials=3, refit=False,
+                            recheck=False)  # the kept trial is the validation's best in every session (test_recheck)
     first = auto(settings, tmp_path, enqueue=[good, bad])
     registry = Registry(tmp_path)
     states = [r.state for r in sorted(first.leaderboard, key=lambda r: r.number)]
