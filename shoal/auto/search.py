@@ -153,11 +153,12 @@ def _nothing_fits(families: Sequence[str], too_slow: set[str], study: optuna.Stu
 
 
 def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchView | None = None,
-         enqueue: Sequence[dict[str, Any]] = ()) -> AutoResult:
+         enqueue: Sequence[dict[str, Any]] = (), started: float | None = None) -> AutoResult:
     """Search ``settings.data`` for the best model within ``settings.budget_s`` seconds (see the module doc).
 
     ``enqueue`` adds trials with fixed parameters (``{"family": "mlp", "mlp.lr": 0.01, ...}``; the rest drawn)
-    after each family's default trial.
+    after each family's default trial. ``started``: the ``time.monotonic()`` the budget counts from (default: now;
+    the command line gives its process's start, :func:`~shoal.auto.budget.process_age`).
     """
     settings = _absolute(settings)
     if not settings.budget_s > 0:
@@ -169,7 +170,8 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
     for f in (settings.data, settings.valid, settings.test):  # a missing or empty file: refused, no run left behind
         if f is not None:
             check_file(f)
-    budget = Budget(settings.budget_s, ensemble=settings.ensemble >= 2)  # the profile is part of the search's time
+    budget = Budget(settings.budget_s, start=time.monotonic() if started is None else started,
+                    ensemble=settings.ensemble >= 2)  # the profile is part of the search's time
     # profiled once, before the run exists: a wrong --label or a --metric of another kind leaves no run behind
     profile = profile_data(settings.data, settings.label, header=settings.header, label_kind=settings.label_kind)
     kinds = {c.kind for c in profile.columns}
@@ -197,9 +199,10 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
 
 
 def resume(ref: str, home: str | Path = "shoal-runs", budget_s: float | None = None,
-           view: SearchView | None = None) -> AutoResult:
+           view: SearchView | None = None, started: float | None = None) -> AutoResult:
     """Continue the search of auto run ``ref`` (id, prefix or ``latest``) with ``budget_s`` more seconds (default:
-    its budget), from its Optuna study: the trials so far inform the sampler, and the leaderboard keeps them."""
+    its budget), from its Optuna study: the trials so far inform the sampler, and the leaderboard keeps them.
+    ``started``: as :func:`auto`'s."""
     registry = Registry(Path(home))
     record = registry.get(ref)
     if record.kind != RunKind.AUTO:
@@ -208,7 +211,8 @@ def resume(ref: str, home: str | Path = "shoal-runs", budget_s: float | None = N
     settings = AutoSettings.from_dict(record.config)
     if budget_s is not None:
         settings = replace(settings, budget_s=budget_s)
-    budget = Budget(settings.budget_s, ensemble=settings.ensemble >= 2)
+    budget = Budget(settings.budget_s, start=time.monotonic() if started is None else started,
+                    ensemble=settings.ensemble >= 2)
     state = dict(record.summary.get("auto") or {})  # type: ignore[call-overload]
     starter = record.artifact_dir / STARTER_FILE
     if not starter.is_file() or "shape" not in state:

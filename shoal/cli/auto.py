@@ -26,6 +26,7 @@ from shoal.cli.common import (
     AliasOption,
     HomeOption,
     RegisterOption,
+    command_started,
     console,
     home_dir,
     metrics_table,
@@ -93,6 +94,7 @@ def auto(
     """The best model for DATA within a time budget: profiles the file, searches model families and their
     hyperparameters with Optuna (TPE, pruning of bad trials), registers every trial, writes the best config as
     YAML; with --latency-budget-ms compresses the winner. Ctrl-C stops and keeps the best so far."""
+    started = command_started()  # the budget counts the process's start and the imports below
     import shoal.auto as search
 
     with user_errors():
@@ -101,7 +103,7 @@ def auto(
         view = LiveView()
         with view.live:
             if resume is not None:
-                result = search.resume(resume, h, budget_s=budget, view=view)
+                result = search.resume(resume, h, budget_s=budget, view=view, started=started)
             else:
                 if data is None or label is None:
                     raise ValueError("give the DATA file and its --label column (or --resume RUN to continue a "
@@ -111,7 +113,7 @@ def auto(
                                                families=tuple(family) if family else None, ensemble=ensemble,
                                                header=header, label_kind=label_kind, refit=refit,
                                                recheck=recheck)
-                result = search.auto(settings, h, view=view)
+                result = search.auto(settings, h, view=view, started=started)
         report(result)
         if result.best is not None:
             state: Any = result.record.summary.get("auto") or {}

@@ -11,6 +11,7 @@ Library code logs and raises; the command line prints, with rich, from here::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,12 +31,14 @@ from shoal.training.progress import RichCallbacks, progress_bar
 __all__ = [
     "USER_ERRORS",
     "HomeOption",
+    "command_started",
     "confusion_table",
     "console",
     "err_console",
     "home_dir",
     "metrics_table",
     "print_run",
+    "process_age",
     "split_metrics",
     "train_with_progress",
     "training_progress",
@@ -48,6 +51,34 @@ err_console = Console(stderr=True)
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Registry folder (default: $SHOAL_HOME or ./shoal-runs).")
 ]
+
+_started: float | None = None  # the process's start, time.monotonic(), when it runs as the `shoal` command
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux: ``/proc``; 0.0 where it cannot be read)."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, after the command's name
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+def mark_command_start() -> None:
+    """Note that this process is the `shoal` command (its console entry calls this): :func:`command_started` is
+    then the process's start, so a time budget counts the interpreter's start and the imports (1-2 s)."""
+    global _started
+    _started = time.monotonic() - process_age()
+
+
+def command_started() -> float:
+    """The ``time.monotonic()`` a command's time budget counts from: the process's start when this process is the
+    `shoal` command, else now (a command called in-process: a test, a notebook)."""
+    return time.monotonic() if _started is None else _started
+
 
 # What a user can fix from the message: a bad config, file, run reference or option value. Anything else is a bug
 # and keeps its traceback.

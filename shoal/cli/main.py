@@ -20,13 +20,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging  # noqa: E402
-import sys  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
 from shoal.cli import academy, analysis, auto, data, demo, distill, export, models, plan, serve, train, ui  # noqa: E402
-from shoal.cli.common import console, err_console  # noqa: E402
+from shoal.cli.common import console, err_console, mark_command_start  # noqa: E402
 
 __all__ = ["app", "console", "err_console", "main"]
 
@@ -46,8 +45,9 @@ for group in (train, models, data, analysis, auto, demo, academy, serve, ui, exp
 
 
 def main() -> None:  # pragma: no cover - console script entry
+    mark_command_start()
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()
