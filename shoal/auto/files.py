@@ -96,7 +96,9 @@ def file_spec(path: Path, data: DataConfig) -> Path | FileSpec:
 
 
 def test_report(run_id: str, spec: Path | FileSpec, data: DataConfig, home: Path) -> dict[str, Any]:
-    """The winner's metrics on the test file (read as :func:`_file_spec` says; bad rows counted, not fatal)."""
+    """The winner's metrics on the test file (read as :func:`_file_spec` says); bad rows are not fatal: counted
+    (``bad_rows``), by reason (``bad_reasons``), the first as an example (``bad_example``: its file, line, column
+    and value)."""
     from shoal.training.evaluation import report, scores
     from shoal.training.runs import load
 
@@ -105,4 +107,7 @@ def test_report(run_id: str, spec: Path | FileSpec, data: DataConfig, home: Path
         update={"columns": spec.columns}))
     sink = BadRowSink("count")
     encoded = (b for b in batches(path, options, bundle.encoder, sink) if len(b))
-    return {**report(*scores(bundle.model, encoded), bundle.prior), "bad_rows": sink.count}
+    metrics = report(*scores(bundle.model, encoded), bundle.prior)  # reads the file: the sink counts after it
+    bad = ({"bad_rows": sink.count, "bad_reasons": dict(sink.by_reason), "bad_example": sink.first.message()}
+           if sink.first is not None else {"bad_rows": 0})
+    return {**metrics, **bad}

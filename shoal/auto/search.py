@@ -545,7 +545,7 @@ def _finish(registry: Registry, record: RunRecord, settings: AutoSettings, study
                 view.on_phase(f"test: {what} (trial {best.number}) on {settings.test.name}, read once")
                 assert test_spec is not None
                 test = test_report(final.run_id, test_spec, winner_data, registry.home)
-                metrics.update({f"test_{k}": v for k, v in test.items() if k != "bad_rows"})
+                metrics.update({f"test_{k}": v for k, v in test.items() if not k.startswith("bad_")})
                 state["test"] = {"file": str(settings.test), "run_id": final.run_id, **test}
             if settings.ensemble >= 2 and not interrupted:
                 state["ensemble"] = _ensemble(registry, board, settings, metric, winner_data, test_spec, view,

@@ -264,10 +264,14 @@ def report(result: Any) -> None:
         console.print(refit_line(state["refit"]))
     if record.metrics:
         console.print(metrics_table("the winner", split_metrics(record.metrics)))
-    bad = (state.get("test") or {}).get("bad_rows")
-    if bad:
-        console.print(f"[yellow]{bad:,} rows of the test file could not be read[/] (e.g. label values the training "
-                      "file does not have) and are left out of the test metrics")
+    tested = state.get("test") or {}
+    if tested.get("bad_rows"):
+        reasons = tested.get("bad_reasons") or {}
+        why = (", ".join(f"{reason}: {n:,}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+               or "e.g. label values the training file does not have")
+        example = f"; the first: {escape(tested['bad_example'])}" if tested.get("bad_example") else ""
+        console.print(f"[yellow]{tested['bad_rows']:,} rows of the test file could not be read[/] ({why}) and are "
+                      f"left out of the test metrics{example}", highlight=False)
     console.print(f"best config: {result.best_config}   (reproduce: shoal train {result.best_config})")
     console.print(f"saved {result.png}")
     seeds = ", ".join(str(s.get("sampler_seed")) for s in state.get("sessions", []))

@@ -398,11 +398,10 @@ class Encoder:
             text = as_strings(col, name)
             empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), True).to_numpy(zero_copy_only=False)
             ok = pc.fill_null(pc.match_substring_regex(text, NUMBER), False).to_numpy(zero_copy_only=False)
-            problems.add(~ok & ~empty if optional else ~ok, name,
-                         "invalid label: a regression label must be a number", text)
+            problems.add(~ok & ~empty, name, "invalid label: a regression label must be a number", text)
             clean = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
             values = np.where(ok, pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False),
-                              np.nan if optional else 0.0)  # a bad cell is reported once, as invalid
+                              np.nan if optional else np.where(empty, np.nan, 0.0))  # a bad cell: reported once
         missing = np.isnan(values)
         if not optional:
             problems.add(missing, name, "missing label (regression)", col)

@@ -98,6 +98,7 @@ class BadRowSink:
         self.count = 0
         self.by_reason: dict[str, int] = {}
         self.rows: list[BadRow] = []  # mode "keep" only
+        self.first: BadRow | None = None  # the first bad row, in every mode but error: an example to show
         self._fh: IO[str] | None = None
 
     def add(self, row: BadRow) -> None:
@@ -106,6 +107,8 @@ class BadRowSink:
                 f"{row.message()} (set data.on_bad_rows: quarantine to set such rows aside and go on)"
             )
         self.count += 1
+        if self.first is None:
+            self.first = row
         # "invalid label; allowed: [...]" -> "invalid label"; a parenthesis with a figure is the row's own
         # detail: "not a WAV file (14 bytes starting ...)" -> "not a WAV file"
         key = _DETAIL.split(row.reason.split(":")[0].split(";")[0])[0]
