@@ -8,6 +8,8 @@ vectors; the top MLP maps [bottom output, dot products] to a click logit (or one
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -42,7 +44,9 @@ class DLRM(nn.Module):
                  sequences: list[int] | None = None) -> None:
         super().__init__()
         d = config.embedding_dim
-        self.bottom_mlp = mlp([dense_dim, *config.bottom_mlp, d])
+        with warnings.catch_warnings():  # no dense input: a (width, 0) first layer, its bias a learned constant
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+            self.bottom_mlp = mlp([dense_dim, *config.bottom_mlp, d])
         self.sparse_arch = SparseArch(buckets, d)
         n = len(buckets) + 1
         self.interaction = DotInteraction(n)

@@ -191,3 +191,19 @@ def test_the_output_bias_starts_at_the_prior(name: str, task: str, outputs: int,
     shift = (bias.detach() - old).reshape(-1) if outputs > 1 else (bias.detach() - old).reshape(())
     torch.testing.assert_close(model(*inputs).detach(), before + shift, rtol=1e-5, atol=1e-5)
     assert not init_output_bias(_model(name), "regression", 3.0)
+
+
+@pytest.mark.parametrize("name", [n for n in available() if n != "bytecnn"])  # bytecnn reads a byte sequence
+def test_a_model_without_dense_inputs_builds_silently(name: str) -> None:
+    """Ids only (a text and an artist, no number): no warning reaches the user's console (DLRM's bottom MLP takes
+    0 values: a zero-element first layer, which torch warns about), and the output is finite."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = build(_config(name).model, 0, [50, 20], 1, [])
+        with torch.device("meta"):  # as a bundle is loaded
+            build(_config(name).model, 0, [50, 20], 1, [])
+    out = model(torch.zeros(3, 0), [torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])],
+                [torch.arange(3), torch.arange(3)])  # one id per row: offsets (B,)
+    assert out.shape == (3,) and torch.isfinite(out).all()
