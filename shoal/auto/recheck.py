@@ -14,8 +14,9 @@ hair behind it on validation tested at 0.727-0.729. Scores on fresh splits do no
 
 Only where the validation rows are fewer than RECHECK_ROWS (on more, one split already tells the leaders apart),
 where a ``--valid`` file can be read with DATA as one list of sources, and in the time left (the budget and its
-10 %, less the reserve and the refit's estimate): the leaders estimated to fit are rechecked, at least two, split
-by split, stopping before a training that would pass the time; they are compared on the splits all of them
+10 %, less the reserve and the refit's estimate): the leaders estimated to fit on SPLITS splits are rechecked, at
+least two (the first two where only one split of theirs fits), split by split, stopping before a training that
+would pass the time; they are compared on the splits all of them
 finished. With a ``--valid`` file the splits mix its rows with DATA's: they assume one distribution; where the
 validation file is chosen to differ (a later week, another market), ``--no-recheck`` leaves the choice to it.
 """
