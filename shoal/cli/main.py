@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging  # noqa: E402
+import sys  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
@@ -44,9 +45,40 @@ for group in (train, models, data, analysis, auto, demo, academy, serve, ui, exp
     group.register(app)
 
 
-def main() -> None:  # pragma: no cover - console script entry
+def main() -> None:  # pragma: no cover - console script entry (tests/test_cli_exit.py runs it in a process)
+    """The `shoal` command: marks the process's start (a time budget counts from it), runs the command, then ends
+    the process without tearing down its 3,000-odd modules (torch, its compiler's sympy, pandas: 1.1 s after a
+    `shoal auto`, past its budget): other threads joined, exit handlers run (logging, temporary folders), output
+    flushed, then ``os._exit`` with the command's exit code."""
     mark_command_start()
-    app()
+    try:
+        app()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    _exit(code)
+
+
+def _exit(code: object) -> None:  # pragma: no cover - ends the process
+    import atexit
+    import contextlib
+    import threading
+
+    for thread in threading.enumerate():  # what the interpreter's shutdown waits for
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1, as Python does
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover
