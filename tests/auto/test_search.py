@@ -125,7 +125,10 @@ def test_every_trial_is_a_child_run_of_the_auto_run(searched: dict[str, Any]) ->
     result, registry = searched["result"], Registry(searched["home"])
     parent = registry.get(result.record.run_id)
     assert parent.kind == RunKind.AUTO and parent.status == RunStatus.COMPLETED
-    children = [r for r in registry.list(limit=1000) if r.parent == parent.run_id]
+    every = [r for r in registry.list(limit=1000) if r.parent == parent.run_id]
+    rechecks = [r for r in every if "recheck_of" in (r.summary.get("auto") or {})]  # where the recheck had time
+    assert all("-recheck" in r.name for r in rechecks)
+    children = [r for r in every if r not in rechecks]
     assert len(children) == len(result.leaderboard)
     assert {c.kind for c in children} == {RunKind.TRAIN}
     assert {c.run_id for c in children} == {r.run_id for r in result.leaderboard}
