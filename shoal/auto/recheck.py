@@ -51,19 +51,22 @@ def hold_seconds(budget_s: float, seconds: Sequence[float], trained: int, held: 
     validation rows (``held`` of them, ``trained`` training rows in a trial): SPLITS trainings of each likely leader
     (``seconds``: their retraining times, the first two those a recheck takes first, at most LEADERS + 1) and the
     refit of the slowest, each scaled by its rows, times HOLD_MARGIN, less the budget's 10 % (theirs already), at
-    most HOLD_SHARE of the budget. 0 on enough validation rows, and where even the first two would not fit in that
-    much: time held for a recheck that is then skipped is time no trial had."""
+    most HOLD_SHARE of the budget. Where the first two would not fit in that much on SPLITS splits, what they need
+    on one (the recheck then takes them on the splits that fit); 0 on enough validation rows, and where even that
+    would not fit: time held for a recheck that is then skipped is time no trial had."""
     if not seconds or not 0 < held < RECHECK_ROWS or trained <= 0:
         return 0.0
 
-    def need(times: Sequence[float]) -> float:
-        splits = SPLITS * sum(split_seconds(t, trained, held) for t in times)
-        trainings = splits + max(times) * (trained + held) / trained  # and the refit of the slowest
+    def need(times: Sequence[float], splits: int = SPLITS) -> float:
+        rechecks = splits * sum(split_seconds(t, trained, held) for t in times)
+        trainings = rechecks + max(times) * (trained + held) / trained  # and the refit of the slowest
         return HOLD_MARGIN * trainings - 0.1 * budget_s
 
-    if need(seconds[:2]) > HOLD_SHARE * budget_s:
-        return 0.0
-    return min(HOLD_SHARE * budget_s, max(0.0, need(seconds)))
+    most = HOLD_SHARE * budget_s
+    if need(seconds[:2]) > most:
+        one = need(seconds[:2], 1)
+        return 0.0 if one > most else max(0.0, one)
+    return min(most, max(0.0, need(seconds)))
 
 
 def split_seconds(seconds: float, trained: int, held: int) -> float:

@@ -98,6 +98,9 @@ def test_the_trials_leave_the_recheck_its_time_on_few_validation_rows() -> None:
     assert hold_seconds(120, [1.0, 1.0, 3.0], 900, 100) == pytest.approx(rc.HOLD_MARGIN * need - 12.0)  # less 10 %
     assert hold_seconds(60, [1.5, 1.5, 1.0], 900, 100) == rc.HOLD_SHARE * 60  # at most a fifth of the budget
     assert hold_seconds(60, [10.0, 10.0], 900, 100) == 0.0  # two leaders would not fit in it: no time is held
+    # the first two fit on one split, not on three: what one split of theirs and the refit need is held
+    one = 2 * 3.0 * 1000 * (1 - FRACTION) / 900 + 3.0 * 1000 / 900
+    assert hold_seconds(60, [3.0, 3.0, 3.0], 900, 100) == pytest.approx(rc.HOLD_MARGIN * one - 6.0)
     assert hold_seconds(60, [0.5, 0.5, 10.0], 900, 100) == rc.HOLD_SHARE * 60  # the first two fit: held
     assert hold_seconds(600, [1.0, 1.0], 900, 100) == 0.0  # the budget's 10 % pays for it
     assert hold_seconds(60, [1.0], 90_000, rc.RECHECK_ROWS) == 0.0  # enough validation rows: no recheck
