@@ -158,7 +158,7 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
 
     ``enqueue`` adds trials with fixed parameters (``{"family": "mlp", "mlp.lr": 0.01, ...}``; the rest drawn)
     after each family's default trial. ``started``: the ``time.monotonic()`` the budget counts from (default: now;
-    the command line gives its process's start, :func:`~shoal.auto.budget.process_age`).
+    the command line gives its process's start, :func:`shoal.cli.common.command_started`).
     """
     settings = _absolute(settings)
     if not settings.budget_s > 0:
@@ -170,8 +170,7 @@ def auto(settings: AutoSettings, home: str | Path = "shoal-runs", view: SearchVi
     for f in (settings.data, settings.valid, settings.test):  # a missing or empty file: refused, no run left behind
         if f is not None:
             check_file(f)
-    budget = Budget(settings.budget_s, start=time.monotonic() if started is None else started,
-                    ensemble=settings.ensemble >= 2)  # the profile is part of the search's time
+    budget = _budget(settings, started)  # the profile is part of the search's time
     # profiled once, before the run exists: a wrong --label or a --metric of another kind leaves no run behind
     profile = profile_data(settings.data, settings.label, header=settings.header, label_kind=settings.label_kind)
     kinds = {c.kind for c in profile.columns}
@@ -211,8 +210,7 @@ def resume(ref: str, home: str | Path = "shoal-runs", budget_s: float | None = N
     settings = AutoSettings.from_dict(record.config)
     if budget_s is not None:
         settings = replace(settings, budget_s=budget_s)
-    budget = Budget(settings.budget_s, start=time.monotonic() if started is None else started,
-                    ensemble=settings.ensemble >= 2)
+    budget = _budget(settings, started)
     state = dict(record.summary.get("auto") or {})  # type: ignore[call-overload]
     starter = record.artifact_dir / STARTER_FILE
     if not starter.is_file() or "shape" not in state:
@@ -233,6 +231,12 @@ def resume(ref: str, home: str | Path = "shoal-runs", budget_s: float | None = N
 
 
 # -- the steps ------------------------------------------------------------------------------------------------------
+def _budget(settings: AutoSettings, started: float | None) -> Budget:
+    """The session's budget, from ``started`` (a ``time.monotonic()`` value) or now."""
+    return Budget(settings.budget_s, start=time.monotonic() if started is None else started,
+                  ensemble=settings.ensemble >= 2)
+
+
 def _absolute(s: AutoSettings) -> AutoSettings:
     def a(p: Path | None) -> Path | None:
         return None if p is None else Path(p).expanduser().resolve()
@@ -297,6 +301,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
     retired = _retired(rows, settings.budget_s, metric)  # family -> why it is drawn no more
     redraws = random.Random(seed)  # the family of the trial after a skipped draw
     split: tuple[int, int] | None = None  # a trial's training and validation rows, once known (the recheck's)
+    holds = settings.recheck and settings.latency_budget_ms is None and _joins(space.base.data)  # read once
     try:
         with registry.recording(record.run_id):
             while budget.left() > 0 and (settings.max_trials is None or session["trials"] < settings.max_trials):
@@ -350,7 +355,7 @@ def _search(registry: Registry, record: RunRecord, settings: AutoSettings, space
                 failures = failures + 1 if outcome.state == "failed" else 0
                 rows = rows_of(study)
                 best = _best(rows, metric)
-                if settings.recheck and settings.latency_budget_ms is None:
+                if holds:
                     split = split or _recheck_rows(registry, rows, space.base.data)
                     budget.held = _hold(rows, settings.budget_s, split, metric) if split else 0.0
                 _tidy(registry, rows, number, metric)
@@ -616,13 +621,18 @@ def _refit(registry: Registry, record: RunRecord, best: TrialRow, winner: RunRec
     return registry.update(child.run_id, summary={"auto": {"refit_of": best.number}})
 
 
-def _recheck_rows(registry: Registry, rows: list[TrialRow], data: DataConfig) -> tuple[int, int] | None:
-    """The training and validation rows of a trial (the same in every trial), where the recheck could run: None
-    where no complete trial says them yet or a --valid file cannot join DATA (read once by the search)."""
+def _joins(data: DataConfig) -> bool:
+    """Whether the recheck's splits can see every row: no --valid file, or one read with DATA as one list."""
     from shoal.auto.refit import merged_sources
 
+    return data.valid is None or not isinstance(merged_sources(data), str)
+
+
+def _recheck_rows(registry: Registry, rows: list[TrialRow], data: DataConfig) -> tuple[int, int] | None:
+    """The training and validation rows of a trial (the same in every trial), where the recheck could run: None
+    where no complete trial says them yet or a --valid file cannot join DATA (:func:`_joins`)."""
     complete = [r for r in rows if r.state == "complete" and r.run_id is not None]
-    if not complete or (data.valid is not None and isinstance(merged_sources(data), str)):
+    if not complete or not _joins(data):
         return None
     summary = registry.get(str(complete[0].run_id)).summary
     trained, held = summary.get("train_rows"), summary.get("valid_rows")
